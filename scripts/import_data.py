@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Convert the public routing data sets into switchyard labelled logs + catalogs, reproducibly.
+
+Usage:  python3 scripts/import_data.py [--data DIR] [--out training-data] [SET ...]
+        SET is one of llmrouter, zeroeval, routellm, routerarena (default: all).
+        DIR is the folder holding the raw data sets (the project's shared data: llmrouter/, zeroeval/, ...).
+
+For each set it writes training-data/<set>/:
+  logs.jsonl.gz   labelled-log rows (the contract in README "Labelled logs"), each with a "split"
+  catalog.toml    the set's models with USD list prices per million tokens and each price's source
+  LICENSE         the upstream license, copied
+  README.md       source, license, conversion rules, price sources, row counts
+Standard library only; gzip output has a fixed timestamp so reruns are byte-identical.
+"""
+
+import argparse
+import csv
+import gzip
+import hashlib
+import io
+import json
+import math
+import re
+import shutil
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from prices import PRICES
+
+SPLIT_SEED = "switchyard-split-v1"
+TEST_PERCENT = 20
+CHARS_PER_TOKEN = 4  # the usual English rule of thumb; used wherever a source has no token counts
+
+
+def seeded_split(key: str) -> str:
+    """A fixed split by prompt id: 20% test, stable across runs and machines."""
+    h = int(hashlib.sha256(f"{SPLIT_SEED}:{key}".encode()).hexdigest()[:8], 16)
+    return "test" if h % 100 < TEST_PERCENT else "train"
+
+
+def est_tokens(chars: int) -> int:
+    return max(1, math.ceil(chars / CHARS_PER_TOKEN))
+
+
+class SetWriter:
+    """Collects one set's rows and models and writes its folder."""
+
+    def __init__(self, out: Path, name: str):
+        self.dir = out / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.rows = []
+        self.models = {}
+
+    def add(self, row: dict):
+        self.rows.append(row)
+
+    def model(self, name: str, price_key: str = None, input_usd=None, output_usd=None, source=None):
+        if input_usd is None:
+            input_usd, output_usd, source = PRICES[price_key or name]
+        self.models[name] = (input_usd, output_usd, source)
+
+    def finish(self, readme: str, license_src: Path):
+        # Rows of one prompt sit together: readers see a prompt's evidence at once, and gzip shares its text.
+        self.rows.sort(key=lambda r: (r["id"], r["model"]))
+        raw = io.BytesIO()
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+            for row in self.rows:
+                gz.write((json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode())
+        (self.dir / "logs.jsonl.gz").write_bytes(raw.getvalue())
+        lines = ["# Models and USD list prices per million tokens; see README.md for each price's source.\n"]
+        for name in sorted(self.models):
+            i, o, src = self.models[name]
+            lines.append(
+                f'[[models]]\nname = {json.dumps(name)}\ninput_usd_per_mtok = {float(i)}\n'
+                f'output_usd_per_mtok = {float(o)}\nprice_source = {json.dumps(src)}\n\n'
+            )
+        (self.dir / "catalog.toml").write_text("".join(lines).rstrip() + "\n")
+        shutil.copyfile(license_src, self.dir / "LICENSE")
+        (self.dir / "README.md").write_text(readme.strip() + "\n\n" + self.stats() + "\n")
+
+    def stats(self) -> str:
+        by_split = Counter(r.get("split") for r in self.rows)
+        prompts = {r["id"] for r in self.rows}
+        per_model = defaultdict(list)
+        for r in self.rows:
+            if "score" in r:
+                per_model[r["model"]].append(r["score"])
+        domains = Counter(r.get("domain") for r in self.rows if r.get("domain"))
+        out = [
+            "## Contents (generated)",
+            f"- {len(self.rows)} rows, {len(prompts)} prompts, {len(self.models)} models; "
+            f"split: {by_split.get('train', 0)} train rows, {by_split.get('test', 0)} test rows.",
+            f"- domains (rows): {', '.join(f'{d} {n}' for d, n in sorted(domains.items()))}",
+            "",
+            "| model | rows | mean score | input $/Mtok | output $/Mtok | price source |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for name in sorted(self.models, key=lambda m: -sum(per_model[m]) / max(1, len(per_model[m]))):
+            s = per_model[name]
+            i, o, src = self.models[name]
+            mean = f"{sum(s) / len(s):.3f}" if s else "n/a"
+            out.append(f"| {name} | {len(s)} | {mean} | {i} | {o} | {src} |")
+        return "\n".join(out)
+
+
+# ---------------------------------------------------------------- LLMRouter
+
+LLMROUTER_DOMAINS = {
+    "math": "math", "gsm8k": "math", "agentverse-mgsm": "math",
+    "mbpp": "code", "human_eval": "code",
+    "natural_qa": "knowledge", "trivia_qa": "knowledge", "mmlu": "knowledge",
+    "commonsense_qa": "reasoning", "openbook_qa": "reasoning", "arc_challenge": "reasoning",
+    "agentverse-logicgrid": "reasoning",
+    "gpqa": "science",
+    "commongen": "writing",
+}
+
+
+def import_llmrouter(data: Path, out: Path):
+    src = data / "llmrouter"
+    tasks = {}
+    for name in ["default_query_train.jsonl", "default_query_test.jsonl"]:
+        for line in open(src / "example_data/query_data" / name, encoding="utf-8"):
+            q = json.loads(line)
+            tasks.setdefault(q["query"], q["task_name"])
+    llms = json.load(open(src / "example_data/llm_candidates/default_llm.json", encoding="utf-8"))
+    w = SetWriter(out, "llmrouter")
+    missing_task = 0
+    for split in ["train", "test"]:
+        items = json.load(open(src / "dcrouter_preprocessed" / f"{split}.json", encoding="utf-8"))
+        for name in sorted({m for item in items for m in item["scores"]}):
+            card = llms[name]
+            w.model(name, input_usd=card["input_price"], output_usd=card["output_price"],
+                    source=f"LLMRouter default_llm.json ({card.get('service', 'provider')} price)")
+        for n, item in enumerate(items):
+            prompt = item["question"]
+            task = tasks.get(prompt)
+            missing_task += task is None
+            pid = f"llmrouter-{split}-{n}"
+            for model, score in sorted(item["scores"].items()):
+                row = {"id": pid, "prompt": prompt, "model": model, "score": float(score), "split": split,
+                       "input_tokens": est_tokens(len(prompt)), "output_tokens": 256}
+                if task:
+                    row["domain"] = LLMROUTER_DOMAINS[task]
+                    row["task"] = task
+                w.add(row)
+    w.finish(f"""
+# LLMRouter: 9 open models on 6,108 queries from 14 tasks
+
+Source: LLMRouter (ulab-uiuc), `data/dcrouter_preprocessed/{{train,test}}.json` (per-model scores) and
+`data/example_data` (task names, prices), commit 4e7a796942ce26e9d5f2b93191c7c2585c99c2e3. License: MIT
+(`LICENSE`, copied). Converted by `scripts/import_data.py llmrouter`.
+
+- One outcome row per (query, model); `score` is LLMRouter's per-model score (mostly 0/1, some F1/EM fractions).
+- `split` is LLMRouter's own train/test split.
+- `domain` joins the query text to LLMRouter's task names ({missing_task} queries had no task), mapped to coarse
+  domains: {', '.join(f'{k}->{v}' for k, v in sorted(LLMROUTER_DOMAINS.items()))}; the original task is in
+  `task`.
+- Costs: LLMRouter's own per-model prices. The data has no token counts: `input_tokens` is estimated as
+  characters / {CHARS_PER_TOKEN}, and `output_tokens` is assumed to be 256 for every call (so relative costs between
+  models follow their prices).
+""", src / "LICENSE")
+
+
+# ---------------------------------------------------------------- ZeroEval
+
+def import_zeroeval(data: Path, out: Path):
+    src = data / "zeroeval"
+    w = SetWriter(out, "zeroeval")
+    for set_name, domain in [("gsm", "math"), ("math-l5", "math")]:
+        items = {r["id"]: r for r in csv.DictReader(open(src / f"{set_name}_items.csv", encoding="utf-8"))}
+        for r in csv.DictReader(open(src / f"{set_name}_results_long.csv", encoding="utf-8")):
+            item = items[r["id"]]
+            w.model(r["model"])
+            w.add({"id": f"zeroeval-{r['id']}", "prompt": item["question"], "model": r["model"],
+                   "score": float(r["correct"]), "domain": domain, "task": set_name,
+                   "split": seeded_split(r["id"]), "input_tokens": est_tokens(len(item["question"])),
+                   "output_tokens": est_tokens(int(r["output_chars"]))})
+    w.finish(f"""
+# ZeroEval: 40+ frontier and open models on GSM8K and MATH level 5
+
+Source: ZeroEval (yuchenlin), `result_dirs/{{gsm,math-l5}}`, commit 570c6269a2e4930ee06a17e713fece1ba52cf1dd;
+per-item correctness recomputed with ZeroEval's own answer extraction (matches its official summaries).
+License: Apache-2.0 (`LICENSE`, copied); GSM8K and MATH are MIT. Converted by `scripts/import_data.py zeroeval`.
+
+- One outcome row per (item, model); `score` is 1 if the extracted answer is correct, else 0.
+- No split in the source: a fixed seeded split by item id ({TEST_PERCENT}% test, sha256 of
+  "{SPLIT_SEED}:<id>"), so every model's row of one item is on the same side.
+- `domain` is `math` for both sets; `task` is `gsm` or `math-l5`.
+- Costs: public list prices per million tokens (table below; sources in `scripts/prices.py`), with
+  `output_tokens` = output characters / {CHARS_PER_TOKEN} and `input_tokens` = question characters / {CHARS_PER_TOKEN}
+  (ZeroEval's prompt template adds a constant the estimate leaves out).
+""", src / "LICENSE")
+
+
+# ---------------------------------------------------------------- RouteLLM
+
+ROUTELLM_MODELS = {"gpt-4-1106-preview": "gpt-4-1106-preview",
+                   "mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b-instruct-v0.1"}
+MT_DOMAINS = {"writing": "writing", "roleplay": "writing", "reasoning": "reasoning", "math": "math",
+              "coding": "code", "extraction": "extraction", "stem": "science", "humanities": "humanities"}
+
+
+def assistant_turns(judge_prompt: str):
+    """The assistant's answers inside an MT-Bench judge prompt (one for turn 1, two for turn 2)."""
+    m = re.search(r"\[The Start of Assistant's Answer\]\n(.*)\n\[The End of Assistant's Answer\]", judge_prompt, re.S)
+    if m:
+        return [m.group(1)]
+    body = judge_prompt.split("<|The Start of Assistant A's Conversation with User|>", 1)[-1]
+    body = body.split("<|The End of Assistant A's Conversation with User|>", 1)[0]
+    return [part.split("\n\n### User:", 1)[0].strip() for part in body.split("### Assistant A:\n")[1:]]
+
+
+def import_routellm(data: Path, out: Path):
+    src = data / "routellm"
+    w = SetWriter(out, "routellm")
+    for name in ROUTELLM_MODELS.values():
+        w.model(name)
+    contaminated = set()
+    for sub in ["gsm8k", "mt_bench"]:
+        for line in open(src / sub / "contaminated_prompts.jsonl", encoding="utf-8"):
+            d = json.loads(line)
+            contaminated.add(d.get("eval_prompt") or d.get("prompt") or "")
+    for n, r in enumerate(csv.DictReader(open(src / "gsm8k/gsm8k_responses.csv", encoding="utf-8"))):
+        pid = f"routellm-gsm8k-{n}"
+        for raw, name in ROUTELLM_MODELS.items():
+            row = {"id": pid, "prompt": r["prompt"], "model": name, "score": 1.0 if r[raw] == "True" else 0.0,
+                   "domain": "math", "task": "gsm8k", "split": seeded_split(pid),
+                   "input_tokens": est_tokens(len(r["prompt"])), "output_tokens": est_tokens(len(r[raw + "_response"]))}
+            if r["prompt"] in contaminated:
+                row["contaminated"] = True
+            w.add(row)
+    questions = {}
+    for line in open(src / "mt_bench/question.jsonl", encoding="utf-8"):
+        q = json.loads(line)
+        questions[q["question_id"]] = q
+    judgements = [json.loads(line) for line in open(src / "mt_bench/judgements.jsonl", encoding="utf-8")]
+    for j in sorted(judgements, key=lambda j: (j["question_id"], j["turn"], j["model"])):
+        q = questions[j["question_id"]]
+        name = ROUTELLM_MODELS[j["model"]]
+        answers = assistant_turns(j["user_prompt"])
+        qid = f"routellm-mtbench-{j['question_id']}"
+        row = {"id": f"{qid}-turn{j['turn']}", "model": name, "score": round((float(j["score"]) - 1) / 9, 6),
+               "domain": MT_DOMAINS[q["category"]], "task": f"mt-bench-{q['category']}", "split": seeded_split(qid),
+               "output_tokens": est_tokens(len(answers[-1]) if answers else 0)}
+        if j["turn"] == 1:
+            row["prompt"] = q["turns"][0]
+            row["input_tokens"] = est_tokens(len(q["turns"][0]))
+        else:
+            row["messages"] = [{"role": "user", "content": q["turns"][0]},
+                               {"role": "assistant", "content": answers[0]},
+                               {"role": "user", "content": q["turns"][1]}]
+            row["input_tokens"] = est_tokens(sum(len(m["content"]) for m in row["messages"]))
+        if q["turns"][0] in contaminated:
+            row["contaminated"] = True
+        w.add(row)
+    w.finish(f"""
+# RouteLLM: GPT-4 vs Mixtral on GSM8K and MT-Bench
+
+Source: RouteLLM (lm-sys), `routellm/evals/{{gsm8k,mt_bench}}`, commit 0b64fdafe049e596a3f5657c219329f24af24198.
+License: Apache-2.0 (`LICENSE`, copied). Converted by `scripts/import_data.py routellm`.
+
+- Models: `gpt-4-1106-preview` (strong) and `mixtral-8x7b-instruct-v0.1` (weak; upstream name
+  mistralai/Mixtral-8x7B-Instruct-v0.1).
+- GSM8K (1,319 prompts): `score` 1 if RouteLLM marked the answer correct, else 0; `output_tokens` from the
+  response length / {CHARS_PER_TOKEN}.
+- MT-Bench (80 questions x 2 turns): GPT-4 judge scores 1-10 rescaled to [0, 1] as (score - 1) / 9. Turn-1 rows
+  carry `prompt`; turn-2 rows carry `messages` (turn-1 question, that model's own turn-1 answer recovered from the
+  judge prompt, turn-2 question), so the router reads the turn-2 question. `domain` maps MT-Bench categories:
+  {', '.join(f'{k}->{v}' for k, v in MT_DOMAINS.items())}.
+- No split in the source: a fixed seeded split by prompt id ({TEST_PERCENT}% test; both turns of an MT-Bench question
+  share a side).
+- Rows whose prompt RouteLLM lists as contaminated (found in its own router training data) have
+  `"contaminated": true`; drop them to compare with RouteLLM's published numbers.
+""", src / "LICENSE")
+
+
+# ---------------------------------------------------------------- RouterArena
+
+ARENA_DOMAINS = [
+    (r"^(AIME|GSM8K|MATH|MathQA|AsDiv|MMLUPro_math|OpenTDB_Science: Mathematics)", "math"),
+    (r"^(LiveCodeBench|MMLUPro_computer science|OpenTDB_Science: Computers)", "code"),
+    (r"^MMLUPro_law", "law"),
+    (r"^(PubMedQA|MedMCQA|MMLUPro_health)", "medicine"),
+    (r"^(MMLUPro_(biology|chemistry|physics|engineering)|QANTA_Science|OpenTDB_Science & Nature)", "science"),
+    (r"^(FinQA|MMLUPro_(business|economics)|MMLU_management)", "finance"),
+    (r"^WMT19", "translation"),
+    (r"^(Ethics|MMLU_formal_logic|SuperGLUE|SocialiQA|ChessInstruct|MMLUPro_(philosophy|psychology))", "reasoning"),
+    (r"^(NarrativeQA)", "reading"),
+    (r"^(GeoBench|GeoGraphyData|QANTA_Geography|OpenTDB_Geography)", "geography"),
+    (r"^(MMLUPro_history|QANTA_(History|Literature|Fine Arts|Philosophy|Social Science)|OpenTDB_History|ArcMMLU|MusicTheoryBench)", "humanities"),
+    (r"^OpenTDB", "trivia"),
+]
+
+
+def arena_domain(group: str) -> str:
+    for pattern, domain in ARENA_DOMAINS:
+        if re.match(pattern, group):
+            return domain
+    raise ValueError(f"RouterArena group {group!r} has no domain mapping")
+
+
+def import_routerarena(data: Path, out: Path):
+    src = data / "routerarena"
+    costs = json.load(open(src / "cost.json", encoding="utf-8"))
+    w = SetWriter(out, "routerarena")
+    for name in ["claude-3-haiku-20240307", "gemini-2.0-flash-001"]:
+        c = costs[name]
+        w.model(name, input_usd=c["input_token_price_per_million"], output_usd=c["output_token_price_per_million"],
+                source="RouterArena model_cost/cost.json")
+        for line in open(src / f"{name}.jsonl", encoding="utf-8"):
+            d = json.loads(line)
+            group = re.sub(r"_\d+$", "", d["global_index"])
+            ev = d["evaluation_result"]
+            usage = d.get("token_usage") or {}
+            w.add({"id": f"routerarena-{d['global_index']}", "prompt": d["question"], "model": name,
+                   "score": min(1.0, max(0.0, float(ev["score"]))), "cost_usd": float(ev["inference_cost"]),
+                   "input_tokens": usage.get("input_tokens"), "output_tokens": usage.get("output_tokens"),
+                   "domain": arena_domain(group), "task": group, "split": seeded_split(d["global_index"])})
+    w.finish(f"""
+# RouterArena: Claude 3 Haiku vs Gemini 2.0 Flash on 809 queries from ~60 dataset/subject groups
+
+Source: RouterArena (RouteWorks), `cached_results/*.jsonl` and `model_cost/cost.json`, commit
+4714a9ad73e897a1241e73a86c9297fed2e871d8. License: Apache-2.0 (`LICENSE`, copied). Converted by
+`scripts/import_data.py routerarena`.
+
+- One outcome row per (query, model) with RouterArena's `score` (0/1, except METEOR scores for NarrativeQA and WMT19,
+  which are fractional; the few slightly negative METEOR values are clamped to 0), the observed `cost_usd` of the call and its
+  token counts.
+- `task` is the dataset/subject group from `global_index` (e.g. `MMLUPro_law`); `domain` maps groups to coarse
+  domains (math, code, law, medicine, science, finance, translation, reasoning, reading, geography, humanities,
+  trivia) by the patterns in `scripts/import_data.py`.
+- No split in the source: a fixed seeded split by `global_index` ({TEST_PERCENT}% test).
+- Prices: RouterArena's `cost.json`.
+""", src / "LICENSE")
+
+
+IMPORTERS = {"llmrouter": import_llmrouter, "zeroeval": import_zeroeval, "routellm": import_routellm,
+             "routerarena": import_routerarena}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with the raw data sets")
+    parser.add_argument("--out", type=Path, default=Path("training-data"), help="output folder")
+    parser.add_argument("sets", nargs="*", metavar="SET", help=f"sets to convert: {', '.join(IMPORTERS)} (default: all)")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"error: data folder {args.data} not found; pass --data DIR (the folder holding llmrouter/, zeroeval/, ...)")
+    unknown = [s for s in args.sets if s not in IMPORTERS]
+    if unknown:
+        sys.exit(f"error: unknown set(s) {', '.join(unknown)}; choose from {', '.join(IMPORTERS)}")
+    for name in args.sets or IMPORTERS:
+        IMPORTERS[name](args.data, args.out)
+        print(f"wrote {args.out / name}")
+
+
+if __name__ == "__main__":
+    main()
