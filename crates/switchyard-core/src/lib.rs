@@ -1,12 +1,27 @@
 //! switchyard's shared vocabulary, used by training, benchmarking and serving alike.
 //!
 //! This crate owns the model [`Catalog`] (prices, endpoints; validated at load), labelled-log rows and their
-//! streaming reader ([`LabelledRow`], [`read_logs`]). It knows nothing of HTTP, training loops or the encoder.
+//! streaming reader ([`LabelledRow`], [`read_logs`]), the trained [`Router`] artifact and what it predicts,
+//! and the [`Policy`] that turns predictions into a [`Decision`]. It knows nothing of HTTP, training loops
+//! or the encoder's internals.
 
 mod catalog;
+mod cost;
 mod logs;
+mod policy;
+mod predictor;
+mod router;
 mod row;
 
 pub use catalog::{Catalog, CatalogError, ModelCard};
+pub use cost::{estimate_input_tokens, CostSource, ModelCost, CHARS_PER_TOKEN};
 pub use logs::{read_logs, LogError, LogReader, ReadSummary, RowError};
+pub use policy::{Decision, Knob, ModelEstimate, Policy, PolicyError};
+pub use predictor::{
+    logit, sigmoid, softmax, Dense, Heads, KnnMemory, Platt, Predictor, PredictorKind,
+};
+pub use router::{
+    CandidateMetrics, DomainScore, EncoderInfo, FileFingerprint, Manifest, Prediction, Router,
+    RouterError, TrainingInfo, FORMAT_VERSION, MANIFEST_FILE, WEIGHTS_FILE,
+};
 pub use row::{Evidence, LabelledRow, Outcome, Preference, Split, Winner};

@@ -1,0 +1,297 @@
+//! What a trained router computes from an embedding: the domain and complexity heads, and the per-model
+//! success predictor (logistic regression, a small MLP, or k nearest neighbours), all as plain f32 math.
+
+use serde::{Deserialize, Serialize};
+
+/// A dense layer: `y = W x + b`, with `W` stored row-major as `[outputs, inputs]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dense {
+    /// Output size.
+    pub outputs: usize,
+    /// Input size.
+    pub inputs: usize,
+    /// Row-major weights, `outputs × inputs`.
+    pub weight: Vec<f32>,
+    /// Bias, `outputs`.
+    pub bias: Vec<f32>,
+}
+
+impl Dense {
+    /// A layer from its weights; `None` if the sizes disagree.
+    pub fn new(outputs: usize, inputs: usize, weight: Vec<f32>, bias: Vec<f32>) -> Option<Self> {
+        (weight.len() == outputs * inputs && bias.len() == outputs).then_some(Self {
+            outputs,
+            inputs,
+            weight,
+            bias,
+        })
+    }
+
+    /// `W x + b`.
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        self.weight
+            .chunks_exact(self.inputs)
+            .zip(&self.bias)
+            .map(|(row, b)| row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>() + b)
+            .collect()
+    }
+}
+
+/// The logistic function.
+pub fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// Softmax of logits, in place.
+pub fn softmax(z: &mut [f32]) {
+    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in z.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in z.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// The prompt-level heads: a softmax over domain labels and a difficulty score in [0, 1].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heads {
+    /// Domain labels, in the order of the domain head's outputs (empty: no domain head).
+    pub domains: Vec<String>,
+    /// Embedding → domain logits (absent when there are no domain labels).
+    pub domain: Option<Dense>,
+    /// Embedding → difficulty logit (one output).
+    pub complexity: Dense,
+}
+
+impl Heads {
+    /// Domain probabilities, in [`Heads::domains`] order.
+    pub fn domain_probs(&self, embedding: &[f32]) -> Vec<f32> {
+        match &self.domain {
+            Some(layer) => {
+                let mut z = layer.forward(embedding);
+                softmax(&mut z);
+                z
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Difficulty in [0, 1]: high when models tend to fail prompts like this one.
+    pub fn complexity(&self, embedding: &[f32]) -> f32 {
+        sigmoid(self.complexity.forward(embedding)[0])
+    }
+
+    /// The predictor's input: the embedding, the domain probabilities, then the complexity.
+    pub fn features(&self, embedding: &[f32]) -> Vec<f32> {
+        let mut f = Vec::with_capacity(embedding.len() + self.domains.len() + 1);
+        f.extend_from_slice(embedding);
+        f.extend(self.domain_probs(embedding));
+        f.push(self.complexity(embedding));
+        f
+    }
+}
+
+/// Which kind of success predictor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PredictorKind {
+    /// One logistic regression per model over the features.
+    Logistic,
+    /// A one-hidden-layer network with one output per model, trained on all models at once.
+    Mlp,
+    /// Smoothed mean score of each model over the k most similar training prompts.
+    Knn,
+}
+
+impl std::fmt::Display for PredictorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Logistic => "logistic",
+            Self::Mlp => "mlp",
+            Self::Knn => "knn",
+        })
+    }
+}
+
+/// The k-nearest-neighbour predictor's memory: training prompts' embeddings and per-model scores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnnMemory {
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Unit-length training embeddings, row-major `[prompts, dim]`.
+    pub embeddings: Vec<f32>,
+    /// Per-prompt, per-model mean score, row-major `[prompts, models]`; NaN where the model was not observed.
+    pub scores: Vec<f32>,
+    /// Each model's overall mean score, the prior neighbours are shrunk towards.
+    pub prior: Vec<f32>,
+    /// Neighbours consulted.
+    pub k: usize,
+    /// Prior strength, in pseudo-observations.
+    pub alpha: f32,
+}
+
+impl KnnMemory {
+    /// Number of stored prompts.
+    pub fn len(&self) -> usize {
+        self.embeddings.len() / self.dim.max(1)
+    }
+
+    /// Whether no prompt is stored.
+    pub fn is_empty(&self) -> bool {
+        self.embeddings.is_empty()
+    }
+
+    /// The indices of the `k` stored prompts most similar (cosine) to `embedding`, best first.
+    pub fn neighbours(&self, embedding: &[f32], k: usize) -> Vec<usize> {
+        let mut sims: Vec<(f32, usize)> = self
+            .embeddings
+            .chunks_exact(self.dim)
+            .enumerate()
+            .map(|(i, row)| {
+                (
+                    row.iter().zip(embedding).map(|(a, b)| a * b).sum::<f32>(),
+                    i,
+                )
+            })
+            .collect();
+        let k = k.min(sims.len());
+        if k == 0 {
+            return Vec::new();
+        }
+        sims.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+        sims.truncate(k);
+        sims.sort_by(|a, b| b.0.total_cmp(&a.0));
+        sims.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// Smoothed success estimate per model from the nearest neighbours.
+    pub fn predict(&self, embedding: &[f32]) -> Vec<f32> {
+        let models = self.prior.len();
+        let mut sum = vec![0f32; models];
+        let mut count = vec![0f32; models];
+        for i in self.neighbours(embedding, self.k) {
+            for (m, &s) in self.scores[i * models..(i + 1) * models].iter().enumerate() {
+                if !s.is_nan() {
+                    sum[m] += s;
+                    count[m] += 1.0;
+                }
+            }
+        }
+        (0..models)
+            .map(|m| (sum[m] + self.alpha * self.prior[m]) / (count[m] + self.alpha))
+            .collect()
+    }
+}
+
+/// A trained per-model success predictor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Predictor {
+    /// One row of weights per model over the features; P = σ(w·f + b).
+    Logistic(Dense),
+    /// features → ReLU hidden layer → one logit per model.
+    Mlp {
+        /// Features → hidden.
+        hidden: Dense,
+        /// Hidden → per-model logits.
+        output: Dense,
+    },
+    /// Nearest neighbours over the raw embeddings.
+    Knn(KnnMemory),
+}
+
+impl Predictor {
+    /// The predictor's kind.
+    pub fn kind(&self) -> PredictorKind {
+        match self {
+            Self::Logistic(_) => PredictorKind::Logistic,
+            Self::Mlp { .. } => PredictorKind::Mlp,
+            Self::Knn(_) => PredictorKind::Knn,
+        }
+    }
+
+    /// Raw (uncalibrated) P(success) per model, from the head features and the embedding.
+    pub fn predict(&self, features: &[f32], embedding: &[f32]) -> Vec<f32> {
+        match self {
+            Self::Logistic(layer) => layer.forward(features).into_iter().map(sigmoid).collect(),
+            Self::Mlp { hidden, output } => {
+                let h: Vec<f32> = hidden
+                    .forward(features)
+                    .into_iter()
+                    .map(|v| v.max(0.0))
+                    .collect();
+                output.forward(&h).into_iter().map(sigmoid).collect()
+            }
+            Self::Knn(memory) => memory.predict(embedding),
+        }
+    }
+}
+
+/// Per-model Platt scaling fitted on validation data: P' = σ(a · logit(P) + b).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Platt {
+    /// Slope on the logit.
+    pub a: f32,
+    /// Offset.
+    pub b: f32,
+}
+
+impl Default for Platt {
+    fn default() -> Self {
+        Self { a: 1.0, b: 0.0 }
+    }
+}
+
+impl Platt {
+    /// Applies the scaling to a probability.
+    pub fn apply(&self, p: f32) -> f32 {
+        sigmoid(self.a * logit(p) + self.b)
+    }
+}
+
+/// log(p / (1 − p)), with p clamped away from 0 and 1.
+pub fn logit(p: f32) -> f32 {
+    let p = p.clamp(1e-6, 1.0 - 1e-6);
+    (p / (1.0 - p)).ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dense_layer_and_softmax() {
+        let layer = Dense::new(2, 3, vec![1., 0., 0., 0., 1., 1.], vec![0.5, -1.]).unwrap();
+        assert_eq!(layer.forward(&[1., 2., 3.]), vec![1.5, 4.0]);
+        assert!(Dense::new(2, 3, vec![0.; 5], vec![0.; 2]).is_none());
+        let mut z = vec![0., (3f32).ln()];
+        softmax(&mut z);
+        assert!((z[0] - 0.25).abs() < 1e-6 && (z[1] - 0.75).abs() < 1e-6);
+    }
+
+    #[test]
+    fn knn_uses_the_nearest_observed_scores_and_shrinks_to_the_prior() {
+        // Three prompts on the unit circle; model 1 unobserved on prompt 0.
+        let memory = KnnMemory {
+            dim: 2,
+            embeddings: vec![1., 0., 0.8, 0.6, 0., 1.],
+            scores: vec![1., f32::NAN, 1., 0., 0., 1.],
+            prior: vec![0.5, 0.5],
+            k: 2,
+            alpha: 1.0,
+        };
+        assert_eq!(memory.neighbours(&[1., 0.], 2), vec![0, 1]);
+        let p = memory.predict(&[1., 0.]);
+        assert!((p[0] - (2.0 + 0.5) / 3.0).abs() < 1e-6, "{p:?}");
+        assert!((p[1] - (0.0 + 0.5) / 2.0).abs() < 1e-6, "{p:?}");
+    }
+
+    #[test]
+    fn platt_identity_and_logit_round_trip() {
+        assert!((Platt::default().apply(0.3) - 0.3).abs() < 1e-6);
+        assert!((sigmoid(logit(0.8)) - 0.8).abs() < 1e-6);
+        assert!(logit(0.0).is_finite() && logit(1.0).is_finite());
+    }
+}
