@@ -5,6 +5,7 @@
 //! and the [`Policy`] that turns predictions into a [`Decision`]. It knows nothing of HTTP, training loops
 //! or the encoder's internals.
 
+mod artifact;
 mod catalog;
 mod cost;
 mod logs;

@@ -1,0 +1,351 @@
+//! A router on disk: `manifest.json` (everything that is not a weight) and `router.safetensors`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use crate::predictor::{Dense, Heads, KnnMemory, Platt, Predictor, PredictorKind};
+use crate::router::{Manifest, Router, RouterError, FORMAT_VERSION, MANIFEST_FILE, WEIGHTS_FILE};
+
+impl Router {
+    /// Writes `manifest.json` and `router.safetensors` into `dir` (created if needed).
+    pub fn save(&self, dir: &Path) -> Result<(), RouterError> {
+        std::fs::create_dir_all(dir).map_err(|source| RouterError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        let weights_err = |e: candle_core::Error| RouterError::Weights {
+            path: weights_path.clone(),
+            message: e.to_string(),
+        };
+        let mut tensors = HashMap::new();
+        let mut put =
+            |name: &str, data: &[f32], shape: (usize, usize)| -> Result<(), candle_core::Error> {
+                tensors.insert(
+                    name.to_string(),
+                    Tensor::from_slice(data, shape, &Device::Cpu)?,
+                );
+                Ok(())
+            };
+        let mut put_dense = |name: &str, d: &Dense| -> Result<(), candle_core::Error> {
+            put(&format!("{name}.weight"), &d.weight, (d.outputs, d.inputs))?;
+            put(&format!("{name}.bias"), &d.bias, (1, d.outputs))
+        };
+        if let Some(domain) = &self.heads.domain {
+            put_dense("domain", domain).map_err(weights_err)?;
+        }
+        put_dense("complexity", &self.heads.complexity).map_err(weights_err)?;
+        match &self.predictor {
+            Predictor::Logistic(layer) => put_dense("logistic", layer).map_err(weights_err)?,
+            Predictor::Mlp { hidden, output } => {
+                put_dense("mlp.hidden", hidden).map_err(weights_err)?;
+                put_dense("mlp.output", output).map_err(weights_err)?;
+            }
+            Predictor::Knn(m) => {
+                let models = m.prior.len();
+                put("knn.embeddings", &m.embeddings, (m.len(), m.dim)).map_err(weights_err)?;
+                put("knn.scores", &m.scores, (m.len(), models)).map_err(weights_err)?;
+                put("knn.prior", &m.prior, (1, models)).map_err(weights_err)?;
+                put("knn.params", &[m.k as f32, m.alpha], (1, 2)).map_err(weights_err)?;
+            }
+        }
+        let platt: Vec<f32> = self.calibration.iter().flat_map(|p| [p.a, p.b]).collect();
+        put("calibration", &platt, (self.calibration.len(), 2)).map_err(weights_err)?;
+        candle_core::safetensors::save(&tensors, &weights_path).map_err(weights_err)?;
+
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let json =
+            serde_json::to_string_pretty(&self.manifest).map_err(|e| RouterError::Manifest {
+                path: manifest_path.clone(),
+                message: e.to_string(),
+            })?;
+        std::fs::write(&manifest_path, json + "\n").map_err(|source| RouterError::Io {
+            path: manifest_path,
+            source,
+        })
+    }
+
+    /// Reads a router folder written by [`Router::save`], checking the format version and every tensor's size.
+    pub fn load(dir: &Path) -> Result<Self, RouterError> {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&manifest_path).map_err(|source| RouterError::Io {
+            path: manifest_path.clone(),
+            source,
+        })?;
+        let version = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("format_version").and_then(serde_json::Value::as_u64));
+        if let Some(found) = version.filter(|v| *v != u64::from(FORMAT_VERSION)) {
+            return Err(RouterError::Version {
+                path: dir.to_path_buf(),
+                found: found as u32,
+            });
+        }
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| RouterError::Manifest {
+                path: manifest_path.clone(),
+                message: e.to_string(),
+            })?;
+
+        let weights_path = dir.join(WEIGHTS_FILE);
+        let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu).map_err(|e| {
+            RouterError::Weights {
+                path: weights_path.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let weights = Weights {
+            tensors,
+            path: &weights_path,
+        };
+        let models = manifest.models.len();
+        let dim = manifest.encoder.dim;
+        let features = dim + manifest.domains.len() + 1;
+        let domain = if manifest.domains.is_empty() {
+            None
+        } else {
+            Some(weights.dense("domain", manifest.domains.len(), dim)?)
+        };
+        let heads = Heads {
+            domains: manifest.domains.clone(),
+            domain,
+            complexity: weights.dense("complexity", 1, dim)?,
+        };
+        let predictor = match manifest.predictor {
+            PredictorKind::Logistic => {
+                Predictor::Logistic(weights.dense("logistic", models, features)?)
+            }
+            PredictorKind::Mlp => Predictor::Mlp {
+                hidden: weights.dense("mlp.hidden", manifest.hidden, features)?,
+                output: weights.dense("mlp.output", models, manifest.hidden)?,
+            },
+            PredictorKind::Knn => {
+                let embeddings = weights.vec("knn.embeddings", None)?;
+                let prompts = embeddings.len() / dim.max(1);
+                let params = weights.vec("knn.params", Some(2))?;
+                Predictor::Knn(KnnMemory {
+                    dim,
+                    embeddings,
+                    scores: weights.vec("knn.scores", Some(prompts * models))?,
+                    prior: weights.vec("knn.prior", Some(models))?,
+                    k: params[0] as usize,
+                    alpha: params[1],
+                })
+            }
+        };
+        let calibration = weights
+            .vec("calibration", Some(models * 2))?
+            .chunks_exact(2)
+            .map(|c| Platt { a: c[0], b: c[1] })
+            .collect();
+        Ok(Self {
+            manifest,
+            heads,
+            predictor,
+            calibration,
+        })
+    }
+}
+
+struct Weights<'a> {
+    tensors: HashMap<String, Tensor>,
+    path: &'a Path,
+}
+
+impl Weights<'_> {
+    fn vec(&self, name: &str, len: Option<usize>) -> Result<Vec<f32>, RouterError> {
+        let err = |message: String| RouterError::Weights {
+            path: self.path.to_path_buf(),
+            message,
+        };
+        let tensor = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| err(format!("tensor {name:?} is missing")))?;
+        let data = tensor
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| err(format!("{name}: {e}")))?;
+        match len {
+            Some(len) if data.len() != len => Err(err(format!(
+                "tensor {name:?} has {} values, expected {len}",
+                data.len()
+            ))),
+            _ => Ok(data),
+        }
+    }
+
+    fn dense(&self, name: &str, outputs: usize, inputs: usize) -> Result<Dense, RouterError> {
+        let weight = self.vec(&format!("{name}.weight"), Some(outputs * inputs))?;
+        let bias = self.vec(&format!("{name}.bias"), Some(outputs))?;
+        Dense::new(outputs, inputs, weight, bias).ok_or_else(|| RouterError::Weights {
+            path: self.path.to_path_buf(),
+            message: format!("{name} has inconsistent sizes"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cost::{CostSource, ModelCost};
+    use crate::policy::{Knob, Policy};
+    use crate::router::{EncoderInfo, TrainingInfo};
+
+    fn tiny(predictor: Predictor, hidden: usize) -> Router {
+        let dim = 2;
+        let models = ["cheap", "strong"].map(|m| ModelCost {
+            model: m.to_string(),
+            input_usd_per_mtok: if m == "cheap" { 0.1 } else { 10.0 },
+            output_usd_per_mtok: 1.0,
+            mean_output_tokens: 100.0,
+            mean_cost_usd: None,
+            source: CostSource::Prices,
+        });
+        Router {
+            manifest: Manifest {
+                format_version: FORMAT_VERSION,
+                encoder: EncoderInfo {
+                    id: "enc".into(),
+                    dim,
+                    max_tokens: 256,
+                },
+                models: models.to_vec(),
+                domains: vec!["math".into(), "law".into()],
+                predictor: predictor.kind(),
+                hidden,
+                default_policy: Policy::new(Knob::MinQuality(0.7)),
+                training: TrainingInfo::default(),
+                validation: Vec::new(),
+                created_by: "test".into(),
+            },
+            heads: Heads {
+                domains: vec!["math".into(), "law".into()],
+                domain: Dense::new(2, dim, vec![3., 0., 0., 3.], vec![0., 0.]),
+                complexity: Dense::new(1, dim, vec![2., -2.], vec![0.]).unwrap(),
+            },
+            predictor,
+            calibration: vec![Platt::default(), Platt { a: 1.5, b: 0.1 }],
+        }
+    }
+
+    fn predictors() -> Vec<(Predictor, usize)> {
+        let features = 2 + 2 + 1;
+        vec![
+            (
+                Predictor::Logistic(
+                    Dense::new(
+                        2,
+                        features,
+                        (0..10).map(|i| i as f32 / 10.0).collect(),
+                        vec![0.1, -0.2],
+                    )
+                    .unwrap(),
+                ),
+                0,
+            ),
+            (
+                Predictor::Mlp {
+                    hidden: Dense::new(
+                        3,
+                        features,
+                        (0..15).map(|i| (i as f32 - 7.0) / 7.0).collect(),
+                        vec![0.; 3],
+                    )
+                    .unwrap(),
+                    output: Dense::new(2, 3, vec![1., -1., 0.5, 0.2, 0.3, -0.4], vec![0., 0.])
+                        .unwrap(),
+                },
+                3,
+            ),
+            (
+                Predictor::Knn(KnnMemory {
+                    dim: 2,
+                    embeddings: vec![1., 0., 0., 1.],
+                    scores: vec![1., 0., f32::NAN, 1.],
+                    prior: vec![0.5, 0.5],
+                    k: 1,
+                    alpha: 1.0,
+                }),
+                0,
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_predictor_round_trips_with_identical_decisions() {
+        for (predictor, hidden) in predictors() {
+            let router = tiny(predictor, hidden);
+            let dir = tempfile::tempdir().unwrap();
+            router.save(dir.path()).unwrap();
+            let loaded = Router::load(dir.path()).unwrap();
+            for x in [[1f32, 0.], [0., 1.], [0.6, 0.8]] {
+                let policy = &router.manifest.default_policy;
+                let (a, da) = router.route(&x, 500.0, policy).unwrap();
+                let (b, db) = loaded.route(&x, 500.0, policy).unwrap();
+                assert_eq!(da, db);
+                for (ma, mb) in a.models.iter().zip(&b.models) {
+                    assert_eq!(
+                        ma.p_success.to_bits(),
+                        mb.p_success.to_bits(),
+                        "{:?}",
+                        router.predictor.kind()
+                    );
+                }
+                assert_eq!(a.domains, b.domains);
+            }
+            let p = router.predict(&[1., 0.], 500.0);
+            assert_eq!(p.domains[0].domain, "math");
+            assert!(p.complexity > 0.5);
+            assert!(p.models[1].expected_cost_usd > p.models[0].expected_cost_usd);
+        }
+    }
+
+    #[test]
+    fn incompatible_or_damaged_artifacts_are_refused() {
+        let (predictor, hidden) = predictors().remove(0);
+        let router = tiny(predictor, hidden);
+        let dir = tempfile::tempdir().unwrap();
+        router.save(dir.path()).unwrap();
+        assert!(matches!(
+            router.check_encoder("other", 2),
+            Err(RouterError::EncoderMismatch { .. })
+        ));
+        router.check_encoder("enc", 2).unwrap();
+
+        let manifest = dir.path().join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        std::fs::write(
+            &manifest,
+            text.replace("\"format_version\": 1", "\"format_version\": 99"),
+        )
+        .unwrap();
+        let err = Router::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("format version 99"), "{err}");
+
+        std::fs::write(
+            &manifest,
+            text.replace("\"hidden\": 0,", "\"hidden\": \"x\","),
+        )
+        .unwrap();
+        assert!(matches!(
+            Router::load(dir.path()),
+            Err(RouterError::Manifest { .. })
+        ));
+
+        std::fs::write(&manifest, &text).unwrap();
+        std::fs::write(dir.path().join(WEIGHTS_FILE), b"garbage").unwrap();
+        let err = Router::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("router.safetensors") && err.contains("retrain"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir.path()).unwrap();
+        assert!(matches!(
+            Router::load(dir.path()),
+            Err(RouterError::Io { .. })
+        ));
+    }
+}
