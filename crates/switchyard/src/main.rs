@@ -2,11 +2,14 @@
 //! the library crates; this binary owns argument parsing, logging set-up and turning errors into messages.
 
 mod embed;
+mod route_cmd;
+mod train_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use switchyard_core::{Knob, Policy};
 use switchyard_encoder::{EncoderOptions, ModelLocator, DEFAULT_MAX_TOKENS, DEFAULT_MODEL_DIR};
 
 /// switchyard: a learned LLM router that sends each prompt to the cheapest model likely to succeed.
@@ -20,6 +23,10 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
+    /// CPU threads for the encoder and training (default: all cores).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -32,6 +39,16 @@ enum Command {
     /// mean-pooled all-MiniLM-L6-v2 embedding, the number of tokens the model saw (with [CLS] and [SEP]),
     /// and whether the text was cut to --max-tokens.
     Embed(embed::EmbedArgs),
+    /// Train a router on labelled logs: heads, per-model success predictors, calibration, costs.
+    ///
+    /// Writes DIR/manifest.json (models, costs, domains, training data fingerprint, validation metrics of every
+    /// candidate predictor) and DIR/router.safetensors. Prompts are embedded through an on-disk cache.
+    Train(train_cmd::TrainArgs),
+    /// Route one prompt with a trained router and print the decision as JSON.
+    ///
+    /// The output names the chosen model under "model", the reason, the fallback ranking, per-model
+    /// P(success) and expected cost, complexity, the top domains, and timing.
+    Route(route_cmd::RouteArgs),
     /// Manage the encoder model's files.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -59,6 +76,49 @@ pub struct ModelArgs {
     max_tokens: usize,
 }
 
+/// The policy knob and model lists (shared by `train`, for the default, and `route`).
+#[derive(Debug, Clone, Args)]
+pub struct KnobArgs {
+    /// Choose the cheapest model whose predicted P(success) is at least Q (0 to 1).
+    #[arg(long, value_name = "Q", conflicts_with = "willingness_to_pay")]
+    min_quality: Option<f64>,
+
+    /// Choose the model maximising LAMBDA·P(success) − expected cost (LAMBDA in USD per successful answer).
+    #[arg(long, value_name = "LAMBDA")]
+    willingness_to_pay: Option<f64>,
+
+    /// Only these models may be chosen (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "MODELS")]
+    allow: Option<Vec<String>>,
+
+    /// Never choose these models (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "MODELS")]
+    deny: Vec<String>,
+}
+
+impl KnobArgs {
+    /// The policy these flags ask for, on top of `base` (a router's default) or min-quality 0.7.
+    fn policy(&self, base: Option<&Policy>) -> anyhow::Result<Policy> {
+        let mut policy = base
+            .cloned()
+            .unwrap_or_else(|| Policy::new(Knob::MinQuality(0.7)));
+        if let Some(q) = self.min_quality {
+            policy.knob = Knob::MinQuality(q);
+        }
+        if let Some(l) = self.willingness_to_pay {
+            policy.knob = Knob::WillingnessToPay(l);
+        }
+        if self.allow.is_some() {
+            policy.allowed = self.allow.clone();
+        }
+        if !self.deny.is_empty() {
+            policy.denied = self.deny.clone();
+        }
+        policy.knob.validate()?;
+        Ok(policy)
+    }
+}
+
 impl ModelArgs {
     fn locator(&self) -> ModelLocator {
         ModelLocator::new(DEFAULT_MODEL_DIR).with_explicit_dir(self.model_dir.clone())
@@ -81,9 +141,15 @@ fn main() -> ExitCode {
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
     let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        // Still before any worker thread exists: the encoder and trainers read it when they start.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Embed(args) => embed::run(&args),
+        Command::Train(args) => train_cmd::run(&args),
+        Command::Route(args) => route_cmd::run(&args),
         Command::Model(ModelCommand::Fetch(args)) => fetch_model(&args),
     };
     match result {

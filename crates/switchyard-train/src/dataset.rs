@@ -1,0 +1,315 @@
+//! Labelled logs gathered into what training needs: one record per prompt, with every model's evidence on it,
+//! plus per-model cost statistics. Rows stream in; only each distinct prompt's text is kept, once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use switchyard_core::{
+    read_logs, Catalog, CostSource, Evidence, FileFingerprint, LabelledRow, ModelCost, ReadSummary,
+    Split, Winner,
+};
+
+use crate::TrainError;
+
+/// What one prompt taught us.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptRecord {
+    /// The prompt's group key (its id, else its text).
+    pub key: String,
+    /// The text the router reads.
+    pub text: String,
+    /// Index into [`Dataset::domains`], when the rows carry a domain.
+    pub domain: Option<usize>,
+    /// (model index, score) per outcome row.
+    pub outcomes: Vec<(usize, f32)>,
+    /// (model a, model b, winner) per pairwise row.
+    pub pairs: Vec<(usize, usize, Winner)>,
+    /// The owner's split.
+    pub split: Option<Split>,
+}
+
+impl PromptRecord {
+    /// Per-model targets in [0, 1]: mean outcome score, with pairwise wins as 1, losses as 0 and ties as 0.5.
+    /// Returns (model, target, weight) with weight = number of observations.
+    pub fn targets(&self) -> Vec<(usize, f32, f32)> {
+        let mut acc: BTreeMap<usize, (f32, f32)> = BTreeMap::new();
+        let mut add = |m: usize, s: f32| {
+            let e = acc.entry(m).or_default();
+            e.0 += s;
+            e.1 += 1.0;
+        };
+        for &(m, s) in &self.outcomes {
+            add(m, s);
+        }
+        for &(a, b, w) in &self.pairs {
+            let (sa, sb) = match w {
+                Winner::A => (1.0, 0.0),
+                Winner::B => (0.0, 1.0),
+                Winner::Tie => (0.5, 0.5),
+            };
+            add(a, sa);
+            add(b, sb);
+        }
+        acc.into_iter()
+            .map(|(m, (sum, n))| (m, sum / n, n))
+            .collect()
+    }
+}
+
+/// Training data for one router.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Model names, in predictor output order.
+    pub models: Vec<String>,
+    /// Domain labels seen in the logs, sorted.
+    pub domains: Vec<String>,
+    /// One record per distinct prompt, in first-seen order.
+    pub prompts: Vec<PromptRecord>,
+    /// Each model's cost, from the catalog's prices or the logs' observed costs.
+    pub costs: Vec<ModelCost>,
+    /// The input files and their digests.
+    pub files: Vec<FileFingerprint>,
+    /// Rows read and skipped.
+    pub summary: ReadSummary,
+    /// Rows left out because their split is "test".
+    pub test_rows_excluded: usize,
+}
+
+#[derive(Default)]
+struct CostStats {
+    cost_sum: f64,
+    cost_n: usize,
+    out_tokens_sum: f64,
+    out_tokens_n: usize,
+}
+
+/// Which rows of the logs to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowFilter {
+    /// Every row except those marked `"split": "test"` (training).
+    ExcludeTest,
+    /// Only rows marked `"split": "test"`, or every row when none is marked (evaluation).
+    TestOrAll,
+}
+
+impl Dataset {
+    /// Reads `paths`, keeping rows per `filter`. With a catalog, every model in the logs must be in it and the
+    /// router's models are the catalog's (in catalog order, those with evidence); without one, the models
+    /// named in the logs (sorted), costed from their observed `cost_usd`.
+    pub fn from_logs(
+        paths: &[PathBuf],
+        catalog: Option<&Catalog>,
+        skip_bad_rows: bool,
+        filter: RowFilter,
+    ) -> Result<Self, TrainError> {
+        let files = paths
+            .iter()
+            .map(|p| fingerprint(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut builder = Builder::default();
+        let summary = read_logs(paths, skip_bad_rows, |row| builder.add(row, filter))?;
+        if filter == RowFilter::TestOrAll && builder.prompts.is_empty() {
+            // No test rows anywhere: evaluate on everything.
+            let mut all = Builder::default();
+            read_logs(paths, skip_bad_rows, |row| {
+                all.add(row, RowFilter::ExcludeTest)
+            })?;
+            builder = all;
+        }
+        builder.finish(catalog, files, summary)
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    index: HashMap<String, usize>,
+    /// Prompt records whose model indices are local (first-seen order), plus domain label counts.
+    prompts: Vec<(PromptRecord, BTreeMap<String, usize>)>,
+    local_models: Vec<String>,
+    local_index: HashMap<String, usize>,
+    costs: HashMap<String, CostStats>,
+    test_rows_excluded: usize,
+}
+
+impl Builder {
+    fn model(&mut self, name: &str) -> usize {
+        if let Some(&i) = self.local_index.get(name) {
+            return i;
+        }
+        self.local_models.push(name.to_string());
+        self.local_index
+            .insert(name.to_string(), self.local_models.len() - 1);
+        self.local_models.len() - 1
+    }
+
+    fn add(&mut self, row: LabelledRow, filter: RowFilter) {
+        let is_test = row.split == Some(Split::Test);
+        match filter {
+            RowFilter::ExcludeTest if is_test => {
+                self.test_rows_excluded += 1;
+                return;
+            }
+            RowFilter::TestOrAll if !is_test => return,
+            _ => {}
+        }
+        let key = row.group_key().to_string();
+        let i = match self.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let record = PromptRecord {
+                    key: key.clone(),
+                    text: row.prompt.clone(),
+                    domain: None,
+                    outcomes: Vec::new(),
+                    pairs: Vec::new(),
+                    split: row.split,
+                };
+                self.prompts.push((record, BTreeMap::new()));
+                self.index.insert(key, self.prompts.len() - 1);
+                self.prompts.len() - 1
+            }
+        };
+        if let Some(d) = &row.domain {
+            *self.prompts[i].1.entry(d.clone()).or_default() += 1;
+        }
+        match row.evidence {
+            Evidence::Outcome(o) => {
+                let stats = self.costs.entry(o.model.clone()).or_default();
+                if let Some(c) = o.cost_usd {
+                    stats.cost_sum += c;
+                    stats.cost_n += 1;
+                }
+                if let Some(t) = o.output_tokens {
+                    stats.out_tokens_sum += t as f64;
+                    stats.out_tokens_n += 1;
+                }
+                let m = self.model(&o.model);
+                self.prompts[i].0.outcomes.push((m, o.score as f32));
+            }
+            Evidence::Pairwise(p) => {
+                let (a, b) = (self.model(&p.model_a), self.model(&p.model_b));
+                self.prompts[i].0.pairs.push((a, b, p.winner));
+            }
+        }
+    }
+
+    fn finish(
+        self,
+        catalog: Option<&Catalog>,
+        files: Vec<FileFingerprint>,
+        summary: ReadSummary,
+    ) -> Result<Dataset, TrainError> {
+        if let Some(catalog) = catalog {
+            catalog.check_known(self.local_models.iter().map(String::as_str))?;
+        }
+        let mut models: Vec<String> = match catalog {
+            Some(c) => c
+                .names()
+                .into_iter()
+                .filter(|n| self.local_index.contains_key(*n))
+                .map(str::to_string)
+                .collect(),
+            None => self.local_models.clone(),
+        };
+        if catalog.is_none() {
+            models.sort();
+        }
+        // local index -> final index
+        let remap: Vec<usize> = self
+            .local_models
+            .iter()
+            .map(|name| models.iter().position(|m| m == name).unwrap_or(usize::MAX))
+            .collect();
+        let domain_names: BTreeSet<String> = self
+            .prompts
+            .iter()
+            .flat_map(|(_, d)| d.keys().cloned())
+            .collect();
+        let domains: Vec<String> = domain_names.into_iter().collect();
+        let prompts = self
+            .prompts
+            .into_iter()
+            .map(|(mut record, counts)| {
+                record.domain = counts
+                    .iter()
+                    .max_by_key(|(_, n)| **n)
+                    .and_then(|(d, _)| domains.iter().position(|x| x == d));
+                for (m, _) in &mut record.outcomes {
+                    *m = remap[*m];
+                }
+                for (a, b, _) in &mut record.pairs {
+                    (*a, *b) = (remap[*a], remap[*b]);
+                }
+                record
+            })
+            .collect();
+        let costs = models
+            .iter()
+            .map(|m| model_cost(m, catalog, self.costs.get(m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Dataset {
+            models,
+            domains,
+            prompts,
+            costs,
+            files,
+            summary,
+            test_rows_excluded: self.test_rows_excluded,
+        })
+    }
+}
+
+/// A model's cost: catalog prices × tokens when the catalog has the model and the logs give output tokens
+/// (or no observed cost); else the mean observed `cost_usd`; else an error.
+fn model_cost(
+    model: &str,
+    catalog: Option<&Catalog>,
+    stats: Option<&CostStats>,
+) -> Result<ModelCost, TrainError> {
+    let mean_cost = stats
+        .filter(|s| s.cost_n > 0)
+        .map(|s| s.cost_sum / s.cost_n as f64);
+    let mean_out = stats
+        .filter(|s| s.out_tokens_n > 0)
+        .map(|s| s.out_tokens_sum / s.out_tokens_n as f64);
+    let card = catalog.and_then(|c| c.get(model));
+    let source = if card.is_some() && (mean_out.is_some() || mean_cost.is_none()) {
+        CostSource::Prices
+    } else if mean_cost.is_some() {
+        CostSource::Observed
+    } else {
+        return Err(TrainError::NoCost {
+            model: model.to_string(),
+        });
+    };
+    Ok(ModelCost {
+        model: model.to_string(),
+        input_usd_per_mtok: card.map_or(0.0, |c| c.input_usd_per_mtok),
+        output_usd_per_mtok: card.map_or(0.0, |c| c.output_usd_per_mtok),
+        mean_output_tokens: mean_out.unwrap_or(0.0),
+        mean_cost_usd: mean_cost,
+        source,
+    })
+}
+
+/// SHA-256 of a file, streamed.
+pub fn fingerprint(path: &Path) -> Result<FileFingerprint, TrainError> {
+    let mut file = std::fs::File::open(path).map_err(|source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(FileFingerprint {
+        path: path.display().to_string(),
+        sha256: hex(&hasher.finalize()),
+    })
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,150 @@
+//! Fitting the prompt-level heads: a domain softmax (linfa multinomial logistic regression) and a
+//! complexity score (a sigmoid-linear model fitted with candle to an item-difficulty target).
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Optimizer, VarBuilder, VarMap};
+use linfa::prelude::*;
+use linfa_logistic::MultiLogisticRegression;
+use ndarray::{Array1, Array2};
+use switchyard_core::Dense;
+
+use crate::dataset::PromptRecord;
+use crate::TrainError;
+
+/// Bias given to a domain the head never saw in training (so its probability stays near zero).
+const UNSEEN_DOMAIN_BIAS: f32 = -20.0;
+
+/// Fits the domain head on the prompts that carry a label. `None` when there are no domain labels;
+/// a single label gives a constant head.
+pub fn fit_domain_head(
+    x: &Array2<f32>,
+    labels: &[Option<usize>],
+    domains: usize,
+) -> Result<Option<Dense>, TrainError> {
+    let dim = x.ncols();
+    if domains == 0 {
+        return Ok(None);
+    }
+    let rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i].is_some()).collect();
+    let seen: std::collections::BTreeSet<usize> = rows.iter().filter_map(|&i| labels[i]).collect();
+    if seen.len() < 2 {
+        // One label (or none in the training split): a constant head.
+        let bias = (0..domains)
+            .map(|d| {
+                if seen.contains(&d) || seen.is_empty() {
+                    0.0
+                } else {
+                    UNSEEN_DOMAIN_BIAS
+                }
+            })
+            .collect();
+        return Ok(Dense::new(domains, dim, vec![0.0; domains * dim], bias));
+    }
+    let records = Array2::from_shape_fn((rows.len(), dim), |(r, c)| f64::from(x[[rows[r], c]]));
+    let targets: Array1<usize> = rows.iter().filter_map(|&i| labels[i]).collect();
+    let fitted = MultiLogisticRegression::default()
+        .alpha(1e-3)
+        .max_iterations(150)
+        .fit(&Dataset::new(records, targets))
+        .map_err(|e| TrainError::Fit(format!("domain head: {e}")))?;
+    let params = fitted.params(); // [dim, classes]
+    let intercept = fitted.intercept();
+    let mut weight = vec![0f32; domains * dim];
+    let mut bias = vec![UNSEEN_DOMAIN_BIAS; domains];
+    for (k, &class) in fitted.classes().iter().enumerate() {
+        for c in 0..dim {
+            weight[class * dim + c] = params[[c, k]] as f32;
+        }
+        bias[class] = intercept[k] as f32;
+    }
+    Ok(Dense::new(domains, dim, weight, bias))
+}
+
+/// Each prompt's difficulty in [0, 1], adjusted for which models saw it: with `ability[m]` the mean target of
+/// model m over all prompts and `A` the mean ability, difficulty = (1 − A) + mean over the prompt's models of
+/// (ability[m] − target). On a dense benchmark this is exactly 1 − the prompt's mean score; on sparse logs it
+/// does not mistake "answered by a weak model" for "hard".
+pub fn difficulty_targets(prompts: &[&PromptRecord], models: usize) -> Vec<f32> {
+    let mut sum = vec![0f64; models];
+    let mut n = vec![0f64; models];
+    let targets: Vec<Vec<(usize, f32, f32)>> = prompts.iter().map(|p| p.targets()).collect();
+    for t in targets.iter().flatten() {
+        sum[t.0] += f64::from(t.1);
+        n[t.0] += 1.0;
+    }
+    let ability: Vec<f64> = sum
+        .iter()
+        .zip(&n)
+        .map(|(s, n)| if *n > 0.0 { s / n } else { 0.5 })
+        .collect();
+    let observed: Vec<f64> = ability
+        .iter()
+        .zip(&n)
+        .filter(|(_, n)| **n > 0.0)
+        .map(|(a, _)| *a)
+        .collect();
+    let mean_ability = observed.iter().sum::<f64>() / observed.len().max(1) as f64;
+    targets
+        .iter()
+        .map(|t| {
+            if t.is_empty() {
+                return (1.0 - mean_ability) as f32;
+            }
+            let residual = t
+                .iter()
+                .map(|&(m, s, _)| ability[m] - f64::from(s))
+                .sum::<f64>()
+                / t.len() as f64;
+            ((1.0 - mean_ability) + residual).clamp(0.0, 1.0) as f32
+        })
+        .collect()
+}
+
+/// Fits σ(w·x + b) to soft targets in [0, 1] by full-batch Adam on the cross-entropy (L2 on w).
+pub fn fit_complexity_head(x: &Array2<f32>, targets: &[f32]) -> Result<Dense, TrainError> {
+    let (n, dim) = x.dim();
+    let device = Device::Cpu;
+    let xs = Tensor::from_slice(
+        x.as_slice()
+            .ok_or_else(|| TrainError::Fit("features not contiguous".into()))?,
+        (n, dim),
+        &device,
+    )?;
+    let ys = Tensor::from_slice(targets, (n, 1), &device)?;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+    let layer = candle_nn::linear(dim, 1, vb.pp("complexity"))?;
+    let mut opt = candle_nn::AdamW::new(
+        varmap.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: 0.05,
+            weight_decay: 1e-3,
+            ..Default::default()
+        },
+    )?;
+    for _ in 0..300 {
+        let logits = candle_nn::Module::forward(&layer, &xs)?;
+        let loss = soft_bce_with_logits(&logits, &ys)?;
+        opt.backward_step(&loss)?;
+    }
+    let weight = layer.weight().flatten_all()?.to_vec1::<f32>()?;
+    let bias = layer
+        .bias()
+        .map(|b| b.to_vec1::<f32>())
+        .transpose()?
+        .unwrap_or_else(|| vec![0.0]);
+    Dense::new(1, dim, weight, bias)
+        .ok_or_else(|| TrainError::Fit("complexity head has the wrong shape".into()))
+}
+
+/// Per-element binary cross-entropy between logits and soft targets, numerically stable:
+/// max(z, 0) − z·y + log(1 + exp(−|z|)).
+pub fn soft_bce_elements(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    (logits.relu()? - logits.mul(targets)?)? + softplus
+}
+
+/// Mean binary cross-entropy between logits and soft targets.
+pub fn soft_bce_with_logits(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    soft_bce_elements(logits, targets)?.mean_all()
+}
