@@ -63,7 +63,8 @@ pub struct CandidateMetrics {
     pub brier: f64,
     /// Expected calibration error over 10 equal-width bins, before Platt scaling.
     pub ece_raw: f64,
-    /// Expected calibration error after Platt scaling.
+    /// Expected calibration error of the router's final probabilities: after Platt scaling (measured by
+    /// two-fold cross-fitting on the validation prompts) when scaling helps, else the raw ECE.
     pub ece: f64,
     /// Area under the ROC curve, successes (score >= 0.5) against failures.
     pub auc: f64,

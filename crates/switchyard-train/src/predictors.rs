@@ -56,11 +56,13 @@ impl Targets {
     }
 }
 
-/// One binary logistic regression per model (labels: target >= 0.5), L2-regularised. A model with fewer than
-/// 10 observations, or only one class, gets a constant predictor at its smoothed mean.
+/// One binary logistic regression per model (labels: target >= 0.5) with L2 penalty `alpha`/2·|w|² on the
+/// summed log loss. A model with fewer than 10 observations, or only one class, gets a constant predictor at
+/// its smoothed mean.
 pub fn fit_logistic(
     features: &Array2<f32>,
     targets: &Targets,
+    alpha: f64,
     mut progress: impl FnMut(usize),
 ) -> Result<Predictor, TrainError> {
     let (_, nf) = features.dim();
@@ -79,7 +81,7 @@ pub fn fit_logistic(
             let records =
                 Array2::from_shape_fn((rows.len(), nf), |(r, c)| f64::from(features[[rows[r], c]]));
             let fitted = LogisticRegression::default()
-                .alpha(1.0)
+                .alpha(alpha)
                 .max_iterations(100)
                 .fit(&Dataset::new(records, labels))
                 .map_err(|e| TrainError::Fit(format!("logistic regression for model #{m}: {e}")))?;

@@ -17,6 +17,9 @@ use crate::metrics::{auc, brier, ece, fit_platt, log_loss};
 use crate::predictors::{fit_knn, fit_logistic, fit_mlp, predict_rows, MlpConfig, Targets};
 use crate::TrainError;
 
+/// L2 penalties tried for the logistic predictor (on the summed log loss, unit-length embeddings).
+const LOGISTIC_ALPHAS: [f64; 4] = [0.3, 3.0, 30.0, 300.0];
+
 /// Fewest prompts a router can be trained on.
 pub const MIN_PROMPTS: usize = 20;
 
@@ -205,13 +208,31 @@ fn fit_one(
 ) -> Result<Predictor, TrainError> {
     match kind {
         PredictorKind::Logistic => {
+            // The penalty is chosen by validation log loss.
             let models = train.targets.value.ncols();
-            let bar = progress_bar(options.progress, models, "logistic regression per model");
-            let p = fit_logistic(&train.features, &train.targets, |m| {
-                bar.set_position(m as u64)
-            })?;
+            let bar = progress_bar(
+                options.progress,
+                models * LOGISTIC_ALPHAS.len(),
+                "logistic regression per model",
+            );
+            let mut best: Option<(f64, Predictor)> = None;
+            for (i, &alpha) in LOGISTIC_ALPHAS.iter().enumerate() {
+                let p = fit_logistic(&train.features, &train.targets, alpha, |m| {
+                    bar.set_position((i * models + m) as u64)
+                })?;
+                let loss = log_loss(&val.targets.pairs(&predict_rows(
+                    &p,
+                    &val.features,
+                    &val.embeddings,
+                )));
+                tracing::debug!("logistic alpha {alpha}: validation log loss {loss:.4}");
+                if best.as_ref().is_none_or(|(b, _)| loss < *b) {
+                    best = Some((loss, p));
+                }
+            }
             bar.finish_and_clear();
-            Ok(p)
+            best.map(|(_, p)| p)
+                .ok_or_else(|| TrainError::Fit("no logistic penalty to try".into()))
         }
         PredictorKind::Mlp => {
             let bar = progress_bar(options.progress, options.mlp.max_epochs, "MLP epochs");
@@ -238,7 +259,18 @@ fn fit_one(
 
 /// Per-model Platt scaling fitted on all validation rows, and the ECE of calibrated predictions measured
 /// honestly by two-fold cross-fitting (fit on one half of the validation prompts, measure on the other).
+/// When scaling does not lower that ECE below the raw ECE, the identity is kept (and the raw ECE reported).
 fn calibrate(targets: &Targets, predicted: &Array2<f32>) -> (Vec<Platt>, f64) {
+    let raw = ece(&targets.pairs(predicted));
+    let (platt, cross) = platt_scaling(targets, predicted);
+    if cross < raw {
+        (platt, cross)
+    } else {
+        (vec![Platt::default(); targets.value.ncols()], raw)
+    }
+}
+
+fn platt_scaling(targets: &Targets, predicted: &Array2<f32>) -> (Vec<Platt>, f64) {
     let models = targets.value.ncols();
     let calibration = (0..models)
         .map(|m| fit_platt(&targets.model_pairs(predicted, m)))

@@ -92,7 +92,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         RowFilter::ExcludeTest,
     )?;
     eprintln!(
-        "read {}; {} test rows left out; {} prompts, {} models, {} domains",
+        "{}; {} test rows left out; {} prompts, {} models, {} domains",
         dataset.summary,
         dataset.test_rows_excluded,
         dataset.prompts.len(),

@@ -1,0 +1,395 @@
+//! Training on real routing data: the learned router ranks held-out outcomes better than chance and than the
+//! same trainer on shuffled labels; artifacts round-trip; sparse-only and pairwise-only logs train; the CLI
+//! trains, routes and reports bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::{encoder, workspace_root};
+use serde_json::{json, Value};
+use switchyard_core::{Catalog, Knob, PredictorKind, Router};
+use switchyard_encoder::Encoder;
+use switchyard_train::{metrics, train, Dataset, EmbeddingCache, RowFilter, TrainOptions};
+
+fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("embeddings")
+}
+
+fn set_path(set: &str, file: &str) -> PathBuf {
+    workspace_root().join("training-data").join(set).join(file)
+}
+
+/// Every row of a shipped set, as JSON.
+fn rows_of(set: &str) -> Vec<Value> {
+    let file = std::fs::File::open(set_path(set, "logs.jsonl.gz")).unwrap();
+    let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(file));
+    reader
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect()
+}
+
+fn write_rows(path: &Path, rows: &[Value]) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for row in rows {
+        writeln!(out, "{row}").unwrap();
+    }
+}
+
+fn options(candidates: Vec<PredictorKind>) -> TrainOptions {
+    TrainOptions {
+        candidates,
+        ..TrainOptions::default()
+    }
+}
+
+fn train_on(logs: &[PathBuf], catalog: Option<&Catalog>, options: &TrainOptions) -> Router {
+    let dataset = Dataset::from_logs(logs, catalog, false, RowFilter::ExcludeTest).unwrap();
+    let mut cache = EmbeddingCache::open(&cache_dir(), encoder()).unwrap();
+    train(&dataset, encoder(), &mut cache, options).unwrap()
+}
+
+/// AUC of the router's P(success) against the held-out (split = test) outcomes of `logs`.
+fn held_out_auc(router: &Router, logs: &[PathBuf]) -> f64 {
+    let test = Dataset::from_logs(logs, None, false, RowFilter::TestOrAll).unwrap();
+    let mut cache = EmbeddingCache::open(&cache_dir(), encoder()).unwrap();
+    let texts: Vec<&str> = test.prompts.iter().map(|p| p.text.as_str()).collect();
+    let vectors = cache.embed(encoder(), &texts, 32, |_, _| {}).unwrap();
+    let mut pairs = Vec::new();
+    for (prompt, vector) in test.prompts.iter().zip(&vectors) {
+        let prediction = router.predict(vector, 100.0);
+        for &(m, score) in &prompt.outcomes {
+            let name = &test.models[m];
+            let estimate = prediction.models.iter().find(|e| &e.model == name).unwrap();
+            pairs.push((estimate.p_success as f32, score));
+        }
+    }
+    metrics::auc(&pairs)
+}
+
+/// RouterArena (809 real prompts, 2 models, ~60 task groups), trained once per test binary.
+fn arena_router() -> &'static Router {
+    static ROUTER: OnceLock<Router> = OnceLock::new();
+    ROUTER.get_or_init(|| {
+        let catalog = Catalog::load(&set_path("routerarena", "catalog.toml")).unwrap();
+        train_on(
+            &[set_path("routerarena", "logs.jsonl.gz")],
+            Some(&catalog),
+            &TrainOptions::default(),
+        )
+    })
+}
+
+#[test]
+fn learned_router_beats_chance_and_shuffled_labels_on_held_out_prompts() {
+    let logs = [set_path("routerarena", "logs.jsonl.gz")];
+    let real = held_out_auc(arena_router(), &logs);
+
+    // Same prompts, same trainer, outcomes shuffled across training prompts (test rows untouched).
+    let mut rows = rows_of("routerarena");
+    let train_idx: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i]["split"] == "train")
+        .collect();
+    let mut scores: Vec<Value> = train_idx
+        .iter()
+        .map(|&i| rows[i]["score"].clone())
+        .collect();
+    let mut state = 0x9e3779b97f4a7c15u64;
+    for i in (1..scores.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        scores.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    for (&i, s) in train_idx.iter().zip(scores) {
+        rows[i]["score"] = s;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shuffled_logs = [dir.path().join("shuffled.jsonl")];
+    write_rows(&shuffled_logs[0], &rows);
+    let catalog = Catalog::load(&set_path("routerarena", "catalog.toml")).unwrap();
+    let shuffled = held_out_auc(
+        &train_on(&shuffled_logs, Some(&catalog), &TrainOptions::default()),
+        &logs,
+    );
+
+    eprintln!("held-out AUC: learned {real:.3}, shuffled labels {shuffled:.3}");
+    assert!(real > 0.65, "learned router AUC {real}");
+    assert!(
+        real - shuffled > 0.08,
+        "learned {real} vs shuffled {shuffled}"
+    );
+}
+
+#[test]
+fn trained_artifact_round_trips_with_identical_decisions() {
+    let router = arena_router();
+    assert_eq!(
+        router.manifest.validation.len(),
+        3,
+        "all three predictors are compared"
+    );
+    assert!(router.manifest.domains.contains(&"law".to_string()));
+    let dir = tempfile::tempdir().unwrap();
+    router.save(dir.path()).unwrap();
+    let loaded = Router::load(dir.path()).unwrap();
+    let prompts = [
+        "Solve 3x + 5 = 20.",
+        "Translate 'good morning' to German.",
+        "Who wrote Hamlet?",
+    ];
+    let embeddings = encoder().embed_batch(&prompts).unwrap();
+    for e in &embeddings {
+        for policy in [Knob::MinQuality(0.6), Knob::WillingnessToPay(0.002)] {
+            let policy = switchyard_core::Policy::new(policy);
+            let (pa, da) = router.route(&e.vector, 50.0, &policy).unwrap();
+            let (pb, db) = loaded.route(&e.vector, 50.0, &policy).unwrap();
+            assert_eq!(da, db);
+            assert_eq!(pa, pb);
+        }
+    }
+}
+
+/// Each prompt seen by one model only, as in production logs.
+#[test]
+fn sparse_logs_train_a_useful_router() {
+    let rows = rows_of("routerarena");
+    let sparse: Vec<Value> = rows
+        .iter()
+        .filter(|r| {
+            // Keep one model per prompt, alternating by prompt id; test rows stay dense for evaluation.
+            let id = r["id"].as_str().unwrap();
+            let pick = id.bytes().map(u32::from).sum::<u32>() % 2 == 0;
+            r["split"] == "test" || (r["model"] == "gemini-2.0-flash-001") == pick
+        })
+        .cloned()
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = [dir.path().join("sparse.jsonl")];
+    write_rows(&logs[0], &sparse);
+    // No catalog: costs come from the rows' observed cost_usd.
+    let router = train_on(
+        &logs,
+        None,
+        &options(vec![PredictorKind::Mlp, PredictorKind::Logistic]),
+    );
+    assert!(router
+        .manifest
+        .models
+        .iter()
+        .all(|m| m.mean_cost_usd.is_some()));
+    let auc = held_out_auc(&router, &logs);
+    eprintln!("sparse-only held-out AUC {auc:.3}");
+    assert!(auc > 0.6, "sparse-only AUC {auc}");
+}
+
+/// Arena-style rows only: GPT-4 vs Mixtral on GSM8K, the winner being the one that answered correctly.
+#[test]
+fn pairwise_logs_train_a_router_that_prefers_the_stronger_model() {
+    let rows: Vec<Value> = rows_of("routellm")
+        .into_iter()
+        .filter(|r| r["task"] == "gsm8k")
+        .collect();
+    let mut by_id: std::collections::BTreeMap<String, Vec<&Value>> = Default::default();
+    for r in &rows {
+        by_id
+            .entry(r["id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(r);
+    }
+    let pairwise: Vec<Value> = by_id
+        .values()
+        .take(500)
+        .map(|pair| {
+            let (a, b) = (pair[0], pair[1]);
+            let winner = match (a["score"].as_f64(), b["score"].as_f64()) {
+                (Some(x), Some(y)) if x > y => "model_a",
+                (Some(x), Some(y)) if x < y => "model_b",
+                _ => "tie",
+            };
+            json!({"prompt": a["prompt"], "model_a": a["model"], "model_b": b["model"], "winner": winner,
+                   "id": a["id"], "split": a["split"]})
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = [dir.path().join("pairwise.jsonl")];
+    write_rows(&logs[0], &pairwise);
+    let catalog = Catalog::load(&set_path("routellm", "catalog.toml")).unwrap();
+    let router = train_on(
+        &logs,
+        Some(&catalog),
+        &options(vec![PredictorKind::Mlp, PredictorKind::Knn]),
+    );
+    let prediction = router.predict(
+        &encoder()
+            .embed_batch(&["A train travels 60 miles in 1.5 hours. What is its average speed?"])
+            .unwrap()[0]
+            .vector,
+        30.0,
+    );
+    let p = |name: &str| {
+        prediction
+            .models
+            .iter()
+            .find(|m| m.model == name)
+            .unwrap()
+            .p_success
+    };
+    assert!(
+        p("gpt-4-1106-preview") > p("mixtral-8x7b-instruct-v0.1"),
+        "{prediction:?}"
+    );
+}
+
+fn switchyard(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .current_dir(workspace_root())
+        .env("HF_HUB_OFFLINE", "1")
+        .env("SWITCHYARD_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cli_trains_then_routes_and_reports_bad_input() {
+    common::model_files();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("router");
+    let logs = set_path("routerarena", "logs.jsonl.gz");
+    let catalog = set_path("routerarena", "catalog.toml");
+    let o = switchyard(&[
+        "train",
+        "--quiet",
+        "--predictor",
+        "mlp",
+        "--logs",
+        logs.to_str().unwrap(),
+        "--catalog",
+        catalog.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = switchyard(&[
+        "route",
+        "--router",
+        out.to_str().unwrap(),
+        "--min-quality",
+        "0.5",
+        "What is the derivative of x^3?",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let decision: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(["claude-3-haiku-20240307", "gemini-2.0-flash-001"]
+        .contains(&decision["model"].as_str().unwrap()));
+    assert_eq!(decision["models"].as_array().unwrap().len(), 2);
+    assert!(
+        decision["complexity"].as_f64().is_some() && decision["domains"][0]["domain"].is_string()
+    );
+    assert!(decision["timing_ms"]["encode"].as_f64().is_some());
+
+    // A bad row stops training with file:line, and --skip-bad-rows counts it.
+    let bad = dir.path().join("bad.jsonl");
+    let mut rows: Vec<Value> = rows_of("routerarena").into_iter().take(200).collect();
+    rows.insert(
+        3,
+        json!({"prompt": "p", "model": "claude-3-haiku-20240307", "score": 7}),
+    );
+    write_rows(&bad, &rows);
+    let o = switchyard(&[
+        "train",
+        "--quiet",
+        "--logs",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("bad.jsonl:4:") && err.contains("--skip-bad-rows"),
+        "{err}"
+    );
+    let o = switchyard(&[
+        "train",
+        "--quiet",
+        "--predictor",
+        "knn",
+        "--skip-bad-rows",
+        "--logs",
+        bad.to_str().unwrap(),
+        "--out",
+        dir.path().join("r2").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && err.contains("1 bad rows skipped"),
+        "{err}"
+    );
+
+    // A catalog that lacks a model of the logs, and one with a negative price.
+    let cat = dir.path().join("c.toml");
+    std::fs::write(&cat, "[[models]]\nname = \"claude-3-haiku-20240307\"\n").unwrap();
+    let o = switchyard(&[
+        "train",
+        "--logs",
+        logs.to_str().unwrap(),
+        "--catalog",
+        cat.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("not in the catalog: gemini-2.0-flash-001"),
+        "{err}"
+    );
+    std::fs::write(&cat, "[[models]]\nname = \"a\"\noutput_usd_per_mtok = -2\n").unwrap();
+    let o = switchyard(&[
+        "train",
+        "--logs",
+        logs.to_str().unwrap(),
+        "--catalog",
+        cat.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("output_usd_per_mtok must be a number >= 0"),
+        "{err}"
+    );
+
+    // Routing with a bad knob or an unknown model is a clear error.
+    let o = switchyard(&[
+        "route",
+        "--router",
+        out.to_str().unwrap(),
+        "--min-quality",
+        "2",
+        "hi",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("min_quality must be in [0, 1]"));
+    let o = switchyard(&[
+        "route",
+        "--router",
+        out.to_str().unwrap(),
+        "--allow",
+        "gpt-9",
+        "hi",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown model \"gpt-9\""));
+    let o = switchyard(&[
+        "route",
+        "--router",
+        dir.path().join("nope").to_str().unwrap(),
+        "hi",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("manifest.json"));
+}
