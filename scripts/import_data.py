@@ -336,8 +336,79 @@ Source: RouterArena (RouteWorks), `cached_results/*.jsonl` and `model_cost/cost.
 """, src / "LICENSE")
 
 
+# ---------------------------------------------------------------- default router data
+
+# canonical name -> [(set, model name in that set)], with the price key in scripts/prices.py
+DEFAULT_MODELS = {
+    "gpt-4o": ([("zeroeval", "gpt-4o-2024-08-06")], "gpt-4o-2024-08-06"),
+    "gpt-4o-mini": ([("zeroeval", "gpt-4o-mini-2024-07-18")], "gpt-4o-mini-2024-07-18"),
+    "o1-mini": ([("zeroeval", "o1-mini-2024-09-12")], "o1-mini-2024-09-12"),
+    "claude-3-5-sonnet": ([("zeroeval", "claude-3-5-sonnet-20240620")], "claude-3-5-sonnet-20240620"),
+    "claude-3-haiku": ([("zeroeval", "claude-3-haiku-20240307"), ("routerarena", "claude-3-haiku-20240307")],
+                       "claude-3-haiku-20240307"),
+    "gemini-1.5-pro": ([("zeroeval", "gemini-1.5-pro")], "gemini-1.5-pro"),
+    "gemini-1.5-flash": ([("zeroeval", "gemini-1.5-flash")], "gemini-1.5-flash"),
+    "gemini-2.0-flash": ([("routerarena", "gemini-2.0-flash-001")], None),
+    "llama-3.1-405b-instruct": ([("zeroeval", "Llama-3.1-405B-Inst@sambanova")], "Llama-3.1-405B-Inst@sambanova"),
+    "llama-3.1-70b-instruct": ([("zeroeval", "Meta-Llama-3.1-70B-Instruct")], "Meta-Llama-3.1-70B-Instruct"),
+    "llama-3.1-8b-instruct": ([("zeroeval", "Meta-Llama-3.1-8B-Instruct"), ("llmrouter", "llama-3.1-8b-instruct")],
+                              "Meta-Llama-3.1-8B-Instruct"),
+    "mistral-large": ([("zeroeval", "Mistral-Large-2")], "Mistral-Large-2"),
+    "deepseek-v2.5": ([("zeroeval", "deepseek-v2.5-0908")], "deepseek-v2.5-0908"),
+    "qwen2.5-7b-instruct": ([("zeroeval", "Qwen2.5-7B-Instruct"), ("llmrouter", "qwen2.5-7b-instruct")],
+                            "Qwen2.5-7B-Instruct"),
+    "gemma-2-9b-it": ([("zeroeval", "gemma-2-9b-it"), ("llmrouter", "gemma-2-9b-it")], "gemma-2-9b-it"),
+}
+
+
+def import_default(data: Path, out: Path):
+    """The default router's data: the converted sets' rows for a catalog of current API models, renamed."""
+    rename = {}
+    for canonical, (sources, _) in DEFAULT_MODELS.items():
+        for set_name, model in sources:
+            rename[(set_name, model)] = canonical
+    w = SetWriter(out, "default")
+    w.model("gemini-2.0-flash", input_usd=0.1, output_usd=0.4, source="RouterArena cost.json (gemini-2.0-flash-001)")
+    for canonical, (_, price_key) in DEFAULT_MODELS.items():
+        if price_key:
+            w.model(canonical, price_key)
+    for set_name in ["zeroeval", "routerarena", "llmrouter"]:
+        path = out / set_name / "logs.jsonl.gz"
+        if not path.exists():
+            sys.exit(f"error: {path} is missing; convert {set_name} first (scripts/import_data.py {set_name})")
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                name = rename.get((set_name, row["model"]))
+                if name:
+                    row["source_model"] = f"{set_name}:{row['model']}"
+                    row["model"] = name
+                    if set_name != "routerarena":
+                        row.pop("cost_usd", None)
+                    w.add(row)
+    mapping = "\n".join(
+        f"| {c} | {', '.join(f'{s}:{m}' for s, m in src)} |" for c, (src, _) in DEFAULT_MODELS.items())
+    w.finish(f"""
+# Default router data: 15 current API models, from every converted set that covers them
+
+Built by `scripts/import_data.py default` from `training-data/{{zeroeval,routerarena,llmrouter}}` (see their
+READMEs for sources and licenses: Apache-2.0, Apache-2.0, MIT; `LICENSE` here is Apache-2.0, and
+`../llmrouter/LICENSE` covers the LLMRouter rows). Rows keep their set's split, prompt ids and token counts; the
+model is renamed to a canonical name, and `source_model` says where the row came from.
+
+| model | rows from |
+| --- | --- |
+{mapping}
+
+What this data can and cannot teach a router: every model has math evidence (GSM8K, MATH level 5) except
+gemini-2.0-flash; broad-domain evidence (law, medicine, code, translation, trivia, ... from RouterArena, and 14
+task types from LLMRouter) exists only for claude-3-haiku, gemini-2.0-flash, llama-3.1-8b-instruct,
+qwen2.5-7b-instruct and gemma-2-9b-it. Predictions for the other models outside math extrapolate from math.
+""", out / "zeroeval" / "LICENSE")
+
+
 IMPORTERS = {"llmrouter": import_llmrouter, "zeroeval": import_zeroeval, "routellm": import_routellm,
-             "routerarena": import_routerarena}
+             "routerarena": import_routerarena, "default": import_default}
 
 
 def main():

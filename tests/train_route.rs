@@ -295,6 +295,29 @@ fn cli_trains_then_routes_and_reports_bad_input() {
     );
     assert!(decision["timing_ms"]["encode"].as_f64().is_some());
 
+    // Calibration writes the knob that sends half the calls to gemini into the router's default policy.
+    let o = switchyard(&[
+        "calibrate",
+        "--router",
+        out.to_str().unwrap(),
+        "--logs",
+        logs.to_str().unwrap(),
+        "--share",
+        "gemini-2.0-flash-001=0.5",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let q = manifest["default_policy"]["knob"]["min_quality"]
+        .as_f64()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(&format!("min_quality: {q}"))
+            && text.contains("share of calls to gemini-2.0-flash-001"),
+        "{text}"
+    );
+
     // A bad row stops training with file:line, and --skip-bad-rows counts it.
     let bad = dir.path().join("bad.jsonl");
     let mut rows: Vec<Value> = rows_of("routerarena").into_iter().take(200).collect();
@@ -392,4 +415,39 @@ fn cli_trains_then_routes_and_reports_bad_input() {
         "hi",
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("manifest.json"));
+}
+
+/// The bundled default router loads with the running encoder and routes among its 15 catalog models.
+#[test]
+fn bundled_default_router_routes() {
+    let router = Router::load(&workspace_root().join("models/default")).unwrap();
+    router
+        .check_encoder(encoder().id(), encoder().dim())
+        .unwrap();
+    let catalog = Catalog::load(&set_path("default", "catalog.toml")).unwrap();
+    assert_eq!(router.manifest.models.len(), catalog.models.len());
+    let e = encoder()
+        .embed_batch(&[
+            "Integrate x^2 from 0 to 3.",
+            "Summarise the plot of Hamlet.",
+        ])
+        .unwrap();
+    for (embedding, text) in e.iter().zip([
+        "Integrate x^2 from 0 to 3.",
+        "Summarise the plot of Hamlet.",
+    ]) {
+        let (prediction, decision) = router
+            .route(
+                &embedding.vector,
+                switchyard_core::estimate_input_tokens(text),
+                &router.manifest.default_policy,
+            )
+            .unwrap();
+        assert!(catalog.get(&decision.model).is_some());
+        assert_eq!(decision.ranking.len(), 15);
+        assert!(prediction
+            .models
+            .iter()
+            .all(|m| (0.0..=1.0).contains(&m.p_success) && m.expected_cost_usd > 0.0));
+    }
 }

@@ -10,11 +10,12 @@ use common::workspace_root;
 use switchyard_core::{read_logs, Catalog, Evidence, Split};
 
 /// (set, models in its catalog, distinct prompts)
-const SETS: [(&str, usize, usize); 4] = [
+const SETS: [(&str, usize, usize); 5] = [
     ("llmrouter", 9, 6108),
     ("zeroeval", 54, 2040),
     ("routellm", 2, 1319 + 160),
     ("routerarena", 2, 809),
+    ("default", 15, 8957),
 ];
 
 #[test]

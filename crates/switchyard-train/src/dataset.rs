@@ -313,3 +313,19 @@ pub fn fingerprint(path: &Path) -> Result<FileFingerprint, TrainError> {
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The distinct prompts of some logs (grouped by id, else text), in first-seen order, whatever their split
+/// or models: what calibration and benchmarking replay a router on.
+pub fn read_prompts(
+    paths: &[PathBuf],
+    skip_bad_rows: bool,
+) -> Result<(Vec<String>, ReadSummary), TrainError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut prompts = Vec::new();
+    let summary = read_logs(paths, skip_bad_rows, |row| {
+        if seen.insert(row.group_key().to_string()) {
+            prompts.push(row.prompt);
+        }
+    })?;
+    Ok((prompts, summary))
+}

@@ -2,9 +2,11 @@
 //!
 //! This crate owns reading labelled logs at scale into a [`Dataset`], the on-disk [`EmbeddingCache`], fitting
 //! the domain and complexity heads and the per-model success predictors (logistic regression with linfa, an
-//! MLP with candle-nn, kNN), their validation metrics and calibration. It knows nothing of HTTP.
+//! MLP with candle-nn, kNN), their validation metrics and calibration, and knob calibration against a
+//! target share or spend. It knows nothing of HTTP.
 
 mod cache;
+mod calibrate;
 mod dataset;
 mod heads;
 pub mod metrics;
@@ -14,7 +16,8 @@ mod train;
 use std::path::PathBuf;
 
 pub use cache::{default_cache_dir, EmbeddingCache};
-pub use dataset::{fingerprint, Dataset, PromptRecord, RowFilter};
+pub use calibrate::{calibrate, outcome, Calibration, CalibrationTarget, KnobKind};
+pub use dataset::{fingerprint, read_prompts, Dataset, PromptRecord, RowFilter};
 pub use heads::{difficulty_targets, fit_complexity_head, fit_domain_head};
 pub use predictors::{fit_knn, fit_logistic, fit_mlp, predict_rows, MlpConfig, Targets};
 pub use train::{train, TrainOptions, MIN_PROMPTS};

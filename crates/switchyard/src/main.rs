@@ -1,6 +1,7 @@
 //! `switchyard`: the command-line front of the switchyard LLM router. Each subcommand is a thin layer over
 //! the library crates; this binary owns argument parsing, logging set-up and turning errors into messages.
 
+mod calibrate_cmd;
 mod embed;
 mod route_cmd;
 mod train_cmd;
@@ -49,6 +50,11 @@ enum Command {
     /// The output names the chosen model under "model", the reason, the fallback ranking, per-model
     /// P(success) and expected cost, complexity, the top domains, and timing.
     Route(route_cmd::RouteArgs),
+    /// Set a router's default knob to hit a target share of calls to a model, or a target spend.
+    ///
+    /// Replays the router on the prompts of the given logs (RouteLLM-style quantile calibration) and writes
+    /// the knob value whose outcome is closest to the target into the router's manifest.
+    Calibrate(calibrate_cmd::CalibrateArgs),
     /// Manage the encoder model's files.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -150,6 +156,7 @@ fn main() -> ExitCode {
         Command::Embed(args) => embed::run(&args),
         Command::Train(args) => train_cmd::run(&args),
         Command::Route(args) => route_cmd::run(&args),
+        Command::Calibrate(args) => calibrate_cmd::run(&args),
         Command::Model(ModelCommand::Fetch(args)) => fetch_model(&args),
     };
     match result {

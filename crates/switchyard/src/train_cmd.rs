@@ -31,9 +31,9 @@ pub struct TrainArgs {
     #[arg(long)]
     skip_bad_rows: bool,
 
-    /// Predictor to use: auto picks the lowest validation log loss among logistic, mlp and knn.
-    #[arg(long, value_enum, default_value_t = PredictorChoice::Auto)]
-    predictor: PredictorChoice,
+    /// Predictors to fit and compare (comma-separated); the one with the lowest validation log loss is kept.
+    #[arg(long = "predictor", value_enum, value_delimiter = ',', default_values_t = [PredictorChoice::Logistic, PredictorChoice::Mlp, PredictorChoice::Knn])]
+    predictors: Vec<PredictorChoice>,
 
     /// Share of prompts held out for validation (model choice, early stopping, calibration).
     #[arg(long, default_value_t = 0.15, value_name = "SHARE")]
@@ -63,11 +63,9 @@ pub struct TrainArgs {
     model: ModelArgs,
 }
 
-/// Which predictor(s) to fit.
+/// A predictor to fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PredictorChoice {
-    /// Fit all three and keep the best on validation.
-    Auto,
     /// Per-model logistic regression (linfa).
     Logistic,
     /// A small MLP over all models (candle-nn).
@@ -108,16 +106,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         cache.len()
     );
 
-    let candidates = match args.predictor {
-        PredictorChoice::Auto => vec![
-            PredictorKind::Logistic,
-            PredictorKind::Mlp,
-            PredictorKind::Knn,
-        ],
-        PredictorChoice::Logistic => vec![PredictorKind::Logistic],
-        PredictorChoice::Mlp => vec![PredictorKind::Mlp],
-        PredictorChoice::Knn => vec![PredictorKind::Knn],
-    };
+    let candidates = args
+        .predictors
+        .iter()
+        .map(|p| match p {
+            PredictorChoice::Logistic => PredictorKind::Logistic,
+            PredictorChoice::Mlp => PredictorKind::Mlp,
+            PredictorChoice::Knn => PredictorKind::Knn,
+        })
+        .collect();
     let options = TrainOptions {
         batch_size: args.batch_size as usize,
         validation_share: args.validation_share,
