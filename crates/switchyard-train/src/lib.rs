@@ -5,6 +5,7 @@
 //! MLP with candle-nn, kNN), their validation metrics and calibration, and knob calibration against a
 //! target share or spend. It knows nothing of HTTP.
 
+pub mod bench;
 mod cache;
 mod calibrate;
 mod dataset;

@@ -3,7 +3,7 @@
 //! Scores may be fractional (judge scores rescaled to [0, 1]); log loss and Brier use them as soft labels,
 //! AUC and nothing else thresholds them at 0.5.
 
-use switchyard_core::{logit, sigmoid, Platt};
+use switchyard_core::{logit, Platt};
 
 /// Bins of the expected calibration error.
 pub const ECE_BINS: usize = 10;
@@ -76,8 +76,8 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-/// Fits Platt scaling P' = σ(a·logit(P) + b) by Newton's method on the soft log loss (with a weak pull
-/// towards the identity). Fewer than 20 pairs: the identity.
+/// Fits Platt scaling P' = σ(a·logit(P) + b) by damped Newton steps on the soft log loss, with a weak pull
+/// towards the identity (a = 1, b = 0). Fewer than 20 pairs: the identity.
 pub fn fit_platt(pairs: &[(f32, f32)]) -> Platt {
     if pairs.len() < 20 {
         return Platt::default();
@@ -86,16 +86,27 @@ pub fn fit_platt(pairs: &[(f32, f32)]) -> Platt {
         .iter()
         .map(|&(p, s)| (f64::from(logit(p)), f64::from(s)))
         .collect();
+    let reg = 1e-2 * data.len() as f64;
+    let loss = |a: f64, b: f64| -> f64 {
+        let fit: f64 = data
+            .iter()
+            .map(|&(z, s)| {
+                let u = a * z + b;
+                // log(1 + e^u) − s·u, stable.
+                u.max(0.0) + (-u.abs()).exp().ln_1p() - s * u
+            })
+            .sum();
+        fit + 0.5 * reg * ((a - 1.0).powi(2) + b * b)
+    };
     let (mut a, mut b) = (1.0f64, 0.0f64);
-    let reg = 1e-3 * data.len() as f64;
-    for _ in 0..50 {
+    let mut current = loss(a, b);
+    for _ in 0..100 {
         let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (reg * (a - 1.0), reg * b, reg, 0.0, reg);
         for &(z, s) in &data {
-            let q = f64::from(sigmoid((a * z + b) as f32));
-            let r = q - s;
-            let w = (q * (1.0 - q)).max(1e-9);
-            ga += r * z;
-            gb += r;
+            let q = 1.0 / (1.0 + (-(a * z + b)).exp());
+            let w = q * (1.0 - q);
+            ga += (q - s) * z;
+            gb += q - s;
             haa += w * z * z;
             hab += w * z;
             hbb += w;
@@ -105,9 +116,19 @@ pub fn fit_platt(pairs: &[(f32, f32)]) -> Platt {
             break;
         }
         let (da, db) = ((hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det);
-        a -= da;
-        b -= db;
-        if da.abs() + db.abs() < 1e-7 {
+        // Backtrack until the loss goes down.
+        let mut t = 1.0;
+        while t > 1e-6 && loss(a - t * da, b - t * db) > current {
+            t /= 2.0;
+        }
+        if t <= 1e-6 {
+            break;
+        }
+        (a, b) = (a - t * da, b - t * db);
+        let next = loss(a, b);
+        let done = current - next < 1e-10 * current.abs().max(1.0);
+        current = next;
+        if done {
             break;
         }
     }

@@ -156,17 +156,32 @@ pub fn fit_mlp(
 
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-    // Start each model's logit at its base rate, so the network learns departures from it: the bias variable
-    // is put in the map first, and the layer below picks it up.
+    // Parameters are created here, not by candle's unseeded initialiser, so training is reproducible:
+    // uniform(±1/√fan_in) weights from the seed, and each model's output bias at its base rate's logit so the
+    // network learns departures from it. The layers below pick these variables up by name.
+    let mut rng = seed.max(1);
     let prior: Vec<f32> = train.1.model_means().into_iter().map(logit).collect();
-    varmap
-        .data()
-        .lock()
-        .map_err(|_| TrainError::Fit("MLP parameters are poisoned".into()))?
-        .insert(
-            "output.bias".to_string(),
-            Var::from_tensor(&Tensor::new(prior.as_slice(), &device)?)?,
-        );
+    let params = [
+        ("hidden.weight", uniform(&[config.hidden, nf], nf, &mut rng)),
+        ("hidden.bias", uniform(&[config.hidden], nf, &mut rng)),
+        (
+            "output.weight",
+            uniform(&[models, config.hidden], config.hidden, &mut rng),
+        ),
+        ("output.bias", (prior, vec![models])),
+    ];
+    {
+        let mut vars = varmap
+            .data()
+            .lock()
+            .map_err(|_| TrainError::Fit("MLP parameters are poisoned".into()))?;
+        for (name, (values, shape)) in params {
+            vars.insert(
+                name.to_string(),
+                Var::from_tensor(&Tensor::from_vec(values, shape, &device)?)?,
+            );
+        }
+    }
     let hidden = candle_nn::linear(nf, config.hidden, vb.pp("hidden"))?;
     let output = candle_nn::linear(config.hidden, models, vb.pp("output"))?;
     let forward =
@@ -187,7 +202,6 @@ pub fn fit_mlp(
     )?;
 
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = seed.max(1);
     let mut best = (f64::INFINITY, snapshot(&hidden, &output)?);
     let mut stale = 0;
     for epoch in 0..config.max_epochs {
@@ -242,14 +256,30 @@ fn snapshot(
     Ok((dense(hidden)?, dense(output)?))
 }
 
-/// Fisher–Yates with a xorshift generator: deterministic for a seed, no extra dependency.
+/// The next value of a xorshift64 generator: deterministic for a seed, no extra dependency.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Fisher–Yates shuffle.
 fn shuffle(items: &mut [usize], state: &mut u64) {
     for i in (1..items.len()).rev() {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        items.swap(i, (*state % (i as u64 + 1)) as usize);
+        items.swap(i, (next(state) % (i as u64 + 1)) as usize);
     }
+}
+
+/// Values uniform in ±1/√fan_in for a tensor of `shape`, with the shape.
+fn uniform(shape: &[usize], fan_in: usize, state: &mut u64) -> (Vec<f32>, Vec<usize>) {
+    let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+    let n = shape.iter().product();
+    let values = (0..n)
+        .map(|_| ((next(state) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * bound)
+        .map(|v| v as f32)
+        .collect();
+    (values, shape.to_vec())
 }
 
 /// kNN over the training embeddings; k is chosen among `ks` by validation log loss.

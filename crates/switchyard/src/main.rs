@@ -1,6 +1,7 @@
 //! `switchyard`: the command-line front of the switchyard LLM router. Each subcommand is a thin layer over
 //! the library crates; this binary owns argument parsing, logging set-up and turning errors into messages.
 
+mod bench_cmd;
 mod calibrate_cmd;
 mod embed;
 mod route_cmd;
@@ -55,6 +56,12 @@ enum Command {
     /// Replays the router on the prompts of the given logs (RouteLLM-style quantile calibration) and writes
     /// the knob value whose outcome is closest to the target into the router's manifest.
     Calibrate(calibrate_cmd::CalibrateArgs),
+    /// Evaluate a router on held-out labelled logs against baselines: AIQ, APGR/CPT, cost-quality curve.
+    ///
+    /// Sweeps the router's knobs (willingness to pay on a log grid from 0 to 1e4 USD, min-quality from 0 to 1),
+    /// and compares it in the same run with every single model, the zero router, random choice, the oracle
+    /// and kNN routers (k = 10, 40). Writes DIR/report.json and prints a table.
+    Bench(bench_cmd::BenchArgs),
     /// Manage the encoder model's files.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -157,6 +164,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train_cmd::run(&args),
         Command::Route(args) => route_cmd::run(&args),
         Command::Calibrate(args) => calibrate_cmd::run(&args),
+        Command::Bench(args) => bench_cmd::run(&args),
         Command::Model(ModelCommand::Fetch(args)) => fetch_model(&args),
     };
     match result {

@@ -74,6 +74,17 @@ pub enum PredictorChoice {
     Knn,
 }
 
+impl PredictorChoice {
+    /// The library's name for it.
+    pub fn kind(self) -> PredictorKind {
+        match self {
+            Self::Logistic => PredictorKind::Logistic,
+            Self::Mlp => PredictorKind::Mlp,
+            Self::Knn => PredictorKind::Knn,
+        }
+    }
+}
+
 /// Runs `switchyard train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if !(0.01..=0.5).contains(&args.validation_share) {
@@ -106,15 +117,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         cache.len()
     );
 
-    let candidates = args
-        .predictors
-        .iter()
-        .map(|p| match p {
-            PredictorChoice::Logistic => PredictorKind::Logistic,
-            PredictorChoice::Mlp => PredictorKind::Mlp,
-            PredictorChoice::Knn => PredictorKind::Knn,
-        })
-        .collect();
+    let candidates = args.predictors.iter().map(|p| p.kind()).collect();
     let options = TrainOptions {
         batch_size: args.batch_size as usize,
         validation_share: args.validation_share,
