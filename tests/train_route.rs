@@ -451,3 +451,72 @@ fn bundled_default_router_routes() {
             .all(|m| (0.0..=1.0).contains(&m.p_success) && m.expected_cost_usd > 0.0));
     }
 }
+
+/// `switchyard bench` trains in the same run, sweeps, compares with every baseline and writes the report
+/// and the plots.
+#[test]
+fn cli_bench_writes_report_and_plots() {
+    common::model_files();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = set_path("routerarena", "logs.jsonl.gz");
+    let o = switchyard(&[
+        "bench",
+        "--quiet",
+        "--predictor",
+        "mlp",
+        "--train-logs",
+        logs.to_str().unwrap(),
+        "--logs",
+        logs.to_str().unwrap(),
+        "--catalog",
+        set_path("routerarena", "catalog.toml").to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("learned router")
+            && table.contains("knn40")
+            && table.contains("zero_router"),
+        "{table}"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    let m = &report["metrics"];
+    for key in ["aiq", "apgr", "cpt50", "cpt80", "ece", "auc"] {
+        assert!(m[key].is_number(), "metrics.{key} missing: {m}");
+    }
+    for name in [
+        "zero_router",
+        "random",
+        "oracle",
+        "knn10",
+        "knn40",
+        "model:gemini-2.0-flash-001",
+    ] {
+        assert!(
+            report["baselines"][name]["aiq"].is_number(),
+            "baseline {name} missing"
+        );
+    }
+    // A two-model set: the random router's APGR is 0.5 by definition, the oracle's is the best possible.
+    assert_eq!(report["baselines"]["random"]["apgr"], 0.5);
+    assert!(report["baselines"]["oracle"]["apgr"].as_f64().unwrap() > m["apgr"].as_f64().unwrap());
+    // The learned router does better than picking models at random.
+    assert!(m["aiq"].as_f64().unwrap() > report["baselines"]["random"]["aiq"].as_f64().unwrap());
+    let curve = report["curve"].as_array().unwrap();
+    assert!(
+        curve.len() > 100
+            && curve
+                .iter()
+                .all(|p| p["cost"].is_number() && p["quality"].is_number())
+    );
+    for plot in ["curve.svg", "curve.png"] {
+        assert!(
+            std::fs::metadata(dir.path().join(plot)).unwrap().len() > 10_000,
+            "{plot} is missing or empty"
+        );
+    }
+}

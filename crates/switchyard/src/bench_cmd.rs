@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use switchyard_core::{Catalog, Router};
 use switchyard_encoder::{Encoder, MiniLm};
-use switchyard_train::bench::{knn_memory, run_bench, BenchReport, BenchSet, Metrics};
+use switchyard_train::bench::{knn_memory, plot, run_bench, BenchReport, BenchSet, Metrics};
 use switchyard_train::{
     default_cache_dir, train, Dataset, EmbeddingCache, RowFilter, TrainOptions,
 };
@@ -38,7 +38,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     catalog: Option<PathBuf>,
 
-    /// Folder for report.json.
+    /// Folder for report.json, curve.svg and curve.png.
     #[arg(long, value_name = "DIR", default_value = "bench-out")]
     out: PathBuf,
 
@@ -120,6 +120,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         RowFilter::TestOrAll,
     )?;
     let dropped = set.restrict_to_dense_models();
+    let sparse = set
+        .prompts
+        .iter()
+        .any(|p| p.score.iter().any(Option::is_none));
+    if sparse {
+        eprintln!(
+            "note: not every model answered every held-out prompt, so single models (and the zero router, random \
+             and oracle built from them) are measured on different prompts; compare the routers with each other"
+        );
+    }
     if !dropped.is_empty() {
         eprintln!(
             "note: {} models did not answer every held-out prompt and are left out so that every router and \
@@ -172,6 +182,18 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let path = args.out.join("report.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
+    let title = args
+        .logs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    plot(
+        &report,
+        &format!("switchyard bench: {title}"),
+        &args.out.join("curve.svg"),
+        &args.out.join("curve.png"),
+    )?;
     print_table(&report, &path);
     Ok(())
 }
@@ -235,5 +257,8 @@ fn print_table(report: &BenchReport, path: &Path) {
         r.auc,
         r.domain_accuracy.map_or_else(String::new, |a| format!(", domain accuracy {a:.3}"))
     );
-    println!("report written to {}", path.display());
+    println!(
+        "report written to {} (plots: curve.svg, curve.png beside it)",
+        path.display()
+    );
 }

@@ -2,8 +2,10 @@
 //! cost–quality metrics of RouterBench (AIQ) and RouteLLM (APGR, CPT).
 
 pub mod curve;
+mod plot;
 mod run;
 mod set;
 
+pub use plot::plot;
 pub use run::{run_bench, BenchReport, CurvePoint, Metrics, RouterMetrics, SingleModel};
 pub use set::{knn_memory, BenchPrompt, BenchSet};

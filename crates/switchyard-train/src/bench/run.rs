@@ -158,7 +158,8 @@ fn sweep(set: &BenchSet, estimates: &[Vec<ModelEstimate>]) -> Vec<CurvePoint> {
         .collect()
 }
 
-fn points(curve: &[CurvePoint]) -> Vec<Point> {
+/// A curve's (cost, quality) points.
+pub(super) fn points(curve: &[CurvePoint]) -> Vec<Point> {
     curve
         .iter()
         .map(|p| Point {
