@@ -132,8 +132,8 @@ fn trained_artifact_round_trips_with_identical_decisions() {
     let router = arena_router();
     assert_eq!(
         router.manifest.validation.len(),
-        3,
-        "all three predictors are compared"
+        4,
+        "three predictors and their ensemble are compared"
     );
     assert!(router.manifest.domains.contains(&"law".to_string()));
     let dir = tempfile::tempdir().unwrap();

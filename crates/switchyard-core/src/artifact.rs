@@ -20,39 +20,18 @@ impl Router {
             path: weights_path.clone(),
             message: e.to_string(),
         };
-        let mut tensors = HashMap::new();
-        let mut put =
-            |name: &str, data: &[f32], shape: (usize, usize)| -> Result<(), candle_core::Error> {
-                tensors.insert(
-                    name.to_string(),
-                    Tensor::from_slice(data, shape, &Device::Cpu)?,
-                );
-                Ok(())
-            };
-        let mut put_dense = |name: &str, d: &Dense| -> Result<(), candle_core::Error> {
-            put(&format!("{name}.weight"), &d.weight, (d.outputs, d.inputs))?;
-            put(&format!("{name}.bias"), &d.bias, (1, d.outputs))
-        };
-        if let Some(domain) = &self.heads.domain {
-            put_dense("domain", domain).map_err(weights_err)?;
-        }
-        put_dense("complexity", &self.heads.complexity).map_err(weights_err)?;
-        match &self.predictor {
-            Predictor::Logistic(layer) => put_dense("logistic", layer).map_err(weights_err)?,
-            Predictor::Mlp { hidden, output } => {
-                put_dense("mlp.hidden", hidden).map_err(weights_err)?;
-                put_dense("mlp.output", output).map_err(weights_err)?;
+        let mut tensors = Tensors::default();
+        (|| -> Result<(), candle_core::Error> {
+            if let Some(domain) = &self.heads.domain {
+                tensors.dense("domain", domain)?;
             }
-            Predictor::Knn(m) => {
-                let models = m.prior.len();
-                put("knn.embeddings", &m.embeddings, (m.len(), m.dim)).map_err(weights_err)?;
-                put("knn.scores", &m.scores, (m.len(), models)).map_err(weights_err)?;
-                put("knn.prior", &m.prior, (1, models)).map_err(weights_err)?;
-                put("knn.params", &[m.k as f32, m.alpha], (1, 2)).map_err(weights_err)?;
-            }
-        }
-        let platt: Vec<f32> = self.calibration.iter().flat_map(|p| [p.a, p.b]).collect();
-        put("calibration", &platt, (self.calibration.len(), 2)).map_err(weights_err)?;
+            tensors.dense("complexity", &self.heads.complexity)?;
+            tensors.predictor("", &self.predictor)?;
+            let platt: Vec<f32> = self.calibration.iter().flat_map(|p| [p.a, p.b]).collect();
+            tensors.put("calibration", &platt, (self.calibration.len(), 2))
+        })()
+        .map_err(weights_err)?;
+        let tensors = tensors.0;
         candle_core::safetensors::save(&tensors, &weights_path).map_err(weights_err)?;
 
         let manifest_path = dir.join(MANIFEST_FILE);
@@ -113,28 +92,13 @@ impl Router {
             domain,
             complexity: weights.dense("complexity", 1, dim)?,
         };
-        let predictor = match manifest.predictor {
-            PredictorKind::Logistic => {
-                Predictor::Logistic(weights.dense("logistic", models, features)?)
-            }
-            PredictorKind::Mlp => Predictor::Mlp {
-                hidden: weights.dense("mlp.hidden", manifest.hidden, features)?,
-                output: weights.dense("mlp.output", models, manifest.hidden)?,
-            },
-            PredictorKind::Knn => {
-                let embeddings = weights.vec("knn.embeddings", None)?;
-                let prompts = embeddings.len() / dim.max(1);
-                let params = weights.vec("knn.params", Some(2))?;
-                Predictor::Knn(KnnMemory {
-                    dim,
-                    embeddings,
-                    scores: weights.vec("knn.scores", Some(prompts * models))?,
-                    prior: weights.vec("knn.prior", Some(models))?,
-                    k: params[0] as usize,
-                    alpha: params[1],
-                })
-            }
+        let shape = Shape {
+            models,
+            features,
+            dim,
+            hidden: manifest.hidden,
         };
+        let predictor = weights.predictor("", manifest.predictor, &manifest.members, &shape)?;
         let calibration = weights
             .vec("calibration", Some(models * 2))?
             .chunks_exact(2)
@@ -177,6 +141,57 @@ impl Weights<'_> {
         }
     }
 
+    fn predictor(
+        &self,
+        prefix: &str,
+        kind: PredictorKind,
+        members: &[PredictorKind],
+        shape: &Shape,
+    ) -> Result<Predictor, RouterError> {
+        let Shape {
+            models,
+            features,
+            dim,
+            hidden,
+        } = *shape;
+        Ok(match kind {
+            PredictorKind::Logistic => {
+                Predictor::Logistic(self.dense(&format!("{prefix}logistic"), models, features)?)
+            }
+            PredictorKind::Mlp => Predictor::Mlp {
+                hidden: self.dense(&format!("{prefix}mlp.hidden"), hidden, features)?,
+                output: self.dense(&format!("{prefix}mlp.output"), models, hidden)?,
+            },
+            PredictorKind::Knn => {
+                let embeddings = self.vec(&format!("{prefix}knn.embeddings"), None)?;
+                let prompts = embeddings.len() / dim.max(1);
+                let params = self.vec(&format!("{prefix}knn.params"), Some(2))?;
+                Predictor::Knn(KnnMemory {
+                    dim,
+                    embeddings,
+                    scores: self.vec(&format!("{prefix}knn.scores"), Some(prompts * models))?,
+                    prior: self.vec(&format!("{prefix}knn.prior"), Some(models))?,
+                    k: params[0] as usize,
+                    alpha: params[1],
+                })
+            }
+            PredictorKind::Ensemble => {
+                if members.is_empty() || members.contains(&PredictorKind::Ensemble) {
+                    return Err(RouterError::Weights {
+                        path: self.path.to_path_buf(),
+                        message: format!("an ensemble needs member predictors that are not ensembles, got {members:?}"),
+                    });
+                }
+                let loaded = members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &m)| self.predictor(&format!("{prefix}ensemble.{i}."), m, &[], shape))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Predictor::Ensemble(loaded)
+            }
+        })
+    }
+
     fn dense(&self, name: &str, outputs: usize, inputs: usize) -> Result<Dense, RouterError> {
         let weight = self.vec(&format!("{name}.weight"), Some(outputs * inputs))?;
         let bias = self.vec(&format!("{name}.bias"), Some(outputs))?;
@@ -185,6 +200,70 @@ impl Weights<'_> {
             message: format!("{name} has inconsistent sizes"),
         })
     }
+}
+
+/// Tensors being written, by name.
+#[derive(Default)]
+struct Tensors(HashMap<String, Tensor>);
+
+impl Tensors {
+    fn put(
+        &mut self,
+        name: &str,
+        data: &[f32],
+        shape: (usize, usize),
+    ) -> Result<(), candle_core::Error> {
+        self.0.insert(
+            name.to_string(),
+            Tensor::from_slice(data, shape, &Device::Cpu)?,
+        );
+        Ok(())
+    }
+
+    fn dense(&mut self, name: &str, d: &Dense) -> Result<(), candle_core::Error> {
+        self.put(&format!("{name}.weight"), &d.weight, (d.outputs, d.inputs))?;
+        self.put(&format!("{name}.bias"), &d.bias, (1, d.outputs))
+    }
+
+    /// A predictor's tensors under `prefix` (ensemble members under `ensemble.<i>.`).
+    fn predictor(&mut self, prefix: &str, predictor: &Predictor) -> Result<(), candle_core::Error> {
+        match predictor {
+            Predictor::Logistic(layer) => self.dense(&format!("{prefix}logistic"), layer),
+            Predictor::Mlp { hidden, output } => {
+                self.dense(&format!("{prefix}mlp.hidden"), hidden)?;
+                self.dense(&format!("{prefix}mlp.output"), output)
+            }
+            Predictor::Knn(m) => {
+                let models = m.prior.len();
+                self.put(
+                    &format!("{prefix}knn.embeddings"),
+                    &m.embeddings,
+                    (m.len(), m.dim),
+                )?;
+                self.put(&format!("{prefix}knn.scores"), &m.scores, (m.len(), models))?;
+                self.put(&format!("{prefix}knn.prior"), &m.prior, (1, models))?;
+                self.put(
+                    &format!("{prefix}knn.params"),
+                    &[m.k as f32, m.alpha],
+                    (1, 2),
+                )
+            }
+            Predictor::Ensemble(members) => {
+                for (i, member) in members.iter().enumerate() {
+                    self.predictor(&format!("{prefix}ensemble.{i}."), member)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The sizes a predictor's tensors must have.
+struct Shape {
+    models: usize,
+    features: usize,
+    dim: usize,
+    hidden: usize,
 }
 
 #[cfg(test)]
@@ -216,6 +295,10 @@ mod tests {
                 domains: vec!["math".into(), "law".into()],
                 predictor: predictor.kind(),
                 hidden,
+                members: match &predictor {
+                    Predictor::Ensemble(m) => m.iter().map(Predictor::kind).collect(),
+                    _ => Vec::new(),
+                },
                 default_policy: Policy::new(Knob::MinQuality(0.7)),
                 training: TrainingInfo::default(),
                 validation: Vec::new(),
@@ -231,7 +314,7 @@ mod tests {
         }
     }
 
-    fn predictors() -> Vec<(Predictor, usize)> {
+    fn base_predictors() -> Vec<(Predictor, usize)> {
         let features = 2 + 2 + 1;
         vec![
             (
@@ -272,6 +355,13 @@ mod tests {
                 0,
             ),
         ]
+    }
+
+    fn predictors() -> Vec<(Predictor, usize)> {
+        let mut all = base_predictors();
+        let members: Vec<Predictor> = all.iter().map(|(p, _)| p.clone()).collect();
+        all.push((Predictor::Ensemble(members), 3));
+        all
     }
 
     #[test]

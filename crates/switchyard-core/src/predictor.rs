@@ -104,6 +104,8 @@ pub enum PredictorKind {
     Mlp,
     /// Smoothed mean score of each model over the k most similar training prompts.
     Knn,
+    /// The mean of several of the above.
+    Ensemble,
 }
 
 impl std::fmt::Display for PredictorKind {
@@ -112,6 +114,7 @@ impl std::fmt::Display for PredictorKind {
             Self::Logistic => "logistic",
             Self::Mlp => "mlp",
             Self::Knn => "knn",
+            Self::Ensemble => "ensemble",
         })
     }
 }
@@ -200,6 +203,8 @@ pub enum Predictor {
     },
     /// Nearest neighbours over the raw embeddings.
     Knn(KnnMemory),
+    /// The mean of the members' probabilities.
+    Ensemble(Vec<Predictor>),
 }
 
 impl Predictor {
@@ -209,6 +214,7 @@ impl Predictor {
             Self::Logistic(_) => PredictorKind::Logistic,
             Self::Mlp { .. } => PredictorKind::Mlp,
             Self::Knn(_) => PredictorKind::Knn,
+            Self::Ensemble(_) => PredictorKind::Ensemble,
         }
     }
 
@@ -225,6 +231,19 @@ impl Predictor {
                 output.forward(&h).into_iter().map(sigmoid).collect()
             }
             Self::Knn(memory) => memory.predict(embedding),
+            Self::Ensemble(members) => {
+                let mut sum: Vec<f32> = Vec::new();
+                for member in members {
+                    let p = member.predict(features, embedding);
+                    if sum.is_empty() {
+                        sum = p;
+                    } else {
+                        sum.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+                    }
+                }
+                let n = members.len().max(1) as f32;
+                sum.into_iter().map(|s| s / n).collect()
+            }
         }
     }
 }

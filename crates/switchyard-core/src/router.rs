@@ -83,9 +83,12 @@ pub struct Manifest {
     pub domains: Vec<String>,
     /// The predictor in use and its hyper-parameters.
     pub predictor: PredictorKind,
-    /// Hidden units (MLP only).
+    /// Hidden units of the MLP (the predictor's, or an ensemble member's); 0 without one.
     #[serde(default)]
     pub hidden: usize,
+    /// The members of an ensemble predictor, in order (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<PredictorKind>,
     /// The policy used when a request names none.
     pub default_policy: Policy,
     /// The training data.

@@ -85,10 +85,13 @@ pub fn fit_logistic(
                 .max_iterations(100)
                 .fit(&Dataset::new(records, labels))
                 .map_err(|e| TrainError::Fit(format!("logistic regression for model #{m}: {e}")))?;
+            // linfa's "positive" class is the more frequent one, not `true`: orient the model so that it
+            // always gives P(success).
+            let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
             for (c, w) in fitted.params().iter().enumerate() {
-                weight[m * nf + c] = *w as f32;
+                weight[m * nf + c] = (sign * *w) as f32;
             }
-            bias[m] = fitted.intercept() as f32;
+            bias[m] = (sign * fitted.intercept()) as f32;
         }
         progress(m + 1);
     }
@@ -331,4 +334,69 @@ pub fn predict_rows(
         .collect();
     let models = rows.first().map_or(0, Vec::len);
     Array2::from_shape_fn((rows.len(), models), |(r, m)| rows[r][m])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 60 prompts on a quarter circle (unit vectors, like embeddings); model 0 succeeds only on the last
+    /// few (success is the minority class), model 1 on most prompts.
+    fn data() -> (Array2<f32>, Targets) {
+        let n = 60;
+        let angle = |r: usize| r as f32 / n as f32 * std::f32::consts::FRAC_PI_2;
+        let x = Array2::from_shape_fn((n, 2), |(r, c)| {
+            if c == 0 {
+                angle(r).cos()
+            } else {
+                angle(r).sin()
+            }
+        });
+        let value = Array2::from_shape_fn((n, 2), |(r, m)| {
+            let high = r as f32 / n as f32 > 0.8;
+            f32::from(u8::from(if m == 0 { high } else { r % 7 != 0 }))
+        });
+        (
+            x,
+            Targets {
+                value,
+                weight: Array2::ones((n, 2)),
+            },
+        )
+    }
+
+    #[test]
+    fn logistic_predicts_success_whichever_class_is_more_frequent() {
+        let (x, targets) = data();
+        let p = predict_rows(&fit_logistic(&x, &targets, 0.1, |_| {}).unwrap(), &x, &x);
+        assert!(
+            p[[59, 0]] > 0.5 && p[[5, 0]] < 0.5,
+            "minority-success model: {:?}",
+            p.column(0)
+        );
+        assert!(
+            p[[30, 1]] > 0.5,
+            "majority-success model: {:?}",
+            p.column(1)
+        );
+    }
+
+    #[test]
+    fn mlp_and_knn_learn_the_same_pattern() {
+        let (x, targets) = data();
+        let config = MlpConfig {
+            hidden: 16,
+            max_epochs: 300,
+            batch: 60,
+            lr: 0.05,
+            patience: 300,
+            ..MlpConfig::default()
+        };
+        let mlp = fit_mlp((&x, &targets), (&x, &targets), config, 3, |_, _| {}).unwrap();
+        let p = predict_rows(&mlp, &x, &x);
+        assert!(p[[59, 0]] > p[[5, 0]] + 0.3, "{:?}", p.column(0));
+        let knn = fit_knn((&x, &targets), (&x, &targets), &[3]).unwrap();
+        let p = predict_rows(&knn, &x, &x);
+        assert!(p[[59, 0]] > 0.5 && p[[5, 0]] < 0.3, "{:?}", p.column(0));
+    }
 }

@@ -146,35 +146,32 @@ pub fn train(
     let mut fitted: Vec<(Predictor, CandidateMetrics, Vec<Platt>)> = Vec::new();
     for &kind in &options.candidates {
         let predictor = fit_one(kind, &train_side, &val_side, options)?;
-        let predicted = predict_rows(&predictor, &val_side.features, &val_side.embeddings);
-        let pairs = val_side.targets.pairs(&predicted);
-        let (calibration, ece_calibrated) = calibrate(&val_side.targets, &predicted);
-        let metrics = CandidateMetrics {
-            kind,
-            log_loss: log_loss(&pairs),
-            brier: brier(&pairs),
-            ece_raw: ece(&pairs),
-            ece: ece_calibrated,
-            auc: auc(&pairs),
-        };
-        tracing::info!(
-            "{kind}: validation log loss {:.4}, Brier {:.4}, AUC {:.3}, ECE {:.3} raw / {:.3} calibrated",
-            metrics.log_loss,
-            metrics.brier,
-            metrics.auc,
-            metrics.ece_raw,
-            metrics.ece
-        );
-        fitted.push((predictor, metrics, calibration));
+        fitted.push(evaluate(predictor, &val_side));
+    }
+    // The mean of every candidate's probabilities is a candidate too: members err in different places.
+    if fitted.len() >= 2 {
+        let members = fitted.iter().map(|f| f.0.clone()).collect();
+        fitted.push(evaluate(Predictor::Ensemble(members), &val_side));
     }
     let best = (0..fitted.len())
         .min_by(|&a, &b| fitted[a].1.log_loss.total_cmp(&fitted[b].1.log_loss))
         .ok_or_else(|| TrainError::Fit("no predictor candidates were given".into()))?;
     let validation: Vec<CandidateMetrics> = fitted.iter().map(|f| f.1.clone()).collect();
     let (predictor, _, calibration) = fitted.swap_remove(best);
-    let hidden = match &predictor {
-        Predictor::Mlp { hidden, .. } => hidden.outputs,
-        _ => 0,
+    let members: Vec<&Predictor> = match &predictor {
+        Predictor::Ensemble(members) => members.iter().collect(),
+        single => vec![single],
+    };
+    let hidden = members
+        .iter()
+        .find_map(|p| match p {
+            Predictor::Mlp { hidden, .. } => Some(hidden.outputs),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let members = match &predictor {
+        Predictor::Ensemble(m) => m.iter().map(Predictor::kind).collect(),
+        _ => Vec::new(),
     };
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -187,6 +184,7 @@ pub fn train(
         domains: dataset.domains.clone(),
         predictor: predictor.kind(),
         hidden,
+        members,
         default_policy: options.default_policy.clone(),
         training: training_info(dataset),
         validation,
@@ -200,6 +198,31 @@ pub fn train(
     })
 }
 
+/// A candidate's validation metrics and its Platt calibration.
+fn evaluate(predictor: Predictor, val: &Side) -> (Predictor, CandidateMetrics, Vec<Platt>) {
+    let predicted = predict_rows(&predictor, &val.features, &val.embeddings);
+    let pairs = val.targets.pairs(&predicted);
+    let (calibration, ece_calibrated) = calibrate(&val.targets, &predicted);
+    let metrics = CandidateMetrics {
+        kind: predictor.kind(),
+        log_loss: log_loss(&pairs),
+        brier: brier(&pairs),
+        ece_raw: ece(&pairs),
+        ece: ece_calibrated,
+        auc: auc(&pairs),
+    };
+    tracing::info!(
+        "{}: validation log loss {:.4}, Brier {:.4}, AUC {:.3}, ECE {:.3} raw / {:.3} calibrated",
+        metrics.kind,
+        metrics.log_loss,
+        metrics.brier,
+        metrics.auc,
+        metrics.ece_raw,
+        metrics.ece
+    );
+    (predictor, metrics, calibration)
+}
+
 fn fit_one(
     kind: PredictorKind,
     train: &Side,
@@ -207,6 +230,9 @@ fn fit_one(
     options: &TrainOptions,
 ) -> Result<Predictor, TrainError> {
     match kind {
+        PredictorKind::Ensemble => Err(TrainError::Fit(
+            "an ensemble is built from the other candidates; list logistic, mlp or knn".into(),
+        )),
         PredictorKind::Logistic => {
             // The penalty is chosen by validation log loss.
             let models = train.targets.value.ncols();
