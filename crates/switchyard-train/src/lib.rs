@@ -21,7 +21,7 @@ pub use calibrate::{calibrate, outcome, Calibration, CalibrationTarget, KnobKind
 pub use dataset::{fingerprint, read_prompts, Dataset, PromptRecord, RowFilter};
 pub use heads::{difficulty_targets, fit_complexity_head, fit_domain_head};
 pub use predictors::{fit_knn, fit_logistic, fit_mlp, predict_rows, MlpConfig, Targets};
-pub use train::{train, TrainOptions, MIN_PROMPTS};
+pub use train::{embed_texts, train, TrainOptions, MIN_PROMPTS};
 
 /// Why training (or reading its inputs) failed.
 #[derive(Debug, thiserror::Error)]

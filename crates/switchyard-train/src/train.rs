@@ -349,6 +349,23 @@ fn training_info(dataset: &Dataset) -> TrainingInfo {
     }
 }
 
+/// Embeds `texts` through the cache, with a progress bar on stderr over the texts not yet cached.
+pub fn embed_texts(
+    cache: &mut EmbeddingCache,
+    encoder: &dyn Encoder,
+    texts: &[&str],
+    batch_size: usize,
+    progress: bool,
+) -> Result<Vec<Vec<f32>>, TrainError> {
+    let bar = progress_bar(progress, 0, "embedding prompts");
+    let vectors = cache.embed(encoder, texts, batch_size, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    Ok(vectors)
+}
+
 fn progress_bar(show: bool, len: usize, message: &str) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();

@@ -8,7 +8,7 @@ use switchyard_core::{Catalog, Router};
 use switchyard_encoder::{Encoder, MiniLm};
 use switchyard_train::bench::{knn_memory, plot, run_bench, BenchReport, BenchSet, Metrics};
 use switchyard_train::{
-    default_cache_dir, train, Dataset, EmbeddingCache, RowFilter, TrainOptions,
+    default_cache_dir, embed_texts, train, Dataset, EmbeddingCache, RowFilter, TrainOptions,
 };
 
 use crate::train_cmd::PredictorChoice;
@@ -148,6 +148,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         &mut cache,
         &encoder,
         set.prompts.iter().map(|p| p.text.as_str()),
+        !args.quiet,
     )?;
 
     let mut knn = Vec::new();
@@ -168,6 +169,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             &mut cache,
             &encoder,
             train_set.prompts.iter().map(|p| p.text.as_str()),
+            !args.quiet,
         )?;
         for k in [10, 40] {
             knn.push((
@@ -202,12 +204,19 @@ fn embed<'a>(
     cache: &mut EmbeddingCache,
     encoder: &MiniLm,
     texts: impl Iterator<Item = &'a str>,
+    progress: bool,
 ) -> anyhow::Result<Vec<Vec<f32>>> {
     let texts: Vec<&str> = texts.collect();
     if texts.is_empty() {
         bail!("no prompts to embed");
     }
-    Ok(cache.embed(encoder as &dyn Encoder, &texts, 32, |_, _| {})?)
+    Ok(embed_texts(
+        cache,
+        encoder as &dyn Encoder,
+        &texts,
+        32,
+        progress,
+    )?)
 }
 
 fn fmt(v: Option<f64>) -> String {

@@ -8,7 +8,8 @@ use clap::Args;
 use switchyard_core::{estimate_input_tokens, Knob, Router};
 use switchyard_encoder::{Encoder, MiniLm};
 use switchyard_train::{
-    calibrate, default_cache_dir, read_prompts, CalibrationTarget, EmbeddingCache, KnobKind,
+    calibrate, default_cache_dir, embed_texts, read_prompts, CalibrationTarget, EmbeddingCache,
+    KnobKind,
 };
 
 use crate::ModelArgs;
@@ -107,7 +108,7 @@ pub fn run(args: &CalibrateArgs) -> anyhow::Result<()> {
         &encoder,
     )?;
     let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
-    let vectors = cache.embed(&encoder, &texts, 32, |_, _| {})?;
+    let vectors = embed_texts(&mut cache, &encoder, &texts, 32, true)?;
     let estimates: Vec<_> = prompts
         .iter()
         .zip(&vectors)
