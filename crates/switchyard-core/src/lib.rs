@@ -22,7 +22,8 @@ pub use predictor::{
     logit, sigmoid, softmax, Dense, Heads, KnnMemory, Platt, Predictor, PredictorKind,
 };
 pub use router::{
-    CandidateMetrics, DomainScore, EncoderInfo, FileFingerprint, Manifest, Prediction, Router,
-    RouterError, TrainingInfo, FORMAT_VERSION, MANIFEST_FILE, WEIGHTS_FILE,
+    CandidateMetrics, DomainScore, EncoderInfo, FileFingerprint, Manifest, Prediction, RouteReport,
+    Router, RouterError, Timing, TrainingInfo, FORMAT_VERSION, MANIFEST_FILE, TOP_DOMAINS,
+    WEIGHTS_FILE,
 };
 pub use row::{Evidence, LabelledRow, Outcome, Preference, Split, Winner};

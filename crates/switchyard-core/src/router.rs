@@ -244,3 +244,70 @@ impl Router {
         Ok(())
     }
 }
+
+/// Domains reported in a routing decision.
+pub const TOP_DOMAINS: usize = 3;
+
+/// Time spent on one routing decision, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Tokenizing and embedding the prompt.
+    pub encode: f64,
+    /// Heads, predictor and policy.
+    pub decide: f64,
+}
+
+/// A routing decision as `switchyard route` prints it and `/v1/route` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteReport {
+    /// The chosen model.
+    pub model: String,
+    /// Why, in words.
+    pub reason: String,
+    /// Whether the chosen model meets the quality bar.
+    pub meets_bar: bool,
+    /// The policy applied.
+    pub policy: Policy,
+    /// Every eligible model, best first (the fallback order).
+    pub ranking: Vec<String>,
+    /// Difficulty in [0, 1].
+    pub complexity: f64,
+    /// The most likely domains.
+    pub domains: Vec<DomainScore>,
+    /// Per-model P(success) and expected cost.
+    pub models: Vec<ModelEstimate>,
+    /// Tokens the encoder read (with [CLS] and [SEP]).
+    pub tokens: usize,
+    /// Whether the prompt was truncated for the encoder.
+    pub truncated: bool,
+    /// Time spent.
+    pub timing_ms: Timing,
+}
+
+impl RouteReport {
+    /// Assembles the report of one decision.
+    pub fn new(
+        prediction: Prediction,
+        decision: Decision,
+        policy: Policy,
+        tokens: usize,
+        truncated: bool,
+        timing_ms: Timing,
+    ) -> Self {
+        let mut domains = prediction.domains;
+        domains.truncate(TOP_DOMAINS);
+        Self {
+            model: decision.model,
+            reason: decision.reason,
+            meets_bar: decision.meets_bar,
+            policy,
+            ranking: decision.ranking,
+            complexity: prediction.complexity,
+            domains,
+            models: prediction.models,
+            tokens,
+            truncated,
+            timing_ms,
+        }
+    }
+}

@@ -5,6 +5,7 @@ mod bench_cmd;
 mod calibrate_cmd;
 mod embed;
 mod route_cmd;
+mod serve_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -62,6 +63,11 @@ enum Command {
     /// and compares it in the same run with every single model, the zero router, random choice, the oracle
     /// and kNN routers (k = 10, 40). Writes DIR/report.json and prints a table.
     Bench(bench_cmd::BenchArgs),
+    /// Serve routing decisions over HTTP: POST /v1/route, GET /v1/models, /healthz, /readyz.
+    ///
+    /// Reads switchyard.toml (or --config), loads the router and the encoder, and logs one line when ready.
+    /// Errors are OpenAI-shaped JSON. Ctrl-C or SIGTERM drains in-flight requests, then exits.
+    Serve(serve_cmd::ServeArgs),
     /// Manage the encoder model's files.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -165,6 +171,7 @@ fn main() -> ExitCode {
         Command::Route(args) => route_cmd::run(&args),
         Command::Calibrate(args) => calibrate_cmd::run(&args),
         Command::Bench(args) => bench_cmd::run(&args),
+        Command::Serve(args) => serve_cmd::run(&args),
         Command::Model(ModelCommand::Fetch(args)) => fetch_model(&args),
     };
     match result {

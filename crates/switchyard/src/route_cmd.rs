@@ -5,16 +5,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use serde::Serialize;
-use switchyard_core::{
-    estimate_input_tokens, Decision, DomainScore, ModelEstimate, Policy, Router,
-};
+use switchyard_core::{estimate_input_tokens, RouteReport, Router, Timing};
 use switchyard_encoder::{Encoder, MiniLm};
 
 use crate::{KnobArgs, ModelArgs};
-
-/// Domains reported in the decision.
-const TOP_DOMAINS: usize = 3;
 
 /// Arguments of `switchyard route`.
 #[derive(Debug, Args)]
@@ -35,27 +29,6 @@ pub struct RouteArgs {
     model: ModelArgs,
 }
 
-#[derive(Serialize)]
-struct Output<'a> {
-    model: &'a str,
-    reason: &'a str,
-    meets_bar: bool,
-    policy: &'a Policy,
-    ranking: &'a [String],
-    complexity: f64,
-    domains: &'a [DomainScore],
-    models: &'a [ModelEstimate],
-    tokens: usize,
-    truncated: bool,
-    timing_ms: Timing,
-}
-
-#[derive(Serialize)]
-struct Timing {
-    encode: f64,
-    decide: f64,
-}
-
 /// Runs `switchyard route`.
 pub fn run(args: &RouteArgs) -> anyhow::Result<()> {
     if args.prompt.trim().is_empty() {
@@ -70,29 +43,23 @@ pub fn run(args: &RouteArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let embedding = encoder.embed_batch(&[args.prompt.as_str()])?.remove(0);
     let encoded = Instant::now();
-    let (prediction, decision): (_, Decision) = router.route(
+    let (prediction, decision) = router.route(
         &embedding.vector,
         estimate_input_tokens(&args.prompt),
         &policy,
     )?;
-    let decided = Instant::now();
-
-    let output = Output {
-        model: &decision.model,
-        reason: &decision.reason,
-        meets_bar: decision.meets_bar,
-        policy: &policy,
-        ranking: &decision.ranking,
-        complexity: prediction.complexity,
-        domains: &prediction.domains[..prediction.domains.len().min(TOP_DOMAINS)],
-        models: &prediction.models,
-        tokens: embedding.tokens,
-        truncated: embedding.truncated,
-        timing_ms: Timing {
-            encode: (encoded - start).as_secs_f64() * 1e3,
-            decide: (decided - encoded).as_secs_f64() * 1e3,
-        },
+    let timing = Timing {
+        encode: (encoded - start).as_secs_f64() * 1e3,
+        decide: encoded.elapsed().as_secs_f64() * 1e3,
     };
-    println!("{}", serde_json::to_string_pretty(&output)?);
+    let report = RouteReport::new(
+        prediction,
+        decision,
+        policy,
+        embedding.tokens,
+        embedding.truncated,
+        timing,
+    );
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -1,0 +1,241 @@
+//! The HTTP application: routes, handlers and the authentication layer, built apart from `main` so tests
+//! call it in-process.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use switchyard_core::{estimate_input_tokens, Policy, RouteReport, Router, Timing};
+use switchyard_encoder::Encoder;
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// What every handler shares.
+pub struct AppState {
+    /// The trained router.
+    pub router: Router,
+    /// The prompt encoder.
+    pub encoder: Arc<dyn Encoder>,
+    /// The validated configuration.
+    pub config: Config,
+}
+
+/// Builds the application: `POST /v1/route`, `GET /v1/models` (behind the client keys), `GET /healthz`,
+/// `GET /readyz`.
+pub fn app(state: Arc<AppState>) -> axum::Router {
+    let v1 = axum::Router::new()
+        .route("/v1/route", post(route))
+        .route("/v1/models", get(models))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    axum::Router::new()
+        .merge(v1)
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(ready))
+        .fallback(|| async {
+            ApiError {
+                status: axum::http::StatusCode::NOT_FOUND,
+                kind: "invalid_request_error",
+                code: "not_found",
+                message: "no such endpoint; see the README for the API".into(),
+            }
+        })
+        .with_state(state)
+}
+
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let keys = &state.config.server.client_keys;
+    if keys.is_empty() {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(key) if keys.iter().any(|k| k == key) => next.run(request).await,
+        Some(_) => ApiError::unauthorized("invalid API key; use one of the server's client_keys")
+            .into_response(),
+        None => ApiError::unauthorized("missing API key; send `Authorization: Bearer <key>`")
+            .into_response(),
+    }
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(
+        json!({"status": "ready", "models": state.router.manifest.models.len(), "encoder": state.encoder.id()}),
+    )
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let mut data = vec![json!({"id": "switchyard", "object": "model", "owned_by": "switchyard"})];
+    data.extend(
+        state
+            .router
+            .manifest
+            .models
+            .iter()
+            .map(|m| json!({"id": m.model, "object": "model", "owned_by": "switchyard-catalog"})),
+    );
+    Json(json!({"object": "list", "data": data}))
+}
+
+/// The body of `POST /v1/route`: an OpenAI chat request or `{"prompt": ...}`, plus optional knobs.
+#[derive(Debug, Deserialize)]
+struct RouteRequest {
+    prompt: Option<String>,
+    messages: Option<Vec<Message>>,
+    min_quality: Option<f64>,
+    willingness_to_pay: Option<f64>,
+    allowed_models: Option<Vec<String>>,
+    #[serde(default)]
+    denied_models: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    role: String,
+    #[serde(default)]
+    content: Value,
+}
+
+impl RouteRequest {
+    fn prompt(&self) -> Result<String, ApiError> {
+        let text = match (&self.prompt, &self.messages) {
+            (Some(p), _) => p.clone(),
+            (None, Some(messages)) => messages
+                .iter()
+                .rev()
+                .find(|m| m.role == "user")
+                .map(|m| match &m.content {
+                    Value::String(s) => s.clone(),
+                    Value::Array(parts) => parts
+                        .iter()
+                        .filter_map(|p| p.get("text").and_then(Value::as_str))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    _ => String::new(),
+                })
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "no_user_message",
+                        "`messages` has no message with role \"user\"",
+                    )
+                })?,
+            (None, None) => {
+                return Err(ApiError::invalid(
+                    "missing_prompt",
+                    "send `prompt` (a string) or `messages` (OpenAI chat messages)",
+                ))
+            }
+        };
+        if text.trim().is_empty() {
+            return Err(ApiError::invalid("empty_prompt", "the prompt is empty"));
+        }
+        Ok(text)
+    }
+
+    fn policy(&self, default: &Policy) -> Result<Policy, ApiError> {
+        let mut policy = default.clone();
+        if self.min_quality.is_some() && self.willingness_to_pay.is_some() {
+            return Err(ApiError::invalid(
+                "conflicting_knobs",
+                "set `min_quality` or `willingness_to_pay`, not both",
+            ));
+        }
+        if let Some(q) = self.min_quality {
+            policy.knob = switchyard_core::Knob::MinQuality(q);
+        }
+        if let Some(l) = self.willingness_to_pay {
+            policy.knob = switchyard_core::Knob::WillingnessToPay(l);
+        }
+        if self.allowed_models.is_some() {
+            policy.allowed = self.allowed_models.clone();
+        }
+        if !self.denied_models.is_empty() {
+            policy.denied = self.denied_models.clone();
+        }
+        Ok(policy)
+    }
+}
+
+/// Reads the whole body, refusing more than the configured limit with a 413.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::too_large(format!(
+            "request body is larger than {limit} bytes (server.max_body_bytes)"
+        ))
+    })
+}
+
+async fn route(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Json<RouteReport>, ApiError> {
+    let bytes = read_body(request.into_body(), state.config.server.max_body_bytes).await?;
+    let request: RouteRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        let code = if e.is_data() {
+            "invalid_type"
+        } else {
+            "invalid_json"
+        };
+        ApiError::invalid(
+            code,
+            format!("request body is not a valid route request: {e}"),
+        )
+    })?;
+    let prompt = request.prompt()?;
+    let limit = state.config.server.max_prompt_chars;
+    if prompt.chars().count() > limit {
+        return Err(ApiError::too_large(format!(
+            "prompt is longer than {limit} characters (server.max_prompt_chars)"
+        )));
+    }
+    let policy = request.policy(&state.router.manifest.default_policy)?;
+    policy
+        .knob
+        .validate()
+        .map_err(|e| ApiError::invalid("invalid_knob", e.to_string()))?;
+
+    let start = Instant::now();
+    let encoder = state.encoder.clone();
+    let text = prompt.clone();
+    let embedding = tokio::task::spawn_blocking(move || encoder.embed_batch(&[text.as_str()]))
+        .await
+        .map_err(|e| ApiError::internal(format!("encoder task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("encoder failed: {e}")))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("encoder returned no embedding"))?;
+    let encoded = Instant::now();
+    let (prediction, decision) = state
+        .router
+        .route(&embedding.vector, estimate_input_tokens(&prompt), &policy)
+        .map_err(|e| ApiError::invalid("invalid_policy", e.to_string()))?;
+    let timing = Timing {
+        encode: (encoded - start).as_secs_f64() * 1e3,
+        decide: encoded.elapsed().as_secs_f64() * 1e3,
+    };
+    Ok(Json(RouteReport::new(
+        prediction,
+        decision,
+        policy,
+        embedding.tokens,
+        embedding.truncated,
+        timing,
+    )))
+}

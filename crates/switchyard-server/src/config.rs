@@ -1,0 +1,254 @@
+//! The server's configuration: one TOML file, validated at start-up with errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use switchyard_core::{Catalog, Knob, ModelCard};
+
+/// Everything `switchyard serve` reads from `switchyard.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listening address, keys and limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The router and its default knob.
+    #[serde(default)]
+    pub router: RouterConfig,
+    /// Where the encoder model comes from.
+    #[serde(default)]
+    pub encoder: EncoderConfig,
+    /// The model catalog (upstreams, prices); optional for routing decisions.
+    #[serde(default)]
+    pub models: Vec<ModelCard>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Bearer keys clients must present on `/v1/*` (empty: no authentication).
+    pub client_keys: Vec<String>,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Longest prompt in characters.
+    pub max_prompt_chars: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_string(),
+            client_keys: Vec::new(),
+            max_body_bytes: 1 << 20,
+            max_prompt_chars: 200_000,
+        }
+    }
+}
+
+/// `[router]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// Router folder (from `switchyard train`).
+    pub path: PathBuf,
+    /// Default quality bar, overriding the router's own default policy.
+    pub min_quality: Option<f64>,
+    /// Default willingness to pay (USD per success), overriding the router's own default policy.
+    pub willingness_to_pay: Option<f64>,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("models/default"),
+            min_quality: None,
+            willingness_to_pay: None,
+        }
+    }
+}
+
+/// `[encoder]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncoderConfig {
+    /// Use exactly this model folder (else the usual search: models/, the Hub, the PyPI wheel).
+    pub model_dir: Option<PathBuf>,
+    /// Truncation, in tokens (default 256).
+    pub max_tokens: Option<usize>,
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Malformed TOML, a wrong type or an unknown key (the message names it, with line and column).
+    #[error("config {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value out of range.
+    #[error("config {path}: `{key}` {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key, e.g. `server.listen`.
+        key: &'static str,
+        /// What is wrong and what is expected.
+        problem: String,
+    },
+    /// The `[[models]]` catalog is invalid.
+    #[error(transparent)]
+    Catalog(#[from] switchyard_core::CatalogError),
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config TOML; `path` names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks every value, naming the first bad key.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, problem: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            problem,
+        };
+        self.listen_addr()
+            .map_err(|e| invalid("server.listen", e))?;
+        if self.server.max_body_bytes == 0 {
+            return Err(invalid("server.max_body_bytes", "must be > 0".into()));
+        }
+        if self.server.max_prompt_chars == 0 {
+            return Err(invalid("server.max_prompt_chars", "must be > 0".into()));
+        }
+        if self.server.client_keys.iter().any(|k| k.trim().is_empty()) {
+            return Err(invalid(
+                "server.client_keys",
+                "must not contain empty keys".into(),
+            ));
+        }
+        if self.router.min_quality.is_some() && self.router.willingness_to_pay.is_some() {
+            return Err(invalid(
+                "router.min_quality",
+                "and router.willingness_to_pay are exclusive; set one".into(),
+            ));
+        }
+        if let Some(knob) = self.default_knob() {
+            knob.validate()
+                .map_err(|e| invalid("router", e.to_string()))?;
+        }
+        if let Some(n) = self.encoder.max_tokens {
+            if !(2..=512).contains(&n) {
+                return Err(invalid(
+                    "encoder.max_tokens",
+                    format!("must be between 2 and 512, got {n}"),
+                ));
+            }
+        }
+        if !self.models.is_empty() {
+            Catalog::new(self.models.clone())?;
+        }
+        Ok(())
+    }
+
+    /// The listening address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        self.server.listen.parse().map_err(|e| {
+            format!(
+                "must be an address like 127.0.0.1:8080, got {:?} ({e})",
+                self.server.listen
+            )
+        })
+    }
+
+    /// The default knob the config sets, if any.
+    pub fn default_knob(&self) -> Option<Knob> {
+        self.router
+            .min_quality
+            .map(Knob::MinQuality)
+            .or(self.router.willingness_to_pay.map(Knob::WillingnessToPay))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("switchyard.toml"))
+    }
+
+    #[test]
+    fn defaults_and_a_full_file() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.router.path, PathBuf::from("models/default"));
+        let c = parse(
+            "[server]\nlisten = \"0.0.0.0:9000\"\nclient_keys = [\"k1\"]\n[router]\npath = \"r\"\nmin_quality = 0.6\n\
+             [encoder]\nmax_tokens = 128\n[[models]]\nname = \"a\"\ninput_usd_per_mtok = 1.0\n",
+        )
+        .unwrap();
+        assert_eq!(c.default_knob(), Some(Knob::MinQuality(0.6)));
+        assert_eq!(c.models.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[server]\nlisten = \"nowhere\"\n", "server.listen"),
+            ("[server]\nmax_body_bytes = 0\n", "server.max_body_bytes"),
+            ("[server]\nport = 80\n", "unknown field `port`"),
+            (
+                "[router]\nmin_quality = 2.0\n",
+                "min_quality must be in [0, 1]",
+            ),
+            (
+                "[router]\nmin_quality = 0.5\nwillingness_to_pay = 1.0\n",
+                "exclusive",
+            ),
+            ("[encoder]\nmax_tokens = 1000\n", "encoder.max_tokens"),
+            ("[server]\nclient_keys = \"abc\"\n", "invalid type"),
+            (
+                "[[models]]\nname = \"a\"\ninput_usd_per_mtok = -1\n",
+                "input_usd_per_mtok",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(
+                err.contains(needle) && err.contains("switchyard.toml") || err.contains(needle),
+                "{text:?}: {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The HTTP API in-process, with the bundled default router and the real encoder: routing decisions, the
+//! model list, health, authentication, and the documented status and error body for each kind of bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use switchyard_core::Router;
+use switchyard_encoder::{EncoderOptions, MiniLm};
+use switchyard_server::{app, AppState, Config};
+use tower::ServiceExt;
+
+fn state(config: &str) -> Arc<AppState> {
+    let config = Config::parse(config, std::path::Path::new("test.toml")).unwrap();
+    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
+    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+    Arc::new(AppState {
+        router,
+        encoder: Arc::new(encoder),
+        config,
+    })
+}
+
+async fn call(
+    state: &Arc<AppState>,
+    method: &str,
+    uri: &str,
+    auth: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    if let Some(key) = auth {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let response = app(state.clone())
+        .oneshot(request.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn post(body: Value) -> Vec<u8> {
+    body.to_string().into_bytes()
+}
+
+fn assert_error(response: &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(response.0, status, "{}", response.1);
+    let error = &response.1["error"];
+    assert_eq!(error["code"], code, "{}", response.1);
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()) && error["type"].is_string());
+}
+
+#[tokio::test]
+async fn routes_prompts_and_chat_requests() {
+    let s = state("");
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/v1/route",
+        None,
+        post(json!({"prompt": "What is 17 * 23?"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let model = body["model"].as_str().unwrap();
+    assert!(s.router.manifest.models.iter().any(|m| m.model == model));
+    assert_eq!(body["models"].as_array().unwrap().len(), 15);
+    assert!(body["timing_ms"]["encode"].is_number() && body["complexity"].is_number());
+
+    // An OpenAI chat request with knobs: the last user turn is routed; the allowed list is honoured.
+    let chat = json!({"model": "switchyard", "messages": [{"role": "system", "content": "be brief"},
+        {"role": "user", "content": "Translate 'good night' into French."}],
+        "willingness_to_pay": 0.001, "allowed_models": ["gpt-4o-mini", "claude-3-haiku"]});
+    let (status, body) = call(&s, "POST", "/v1/route", None, post(chat)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(["gpt-4o-mini", "claude-3-haiku"].contains(&body["model"].as_str().unwrap()));
+    assert_eq!(body["policy"]["knob"]["willingness_to_pay"], 0.001);
+}
+
+#[tokio::test]
+async fn models_health_and_ready() {
+    let s = state("");
+    let (status, body) = call(&s, "GET", "/v1/models", None, Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"][0]["id"], "switchyard");
+    assert_eq!(body["data"].as_array().unwrap().len(), 16);
+    assert_eq!(
+        call(&s, "GET", "/healthz", None, Vec::new()).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = call(&s, "GET", "/readyz", None, Vec::new()).await;
+    assert_eq!(
+        (status, body["models"].clone()),
+        (StatusCode::OK, json!(15))
+    );
+    assert_error(
+        &call(&s, "GET", "/v2/nothing", None, Vec::new()).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_documented_status_and_error() {
+    let s = state("[server]\nmax_prompt_chars = 1000\nmax_body_bytes = 100000\n");
+    let route = |body: Vec<u8>| {
+        let s = s.clone();
+        async move { call(&s, "POST", "/v1/route", None, body).await }
+    };
+    assert_error(
+        &route(b"{not json".to_vec()).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+    );
+    assert_error(
+        &route(post(json!({"prompt": 42}))).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_type",
+    );
+    assert_error(
+        &route(post(json!({"prompt": "  "}))).await,
+        StatusCode::BAD_REQUEST,
+        "empty_prompt",
+    );
+    assert_error(
+        &route(post(json!({"messages": []}))).await,
+        StatusCode::BAD_REQUEST,
+        "no_user_message",
+    );
+    assert_error(
+        &route(post(json!({"temperature": 1}))).await,
+        StatusCode::BAD_REQUEST,
+        "missing_prompt",
+    );
+    assert_error(
+        &route(b"{\"prompt\": \"caf\xe9\"}".to_vec()).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+    );
+    assert_error(
+        &route(post(json!({"prompt": "x".repeat(2000)}))).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request_too_large",
+    );
+    let huge = post(json!({"prompt": "y".repeat(5 << 20)}));
+    assert_error(
+        &route(huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request_too_large",
+    );
+    assert_error(
+        &route(post(json!({"prompt": "hi", "min_quality": 3}))).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_knob",
+    );
+    let unknown = post(json!({"prompt": "hi", "allowed_models": ["gpt-9"]}));
+    let response = route(unknown).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "invalid_policy");
+    assert!(response.1["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("gpt-9"));
+}
+
+#[tokio::test]
+async fn client_keys_guard_the_api_but_not_health() {
+    let s = state("[server]\nclient_keys = [\"sk-test\"]\n");
+    let body = || post(json!({"prompt": "hello"}));
+    assert_error(
+        &call(&s, "POST", "/v1/route", None, body()).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_api_key",
+    );
+    assert_error(
+        &call(&s, "POST", "/v1/route", Some("wrong"), body()).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_api_key",
+    );
+    assert_eq!(
+        call(&s, "POST", "/v1/route", Some("sk-test"), body())
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&s, "GET", "/healthz", None, Vec::new()).await.0,
+        StatusCode::OK
+    );
+}
