@@ -20,11 +20,7 @@ fn state(config: &str) -> Arc<AppState> {
     let config = Config::parse(config, std::path::Path::new("test.toml")).unwrap();
     let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
     let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
-    Arc::new(AppState {
-        router,
-        encoder: Arc::new(encoder),
-        config,
-    })
+    Arc::new(AppState::new(router, Arc::new(encoder), config))
 }
 
 async fn call(

@@ -13,11 +13,12 @@ use axum::routing::{get, post};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use switchyard_core::{estimate_input_tokens, Policy, RouteReport, Router, Timing};
+use switchyard_core::{estimate_input_tokens, Knob, Policy, RouteReport, Router, Timing};
 use switchyard_encoder::Encoder;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::gateway::RequestKnobs;
 
 /// What every handler shares.
 pub struct AppState {
@@ -27,13 +28,31 @@ pub struct AppState {
     pub encoder: Arc<dyn Encoder>,
     /// The validated configuration.
     pub config: Config,
+    /// The HTTP client for upstream calls (connection pools are shared).
+    pub http: reqwest::Client,
 }
 
-/// Builds the application: `POST /v1/route`, `GET /v1/models` (behind the client keys), `GET /healthz`,
-/// `GET /readyz`.
+impl AppState {
+    /// State for a router, an encoder and a validated config.
+    pub fn new(router: Router, encoder: Arc<dyn Encoder>, config: Config) -> Self {
+        Self {
+            router,
+            encoder,
+            config,
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+/// Builds the application: `POST /v1/route`, `POST /v1/chat/completions`, `GET /v1/models` (behind the
+/// client keys), `GET /healthz`, `GET /readyz`.
 pub fn app(state: Arc<AppState>) -> axum::Router {
     let v1 = axum::Router::new()
         .route("/v1/route", post(route))
+        .route(
+            "/v1/chat/completions",
+            post(crate::gateway::chat_completions),
+        )
         .route("/v1/models", get(models))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     axum::Router::new()
@@ -150,31 +169,26 @@ impl RouteRequest {
     }
 
     fn policy(&self, default: &Policy) -> Result<Policy, ApiError> {
-        let mut policy = default.clone();
         if self.min_quality.is_some() && self.willingness_to_pay.is_some() {
             return Err(ApiError::invalid(
                 "conflicting_knobs",
                 "set `min_quality` or `willingness_to_pay`, not both",
             ));
         }
-        if let Some(q) = self.min_quality {
-            policy.knob = switchyard_core::Knob::MinQuality(q);
+        RequestKnobs {
+            knob: self
+                .min_quality
+                .map(Knob::MinQuality)
+                .or(self.willingness_to_pay.map(Knob::WillingnessToPay)),
+            allowed: self.allowed_models.clone(),
+            denied: self.denied_models.clone(),
         }
-        if let Some(l) = self.willingness_to_pay {
-            policy.knob = switchyard_core::Knob::WillingnessToPay(l);
-        }
-        if self.allowed_models.is_some() {
-            policy.allowed = self.allowed_models.clone();
-        }
-        if !self.denied_models.is_empty() {
-            policy.denied = self.denied_models.clone();
-        }
-        Ok(policy)
+        .apply(default)
     }
 }
 
 /// Reads the whole body, refusing more than the configured limit with a 413.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::too_large(format!(
             "request body is larger than {limit} bytes (server.max_body_bytes)"
@@ -206,10 +220,6 @@ async fn route(
         )));
     }
     let policy = request.policy(&state.router.manifest.default_policy)?;
-    policy
-        .knob
-        .validate()
-        .map_err(|e| ApiError::invalid("invalid_knob", e.to_string()))?;
 
     let start = Instant::now();
     let encoder = state.encoder.clone();

@@ -36,6 +36,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Longest prompt in characters.
     pub max_prompt_chars: usize,
+    /// Most upstreams tried per gateway request (the first choice and its fallbacks).
+    pub max_attempts: usize,
+    /// Time limit of one upstream call, in milliseconds.
+    pub upstream_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +49,8 @@ impl Default for ServerConfig {
             client_keys: Vec::new(),
             max_body_bytes: 1 << 20,
             max_prompt_chars: 200_000,
+            max_attempts: 3,
+            upstream_timeout_ms: 60_000,
         }
     }
 }
@@ -150,6 +156,12 @@ impl Config {
         }
         if self.server.max_prompt_chars == 0 {
             return Err(invalid("server.max_prompt_chars", "must be > 0".into()));
+        }
+        if self.server.max_attempts == 0 {
+            return Err(invalid("server.max_attempts", "must be at least 1".into()));
+        }
+        if self.server.upstream_timeout_ms == 0 {
+            return Err(invalid("server.upstream_timeout_ms", "must be > 0".into()));
         }
         if self.server.client_keys.iter().any(|k| k.trim().is_empty()) {
             return Err(invalid(

@@ -7,6 +7,7 @@
 mod app;
 mod config;
 mod error;
+mod gateway;
 
 use std::sync::Arc;
 

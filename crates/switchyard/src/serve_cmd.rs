@@ -76,11 +76,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let encoder = MiniLm::from_locator(&locator, options)?;
     router.check_encoder(encoder.id(), encoder.dim())?;
 
-    let state = Arc::new(AppState {
-        router,
-        encoder: Arc::new(encoder),
-        config,
-    });
+    let state = Arc::new(AppState::new(router, Arc::new(encoder), config));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

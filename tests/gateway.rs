@@ -1,0 +1,337 @@
+//! The OpenAI-compatible gateway against real HTTP upstreams started in-process, which speak the OpenAI
+//! protocol (plain and streaming) and can be told to fail: routing, pass-through, fallback on 500, 429,
+//! timeouts and refused connections, client errors passed on, streaming, and failures mid-stream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use switchyard_core::Router;
+use switchyard_encoder::{EncoderOptions, MiniLm};
+use switchyard_server::{app, AppState, Config};
+use tower::ServiceExt;
+
+/// How the fake upstream answers for one model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Ok,
+    Fail500,
+    Fail429,
+    Slow,
+    BadRequest,
+    DropMidStream,
+}
+
+type Modes = Arc<Mutex<HashMap<String, Mode>>>;
+
+async fn upstream(State(modes): State<Modes>, Json(body): Json<Value>) -> Response {
+    let model = body["model"].as_str().unwrap_or_default().to_string();
+    let mode = modes
+        .lock()
+        .unwrap()
+        .get(&model)
+        .copied()
+        .unwrap_or(Mode::Ok);
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    match mode {
+        Mode::Fail500 => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": {"message": "boom"}})),
+            )
+                .into_response()
+        }
+        Mode::Fail429 => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({"error": {"message": "slow down"}})),
+            )
+                .into_response()
+        }
+        Mode::BadRequest => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": {"message": "bad max_tokens", "code": "upstream_says_no"}})),
+            )
+                .into_response()
+        }
+        Mode::Slow => tokio::time::sleep(Duration::from_secs(3)).await,
+        Mode::Ok | Mode::DropMidStream => {}
+    }
+    if stream {
+        let chunk = |text: &str| {
+            let c = json!({"object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": {"content": text}}]});
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(format!("data: {c}\n\n")))
+        };
+        let mut items = vec![chunk("hel"), chunk("lo")];
+        if mode == Mode::DropMidStream {
+            items.push(Err(std::io::Error::other("connection reset")));
+        } else {
+            items.push(Ok(axum::body::Bytes::from("data: [DONE]\n\n")));
+        }
+        // A pause before each chunk lets it reach the client before a later failure resets the connection.
+        let paced =
+            futures_util::StreamExt::then(futures_util::stream::iter(items), |item| async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                item
+            });
+        let body = Body::from_stream(paced);
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(body)
+            .unwrap();
+    }
+    Json(json!({"id": "chatcmpl-1", "object": "chat.completion", "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("hello from {model}")}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}))
+    .into_response()
+}
+
+struct Setup {
+    state: Arc<AppState>,
+    modes: Modes,
+}
+
+/// The default router, and every catalog model served by one fake upstream (`refused` models point at a
+/// port nobody listens on).
+async fn setup(refused: &[&str]) -> Setup {
+    let modes: Modes = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(upstream))
+        .with_state(modes.clone());
+    tokio::spawn(async move { axum::serve(listener, fake).await });
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
+    let mut config = String::from("[server]\nupstream_timeout_ms = 500\nmax_attempts = 4\n");
+    for m in &router.manifest.models {
+        let at = if refused.contains(&m.model.as_str()) {
+            closed
+        } else {
+            addr
+        };
+        config.push_str(&format!(
+            "[[models]]\nname = \"{}\"\nbase_url = \"http://{at}/v1\"\n",
+            m.model
+        ));
+    }
+    let config = Config::parse(&config, std::path::Path::new("test.toml")).unwrap();
+    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+    Setup {
+        state: Arc::new(AppState::new(router, Arc::new(encoder), config)),
+        modes,
+    }
+}
+
+const PROMPT: &str = "Summarise the causes of the French Revolution in three sentences.";
+
+/// The models the router ranks for PROMPT, best first.
+async fn ranking(s: &Setup) -> Vec<String> {
+    let (_, _, body) = send(s, "/v1/route", json!({"prompt": PROMPT})).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    v["ranking"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn send(s: &Setup, uri: &str, body: Value) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let request = Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app(s.state.clone()).oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes().to_vec(),
+    )
+}
+
+fn chat(model: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": PROMPT}]})
+}
+
+fn header<'a>(h: &'a axum::http::HeaderMap, name: &str) -> &'a str {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn routes_to_the_first_choice_and_passes_named_models_through() {
+    let s = setup(&[]).await;
+    let ranking = ranking(&s).await;
+    let (status, h, body) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(header(&h, "x-switchyard-model"), ranking[0]);
+    assert_eq!(header(&h, "x-switchyard-fallbacks"), "0");
+    assert!(header(&h, "x-switchyard-request-id").starts_with("sy-"));
+    assert!(
+        header(&h, "x-switchyard-decision-ms")
+            .parse::<f64>()
+            .unwrap()
+            > 0.0
+    );
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        format!("hello from {}", ranking[0])
+    );
+
+    let (status, h, _) = send(&s, "/v1/chat/completions", chat("gpt-4o-mini", false)).await;
+    assert_eq!(
+        (status, header(&h, "x-switchyard-model")),
+        (StatusCode::OK, "gpt-4o-mini")
+    );
+
+    // Knobs in metadata narrow the choice.
+    let mut req = chat("auto", false);
+    req["metadata"] = json!({"allowed_models": "claude-3-haiku", "willingness_to_pay": "0.01"});
+    let (status, h, _) = send(&s, "/v1/chat/completions", req).await;
+    assert_eq!(
+        (status, header(&h, "x-switchyard-model")),
+        (StatusCode::OK, "claude-3-haiku")
+    );
+
+    let (status, _, body) = send(&s, "/v1/chat/completions", chat("gpt-9", false)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8_lossy(&body).contains("model_not_found"));
+}
+
+#[tokio::test]
+async fn falls_back_on_500_429_timeouts_and_refused_connections() {
+    let first = {
+        let s = setup(&[]).await;
+        ranking(&s).await
+    };
+    // The first choice refuses connections; the second answers 500, the third 429, the fourth is too slow.
+    let s = setup(&[first[0].as_str()]).await;
+    {
+        let mut modes = s.modes.lock().unwrap();
+        modes.insert(first[1].clone(), Mode::Fail500);
+        modes.insert(first[2].clone(), Mode::Fail429);
+    }
+    let (status, h, body) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        (
+            header(&h, "x-switchyard-model"),
+            header(&h, "x-switchyard-fallbacks")
+        ),
+        (first[3].as_str(), "3")
+    );
+
+    s.modes.lock().unwrap().insert(first[3].clone(), Mode::Slow);
+    let (status, _, body) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{text}");
+    assert!(
+        text.contains("upstreams_failed")
+            && text.contains("timed out")
+            && text.contains("HTTP 429"),
+        "{text}"
+    );
+
+    // A model named by the client has no fallback.
+    let (status, _, body) = send(&s, "/v1/chat/completions", chat(&first[1], false)).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_GATEWAY,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // A client error from the upstream is the client's: passed on as it is.
+    let s2 = setup(&[]).await;
+    s2.modes
+        .lock()
+        .unwrap()
+        .insert("gpt-4o".into(), Mode::BadRequest);
+    let (status, _, body) = send(&s2, "/v1/chat/completions", chat("gpt-4o", false)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("upstream_says_no"));
+}
+
+#[tokio::test]
+async fn streams_pass_through_and_fail_cleanly() {
+    let s = setup(&[]).await;
+    let ranking = ranking(&s).await;
+    let (status, h, body) = send(&s, "/v1/chat/completions", chat("switchyard", true)).await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(header(&h, "content-type"), "text/event-stream");
+    assert!(
+        text.contains("\"hel\"") && text.contains("\"lo\"") && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+
+    // Before the first byte a failure falls back; after it the client gets an SSE error event.
+    {
+        let mut modes = s.modes.lock().unwrap();
+        modes.insert(ranking[0].clone(), Mode::Fail500);
+        modes.insert(ranking[1].clone(), Mode::DropMidStream);
+    }
+    let (status, h, body) = send(&s, "/v1/chat/completions", chat("switchyard", true)).await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(
+        (status, header(&h, "x-switchyard-model")),
+        (StatusCode::OK, ranking[1].as_str())
+    );
+    assert!(
+        text.contains("\"hel\"")
+            && text.contains("upstream_stream_error")
+            && !text.contains("[DONE]"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_gateway_requests_get_openai_errors() {
+    let s = setup(&[]).await;
+    for (body, code) in [
+        (
+            json!({"messages": [{"role": "user", "content": "hi"}]}),
+            "missing_model",
+        ),
+        (json!({"model": "switchyard"}), "missing_messages"),
+        (
+            json!({"model": "switchyard", "messages": []}),
+            "missing_messages",
+        ),
+        (
+            json!({"model": "switchyard", "messages": [{"role": "system", "content": "x"}]}),
+            "no_user_message",
+        ),
+        (
+            json!({"model": "switchyard", "messages": [{"role": "user", "content": "hi"}], "metadata": {"min_quality": "high"}}),
+            "invalid_knob",
+        ),
+        (json!([1, 2]), "invalid_type"),
+    ] {
+        let (status, _, bytes) = send(&s, "/v1/chat/completions", body.clone()).await;
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            (status, v["error"]["code"].as_str().unwrap()),
+            (StatusCode::BAD_REQUEST, code),
+            "{body}"
+        );
+    }
+}
