@@ -1,7 +1,8 @@
 //! switchyard's HTTP server.
 //!
 //! This crate owns the configuration file (`switchyard.toml`, validated at start-up), the axum application
-//! ([`app`], built apart from `main` so tests drive it in-process), OpenAI-shaped errors and serving with a
+//! ([`app`], built apart from `main` so tests drive it in-process): routing decisions and the
+//! OpenAI-compatible gateway with its upstream calls and fallbacks, OpenAI-shaped errors, and serving with a
 //! graceful shutdown. It knows nothing of training.
 
 mod app;

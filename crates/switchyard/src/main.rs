@@ -63,7 +63,11 @@ enum Command {
     /// and compares it in the same run with every single model, the zero router, random choice, the oracle
     /// and kNN routers (k = 10, 40). Writes DIR/report.json and prints a table.
     Bench(bench_cmd::BenchArgs),
-    /// Serve routing decisions over HTTP: POST /v1/route, GET /v1/models, /healthz, /readyz.
+    /// Serve routing decisions and an OpenAI-compatible gateway over HTTP.
+    ///
+    /// Endpoints: POST /v1/route (the decision), POST /v1/chat/completions (routes with model "switchyard" or
+    /// "auto", forwards to the chosen upstream, falls back on failure, streams), GET /v1/models, /healthz,
+    /// /readyz.
     ///
     /// Reads switchyard.toml (or --config), loads the router and the encoder, and logs one line when ready.
     /// Errors are OpenAI-shaped JSON. Ctrl-C or SIGTERM drains in-flight requests, then exits.
