@@ -33,11 +33,20 @@ enum Mode {
     DropMidStream,
 }
 
-type Modes = Arc<Mutex<HashMap<String, Mode>>>;
+/// The fake upstream's behaviour per model, and how many calls each model received.
+#[derive(Default)]
+struct Fake {
+    modes: Mutex<HashMap<String, Mode>>,
+    calls: Mutex<HashMap<String, usize>>,
+}
 
-async fn upstream(State(modes): State<Modes>, Json(body): Json<Value>) -> Response {
+type Modes = Arc<Fake>;
+
+async fn upstream(State(fake): State<Modes>, Json(body): Json<Value>) -> Response {
     let model = body["model"].as_str().unwrap_or_default().to_string();
-    let mode = modes
+    *fake.calls.lock().unwrap().entry(model.clone()).or_default() += 1;
+    let mode = fake
+        .modes
         .lock()
         .unwrap()
         .get(&model)
@@ -106,6 +115,11 @@ struct Setup {
 /// The default router, and every catalog model served by one fake upstream (`refused` models point at a
 /// port nobody listens on).
 async fn setup(refused: &[&str]) -> Setup {
+    setup_with(refused, "").await
+}
+
+/// As [`setup`], with extra `[server]` settings.
+async fn setup_with(refused: &[&str], server: &str) -> Setup {
     let modes: Modes = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -118,7 +132,7 @@ async fn setup(refused: &[&str]) -> Setup {
         l.local_addr().unwrap()
     };
     let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
-    let mut config = String::from("[server]\nupstream_timeout_ms = 500\nmax_attempts = 4\n");
+    let mut config = format!("[server]\nupstream_timeout_ms = 500\nmax_attempts = 4\n{server}");
     for m in &router.manifest.models {
         let at = if refused.contains(&m.model.as_str()) {
             closed
@@ -226,7 +240,7 @@ async fn falls_back_on_500_429_timeouts_and_refused_connections() {
     // The first choice refuses connections; the second answers 500, the third 429, the fourth is too slow.
     let s = setup(&[first[0].as_str()]).await;
     {
-        let mut modes = s.modes.lock().unwrap();
+        let mut modes = s.modes.modes.lock().unwrap();
         modes.insert(first[1].clone(), Mode::Fail500);
         modes.insert(first[2].clone(), Mode::Fail429);
     }
@@ -240,7 +254,11 @@ async fn falls_back_on_500_429_timeouts_and_refused_connections() {
         (first[3].as_str(), "3")
     );
 
-    s.modes.lock().unwrap().insert(first[3].clone(), Mode::Slow);
+    s.modes
+        .modes
+        .lock()
+        .unwrap()
+        .insert(first[3].clone(), Mode::Slow);
     let (status, _, body) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{text}");
@@ -262,6 +280,7 @@ async fn falls_back_on_500_429_timeouts_and_refused_connections() {
     // A client error from the upstream is the client's: passed on as it is.
     let s2 = setup(&[]).await;
     s2.modes
+        .modes
         .lock()
         .unwrap()
         .insert("gpt-4o".into(), Mode::BadRequest);
@@ -285,7 +304,7 @@ async fn streams_pass_through_and_fail_cleanly() {
 
     // Before the first byte a failure falls back; after it the client gets an SSE error event.
     {
-        let mut modes = s.modes.lock().unwrap();
+        let mut modes = s.modes.modes.lock().unwrap();
         modes.insert(ranking[0].clone(), Mode::Fail500);
         modes.insert(ranking[1].clone(), Mode::DropMidStream);
     }
@@ -334,4 +353,56 @@ async fn malformed_gateway_requests_get_openai_errors() {
             "{body}"
         );
     }
+}
+
+#[tokio::test]
+async fn failing_upstreams_cool_down_and_recover() {
+    let s = setup_with(&[], "cooldown_failures = 2\ncooldown_ms = 400\n").await;
+    let first = ranking(&s).await;
+    s.modes
+        .modes
+        .lock()
+        .unwrap()
+        .insert(first[0].clone(), Mode::Fail500);
+    for _ in 0..2 {
+        let (status, h, _) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
+        assert_eq!(
+            (status, header(&h, "x-switchyard-fallbacks")),
+            (StatusCode::OK, "1")
+        );
+    }
+    // Two failures in a row: the first choice is skipped without being called.
+    let calls = |s: &Setup| {
+        s.modes
+            .calls
+            .lock()
+            .unwrap()
+            .get(&first[0])
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(calls(&s), 2);
+    s.modes
+        .modes
+        .lock()
+        .unwrap()
+        .insert(first[0].clone(), Mode::Ok);
+    let (status, h, _) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            header(&h, "x-switchyard-model"),
+            header(&h, "x-switchyard-fallbacks")
+        ),
+        (first[1].as_str(), "0")
+    );
+    assert_eq!(calls(&s), 2);
+    // After the cooldown it is tried again, and answers.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let (status, h, _) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
+    assert_eq!(
+        (status, header(&h, "x-switchyard-model")),
+        (StatusCode::OK, first[0].as_str())
+    );
+    assert_eq!(calls(&s), 3);
 }

@@ -197,3 +197,26 @@ async fn client_keys_guard_the_api_but_not_health() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn requests_over_the_concurrency_limit_get_429() {
+    let s = state("[server]\nmax_concurrency = 1\n");
+    let body = || post(json!({"prompt": "hello"}));
+    let busy = s.in_flight.clone().try_acquire_owned().unwrap(); // one request in flight
+    assert_error(
+        &call(&s, "POST", "/v1/route", None, body()).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+    );
+    assert_eq!(
+        call(&s, "GET", "/healthz", None, Vec::new()).await.0,
+        StatusCode::OK
+    );
+    drop(busy);
+    assert_eq!(
+        call(&s, "POST", "/v1/route", None, body()).await.0,
+        StatusCode::OK
+    );
+    // The permit of a finished request is given back.
+    assert_eq!(s.in_flight.available_permits(), 1);
+}

@@ -30,16 +30,23 @@ pub struct AppState {
     pub config: Config,
     /// The HTTP client for upstream calls (connection pools are shared).
     pub http: reqwest::Client,
+    /// Permits for requests in flight on `/v1/*` (`server.max_concurrency`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Upstream health: consecutive failures and cooldowns, by model.
+    pub health: crate::gateway::Health,
 }
 
 impl AppState {
     /// State for a router, an encoder and a validated config.
     pub fn new(router: Router, encoder: Arc<dyn Encoder>, config: Config) -> Self {
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency));
         Self {
             router,
             encoder,
             config,
             http: reqwest::Client::new(),
+            in_flight,
+            health: crate::gateway::Health::default(),
         }
     }
 }
@@ -54,6 +61,10 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
             post(crate::gateway::chat_completions),
         )
         .route("/v1/models", get(models))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_concurrency,
+        ))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     axum::Router::new()
         .merge(v1)
@@ -68,6 +79,33 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
             }
         })
         .with_state(state)
+}
+
+/// Refuses a request with 429 when `server.max_concurrency` requests are already in flight. The permit is
+/// held until the response body (a stream, possibly) has been sent.
+async fn limit_concurrency(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {
+        return ApiError {
+            status: axum::http::StatusCode::TOO_MANY_REQUESTS,
+            kind: "rate_limit_error",
+            code: "too_many_requests",
+            message: format!(
+                "the server is handling {} requests already (server.max_concurrency); retry shortly",
+                state.config.server.max_concurrency
+            ),
+        }
+        .into_response();
+    };
+    let (parts, body) = next.run(request).await.into_parts();
+    let body = futures_util::StreamExt::map(body.into_data_stream(), move |chunk| {
+        let _held = &permit;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
 }
 
 async fn authenticate(

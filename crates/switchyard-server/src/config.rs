@@ -36,10 +36,16 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Longest prompt in characters.
     pub max_prompt_chars: usize,
+    /// Most requests handled at once on `/v1/*`; more get 429.
+    pub max_concurrency: usize,
     /// Most upstreams tried per gateway request (the first choice and its fallbacks).
     pub max_attempts: usize,
     /// Time limit of one upstream call, in milliseconds.
     pub upstream_timeout_ms: u64,
+    /// Consecutive failures after which an upstream is put in cooldown.
+    pub cooldown_failures: u32,
+    /// How long an upstream in cooldown is skipped, in milliseconds; then it is tried again.
+    pub cooldown_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -49,8 +55,11 @@ impl Default for ServerConfig {
             client_keys: Vec::new(),
             max_body_bytes: 1 << 20,
             max_prompt_chars: 200_000,
+            max_concurrency: 256,
             max_attempts: 3,
             upstream_timeout_ms: 60_000,
+            cooldown_failures: 3,
+            cooldown_ms: 30_000,
         }
     }
 }
@@ -157,11 +166,23 @@ impl Config {
         if self.server.max_prompt_chars == 0 {
             return Err(invalid("server.max_prompt_chars", "must be > 0".into()));
         }
+        if self.server.max_concurrency == 0 {
+            return Err(invalid(
+                "server.max_concurrency",
+                "must be at least 1".into(),
+            ));
+        }
         if self.server.max_attempts == 0 {
             return Err(invalid("server.max_attempts", "must be at least 1".into()));
         }
         if self.server.upstream_timeout_ms == 0 {
             return Err(invalid("server.upstream_timeout_ms", "must be > 0".into()));
+        }
+        if self.server.cooldown_failures == 0 {
+            return Err(invalid(
+                "server.cooldown_failures",
+                "must be at least 1".into(),
+            ));
         }
         if self.server.client_keys.iter().any(|k| k.trim().is_empty()) {
             return Err(invalid(

@@ -4,8 +4,9 @@
 //! candidate; other client errors are the client's and are returned as they are. Streams are passed through
 //! chunk by chunk; a failure before the first byte falls back, after it the client gets an SSE error event.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -18,6 +19,50 @@ use switchyard_core::{estimate_input_tokens, Knob, ModelCard, Policy};
 
 use crate::app::{read_body, AppState};
 use crate::error::ApiError;
+
+/// Per-upstream health: an upstream that fails `server.cooldown_failures` times in a row is skipped for
+/// `server.cooldown_ms`, then tried again; one success resets it.
+#[derive(Debug, Default)]
+pub struct Health(Mutex<HashMap<String, UpstreamHealth>>);
+
+#[derive(Debug, Default, Clone, Copy)]
+struct UpstreamHealth {
+    consecutive_failures: u32,
+    cooling_until: Option<Instant>,
+}
+
+impl Health {
+    /// Whether `model` is in cooldown now.
+    pub fn cooling(&self, model: &str) -> bool {
+        let now = Instant::now();
+        self.0.lock().is_ok_and(|h| {
+            h.get(model)
+                .and_then(|u| u.cooling_until)
+                .is_some_and(|t| t > now)
+        })
+    }
+
+    fn success(&self, model: &str) {
+        if let Ok(mut h) = self.0.lock() {
+            h.remove(model);
+        }
+    }
+
+    fn failure(&self, model: &str, threshold: u32, cooldown: Duration) {
+        if let Ok(mut h) = self.0.lock() {
+            let u = h.entry(model.to_string()).or_default();
+            u.consecutive_failures += 1;
+            if u.consecutive_failures >= threshold {
+                u.cooling_until = Some(Instant::now() + cooldown);
+                tracing::warn!(
+                    model,
+                    failures = u.consecutive_failures,
+                    "upstream in cooldown for {cooldown:?}"
+                );
+            }
+        }
+    }
+}
 
 /// Names that ask the gateway to route.
 const ROUTED_NAMES: [&str; 2] = ["switchyard", "auto"];
@@ -246,7 +291,7 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
     };
     let decision_ms = decision_start.elapsed().as_secs_f64() * 1e3;
 
-    let upstreams: Vec<&ModelCard> = candidates
+    let reachable: Vec<&ModelCard> = candidates
         .iter()
         .filter_map(|name| {
             state
@@ -255,8 +300,21 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
                 .iter()
                 .find(|m| &m.name == name && m.base_url.is_some())
         })
-        .take(state.config.server.max_attempts)
         .collect();
+    // Upstreams in cooldown are skipped, unless that leaves none.
+    let healthy: Vec<&ModelCard> = reachable
+        .iter()
+        .copied()
+        .filter(|m| !state.health.cooling(&m.name))
+        .collect();
+    let upstreams: Vec<&ModelCard> = if healthy.is_empty() {
+        reachable
+    } else {
+        healthy
+    }
+    .into_iter()
+    .take(state.config.server.max_attempts)
+    .collect();
     if upstreams.is_empty() {
         return Err(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -273,6 +331,7 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
         body["model"] = Value::String(card.name.clone());
         match forward(state, card, &body, stream).await {
             Ok(mut response) => {
+                state.health.success(&card.name);
                 let h = response.headers_mut();
                 let put = |h: &mut HeaderMap, k: &'static str, v: String| {
                     if let Ok(v) = HeaderValue::from_str(&v) {
@@ -287,6 +346,12 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
             }
             Err(Attempt::ClientError(response)) => return Ok(response),
             Err(Attempt::Retryable(why)) => {
+                let server = &state.config.server;
+                state.health.failure(
+                    &card.name,
+                    server.cooldown_failures,
+                    Duration::from_millis(server.cooldown_ms),
+                );
                 tracing::warn!(request = id, model = %card.name, "upstream failed, falling back: {why}");
                 failures.push(format!("{}: {why}", card.name));
             }

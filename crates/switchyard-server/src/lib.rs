@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub use app::{app, AppState};
 pub use config::{Config, ConfigError, EncoderConfig, RouterConfig, ServerConfig};
 pub use error::ApiError;
+pub use gateway::Health;
 
 /// Serves `state` on the configured address until Ctrl-C or SIGTERM, then drains in-flight requests.
 pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
