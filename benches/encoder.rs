@@ -19,8 +19,7 @@ fn load() -> MiniLm {
 
 /// A text of exactly `tokens` tokens ([CLS] and [SEP] included).
 fn text_of(encoder: &MiniLm, tokens: usize) -> TokenizedText {
-    let words =
-        "route every prompt to the cheapest model likely to succeed while keeping quality high ";
+    let words = "route every prompt to the cheapest model likely to succeed while keeping quality high ";
     let text = words.repeat(tokens);
     let tokenizer = encoder.tokenizer();
     let mut t = tokenizer.encode(&text).unwrap();
@@ -48,9 +47,7 @@ fn throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("encoder_batch32x15");
     group.throughput(Throughput::Elements(batch.len() as u64));
     group.sample_size(20);
-    group.bench_function("embed", |b| {
-        b.iter(|| encoder.embed_tokenized(&batch).unwrap())
-    });
+    group.bench_function("embed", |b| b.iter(|| encoder.embed_tokenized(&batch).unwrap()));
     group.finish();
 }
 

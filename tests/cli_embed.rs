@@ -21,25 +21,12 @@ fn switchyard(args: &[&str]) -> Output {
 }
 
 fn stdout_lines(out: &Output) -> Vec<serde_json::Value> {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 fn vector(line: &serde_json::Value) -> Vec<f32> {
-    line["embedding"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
+    line["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }
 
 fn stderr(out: &Output) -> String {
@@ -48,11 +35,7 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn embeds_arguments_one_json_line_each() {
-    let lines = stdout_lines(&switchyard(&[
-        "embed",
-        "What is the capital of France?",
-        "hi",
-    ]));
+    let lines = stdout_lines(&switchyard(&["embed", "What is the capital of France?", "hi"]));
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["text"], "What is the capital of France?");
     assert_eq!(lines[0]["tokens"], 9);
@@ -65,9 +48,7 @@ fn embeds_arguments_one_json_line_each() {
 fn input_file_keeps_order_and_batch_size_does_not_change_results() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
-    let texts: Vec<String> = (0..23)
-        .map(|i| format!("prompt number {i} {}", "about routing ".repeat(i % 7)))
-        .collect();
+    let texts: Vec<String> = (0..23).map(|i| format!("prompt number {i} {}", "about routing ".repeat(i % 7))).collect();
     let body: String = texts
         .iter()
         .enumerate()
@@ -81,20 +62,8 @@ fn input_file_keeps_order_and_batch_size_does_not_change_results() {
         .collect();
     std::fs::write(&input, body).unwrap();
     let path = input.to_str().unwrap();
-    let one = stdout_lines(&switchyard(&[
-        "embed",
-        "--input",
-        path,
-        "--batch-size",
-        "1",
-    ]));
-    let many = stdout_lines(&switchyard(&[
-        "embed",
-        "--input",
-        path,
-        "--batch-size",
-        "8",
-    ]));
+    let one = stdout_lines(&switchyard(&["embed", "--input", path, "--batch-size", "1"]));
+    let many = stdout_lines(&switchyard(&["embed", "--input", path, "--batch-size", "8"]));
     assert_eq!(one.len(), texts.len());
     for ((a, b), text) in one.iter().zip(&many).zip(&texts) {
         assert_eq!(a["text"], text.as_str());
@@ -105,12 +74,7 @@ fn input_file_keeps_order_and_batch_size_does_not_change_results() {
 
 #[test]
 fn max_tokens_flag_truncates_and_reports() {
-    let lines = stdout_lines(&switchyard(&[
-        "embed",
-        "--max-tokens",
-        "8",
-        "a b c d e f g h i j k l",
-    ]));
+    let lines = stdout_lines(&switchyard(&["embed", "--max-tokens", "8", "a b c d e f g h i j k l"]));
     assert_eq!(lines[0]["tokens"], 8);
     assert_eq!(lines[0]["truncated"], true);
     let out = switchyard(&["embed", "--max-tokens", "600", "hi"]);
@@ -126,17 +90,11 @@ fn bad_input_lines_are_named_with_file_and_line() {
     let out = switchyard(&["embed", "--input", input.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(
-        err.contains("bad.jsonl:2") && err.contains("\"text\""),
-        "{err}"
-    );
+    assert!(err.contains("bad.jsonl:2") && err.contains("\"text\""), "{err}");
 
     std::fs::write(&input, b"\"caf\xe9\"\n").unwrap();
     let err = stderr(&switchyard(&["embed", "--input", input.to_str().unwrap()]));
-    assert!(
-        err.contains("bad.jsonl:1") && err.contains("UTF-8"),
-        "{err}"
-    );
+    assert!(err.contains("bad.jsonl:1") && err.contains("UTF-8"), "{err}");
 
     let err = stderr(&switchyard(&["embed", "--input", "/nonexistent/in.jsonl"]));
     assert!(err.contains("/nonexistent/in.jsonl"), "{err}");
@@ -149,11 +107,9 @@ fn bad_input_lines_are_named_with_file_and_line() {
 /// A copy of the real model folder with one file replaced (or removed).
 fn damaged_model(dir: &Path, name: &str, content: Option<Vec<u8>>) {
     let files = model_files();
-    for (file, src) in [
-        (WEIGHTS_FILE, &files.weights),
-        (CONFIG_FILE, &files.config),
-        (TOKENIZER_FILE, &files.tokenizer),
-    ] {
+    for (file, src) in
+        [(WEIGHTS_FILE, &files.weights), (CONFIG_FILE, &files.config), (TOKENIZER_FILE, &files.tokenizer)]
+    {
         if file != name {
             std::fs::copy(src, dir.join(file)).unwrap();
         }
@@ -165,11 +121,7 @@ fn damaged_model(dir: &Path, name: &str, content: Option<Vec<u8>>) {
 
 fn embed_with_model_dir(dir: &Path) -> String {
     let out = switchyard(&["embed", "--model-dir", dir.to_str().unwrap(), "hi"]);
-    assert!(
-        !out.status.success(),
-        "expected a failure with {}",
-        dir.display()
-    );
+    assert!(!out.status.success(), "expected a failure with {}", dir.display());
     assert!(out.stdout.is_empty());
     let err = stderr(&out);
     assert!(!err.contains("panicked"), "{err}");
@@ -183,39 +135,22 @@ fn missing_truncated_and_corrupt_model_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     damaged_model(dir.path(), WEIGHTS_FILE, None);
     let err = embed_with_model_dir(dir.path());
-    assert!(
-        err.contains("model.safetensors is missing") && err.contains("--model-dir"),
-        "{err}"
-    );
+    assert!(err.contains("model.safetensors is missing") && err.contains("--model-dir"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
-    damaged_model(
-        dir.path(),
-        WEIGHTS_FILE,
-        Some(weights[..weights.len() / 2].to_vec()),
-    );
+    damaged_model(dir.path(), WEIGHTS_FILE, Some(weights[..weights.len() / 2].to_vec()));
     let err = embed_with_model_dir(dir.path());
-    assert!(
-        err.contains("model.safetensors") && err.contains("truncated"),
-        "{err}"
-    );
+    assert!(err.contains("model.safetensors") && err.contains("truncated"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
     let mut flipped = weights.clone();
     flipped[weights.len() / 2] ^= 0xff;
     damaged_model(dir.path(), WEIGHTS_FILE, Some(flipped));
     let err = embed_with_model_dir(dir.path());
-    assert!(
-        err.contains("sha256") && err.contains(switchyard_encoder::WEIGHTS_SHA256),
-        "{err}"
-    );
+    assert!(err.contains("sha256") && err.contains(switchyard_encoder::WEIGHTS_SHA256), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
-    damaged_model(
-        dir.path(),
-        CONFIG_FILE,
-        Some(b"{\"hidden_size\": \"big\"}".to_vec()),
-    );
+    damaged_model(dir.path(), CONFIG_FILE, Some(b"{\"hidden_size\": \"big\"}".to_vec()));
     let err = embed_with_model_dir(dir.path());
     assert!(err.contains("config.json is not valid"), "{err}");
 
@@ -230,29 +165,17 @@ fn model_fetch_verifies_the_local_copy() {
     let out = switchyard(&["model", "fetch"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("sha256 verified") && text.contains("all-MiniLM-L6-v2"),
-        "{text}"
-    );
+    assert!(text.contains("sha256 verified") && text.contains("all-MiniLM-L6-v2"), "{text}");
 }
 
 #[test]
 fn help_explains_each_command() {
     let out = switchyard(&["--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("cheapest model likely to succeed") && text.contains("embed"),
-        "{text}"
-    );
+    assert!(text.contains("cheapest model likely to succeed") && text.contains("embed"), "{text}");
     let out = switchyard(&["embed", "--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in [
-        "--input",
-        "--batch-size",
-        "--max-tokens",
-        "--model-dir",
-        "truncated",
-    ] {
+    for needle in ["--input", "--batch-size", "--max-tokens", "--model-dir", "truncated"] {
         assert!(text.contains(needle), "embed --help lacks {needle}: {text}");
     }
 }

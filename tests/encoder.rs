@@ -4,9 +4,7 @@
 mod common;
 
 use common::{encoder, max_abs_diff, model_files, workspace_root};
-use switchyard_encoder::{
-    embed_all, Encoder, EncoderError, EncoderOptions, MiniLm, PromptTokenizer,
-};
+use switchyard_encoder::{embed_all, Encoder, EncoderError, EncoderOptions, MiniLm, PromptTokenizer};
 
 #[derive(serde::Deserialize)]
 struct Reference {
@@ -18,9 +16,7 @@ struct Reference {
 fn references() -> Vec<Reference> {
     let path = workspace_root().join("tests/fixtures/minilm-l6-v2-reference.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
-    text.lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+    text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
 }
 
 #[test]
@@ -41,8 +37,7 @@ fn reproduces_the_reference_embeddings_and_token_counts() {
 
 #[test]
 fn a_text_in_a_batch_equals_the_text_alone() {
-    let long =
-        "Route each prompt to the cheapest model that is likely to answer it well. ".repeat(12);
+    let long = "Route each prompt to the cheapest model that is likely to answer it well. ".repeat(12);
     let mut texts: Vec<String> = references().into_iter().map(|r| r.text).collect();
     texts.push(long);
     texts.push(String::new());
@@ -84,10 +79,7 @@ fn truncation_is_applied_and_reported() {
 fn max_tokens_is_validated() {
     for bad in [0, 1, 513] {
         let err = MiniLm::load(model_files(), EncoderOptions { max_tokens: bad }).unwrap_err();
-        assert!(
-            matches!(err, EncoderError::InvalidOption(_)),
-            "{bad}: {err}"
-        );
+        assert!(matches!(err, EncoderError::InvalidOption(_)), "{bad}: {err}");
     }
 }
 
@@ -103,33 +95,17 @@ fn huge_texts_tokenize_exactly_like_whole_texts() {
     whole.with_truncation(None).unwrap();
     let cases = [
         "antidisestablishmentarianism ".repeat(5000),
-        format!(
-            "{}{}",
-            "a ".repeat(1100),
-            "supercalifragilistic".repeat(300)
-        ),
+        format!("{}{}", "a ".repeat(1100), "supercalifragilistic".repeat(300)),
         format!("{}tail words here", " ".repeat(100_000)),
         "路由器🚀Ünïcödé ".repeat(3000),
         "x".repeat(50_000),
     ];
     for text in &cases {
-        let ids = whole
-            .encode(text.as_str(), true)
-            .unwrap()
-            .get_ids()
-            .to_vec();
-        let expected: Vec<u32> = if ids.len() > 64 {
-            ids[..63].iter().chain(ids.last()).copied().collect()
-        } else {
-            ids.clone()
-        };
+        let ids = whole.encode(text.as_str(), true).unwrap().get_ids().to_vec();
+        let expected: Vec<u32> =
+            if ids.len() > 64 { ids[..63].iter().chain(ids.last()).copied().collect() } else { ids.clone() };
         let got = tok.encode(text).unwrap();
-        assert_eq!(
-            got.ids,
-            expected,
-            "text starting {:?}",
-            text.chars().take(20).collect::<String>()
-        );
+        assert_eq!(got.ids, expected, "text starting {:?}", text.chars().take(20).collect::<String>());
         assert_eq!(got.truncated, ids.len() > 64);
     }
 }

@@ -45,28 +45,14 @@ type Modes = Arc<Fake>;
 async fn upstream(State(fake): State<Modes>, Json(body): Json<Value>) -> Response {
     let model = body["model"].as_str().unwrap_or_default().to_string();
     *fake.calls.lock().unwrap().entry(model.clone()).or_default() += 1;
-    let mode = fake
-        .modes
-        .lock()
-        .unwrap()
-        .get(&model)
-        .copied()
-        .unwrap_or(Mode::Ok);
+    let mode = fake.modes.lock().unwrap().get(&model).copied().unwrap_or(Mode::Ok);
     let stream = body["stream"].as_bool().unwrap_or(false);
     match mode {
         Mode::Fail500 => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"error": {"message": "boom"}})),
-            )
-                .into_response()
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": {"message": "boom"}}))).into_response()
         }
         Mode::Fail429 => {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                Json(json!({"error": {"message": "slow down"}})),
-            )
-                .into_response()
+            return (StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": {"message": "slow down"}}))).into_response()
         }
         Mode::BadRequest => {
             return (
@@ -90,16 +76,12 @@ async fn upstream(State(fake): State<Modes>, Json(body): Json<Value>) -> Respons
             items.push(Ok(axum::body::Bytes::from("data: [DONE]\n\n")));
         }
         // A pause before each chunk lets it reach the client before a later failure resets the connection.
-        let paced =
-            futures_util::StreamExt::then(futures_util::stream::iter(items), |item| async move {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                item
-            });
+        let paced = futures_util::StreamExt::then(futures_util::stream::iter(items), |item| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            item
+        });
         let body = Body::from_stream(paced);
-        return Response::builder()
-            .header("content-type", "text/event-stream")
-            .body(body)
-            .unwrap();
+        return Response::builder().header("content-type", "text/event-stream").body(body).unwrap();
     }
     Json(json!({"id": "chatcmpl-1", "object": "chat.completion", "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("hello from {model}")}, "finish_reason": "stop"}],
@@ -123,9 +105,8 @@ async fn setup_with(refused: &[&str], server: &str) -> Setup {
     let modes: Modes = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let fake = axum::Router::new()
-        .route("/v1/chat/completions", axum::routing::post(upstream))
-        .with_state(modes.clone());
+    let fake =
+        axum::Router::new().route("/v1/chat/completions", axum::routing::post(upstream)).with_state(modes.clone());
     tokio::spawn(async move { axum::serve(listener, fake).await });
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -134,22 +115,12 @@ async fn setup_with(refused: &[&str], server: &str) -> Setup {
     let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
     let mut config = format!("[server]\nupstream_timeout_ms = 500\nmax_attempts = 4\n{server}");
     for m in &router.manifest.models {
-        let at = if refused.contains(&m.model.as_str()) {
-            closed
-        } else {
-            addr
-        };
-        config.push_str(&format!(
-            "[[models]]\nname = \"{}\"\nbase_url = \"http://{at}/v1\"\n",
-            m.model
-        ));
+        let at = if refused.contains(&m.model.as_str()) { closed } else { addr };
+        config.push_str(&format!("[[models]]\nname = \"{}\"\nbase_url = \"http://{at}/v1\"\n", m.model));
     }
     let config = Config::parse(&config, std::path::Path::new("test.toml")).unwrap();
     let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
-    Setup {
-        state: Arc::new(AppState::new(router, Arc::new(encoder), config)),
-        modes,
-    }
+    Setup { state: Arc::new(AppState::new(router, Arc::new(encoder), config)), modes }
 }
 
 const PROMPT: &str = "Summarise the causes of the French Revolution in three sentences.";
@@ -158,26 +129,15 @@ const PROMPT: &str = "Summarise the causes of the French Revolution in three sen
 async fn ranking(s: &Setup) -> Vec<String> {
     let (_, _, body) = send(s, "/v1/route", json!({"prompt": PROMPT})).await;
     let v: Value = serde_json::from_slice(&body).unwrap();
-    v["ranking"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect()
+    v["ranking"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_string()).collect()
 }
 
 async fn send(s: &Setup, uri: &str, body: Value) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let request = Request::post(uri)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
+    let request =
+        Request::post(uri).header("content-type", "application/json").body(Body::from(body.to_string())).unwrap();
     let response = app(s.state.clone()).oneshot(request).await.unwrap();
     let (parts, body) = response.into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes().to_vec(),
-    )
+    (parts.status, parts.headers, body.collect().await.unwrap().to_bytes().to_vec())
 }
 
 fn chat(model: &str, stream: bool) -> Value {
@@ -185,9 +145,7 @@ fn chat(model: &str, stream: bool) -> Value {
 }
 
 fn header<'a>(h: &'a axum::http::HeaderMap, name: &str) -> &'a str {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
 }
 
 #[tokio::test]
@@ -199,32 +157,18 @@ async fn routes_to_the_first_choice_and_passes_named_models_through() {
     assert_eq!(header(&h, "x-switchyard-model"), ranking[0]);
     assert_eq!(header(&h, "x-switchyard-fallbacks"), "0");
     assert!(header(&h, "x-switchyard-request-id").starts_with("sy-"));
-    assert!(
-        header(&h, "x-switchyard-decision-ms")
-            .parse::<f64>()
-            .unwrap()
-            > 0.0
-    );
+    assert!(header(&h, "x-switchyard-decision-ms").parse::<f64>().unwrap() > 0.0);
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(
-        v["choices"][0]["message"]["content"],
-        format!("hello from {}", ranking[0])
-    );
+    assert_eq!(v["choices"][0]["message"]["content"], format!("hello from {}", ranking[0]));
 
     let (status, h, _) = send(&s, "/v1/chat/completions", chat("gpt-4o-mini", false)).await;
-    assert_eq!(
-        (status, header(&h, "x-switchyard-model")),
-        (StatusCode::OK, "gpt-4o-mini")
-    );
+    assert_eq!((status, header(&h, "x-switchyard-model")), (StatusCode::OK, "gpt-4o-mini"));
 
     // Knobs in metadata narrow the choice.
     let mut req = chat("auto", false);
     req["metadata"] = json!({"allowed_models": "claude-3-haiku", "willingness_to_pay": "0.01"});
     let (status, h, _) = send(&s, "/v1/chat/completions", req).await;
-    assert_eq!(
-        (status, header(&h, "x-switchyard-model")),
-        (StatusCode::OK, "claude-3-haiku")
-    );
+    assert_eq!((status, header(&h, "x-switchyard-model")), (StatusCode::OK, "claude-3-haiku"));
 
     let (status, _, body) = send(&s, "/v1/chat/completions", chat("gpt-9", false)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -246,44 +190,20 @@ async fn falls_back_on_500_429_timeouts_and_refused_connections() {
     }
     let (status, h, body) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(
-        (
-            header(&h, "x-switchyard-model"),
-            header(&h, "x-switchyard-fallbacks")
-        ),
-        (first[3].as_str(), "3")
-    );
+    assert_eq!((header(&h, "x-switchyard-model"), header(&h, "x-switchyard-fallbacks")), (first[3].as_str(), "3"));
 
-    s.modes
-        .modes
-        .lock()
-        .unwrap()
-        .insert(first[3].clone(), Mode::Slow);
+    s.modes.modes.lock().unwrap().insert(first[3].clone(), Mode::Slow);
     let (status, _, body) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{text}");
-    assert!(
-        text.contains("upstreams_failed")
-            && text.contains("timed out")
-            && text.contains("HTTP 429"),
-        "{text}"
-    );
+    assert!(text.contains("upstreams_failed") && text.contains("timed out") && text.contains("HTTP 429"), "{text}");
 
     // A model named by the client has no fallback.
     let (status, _, body) = send(&s, "/v1/chat/completions", chat(&first[1], false)).await;
-    assert_eq!(
-        status,
-        StatusCode::BAD_GATEWAY,
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{}", String::from_utf8_lossy(&body));
     // A client error from the upstream is the client's: passed on as it is.
     let s2 = setup(&[]).await;
-    s2.modes
-        .modes
-        .lock()
-        .unwrap()
-        .insert("gpt-4o".into(), Mode::BadRequest);
+    s2.modes.modes.lock().unwrap().insert("gpt-4o".into(), Mode::BadRequest);
     let (status, _, body) = send(&s2, "/v1/chat/completions", chat("gpt-4o", false)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&body).contains("upstream_says_no"));
@@ -297,10 +217,7 @@ async fn streams_pass_through_and_fail_cleanly() {
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, StatusCode::OK, "{text}");
     assert_eq!(header(&h, "content-type"), "text/event-stream");
-    assert!(
-        text.contains("\"hel\"") && text.contains("\"lo\"") && text.ends_with("data: [DONE]\n\n"),
-        "{text}"
-    );
+    assert!(text.contains("\"hel\"") && text.contains("\"lo\"") && text.ends_with("data: [DONE]\n\n"), "{text}");
 
     // Before the first byte a failure falls back; after it the client gets an SSE error event.
     {
@@ -310,35 +227,18 @@ async fn streams_pass_through_and_fail_cleanly() {
     }
     let (status, h, body) = send(&s, "/v1/chat/completions", chat("switchyard", true)).await;
     let text = String::from_utf8_lossy(&body);
-    assert_eq!(
-        (status, header(&h, "x-switchyard-model")),
-        (StatusCode::OK, ranking[1].as_str())
-    );
-    assert!(
-        text.contains("\"hel\"")
-            && text.contains("upstream_stream_error")
-            && !text.contains("[DONE]"),
-        "{text}"
-    );
+    assert_eq!((status, header(&h, "x-switchyard-model")), (StatusCode::OK, ranking[1].as_str()));
+    assert!(text.contains("\"hel\"") && text.contains("upstream_stream_error") && !text.contains("[DONE]"), "{text}");
 }
 
 #[tokio::test]
 async fn malformed_gateway_requests_get_openai_errors() {
     let s = setup(&[]).await;
     for (body, code) in [
-        (
-            json!({"messages": [{"role": "user", "content": "hi"}]}),
-            "missing_model",
-        ),
+        (json!({"messages": [{"role": "user", "content": "hi"}]}), "missing_model"),
         (json!({"model": "switchyard"}), "missing_messages"),
-        (
-            json!({"model": "switchyard", "messages": []}),
-            "missing_messages",
-        ),
-        (
-            json!({"model": "switchyard", "messages": [{"role": "system", "content": "x"}]}),
-            "no_user_message",
-        ),
+        (json!({"model": "switchyard", "messages": []}), "missing_messages"),
+        (json!({"model": "switchyard", "messages": [{"role": "system", "content": "x"}]}), "no_user_message"),
         (
             json!({"model": "switchyard", "messages": [{"role": "user", "content": "hi"}], "metadata": {"min_quality": "high"}}),
             "invalid_knob",
@@ -347,11 +247,7 @@ async fn malformed_gateway_requests_get_openai_errors() {
     ] {
         let (status, _, bytes) = send(&s, "/v1/chat/completions", body.clone()).await;
         let v: Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(
-            (status, v["error"]["code"].as_str().unwrap()),
-            (StatusCode::BAD_REQUEST, code),
-            "{body}"
-        );
+        assert_eq!((status, v["error"]["code"].as_str().unwrap()), (StatusCode::BAD_REQUEST, code), "{body}");
     }
 }
 
@@ -359,50 +255,44 @@ async fn malformed_gateway_requests_get_openai_errors() {
 async fn failing_upstreams_cool_down_and_recover() {
     let s = setup_with(&[], "cooldown_failures = 2\ncooldown_ms = 400\n").await;
     let first = ranking(&s).await;
-    s.modes
-        .modes
-        .lock()
-        .unwrap()
-        .insert(first[0].clone(), Mode::Fail500);
+    s.modes.modes.lock().unwrap().insert(first[0].clone(), Mode::Fail500);
     for _ in 0..2 {
         let (status, h, _) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
-        assert_eq!(
-            (status, header(&h, "x-switchyard-fallbacks")),
-            (StatusCode::OK, "1")
-        );
+        assert_eq!((status, header(&h, "x-switchyard-fallbacks")), (StatusCode::OK, "1"));
     }
     // Two failures in a row: the first choice is skipped without being called.
-    let calls = |s: &Setup| {
-        s.modes
-            .calls
-            .lock()
-            .unwrap()
-            .get(&first[0])
-            .copied()
-            .unwrap_or(0)
-    };
+    let calls = |s: &Setup| s.modes.calls.lock().unwrap().get(&first[0]).copied().unwrap_or(0);
     assert_eq!(calls(&s), 2);
-    s.modes
-        .modes
-        .lock()
-        .unwrap()
-        .insert(first[0].clone(), Mode::Ok);
+    s.modes.modes.lock().unwrap().insert(first[0].clone(), Mode::Ok);
     let (status, h, _) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        (
-            header(&h, "x-switchyard-model"),
-            header(&h, "x-switchyard-fallbacks")
-        ),
-        (first[1].as_str(), "0")
-    );
+    assert_eq!((header(&h, "x-switchyard-model"), header(&h, "x-switchyard-fallbacks")), (first[1].as_str(), "0"));
     assert_eq!(calls(&s), 2);
     // After the cooldown it is tried again, and answers.
     tokio::time::sleep(Duration::from_millis(450)).await;
     let (status, h, _) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
-    assert_eq!(
-        (status, header(&h, "x-switchyard-model")),
-        (StatusCode::OK, first[0].as_str())
-    );
+    assert_eq!((status, header(&h, "x-switchyard-model")), (StatusCode::OK, first[0].as_str()));
     assert_eq!(calls(&s), 3);
+
+    // The metrics count what happened.
+    let request = Request::get("/metrics").body(Body::empty()).unwrap();
+    let response = app(s.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let line = |name: &str| text.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
+    assert_eq!(line("switchyard_cooldowns_total"), "switchyard_cooldowns_total 1", "{text}");
+    assert_eq!(line("switchyard_fallbacks_total"), "switchyard_fallbacks_total 2", "{text}");
+    let served = format!(
+        "switchyard_requests_total{{endpoint=\"/v1/chat/completions\",model=\"{}\",status=\"200\"}} 3",
+        first[1]
+    );
+    assert!(text.contains(&served), "{text}");
+    assert!(
+        text.contains(&format!("switchyard_upstream_calls_total{{model=\"{}\",outcome=\"failed\"}} 2", first[0])),
+        "{text}"
+    );
+    assert!(
+        text.contains("switchyard_decision_seconds_count 5") && text.contains("switchyard_encode_seconds_count 5"),
+        "{text}"
+    );
 }

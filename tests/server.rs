@@ -30,23 +30,14 @@ async fn call(
     auth: Option<&str>,
     body: Vec<u8>,
 ) -> (StatusCode, Value) {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json");
+    let mut request = Request::builder().method(method).uri(uri).header("content-type", "application/json");
     if let Some(key) = auth {
         request = request.header("authorization", format!("Bearer {key}"));
     }
-    let response = app(state.clone())
-        .oneshot(request.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
+    let response = app(state.clone()).oneshot(request.body(Body::from(body)).unwrap()).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 fn post(body: Value) -> Vec<u8> {
@@ -63,14 +54,7 @@ fn assert_error(response: &(StatusCode, Value), status: StatusCode, code: &str) 
 #[tokio::test]
 async fn routes_prompts_and_chat_requests() {
     let s = state("");
-    let (status, body) = call(
-        &s,
-        "POST",
-        "/v1/route",
-        None,
-        post(json!({"prompt": "What is 17 * 23?"})),
-    )
-    .await;
+    let (status, body) = call(&s, "POST", "/v1/route", None, post(json!({"prompt": "What is 17 * 23?"}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let model = body["model"].as_str().unwrap();
     assert!(s.router.manifest.models.iter().any(|m| m.model == model));
@@ -94,20 +78,10 @@ async fn models_health_and_ready() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["data"][0]["id"], "switchyard");
     assert_eq!(body["data"].as_array().unwrap().len(), 16);
-    assert_eq!(
-        call(&s, "GET", "/healthz", None, Vec::new()).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(call(&s, "GET", "/healthz", None, Vec::new()).await.0, StatusCode::OK);
     let (status, body) = call(&s, "GET", "/readyz", None, Vec::new()).await;
-    assert_eq!(
-        (status, body["models"].clone()),
-        (StatusCode::OK, json!(15))
-    );
-    assert_error(
-        &call(&s, "GET", "/v2/nothing", None, Vec::new()).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    );
+    assert_eq!((status, body["models"].clone()), (StatusCode::OK, json!(15)));
+    assert_error(&call(&s, "GET", "/v2/nothing", None, Vec::new()).await, StatusCode::NOT_FOUND, "not_found");
 }
 
 #[tokio::test]
@@ -117,47 +91,19 @@ async fn bad_input_gets_the_documented_status_and_error() {
         let s = s.clone();
         async move { call(&s, "POST", "/v1/route", None, body).await }
     };
-    assert_error(
-        &route(b"{not json".to_vec()).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_json",
-    );
-    assert_error(
-        &route(post(json!({"prompt": 42}))).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_type",
-    );
-    assert_error(
-        &route(post(json!({"prompt": "  "}))).await,
-        StatusCode::BAD_REQUEST,
-        "empty_prompt",
-    );
-    assert_error(
-        &route(post(json!({"messages": []}))).await,
-        StatusCode::BAD_REQUEST,
-        "no_user_message",
-    );
-    assert_error(
-        &route(post(json!({"temperature": 1}))).await,
-        StatusCode::BAD_REQUEST,
-        "missing_prompt",
-    );
-    assert_error(
-        &route(b"{\"prompt\": \"caf\xe9\"}".to_vec()).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_json",
-    );
+    assert_error(&route(b"{not json".to_vec()).await, StatusCode::BAD_REQUEST, "invalid_json");
+    assert_error(&route(post(json!({"prompt": 42}))).await, StatusCode::BAD_REQUEST, "invalid_type");
+    assert_error(&route(post(json!({"prompt": "  "}))).await, StatusCode::BAD_REQUEST, "empty_prompt");
+    assert_error(&route(post(json!({"messages": []}))).await, StatusCode::BAD_REQUEST, "no_user_message");
+    assert_error(&route(post(json!({"temperature": 1}))).await, StatusCode::BAD_REQUEST, "missing_prompt");
+    assert_error(&route(b"{\"prompt\": \"caf\xe9\"}".to_vec()).await, StatusCode::BAD_REQUEST, "invalid_json");
     assert_error(
         &route(post(json!({"prompt": "x".repeat(2000)}))).await,
         StatusCode::PAYLOAD_TOO_LARGE,
         "request_too_large",
     );
     let huge = post(json!({"prompt": "y".repeat(5 << 20)}));
-    assert_error(
-        &route(huge).await,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "request_too_large",
-    );
+    assert_error(&route(huge).await, StatusCode::PAYLOAD_TOO_LARGE, "request_too_large");
     assert_error(
         &route(post(json!({"prompt": "hi", "min_quality": 3}))).await,
         StatusCode::BAD_REQUEST,
@@ -166,36 +112,21 @@ async fn bad_input_gets_the_documented_status_and_error() {
     let unknown = post(json!({"prompt": "hi", "allowed_models": ["gpt-9"]}));
     let response = route(unknown).await;
     assert_error(&response, StatusCode::BAD_REQUEST, "invalid_policy");
-    assert!(response.1["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("gpt-9"));
+    assert!(response.1["error"]["message"].as_str().unwrap().contains("gpt-9"));
 }
 
 #[tokio::test]
 async fn client_keys_guard_the_api_but_not_health() {
     let s = state("[server]\nclient_keys = [\"sk-test\"]\n");
     let body = || post(json!({"prompt": "hello"}));
-    assert_error(
-        &call(&s, "POST", "/v1/route", None, body()).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_api_key",
-    );
+    assert_error(&call(&s, "POST", "/v1/route", None, body()).await, StatusCode::UNAUTHORIZED, "invalid_api_key");
     assert_error(
         &call(&s, "POST", "/v1/route", Some("wrong"), body()).await,
         StatusCode::UNAUTHORIZED,
         "invalid_api_key",
     );
-    assert_eq!(
-        call(&s, "POST", "/v1/route", Some("sk-test"), body())
-            .await
-            .0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        call(&s, "GET", "/healthz", None, Vec::new()).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(call(&s, "POST", "/v1/route", Some("sk-test"), body()).await.0, StatusCode::OK);
+    assert_eq!(call(&s, "GET", "/healthz", None, Vec::new()).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -208,15 +139,9 @@ async fn requests_over_the_concurrency_limit_get_429() {
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_requests",
     );
-    assert_eq!(
-        call(&s, "GET", "/healthz", None, Vec::new()).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(call(&s, "GET", "/healthz", None, Vec::new()).await.0, StatusCode::OK);
     drop(busy);
-    assert_eq!(
-        call(&s, "POST", "/v1/route", None, body()).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(call(&s, "POST", "/v1/route", None, body()).await.0, StatusCode::OK);
     // The permit of a finished request is given back.
     assert_eq!(s.in_flight.available_permits(), 1);
 }

@@ -29,10 +29,7 @@ fn set_path(set: &str, file: &str) -> PathBuf {
 fn rows_of(set: &str) -> Vec<Value> {
     let file = std::fs::File::open(set_path(set, "logs.jsonl.gz")).unwrap();
     let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(file));
-    reader
-        .lines()
-        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-        .collect()
+    reader.lines().map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect()
 }
 
 fn write_rows(path: &Path, rows: &[Value]) {
@@ -43,10 +40,7 @@ fn write_rows(path: &Path, rows: &[Value]) {
 }
 
 fn options(candidates: Vec<PredictorKind>) -> TrainOptions {
-    TrainOptions {
-        candidates,
-        ..TrainOptions::default()
-    }
+    TrainOptions { candidates, ..TrainOptions::default() }
 }
 
 fn train_on(logs: &[PathBuf], catalog: Option<&Catalog>, options: &TrainOptions) -> Router {
@@ -78,11 +72,7 @@ fn arena_router() -> &'static Router {
     static ROUTER: OnceLock<Router> = OnceLock::new();
     ROUTER.get_or_init(|| {
         let catalog = Catalog::load(&set_path("routerarena", "catalog.toml")).unwrap();
-        train_on(
-            &[set_path("routerarena", "logs.jsonl.gz")],
-            Some(&catalog),
-            &TrainOptions::default(),
-        )
+        train_on(&[set_path("routerarena", "logs.jsonl.gz")], Some(&catalog), &TrainOptions::default())
     })
 }
 
@@ -93,13 +83,8 @@ fn learned_router_beats_chance_and_shuffled_labels_on_held_out_prompts() {
 
     // Same prompts, same trainer, outcomes shuffled across training prompts (test rows untouched).
     let mut rows = rows_of("routerarena");
-    let train_idx: Vec<usize> = (0..rows.len())
-        .filter(|&i| rows[i]["split"] == "train")
-        .collect();
-    let mut scores: Vec<Value> = train_idx
-        .iter()
-        .map(|&i| rows[i]["score"].clone())
-        .collect();
+    let train_idx: Vec<usize> = (0..rows.len()).filter(|&i| rows[i]["split"] == "train").collect();
+    let mut scores: Vec<Value> = train_idx.iter().map(|&i| rows[i]["score"].clone()).collect();
     let mut state = 0x9e3779b97f4a7c15u64;
     for i in (1..scores.len()).rev() {
         state ^= state << 13;
@@ -114,36 +99,22 @@ fn learned_router_beats_chance_and_shuffled_labels_on_held_out_prompts() {
     let shuffled_logs = [dir.path().join("shuffled.jsonl")];
     write_rows(&shuffled_logs[0], &rows);
     let catalog = Catalog::load(&set_path("routerarena", "catalog.toml")).unwrap();
-    let shuffled = held_out_auc(
-        &train_on(&shuffled_logs, Some(&catalog), &TrainOptions::default()),
-        &logs,
-    );
+    let shuffled = held_out_auc(&train_on(&shuffled_logs, Some(&catalog), &TrainOptions::default()), &logs);
 
     eprintln!("held-out AUC: learned {real:.3}, shuffled labels {shuffled:.3}");
     assert!(real > 0.65, "learned router AUC {real}");
-    assert!(
-        real - shuffled > 0.08,
-        "learned {real} vs shuffled {shuffled}"
-    );
+    assert!(real - shuffled > 0.08, "learned {real} vs shuffled {shuffled}");
 }
 
 #[test]
 fn trained_artifact_round_trips_with_identical_decisions() {
     let router = arena_router();
-    assert_eq!(
-        router.manifest.validation.len(),
-        4,
-        "three predictors and their ensemble are compared"
-    );
+    assert_eq!(router.manifest.validation.len(), 4, "three predictors and their ensemble are compared");
     assert!(router.manifest.domains.contains(&"law".to_string()));
     let dir = tempfile::tempdir().unwrap();
     router.save(dir.path()).unwrap();
     let loaded = Router::load(dir.path()).unwrap();
-    let prompts = [
-        "Solve 3x + 5 = 20.",
-        "Translate 'good morning' to German.",
-        "Who wrote Hamlet?",
-    ];
+    let prompts = ["Solve 3x + 5 = 20.", "Translate 'good morning' to German.", "Who wrote Hamlet?"];
     let embeddings = encoder().embed_batch(&prompts).unwrap();
     for e in &embeddings {
         for policy in [Knob::MinQuality(0.6), Knob::WillingnessToPay(0.002)] {
@@ -174,16 +145,8 @@ fn sparse_logs_train_a_useful_router() {
     let logs = [dir.path().join("sparse.jsonl")];
     write_rows(&logs[0], &sparse);
     // No catalog: costs come from the rows' observed cost_usd.
-    let router = train_on(
-        &logs,
-        None,
-        &options(vec![PredictorKind::Mlp, PredictorKind::Logistic]),
-    );
-    assert!(router
-        .manifest
-        .models
-        .iter()
-        .all(|m| m.mean_cost_usd.is_some()));
+    let router = train_on(&logs, None, &options(vec![PredictorKind::Mlp, PredictorKind::Logistic]));
+    assert!(router.manifest.models.iter().all(|m| m.mean_cost_usd.is_some()));
     let auc = held_out_auc(&router, &logs);
     eprintln!("sparse-only held-out AUC {auc:.3}");
     assert!(auc > 0.6, "sparse-only AUC {auc}");
@@ -192,16 +155,10 @@ fn sparse_logs_train_a_useful_router() {
 /// Arena-style rows only: GPT-4 vs Mixtral on GSM8K, the winner being the one that answered correctly.
 #[test]
 fn pairwise_logs_train_a_router_that_prefers_the_stronger_model() {
-    let rows: Vec<Value> = rows_of("routellm")
-        .into_iter()
-        .filter(|r| r["task"] == "gsm8k")
-        .collect();
+    let rows: Vec<Value> = rows_of("routellm").into_iter().filter(|r| r["task"] == "gsm8k").collect();
     let mut by_id: std::collections::BTreeMap<String, Vec<&Value>> = Default::default();
     for r in &rows {
-        by_id
-            .entry(r["id"].as_str().unwrap().to_string())
-            .or_default()
-            .push(r);
+        by_id.entry(r["id"].as_str().unwrap().to_string()).or_default().push(r);
     }
     let pairwise: Vec<Value> = by_id
         .values()
@@ -221,30 +178,14 @@ fn pairwise_logs_train_a_router_that_prefers_the_stronger_model() {
     let logs = [dir.path().join("pairwise.jsonl")];
     write_rows(&logs[0], &pairwise);
     let catalog = Catalog::load(&set_path("routellm", "catalog.toml")).unwrap();
-    let router = train_on(
-        &logs,
-        Some(&catalog),
-        &options(vec![PredictorKind::Mlp, PredictorKind::Knn]),
-    );
+    let router = train_on(&logs, Some(&catalog), &options(vec![PredictorKind::Mlp, PredictorKind::Knn]));
     let prediction = router.predict(
-        &encoder()
-            .embed_batch(&["A train travels 60 miles in 1.5 hours. What is its average speed?"])
-            .unwrap()[0]
+        &encoder().embed_batch(&["A train travels 60 miles in 1.5 hours. What is its average speed?"]).unwrap()[0]
             .vector,
         30.0,
     );
-    let p = |name: &str| {
-        prediction
-            .models
-            .iter()
-            .find(|m| m.model == name)
-            .unwrap()
-            .p_success
-    };
-    assert!(
-        p("gpt-4-1106-preview") > p("mixtral-8x7b-instruct-v0.1"),
-        "{prediction:?}"
-    );
+    let p = |name: &str| prediction.models.iter().find(|m| m.model == name).unwrap().p_success;
+    assert!(p("gpt-4-1106-preview") > p("mixtral-8x7b-instruct-v0.1"), "{prediction:?}");
 }
 
 fn switchyard(args: &[&str]) -> std::process::Output {
@@ -287,12 +228,9 @@ fn cli_trains_then_routes_and_reports_bad_input() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let decision: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(["claude-3-haiku-20240307", "gemini-2.0-flash-001"]
-        .contains(&decision["model"].as_str().unwrap()));
+    assert!(["claude-3-haiku-20240307", "gemini-2.0-flash-001"].contains(&decision["model"].as_str().unwrap()));
     assert_eq!(decision["models"].as_array().unwrap().len(), 2);
-    assert!(
-        decision["complexity"].as_f64().is_some() && decision["domains"][0]["domain"].is_string()
-    );
+    assert!(decision["complexity"].as_f64().is_some() && decision["domains"][0]["domain"].is_string());
     assert!(decision["timing_ms"]["encode"].as_f64().is_some());
 
     // Calibration writes the knob that sends half the calls to gemini into the router's default policy.
@@ -306,39 +244,22 @@ fn cli_trains_then_routes_and_reports_bad_input() {
         "gemini-2.0-flash-001=0.5",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
-    let q = manifest["default_policy"]["knob"]["min_quality"]
-        .as_f64()
-        .unwrap();
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let q = manifest["default_policy"]["knob"]["min_quality"].as_f64().unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
-        text.contains(&format!("min_quality: {q}"))
-            && text.contains("share of calls to gemini-2.0-flash-001"),
+        text.contains(&format!("min_quality: {q}")) && text.contains("share of calls to gemini-2.0-flash-001"),
         "{text}"
     );
 
     // A bad row stops training with file:line, and --skip-bad-rows counts it.
     let bad = dir.path().join("bad.jsonl");
     let mut rows: Vec<Value> = rows_of("routerarena").into_iter().take(200).collect();
-    rows.insert(
-        3,
-        json!({"prompt": "p", "model": "claude-3-haiku-20240307", "score": 7}),
-    );
+    rows.insert(3, json!({"prompt": "p", "model": "claude-3-haiku-20240307", "score": 7}));
     write_rows(&bad, &rows);
-    let o = switchyard(&[
-        "train",
-        "--quiet",
-        "--logs",
-        bad.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = switchyard(&["train", "--quiet", "--logs", bad.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("bad.jsonl:4:") && err.contains("--skip-bad-rows"),
-        "{err}"
-    );
+    assert!(!o.status.success() && err.contains("bad.jsonl:4:") && err.contains("--skip-bad-rows"), "{err}");
     let o = switchyard(&[
         "train",
         "--quiet",
@@ -351,10 +272,7 @@ fn cli_trains_then_routes_and_reports_bad_input() {
         dir.path().join("r2").to_str().unwrap(),
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        o.status.success() && err.contains("1 bad rows skipped"),
-        "{err}"
-    );
+    assert!(o.status.success() && err.contains("1 bad rows skipped"), "{err}");
 
     // A catalog that lacks a model of the logs, and one with a negative price.
     let cat = dir.path().join("c.toml");
@@ -369,10 +287,7 @@ fn cli_trains_then_routes_and_reports_bad_input() {
         out.to_str().unwrap(),
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("not in the catalog: gemini-2.0-flash-001"),
-        "{err}"
-    );
+    assert!(!o.status.success() && err.contains("not in the catalog: gemini-2.0-flash-001"), "{err}");
     std::fs::write(&cat, "[[models]]\nname = \"a\"\noutput_usd_per_mtok = -2\n").unwrap();
     let o = switchyard(&[
         "train",
@@ -384,36 +299,14 @@ fn cli_trains_then_routes_and_reports_bad_input() {
         out.to_str().unwrap(),
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("output_usd_per_mtok must be a number >= 0"),
-        "{err}"
-    );
+    assert!(!o.status.success() && err.contains("output_usd_per_mtok must be a number >= 0"), "{err}");
 
     // Routing with a bad knob or an unknown model is a clear error.
-    let o = switchyard(&[
-        "route",
-        "--router",
-        out.to_str().unwrap(),
-        "--min-quality",
-        "2",
-        "hi",
-    ]);
+    let o = switchyard(&["route", "--router", out.to_str().unwrap(), "--min-quality", "2", "hi"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("min_quality must be in [0, 1]"));
-    let o = switchyard(&[
-        "route",
-        "--router",
-        out.to_str().unwrap(),
-        "--allow",
-        "gpt-9",
-        "hi",
-    ]);
+    let o = switchyard(&["route", "--router", out.to_str().unwrap(), "--allow", "gpt-9", "hi"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown model \"gpt-9\""));
-    let o = switchyard(&[
-        "route",
-        "--router",
-        dir.path().join("nope").to_str().unwrap(),
-        "hi",
-    ]);
+    let o = switchyard(&["route", "--router", dir.path().join("nope").to_str().unwrap(), "hi"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("manifest.json"));
 }
 
@@ -421,34 +314,17 @@ fn cli_trains_then_routes_and_reports_bad_input() {
 #[test]
 fn bundled_default_router_routes() {
     let router = Router::load(&workspace_root().join("models/default")).unwrap();
-    router
-        .check_encoder(encoder().id(), encoder().dim())
-        .unwrap();
+    router.check_encoder(encoder().id(), encoder().dim()).unwrap();
     let catalog = Catalog::load(&set_path("default", "catalog.toml")).unwrap();
     assert_eq!(router.manifest.models.len(), catalog.models.len());
-    let e = encoder()
-        .embed_batch(&[
-            "Integrate x^2 from 0 to 3.",
-            "Summarise the plot of Hamlet.",
-        ])
-        .unwrap();
-    for (embedding, text) in e.iter().zip([
-        "Integrate x^2 from 0 to 3.",
-        "Summarise the plot of Hamlet.",
-    ]) {
+    let e = encoder().embed_batch(&["Integrate x^2 from 0 to 3.", "Summarise the plot of Hamlet."]).unwrap();
+    for (embedding, text) in e.iter().zip(["Integrate x^2 from 0 to 3.", "Summarise the plot of Hamlet."]) {
         let (prediction, decision) = router
-            .route(
-                &embedding.vector,
-                switchyard_core::estimate_input_tokens(text),
-                &router.manifest.default_policy,
-            )
+            .route(&embedding.vector, switchyard_core::estimate_input_tokens(text), &router.manifest.default_policy)
             .unwrap();
         assert!(catalog.get(&decision.model).is_some());
         assert_eq!(decision.ranking.len(), 15);
-        assert!(prediction
-            .models
-            .iter()
-            .all(|m| (0.0..=1.0).contains(&m.p_success) && m.expected_cost_usd > 0.0));
+        assert!(prediction.models.iter().all(|m| (0.0..=1.0).contains(&m.p_success) && m.expected_cost_usd > 0.0));
     }
 }
 
@@ -475,31 +351,15 @@ fn cli_bench_writes_report_and_plots() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        table.contains("learned router")
-            && table.contains("knn40")
-            && table.contains("zero_router"),
-        "{table}"
-    );
+    assert!(table.contains("learned router") && table.contains("knn40") && table.contains("zero_router"), "{table}");
     let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
     let m = &report["metrics"];
     for key in ["aiq", "apgr", "cpt50", "cpt80", "ece", "auc"] {
         assert!(m[key].is_number(), "metrics.{key} missing: {m}");
     }
-    for name in [
-        "zero_router",
-        "random",
-        "oracle",
-        "knn10",
-        "knn40",
-        "model:gemini-2.0-flash-001",
-    ] {
-        assert!(
-            report["baselines"][name]["aiq"].is_number(),
-            "baseline {name} missing"
-        );
+    for name in ["zero_router", "random", "oracle", "knn10", "knn40", "model:gemini-2.0-flash-001"] {
+        assert!(report["baselines"][name]["aiq"].is_number(), "baseline {name} missing");
     }
     // A two-model set: the random router's APGR is 0.5 by definition, the oracle's is the best possible.
     assert_eq!(report["baselines"]["random"]["apgr"], 0.5);
@@ -507,16 +367,8 @@ fn cli_bench_writes_report_and_plots() {
     // The learned router does better than picking models at random.
     assert!(m["aiq"].as_f64().unwrap() > report["baselines"]["random"]["aiq"].as_f64().unwrap());
     let curve = report["curve"].as_array().unwrap();
-    assert!(
-        curve.len() > 100
-            && curve
-                .iter()
-                .all(|p| p["cost"].is_number() && p["quality"].is_number())
-    );
+    assert!(curve.len() > 100 && curve.iter().all(|p| p["cost"].is_number() && p["quality"].is_number()));
     for plot in ["curve.svg", "curve.png"] {
-        assert!(
-            std::fs::metadata(dir.path().join(plot)).unwrap().len() > 10_000,
-            "{plot} is missing or empty"
-        );
+        assert!(std::fs::metadata(dir.path().join(plot)).unwrap().len() > 10_000, "{plot} is missing or empty");
     }
 }

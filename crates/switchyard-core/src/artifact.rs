@@ -11,15 +11,10 @@ use crate::router::{Manifest, Router, RouterError, FORMAT_VERSION, MANIFEST_FILE
 impl Router {
     /// Writes `manifest.json` and `router.safetensors` into `dir` (created if needed).
     pub fn save(&self, dir: &Path) -> Result<(), RouterError> {
-        std::fs::create_dir_all(dir).map_err(|source| RouterError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| RouterError::Io { path: dir.to_path_buf(), source })?;
         let weights_path = dir.join(WEIGHTS_FILE);
-        let weights_err = |e: candle_core::Error| RouterError::Weights {
-            path: weights_path.clone(),
-            message: e.to_string(),
-        };
+        let weights_err =
+            |e: candle_core::Error| RouterError::Weights { path: weights_path.clone(), message: e.to_string() };
         let mut tensors = Tensors::default();
         (|| -> Result<(), candle_core::Error> {
             if let Some(domain) = &self.heads.domain {
@@ -35,50 +30,29 @@ impl Router {
         candle_core::safetensors::save(&tensors, &weights_path).map_err(weights_err)?;
 
         let manifest_path = dir.join(MANIFEST_FILE);
-        let json =
-            serde_json::to_string_pretty(&self.manifest).map_err(|e| RouterError::Manifest {
-                path: manifest_path.clone(),
-                message: e.to_string(),
-            })?;
-        std::fs::write(&manifest_path, json + "\n").map_err(|source| RouterError::Io {
-            path: manifest_path,
-            source,
-        })
+        let json = serde_json::to_string_pretty(&self.manifest)
+            .map_err(|e| RouterError::Manifest { path: manifest_path.clone(), message: e.to_string() })?;
+        std::fs::write(&manifest_path, json + "\n").map_err(|source| RouterError::Io { path: manifest_path, source })
     }
 
     /// Reads a router folder written by [`Router::save`], checking the format version and every tensor's size.
     pub fn load(dir: &Path) -> Result<Self, RouterError> {
         let manifest_path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&manifest_path).map_err(|source| RouterError::Io {
-            path: manifest_path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|source| RouterError::Io { path: manifest_path.clone(), source })?;
         let version = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v.get("format_version").and_then(serde_json::Value::as_u64));
         if let Some(found) = version.filter(|v| *v != u64::from(FORMAT_VERSION)) {
-            return Err(RouterError::Version {
-                path: dir.to_path_buf(),
-                found: found as u32,
-            });
+            return Err(RouterError::Version { path: dir.to_path_buf(), found: found as u32 });
         }
-        let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| RouterError::Manifest {
-                path: manifest_path.clone(),
-                message: e.to_string(),
-            })?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| RouterError::Manifest { path: manifest_path.clone(), message: e.to_string() })?;
 
         let weights_path = dir.join(WEIGHTS_FILE);
-        let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu).map_err(|e| {
-            RouterError::Weights {
-                path: weights_path.clone(),
-                message: e.to_string(),
-            }
-        })?;
-        let weights = Weights {
-            tensors,
-            path: &weights_path,
-        };
+        let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)
+            .map_err(|e| RouterError::Weights { path: weights_path.clone(), message: e.to_string() })?;
+        let weights = Weights { tensors, path: &weights_path };
         let models = manifest.models.len();
         let dim = manifest.encoder.dim;
         let features = dim + manifest.domains.len() + 1;
@@ -87,29 +61,13 @@ impl Router {
         } else {
             Some(weights.dense("domain", manifest.domains.len(), dim)?)
         };
-        let heads = Heads {
-            domains: manifest.domains.clone(),
-            domain,
-            complexity: weights.dense("complexity", 1, dim)?,
-        };
-        let shape = Shape {
-            models,
-            features,
-            dim,
-            hidden: manifest.hidden,
-        };
+        let heads =
+            Heads { domains: manifest.domains.clone(), domain, complexity: weights.dense("complexity", 1, dim)? };
+        let shape = Shape { models, features, dim, hidden: manifest.hidden };
         let predictor = weights.predictor("", manifest.predictor, &manifest.members, &shape)?;
-        let calibration = weights
-            .vec("calibration", Some(models * 2))?
-            .chunks_exact(2)
-            .map(|c| Platt { a: c[0], b: c[1] })
-            .collect();
-        Ok(Self {
-            manifest,
-            heads,
-            predictor,
-            calibration,
-        })
+        let calibration =
+            weights.vec("calibration", Some(models * 2))?.chunks_exact(2).map(|c| Platt { a: c[0], b: c[1] }).collect();
+        Ok(Self { manifest, heads, predictor, calibration })
     }
 }
 
@@ -120,23 +78,13 @@ struct Weights<'a> {
 
 impl Weights<'_> {
     fn vec(&self, name: &str, len: Option<usize>) -> Result<Vec<f32>, RouterError> {
-        let err = |message: String| RouterError::Weights {
-            path: self.path.to_path_buf(),
-            message,
-        };
-        let tensor = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| err(format!("tensor {name:?} is missing")))?;
-        let data = tensor
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| err(format!("{name}: {e}")))?;
+        let err = |message: String| RouterError::Weights { path: self.path.to_path_buf(), message };
+        let tensor = self.tensors.get(name).ok_or_else(|| err(format!("tensor {name:?} is missing")))?;
+        let data = tensor.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| err(format!("{name}: {e}")))?;
         match len {
-            Some(len) if data.len() != len => Err(err(format!(
-                "tensor {name:?} has {} values, expected {len}",
-                data.len()
-            ))),
+            Some(len) if data.len() != len => {
+                Err(err(format!("tensor {name:?} has {} values, expected {len}", data.len())))
+            }
             _ => Ok(data),
         }
     }
@@ -148,12 +96,7 @@ impl Weights<'_> {
         members: &[PredictorKind],
         shape: &Shape,
     ) -> Result<Predictor, RouterError> {
-        let Shape {
-            models,
-            features,
-            dim,
-            hidden,
-        } = *shape;
+        let Shape { models, features, dim, hidden } = *shape;
         Ok(match kind {
             PredictorKind::Logistic => {
                 Predictor::Logistic(self.dense(&format!("{prefix}logistic"), models, features)?)
@@ -207,16 +150,8 @@ impl Weights<'_> {
 struct Tensors(HashMap<String, Tensor>);
 
 impl Tensors {
-    fn put(
-        &mut self,
-        name: &str,
-        data: &[f32],
-        shape: (usize, usize),
-    ) -> Result<(), candle_core::Error> {
-        self.0.insert(
-            name.to_string(),
-            Tensor::from_slice(data, shape, &Device::Cpu)?,
-        );
+    fn put(&mut self, name: &str, data: &[f32], shape: (usize, usize)) -> Result<(), candle_core::Error> {
+        self.0.insert(name.to_string(), Tensor::from_slice(data, shape, &Device::Cpu)?);
         Ok(())
     }
 
@@ -235,18 +170,10 @@ impl Tensors {
             }
             Predictor::Knn(m) => {
                 let models = m.prior.len();
-                self.put(
-                    &format!("{prefix}knn.embeddings"),
-                    &m.embeddings,
-                    (m.len(), m.dim),
-                )?;
+                self.put(&format!("{prefix}knn.embeddings"), &m.embeddings, (m.len(), m.dim))?;
                 self.put(&format!("{prefix}knn.scores"), &m.scores, (m.len(), models))?;
                 self.put(&format!("{prefix}knn.prior"), &m.prior, (1, models))?;
-                self.put(
-                    &format!("{prefix}knn.params"),
-                    &[m.k as f32, m.alpha],
-                    (1, 2),
-                )
+                self.put(&format!("{prefix}knn.params"), &[m.k as f32, m.alpha], (1, 2))
             }
             Predictor::Ensemble(members) => {
                 for (i, member) in members.iter().enumerate() {
@@ -286,11 +213,7 @@ mod tests {
         Router {
             manifest: Manifest {
                 format_version: FORMAT_VERSION,
-                encoder: EncoderInfo {
-                    id: "enc".into(),
-                    dim,
-                    max_tokens: 256,
-                },
+                encoder: EncoderInfo { id: "enc".into(), dim, max_tokens: 256 },
                 models: models.to_vec(),
                 domains: vec!["math".into(), "law".into()],
                 predictor: predictor.kind(),
@@ -319,27 +242,15 @@ mod tests {
         vec![
             (
                 Predictor::Logistic(
-                    Dense::new(
-                        2,
-                        features,
-                        (0..10).map(|i| i as f32 / 10.0).collect(),
-                        vec![0.1, -0.2],
-                    )
-                    .unwrap(),
+                    Dense::new(2, features, (0..10).map(|i| i as f32 / 10.0).collect(), vec![0.1, -0.2]).unwrap(),
                 ),
                 0,
             ),
             (
                 Predictor::Mlp {
-                    hidden: Dense::new(
-                        3,
-                        features,
-                        (0..15).map(|i| (i as f32 - 7.0) / 7.0).collect(),
-                        vec![0.; 3],
-                    )
-                    .unwrap(),
-                    output: Dense::new(2, 3, vec![1., -1., 0.5, 0.2, 0.3, -0.4], vec![0., 0.])
+                    hidden: Dense::new(3, features, (0..15).map(|i| (i as f32 - 7.0) / 7.0).collect(), vec![0.; 3])
                         .unwrap(),
+                    output: Dense::new(2, 3, vec![1., -1., 0.5, 0.2, 0.3, -0.4], vec![0., 0.]).unwrap(),
                 },
                 3,
             ),
@@ -377,12 +288,7 @@ mod tests {
                 let (b, db) = loaded.route(&x, 500.0, policy).unwrap();
                 assert_eq!(da, db);
                 for (ma, mb) in a.models.iter().zip(&b.models) {
-                    assert_eq!(
-                        ma.p_success.to_bits(),
-                        mb.p_success.to_bits(),
-                        "{:?}",
-                        router.predictor.kind()
-                    );
+                    assert_eq!(ma.p_success.to_bits(), mb.p_success.to_bits(), "{:?}", router.predictor.kind());
                 }
                 assert_eq!(a.domains, b.domains);
             }
@@ -399,43 +305,23 @@ mod tests {
         let router = tiny(predictor, hidden);
         let dir = tempfile::tempdir().unwrap();
         router.save(dir.path()).unwrap();
-        assert!(matches!(
-            router.check_encoder("other", 2),
-            Err(RouterError::EncoderMismatch { .. })
-        ));
+        assert!(matches!(router.check_encoder("other", 2), Err(RouterError::EncoderMismatch { .. })));
         router.check_encoder("enc", 2).unwrap();
 
         let manifest = dir.path().join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&manifest).unwrap();
-        std::fs::write(
-            &manifest,
-            text.replace("\"format_version\": 1", "\"format_version\": 99"),
-        )
-        .unwrap();
+        std::fs::write(&manifest, text.replace("\"format_version\": 1", "\"format_version\": 99")).unwrap();
         let err = Router::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("format version 99"), "{err}");
 
-        std::fs::write(
-            &manifest,
-            text.replace("\"hidden\": 0,", "\"hidden\": \"x\","),
-        )
-        .unwrap();
-        assert!(matches!(
-            Router::load(dir.path()),
-            Err(RouterError::Manifest { .. })
-        ));
+        std::fs::write(&manifest, text.replace("\"hidden\": 0,", "\"hidden\": \"x\",")).unwrap();
+        assert!(matches!(Router::load(dir.path()), Err(RouterError::Manifest { .. })));
 
         std::fs::write(&manifest, &text).unwrap();
         std::fs::write(dir.path().join(WEIGHTS_FILE), b"garbage").unwrap();
         let err = Router::load(dir.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("router.safetensors") && err.contains("retrain"),
-            "{err}"
-        );
+        assert!(err.contains("router.safetensors") && err.contains("retrain"), "{err}");
         std::fs::remove_dir_all(dir.path()).unwrap();
-        assert!(matches!(
-            Router::load(dir.path()),
-            Err(RouterError::Io { .. })
-        ));
+        assert!(matches!(Router::load(dir.path()), Err(RouterError::Io { .. })));
     }
 }

@@ -102,19 +102,15 @@ pub enum CatalogError {
 impl Catalog {
     /// Reads and validates a catalog file.
     pub fn load(path: &Path) -> Result<Self, CatalogError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| CatalogError::Io { path: path.to_path_buf(), source })?;
         Self::from_toml(&text, path)
     }
 
     /// Parses and validates catalog TOML; `path` is only used in error messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, CatalogError> {
-        let catalog: Catalog = toml::from_str(text).map_err(|e| CatalogError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let catalog: Catalog = toml::from_str(text)
+            .map_err(|e| CatalogError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         catalog.validate(path)?;
         Ok(catalog)
     }
@@ -133,9 +129,7 @@ impl Catalog {
 
     fn validate(&self, path: &Path) -> Result<(), CatalogError> {
         if self.models.is_empty() {
-            return Err(CatalogError::Empty {
-                path: path.to_path_buf(),
-            });
+            return Err(CatalogError::Empty { path: path.to_path_buf() });
         }
         let invalid = |model: &str, problem: String| CatalogError::Invalid {
             path: path.to_path_buf(),
@@ -145,33 +139,20 @@ impl Catalog {
         let mut seen = HashSet::new();
         for (i, card) in self.models.iter().enumerate() {
             if card.name.trim().is_empty() {
-                return Err(invalid(
-                    &format!("#{}", i + 1),
-                    "name must not be empty".to_string(),
-                ));
+                return Err(invalid(&format!("#{}", i + 1), "name must not be empty".to_string()));
             }
             if !seen.insert(card.name.as_str()) {
-                return Err(invalid(
-                    &card.name,
-                    "duplicate name; each model must appear once".to_string(),
-                ));
+                return Err(invalid(&card.name, "duplicate name; each model must appear once".to_string()));
             }
-            for (key, value) in [
-                ("input_usd_per_mtok", card.input_usd_per_mtok),
-                ("output_usd_per_mtok", card.output_usd_per_mtok),
-            ] {
+            for (key, value) in
+                [("input_usd_per_mtok", card.input_usd_per_mtok), ("output_usd_per_mtok", card.output_usd_per_mtok)]
+            {
                 if !value.is_finite() || value < 0.0 {
-                    return Err(invalid(
-                        &card.name,
-                        format!("{key} must be a number >= 0, got {value}"),
-                    ));
+                    return Err(invalid(&card.name, format!("{key} must be a number >= 0, got {value}")));
                 }
             }
             if card.context_window == Some(0) {
-                return Err(invalid(
-                    &card.name,
-                    "context_window must be > 0 when given".to_string(),
-                ));
+                return Err(invalid(&card.name, "context_window must be > 0 when given".to_string()));
             }
             if let Some(url) = &card.base_url {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -196,15 +177,9 @@ impl Catalog {
     }
 
     /// Fails with every name in `used` that the catalog lacks.
-    pub fn check_known<'a>(
-        &self,
-        used: impl IntoIterator<Item = &'a str>,
-    ) -> Result<(), CatalogError> {
-        let mut unknown: Vec<String> = used
-            .into_iter()
-            .filter(|name| self.get(name).is_none())
-            .map(str::to_string)
-            .collect();
+    pub fn check_known<'a>(&self, used: impl IntoIterator<Item = &'a str>) -> Result<(), CatalogError> {
+        let mut unknown: Vec<String> =
+            used.into_iter().filter(|name| self.get(name).is_none()).map(str::to_string).collect();
         unknown.sort();
         unknown.dedup();
         if unknown.is_empty() {
@@ -252,44 +227,23 @@ mod tests {
     fn bad_catalogs_name_the_problem() {
         let cases = [
             ("", "lists no models"),
-            (
-                "[[models]]\nname = \"a\"\n[[models]]\nname = \"a\"\n",
-                "duplicate name",
-            ),
-            (
-                "[[models]]\nname = \"a\"\ninput_usd_per_mtok = -1.0\n",
-                "input_usd_per_mtok must be a number >= 0",
-            ),
+            ("[[models]]\nname = \"a\"\n[[models]]\nname = \"a\"\n", "duplicate name"),
+            ("[[models]]\nname = \"a\"\ninput_usd_per_mtok = -1.0\n", "input_usd_per_mtok must be a number >= 0"),
             ("[[models]]\nname = \"\"\n", "name must not be empty"),
-            (
-                "[[models]]\nname = \"a\"\nprice = 3\n",
-                "unknown field `price`",
-            ),
-            (
-                "[[models]]\nname = \"a\"\ninput_usd_per_mtok = \"cheap\"\n",
-                "invalid type",
-            ),
-            (
-                "[[models]]\nname = \"a\"\nbase_url = \"api.example.com\"\n",
-                "base_url must start with",
-            ),
+            ("[[models]]\nname = \"a\"\nprice = 3\n", "unknown field `price`"),
+            ("[[models]]\nname = \"a\"\ninput_usd_per_mtok = \"cheap\"\n", "invalid type"),
+            ("[[models]]\nname = \"a\"\nbase_url = \"api.example.com\"\n", "base_url must start with"),
         ];
         for (text, needle) in cases {
             let err = parse(text).unwrap_err().to_string();
-            assert!(
-                err.contains(needle) && err.contains("c.toml"),
-                "{text:?} gave {err}"
-            );
+            assert!(err.contains(needle) && err.contains("c.toml"), "{text:?} gave {err}");
         }
     }
 
     #[test]
     fn unknown_models_in_logs_are_listed() {
         let catalog = parse("[[models]]\nname = \"a\"\n").unwrap();
-        let err = catalog
-            .check_known(["a", "z", "b", "z"])
-            .unwrap_err()
-            .to_string();
+        let err = catalog.check_known(["a", "z", "b", "z"]).unwrap_err().to_string();
         assert!(err.contains("b, z"), "{err}");
         assert!(catalog.check_known(["a"]).is_ok());
     }

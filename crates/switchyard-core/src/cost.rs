@@ -7,9 +7,7 @@ pub const CHARS_PER_TOKEN: f64 = 4.0;
 
 /// A rough LLM input-token count for a prompt: characters / [`CHARS_PER_TOKEN`], at least 1.
 pub fn estimate_input_tokens(prompt: &str) -> f64 {
-    (prompt.chars().count() as f64 / CHARS_PER_TOKEN)
-        .ceil()
-        .max(1.0)
+    (prompt.chars().count() as f64 / CHARS_PER_TOKEN).ceil().max(1.0)
 }
 
 /// How a model's expected cost is computed.
@@ -44,9 +42,7 @@ impl ModelCost {
     pub fn expected_cost_usd(&self, input_tokens: f64) -> f64 {
         match self.source {
             CostSource::Prices => {
-                (input_tokens * self.input_usd_per_mtok
-                    + self.mean_output_tokens * self.output_usd_per_mtok)
-                    / 1e6
+                (input_tokens * self.input_usd_per_mtok + self.mean_output_tokens * self.output_usd_per_mtok) / 1e6
             }
             CostSource::Observed => self.mean_cost_usd.unwrap_or(0.0),
         }

@@ -18,12 +18,9 @@ pub use catalog::{Catalog, CatalogError, ModelCard};
 pub use cost::{estimate_input_tokens, CostSource, ModelCost, CHARS_PER_TOKEN};
 pub use logs::{read_logs, LogError, LogReader, ReadSummary, RowError};
 pub use policy::{Decision, Knob, ModelEstimate, Policy, PolicyError};
-pub use predictor::{
-    logit, sigmoid, softmax, Dense, Heads, KnnMemory, Platt, Predictor, PredictorKind,
-};
+pub use predictor::{logit, sigmoid, softmax, Dense, Heads, KnnMemory, Platt, Predictor, PredictorKind};
 pub use router::{
-    CandidateMetrics, DomainScore, EncoderInfo, FileFingerprint, Manifest, Prediction, RouteReport,
-    Router, RouterError, Timing, TrainingInfo, FORMAT_VERSION, MANIFEST_FILE, TOP_DOMAINS,
-    WEIGHTS_FILE,
+    CandidateMetrics, DomainScore, EncoderInfo, FileFingerprint, Manifest, Prediction, RouteReport, Router,
+    RouterError, Timing, TrainingInfo, FORMAT_VERSION, MANIFEST_FILE, TOP_DOMAINS, WEIGHTS_FILE,
 };
 pub use row::{Evidence, LabelledRow, Outcome, Preference, Split, Winner};

@@ -61,47 +61,28 @@ pub struct LogReader {
 
 impl std::fmt::Debug for LogReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogReader")
-            .field("path", &self.path)
-            .field("line", &self.line)
-            .finish_non_exhaustive()
+        f.debug_struct("LogReader").field("path", &self.path).field("line", &self.line).finish_non_exhaustive()
     }
 }
 
 impl LogReader {
     /// Opens a `.jsonl` or `.jsonl.gz` file.
     pub fn open(path: &Path) -> Result<Self, LogError> {
-        let io_err = |source| LogError::Io {
-            path: path.to_path_buf(),
-            line: None,
-            source,
-        };
+        let io_err = |source| LogError::Io { path: path.to_path_buf(), line: None, source };
         let mut file = BufReader::new(File::open(path).map_err(io_err)?);
         let gzip = file.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
-        let reader: Box<dyn BufRead> = if gzip {
-            Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
-        } else {
-            Box::new(file)
-        };
+        let reader: Box<dyn BufRead> =
+            if gzip { Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file))) } else { Box::new(file) };
         Ok(Self::from_reader(path, reader))
     }
 
     /// Reads rows from any buffered reader; `path` names it in errors.
     pub fn from_reader(path: &Path, reader: Box<dyn BufRead>) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            reader,
-            line: 0,
-            buf: Vec::new(),
-        }
+        Self { path: path.to_path_buf(), reader, line: 0, buf: Vec::new() }
     }
 
     fn row_error(&self, message: String) -> RowError {
-        RowError {
-            path: self.path.clone(),
-            line: self.line,
-            message,
-        }
+        RowError { path: self.path.clone(), line: self.line, message }
     }
 }
 
@@ -117,11 +98,7 @@ impl Iterator for LogReader {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(source) => {
-                    return Some(Err(LogError::Io {
-                        path: self.path.clone(),
-                        line: Some(self.line),
-                        source,
-                    }))
+                    return Some(Err(LogError::Io { path: self.path.clone(), line: Some(self.line), source }))
                 }
             }
             let bytes = self.buf.trim_ascii();
@@ -130,10 +107,7 @@ impl Iterator for LogReader {
             }
             let parsed = match std::str::from_utf8(bytes) {
                 Ok(text) => LabelledRow::parse(text),
-                Err(e) => Err(format!(
-                    "not valid UTF-8 (bad byte at column {})",
-                    e.valid_up_to() + 1
-                )),
+                Err(e) => Err(format!("not valid UTF-8 (bad byte at column {})", e.valid_up_to() + 1)),
             };
             return Some(parsed.map_err(|message| LogError::BadRow(self.row_error(message))));
         }
@@ -160,11 +134,7 @@ impl std::fmt::Display for ReadSummary {
                 write!(f, "\n  skipped {example}")?;
             }
             if self.skipped > self.skipped_examples.len() {
-                write!(
-                    f,
-                    "\n  ... and {} more",
-                    self.skipped - self.skipped_examples.len()
-                )?;
+                write!(f, "\n  ... and {} more", self.skipped - self.skipped_examples.len())?;
             }
         }
         Ok(())
@@ -197,19 +167,10 @@ pub fn read_logs<P: AsRef<Path>>(
         }
     }
     if summary.rows == 0 {
-        let files: Vec<String> = paths
-            .iter()
-            .map(|p| p.as_ref().display().to_string())
-            .collect();
-        let skipped = if summary.skipped > 0 {
-            format!(" ({} bad rows skipped)", summary.skipped)
-        } else {
-            String::new()
-        };
-        return Err(LogError::NoRows {
-            files: files.join(", "),
-            skipped,
-        });
+        let files: Vec<String> = paths.iter().map(|p| p.as_ref().display().to_string()).collect();
+        let skipped =
+            if summary.skipped > 0 { format!(" ({} bad rows skipped)", summary.skipped) } else { String::new() };
+        return Err(LogError::NoRows { files: files.join(", "), skipped });
     }
     Ok(summary)
 }
@@ -251,12 +212,7 @@ mod tests {
         let path = write(dir.path(), "bad.jsonl", &bytes);
 
         let err = read_logs(&[&path], false, |_| {}).unwrap_err().to_string();
-        assert!(
-            err.contains("bad.jsonl:2:")
-                && err.contains("[0, 1]")
-                && err.contains("--skip-bad-rows"),
-            "{err}"
-        );
+        assert!(err.contains("bad.jsonl:2:") && err.contains("[0, 1]") && err.contains("--skip-bad-rows"), "{err}");
 
         let summary = read_logs(&[&path], true, |_| {}).unwrap();
         assert_eq!((summary.rows, summary.skipped), (1, 4));
@@ -270,20 +226,11 @@ mod tests {
     fn empty_missing_and_corrupt_files() {
         let dir = tempfile::tempdir().unwrap();
         let empty = write(dir.path(), "empty.jsonl", b"\n\n");
-        assert!(matches!(
-            read_logs(&[&empty], true, |_| {}),
-            Err(LogError::NoRows { .. })
-        ));
+        assert!(matches!(read_logs(&[&empty], true, |_| {}), Err(LogError::NoRows { .. })));
         let missing = dir.path().join("nope.jsonl");
-        let err = read_logs(&[&missing], true, |_| {})
-            .unwrap_err()
-            .to_string();
+        let err = read_logs(&[&missing], true, |_| {}).unwrap_err().to_string();
         assert!(err.contains("nope.jsonl"), "{err}");
-        let corrupt = write(
-            dir.path(),
-            "c.jsonl.gz",
-            &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3],
-        );
+        let corrupt = write(dir.path(), "c.jsonl.gz", &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3]);
         let err = read_logs(&[&corrupt], true, |_| {}).unwrap_err();
         assert!(matches!(err, LogError::Io { line: Some(1), .. }), "{err}");
     }

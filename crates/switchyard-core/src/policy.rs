@@ -20,12 +20,12 @@ impl Knob {
     /// Checks the knob's value range.
     pub fn validate(&self) -> Result<(), PolicyError> {
         match *self {
-            Knob::MinQuality(q) if !(0.0..=1.0).contains(&q) => Err(PolicyError::BadKnob(format!(
-                "min_quality must be in [0, 1], got {q}"
-            ))),
-            Knob::WillingnessToPay(l) if !l.is_finite() || l < 0.0 => Err(PolicyError::BadKnob(
-                format!("willingness_to_pay must be a number >= 0 (USD), got {l}"),
-            )),
+            Knob::MinQuality(q) if !(0.0..=1.0).contains(&q) => {
+                Err(PolicyError::BadKnob(format!("min_quality must be in [0, 1], got {q}")))
+            }
+            Knob::WillingnessToPay(l) if !l.is_finite() || l < 0.0 => {
+                Err(PolicyError::BadKnob(format!("willingness_to_pay must be a number >= 0 (USD), got {l}")))
+            }
             _ => Ok(()),
         }
     }
@@ -102,52 +102,27 @@ pub enum PolicyError {
 impl Policy {
     /// A policy with a knob and no model lists.
     pub fn new(knob: Knob) -> Self {
-        Self {
-            knob,
-            allowed: None,
-            denied: Vec::new(),
-        }
+        Self { knob, allowed: None, denied: Vec::new() }
     }
 
     /// Chooses a model among `estimates`.
     pub fn decide(&self, estimates: &[ModelEstimate]) -> Result<Decision, PolicyError> {
         self.knob.validate()?;
-        let known = || {
-            estimates
-                .iter()
-                .map(|e| e.model.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        for (list, names) in [
-            ("allowed", self.allowed.as_deref().unwrap_or_default()),
-            ("denied", &self.denied[..]),
-        ] {
-            if let Some(model) = names
-                .iter()
-                .find(|n| !estimates.iter().any(|e| &e.model == *n))
-            {
-                return Err(PolicyError::UnknownModel {
-                    model: model.clone(),
-                    list,
-                    known: known(),
-                });
+        let known = || estimates.iter().map(|e| e.model.as_str()).collect::<Vec<_>>().join(", ");
+        for (list, names) in [("allowed", self.allowed.as_deref().unwrap_or_default()), ("denied", &self.denied[..])] {
+            if let Some(model) = names.iter().find(|n| !estimates.iter().any(|e| &e.model == *n)) {
+                return Err(PolicyError::UnknownModel { model: model.clone(), list, known: known() });
             }
         }
         let mut eligible: Vec<&ModelEstimate> = estimates
             .iter()
-            .filter(|e| {
-                self.allowed.as_ref().is_none_or(|a| a.contains(&e.model))
-                    && !self.denied.contains(&e.model)
-            })
+            .filter(|e| self.allowed.as_ref().is_none_or(|a| a.contains(&e.model)) && !self.denied.contains(&e.model))
             .collect();
         if eligible.is_empty() {
             return Err(PolicyError::NothingEligible { known: known() });
         }
         let by_p_then_cost = |a: &&ModelEstimate, b: &&ModelEstimate| {
-            b.p_success
-                .total_cmp(&a.p_success)
-                .then(a.expected_cost_usd.total_cmp(&b.expected_cost_usd))
+            b.p_success.total_cmp(&a.p_success).then(a.expected_cost_usd.total_cmp(&b.expected_cost_usd))
         };
         let (meets_bar, reason) = match self.knob {
             Knob::MinQuality(q) => {
@@ -166,30 +141,14 @@ impl Policy {
                 });
                 let top = eligible[0];
                 if top.p_success >= q {
-                    (
-                        true,
-                        format!(
-                            "cheapest model with P(success) >= {q} (P = {:.3})",
-                            top.p_success
-                        ),
-                    )
+                    (true, format!("cheapest model with P(success) >= {q} (P = {:.3})", top.p_success))
                 } else {
-                    (
-                        false,
-                        format!(
-                            "no model reaches P(success) >= {q}; chose the highest P ({:.3})",
-                            top.p_success
-                        ),
-                    )
+                    (false, format!("no model reaches P(success) >= {q}; chose the highest P ({:.3})", top.p_success))
                 }
             }
             Knob::WillingnessToPay(l) => {
                 let utility = |e: &ModelEstimate| l * e.p_success - e.expected_cost_usd;
-                eligible.sort_by(|a, b| {
-                    utility(b)
-                        .total_cmp(&utility(a))
-                        .then_with(|| by_p_then_cost(a, b))
-                });
+                eligible.sort_by(|a, b| utility(b).total_cmp(&utility(a)).then_with(|| by_p_then_cost(a, b)));
                 let top = eligible[0];
                 (
                     true,
@@ -216,18 +175,10 @@ mod tests {
     use super::*;
 
     fn estimates() -> Vec<ModelEstimate> {
-        [
-            ("small", 0.55, 0.0001),
-            ("medium", 0.75, 0.001),
-            ("large", 0.9, 0.01),
-        ]
-        .into_iter()
-        .map(|(m, p, c)| ModelEstimate {
-            model: m.to_string(),
-            p_success: p,
-            expected_cost_usd: c,
-        })
-        .collect()
+        [("small", 0.55, 0.0001), ("medium", 0.75, 0.001), ("large", 0.9, 0.01)]
+            .into_iter()
+            .map(|(m, p, c)| ModelEstimate { model: m.to_string(), p_success: p, expected_cost_usd: c })
+            .collect()
     }
 
     fn decide(policy: Policy) -> Decision {
@@ -248,19 +199,10 @@ mod tests {
     #[test]
     fn willingness_to_pay_trades_quality_for_cost() {
         // λ = 0: only cost matters; λ large: only P matters.
-        assert_eq!(
-            decide(Policy::new(Knob::WillingnessToPay(0.0))).model,
-            "small"
-        );
-        assert_eq!(
-            decide(Policy::new(Knob::WillingnessToPay(100.0))).model,
-            "large"
-        );
+        assert_eq!(decide(Policy::new(Knob::WillingnessToPay(0.0))).model, "small");
+        assert_eq!(decide(Policy::new(Knob::WillingnessToPay(100.0))).model, "large");
         // λ = 0.01: small 0.0054, medium 0.0065, large -0.001.
-        assert_eq!(
-            decide(Policy::new(Knob::WillingnessToPay(0.01))).model,
-            "medium"
-        );
+        assert_eq!(decide(Policy::new(Knob::WillingnessToPay(0.01))).model, "medium");
     }
 
     #[test]
@@ -271,18 +213,10 @@ mod tests {
         p.allowed = Some(vec!["small".into(), "large".into()]);
         assert_eq!(decide(p.clone()).model, "large");
         p.allowed = Some(vec!["small".into()]);
-        assert!(matches!(
-            p.decide(&estimates()),
-            Err(PolicyError::NothingEligible { .. })
-        ));
+        assert!(matches!(p.decide(&estimates()), Err(PolicyError::NothingEligible { .. })));
         p.allowed = Some(vec!["gpt-9".into()]);
         let err = p.decide(&estimates()).unwrap_err().to_string();
-        assert!(
-            err.contains("gpt-9")
-                && err.contains("allowed")
-                && err.contains("small, medium, large"),
-            "{err}"
-        );
+        assert!(err.contains("gpt-9") && err.contains("allowed") && err.contains("small, medium, large"), "{err}");
     }
 
     #[test]
@@ -293,13 +227,7 @@ mod tests {
             Knob::WillingnessToPay(-1.0),
             Knob::WillingnessToPay(f64::NAN),
         ] {
-            assert!(
-                matches!(
-                    Policy::new(knob).decide(&estimates()),
-                    Err(PolicyError::BadKnob(_))
-                ),
-                "{knob:?}"
-            );
+            assert!(matches!(Policy::new(knob).decide(&estimates()), Err(PolicyError::BadKnob(_))), "{knob:?}");
         }
     }
 }

@@ -19,12 +19,7 @@ pub struct Dense {
 impl Dense {
     /// A layer from its weights; `None` if the sizes disagree.
     pub fn new(outputs: usize, inputs: usize, weight: Vec<f32>, bias: Vec<f32>) -> Option<Self> {
-        (weight.len() == outputs * inputs && bias.len() == outputs).then_some(Self {
-            outputs,
-            inputs,
-            weight,
-            bias,
-        })
+        (weight.len() == outputs * inputs && bias.len() == outputs).then_some(Self { outputs, inputs, weight, bias })
     }
 
     /// `W x + b`.
@@ -153,12 +148,7 @@ impl KnnMemory {
             .embeddings
             .chunks_exact(self.dim)
             .enumerate()
-            .map(|(i, row)| {
-                (
-                    row.iter().zip(embedding).map(|(a, b)| a * b).sum::<f32>(),
-                    i,
-                )
-            })
+            .map(|(i, row)| (row.iter().zip(embedding).map(|(a, b)| a * b).sum::<f32>(), i))
             .collect();
         let k = k.min(sims.len());
         if k == 0 {
@@ -183,9 +173,7 @@ impl KnnMemory {
                 }
             }
         }
-        (0..models)
-            .map(|m| (sum[m] + self.alpha * self.prior[m]) / (count[m] + self.alpha))
-            .collect()
+        (0..models).map(|m| (sum[m] + self.alpha * self.prior[m]) / (count[m] + self.alpha)).collect()
     }
 }
 
@@ -223,11 +211,7 @@ impl Predictor {
         match self {
             Self::Logistic(layer) => layer.forward(features).into_iter().map(sigmoid).collect(),
             Self::Mlp { hidden, output } => {
-                let h: Vec<f32> = hidden
-                    .forward(features)
-                    .into_iter()
-                    .map(|v| v.max(0.0))
-                    .collect();
+                let h: Vec<f32> = hidden.forward(features).into_iter().map(|v| v.max(0.0)).collect();
                 output.forward(&h).into_iter().map(sigmoid).collect()
             }
             Self::Knn(memory) => memory.predict(embedding),

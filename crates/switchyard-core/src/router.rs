@@ -205,17 +205,10 @@ impl Router {
             .domains
             .iter()
             .zip(self.heads.domain_probs(embedding))
-            .map(|(d, p)| DomainScore {
-                domain: d.clone(),
-                p: f64::from(p),
-            })
+            .map(|(d, p)| DomainScore { domain: d.clone(), p: f64::from(p) })
             .collect();
         domains.sort_by(|a, b| b.p.total_cmp(&a.p));
-        Prediction {
-            complexity: f64::from(self.heads.complexity(embedding)),
-            domains,
-            models,
-        }
+        Prediction { complexity: f64::from(self.heads.complexity(embedding)), domains, models }
     }
 
     /// Predicts and decides under `policy`.

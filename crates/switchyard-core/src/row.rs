@@ -99,8 +99,7 @@ impl LabelledRow {
 
     /// Parses and validates one JSON line. The error is a sentence saying which rule the row breaks.
     pub fn parse(line: &str) -> Result<Self, String> {
-        let raw: RawRow =
-            serde_json::from_str(line).map_err(|e| format!("not a valid row: {e}"))?;
+        let raw: RawRow = serde_json::from_str(line).map_err(|e| format!("not a valid row: {e}"))?;
         raw.validate()
     }
 }
@@ -134,8 +133,9 @@ impl RawRow {
     fn validate(self) -> Result<LabelledRow, String> {
         let prompt = match (self.prompt, &self.messages) {
             (Some(prompt), _) => prompt,
-            (None, Some(messages)) => last_user_text(messages)
-                .ok_or("\"messages\" has no user message with text content")?,
+            (None, Some(messages)) => {
+                last_user_text(messages).ok_or("\"messages\" has no user message with text content")?
+            }
             (None, None) => return Err("missing \"prompt\" (or \"messages\")".to_string()),
         };
         if prompt.trim().is_empty() {
@@ -151,17 +151,14 @@ impl RawRow {
             None => None,
             Some("train") => Some(Split::Train),
             Some("test") => Some(Split::Test),
-            Some(other) => {
-                return Err(format!(
-                    "\"split\" must be \"train\" or \"test\", got {other:?}"
-                ))
-            }
+            Some(other) => return Err(format!("\"split\" must be \"train\" or \"test\", got {other:?}")),
         };
         let pairwise = self.model_a.is_some() || self.model_b.is_some() || self.winner.is_some();
         let evidence = if pairwise {
             let need = |v: Option<String>, key: &str| {
-                v.filter(|s| !s.trim().is_empty())
-                    .ok_or_else(|| format!("pairwise row needs \"model_a\", \"model_b\" and \"winner\"; \"{key}\" is missing"))
+                v.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+                    format!("pairwise row needs \"model_a\", \"model_b\" and \"winner\"; \"{key}\" is missing")
+                })
             };
             let model_a = need(self.model_a, "model_a")?;
             let model_b = need(self.model_b, "model_b")?;
@@ -176,25 +173,14 @@ impl RawRow {
                 }
             };
             if model_a == model_b {
-                return Err(format!(
-                    "\"model_a\" and \"model_b\" are the same model ({model_a:?})"
-                ));
+                return Err(format!("\"model_a\" and \"model_b\" are the same model ({model_a:?})"));
             }
-            Evidence::Pairwise(Preference {
-                model_a,
-                model_b,
-                winner,
-            })
+            Evidence::Pairwise(Preference { model_a, model_b, winner })
         } else {
-            let model = self
-                .model
-                .filter(|m| !m.trim().is_empty())
-                .ok_or("missing \"model\"")?;
+            let model = self.model.filter(|m| !m.trim().is_empty()).ok_or("missing \"model\"")?;
             let score = self.score.ok_or("missing \"score\" (a number in [0, 1])")?;
             if !(0.0..=1.0).contains(&score) {
-                return Err(format!(
-                    "\"score\" must be in [0, 1], got {score}; rescale judge scores into [0, 1]"
-                ));
+                return Err(format!("\"score\" must be in [0, 1], got {score}; rescale judge scores into [0, 1]"));
             }
             non_negative("cost_usd", self.cost_usd)?;
             non_negative("latency_ms", self.latency_ms)?;
@@ -207,43 +193,29 @@ impl RawRow {
                 latency_ms: self.latency_ms,
             })
         };
-        Ok(LabelledRow {
-            prompt,
-            id,
-            domain: self.domain.filter(|d| !d.is_empty()),
-            split,
-            evidence,
-        })
+        Ok(LabelledRow { prompt, id, domain: self.domain.filter(|d| !d.is_empty()), split, evidence })
     }
 }
 
 fn non_negative(key: &str, value: Option<f64>) -> Result<(), String> {
     match value {
-        Some(v) if !v.is_finite() || v < 0.0 => {
-            Err(format!("\"{key}\" must be a number >= 0, got {v}"))
-        }
+        Some(v) if !v.is_finite() || v < 0.0 => Err(format!("\"{key}\" must be a number >= 0, got {v}")),
         _ => Ok(()),
     }
 }
 
 /// The text of the last user message: a string content, or the text parts of an array content.
 fn last_user_text(messages: &[RawMessage]) -> Option<String> {
-    messages
-        .iter()
-        .rev()
-        .filter(|m| m.role == "user")
-        .find_map(|m| {
-            let text = match &m.content {
-                Value::String(s) => s.clone(),
-                Value::Array(parts) => parts
-                    .iter()
-                    .filter_map(|p| p.get("text").and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                _ => String::new(),
-            };
-            (!text.trim().is_empty()).then_some(text)
-        })
+    messages.iter().rev().filter(|m| m.role == "user").find_map(|m| {
+        let text = match &m.content {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => {
+                parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+            }
+            _ => String::new(),
+        };
+        (!text.trim().is_empty()).then_some(text)
+    })
 }
 
 #[cfg(test)]
@@ -261,13 +233,8 @@ mod tests {
         assert_eq!(row.id.as_deref(), Some("7"));
         assert_eq!(row.split, Some(Split::Test));
         assert_eq!(row.domain.as_deref(), Some("math"));
-        let Evidence::Outcome(o) = row.evidence else {
-            panic!("not an outcome")
-        };
-        assert_eq!(
-            (o.model.as_str(), o.score, o.output_tokens),
-            ("m", 1.0, Some(3))
-        );
+        let Evidence::Outcome(o) = row.evidence else { panic!("not an outcome") };
+        assert_eq!((o.model.as_str(), o.score, o.output_tokens), ("m", 1.0, Some(3)));
     }
 
     #[test]
@@ -284,17 +251,11 @@ mod tests {
 
     #[test]
     fn pairwise_rows_and_ties() {
-        let row = LabelledRow::parse(
-            r#"{"prompt": "p", "model_a": "x", "model_b": "y", "winner": "tie (bothbad)"}"#,
-        )
-        .unwrap();
+        let row = LabelledRow::parse(r#"{"prompt": "p", "model_a": "x", "model_b": "y", "winner": "tie (bothbad)"}"#)
+            .unwrap();
         assert_eq!(
             row.evidence,
-            Evidence::Pairwise(Preference {
-                model_a: "x".into(),
-                model_b: "y".into(),
-                winner: Winner::Tie
-            })
+            Evidence::Pairwise(Preference { model_a: "x".into(), model_b: "y".into(), winner: Winner::Tie })
         );
         assert_eq!(row.models(), ["x", "y"]);
     }
@@ -303,48 +264,18 @@ mod tests {
     fn each_broken_rule_is_named() {
         let cases = [
             (r#"{"model": "m", "score": 1}"#, "missing \"prompt\""),
-            (
-                r#"{"prompt": "  ", "model": "m", "score": 1}"#,
-                "prompt is empty",
-            ),
+            (r#"{"prompt": "  ", "model": "m", "score": 1}"#, "prompt is empty"),
             (r#"{"prompt": "p", "score": 1}"#, "missing \"model\""),
             (r#"{"prompt": "p", "model": "m"}"#, "missing \"score\""),
-            (
-                r#"{"prompt": "p", "model": "m", "score": 1.5}"#,
-                "must be in [0, 1], got 1.5",
-            ),
-            (
-                r#"{"prompt": "p", "model": "m", "score": "high"}"#,
-                "invalid type",
-            ),
-            (
-                r#"{"prompt": "p", "model": "m", "score": 1, "cost_usd": -0.1}"#,
-                "\"cost_usd\" must be a number >= 0",
-            ),
-            (
-                r#"{"prompt": "p", "model": "m", "score": 1, "split": "dev"}"#,
-                "\"split\" must be",
-            ),
-            (
-                r#"{"prompt": "p", "model_a": "x", "winner": "model_a"}"#,
-                "\"model_b\" is missing",
-            ),
-            (
-                r#"{"prompt": "p", "model_a": "x", "model_b": "y", "winner": "x"}"#,
-                "\"winner\" must be",
-            ),
-            (
-                r#"{"prompt": "p", "model_a": "x", "model_b": "x", "winner": "tie"}"#,
-                "same model",
-            ),
-            (
-                r#"{"messages": [{"role": "assistant", "content": "hi"}], "model": "m", "score": 1}"#,
-                "no user message",
-            ),
-            (
-                r#"{"prompt": "p", "model": "m", "score": 1"#,
-                "not a valid row",
-            ),
+            (r#"{"prompt": "p", "model": "m", "score": 1.5}"#, "must be in [0, 1], got 1.5"),
+            (r#"{"prompt": "p", "model": "m", "score": "high"}"#, "invalid type"),
+            (r#"{"prompt": "p", "model": "m", "score": 1, "cost_usd": -0.1}"#, "\"cost_usd\" must be a number >= 0"),
+            (r#"{"prompt": "p", "model": "m", "score": 1, "split": "dev"}"#, "\"split\" must be"),
+            (r#"{"prompt": "p", "model_a": "x", "winner": "model_a"}"#, "\"model_b\" is missing"),
+            (r#"{"prompt": "p", "model_a": "x", "model_b": "y", "winner": "x"}"#, "\"winner\" must be"),
+            (r#"{"prompt": "p", "model_a": "x", "model_b": "x", "winner": "tie"}"#, "same model"),
+            (r#"{"messages": [{"role": "assistant", "content": "hi"}], "model": "m", "score": 1}"#, "no user message"),
+            (r#"{"prompt": "p", "model": "m", "score": 1"#, "not a valid row"),
             (r#"[1, 2]"#, "not a valid row"),
         ];
         for (line, needle) in cases {

@@ -105,9 +105,6 @@ pub type Result<T, E = EncoderError> = std::result::Result<T, E>;
 impl EncoderError {
     /// Wraps an I/O error with the path it happened on.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
+        Self::Io { path: path.into(), source }
     }
 }

@@ -78,10 +78,7 @@ impl ModelFiles {
     pub fn check(&self) -> Result<()> {
         for path in [&self.weights, &self.config, &self.tokenizer] {
             if !path.is_file() {
-                return Err(EncoderError::MissingFile {
-                    path: path.clone(),
-                    fix: self.fix.clone(),
-                });
+                return Err(EncoderError::MissingFile { path: path.clone(), fix: self.fix.clone() });
             }
         }
         check_weights_size(&self.weights, &self.fix)
@@ -103,10 +100,7 @@ fn check_weights_size(path: &Path, fix: &str) -> Result<()> {
     let actual = match std::fs::metadata(path) {
         Ok(meta) => meta.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(EncoderError::MissingFile {
-                path: path.to_path_buf(),
-                fix: fix.to_string(),
-            })
+            return Err(EncoderError::MissingFile { path: path.to_path_buf(), fix: fix.to_string() })
         }
         Err(e) => return Err(EncoderError::io(path, e)),
     };
@@ -142,12 +136,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 #[cfg(test)]
@@ -164,10 +156,7 @@ mod tests {
 
     #[test]
     fn sha256_of_known_input() {
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
@@ -175,36 +164,17 @@ mod tests {
         let dir = dir_with(&[(CONFIG_FILE, b"{}"), (TOKENIZER_FILE, b"{}")]);
         let files = ModelFiles::in_dir(dir.path(), ModelSource::Explicit, "FIX-HINT");
         let err = files.check().unwrap_err();
-        assert!(
-            matches!(err, EncoderError::MissingFile { ref path, .. } if path.ends_with(WEIGHTS_FILE))
-        );
+        assert!(matches!(err, EncoderError::MissingFile { ref path, .. } if path.ends_with(WEIGHTS_FILE)));
         let msg = err.to_string();
-        assert!(
-            msg.contains("model.safetensors") && msg.contains("FIX-HINT"),
-            "{msg}"
-        );
+        assert!(msg.contains("model.safetensors") && msg.contains("FIX-HINT"), "{msg}");
     }
 
     #[test]
     fn truncated_weights_report_both_sizes() {
-        let dir = dir_with(&[
-            (WEIGHTS_FILE, &[0u8; 1000]),
-            (CONFIG_FILE, b"{}"),
-            (TOKENIZER_FILE, b"{}"),
-        ]);
+        let dir = dir_with(&[(WEIGHTS_FILE, &[0u8; 1000]), (CONFIG_FILE, b"{}"), (TOKENIZER_FILE, b"{}")]);
         let files = ModelFiles::in_dir(dir.path(), ModelSource::Local, "re-fetch");
         let err = files.read_verified_weights().unwrap_err();
-        assert!(
-            matches!(
-                err,
-                EncoderError::WrongSize {
-                    actual: 1000,
-                    expected: WEIGHTS_SIZE,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, EncoderError::WrongSize { actual: 1000, expected: WEIGHTS_SIZE, .. }), "{err}");
         assert!(err.to_string().contains("truncated"), "{err}");
     }
 
@@ -213,9 +183,7 @@ mod tests {
         let bytes = vec![7u8; WEIGHTS_SIZE as usize];
         let err = verify_sha256(Path::new("w.safetensors"), &bytes, "fix").unwrap_err();
         match err {
-            EncoderError::ChecksumMismatch {
-                expected, actual, ..
-            } => {
+            EncoderError::ChecksumMismatch { expected, actual, .. } => {
                 assert_eq!(expected, WEIGHTS_SHA256);
                 assert_eq!(actual, sha256_hex(&bytes));
             }

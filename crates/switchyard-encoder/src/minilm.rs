@@ -23,9 +23,7 @@ pub struct EncoderOptions {
 
 impl Default for EncoderOptions {
     fn default() -> Self {
-        Self {
-            max_tokens: DEFAULT_MAX_TOKENS,
-        }
+        Self { max_tokens: DEFAULT_MAX_TOKENS }
     }
 }
 
@@ -40,10 +38,7 @@ pub struct MiniLm {
 
 impl std::fmt::Debug for MiniLm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MiniLm")
-            .field("id", &self.id)
-            .field("tokenizer", &self.tokenizer)
-            .finish_non_exhaustive()
+        f.debug_struct("MiniLm").field("id", &self.id).field("tokenizer", &self.tokenizer).finish_non_exhaustive()
     }
 }
 
@@ -61,10 +56,8 @@ impl MiniLm {
             message,
             fix: files.fix.clone(),
         };
-        let config_text = std::fs::read_to_string(&files.config)
-            .map_err(|e| EncoderError::io(&files.config, e))?;
-        let config: Config = serde_json::from_str(&config_text)
-            .map_err(|e| invalid(&files.config, e.to_string()))?;
+        let config_text = std::fs::read_to_string(&files.config).map_err(|e| EncoderError::io(&files.config, e))?;
+        let config: Config = serde_json::from_str(&config_text).map_err(|e| invalid(&files.config, e.to_string()))?;
         if options.max_tokens > config.max_position_embeddings {
             return Err(EncoderError::InvalidOption(format!(
                 "max tokens {} exceeds the model's {} positions; use at most that",
@@ -72,22 +65,14 @@ impl MiniLm {
             )));
         }
 
-        let tokenizer =
-            PromptTokenizer::from_file(&files.tokenizer, options.max_tokens, &files.fix)?;
+        let tokenizer = PromptTokenizer::from_file(&files.tokenizer, options.max_tokens, &files.fix)?;
         let weights = files.read_verified_weights()?;
         let device = Device::Cpu;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(|e| invalid(&files.weights, e.to_string()))?;
-        let bert =
-            BertModel::load(vb, &config).map_err(|e| invalid(&files.weights, e.to_string()))?;
+        let bert = BertModel::load(vb, &config).map_err(|e| invalid(&files.weights, e.to_string()))?;
         tracing::debug!(source = %files.source, weights = %files.weights.display(), "encoder loaded");
-        Ok(Self {
-            bert,
-            tokenizer,
-            device,
-            dim: config.hidden_size,
-            id: format!("{MODEL_ID}@sha256:{WEIGHTS_SHA256}"),
-        })
+        Ok(Self { bert, tokenizer, device, dim: config.hidden_size, id: format!("{MODEL_ID}@sha256:{WEIGHTS_SHA256}") })
     }
 
     /// The tokenizer this encoder uses (with its truncation setting).
@@ -124,11 +109,7 @@ pub fn pool_and_normalize(hidden: &Tensor, mask: &Tensor) -> candle_core::Result
     let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
     let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?;
     let mean = summed.broadcast_div(&counts)?;
-    let norms = mean
-        .sqr()?
-        .sum_keepdim(1)?
-        .sqrt()?
-        .clamp(1e-12f32, f32::MAX)?;
+    let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
     mean.broadcast_div(&norms)
 }
 
@@ -146,19 +127,12 @@ impl Encoder for MiniLm {
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Embedding>> {
-        let tokenized = texts
-            .iter()
-            .map(|t| self.tokenizer.encode(t))
-            .collect::<Result<Vec<_>>>()?;
+        let tokenized = texts.iter().map(|t| self.tokenizer.encode(t)).collect::<Result<Vec<_>>>()?;
         let vectors = self.embed_tokenized(&tokenized)?;
         Ok(tokenized
             .into_iter()
             .zip(vectors)
-            .map(|(t, vector)| Embedding {
-                vector,
-                tokens: t.ids.len(),
-                truncated: t.truncated,
-            })
+            .map(|(t, vector)| Embedding { vector, tokens: t.ids.len(), truncated: t.truncated })
             .collect())
     }
 }
@@ -170,26 +144,15 @@ mod tests {
     #[test]
     fn pooling_ignores_padding_and_normalises() {
         // Two sequences of length 3; the second has one padded position holding garbage.
-        let hidden = Tensor::new(
-            &[
-                [[1f32, 0.], [3., 0.], [0., 4.]],
-                [[2f32, 2.], [0., 0.], [100., -100.]],
-            ],
-            &Device::Cpu,
-        )
-        .unwrap();
+        let hidden =
+            Tensor::new(&[[[1f32, 0.], [3., 0.], [0., 4.]], [[2f32, 2.], [0., 0.], [100., -100.]]], &Device::Cpu)
+                .unwrap();
         let mask = Tensor::new(&[[1f32, 1., 1.], [1., 1., 0.]], &Device::Cpu).unwrap();
-        let out = pool_and_normalize(&hidden, &mask)
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
+        let out = pool_and_normalize(&hidden, &mask).unwrap().to_vec2::<f32>().unwrap();
         // mean of first = (4/3, 4/3) → normalised (1/√2, 1/√2); second = (1, 1) → same.
         let s = std::f32::consts::FRAC_1_SQRT_2;
         for row in out {
-            assert!(
-                (row[0] - s).abs() < 1e-6 && (row[1] - s).abs() < 1e-6,
-                "{row:?}"
-            );
+            assert!((row[0] - s).abs() < 1e-6 && (row[1] - s).abs() < 1e-6, "{row:?}");
         }
     }
 }

@@ -28,9 +28,7 @@ pub struct PromptTokenizer {
 
 impl std::fmt::Debug for PromptTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PromptTokenizer")
-            .field("max_tokens", &self.max_tokens)
-            .finish_non_exhaustive()
+        f.debug_struct("PromptTokenizer").field("max_tokens", &self.max_tokens).finish_non_exhaustive()
     }
 }
 
@@ -54,9 +52,7 @@ impl PromptTokenizer {
             )));
         }
         inner.with_padding(None);
-        inner
-            .with_truncation(None)
-            .map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
+        inner.with_truncation(None).map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
         Ok(Self { inner, max_tokens })
     }
 
@@ -82,18 +78,12 @@ impl PromptTokenizer {
                 return Ok(done);
             }
         }
-        let encoding = self
-            .inner
-            .encode_fast(text, true)
-            .map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
+        let encoding = self.inner.encode_fast(text, true).map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
         Ok(self.truncate(encoding.get_ids()))
     }
 
     fn encode_prefix(&self, prefix: &str) -> Result<Option<TokenizedText>> {
-        let encoding = self
-            .inner
-            .encode_fast(prefix, true)
-            .map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
+        let encoding = self.inner.encode_fast(prefix, true).map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
         let words = encoding.get_word_ids();
         // Content tokens sit between [CLS] (index 0) and [SEP] (last); `words` is None for the special tokens.
         let last_kept = self.max_tokens - 2;
@@ -109,17 +99,11 @@ impl PromptTokenizer {
 
     fn truncate(&self, ids: &[u32]) -> TokenizedText {
         if ids.len() <= self.max_tokens {
-            return TokenizedText {
-                ids: ids.to_vec(),
-                truncated: false,
-            };
+            return TokenizedText { ids: ids.to_vec(), truncated: false };
         }
         let mut kept = Vec::with_capacity(self.max_tokens);
         kept.extend_from_slice(&ids[..self.max_tokens - 1]);
         kept.extend_from_slice(&ids[ids.len() - 1..]);
-        TokenizedText {
-            ids: kept,
-            truncated: true,
-        }
+        TokenizedText { ids: kept, truncated: true }
     }
 }

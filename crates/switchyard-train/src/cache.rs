@@ -42,17 +42,10 @@ pub struct EmbeddingCache {
 impl EmbeddingCache {
     /// Opens (or creates) the cache file for `encoder` in `dir`.
     pub fn open(dir: &Path, encoder: &dyn Encoder) -> Result<Self, TrainError> {
-        let io = |path: &Path, source| TrainError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io = |path: &Path, source| TrainError::Io { path: path.to_path_buf(), source };
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let config = format!("{}\nmax_tokens={}", encoder.id(), encoder.max_tokens());
-        let name = format!(
-            "{}-d{}.bin",
-            &hex(&Sha256::digest(config.as_bytes()))[..16],
-            encoder.dim()
-        );
+        let name = format!("{}-d{}.bin", &hex(&Sha256::digest(config.as_bytes()))[..16], encoder.dim());
         let path = dir.join(name);
         let dim = encoder.dim();
         let mut map = HashMap::new();
@@ -61,10 +54,8 @@ impl EmbeddingCache {
                 for record in bytes.chunks_exact(32 + 4 * dim) {
                     let mut key = [0u8; 32];
                     key.copy_from_slice(&record[..32]);
-                    let vector = record[32..]
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect();
+                    let vector =
+                        record[32..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
                     map.insert(key, vector);
                 }
             }
@@ -98,10 +89,7 @@ impl EmbeddingCache {
         batch_size: usize,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Vec<Vec<f32>>, TrainError> {
-        let keys: Vec<[u8; 32]> = texts
-            .iter()
-            .map(|t| Sha256::digest(t.as_bytes()).into())
-            .collect();
+        let keys: Vec<[u8; 32]> = texts.iter().map(|t| Sha256::digest(t.as_bytes()).into()).collect();
         let mut missing: Vec<usize> = Vec::new();
         let mut queued = std::collections::HashSet::new();
         for (i, key) in keys.iter().enumerate() {
@@ -114,33 +102,16 @@ impl EmbeddingCache {
                 .create(true)
                 .append(true)
                 .open(&self.path)
-                .map_err(|source| TrainError::Io {
-                    path: self.path.clone(),
-                    source,
-                })?;
+                .map_err(|source| TrainError::Io { path: self.path.clone(), source })?;
             let total = missing.len();
             for (done, chunk) in missing.chunks(CHUNK).enumerate() {
                 let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
                 let embeddings = embed_all(encoder, &batch, batch_size)?;
-                self.append(
-                    &mut file,
-                    chunk
-                        .iter()
-                        .map(|&i| keys[i])
-                        .zip(embeddings.into_iter().map(|e| e.vector)),
-                )?;
+                self.append(&mut file, chunk.iter().map(|&i| keys[i]).zip(embeddings.into_iter().map(|e| e.vector)))?;
                 progress((done * CHUNK + chunk.len()).min(total), total);
             }
         }
-        Ok(keys
-            .iter()
-            .map(|k| {
-                self.map
-                    .get(k)
-                    .cloned()
-                    .unwrap_or_else(|| vec![0.0; self.dim])
-            })
-            .collect())
+        Ok(keys.iter().map(|k| self.map.get(k).cloned().unwrap_or_else(|| vec![0.0; self.dim])).collect())
     }
 
     fn append(
@@ -156,9 +127,6 @@ impl EmbeddingCache {
             }
             self.map.insert(key, vector);
         }
-        file.write_all(&buf).map_err(|source| TrainError::Io {
-            path: self.path.clone(),
-            source,
-        })
+        file.write_all(&buf).map_err(|source| TrainError::Io { path: self.path.clone(), source })
     }
 }

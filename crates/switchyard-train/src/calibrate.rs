@@ -63,9 +63,7 @@ pub fn calibrate(
     let goal = match target {
         CalibrationTarget::ModelShare { model, share } => {
             if !(0.0..=1.0).contains(share) {
-                return Err(TrainError::Fit(format!(
-                    "the target share must be in [0, 1], got {share}"
-                )));
+                return Err(TrainError::Fit(format!("the target share must be in [0, 1], got {share}")));
             }
             if !estimates[0].iter().any(|e| &e.model == model) {
                 let known: Vec<&str> = estimates[0].iter().map(|e| e.model.as_str()).collect();
@@ -78,9 +76,7 @@ pub fn calibrate(
         }
         CalibrationTarget::SpendPer1000(usd) => {
             if !usd.is_finite() || *usd < 0.0 {
-                return Err(TrainError::Fit(format!(
-                    "the target spend must be a number >= 0, got {usd}"
-                )));
+                return Err(TrainError::Fit(format!("the target spend must be a number >= 0, got {usd}")));
             }
             *usd
         }
@@ -91,24 +87,15 @@ pub fn calibrate(
             KnobKind::MinQuality => Knob::MinQuality(value),
             KnobKind::WillingnessToPay => Knob::WillingnessToPay(value),
         };
-        let policy = Policy {
-            knob,
-            ..base.clone()
-        };
+        let policy = Policy { knob, ..base.clone() };
         let achieved = outcome(estimates, &policy, target)?;
         let gap = (achieved - goal).abs();
         if best.as_ref().is_none_or(|(g, _, _)| gap < *g - 1e-12) {
             best = Some((gap, achieved, knob));
         }
     }
-    let (_, achieved, knob) =
-        best.ok_or_else(|| TrainError::Fit("no candidate knob values".into()))?;
-    Ok(Calibration {
-        knob,
-        achieved,
-        target: goal,
-        prompts: estimates.len(),
-    })
+    let (_, achieved, knob) = best.ok_or_else(|| TrainError::Fit("no candidate knob values".into()))?;
+    Ok(Calibration { knob, achieved, target: goal, prompts: estimates.len() })
 }
 
 /// The share of the named model, or the spend per 1,000 requests, under `policy`.
@@ -120,16 +107,11 @@ pub fn outcome(
     let mut hits = 0usize;
     let mut spend = 0.0;
     for prompt in estimates {
-        let decision = policy
-            .decide(prompt)
-            .map_err(|e| TrainError::Fit(e.to_string()))?;
+        let decision = policy.decide(prompt).map_err(|e| TrainError::Fit(e.to_string()))?;
         if let CalibrationTarget::ModelShare { model, .. } = target {
             hits += usize::from(&decision.model == model);
         }
-        spend += prompt
-            .iter()
-            .find(|e| e.model == decision.model)
-            .map_or(0.0, |e| e.expected_cost_usd);
+        spend += prompt.iter().find(|e| e.model == decision.model).map_or(0.0, |e| e.expected_cost_usd);
     }
     let n = estimates.len() as f64;
     Ok(match target {
@@ -147,10 +129,7 @@ fn candidates(estimates: &[Vec<ModelEstimate>], kind: KnobKind) -> Vec<f64> {
             .flat_map(|prompt| {
                 prompt.iter().flat_map(move |a| {
                     prompt.iter().filter_map(move |b| {
-                        let (dp, dc) = (
-                            a.p_success - b.p_success,
-                            a.expected_cost_usd - b.expected_cost_usd,
-                        );
+                        let (dp, dc) = (a.p_success - b.p_success, a.expected_cost_usd - b.expected_cost_usd);
                         (dp > 1e-12 && dc > 0.0).then(|| dc / dp)
                     })
                 })
@@ -166,23 +145,13 @@ fn candidates(estimates: &[Vec<ModelEstimate>], kind: KnobKind) -> Vec<f64> {
     values.dedup();
     if values.len() > CANDIDATES {
         let step = values.len() as f64 / CANDIDATES as f64;
-        let mut thinned: Vec<f64> = (0..CANDIDATES)
-            .map(|i| values[(i as f64 * step) as usize])
-            .collect();
+        let mut thinned: Vec<f64> = (0..CANDIDATES).map(|i| values[(i as f64 * step) as usize]).collect();
         thinned.extend(values.last());
         values = thinned;
     }
     // Just past each break-even point, where the decision has flipped (a quality bar stays within [0, 1]).
-    let ceiling = if kind == KnobKind::MinQuality {
-        1.0
-    } else {
-        f64::INFINITY
-    };
-    values
-        .iter()
-        .map(|v| (v * (1.0 + 1e-9) + 1e-12).min(ceiling))
-        .chain([0.0])
-        .collect()
+    let ceiling = if kind == KnobKind::MinQuality { 1.0 } else { f64::INFINITY };
+    values.iter().map(|v| (v * (1.0 + 1e-9) + 1e-12).min(ceiling)).chain([0.0]).collect()
 }
 
 #[cfg(test)]
@@ -195,16 +164,8 @@ mod tests {
             .map(|i| {
                 let x = f64::from(i) / 100.0;
                 vec![
-                    ModelEstimate {
-                        model: "weak".into(),
-                        p_success: 0.9 - 0.6 * x,
-                        expected_cost_usd: 0.0001,
-                    },
-                    ModelEstimate {
-                        model: "strong".into(),
-                        p_success: 0.95,
-                        expected_cost_usd: 0.01,
-                    },
+                    ModelEstimate { model: "weak".into(), p_success: 0.9 - 0.6 * x, expected_cost_usd: 0.0001 },
+                    ModelEstimate { model: "strong".into(), p_success: 0.95, expected_cost_usd: 0.01 },
                 ]
             })
             .collect()
@@ -214,10 +175,7 @@ mod tests {
     fn hits_a_model_share() {
         let base = Policy::new(Knob::MinQuality(0.5));
         for share in [0.0, 0.25, 0.5, 0.8, 1.0] {
-            let target = CalibrationTarget::ModelShare {
-                model: "strong".into(),
-                share,
-            };
+            let target = CalibrationTarget::ModelShare { model: "strong".into(), share };
             let c = calibrate(&estimates(), KnobKind::MinQuality, &target, &base).unwrap();
             assert!((c.achieved - share).abs() <= 0.011, "share {share}: {c:?}");
             // Replaying the knob gives the reported share.
@@ -239,28 +197,11 @@ mod tests {
     #[test]
     fn bad_targets_are_refused() {
         let base = Policy::new(Knob::MinQuality(0.5));
-        let unknown = CalibrationTarget::ModelShare {
-            model: "gpt-9".into(),
-            share: 0.5,
-        };
-        let err = calibrate(&estimates(), KnobKind::MinQuality, &unknown, &base)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("gpt-9") && err.contains("weak, strong"),
-            "{err}"
-        );
-        let bad = CalibrationTarget::ModelShare {
-            model: "weak".into(),
-            share: 1.5,
-        };
+        let unknown = CalibrationTarget::ModelShare { model: "gpt-9".into(), share: 0.5 };
+        let err = calibrate(&estimates(), KnobKind::MinQuality, &unknown, &base).unwrap_err().to_string();
+        assert!(err.contains("gpt-9") && err.contains("weak, strong"), "{err}");
+        let bad = CalibrationTarget::ModelShare { model: "weak".into(), share: 1.5 };
         assert!(calibrate(&estimates(), KnobKind::MinQuality, &bad, &base).is_err());
-        assert!(calibrate(
-            &[],
-            KnobKind::MinQuality,
-            &CalibrationTarget::SpendPer1000(1.0),
-            &base
-        )
-        .is_err());
+        assert!(calibrate(&[], KnobKind::MinQuality, &CalibrationTarget::SpendPer1000(1.0), &base).is_err());
     }
 }

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use switchyard_core::{
-    read_logs, Catalog, CostSource, Evidence, FileFingerprint, LabelledRow, ModelCost, ReadSummary,
-    Split, Winner,
+    read_logs, Catalog, CostSource, Evidence, FileFingerprint, LabelledRow, ModelCost, ReadSummary, Split, Winner,
 };
 
 use crate::TrainError;
@@ -51,9 +50,7 @@ impl PromptRecord {
             add(a, sa);
             add(b, sb);
         }
-        acc.into_iter()
-            .map(|(m, (sum, n))| (m, sum / n, n))
-            .collect()
+        acc.into_iter().map(|(m, (sum, n))| (m, sum / n, n)).collect()
     }
 }
 
@@ -103,18 +100,13 @@ impl Dataset {
         skip_bad_rows: bool,
         filter: RowFilter,
     ) -> Result<Self, TrainError> {
-        let files = paths
-            .iter()
-            .map(|p| fingerprint(p))
-            .collect::<Result<Vec<_>, _>>()?;
+        let files = paths.iter().map(|p| fingerprint(p)).collect::<Result<Vec<_>, _>>()?;
         let mut builder = Builder::default();
         let summary = read_logs(paths, skip_bad_rows, |row| builder.add(row, filter))?;
         if filter == RowFilter::TestOrAll && builder.prompts.is_empty() {
             // No test rows anywhere: evaluate on everything.
             let mut all = Builder::default();
-            read_logs(paths, skip_bad_rows, |row| {
-                all.add(row, RowFilter::ExcludeTest)
-            })?;
+            read_logs(paths, skip_bad_rows, |row| all.add(row, RowFilter::ExcludeTest))?;
             builder = all;
         }
         builder.finish(catalog, files, summary)
@@ -138,8 +130,7 @@ impl Builder {
             return i;
         }
         self.local_models.push(name.to_string());
-        self.local_index
-            .insert(name.to_string(), self.local_models.len() - 1);
+        self.local_index.insert(name.to_string(), self.local_models.len() - 1);
         self.local_models.len() - 1
     }
 
@@ -204,37 +195,25 @@ impl Builder {
             catalog.check_known(self.local_models.iter().map(String::as_str))?;
         }
         let mut models: Vec<String> = match catalog {
-            Some(c) => c
-                .names()
-                .into_iter()
-                .filter(|n| self.local_index.contains_key(*n))
-                .map(str::to_string)
-                .collect(),
+            Some(c) => {
+                c.names().into_iter().filter(|n| self.local_index.contains_key(*n)).map(str::to_string).collect()
+            }
             None => self.local_models.clone(),
         };
         if catalog.is_none() {
             models.sort();
         }
         // local index -> final index
-        let remap: Vec<usize> = self
-            .local_models
-            .iter()
-            .map(|name| models.iter().position(|m| m == name).unwrap_or(usize::MAX))
-            .collect();
-        let domain_names: BTreeSet<String> = self
-            .prompts
-            .iter()
-            .flat_map(|(_, d)| d.keys().cloned())
-            .collect();
+        let remap: Vec<usize> =
+            self.local_models.iter().map(|name| models.iter().position(|m| m == name).unwrap_or(usize::MAX)).collect();
+        let domain_names: BTreeSet<String> = self.prompts.iter().flat_map(|(_, d)| d.keys().cloned()).collect();
         let domains: Vec<String> = domain_names.into_iter().collect();
         let prompts = self
             .prompts
             .into_iter()
             .map(|(mut record, counts)| {
-                record.domain = counts
-                    .iter()
-                    .max_by_key(|(_, n)| **n)
-                    .and_then(|(d, _)| domains.iter().position(|x| x == d));
+                record.domain =
+                    counts.iter().max_by_key(|(_, n)| **n).and_then(|(d, _)| domains.iter().position(|x| x == d));
                 for (m, _) in &mut record.outcomes {
                     *m = remap[*m];
                 }
@@ -244,44 +223,23 @@ impl Builder {
                 record
             })
             .collect();
-        let costs = models
-            .iter()
-            .map(|m| model_cost(m, catalog, self.costs.get(m)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Dataset {
-            models,
-            domains,
-            prompts,
-            costs,
-            files,
-            summary,
-            test_rows_excluded: self.test_rows_excluded,
-        })
+        let costs = models.iter().map(|m| model_cost(m, catalog, self.costs.get(m))).collect::<Result<Vec<_>, _>>()?;
+        Ok(Dataset { models, domains, prompts, costs, files, summary, test_rows_excluded: self.test_rows_excluded })
     }
 }
 
 /// A model's cost: catalog prices × tokens when the catalog has the model and the logs give output tokens
 /// (or no observed cost); else the mean observed `cost_usd`; else an error.
-fn model_cost(
-    model: &str,
-    catalog: Option<&Catalog>,
-    stats: Option<&CostStats>,
-) -> Result<ModelCost, TrainError> {
-    let mean_cost = stats
-        .filter(|s| s.cost_n > 0)
-        .map(|s| s.cost_sum / s.cost_n as f64);
-    let mean_out = stats
-        .filter(|s| s.out_tokens_n > 0)
-        .map(|s| s.out_tokens_sum / s.out_tokens_n as f64);
+fn model_cost(model: &str, catalog: Option<&Catalog>, stats: Option<&CostStats>) -> Result<ModelCost, TrainError> {
+    let mean_cost = stats.filter(|s| s.cost_n > 0).map(|s| s.cost_sum / s.cost_n as f64);
+    let mean_out = stats.filter(|s| s.out_tokens_n > 0).map(|s| s.out_tokens_sum / s.out_tokens_n as f64);
     let card = catalog.and_then(|c| c.get(model));
     let source = if card.is_some() && (mean_out.is_some() || mean_cost.is_none()) {
         CostSource::Prices
     } else if mean_cost.is_some() {
         CostSource::Observed
     } else {
-        return Err(TrainError::NoCost {
-            model: model.to_string(),
-        });
+        return Err(TrainError::NoCost { model: model.to_string() });
     };
     Ok(ModelCost {
         model: model.to_string(),
@@ -295,19 +253,10 @@ fn model_cost(
 
 /// SHA-256 of a file, streamed.
 pub fn fingerprint(path: &Path) -> Result<FileFingerprint, TrainError> {
-    let mut file = std::fs::File::open(path).map_err(|source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mut file = std::fs::File::open(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
     let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(|source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(FileFingerprint {
-        path: path.display().to_string(),
-        sha256: hex(&hasher.finalize()),
-    })
+    std::io::copy(&mut file, &mut hasher).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
+    Ok(FileFingerprint { path: path.display().to_string(), sha256: hex(&hasher.finalize()) })
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -316,10 +265,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// The distinct prompts of some logs (grouped by id, else text), in first-seen order, whatever their split
 /// or models: what calibration and benchmarking replay a router on.
-pub fn read_prompts(
-    paths: &[PathBuf],
-    skip_bad_rows: bool,
-) -> Result<(Vec<String>, ReadSummary), TrainError> {
+pub fn read_prompts(paths: &[PathBuf], skip_bad_rows: bool) -> Result<(Vec<String>, ReadSummary), TrainError> {
     let mut seen = std::collections::HashSet::new();
     let mut prompts = Vec::new();
     let summary = read_logs(paths, skip_bad_rows, |row| {

@@ -16,11 +16,7 @@ const UNSEEN_DOMAIN_BIAS: f32 = -20.0;
 
 /// Fits the domain head on the prompts that carry a label. `None` when there are no domain labels;
 /// a single label gives a constant head.
-pub fn fit_domain_head(
-    x: &Array2<f32>,
-    labels: &[Option<usize>],
-    domains: usize,
-) -> Result<Option<Dense>, TrainError> {
+pub fn fit_domain_head(x: &Array2<f32>, labels: &[Option<usize>], domains: usize) -> Result<Option<Dense>, TrainError> {
     let dim = x.ncols();
     if domains == 0 {
         return Ok(None);
@@ -29,15 +25,8 @@ pub fn fit_domain_head(
     let seen: std::collections::BTreeSet<usize> = rows.iter().filter_map(|&i| labels[i]).collect();
     if seen.len() < 2 {
         // One label (or none in the training split): a constant head.
-        let bias = (0..domains)
-            .map(|d| {
-                if seen.contains(&d) || seen.is_empty() {
-                    0.0
-                } else {
-                    UNSEEN_DOMAIN_BIAS
-                }
-            })
-            .collect();
+        let bias =
+            (0..domains).map(|d| if seen.contains(&d) || seen.is_empty() { 0.0 } else { UNSEEN_DOMAIN_BIAS }).collect();
         return Ok(Dense::new(domains, dim, vec![0.0; domains * dim], bias));
     }
     let records = Array2::from_shape_fn((rows.len(), dim), |(r, c)| f64::from(x[[rows[r], c]]));
@@ -72,17 +61,8 @@ pub fn difficulty_targets(prompts: &[&PromptRecord], models: usize) -> Vec<f32> 
         sum[t.0] += f64::from(t.1);
         n[t.0] += 1.0;
     }
-    let ability: Vec<f64> = sum
-        .iter()
-        .zip(&n)
-        .map(|(s, n)| if *n > 0.0 { s / n } else { 0.5 })
-        .collect();
-    let observed: Vec<f64> = ability
-        .iter()
-        .zip(&n)
-        .filter(|(_, n)| **n > 0.0)
-        .map(|(a, _)| *a)
-        .collect();
+    let ability: Vec<f64> = sum.iter().zip(&n).map(|(s, n)| if *n > 0.0 { s / n } else { 0.5 }).collect();
+    let observed: Vec<f64> = ability.iter().zip(&n).filter(|(_, n)| **n > 0.0).map(|(a, _)| *a).collect();
     let mean_ability = observed.iter().sum::<f64>() / observed.len().max(1) as f64;
     targets
         .iter()
@@ -90,11 +70,7 @@ pub fn difficulty_targets(prompts: &[&PromptRecord], models: usize) -> Vec<f32> 
             if t.is_empty() {
                 return (1.0 - mean_ability) as f32;
             }
-            let residual = t
-                .iter()
-                .map(|&(m, s, _)| ability[m] - f64::from(s))
-                .sum::<f64>()
-                / t.len() as f64;
+            let residual = t.iter().map(|&(m, s, _)| ability[m] - f64::from(s)).sum::<f64>() / t.len() as f64;
             ((1.0 - mean_ability) + residual).clamp(0.0, 1.0) as f32
         })
         .collect()
@@ -105,8 +81,7 @@ pub fn fit_complexity_head(x: &Array2<f32>, targets: &[f32]) -> Result<Dense, Tr
     let (n, dim) = x.dim();
     let device = Device::Cpu;
     let xs = Tensor::from_slice(
-        x.as_slice()
-            .ok_or_else(|| TrainError::Fit("features not contiguous".into()))?,
+        x.as_slice().ok_or_else(|| TrainError::Fit("features not contiguous".into()))?,
         (n, dim),
         &device,
     )?;
@@ -116,11 +91,7 @@ pub fn fit_complexity_head(x: &Array2<f32>, targets: &[f32]) -> Result<Dense, Tr
     let layer = candle_nn::linear(dim, 1, vb.pp("complexity"))?;
     let mut opt = candle_nn::AdamW::new(
         varmap.all_vars(),
-        candle_nn::ParamsAdamW {
-            lr: 0.05,
-            weight_decay: 1e-3,
-            ..Default::default()
-        },
+        candle_nn::ParamsAdamW { lr: 0.05, weight_decay: 1e-3, ..Default::default() },
     )?;
     for _ in 0..300 {
         let logits = candle_nn::Module::forward(&layer, &xs)?;
@@ -128,13 +99,8 @@ pub fn fit_complexity_head(x: &Array2<f32>, targets: &[f32]) -> Result<Dense, Tr
         opt.backward_step(&loss)?;
     }
     let weight = layer.weight().flatten_all()?.to_vec1::<f32>()?;
-    let bias = layer
-        .bias()
-        .map(|b| b.to_vec1::<f32>())
-        .transpose()?
-        .unwrap_or_else(|| vec![0.0]);
-    Dense::new(1, dim, weight, bias)
-        .ok_or_else(|| TrainError::Fit("complexity head has the wrong shape".into()))
+    let bias = layer.bias().map(|b| b.to_vec1::<f32>()).transpose()?.unwrap_or_else(|| vec![0.0]);
+    Dense::new(1, dim, weight, bias).ok_or_else(|| TrainError::Fit("complexity head has the wrong shape".into()))
 }
 
 /// Per-element binary cross-entropy between logits and soft targets, numerically stable:

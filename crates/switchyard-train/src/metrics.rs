@@ -35,11 +35,7 @@ pub fn ece(pairs: &[(f32, f32)]) -> f64 {
         bins[b].1 += f64::from(s);
         bins[b].2 += 1;
     }
-    bins.iter()
-        .filter(|b| b.2 > 0)
-        .map(|&(p, s, _)| (p - s).abs())
-        .sum::<f64>()
-        / pairs.len() as f64
+    bins.iter().filter(|b| b.2 > 0).map(|&(p, s, _)| (p - s).abs()).sum::<f64>() / pairs.len() as f64
 }
 
 /// Area under the ROC curve of P for successes (score >= 0.5) against failures; ties count half.
@@ -82,10 +78,7 @@ pub fn fit_platt(pairs: &[(f32, f32)]) -> Platt {
     if pairs.len() < 20 {
         return Platt::default();
     }
-    let data: Vec<(f64, f64)> = pairs
-        .iter()
-        .map(|&(p, s)| (f64::from(logit(p)), f64::from(s)))
-        .collect();
+    let data: Vec<(f64, f64)> = pairs.iter().map(|&(p, s)| (f64::from(logit(p)), f64::from(s))).collect();
     let reg = 1e-2 * data.len() as f64;
     let loss = |a: f64, b: f64| -> f64 {
         let fit: f64 = data
@@ -133,10 +126,7 @@ pub fn fit_platt(pairs: &[(f32, f32)]) -> Platt {
         }
     }
     if a.is_finite() && b.is_finite() {
-        Platt {
-            a: a as f32,
-            b: b as f32,
-        }
+        Platt { a: a as f32, b: b as f32 }
     } else {
         Platt::default()
     }
@@ -164,9 +154,7 @@ mod tests {
     #[test]
     fn platt_fixes_an_overconfident_predictor() {
         // True rate 0.7 whenever the predictor says 0.95.
-        let pairs: Vec<(f32, f32)> = (0..100)
-            .map(|i| (0.95, if i % 10 < 7 { 1.0 } else { 0.0 }))
-            .collect();
+        let pairs: Vec<(f32, f32)> = (0..100).map(|i| (0.95, if i % 10 < 7 { 1.0 } else { 0.0 })).collect();
         let platt = fit_platt(&pairs);
         let calibrated: Vec<(f32, f32)> = pairs.iter().map(|&(p, s)| (platt.apply(p), s)).collect();
         assert!(ece(&calibrated) < 0.02, "{platt:?} → {}", ece(&calibrated));

@@ -70,16 +70,13 @@ pub fn fit_logistic(
     let mut weight = vec![0f32; models * nf];
     let mut bias = vec![0f32; models];
     for m in 0..models {
-        let rows: Vec<usize> = (0..features.nrows())
-            .filter(|&r| targets.weight[[r, m]] > 0.0)
-            .collect();
+        let rows: Vec<usize> = (0..features.nrows()).filter(|&r| targets.weight[[r, m]] > 0.0).collect();
         let labels: Array1<bool> = rows.iter().map(|&r| targets.value[[r, m]] >= 0.5).collect();
         let positives = labels.iter().filter(|l| **l).count();
         if rows.len() < 10 || positives == 0 || positives == rows.len() {
             bias[m] = logit((positives as f32 + 1.0) / (rows.len() as f32 + 2.0));
         } else {
-            let records =
-                Array2::from_shape_fn((rows.len(), nf), |(r, c)| f64::from(features[[rows[r], c]]));
+            let records = Array2::from_shape_fn((rows.len(), nf), |(r, c)| f64::from(features[[rows[r], c]]));
             let fitted = LogisticRegression::default()
                 .alpha(alpha)
                 .max_iterations(100)
@@ -119,14 +116,7 @@ pub struct MlpConfig {
 
 impl Default for MlpConfig {
     fn default() -> Self {
-        Self {
-            hidden: 128,
-            max_epochs: 80,
-            batch: 128,
-            lr: 2e-3,
-            weight_decay: 1e-2,
-            patience: 6,
-        }
+        Self { hidden: 128, max_epochs: 80, batch: 128, lr: 2e-3, weight_decay: 1e-2, patience: 6 }
     }
 }
 
@@ -146,16 +136,8 @@ pub fn fit_mlp(
         let data: Vec<f32> = a.iter().copied().collect();
         Ok(Tensor::from_vec(data, a.dim(), &device)?)
     };
-    let (xt, yt, wt) = (
-        tensor(train.0)?,
-        tensor(&train.1.value)?,
-        tensor(&train.1.weight)?,
-    );
-    let (xv, yv, wv) = (
-        tensor(val.0)?,
-        tensor(&val.1.value)?,
-        tensor(&val.1.weight)?,
-    );
+    let (xt, yt, wt) = (tensor(train.0)?, tensor(&train.1.value)?, tensor(&train.1.weight)?);
+    let (xv, yv, wv) = (tensor(val.0)?, tensor(&val.1.value)?, tensor(&val.1.weight)?);
 
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
@@ -167,41 +149,25 @@ pub fn fit_mlp(
     let params = [
         ("hidden.weight", uniform(&[config.hidden, nf], nf, &mut rng)),
         ("hidden.bias", uniform(&[config.hidden], nf, &mut rng)),
-        (
-            "output.weight",
-            uniform(&[models, config.hidden], config.hidden, &mut rng),
-        ),
+        ("output.weight", uniform(&[models, config.hidden], config.hidden, &mut rng)),
         ("output.bias", (prior, vec![models])),
     ];
     {
-        let mut vars = varmap
-            .data()
-            .lock()
-            .map_err(|_| TrainError::Fit("MLP parameters are poisoned".into()))?;
+        let mut vars = varmap.data().lock().map_err(|_| TrainError::Fit("MLP parameters are poisoned".into()))?;
         for (name, (values, shape)) in params {
-            vars.insert(
-                name.to_string(),
-                Var::from_tensor(&Tensor::from_vec(values, shape, &device)?)?,
-            );
+            vars.insert(name.to_string(), Var::from_tensor(&Tensor::from_vec(values, shape, &device)?)?);
         }
     }
     let hidden = candle_nn::linear(nf, config.hidden, vb.pp("hidden"))?;
     let output = candle_nn::linear(config.hidden, models, vb.pp("output"))?;
-    let forward =
-        |x: &Tensor| -> candle_core::Result<Tensor> { output.forward(&hidden.forward(x)?.relu()?) };
+    let forward = |x: &Tensor| -> candle_core::Result<Tensor> { output.forward(&hidden.forward(x)?.relu()?) };
     let loss = |x: &Tensor, y: &Tensor, w: &Tensor| -> candle_core::Result<Tensor> {
         let per = soft_bce_elements(&forward(x)?, y)?;
-        per.mul(w)?
-            .sum_all()?
-            .broadcast_div(&w.sum_all()?.clamp(1e-6f32, f32::MAX)?)
+        per.mul(w)?.sum_all()?.broadcast_div(&w.sum_all()?.clamp(1e-6f32, f32::MAX)?)
     };
     let mut opt = candle_nn::AdamW::new(
         varmap.all_vars(),
-        candle_nn::ParamsAdamW {
-            lr: config.lr,
-            weight_decay: config.weight_decay,
-            ..Default::default()
-        },
+        candle_nn::ParamsAdamW { lr: config.lr, weight_decay: config.weight_decay, ..Default::default() },
     )?;
 
     let mut order: Vec<usize> = (0..n).collect();
@@ -210,16 +176,8 @@ pub fn fit_mlp(
     for epoch in 0..config.max_epochs {
         shuffle(&mut order, &mut rng);
         for chunk in order.chunks(config.batch) {
-            let idx = Tensor::from_vec(
-                chunk.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-                chunk.len(),
-                &device,
-            )?;
-            let l = loss(
-                &xt.index_select(&idx, 0)?,
-                &yt.index_select(&idx, 0)?,
-                &wt.index_select(&idx, 0)?,
-            )?;
+            let idx = Tensor::from_vec(chunk.iter().map(|&i| i as u32).collect::<Vec<_>>(), chunk.len(), &device)?;
+            let l = loss(&xt.index_select(&idx, 0)?, &yt.index_select(&idx, 0)?, &wt.index_select(&idx, 0)?)?;
             opt.backward_step(&l)?;
         }
         let val_loss = f64::from(loss(&xv, &yv, &wv)?.to_scalar::<f32>()?);
@@ -235,26 +193,15 @@ pub fn fit_mlp(
         }
     }
     let (h, o) = best.1;
-    Ok(Predictor::Mlp {
-        hidden: h,
-        output: o,
-    })
+    Ok(Predictor::Mlp { hidden: h, output: o })
 }
 
-fn snapshot(
-    hidden: &candle_nn::Linear,
-    output: &candle_nn::Linear,
-) -> Result<(Dense, Dense), TrainError> {
+fn snapshot(hidden: &candle_nn::Linear, output: &candle_nn::Linear) -> Result<(Dense, Dense), TrainError> {
     let dense = |l: &candle_nn::Linear| -> Result<Dense, TrainError> {
         let (outputs, inputs) = l.weight().dims2()?;
         let weight = l.weight().flatten_all()?.to_vec1::<f32>()?;
-        let bias = l
-            .bias()
-            .map(|b| b.to_vec1::<f32>())
-            .transpose()?
-            .unwrap_or_else(|| vec![0.0; outputs]);
-        Dense::new(outputs, inputs, weight, bias)
-            .ok_or_else(|| TrainError::Fit("MLP layer has the wrong shape".into()))
+        let bias = l.bias().map(|b| b.to_vec1::<f32>()).transpose()?.unwrap_or_else(|| vec![0.0; outputs]);
+        Dense::new(outputs, inputs, weight, bias).ok_or_else(|| TrainError::Fit("MLP layer has the wrong shape".into()))
     };
     Ok((dense(hidden)?, dense(output)?))
 }
@@ -321,11 +268,7 @@ pub fn fit_knn(
 }
 
 /// Raw predictions for every row: `features` feed logistic/MLP, `embeddings` feed kNN.
-pub fn predict_rows(
-    predictor: &Predictor,
-    features: &Array2<f32>,
-    embeddings: &Array2<f32>,
-) -> Array2<f32> {
+pub fn predict_rows(predictor: &Predictor, features: &Array2<f32>, embeddings: &Array2<f32>) -> Array2<f32> {
     let rows: Vec<Vec<f32>> = features
         .rows()
         .into_iter()
@@ -345,53 +288,27 @@ mod tests {
     fn data() -> (Array2<f32>, Targets) {
         let n = 60;
         let angle = |r: usize| r as f32 / n as f32 * std::f32::consts::FRAC_PI_2;
-        let x = Array2::from_shape_fn((n, 2), |(r, c)| {
-            if c == 0 {
-                angle(r).cos()
-            } else {
-                angle(r).sin()
-            }
-        });
+        let x = Array2::from_shape_fn((n, 2), |(r, c)| if c == 0 { angle(r).cos() } else { angle(r).sin() });
         let value = Array2::from_shape_fn((n, 2), |(r, m)| {
             let high = r as f32 / n as f32 > 0.8;
             f32::from(u8::from(if m == 0 { high } else { r % 7 != 0 }))
         });
-        (
-            x,
-            Targets {
-                value,
-                weight: Array2::ones((n, 2)),
-            },
-        )
+        (x, Targets { value, weight: Array2::ones((n, 2)) })
     }
 
     #[test]
     fn logistic_predicts_success_whichever_class_is_more_frequent() {
         let (x, targets) = data();
         let p = predict_rows(&fit_logistic(&x, &targets, 0.1, |_| {}).unwrap(), &x, &x);
-        assert!(
-            p[[59, 0]] > 0.5 && p[[5, 0]] < 0.5,
-            "minority-success model: {:?}",
-            p.column(0)
-        );
-        assert!(
-            p[[30, 1]] > 0.5,
-            "majority-success model: {:?}",
-            p.column(1)
-        );
+        assert!(p[[59, 0]] > 0.5 && p[[5, 0]] < 0.5, "minority-success model: {:?}", p.column(0));
+        assert!(p[[30, 1]] > 0.5, "majority-success model: {:?}", p.column(1));
     }
 
     #[test]
     fn mlp_and_knn_learn_the_same_pattern() {
         let (x, targets) = data();
-        let config = MlpConfig {
-            hidden: 16,
-            max_epochs: 300,
-            batch: 60,
-            lr: 0.05,
-            patience: 300,
-            ..MlpConfig::default()
-        };
+        let config =
+            MlpConfig { hidden: 16, max_epochs: 300, batch: 60, lr: 0.05, patience: 300, ..MlpConfig::default() };
         let mlp = fit_mlp((&x, &targets), (&x, &targets), config, 3, |_, _| {}).unwrap();
         let p = predict_rows(&mlp, &x, &x);
         assert!(p[[59, 0]] > p[[5, 0]] + 0.3, "{:?}", p.column(0));

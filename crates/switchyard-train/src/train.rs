@@ -5,8 +5,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
 use switchyard_core::{
-    CandidateMetrics, EncoderInfo, Heads, Knob, Manifest, Platt, Policy, Predictor, PredictorKind,
-    Router, TrainingInfo, FORMAT_VERSION,
+    CandidateMetrics, EncoderInfo, Heads, Knob, Manifest, Platt, Policy, Predictor, PredictorKind, Router,
+    TrainingInfo, FORMAT_VERSION,
 };
 use switchyard_encoder::Encoder;
 
@@ -50,11 +50,7 @@ impl Default for TrainOptions {
             batch_size: 32,
             validation_share: 0.15,
             seed: 17,
-            candidates: vec![
-                PredictorKind::Logistic,
-                PredictorKind::Mlp,
-                PredictorKind::Knn,
-            ],
+            candidates: vec![PredictorKind::Logistic, PredictorKind::Mlp, PredictorKind::Knn],
             mlp: MlpConfig::default(),
             knn_ks: vec![10, 20, 40],
             default_policy: Policy::new(Knob::MinQuality(0.7)),
@@ -78,67 +74,35 @@ pub fn train(
     options: &TrainOptions,
 ) -> Result<Router, TrainError> {
     if dataset.prompts.len() < MIN_PROMPTS {
-        return Err(TrainError::TooFewPrompts {
-            found: dataset.prompts.len(),
-            needed: MIN_PROMPTS,
-        });
+        return Err(TrainError::TooFewPrompts { found: dataset.prompts.len(), needed: MIN_PROMPTS });
     }
     let texts: Vec<&str> = dataset.prompts.iter().map(|p| p.text.as_str()).collect();
     let bar = progress_bar(options.progress, texts.len(), "embedding prompts");
-    let vectors = cache.embed(encoder, &texts, options.batch_size, |done, _| {
-        bar.set_position(done as u64)
-    })?;
+    let vectors = cache.embed(encoder, &texts, options.batch_size, |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
 
-    let is_val: Vec<bool> = dataset
-        .prompts
-        .iter()
-        .map(|p| in_validation(&p.key, options))
-        .collect();
-    let pick =
-        |val: bool| -> Vec<usize> { (0..is_val.len()).filter(|&i| is_val[i] == val).collect() };
+    let is_val: Vec<bool> = dataset.prompts.iter().map(|p| in_validation(&p.key, options)).collect();
+    let pick = |val: bool| -> Vec<usize> { (0..is_val.len()).filter(|&i| is_val[i] == val).collect() };
     let (train_idx, val_idx) = (pick(false), pick(true));
     if train_idx.len() < MIN_PROMPTS / 2 || val_idx.is_empty() {
-        return Err(TrainError::TooFewPrompts {
-            found: dataset.prompts.len(),
-            needed: MIN_PROMPTS,
-        });
+        return Err(TrainError::TooFewPrompts { found: dataset.prompts.len(), needed: MIN_PROMPTS });
     }
     let dim = encoder.dim();
     let rows = |idx: &[usize]| Array2::from_shape_fn((idx.len(), dim), |(r, c)| vectors[idx[r]][c]);
     let (train_x, val_x) = (rows(&train_idx), rows(&val_idx));
 
-    let labels: Vec<Option<usize>> = train_idx
-        .iter()
-        .map(|&i| dataset.prompts[i].domain)
-        .collect();
+    let labels: Vec<Option<usize>> = train_idx.iter().map(|&i| dataset.prompts[i].domain).collect();
     let domain = fit_domain_head(&train_x, &labels, dataset.domains.len())?;
-    let train_prompts: Vec<&PromptRecord> =
-        train_idx.iter().map(|&i| &dataset.prompts[i]).collect();
-    let complexity = fit_complexity_head(
-        &train_x,
-        &difficulty_targets(&train_prompts, dataset.models.len()),
-    )?;
-    let heads = Heads {
-        domains: dataset.domains.clone(),
-        domain,
-        complexity,
-    };
+    let train_prompts: Vec<&PromptRecord> = train_idx.iter().map(|&i| &dataset.prompts[i]).collect();
+    let complexity = fit_complexity_head(&train_x, &difficulty_targets(&train_prompts, dataset.models.len()))?;
+    let heads = Heads { domains: dataset.domains.clone(), domain, complexity };
 
     let side = |idx: &[usize], x: Array2<f32>| -> Side {
-        let feats: Vec<Vec<f32>> = x
-            .rows()
-            .into_iter()
-            .map(|r| heads.features(&r.to_vec()))
-            .collect();
+        let feats: Vec<Vec<f32>> = x.rows().into_iter().map(|r| heads.features(&r.to_vec())).collect();
         let nf = feats.first().map_or(0, Vec::len);
         let prompts: Vec<&PromptRecord> = idx.iter().map(|&i| &dataset.prompts[i]).collect();
         let targets = target_matrix(&prompts, dataset.models.len());
-        Side {
-            features: Array2::from_shape_fn((feats.len(), nf), |(r, c)| feats[r][c]),
-            embeddings: x,
-            targets,
-        }
+        Side { features: Array2::from_shape_fn((feats.len(), nf), |(r, c)| feats[r][c]), embeddings: x, targets }
     };
     let train_side = side(&train_idx, train_x);
     let val_side = side(&val_idx, val_x);
@@ -175,11 +139,7 @@ pub fn train(
     };
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
-        encoder: EncoderInfo {
-            id: encoder.id().to_string(),
-            dim,
-            max_tokens: encoder.max_tokens(),
-        },
+        encoder: EncoderInfo { id: encoder.id().to_string(), dim, max_tokens: encoder.max_tokens() },
         models: dataset.costs.clone(),
         domains: dataset.domains.clone(),
         predictor: predictor.kind(),
@@ -190,12 +150,7 @@ pub fn train(
         validation,
         created_by: format!("switchyard {}", env!("CARGO_PKG_VERSION")),
     };
-    Ok(Router {
-        manifest,
-        heads,
-        predictor,
-        calibration,
-    })
+    Ok(Router { manifest, heads, predictor, calibration })
 }
 
 /// A candidate's validation metrics and its Platt calibration.
@@ -223,42 +178,28 @@ fn evaluate(predictor: Predictor, val: &Side) -> (Predictor, CandidateMetrics, V
     (predictor, metrics, calibration)
 }
 
-fn fit_one(
-    kind: PredictorKind,
-    train: &Side,
-    val: &Side,
-    options: &TrainOptions,
-) -> Result<Predictor, TrainError> {
+fn fit_one(kind: PredictorKind, train: &Side, val: &Side, options: &TrainOptions) -> Result<Predictor, TrainError> {
     match kind {
-        PredictorKind::Ensemble => Err(TrainError::Fit(
-            "an ensemble is built from the other candidates; list logistic, mlp or knn".into(),
-        )),
+        PredictorKind::Ensemble => {
+            Err(TrainError::Fit("an ensemble is built from the other candidates; list logistic, mlp or knn".into()))
+        }
         PredictorKind::Logistic => {
             // The penalty is chosen by validation log loss.
             let models = train.targets.value.ncols();
-            let bar = progress_bar(
-                options.progress,
-                models * LOGISTIC_ALPHAS.len(),
-                "logistic regression per model",
-            );
+            let bar = progress_bar(options.progress, models * LOGISTIC_ALPHAS.len(), "logistic regression per model");
             let mut best: Option<(f64, Predictor)> = None;
             for (i, &alpha) in LOGISTIC_ALPHAS.iter().enumerate() {
                 let p = fit_logistic(&train.features, &train.targets, alpha, |m| {
                     bar.set_position((i * models + m) as u64)
                 })?;
-                let loss = log_loss(&val.targets.pairs(&predict_rows(
-                    &p,
-                    &val.features,
-                    &val.embeddings,
-                )));
+                let loss = log_loss(&val.targets.pairs(&predict_rows(&p, &val.features, &val.embeddings)));
                 tracing::debug!("logistic alpha {alpha}: validation log loss {loss:.4}");
                 if best.as_ref().is_none_or(|(b, _)| loss < *b) {
                     best = Some((loss, p));
                 }
             }
             bar.finish_and_clear();
-            best.map(|(_, p)| p)
-                .ok_or_else(|| TrainError::Fit("no logistic penalty to try".into()))
+            best.map(|(_, p)| p).ok_or_else(|| TrainError::Fit("no logistic penalty to try".into()))
         }
         PredictorKind::Mlp => {
             let bar = progress_bar(options.progress, options.mlp.max_epochs, "MLP epochs");
@@ -275,11 +216,9 @@ fn fit_one(
             bar.finish_and_clear();
             Ok(p)
         }
-        PredictorKind::Knn => fit_knn(
-            (&train.embeddings, &train.targets),
-            (&val.embeddings, &val.targets),
-            &options.knn_ks,
-        ),
+        PredictorKind::Knn => {
+            fit_knn((&train.embeddings, &train.targets), (&val.embeddings, &val.targets), &options.knn_ks)
+        }
     }
 }
 
@@ -298,9 +237,7 @@ fn calibrate(targets: &Targets, predicted: &Array2<f32>) -> (Vec<Platt>, f64) {
 
 fn platt_scaling(targets: &Targets, predicted: &Array2<f32>) -> (Vec<Platt>, f64) {
     let models = targets.value.ncols();
-    let calibration = (0..models)
-        .map(|m| fit_platt(&targets.model_pairs(predicted, m)))
-        .collect();
+    let calibration = (0..models).map(|m| fit_platt(&targets.model_pairs(predicted, m))).collect();
     let mut cross = Vec::new();
     for m in 0..models {
         let pairs = targets.model_pairs(predicted, m);
@@ -329,8 +266,7 @@ fn target_matrix(prompts: &[&PromptRecord], models: usize) -> Targets {
 
 fn in_validation(key: &str, options: &TrainOptions) -> bool {
     let digest = Sha256::digest(format!("{}:{key}", options.seed).as_bytes());
-    let bucket = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) as f64
-        / f64::from(u32::MAX);
+    let bucket = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) as f64 / f64::from(u32::MAX);
     bucket < options.validation_share
 }
 
@@ -371,9 +307,7 @@ fn progress_bar(show: bool, len: usize, message: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len as u64);
-    if let Ok(style) =
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed} eta {eta} {msg}")
-    {
+    if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed} eta {eta} {msg}") {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(message.to_string());

@@ -8,8 +8,7 @@ use clap::Args;
 use switchyard_core::{estimate_input_tokens, Knob, Router};
 use switchyard_encoder::{Encoder, MiniLm};
 use switchyard_train::{
-    calibrate, default_cache_dir, embed_texts, read_prompts, CalibrationTarget, EmbeddingCache,
-    KnobKind,
+    calibrate, default_cache_dir, embed_texts, read_prompts, CalibrationTarget, EmbeddingCache, KnobKind,
 };
 
 use crate::ModelArgs;
@@ -71,22 +70,16 @@ pub enum KnobChoice {
 pub fn run(args: &CalibrateArgs) -> anyhow::Result<()> {
     let target = match (&args.share, args.spend_per_1000) {
         (Some(spec), _) => {
-            let (model, share) = spec
-                .rsplit_once('=')
-                .with_context(|| format!("--share must be MODEL=SHARE, got {spec:?}"))?;
-            let share: f64 = share
-                .parse()
-                .with_context(|| format!("--share: {share:?} is not a number"))?;
-            CalibrationTarget::ModelShare {
-                model: model.to_string(),
-                share,
-            }
+            let (model, share) =
+                spec.rsplit_once('=').with_context(|| format!("--share must be MODEL=SHARE, got {spec:?}"))?;
+            let share: f64 = share.parse().with_context(|| format!("--share: {share:?} is not a number"))?;
+            CalibrationTarget::ModelShare { model: model.to_string(), share }
         }
         (None, Some(usd)) => CalibrationTarget::SpendPer1000(usd),
         (None, None) => bail!("give a target: --share MODEL=SHARE or --spend-per-1000 USD"),
     };
-    let mut router = Router::load(&args.router)
-        .with_context(|| format!("cannot load router {}", args.router.display()))?;
+    let mut router =
+        Router::load(&args.router).with_context(|| format!("cannot load router {}", args.router.display()))?;
     let kind = match args.knob {
         Some(KnobChoice::MinQuality) => KnobKind::MinQuality,
         Some(KnobChoice::WillingnessToPay) => KnobKind::WillingnessToPay,
@@ -99,21 +92,12 @@ pub fn run(args: &CalibrateArgs) -> anyhow::Result<()> {
     router.check_encoder(encoder.id(), encoder.dim())?;
 
     let (prompts, summary) = read_prompts(&args.logs, args.skip_bad_rows)?;
-    eprintln!(
-        "{summary}; calibrating on {} distinct prompts",
-        prompts.len()
-    );
-    let mut cache = EmbeddingCache::open(
-        &args.cache_dir.clone().unwrap_or_else(default_cache_dir),
-        &encoder,
-    )?;
+    eprintln!("{summary}; calibrating on {} distinct prompts", prompts.len());
+    let mut cache = EmbeddingCache::open(&args.cache_dir.clone().unwrap_or_else(default_cache_dir), &encoder)?;
     let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
     let vectors = embed_texts(&mut cache, &encoder, &texts, 32, true)?;
-    let estimates: Vec<_> = prompts
-        .iter()
-        .zip(&vectors)
-        .map(|(text, v)| router.predict(v, estimate_input_tokens(text)).models)
-        .collect();
+    let estimates: Vec<_> =
+        prompts.iter().zip(&vectors).map(|(text, v)| router.predict(v, estimate_input_tokens(text)).models).collect();
     let result = calibrate(&estimates, kind, &target, &router.manifest.default_policy)?;
     let what = match &target {
         CalibrationTarget::ModelShare { model, .. } => format!("share of calls to {model}"),
@@ -139,9 +123,7 @@ pub fn run(args: &CalibrateArgs) -> anyhow::Result<()> {
     }
     if !args.dry_run {
         router.manifest.default_policy.knob = result.knob;
-        router
-            .save(&args.router)
-            .with_context(|| format!("cannot update router {}", args.router.display()))?;
+        router.save(&args.router).with_context(|| format!("cannot update router {}", args.router.display()))?;
         println!("default policy of {} updated", args.router.display());
     }
     Ok(())

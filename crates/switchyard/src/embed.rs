@@ -58,8 +58,7 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
             let reader: Box<dyn BufRead> = if path == Path::new("-") {
                 Box::new(io::stdin().lock())
             } else {
-                let file = File::open(path)
-                    .with_context(|| format!("cannot open --input {}", path.display()))?;
+                let file = File::open(path).with_context(|| format!("cannot open --input {}", path.display()))?;
                 Box::new(BufReader::new(file))
             };
             let mut texts = Vec::with_capacity(window);
@@ -90,12 +89,8 @@ fn write_embeddings(
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let embeddings = embed_all(encoder, &refs, batch_size)?;
     for (text, embedding) in texts.iter().zip(&embeddings) {
-        let line = EmbedLine {
-            text,
-            tokens: embedding.tokens,
-            truncated: embedding.truncated,
-            embedding: &embedding.vector,
-        };
+        let line =
+            EmbedLine { text, tokens: embedding.tokens, truncated: embedding.truncated, embedding: &embedding.vector };
         serde_json::to_writer(&mut *out, &line).context("cannot write to stdout")?;
         out.write_all(b"\n").context("cannot write to stdout")?;
     }
@@ -104,12 +99,8 @@ fn write_embeddings(
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
-        cause
-            .downcast_ref::<io::Error>()
-            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-            || cause
-                .downcast_ref::<serde_json::Error>()
-                .and_then(|e| e.io_error_kind())
+        cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            || cause.downcast_ref::<serde_json::Error>().and_then(|e| e.io_error_kind())
                 == Some(io::ErrorKind::BrokenPipe)
     })
 }
@@ -124,12 +115,7 @@ struct JsonlTexts<'a, R> {
 
 impl<'a, R: BufRead> JsonlTexts<'a, R> {
     fn new(reader: R, path: &'a Path) -> Self {
-        Self {
-            reader,
-            path,
-            line_no: 0,
-            buf: Vec::new(),
-        }
+        Self { reader, path, line_no: 0, buf: Vec::new() }
     }
 
     fn parse(&self, bytes: &[u8]) -> anyhow::Result<String> {
@@ -147,21 +133,10 @@ impl<'a, R: BufRead> JsonlTexts<'a, R> {
             serde_json::Value::String(text) => Ok(text),
             serde_json::Value::Object(mut object) => match object.remove("text") {
                 Some(serde_json::Value::String(text)) => Ok(text),
-                Some(other) => bail!(
-                    "{}: \"text\" must be a string, got {}",
-                    at(),
-                    json_type(&other)
-                ),
-                None => bail!(
-                    "{}: object has no \"text\" field; expected {{\"text\": \"...\"}}",
-                    at()
-                ),
+                Some(other) => bail!("{}: \"text\" must be a string, got {}", at(), json_type(&other)),
+                None => bail!("{}: object has no \"text\" field; expected {{\"text\": \"...\"}}", at()),
             },
-            other => bail!(
-                "{}: expected a JSON string or {{\"text\": \"...\"}}, got {}",
-                at(),
-                json_type(&other)
-            ),
+            other => bail!("{}: expected a JSON string or {{\"text\": \"...\"}}, got {}", at(), json_type(&other)),
         }
     }
 }
@@ -177,8 +152,7 @@ impl<R: BufRead> Iterator for JsonlTexts<'_, R> {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) => {
-                    return Some(Err(anyhow::Error::new(e)
-                        .context(format!("cannot read {}", self.path.display()))))
+                    return Some(Err(anyhow::Error::new(e).context(format!("cannot read {}", self.path.display()))))
                 }
             }
             let line = self.buf.trim_ascii();
@@ -205,9 +179,7 @@ mod tests {
     use super::*;
 
     fn parse_all(input: &[u8]) -> Vec<Result<String, String>> {
-        JsonlTexts::new(input, Path::new("in.jsonl"))
-            .map(|r| r.map_err(|e| format!("{e:#}")))
-            .collect()
+        JsonlTexts::new(input, Path::new("in.jsonl")).map(|r| r.map_err(|e| format!("{e:#}"))).collect()
     }
 
     #[test]
@@ -218,35 +190,19 @@ mod tests {
 
     #[test]
     fn each_bad_line_is_named() {
-        let got =
-            parse_all(b"\"ok\"\n{\"text\": 5}\n{\"prompt\": \"x\"}\n[1]\n{bad json\n\"caf\xe9\"\n");
+        let got = parse_all(b"\"ok\"\n{\"text\": 5}\n{\"prompt\": \"x\"}\n[1]\n{bad json\n\"caf\xe9\"\n");
         assert!(got[0].is_ok());
         let errs: Vec<String> = got[1..].iter().map(|r| r.clone().unwrap_err()).collect();
         assert!(
-            errs[0].starts_with("in.jsonl:2:")
-                && errs[0].contains("must be a string, got a number"),
+            errs[0].starts_with("in.jsonl:2:") && errs[0].contains("must be a string, got a number"),
             "{}",
             errs[0]
         );
+        assert!(errs[1].starts_with("in.jsonl:3:") && errs[1].contains("no \"text\" field"), "{}", errs[1]);
+        assert!(errs[2].starts_with("in.jsonl:4:") && errs[2].contains("got an array"), "{}", errs[2]);
+        assert!(errs[3].starts_with("in.jsonl:5:") && errs[3].contains("not valid JSON"), "{}", errs[3]);
         assert!(
-            errs[1].starts_with("in.jsonl:3:") && errs[1].contains("no \"text\" field"),
-            "{}",
-            errs[1]
-        );
-        assert!(
-            errs[2].starts_with("in.jsonl:4:") && errs[2].contains("got an array"),
-            "{}",
-            errs[2]
-        );
-        assert!(
-            errs[3].starts_with("in.jsonl:5:") && errs[3].contains("not valid JSON"),
-            "{}",
-            errs[3]
-        );
-        assert!(
-            errs[4].starts_with("in.jsonl:6:")
-                && errs[4].contains("UTF-8")
-                && errs[4].contains("column 5"),
+            errs[4].starts_with("in.jsonl:6:") && errs[4].contains("UTF-8") && errs[4].contains("column 5"),
             "{}",
             errs[4]
         );

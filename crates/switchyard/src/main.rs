@@ -122,9 +122,7 @@ pub struct KnobArgs {
 impl KnobArgs {
     /// The policy these flags ask for, on top of `base` (a router's default) or min-quality 0.7.
     fn policy(&self, base: Option<&Policy>) -> anyhow::Result<Policy> {
-        let mut policy = base
-            .cloned()
-            .unwrap_or_else(|| Policy::new(Knob::MinQuality(0.7)));
+        let mut policy = base.cloned().unwrap_or_else(|| Policy::new(Knob::MinQuality(0.7)));
         if let Some(q) = self.min_quality {
             policy.knob = Knob::MinQuality(q);
         }
@@ -148,9 +146,7 @@ impl ModelArgs {
     }
 
     fn options(&self) -> EncoderOptions {
-        EncoderOptions {
-            max_tokens: self.max_tokens,
-        }
+        EncoderOptions { max_tokens: self.max_tokens }
     }
 }
 
@@ -158,9 +154,7 @@ fn main() -> ExitCode {
     // candle's CPU matmul asks rayon for its thread count on every call, and without RAYON_NUM_THREADS that
     // means re-reading /proc/cpuinfo each time. Setting it once, before any thread starts, avoids that.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
     let cli = Cli::parse();
@@ -191,11 +185,7 @@ fn fetch_model(args: &ModelArgs) -> anyhow::Result<()> {
     let files = args.locator().locate()?;
     files.read_verified_weights()?;
     let dir = files.weights.parent().unwrap_or(&files.weights);
-    println!(
-        "encoder model ready in {} (source: {}; sha256 verified)",
-        dir.display(),
-        files.source
-    );
+    println!("encoder model ready in {} (source: {}; sha256 verified)", dir.display(), files.source);
     Ok(())
 }
 
@@ -208,9 +198,5 @@ fn init_logging(verbose: u8) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }

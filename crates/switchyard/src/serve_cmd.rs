@@ -6,9 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use switchyard_core::Router;
-use switchyard_encoder::{
-    Encoder, EncoderOptions, MiniLm, ModelLocator, DEFAULT_MAX_TOKENS, DEFAULT_MODEL_DIR,
-};
+use switchyard_encoder::{Encoder, EncoderOptions, MiniLm, ModelLocator, DEFAULT_MAX_TOKENS, DEFAULT_MODEL_DIR};
 use switchyard_server::{serve, AppState, Config};
 
 /// Arguments of `switchyard serve`.
@@ -34,10 +32,7 @@ pub struct ServeArgs {
 /// Runs `switchyard serve`.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let default_path = PathBuf::from("switchyard.toml");
-    let path = args
-        .config
-        .clone()
-        .or_else(|| default_path.is_file().then_some(default_path));
+    let path = args.config.clone().or_else(|| default_path.is_file().then_some(default_path));
     let mut config = match &path {
         Some(p) => Config::load(p)?,
         None => Config::parse("", std::path::Path::new("<defaults>"))?,
@@ -51,35 +46,24 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.model_dir {
         config.encoder.model_dir = Some(dir.clone());
     }
-    let source = path
-        .as_deref()
-        .unwrap_or(std::path::Path::new("<defaults and flags>"));
+    let source = path.as_deref().unwrap_or(std::path::Path::new("<defaults and flags>"));
     config.validate(source)?;
     if config.server.client_keys.is_empty() {
         tracing::warn!("server.client_keys is empty: /v1/* accepts requests without an API key");
     }
 
-    let mut router = Router::load(&config.router.path).with_context(|| {
-        format!(
-            "cannot load router {} (router.path)",
-            config.router.path.display()
-        )
-    })?;
+    let mut router = Router::load(&config.router.path)
+        .with_context(|| format!("cannot load router {} (router.path)", config.router.path.display()))?;
     if let Some(knob) = config.default_knob() {
         router.manifest.default_policy.knob = knob;
     }
-    let locator =
-        ModelLocator::new(DEFAULT_MODEL_DIR).with_explicit_dir(config.encoder.model_dir.clone());
-    let options = EncoderOptions {
-        max_tokens: config.encoder.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-    };
+    let locator = ModelLocator::new(DEFAULT_MODEL_DIR).with_explicit_dir(config.encoder.model_dir.clone());
+    let options = EncoderOptions { max_tokens: config.encoder.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS) };
     let encoder = MiniLm::from_locator(&locator, options)?;
     router.check_encoder(encoder.id(), encoder.dim())?;
 
     let state = Arc::new(AppState::new(router, Arc::new(encoder), config));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(serve(state)).context("server failed")
 }

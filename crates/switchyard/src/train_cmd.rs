@@ -6,9 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use switchyard_core::{Catalog, PredictorKind};
 use switchyard_encoder::{Encoder, MiniLm};
-use switchyard_train::{
-    default_cache_dir, train, Dataset, EmbeddingCache, RowFilter, TrainOptions,
-};
+use switchyard_train::{default_cache_dir, train, Dataset, EmbeddingCache, RowFilter, TrainOptions};
 
 use crate::{KnobArgs, ModelArgs};
 
@@ -88,18 +86,10 @@ impl PredictorChoice {
 /// Runs `switchyard train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if !(0.01..=0.5).contains(&args.validation_share) {
-        anyhow::bail!(
-            "--validation-share must be between 0.01 and 0.5, got {}",
-            args.validation_share
-        );
+        anyhow::bail!("--validation-share must be between 0.01 and 0.5, got {}", args.validation_share);
     }
     let catalog = args.catalog.as_deref().map(Catalog::load).transpose()?;
-    let dataset = Dataset::from_logs(
-        &args.logs,
-        catalog.as_ref(),
-        args.skip_bad_rows,
-        RowFilter::ExcludeTest,
-    )?;
+    let dataset = Dataset::from_logs(&args.logs, catalog.as_ref(), args.skip_bad_rows, RowFilter::ExcludeTest)?;
     eprintln!(
         "{}; {} test rows left out; {} prompts, {} models, {} domains",
         dataset.summary,
@@ -111,11 +101,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let encoder = MiniLm::from_locator(&args.model.locator(), args.model.options())?;
     let cache_dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let mut cache = EmbeddingCache::open(&cache_dir, &encoder)?;
-    eprintln!(
-        "embedding cache {} ({} cached)",
-        cache.path().display(),
-        cache.len()
-    );
+    eprintln!("embedding cache {} ({} cached)", cache.path().display(), cache.len());
 
     let candidates = args.predictors.iter().map(|p| p.kind()).collect();
     let options = TrainOptions {
@@ -128,17 +114,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         ..TrainOptions::default()
     };
     let router = train(&dataset, &encoder as &dyn Encoder, &mut cache, &options)?;
-    router
-        .save(&args.out)
-        .with_context(|| format!("cannot save the router to {}", args.out.display()))?;
+    router.save(&args.out).with_context(|| format!("cannot save the router to {}", args.out.display()))?;
 
     eprintln!("\npredictor   log loss   Brier    AUC    ECE raw  ECE calibrated");
     for m in &router.manifest.validation {
-        let chosen = if m.kind == router.manifest.predictor {
-            "  <- chosen"
-        } else {
-            ""
-        };
+        let chosen = if m.kind == router.manifest.predictor { "  <- chosen" } else { "" };
         eprintln!(
             "{:<10} {:>9.4} {:>8.4} {:>6.3} {:>8.3} {:>10.3}{chosen}",
             m.kind.to_string(),

@@ -23,17 +23,10 @@ pub struct Point {
 /// The non-decreasing concave upper hull of `points`, cheapest first: every point kept is on the hull and
 /// has strictly higher quality than the cheaper ones.
 pub fn upper_hull(points: &[Point]) -> Vec<Point> {
-    let mut sorted: Vec<Point> = points
-        .iter()
-        .copied()
-        .filter(|p| p.cost.is_finite() && p.quality.is_finite())
-        .collect();
+    let mut sorted: Vec<Point> =
+        points.iter().copied().filter(|p| p.cost.is_finite() && p.quality.is_finite()).collect();
     // Cheapest first; at equal cost the best quality first (the others are dominated).
-    sorted.sort_by(|a, b| {
-        a.cost
-            .total_cmp(&b.cost)
-            .then(b.quality.total_cmp(&a.quality))
-    });
+    sorted.sort_by(|a, b| a.cost.total_cmp(&b.cost).then(b.quality.total_cmp(&a.quality)));
     let mut hull: Vec<Point> = Vec::new();
     for p in sorted {
         if hull.last().is_some_and(|last| p.quality <= last.quality) {
@@ -42,8 +35,7 @@ pub fn upper_hull(points: &[Point]) -> Vec<Point> {
         while hull.len() >= 2 {
             let (a, b) = (hull[hull.len() - 2], hull[hull.len() - 1]);
             // Drop b when it lies on or below the segment a → p.
-            let cross = (b.cost - a.cost) * (p.quality - a.quality)
-                - (b.quality - a.quality) * (p.cost - a.cost);
+            let cross = (b.cost - a.cost) * (p.quality - a.quality) - (b.quality - a.quality) * (p.cost - a.cost);
             if cross >= 0.0 {
                 hull.pop();
             } else {
@@ -64,11 +56,7 @@ pub fn hull_quality(hull: &[Point], c: f64) -> f64 {
         _ => {
             for w in hull.windows(2) {
                 if c <= w[1].cost {
-                    let t = if w[1].cost > w[0].cost {
-                        (c - w[0].cost) / (w[1].cost - w[0].cost)
-                    } else {
-                        1.0
-                    };
+                    let t = if w[1].cost > w[0].cost { (c - w[0].cost) / (w[1].cost - w[0].cost) } else { 1.0 };
                     return w[0].quality + t * (w[1].quality - w[0].quality);
                 }
             }
@@ -85,9 +73,8 @@ pub fn cost_to_reach(hull: &[Point], q: f64) -> Option<f64> {
         return Some(first.cost);
     }
     hull.windows(2).find_map(|w| {
-        (w[0].quality < q && w[1].quality >= q).then(|| {
-            w[0].cost + (q - w[0].quality) / (w[1].quality - w[0].quality) * (w[1].cost - w[0].cost)
-        })
+        (w[0].quality < q && w[1].quality >= q)
+            .then(|| w[0].cost + (q - w[0].quality) / (w[1].quality - w[0].quality) * (w[1].cost - w[0].cost))
     })
 }
 
@@ -160,11 +147,7 @@ pub fn cpt(curve: &[f64], x: f64) -> Option<f64> {
     }
     for (i, w) in curve.windows(2).enumerate() {
         if w[1] >= goal {
-            let t = if w[1] > w[0] {
-                (goal - w[0]) / (w[1] - w[0])
-            } else {
-                0.0
-            };
+            let t = if w[1] > w[0] { (goal - w[0]) / (w[1] - w[0]) } else { 0.0 };
             return Some(h * (i as f64 + t));
         }
     }

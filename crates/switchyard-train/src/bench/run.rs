@@ -99,12 +99,9 @@ pub struct BenchReport {
 
 /// Knob values swept: λ = 0 and 121 values from 1e-7 to 1e4 USD; q from 0 to 1 in steps of 0.02.
 fn knob_grid() -> Vec<Knob> {
-    let wtp = std::iter::once(0.0)
-        .chain((0..=120).map(|k| 10f64.powf(-7.0 + 11.0 * f64::from(k) / 120.0)));
+    let wtp = std::iter::once(0.0).chain((0..=120).map(|k| 10f64.powf(-7.0 + 11.0 * f64::from(k) / 120.0)));
     let mq = (0..=50).map(|k| f64::from(k) / 50.0);
-    wtp.map(Knob::WillingnessToPay)
-        .chain(mq.map(Knob::MinQuality))
-        .collect()
+    wtp.map(Knob::WillingnessToPay).chain(mq.map(Knob::MinQuality)).collect()
 }
 
 /// Per prompt, a router's estimates restricted to the models that answered it.
@@ -112,24 +109,14 @@ fn answered_estimates(set: &BenchSet, all: Vec<Vec<ModelEstimate>>) -> Vec<Vec<M
     all.into_iter()
         .zip(&set.prompts)
         .map(|(estimates, prompt)| {
-            estimates
-                .into_iter()
-                .enumerate()
-                .filter(|(m, _)| prompt.score[*m].is_some())
-                .map(|(_, e)| e)
-                .collect()
+            estimates.into_iter().enumerate().filter(|(m, _)| prompt.score[*m].is_some()).map(|(_, e)| e).collect()
         })
         .collect()
 }
 
 /// Sweeps the knobs; each setting's point is the mean realised (cost, score) of the chosen models.
 fn sweep(set: &BenchSet, estimates: &[Vec<ModelEstimate>]) -> Vec<CurvePoint> {
-    let index: BTreeMap<&str, usize> = set
-        .models
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (m.as_str(), i))
-        .collect();
+    let index: BTreeMap<&str, usize> = set.models.iter().enumerate().map(|(i, m)| (m.as_str(), i)).collect();
     knob_grid()
         .into_iter()
         .filter_map(|knob| {
@@ -160,13 +147,7 @@ fn sweep(set: &BenchSet, estimates: &[Vec<ModelEstimate>]) -> Vec<CurvePoint> {
 
 /// A curve's (cost, quality) points.
 pub(super) fn points(curve: &[CurvePoint]) -> Vec<Point> {
-    curve
-        .iter()
-        .map(|p| Point {
-            cost: p.cost,
-            quality: p.quality,
-        })
-        .collect()
+    curve.iter().map(|p| Point { cost: p.cost, quality: p.quality }).collect()
 }
 
 /// Two-model metrics for a preference score per prompt (higher = more in need of the strong model).
@@ -176,53 +157,28 @@ fn pair_metrics(
     preference: impl Fn(usize) -> f64,
 ) -> (Option<f64>, Option<f64>, Option<f64>) {
     let weak = 1 - strong;
-    let both: Vec<usize> = (0..set.prompts.len())
-        .filter(|&i| set.prompts[i].score.iter().all(Option::is_some))
-        .collect();
+    let both: Vec<usize> =
+        (0..set.prompts.len()).filter(|&i| set.prompts[i].score.iter().all(Option::is_some)).collect();
     let pref: Vec<f64> = both.iter().map(|&i| preference(i)).collect();
-    let s: Vec<f64> = both
-        .iter()
-        .map(|&i| set.prompts[i].score[strong].unwrap_or(0.0))
-        .collect();
-    let w: Vec<f64> = both
-        .iter()
-        .map(|&i| set.prompts[i].score[weak].unwrap_or(0.0))
-        .collect();
+    let s: Vec<f64> = both.iter().map(|&i| set.prompts[i].score[strong].unwrap_or(0.0)).collect();
+    let w: Vec<f64> = both.iter().map(|&i| set.prompts[i].score[weak].unwrap_or(0.0)).collect();
     let curve = share_curve(&pref, &s, &w);
     (apgr(&curve), cpt(&curve, 0.5), cpt(&curve, 0.8))
 }
 
 /// Runs the benchmark. `embeddings` are the set's prompts' embeddings; `knn` holds kNN baselines by name,
 /// whose memories use the set's model order. Every model of the set must be one of the router's.
-pub fn run_bench(
-    set: &BenchSet,
-    embeddings: &[Vec<f32>],
-    router: &Router,
-    knn: &[(String, KnnMemory)],
-) -> BenchReport {
-    let predictions: Vec<_> = set
-        .prompts
-        .iter()
-        .zip(embeddings)
-        .map(|(p, e)| router.predict(e, estimate_input_tokens(&p.text)))
-        .collect();
+pub fn run_bench(set: &BenchSet, embeddings: &[Vec<f32>], router: &Router, knn: &[(String, KnnMemory)]) -> BenchReport {
+    let predictions: Vec<_> =
+        set.prompts.iter().zip(embeddings).map(|(p, e)| router.predict(e, estimate_input_tokens(&p.text))).collect();
     // The router's estimates in the set's model order (the set may keep only some of the router's models).
     let order: Vec<usize> = set
         .models
         .iter()
-        .map(|name| {
-            router
-                .manifest
-                .models
-                .iter()
-                .position(|c| &c.model == name)
-                .unwrap_or(0)
-        })
+        .map(|name| router.manifest.models.iter().position(|c| &c.model == name).unwrap_or(0))
         .collect();
-    let in_set_order: Vec<Vec<ModelEstimate>> = predictions
-        .iter()
-        .map(|p| order.iter().map(|&i| p.models[i].clone()).collect())
-        .collect();
+    let in_set_order: Vec<Vec<ModelEstimate>> =
+        predictions.iter().map(|p| order.iter().map(|&i| p.models[i].clone()).collect()).collect();
     let estimates = answered_estimates(set, in_set_order.clone());
     let curve = sweep(set, &estimates);
 
@@ -231,20 +187,9 @@ pub fn run_bench(
         .into_iter()
         .zip(&set.models)
         .filter(|((_, _, n), _)| *n > 0)
-        .map(|((cost, quality, prompts), model)| SingleModel {
-            model: model.clone(),
-            cost,
-            quality,
-            prompts,
-        })
+        .map(|((cost, quality, prompts), model)| SingleModel { model: model.clone(), cost, quality, prompts })
         .collect();
-    let single_points: Vec<Point> = singles
-        .iter()
-        .map(|s| Point {
-            cost: s.cost,
-            quality: s.quality,
-        })
-        .collect();
+    let single_points: Vec<Point> = singles.iter().map(|s| Point { cost: s.cost, quality: s.quality }).collect();
     let c_max = singles.iter().map(|s| s.cost).fold(0.0, f64::max);
     let point_metrics = |cost: f64, quality: f64| Metrics {
         aiq: aiq(&[Point { cost, quality }], c_max),
@@ -255,18 +200,9 @@ pub fn run_bench(
 
     let mut baselines = BTreeMap::new();
     for s in &singles {
-        baselines.insert(
-            format!("model:{}", s.model),
-            point_metrics(s.cost, s.quality),
-        );
+        baselines.insert(format!("model:{}", s.model), point_metrics(s.cost, s.quality));
     }
-    baselines.insert(
-        "zero_router".to_string(),
-        Metrics {
-            aiq: aiq(&single_points, c_max),
-            ..Metrics::default()
-        },
-    );
+    baselines.insert("zero_router".to_string(), Metrics { aiq: aiq(&single_points, c_max), ..Metrics::default() });
     // Random: each prompt goes to a uniformly random model among those that answered it (expected values).
     let n = set.prompts.len().max(1) as f64;
     let mean_over_answered = |v: &dyn Fn(usize, usize) -> Option<f64>| {
@@ -274,9 +210,8 @@ pub fn run_bench(
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let vals: Vec<f64> = (0..set.models.len())
-                    .filter_map(|m| if p.score[m].is_some() { v(i, m) } else { None })
-                    .collect();
+                let vals: Vec<f64> =
+                    (0..set.models.len()).filter_map(|m| if p.score[m].is_some() { v(i, m) } else { None }).collect();
                 vals.iter().sum::<f64>() / vals.len().max(1) as f64
             })
             .sum::<f64>()
@@ -301,24 +236,17 @@ pub fn run_bench(
     baselines.insert("oracle".to_string(), point_metrics(oc / n, oq / n));
 
     // Two-model sets: APGR and CPT, with the strong model the one of higher mean score.
-    let strong = (set.models.len() == 2 && singles.len() == 2)
-        .then(|| usize::from(singles[1].quality > singles[0].quality));
-    let mut router_curve_metrics = Metrics {
-        aiq: aiq(&points(&curve), c_max),
-        ..Metrics::default()
-    };
+    let strong =
+        (set.models.len() == 2 && singles.len() == 2).then(|| usize::from(singles[1].quality > singles[0].quality));
+    let mut router_curve_metrics = Metrics { aiq: aiq(&points(&curve), c_max), ..Metrics::default() };
     if let Some(strong) = strong {
         let weak = 1 - strong;
         let p = |i: usize, m: usize| in_set_order[i][m].p_success;
-        (
-            router_curve_metrics.apgr,
-            router_curve_metrics.cpt50,
-            router_curve_metrics.cpt80,
-        ) = pair_metrics(set, strong, |i| p(i, strong) - p(i, weak));
+        (router_curve_metrics.apgr, router_curve_metrics.cpt50, router_curve_metrics.cpt80) =
+            pair_metrics(set, strong, |i| p(i, strong) - p(i, weak));
         let score = |i: usize, m: usize| set.prompts[i].score[m].unwrap_or(0.0);
         let oracle = baselines.entry("oracle".to_string()).or_default();
-        (oracle.apgr, oracle.cpt50, oracle.cpt80) =
-            pair_metrics(set, strong, |i| score(i, strong) - score(i, weak));
+        (oracle.apgr, oracle.cpt50, oracle.cpt80) = pair_metrics(set, strong, |i| score(i, strong) - score(i, weak));
         let line: Vec<f64> = (0..=10).map(|k| f64::from(k) / 10.0).collect();
         let random = baselines.entry("random".to_string()).or_default();
         (random.apgr, random.cpt50, random.cpt80) = (apgr(&line), cpt(&line, 0.5), cpt(&line, 0.8));
@@ -336,41 +264,27 @@ pub fn run_bench(
                     .predict(e)
                     .into_iter()
                     .zip(pred)
-                    .map(|(p, r)| ModelEstimate {
-                        p_success: f64::from(p),
-                        ..r.clone()
-                    })
+                    .map(|(p, r)| ModelEstimate { p_success: f64::from(p), ..r.clone() })
                     .collect()
             })
             .collect();
         let knn_estimates = answered_estimates(set, all.clone());
         let knn_curve = sweep(set, &knn_estimates);
-        let mut m = Metrics {
-            aiq: aiq(&points(&knn_curve), c_max),
-            ..Metrics::default()
-        };
+        let mut m = Metrics { aiq: aiq(&points(&knn_curve), c_max), ..Metrics::default() };
         if let Some(strong) = strong {
-            (m.apgr, m.cpt50, m.cpt80) = pair_metrics(set, strong, |i| {
-                all[i][strong].p_success - all[i][1 - strong].p_success
-            });
+            (m.apgr, m.cpt50, m.cpt80) =
+                pair_metrics(set, strong, |i| all[i][strong].p_success - all[i][1 - strong].p_success);
         }
         baselines.insert(name.clone(), m);
         baseline_curves.insert(name.clone(), knn_curve);
     }
 
     let hull = upper_hull(&points(&curve));
-    let best = singles.iter().max_by(|a, b| {
-        a.quality
-            .total_cmp(&b.quality)
-            .then(b.cost.total_cmp(&a.cost))
-    });
+    let best = singles.iter().max_by(|a, b| a.quality.total_cmp(&b.quality).then(b.cost.total_cmp(&a.cost)));
     let (quality_at_best, match_share) = match best {
-        Some(b) => (
-            hull_quality(&hull, b.cost),
-            cost_to_reach(&hull, b.quality)
-                .filter(|_| b.cost > 0.0)
-                .map(|c| c / b.cost),
-        ),
+        Some(b) => {
+            (hull_quality(&hull, b.cost), cost_to_reach(&hull, b.quality).filter(|_| b.cost > 0.0).map(|c| c / b.cost))
+        }
         None => (0.0, None),
     };
     let mut pairs = Vec::new();
@@ -385,11 +299,7 @@ pub fn run_bench(
         .prompts
         .iter()
         .zip(&predictions)
-        .filter(|(p, _)| {
-            p.domain
-                .as_ref()
-                .is_some_and(|d| router.manifest.domains.contains(d))
-        })
+        .filter(|(p, _)| p.domain.as_ref().is_some_and(|d| router.manifest.domains.contains(d)))
         .map(|(p, pred)| pred.domains.first().map(|d| &d.domain) == p.domain.as_ref())
         .collect();
     let metrics = RouterMetrics {

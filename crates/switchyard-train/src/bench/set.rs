@@ -3,9 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use switchyard_core::{
-    estimate_input_tokens, read_logs, Catalog, Evidence, ModelCost, ReadSummary, Split,
-};
+use switchyard_core::{estimate_input_tokens, read_logs, Catalog, Evidence, ModelCost, ReadSummary, Split};
 
 use crate::dataset::RowFilter;
 use crate::TrainError;
@@ -62,11 +60,7 @@ impl BenchSet {
         if set.prompts.is_empty() {
             return Err(TrainError::Fit(format!(
                 "no outcome rows for the router's models ({}) in the benchmark logs",
-                router_costs
-                    .iter()
-                    .map(|c| c.model.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                router_costs.iter().map(|c| c.model.as_str()).collect::<Vec<_>>().join(", ")
             )));
         }
         Ok(set)
@@ -80,11 +74,7 @@ impl BenchSet {
         filter: Option<RowFilter>,
     ) -> Result<Self, TrainError> {
         let models: Vec<String> = router_costs.iter().map(|c| c.model.clone()).collect();
-        let index: HashMap<&str, usize> = models
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.as_str(), i))
-            .collect();
+        let index: HashMap<&str, usize> = models.iter().enumerate().map(|(i, m)| (m.as_str(), i)).collect();
         let mut order: Vec<String> = Vec::new();
         let mut accs: HashMap<String, Acc> = HashMap::new();
         let mut unused_rows = 0;
@@ -106,24 +96,16 @@ impl BenchSet {
             let key = row.group_key().to_string();
             let acc = accs.entry(key.clone()).or_insert_with(|| {
                 order.push(key);
-                Acc {
-                    text: row.prompt.clone(),
-                    domain: row.domain.clone(),
-                    ..Acc::default()
-                }
+                Acc { text: row.prompt.clone(), domain: row.domain.clone(), ..Acc::default() }
             });
             let prices = catalog
                 .and_then(|c| c.get(&o.model))
                 .map(|c| (c.input_usd_per_mtok, c.output_usd_per_mtok))
-                .unwrap_or((
-                    router_costs[m].input_usd_per_mtok,
-                    router_costs[m].output_usd_per_mtok,
-                ));
+                .unwrap_or((router_costs[m].input_usd_per_mtok, router_costs[m].output_usd_per_mtok));
             let cost = match (o.cost_usd, o.input_tokens, o.output_tokens) {
                 (Some(c), _, _) => c,
                 (None, input, Some(output)) if prices != (0.0, 0.0) => {
-                    let input =
-                        input.map_or_else(|| estimate_input_tokens(&row.prompt), |t| t as f64);
+                    let input = input.map_or_else(|| estimate_input_tokens(&row.prompt), |t| t as f64);
                     (input * prices.0 + output as f64 * prices.1) / 1e6
                 }
                 _ => router_costs[m].expected_cost_usd(estimate_input_tokens(&row.prompt)),
@@ -139,38 +121,25 @@ impl BenchSet {
             .into_iter()
             .filter_map(|key| accs.remove(&key))
             .map(|acc| BenchPrompt {
-                score: (0..models.len())
-                    .map(|m| acc.score.get(&m).map(|(s, n)| s / n))
-                    .collect(),
-                cost: (0..models.len())
-                    .map(|m| acc.cost.get(&m).map(|(c, n)| c / n))
-                    .collect(),
+                score: (0..models.len()).map(|m| acc.score.get(&m).map(|(s, n)| s / n)).collect(),
+                cost: (0..models.len()).map(|m| acc.cost.get(&m).map(|(c, n)| c / n)).collect(),
                 text: acc.text,
                 domain: acc.domain,
             })
             .collect();
-        Ok(Self {
-            models,
-            prompts,
-            summary,
-            unused_rows,
-        })
+        Ok(Self { models, prompts, summary, unused_rows })
     }
 
     /// Keeps only the models that answered every prompt, when at least two did: single-model baselines are
     /// then measured on the same prompts as the routers (a model seen only on the easy half of a set would
     /// otherwise look better than it is). Returns the names of the models dropped.
     pub fn restrict_to_dense_models(&mut self) -> Vec<String> {
-        let dense: Vec<usize> = (0..self.models.len())
-            .filter(|&m| self.prompts.iter().all(|p| p.score[m].is_some()))
-            .collect();
+        let dense: Vec<usize> =
+            (0..self.models.len()).filter(|&m| self.prompts.iter().all(|p| p.score[m].is_some())).collect();
         if dense.len() < 2 || dense.len() == self.models.len() {
             return Vec::new();
         }
-        let dropped = (0..self.models.len())
-            .filter(|m| !dense.contains(m))
-            .map(|m| self.models[m].clone())
-            .collect();
+        let dropped = (0..self.models.len()).filter(|m| !dense.contains(m)).map(|m| self.models[m].clone()).collect();
         let keep: Vec<String> = dense.iter().map(|&m| self.models[m].clone()).collect();
         self.keep_models(&keep);
         dropped
@@ -178,10 +147,7 @@ impl BenchSet {
 
     /// Keeps exactly these models, in this order (a name the set lacks gets no scores).
     pub fn keep_models(&mut self, names: &[String]) {
-        let pick: Vec<Option<usize>> = names
-            .iter()
-            .map(|n| self.models.iter().position(|m| m == n))
-            .collect();
+        let pick: Vec<Option<usize>> = names.iter().map(|n| self.models.iter().position(|m| m == n)).collect();
         for p in &mut self.prompts {
             p.score = pick.iter().map(|m| m.and_then(|m| p.score[m])).collect();
             p.cost = pick.iter().map(|m| m.and_then(|m| p.cost[m])).collect();
@@ -194,11 +160,8 @@ impl BenchSet {
     pub fn single_model_points(&self) -> Vec<(f64, f64, usize)> {
         (0..self.models.len())
             .map(|m| {
-                let answered: Vec<(f64, f64)> = self
-                    .prompts
-                    .iter()
-                    .filter_map(|p| Some((p.cost[m]?, p.score[m]?)))
-                    .collect();
+                let answered: Vec<(f64, f64)> =
+                    self.prompts.iter().filter_map(|p| Some((p.cost[m]?, p.score[m]?))).collect();
                 let n = answered.len().max(1) as f64;
                 (
                     answered.iter().map(|a| a.0).sum::<f64>() / n,
@@ -214,22 +177,8 @@ impl BenchSet {
 /// observed score (NaN where it did not answer), each model's mean score as the prior.
 pub fn knn_memory(set: &BenchSet, embeddings: &[Vec<f32>], k: usize) -> switchyard_core::KnnMemory {
     let dim = embeddings.first().map_or(0, Vec::len);
-    let scores: Vec<f32> = set
-        .prompts
-        .iter()
-        .flat_map(|p| p.score.iter().map(|s| s.map_or(f32::NAN, |v| v as f32)))
-        .collect();
-    let prior = set
-        .single_model_points()
-        .into_iter()
-        .map(|(_, q, n)| if n > 0 { q as f32 } else { 0.5 })
-        .collect();
-    switchyard_core::KnnMemory {
-        dim,
-        embeddings: embeddings.concat(),
-        scores,
-        prior,
-        k,
-        alpha: 1.0,
-    }
+    let scores: Vec<f32> =
+        set.prompts.iter().flat_map(|p| p.score.iter().map(|s| s.map_or(f32::NAN, |v| v as f32))).collect();
+    let prior = set.single_model_points().into_iter().map(|(_, q, n)| if n > 0 { q as f32 } else { 0.5 }).collect();
+    switchyard_core::KnnMemory { dim, embeddings: embeddings.concat(), scores, prior, k, alpha: 1.0 }
 }

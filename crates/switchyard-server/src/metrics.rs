@@ -1,0 +1,167 @@
+//! Counters and latency histograms, exported at `GET /metrics` in the Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Histogram bucket upper bounds, in seconds.
+const BOUNDS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    buckets: [u64; BOUNDS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bound, bucket) in BOUNDS.iter().zip(self.buckets.iter_mut()) {
+            if seconds <= *bound {
+                *bucket += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bound, bucket) in BOUNDS.iter().zip(&self.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {bucket}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    requests: BTreeMap<(String, String, u16), u64>,
+    upstream_calls: BTreeMap<(String, &'static str), u64>,
+    fallbacks: u64,
+    cooldowns: u64,
+    encode: Histogram,
+    decision: Histogram,
+    upstream: BTreeMap<String, Histogram>,
+}
+
+/// The server's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics(Mutex<Inner>);
+
+impl Metrics {
+    fn with(&self, f: impl FnOnce(&mut Inner)) {
+        if let Ok(mut inner) = self.0.lock() {
+            f(&mut inner);
+        }
+    }
+
+    /// One answered request.
+    pub fn request(&self, endpoint: &str, model: &str, status: u16) {
+        self.with(|m| *m.requests.entry((endpoint.to_string(), model.to_string(), status)).or_default() += 1);
+    }
+
+    /// Time spent tokenizing and embedding one prompt.
+    pub fn encode(&self, seconds: f64) {
+        self.with(|m| m.encode.observe(seconds));
+    }
+
+    /// Time spent deciding (encoding included).
+    pub fn decision(&self, seconds: f64) {
+        self.with(|m| m.decision.observe(seconds));
+    }
+
+    /// One upstream call and how it ended (`ok`, `client_error`, `failed`).
+    pub fn upstream(&self, model: &str, outcome: &'static str, seconds: f64) {
+        self.with(|m| {
+            *m.upstream_calls.entry((model.to_string(), outcome)).or_default() += 1;
+            m.upstream.entry(model.to_string()).or_default().observe(seconds);
+        });
+    }
+
+    /// One fall-back to the next candidate.
+    pub fn fallback(&self) {
+        self.with(|m| m.fallbacks += 1);
+    }
+
+    /// One upstream put in cooldown.
+    pub fn cooldown(&self) {
+        self.with(|m| m.cooldowns += 1);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let Ok(m) = self.0.lock() else { return out };
+        out.push_str("# HELP switchyard_requests_total Requests answered, by endpoint, chosen model and status.\n");
+        out.push_str("# TYPE switchyard_requests_total counter\n");
+        for ((endpoint, model, status), n) in &m.requests {
+            let _ = writeln!(
+                out,
+                "switchyard_requests_total{{endpoint=\"{}\",model=\"{}\",status=\"{status}\"}} {n}",
+                escape(endpoint),
+                escape(model)
+            );
+        }
+        out.push_str("# HELP switchyard_upstream_calls_total Upstream calls, by model and outcome.\n");
+        out.push_str("# TYPE switchyard_upstream_calls_total counter\n");
+        for ((model, outcome), n) in &m.upstream_calls {
+            let _ = writeln!(
+                out,
+                "switchyard_upstream_calls_total{{model=\"{}\",outcome=\"{outcome}\"}} {n}",
+                escape(model)
+            );
+        }
+        out.push_str("# HELP switchyard_fallbacks_total Failed upstream attempts (each moves a request on to its next candidate, if any).\n");
+        out.push_str("# TYPE switchyard_fallbacks_total counter\n");
+        let _ = writeln!(out, "switchyard_fallbacks_total {}", m.fallbacks);
+        out.push_str("# HELP switchyard_cooldowns_total Times an upstream was put in cooldown.\n");
+        out.push_str("# TYPE switchyard_cooldowns_total counter\n");
+        let _ = writeln!(out, "switchyard_cooldowns_total {}", m.cooldowns);
+        out.push_str("# HELP switchyard_encode_seconds Time to tokenize and embed a prompt.\n");
+        out.push_str("# TYPE switchyard_encode_seconds histogram\n");
+        m.encode.render(&mut out, "switchyard_encode_seconds", "");
+        out.push_str("# HELP switchyard_decision_seconds Time to decide (encoding, heads, predictor, policy).\n");
+        out.push_str("# TYPE switchyard_decision_seconds histogram\n");
+        m.decision.render(&mut out, "switchyard_decision_seconds", "");
+        out.push_str("# HELP switchyard_upstream_seconds Upstream call time to response headers, by model.\n");
+        out.push_str("# TYPE switchyard_upstream_seconds histogram\n");
+        for (model, h) in &m.upstream {
+            h.render(&mut out, "switchyard_upstream_seconds", &format!("model=\"{}\"", escape(model)));
+        }
+        out
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.request("/v1/route", "gpt-4o-mini", 200);
+        m.request("/v1/route", "gpt-4o-mini", 200);
+        m.decision(0.003);
+        m.decision(0.2);
+        m.fallback();
+        let text = m.render();
+        assert!(
+            text.contains("switchyard_requests_total{endpoint=\"/v1/route\",model=\"gpt-4o-mini\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("switchyard_decision_seconds_bucket{le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("switchyard_decision_seconds_bucket{le=\"0.25\"} 2"), "{text}");
+        assert!(text.contains("switchyard_decision_seconds_bucket{le=\"+Inf\"} 2"), "{text}");
+        assert!(text.contains("switchyard_decision_seconds_count 2") && text.contains("switchyard_fallbacks_total 1"));
+        assert_eq!(escape("a\"b"), "a\\\"b");
+    }
+}
