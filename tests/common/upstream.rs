@@ -1,0 +1,92 @@
+//! A fake OpenAI-protocol upstream on a real loopback port, told per model how to answer.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+/// How the fake upstream answers for one model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    Ok,
+    Fail500,
+    Fail429,
+    Slow,
+    BadRequest,
+    DropMidStream,
+}
+
+/// The fake upstream's behaviour per model, and how many calls each model received.
+#[derive(Default)]
+pub struct Fake {
+    /// How each model answers (default: Ok).
+    pub modes: Mutex<HashMap<String, Mode>>,
+    /// Calls received per model.
+    pub calls: Mutex<HashMap<String, usize>>,
+}
+
+async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
+    let model = body["model"].as_str().unwrap_or_default().to_string();
+    *fake.calls.lock().unwrap().entry(model.clone()).or_default() += 1;
+    let mode = fake.modes.lock().unwrap().get(&model).copied().unwrap_or(Mode::Ok);
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    match mode {
+        Mode::Fail500 => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": {"message": "boom"}}))).into_response()
+        }
+        Mode::Fail429 => {
+            return (StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": {"message": "slow down"}}))).into_response()
+        }
+        Mode::BadRequest => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": {"message": "bad max_tokens", "code": "upstream_says_no"}})),
+            )
+                .into_response()
+        }
+        Mode::Slow => tokio::time::sleep(Duration::from_secs(3)).await,
+        Mode::Ok | Mode::DropMidStream => {}
+    }
+    if stream {
+        let chunk = |text: &str| {
+            let c = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(format!("data: {c}\n\n")))
+        };
+        let mut items = vec![chunk("hel"), chunk("lo")];
+        if mode == Mode::DropMidStream {
+            items.push(Err(std::io::Error::other("connection reset")));
+        } else {
+            items.push(Ok(axum::body::Bytes::from("data: [DONE]\n\n")));
+        }
+        // A pause before each chunk lets it reach the client before a later failure resets the connection.
+        let paced = futures_util::StreamExt::then(futures_util::stream::iter(items), |item| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            item
+        });
+        let body = Body::from_stream(paced);
+        return Response::builder().header("content-type", "text/event-stream").body(body).unwrap();
+    }
+    Json(json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("hello from {model}")}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}))
+    .into_response()
+}
+
+/// Starts the fake upstream on a free loopback port; its base URL is `http://ADDR/v1`.
+pub async fn start() -> (SocketAddr, Arc<Fake>) {
+    let fake: Arc<Fake> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(upstream)).with_state(fake.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, fake)
+}
