@@ -27,11 +27,11 @@ struct Setup {
 /// The default router, and every catalog model served by one fake upstream (`refused` models point at a
 /// port nobody listens on).
 async fn setup(refused: &[&str]) -> Setup {
-    setup_with(refused, "").await
+    setup_with(refused, "", &[]).await
 }
 
 /// As [`setup`], with extra `[server]` settings.
-async fn setup_with(refused: &[&str], server: &str) -> Setup {
+async fn setup_with(refused: &[&str], server: &str, small_window: &[&str]) -> Setup {
     let (addr, modes) = upstream::start().await;
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -42,6 +42,9 @@ async fn setup_with(refused: &[&str], server: &str) -> Setup {
     for m in &router.manifest.models {
         let at = if refused.contains(&m.model.as_str()) { closed } else { addr };
         config.push_str(&format!("[[models]]\nname = \"{}\"\nbase_url = \"http://{at}/v1\"\n", m.model));
+        if small_window.contains(&m.model.as_str()) {
+            config.push_str("context_window = 40\n");
+        }
     }
     let config = Config::parse(&config, std::path::Path::new("test.toml")).unwrap();
     let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
@@ -178,7 +181,7 @@ async fn malformed_gateway_requests_get_openai_errors() {
 
 #[tokio::test]
 async fn failing_upstreams_cool_down_and_recover() {
-    let s = setup_with(&[], "cooldown_failures = 2\ncooldown_ms = 400\n").await;
+    let s = setup_with(&[], "cooldown_failures = 2\ncooldown_ms = 400\n", &[]).await;
     let first = ranking(&s).await;
     s.modes.modes.lock().unwrap().insert(first[0].clone(), Mode::Fail500);
     for _ in 0..2 {
@@ -220,4 +223,31 @@ async fn failing_upstreams_cool_down_and_recover() {
         text.contains("switchyard_decision_seconds_count 5") && text.contains("switchyard_encode_seconds_count 5"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn spent_budgets_fall_back_and_small_context_windows_are_skipped() {
+    let first = {
+        let s = setup(&[]).await;
+        ranking(&s).await
+    };
+    // 402, and a 400 that says the quota is spent, are the upstream's problem: fall back.
+    let s = setup(&[]).await;
+    {
+        let mut modes = s.modes.modes.lock().unwrap();
+        modes.insert(first[0].clone(), Mode::PaymentRequired);
+        modes.insert(first[1].clone(), Mode::QuotaExhausted);
+    }
+    let (status, h, _) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((header(&h, "x-switchyard-model"), header(&h, "x-switchyard-fallbacks")), (first[2].as_str(), "2"));
+
+    // The first choice's 40-token window cannot hold this request (prompt + max_tokens): it is not called.
+    let s = setup_with(&[], "", &[first[0].as_str()]).await;
+    let mut req = chat("switchyard", false);
+    req["max_tokens"] = json!(100);
+    let (status, h, _) = send(&s, "/v1/chat/completions", req).await;
+    assert_eq!((status, header(&h, "x-switchyard-model")), (StatusCode::OK, first[1].as_str()));
+    assert_eq!(header(&h, "x-switchyard-fallbacks"), "0");
+    assert_eq!(s.modes.calls.lock().unwrap().get(&first[0]).copied().unwrap_or(0), 0);
 }

@@ -19,6 +19,8 @@ pub enum Mode {
     Ok,
     Fail500,
     Fail429,
+    PaymentRequired,
+    QuotaExhausted,
     Slow,
     BadRequest,
     DropMidStream,
@@ -41,6 +43,13 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
     match mode {
         Mode::Fail500 => {
             return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": {"message": "boom"}}))).into_response()
+        }
+        Mode::PaymentRequired => {
+            return (StatusCode::PAYMENT_REQUIRED, Json(json!({"error": {"message": "add credit"}}))).into_response()
+        }
+        Mode::QuotaExhausted => {
+            let body = json!({"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}});
+            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
         }
         Mode::Fail429 => {
             return (StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": {"message": "slow down"}}))).into_response()

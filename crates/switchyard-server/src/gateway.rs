@@ -221,9 +221,12 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
         state.metrics.decision(decision_ms / 1e3);
     }
 
+    // Models whose context window is too small for the conversation plus the requested output are skipped.
+    let needed = request_tokens(&body);
     let reachable: Vec<&ModelCard> = candidates
         .iter()
         .filter_map(|name| state.config.models.iter().find(|m| &m.name == name && m.base_url.is_some()))
+        .filter(|m| m.context_window.is_none_or(|w| w as f64 >= needed))
         .collect();
     // Upstreams in cooldown are skipped, unless that leaves none.
     let healthy: Vec<&ModelCard> = reachable.iter().copied().filter(|m| !state.health.cooling(&m.name)).collect();
@@ -237,7 +240,8 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
             kind: "server_error",
             code: "no_upstream",
             message: format!(
-                "none of the candidate models ({}) has a base_url in the config's [[models]]",
+                "none of the candidate models ({}) has a base_url in the config's [[models]] and a context window \
+                 of at least {needed:.0} tokens",
                 candidates.join(", ")
             ),
         });
@@ -320,7 +324,7 @@ async fn forward(state: &AppState, card: &ModelCard, body: &Value, stream: bool)
     }
     let upstream = request.send().await.map_err(|e| Attempt::Retryable(describe(&e)))?;
     let status = upstream.status();
-    if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
+    if status.is_server_error() || matches!(status.as_u16(), 402 | 408 | 429) {
         return Err(Attempt::Retryable(format!("HTTP {}", status.as_u16())));
     }
     let content_type = upstream.headers().get("content-type").cloned();
@@ -330,6 +334,10 @@ async fn forward(state: &AppState, card: &ModelCard, body: &Value, stream: bool)
     }
     if !status.is_success() {
         let bytes = upstream.bytes().await.map_err(|e| Attempt::Retryable(describe(&e)))?;
+        // A 400 that says the account's budget or quota is spent is the upstream's problem, not the request's.
+        if status.as_u16() == 400 && budget_exhausted(&bytes) {
+            return Err(Attempt::Retryable("HTTP 400 (budget or quota exhausted)".into()));
+        }
         return Err(Attempt::ClientError(builder.body(Body::from(bytes)).unwrap_or_default()));
     }
     if stream {
@@ -354,6 +362,24 @@ async fn forward(state: &AppState, card: &ModelCard, body: &Value, stream: bool)
     }
     let bytes = upstream.bytes().await.map_err(|e| Attempt::Retryable(describe(&e)))?;
     Ok(builder.body(Body::from(bytes)).unwrap_or_default())
+}
+
+/// Tokens a request needs: its messages' text (characters / 4) plus the requested output tokens.
+fn request_tokens(body: &Value) -> f64 {
+    let text: usize = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(|messages| messages.iter().map(|m| m.get("content").map_or(0, |c| c.to_string().len())).sum())
+        .unwrap_or(0);
+    let output =
+        ["max_completion_tokens", "max_tokens"].iter().find_map(|k| body.get(*k).and_then(Value::as_u64)).unwrap_or(0);
+    (text as f64 / switchyard_core::CHARS_PER_TOKEN).ceil() + output as f64
+}
+
+/// Whether an upstream error body says the account ran out of budget, quota or credit.
+fn budget_exhausted(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    ["insufficient_quota", "quota", "budget", "credit", "billing"].iter().any(|k| text.contains(k))
 }
 
 fn describe(e: &reqwest::Error) -> String {
