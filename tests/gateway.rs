@@ -251,3 +251,28 @@ async fn spent_budgets_fall_back_and_small_context_windows_are_skipped() {
     assert_eq!(header(&h, "x-switchyard-fallbacks"), "0");
     assert_eq!(s.modes.calls.lock().unwrap().get(&first[0]).copied().unwrap_or(0), 0);
 }
+
+#[tokio::test]
+async fn max_latency_skips_upstreams_that_are_slow_right_now() {
+    let s = setup(&[]).await;
+    let first = ranking(&s).await;
+    s.modes.modes.lock().unwrap().insert(first[0].clone(), Mode::Delayed);
+    let (status, h, _) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
+    assert_eq!((status, header(&h, "x-switchyard-model")), (StatusCode::OK, first[0].as_str()));
+    // Its average latency is now about 150 ms: a 100 ms budget routes around it, a 1 s budget does not.
+    let mut req = chat("switchyard", false);
+    req["metadata"] = json!({"max_latency_ms": "100"});
+    let (status, h, _) = send(&s, "/v1/chat/completions", req.clone()).await;
+    assert_eq!((status, header(&h, "x-switchyard-model")), (StatusCode::OK, first[1].as_str()));
+    req["metadata"] = json!({"max_latency_ms": 1000});
+    let (_, h, _) = send(&s, "/v1/chat/completions", req).await;
+    assert_eq!(header(&h, "x-switchyard-model"), first[0].as_str());
+    // /v1/route takes the same knob.
+    let (_, _, body) = send(&s, "/v1/route", json!({"prompt": PROMPT, "max_latency_ms": 100})).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["model"], first[1].as_str());
+    let request = Request::get("/metrics").body(Body::empty()).unwrap();
+    let response = app(s.state.clone()).oneshot(request).await.unwrap();
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.contains(&format!("switchyard_upstream_latency_ewma_ms{{model=\"{}\"}}", first[0])), "{text}");
+}

@@ -22,6 +22,7 @@ pub enum Mode {
     PaymentRequired,
     QuotaExhausted,
     Slow,
+    Delayed,
     BadRequest,
     DropMidStream,
 }
@@ -62,6 +63,7 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
                 .into_response()
         }
         Mode::Slow => tokio::time::sleep(Duration::from_secs(3)).await,
+        Mode::Delayed => tokio::time::sleep(Duration::from_millis(150)).await,
         Mode::Ok | Mode::DropMidStream => {}
     }
     if stream {

@@ -34,7 +34,7 @@ pub struct AppState {
     /// Permits for requests in flight on `/v1/*` (`server.max_concurrency`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Upstream health: consecutive failures and cooldowns, by model.
-    pub health: crate::gateway::Health,
+    pub health: crate::health::Health,
     /// Counters and latency histograms for `/metrics`.
     pub metrics: crate::metrics::Metrics,
 }
@@ -49,7 +49,7 @@ impl AppState {
             config,
             http: reqwest::Client::new(),
             in_flight,
-            health: crate::gateway::Health::default(),
+            health: crate::health::Health::default(),
             metrics: crate::metrics::Metrics::default(),
         }
     }
@@ -123,7 +123,9 @@ async fn authenticate(State(state): State<Arc<AppState>>, request: Request, next
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    let mut text = state.metrics.render();
+    state.health.render(&mut text);
+    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> Json<Value> {
@@ -153,6 +155,7 @@ struct RouteRequest {
     allowed_models: Option<Vec<String>>,
     #[serde(default)]
     denied_models: Vec<String>,
+    max_latency_ms: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,7 +196,7 @@ impl RouteRequest {
         Ok(text)
     }
 
-    fn policy(&self, default: &Policy) -> Result<Policy, ApiError> {
+    fn policy(&self, default: &Policy, state: &AppState) -> Result<Policy, ApiError> {
         if self.min_quality.is_some() && self.willingness_to_pay.is_some() {
             return Err(ApiError::invalid("conflicting_knobs", "set `min_quality` or `willingness_to_pay`, not both"));
         }
@@ -201,8 +204,9 @@ impl RouteRequest {
             knob: self.min_quality.map(Knob::MinQuality).or(self.willingness_to_pay.map(Knob::WillingnessToPay)),
             allowed: self.allowed_models.clone(),
             denied: self.denied_models.clone(),
+            max_latency_ms: self.max_latency_ms,
         }
-        .apply(default)
+        .apply(default, state)
     }
 }
 
@@ -224,7 +228,7 @@ async fn route(State(state): State<Arc<AppState>>, request: Request) -> Result<R
     if prompt.chars().count() > limit {
         return Err(ApiError::too_large(format!("prompt is longer than {limit} characters (server.max_prompt_chars)")));
     }
-    let policy = request.policy(&state.router.manifest.default_policy)?;
+    let policy = request.policy(&state.router.manifest.default_policy, &state)?;
 
     let start = Instant::now();
     let embedding = embed_prompt(&state, &prompt).await?;

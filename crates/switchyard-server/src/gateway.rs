@@ -4,9 +4,8 @@
 //! candidate; other client errors are the client's and are returned as they are. Streams are passed through
 //! chunk by chunk; a failure before the first byte falls back, after it the client gets an SSE error event.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -19,44 +18,6 @@ use switchyard_core::{estimate_input_tokens, Knob, ModelCard, Policy};
 
 use crate::app::{embed_prompt, read_body, AppState};
 use crate::error::ApiError;
-
-/// Per-upstream health: an upstream that fails `server.cooldown_failures` times in a row is skipped for
-/// `server.cooldown_ms`, then tried again; one success resets it.
-#[derive(Debug, Default)]
-pub struct Health(Mutex<HashMap<String, UpstreamHealth>>);
-
-#[derive(Debug, Default, Clone, Copy)]
-struct UpstreamHealth {
-    consecutive_failures: u32,
-    cooling_until: Option<Instant>,
-}
-
-impl Health {
-    /// Whether `model` is in cooldown now.
-    pub fn cooling(&self, model: &str) -> bool {
-        let now = Instant::now();
-        self.0.lock().is_ok_and(|h| h.get(model).and_then(|u| u.cooling_until).is_some_and(|t| t > now))
-    }
-
-    fn success(&self, model: &str) {
-        if let Ok(mut h) = self.0.lock() {
-            h.remove(model);
-        }
-    }
-
-    /// Records a failure; true when it puts the upstream in cooldown.
-    fn failure(&self, model: &str, threshold: u32, cooldown: Duration) -> bool {
-        let Ok(mut h) = self.0.lock() else { return false };
-        let u = h.entry(model.to_string()).or_default();
-        u.consecutive_failures += 1;
-        if u.consecutive_failures < threshold {
-            return false;
-        }
-        u.cooling_until = Some(Instant::now() + cooldown);
-        tracing::warn!(model, failures = u.consecutive_failures, "upstream in cooldown for {cooldown:?}");
-        true
-    }
-}
 
 /// Names that ask the gateway to route.
 const ROUTED_NAMES: [&str; 2] = ["switchyard", "auto"];
@@ -77,11 +38,14 @@ pub(crate) struct RequestKnobs {
     pub allowed: Option<Vec<String>>,
     /// Never these models.
     pub denied: Vec<String>,
+    /// Skip models whose recent average upstream latency is above this (milliseconds).
+    pub max_latency_ms: Option<f64>,
 }
 
 impl RequestKnobs {
-    /// `default` with these settings on top, validated.
-    pub fn apply(self, default: &Policy) -> Result<Policy, ApiError> {
+    /// `default` with these settings on top, validated. Models too slow right now for `max_latency_ms` are
+    /// denied, unless that would leave none.
+    pub fn apply(self, default: &Policy, state: &AppState) -> Result<Policy, ApiError> {
         let mut policy = default.clone();
         if let Some(k) = self.knob {
             k.validate().map_err(|e| ApiError::invalid("invalid_knob", e.to_string()))?;
@@ -92,6 +56,22 @@ impl RequestKnobs {
         }
         if !self.denied.is_empty() {
             policy.denied = self.denied;
+        }
+        if let Some(max) = self.max_latency_ms {
+            if !max.is_finite() || max <= 0.0 {
+                return Err(ApiError::invalid("invalid_knob", format!("max_latency_ms must be > 0, got {max}")));
+            }
+            let known = &state.router.manifest.models;
+            let slow: Vec<String> =
+                state.health.slower_than(max).into_iter().filter(|m| known.iter().any(|k| &k.model == m)).collect();
+            let remaining = known
+                .iter()
+                .filter(|m| !policy.denied.contains(&m.model) && !slow.contains(&m.model))
+                .filter(|m| policy.allowed.as_ref().is_none_or(|a| a.contains(&m.model)))
+                .count();
+            if remaining > 0 {
+                policy.denied.extend(slow);
+            }
         }
         Ok(policy)
     }
@@ -134,7 +114,9 @@ fn knobs(body: &Value, headers: &HeaderMap) -> Result<RequestKnobs, ApiError> {
     if q.is_some() && l.is_some() {
         return Err(ApiError::invalid("conflicting_knobs", "set min_quality or willingness_to_pay, not both"));
     }
+    let max_latency_ms = number("max_latency_ms", "x-switchyard-max-latency-ms")?;
     Ok(RequestKnobs {
+        max_latency_ms,
         knob: q.map(Knob::MinQuality).or(l.map(Knob::WillingnessToPay)),
         allowed: list("allowed_models", "x-switchyard-allowed-models"),
         denied: list("denied_models", "x-switchyard-denied-models").unwrap_or_default(),
@@ -199,7 +181,7 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
 
     let decision_start = Instant::now();
     let candidates: Vec<String> = if ROUTED_NAMES.contains(&model.as_str()) {
-        let policy = knobs(&body, &headers)?.apply(&state.router.manifest.default_policy)?;
+        let policy = knobs(&body, &headers)?.apply(&state.router.manifest.default_policy, state)?;
         let embedding = embed_prompt(state, &prompt).await?;
         let (_, decision) = state
             .router
@@ -256,10 +238,11 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
             Err(Attempt::ClientError(_)) => "client_error",
             Err(Attempt::Retryable(_)) => "failed",
         };
-        state.metrics.upstream(&card.name, outcome, attempt_start.elapsed().as_secs_f64());
+        let elapsed = attempt_start.elapsed();
+        state.metrics.upstream(&card.name, outcome, elapsed.as_secs_f64());
         match result {
             Ok(mut response) => {
-                state.health.success(&card.name);
+                state.health.success(&card.name, elapsed);
                 let h = response.headers_mut();
                 let put = |h: &mut HeaderMap, k: &'static str, v: String| {
                     if let Ok(v) = HeaderValue::from_str(&v) {
@@ -283,6 +266,7 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
                 state.metrics.fallback();
                 let cooled = state.health.failure(
                     &card.name,
+                    elapsed,
                     server.cooldown_failures,
                     Duration::from_millis(server.cooldown_ms),
                 );

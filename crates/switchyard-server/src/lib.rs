@@ -9,6 +9,7 @@ mod app;
 mod config;
 mod error;
 mod gateway;
+mod health;
 mod metrics;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 pub use app::{app, AppState};
 pub use config::{Config, ConfigError, EncoderConfig, RouterConfig, ServerConfig};
 pub use error::ApiError;
-pub use gateway::Health;
+pub use health::Health;
 pub use metrics::Metrics;
 
 /// Serves `state` on the configured address until Ctrl-C or SIGTERM, then drains in-flight requests.
