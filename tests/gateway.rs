@@ -41,7 +41,10 @@ async fn setup_with(refused: &[&str], server: &str, small_window: &[&str]) -> Se
     let mut config = format!("[server]\nupstream_timeout_ms = 500\nmax_attempts = 4\n{server}");
     for m in &router.manifest.models {
         let at = if refused.contains(&m.model.as_str()) { closed } else { addr };
-        config.push_str(&format!("[[models]]\nname = \"{}\"\nbase_url = \"http://{at}/v1\"\n", m.model));
+        config.push_str(&format!(
+            "[[models]]\nname = \"{}\"\nbase_url = \"http://{at}/v1\"\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0\n",
+            m.model
+        ));
         if small_window.contains(&m.model.as_str()) {
             config.push_str("context_window = 40\n");
         }
@@ -88,6 +91,15 @@ async fn routes_to_the_first_choice_and_passes_named_models_through() {
     assert!(header(&h, "x-switchyard-decision-ms").parse::<f64>().unwrap() > 0.0);
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], format!("hello from {}", ranking[0]));
+
+    // Upstream-reported tokens and their list-price cost (5 in at $1/M, 3 out at $2/M for the one call so far).
+    let request = Request::get("/metrics").body(Body::empty()).unwrap();
+    let response = app(s.state.clone()).oneshot(request).await.unwrap();
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.contains(&format!("switchyard_tokens_total{{model=\"{}\",kind=\"input\"}} 5", ranking[0])), "{text}");
+    let cost = text.lines().find(|l| l.starts_with(&format!("switchyard_cost_usd_total{{model=\"{}\"}}", ranking[0])));
+    let cost: f64 = cost.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    assert!((cost - 1.1e-5).abs() < 1e-12, "{text}");
 
     let (status, h, _) = send(&s, "/v1/chat/completions", chat("gpt-4o-mini", false)).await;
     assert_eq!((status, header(&h, "x-switchyard-model")), (StatusCode::OK, "gpt-4o-mini"));

@@ -137,10 +137,41 @@ impl Config {
 
     /// Parses and validates config TOML; `path` names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        Self::parse_with_overrides(text, path, &[])
+    }
+
+    /// Parses config TOML with `key=value` overrides on top (`server.max_attempts=5`; the value is read as a
+    /// TOML value, else as a string), then validates. Every setting can be overridden this way.
+    pub fn parse_with_overrides(text: &str, path: &Path, overrides: &[(String, String)]) -> Result<Self, ConfigError> {
+        let parse_err = |message: String| ConfigError::Parse { path: path.to_path_buf(), message };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+        for (key, value) in overrides {
+            let parts: Vec<&str> = key.split('.').collect();
+            let Some((last, sections)) = parts.split_last() else { continue };
+            let mut node = &mut table;
+            for section in sections {
+                let entry = node.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                node = entry
+                    .as_table_mut()
+                    .ok_or_else(|| parse_err(format!("override {key}: `{section}` is not a table")))?;
+            }
+            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}")).ok().and_then(|mut t| t.remove("v"));
+            node.insert(last.to_string(), parsed.unwrap_or_else(|| toml::Value::String(value.clone())));
+        }
+        let config: Config =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
         config.validate(path)?;
         Ok(config)
+    }
+
+    /// Overrides from environment variables `SWITCHYARD__SECTION__KEY=value` (e.g.
+    /// `SWITCHYARD__SERVER__MAX_ATTEMPTS=5` sets `server.max_attempts`).
+    pub fn env_overrides(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+        vars.filter_map(|(k, v)| {
+            let rest = k.strip_prefix("SWITCHYARD__")?;
+            Some((rest.to_ascii_lowercase().replace("__", "."), v))
+        })
+        .collect()
     }
 
     /// Checks every value, naming the first bad key.
@@ -219,6 +250,27 @@ mod tests {
         .unwrap();
         assert_eq!(c.default_knob(), Some(Knob::MinQuality(0.6)));
         assert_eq!(c.models.len(), 1);
+    }
+
+    #[test]
+    fn overrides_from_flags_and_environment() {
+        let env = Config::env_overrides(
+            [("SWITCHYARD__SERVER__MAX_ATTEMPTS".to_string(), "5".to_string()), ("HOME".into(), "/root".into())]
+                .into_iter(),
+        );
+        assert_eq!(env, vec![("server.max_attempts".to_string(), "5".to_string())]);
+        let mut overrides = env;
+        overrides.push(("server.listen".into(), "0.0.0.0:9999".into()));
+        overrides.push(("router.min_quality".into(), "0.55".into()));
+        overrides.push(("server.client_keys".into(), "[\"a\", \"b\"]".into()));
+        let c = Config::parse_with_overrides("[server]\nmax_attempts = 2\n", Path::new("s.toml"), &overrides).unwrap();
+        assert_eq!((c.server.max_attempts, c.server.listen.as_str()), (5, "0.0.0.0:9999"));
+        assert_eq!(c.default_knob(), Some(Knob::MinQuality(0.55)));
+        assert_eq!(c.server.client_keys, ["a", "b"]);
+        let err = Config::parse_with_overrides("", Path::new("s.toml"), &[("server.port".into(), "1".into())]);
+        assert!(err.unwrap_err().to_string().contains("unknown field `port`"));
+        let err = Config::parse_with_overrides("", Path::new("s.toml"), &[("server.max_attempts".into(), "0".into())]);
+        assert!(err.unwrap_err().to_string().contains("server.max_attempts"));
     }
 
     #[test]

@@ -345,7 +345,19 @@ async fn forward(state: &AppState, card: &ModelCard, body: &Value, stream: bool)
         return Ok(builder.body(Body::from_stream(body)).unwrap_or_default());
     }
     let bytes = upstream.bytes().await.map_err(|e| Attempt::Retryable(describe(&e)))?;
+    record_usage(state, card, &bytes);
     Ok(builder.body(Body::from(bytes)).unwrap_or_default())
+}
+
+/// Counts the tokens an upstream reports in `usage`, and their list-price cost.
+fn record_usage(state: &AppState, card: &ModelCard, body: &[u8]) {
+    let Ok(reply) = serde_json::from_slice::<Value>(body) else { return };
+    let count = |key: &str| reply.get("usage").and_then(|u| u.get(key)).and_then(Value::as_u64).unwrap_or(0);
+    let (input, output) = (count("prompt_tokens"), count("completion_tokens"));
+    if input + output > 0 {
+        let cost = card.cost_usd(input as f64, output as f64);
+        state.metrics.tokens(&card.name, input, output, cost);
+    }
 }
 
 /// Tokens a request needs: its messages' text (characters / 4) plus the requested output tokens.

@@ -43,6 +43,8 @@ struct Inner {
     upstream_calls: BTreeMap<(String, &'static str), u64>,
     fallbacks: u64,
     cooldowns: u64,
+    /// Per model: input tokens, output tokens, estimated cost in USD.
+    tokens: BTreeMap<String, (u64, u64, f64)>,
     encode: Histogram,
     decision: Histogram,
     upstream: BTreeMap<String, Histogram>,
@@ -87,6 +89,16 @@ impl Metrics {
         self.with(|m| m.fallbacks += 1);
     }
 
+    /// Tokens an upstream reported for one call, and their list-price cost in USD.
+    pub fn tokens(&self, model: &str, input: u64, output: u64, cost_usd: f64) {
+        self.with(|m| {
+            let t = m.tokens.entry(model.to_string()).or_default();
+            t.0 += input;
+            t.1 += output;
+            t.2 += cost_usd;
+        });
+    }
+
     /// One upstream put in cooldown.
     pub fn cooldown(&self) {
         self.with(|m| m.cooldowns += 1);
@@ -114,6 +126,18 @@ impl Metrics {
                 "switchyard_upstream_calls_total{{model=\"{}\",outcome=\"{outcome}\"}} {n}",
                 escape(model)
             );
+        }
+        out.push_str("# HELP switchyard_tokens_total Tokens reported by upstreams, by model and kind.\n");
+        out.push_str("# TYPE switchyard_tokens_total counter\n");
+        for (model, (input, output, _)) in &m.tokens {
+            let model = escape(model);
+            let _ = writeln!(out, "switchyard_tokens_total{{model=\"{model}\",kind=\"input\"}} {input}");
+            let _ = writeln!(out, "switchyard_tokens_total{{model=\"{model}\",kind=\"output\"}} {output}");
+        }
+        out.push_str("# HELP switchyard_cost_usd_total Estimated spend at catalog list prices, by model.\n");
+        out.push_str("# TYPE switchyard_cost_usd_total counter\n");
+        for (model, (_, _, cost)) in &m.tokens {
+            let _ = writeln!(out, "switchyard_cost_usd_total{{model=\"{}\"}} {cost}", escape(model));
         }
         out.push_str("# HELP switchyard_fallbacks_total Failed upstream attempts (each moves a request on to its next candidate, if any).\n");
         out.push_str("# TYPE switchyard_fallbacks_total counter\n");

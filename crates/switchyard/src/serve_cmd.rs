@@ -27,27 +27,38 @@ pub struct ServeArgs {
     /// Encoder model folder (overrides encoder.model_dir).
     #[arg(long, env = "SWITCHYARD_MODEL_DIR", value_name = "DIR")]
     model_dir: Option<PathBuf>,
+
+    /// Override any config setting, e.g. --set server.max_attempts=5 (repeatable). Environment variables
+    /// SWITCHYARD__SECTION__KEY=value do the same (SWITCHYARD__SERVER__MAX_ATTEMPTS=5); flags win.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 /// Runs `switchyard serve`.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let default_path = PathBuf::from("switchyard.toml");
     let path = args.config.clone().or_else(|| default_path.is_file().then_some(default_path));
-    let mut config = match &path {
-        Some(p) => Config::load(p)?,
-        None => Config::parse("", std::path::Path::new("<defaults>"))?,
+    let text = match &path {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read config {}", p.display()))?,
+        None => String::new(),
     };
+    // Environment first, then --set, then the dedicated flags: the most specific wins.
+    let mut overrides = Config::env_overrides(std::env::vars());
+    for item in &args.set {
+        let (key, value) = item.split_once('=').with_context(|| format!("--set expects KEY=VALUE, got {item:?}"))?;
+        overrides.push((key.trim().to_string(), value.trim().to_string()));
+    }
     if let Some(listen) = &args.listen {
-        config.server.listen = listen.clone();
+        overrides.push(("server.listen".into(), format!("{listen:?}")));
     }
     if let Some(router) = &args.router {
-        config.router.path = router.clone();
+        overrides.push(("router.path".into(), format!("{:?}", router.display().to_string())));
     }
     if let Some(dir) = &args.model_dir {
-        config.encoder.model_dir = Some(dir.clone());
+        overrides.push(("encoder.model_dir".into(), format!("{:?}", dir.display().to_string())));
     }
-    let source = path.as_deref().unwrap_or(std::path::Path::new("<defaults and flags>"));
-    config.validate(source)?;
+    let source = path.as_deref().unwrap_or(std::path::Path::new("<defaults>"));
+    let config = Config::parse_with_overrides(&text, source, &overrides)?;
     if config.server.client_keys.is_empty() {
         tracing::warn!("server.client_keys is empty: /v1/* accepts requests without an API key");
     }
