@@ -232,7 +232,10 @@ async fn failing_upstreams_cool_down_and_recover() {
         "{text}"
     );
     assert!(
-        text.contains("switchyard_decision_seconds_count 5") && text.contains("switchyard_encode_seconds_count 5"),
+        text.contains("switchyard_decision_seconds_count 5")
+            && text.contains("switchyard_encode_seconds_count 5")
+            && text.contains("switchyard_encode_tokenize_seconds_count 5")
+            && text.contains("switchyard_encode_inference_seconds_count 5"),
         "{text}"
     );
 }

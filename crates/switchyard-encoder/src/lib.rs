@@ -43,6 +43,23 @@ pub trait Encoder: Send + Sync {
     fn max_tokens(&self) -> usize;
     /// Embeds the texts in one forward pass, returning one [`Embedding`] per text in order.
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Embedding>>;
+
+    /// As [`Encoder::embed_batch`], also saying where the time went. Encoders that cannot separate
+    /// tokenizing from inference report it all as inference, with `tokenize` absent.
+    fn embed_batch_timed(&self, texts: &[&str]) -> Result<(Vec<Embedding>, EncodeTiming)> {
+        let start = std::time::Instant::now();
+        let embeddings = self.embed_batch(texts)?;
+        Ok((embeddings, EncodeTiming { tokenize: None, inference: start.elapsed() }))
+    }
+}
+
+/// Where an encoder call spent its time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncodeTiming {
+    /// Tokenizing the texts, when the encoder measures it separately.
+    pub tokenize: Option<std::time::Duration>,
+    /// The model's forward pass, pooling and normalisation.
+    pub inference: std::time::Duration,
 }
 
 /// Embeds any number of texts in batches of at most `batch_size`, grouping texts of similar length so that

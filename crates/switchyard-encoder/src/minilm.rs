@@ -8,7 +8,7 @@ use crate::error::{EncoderError, Result};
 use crate::files::{ModelFiles, MODEL_ID, WEIGHTS_SHA256};
 use crate::locate::ModelLocator;
 use crate::tokenize::{PromptTokenizer, TokenizedText};
-use crate::{Embedding, Encoder};
+use crate::{Embedding, EncodeTiming, Encoder};
 
 /// The default truncation point, in tokens (special tokens included).
 pub const DEFAULT_MAX_TOKENS: usize = 256;
@@ -127,13 +127,21 @@ impl Encoder for MiniLm {
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Embedding>> {
+        self.embed_batch_timed(texts).map(|(embeddings, _)| embeddings)
+    }
+
+    fn embed_batch_timed(&self, texts: &[&str]) -> Result<(Vec<Embedding>, EncodeTiming)> {
+        let start = std::time::Instant::now();
         let tokenized = texts.iter().map(|t| self.tokenizer.encode(t)).collect::<Result<Vec<_>>>()?;
+        let tokenize = start.elapsed();
         let vectors = self.embed_tokenized(&tokenized)?;
-        Ok(tokenized
+        let timing = EncodeTiming { tokenize: Some(tokenize), inference: start.elapsed() - tokenize };
+        let embeddings = tokenized
             .into_iter()
             .zip(vectors)
             .map(|(t, vector)| Embedding { vector, tokens: t.ids.len(), truncated: t.truncated })
-            .collect())
+            .collect();
+        Ok((embeddings, timing))
     }
 }
 

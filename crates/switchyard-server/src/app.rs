@@ -254,13 +254,12 @@ pub(crate) async fn embed_prompt(state: &AppState, prompt: &str) -> Result<Embed
     let start = Instant::now();
     let encoder = state.encoder.clone();
     let text = prompt.to_string();
-    let embedding = tokio::task::spawn_blocking(move || encoder.embed_batch(&[text.as_str()]))
+    let (embeddings, timing) = tokio::task::spawn_blocking(move || encoder.embed_batch_timed(&[text.as_str()]))
         .await
         .map_err(|e| ApiError::internal(format!("encoder task failed: {e}")))?
-        .map_err(|e| ApiError::internal(format!("encoder failed: {e}")))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::internal("encoder returned no embedding"))?;
+        .map_err(|e| ApiError::internal(format!("encoder failed: {e}")))?;
+    let embedding = embeddings.into_iter().next().ok_or_else(|| ApiError::internal("encoder returned no embedding"))?;
+    state.metrics.encode_parts(timing.tokenize.map(|d| d.as_secs_f64()), timing.inference.as_secs_f64());
     state.metrics.encode(start.elapsed().as_secs_f64());
     Ok(embedding)
 }

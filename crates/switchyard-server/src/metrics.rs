@@ -46,6 +46,8 @@ struct Inner {
     /// Per model: input tokens, output tokens, estimated cost in USD.
     tokens: BTreeMap<String, (u64, u64, f64)>,
     encode: Histogram,
+    tokenize: Histogram,
+    inference: Histogram,
     decision: Histogram,
     upstream: BTreeMap<String, Histogram>,
 }
@@ -69,6 +71,16 @@ impl Metrics {
     /// Time spent tokenizing and embedding one prompt.
     pub fn encode(&self, seconds: f64) {
         self.with(|m| m.encode.observe(seconds));
+    }
+
+    /// The parts of one encoding: tokenizing (when the encoder reports it) and the model's forward pass.
+    pub fn encode_parts(&self, tokenize: Option<f64>, inference: f64) {
+        self.with(|m| {
+            if let Some(t) = tokenize {
+                m.tokenize.observe(t);
+            }
+            m.inference.observe(inference);
+        });
     }
 
     /// Time spent deciding (encoding included).
@@ -148,6 +160,14 @@ impl Metrics {
         out.push_str("# HELP switchyard_encode_seconds Time to tokenize and embed a prompt.\n");
         out.push_str("# TYPE switchyard_encode_seconds histogram\n");
         m.encode.render(&mut out, "switchyard_encode_seconds", "");
+        out.push_str("# HELP switchyard_encode_tokenize_seconds Part of encoding spent tokenizing.\n");
+        out.push_str("# TYPE switchyard_encode_tokenize_seconds histogram\n");
+        m.tokenize.render(&mut out, "switchyard_encode_tokenize_seconds", "");
+        out.push_str(
+            "# HELP switchyard_encode_inference_seconds Part of encoding spent in the model (forward, pooling).\n",
+        );
+        out.push_str("# TYPE switchyard_encode_inference_seconds histogram\n");
+        m.inference.render(&mut out, "switchyard_encode_inference_seconds", "");
         out.push_str("# HELP switchyard_decision_seconds Time to decide (encoding, heads, predictor, policy).\n");
         out.push_str("# TYPE switchyard_decision_seconds histogram\n");
         m.decision.render(&mut out, "switchyard_decision_seconds", "");
