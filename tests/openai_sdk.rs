@@ -7,11 +7,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use common::upstream;
-use switchyard_core::Router;
 
 /// A Python with the `openai` package: a virtual environment made (once) under the target folder.
 fn python_with_openai() -> PathBuf {
@@ -30,59 +28,15 @@ fn python_with_openai() -> PathBuf {
     python
 }
 
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_sdk_works_against_serve() {
     common::model_files();
     let python = tokio::task::spawn_blocking(python_with_openai).await.unwrap();
     let (upstream_addr, _fake) = upstream::start().await;
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
-    let mut config = format!("[server]\nlisten = \"127.0.0.1:{port}\"\nclient_keys = [\"sk-test\"]\n");
-    for m in &router.manifest.models {
-        config.push_str(&format!("[[models]]\nname = \"{}\"\nbase_url = \"http://{upstream_addr}/v1\"\n", m.model));
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("switchyard.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["serve", "--config", config_path.to_str().unwrap()])
-            .current_dir(common::workspace_root())
-            .env("HF_HUB_OFFLINE", "1")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-
-    // Ready when /healthz answers.
-    let client = reqwest::Client::new();
-    let health = format!("http://127.0.0.1:{port}/healthz");
-    let mut up = false;
-    for _ in 0..300 {
-        if client.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let server_log = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
-    assert!(up, "serve did not become ready:\n{}", server_log());
+    let server = common::serve::spawn("client_keys = [\"sk-test\"]", upstream_addr).await;
 
     let script = common::workspace_root().join("tests/openai_sdk_client.py");
-    let base_url = format!("http://127.0.0.1:{port}/v1");
+    let base_url = format!("{}/v1", server.base);
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python).arg(script).arg(base_url).arg("sk-test").output().unwrap()
     })
@@ -93,7 +47,7 @@ async fn the_official_python_sdk_works_against_serve() {
         output.status.success(),
         "SDK checks failed:\n{stdout}\n{}\nserver log:\n{}",
         String::from_utf8_lossy(&output.stderr),
-        server_log()
+        server.log()
     );
     for check in ["routed call ok", "streamed call ok", "unknown model ok", "bad key ok", "models ok"] {
         assert!(stdout.contains(check), "{check} missing:\n{stdout}");

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::upstream::{self, Mode};
@@ -16,40 +16,13 @@ use switchyard_core::Router;
 async fn sigterm_drains_in_flight_requests() {
     common::model_files();
     let (upstream_addr, fake) = upstream::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
-    let mut config = format!("[server]\nlisten = \"127.0.0.1:{port}\"\nupstream_timeout_ms = 10000\n");
-    for m in &router.manifest.models {
-        config.push_str(&format!("[[models]]\nname = \"{}\"\nbase_url = \"http://{upstream_addr}/v1\"\n", m.model));
+    for m in Router::load(&common::workspace_root().join("models/default")).unwrap().manifest.models {
         // Every upstream takes 3 s to answer.
         fake.modes.lock().unwrap().insert(m.model.clone(), Mode::Slow);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("switchyard.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["serve", "--config", config_path.to_str().unwrap()])
-        .current_dir(common::workspace_root())
-        .env("HF_HUB_OFFLINE", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-
+    let mut server = common::serve::spawn("upstream_timeout_ms = 10000", upstream_addr).await;
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..300 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if !up {
-        let _ = server.kill();
-        panic!("serve did not become ready");
-    }
+    let base = server.base.clone();
 
     let in_flight = tokio::spawn({
         let client = client.clone();
@@ -60,7 +33,7 @@ async fn sigterm_drains_in_flight_requests() {
         }
     });
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let status = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status().unwrap();
+    let status = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap();
     assert!(status.success());
 
     // The request that was in flight completes normally.
@@ -71,16 +44,13 @@ async fn sigterm_drains_in_flight_requests() {
     // Then the process exits by itself, successfully, and stops listening.
     let mut exited = None;
     for _ in 0..100 {
-        if let Some(code) = server.try_wait().unwrap() {
+        if let Some(code) = server.child.try_wait().unwrap() {
             exited = Some(code);
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let Some(code) = exited else {
-        let _ = server.kill();
-        panic!("serve did not exit after SIGTERM");
-    };
+    let Some(code) = exited else { panic!("serve did not exit after SIGTERM") };
     assert!(code.success(), "exit status {code}");
     assert!(client.get(format!("{base}/healthz")).send().await.is_err());
 }
