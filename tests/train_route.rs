@@ -276,30 +276,23 @@ fn cli_trains_then_routes_and_reports_bad_input() {
 
     // A catalog that lacks a model of the logs, and one with a negative price.
     let cat = dir.path().join("c.toml");
-    std::fs::write(&cat, "[[models]]\nname = \"claude-3-haiku-20240307\"\n").unwrap();
-    let o = switchyard(&[
-        "train",
-        "--logs",
-        logs.to_str().unwrap(),
-        "--catalog",
-        cat.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("not in the catalog: gemini-2.0-flash-001"), "{err}");
-    std::fs::write(&cat, "[[models]]\nname = \"a\"\noutput_usd_per_mtok = -2\n").unwrap();
-    let o = switchyard(&[
-        "train",
-        "--logs",
-        logs.to_str().unwrap(),
-        "--catalog",
-        cat.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("output_usd_per_mtok must be a number >= 0"), "{err}");
+    for (catalog, expected) in [
+        ("[[models]]\nname = \"claude-3-haiku-20240307\"\n", "not in the catalog: gemini-2.0-flash-001"),
+        ("[[models]]\nname = \"a\"\noutput_usd_per_mtok = -2\n", "output_usd_per_mtok must be a number >= 0"),
+    ] {
+        std::fs::write(&cat, catalog).unwrap();
+        let o = switchyard(&[
+            "train",
+            "--logs",
+            logs.to_str().unwrap(),
+            "--catalog",
+            cat.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(expected), "{err}");
+    }
 
     // Routing with a bad knob or an unknown model is a clear error.
     let o = switchyard(&["route", "--router", out.to_str().unwrap(), "--min-quality", "2", "hi"]);
