@@ -207,15 +207,21 @@ fn non_negative(key: &str, value: Option<f64>) -> Result<(), String> {
 /// The text of the last user message: a string content, or the text parts of an array content.
 fn last_user_text(messages: &[RawMessage]) -> Option<String> {
     messages.iter().rev().filter(|m| m.role == "user").find_map(|m| {
-        let text = match &m.content {
-            Value::String(s) => s.clone(),
-            Value::Array(parts) => {
-                parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
-            }
-            _ => String::new(),
-        };
+        let text = message_text(&m.content);
         (!text.trim().is_empty()).then_some(text)
     })
+}
+
+/// The text of an OpenAI chat message's `content`: the string itself, or the `text` of its parts joined by
+/// newlines (images and other parts are skipped); empty for anything else.
+pub fn message_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+        }
+        _ => String::new(),
+    }
 }
 
 #[cfg(test)]

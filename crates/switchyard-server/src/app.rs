@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use switchyard_core::{estimate_input_tokens, Knob, Policy, RouteReport, Router, Timing};
+use switchyard_core::{estimate_input_tokens, message_text, Knob, Policy, RouteReport, Router, Timing};
 use switchyard_encoder::{Embedding, Encoder};
 
 use crate::config::Config;
@@ -167,33 +167,15 @@ struct Message {
 
 impl RouteRequest {
     fn prompt(&self) -> Result<String, ApiError> {
-        let text = match (&self.prompt, &self.messages) {
-            (Some(p), _) => p.clone(),
-            (None, Some(messages)) => messages
-                .iter()
-                .rev()
-                .find(|m| m.role == "user")
-                .map(|m| match &m.content {
-                    Value::String(s) => s.clone(),
-                    Value::Array(parts) => parts
-                        .iter()
-                        .filter_map(|p| p.get("text").and_then(Value::as_str))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                    _ => String::new(),
-                })
-                .ok_or_else(|| ApiError::invalid("no_user_message", "`messages` has no message with role \"user\""))?,
-            (None, None) => {
-                return Err(ApiError::invalid(
-                    "missing_prompt",
-                    "send `prompt` (a string) or `messages` (OpenAI chat messages)",
-                ))
-            }
-        };
-        if text.trim().is_empty() {
-            return Err(ApiError::invalid("empty_prompt", "the prompt is empty"));
+        match (&self.prompt, &self.messages) {
+            (Some(p), _) if p.trim().is_empty() => Err(ApiError::invalid("empty_prompt", "the prompt is empty")),
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(messages)) => user_prompt(messages.iter().map(|m| (m.role.as_str(), &m.content))),
+            (None, None) => Err(ApiError::invalid(
+                "missing_prompt",
+                "send `prompt` (a string) or `messages` (OpenAI chat messages)",
+            )),
         }
-        Ok(text)
     }
 
     fn policy(&self, default: &Policy, state: &AppState) -> Result<Policy, ApiError> {
@@ -208,6 +190,21 @@ impl RouteRequest {
         }
         .apply(default, state)
     }
+}
+
+/// The text of the last message with role "user" (`no_user_message` if none, `empty_prompt` if it is empty).
+pub(crate) fn user_prompt<'a>(
+    mut messages: impl DoubleEndedIterator<Item = (&'a str, &'a Value)>,
+) -> Result<String, ApiError> {
+    let content = messages
+        .rfind(|(role, _)| *role == "user")
+        .map(|(_, content)| content)
+        .ok_or_else(|| ApiError::invalid("no_user_message", "`messages` has no message with role \"user\""))?;
+    let text = message_text(content);
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid("empty_prompt", "the last user message is empty"));
+    }
+    Ok(text)
 }
 
 /// Reads the whole body, refusing more than the configured limit with a 413.

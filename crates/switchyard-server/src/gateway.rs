@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use switchyard_core::{estimate_input_tokens, Knob, ModelCard, Policy};
 
-use crate::app::{embed_prompt, read_body, AppState};
+use crate::app::{embed_prompt, read_body, user_prompt, AppState};
 use crate::error::ApiError;
 
 /// Names that ask the gateway to route.
@@ -130,22 +130,12 @@ fn last_user_text(body: &Value) -> Result<String, ApiError> {
     if messages.is_empty() {
         return Err(ApiError::invalid("missing_messages", "`messages` must be a non-empty array of chat messages"));
     }
-    let text = messages
-        .iter()
-        .rev()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .map(|m| match m.get("content") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(parts)) => {
-                parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
-            }
-            _ => String::new(),
-        })
-        .ok_or_else(|| ApiError::invalid("no_user_message", "`messages` has no message with role \"user\""))?;
-    if text.trim().is_empty() {
-        return Err(ApiError::invalid("empty_prompt", "the last user message is empty"));
-    }
-    Ok(text)
+    const NULL: Value = Value::Null;
+    user_prompt(
+        messages
+            .iter()
+            .map(|m| (m.get("role").and_then(Value::as_str).unwrap_or(""), m.get("content").unwrap_or(&NULL))),
+    )
 }
 
 /// The gateway handler.
