@@ -1,0 +1,319 @@
+//! The SQLite database: schema, writes in transactions, feedback, retention, and reading rows back.
+//!
+//! The database runs in WAL mode with `synchronous = NORMAL`: a killed process loses at most the transactions
+//! it had not committed, and never corrupts the file.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::record::{Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome};
+use crate::StoreError;
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS decisions (
+    request_id TEXT PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    endpoint TEXT NOT NULL,
+    prompt TEXT,
+    prompt_sha256 TEXT NOT NULL,
+    messages_count INTEGER NOT NULL,
+    user_id TEXT,
+    experiment TEXT,
+    arm TEXT,
+    rule TEXT,
+    policy TEXT,
+    estimates TEXT NOT NULL,
+    decided_model TEXT,
+    chosen_model TEXT,
+    attempts TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    cost_usd REAL,
+    expected_cost_usd REAL,
+    decision_ms REAL,
+    latency_ms REAL NOT NULL,
+    stream INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
+CREATE TABLE IF NOT EXISTS feedback (
+    request_id TEXT PRIMARY KEY,
+    score REAL NOT NULL,
+    comment TEXT,
+    ts_ms INTEGER NOT NULL,
+    updates INTEGER NOT NULL
+);
+";
+
+/// A logged request joined with its feedback, as export and stats read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedRequest {
+    /// The request.
+    pub record: DecisionRecord,
+    /// Its feedback score, if any.
+    pub feedback: Option<f64>,
+}
+
+/// An open decision log.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the decision log at `path`, in WAL mode.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |source: rusqlite::Error| StoreError::Open { path: path.to_path_buf(), source };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io { path: parent.to_path_buf(), source })?;
+        }
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+        // The first statement that reads the file tells a non-database apart.
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!("decision log {} is in {mode} journal mode, not WAL", path.display());
+        }
+        conn.execute_batch("PRAGMA synchronous = NORMAL;").map_err(open_err)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(open_err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};")).map_err(open_err)?;
+        Ok(Self { conn, path: path.to_path_buf() })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes records in one transaction (a record whose id is already logged replaces it).
+    pub fn insert(&mut self, records: &[DecisionRecord]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO decisions (request_id, ts_ms, endpoint, prompt, prompt_sha256, messages_count,
+                 user_id, experiment, arm, rule, policy, estimates, decided_model, chosen_model, attempts, status,
+                 input_tokens, output_tokens, cost_usd, expected_cost_usd, decision_ms, latency_ms, stream)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+                 ?21, ?22, ?23)",
+            )?;
+            for r in records {
+                stmt.execute(params![
+                    r.request_id,
+                    r.ts_ms,
+                    r.endpoint,
+                    r.prompt,
+                    r.prompt_sha256,
+                    r.messages_count,
+                    r.user,
+                    r.experiment,
+                    r.arm,
+                    r.rule,
+                    r.policy.as_ref().map(|p| p.to_string()),
+                    serde_json::to_string(&r.estimates)?,
+                    r.decided_model,
+                    r.chosen_model,
+                    serde_json::to_string(&r.attempts)?,
+                    r.status,
+                    r.input_tokens.map(|t| t as i64),
+                    r.output_tokens.map(|t| t as i64),
+                    r.cost_usd,
+                    r.expected_cost_usd,
+                    r.decision_ms,
+                    r.latency_ms,
+                    r.stream,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Attaches feedback to a logged request. Repeated feedback for one request replaces the earlier score
+    /// (the latest wins) and counts the updates. An unknown id is [`StoreError::UnknownRequest`].
+    pub fn feedback(&mut self, feedback: &Feedback) -> Result<FeedbackOutcome, StoreError> {
+        if !(0.0..=1.0).contains(&feedback.score) {
+            return Err(StoreError::BadScore(feedback.score));
+        }
+        let tx = self.conn.transaction()?;
+        let known: Option<i64> = tx
+            .query_row("SELECT 1 FROM decisions WHERE request_id = ?1", [&feedback.request_id], |r| r.get(0))
+            .optional()?;
+        if known.is_none() {
+            return Err(StoreError::UnknownRequest(feedback.request_id.clone()));
+        }
+        let updates: Option<u32> = tx
+            .query_row("SELECT updates FROM feedback WHERE request_id = ?1", [&feedback.request_id], |r| r.get(0))
+            .optional()?;
+        let updates = updates.map_or(1, |u| u + 1);
+        tx.execute(
+            "INSERT OR REPLACE INTO feedback (request_id, score, comment, ts_ms, updates) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![feedback.request_id, feedback.score, feedback.comment, feedback.ts_ms, updates],
+        )?;
+        tx.commit()?;
+        Ok(if updates == 1 { FeedbackOutcome::Recorded } else { FeedbackOutcome::Replaced(updates) })
+    }
+
+    /// Deletes requests (and their feedback) older than `cutoff_ms`; returns how many requests went.
+    pub fn prune(&mut self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM feedback WHERE request_id IN (SELECT request_id FROM decisions WHERE ts_ms < ?1)",
+            [cutoff_ms],
+        )?;
+        let n = tx.execute("DELETE FROM decisions WHERE ts_ms < ?1", [cutoff_ms])?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Number of logged requests.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM decisions", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// `PRAGMA integrity_check`: `Ok` when SQLite finds nothing wrong.
+    pub fn integrity_check(&self) -> Result<(), StoreError> {
+        let result: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if result == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt { path: self.path.clone(), detail: result })
+        }
+    }
+
+    /// Calls `f` for every request logged at or after `since_ms`, oldest first, with its feedback.
+    pub fn for_each(&self, since_ms: i64, mut f: impl FnMut(LoggedRequest)) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT d.request_id, d.ts_ms, d.endpoint, d.prompt, d.prompt_sha256, d.messages_count, d.user_id,
+             d.experiment, d.arm, d.rule, d.policy, d.estimates, d.decided_model, d.chosen_model, d.attempts,
+             d.status, d.input_tokens, d.output_tokens, d.cost_usd, d.expected_cost_usd, d.decision_ms,
+             d.latency_ms, d.stream, f.score
+             FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id
+             WHERE d.ts_ms >= ?1 ORDER BY d.ts_ms, d.request_id",
+        )?;
+        let mut rows = stmt.query([since_ms])?;
+        while let Some(row) = rows.next()? {
+            let json = |i: usize| -> Result<Option<String>, rusqlite::Error> { row.get(i) };
+            let policy = json(10)?.and_then(|p| serde_json::from_str(&p).ok());
+            let estimates: Vec<Estimate> = json(11)?.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default();
+            let attempts: Vec<Attempt> = json(14)?.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_default();
+            let record = DecisionRecord {
+                request_id: row.get(0)?,
+                ts_ms: row.get(1)?,
+                endpoint: row.get(2)?,
+                prompt: row.get(3)?,
+                prompt_sha256: row.get(4)?,
+                messages_count: row.get(5)?,
+                user: row.get(6)?,
+                experiment: row.get(7)?,
+                arm: row.get(8)?,
+                rule: row.get(9)?,
+                policy,
+                estimates,
+                decided_model: row.get(12)?,
+                chosen_model: row.get(13)?,
+                attempts,
+                status: row.get(15)?,
+                input_tokens: row.get::<_, Option<i64>>(16)?.map(|t| t.max(0) as u64),
+                output_tokens: row.get::<_, Option<i64>>(17)?.map(|t| t.max(0) as u64),
+                cost_usd: row.get(18)?,
+                expected_cost_usd: row.get(19)?,
+                decision_ms: row.get(20)?,
+                latency_ms: row.get(21)?,
+                stream: row.get(22)?,
+            };
+            f(LoggedRequest { record, feedback: row.get(23)? });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{now_ms, PromptLogging};
+
+    pub(crate) fn record(id: &str, ts_ms: i64, model: &str) -> DecisionRecord {
+        let mut r = DecisionRecord {
+            request_id: id.into(),
+            ts_ms,
+            endpoint: "chat".into(),
+            messages_count: 1,
+            chosen_model: Some(model.into()),
+            decided_model: Some(model.into()),
+            status: 200,
+            latency_ms: 12.5,
+            estimates: vec![Estimate { model: model.into(), p: 0.8, cost_usd: 0.001 }],
+            attempts: vec![Attempt { model: model.into(), status: Some(200), latency_ms: 10.0, error: None }],
+            ..DecisionRecord::default()
+        };
+        r.set_prompt(&format!("prompt of {id}"), PromptLogging::Full);
+        r
+    }
+
+    #[test]
+    fn records_round_trip_with_feedback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("sub/log.sqlite")).unwrap();
+        let mut a = record("a", 1000, "m1");
+        a.arm = Some("treatment".into());
+        a.policy = Some(serde_json::json!({"knob": {"min_quality": 0.7}}));
+        store.insert(&[a.clone(), record("b", 2000, "m2")]).unwrap();
+        let fb = |id: &str, score| Feedback { request_id: id.into(), score, comment: None, ts_ms: now_ms() };
+        assert_eq!(store.feedback(&fb("a", 0.25)).unwrap(), FeedbackOutcome::Recorded);
+        assert_eq!(store.feedback(&fb("a", 1.0)).unwrap(), FeedbackOutcome::Replaced(2));
+        assert!(matches!(store.feedback(&fb("zzz", 1.0)), Err(StoreError::UnknownRequest(id)) if id == "zzz"));
+        assert!(matches!(store.feedback(&fb("a", 1.5)), Err(StoreError::BadScore(_))));
+
+        let mut rows = Vec::new();
+        store.for_each(0, |r| rows.push(r)).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].record, a);
+        assert_eq!(rows[0].feedback, Some(1.0), "the latest feedback wins");
+        assert_eq!(rows[1].feedback, None);
+        let mut later = Vec::new();
+        store.for_each(1500, |r| later.push(r.record.request_id)).unwrap();
+        assert_eq!(later, ["b"]);
+    }
+
+    #[test]
+    fn retention_deletes_old_requests_and_their_feedback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("log.sqlite")).unwrap();
+        store.insert(&[record("old", 1000, "m"), record("new", 5000, "m")]).unwrap();
+        store.feedback(&Feedback { request_id: "old".into(), score: 1.0, comment: None, ts_ms: 1 }).unwrap();
+        assert_eq!(store.prune(3000).unwrap(), 1);
+        assert_eq!(store.count().unwrap(), 1);
+        let orphans: i64 = store.conn.query_row("SELECT COUNT(*) FROM feedback", [], |r| r.get(0)).unwrap();
+        assert_eq!(orphans, 0);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sqlite");
+        std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("log.sqlite") && err.contains("not a switchyard decision log"), "{err}");
+    }
+
+    #[test]
+    fn wal_mode_is_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("log.sqlite")).unwrap();
+        let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        store.integrity_check().unwrap();
+    }
+}

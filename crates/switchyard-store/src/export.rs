@@ -1,0 +1,161 @@
+//! Export: logged requests that have feedback become labelled-log rows (the training contract), so
+//! `switchyard train` learns from real traffic.
+
+use std::io::Write;
+
+use serde_json::{json, Map, Value};
+
+use crate::db::{LoggedRequest, Store};
+use crate::time::format_rfc3339;
+use crate::StoreError;
+
+/// What an export wrote and what it left out, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportSummary {
+    /// Rows written.
+    pub written: usize,
+    /// Requests without feedback (nothing to learn from).
+    pub without_feedback: usize,
+    /// Requests with feedback but only a prompt hash (`log.prompts = "hash"`).
+    pub prompt_not_logged: usize,
+    /// Requests with feedback but no model that answered (every upstream failed).
+    pub unanswered: usize,
+}
+
+impl std::fmt::Display for ExportSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} rows written; left out: {} without feedback, {} whose prompt was logged as a hash only, {} that no \
+             model answered",
+            self.written, self.without_feedback, self.prompt_not_logged, self.unanswered
+        )
+    }
+}
+
+/// The labelled-log row for one request, or why there is none.
+pub fn labelled_row(request: &LoggedRequest) -> Result<Value, Skip> {
+    let r = &request.record;
+    let score = request.feedback.ok_or(Skip::NoFeedback)?;
+    let model = r.chosen_model.as_ref().ok_or(Skip::Unanswered)?;
+    let prompt = r.prompt.as_ref().ok_or(Skip::PromptNotLogged)?;
+    let mut row = Map::new();
+    // Requests with the same prompt are observations of the same item.
+    row.insert("id".into(), json!(r.prompt_sha256));
+    row.insert("request_id".into(), json!(r.request_id));
+    row.insert("prompt".into(), json!(prompt));
+    row.insert("model".into(), json!(model));
+    row.insert("score".into(), json!(score));
+    // Observed values only: the decision's expected cost is a prediction, not evidence, and stays apart.
+    let optional = [
+        ("cost_usd", r.cost_usd.map(Value::from)),
+        ("input_tokens", r.input_tokens.map(Value::from)),
+        ("output_tokens", r.output_tokens.map(Value::from)),
+        ("latency_ms", r.attempts.last().filter(|a| a.error.is_none()).map(|a| Value::from(a.latency_ms))),
+        ("expected_cost_usd", r.expected_cost_usd.map(Value::from)),
+        ("arm", r.arm.clone().map(Value::from)),
+        ("rule", r.rule.clone().map(Value::from)),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            row.insert(key.into(), v);
+        }
+    }
+    row.insert("timestamp".into(), json!(format_rfc3339(r.ts_ms)));
+    Ok(Value::Object(row))
+}
+
+/// Why a logged request is not exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// No feedback.
+    NoFeedback,
+    /// Only the prompt's hash was logged.
+    PromptNotLogged,
+    /// No model answered.
+    Unanswered,
+}
+
+/// Writes one labelled-log JSON line per exportable request logged at or after `since_ms`.
+pub fn export(store: &Store, since_ms: i64, out: &mut impl Write) -> Result<ExportSummary, StoreError> {
+    let mut summary = ExportSummary::default();
+    let mut io_error = None;
+    store.for_each(since_ms, |request| {
+        if io_error.is_some() {
+            return;
+        }
+        match labelled_row(&request) {
+            Ok(row) => match writeln!(out, "{row}") {
+                Ok(()) => summary.written += 1,
+                Err(e) => io_error = Some(e),
+            },
+            Err(Skip::NoFeedback) => summary.without_feedback += 1,
+            Err(Skip::PromptNotLogged) => summary.prompt_not_logged += 1,
+            Err(Skip::Unanswered) => summary.unanswered += 1,
+        }
+    })?;
+    if let Some(source) = io_error {
+        return Err(StoreError::Write(source));
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{now_ms, Attempt, DecisionRecord, Feedback, PromptLogging};
+
+    #[test]
+    fn only_answered_requests_with_feedback_and_text_are_exported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("log.sqlite")).unwrap();
+        let make = |id: &str, logging, model: Option<&str>| {
+            let mut r = DecisionRecord {
+                request_id: id.into(),
+                ts_ms: 1_000,
+                endpoint: "chat".into(),
+                chosen_model: model.map(str::to_string),
+                status: 200,
+                cost_usd: Some(0.002),
+                input_tokens: Some(5),
+                output_tokens: Some(3),
+                expected_cost_usd: Some(0.0015),
+                attempts: vec![Attempt { model: "m".into(), status: Some(200), latency_ms: 40.0, error: None }],
+                ..DecisionRecord::default()
+            };
+            r.set_prompt("What is 2 + 2?", logging);
+            r
+        };
+        store
+            .insert(&[
+                make("good", PromptLogging::Full, Some("m")),
+                make("nofeedback", PromptLogging::Full, Some("m")),
+                make("hashed", PromptLogging::Hash, Some("m")),
+                make("failed", PromptLogging::Full, None),
+            ])
+            .unwrap();
+        for id in ["good", "hashed", "failed"] {
+            store.feedback(&Feedback { request_id: id.into(), score: 0.75, comment: None, ts_ms: now_ms() }).unwrap();
+        }
+        let mut out = Vec::new();
+        let summary = export(&store, 0, &mut out).unwrap();
+        assert_eq!(summary, ExportSummary { written: 1, without_feedback: 1, prompt_not_logged: 1, unanswered: 1 });
+        let text = String::from_utf8(out).unwrap();
+        // The row satisfies the training contract.
+        let parsed = switchyard_core::LabelledRow::parse(text.trim()).unwrap();
+        assert_eq!(parsed.prompt, "What is 2 + 2?");
+        let row = switchyard_row(&text);
+        assert_eq!(row["prompt"], "What is 2 + 2?");
+        assert_eq!(row["model"], "m");
+        assert_eq!(row["score"], 0.75);
+        assert_eq!(row["cost_usd"], 0.002);
+        assert_eq!(row["latency_ms"], 40.0);
+        assert_eq!(row["timestamp"], "1970-01-01T00:00:01.000Z");
+    }
+
+    fn switchyard_row(text: &str) -> Value {
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1);
+        serde_json::from_str(lines[0]).unwrap()
+    }
+}

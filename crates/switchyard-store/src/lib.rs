@@ -1,0 +1,86 @@
+//! switchyard's decision log.
+//!
+//! This crate owns the record of every request the server answers (the decision, the upstream attempts,
+//! tokens, cost, latency, rule and experiment arm) in SQLite in WAL mode, written off the request path by a
+//! background thread behind a bounded queue; client feedback attached to those records; the export of
+//! logged, scored requests as labelled logs for `switchyard train`; and the traffic statistics of `logs stats`.
+
+mod db;
+mod export;
+mod record;
+mod stats;
+mod time;
+mod writer;
+
+use std::path::PathBuf;
+
+pub use db::{LoggedRequest, Store, SCHEMA_VERSION};
+pub use export::{export, labelled_row, ExportSummary, Skip};
+pub use record::{now_ms, prompt_hash, Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome, PromptLogging};
+pub use stats::{stats, wilson, ArmStats, Interval, ModelStats, Stats};
+pub use time::{format_rfc3339, parse_since};
+pub use writer::{LogWriter, WriterOptions, WriterStats};
+
+/// What can go wrong with the decision log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file cannot be opened as a decision log.
+    #[error(
+        "cannot open {path} as a switchyard decision log: {source}. If the file is not a switchyard decision log \
+         (SQLite), move it away or point log.path elsewhere"
+    )]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A folder or file cannot be created or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database was written by a newer switchyard.
+    #[error(
+        "{path} has decision-log schema version {found}; this switchyard reads up to {supported}: upgrade switchyard"
+    )]
+    NewerSchema {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// Ours.
+        supported: i64,
+    },
+    /// `PRAGMA integrity_check` found damage.
+    #[error("{path} is damaged: {detail}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's report.
+        detail: String,
+    },
+    /// A query failed.
+    #[error("decision log query failed: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A JSON column could not be written.
+    #[error("decision log JSON column: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Writing an export failed.
+    #[error("cannot write the export: {0}")]
+    Write(#[source] std::io::Error),
+    /// Feedback names a request the log does not hold.
+    #[error("no logged request has id {0:?} (ids come from the x-switchyard-request-id header or the route response's request_id; requests older than the retention period are deleted)")]
+    UnknownRequest(String),
+    /// A feedback score outside [0, 1].
+    #[error("score must be a number in [0, 1], got {0}")]
+    BadScore(f64),
+    /// The writer thread has stopped (the server is shutting down).
+    #[error("the decision log writer has stopped")]
+    WriterStopped,
+}

@@ -1,0 +1,349 @@
+//! `logs stats`: traffic, spend, fallbacks and feedback by model and by experiment arm, with 95% confidence
+//! intervals so arms can be compared honestly.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::db::{LoggedRequest, Store};
+use crate::StoreError;
+
+/// z for a two-sided 95% interval.
+const Z95: f64 = 1.959_963_985;
+
+/// A mean with its 95% confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    /// Observations.
+    pub n: u64,
+    /// The mean (a rate for yes/no observations).
+    pub mean: f64,
+    /// Lower bound.
+    pub low: f64,
+    /// Upper bound.
+    pub high: f64,
+}
+
+/// Running sums of one quantity (Welford), for a mean and its normal-approximation interval.
+#[derive(Debug, Clone, Copy, Default)]
+struct Moments {
+    n: u64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Moments {
+    fn add(&mut self, x: f64) {
+        self.n += 1;
+        let delta = x - self.mean;
+        self.mean += delta / self.n as f64;
+        self.m2 += delta * (x - self.mean);
+    }
+
+    fn variance(&self) -> f64 {
+        if self.n > 1 {
+            self.m2 / (self.n - 1) as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// Mean ± z·s/√n; `None` without observations.
+    fn interval(&self) -> Option<Interval> {
+        (self.n > 0).then(|| {
+            let half = Z95 * (self.variance() / self.n as f64).sqrt();
+            Interval { n: self.n, mean: self.mean, low: self.mean - half, high: self.mean + half }
+        })
+    }
+}
+
+/// The Wilson score interval of `k` successes in `n` trials (sound at small n and at rates near 0 or 1).
+pub fn wilson(k: u64, n: u64) -> Option<Interval> {
+    if n == 0 {
+        return None;
+    }
+    let (nf, p) = (n as f64, k as f64 / n as f64);
+    let z2 = Z95 * Z95;
+    let centre = (p + z2 / (2.0 * nf)) / (1.0 + z2 / nf);
+    let half = Z95 / (1.0 + z2 / nf) * (p * (1.0 - p) / nf + z2 / (4.0 * nf * nf)).sqrt();
+    Some(Interval { n, mean: p, low: (centre - half).max(0.0), high: (centre + half).min(1.0) })
+}
+
+/// Traffic of one model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelStats {
+    /// The model that answered (`-` for requests no model answered).
+    pub model: String,
+    /// Requests it answered.
+    pub calls: u64,
+    /// Requests that needed a fallback before it answered.
+    pub fallbacks: u64,
+    /// Observed spend, USD (from reported tokens at catalog prices).
+    pub spend_usd: f64,
+    /// Spend the decisions expected, USD.
+    pub expected_usd: f64,
+    /// Mean latency, milliseconds.
+    pub mean_latency_ms: f64,
+    /// Feedback scores.
+    pub feedback: Option<Interval>,
+}
+
+/// One experiment arm, with intervals.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArmStats {
+    /// The experiment.
+    pub experiment: String,
+    /// The arm.
+    pub arm: String,
+    /// Requests assigned to it.
+    pub calls: u64,
+    /// Total spend, USD (observed where known, else expected).
+    pub spend_usd: f64,
+    /// Spend per request (observed where known, else expected), USD.
+    pub spend_per_call: Option<Interval>,
+    /// Feedback scores.
+    pub feedback: Option<Interval>,
+    /// Share of requests that fell back.
+    pub fallback_rate: Option<Interval>,
+    /// Share of requests that failed (status ≥ 400).
+    pub error_rate: Option<Interval>,
+    /// Mean feedback minus the first arm's, with a Welch-style 95% interval (absent for the first arm).
+    pub feedback_vs_first: Option<Interval>,
+}
+
+/// The summary `logs stats` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Requests.
+    pub requests: u64,
+    /// Requests with feedback.
+    pub with_feedback: u64,
+    /// Requests that fell back.
+    pub fallbacks: u64,
+    /// Requests that failed (status ≥ 400).
+    pub errors: u64,
+    /// Observed spend, USD.
+    pub spend_usd: f64,
+    /// By the model that answered, most calls first.
+    pub by_model: Vec<ModelStats>,
+    /// By experiment arm.
+    pub by_arm: Vec<ArmStats>,
+}
+
+#[derive(Default)]
+struct ModelAcc {
+    calls: u64,
+    fallbacks: u64,
+    spend: f64,
+    expected: f64,
+    latency: f64,
+    feedback: Moments,
+}
+
+#[derive(Default)]
+struct ArmAcc {
+    calls: u64,
+    spend: Moments,
+    feedback: Moments,
+    fallbacks: u64,
+    errors: u64,
+}
+
+/// Summarises requests logged at or after `since_ms`.
+pub fn stats(store: &Store, since_ms: i64) -> Result<Stats, StoreError> {
+    let mut s = Stats {
+        requests: 0,
+        with_feedback: 0,
+        fallbacks: 0,
+        errors: 0,
+        spend_usd: 0.0,
+        by_model: Vec::new(),
+        by_arm: Vec::new(),
+    };
+    let mut models: BTreeMap<String, ModelAcc> = BTreeMap::new();
+    let mut arms: BTreeMap<(String, String), ArmAcc> = BTreeMap::new();
+    store.for_each(since_ms, |LoggedRequest { record: r, feedback }| {
+        s.requests += 1;
+        s.with_feedback += u64::from(feedback.is_some());
+        s.fallbacks += u64::from(r.fell_back());
+        s.errors += u64::from(r.status >= 400);
+        s.spend_usd += r.cost_usd.unwrap_or(0.0);
+        let m = models.entry(r.chosen_model.clone().unwrap_or_else(|| "-".into())).or_default();
+        m.calls += 1;
+        m.fallbacks += u64::from(r.fell_back());
+        m.spend += r.cost_usd.unwrap_or(0.0);
+        m.expected += r.expected_cost_usd.unwrap_or(0.0);
+        m.latency += r.latency_ms;
+        if let Some(f) = feedback {
+            m.feedback.add(f);
+        }
+        if let (Some(e), Some(a)) = (&r.experiment, &r.arm) {
+            let acc = arms.entry((e.clone(), a.clone())).or_default();
+            acc.calls += 1;
+            acc.spend.add(r.cost_usd.or(r.expected_cost_usd).unwrap_or(0.0));
+            acc.fallbacks += u64::from(r.fell_back());
+            acc.errors += u64::from(r.status >= 400);
+            if let Some(f) = feedback {
+                acc.feedback.add(f);
+            }
+        }
+    })?;
+    s.by_model = models
+        .into_iter()
+        .map(|(model, a)| ModelStats {
+            model,
+            calls: a.calls,
+            fallbacks: a.fallbacks,
+            spend_usd: a.spend,
+            expected_usd: a.expected,
+            mean_latency_ms: a.latency / a.calls.max(1) as f64,
+            feedback: a.feedback.interval(),
+        })
+        .collect();
+    s.by_model.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.model.cmp(&b.model)));
+    let mut first: BTreeMap<String, Moments> = BTreeMap::new();
+    for ((experiment, arm), a) in arms {
+        let baseline = first.entry(experiment.clone()).or_insert(a.feedback);
+        let is_first = s.by_arm.last().is_none_or(|prev: &ArmStats| prev.experiment != experiment);
+        let feedback_vs_first = (!is_first && a.feedback.n > 0 && baseline.n > 0).then(|| {
+            let diff = a.feedback.mean - baseline.mean;
+            let se = (a.feedback.variance() / a.feedback.n as f64 + baseline.variance() / baseline.n as f64).sqrt();
+            Interval { n: a.feedback.n, mean: diff, low: diff - Z95 * se, high: diff + Z95 * se }
+        });
+        s.by_arm.push(ArmStats {
+            experiment,
+            arm,
+            calls: a.calls,
+            spend_usd: a.spend.mean * a.spend.n as f64,
+            spend_per_call: a.spend.interval(),
+            feedback: a.feedback.interval(),
+            fallback_rate: wilson(a.fallbacks, a.calls),
+            error_rate: wilson(a.errors, a.calls),
+            feedback_vs_first,
+        });
+    }
+    Ok(s)
+}
+
+fn show(i: Option<Interval>, digits: usize) -> String {
+    i.map_or_else(|| "-".into(), |i| format!("{:.digits$} [{:.digits$}, {:.digits$}]", i.mean, i.low, i.high))
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} requests, {} with feedback, {} fell back, {} failed; observed spend ${:.4}",
+            self.requests, self.with_feedback, self.fallbacks, self.errors, self.spend_usd
+        );
+        let _ = writeln!(
+            out,
+            "\n{:<28} {:>7} {:>9} {:>11} {:>11} {:>9}  feedback mean [95% CI] (n)",
+            "model", "calls", "fallbacks", "spend $", "expected $", "ms"
+        );
+        for m in &self.by_model {
+            let n = m.feedback.map_or(0, |i| i.n);
+            let _ = writeln!(
+                out,
+                "{:<28} {:>7} {:>9} {:>11.4} {:>11.4} {:>9.1}  {} ({n})",
+                m.model,
+                m.calls,
+                m.fallbacks,
+                m.spend_usd,
+                m.expected_usd,
+                m.mean_latency_ms,
+                show(m.feedback, 3)
+            );
+        }
+        if !self.by_arm.is_empty() {
+            let _ =
+                writeln!(out, "\nexperiment arms (95% confidence intervals; the difference is against the first arm)");
+            for a in &self.by_arm {
+                let _ = writeln!(
+                    out,
+                    "{} / {}: {} calls, spend ${:.4}, per call {}, feedback {} (n {}), vs first {}, fallback rate {}, \
+                     error rate {}",
+                    a.experiment,
+                    a.arm,
+                    a.calls,
+                    a.spend_usd,
+                    show(a.spend_per_call, 6),
+                    show(a.feedback, 3),
+                    a.feedback.map_or(0, |i| i.n),
+                    show(a.feedback_vs_first, 3),
+                    show(a.fallback_rate, 3),
+                    show(a.error_rate, 3),
+                );
+            }
+        }
+        f.write_str(&out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Attempt, DecisionRecord, Feedback};
+
+    #[test]
+    fn wilson_matches_a_textbook_value() {
+        // 8 of 10: Wilson 95% interval [0.490, 0.943] (Newcombe 1998, table I method 3 style).
+        let i = wilson(8, 10).unwrap();
+        assert!((i.low - 0.4902).abs() < 1e-3 && (i.high - 0.9433).abs() < 1e-3, "{i:?}");
+        let zero = wilson(0, 20).unwrap();
+        assert_eq!(zero.low, 0.0);
+        assert!(zero.high > 0.1 && zero.high < 0.2);
+        assert!(wilson(0, 0).is_none());
+    }
+
+    #[test]
+    fn arms_are_compared_with_intervals() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("log.sqlite")).unwrap();
+        let mut records = Vec::new();
+        let mut feedback = Vec::new();
+        for i in 0..200 {
+            let arm = if i % 2 == 0 { "a" } else { "b" };
+            let ok = Attempt { model: "m".into(), status: Some(200), latency_ms: 5.0, error: None };
+            let failed = Attempt { model: "n".into(), status: Some(500), latency_ms: 5.0, error: Some("x".into()) };
+            let attempts = if arm == "b" && i % 10 == 1 { vec![failed, ok] } else { vec![ok] };
+            records.push(DecisionRecord {
+                request_id: format!("r{i}"),
+                ts_ms: i,
+                endpoint: "chat".into(),
+                experiment: Some("e".into()),
+                arm: Some(arm.into()),
+                chosen_model: Some("m".into()),
+                status: 200,
+                cost_usd: Some(if arm == "a" { 0.01 } else { 0.002 }),
+                attempts,
+                latency_ms: 10.0,
+                ..DecisionRecord::default()
+            });
+            // Arm a scores 0.9 on average, arm b 0.6.
+            let score = if arm == "a" { [1.0, 0.8][i as usize / 2 % 2] } else { [0.5, 0.7][i as usize / 2 % 2] };
+            feedback.push(Feedback { request_id: format!("r{i}"), score, comment: None, ts_ms: 0 });
+        }
+        store.insert(&records).unwrap();
+        for f in &feedback {
+            store.feedback(f).unwrap();
+        }
+        let s = stats(&store, 0).unwrap();
+        assert_eq!((s.requests, s.with_feedback, s.fallbacks), (200, 200, 20));
+        assert!((s.spend_usd - (100.0 * 0.01 + 100.0 * 0.002)).abs() < 1e-9);
+        let [a, b] = &s.by_arm[..] else { panic!("two arms expected: {:?}", s.by_arm) };
+        assert_eq!((a.arm.as_str(), a.calls, b.calls), ("a", 100, 100));
+        let fa = a.feedback.unwrap();
+        assert!((fa.mean - 0.9).abs() < 1e-9 && fa.low < 0.9 && fa.high > 0.9);
+        let diff = b.feedback_vs_first.unwrap();
+        assert!((diff.mean + 0.3).abs() < 1e-9 && diff.high < 0.0, "b is clearly worse: {diff:?}");
+        assert!(a.feedback_vs_first.is_none());
+        assert_eq!(b.fallback_rate.unwrap().mean, 0.2);
+        assert_eq!(a.fallback_rate.unwrap().mean, 0.0);
+        assert!((b.spend_per_call.unwrap().mean - 0.002).abs() < 1e-12);
+        let text = s.to_string();
+        assert!(text.contains("e / b: 100 calls"), "{text}");
+    }
+}

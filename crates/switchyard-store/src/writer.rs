@@ -1,0 +1,271 @@
+//! The background writer: requests hand their records to a bounded queue and never wait for the disk. A
+//! dedicated thread writes them in batches, one transaction per batch. When the queue is full, records are
+//! dropped and counted, so a slow disk can never stall traffic.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::db::Store;
+use crate::record::{now_ms, DecisionRecord, Feedback, FeedbackOutcome};
+use crate::StoreError;
+
+/// Most records written in one transaction.
+const BATCH: usize = 512;
+/// How often retention runs.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+enum Op {
+    Record(Box<DecisionRecord>),
+    Feedback(Feedback, SyncSender<Result<FeedbackOutcome, StoreError>>),
+    Flush(SyncSender<()>),
+    Shutdown(SyncSender<()>),
+}
+
+/// Counters of the writer, for metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Records committed to the database.
+    pub written: AtomicU64,
+    /// Records dropped because the queue was full (or the writer had stopped).
+    pub dropped: AtomicU64,
+    /// Records lost to a failed write (e.g. a full disk).
+    pub failed: AtomicU64,
+    /// Records waiting in the queue.
+    pub queued: AtomicU64,
+    /// Requests deleted by retention.
+    pub pruned: AtomicU64,
+}
+
+/// Settings of the writer.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// The SQLite file.
+    pub path: PathBuf,
+    /// Records the queue holds before new ones are dropped.
+    pub queue_capacity: usize,
+    /// Keep requests this many days (`None`: forever).
+    pub retention_days: Option<u32>,
+}
+
+/// A handle on the background writer; cheap to share behind an `Arc`.
+pub struct LogWriter {
+    tx: SyncSender<Op>,
+    stats: Arc<WriterStats>,
+    path: PathBuf,
+}
+
+impl LogWriter {
+    /// Opens the database (so a bad path or a corrupt file fails at start-up) and starts the writer thread.
+    pub fn start(options: &WriterOptions) -> Result<Self, StoreError> {
+        let mut store = Store::open(&options.path)?;
+        let stats = Arc::new(WriterStats::default());
+        let retention_ms = options.retention_days.map(|d| i64::from(d) * 86_400_000);
+        if let Some(ms) = retention_ms {
+            let n = store.prune(now_ms() - ms)?;
+            stats.pruned.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        let (tx, rx) = mpsc::sync_channel(options.queue_capacity.max(1));
+        let thread_stats = stats.clone();
+        std::thread::Builder::new()
+            .name("switchyard-log".into())
+            .spawn(move || {
+                let shutdown = run(store, &rx, &thread_stats, retention_ms);
+                // Close the queue before answering, so nothing logged after `shutdown` returns is accepted.
+                drop(rx);
+                if let Some(reply) = shutdown {
+                    let _ = reply.send(());
+                }
+            })
+            .map_err(|source| StoreError::Io { path: options.path.clone(), source })?;
+        Ok(Self { tx, stats, path: options.path.clone() })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Queues a record without waiting. Returns `false` (and counts a dropped row) when the queue is full.
+    pub fn log(&self, record: DecisionRecord) -> bool {
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(Op::Record(Box::new(record))) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Stores feedback, blocking until the writer has handled it. Records queued before it are written first,
+    /// so feedback for a request that was just answered finds it.
+    pub fn feedback(&self, feedback: Feedback) -> Result<FeedbackOutcome, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.tx.send(Op::Feedback(feedback, reply)).map_err(|_| StoreError::WriterStopped)?;
+        answer.recv().map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Waits until every record queued so far is committed.
+    pub fn flush(&self) {
+        let (reply, done) = mpsc::sync_channel(1);
+        if self.tx.send(Op::Flush(reply)).is_ok() {
+            let _ = done.recv();
+        }
+    }
+
+    /// Writes what is queued and stops the writer thread; later records are dropped and counted.
+    pub fn shutdown(&self) {
+        let (reply, done) = mpsc::sync_channel(1);
+        if self.tx.send(Op::Shutdown(reply)).is_ok() {
+            let _ = done.recv();
+        }
+    }
+}
+
+/// The writer loop; returns the reply channel of a shutdown request, if that is what ended it.
+fn run(mut store: Store, rx: &Receiver<Op>, stats: &WriterStats, retention_ms: Option<i64>) -> Option<SyncSender<()>> {
+    let mut last_prune = Instant::now();
+    let mut batch: Vec<DecisionRecord> = Vec::with_capacity(BATCH);
+    loop {
+        let Ok(first) = rx.recv() else { break };
+        let mut pending = Some(first);
+        // Take everything already queued: records go into one transaction; other ops run in order.
+        while let Some(op) = pending.take() {
+            match op {
+                Op::Record(r) => {
+                    stats.queued.fetch_sub(1, Ordering::Relaxed);
+                    batch.push(*r);
+                    if batch.len() >= BATCH {
+                        commit(&mut store, &mut batch, stats);
+                    }
+                }
+                Op::Feedback(f, reply) => {
+                    commit(&mut store, &mut batch, stats);
+                    let _ = reply.send(store.feedback(&f));
+                }
+                Op::Flush(reply) => {
+                    commit(&mut store, &mut batch, stats);
+                    let _ = reply.send(());
+                }
+                Op::Shutdown(reply) => {
+                    commit(&mut store, &mut batch, stats);
+                    return Some(reply);
+                }
+            }
+            pending = rx.try_recv().ok();
+        }
+        commit(&mut store, &mut batch, stats);
+        if let Some(ms) = retention_ms.filter(|_| last_prune.elapsed() >= PRUNE_EVERY) {
+            last_prune = Instant::now();
+            match store.prune(now_ms() - ms) {
+                Ok(n) => {
+                    stats.pruned.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!("decision log retention failed: {e}"),
+            }
+        }
+    }
+    commit(&mut store, &mut batch, stats);
+    None
+}
+
+fn commit(store: &mut Store, batch: &mut Vec<DecisionRecord>, stats: &WriterStats) {
+    if batch.is_empty() {
+        return;
+    }
+    match store.insert(batch) {
+        Ok(()) => {
+            stats.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+        Err(e) => {
+            stats.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            tracing::error!("decision log {}: cannot write {} rows: {e}", store.path().display(), batch.len());
+        }
+    }
+    batch.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::PromptLogging;
+
+    fn record(id: usize) -> DecisionRecord {
+        let mut r = DecisionRecord {
+            request_id: format!("r{id}"),
+            ts_ms: now_ms(),
+            endpoint: "route".into(),
+            status: 200,
+            ..DecisionRecord::default()
+        };
+        r.set_prompt("hello", PromptLogging::Hash);
+        r
+    }
+
+    #[test]
+    fn records_are_written_and_feedback_sees_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sqlite");
+        let writer =
+            LogWriter::start(&WriterOptions { path: path.clone(), queue_capacity: 10_000, retention_days: Some(30) })
+                .unwrap();
+        for i in 0..1000 {
+            assert!(writer.log(record(i)));
+        }
+        // Feedback right after the record: the writer has written the record first.
+        let fb = Feedback { request_id: "r999".into(), score: 0.5, comment: Some("ok".into()), ts_ms: now_ms() };
+        assert_eq!(writer.feedback(fb).unwrap(), FeedbackOutcome::Recorded);
+        writer.flush();
+        assert_eq!(writer.stats().written.load(Ordering::Relaxed), 1000);
+        assert_eq!(writer.stats().queued.load(Ordering::Relaxed), 0);
+        assert_eq!(Store::open(&path).unwrap().count().unwrap(), 1000);
+        writer.shutdown();
+        assert!(!writer.log(record(5000)), "a stopped writer drops rows");
+        assert_eq!(writer.stats().dropped.load(Ordering::Relaxed), 1);
+        assert!(matches!(
+            writer.feedback(Feedback { request_id: "r1".into(), score: 1.0, comment: None, ts_ms: 0 }),
+            Err(StoreError::WriterStopped)
+        ));
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = LogWriter::start(&WriterOptions {
+            path: dir.path().join("log.sqlite"),
+            queue_capacity: 4,
+            retention_days: None,
+        })
+        .unwrap();
+        let accepted = (0..20_000).filter(|&i| writer.log(record(i))).count();
+        writer.flush();
+        let stats = writer.stats();
+        let dropped = stats.dropped.load(Ordering::Relaxed) as usize;
+        assert!(dropped > 0, "a 4-row queue cannot absorb 20000 rows at once");
+        assert_eq!(accepted + dropped, 20_000);
+        assert_eq!(stats.written.load(Ordering::Relaxed) as usize, accepted);
+    }
+
+    #[test]
+    fn retention_runs_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sqlite");
+        let mut old = record(1);
+        old.ts_ms = now_ms() - 40 * 86_400_000;
+        Store::open(&path).unwrap().insert(&[old, record(2)]).unwrap();
+        let writer =
+            LogWriter::start(&WriterOptions { path: path.clone(), queue_capacity: 8, retention_days: Some(30) })
+                .unwrap();
+        assert_eq!(writer.stats().pruned.load(Ordering::Relaxed), 1);
+        assert_eq!(Store::open(&path).unwrap().count().unwrap(), 1);
+    }
+}
