@@ -22,6 +22,8 @@ use tower::ServiceExt;
 struct Setup {
     state: Arc<AppState>,
     modes: Arc<Fake>,
+    /// Holds the decision log.
+    dir: tempfile::TempDir,
 }
 
 /// The default router, and every catalog model served by one fake upstream (`refused` models point at a
@@ -38,7 +40,9 @@ async fn setup_with(refused: &[&str], server: &str, small_window: &[&str]) -> Se
         l.local_addr().unwrap()
     };
     let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
-    let mut config = format!("[server]\nupstream_timeout_ms = 500\nmax_attempts = 4\n{server}");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("decisions.sqlite");
+    let mut config = format!("[log]\npath = {log:?}\n[server]\nupstream_timeout_ms = 500\nmax_attempts = 4\n{server}");
     for m in &router.manifest.models {
         let at = if refused.contains(&m.model.as_str()) { closed } else { addr };
         config.push_str(&format!(
@@ -51,7 +55,7 @@ async fn setup_with(refused: &[&str], server: &str, small_window: &[&str]) -> Se
     }
     let config = Config::parse(&config, std::path::Path::new("test.toml")).unwrap();
     let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
-    Setup { state: Arc::new(AppState::new(router, Arc::new(encoder), config)), modes }
+    Setup { state: Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap()), modes, dir }
 }
 
 const PROMPT: &str = "Summarise the causes of the French Revolution in three sentences.";
@@ -73,6 +77,21 @@ async fn send(s: &Setup, uri: &str, body: Value) -> (StatusCode, axum::http::Hea
 
 fn chat(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": PROMPT}]})
+}
+
+/// The decision log's record of one request (after the writer has caught up).
+fn logged(s: &Setup, request_id: &str) -> switchyard_store::DecisionRecord {
+    s.state.log.as_ref().unwrap().flush();
+    let store = switchyard_store::Store::open(&s.dir.path().join("decisions.sqlite")).unwrap();
+    let mut found = None;
+    store
+        .for_each(i64::MIN, |r| {
+            if r.record.request_id == request_id {
+                found = Some(r.record);
+            }
+        })
+        .unwrap();
+    found.unwrap_or_else(|| panic!("request {request_id} is not in the decision log"))
 }
 
 fn header<'a>(h: &'a axum::http::HeaderMap, name: &str) -> &'a str {
@@ -131,12 +150,36 @@ async fn falls_back_on_500_429_timeouts_and_refused_connections() {
     let (status, h, body) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     assert_eq!((header(&h, "x-switchyard-model"), header(&h, "x-switchyard-fallbacks")), (first[3].as_str(), "3"));
+    // The decision log has the whole chain: each attempt's model, status and latency, then tokens and cost.
+    let record = logged(&s, header(&h, "x-switchyard-request-id"));
+    let chain: Vec<(&str, Option<u16>)> = record.attempts.iter().map(|a| (a.model.as_str(), a.status)).collect();
+    assert_eq!(
+        chain,
+        [
+            (first[0].as_str(), None),
+            (first[1].as_str(), Some(500)),
+            (first[2].as_str(), Some(429)),
+            (first[3].as_str(), Some(200))
+        ]
+    );
+    assert!(record.attempts.iter().all(|a| a.latency_ms > 0.0) && record.attempts[0].error.is_some());
+    assert_eq!(
+        (record.chosen_model.as_deref(), record.decided_model.as_deref()),
+        (Some(first[3].as_str()), Some(first[0].as_str()))
+    );
+    assert_eq!((record.input_tokens, record.output_tokens, record.status), (Some(5), Some(3), 200));
+    assert!((record.cost_usd.unwrap() - 11e-6).abs() < 1e-12);
+    assert_eq!(record.prompt.as_deref(), Some(PROMPT));
+    assert_eq!(record.estimates.len(), s.state.routers().main.manifest.models.len());
+    assert!(record.latency_ms >= record.attempts.iter().map(|a| a.latency_ms).sum::<f64>());
 
     s.modes.modes.lock().unwrap().insert(first[3].clone(), Mode::Slow);
-    let (status, _, body) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
+    let (status, h, body) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{text}");
     assert!(text.contains("upstreams_failed") && text.contains("timed out") && text.contains("HTTP 429"), "{text}");
+    let failed = logged(&s, header(&h, "x-switchyard-request-id"));
+    assert_eq!((failed.status, failed.chosen_model.as_ref(), failed.attempts.len()), (502, None, 4));
 
     // A model named by the client has no fallback.
     let (status, _, body) = send(&s, "/v1/chat/completions", chat(&first[1], false)).await;
@@ -158,6 +201,15 @@ async fn streams_pass_through_and_fail_cleanly() {
     assert_eq!(status, StatusCode::OK, "{text}");
     assert_eq!(header(&h, "content-type"), "text/event-stream");
     assert!(text.contains("\"hel\"") && text.contains("\"lo\"") && text.ends_with("data: [DONE]\n\n"), "{text}");
+    // A stream is logged when it ends, with the usage it reported when the client asked for it.
+    let record = logged(&s, header(&h, "x-switchyard-request-id"));
+    assert!(record.stream && record.input_tokens.is_none());
+    let mut with_usage = chat("switchyard", true);
+    with_usage["stream_options"] = json!({"include_usage": true});
+    let (status, h, _) = send(&s, "/v1/chat/completions", with_usage).await;
+    assert_eq!(status, StatusCode::OK);
+    let record = logged(&s, header(&h, "x-switchyard-request-id"));
+    assert_eq!((record.input_tokens, record.output_tokens, record.status), (Some(5), Some(3), 200));
 
     // Before the first byte a failure falls back; after it the client gets an SSE error event.
     {
@@ -223,7 +275,7 @@ async fn failing_upstreams_cool_down_and_recover() {
     assert_eq!(line("switchyard_cooldowns_total"), "switchyard_cooldowns_total 1", "{text}");
     assert_eq!(line("switchyard_fallbacks_total"), "switchyard_fallbacks_total 2", "{text}");
     let served = format!(
-        "switchyard_requests_total{{endpoint=\"/v1/chat/completions\",model=\"{}\",status=\"200\"}} 3",
+        "switchyard_requests_total{{endpoint=\"/v1/chat/completions\",model=\"{}\",status=\"200\",arm=\"-\"}} 3",
         first[1]
     );
     assert!(text.contains(&served), "{text}");

@@ -17,10 +17,12 @@ use switchyard_server::{app, AppState, Config};
 use tower::ServiceExt;
 
 fn state(config: &str) -> Arc<AppState> {
-    let config = Config::parse(config, std::path::Path::new("test.toml")).unwrap();
+    // These tests are about the API, not the decision log.
+    let config = format!("{config}\n[log]\nenabled = false\n");
+    let config = Config::parse(&config, std::path::Path::new("test.toml")).unwrap();
     let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
     let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
-    Arc::new(AppState::new(router, Arc::new(encoder), config))
+    Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap())
 }
 
 async fn call(
@@ -57,7 +59,7 @@ async fn routes_prompts_and_chat_requests() {
     let (status, body) = call(&s, "POST", "/v1/route", None, post(json!({"prompt": "What is 17 * 23?"}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let model = body["model"].as_str().unwrap();
-    assert!(s.router.manifest.models.iter().any(|m| m.model == model));
+    assert!(s.routers().main.manifest.models.iter().any(|m| m.model == model));
     assert_eq!(body["models"].as_array().unwrap().len(), 15);
     assert!(body["timing_ms"]["encode"].is_number() && body["complexity"].is_number());
 

@@ -38,11 +38,12 @@ pub async fn spawn(server: &str, upstream: SocketAddr) -> ServeProcess {
     super::model_files();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let router = Router::load(&super::workspace_root().join("models/default")).unwrap();
-    let mut config = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{server}\n");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("decisions.sqlite");
+    let mut config = format!("[log]\npath = {log:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n{server}\n");
     for m in &router.manifest.models {
         config.push_str(&format!("[[models]]\nname = \"{}\"\nbase_url = \"http://{upstream}/v1\"\n", m.model));
     }
-    let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("switchyard.toml");
     std::fs::write(&config_path, config).unwrap();
     let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();

@@ -73,6 +73,11 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
             Ok::<_, std::io::Error>(axum::body::Bytes::from(format!("data: {c}\n\n")))
         };
         let mut items = vec![chunk("hel"), chunk("lo")];
+        if body["stream_options"]["include_usage"].as_bool() == Some(true) {
+            let usage = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model, "choices": [],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}});
+            items.push(Ok(axum::body::Bytes::from(format!("data: {usage}\n\n"))));
+        }
         if mode == Mode::DropMidStream {
             items.push(Err(std::io::Error::other("connection reset")));
         } else {

@@ -1,30 +1,31 @@
 //! The HTTP application: routes, handlers and the authentication layer, built apart from `main` so tests
 //! call it in-process.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
-use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use switchyard_core::{estimate_input_tokens, message_text, Knob, Policy, RouteReport, Router, Timing};
+use switchyard_core::{message_text, Knob, RouteReport, Router};
 use switchyard_encoder::{Embedding, Encoder};
+use switchyard_store::{DecisionRecord, Estimate, LogWriter, WriterOptions};
 
 use crate::config::Config;
+use crate::decide::{decide, Decided, DecisionInput, Tags};
 use crate::error::ApiError;
-use crate::gateway::RequestKnobs;
+use crate::knobs::RequestKnobs;
+use crate::routing::{load_router, ReloadReport, Routers, StartError};
+use crate::rules::Rule;
 
 /// What every handler shares.
 pub struct AppState {
-    /// The trained router.
-    pub router: Router,
     /// The prompt encoder.
     pub encoder: Arc<dyn Encoder>,
     /// The validated configuration.
@@ -37,36 +38,132 @@ pub struct AppState {
     pub health: crate::health::Health,
     /// Counters and latency histograms for `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// The config's rules, compiled, in order.
+    pub rules: Vec<Rule>,
+    /// The decision log's writer (absent when `log.enabled = false`).
+    pub log: Option<LogWriter>,
+    routers: RwLock<Arc<Routers>>,
+    reloading: Mutex<()>,
 }
 
 impl AppState {
-    /// State for a router, an encoder and a validated config.
-    pub fn new(router: Router, encoder: Arc<dyn Encoder>, config: Config) -> Self {
+    /// State for a loaded router, an encoder and a validated config: the config's default knob goes on the
+    /// router, experiment arms' routers are loaded, rules compiled, and the decision log opened.
+    pub fn new(router: Router, encoder: Arc<dyn Encoder>, config: Config) -> Result<Self, StartError> {
+        let routers = Routers::assemble(router, &config, encoder.as_ref(), 1)?;
+        let rules = config.rules.iter().filter_map(|r| Rule::new(r.clone(), &config.tiers).ok()).collect::<Vec<_>>();
+        let log = if config.log.enabled {
+            Some(LogWriter::start(&WriterOptions {
+                path: config.log.path.clone(),
+                queue_capacity: config.log.queue_capacity,
+                retention_days: (config.log.retention_days > 0).then_some(config.log.retention_days),
+            })?)
+        } else {
+            None
+        };
         let in_flight = Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency));
-        Self {
-            router,
+        Ok(Self {
             encoder,
             config,
             http: reqwest::Client::new(),
             in_flight,
             health: crate::health::Health::default(),
             metrics: crate::metrics::Metrics::default(),
+            rules,
+            log,
+            routers: RwLock::new(Arc::new(routers)),
+            reloading: Mutex::new(()),
+        })
+    }
+
+    /// The routers in service now (a request keeps the set it started with).
+    pub fn routers(&self) -> Arc<Routers> {
+        match self.routers.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// Loads the routers again from the configured folders and swaps them in. Requests in flight finish on
+    /// the routers they started with; on any error the routers in service stay.
+    pub fn reload(&self) -> Result<ReloadReport, StartError> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let generation = self.routers().generation + 1;
+        let main = load_router(&self.config.router.path, "router.path", self.encoder.as_ref())?;
+        let routers = Arc::new(Routers::assemble(main, &self.config, self.encoder.as_ref(), generation)?);
+        let report = routers.report();
+        match self.routers.write() {
+            Ok(mut r) => *r = routers,
+            Err(poisoned) => *poisoned.into_inner() = routers,
+        }
+        self.metrics.reload(generation);
+        Ok(report)
+    }
+
+    /// Hands a finished request to the decision log (dropped and counted if its queue is full).
+    pub fn log_request(&self, record: DecisionRecord) {
+        if let (Some(experiment), Some(arm)) = (&record.experiment, &record.arm) {
+            self.metrics.arm(experiment, arm, record.cost_usd.or(record.expected_cost_usd), record.fell_back());
+        }
+        if let Some(log) = &self.log {
+            log.log(record);
+        }
+    }
+
+    /// A log record for a request, with the prompt as `log.prompts` says.
+    pub(crate) fn new_record(&self, request_id: &str, endpoint: &str, prompt: &str) -> DecisionRecord {
+        let mut record = DecisionRecord {
+            request_id: request_id.to_string(),
+            ts_ms: switchyard_store::now_ms(),
+            endpoint: endpoint.to_string(),
+            messages_count: 1,
+            ..DecisionRecord::default()
+        };
+        record.set_prompt(prompt, self.config.log.prompts);
+        record
     }
 }
 
-/// Builds the application: `POST /v1/route`, `POST /v1/chat/completions`, `GET /v1/models` (behind the
-/// client keys), `GET /healthz`, `GET /readyz`, `GET /metrics`.
+/// Fills a log record from a decision.
+pub(crate) fn record_decision(record: &mut DecisionRecord, decided: &Decided) {
+    let report = &decided.report;
+    record.user.clone_from(&decided.user);
+    record.experiment = decided.arm.as_ref().map(|a| a.experiment.clone());
+    record.arm = decided.arm.as_ref().map(|a| a.arm.clone());
+    record.rule.clone_from(&decided.rule);
+    record.policy = serde_json::to_value(&report.policy).ok();
+    record.estimates = report
+        .models
+        .iter()
+        .map(|m| Estimate { model: m.model.clone(), p: m.p_success, cost_usd: m.expected_cost_usd })
+        .collect();
+    record.decided_model = Some(report.model.clone());
+    record.decision_ms = Some(report.timing_ms.encode + report.timing_ms.decide);
+}
+
+/// The decision's expected cost for `model`.
+pub(crate) fn expected_cost(record: &DecisionRecord, model: &str) -> Option<f64> {
+    record.estimates.iter().find(|e| e.model == model).map(|e| e.cost_usd)
+}
+
+/// Builds the application: `POST /v1/route`, `POST /v1/chat/completions`, `GET /v1/models`,
+/// `POST /v1/feedback` (behind the client keys), `POST /admin/reload` (behind the admin keys), `GET /healthz`,
+/// `GET /readyz`, `GET /metrics`.
 pub fn app(state: Arc<AppState>) -> axum::Router {
     let v1 = axum::Router::new()
         .route("/v1/route", post(route))
         .route("/v1/chat/completions", post(crate::gateway::chat_completions))
         .route("/v1/models", get(models))
+        .route("/v1/feedback", post(crate::feedback::feedback))
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_concurrency))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route_layer(middleware::from_fn_with_state(state.clone(), record));
+    let admin = axum::Router::new()
+        .route("/admin/reload", post(reload))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate_admin));
     axum::Router::new()
         .merge(v1)
+        .merge(admin)
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
@@ -122,21 +219,74 @@ async fn authenticate(State(state): State<Arc<AppState>>, request: Request, next
     }
 }
 
+/// Admin endpoints need one of `server.admin_keys`; without any configured they are off.
+async fn authenticate_admin(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let keys = &state.config.server.admin_keys;
+    if keys.is_empty() {
+        return ApiError {
+            status: axum::http::StatusCode::FORBIDDEN,
+            kind: "permission_error",
+            code: "admin_disabled",
+            message: "admin endpoints are off: set server.admin_keys (or send SIGHUP to reload)".into(),
+        }
+        .into_response();
+    }
+    let presented =
+        request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if presented.is_some_and(|p| keys.iter().any(|k| k == p.trim())) {
+        next.run(request).await
+    } else {
+        ApiError::unauthorized("admin endpoints need `Authorization: Bearer <one of server.admin_keys>`")
+            .into_response()
+    }
+}
+
+/// `POST /admin/reload`: loads the routers again from disk and swaps them in without dropping requests.
+async fn reload(State(state): State<Arc<AppState>>) -> Result<Json<ReloadReport>, ApiError> {
+    let worker = state.clone();
+    let result = tokio::task::spawn_blocking(move || worker.reload())
+        .await
+        .map_err(|e| ApiError::internal(format!("reload task failed: {e}")))?;
+    match result {
+        Ok(report) => {
+            tracing::info!(generation = report.generation, "router reloaded");
+            Ok(Json(report))
+        }
+        Err(e) => Err(ApiError {
+            status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            kind: "invalid_request_error",
+            code: "reload_failed",
+            message: format!("{e}; the routers in service are unchanged"),
+        }),
+    }
+}
+
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut text = state.metrics.render();
     state.health.render(&mut text);
+    if let Some(log) = &state.log {
+        crate::metrics::render_log(&mut text, log.stats());
+    }
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({"status": "ready", "models": state.router.manifest.models.len(), "encoder": state.encoder.id()}))
+    let routers = state.routers();
+    Json(json!({
+        "status": "ready",
+        "models": routers.main.manifest.models.len(),
+        "encoder": state.encoder.id(),
+        "router_generation": routers.generation,
+        "router_fingerprint": routers.main.manifest.training.fingerprint,
+    }))
 }
 
 async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
     let mut data = vec![json!({"id": "switchyard", "object": "model", "owned_by": "switchyard"})];
     data.extend(
         state
-            .router
+            .routers()
+            .main
             .manifest
             .models
             .iter()
@@ -178,17 +328,16 @@ impl RouteRequest {
         }
     }
 
-    fn policy(&self, default: &Policy, state: &AppState) -> Result<Policy, ApiError> {
+    fn knobs(&self) -> Result<RequestKnobs, ApiError> {
         if self.min_quality.is_some() && self.willingness_to_pay.is_some() {
             return Err(ApiError::invalid("conflicting_knobs", "set `min_quality` or `willingness_to_pay`, not both"));
         }
-        RequestKnobs {
+        Ok(RequestKnobs {
             knob: self.min_quality.map(Knob::MinQuality).or(self.willingness_to_pay.map(Knob::WillingnessToPay)),
             allowed: self.allowed_models.clone(),
             denied: self.denied_models.clone(),
             max_latency_ms: self.max_latency_ms,
-        }
-        .apply(default, state)
+        })
     }
 }
 
@@ -214,35 +363,60 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
         .map_err(|_| ApiError::too_large(format!("request body is larger than {limit} bytes (server.max_body_bytes)")))
 }
 
+/// The answer of `POST /v1/route`: the decision, its request id (for feedback), and what steered it.
+#[derive(serde::Serialize)]
+struct RouteResponse {
+    request_id: String,
+    #[serde(flatten)]
+    report: RouteReport,
+    rule: Option<String>,
+    experiment: Option<String>,
+    arm: Option<String>,
+}
+
 async fn route(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
-    let bytes = read_body(request.into_body(), state.config.server.max_body_bytes).await?;
-    let request: RouteRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        let code = if e.is_data() { "invalid_type" } else { "invalid_json" };
-        ApiError::invalid(code, format!("request body is not a valid route request: {e}"))
-    })?;
+    let started = Instant::now();
+    let request_id = crate::gateway::request_id();
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(body, state.config.server.max_body_bytes).await?;
+    let body: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
+    let request: RouteRequest = serde_json::from_value(body.clone())
+        .map_err(|e| ApiError::invalid("invalid_type", format!("request body is not a valid route request: {e}")))?;
     let prompt = request.prompt()?;
     let limit = state.config.server.max_prompt_chars;
     if prompt.chars().count() > limit {
         return Err(ApiError::too_large(format!("prompt is longer than {limit} characters (server.max_prompt_chars)")));
     }
-    let policy = request.policy(&state.router.manifest.default_policy, &state)?;
+    let input = DecisionInput {
+        prompt: &prompt,
+        headers: &parts.headers,
+        body: &body,
+        knobs: request.knobs()?,
+        request_id: &request_id,
+    };
+    let decided = decide(&state, input).await?;
 
-    let start = Instant::now();
-    let embedding = embed_prompt(&state, &prompt).await?;
-    let encoded = Instant::now();
-    let (prediction, decision) = state
-        .router
-        .route(&embedding.vector, estimate_input_tokens(&prompt), &policy)
-        .map_err(|e| ApiError::invalid("invalid_policy", e.to_string()))?;
-    state.metrics.decision(start.elapsed().as_secs_f64());
-    let timing =
-        Timing { encode: (encoded - start).as_secs_f64() * 1e3, decide: encoded.elapsed().as_secs_f64() * 1e3 };
-    let report = RouteReport::new(prediction, decision, policy, embedding.tokens, embedding.truncated, timing);
-    let model = report.model.clone();
-    let mut response = Json(report).into_response();
-    if let Ok(v) = HeaderValue::from_str(&model) {
-        response.headers_mut().insert("x-switchyard-model", v);
-    }
+    let mut record = state.new_record(&request_id, "route", &prompt);
+    record.messages_count = request.messages.as_ref().map_or(1, |m| m.len() as u32);
+    record_decision(&mut record, &decided);
+    record.chosen_model = Some(decided.report.model.clone());
+    record.expected_cost_usd = expected_cost(&record, &decided.report.model);
+    record.status = 200;
+    record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    state.log_request(record);
+
+    let tags = Tags::of(&decided);
+    let model = decided.report.model.clone();
+    let answer = RouteResponse {
+        request_id: request_id.clone(),
+        report: decided.report,
+        rule: tags.rule.clone(),
+        experiment: tags.experiment.clone(),
+        arm: tags.arm.clone(),
+    };
+    let mut response = Json(answer).into_response();
+    tags.put(response.headers_mut(), &request_id, Some(&model));
     Ok(response)
 }
 
@@ -261,11 +435,13 @@ pub(crate) async fn embed_prompt(state: &AppState, prompt: &str) -> Result<Embed
     Ok(embedding)
 }
 
-/// Counts every answered `/v1/*` request by endpoint, chosen model (`-` when none) and status.
+/// Counts every answered `/v1/*` request by endpoint, chosen model (`-` when none), status and experiment arm.
 async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let endpoint = request.uri().path().to_string();
     let response = next.run(request).await;
-    let model = response.headers().get("x-switchyard-model").and_then(|v| v.to_str().ok()).unwrap_or("-");
-    state.metrics.request(&endpoint, model, response.status().as_u16());
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("-");
+    let arm = format!("{}/{}", header("x-switchyard-experiment"), header("x-switchyard-arm"));
+    let arm = if arm == "-/-" { "-" } else { arm.as_str() };
+    state.metrics.request(&endpoint, header("x-switchyard-model"), response.status().as_u16(), arm);
     response
 }

@@ -3,8 +3,14 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use switchyard_core::{Catalog, Knob, ModelCard};
+use switchyard_store::PromptLogging;
+
+use crate::experiment::ExperimentConfig;
+use crate::rules::{Rule, RuleConfig};
 
 /// Everything `switchyard serve` reads from `switchyard.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -19,9 +25,48 @@ pub struct Config {
     /// Where the encoder model comes from.
     #[serde(default)]
     pub encoder: EncoderConfig,
+    /// The decision log.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Named sets of models that rules can restrict the choice to, e.g. `premium = ["gpt-4o", "o1"]`.
+    #[serde(default)]
+    pub tiers: BTreeMap<String, Vec<String>>,
+    /// Rules applied before the learned policy, in order; the first match wins.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// An A/B experiment between routers or policies.
+    pub experiment: Option<ExperimentConfig>,
     /// The model catalog (upstreams, prices); optional for routing decisions.
     #[serde(default)]
     pub models: Vec<ModelCard>,
+}
+
+/// `[log]`: the decision log (SQLite), written off the request path.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Log every routed request (needed for `/v1/feedback` and `switchyard logs`).
+    pub enabled: bool,
+    /// The SQLite file (created with its folder if missing).
+    pub path: PathBuf,
+    /// `full` keeps prompt text (export needs it); `hash` keeps only its SHA-256.
+    pub prompts: PromptLogging,
+    /// Rows waiting to be written before new ones are dropped (and counted) rather than slow requests down.
+    pub queue_capacity: usize,
+    /// Delete requests older than this many days (0: keep everything).
+    pub retention_days: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: PathBuf::from("logs/decisions.sqlite"),
+            prompts: PromptLogging::Full,
+            queue_capacity: 10_000,
+            retention_days: 30,
+        }
+    }
 }
 
 /// `[server]`.
@@ -32,6 +77,8 @@ pub struct ServerConfig {
     pub listen: String,
     /// Bearer keys clients must present on `/v1/*` (empty: no authentication).
     pub client_keys: Vec<String>,
+    /// Bearer keys for `/admin/*` (empty: the admin endpoints are off; SIGHUP still reloads).
+    pub admin_keys: Vec<String>,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
     /// Longest prompt in characters.
@@ -53,6 +100,7 @@ impl Default for ServerConfig {
         Self {
             listen: "127.0.0.1:8080".to_string(),
             client_keys: Vec::new(),
+            admin_keys: Vec::new(),
             max_body_bytes: 1 << 20,
             max_prompt_chars: 200_000,
             max_concurrency: 256,
@@ -198,6 +246,34 @@ impl Config {
         }
         if self.server.client_keys.iter().any(|k| k.trim().is_empty()) {
             return Err(invalid("server.client_keys", "must not contain empty keys".into()));
+        }
+        if self.server.admin_keys.iter().any(|k| k.trim().is_empty()) {
+            return Err(invalid("server.admin_keys", "must not contain empty keys".into()));
+        }
+        if self.log.queue_capacity == 0 {
+            return Err(invalid("log.queue_capacity", "must be at least 1".into()));
+        }
+        let known = |m: &String| self.models.is_empty() || self.models.iter().any(|c| &c.name == m);
+        for (name, models) in &self.tiers {
+            if models.is_empty() {
+                return Err(invalid("tiers", format!("tier {name:?} has no models")));
+            }
+            if let Some(m) = models.iter().find(|m| !known(m)) {
+                return Err(invalid("tiers", format!("tier {name:?} names {m:?}, which is not in [[models]]")));
+            }
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            let name = if rule.name.is_empty() { format!("#{}", i + 1) } else { format!("{:?}", rule.name) };
+            Rule::new(rule.clone(), &self.tiers).map_err(|e| invalid("rules", format!("rule {name}: {e}")))?;
+            if self.rules[..i].iter().any(|r| r.name == rule.name) {
+                return Err(invalid("rules", format!("rule {name} is defined twice")));
+            }
+            if let Some(m) = rule.then.model.as_ref().filter(|m| !known(m)) {
+                return Err(invalid("rules", format!("rule {name} sends to {m:?}, which is not in [[models]]")));
+            }
+        }
+        if let Some(e) = &self.experiment {
+            e.validate().map_err(|e| invalid("experiment", e))?;
         }
         if self.router.min_quality.is_some() && self.router.willingness_to_pay.is_some() {
             return Err(invalid("router.min_quality", "and router.willingness_to_pay are exclusive; set one".into()));

@@ -13,11 +13,14 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use serde_json::{json, Value};
-use switchyard_core::{estimate_input_tokens, Knob, ModelCard, Policy};
+use serde_json::Value;
+use switchyard_core::ModelCard;
+use switchyard_store::{Attempt, DecisionRecord};
 
-use crate::app::{embed_prompt, read_body, user_prompt, AppState};
+use crate::app::{expected_cost, read_body, record_decision, user_prompt, AppState};
+use crate::decide::{decide, DecisionInput, Tags};
 use crate::error::ApiError;
+use crate::upstream::{forward, request_tokens, Failure, Usage, UsageScanner};
 
 /// Names that ask the gateway to route.
 const ROUTED_NAMES: [&str; 2] = ["switchyard", "auto"];
@@ -25,102 +28,10 @@ const ROUTED_NAMES: [&str; 2] = ["switchyard", "auto"];
 /// Monotonic part of request ids.
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
-fn request_id() -> String {
+/// A new request id: `sy-<nanoseconds since the epoch, hex>-<counter, hex>`.
+pub(crate) fn request_id() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("sy-{nanos:x}-{:x}", REQUESTS.fetch_add(1, Ordering::Relaxed))
-}
-
-/// Per-request policy settings (from a `/v1/route` body, or a gateway request's metadata and headers).
-pub(crate) struct RequestKnobs {
-    /// The knob, if the request sets one.
-    pub knob: Option<Knob>,
-    /// Only these models, if given.
-    pub allowed: Option<Vec<String>>,
-    /// Never these models.
-    pub denied: Vec<String>,
-    /// Skip models whose recent average upstream latency is above this (milliseconds).
-    pub max_latency_ms: Option<f64>,
-}
-
-impl RequestKnobs {
-    /// `default` with these settings on top, validated. Models too slow right now for `max_latency_ms` are
-    /// denied, unless that would leave none.
-    pub fn apply(self, default: &Policy, state: &AppState) -> Result<Policy, ApiError> {
-        let mut policy = default.clone();
-        if let Some(k) = self.knob {
-            k.validate().map_err(|e| ApiError::invalid("invalid_knob", e.to_string()))?;
-            policy.knob = k;
-        }
-        if self.allowed.is_some() {
-            policy.allowed = self.allowed;
-        }
-        if !self.denied.is_empty() {
-            policy.denied = self.denied;
-        }
-        if let Some(max) = self.max_latency_ms {
-            if !max.is_finite() || max <= 0.0 {
-                return Err(ApiError::invalid("invalid_knob", format!("max_latency_ms must be > 0, got {max}")));
-            }
-            let known = &state.router.manifest.models;
-            let slow: Vec<String> =
-                state.health.slower_than(max).into_iter().filter(|m| known.iter().any(|k| &k.model == m)).collect();
-            let remaining = known
-                .iter()
-                .filter(|m| !policy.denied.contains(&m.model) && !slow.contains(&m.model))
-                .filter(|m| policy.allowed.as_ref().is_none_or(|a| a.contains(&m.model)))
-                .count();
-            if remaining > 0 {
-                policy.denied.extend(slow);
-            }
-        }
-        Ok(policy)
-    }
-}
-
-/// Knobs from the body's `metadata` or from `x-switchyard-*` headers (headers win).
-fn knobs(body: &Value, headers: &HeaderMap) -> Result<RequestKnobs, ApiError> {
-    let meta = body.get("metadata").cloned().unwrap_or(Value::Null);
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let number = |key: &str, header_name: &str| -> Result<Option<f64>, ApiError> {
-        match header(header_name) {
-            Some(v) => v
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::invalid("invalid_knob", format!("{header_name} must be a number"))),
-            None => match meta.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Number(n)) => Ok(n.as_f64()),
-                // OpenAI metadata values are strings.
-                Some(Value::String(s)) => s
-                    .trim()
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| ApiError::invalid("invalid_knob", format!("metadata.{key} must be a number"))),
-                Some(_) => Err(ApiError::invalid("invalid_knob", format!("metadata.{key} must be a number"))),
-            },
-        }
-    };
-    let list = |key: &str, header_name: &str| -> Option<Vec<String>> {
-        let split = |s: &str| s.split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
-        header(header_name).map(|h| split(&h)).or_else(|| match meta.get(key) {
-            Some(Value::String(s)) => Some(split(s)),
-            Some(Value::Array(a)) => Some(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
-            _ => None,
-        })
-    };
-    let q = number("min_quality", "x-switchyard-min-quality")?;
-    let l = number("willingness_to_pay", "x-switchyard-willingness-to-pay")?;
-    if q.is_some() && l.is_some() {
-        return Err(ApiError::invalid("conflicting_knobs", "set min_quality or willingness_to_pay, not both"));
-    }
-    let max_latency_ms = number("max_latency_ms", "x-switchyard-max-latency-ms")?;
-    Ok(RequestKnobs {
-        max_latency_ms,
-        knob: q.map(Knob::MinQuality).or(l.map(Knob::WillingnessToPay)),
-        allowed: list("allowed_models", "x-switchyard-allowed-models"),
-        denied: list("denied_models", "x-switchyard-denied-models").unwrap_or_default(),
-    })
 }
 
 fn last_user_text(body: &Value) -> Result<String, ApiError> {
@@ -138,20 +49,41 @@ fn last_user_text(body: &Value) -> Result<String, ApiError> {
     )
 }
 
+/// What a gateway request leaves behind for the decision log and the response headers.
+#[derive(Default)]
+struct Trace {
+    /// The log record, once the request got as far as a decision (a stream takes it along to its end).
+    record: Option<DecisionRecord>,
+    /// What steered the request.
+    tags: Tags,
+}
+
 /// The gateway handler.
 pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let started = Instant::now();
     let id = request_id();
-    let mut response = match handle(&state, request, &id).await {
+    let mut trace = Trace::default();
+    let mut response = match handle(&state, request, &id, &mut trace, started).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-switchyard-request-id", v);
+    let answered = response.headers().get("x-switchyard-model").and_then(|v| v.to_str().ok()).map(str::to_string);
+    trace.tags.put(response.headers_mut(), &id, answered.as_deref());
+    if let Some(mut record) = trace.record {
+        record.status = response.status().as_u16();
+        record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        state.log_request(record);
     }
     response
 }
 
-async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Response, ApiError> {
+async fn handle(
+    state: &Arc<AppState>,
+    request: Request,
+    id: &str,
+    trace: &mut Trace,
+    started: Instant,
+) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
     let bytes = read_body(request.into_body(), state.config.server.max_body_bytes).await?;
     let mut body: Value = serde_json::from_slice(&bytes)
@@ -168,17 +100,20 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
         return Err(ApiError::too_large(format!("prompt is longer than {limit} characters (server.max_prompt_chars)")));
     }
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let mut record = state.new_record(id, "chat", &prompt);
+    record.messages_count = body.get("messages").and_then(Value::as_array).map_or(0, |m| m.len() as u32);
+    record.stream = stream;
 
     let decision_start = Instant::now();
     let candidates: Vec<String> = if ROUTED_NAMES.contains(&model.as_str()) {
-        let policy = knobs(&body, &headers)?.apply(&state.router.manifest.default_policy, state)?;
-        let embedding = embed_prompt(state, &prompt).await?;
-        let (_, decision) = state
-            .router
-            .route(&embedding.vector, estimate_input_tokens(&prompt), &policy)
-            .map_err(|e| ApiError::invalid("invalid_policy", e.to_string()))?;
-        decision.ranking
+        let knobs = crate::knobs::from_request(&body, &headers)?;
+        let input = DecisionInput { prompt: &prompt, headers: &headers, body: &body, knobs, request_id: id };
+        let decided = decide(state, input).await?;
+        record_decision(&mut record, &decided);
+        trace.tags = Tags::of(&decided);
+        decided.report.ranking
     } else if state.config.models.iter().any(|m| m.name == model) {
+        record.decided_model = Some(model.clone());
         vec![model.clone()]
     } else {
         return Err(ApiError {
@@ -189,9 +124,7 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
         });
     };
     let decision_ms = decision_start.elapsed().as_secs_f64() * 1e3;
-    if ROUTED_NAMES.contains(&model.as_str()) {
-        state.metrics.decision(decision_ms / 1e3);
-    }
+    let record = trace.record.insert(record);
 
     // Models whose context window is too small for the conversation plus the requested output are skipped.
     let needed = request_tokens(&body);
@@ -223,16 +156,24 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
         body["model"] = Value::String(card.name.clone());
         let attempt_start = Instant::now();
         let result = forward(state, card, &body, stream).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(Attempt::ClientError(_)) => "client_error",
-            Err(Attempt::Retryable(_)) => "failed",
-        };
         let elapsed = attempt_start.elapsed();
+        let (outcome, status, error) = match &result {
+            Ok(f) => ("ok", Some(f.response.status().as_u16()), None),
+            Err(Failure::ClientError(r)) => ("client_error", Some(r.status().as_u16()), Some("client error".into())),
+            Err(Failure::Retryable(status, why)) => ("failed", *status, Some(why.clone())),
+        };
         state.metrics.upstream(&card.name, outcome, elapsed.as_secs_f64());
+        let latency_ms = elapsed.as_secs_f64() * 1e3;
+        record.attempts.push(Attempt { model: card.name.clone(), status, latency_ms, error });
         match result {
-            Ok(mut response) => {
+            Ok(forwarded) => {
                 state.health.success(&card.name, elapsed);
+                record.chosen_model = Some(card.name.clone());
+                record.expected_cost_usd = expected_cost(record, &card.name);
+                if let Some(usage) = forwarded.usage {
+                    count_usage(state, card, record, usage);
+                }
+                let mut response = forwarded.response;
                 let h = response.headers_mut();
                 let put = |h: &mut HeaderMap, k: &'static str, v: String| {
                     if let Ok(v) = HeaderValue::from_str(&v) {
@@ -243,15 +184,21 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
                 put(h, "x-switchyard-decision-ms", format!("{decision_ms:.3}"));
                 put(h, "x-switchyard-fallbacks", failures.len().to_string());
                 tracing::info!(request = id, model = %card.name, fallbacks = failures.len(), "forwarded");
+                if stream {
+                    // The record goes with the stream and is logged when it ends, with the usage it reported.
+                    let mut record = trace.record.take().unwrap_or_default();
+                    record.status = response.status().as_u16();
+                    response = log_at_end(state.clone(), card.clone(), record, started, response);
+                }
                 return Ok(response);
             }
-            Err(Attempt::ClientError(mut response)) => {
+            Err(Failure::ClientError(mut response)) => {
                 if let Ok(v) = HeaderValue::from_str(&card.name) {
                     response.headers_mut().insert("x-switchyard-model", v);
                 }
                 return Ok(response);
             }
-            Err(Attempt::Retryable(why)) => {
+            Err(Failure::Retryable(_, why)) => {
                 let server = &state.config.server;
                 state.metrics.fallback();
                 let cooled = state.health.failure(
@@ -276,104 +223,49 @@ async fn handle(state: &Arc<AppState>, request: Request, id: &str) -> Result<Res
     })
 }
 
-/// How one upstream call ended, when it did not succeed.
-enum Attempt {
-    /// Worth trying the next candidate.
-    Retryable(String),
-    /// The upstream rejected the request itself: pass its answer on.
-    ClientError(Response),
+/// Counts reported tokens, and their cost at catalog prices, in the metrics and the record.
+fn count_usage(state: &AppState, card: &ModelCard, record: &mut DecisionRecord, usage: Usage) {
+    let cost = card.cost_usd(usage.input as f64, usage.output as f64);
+    state.metrics.tokens(&card.name, usage.input, usage.output, cost);
+    record.input_tokens = Some(usage.input);
+    record.output_tokens = Some(usage.output);
+    record.cost_usd = Some(cost);
 }
 
-async fn forward(state: &AppState, card: &ModelCard, body: &Value, stream: bool) -> Result<Response, Attempt> {
-    let base = card.base_url.as_deref().unwrap_or_default().trim_end_matches('/');
-    let mut request = state
-        .http
-        .post(format!("{base}/chat/completions"))
-        .timeout(Duration::from_millis(state.config.server.upstream_timeout_ms))
-        .json(body);
-    if let Some(var) = &card.api_key_env {
-        if let Ok(key) = std::env::var(var) {
-            request = request.bearer_auth(key);
+/// Logs a streamed request when its stream ends (or the client goes away), with the usage it reported.
+struct StreamEnd {
+    state: Arc<AppState>,
+    card: ModelCard,
+    record: Option<DecisionRecord>,
+    scanner: UsageScanner,
+    started: Instant,
+}
+
+impl Drop for StreamEnd {
+    fn drop(&mut self) {
+        let Some(mut record) = self.record.take() else { return };
+        if let Some(usage) = self.scanner.usage {
+            count_usage(&self.state, &self.card, &mut record, usage);
         }
+        record.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        self.state.log_request(record);
     }
-    let upstream = request.send().await.map_err(|e| Attempt::Retryable(describe(&e)))?;
-    let status = upstream.status();
-    if status.is_server_error() || matches!(status.as_u16(), 402 | 408 | 429) {
-        return Err(Attempt::Retryable(format!("HTTP {}", status.as_u16())));
-    }
-    let content_type = upstream.headers().get("content-type").cloned();
-    let mut builder = Response::builder().status(status.as_u16());
-    if let Some(ct) = content_type {
-        builder = builder.header("content-type", ct);
-    }
-    if !status.is_success() {
-        let bytes = upstream.bytes().await.map_err(|e| Attempt::Retryable(describe(&e)))?;
-        // A 400 that says the account's budget or quota is spent is the upstream's problem, not the request's.
-        if status.as_u16() == 400 && budget_exhausted(&bytes) {
-            return Err(Attempt::Retryable("HTTP 400 (budget or quota exhausted)".into()));
+}
+
+fn log_at_end(
+    state: Arc<AppState>,
+    card: ModelCard,
+    record: DecisionRecord,
+    started: Instant,
+    response: Response,
+) -> Response {
+    let (parts, body) = response.into_parts();
+    let mut end = StreamEnd { state, card, record: Some(record), scanner: UsageScanner::default(), started };
+    let body = body.into_data_stream().map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            end.scanner.feed(bytes);
         }
-        return Err(Attempt::ClientError(builder.body(Body::from(bytes)).unwrap_or_default()));
-    }
-    if stream {
-        let mut chunks = upstream.bytes_stream();
-        // Wait for the first chunk: a failure before it falls back to the next model.
-        let first = match chunks.next().await {
-            Some(Ok(bytes)) => bytes,
-            Some(Err(e)) => return Err(Attempt::Retryable(describe(&e))),
-            None => return Err(Attempt::Retryable("empty stream".into())),
-        };
-        let rest = chunks.map(|item| {
-            Ok::<_, std::convert::Infallible>(match item {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    let event = json!({"error": {"message": format!("upstream stream failed: {}", describe(&e)), "type": "server_error", "code": "upstream_stream_error"}});
-                    axum::body::Bytes::from(format!("data: {event}\n\n"))
-                }
-            })
-        });
-        let body = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(first) }).chain(rest);
-        return Ok(builder.body(Body::from_stream(body)).unwrap_or_default());
-    }
-    let bytes = upstream.bytes().await.map_err(|e| Attempt::Retryable(describe(&e)))?;
-    record_usage(state, card, &bytes);
-    Ok(builder.body(Body::from(bytes)).unwrap_or_default())
-}
-
-/// Counts the tokens an upstream reports in `usage`, and their list-price cost.
-fn record_usage(state: &AppState, card: &ModelCard, body: &[u8]) {
-    let Ok(reply) = serde_json::from_slice::<Value>(body) else { return };
-    let count = |key: &str| reply.get("usage").and_then(|u| u.get(key)).and_then(Value::as_u64).unwrap_or(0);
-    let (input, output) = (count("prompt_tokens"), count("completion_tokens"));
-    if input + output > 0 {
-        let cost = card.cost_usd(input as f64, output as f64);
-        state.metrics.tokens(&card.name, input, output, cost);
-    }
-}
-
-/// Tokens a request needs: its messages' text (characters / 4) plus the requested output tokens.
-fn request_tokens(body: &Value) -> f64 {
-    let text: usize = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(|messages| messages.iter().map(|m| m.get("content").map_or(0, |c| c.to_string().len())).sum())
-        .unwrap_or(0);
-    let output =
-        ["max_completion_tokens", "max_tokens"].iter().find_map(|k| body.get(*k).and_then(Value::as_u64)).unwrap_or(0);
-    (text as f64 / switchyard_core::CHARS_PER_TOKEN).ceil() + output as f64
-}
-
-/// Whether an upstream error body says the account ran out of budget, quota or credit.
-fn budget_exhausted(body: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
-    ["insufficient_quota", "quota", "budget", "credit", "billing"].iter().any(|k| text.contains(k))
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection failed".into()
-    } else {
-        e.to_string()
-    }
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
 }

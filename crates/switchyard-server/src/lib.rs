@@ -3,30 +3,68 @@
 //! This crate owns the configuration file (`switchyard.toml`, validated at start-up), the axum application
 //! ([`app`], built apart from `main` so tests drive it in-process): routing decisions and the
 //! OpenAI-compatible gateway with its upstream calls and fallbacks, OpenAI-shaped errors, and serving with a
-//! graceful shutdown. It knows nothing of training.
+//! graceful shutdown; the rules and A/B experiments that steer decisions; the decision log's feedback
+//! endpoint; and hot reloads of the routers. It knows nothing of training.
 
 mod app;
 mod config;
+mod decide;
 mod error;
+mod experiment;
+mod feedback;
 mod gateway;
 mod health;
+mod knobs;
 mod metrics;
+mod routing;
+mod rules;
+mod upstream;
 
 use std::sync::Arc;
 
 pub use app::{app, AppState};
-pub use config::{Config, ConfigError, EncoderConfig, RouterConfig, ServerConfig};
+pub use config::{Config, ConfigError, EncoderConfig, LogConfig, RouterConfig, ServerConfig};
 pub use error::ApiError;
+pub use experiment::{ArmConfig, ExperimentConfig, StickyKey};
 pub use health::Health;
 pub use metrics::Metrics;
+pub use routing::{load_router, ReloadReport, Routers, StartError};
+pub use rules::{Action, Condition, Rule, RuleConfig};
 
-/// Serves `state` on the configured address until Ctrl-C or SIGTERM, then drains in-flight requests.
+/// Serves `state` on the configured address until Ctrl-C or SIGTERM, then drains in-flight requests and
+/// writes what the decision log still holds. SIGHUP reloads the routers from disk without dropping requests.
 pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
     let addr = state.config.listen_addr().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    let models = state.router.manifest.models.len();
+    let models = state.routers().main.manifest.models.len();
     tracing::info!("switchyard listening on http://{} ({models} models)", listener.local_addr()?);
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(state.clone()));
+    let served = axum::serve(listener, app(state.clone())).with_graceful_shutdown(shutdown_signal()).await;
+    if let Some(log) = &state.log {
+        tracing::info!("writing the decision log's queue to {}", log.path().display());
+    }
+    let flushing = state.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(log) = &flushing.log {
+            log.shutdown();
+        }
+    })
+    .await;
+    served
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(state: Arc<AppState>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    while hangups.recv().await.is_some() {
+        let worker = state.clone();
+        match tokio::task::spawn_blocking(move || worker.reload()).await {
+            Ok(Ok(report)) => tracing::info!(generation = report.generation, "SIGHUP: router reloaded"),
+            Ok(Err(e)) => tracing::error!("SIGHUP: reload failed, the routers in service stay: {e}"),
+            Err(e) => tracing::error!("SIGHUP: reload task failed: {e}"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

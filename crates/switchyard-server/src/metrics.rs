@@ -39,7 +39,13 @@ impl Histogram {
 
 #[derive(Debug, Default)]
 struct Inner {
-    requests: BTreeMap<(String, String, u16), u64>,
+    requests: BTreeMap<(String, String, u16, String), u64>,
+    rules: BTreeMap<String, u64>,
+    /// Per experiment/arm: requests, spend (observed, else expected), requests that fell back.
+    arms: BTreeMap<(String, String), (u64, f64, u64)>,
+    feedback: BTreeMap<&'static str, u64>,
+    reloads: u64,
+    generation: u64,
     upstream_calls: BTreeMap<(String, &'static str), u64>,
     fallbacks: u64,
     cooldowns: u64,
@@ -63,9 +69,39 @@ impl Metrics {
         }
     }
 
-    /// One answered request.
-    pub fn request(&self, endpoint: &str, model: &str, status: u16) {
-        self.with(|m| *m.requests.entry((endpoint.to_string(), model.to_string(), status)).or_default() += 1);
+    /// One answered request, with its experiment arm (`experiment/arm`, or `-`).
+    pub fn request(&self, endpoint: &str, model: &str, status: u16, arm: &str) {
+        self.with(|m| {
+            *m.requests.entry((endpoint.to_string(), model.to_string(), status, arm.to_string())).or_default() += 1;
+        });
+    }
+
+    /// One request a rule matched.
+    pub fn rule(&self, name: &str) {
+        self.with(|m| *m.rules.entry(name.to_string()).or_default() += 1);
+    }
+
+    /// One finished request in an experiment arm: its spend (observed, else expected) and whether it fell back.
+    pub fn arm(&self, experiment: &str, arm: &str, spend_usd: Option<f64>, fell_back: bool) {
+        self.with(|m| {
+            let a = m.arms.entry((experiment.to_string(), arm.to_string())).or_default();
+            a.0 += 1;
+            a.1 += spend_usd.unwrap_or(0.0);
+            a.2 += u64::from(fell_back);
+        });
+    }
+
+    /// Feedback stored (`recorded` or `replaced`).
+    pub fn feedback(&self, outcome: &'static str) {
+        self.with(|m| *m.feedback.entry(outcome).or_default() += 1);
+    }
+
+    /// A successful router reload, to `generation`.
+    pub fn reload(&self, generation: u64) {
+        self.with(|m| {
+            m.reloads += 1;
+            m.generation = generation;
+        });
     }
 
     /// Time spent tokenizing and embedding one prompt.
@@ -120,16 +156,65 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let Ok(m) = self.0.lock() else { return out };
-        out.push_str("# HELP switchyard_requests_total Requests answered, by endpoint, chosen model and status.\n");
+        out.push_str(
+            "# HELP switchyard_requests_total Requests answered, by endpoint, chosen model, status and experiment arm.\n",
+        );
         out.push_str("# TYPE switchyard_requests_total counter\n");
-        for ((endpoint, model, status), n) in &m.requests {
+        for ((endpoint, model, status, arm), n) in &m.requests {
             let _ = writeln!(
                 out,
-                "switchyard_requests_total{{endpoint=\"{}\",model=\"{}\",status=\"{status}\"}} {n}",
+                "switchyard_requests_total{{endpoint=\"{}\",model=\"{}\",status=\"{status}\",arm=\"{}\"}} {n}",
                 escape(endpoint),
-                escape(model)
+                escape(model),
+                escape(arm)
             );
         }
+        out.push_str("# HELP switchyard_rule_matches_total Requests a rule matched, by rule.\n");
+        out.push_str("# TYPE switchyard_rule_matches_total counter\n");
+        for (rule, n) in &m.rules {
+            let _ = writeln!(out, "switchyard_rule_matches_total{{rule=\"{}\"}} {n}", escape(rule));
+        }
+        out.push_str("# HELP switchyard_arm_requests_total Finished requests, by experiment and arm.\n");
+        out.push_str("# TYPE switchyard_arm_requests_total counter\n");
+        for ((e, a), (n, _, _)) in &m.arms {
+            let _ = writeln!(
+                out,
+                "switchyard_arm_requests_total{{experiment=\"{}\",arm=\"{}\"}} {n}",
+                escape(e),
+                escape(a)
+            );
+        }
+        out.push_str("# HELP switchyard_arm_cost_usd_total Spend (observed, else expected), by experiment and arm.\n");
+        out.push_str("# TYPE switchyard_arm_cost_usd_total counter\n");
+        for ((e, a), (_, cost, _)) in &m.arms {
+            let _ = writeln!(
+                out,
+                "switchyard_arm_cost_usd_total{{experiment=\"{}\",arm=\"{}\"}} {cost}",
+                escape(e),
+                escape(a)
+            );
+        }
+        out.push_str("# HELP switchyard_arm_fallbacks_total Requests that fell back, by experiment and arm.\n");
+        out.push_str("# TYPE switchyard_arm_fallbacks_total counter\n");
+        for ((e, a), (_, _, n)) in &m.arms {
+            let _ = writeln!(
+                out,
+                "switchyard_arm_fallbacks_total{{experiment=\"{}\",arm=\"{}\"}} {n}",
+                escape(e),
+                escape(a)
+            );
+        }
+        out.push_str("# HELP switchyard_feedback_total Feedback stored, by outcome (recorded, replaced).\n");
+        out.push_str("# TYPE switchyard_feedback_total counter\n");
+        for (outcome, n) in &m.feedback {
+            let _ = writeln!(out, "switchyard_feedback_total{{outcome=\"{outcome}\"}} {n}");
+        }
+        out.push_str("# HELP switchyard_router_reloads_total Successful router reloads.\n");
+        out.push_str("# TYPE switchyard_router_reloads_total counter\n");
+        let _ = writeln!(out, "switchyard_router_reloads_total {}", m.reloads);
+        out.push_str("# HELP switchyard_router_generation Generation of the routers in service (1 at start-up).\n");
+        out.push_str("# TYPE switchyard_router_generation gauge\n");
+        let _ = writeln!(out, "switchyard_router_generation {}", m.generation.max(1));
         out.push_str("# HELP switchyard_upstream_calls_total Upstream calls, by model and outcome.\n");
         out.push_str("# TYPE switchyard_upstream_calls_total counter\n");
         for ((model, outcome), n) in &m.upstream_calls {
@@ -180,6 +265,25 @@ impl Metrics {
     }
 }
 
+/// Appends the decision log's counters: rows written, dropped (queue full), failed, queued and pruned.
+pub fn render_log(out: &mut String, stats: &switchyard_store::WriterStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counters = [
+        ("written", "Rows committed to the decision log.", &stats.written),
+        ("dropped", "Rows dropped because the log queue was full (requests were not slowed down).", &stats.dropped),
+        ("failed", "Rows lost to failed writes (e.g. a full disk).", &stats.failed),
+        ("pruned", "Requests deleted by retention.", &stats.pruned),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP switchyard_log_rows_{name}_total {help}");
+        let _ = writeln!(out, "# TYPE switchyard_log_rows_{name}_total counter");
+        let _ = writeln!(out, "switchyard_log_rows_{name}_total {}", value.load(Relaxed));
+    }
+    out.push_str("# HELP switchyard_log_queue_rows Rows waiting to be written.\n");
+    out.push_str("# TYPE switchyard_log_queue_rows gauge\n");
+    let _ = writeln!(out, "switchyard_log_queue_rows {}", stats.queued.load(Relaxed));
+}
+
 /// Escapes a Prometheus label value.
 fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -192,14 +296,16 @@ mod tests {
     #[test]
     fn renders_counters_and_cumulative_buckets() {
         let m = Metrics::default();
-        m.request("/v1/route", "gpt-4o-mini", 200);
-        m.request("/v1/route", "gpt-4o-mini", 200);
+        m.request("/v1/route", "gpt-4o-mini", 200, "-");
+        m.request("/v1/route", "gpt-4o-mini", 200, "-");
         m.decision(0.003);
         m.decision(0.2);
         m.fallback();
         let text = m.render();
         assert!(
-            text.contains("switchyard_requests_total{endpoint=\"/v1/route\",model=\"gpt-4o-mini\",status=\"200\"} 2"),
+            text.contains(
+                "switchyard_requests_total{endpoint=\"/v1/route\",model=\"gpt-4o-mini\",status=\"200\",arm=\"-\"} 2"
+            ),
             "{text}"
         );
         assert!(text.contains("switchyard_decision_seconds_bucket{le=\"0.005\"} 1"), "{text}");

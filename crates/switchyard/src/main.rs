@@ -4,6 +4,7 @@
 mod bench_cmd;
 mod calibrate_cmd;
 mod embed;
+mod logs_cmd;
 mod route_cmd;
 mod serve_cmd;
 mod train_cmd;
@@ -66,12 +67,16 @@ enum Command {
     /// Serve routing decisions and an OpenAI-compatible gateway over HTTP.
     ///
     /// Endpoints: POST /v1/route (the decision), POST /v1/chat/completions (routes with model "switchyard" or
-    /// "auto", forwards to the chosen upstream, falls back on failure, streams), GET /v1/models, /healthz,
-    /// /readyz.
+    /// "auto", forwards to the chosen upstream, falls back on failure, streams), POST /v1/feedback, GET
+    /// /v1/models, POST /admin/reload, /healthz, /readyz, /metrics. Every routed request goes to the decision
+    /// log (SQLite); SIGHUP reloads the routers.
     ///
     /// Reads switchyard.toml (or --config), loads the router and the encoder, and logs one line when ready.
     /// Errors are OpenAI-shaped JSON. Ctrl-C or SIGTERM drains in-flight requests, then exits.
     Serve(serve_cmd::ServeArgs),
+    /// Read the decision log that `serve` writes: export scored requests as labelled logs, or summarise.
+    #[command(subcommand)]
+    Logs(logs_cmd::LogsCommand),
     /// Manage the encoder model's files.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -170,6 +175,7 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => calibrate_cmd::run(&args),
         Command::Bench(args) => bench_cmd::run(&args),
         Command::Serve(args) => serve_cmd::run(&args),
+        Command::Logs(command) => logs_cmd::run(&command),
         Command::Model(ModelCommand::Fetch(args)) => fetch_model(&args),
     };
     match result {

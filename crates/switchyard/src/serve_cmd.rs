@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use switchyard_core::Router;
-use switchyard_encoder::{Encoder, EncoderOptions, MiniLm, ModelLocator, DEFAULT_MAX_TOKENS, DEFAULT_MODEL_DIR};
-use switchyard_server::{serve, AppState, Config};
+use switchyard_encoder::{EncoderOptions, MiniLm, ModelLocator, DEFAULT_MAX_TOKENS, DEFAULT_MODEL_DIR};
+use switchyard_server::{load_router, serve, AppState, Config};
 
 /// Arguments of `switchyard serve`.
 #[derive(Debug, Args)]
@@ -63,17 +62,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("server.client_keys is empty: /v1/* accepts requests without an API key");
     }
 
-    let mut router = Router::load(&config.router.path)
-        .with_context(|| format!("cannot load router {} (router.path)", config.router.path.display()))?;
-    if let Some(knob) = config.default_knob() {
-        router.manifest.default_policy.knob = knob;
-    }
     let locator = ModelLocator::new(DEFAULT_MODEL_DIR).with_explicit_dir(config.encoder.model_dir.clone());
     let options = EncoderOptions { max_tokens: config.encoder.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS) };
     let encoder = MiniLm::from_locator(&locator, options)?;
-    router.check_encoder(encoder.id(), encoder.dim())?;
-
-    let state = Arc::new(AppState::new(router, Arc::new(encoder), config));
+    let router = load_router(&config.router.path, "router.path", &encoder)?;
+    let state = Arc::new(AppState::new(router, Arc::new(encoder), config)?);
+    if let Some(log) = &state.log {
+        tracing::info!("decision log: {}", log.path().display());
+    }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(serve(state)).context("server failed")

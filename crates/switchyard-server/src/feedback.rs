@@ -1,0 +1,123 @@
+//! `POST /v1/feedback`: a client scores the outcome of a request it made, by the request's id. Feedback for
+//! the same request again replaces the earlier score (the latest wins); the answer says which happened.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+use switchyard_store::{Feedback, FeedbackOutcome, StoreError};
+
+use crate::app::{read_body, AppState};
+use crate::error::ApiError;
+
+/// Longest comment kept, in characters.
+const MAX_COMMENT_CHARS: usize = 10_000;
+
+/// The handler.
+pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> Result<Json<Value>, ApiError> {
+    let bytes = read_body(request.into_body(), state.config.server.max_body_bytes).await?;
+    let body: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
+    let feedback = parse(&body)?;
+    if state.log.is_none() {
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "server_error",
+            code: "log_disabled",
+            message: "feedback is stored in the decision log, which is off; set log.enabled = true".into(),
+        });
+    }
+    let request_id = feedback.request_id.clone();
+    let state_for_writer = state.clone();
+    // The writer answers once every record queued before this feedback is written.
+    let outcome = tokio::task::spawn_blocking(move || match state_for_writer.log.as_ref() {
+        Some(log) => log.feedback(feedback),
+        None => Err(StoreError::WriterStopped),
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("feedback task failed: {e}")))?;
+    match outcome {
+        Ok(FeedbackOutcome::Recorded) => {
+            state.metrics.feedback("recorded");
+            Ok(Json(json!({"request_id": request_id, "status": "recorded", "updates": 1})))
+        }
+        Ok(FeedbackOutcome::Replaced(n)) => {
+            state.metrics.feedback("replaced");
+            Ok(Json(json!({"request_id": request_id, "status": "replaced", "updates": n})))
+        }
+        Err(e @ StoreError::UnknownRequest(_)) => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            kind: "invalid_request_error",
+            code: "unknown_request",
+            message: e.to_string(),
+        }),
+        Err(e @ StoreError::BadScore(_)) => Err(ApiError::invalid("invalid_score", e.to_string())),
+        Err(e @ StoreError::WriterStopped) => Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "server_error",
+            code: "shutting_down",
+            message: format!("{e}; the server is shutting down, retry against another instance"),
+        }),
+        Err(e) => Err(ApiError::internal(format!("cannot store feedback: {e}"))),
+    }
+}
+
+/// Reads and checks `{"request_id", "score", "comment"?}`.
+fn parse(body: &Value) -> Result<Feedback, ApiError> {
+    let request_id = match body.get("request_id") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                "missing_request_id",
+                "`request_id` is required: the x-switchyard-request-id header of the request you score",
+            ))
+        }
+        Some(_) => return Err(ApiError::invalid("invalid_type", "`request_id` must be a string")),
+    };
+    let score = match body.get("score") {
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid("missing_score", "`score` is required: a number in [0, 1] (1 = success)"))
+        }
+        Some(_) => return Err(ApiError::invalid("invalid_type", "`score` must be a number in [0, 1]")),
+    };
+    if !(0.0..=1.0).contains(&score) {
+        return Err(ApiError::invalid("invalid_score", format!("`score` must be in [0, 1], got {score}")));
+    }
+    let comment = match body.get("comment") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() <= MAX_COMMENT_CHARS => Some(s.clone()),
+        Some(Value::String(_)) => {
+            return Err(ApiError::too_large(format!("`comment` is longer than {MAX_COMMENT_CHARS} characters")))
+        }
+        Some(_) => return Err(ApiError::invalid("invalid_type", "`comment` must be a string")),
+    };
+    Ok(Feedback { request_id, score, comment, ts_ms: switchyard_store::now_ms() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_checked_field_by_field() {
+        let ok = parse(&json!({"request_id": "sy-1", "score": 1, "comment": "great"})).unwrap();
+        assert_eq!((ok.request_id.as_str(), ok.score, ok.comment.as_deref()), ("sy-1", 1.0, Some("great")));
+        let cases = [
+            (json!({"score": 1}), "missing_request_id"),
+            (json!({"request_id": "", "score": 1}), "missing_request_id"),
+            (json!({"request_id": 5, "score": 1}), "invalid_type"),
+            (json!({"request_id": "a"}), "missing_score"),
+            (json!({"request_id": "a", "score": "high"}), "invalid_type"),
+            (json!({"request_id": "a", "score": 1.5}), "invalid_score"),
+            (json!({"request_id": "a", "score": -0.1}), "invalid_score"),
+            (json!({"request_id": "a", "score": 0.5, "comment": 3}), "invalid_type"),
+            (json!({"request_id": "a", "score": 0.5, "comment": "x".repeat(10_001)}), "request_too_large"),
+        ];
+        for (body, code) in cases {
+            assert_eq!(parse(&body).unwrap_err().code, code, "{body}");
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! `switchyard logs`: the decision log the server writes, exported as labelled logs or summarised.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use switchyard_server::{Config, LogConfig};
+use switchyard_store::{export, now_ms, parse_since, stats, Store};
+
+/// `switchyard logs ...`.
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Write logged requests that have feedback as labelled logs (the input of `switchyard train`).
+    ///
+    /// One JSON line per request: prompt, model (the one that answered), score (the feedback), observed
+    /// cost and tokens, latency, and the request id, arm and rule. Requests without feedback, whose prompt
+    /// was logged as a hash only, or that no model answered are left out and counted.
+    Export(ExportArgs),
+    /// Summarise traffic, spend, fallbacks and feedback by model and by experiment arm (95% intervals).
+    Stats(StatsArgs),
+}
+
+/// Which decision log, and from when.
+#[derive(Debug, Args)]
+pub struct Source {
+    /// The decision log (SQLite). Default: log.path of --config, else of ./switchyard.toml, else
+    /// logs/decisions.sqlite.
+    #[arg(long, value_name = "FILE")]
+    db: Option<PathBuf>,
+
+    /// The server's config, to find log.path.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Only requests since then: a duration back from now (30m, 24h, 7d), a date (2026-11-01) or a UTC time
+    /// (2026-11-01T12:00:00Z).
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+}
+
+/// Arguments of `logs export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    source: Source,
+
+    /// The labelled-log file to write (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+/// Arguments of `logs stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    source: Source,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Source {
+    fn open(&self) -> anyhow::Result<(Store, i64)> {
+        let path = match (&self.db, &self.config) {
+            (Some(db), _) => db.clone(),
+            (None, Some(config)) => Config::load(config)?.log.path,
+            (None, None) if Path::new("switchyard.toml").is_file() => {
+                Config::load(Path::new("switchyard.toml"))?.log.path
+            }
+            (None, None) => LogConfig::default().path,
+        };
+        if !path.is_file() {
+            anyhow::bail!(
+                "no decision log at {}: start `switchyard serve` (with log.enabled = true) first, or pass --db",
+                path.display()
+            );
+        }
+        let store = Store::open(&path)?;
+        let since = self.since.as_deref().map(|s| parse_since(s, now_ms())).transpose().map_err(anyhow::Error::msg)?;
+        Ok((store, since.unwrap_or(i64::MIN)))
+    }
+}
+
+/// Runs `switchyard logs`.
+pub fn run(command: &LogsCommand) -> anyhow::Result<()> {
+    match command {
+        LogsCommand::Export(args) => {
+            let (store, since) = args.source.open()?;
+            let summary = if args.out.as_os_str() == "-" {
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::new(stdout.lock());
+                let summary = export(&store, since, &mut out)?;
+                out.flush()?;
+                summary
+            } else {
+                // Written beside the target and renamed, so a failed export never leaves half a file.
+                let tmp = args.out.with_extension("jsonl.partial");
+                let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+                let mut out = std::io::BufWriter::new(file);
+                let summary = export(&store, since, &mut out)?;
+                out.flush().with_context(|| format!("cannot write {}", tmp.display()))?;
+                drop(out);
+                std::fs::rename(&tmp, &args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
+                summary
+            };
+            eprintln!("{summary}");
+            if summary.written == 0 {
+                eprintln!("nothing to train on yet: send feedback with POST /v1/feedback");
+            }
+            Ok(())
+        }
+        LogsCommand::Stats(args) => {
+            let (store, since) = args.source.open()?;
+            let s = stats(&store, since)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{s}");
+            }
+            Ok(())
+        }
+    }
+}
