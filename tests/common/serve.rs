@@ -14,7 +14,7 @@ pub struct ServeProcess {
     pub child: Child,
     /// Its base URL, e.g. `http://127.0.0.1:PORT`.
     pub base: String,
-    /// Holds the config file and the server's log.
+    /// Holds the config file, the server's log and its decision log (`decisions.sqlite`).
     pub dir: tempfile::TempDir,
 }
 
@@ -35,12 +35,17 @@ impl Drop for ServeProcess {
 /// Starts `switchyard serve` with `server` (lines of the `[server]` table) and every model of the default
 /// router at `upstream`, and waits until `/healthz` answers.
 pub async fn spawn(server: &str, upstream: SocketAddr) -> ServeProcess {
+    spawn_with(server, "", upstream).await
+}
+
+/// As [`spawn`], with more config tables (e.g. `[router]`) after `[server]`.
+pub async fn spawn_with(server: &str, tables: &str, upstream: SocketAddr) -> ServeProcess {
     super::model_files();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let router = Router::load(&super::workspace_root().join("models/default")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("decisions.sqlite");
-    let mut config = format!("[log]\npath = {log:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n{server}\n");
+    let mut config = format!("[log]\npath = {log:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n{server}\n{tables}\n");
     for m in &router.manifest.models {
         config.push_str(&format!("[[models]]\nname = \"{}\"\nbase_url = \"http://{upstream}/v1\"\n", m.model));
     }

@@ -329,6 +329,13 @@ mod tests {
     }
 
     #[test]
+    fn the_bundled_config_is_the_defaults() {
+        let bundled = parse(include_str!("../../../switchyard.toml")).unwrap();
+        assert_eq!(bundled, parse("").unwrap());
+        assert!(bundled.log.enabled && bundled.rules.is_empty() && bundled.experiment.is_none());
+    }
+
+    #[test]
     fn overrides_from_flags_and_environment() {
         let env = Config::env_overrides(
             [("SWITCHYARD__SERVER__MAX_ATTEMPTS".to_string(), "5".to_string()), ("HOME".into(), "/root".into())]
@@ -360,6 +367,18 @@ mod tests {
             ("[encoder]\nmax_tokens = 1000\n", "encoder.max_tokens"),
             ("[server]\nclient_keys = \"abc\"\n", "invalid type"),
             ("[[models]]\nname = \"a\"\ninput_usd_per_mtok = -1\n", "input_usd_per_mtok"),
+            ("[log]\nqueue_capacity = 0\n", "log.queue_capacity"),
+            ("[log]\nprompts = \"some\"\n", "unknown variant `some`"),
+            ("[tiers]\ncheap = []\n", "tier \"cheap\" has no models"),
+            ("[[models]]\nname = \"a\"\n[tiers]\ncheap = [\"b\"]\n", "names \"b\", which is not in [[models]]"),
+            ("[[rules]]\nname = \"r\"\nwhen = { regex = \"(\" }\nthen = { model = \"a\" }\n", "rule \"r\": when.regex"),
+            (
+                "[[rules]]\nname = \"r\"\nwhen = { min_chars = 1 }\nthen = { model = \"a\" }\n\
+                 [[rules]]\nname = \"r\"\nwhen = { min_chars = 2 }\nthen = { model = \"a\" }\n",
+                "defined twice",
+            ),
+            ("[experiment]\nname = \"e\"\narms = [{ name = \"a\", weight = 1 }]\n", "at least two"),
+            ("[experiment]\nname = \"e\"\nkey = \"device\"\narms = []\n", "unknown variant `device`"),
         ];
         for (text, needle) in cases {
             let err = parse(text).unwrap_err().to_string();
