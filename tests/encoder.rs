@@ -59,7 +59,7 @@ fn a_text_in_a_batch_equals_the_text_alone() {
 
 #[test]
 fn truncation_is_applied_and_reported() {
-    let short = MiniLm::load(model_files(), EncoderOptions { max_tokens: 16 }).unwrap();
+    let short = MiniLm::load(model_files(), EncoderOptions::with_max_tokens(16)).unwrap();
     let text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen";
     let cut = short.embed_batch(&[text, "hi"]).unwrap();
     assert_eq!((cut[0].tokens, cut[0].truncated), (16, true));
@@ -78,7 +78,7 @@ fn truncation_is_applied_and_reported() {
 #[test]
 fn max_tokens_is_validated() {
     for bad in [0, 1, 513] {
-        let err = MiniLm::load(model_files(), EncoderOptions { max_tokens: bad }).unwrap_err();
+        let err = MiniLm::load(model_files(), EncoderOptions::with_max_tokens(bad)).unwrap_err();
         assert!(matches!(err, EncoderError::InvalidOption(_)), "{bad}: {err}");
     }
 }
@@ -107,5 +107,45 @@ fn huge_texts_tokenize_exactly_like_whole_texts() {
         let got = tok.encode(text).unwrap();
         assert_eq!(got.ids, expected, "text starting {:?}", text.chars().take(20).collect::<String>());
         assert_eq!(got.truncated, ids.len() > 64);
+    }
+}
+
+/// Token-id sequences of `len` tokens ([CLS] … [SEP]) with varied ids, deterministic.
+fn sequence(len: usize, seed: u32) -> switchyard_encoder::TokenizedText {
+    let mut ids = vec![101u32];
+    ids.extend((1..len.saturating_sub(1)).map(|i| 1000 + (i as u32 * 7919 + seed * 104_729) % 28_000));
+    if len > 1 {
+        ids.push(102);
+    }
+    switchyard_encoder::TokenizedText { ids, truncated: false }
+}
+
+#[test]
+fn the_fast_backend_matches_stock_candle_at_every_length_batch_and_thread_count() {
+    use switchyard_encoder::Backend;
+    let options = |backend, threads| EncoderOptions { max_tokens: 512, backend, threads };
+    let stock = MiniLm::load(model_files(), options(Backend::Candle, None)).unwrap();
+    let lengths = [1, 2, 3, 7, 16, 33, 64, 127, 128, 255, 256, 511, 512];
+    let singles: Vec<_> = lengths.iter().enumerate().map(|(i, &n)| sequence(n, i as u32)).collect();
+    let want: Vec<Vec<f32>> =
+        singles.iter().map(|s| stock.embed_tokenized(std::slice::from_ref(s)).unwrap().remove(0)).collect();
+    // A batch of mixed lengths large enough to split by rows across threads, and a small one split by panels.
+    let mixed: Vec<_> = (0..40).map(|i| sequence(5 + (i * 13) % 60, 100 + i as u32)).collect();
+    let mixed_want: Vec<Vec<f32>> =
+        mixed.iter().map(|s| stock.embed_tokenized(std::slice::from_ref(s)).unwrap().remove(0)).collect();
+    for threads in [1, 2, 3] {
+        let fast = MiniLm::load(model_files(), options(Backend::Fast, Some(threads))).unwrap();
+        for (s, w) in singles.iter().zip(&want) {
+            let got = fast.embed_tokenized(std::slice::from_ref(s)).unwrap().remove(0);
+            let diff = max_abs_diff(&got, w);
+            assert!(diff <= 1e-4, "{threads} threads, {} tokens: max abs diff {diff}", s.ids.len());
+        }
+        let all = fast.embed_tokenized(&singles).unwrap();
+        for (got, w) in all.iter().zip(&want) {
+            assert!(max_abs_diff(got, w) <= 1e-4, "{threads} threads, lengths 1 to 512 in one batch");
+        }
+        for (got, w) in fast.embed_tokenized(&mixed).unwrap().iter().zip(&mixed_want) {
+            assert!(max_abs_diff(got, w) <= 1e-4, "{threads} threads, batch of 40 mixed lengths");
+        }
     }
 }

@@ -2,9 +2,10 @@
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::{BertModel, Config, HiddenAct};
 
 use crate::error::{EncoderError, Result};
+use crate::fast::{FastBert, Shape};
 use crate::files::{ModelFiles, MODEL_ID, WEIGHTS_SHA256};
 use crate::locate::ModelLocator;
 use crate::tokenize::{PromptTokenizer, TokenizedText};
@@ -13,23 +14,59 @@ use crate::{Embedding, EncodeTiming, Encoder};
 /// The default truncation point, in tokens (special tokens included).
 pub const DEFAULT_MAX_TOKENS: usize = 256;
 
-/// Settings of the encoder that change its output.
+/// Settings of the encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncoderOptions {
     /// Texts longer than this many tokens (special tokens included) are truncated; at most the model's
     /// position limit (512 for MiniLM).
     pub max_tokens: usize,
+    /// Which implementation of the forward pass runs (both give the same embeddings to within 1e-5).
+    pub backend: Backend,
+    /// Threads of the fast backend (default: `RAYON_NUM_THREADS` if set, else every core).
+    pub threads: Option<usize>,
+}
+
+/// `RAYON_NUM_THREADS` (which `--threads` sets) if set, else the number of cores.
+fn default_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 impl Default for EncoderOptions {
     fn default() -> Self {
-        Self { max_tokens: DEFAULT_MAX_TOKENS }
+        Self { max_tokens: DEFAULT_MAX_TOKENS, backend: Backend::Fast, threads: None }
     }
+}
+
+impl EncoderOptions {
+    /// The defaults with this truncation point.
+    pub fn with_max_tokens(max_tokens: usize) -> Self {
+        Self { max_tokens, ..Self::default() }
+    }
+}
+
+/// The implementation of the BERT forward pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// switchyard's own CPU path: packed weights, fused QKV, no padding (the default).
+    #[default]
+    Fast,
+    /// candle-transformers' stock `BertModel` (the reference the fast path is checked and benchmarked
+    /// against).
+    Candle,
+}
+
+enum Engine {
+    Fast(FastBert),
+    Candle(Box<BertModel>),
 }
 
 /// The sentence-transformers all-MiniLM-L6-v2 encoder (f32, CPU), producing 384-d unit vectors.
 pub struct MiniLm {
-    bert: BertModel,
+    engine: Engine,
     tokenizer: PromptTokenizer,
     device: Device,
     dim: usize,
@@ -68,11 +105,44 @@ impl MiniLm {
         let tokenizer = PromptTokenizer::from_file(&files.tokenizer, options.max_tokens, &files.fix)?;
         let weights = files.read_verified_weights()?;
         let device = Device::Cpu;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
-            .map_err(|e| invalid(&files.weights, e.to_string()))?;
-        let bert = BertModel::load(vb, &config).map_err(|e| invalid(&files.weights, e.to_string()))?;
+        let engine = match options.backend {
+            Backend::Fast => {
+                if config.hidden_act != HiddenAct::Gelu {
+                    return Err(invalid(
+                        &files.config,
+                        "the fast encoder implements BERT with exact GELU only; use the candle backend".into(),
+                    ));
+                }
+                let shape = Shape {
+                    hidden: config.hidden_size,
+                    heads: config.num_attention_heads,
+                    intermediate: config.intermediate_size,
+                    layers: config.num_hidden_layers,
+                    vocab: config.vocab_size,
+                    positions: config.max_position_embeddings,
+                    eps: config.layer_norm_eps as f32,
+                };
+                let threads = options.threads.unwrap_or_else(default_threads);
+                Engine::Fast(
+                    FastBert::from_safetensors(&weights, shape, threads).map_err(|e| invalid(&files.weights, e))?,
+                )
+            }
+            Backend::Candle => {
+                let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+                    .map_err(|e| invalid(&files.weights, e.to_string()))?;
+                Engine::Candle(Box::new(
+                    BertModel::load(vb, &config).map_err(|e| invalid(&files.weights, e.to_string()))?,
+                ))
+            }
+        };
         tracing::debug!(source = %files.source, weights = %files.weights.display(), "encoder loaded");
-        Ok(Self { bert, tokenizer, device, dim: config.hidden_size, id: format!("{MODEL_ID}@sha256:{WEIGHTS_SHA256}") })
+        Ok(Self {
+            engine,
+            tokenizer,
+            device,
+            dim: config.hidden_size,
+            id: format!("{MODEL_ID}@sha256:{WEIGHTS_SHA256}"),
+        })
     }
 
     /// The tokenizer this encoder uses (with its truncation setting).
@@ -80,8 +150,19 @@ impl MiniLm {
         &self.tokenizer
     }
 
-    /// Runs one forward pass over already tokenized texts, padding to the longest in the batch.
+    /// Runs one forward pass over already tokenized texts.
     pub fn embed_tokenized(&self, batch: &[TokenizedText]) -> Result<Vec<Vec<f32>>> {
+        match &self.engine {
+            Engine::Fast(bert) => {
+                let ids: Vec<&[u32]> = batch.iter().map(|t| t.ids.as_slice()).collect();
+                bert.embed(&ids).map_err(EncoderError::InvalidOption)
+            }
+            Engine::Candle(bert) => self.embed_candle(bert, batch),
+        }
+    }
+
+    /// The stock candle path: pad to the longest text, mask, forward, pool.
+    fn embed_candle(&self, bert: &BertModel, batch: &[TokenizedText]) -> Result<Vec<Vec<f32>>> {
         let Some(longest) = batch.iter().map(|t| t.ids.len()).max() else {
             return Ok(Vec::new());
         };
@@ -98,7 +179,7 @@ impl MiniLm {
         let ids = Tensor::from_vec(ids, shape, &self.device)?;
         let mask = Tensor::from_vec(mask, shape, &self.device)?;
         let type_ids = ids.zeros_like()?;
-        let hidden = self.bert.forward(&ids, &type_ids, Some(&mask))?;
+        let hidden = bert.forward(&ids, &type_ids, Some(&mask))?;
         Ok(pool_and_normalize(&hidden, &mask)?.to_vec2::<f32>()?)
     }
 }

@@ -151,7 +151,7 @@ impl ModelArgs {
     }
 
     fn options(&self) -> EncoderOptions {
-        EncoderOptions { max_tokens: self.max_tokens }
+        EncoderOptions::with_max_tokens(self.max_tokens)
     }
 }
 

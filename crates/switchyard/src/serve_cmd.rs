@@ -63,7 +63,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
 
     let locator = ModelLocator::new(DEFAULT_MODEL_DIR).with_explicit_dir(config.encoder.model_dir.clone());
-    let options = EncoderOptions { max_tokens: config.encoder.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS) };
+    let options = EncoderOptions::with_max_tokens(config.encoder.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS));
     let encoder = MiniLm::from_locator(&locator, options)?;
     let router = load_router(&config.router.path, "router.path", &encoder)?;
     let state = Arc::new(AppState::new(router, Arc::new(encoder), config)?);

@@ -1,0 +1,406 @@
+//! The numeric kernels of the fast encoder: a matrix multiply against weights packed at load time, GELU,
+//! layer norm, softmax attention. Each kernel is written once as portable Rust and compiled twice: for the
+//! baseline CPU, and with AVX2 and FMA enabled, chosen at run time. This module holds the workspace's only
+//! `unsafe`: the call into the AVX2 build after the CPU has been checked to support it.
+#![allow(unsafe_code)]
+
+/// Columns of one packed weight panel (two AVX registers).
+pub const PANEL: usize = 16;
+/// Rows of the input processed together by the matmul kernel.
+pub const ROWS: usize = 4;
+
+/// Whether this CPU runs the AVX2 + FMA builds (checked once; `std` caches the answer).
+#[inline]
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Defines `pub fn $name(args)` that runs `$body::<true>` (compiled with AVX2 and FMA) when the CPU has them,
+/// else `$body::<false>` (baseline build, no fused multiply-add).
+macro_rules! multiversion {
+    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn with_avx2($($arg: $ty),*) {
+                    $body::<true>($($arg),*)
+                }
+                if has_avx2_fma() {
+                    // SAFETY: `with_avx2` only needs AVX2 and FMA, and the CPU was just checked to have both.
+                    return unsafe { with_avx2($($arg),*) };
+                }
+            }
+            $body::<false>($($arg),*)
+        }
+    };
+}
+
+/// `a * b + c`, fused when the build has FMA (a fused multiply-add without hardware support is a slow
+/// library call, so the baseline build multiplies and adds).
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+multiversion! {
+    /// `x · W + b` for the panels `panels` of a weight packed by [`pack_panels`], appended to `out` panel by
+    /// panel: `out[p][r][j] = bias[p*16 + j] + Σ_k a[r][k] · w[k][p*16 + j]`. `a` holds `rows` rows of `k`
+    /// values, packed by [`pack_rows`].
+    pub fn matmul_panels(a: &[f32], rows: usize, k: usize, panels: &[f32], bias: &[f32], out: &mut Vec<f32>) => matmul_impl
+}
+
+#[inline(always)]
+fn matmul_impl<const FMA: bool>(a: &[f32], rows: usize, k: usize, panels: &[f32], bias: &[f32], out: &mut Vec<f32>) {
+    let blocks = rows.div_ceil(ROWS);
+    let (all, _) = panels.as_chunks::<PANEL>();
+    let count = all.len() / k.max(1);
+    out.reserve(count * rows * PANEL);
+    for (p, bias) in bias.chunks_exact(PANEL).enumerate().take(count) {
+        let panel = &all[p * k..(p + 1) * k];
+        let Ok(bias) = <&[f32; PANEL]>::try_from(bias) else { return };
+        for block in 0..blocks {
+            let Some(packed) = a.get(block * k * ROWS..(block + 1) * k * ROWS) else { return };
+            let (packed, _) = packed.as_chunks::<ROWS>();
+            let acc = row_block::<FMA>(packed, panel, bias);
+            let valid = (rows - block * ROWS).min(ROWS);
+            for acc in acc.iter().take(valid) {
+                out.extend_from_slice(acc);
+            }
+        }
+    }
+}
+
+/// Row-major `rows × (16 · panels)` from panel-major parts (each `[panel][row][16]`, in column order).
+pub fn panels_to_rows(parts: &[Vec<f32>], rows: usize) -> Vec<f32> {
+    let total: usize = parts.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(total);
+    for r in 0..rows {
+        for part in parts {
+            for panel in part.chunks_exact(rows * PANEL) {
+                out.extend_from_slice(&panel[r * PANEL..(r + 1) * PANEL]);
+            }
+        }
+    }
+    out
+}
+
+/// One block of [`ROWS`] rows times one panel.
+#[inline(always)]
+fn row_block<const FMA: bool>(
+    packed: &[[f32; ROWS]],
+    panel: &[[f32; PANEL]],
+    bias: &[f32; PANEL],
+) -> [[f32; PANEL]; ROWS] {
+    let mut acc = [*bias; ROWS];
+    for (x, w) in packed.iter().zip(panel) {
+        for r in 0..ROWS {
+            for j in 0..PANEL {
+                acc[r][j] = madd::<FMA>(x[r], w[j], acc[r][j]);
+            }
+        }
+    }
+    acc
+}
+
+/// Packs a `[out][in]` weight (PyTorch's `Linear` layout) into panels of 16 output columns: panel `p` holds
+/// `w[k][p*16 + j]` at `p*in*16 + k*16 + j`, so the kernel reads each panel front to back.
+pub fn pack_panels(weight: &[f32], outputs: usize, inputs: usize) -> Vec<f32> {
+    let mut packed = vec![0f32; outputs.div_ceil(PANEL) * PANEL * inputs];
+    for o in 0..outputs {
+        let (p, j) = (o / PANEL, o % PANEL);
+        for i in 0..inputs {
+            packed[p * inputs * PANEL + i * PANEL + j] = weight[o * inputs + i];
+        }
+    }
+    packed
+}
+
+/// Packs `rows` rows of `k` values (row-major, `stride` apart) in blocks of [`ROWS`] interleaved by column:
+/// block `b` holds `a[b*4 + r][k]` at `b*k*4 + k*4 + r`; missing rows of the last block are zero.
+pub fn pack_rows(a: &[f32], rows: usize, k: usize, stride: usize, packed: &mut Vec<f32>) {
+    packed.clear();
+    packed.resize(rows.div_ceil(ROWS) * ROWS * k, 0.0);
+    for r in 0..rows {
+        let (b, lane) = (r / ROWS, r % ROWS);
+        let row = &a[r * stride..r * stride + k];
+        for (i, &x) in row.iter().enumerate() {
+            packed[b * k * ROWS + i * ROWS + lane] = x;
+        }
+    }
+}
+
+/// `e^x` to about 2 ulp for x in [-87, 88] (Cody–Waite range reduction and a degree-6 polynomial), written
+/// without branches so loops over it vectorise.
+#[inline(always)]
+fn exp<const FMA: bool>(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer.
+    let x = x.clamp(-87.0, 88.0);
+    let n = madd::<FMA>(x, LOG2E, ROUND) - ROUND;
+    let r = madd::<FMA>(-n, LN2_LO, madd::<FMA>(-n, LN2_HI, x));
+    let mut p = 1.987_569_1e-4;
+    p = madd::<FMA>(p, r, 1.398_199_9e-3);
+    p = madd::<FMA>(p, r, 8.333_452e-3);
+    p = madd::<FMA>(p, r, 4.166_579_6e-2);
+    p = madd::<FMA>(p, r, 1.666_666_5e-1);
+    p = madd::<FMA>(p, r, 0.5);
+    p = madd::<FMA>(p, r * r, r) + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    p * scale
+}
+
+/// erf(x) to about 1.5e-7 (Abramowitz and Stegun 7.1.26), branch-free.
+#[inline(always)]
+fn erf<const FMA: bool>(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / madd::<FMA>(0.327_591_1, a, 1.0);
+    let mut poly = 1.061_405_4;
+    poly = madd::<FMA>(poly, t, -1.453_152_1);
+    poly = madd::<FMA>(poly, t, 1.421_413_8);
+    poly = madd::<FMA>(poly, t, -0.284_496_74);
+    poly = madd::<FMA>(poly, t, 0.254_829_6);
+    let y = 1.0 - poly * t * exp::<FMA>(-a * a);
+    y.copysign(x)
+}
+
+multiversion! {
+    /// GELU with the exact (erf) form BERT uses: `x · (1 + erf(x / √2)) / 2`, in place.
+    pub fn gelu(xs: &mut [f32]) => gelu_impl
+}
+
+#[inline(always)]
+fn gelu_impl<const FMA: bool>(xs: &mut [f32]) {
+    for x in xs {
+        *x = 0.5 * *x * (1.0 + erf::<FMA>(*x * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+multiversion! {
+    /// `x = LayerNorm(x + residual)` row by row (rows of `gamma.len()` values).
+    pub fn add_layer_norm(x: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32) => add_layer_norm_impl
+}
+
+#[inline(always)]
+fn add_layer_norm_impl<const FMA: bool>(x: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let width = gamma.len();
+    for (row, res) in x.chunks_exact_mut(width).zip(residual.chunks_exact(width)) {
+        for (v, r) in row.iter_mut().zip(res) {
+            *v += r;
+        }
+        normalize_row::<FMA>(row, gamma, beta, eps);
+    }
+}
+
+multiversion! {
+    /// `x = LayerNorm(x)` row by row (rows of `gamma.len()` values).
+    pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) => layer_norm_impl
+}
+
+#[inline(always)]
+fn layer_norm_impl<const FMA: bool>(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    for row in x.chunks_exact_mut(gamma.len()) {
+        normalize_row::<FMA>(row, gamma, beta, eps);
+    }
+}
+
+#[inline(always)]
+fn normalize_row<const FMA: bool>(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let n = row.len() as f32;
+    let mean = sum8(row) / n;
+    let mut var = [0f32; 8];
+    let (chunks, rest) = row.as_chunks::<8>();
+    for c in chunks {
+        for j in 0..8 {
+            let d = c[j] - mean;
+            var[j] = madd::<FMA>(d, d, var[j]);
+        }
+    }
+    let tail: f32 = rest.iter().map(|v| (v - mean) * (v - mean)).sum();
+    let inv = 1.0 / ((var.iter().sum::<f32>() + tail) / n + eps).sqrt();
+    for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+        *v = madd::<FMA>((*v - mean) * inv, *g, *b);
+    }
+}
+
+/// A sum in eight lanes (vectorises; the order differs from a plain left-to-right sum).
+#[inline(always)]
+fn sum8(xs: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (chunks, rest) = xs.as_chunks::<8>();
+    for c in chunks {
+        for j in 0..8 {
+            lanes[j] += c[j];
+        }
+    }
+    lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+multiversion! {
+    /// Scaled dot-product attention of one head over one sequence: `qkv` holds the sequence's rows of
+    /// `[q | k | v]`; `out` receives `head.seq` rows of the head's context. `scratch` is reused memory.
+    pub fn attention(qkv: &[f32], head: Head, scratch: &mut Vec<f32>, out: &mut [f32]) => attention_impl
+}
+
+/// Where one head's slices sit in a sequence's fused `[q | k | v]` rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Head {
+    /// Values per row (3 × hidden).
+    pub row: usize,
+    /// Hidden size (the distance from q to k, and from k to v).
+    pub hidden: usize,
+    /// The head's first column within q (and k, and v).
+    pub offset: usize,
+    /// Tokens in the sequence.
+    pub seq: usize,
+    /// 1 / √(head width).
+    pub scale: f32,
+}
+
+#[inline(always)]
+fn attention_impl<const FMA: bool>(qkv: &[f32], head: Head, scratch: &mut Vec<f32>, out: &mut [f32]) {
+    let Head { row, hidden, offset, seq, scale } = head;
+    let width = out.len() / seq.max(1);
+    // Keys transposed (width × seq), so each query's scores are computed across keys in vector lanes.
+    scratch.clear();
+    scratch.resize(width * seq + seq, 0.0);
+    let (keys, scores) = scratch.split_at_mut(width * seq);
+    let slice = |i: usize, part: usize| {
+        let start = i * row + part * hidden + offset;
+        &qkv[start..start + width]
+    };
+    for j in 0..seq {
+        for (d, &v) in slice(j, 1).iter().enumerate() {
+            keys[d * seq + j] = v;
+        }
+    }
+    for (i, ctx) in out.chunks_exact_mut(width).enumerate() {
+        scores.fill(0.0);
+        for (&q, column) in slice(i, 0).iter().zip(keys.chunks_exact(seq)) {
+            let q = q * scale;
+            for (s, &k) in scores.iter_mut().zip(column) {
+                *s = madd::<FMA>(q, k, *s);
+            }
+        }
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for s in scores.iter_mut() {
+            *s = exp::<FMA>(*s - max);
+        }
+        let inv = 1.0 / sum8(scores);
+        ctx.fill(0.0);
+        for (j, &s) in scores.iter().enumerate() {
+            let p = s * inv;
+            for (c, v) in ctx.iter_mut().zip(slice(j, 2)) {
+                *c = madd::<FMA>(p, *v, *c);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_and_erf_are_accurate() {
+        for i in -2000..=2000 {
+            let x = i as f32 / 50.0;
+            let (e, want) = (exp::<false>(x), (x as f64).exp());
+            assert!(((e as f64 - want) / want).abs() < 4e-7, "exp({x}) = {e}, want {want}");
+            let e = exp::<true>(x);
+            assert!(((e as f64 - want) / want).abs() < 4e-7, "fused exp({x}) = {e}, want {want}");
+        }
+        // erf at known points (Abramowitz and Stegun table 7.1).
+        for (x, want) in [(0.0f32, 0.0f64), (0.5, 0.520_499_877_8), (1.0, 0.842_700_792_9), (2.0, 0.995_322_265)] {
+            assert!((erf::<false>(x) as f64 - want).abs() < 3e-7, "erf({x})");
+            assert!((erf::<false>(-x) as f64 + want).abs() < 3e-7, "erf(-{x})");
+        }
+    }
+
+    #[test]
+    fn matmul_matches_a_plain_triple_loop() {
+        // 7 rows (a partial row block), 40 inputs, 48 outputs (three panels).
+        let (m, k, n) = (7, 40, 48);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 97.0).collect();
+        let bias: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
+        let panels = pack_panels(&w, n, k);
+        let mut packed = Vec::new();
+        pack_rows(&a, m, k, k, &mut packed);
+        let mut out = Vec::new();
+        matmul_panels(&packed, m, k, &panels, &bias, &mut out);
+        let out = panels_to_rows(&[out], m);
+        for r in 0..m {
+            for o in 0..n {
+                let want: f32 = bias[o] + (0..k).map(|i| a[r * k + i] * w[o * k + i]).sum::<f32>();
+                assert!((out[r * n + o] - want).abs() < 1e-4, "({r}, {o}): {} vs {want}", out[r * n + o]);
+            }
+        }
+    }
+
+    #[test]
+    fn layer_norm_and_attention_match_definitions() {
+        let mut x = vec![1.0f32, 2.0, 3.0, 4.0, 10.0, 10.0, 10.0, 10.0];
+        layer_norm(&mut x, &[1.0; 4], &[0.5; 4], 1e-12);
+        let sd = 1.25f32.sqrt();
+        let want = [-1.5 / sd + 0.5, -0.5 / sd + 0.5, 0.5 / sd + 0.5, 1.5 / sd + 0.5];
+        assert!(x[..4].iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{x:?}");
+        assert!(x[4..].iter().all(|v| (v - 0.5).abs() < 1e-6), "a constant row normalises to beta");
+
+        // One head of width 2 over 2 tokens; hidden 2, so rows are [q0 q1 | k0 k1 | v0 v1].
+        let qkv = [1.0f32, 0.0, 1.0, 0.0, 1.0, 2.0, 0.0, 1.0, 0.0, 1.0, 3.0, 4.0];
+        let mut out = vec![0f32; 4];
+        attention(&qkv, Head { row: 6, hidden: 2, offset: 0, seq: 2, scale: 1.0 }, &mut Vec::new(), &mut out);
+        // Token 0 scores (1, 0) → softmax (e/(e+1), 1/(e+1)); token 1 scores (0, 1).
+        let p = std::f32::consts::E / (std::f32::consts::E + 1.0);
+        let want = [p * 1.0 + (1.0 - p) * 3.0, p * 2.0 + (1.0 - p) * 4.0];
+        assert!((out[0] - want[0]).abs() < 1e-6 && (out[1] - want[1]).abs() < 1e-6, "{out:?}");
+        let want = [(1.0 - p) * 1.0 + p * 3.0, (1.0 - p) * 2.0 + p * 4.0];
+        assert!((out[2] - want[0]).abs() < 1e-6 && (out[3] - want[1]).abs() < 1e-6, "{out:?}");
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    #[test]
+    #[ignore = "a measurement, not a test: cargo test --release -p switchyard-encoder kernel_speed -- --ignored --nocapture"]
+    fn kernel_speed() {
+        for (m, k, n, copies) in [(16, 384, 1152, 1), (16, 384, 1152, 24), (16, 1536, 384, 1), (480, 384, 1152, 1)] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+            let weights: Vec<Vec<f32>> =
+                (0..copies).map(|c| pack_panels(&vec![0.01 * c as f32; n * k], n, k)).collect();
+            let bias = vec![0f32; n];
+            let mut packed = Vec::new();
+            pack_rows(&a, m, k, k, &mut packed);
+            let mut out = Vec::new();
+            let reps = (2e9 / (m * k * n * 2) as f64).max(3.0) as usize;
+            let start = std::time::Instant::now();
+            for r in 0..reps {
+                out.clear();
+                matmul_panels(&packed, m, k, &weights[r % copies], &bias, &mut out);
+            }
+            let secs = start.elapsed().as_secs_f64() / reps as f64;
+            println!(
+                "m {m} k {k} n {n}, {copies} weight copies: {:.1} us, {:.1} GFLOP/s",
+                secs * 1e6,
+                (m * k * n * 2) as f64 / secs / 1e9
+            );
+        }
+    }
+}

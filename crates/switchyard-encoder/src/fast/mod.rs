@@ -1,0 +1,370 @@
+//! The fast CPU forward pass of BERT (all-MiniLM-L6-v2), written for one job: embedding short prompts.
+//!
+//! - Weights are packed once at load into the panel layout the matmul kernel streams (no per-call re-pack
+//!   of transposed views), and Q, K and V are one fused matmul.
+//! - A batch is a list of sequences laid end to end, not a padded rectangle: there is no attention mask and
+//!   no work on padding, and each text's result cannot depend on its batch.
+//! - Matmuls split across a team of spinning helper threads ([`team`]): by output panels when rows are few
+//!   (batch 1), by rows when many; attention splits by heads.
+
+mod kernels;
+mod team;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::Tensor;
+
+use kernels::{
+    add_layer_norm, attention, gelu, layer_norm, matmul_panels, pack_panels, pack_rows, panels_to_rows, Head, PANEL,
+    ROWS,
+};
+use team::{Task, Team};
+
+/// Rows per thread from which a matmul splits by rows (each thread then streams every weight) rather than by
+/// output panels (each thread streams its share of the weights once).
+const ROW_SPLIT_MIN: usize = 256;
+
+/// Below this many multiply-adds a matmul runs on one thread (splitting costs more than it saves).
+const PARALLEL_MIN_MACS: usize = 400_000;
+
+/// The model's shape, from its `config.json`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shape {
+    /// Hidden size (384).
+    pub hidden: usize,
+    /// Attention heads (12).
+    pub heads: usize,
+    /// Feed-forward size (1536).
+    pub intermediate: usize,
+    /// Layers (6).
+    pub layers: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Position embeddings (512).
+    pub positions: usize,
+    /// Layer-norm epsilon.
+    pub eps: f32,
+}
+
+struct Linear {
+    panels: Vec<f32>,
+    bias: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+}
+
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+struct Layer {
+    qkv: Linear,
+    attn_out: Linear,
+    attn_norm: Norm,
+    up: Linear,
+    down: Linear,
+    out_norm: Norm,
+}
+
+/// The weights, shared with helper threads.
+struct Model {
+    shape: Shape,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
+    embed_norm: Norm,
+    layers: Vec<Layer>,
+}
+
+/// BERT with weights packed for the kernels in [`kernels`], and the threads that run it.
+pub struct FastBert {
+    model: Arc<Model>,
+    team: Team,
+}
+
+impl std::fmt::Debug for FastBert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastBert").field("shape", &self.model.shape).field("team", &self.team).finish_non_exhaustive()
+    }
+}
+
+/// Which matmul of a layer.
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Qkv,
+    AttnOut,
+    Up,
+    Down,
+}
+
+impl Which {
+    fn of(self, layer: &Layer) -> &Linear {
+        match self {
+            Self::Qkv => &layer.qkv,
+            Self::AttnOut => &layer.attn_out,
+            Self::Up => &layer.up,
+            Self::Down => &layer.down,
+        }
+    }
+}
+
+/// Reads the named tensors of a safetensors file, checking each one's size.
+struct Weights(HashMap<String, Tensor>);
+
+impl Weights {
+    fn take(&self, name: &str, len: usize) -> Result<Vec<f32>, String> {
+        let t = self.0.get(name).ok_or_else(|| format!("tensor {name} is missing"))?;
+        let values = t
+            .flatten_all()
+            .and_then(|t| t.to_dtype(candle_core::DType::F32))
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| format!("tensor {name}: {e}"))?;
+        if values.len() != len {
+            return Err(format!("tensor {name} has {} values, expected {len}", values.len()));
+        }
+        Ok(values)
+    }
+
+    fn norm(&self, prefix: &str, width: usize) -> Result<Norm, String> {
+        Ok(Norm {
+            gamma: self.take(&format!("{prefix}.weight"), width)?,
+            beta: self.take(&format!("{prefix}.bias"), width)?,
+        })
+    }
+
+    /// One or more `Linear` layers with the same input, fused into one matmul (outputs concatenated).
+    fn linear(&self, prefixes: &[String], inputs: usize, outputs: usize) -> Result<Linear, String> {
+        let mut weight = Vec::with_capacity(prefixes.len() * outputs * inputs);
+        let mut bias = Vec::with_capacity(prefixes.len() * outputs);
+        for p in prefixes {
+            weight.extend(self.take(&format!("{p}.weight"), outputs * inputs)?);
+            bias.extend(self.take(&format!("{p}.bias"), outputs)?);
+        }
+        let outputs = outputs * prefixes.len();
+        if !outputs.is_multiple_of(PANEL) {
+            return Err(format!("{} outputs is not a multiple of {PANEL}", outputs));
+        }
+        Ok(Linear { panels: pack_panels(&weight, outputs, inputs), bias, inputs, outputs })
+    }
+}
+
+impl FastBert {
+    /// Builds the model from the bytes of `model.safetensors` (names as in Hugging Face's `BertModel`, with or
+    /// without a `bert.` prefix), to run on `threads` threads. The error says which tensor is missing or has
+    /// the wrong size.
+    pub fn from_safetensors(bytes: &[u8], shape: Shape, threads: usize) -> Result<Self, String> {
+        let mut tensors =
+            candle_core::safetensors::load_buffer(bytes, &candle_core::Device::Cpu).map_err(|e| e.to_string())?;
+        if !tensors.contains_key("embeddings.word_embeddings.weight") {
+            tensors =
+                tensors.into_iter().map(|(k, v)| (k.strip_prefix("bert.").unwrap_or(&k).to_string(), v)).collect();
+        }
+        let w = Weights(tensors);
+        let h = shape.hidden;
+        if shape.heads == 0 || !h.is_multiple_of(shape.heads) || !(h / shape.heads).is_multiple_of(8) {
+            return Err(format!("hidden size {h} over {} heads is not supported", shape.heads));
+        }
+        let mut layers = Vec::with_capacity(shape.layers);
+        for l in 0..shape.layers {
+            let p = format!("encoder.layer.{l}");
+            let qkv = ["query", "key", "value"].map(|n| format!("{p}.attention.self.{n}"));
+            layers.push(Layer {
+                qkv: w.linear(&qkv, h, h)?,
+                attn_out: w.linear(&[format!("{p}.attention.output.dense")], h, h)?,
+                attn_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
+                up: w.linear(&[format!("{p}.intermediate.dense")], h, shape.intermediate)?,
+                down: w.linear(&[format!("{p}.output.dense")], shape.intermediate, h)?,
+                out_norm: w.norm(&format!("{p}.output.LayerNorm"), h)?,
+            });
+        }
+        let token_types = w.take("embeddings.token_type_embeddings.weight", 2 * h).or_else(|_| {
+            w.take("embeddings.token_type_embeddings.weight", h) // a model with one token type
+        })?;
+        let model = Model {
+            shape,
+            word: w.take("embeddings.word_embeddings.weight", shape.vocab * h)?,
+            position: w.take("embeddings.position_embeddings.weight", shape.positions * h)?,
+            token_type: token_types[..h].to_vec(),
+            embed_norm: w.norm("embeddings.LayerNorm", h)?,
+            layers,
+        };
+        Ok(Self { model: Arc::new(model), team: Team::new(threads) })
+    }
+
+    /// Mean-pooled, L2-normalised embeddings of token-id sequences (each with its special tokens). Every
+    /// sequence must be non-empty, no longer than the position table, with ids inside the vocabulary.
+    pub fn embed(&self, sequences: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
+        let m = &*self.model;
+        let h = m.shape.hidden;
+        let rows: usize = sequences.iter().map(|s| s.len()).sum();
+        let mut spans = Vec::with_capacity(sequences.len());
+        let mut x = vec![0f32; rows * h];
+        let mut start = 0;
+        for seq in sequences {
+            if seq.is_empty() || seq.len() > m.shape.positions {
+                return Err(format!("a sequence has {} tokens; 1 to {} are accepted", seq.len(), m.shape.positions));
+            }
+            for (t, &id) in seq.iter().enumerate() {
+                let id = id as usize;
+                if id >= m.shape.vocab {
+                    return Err(format!("token id {id} is outside the vocabulary of {}", m.shape.vocab));
+                }
+                let row = &mut x[(start + t) * h..(start + t + 1) * h];
+                let (word, pos) = (&m.word[id * h..(id + 1) * h], &m.position[t * h..(t + 1) * h]);
+                for (((v, a), b), c) in row.iter_mut().zip(word).zip(pos).zip(&m.token_type) {
+                    *v = a + b + c;
+                }
+            }
+            spans.push((start, seq.len()));
+            start += seq.len();
+        }
+        layer_norm(&mut x, &m.embed_norm.gamma, &m.embed_norm.beta, m.shape.eps);
+        let spans = Arc::new(spans);
+        let mut x = Arc::new(x);
+        for (l, layer) in m.layers.iter().enumerate() {
+            let qkv = Arc::new(self.matmul(&x, rows, l, Which::Qkv)?);
+            let ctx = Arc::new(self.attention(&qkv, &spans, rows)?);
+            let mut attended = self.matmul(&ctx, rows, l, Which::AttnOut)?;
+            add_layer_norm(&mut attended, &x, &layer.attn_norm.gamma, &layer.attn_norm.beta, m.shape.eps);
+            let attended = Arc::new(attended);
+            let up = Arc::new(self.matmul(&attended, rows, l, Which::Up)?);
+            let mut out = self.matmul(&up, rows, l, Which::Down)?;
+            add_layer_norm(&mut out, &attended, &layer.out_norm.gamma, &layer.out_norm.beta, m.shape.eps);
+            x = Arc::new(out);
+        }
+        Ok(spans.iter().map(|&(start, len)| mean_pool(&x[start * h..(start + len) * h], h)).collect())
+    }
+
+    /// One matmul of layer `l` (`x · Wᵀ + b`, then GELU for the feed-forward's first half), split across the
+    /// team: by output panels when rows are few (each thread streams its share of the weights once), by rows
+    /// when many.
+    fn matmul(&self, x: &Arc<Vec<f32>>, rows: usize, l: usize, which: Which) -> Result<Vec<f32>, String> {
+        let linear = which.of(&self.model.layers[l]);
+        let (k, n) = (linear.inputs, linear.outputs);
+        let threads = self.team.threads();
+        let activate = matches!(which, Which::Up);
+        if threads == 1 || rows * k * n < PARALLEL_MIN_MACS {
+            let mut out = Vec::new();
+            let mut packed = Vec::new();
+            pack_rows(x, rows, k, k, &mut packed);
+            matmul_panels(&packed, rows, k, &linear.panels, &linear.bias, &mut out);
+            if activate {
+                gelu(&mut out);
+            }
+            return Ok(panels_to_rows(&[out], rows));
+        }
+        let model = &self.model;
+        if rows >= ROW_SPLIT_MIN * threads {
+            let chunk = rows.div_ceil(threads).div_ceil(ROWS) * ROWS;
+            let tasks: Vec<Task> = (0..rows)
+                .step_by(chunk)
+                .map(|first| {
+                    let (model, x) = (model.clone(), x.clone());
+                    Box::new(move || {
+                        let linear = which.of(&model.layers[l]);
+                        let count = chunk.min(rows - first);
+                        let mut packed = Vec::new();
+                        pack_rows(&x[first * k..], count, k, k, &mut packed);
+                        let mut out = Vec::new();
+                        matmul_panels(&packed, count, k, &linear.panels, &linear.bias, &mut out);
+                        if activate {
+                            gelu(&mut out);
+                        }
+                        panels_to_rows(&[out], count)
+                    }) as Task
+                })
+                .collect();
+            return Ok(self.team.run(tasks)?.concat());
+        }
+        let mut packed = Vec::new();
+        pack_rows(x, rows, k, k, &mut packed);
+        let packed = Arc::new(packed);
+        let panels = n / PANEL;
+        let per = panels.div_ceil(threads);
+        let firsts: Vec<usize> = (0..panels).step_by(per).collect();
+        let tasks: Vec<Task> = firsts
+            .iter()
+            .map(|&first| {
+                let (model, packed) = (model.clone(), packed.clone());
+                Box::new(move || {
+                    let linear = which.of(&model.layers[l]);
+                    let count = per.min(panels - first);
+                    let cols = count * PANEL;
+                    let mut part = Vec::new();
+                    let weights = &linear.panels[first * k * PANEL..(first + count) * k * PANEL];
+                    let bias = &linear.bias[first * PANEL..first * PANEL + cols];
+                    matmul_panels(&packed, rows, k, weights, bias, &mut part);
+                    if activate {
+                        gelu(&mut part);
+                    }
+                    part
+                }) as Task
+            })
+            .collect();
+        Ok(panels_to_rows(&self.team.run(tasks)?, rows))
+    }
+
+    /// Attention of every head over every sequence (rows × hidden), heads shared out across the team.
+    fn attention(&self, qkv: &Arc<Vec<f32>>, spans: &[(usize, usize)], rows: usize) -> Result<Vec<f32>, String> {
+        let shape = self.model.shape;
+        let (h, heads) = (shape.hidden, shape.heads);
+        let width = h / heads;
+        let jobs: Vec<(usize, usize, usize)> =
+            spans.iter().flat_map(|&(start, len)| (0..heads).map(move |head| (start, len, head))).collect();
+        let work: usize = spans.iter().map(|&(_, len)| len * len).sum::<usize>() * h;
+        let groups = if work >= PARALLEL_MIN_MACS / 8 { self.team.threads() } else { 1 };
+        let per = jobs.len().div_ceil(groups).max(1);
+        let jobs = Arc::new(jobs);
+        let tasks: Vec<Task> = (0..jobs.len())
+            .step_by(per)
+            .map(|first| {
+                let (jobs, qkv) = (jobs.clone(), qkv.clone());
+                Box::new(move || {
+                    let (mut out, mut scores) = (Vec::new(), Vec::new());
+                    let scale = 1.0 / (width as f32).sqrt();
+                    for &(start, len, head) in &jobs[first..(first + per).min(jobs.len())] {
+                        let at = out.len();
+                        out.resize(at + len * width, 0.0);
+                        let seq = &qkv[start * 3 * h..(start + len) * 3 * h];
+                        let view = Head { row: 3 * h, hidden: h, offset: head * width, seq: len, scale };
+                        attention(seq, view, &mut scores, &mut out[at..]);
+                    }
+                    out
+                }) as Task
+            })
+            .collect();
+        let mut ctx = vec![0f32; rows * h];
+        let mut job = 0;
+        for part in self.team.run(tasks)? {
+            let mut at = 0;
+            while at < part.len() {
+                let (start, len, head) = jobs[job];
+                for i in 0..len {
+                    let dst = (start + i) * h + head * width;
+                    ctx[dst..dst + width].copy_from_slice(&part[at + i * width..at + (i + 1) * width]);
+                }
+                at += len * width;
+                job += 1;
+            }
+        }
+        Ok(ctx)
+    }
+}
+
+/// Mean of the rows, then L2 normalisation.
+fn mean_pool(rows: &[f32], width: usize) -> Vec<f32> {
+    let mut mean = vec![0f32; width];
+    let n = (rows.len() / width).max(1);
+    for row in rows.chunks_exact(width) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += v;
+        }
+    }
+    let inv = 1.0 / n as f32;
+    mean.iter_mut().for_each(|m| *m *= inv);
+    let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+    mean.iter_mut().for_each(|m| *m /= norm);
+    mean
+}
