@@ -286,8 +286,11 @@ async fn failing_upstreams_cool_down_and_recover() {
     assert!(
         text.contains("switchyard_decision_seconds_count 5")
             && text.contains("switchyard_encode_seconds_count 5")
-            && text.contains("switchyard_encode_tokenize_seconds_count 5")
-            && text.contains("switchyard_encode_inference_seconds_count 5"),
+            // The same prompt five times: embedded once, then four times from the cache.
+            && text.contains("switchyard_encode_tokenize_seconds_count 1")
+            && text.contains("switchyard_encode_inference_seconds_count 1")
+            && text.contains("switchyard_encode_cache_hits_total 4")
+            && text.contains("switchyard_encode_queue_seconds_count 1"),
         "{text}"
     );
 }

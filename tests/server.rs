@@ -147,3 +147,75 @@ async fn requests_over_the_concurrency_limit_get_429() {
     // The permit of a finished request is given back.
     assert_eq!(s.in_flight.available_permits(), 1);
 }
+
+/// Distinct prompts of about 15 tokens.
+fn prompts(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("Question number {i}: which model should answer this request about topic {}?", i * 7))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_prompts_are_batched_and_decided_as_if_alone() {
+    let s = state("[encoder]\ncache_entries = 0\n");
+    let prompts = prompts(48);
+    let mut alone = Vec::new();
+    for p in &prompts {
+        let (status, body) = call(&s, "POST", "/v1/route", None, post(json!({"prompt": p}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        alone.push(body);
+    }
+    let tasks: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let (s, body) = (s.clone(), post(json!({"prompt": p})));
+            tokio::spawn(async move { call(&s, "POST", "/v1/route", None, body).await })
+        })
+        .collect();
+    for (task, want) in tasks.into_iter().zip(&alone) {
+        let (status, got) = task.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{got}");
+        assert_eq!(got["model"], want["model"]);
+        let (a, b) = (got["complexity"].as_f64().unwrap(), want["complexity"].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-5, "complexity {a} batched vs {b} alone");
+    }
+    let (_, text) = metrics_text(&s).await;
+    let counter = |name: &str| -> u64 {
+        text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).unwrap().trim().parse().unwrap()
+    };
+    let (batches, batched) =
+        (counter("switchyard_encode_batches_total"), counter("switchyard_encode_batched_prompts_total"));
+    assert_eq!(batched, 96);
+    assert!(batches < 96, "48 concurrent prompts were never batched ({batches} passes)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_encoder_queue_is_refused_with_429() {
+    let s = state("[encoder]\ncache_entries = 0\nqueue_capacity = 1\n");
+    let tasks: Vec<_> = prompts(40)
+        .into_iter()
+        .map(|p| {
+            let s = s.clone();
+            tokio::spawn(async move { call(&s, "POST", "/v1/route", None, post(json!({"prompt": p}))).await })
+        })
+        .collect();
+    let mut refused = 0;
+    for task in tasks {
+        let response = task.await.unwrap();
+        if response.0 == StatusCode::OK {
+            continue;
+        }
+        assert_error(&response, StatusCode::TOO_MANY_REQUESTS, "encoder_busy");
+        refused += 1;
+    }
+    assert!(refused > 0, "40 concurrent prompts never filled a queue of one");
+    let (_, text) = metrics_text(&s).await;
+    assert!(text.contains(&format!("switchyard_encode_rejected_total {refused}")), "{text}");
+}
+
+async fn metrics_text(s: &Arc<AppState>) -> (StatusCode, String) {
+    let request = Request::get("/metrics").body(Body::empty()).unwrap();
+    let response = app(s.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    (status, String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
+}

@@ -33,8 +33,9 @@ pub struct Embedding {
     pub truncated: bool,
 }
 
-/// Anything that turns texts into fixed-size embeddings. A text's embedding must not depend on the batch
-/// it is in, so callers may group texts however they like.
+/// Anything that turns texts into fixed-size embeddings, in two steps that may run on different threads:
+/// [`Encoder::tokenize`] one text, then [`Encoder::embed_tokens`] a batch in one forward pass. A text's
+/// embedding must not depend on the batch it is in, so callers may group texts however they like.
 pub trait Encoder: Send + Sync {
     /// A stable identifier of the model and its weights (used to key embedding caches).
     fn id(&self) -> &str;
@@ -42,15 +43,32 @@ pub trait Encoder: Send + Sync {
     fn dim(&self) -> usize;
     /// The most tokens one text is given to the model.
     fn max_tokens(&self) -> usize;
-    /// Embeds the texts in one forward pass, returning one [`Embedding`] per text in order.
-    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Embedding>>;
+    /// Tokenizes one text, truncated to [`Encoder::max_tokens`].
+    fn tokenize(&self, text: &str) -> Result<TokenizedText>;
+    /// Embeds tokenized texts in one forward pass: one unit vector per text, in order.
+    fn embed_tokens(&self, batch: &[TokenizedText]) -> Result<Vec<Vec<f32>>>;
 
-    /// As [`Encoder::embed_batch`], also saying where the time went. Encoders that cannot separate
-    /// tokenizing from inference report it all as inference, with `tokenize` absent.
+    /// Tokenizes and embeds the texts, returning one [`Embedding`] per text in order.
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Embedding>> {
+        self.embed_batch_timed(texts).map(|(embeddings, _)| embeddings)
+    }
+
+    /// As [`Encoder::embed_batch`], also saying where the time went.
     fn embed_batch_timed(&self, texts: &[&str]) -> Result<(Vec<Embedding>, EncodeTiming)> {
         let start = std::time::Instant::now();
-        let embeddings = self.embed_batch(texts)?;
-        Ok((embeddings, EncodeTiming { tokenize: None, inference: start.elapsed() }))
+        let tokenized = texts.iter().map(|t| self.tokenize(t)).collect::<Result<Vec<_>>>()?;
+        let tokenize = start.elapsed();
+        let vectors = self.embed_tokens(&tokenized)?;
+        if vectors.len() != tokenized.len() {
+            return Err(EncoderError::WrongBatch { expected: tokenized.len(), got: vectors.len() });
+        }
+        let timing = EncodeTiming { tokenize: Some(tokenize), inference: start.elapsed() - tokenize };
+        let embeddings = tokenized
+            .into_iter()
+            .zip(vectors)
+            .map(|(t, vector)| Embedding { vector, tokens: t.ids.len(), truncated: t.truncated })
+            .collect();
+        Ok((embeddings, timing))
     }
 }
 

@@ -9,7 +9,7 @@ use crate::fast::{FastBert, Shape};
 use crate::files::{ModelFiles, MODEL_ID, WEIGHTS_SHA256};
 use crate::locate::ModelLocator;
 use crate::tokenize::{PromptTokenizer, TokenizedText};
-use crate::{Embedding, EncodeTiming, Encoder};
+use crate::Encoder;
 
 /// The default truncation point, in tokens (special tokens included).
 pub const DEFAULT_MAX_TOKENS: usize = 256;
@@ -207,22 +207,12 @@ impl Encoder for MiniLm {
         self.tokenizer.max_tokens()
     }
 
-    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Embedding>> {
-        self.embed_batch_timed(texts).map(|(embeddings, _)| embeddings)
+    fn tokenize(&self, text: &str) -> Result<TokenizedText> {
+        self.tokenizer.encode(text)
     }
 
-    fn embed_batch_timed(&self, texts: &[&str]) -> Result<(Vec<Embedding>, EncodeTiming)> {
-        let start = std::time::Instant::now();
-        let tokenized = texts.iter().map(|t| self.tokenizer.encode(t)).collect::<Result<Vec<_>>>()?;
-        let tokenize = start.elapsed();
-        let vectors = self.embed_tokenized(&tokenized)?;
-        let timing = EncodeTiming { tokenize: Some(tokenize), inference: start.elapsed() - tokenize };
-        let embeddings = tokenized
-            .into_iter()
-            .zip(vectors)
-            .map(|(t, vector)| Embedding { vector, tokens: t.ids.len(), truncated: t.truncated })
-            .collect();
-        Ok((embeddings, timing))
+    fn embed_tokens(&self, batch: &[TokenizedText]) -> Result<Vec<Vec<f32>>> {
+        self.embed_tokenized(batch)
     }
 }
 

@@ -19,6 +19,7 @@ use switchyard_store::{DecisionRecord, Estimate, LogWriter, WriterOptions};
 
 use crate::config::Config;
 use crate::decide::{decide, Decided, DecisionInput, Tags};
+use crate::embedder::{EmbedError, Embedder, EmbedderOptions};
 use crate::error::ApiError;
 use crate::knobs::RequestKnobs;
 use crate::routing::{load_router, ReloadReport, Routers, StartError};
@@ -42,6 +43,8 @@ pub struct AppState {
     pub rules: Vec<Rule>,
     /// The decision log's writer (absent when `log.enabled = false`).
     pub log: Option<LogWriter>,
+    /// The prompt embedder: cache, queue and inference thread.
+    pub embedder: Embedder,
     routers: RwLock<Arc<Routers>>,
     reloading: Mutex<()>,
 }
@@ -62,7 +65,17 @@ impl AppState {
             None
         };
         let in_flight = Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency));
+        let embedder = Embedder::start(
+            encoder.clone(),
+            EmbedderOptions {
+                batch_tokens: config.encoder.batch_tokens,
+                queue_capacity: config.encoder.queue_capacity,
+                cache_entries: config.encoder.cache_entries,
+            },
+        )
+        .map_err(StartError::Thread)?;
         Ok(Self {
+            embedder,
             encoder,
             config,
             http: reqwest::Client::new(),
@@ -267,6 +280,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     if let Some(log) = &state.log {
         crate::metrics::render_log(&mut text, log.stats());
     }
+    crate::metrics::render_embedder(&mut text, &state.embedder);
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -420,17 +434,22 @@ async fn route(State(state): State<Arc<AppState>>, request: Request) -> Result<R
     Ok(response)
 }
 
-/// Embeds one prompt off the async threads, recording the time in the metrics.
+/// Embeds one prompt through the embedder, recording the time in the metrics.
 pub(crate) async fn embed_prompt(state: &AppState, prompt: &str) -> Result<Embedding, ApiError> {
     let start = Instant::now();
-    let encoder = state.encoder.clone();
-    let text = prompt.to_string();
-    let (embeddings, timing) = tokio::task::spawn_blocking(move || encoder.embed_batch_timed(&[text.as_str()]))
-        .await
-        .map_err(|e| ApiError::internal(format!("encoder task failed: {e}")))?
-        .map_err(|e| ApiError::internal(format!("encoder failed: {e}")))?;
-    let embedding = embeddings.into_iter().next().ok_or_else(|| ApiError::internal("encoder returned no embedding"))?;
-    state.metrics.encode_parts(timing.tokenize.map(|d| d.as_secs_f64()), timing.inference.as_secs_f64());
+    let (embedding, timing) = state.embedder.embed(prompt).await.map_err(|e| match e {
+        EmbedError::Busy(_) => ApiError {
+            status: axum::http::StatusCode::TOO_MANY_REQUESTS,
+            kind: "rate_limit_error",
+            code: "encoder_busy",
+            message: e.to_string(),
+        },
+        EmbedError::Failed(_) => ApiError::internal(e.to_string()),
+    })?;
+    if !timing.cached {
+        state.metrics.encode_parts(Some(timing.tokenize.as_secs_f64()), timing.inference.as_secs_f64());
+        state.metrics.encode_queue(timing.queue.as_secs_f64());
+    }
     state.metrics.encode(start.elapsed().as_secs_f64());
     Ok(embedding)
 }

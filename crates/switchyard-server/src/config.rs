@@ -131,13 +131,25 @@ impl Default for RouterConfig {
 }
 
 /// `[encoder]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EncoderConfig {
     /// Use exactly this model folder (else the usual search: models/, the Hub, the PyPI wheel).
     pub model_dir: Option<PathBuf>,
     /// Truncation, in tokens (default 256).
     pub max_tokens: Option<usize>,
+    /// Most tokens the inference thread embeds in one forward pass (a batch under load).
+    pub batch_tokens: usize,
+    /// Prompts waiting for the inference thread before new ones get 429.
+    pub queue_capacity: usize,
+    /// Recent prompts whose embeddings are cached (0: no cache).
+    pub cache_entries: usize,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        Self { model_dir: None, max_tokens: None, batch_tokens: 2048, queue_capacity: 1024, cache_entries: 10_000 }
+    }
 }
 
 /// A configuration problem, naming the key.
@@ -249,6 +261,12 @@ impl Config {
         }
         if self.server.admin_keys.iter().any(|k| k.trim().is_empty()) {
             return Err(invalid("server.admin_keys", "must not contain empty keys".into()));
+        }
+        if self.encoder.batch_tokens == 0 {
+            return Err(invalid("encoder.batch_tokens", "must be at least 1".into()));
+        }
+        if self.encoder.queue_capacity == 0 {
+            return Err(invalid("encoder.queue_capacity", "must be at least 1".into()));
         }
         if self.log.queue_capacity == 0 {
             return Err(invalid("log.queue_capacity", "must be at least 1".into()));

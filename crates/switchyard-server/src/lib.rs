@@ -7,8 +7,10 @@
 //! endpoint; and hot reloads of the routers. It knows nothing of training.
 
 mod app;
+mod cache;
 mod config;
 mod decide;
+mod embedder;
 mod error;
 mod experiment;
 mod feedback;
@@ -24,6 +26,7 @@ use std::sync::Arc;
 
 pub use app::{app, AppState};
 pub use config::{Config, ConfigError, EncoderConfig, LogConfig, RouterConfig, ServerConfig};
+pub use embedder::{EmbedError, EmbedTiming, Embedder, EmbedderOptions, EmbedderStats};
 pub use error::ApiError;
 pub use experiment::{ArmConfig, ExperimentConfig, StickyKey};
 pub use health::Health;

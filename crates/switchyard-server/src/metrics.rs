@@ -52,6 +52,7 @@ struct Inner {
     /// Per model: input tokens, output tokens, estimated cost in USD.
     tokens: BTreeMap<String, (u64, u64, f64)>,
     encode: Histogram,
+    queue: Histogram,
     tokenize: Histogram,
     inference: Histogram,
     decision: Histogram,
@@ -117,6 +118,11 @@ impl Metrics {
             }
             m.inference.observe(inference);
         });
+    }
+
+    /// Time one prompt waited for the inference thread.
+    pub fn encode_queue(&self, seconds: f64) {
+        self.with(|m| m.queue.observe(seconds));
     }
 
     /// Time spent deciding (encoding included).
@@ -245,6 +251,9 @@ impl Metrics {
         out.push_str("# HELP switchyard_encode_seconds Time to tokenize and embed a prompt.\n");
         out.push_str("# TYPE switchyard_encode_seconds histogram\n");
         m.encode.render(&mut out, "switchyard_encode_seconds", "");
+        out.push_str("# HELP switchyard_encode_queue_seconds Time a prompt waited for the inference thread.\n");
+        out.push_str("# TYPE switchyard_encode_queue_seconds histogram\n");
+        m.queue.render(&mut out, "switchyard_encode_queue_seconds", "");
         out.push_str("# HELP switchyard_encode_tokenize_seconds Part of encoding spent tokenizing.\n");
         out.push_str("# TYPE switchyard_encode_tokenize_seconds histogram\n");
         m.tokenize.render(&mut out, "switchyard_encode_tokenize_seconds", "");
@@ -282,6 +291,30 @@ pub fn render_log(out: &mut String, stats: &switchyard_store::WriterStats) {
     out.push_str("# HELP switchyard_log_queue_rows Rows waiting to be written.\n");
     out.push_str("# TYPE switchyard_log_queue_rows gauge\n");
     let _ = writeln!(out, "switchyard_log_queue_rows {}", stats.queued.load(Relaxed));
+}
+
+/// Appends the embedder's counters: batches, prompts, cache hits and misses, refusals, queue depth.
+pub fn render_embedder(out: &mut String, embedder: &crate::embedder::Embedder) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = embedder.stats();
+    let counters = [
+        ("switchyard_encode_batches_total", "Forward passes of the inference thread.", &stats.batches),
+        ("switchyard_encode_batched_prompts_total", "Prompts embedded by those passes.", &stats.prompts),
+        ("switchyard_encode_cache_hits_total", "Prompts answered from the embedding cache.", &stats.cache_hits),
+        ("switchyard_encode_cache_misses_total", "Prompts that missed the embedding cache.", &stats.cache_misses),
+        ("switchyard_encode_rejected_total", "Prompts refused with 429 because the queue was full.", &stats.rejected),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", value.load(Relaxed));
+    }
+    out.push_str("# HELP switchyard_encode_queue_depth Prompts waiting for the inference thread.\n");
+    out.push_str("# TYPE switchyard_encode_queue_depth gauge\n");
+    let _ = writeln!(out, "switchyard_encode_queue_depth {}", stats.queued.load(Relaxed));
+    out.push_str("# HELP switchyard_encode_cache_entries Prompts in the embedding cache.\n");
+    out.push_str("# TYPE switchyard_encode_cache_entries gauge\n");
+    let _ = writeln!(out, "switchyard_encode_cache_entries {}", embedder.cached());
 }
 
 /// Escapes a Prometheus label value.

@@ -47,6 +47,9 @@ pub enum StartError {
     /// The decision log cannot be opened.
     #[error(transparent)]
     Log(#[from] switchyard_store::StoreError),
+    /// A server thread cannot be started.
+    #[error("cannot start the inference thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 /// A summary of a (re)load, as `/admin/reload` answers it.

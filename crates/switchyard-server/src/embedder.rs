@@ -1,0 +1,231 @@
+//! Prompt embedding for the server: a cache of recent prompts, tokenizing on the request's own task, and
+//! one dedicated inference thread fed by a bounded queue. The thread takes whatever is queued when it is
+//! free, up to a token budget, and embeds it in one forward pass: an idle server runs each prompt alone
+//! at once (no added wait), a loaded one batches. A full queue is refused at once (429) rather than letting
+//! latency grow without bound.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use switchyard_encoder::{Embedding, Encoder, TokenizedText};
+
+use crate::cache::Lru;
+
+/// Prompts longer than this (in bytes) are tokenized on a blocking thread rather than the async one.
+const INLINE_TOKENIZE_BYTES: usize = 16 * 1024;
+
+/// Settings of the embedder (from `[encoder]`).
+#[derive(Debug, Clone, Copy)]
+pub struct EmbedderOptions {
+    /// Most tokens embedded in one forward pass.
+    pub batch_tokens: usize,
+    /// Prompts waiting for the inference thread before new ones are refused.
+    pub queue_capacity: usize,
+    /// Recent prompts whose embeddings are kept (0: no cache).
+    pub cache_entries: usize,
+}
+
+/// Why a prompt could not be embedded.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The queue to the inference thread is full.
+    #[error("the encoder queue is full ({0} prompts waiting, encoder.queue_capacity); retry shortly")]
+    Busy(usize),
+    /// The encoder failed or its thread stopped.
+    #[error("encoder failed: {0}")]
+    Failed(String),
+}
+
+/// What embedding one prompt took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EmbedTiming {
+    /// Tokenizing (zero for a cache hit).
+    pub tokenize: Duration,
+    /// Waiting in the queue for the inference thread.
+    pub queue: Duration,
+    /// The forward pass of the batch the prompt was in.
+    pub inference: Duration,
+    /// Prompts in that batch.
+    pub batch_size: usize,
+    /// Whether the embedding came from the cache.
+    pub cached: bool,
+}
+
+struct Pending {
+    tokens: TokenizedText,
+    enqueued: Instant,
+    reply: tokio::sync::oneshot::Sender<Result<(Vec<f32>, EmbedTiming), String>>,
+}
+
+/// Counters of the embedder, for metrics.
+#[derive(Debug, Default)]
+pub struct EmbedderStats {
+    /// Forward passes run.
+    pub batches: AtomicU64,
+    /// Prompts embedded by them.
+    pub prompts: AtomicU64,
+    /// Prompts answered from the cache.
+    pub cache_hits: AtomicU64,
+    /// Prompts that missed the cache.
+    pub cache_misses: AtomicU64,
+    /// Prompts refused because the queue was full.
+    pub rejected: AtomicU64,
+    /// Prompts waiting now.
+    pub queued: AtomicU64,
+}
+
+/// The server's embedder.
+pub struct Embedder {
+    encoder: Arc<dyn Encoder>,
+    queue: SyncSender<Pending>,
+    capacity: usize,
+    cache: Mutex<Lru<[u8; 32], Embedding>>,
+    stats: Arc<EmbedderStats>,
+}
+
+impl Embedder {
+    /// Starts the inference thread.
+    pub fn start(encoder: Arc<dyn Encoder>, options: EmbedderOptions) -> std::io::Result<Self> {
+        let (queue, rx) = mpsc::sync_channel(options.queue_capacity.max(1));
+        let stats = Arc::new(EmbedderStats::default());
+        let (thread_encoder, thread_stats) = (encoder.clone(), stats.clone());
+        let budget = options.batch_tokens.max(1);
+        std::thread::Builder::new()
+            .name("switchyard-inference".into())
+            .spawn(move || infer(thread_encoder.as_ref(), &rx, budget, &thread_stats))?;
+        Ok(Self {
+            encoder,
+            queue,
+            capacity: options.queue_capacity,
+            cache: Mutex::new(Lru::new(options.cache_entries)),
+            stats,
+        })
+    }
+
+    /// The embedder's counters.
+    pub fn stats(&self) -> &EmbedderStats {
+        &self.stats
+    }
+
+    /// Prompts in the cache now.
+    pub fn cached(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.len())
+    }
+
+    /// Embeds one prompt: from the cache, or tokenized here and queued for the inference thread.
+    pub async fn embed(&self, prompt: &str) -> Result<(Embedding, EmbedTiming), EmbedError> {
+        let key: [u8; 32] = Sha256::digest(prompt.as_bytes()).into();
+        let hit = self.cache.lock().ok().and_then(|mut c| c.get(&key));
+        if let Some(embedding) = hit {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok((embedding, EmbedTiming { cached: true, ..EmbedTiming::default() }));
+        }
+        self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+
+        let start = Instant::now();
+        let tokens = if prompt.len() <= INLINE_TOKENIZE_BYTES {
+            self.encoder.tokenize(prompt)
+        } else {
+            let (encoder, text) = (self.encoder.clone(), prompt.to_string());
+            tokio::task::spawn_blocking(move || encoder.tokenize(&text))
+                .await
+                .map_err(|e| EmbedError::Failed(format!("tokenizer task failed: {e}")))?
+        }
+        .map_err(|e| EmbedError::Failed(e.to_string()))?;
+        let tokenize = start.elapsed();
+        let (count, truncated) = (tokens.ids.len(), tokens.truncated);
+
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.queue.try_send(Pending { tokens, enqueued: Instant::now(), reply }) {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(match e {
+                TrySendError::Full(_) => {
+                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    EmbedError::Busy(self.capacity)
+                }
+                TrySendError::Disconnected(_) => EmbedError::Failed("the inference thread stopped".into()),
+            });
+        }
+        let (vector, mut timing) = answer
+            .await
+            .map_err(|_| EmbedError::Failed("the inference thread stopped".into()))?
+            .map_err(EmbedError::Failed)?;
+        timing.tokenize = tokenize;
+        let embedding = Embedding { vector, tokens: count, truncated };
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(key, embedding.clone());
+        }
+        Ok((embedding, timing))
+    }
+}
+
+/// The inference thread: takes what is queued (up to `budget` tokens), runs one forward pass, answers.
+fn infer(encoder: &dyn Encoder, rx: &Receiver<Pending>, budget: usize, stats: &EmbedderStats) {
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv() {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let mut tokens = first.tokens.ids.len();
+        let mut batch = vec![first];
+        while tokens < budget {
+            match rx.try_recv() {
+                Ok(p) if tokens + p.tokens.ids.len() > budget => {
+                    carried = Some(p);
+                    break;
+                }
+                Ok(p) => {
+                    tokens += p.tokens.ids.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        stats.queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        // Clients that went away need no answer.
+        batch.retain(|p| !p.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let (inputs, waiting): (Vec<TokenizedText>, Vec<_>) =
+            batch.into_iter().map(|p| (p.tokens, (p.enqueued, p.reply))).unzip();
+        let result = encoder.embed_tokens(&inputs);
+        let inference = started.elapsed();
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.prompts.fetch_add(inputs.len() as u64, Ordering::Relaxed);
+        match result {
+            Ok(vectors) if vectors.len() == waiting.len() => {
+                for (vector, (enqueued, reply)) in vectors.into_iter().zip(waiting) {
+                    let timing = EmbedTiming {
+                        queue: started.saturating_duration_since(enqueued),
+                        inference,
+                        batch_size: inputs.len(),
+                        ..EmbedTiming::default()
+                    };
+                    let _ = reply.send(Ok((vector, timing)));
+                }
+            }
+            Ok(vectors) => {
+                let message =
+                    format!("the encoder returned {} embeddings for {} prompts", vectors.len(), waiting.len());
+                for (_, reply) in waiting {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+            Err(e) => {
+                for (_, reply) in waiting {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
