@@ -252,9 +252,13 @@ fn sum8(xs: &[f32]) -> f32 {
 
 multiversion! {
     /// Scaled dot-product attention of one head over one sequence: `qkv` holds the sequence's rows of
-    /// `[q | k | v]`; `out` receives `head.seq` rows of the head's context. `scratch` is reused memory.
+    /// `[q | k | v]`; `out` receives `head.seq` rows of the head's context (a multiple of 8 wide, at most
+    /// [`MAX_HEAD_WIDTH`]). `scratch` is reused memory.
     pub fn attention(qkv: &[f32], head: Head, scratch: &mut Vec<f32>, out: &mut [f32]) => attention_impl
 }
+
+/// The widest attention head [`attention`] handles (its width must also be a multiple of 8).
+pub const MAX_HEAD_WIDTH: usize = 64;
 
 /// Where one head's slices sit in a sequence's fused `[q | k | v]` rows.
 #[derive(Debug, Clone, Copy)]
@@ -275,39 +279,43 @@ pub struct Head {
 fn attention_impl<const FMA: bool>(qkv: &[f32], head: Head, scratch: &mut Vec<f32>, out: &mut [f32]) {
     let Head { row, hidden, offset, seq, scale } = head;
     let width = out.len() / seq.max(1);
-    // Keys transposed (width × seq), so each query's scores are computed across keys in vector lanes.
-    scratch.clear();
-    scratch.resize(width * seq + seq, 0.0);
-    let (keys, scores) = scratch.split_at_mut(width * seq);
     let slice = |i: usize, part: usize| {
         let start = i * row + part * hidden + offset;
-        &qkv[start..start + width]
+        qkv.get(start..start + width).unwrap_or_default()
     };
-    for j in 0..seq {
-        for (d, &v) in slice(j, 1).iter().enumerate() {
-            keys[d * seq + j] = v;
-        }
-    }
+    scratch.clear();
+    scratch.resize(seq, 0.0);
     for (i, ctx) in out.chunks_exact_mut(width).enumerate() {
-        scores.fill(0.0);
-        for (&q, column) in slice(i, 0).iter().zip(keys.chunks_exact(seq)) {
-            let q = q * scale;
-            for (s, &k) in scores.iter_mut().zip(column) {
-                *s = madd::<FMA>(q, k, *s);
+        let q = slice(i, 0).as_chunks::<8>().0;
+        let mut max = f32::MIN;
+        for (j, s) in scratch.iter_mut().enumerate() {
+            let mut lanes = [0f32; 8];
+            for (qc, kc) in q.iter().zip(slice(j, 1).as_chunks::<8>().0) {
+                for l in 0..8 {
+                    lanes[l] = madd::<FMA>(qc[l], kc[l], lanes[l]);
+                }
             }
+            let dot = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+            *s = dot * scale;
+            max = if *s > max { *s } else { max };
         }
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        for s in scores.iter_mut() {
+        let mut total = 0.0;
+        for s in scratch.iter_mut() {
             *s = exp::<FMA>(*s - max);
+            total += *s;
         }
-        let inv = 1.0 / sum8(scores);
-        ctx.fill(0.0);
-        for (j, &s) in scores.iter().enumerate() {
-            let p = s * inv;
-            for (c, v) in ctx.iter_mut().zip(slice(j, 2)) {
-                *c = madd::<FMA>(p, *v, *c);
+        let inv = 1.0 / total;
+        let mut acc = [[0f32; 8]; MAX_HEAD_WIDTH / 8];
+        let acc = &mut acc[..width / 8];
+        for (j, &p) in scratch.iter().enumerate() {
+            let p = p * inv;
+            for (a, v) in acc.iter_mut().zip(slice(j, 2).as_chunks::<8>().0) {
+                for l in 0..8 {
+                    a[l] = madd::<FMA>(p, v[l], a[l]);
+                }
             }
         }
+        ctx.copy_from_slice(acc.as_flattened());
     }
 }
 
@@ -361,16 +369,23 @@ mod tests {
         assert!(x[..4].iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{x:?}");
         assert!(x[4..].iter().all(|v| (v - 0.5).abs() < 1e-6), "a constant row normalises to beta");
 
-        // One head of width 2 over 2 tokens; hidden 2, so rows are [q0 q1 | k0 k1 | v0 v1].
-        let qkv = [1.0f32, 0.0, 1.0, 0.0, 1.0, 2.0, 0.0, 1.0, 0.0, 1.0, 3.0, 4.0];
-        let mut out = vec![0f32; 4];
-        attention(&qkv, Head { row: 6, hidden: 2, offset: 0, seq: 2, scale: 1.0 }, &mut Vec::new(), &mut out);
+        // One head of width 8 over 2 tokens; hidden 8, so rows are [q | k | v] of 8 values each.
+        let mut qkv = vec![0f32; 2 * 24];
+        let (q, k, v) = ([[1.0f32, 0.0], [0.0, 1.0]], [[1.0f32, 0.0], [0.0, 1.0]], [[1.0f32, 2.0], [3.0, 4.0]]);
+        for t in 0..2 {
+            qkv[t * 24..t * 24 + 2].copy_from_slice(&q[t]);
+            qkv[t * 24 + 8..t * 24 + 10].copy_from_slice(&k[t]);
+            qkv[t * 24 + 16..t * 24 + 18].copy_from_slice(&v[t]);
+        }
+        let mut out = vec![0f32; 16];
+        attention(&qkv, Head { row: 24, hidden: 8, offset: 0, seq: 2, scale: 1.0 }, &mut Vec::new(), &mut out);
         // Token 0 scores (1, 0) → softmax (e/(e+1), 1/(e+1)); token 1 scores (0, 1).
         let p = std::f32::consts::E / (std::f32::consts::E + 1.0);
         let want = [p * 1.0 + (1.0 - p) * 3.0, p * 2.0 + (1.0 - p) * 4.0];
         assert!((out[0] - want[0]).abs() < 1e-6 && (out[1] - want[1]).abs() < 1e-6, "{out:?}");
         let want = [(1.0 - p) * 1.0 + p * 3.0, (1.0 - p) * 2.0 + p * 4.0];
-        assert!((out[2] - want[0]).abs() < 1e-6 && (out[3] - want[1]).abs() < 1e-6, "{out:?}");
+        assert!((out[8] - want[0]).abs() < 1e-6 && (out[9] - want[1]).abs() < 1e-6, "{out:?}");
+        assert!(out[2..8].iter().chain(&out[10..]).all(|v| *v == 0.0));
     }
 }
 

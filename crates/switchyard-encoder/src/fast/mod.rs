@@ -16,8 +16,8 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use kernels::{
-    add_layer_norm, attention, gelu, layer_norm, matmul_panels, pack_panels, pack_rows, panels_to_rows, Head, PANEL,
-    ROWS,
+    add_layer_norm, attention, gelu, layer_norm, matmul_panels, pack_panels, pack_rows, panels_to_rows, Head,
+    MAX_HEAD_WIDTH, PANEL, ROWS,
 };
 use team::{Task, Team};
 
@@ -163,7 +163,11 @@ impl FastBert {
         }
         let w = Weights(tensors);
         let h = shape.hidden;
-        if shape.heads == 0 || !h.is_multiple_of(shape.heads) || !(h / shape.heads).is_multiple_of(8) {
+        if shape.heads == 0
+            || !h.is_multiple_of(shape.heads)
+            || !(h / shape.heads).is_multiple_of(8)
+            || h / shape.heads > MAX_HEAD_WIDTH
+        {
             return Err(format!("hidden size {h} over {} heads is not supported", shape.heads));
         }
         let mut layers = Vec::with_capacity(shape.layers);

@@ -88,12 +88,19 @@ impl Team {
 /// Receives, spinning for up to [`SPIN`] before blocking; `None` when every sender is gone.
 fn spin_recv<T>(rx: &Receiver<T>) -> Option<T> {
     let start = Instant::now();
+    let mut spins = 0u32;
     loop {
         match rx.try_recv() {
             Ok(v) => return Some(v),
             Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) if start.elapsed() < SPIN => std::hint::spin_loop(),
-            Err(TryRecvError::Empty) => return rx.recv().ok(),
+            Err(TryRecvError::Empty) => {
+                spins = spins.wrapping_add(1);
+                // Reading the clock costs more than a spin; look at it now and then.
+                if spins.is_multiple_of(64) && start.elapsed() >= SPIN {
+                    return rx.recv().ok();
+                }
+                std::hint::spin_loop();
+            }
         }
     }
 }

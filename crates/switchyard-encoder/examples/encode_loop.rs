@@ -1,0 +1,26 @@
+//! Embeds a fixed batch in a loop, for profilers (`perf record`) and quick timings:
+//! `cargo run --release -p switchyard-encoder --example encode_loop -- TOKENS BATCH SECONDS`.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use switchyard_encoder::{EncoderOptions, MiniLm, ModelLocator, DEFAULT_MODEL_DIR};
+
+fn main() {
+    let arg = |i: usize, default: f64| std::env::args().nth(i).map_or(default, |a| a.parse().unwrap());
+    let (tokens, batch, seconds) = (arg(1, 16.0) as usize, arg(2, 1.0) as usize, arg(3, 5.0));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let locator = ModelLocator::new(root.join(DEFAULT_MODEL_DIR));
+    let encoder = MiniLm::from_locator(&locator, EncoderOptions::default()).unwrap();
+    let mut text = encoder.tokenizer().encode(&"route every prompt to the cheapest model ".repeat(tokens)).unwrap();
+    let sep = *text.ids.last().unwrap();
+    text.ids.truncate(tokens - 1);
+    text.ids.push(sep);
+    let input = vec![text; batch];
+    let start = std::time::Instant::now();
+    let mut calls = 0;
+    while start.elapsed().as_secs_f64() < seconds {
+        encoder.embed_tokenized(&input).unwrap();
+        calls += 1;
+    }
+    let per_call = start.elapsed().as_secs_f64() / f64::from(calls);
+    println!("{:.3} ms per call, {:.0} texts/s", per_call * 1e3, batch as f64 / per_call);
+}

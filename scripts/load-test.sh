@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Load test of `switchyard serve` on loopback with wrk (Debian package `wrk`), against a stand-in upstream.
+#
+#   scripts/load-test.sh            # DURATION=10 (seconds per run), CONNECTIONS=32, WRK_THREADS=1
+#
+# Prints, each from its own wrk run:
+#   1. routing decisions through POST /v1/route, every request a distinct ~15-token prompt (no cache hits);
+#   2. the same prompts repeated (embedding-cache hits: the HTTP and policy path alone);
+#   3. POST /v1/chat/completions naming a catalog model (no decision), and the stand-in upstream called
+#      directly at the same load: the difference of their latency percentiles is the gateway's own overhead;
+# and the server's start-up time to /readyz and its resident memory after the runs.
+# Everything runs on this machine: wrk, the server and the upstream share its cores, so read the figures as
+# relative, not as a capacity plan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-32}
+WRK_THREADS=${WRK_THREADS:-1}
+SERVE_PORT=${SERVE_PORT:-18080}
+UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
+
+command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" >&2; exit 1; }
+cargo build --release -q -p switchyard -p switchyard-server --example stand_in_upstream
+target=${CARGO_TARGET_DIR:-target}/release
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+[ -n "${KEEP_RUNNING:-}" ] && trap - EXIT
+
+"$target/examples/stand_in_upstream" "127.0.0.1:$UPSTREAM_PORT" 2>/dev/null &
+pids+=($!)
+
+{
+  printf '[server]\nlisten = "127.0.0.1:%s"\nmax_concurrency = 1024\n' "$SERVE_PORT"
+  printf '[log]\npath = "%s/decisions.sqlite"\n' "$work"
+  python3 - "$UPSTREAM_PORT" <<'PY'
+import json, sys
+for m in json.load(open("models/default/manifest.json"))["models"]:
+    print(f'[[models]]\nname = "{m["model"]}"\nbase_url = "http://127.0.0.1:{sys.argv[1]}/v1"\n'
+          f'input_usd_per_mtok = {m["input_usd_per_mtok"] or 0}\noutput_usd_per_mtok = {m["output_usd_per_mtok"] or 0}')
+PY
+} > "$work/switchyard.toml"
+
+start=$(date +%s.%N)
+HF_HUB_OFFLINE=1 "$target/switchyard" serve --config "$work/switchyard.toml" 2>"$work/serve.log" &
+serve_pid=$!
+pids+=($serve_pid)
+until curl -sf "http://127.0.0.1:$SERVE_PORT/readyz" >/dev/null; do
+  kill -0 "$serve_pid" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+  sleep 0.02
+done
+ready=$(echo "$(date +%s.%N) - $start" | bc)
+
+cat > "$work/route.lua" <<'LUA'
+local n = 0
+local topics = {"contract law", "protein folding", "tax returns", "sorting algorithms", "french grammar",
+                "orbital mechanics", "jazz harmony", "kidney function", "interest rates", "rust lifetimes"}
+request = function()
+  n = n + 1
+  local body = string.format('{"prompt": "Question %d from thread %s: explain %s briefly, please."}',
+                             n, tostring(wrk.thread or 0), topics[n % #topics + 1])
+  return wrk.format("POST", "/v1/route", {["content-type"] = "application/json"}, body)
+end
+LUA
+# wrk gives each thread its own Lua state; a random offset keeps their prompts distinct.
+sed -i "s/^local n = 0/local n = math.random(1, 1000000000)/" "$work/route.lua"
+printf 'math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))\n' | cat - "$work/route.lua" > "$work/r.lua"
+mv "$work/r.lua" "$work/route.lua"
+
+cat > "$work/repeat.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '{"prompt": "Which of these two contracts gives the tenant more rights overall?"}'
+LUA
+
+cat > "$work/chat.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say ok."}]}'
+LUA
+
+run() { # name url script
+  local out
+  out=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$3" "$2")
+  local rps p50 p99 errors
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  printf '%-52s %10s req/s   p50 %9s   p99 %9s   non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${errors:-0}"
+}
+
+echo "switchyard load test: $CONNECTIONS connections, $WRK_THREADS wrk thread(s), ${DURATION}s per run, $(nproc) cores"
+run "/v1/route, distinct 15-token prompts" "http://127.0.0.1:$SERVE_PORT/v1/route" "$work/route.lua"
+run "/v1/route, one repeated prompt (cache hits)" "http://127.0.0.1:$SERVE_PORT/v1/route" "$work/repeat.lua"
+run "/v1/chat/completions, catalog model (gateway)" "http://127.0.0.1:$SERVE_PORT/v1/chat/completions" "$work/chat.lua"
+run "stand-in upstream called directly" "http://127.0.0.1:$UPSTREAM_PORT/v1/chat/completions" "$work/chat.lua"
+rss=$(awk '/VmRSS/ {printf "%.0f MB", $2 / 1024}' "/proc/$serve_pid/status")
+hwm=$(awk '/VmHWM/ {printf "%.0f MB", $2 / 1024}' "/proc/$serve_pid/status")
+printf 'start-up to ready: %.2f s   resident memory: %s now, %s peak\n' "$ready" "$rss" "$hwm"
+curl -s "http://127.0.0.1:$SERVE_PORT/metrics" | awk '/^switchyard_encode_(batches|batched_prompts|rejected|cache_hits)_total / {print "  " $0}'
