@@ -53,21 +53,23 @@ until curl -sf "http://127.0.0.1:$SERVE_PORT/readyz" >/dev/null; do
 done
 ready=$(echo "$(date +%s.%N) - $start" | bc)
 
+# Each request is a distinct prompt of 13 common words (15 tokens with [CLS] and [SEP]): three of them are
+# picked from 40 by the request counter, so no prompt repeats within 64,000 requests per wrk thread.
 cat > "$work/route.lua" <<'LUA'
+local words = {"apple", "river", "garden", "music", "market", "winter", "doctor", "engine", "forest", "letter",
+               "island", "planet", "window", "school", "summer", "bridge", "animal", "castle", "coffee", "dinner",
+               "family", "friend", "hunter", "jacket", "kitten", "ladder", "marble", "needle", "orange", "pepper",
+               "rabbit", "silver", "tomato", "valley", "wallet", "yellow", "basket", "candle", "desert", "finger"}
 local n = 0
-local topics = {"contract law", "protein folding", "tax returns", "sorting algorithms", "french grammar",
-                "orbital mechanics", "jazz harmony", "kidney function", "interest rates", "rust lifetimes"}
+init = function(args) n = math.random(0, 63999) end
 request = function()
-  n = n + 1
-  local body = string.format('{"prompt": "Question %d from thread %s: explain %s briefly, please."}',
-                             n, tostring(wrk.thread or 0), topics[n % #topics + 1])
+  n = (n + 1) % 64000
+  local a, b, c = n % 40 + 1, math.floor(n / 40) % 40 + 1, math.floor(n / 1600) % 40 + 1
+  local body = string.format('{"prompt": "please explain the %s and the %s and the %s to a student"}',
+                             words[a], words[b], words[c])
   return wrk.format("POST", "/v1/route", {["content-type"] = "application/json"}, body)
 end
 LUA
-# wrk gives each thread its own Lua state; a random offset keeps their prompts distinct.
-sed -i "s/^local n = 0/local n = math.random(1, 1000000000)/" "$work/route.lua"
-printf 'math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))\n' | cat - "$work/route.lua" > "$work/r.lua"
-mv "$work/r.lua" "$work/route.lua"
 
 cat > "$work/repeat.lua" <<'LUA'
 wrk.method = "POST"

@@ -17,7 +17,7 @@ use candle_core::Tensor;
 
 use kernels::{
     add_layer_norm, attention, gelu, layer_norm, matmul_panels, pack_panels, pack_rows, panels_to_rows, Head,
-    MAX_HEAD_WIDTH, PANEL, ROWS,
+    MAX_HEAD_WIDTH, PANEL,
 };
 use team::{Task, Team};
 
@@ -199,8 +199,60 @@ impl FastBert {
 
     /// Mean-pooled, L2-normalised embeddings of token-id sequences (each with its special tokens). Every
     /// sequence must be non-empty, no longer than the position table, with ids inside the vocabulary.
+    ///
+    /// A batch big enough to keep every thread busy is split by sequences: each thread runs whole passes
+    /// over its share, with no hand-offs at all. Smaller batches (one prompt, typically) run one pass whose
+    /// matmuls and attention are split across the threads.
     pub fn embed(&self, sequences: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
-        let m = &*self.model;
+        let threads = self.team.threads();
+        let rows: usize = sequences.iter().map(|s| s.len()).sum();
+        if threads < 2 || sequences.len() < 2 || rows < ROW_SPLIT_MIN * threads {
+            return Pass { model: &self.model, team: &self.team }.forward(sequences);
+        }
+        // Contiguous groups of about rows / threads tokens each, so outputs stay in order.
+        let mut groups: Vec<Vec<Vec<u32>>> = vec![Vec::new()];
+        let mut filled = 0;
+        for seq in sequences {
+            let target = rows * groups.len() / threads;
+            if filled >= target && groups.len() < threads && !groups.last().is_some_and(Vec::is_empty) {
+                groups.push(Vec::new());
+            }
+            filled += seq.len();
+            if let Some(group) = groups.last_mut() {
+                group.push(seq.to_vec());
+            }
+        }
+        let hidden = self.model.shape.hidden;
+        let tasks: Vec<Task> = groups
+            .into_iter()
+            .map(|group| {
+                let model = self.model.clone();
+                Box::new(move || {
+                    let refs: Vec<&[u32]> = group.iter().map(Vec::as_slice).collect();
+                    // An error comes back as an empty output, which the length check below reports.
+                    Pass { model: &model, team: &Team::new(1) }.forward(&refs).map(|e| e.concat()).unwrap_or_default()
+                }) as Task
+            })
+            .collect();
+        let flat: Vec<f32> = self.team.run(tasks)?.concat();
+        if flat.len() != sequences.len() * hidden {
+            // Re-run serially to get the error message of the failing sequence.
+            return Pass { model: &self.model, team: &Team::new(1) }.forward(sequences);
+        }
+        Ok(flat.chunks_exact(hidden).map(<[f32]>::to_vec).collect())
+    }
+}
+
+/// One forward pass: the model and the threads it may use.
+struct Pass<'a> {
+    model: &'a Arc<Model>,
+    team: &'a Team,
+}
+
+impl Pass<'_> {
+    /// Embeddings of the sequences, with matmuls and attention split across the pass's team.
+    fn forward(&self, sequences: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
+        let m = &**self.model;
         let h = m.shape.hidden;
         let rows: usize = sequences.iter().map(|s| s.len()).sum();
         let mut spans = Vec::with_capacity(sequences.len());
@@ -242,8 +294,7 @@ impl FastBert {
     }
 
     /// One matmul of layer `l` (`x · Wᵀ + b`, then GELU for the feed-forward's first half), split across the
-    /// team: by output panels when rows are few (each thread streams its share of the weights once), by rows
-    /// when many.
+    /// team by output panels: each thread streams its share of the weights once.
     fn matmul(&self, x: &Arc<Vec<f32>>, rows: usize, l: usize, which: Which) -> Result<Vec<f32>, String> {
         let linear = which.of(&self.model.layers[l]);
         let (k, n) = (linear.inputs, linear.outputs);
@@ -259,29 +310,7 @@ impl FastBert {
             }
             return Ok(panels_to_rows(&[out], rows));
         }
-        let model = &self.model;
-        if rows >= ROW_SPLIT_MIN * threads {
-            let chunk = rows.div_ceil(threads).div_ceil(ROWS) * ROWS;
-            let tasks: Vec<Task> = (0..rows)
-                .step_by(chunk)
-                .map(|first| {
-                    let (model, x) = (model.clone(), x.clone());
-                    Box::new(move || {
-                        let linear = which.of(&model.layers[l]);
-                        let count = chunk.min(rows - first);
-                        let mut packed = Vec::new();
-                        pack_rows(&x[first * k..], count, k, k, &mut packed);
-                        let mut out = Vec::new();
-                        matmul_panels(&packed, count, k, &linear.panels, &linear.bias, &mut out);
-                        if activate {
-                            gelu(&mut out);
-                        }
-                        panels_to_rows(&[out], count)
-                    }) as Task
-                })
-                .collect();
-            return Ok(self.team.run(tasks)?.concat());
-        }
+        let model = self.model;
         let mut packed = Vec::new();
         pack_rows(x, rows, k, k, &mut packed);
         let packed = Arc::new(packed);
