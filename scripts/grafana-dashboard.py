@@ -67,6 +67,17 @@ panels += [
     ], 8, y, w=8),
     panel("Upstream latency by model", "s", quantiles("switchyard_upstream_seconds", "model"), 16, y, w=8),
 ]; y += 8
+panels += [
+    panel("Encoder queue wait", "s", quantiles("switchyard_encode_queue_seconds"), 0, y, w=8),
+    panel("Prompts per forward pass (batching)", "short", [q(
+        'rate(switchyard_encode_batched_prompts_total[$__rate_interval]) / '
+        'rate(switchyard_encode_batches_total[$__rate_interval])', "prompts per batch")], 8, y, w=8),
+    panel("Embedding cache and refusals", "short", [
+        q('rate(switchyard_encode_cache_hits_total[$__rate_interval]) / (rate(switchyard_encode_cache_hits_total[$__rate_interval]) + rate(switchyard_encode_cache_misses_total[$__rate_interval]))', "cache hit rate"),
+        q('rate(switchyard_encode_rejected_total[$__rate_interval])', "429 encoder_busy/s"),
+        q('switchyard_encode_queue_depth', "queued"),
+    ], 16, y, w=8),
+]; y += 8
 panels.append(row("Fallbacks and upstream health", y)); y += 1
 panels += [
     panel("Upstream calls by outcome", "reqps",

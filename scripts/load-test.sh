@@ -4,10 +4,12 @@
 #   scripts/load-test.sh            # DURATION=10 (seconds per run), CONNECTIONS=32, WRK_THREADS=1
 #
 # Prints, each from its own wrk run:
-#   1. routing decisions through POST /v1/route, every request a distinct ~15-token prompt (no cache hits);
-#   2. the same prompts repeated (embedding-cache hits: the HTTP and policy path alone);
+#   1. routing decisions through POST /v1/route, every request a distinct 15-token prompt (no cache hits);
+#   2. one prompt repeated (embedding-cache hits: the HTTP and policy path alone);
 #   3. POST /v1/chat/completions naming a catalog model (no decision), and the stand-in upstream called
-#      directly at the same load: the difference of their latency percentiles is the gateway's own overhead;
+#      directly, at the same load, then both over one connection: the difference of their latency
+#      percentiles is the gateway's own overhead;
+#   4. /v1/route over one connection (the latency of one decision, batch 1);
 # and the server's start-up time to /readyz and its resident memory after the runs.
 # Everything runs on this machine: wrk, the server and the upstream share its cores, so read the figures as
 # relative, not as a capacity plan.
@@ -54,14 +56,17 @@ done
 ready=$(echo "$(date +%s.%N) - $start" | bc)
 
 # Each request is a distinct prompt of 13 common words (15 tokens with [CLS] and [SEP]): three of them are
-# picked from 40 by the request counter, so no prompt repeats within 64,000 requests per wrk thread.
+# picked from 40 by a counter that starts at a random point, so runs rarely meet the embedding cache.
 cat > "$work/route.lua" <<'LUA'
 local words = {"apple", "river", "garden", "music", "market", "winter", "doctor", "engine", "forest", "letter",
                "island", "planet", "window", "school", "summer", "bridge", "animal", "castle", "coffee", "dinner",
                "family", "friend", "hunter", "jacket", "kitten", "ladder", "marble", "needle", "orange", "pepper",
                "rabbit", "silver", "tomato", "valley", "wallet", "yellow", "basket", "candle", "desert", "finger"}
 local n = 0
-init = function(args) n = math.random(0, 63999) end
+init = function(args)
+  math.randomseed(os.time() + os.clock() * 1e6)
+  n = math.random(0, 63999)
+end
 request = function()
   n = (n + 1) % 64000
   local a, b, c = n % 40 + 1, math.floor(n / 40) % 40 + 1, math.floor(n / 1600) % 40 + 1
@@ -83,9 +88,9 @@ wrk.headers["content-type"] = "application/json"
 wrk.body = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say ok."}]}'
 LUA
 
-run() { # name url script
-  local out
-  out=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$3" "$2")
+run() { # name url script [connections]
+  local out connections=${4:-$CONNECTIONS}
+  out=$(wrk -t"$WRK_THREADS" -c"$connections" -d"${DURATION}s" --latency -s "$3" "$2")
   local rps p50 p99 errors
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
@@ -99,6 +104,10 @@ run "/v1/route, distinct 15-token prompts" "http://127.0.0.1:$SERVE_PORT/v1/rout
 run "/v1/route, one repeated prompt (cache hits)" "http://127.0.0.1:$SERVE_PORT/v1/route" "$work/repeat.lua"
 run "/v1/chat/completions, catalog model (gateway)" "http://127.0.0.1:$SERVE_PORT/v1/chat/completions" "$work/chat.lua"
 run "stand-in upstream called directly" "http://127.0.0.1:$UPSTREAM_PORT/v1/chat/completions" "$work/chat.lua"
+echo "one connection (latency without queueing; the difference is the gateway's own overhead):"
+run "/v1/chat/completions, catalog model (gateway)" "http://127.0.0.1:$SERVE_PORT/v1/chat/completions" "$work/chat.lua" 1
+run "stand-in upstream called directly" "http://127.0.0.1:$UPSTREAM_PORT/v1/chat/completions" "$work/chat.lua" 1
+run "/v1/route, distinct 15-token prompts" "http://127.0.0.1:$SERVE_PORT/v1/route" "$work/route.lua" 1
 rss=$(awk '/VmRSS/ {printf "%.0f MB", $2 / 1024}' "/proc/$serve_pid/status")
 hwm=$(awk '/VmHWM/ {printf "%.0f MB", $2 / 1024}' "/proc/$serve_pid/status")
 printf 'start-up to ready: %.2f s   resident memory: %s now, %s peak\n' "$ready" "$rss" "$hwm"

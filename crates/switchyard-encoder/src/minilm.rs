@@ -124,7 +124,7 @@ impl MiniLm {
                 };
                 let threads = options.threads.unwrap_or_else(default_threads);
                 Engine::Fast(
-                    FastBert::from_safetensors(&weights, shape, threads).map_err(|e| invalid(&files.weights, e))?,
+                    FastBert::from_safetensors(weights, shape, threads).map_err(|e| invalid(&files.weights, e))?,
                 )
             }
             Backend::Candle => {

@@ -114,20 +114,25 @@ impl Which {
 struct Weights(HashMap<String, Tensor>);
 
 impl Weights {
-    fn take(&self, name: &str, len: usize) -> Result<Vec<f32>, String> {
-        let t = self.0.get(name).ok_or_else(|| format!("tensor {name} is missing"))?;
-        let values = t
-            .flatten_all()
+    /// The tensor's values (removed from the map, so its memory goes as soon as it is copied).
+    fn take_all(&mut self, name: &str) -> Result<Vec<f32>, String> {
+        let t = self.0.remove(name).ok_or_else(|| format!("tensor {name} is missing"))?;
+        t.flatten_all()
             .and_then(|t| t.to_dtype(candle_core::DType::F32))
             .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| format!("tensor {name}: {e}"))?;
+            .map_err(|e| format!("tensor {name}: {e}"))
+    }
+
+    /// As [`Weights::take_all`], checking the number of values.
+    fn take(&mut self, name: &str, len: usize) -> Result<Vec<f32>, String> {
+        let values = self.take_all(name)?;
         if values.len() != len {
             return Err(format!("tensor {name} has {} values, expected {len}", values.len()));
         }
         Ok(values)
     }
 
-    fn norm(&self, prefix: &str, width: usize) -> Result<Norm, String> {
+    fn norm(&mut self, prefix: &str, width: usize) -> Result<Norm, String> {
         Ok(Norm {
             gamma: self.take(&format!("{prefix}.weight"), width)?,
             beta: self.take(&format!("{prefix}.bias"), width)?,
@@ -135,7 +140,7 @@ impl Weights {
     }
 
     /// One or more `Linear` layers with the same input, fused into one matmul (outputs concatenated).
-    fn linear(&self, prefixes: &[String], inputs: usize, outputs: usize) -> Result<Linear, String> {
+    fn linear(&mut self, prefixes: &[String], inputs: usize, outputs: usize) -> Result<Linear, String> {
         let mut weight = Vec::with_capacity(prefixes.len() * outputs * inputs);
         let mut bias = Vec::with_capacity(prefixes.len() * outputs);
         for p in prefixes {
@@ -154,14 +159,16 @@ impl FastBert {
     /// Builds the model from the bytes of `model.safetensors` (names as in Hugging Face's `BertModel`, with or
     /// without a `bert.` prefix), to run on `threads` threads. The error says which tensor is missing or has
     /// the wrong size.
-    pub fn from_safetensors(bytes: &[u8], shape: Shape, threads: usize) -> Result<Self, String> {
+    pub fn from_safetensors(bytes: Vec<u8>, shape: Shape, threads: usize) -> Result<Self, String> {
         let mut tensors =
-            candle_core::safetensors::load_buffer(bytes, &candle_core::Device::Cpu).map_err(|e| e.to_string())?;
+            candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu).map_err(|e| e.to_string())?;
+        // The file's bytes are copied into tensors: free them before the weights are copied again below.
+        drop(bytes);
         if !tensors.contains_key("embeddings.word_embeddings.weight") {
             tensors =
                 tensors.into_iter().map(|(k, v)| (k.strip_prefix("bert.").unwrap_or(&k).to_string(), v)).collect();
         }
-        let w = Weights(tensors);
+        let mut w = Weights(tensors);
         let h = shape.hidden;
         if shape.heads == 0
             || !h.is_multiple_of(shape.heads)
@@ -183,9 +190,10 @@ impl FastBert {
                 out_norm: w.norm(&format!("{p}.output.LayerNorm"), h)?,
             });
         }
-        let token_types = w.take("embeddings.token_type_embeddings.weight", 2 * h).or_else(|_| {
-            w.take("embeddings.token_type_embeddings.weight", h) // a model with one token type
-        })?;
+        let token_types = w.take_all("embeddings.token_type_embeddings.weight")?;
+        if token_types.len() < h || !token_types.len().is_multiple_of(h) {
+            return Err(format!("tensor embeddings.token_type_embeddings.weight has {} values", token_types.len()));
+        }
         let model = Model {
             shape,
             word: w.take("embeddings.word_embeddings.weight", shape.vocab * h)?,
