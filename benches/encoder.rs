@@ -120,7 +120,7 @@ fn side_by_side(cases: &[Case], budget: Duration) {
             for (run, samples) in [(&case.fast, &mut fast), (&case.stock, &mut stock)] {
                 let start = Instant::now();
                 let mut calls = 0;
-                while start.elapsed() < block || calls < 5 {
+                while start.elapsed() < block || calls < 8 {
                     let t = Instant::now();
                     run();
                     if calls >= 2 {

@@ -9,6 +9,12 @@ pub const PANEL: usize = 16;
 /// Rows of the input processed together by the matmul kernel.
 pub const ROWS: usize = 4;
 
+/// One step of a packed weight panel: 16 columns, aligned to a 64-byte cache line so each step the kernel
+/// reads is exactly one line (a misaligned panel touches two lines per step).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, align(64))]
+pub struct Line(pub [f32; PANEL]);
+
 /// Whether this CPU runs the AVX2 + FMA builds (checked once; `std` caches the answer).
 #[inline]
 pub fn has_avx2_fma() -> bool {
@@ -59,13 +65,13 @@ multiversion! {
     /// `x · W + b` for the panels `panels` of a weight packed by [`pack_panels`], appended to `out` panel by
     /// panel: `out[p][r][j] = bias[p*16 + j] + Σ_k a[r][k] · w[k][p*16 + j]`. `a` holds `rows` rows of `k`
     /// values, packed by [`pack_rows`].
-    pub fn matmul_panels(a: &[f32], rows: usize, k: usize, panels: &[f32], bias: &[f32], out: &mut Vec<f32>) => matmul_impl
+    pub fn matmul_panels(a: &[f32], rows: usize, k: usize, panels: &[Line], bias: &[f32], out: &mut Vec<f32>) => matmul_impl
 }
 
 #[inline(always)]
-fn matmul_impl<const FMA: bool>(a: &[f32], rows: usize, k: usize, panels: &[f32], bias: &[f32], out: &mut Vec<f32>) {
+fn matmul_impl<const FMA: bool>(a: &[f32], rows: usize, k: usize, panels: &[Line], bias: &[f32], out: &mut Vec<f32>) {
     let blocks = rows.div_ceil(ROWS);
-    let (all, _) = panels.as_chunks::<PANEL>();
+    let all = panels;
     let count = all.len() / k.max(1);
     out.reserve(count * rows * PANEL);
     for (p, bias) in bias.chunks_exact(PANEL).enumerate().take(count) {
@@ -84,9 +90,9 @@ fn matmul_impl<const FMA: bool>(a: &[f32], rows: usize, k: usize, panels: &[f32]
 }
 
 /// Row-major `rows × (16 · panels)` from panel-major parts (each `[panel][row][16]`, in column order).
-pub fn panels_to_rows(parts: &[Vec<f32>], rows: usize) -> Vec<f32> {
-    let total: usize = parts.iter().map(Vec::len).sum();
-    let mut out = Vec::with_capacity(total);
+pub fn panels_to_rows(parts: &[&Vec<f32>], rows: usize) -> Vec<f32> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = super::pool::take(total);
     for r in 0..rows {
         for part in parts {
             for panel in part.chunks_exact(rows * PANEL) {
@@ -99,13 +105,9 @@ pub fn panels_to_rows(parts: &[Vec<f32>], rows: usize) -> Vec<f32> {
 
 /// One block of [`ROWS`] rows times one panel.
 #[inline(always)]
-fn row_block<const FMA: bool>(
-    packed: &[[f32; ROWS]],
-    panel: &[[f32; PANEL]],
-    bias: &[f32; PANEL],
-) -> [[f32; PANEL]; ROWS] {
+fn row_block<const FMA: bool>(packed: &[[f32; ROWS]], panel: &[Line], bias: &[f32; PANEL]) -> [[f32; PANEL]; ROWS] {
     let mut acc = [*bias; ROWS];
-    for (x, w) in packed.iter().zip(panel) {
+    for (x, Line(w)) in packed.iter().zip(panel) {
         for r in 0..ROWS {
             for j in 0..PANEL {
                 acc[r][j] = madd::<FMA>(x[r], w[j], acc[r][j]);
@@ -115,14 +117,14 @@ fn row_block<const FMA: bool>(
     acc
 }
 
-/// Packs a `[out][in]` weight (PyTorch's `Linear` layout) into panels of 16 output columns: panel `p` holds
-/// `w[k][p*16 + j]` at `p*in*16 + k*16 + j`, so the kernel reads each panel front to back.
-pub fn pack_panels(weight: &[f32], outputs: usize, inputs: usize) -> Vec<f32> {
-    let mut packed = vec![0f32; outputs.div_ceil(PANEL) * PANEL * inputs];
+/// Packs a `[out][in]` weight (PyTorch's `Linear` layout) into panels of 16 output columns: line
+/// `p*in + k` holds `w[k][p*16 .. p*16 + 16]`, so the kernel reads each panel front to back.
+pub fn pack_panels(weight: &[f32], outputs: usize, inputs: usize) -> Vec<Line> {
+    let mut packed = vec![Line([0.0; PANEL]); outputs.div_ceil(PANEL) * inputs];
     for o in 0..outputs {
         let (p, j) = (o / PANEL, o % PANEL);
         for i in 0..inputs {
-            packed[p * inputs * PANEL + i * PANEL + j] = weight[o * inputs + i];
+            packed[p * inputs + i].0[j] = weight[o * inputs + i];
         }
     }
     packed
@@ -351,7 +353,7 @@ mod tests {
         pack_rows(&a, m, k, k, &mut packed);
         let mut out = Vec::new();
         matmul_panels(&packed, m, k, &panels, &bias, &mut out);
-        let out = panels_to_rows(&[out], m);
+        let out = panels_to_rows(&[&out], m);
         for r in 0..m {
             for o in 0..n {
                 let want: f32 = bias[o] + (0..k).map(|i| a[r * k + i] * w[o * k + i]).sum::<f32>();

@@ -8,6 +8,7 @@
 //!   (batch 1), by rows when many; attention splits by heads.
 
 mod kernels;
+mod pool;
 mod team;
 
 use std::collections::HashMap;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use kernels::{
-    add_layer_norm, attention, gelu, layer_norm, matmul_panels, pack_panels, pack_rows, panels_to_rows, Head,
+    add_layer_norm, attention, gelu, layer_norm, matmul_panels, pack_panels, pack_rows, panels_to_rows, Head, Line,
     MAX_HEAD_WIDTH, PANEL,
 };
 use team::{Task, Team};
@@ -48,7 +49,7 @@ pub struct Shape {
 }
 
 struct Linear {
-    panels: Vec<f32>,
+    panels: Vec<Line>,
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
@@ -264,7 +265,8 @@ impl Pass<'_> {
         let h = m.shape.hidden;
         let rows: usize = sequences.iter().map(|s| s.len()).sum();
         let mut spans = Vec::with_capacity(sequences.len());
-        let mut x = vec![0f32; rows * h];
+        let mut x = pool::take(rows * h);
+        x.resize(rows * h, 0.0);
         let mut start = 0;
         for seq in sequences {
             if seq.is_empty() || seq.len() > m.shape.positions {
@@ -290,15 +292,22 @@ impl Pass<'_> {
         for (l, layer) in m.layers.iter().enumerate() {
             let qkv = Arc::new(self.matmul(&x, rows, l, Which::Qkv)?);
             let ctx = Arc::new(self.attention(&qkv, &spans, rows)?);
+            recycle(qkv);
             let mut attended = self.matmul(&ctx, rows, l, Which::AttnOut)?;
+            recycle(ctx);
             add_layer_norm(&mut attended, &x, &layer.attn_norm.gamma, &layer.attn_norm.beta, m.shape.eps);
+            recycle(x);
             let attended = Arc::new(attended);
             let up = Arc::new(self.matmul(&attended, rows, l, Which::Up)?);
             let mut out = self.matmul(&up, rows, l, Which::Down)?;
+            recycle(up);
             add_layer_norm(&mut out, &attended, &layer.out_norm.gamma, &layer.out_norm.beta, m.shape.eps);
+            recycle(attended);
             x = Arc::new(out);
         }
-        Ok(spans.iter().map(|&(start, len)| mean_pool(&x[start * h..(start + len) * h], h)).collect())
+        let pooled = spans.iter().map(|&(start, len)| mean_pool(&x[start * h..(start + len) * h], h)).collect();
+        recycle(x);
+        Ok(pooled)
     }
 
     /// One matmul of layer `l` (`x · Wᵀ + b`, then GELU for the feed-forward's first half), split across the
@@ -309,17 +318,20 @@ impl Pass<'_> {
         let threads = self.team.threads();
         let activate = matches!(which, Which::Up);
         if threads == 1 || rows * k * n < PARALLEL_MIN_MACS {
-            let mut out = Vec::new();
-            let mut packed = Vec::new();
+            let mut out = pool::take(rows * n);
+            let mut packed = pool::take(rows.div_ceil(4) * 4 * k);
             pack_rows(x, rows, k, k, &mut packed);
             matmul_panels(&packed, rows, k, &linear.panels, &linear.bias, &mut out);
+            pool::give(packed);
             if activate {
                 gelu(&mut out);
             }
-            return Ok(panels_to_rows(&[out], rows));
+            let rows_major = panels_to_rows(&[&out], rows);
+            pool::give(out);
+            return Ok(rows_major);
         }
         let model = self.model;
-        let mut packed = Vec::new();
+        let mut packed = pool::take(rows.div_ceil(4) * 4 * k);
         pack_rows(x, rows, k, k, &mut packed);
         let packed = Arc::new(packed);
         let panels = n / PANEL;
@@ -334,7 +346,7 @@ impl Pass<'_> {
                     let count = per.min(panels - first);
                     let cols = count * PANEL;
                     let mut part = Vec::new();
-                    let weights = &linear.panels[first * k * PANEL..(first + count) * k * PANEL];
+                    let weights = &linear.panels[first * k..(first + count) * k];
                     let bias = &linear.bias[first * PANEL..first * PANEL + cols];
                     matmul_panels(&packed, rows, k, weights, bias, &mut part);
                     if activate {
@@ -344,7 +356,9 @@ impl Pass<'_> {
                 }) as Task
             })
             .collect();
-        Ok(panels_to_rows(&self.team.run(tasks)?, rows))
+        let parts = self.team.run(tasks)?;
+        recycle(packed);
+        Ok(panels_to_rows(&parts.iter().collect::<Vec<_>>(), rows))
     }
 
     /// Attention of every head over every sequence (rows × hidden), heads shared out across the team.
@@ -376,7 +390,8 @@ impl Pass<'_> {
                 }) as Task
             })
             .collect();
-        let mut ctx = vec![0f32; rows * h];
+        let mut ctx = pool::take(rows * h);
+        ctx.resize(rows * h, 0.0);
         let mut job = 0;
         for part in self.team.run(tasks)? {
             let mut at = 0;
@@ -391,6 +406,13 @@ impl Pass<'_> {
             }
         }
         Ok(ctx)
+    }
+}
+
+/// Gives an activation buffer back to this thread's pool once no task holds it.
+fn recycle(buffer: Arc<Vec<f32>>) {
+    if let Ok(buffer) = Arc::try_unwrap(buffer) {
+        pool::give(buffer);
     }
 }
 
