@@ -62,45 +62,40 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 }
 
 multiversion! {
-    /// `x · W + b` for the panels `panels` of a weight packed by [`pack_panels`], appended to `out` panel by
-    /// panel: `out[p][r][j] = bias[p*16 + j] + Σ_k a[r][k] · w[k][p*16 + j]`. `a` holds `rows` rows of `k`
-    /// values, packed by [`pack_rows`].
-    pub fn matmul_panels(a: &[f32], rows: usize, k: usize, panels: &[Line], bias: &[f32], out: &mut Vec<f32>) => matmul_impl
+    /// `out[r][p*16 + j] = bias[p*16 + j] + Σ_k a[r][k] · w[k][p*16 + j]` for the panels `panels` of a weight
+    /// packed by [`pack_panels`]. `a` holds `rows` rows of `k` values, packed by [`pack_rows`]; `out` has
+    /// `rows` rows `out_stride` apart, and the panels' columns are written from column 0.
+    pub fn matmul_panels(a: &[f32], rows: usize, k: usize, panels: &[Line], bias: &[f32], out: &mut [f32], out_stride: usize) => matmul_impl
 }
 
 #[inline(always)]
-fn matmul_impl<const FMA: bool>(a: &[f32], rows: usize, k: usize, panels: &[Line], bias: &[f32], out: &mut Vec<f32>) {
+fn matmul_impl<const FMA: bool>(
+    a: &[f32],
+    rows: usize,
+    k: usize,
+    panels: &[Line],
+    bias: &[f32],
+    out: &mut [f32],
+    out_stride: usize,
+) {
     let blocks = rows.div_ceil(ROWS);
-    let all = panels;
-    let count = all.len() / k.max(1);
-    out.reserve(count * rows * PANEL);
+    let count = panels.len() / k.max(1);
     for (p, bias) in bias.chunks_exact(PANEL).enumerate().take(count) {
-        let panel = &all[p * k..(p + 1) * k];
+        let panel = &panels[p * k..(p + 1) * k];
         let Ok(bias) = <&[f32; PANEL]>::try_from(bias) else { return };
         for block in 0..blocks {
             let Some(packed) = a.get(block * k * ROWS..(block + 1) * k * ROWS) else { return };
             let (packed, _) = packed.as_chunks::<ROWS>();
             let acc = row_block::<FMA>(packed, panel, bias);
             let valid = (rows - block * ROWS).min(ROWS);
-            for acc in acc.iter().take(valid) {
-                out.extend_from_slice(acc);
+            for (r, acc) in acc.iter().enumerate().take(valid) {
+                let start = (block * ROWS + r) * out_stride + p * PANEL;
+                if let Some(dst) = out.get_mut(start..start + PANEL) {
+                    dst.copy_from_slice(acc);
+                }
             }
         }
     }
-}
-
-/// Row-major `rows × (16 · panels)` from panel-major parts (each `[panel][row][16]`, in column order).
-pub fn panels_to_rows(parts: &[&Vec<f32>], rows: usize) -> Vec<f32> {
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    let mut out = super::pool::take(total);
-    for r in 0..rows {
-        for part in parts {
-            for panel in part.chunks_exact(rows * PANEL) {
-                out.extend_from_slice(&panel[r * PANEL..(r + 1) * PANEL]);
-            }
-        }
-    }
-    out
 }
 
 /// One block of [`ROWS`] rows times one panel.
@@ -351,9 +346,8 @@ mod tests {
         let panels = pack_panels(&w, n, k);
         let mut packed = Vec::new();
         pack_rows(&a, m, k, k, &mut packed);
-        let mut out = Vec::new();
-        matmul_panels(&packed, m, k, &panels, &bias, &mut out);
-        let out = panels_to_rows(&[&out], m);
+        let mut out = vec![0f32; m * n];
+        matmul_panels(&packed, m, k, &panels, &bias, &mut out, n);
         for r in 0..m {
             for o in 0..n {
                 let want: f32 = bias[o] + (0..k).map(|i| a[r * k + i] * w[o * k + i]).sum::<f32>();
@@ -405,12 +399,11 @@ mod timing {
             let bias = vec![0f32; n];
             let mut packed = Vec::new();
             pack_rows(&a, m, k, k, &mut packed);
-            let mut out = Vec::new();
+            let mut out = vec![0f32; m * n];
             let reps = (2e9 / (m * k * n * 2) as f64).max(3.0) as usize;
             let start = std::time::Instant::now();
             for r in 0..reps {
-                out.clear();
-                matmul_panels(&packed, m, k, &weights[r % copies], &bias, &mut out);
+                matmul_panels(&packed, m, k, &weights[r % copies], &bias, &mut out, n);
             }
             let secs = start.elapsed().as_secs_f64() / reps as f64;
             println!(

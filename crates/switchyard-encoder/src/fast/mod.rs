@@ -17,8 +17,8 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use kernels::{
-    add_layer_norm, attention, gelu, layer_norm, matmul_panels, pack_panels, pack_rows, panels_to_rows, Head, Line,
-    MAX_HEAD_WIDTH, PANEL,
+    add_layer_norm, attention, gelu, layer_norm, matmul_panels, pack_panels, pack_rows, Head, Line, MAX_HEAD_WIDTH,
+    PANEL,
 };
 use team::{Task, Team};
 
@@ -319,16 +319,15 @@ impl Pass<'_> {
         let activate = matches!(which, Which::Up);
         if threads == 1 || rows * k * n < PARALLEL_MIN_MACS {
             let mut out = pool::take(rows * n);
+            out.resize(rows * n, 0.0);
             let mut packed = pool::take(rows.div_ceil(4) * 4 * k);
             pack_rows(x, rows, k, k, &mut packed);
-            matmul_panels(&packed, rows, k, &linear.panels, &linear.bias, &mut out);
+            matmul_panels(&packed, rows, k, &linear.panels, &linear.bias, &mut out, n);
             pool::give(packed);
             if activate {
                 gelu(&mut out);
             }
-            let rows_major = panels_to_rows(&[&out], rows);
-            pool::give(out);
-            return Ok(rows_major);
+            return Ok(out);
         }
         let model = self.model;
         let mut packed = pool::take(rows.div_ceil(4) * 4 * k);
@@ -345,10 +344,11 @@ impl Pass<'_> {
                     let linear = which.of(&model.layers[l]);
                     let count = per.min(panels - first);
                     let cols = count * PANEL;
-                    let mut part = Vec::new();
+                    let mut part = pool::take(rows * cols);
+                    part.resize(rows * cols, 0.0);
                     let weights = &linear.panels[first * k..(first + count) * k];
                     let bias = &linear.bias[first * PANEL..first * PANEL + cols];
-                    matmul_panels(&packed, rows, k, weights, bias, &mut part);
+                    matmul_panels(&packed, rows, k, weights, bias, &mut part, cols);
                     if activate {
                         gelu(&mut part);
                     }
@@ -358,7 +358,16 @@ impl Pass<'_> {
             .collect();
         let parts = self.team.run(tasks)?;
         recycle(packed);
-        Ok(panels_to_rows(&parts.iter().collect::<Vec<_>>(), rows))
+        // Each part is row-major over its own columns; rows are stitched together with one copy per part.
+        let mut out = pool::take(rows * n);
+        for r in 0..rows {
+            for part in &parts {
+                let cols = part.len() / rows;
+                out.extend_from_slice(&part[r * cols..(r + 1) * cols]);
+            }
+        }
+        parts.into_iter().for_each(pool::give);
+        Ok(out)
     }
 
     /// Attention of every head over every sequence (rows × hidden), heads shared out across the team.
