@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long an idle helper spins before it parks.
-const SPIN: Duration = Duration::from_micros(300);
+const SPIN: Duration = Duration::from_micros(100);
 
 /// One unit of work: runs anywhere, returns its output.
 pub type Task = Box<dyn FnOnce() -> Vec<f32> + Send + 'static>;
