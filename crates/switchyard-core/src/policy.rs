@@ -30,6 +30,12 @@ impl Knob {
         }
     }
 
+    /// The knob set by a pair of optional settings (`min_quality` first when both are given; callers that
+    /// must refuse both check that themselves).
+    pub fn from_options(min_quality: Option<f64>, willingness_to_pay: Option<f64>) -> Option<Knob> {
+        min_quality.map(Knob::MinQuality).or(willingness_to_pay.map(Knob::WillingnessToPay))
+    }
+
     /// The knob's numeric value.
     pub fn value(&self) -> f64 {
         match *self {

@@ -347,7 +347,7 @@ impl RouteRequest {
             return Err(ApiError::invalid("conflicting_knobs", "set `min_quality` or `willingness_to_pay`, not both"));
         }
         Ok(RequestKnobs {
-            knob: self.min_quality.map(Knob::MinQuality).or(self.willingness_to_pay.map(Knob::WillingnessToPay)),
+            knob: Knob::from_options(self.min_quality, self.willingness_to_pay),
             allowed: self.allowed_models.clone(),
             denied: self.denied_models.clone(),
             max_latency_ms: self.max_latency_ms,
@@ -395,7 +395,7 @@ async fn route(State(state): State<Arc<AppState>>, request: Request) -> Result<R
     let bytes = read_body(body, state.config.server.max_body_bytes).await?;
     let body: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
-    let request: RouteRequest = serde_json::from_value(body.clone())
+    let request = RouteRequest::deserialize(&body)
         .map_err(|e| ApiError::invalid("invalid_type", format!("request body is not a valid route request: {e}")))?;
     let prompt = request.prompt()?;
     let limit = state.config.server.max_prompt_chars;

@@ -238,38 +238,26 @@ impl Config {
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key, problem: String| ConfigError::Invalid { path: path.to_path_buf(), key, problem };
         self.listen_addr().map_err(|e| invalid("server.listen", e))?;
-        if self.server.max_body_bytes == 0 {
-            return Err(invalid("server.max_body_bytes", "must be > 0".into()));
+        let counts = [
+            ("server.max_body_bytes", self.server.max_body_bytes as u64),
+            ("server.max_prompt_chars", self.server.max_prompt_chars as u64),
+            ("server.max_concurrency", self.server.max_concurrency as u64),
+            ("server.max_attempts", self.server.max_attempts as u64),
+            ("server.upstream_timeout_ms", self.server.upstream_timeout_ms),
+            ("server.cooldown_failures", u64::from(self.server.cooldown_failures)),
+            ("encoder.batch_tokens", self.encoder.batch_tokens as u64),
+            ("encoder.queue_capacity", self.encoder.queue_capacity as u64),
+            ("log.queue_capacity", self.log.queue_capacity as u64),
+        ];
+        if let Some((key, _)) = counts.iter().find(|(_, value)| *value == 0) {
+            return Err(invalid(key, "must be at least 1".into()));
         }
-        if self.server.max_prompt_chars == 0 {
-            return Err(invalid("server.max_prompt_chars", "must be > 0".into()));
-        }
-        if self.server.max_concurrency == 0 {
-            return Err(invalid("server.max_concurrency", "must be at least 1".into()));
-        }
-        if self.server.max_attempts == 0 {
-            return Err(invalid("server.max_attempts", "must be at least 1".into()));
-        }
-        if self.server.upstream_timeout_ms == 0 {
-            return Err(invalid("server.upstream_timeout_ms", "must be > 0".into()));
-        }
-        if self.server.cooldown_failures == 0 {
-            return Err(invalid("server.cooldown_failures", "must be at least 1".into()));
-        }
-        if self.server.client_keys.iter().any(|k| k.trim().is_empty()) {
-            return Err(invalid("server.client_keys", "must not contain empty keys".into()));
-        }
-        if self.server.admin_keys.iter().any(|k| k.trim().is_empty()) {
-            return Err(invalid("server.admin_keys", "must not contain empty keys".into()));
-        }
-        if self.encoder.batch_tokens == 0 {
-            return Err(invalid("encoder.batch_tokens", "must be at least 1".into()));
-        }
-        if self.encoder.queue_capacity == 0 {
-            return Err(invalid("encoder.queue_capacity", "must be at least 1".into()));
-        }
-        if self.log.queue_capacity == 0 {
-            return Err(invalid("log.queue_capacity", "must be at least 1".into()));
+        for (key, keys) in
+            [("server.client_keys", &self.server.client_keys), ("server.admin_keys", &self.server.admin_keys)]
+        {
+            if keys.iter().any(|k| k.trim().is_empty()) {
+                return Err(invalid(key, "must not contain empty keys".into()));
+            }
         }
         let known = |m: &String| self.models.is_empty() || self.models.iter().any(|c| &c.name == m);
         for (name, models) in &self.tiers {
@@ -320,7 +308,7 @@ impl Config {
 
     /// The default knob the config sets, if any.
     pub fn default_knob(&self) -> Option<Knob> {
-        self.router.min_quality.map(Knob::MinQuality).or(self.router.willingness_to_pay.map(Knob::WillingnessToPay))
+        Knob::from_options(self.router.min_quality, self.router.willingness_to_pay)
     }
 }
 

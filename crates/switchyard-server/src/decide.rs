@@ -10,6 +10,7 @@ use switchyard_core::{estimate_input_tokens, Knob, RouteReport, Timing};
 
 use crate::app::{embed_prompt, AppState};
 use crate::error::ApiError;
+use crate::experiment::StickyKey;
 use crate::knobs::RequestKnobs;
 use crate::rules::{first_match, RequestView};
 
@@ -101,8 +102,7 @@ pub(crate) async fn decide(state: &AppState, input: DecisionInput<'_>) -> Result
         arm_knob = config.knob();
         arm = Some(ArmChoice { experiment: e.name.clone(), arm: config.name.clone() });
     } else {
-        let header = input.headers.get("x-switchyard-user").and_then(|v| v.to_str().ok()).map(str::to_string);
-        user = header.or_else(|| input.body.get("user").and_then(Value::as_str).map(str::to_string));
+        user = StickyKey::User.id(input.headers, input.body);
     }
 
     let mut default = router.manifest.default_policy.clone();

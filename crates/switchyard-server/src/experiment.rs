@@ -49,10 +49,26 @@ pub struct ArmConfig {
     pub willingness_to_pay: Option<f64>,
 }
 
+impl StickyKey {
+    /// The id of this kind a request carries, if any (empty ids count as none).
+    pub fn id(self, headers: &HeaderMap, body: &Value) -> Option<String> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).map(str::to_string);
+        let meta =
+            |key: &str| body.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str).map(str::to_string);
+        match self {
+            StickyKey::User => header("x-switchyard-user")
+                .or_else(|| body.get("user").and_then(Value::as_str).map(str::to_string))
+                .or_else(|| meta("user_id")),
+            StickyKey::Session => header("x-switchyard-session").or_else(|| meta("session_id")),
+        }
+        .filter(|id| !id.is_empty())
+    }
+}
+
 impl ArmConfig {
     /// The knob this arm sets, if any.
     pub fn knob(&self) -> Option<Knob> {
-        self.min_quality.map(Knob::MinQuality).or(self.willingness_to_pay.map(Knob::WillingnessToPay))
+        Knob::from_options(self.min_quality, self.willingness_to_pay)
     }
 }
 
@@ -87,16 +103,7 @@ impl ExperimentConfig {
 
     /// The sticky id a request carries, if any.
     pub fn sticky_id(&self, headers: &HeaderMap, body: &Value) -> Option<String> {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).map(str::to_string);
-        let meta =
-            |key: &str| body.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str).map(str::to_string);
-        match self.key {
-            StickyKey::User => header("x-switchyard-user")
-                .or_else(|| body.get("user").and_then(Value::as_str).map(str::to_string))
-                .or_else(|| meta("user_id")),
-            StickyKey::Session => header("x-switchyard-session").or_else(|| meta("session_id")),
-        }
-        .filter(|id| !id.is_empty())
+        self.key.id(headers, body)
     }
 
     /// The arm for an id: a SHA-256 of the experiment name and the id, read as a point in [0, 1), falls in

@@ -95,7 +95,7 @@ pub(crate) fn from_request(body: &Value, headers: &HeaderMap) -> Result<RequestK
     let max_latency_ms = number("max_latency_ms", "x-switchyard-max-latency-ms")?;
     Ok(RequestKnobs {
         max_latency_ms,
-        knob: q.map(Knob::MinQuality).or(l.map(Knob::WillingnessToPay)),
+        knob: Knob::from_options(q, l),
         allowed: list("allowed_models", "x-switchyard-allowed-models"),
         denied: list("denied_models", "x-switchyard-denied-models").unwrap_or_default(),
     })

@@ -180,47 +180,26 @@ impl Metrics {
         for (rule, n) in &m.rules {
             let _ = writeln!(out, "switchyard_rule_matches_total{{rule=\"{}\"}} {n}", escape(rule));
         }
-        out.push_str("# HELP switchyard_arm_requests_total Finished requests, by experiment and arm.\n");
-        out.push_str("# TYPE switchyard_arm_requests_total counter\n");
-        for ((e, a), (n, _, _)) in &m.arms {
-            let _ = writeln!(
-                out,
-                "switchyard_arm_requests_total{{experiment=\"{}\",arm=\"{}\"}} {n}",
-                escape(e),
-                escape(a)
-            );
-        }
-        out.push_str("# HELP switchyard_arm_cost_usd_total Spend (observed, else expected), by experiment and arm.\n");
-        out.push_str("# TYPE switchyard_arm_cost_usd_total counter\n");
-        for ((e, a), (_, cost, _)) in &m.arms {
-            let _ = writeln!(
-                out,
-                "switchyard_arm_cost_usd_total{{experiment=\"{}\",arm=\"{}\"}} {cost}",
-                escape(e),
-                escape(a)
-            );
-        }
-        out.push_str("# HELP switchyard_arm_fallbacks_total Requests that fell back, by experiment and arm.\n");
-        out.push_str("# TYPE switchyard_arm_fallbacks_total counter\n");
-        for ((e, a), (_, _, n)) in &m.arms {
-            let _ = writeln!(
-                out,
-                "switchyard_arm_fallbacks_total{{experiment=\"{}\",arm=\"{}\"}} {n}",
-                escape(e),
-                escape(a)
-            );
+        let arm_families = [
+            ("switchyard_arm_requests_total", "Finished requests"),
+            ("switchyard_arm_cost_usd_total", "Spend (observed, else expected)"),
+            ("switchyard_arm_fallbacks_total", "Requests that fell back"),
+        ];
+        for (field, (name, help)) in arm_families.into_iter().enumerate() {
+            let _ = writeln!(out, "# HELP {name} {help}, by experiment and arm.\n# TYPE {name} counter");
+            for ((e, a), &(requests, spend, fallbacks)) in &m.arms {
+                let value = [requests as f64, spend, fallbacks as f64][field];
+                let _ = writeln!(out, "{name}{{experiment=\"{}\",arm=\"{}\"}} {}", escape(e), escape(a), value);
+            }
         }
         out.push_str("# HELP switchyard_feedback_total Feedback stored, by outcome (recorded, replaced).\n");
         out.push_str("# TYPE switchyard_feedback_total counter\n");
         for (outcome, n) in &m.feedback {
             let _ = writeln!(out, "switchyard_feedback_total{{outcome=\"{outcome}\"}} {n}");
         }
-        out.push_str("# HELP switchyard_router_reloads_total Successful router reloads.\n");
-        out.push_str("# TYPE switchyard_router_reloads_total counter\n");
-        let _ = writeln!(out, "switchyard_router_reloads_total {}", m.reloads);
-        out.push_str("# HELP switchyard_router_generation Generation of the routers in service (1 at start-up).\n");
-        out.push_str("# TYPE switchyard_router_generation gauge\n");
-        let _ = writeln!(out, "switchyard_router_generation {}", m.generation.max(1));
+        scalar(&mut out, "switchyard_router_reloads_total", "counter", "Successful router reloads.", m.reloads);
+        let generation = "Generation of the routers in service (1 at start-up).";
+        scalar(&mut out, "switchyard_router_generation", "gauge", generation, m.generation.max(1));
         out.push_str("# HELP switchyard_upstream_calls_total Upstream calls, by model and outcome.\n");
         out.push_str("# TYPE switchyard_upstream_calls_total counter\n");
         for ((model, outcome), n) in &m.upstream_calls {
@@ -242,12 +221,10 @@ impl Metrics {
         for (model, (_, _, cost)) in &m.tokens {
             let _ = writeln!(out, "switchyard_cost_usd_total{{model=\"{}\"}} {cost}", escape(model));
         }
-        out.push_str("# HELP switchyard_fallbacks_total Failed upstream attempts (each moves a request on to its next candidate, if any).\n");
-        out.push_str("# TYPE switchyard_fallbacks_total counter\n");
-        let _ = writeln!(out, "switchyard_fallbacks_total {}", m.fallbacks);
-        out.push_str("# HELP switchyard_cooldowns_total Times an upstream was put in cooldown.\n");
-        out.push_str("# TYPE switchyard_cooldowns_total counter\n");
-        let _ = writeln!(out, "switchyard_cooldowns_total {}", m.cooldowns);
+        let fallbacks = "Failed upstream attempts (each moves a request on to its next candidate, if any).";
+        scalar(&mut out, "switchyard_fallbacks_total", "counter", fallbacks, m.fallbacks);
+        let cooldowns = "Times an upstream was put in cooldown.";
+        scalar(&mut out, "switchyard_cooldowns_total", "counter", cooldowns, m.cooldowns);
         out.push_str("# HELP switchyard_encode_seconds Time to tokenize and embed a prompt.\n");
         out.push_str("# TYPE switchyard_encode_seconds histogram\n");
         m.encode.render(&mut out, "switchyard_encode_seconds", "");
@@ -274,6 +251,11 @@ impl Metrics {
     }
 }
 
+/// Appends one unlabelled sample with its HELP and TYPE lines.
+fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+}
+
 /// Appends the decision log's counters: rows written, dropped (queue full), failed, queued and pruned.
 pub fn render_log(out: &mut String, stats: &switchyard_store::WriterStats) {
     use std::sync::atomic::Ordering::Relaxed;
@@ -284,13 +266,9 @@ pub fn render_log(out: &mut String, stats: &switchyard_store::WriterStats) {
         ("pruned", "Requests deleted by retention.", &stats.pruned),
     ];
     for (name, help, value) in counters {
-        let _ = writeln!(out, "# HELP switchyard_log_rows_{name}_total {help}");
-        let _ = writeln!(out, "# TYPE switchyard_log_rows_{name}_total counter");
-        let _ = writeln!(out, "switchyard_log_rows_{name}_total {}", value.load(Relaxed));
+        scalar(out, &format!("switchyard_log_rows_{name}_total"), "counter", help, value.load(Relaxed));
     }
-    out.push_str("# HELP switchyard_log_queue_rows Rows waiting to be written.\n");
-    out.push_str("# TYPE switchyard_log_queue_rows gauge\n");
-    let _ = writeln!(out, "switchyard_log_queue_rows {}", stats.queued.load(Relaxed));
+    scalar(out, "switchyard_log_queue_rows", "gauge", "Rows waiting to be written.", stats.queued.load(Relaxed));
 }
 
 /// Appends the embedder's counters: batches, prompts, cache hits and misses, refusals, queue depth.
@@ -305,16 +283,11 @@ pub fn render_embedder(out: &mut String, embedder: &crate::embedder::Embedder) {
         ("switchyard_encode_rejected_total", "Prompts refused with 429 because the queue was full.", &stats.rejected),
     ];
     for (name, help, value) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {}", value.load(Relaxed));
+        scalar(out, name, "counter", help, value.load(Relaxed));
     }
-    out.push_str("# HELP switchyard_encode_queue_depth Prompts waiting for the inference thread.\n");
-    out.push_str("# TYPE switchyard_encode_queue_depth gauge\n");
-    let _ = writeln!(out, "switchyard_encode_queue_depth {}", stats.queued.load(Relaxed));
-    out.push_str("# HELP switchyard_encode_cache_entries Prompts in the embedding cache.\n");
-    out.push_str("# TYPE switchyard_encode_cache_entries gauge\n");
-    let _ = writeln!(out, "switchyard_encode_cache_entries {}", embedder.cached());
+    let depth = stats.queued.load(Relaxed);
+    scalar(out, "switchyard_encode_queue_depth", "gauge", "Prompts waiting for the inference thread.", depth);
+    scalar(out, "switchyard_encode_cache_entries", "gauge", "Prompts in the embedding cache.", embedder.cached());
 }
 
 /// Escapes a Prometheus label value.

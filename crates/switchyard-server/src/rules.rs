@@ -59,7 +59,7 @@ pub struct Action {
 impl Action {
     /// The knob the action sets, if any.
     pub fn knob(&self) -> Option<Knob> {
-        self.min_quality.map(Knob::MinQuality).or(self.willingness_to_pay.map(Knob::WillingnessToPay))
+        Knob::from_options(self.min_quality, self.willingness_to_pay)
     }
 }
 
