@@ -124,6 +124,12 @@ async fn serve_feedback_export_train_and_hot_reload() {
         switchyard(&["logs", "export", "--db", db_arg, "--since", "2000-01-01T00:00:00Z", "--out", "-"], cwd);
     assert!(ok && stderr.contains(&format!("{scored} rows written")), "{stderr}");
 
+    // Bad input to `logs`: a missing database and an unreadable --since say what is wrong.
+    let (ok, _, stderr) = switchyard(&["logs", "stats", "--db", "/nonexistent/decisions.sqlite"], cwd);
+    assert!(!ok && stderr.contains("no decision log at /nonexistent/decisions.sqlite"), "{stderr}");
+    let (ok, _, stderr) = switchyard(&["logs", "export", "--db", db_arg, "--since", "yesterday", "--out", "-"], cwd);
+    assert!(!ok && stderr.contains("cannot read \"yesterday\" as a time"), "{stderr}");
+
     // Train a router on the exported logs.
     let new_router = work.path().join("new-router");
     let cache = work.path().join("cache");
