@@ -5,7 +5,7 @@
 //! - A batch is a list of sequences laid end to end, not a padded rectangle: there is no attention mask and
 //!   no work on padding, and each text's result cannot depend on its batch.
 //! - Matmuls split across a team of spinning helper threads ([`team`]): by output panels when rows are few
-//!   (batch 1), by rows when many; attention splits by heads.
+//!   (batch 1), by rows when many; attention splits by query rows.
 
 mod kernels;
 mod pool;
@@ -370,49 +370,64 @@ impl Pass<'_> {
         Ok(out)
     }
 
-    /// Attention of every head over every sequence (rows × hidden), heads shared out across the team.
-    fn attention(&self, qkv: &Arc<Vec<f32>>, spans: &[(usize, usize)], rows: usize) -> Result<Vec<f32>, String> {
+    /// Attention of every head over every sequence: `rows` rows of context (rows × hidden, in order). The
+    /// team shares out query rows, in contiguous ranges of about equal work, so each part is a run of whole
+    /// output rows and the parts are simply laid end to end.
+    fn attention(
+        &self,
+        qkv: &Arc<Vec<f32>>,
+        spans: &Arc<Vec<(usize, usize)>>,
+        rows: usize,
+    ) -> Result<Vec<f32>, String> {
         let shape = self.model.shape;
-        let (h, heads) = (shape.hidden, shape.heads);
-        let width = h / heads;
-        let jobs: Vec<(usize, usize, usize)> =
-            spans.iter().flat_map(|&(start, len)| (0..heads).map(move |head| (start, len, head))).collect();
-        let work: usize = spans.iter().map(|&(_, len)| len * len).sum::<usize>() * h;
-        let groups = if work >= PARALLEL_MIN_MACS / 8 { self.team.threads() } else { 1 };
-        let per = jobs.len().div_ceil(groups).max(1);
-        let jobs = Arc::new(jobs);
-        let tasks: Vec<Task> = (0..jobs.len())
-            .step_by(per)
-            .map(|first| {
-                let (jobs, qkv) = (jobs.clone(), qkv.clone());
+        let h = shape.hidden;
+        // A query row costs about its sequence's length.
+        let work: usize = spans.iter().map(|&(_, len)| len * len).sum();
+        let groups = if work * h >= PARALLEL_MIN_MACS / 8 { self.team.threads().min(rows) } else { 1 };
+        let mut bounds = vec![0];
+        let mut done = 0;
+        for &(start, len) in spans.iter() {
+            for r in start..start + len {
+                done += len;
+                if bounds.len() < groups && done * groups >= work * bounds.len() && r + 1 < rows {
+                    bounds.push(r + 1);
+                }
+            }
+        }
+        bounds.push(rows);
+        let tasks: Vec<Task> = bounds
+            .windows(2)
+            .map(|w| {
+                let (from, to) = (w[0], w[1]);
+                let (spans, qkv) = (spans.clone(), qkv.clone());
                 Box::new(move || {
-                    let (mut out, mut scores) = (Vec::new(), Vec::new());
-                    let scale = 1.0 / (width as f32).sqrt();
-                    for &(start, len, head) in &jobs[first..(first + per).min(jobs.len())] {
-                        let at = out.len();
-                        out.resize(at + len * width, 0.0);
+                    let mut out = pool::take((to - from) * h);
+                    out.resize((to - from) * h, 0.0);
+                    let mut scratch = pool::take(0);
+                    let width = h / shape.heads;
+                    for &(start, len) in spans.iter().filter(|&&(start, len)| start < to && start + len > from) {
+                        let (first, last) = (from.max(start) - start, to.min(start + len) - start);
                         let seq = &qkv[start * 3 * h..(start + len) * 3 * h];
-                        let view = Head { row: 3 * h, hidden: h, offset: head * width, seq: len, scale };
-                        attention(seq, view, &mut scores, &mut out[at..]);
+                        let dst = &mut out[(start + first - from) * h..];
+                        let scale = 1.0 / (width as f32).sqrt();
+                        for head in 0..shape.heads {
+                            let view = Head { row: 3 * h, hidden: h, offset: head * width, width, seq: len, scale };
+                            attention(seq, view, first, last - first, &mut scratch, dst);
+                        }
                     }
+                    pool::give(scratch);
                     out
                 }) as Task
             })
             .collect();
+        let mut parts = self.team.run(tasks)?;
+        if parts.len() == 1 {
+            return Ok(parts.pop().unwrap_or_default());
+        }
         let mut ctx = pool::take(rows * h);
-        ctx.resize(rows * h, 0.0);
-        let mut job = 0;
-        for part in self.team.run(tasks)? {
-            let mut at = 0;
-            while at < part.len() {
-                let (start, len, head) = jobs[job];
-                for i in 0..len {
-                    let dst = (start + i) * h + head * width;
-                    ctx[dst..dst + width].copy_from_slice(&part[at + i * width..at + (i + 1) * width]);
-                }
-                at += len * width;
-                job += 1;
-            }
+        for part in parts {
+            ctx.extend_from_slice(&part);
+            pool::give(part);
         }
         Ok(ctx)
     }

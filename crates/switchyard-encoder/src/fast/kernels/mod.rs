@@ -40,7 +40,7 @@ macro_rules! multiversion {
                 fn with_avx2($($arg: $ty),*) {
                     $body::<true>($($arg),*)
                 }
-                if has_avx2_fma() {
+                if $crate::fast::kernels::has_avx2_fma() {
                     // SAFETY: `with_avx2` only needs AVX2 and FMA, and the CPU was just checked to have both.
                     return unsafe { with_avx2($($arg),*) };
                 }
@@ -53,13 +53,18 @@ macro_rules! multiversion {
 /// `a * b + c`, fused when the build has FMA (a fused multiply-add without hardware support is a slow
 /// library call, so the baseline build multiplies and adds).
 #[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+pub(crate) fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
         a.mul_add(b, c)
     } else {
         a * b + c
     }
 }
+
+// After the macro: `attention` uses it.
+mod attention;
+
+pub use attention::{attention, Head, MAX_HEAD_WIDTH};
 
 multiversion! {
     /// `out[r][p*16 + j] = bias[p*16 + j] + Σ_k a[r][k] · w[k][p*16 + j]` for the panels `panels` of a weight
@@ -142,7 +147,7 @@ pub fn pack_rows(a: &[f32], rows: usize, k: usize, stride: usize, packed: &mut V
 /// `e^x` to about 2 ulp for x in [-87, 88] (Cody–Waite range reduction and a degree-6 polynomial), written
 /// without branches so loops over it vectorise.
 #[inline(always)]
-fn exp<const FMA: bool>(x: f32) -> f32 {
+pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -254,75 +259,6 @@ fn sum8(xs: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
-multiversion! {
-    /// Scaled dot-product attention of one head over one sequence: `qkv` holds the sequence's rows of
-    /// `[q | k | v]`; `out` receives `head.seq` rows of the head's context (a multiple of 8 wide, at most
-    /// [`MAX_HEAD_WIDTH`]). `scratch` is reused memory.
-    pub fn attention(qkv: &[f32], head: Head, scratch: &mut Vec<f32>, out: &mut [f32]) => attention_impl
-}
-
-/// The widest attention head [`attention`] handles (its width must also be a multiple of 8).
-pub const MAX_HEAD_WIDTH: usize = 64;
-
-/// Where one head's slices sit in a sequence's fused `[q | k | v]` rows.
-#[derive(Debug, Clone, Copy)]
-pub struct Head {
-    /// Values per row (3 × hidden).
-    pub row: usize,
-    /// Hidden size (the distance from q to k, and from k to v).
-    pub hidden: usize,
-    /// The head's first column within q (and k, and v).
-    pub offset: usize,
-    /// Tokens in the sequence.
-    pub seq: usize,
-    /// 1 / √(head width).
-    pub scale: f32,
-}
-
-#[inline(always)]
-fn attention_impl<const FMA: bool>(qkv: &[f32], head: Head, scratch: &mut Vec<f32>, out: &mut [f32]) {
-    let Head { row, hidden, offset, seq, scale } = head;
-    let width = out.len() / seq.max(1);
-    let slice = |i: usize, part: usize| {
-        let start = i * row + part * hidden + offset;
-        qkv.get(start..start + width).unwrap_or_default()
-    };
-    scratch.clear();
-    scratch.resize(seq, 0.0);
-    for (i, ctx) in out.chunks_exact_mut(width).enumerate() {
-        let q = slice(i, 0).as_chunks::<8>().0;
-        let mut max = f32::MIN;
-        for (j, s) in scratch.iter_mut().enumerate() {
-            let mut lanes = [0f32; 8];
-            for (qc, kc) in q.iter().zip(slice(j, 1).as_chunks::<8>().0) {
-                for l in 0..8 {
-                    lanes[l] = madd::<FMA>(qc[l], kc[l], lanes[l]);
-                }
-            }
-            let dot = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-            *s = dot * scale;
-            max = if *s > max { *s } else { max };
-        }
-        let mut total = 0.0;
-        for s in scratch.iter_mut() {
-            *s = exp::<FMA>(*s - max);
-            total += *s;
-        }
-        let inv = 1.0 / total;
-        let mut acc = [[0f32; 8]; MAX_HEAD_WIDTH / 8];
-        let acc = &mut acc[..width / 8];
-        for (j, &p) in scratch.iter().enumerate() {
-            let p = p * inv;
-            for (a, v) in acc.iter_mut().zip(slice(j, 2).as_chunks::<8>().0) {
-                for l in 0..8 {
-                    a[l] = madd::<FMA>(p, v[l], a[l]);
-                }
-            }
-        }
-        ctx.copy_from_slice(acc.as_flattened());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,31 +328,13 @@ mod tests {
     }
 
     #[test]
-    fn layer_norm_and_attention_match_definitions() {
+    fn layer_norm_matches_its_definition() {
         let mut x = vec![1.0f32, 2.0, 3.0, 4.0, 10.0, 10.0, 10.0, 10.0];
         layer_norm(&mut x, &[1.0; 4], &[0.5; 4], 1e-12);
         let sd = 1.25f32.sqrt();
         let want = [-1.5 / sd + 0.5, -0.5 / sd + 0.5, 0.5 / sd + 0.5, 1.5 / sd + 0.5];
         assert!(x[..4].iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{x:?}");
         assert!(x[4..].iter().all(|v| (v - 0.5).abs() < 1e-6), "a constant row normalises to beta");
-
-        // One head of width 8 over 2 tokens; hidden 8, so rows are [q | k | v] of 8 values each.
-        let mut qkv = vec![0f32; 2 * 24];
-        let (q, k, v) = ([[1.0f32, 0.0], [0.0, 1.0]], [[1.0f32, 0.0], [0.0, 1.0]], [[1.0f32, 2.0], [3.0, 4.0]]);
-        for t in 0..2 {
-            qkv[t * 24..t * 24 + 2].copy_from_slice(&q[t]);
-            qkv[t * 24 + 8..t * 24 + 10].copy_from_slice(&k[t]);
-            qkv[t * 24 + 16..t * 24 + 18].copy_from_slice(&v[t]);
-        }
-        let mut out = vec![0f32; 16];
-        attention(&qkv, Head { row: 24, hidden: 8, offset: 0, seq: 2, scale: 1.0 }, &mut Vec::new(), &mut out);
-        // Token 0 scores (1, 0) → softmax (e/(e+1), 1/(e+1)); token 1 scores (0, 1).
-        let p = std::f32::consts::E / (std::f32::consts::E + 1.0);
-        let want = [p * 1.0 + (1.0 - p) * 3.0, p * 2.0 + (1.0 - p) * 4.0];
-        assert!((out[0] - want[0]).abs() < 1e-6 && (out[1] - want[1]).abs() < 1e-6, "{out:?}");
-        let want = [(1.0 - p) * 1.0 + p * 3.0, (1.0 - p) * 2.0 + p * 4.0];
-        assert!((out[8] - want[0]).abs() < 1e-6 && (out[9] - want[1]).abs() < 1e-6, "{out:?}");
-        assert!(out[2..8].iter().chain(&out[10..]).all(|v| *v == 0.0));
     }
 }
 
