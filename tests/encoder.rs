@@ -129,7 +129,9 @@ fn the_fast_backend_matches_stock_candle_at_every_length_batch_and_thread_count(
     let singles: Vec<_> = lengths.iter().enumerate().map(|(i, &n)| sequence(n, i as u32)).collect();
     let want: Vec<Vec<f32>> =
         singles.iter().map(|s| stock.embed_tokenized(std::slice::from_ref(s)).unwrap().remove(0)).collect();
-    // A batch of mixed lengths large enough to split by rows across threads, and a small one split by panels.
+    // A batch of mixed lengths large enough to be dealt out by sequences; its first three alone (a pass split
+    // step by step); and a long prompt with a short one (too uneven to deal out: split by rows, with a
+    // range boundary inside the long one).
     let mixed: Vec<_> = (0..40).map(|i| sequence(5 + (i * 13) % 60, 100 + i as u32)).collect();
     let mixed_want: Vec<Vec<f32>> =
         mixed.iter().map(|s| stock.embed_tokenized(std::slice::from_ref(s)).unwrap().remove(0)).collect();
@@ -146,6 +148,13 @@ fn the_fast_backend_matches_stock_candle_at_every_length_batch_and_thread_count(
         }
         for (got, w) in fast.embed_tokenized(&mixed).unwrap().iter().zip(&mixed_want) {
             assert!(max_abs_diff(got, w) <= 1e-4, "{threads} threads, batch of 40 mixed lengths");
+        }
+        for (got, w) in fast.embed_tokenized(&mixed[..3]).unwrap().iter().zip(&mixed_want) {
+            assert!(max_abs_diff(got, w) <= 1e-4, "{threads} threads, batch of 3 short prompts");
+        }
+        let uneven = [singles[9].clone(), singles[2].clone()];
+        for (got, w) in fast.embed_tokenized(&uneven).unwrap().iter().zip([&want[9], &want[2]]) {
+            assert!(max_abs_diff(got, w) <= 1e-4, "{threads} threads, 255 tokens with 3");
         }
     }
 }

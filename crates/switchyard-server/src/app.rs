@@ -71,6 +71,7 @@ impl AppState {
                 batch_tokens: config.encoder.batch_tokens,
                 queue_capacity: config.encoder.queue_capacity,
                 cache_entries: config.encoder.cache_entries,
+                batch_wait: std::time::Duration::from_secs_f64(config.encoder.batch_wait_ms / 1e3),
             },
         )
         .map_err(StartError::Thread)?;

@@ -144,11 +144,21 @@ pub struct EncoderConfig {
     pub queue_capacity: usize,
     /// Recent prompts whose embeddings are cached (0: no cache).
     pub cache_entries: usize,
+    /// Under load, the longest a forward pass waits for the queue to refill to the previous pass's size, in
+    /// milliseconds (0: never wait). An idle server never waits.
+    pub batch_wait_ms: f64,
 }
 
 impl Default for EncoderConfig {
     fn default() -> Self {
-        Self { model_dir: None, max_tokens: None, batch_tokens: 2048, queue_capacity: 1024, cache_entries: 10_000 }
+        Self {
+            model_dir: None,
+            max_tokens: None,
+            batch_tokens: 2048,
+            queue_capacity: 1024,
+            cache_entries: 10_000,
+            batch_wait_ms: 2.0,
+        }
     }
 }
 
@@ -251,6 +261,9 @@ impl Config {
         ];
         if let Some((key, _)) = counts.iter().find(|(_, value)| *value == 0) {
             return Err(invalid(key, "must be at least 1".into()));
+        }
+        if !(0.0..=1000.0).contains(&self.encoder.batch_wait_ms) {
+            return Err(invalid("encoder.batch_wait_ms", "must be between 0 and 1000 (milliseconds)".into()));
         }
         for (key, keys) in
             [("server.client_keys", &self.server.client_keys), ("server.admin_keys", &self.server.admin_keys)]
@@ -374,6 +387,7 @@ mod tests {
             ("[server]\nclient_keys = \"abc\"\n", "invalid type"),
             ("[[models]]\nname = \"a\"\ninput_usd_per_mtok = -1\n", "input_usd_per_mtok"),
             ("[log]\nqueue_capacity = 0\n", "log.queue_capacity"),
+            ("[encoder]\nbatch_wait_ms = -1\n", "encoder.batch_wait_ms"),
             ("[log]\nprompts = \"some\"\n", "unknown variant `some`"),
             ("[tiers]\ncheap = []\n", "tier \"cheap\" has no models"),
             ("[[models]]\nname = \"a\"\n[tiers]\ncheap = [\"b\"]\n", "names \"b\", which is not in [[models]]"),

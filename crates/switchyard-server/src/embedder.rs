@@ -26,6 +26,8 @@ pub struct EmbedderOptions {
     pub queue_capacity: usize,
     /// Recent prompts whose embeddings are kept (0: no cache).
     pub cache_entries: usize,
+    /// Under load, how long a pass may wait for the queue to refill to the previous pass's size.
+    pub batch_wait: Duration,
 }
 
 /// Why a prompt could not be embedded.
@@ -93,9 +95,9 @@ impl Embedder {
         let stats = Arc::new(EmbedderStats::default());
         let (thread_encoder, thread_stats) = (encoder.clone(), stats.clone());
         let budget = options.batch_tokens.max(1);
-        std::thread::Builder::new()
-            .name("switchyard-inference".into())
-            .spawn(move || infer(thread_encoder.as_ref(), &rx, budget, &thread_stats))?;
+        std::thread::Builder::new().name("switchyard-inference".into()).spawn(move || {
+            Batcher { rx, budget, wait: options.batch_wait }.run(thread_encoder.as_ref(), &thread_stats)
+        })?;
         Ok(Self {
             encoder,
             queue,
@@ -163,68 +165,99 @@ impl Embedder {
     }
 }
 
-/// The inference thread: takes what is queued (up to `budget` tokens), runs one forward pass, answers.
-fn infer(encoder: &dyn Encoder, rx: &Receiver<Pending>, budget: usize, stats: &EmbedderStats) {
-    let mut carried: Option<Pending> = None;
-    loop {
-        let first = match carried.take() {
-            Some(p) => p,
-            None => match rx.recv() {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let mut tokens = first.tokens.ids.len();
-        let mut batch = vec![first];
-        while tokens < budget {
-            match rx.try_recv() {
-                Ok(p) if tokens + p.tokens.ids.len() > budget => {
-                    carried = Some(p);
-                    break;
+/// How the inference thread forms batches.
+struct Batcher {
+    rx: Receiver<Pending>,
+    /// Most tokens in one pass.
+    budget: usize,
+    /// Longest wait for a batch to refill.
+    wait: Duration,
+}
+
+impl Batcher {
+    /// Takes what is queued (up to the token budget), runs one forward pass, answers; until the server stops.
+    ///
+    /// Under load a pass also waits, up to `wait`, until as many prompts are queued as the previous pass
+    /// had. Without that, a busy server falls into running many tiny passes: while the encoder's threads
+    /// hold both cores, the requests that would fill the next pass cannot even be read, so each pass
+    /// starts with the few that got through, at a fraction of a full batch's throughput. An idle server
+    /// (previous pass: one prompt) never waits.
+    fn run(&self, encoder: &dyn Encoder, stats: &EmbedderStats) {
+        let mut carried: Option<Pending> = None;
+        let mut previous = 1;
+        loop {
+            let first = match carried.take() {
+                Some(p) => p,
+                None => match self.rx.recv() {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            let mut tokens = first.tokens.ids.len();
+            let mut batch = vec![first];
+            let deadline = Instant::now() + self.wait;
+            while tokens < self.budget {
+                let next = match self.rx.try_recv() {
+                    Ok(p) => Some(p),
+                    Err(_) if batch.len() < previous => {
+                        self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()
+                    }
+                    Err(_) => None,
+                };
+                match next {
+                    Some(p) if tokens + p.tokens.ids.len() > self.budget => {
+                        carried = Some(p);
+                        break;
+                    }
+                    Some(p) => {
+                        tokens += p.tokens.ids.len();
+                        batch.push(p);
+                    }
+                    None => break,
                 }
-                Ok(p) => {
-                    tokens += p.tokens.ids.len();
-                    batch.push(p);
-                }
-                Err(_) => break,
+            }
+            previous = batch.len();
+            answer(encoder, batch, stats);
+        }
+    }
+}
+
+/// Embeds one batch and sends each prompt its result.
+fn answer(encoder: &dyn Encoder, mut batch: Vec<Pending>, stats: &EmbedderStats) {
+    stats.queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+    // Clients that went away need no answer.
+    batch.retain(|p| !p.reply.is_closed());
+    if batch.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let (inputs, waiting): (Vec<TokenizedText>, Vec<_>) =
+        batch.into_iter().map(|p| (p.tokens, (p.enqueued, p.reply))).unzip();
+    let result = encoder.embed_tokens(&inputs);
+    let inference = started.elapsed();
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats.prompts.fetch_add(inputs.len() as u64, Ordering::Relaxed);
+    match result {
+        Ok(vectors) if vectors.len() == waiting.len() => {
+            for (vector, (enqueued, reply)) in vectors.into_iter().zip(waiting) {
+                let timing = EmbedTiming {
+                    queue: started.saturating_duration_since(enqueued),
+                    inference,
+                    batch_size: inputs.len(),
+                    ..EmbedTiming::default()
+                };
+                let _ = reply.send(Ok((vector, timing)));
             }
         }
-        stats.queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
-        // Clients that went away need no answer.
-        batch.retain(|p| !p.reply.is_closed());
-        if batch.is_empty() {
-            continue;
+        Ok(vectors) => {
+            let message = format!("the encoder returned {} embeddings for {} prompts", vectors.len(), waiting.len());
+            for (_, reply) in waiting {
+                let _ = reply.send(Err(message.clone()));
+            }
         }
-        let started = Instant::now();
-        let (inputs, waiting): (Vec<TokenizedText>, Vec<_>) =
-            batch.into_iter().map(|p| (p.tokens, (p.enqueued, p.reply))).unzip();
-        let result = encoder.embed_tokens(&inputs);
-        let inference = started.elapsed();
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.prompts.fetch_add(inputs.len() as u64, Ordering::Relaxed);
-        match result {
-            Ok(vectors) if vectors.len() == waiting.len() => {
-                for (vector, (enqueued, reply)) in vectors.into_iter().zip(waiting) {
-                    let timing = EmbedTiming {
-                        queue: started.saturating_duration_since(enqueued),
-                        inference,
-                        batch_size: inputs.len(),
-                        ..EmbedTiming::default()
-                    };
-                    let _ = reply.send(Ok((vector, timing)));
-                }
-            }
-            Ok(vectors) => {
-                let message =
-                    format!("the encoder returned {} embeddings for {} prompts", vectors.len(), waiting.len());
-                for (_, reply) in waiting {
-                    let _ = reply.send(Err(message.clone()));
-                }
-            }
-            Err(e) => {
-                for (_, reply) in waiting {
-                    let _ = reply.send(Err(e.to_string()));
-                }
+        Err(e) => {
+            for (_, reply) in waiting {
+                let _ = reply.send(Err(e.to_string()));
             }
         }
     }

@@ -4,10 +4,11 @@
 //!   of transposed views), and Q, K and V are one fused matmul.
 //! - A batch is a list of sequences laid end to end, not a padded rectangle: there is no attention mask and
 //!   no work on padding, and each text's result cannot depend on its batch.
-//! - Matmuls split across a team of spinning helper threads ([`team`]): by output panels when rows are few
-//!   (batch 1), by rows when many; attention splits by query rows.
+//! - Work is shared out across a team of spinning helper threads ([`team`]): by sequences for batches, by
+//!   rows through whole layers for long prompts, step by step for short ones ([`pass`]).
 
 mod kernels;
+mod pass;
 mod pool;
 mod team;
 
@@ -16,18 +17,17 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 
-use kernels::{
-    add_layer_norm, attention, gelu, layer_norm, matmul_panels, pack_panels, pack_rows, Head, Line, MAX_HEAD_WIDTH,
-    PANEL,
-};
+use kernels::{pack_panels, Line, MAX_HEAD_WIDTH, PANEL};
+use pass::{forward_by_rows, Pass};
 use team::{Task, Team};
 
-/// Rows per thread from which a matmul splits by rows (each thread then streams every weight) rather than by
-/// output panels (each thread streams its share of the weights once).
-const ROW_SPLIT_MIN: usize = 256;
+/// Rows per thread from which a batch of several sequences is split by sequences (each thread runs whole
+/// passes over its share and streams every weight) rather than within one pass.
+const SEQUENCE_SPLIT_MIN: usize = 32;
 
-/// Below this many multiply-adds a matmul runs on one thread (splitting costs more than it saves).
-const PARALLEL_MIN_MACS: usize = 400_000;
+/// Rows per thread from which one pass is split by rows through whole layers ([`forward_by_rows`]) rather
+/// than step by step, by output panels ([`Pass::forward`]).
+const ROW_SPLIT_MIN: usize = 12;
 
 /// The model's shape, from its `config.json`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -209,14 +209,16 @@ impl FastBert {
     /// Mean-pooled, L2-normalised embeddings of token-id sequences (each with its special tokens). Every
     /// sequence must be non-empty, no longer than the position table, with ids inside the vocabulary.
     ///
-    /// A batch big enough to keep every thread busy is split by sequences: each thread runs whole passes
-    /// over its share, with no hand-offs at all. Smaller batches (one prompt, typically) run one pass whose
-    /// matmuls and attention are split across the threads.
+    /// How the threads share the work depends on its size: a batch with enough rows to keep every thread
+    /// busy, in sequences that can be dealt out evenly, is split by sequences (each thread runs whole passes
+    /// over its share: no hand-offs at all). Otherwise one pass runs, split by rows through whole layers when
+    /// the rows are many ([`forward_by_rows`]), else step by step ([`Pass::forward`]).
     pub fn embed(&self, sequences: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
         let threads = self.team.threads();
         let rows: usize = sequences.iter().map(|s| s.len()).sum();
-        if threads < 2 || sequences.len() < 2 || rows < ROW_SPLIT_MIN * threads {
-            return Pass { model: &self.model, team: &self.team }.forward(sequences);
+        let pass = Pass { model: &self.model, team: &self.team };
+        if threads < 2 || rows < SEQUENCE_SPLIT_MIN.min(ROW_SPLIT_MIN) * threads {
+            return pass.forward(sequences);
         }
         // Contiguous groups of about rows / threads tokens each, so outputs stay in order.
         let mut groups: Vec<Vec<Vec<u32>>> = vec![Vec::new()];
@@ -230,6 +232,15 @@ impl FastBert {
             if let Some(group) = groups.last_mut() {
                 group.push(seq.to_vec());
             }
+        }
+        let largest = groups.iter().map(|g| g.iter().map(Vec::len).sum::<usize>()).max().unwrap_or(rows);
+        let even = groups.len() == threads && largest * threads * 4 <= rows * 5;
+        if !(even && rows >= SEQUENCE_SPLIT_MIN * threads) {
+            return if rows >= ROW_SPLIT_MIN * threads {
+                forward_by_rows(&self.model, &self.team, sequences)
+            } else {
+                pass.forward(sequences)
+            };
         }
         let hidden = self.model.shape.hidden;
         let tasks: Vec<Task> = groups
@@ -250,208 +261,4 @@ impl FastBert {
         }
         Ok(flat.chunks_exact(hidden).map(<[f32]>::to_vec).collect())
     }
-}
-
-/// One forward pass: the model and the threads it may use.
-struct Pass<'a> {
-    model: &'a Arc<Model>,
-    team: &'a Team,
-}
-
-impl Pass<'_> {
-    /// Embeddings of the sequences, with matmuls and attention split across the pass's team.
-    fn forward(&self, sequences: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
-        let m = &**self.model;
-        let h = m.shape.hidden;
-        let rows: usize = sequences.iter().map(|s| s.len()).sum();
-        let mut spans = Vec::with_capacity(sequences.len());
-        let mut x = pool::take(rows * h);
-        x.resize(rows * h, 0.0);
-        let mut start = 0;
-        for seq in sequences {
-            if seq.is_empty() || seq.len() > m.shape.positions {
-                return Err(format!("a sequence has {} tokens; 1 to {} are accepted", seq.len(), m.shape.positions));
-            }
-            for (t, &id) in seq.iter().enumerate() {
-                let id = id as usize;
-                if id >= m.shape.vocab {
-                    return Err(format!("token id {id} is outside the vocabulary of {}", m.shape.vocab));
-                }
-                let row = &mut x[(start + t) * h..(start + t + 1) * h];
-                let (word, pos) = (&m.word[id * h..(id + 1) * h], &m.position[t * h..(t + 1) * h]);
-                for (((v, a), b), c) in row.iter_mut().zip(word).zip(pos).zip(&m.token_type) {
-                    *v = a + b + c;
-                }
-            }
-            spans.push((start, seq.len()));
-            start += seq.len();
-        }
-        layer_norm(&mut x, &m.embed_norm.gamma, &m.embed_norm.beta, m.shape.eps);
-        let spans = Arc::new(spans);
-        let mut x = Arc::new(x);
-        for (l, layer) in m.layers.iter().enumerate() {
-            let qkv = Arc::new(self.matmul(&x, rows, l, Which::Qkv)?);
-            let ctx = Arc::new(self.attention(&qkv, &spans, rows)?);
-            recycle(qkv);
-            let mut attended = self.matmul(&ctx, rows, l, Which::AttnOut)?;
-            recycle(ctx);
-            add_layer_norm(&mut attended, &x, &layer.attn_norm.gamma, &layer.attn_norm.beta, m.shape.eps);
-            recycle(x);
-            let attended = Arc::new(attended);
-            let up = Arc::new(self.matmul(&attended, rows, l, Which::Up)?);
-            let mut out = self.matmul(&up, rows, l, Which::Down)?;
-            recycle(up);
-            add_layer_norm(&mut out, &attended, &layer.out_norm.gamma, &layer.out_norm.beta, m.shape.eps);
-            recycle(attended);
-            x = Arc::new(out);
-        }
-        let pooled = spans.iter().map(|&(start, len)| mean_pool(&x[start * h..(start + len) * h], h)).collect();
-        recycle(x);
-        Ok(pooled)
-    }
-
-    /// One matmul of layer `l` (`x · Wᵀ + b`, then GELU for the feed-forward's first half), split across the
-    /// team by output panels: each thread streams its share of the weights once.
-    fn matmul(&self, x: &Arc<Vec<f32>>, rows: usize, l: usize, which: Which) -> Result<Vec<f32>, String> {
-        let linear = which.of(&self.model.layers[l]);
-        let (k, n) = (linear.inputs, linear.outputs);
-        let threads = self.team.threads();
-        let activate = matches!(which, Which::Up);
-        if threads == 1 || rows * k * n < PARALLEL_MIN_MACS {
-            let mut out = pool::take(rows * n);
-            out.resize(rows * n, 0.0);
-            let mut packed = pool::take(rows.div_ceil(4) * 4 * k);
-            pack_rows(x, rows, k, k, &mut packed);
-            matmul_panels(&packed, rows, k, &linear.panels, &linear.bias, &mut out, n);
-            pool::give(packed);
-            if activate {
-                gelu(&mut out);
-            }
-            return Ok(out);
-        }
-        let model = self.model;
-        let mut packed = pool::take(rows.div_ceil(4) * 4 * k);
-        pack_rows(x, rows, k, k, &mut packed);
-        let packed = Arc::new(packed);
-        let panels = n / PANEL;
-        let per = panels.div_ceil(threads);
-        let firsts: Vec<usize> = (0..panels).step_by(per).collect();
-        let tasks: Vec<Task> = firsts
-            .iter()
-            .map(|&first| {
-                let (model, packed) = (model.clone(), packed.clone());
-                Box::new(move || {
-                    let linear = which.of(&model.layers[l]);
-                    let count = per.min(panels - first);
-                    let cols = count * PANEL;
-                    let mut part = pool::take(rows * cols);
-                    part.resize(rows * cols, 0.0);
-                    let weights = &linear.panels[first * k..(first + count) * k];
-                    let bias = &linear.bias[first * PANEL..first * PANEL + cols];
-                    matmul_panels(&packed, rows, k, weights, bias, &mut part, cols);
-                    if activate {
-                        gelu(&mut part);
-                    }
-                    part
-                }) as Task
-            })
-            .collect();
-        let parts = self.team.run(tasks)?;
-        recycle(packed);
-        // Each part is row-major over its own columns; rows are stitched together with one copy per part.
-        let mut out = pool::take(rows * n);
-        for r in 0..rows {
-            for part in &parts {
-                let cols = part.len() / rows;
-                out.extend_from_slice(&part[r * cols..(r + 1) * cols]);
-            }
-        }
-        parts.into_iter().for_each(pool::give);
-        Ok(out)
-    }
-
-    /// Attention of every head over every sequence: `rows` rows of context (rows × hidden, in order). The
-    /// team shares out query rows, in contiguous ranges of about equal work, so each part is a run of whole
-    /// output rows and the parts are simply laid end to end.
-    fn attention(
-        &self,
-        qkv: &Arc<Vec<f32>>,
-        spans: &Arc<Vec<(usize, usize)>>,
-        rows: usize,
-    ) -> Result<Vec<f32>, String> {
-        let shape = self.model.shape;
-        let h = shape.hidden;
-        // A query row costs about its sequence's length.
-        let work: usize = spans.iter().map(|&(_, len)| len * len).sum();
-        let groups = if work * h >= PARALLEL_MIN_MACS / 8 { self.team.threads().min(rows) } else { 1 };
-        let mut bounds = vec![0];
-        let mut done = 0;
-        for &(start, len) in spans.iter() {
-            for r in start..start + len {
-                done += len;
-                if bounds.len() < groups && done * groups >= work * bounds.len() && r + 1 < rows {
-                    bounds.push(r + 1);
-                }
-            }
-        }
-        bounds.push(rows);
-        let tasks: Vec<Task> = bounds
-            .windows(2)
-            .map(|w| {
-                let (from, to) = (w[0], w[1]);
-                let (spans, qkv) = (spans.clone(), qkv.clone());
-                Box::new(move || {
-                    let mut out = pool::take((to - from) * h);
-                    out.resize((to - from) * h, 0.0);
-                    let mut scratch = pool::take(0);
-                    let width = h / shape.heads;
-                    for &(start, len) in spans.iter().filter(|&&(start, len)| start < to && start + len > from) {
-                        let (first, last) = (from.max(start) - start, to.min(start + len) - start);
-                        let seq = &qkv[start * 3 * h..(start + len) * 3 * h];
-                        let dst = &mut out[(start + first - from) * h..];
-                        let scale = 1.0 / (width as f32).sqrt();
-                        for head in 0..shape.heads {
-                            let view = Head { row: 3 * h, hidden: h, offset: head * width, width, seq: len, scale };
-                            attention(seq, view, first, last - first, &mut scratch, dst);
-                        }
-                    }
-                    pool::give(scratch);
-                    out
-                }) as Task
-            })
-            .collect();
-        let mut parts = self.team.run(tasks)?;
-        if parts.len() == 1 {
-            return Ok(parts.pop().unwrap_or_default());
-        }
-        let mut ctx = pool::take(rows * h);
-        for part in parts {
-            ctx.extend_from_slice(&part);
-            pool::give(part);
-        }
-        Ok(ctx)
-    }
-}
-
-/// Gives an activation buffer back to this thread's pool once no task holds it.
-fn recycle(buffer: Arc<Vec<f32>>) {
-    if let Ok(buffer) = Arc::try_unwrap(buffer) {
-        pool::give(buffer);
-    }
-}
-
-/// Mean of the rows, then L2 normalisation.
-fn mean_pool(rows: &[f32], width: usize) -> Vec<f32> {
-    let mut mean = vec![0f32; width];
-    let n = (rows.len() / width).max(1);
-    for row in rows.chunks_exact(width) {
-        for (m, v) in mean.iter_mut().zip(row) {
-            *m += v;
-        }
-    }
-    let inv = 1.0 / n as f32;
-    mean.iter_mut().for_each(|m| *m *= inv);
-    let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-    mean.iter_mut().for_each(|m| *m /= norm);
-    mean
 }

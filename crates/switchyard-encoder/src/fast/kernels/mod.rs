@@ -345,7 +345,9 @@ mod timing {
     #[test]
     #[ignore = "a measurement, not a test: cargo test --release -p switchyard-encoder kernel_speed -- --ignored --nocapture"]
     fn kernel_speed() {
-        for (m, k, n, copies) in [(16, 384, 1152, 1), (16, 384, 1152, 24), (16, 1536, 384, 1), (480, 384, 1152, 1)] {
+        for (m, k, n, copies) in
+            [(16, 384, 1152, 1), (16, 384, 1152, 24), (32, 384, 1152, 24), (16, 1536, 384, 24), (480, 384, 1152, 1)]
+        {
             let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
             let weights: Vec<Vec<Line>> =
                 (0..copies).map(|c| pack_panels(&vec![0.01 * c as f32; n * k], n, k)).collect();
