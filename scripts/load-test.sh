@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load test of `switchyard serve` on loopback with wrk (Debian package `wrk`), against a stand-in upstream.
 #
-#   scripts/load-test.sh            # DURATION=10 (seconds per run), CONNECTIONS=32, WRK_THREADS=1
+#   scripts/load-test.sh            # DURATION=10 (seconds per run), CONNECTIONS=32, WRK_THREADS=1,
+#                                   # BATCH_WAIT_MS (encoder.batch_wait_ms; default: the server's)
 #
 # Prints, each from its own wrk run:
 #   1. routing decisions through POST /v1/route, every request a distinct 15-token prompt (no cache hits);
@@ -37,6 +38,7 @@ pids+=($!)
 {
   printf '[server]\nlisten = "127.0.0.1:%s"\nmax_concurrency = 1024\n' "$SERVE_PORT"
   printf '[log]\npath = "%s/decisions.sqlite"\n' "$work"
+  if [ -n "${BATCH_WAIT_MS:-}" ]; then printf '[encoder]\nbatch_wait_ms = %s\n' "$BATCH_WAIT_MS"; fi
   python3 - "$UPSTREAM_PORT" <<'PY'
 import json, sys
 for m in json.load(open("models/default/manifest.json"))["models"]:
