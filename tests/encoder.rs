@@ -129,9 +129,8 @@ fn the_fast_backend_matches_stock_candle_at_every_length_batch_and_thread_count(
     let singles: Vec<_> = lengths.iter().enumerate().map(|(i, &n)| sequence(n, i as u32)).collect();
     let want: Vec<Vec<f32>> =
         singles.iter().map(|s| stock.embed_tokenized(std::slice::from_ref(s)).unwrap().remove(0)).collect();
-    // A batch of mixed lengths large enough to be dealt out by sequences; its first three alone (a pass split
-    // step by step); and a long prompt with a short one (too uneven to deal out: split by rows, with a
-    // range boundary inside the long one).
+    // A batch of mixed lengths large enough to be dealt out by sequences; its first three alone, and a long
+    // prompt with a short one (too uneven to deal out): one pass each, split by heads.
     let mixed: Vec<_> = (0..40).map(|i| sequence(5 + (i * 13) % 60, 100 + i as u32)).collect();
     let mixed_want: Vec<Vec<f32>> =
         mixed.iter().map(|s| stock.embed_tokenized(std::slice::from_ref(s)).unwrap().remove(0)).collect();

@@ -5,7 +5,7 @@
 //! - A batch is a list of sequences laid end to end, not a padded rectangle: there is no attention mask and
 //!   no work on padding, and each text's result cannot depend on its batch.
 //! - Work is shared out across a team of spinning helper threads ([`team`]): by sequences for batches, by
-//!   rows through whole layers for long prompts, step by step for short ones ([`pass`]).
+//!   attention heads within a pass for a single prompt ([`pass`]).
 
 mod kernels;
 mod pass;
@@ -18,16 +18,12 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use kernels::{pack_panels, Line, MAX_HEAD_WIDTH, PANEL};
-use pass::{forward_by_rows, Pass};
+use pass::Pass;
 use team::{Task, Team};
 
 /// Rows per thread from which a batch of several sequences is split by sequences (each thread runs whole
 /// passes over its share and streams every weight) rather than within one pass.
 const SEQUENCE_SPLIT_MIN: usize = 32;
-
-/// Rows per thread from which one pass is split by rows through whole layers ([`forward_by_rows`]) rather
-/// than step by step, by output panels ([`Pass::forward`]).
-const ROW_SPLIT_MIN: usize = 12;
 
 /// The model's shape, from its `config.json`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,26 +84,6 @@ pub struct FastBert {
 impl std::fmt::Debug for FastBert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FastBert").field("shape", &self.model.shape).field("team", &self.team).finish_non_exhaustive()
-    }
-}
-
-/// Which matmul of a layer.
-#[derive(Debug, Clone, Copy)]
-enum Which {
-    Qkv,
-    AttnOut,
-    Up,
-    Down,
-}
-
-impl Which {
-    fn of(self, layer: &Layer) -> &Linear {
-        match self {
-            Self::Qkv => &layer.qkv,
-            Self::AttnOut => &layer.attn_out,
-            Self::Up => &layer.up,
-            Self::Down => &layer.down,
-        }
     }
 }
 
@@ -209,15 +185,14 @@ impl FastBert {
     /// Mean-pooled, L2-normalised embeddings of token-id sequences (each with its special tokens). Every
     /// sequence must be non-empty, no longer than the position table, with ids inside the vocabulary.
     ///
-    /// How the threads share the work depends on its size: a batch with enough rows to keep every thread
-    /// busy, in sequences that can be dealt out evenly, is split by sequences (each thread runs whole passes
-    /// over its share: no hand-offs at all). Otherwise one pass runs, split by rows through whole layers when
-    /// the rows are many ([`forward_by_rows`]), else step by step ([`Pass::forward`]).
+    /// A batch with enough rows to keep every thread busy, in sequences that can be dealt out evenly, is
+    /// split by sequences: each thread runs whole passes over its share, with no hand-offs at all. Anything
+    /// else (one prompt, typically) runs one pass split by attention heads ([`Pass::forward`]).
     pub fn embed(&self, sequences: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
         let threads = self.team.threads();
         let rows: usize = sequences.iter().map(|s| s.len()).sum();
         let pass = Pass { model: &self.model, team: &self.team };
-        if threads < 2 || rows < SEQUENCE_SPLIT_MIN.min(ROW_SPLIT_MIN) * threads {
+        if threads < 2 || sequences.len() < 2 || rows < SEQUENCE_SPLIT_MIN * threads {
             return pass.forward(sequences);
         }
         // Contiguous groups of about rows / threads tokens each, so outputs stay in order.
@@ -235,12 +210,8 @@ impl FastBert {
         }
         let largest = groups.iter().map(|g| g.iter().map(Vec::len).sum::<usize>()).max().unwrap_or(rows);
         let even = groups.len() == threads && largest * threads * 4 <= rows * 5;
-        if !(even && rows >= SEQUENCE_SPLIT_MIN * threads) {
-            return if rows >= ROW_SPLIT_MIN * threads {
-                forward_by_rows(&self.model, &self.team, sequences)
-            } else {
-                pass.forward(sequences)
-            };
+        if !even {
+            return pass.forward(sequences);
         }
         let hidden = self.model.shape.hidden;
         let tasks: Vec<Task> = groups

@@ -1,218 +1,160 @@
-//! The forward pass, in the two ways a pass shares out its work across the team:
-//!
-//! - [`Pass::forward`] splits each step: matmuls by output panels (each thread streams its share of the
-//!   weights once: best for a few rows, where streaming weights from memory is the cost), attention by
-//!   query rows. About thirty hand-offs per pass, with the joins done on the calling thread.
-//! - [`forward_by_rows`] gives each thread a range of rows for a whole layer: one hand-off per layer (the
-//!   attention needs every row's keys and values), and no serial work between steps. Each thread streams
-//!   all the weights, which pays once there are enough rows to use each weight many times.
+//! One forward pass, each layer split across the team by attention heads (as Megatron-LM splits a
+//! transformer): thread `t` computes q, k and v for its group of heads, their attention, and their share of
+//! the output projection (a partial sum); then its share of the feed-forward's columns and the matching
+//! partial sum of the second matmul. The calling thread adds the partial sums before each layer norm. So a
+//! layer has two hand-offs, nothing is stitched together, and each weight is streamed from memory by one
+//! thread only (for a prompt or two, streaming the weights is what a pass costs).
 
 use std::sync::Arc;
 
-use super::kernels::{add_layer_norm, attention, gelu, layer_norm, matmul_panels, pack_rows, Head, PANEL};
+use super::kernels::{add_layer_norm, attention, gelu, layer_norm, matmul_panels, pack_rows, Head, Window, PANEL};
 use super::team::{Task, Team};
-use super::{pool, Linear, Model, Shape, Which};
+use super::{pool, Layer, Linear, Model, Shape};
 
-/// Below this many multiply-adds a matmul runs on one thread (splitting costs more than it saves).
-const PARALLEL_MIN_MACS: usize = 400_000;
-
-/// One forward pass split step by step: the model and the threads it may use.
+/// One forward pass split by heads: the model and the threads it may use.
 pub(super) struct Pass<'a> {
     pub model: &'a Arc<Model>,
     pub team: &'a Team,
 }
 
 impl Pass<'_> {
-    /// Embeddings of the sequences, with matmuls and attention split across the pass's team.
+    /// Embeddings of the sequences, each layer split by groups of heads across the pass's team.
     pub fn forward(&self, sequences: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
         let m = &**self.model;
         let (x, spans) = embed_input(m, sequences)?;
-        let rows = x.len() / m.shape.hidden;
+        let (h, eps) = (m.shape.hidden, m.shape.eps);
+        let rows = x.len() / h;
+        let groups = head_groups(m.shape, self.team.threads());
         let mut x = Arc::new(x);
         for (l, layer) in m.layers.iter().enumerate() {
-            let qkv = Arc::new(self.matmul(&x, rows, l, Which::Qkv)?);
-            let ctx = Arc::new(self.attention(&qkv, &spans, rows)?);
-            recycle(qkv);
-            let mut attended = self.matmul(&ctx, rows, l, Which::AttnOut)?;
-            recycle(ctx);
-            add_layer_norm(&mut attended, &x, &layer.attn_norm.gamma, &layer.attn_norm.beta, m.shape.eps);
+            let tasks: Vec<Task> = (0..groups)
+                .map(|g| {
+                    let (model, x, spans) = (self.model.clone(), x.clone(), spans.clone());
+                    Box::new(move || attention_share(&model, l, &x, rows, &spans, g, groups)) as Task
+                })
+                .collect();
+            let mut attended = sum(self.team.run(tasks)?, rows * h)?;
+            add_layer_norm(&mut attended, &x, &layer.attn_norm.gamma, &layer.attn_norm.beta, eps);
             recycle(x);
             let attended = Arc::new(attended);
-            let up = Arc::new(self.matmul(&attended, rows, l, Which::Up)?);
-            let mut out = self.matmul(&up, rows, l, Which::Down)?;
-            recycle(up);
-            add_layer_norm(&mut out, &attended, &layer.out_norm.gamma, &layer.out_norm.beta, m.shape.eps);
+            let tasks: Vec<Task> = (0..groups)
+                .map(|g| {
+                    let (model, attended) = (self.model.clone(), attended.clone());
+                    Box::new(move || feed_forward_share(&model.layers[l], &attended, rows, g, groups)) as Task
+                })
+                .collect();
+            let mut out = sum(self.team.run(tasks)?, rows * h)?;
+            add_layer_norm(&mut out, &attended, &layer.out_norm.gamma, &layer.out_norm.beta, eps);
             recycle(attended);
             x = Arc::new(out);
         }
-        Ok(pool_all(x, &spans, m.shape.hidden))
-    }
-
-    /// One matmul of layer `l` (`x · Wᵀ + b`, then GELU for the feed-forward's first half), split across the
-    /// team by output panels: each thread streams its share of the weights once.
-    fn matmul(&self, x: &Arc<Vec<f32>>, rows: usize, l: usize, which: Which) -> Result<Vec<f32>, String> {
-        let linear = which.of(&self.model.layers[l]);
-        let (k, n) = (linear.inputs, linear.outputs);
-        let threads = self.team.threads();
-        let activate = matches!(which, Which::Up);
-        if threads == 1 || rows * k * n < PARALLEL_MIN_MACS {
-            return Ok(matmul_local(linear, x, rows, activate));
-        }
-        let model = self.model;
-        let mut packed = pool::take(rows.div_ceil(4) * 4 * k);
-        pack_rows(x, rows, k, k, &mut packed);
-        let packed = Arc::new(packed);
-        let panels = n / PANEL;
-        let per = panels.div_ceil(threads);
-        let firsts: Vec<usize> = (0..panels).step_by(per).collect();
-        let tasks: Vec<Task> = firsts
-            .iter()
-            .map(|&first| {
-                let (model, packed) = (model.clone(), packed.clone());
-                Box::new(move || {
-                    let linear = which.of(&model.layers[l]);
-                    let count = per.min(panels - first);
-                    let cols = count * PANEL;
-                    let mut part = pool::take(rows * cols);
-                    part.resize(rows * cols, 0.0);
-                    let weights = &linear.panels[first * k..(first + count) * k];
-                    let bias = &linear.bias[first * PANEL..first * PANEL + cols];
-                    matmul_panels(&packed, rows, k, weights, bias, &mut part, cols);
-                    if activate {
-                        gelu(&mut part);
-                    }
-                    part
-                }) as Task
-            })
-            .collect();
-        let parts = self.team.run(tasks)?;
-        recycle(packed);
-        // Each part is row-major over its own columns; rows are stitched together with one copy per part.
-        let mut out = pool::take(rows * n);
-        for r in 0..rows {
-            for part in &parts {
-                let cols = part.len() / rows;
-                out.extend_from_slice(&part[r * cols..(r + 1) * cols]);
-            }
-        }
-        parts.into_iter().for_each(pool::give);
-        Ok(out)
-    }
-
-    /// Attention of every head over every sequence: `rows` rows of context (rows × hidden, in order). The
-    /// team shares out query rows, in contiguous ranges of about equal work, so each part is a run of whole
-    /// output rows and the parts are simply laid end to end.
-    fn attention(
-        &self,
-        qkv: &Arc<Vec<f32>>,
-        spans: &Arc<Vec<(usize, usize)>>,
-        rows: usize,
-    ) -> Result<Vec<f32>, String> {
-        let shape = self.model.shape;
-        // A query row costs about its sequence's length.
-        let work: usize = spans.iter().map(|&(_, len)| len * len).sum();
-        let groups = if work * shape.hidden >= PARALLEL_MIN_MACS / 8 { self.team.threads().min(rows) } else { 1 };
-        let mut bounds = vec![0];
-        let mut done = 0;
-        for &(start, len) in spans.iter() {
-            for r in start..start + len {
-                done += len;
-                if bounds.len() < groups && done * groups >= work * bounds.len() && r + 1 < rows {
-                    bounds.push(r + 1);
-                }
-            }
-        }
-        bounds.push(rows);
-        let tasks: Vec<Task> = bounds
-            .windows(2)
-            .map(|w| {
-                let (from, to) = (w[0], w[1]);
-                let (spans, qkv) = (spans.clone(), qkv.clone());
-                Box::new(move || attend(&qkv, &spans, from, to, shape)) as Task
-            })
-            .collect();
-        join(self.team.run(tasks)?, rows * shape.hidden)
+        Ok(pool_all(x, &spans, h))
     }
 }
 
-/// A forward pass in which each thread takes a contiguous range of rows through whole layers (see the
-/// module's documentation).
-pub(super) fn forward_by_rows(model: &Arc<Model>, team: &Team, sequences: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
-    let m = &**model;
-    let h = m.shape.hidden;
-    let (x, spans) = embed_input(m, sequences)?;
-    let rows = x.len() / h;
-    let threads = team.threads().min(rows).max(1);
-    let bounds: Vec<usize> = (0..=threads).map(|t| rows * t / threads).collect();
-    let ranges: Vec<(usize, usize)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
-    let mut x = Arc::new(x);
-    // The first layer's q, k and v; each layer's task then ends with the next layer's.
-    let tasks: Vec<Task> = ranges
-        .iter()
-        .map(|&(from, to)| {
-            let (model, x) = (model.clone(), x.clone());
-            Box::new(move || matmul_local(&model.layers[0].qkv, &x[from * h..to * h], to - from, false)) as Task
+/// How many groups of heads a layer splits into for `threads` threads: the most, up to `threads`, that
+/// divide the heads and the feed-forward's panels evenly and give each group whole panels.
+fn head_groups(shape: Shape, threads: usize) -> usize {
+    let panels = shape.intermediate / PANEL;
+    (1..=threads.max(1))
+        .rev()
+        .find(|&g| {
+            shape.heads.is_multiple_of(g) && panels.is_multiple_of(g) && (shape.hidden / g).is_multiple_of(PANEL)
         })
-        .collect();
-    let mut qkv = Arc::new(join(team.run(tasks)?, rows * 3 * h)?);
-    for l in 0..m.layers.len() {
-        let last = l + 1 == m.layers.len();
-        let tasks: Vec<Task> = ranges
-            .iter()
-            .map(|&(from, to)| {
-                let (model, x, qkv, spans) = (model.clone(), x.clone(), qkv.clone(), spans.clone());
-                Box::new(move || layer_rows(&model, l, &qkv, &x[from * h..to * h], &spans, from, to)) as Task
-            })
-            .collect();
-        let parts = team.run(tasks)?;
-        recycle(qkv);
-        recycle(x);
-        // Each part is the range's output rows, then (but for the last layer) its next q, k and v.
-        let mut out = pool::take(rows * h);
-        let mut next = pool::take(if last { 0 } else { rows * 3 * h });
-        for (part, &(from, to)) in parts.into_iter().zip(&ranges) {
-            let (own, ahead) = part.split_at(((to - from) * h).min(part.len()));
-            out.extend_from_slice(own);
-            next.extend_from_slice(ahead);
-            pool::give(part);
-        }
-        if out.len() != rows * h || (!last && next.len() != rows * 3 * h) {
-            return Err("an encoder task returned a part of the wrong size".into());
-        }
-        x = Arc::new(out);
-        qkv = Arc::new(next);
-    }
-    recycle(qkv);
-    Ok(pool_all(x, &spans, h))
+        .unwrap_or(1)
 }
 
-/// Layer `l` for the rows `from..to`: attention over the whole sequences (`qkv`, every row), then the rest
-/// of the layer on the range's own rows (`x`, their input), and the next layer's q, k and v if there is one.
-fn layer_rows(
+/// Group `g` of `groups`' share of layer `l`'s attention block: q, k and v of its heads, their attention
+/// over every sequence, and the output projection of their columns (a partial sum over the hidden size; the
+/// bias is in group 0's).
+fn attention_share(
     model: &Model,
     l: usize,
-    qkv: &[f32],
     x: &[f32],
+    rows: usize,
     spans: &[(usize, usize)],
-    from: usize,
-    to: usize,
+    g: usize,
+    groups: usize,
 ) -> Vec<f32> {
-    let (layer, eps, rows) = (&model.layers[l], model.shape.eps, to - from);
-    let ctx = attend(qkv, spans, from, to, model.shape);
-    let mut attended = matmul_local(&layer.attn_out, &ctx, rows, false);
-    pool::give(ctx);
-    add_layer_norm(&mut attended, x, &layer.attn_norm.gamma, &layer.attn_norm.beta, eps);
-    let up = matmul_local(&layer.up, &attended, rows, true);
-    let mut out = matmul_local(&layer.down, &up, rows, false);
-    pool::give(up);
-    add_layer_norm(&mut out, &attended, &layer.out_norm.gamma, &layer.out_norm.beta, eps);
-    pool::give(attended);
-    if let Some(next) = model.layers.get(l + 1) {
-        let qkv = matmul_local(&next.qkv, &out, rows, false);
-        out.extend_from_slice(&qkv);
-        pool::give(qkv);
+    let (layer, shape) = (&model.layers[l], model.shape);
+    let h = shape.hidden;
+    let w = h / groups;
+    let per = w / PANEL;
+    let mut packed = pool::take(rows.div_ceil(4) * 4 * h);
+    pack_rows(x, rows, h, h, &mut packed);
+    // The group's q, k and v columns, side by side: rows of [q | k | v], each `w` wide.
+    let mut qkv = pool::take(rows * 3 * w);
+    qkv.resize(rows * 3 * w, 0.0);
+    for part in 0..3 {
+        let first = (part * h + g * w) / PANEL;
+        let window = Window::panels(&layer.qkv.panels, h, &layer.qkv.bias, first, per);
+        matmul_panels(&packed, rows, window, &mut qkv[part * w..], 3 * w);
     }
+    let mut ctx = pool::take(rows * w);
+    ctx.resize(rows * w, 0.0);
+    let mut scratch = pool::take(0);
+    let width = h / shape.heads;
+    let scale = 1.0 / (width as f32).sqrt();
+    for &(start, len) in spans {
+        let seq = &qkv[start * 3 * w..(start + len) * 3 * w];
+        for head in 0..shape.heads / groups {
+            let view = Head { row: 3 * w, hidden: w, offset: head * width, width, seq: len, scale };
+            attention(seq, view, 0, len, &mut scratch, &mut ctx[start * w..]);
+        }
+    }
+    pool::give(scratch);
+    pool::give(qkv);
+    pack_rows(&ctx, rows, w, w, &mut packed);
+    pool::give(ctx);
+    let out = partial(&layer.attn_out, &packed, rows, g * w, (g + 1) * w, g == 0);
+    pool::give(packed);
     out
+}
+
+/// Group `g` of `groups`' share of a layer's feed-forward: its columns of the first matmul (and GELU), and
+/// the second matmul over those inputs (a partial sum; the bias is in group 0's).
+fn feed_forward_share(layer: &Layer, x: &[f32], rows: usize, g: usize, groups: usize) -> Vec<f32> {
+    let (h, n) = (layer.up.inputs, layer.up.outputs / groups);
+    let mut packed = pool::take(rows.div_ceil(4) * 4 * h.max(n));
+    pack_rows(x, rows, h, h, &mut packed);
+    let mut up = pool::take(rows * n);
+    up.resize(rows * n, 0.0);
+    let window = Window::panels(&layer.up.panels, h, &layer.up.bias, g * n / PANEL, n / PANEL);
+    matmul_panels(&packed, rows, window, &mut up, n);
+    gelu(&mut up);
+    pack_rows(&up, rows, n, n, &mut packed);
+    pool::give(up);
+    let out = partial(&layer.down, &packed, rows, g * n, (g + 1) * n, g == 0);
+    pool::give(packed);
+    out
+}
+
+/// `a · W[from..to]ᵀ` over the inputs `from..to` of a weight, for every output (with the bias if `bias`).
+fn partial(linear: &Linear, packed: &[f32], rows: usize, from: usize, to: usize, bias: bool) -> Vec<f32> {
+    let n = linear.outputs;
+    let mut out = pool::take(rows * n);
+    out.resize(rows * n, 0.0);
+    let bias: &[f32] = if bias { &linear.bias } else { &[] };
+    let window = Window { panels: &linear.panels, inputs: linear.inputs, from, to, bias };
+    matmul_panels(packed, rows, window, &mut out, n);
+    out
+}
+
+/// The partial sums added together (into the first), checking their sizes.
+fn sum(parts: Vec<Vec<f32>>, total: usize) -> Result<Vec<f32>, String> {
+    let mut parts = parts.into_iter();
+    let mut out = parts.next().unwrap_or_default();
+    for part in parts {
+        if part.len() != out.len() {
+            return Err("encoder tasks returned parts of different sizes".into());
+        }
+        out.iter_mut().zip(&part).for_each(|(o, p)| *o += p);
+        pool::give(part);
+    }
+    if out.len() != total {
+        return Err(format!("encoder tasks returned {} values, expected {total}", out.len()));
+    }
+    Ok(out)
 }
 
 /// Each sequence's `(first row, length)` in a batch's rows.
@@ -247,60 +189,6 @@ fn embed_input(m: &Model, sequences: &[&[u32]]) -> Result<(Vec<f32>, Spans), Str
     }
     layer_norm(&mut x, &m.embed_norm.gamma, &m.embed_norm.beta, m.shape.eps);
     Ok((x, Arc::new(spans)))
-}
-
-/// `x · Wᵀ + b` (then GELU if `activate`) on this thread, for `rows` rows of `x`.
-fn matmul_local(linear: &Linear, x: &[f32], rows: usize, activate: bool) -> Vec<f32> {
-    let (k, n) = (linear.inputs, linear.outputs);
-    let mut out = pool::take(rows * n);
-    out.resize(rows * n, 0.0);
-    let mut packed = pool::take(rows.div_ceil(4) * 4 * k);
-    pack_rows(x, rows, k, k, &mut packed);
-    matmul_panels(&packed, rows, k, &linear.panels, &linear.bias, &mut out, n);
-    pool::give(packed);
-    if activate {
-        gelu(&mut out);
-    }
-    out
-}
-
-/// The context rows `from..to` (every head) of a batch whose fused `[q | k | v]` rows are `qkv`.
-fn attend(qkv: &[f32], spans: &[(usize, usize)], from: usize, to: usize, shape: Shape) -> Vec<f32> {
-    let h = shape.hidden;
-    let mut out = pool::take((to - from) * h);
-    out.resize((to - from) * h, 0.0);
-    let mut scratch = pool::take(0);
-    let width = h / shape.heads;
-    let scale = 1.0 / (width as f32).sqrt();
-    for &(start, len) in spans.iter().filter(|&&(start, len)| start < to && start + len > from) {
-        let (first, last) = (from.max(start) - start, to.min(start + len) - start);
-        let seq = &qkv[start * 3 * h..(start + len) * 3 * h];
-        let dst = &mut out[(start + first - from) * h..];
-        for head in 0..shape.heads {
-            let view = Head { row: 3 * h, hidden: h, offset: head * width, width, seq: len, scale };
-            attention(seq, view, first, last - first, &mut scratch, dst);
-        }
-    }
-    pool::give(scratch);
-    out
-}
-
-/// The parts laid end to end (a single part is used as it is), checking the total.
-fn join(mut parts: Vec<Vec<f32>>, total: usize) -> Result<Vec<f32>, String> {
-    let joined = if parts.len() == 1 {
-        parts.pop().unwrap_or_default()
-    } else {
-        let mut joined = pool::take(total);
-        for part in parts {
-            joined.extend_from_slice(&part);
-            pool::give(part);
-        }
-        joined
-    };
-    if joined.len() != total {
-        return Err(format!("encoder tasks returned {} values, expected {total}", joined.len()));
-    }
-    Ok(joined)
 }
 
 /// Gives an activation buffer back to this thread's pool once no task holds it.

@@ -66,32 +66,51 @@ mod attention;
 
 pub use attention::{attention, Head, MAX_HEAD_WIDTH};
 
+/// Part of a weight packed by [`pack_panels`], for [`matmul_panels`]: some of its panels (each `inputs`
+/// lines long), restricted to the inputs `from..to`, with their columns' bias (empty: none).
+#[derive(Debug, Clone, Copy)]
+pub struct Window<'a> {
+    /// Whole panels.
+    pub panels: &'a [Line],
+    /// Lines per panel (the weight's inputs).
+    pub inputs: usize,
+    /// First input used.
+    pub from: usize,
+    /// One past the last input used.
+    pub to: usize,
+    /// The panels' bias, 16 values per panel, or empty.
+    pub bias: &'a [f32],
+}
+
+impl<'a> Window<'a> {
+    /// All inputs of the panels `first..first + count`.
+    pub fn panels(panels: &'a [Line], inputs: usize, bias: &'a [f32], first: usize, count: usize) -> Self {
+        let (lines, cols) = (first * inputs..(first + count) * inputs, first * PANEL..(first + count) * PANEL);
+        Self { panels: &panels[lines], inputs, from: 0, to: inputs, bias: bias.get(cols).unwrap_or_default() }
+    }
+}
+
 multiversion! {
-    /// `out[r][p*16 + j] = bias[p*16 + j] + Σ_k a[r][k] · w[k][p*16 + j]` for the panels `panels` of a weight
-    /// packed by [`pack_panels`]. `a` holds `rows` rows of `k` values, packed by [`pack_rows`]; `out` has
-    /// `rows` rows `out_stride` apart, and the panels' columns are written from column 0.
-    pub fn matmul_panels(a: &[f32], rows: usize, k: usize, panels: &[Line], bias: &[f32], out: &mut [f32], out_stride: usize) => matmul_impl
+    /// `out[r][p*16 + j] = bias[p*16 + j] + Σ_k a[r][k] · w[from + k][p*16 + j]` for the panels `p` of the
+    /// window `w`. `a` holds `rows` rows of `w.to - w.from` values, packed by [`pack_rows`]; `out` has `rows`
+    /// rows `out_stride` apart, and the panels' columns are written from column 0.
+    pub fn matmul_panels(a: &[f32], rows: usize, w: Window<'_>, out: &mut [f32], out_stride: usize) => matmul_impl
 }
 
 #[inline(always)]
-fn matmul_impl<const FMA: bool>(
-    a: &[f32],
-    rows: usize,
-    k: usize,
-    panels: &[Line],
-    bias: &[f32],
-    out: &mut [f32],
-    out_stride: usize,
-) {
+fn matmul_impl<const FMA: bool>(a: &[f32], rows: usize, w: Window<'_>, out: &mut [f32], out_stride: usize) {
     let blocks = rows.div_ceil(ROWS);
-    let count = panels.len() / k.max(1);
-    for (p, bias) in bias.chunks_exact(PANEL).enumerate().take(count) {
-        let panel = &panels[p * k..(p + 1) * k];
-        let Ok(bias) = <&[f32; PANEL]>::try_from(bias) else { return };
+    let k = w.to.saturating_sub(w.from);
+    if w.inputs == 0 || w.to > w.inputs {
+        return;
+    }
+    for p in 0..w.panels.len() / w.inputs {
+        let panel = &w.panels[p * w.inputs + w.from..p * w.inputs + w.to];
+        let bias = w.bias.get(p * PANEL..(p + 1) * PANEL).and_then(|b| <&[f32; PANEL]>::try_from(b).ok());
         for block in 0..blocks {
             let Some(packed) = a.get(block * k * ROWS..(block + 1) * k * ROWS) else { return };
             let (packed, _) = packed.as_chunks::<ROWS>();
-            let acc = row_block::<FMA>(packed, panel, bias);
+            let acc = row_block::<FMA>(packed, panel, bias.unwrap_or(&[0.0; PANEL]));
             let valid = (rows - block * ROWS).min(ROWS);
             for (r, acc) in acc.iter().enumerate().take(valid) {
                 let start = (block * ROWS + r) * out_stride + p * PANEL;
@@ -318,12 +337,25 @@ mod tests {
         let mut packed = Vec::new();
         pack_rows(&a, m, k, k, &mut packed);
         let mut out = vec![0f32; m * n];
-        matmul_panels(&packed, m, k, &panels, &bias, &mut out, n);
+        matmul_panels(&packed, m, Window::panels(&panels, k, &bias, 0, n / PANEL), &mut out, n);
         for r in 0..m {
             for o in 0..n {
                 let want: f32 = bias[o] + (0..k).map(|i| a[r * k + i] * w[o * k + i]).sum::<f32>();
                 assert!((out[r * n + o] - want).abs() < 1e-4, "({r}, {o}): {} vs {want}", out[r * n + o]);
             }
+        }
+        // A window: inputs 8..24 of the last two panels, no bias, into an output 40 wide.
+        let a_window: Vec<f32> = (0..m).flat_map(|r| a[r * k + 8..r * k + 24].to_vec()).collect();
+        pack_rows(&a_window, m, 16, 16, &mut packed);
+        let window = Window { panels: &panels[k..], inputs: k, from: 8, to: 24, bias: &[] };
+        let mut out = vec![0f32; m * 40];
+        matmul_panels(&packed, m, window, &mut out, 40);
+        for r in 0..m {
+            for o in 0..32 {
+                let want: f32 = (8..24).map(|i| a[r * k + i] * w[(16 + o) * k + i]).sum();
+                assert!((out[r * 40 + o] - want).abs() < 1e-4, "window ({r}, {o}): {} vs {want}", out[r * 40 + o]);
+            }
+            assert!(out[r * 40 + 32..(r + 1) * 40].iter().all(|v| *v == 0.0), "nothing past the window's columns");
         }
     }
 
@@ -358,7 +390,7 @@ mod timing {
             let reps = (2e9 / (m * k * n * 2) as f64).max(3.0) as usize;
             let start = std::time::Instant::now();
             for r in 0..reps {
-                matmul_panels(&packed, m, k, &weights[r % copies], &bias, &mut out, n);
+                matmul_panels(&packed, m, Window::panels(&weights[r % copies], k, &bias, 0, n / PANEL), &mut out, n);
             }
             let secs = start.elapsed().as_secs_f64() / reps as f64;
             println!(
