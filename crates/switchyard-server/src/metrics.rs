@@ -225,23 +225,21 @@ impl Metrics {
         scalar(&mut out, "switchyard_fallbacks_total", "counter", fallbacks, m.fallbacks);
         let cooldowns = "Times an upstream was put in cooldown.";
         scalar(&mut out, "switchyard_cooldowns_total", "counter", cooldowns, m.cooldowns);
-        out.push_str("# HELP switchyard_encode_seconds Time to tokenize and embed a prompt.\n");
-        out.push_str("# TYPE switchyard_encode_seconds histogram\n");
-        m.encode.render(&mut out, "switchyard_encode_seconds", "");
-        out.push_str("# HELP switchyard_encode_queue_seconds Time a prompt waited for the inference thread.\n");
-        out.push_str("# TYPE switchyard_encode_queue_seconds histogram\n");
-        m.queue.render(&mut out, "switchyard_encode_queue_seconds", "");
-        out.push_str("# HELP switchyard_encode_tokenize_seconds Part of encoding spent tokenizing.\n");
-        out.push_str("# TYPE switchyard_encode_tokenize_seconds histogram\n");
-        m.tokenize.render(&mut out, "switchyard_encode_tokenize_seconds", "");
-        out.push_str(
-            "# HELP switchyard_encode_inference_seconds Part of encoding spent in the model (forward, pooling).\n",
-        );
-        out.push_str("# TYPE switchyard_encode_inference_seconds histogram\n");
-        m.inference.render(&mut out, "switchyard_encode_inference_seconds", "");
-        out.push_str("# HELP switchyard_decision_seconds Time to decide (encoding, heads, predictor, policy).\n");
-        out.push_str("# TYPE switchyard_decision_seconds histogram\n");
-        m.decision.render(&mut out, "switchyard_decision_seconds", "");
+        let histograms = [
+            ("switchyard_encode_seconds", "Time to tokenize and embed a prompt.", &m.encode),
+            ("switchyard_encode_queue_seconds", "Time a prompt waited for the inference thread.", &m.queue),
+            ("switchyard_encode_tokenize_seconds", "Part of encoding spent tokenizing.", &m.tokenize),
+            (
+                "switchyard_encode_inference_seconds",
+                "Part of encoding spent in the model (forward, pooling).",
+                &m.inference,
+            ),
+            ("switchyard_decision_seconds", "Time to decide (encoding, heads, predictor, policy).", &m.decision),
+        ];
+        for (name, help, histogram) in histograms {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            histogram.render(&mut out, name, "");
+        }
         out.push_str("# HELP switchyard_upstream_seconds Upstream call time to response headers, by model.\n");
         out.push_str("# TYPE switchyard_upstream_seconds histogram\n");
         for (model, h) in &m.upstream {

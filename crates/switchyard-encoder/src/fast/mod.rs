@@ -195,28 +195,27 @@ impl FastBert {
         if threads < 2 || sequences.len() < 2 || rows < SEQUENCE_SPLIT_MIN * threads {
             return pass.forward(sequences);
         }
-        // Contiguous groups of about rows / threads tokens each, so outputs stay in order.
-        let mut groups: Vec<Vec<Vec<u32>>> = vec![Vec::new()];
+        // Contiguous groups of about rows / threads tokens each (so outputs stay in order), as the index of
+        // each group's first sequence; copied out only if the split is used.
+        let mut starts = vec![0];
         let mut filled = 0;
-        for seq in sequences {
-            let target = rows * groups.len() / threads;
-            if filled >= target && groups.len() < threads && !groups.last().is_some_and(Vec::is_empty) {
-                groups.push(Vec::new());
+        for (i, seq) in sequences.iter().enumerate() {
+            if filled >= rows * starts.len() / threads && starts.len() < threads && starts.last() != Some(&i) {
+                starts.push(i);
             }
             filled += seq.len();
-            if let Some(group) = groups.last_mut() {
-                group.push(seq.to_vec());
-            }
         }
-        let largest = groups.iter().map(|g| g.iter().map(Vec::len).sum::<usize>()).max().unwrap_or(rows);
-        let even = groups.len() == threads && largest * threads * 4 <= rows * 5;
+        starts.push(sequences.len());
+        let group_rows = |w: &[usize]| sequences[w[0]..w[1]].iter().map(|s| s.len()).sum::<usize>();
+        let largest = starts.windows(2).map(group_rows).max().unwrap_or(rows);
+        let even = starts.len() == threads + 1 && largest * threads * 4 <= rows * 5;
         if !even {
             return pass.forward(sequences);
         }
+        let groups = starts.windows(2).map(|w| sequences[w[0]..w[1]].iter().map(|s| s.to_vec()).collect::<Vec<_>>());
         let hidden = self.model.shape.hidden;
         let tasks: Vec<Task> = groups
-            .into_iter()
-            .map(|group| {
+            .map(|group: Vec<Vec<u32>>| {
                 let model = self.model.clone();
                 Box::new(move || {
                     let refs: Vec<&[u32]> = group.iter().map(Vec::as_slice).collect();

@@ -80,6 +80,8 @@ fn attention_share(
     let h = shape.hidden;
     let w = h / groups;
     let per = w / PANEL;
+    // Every group packs the input for itself: a few microseconds in parallel, rather than a serial step on
+    // the calling thread while the others wait.
     let mut packed = pool::take(rows.div_ceil(4) * 4 * h);
     pack_rows(x, rows, h, h, &mut packed);
     // The group's q, k and v columns, side by side: rows of [q | k | v], each `w` wide.

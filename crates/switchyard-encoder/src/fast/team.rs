@@ -1,7 +1,7 @@
-//! A small team of helper threads for the fast encoder. A forward pass has about thirty short parallel
-//! steps (four matmuls and attention per layer); a general pool parks its workers between them and pays a
-//! futex wake-up each time. Here helpers keep spinning for a moment after each task, so during a pass a step
-//! is handed over in well under a microsecond, and they park only when the encoder goes idle.
+//! A small team of helper threads for the fast encoder. A forward pass has a dozen short parallel steps (two
+//! per layer); a general pool parks its workers between them and pays a futex wake-up each time. Here helpers
+//! keep spinning for a moment after each task, so during a pass a step is handed over in well under a
+//! microsecond, and they park only when the encoder goes idle.
 
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
