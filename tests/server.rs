@@ -189,43 +189,20 @@ async fn concurrent_prompts_are_batched_and_decided_as_if_alone() {
     assert!(batches < 96, "48 concurrent prompts were never batched ({batches} passes)");
 }
 
-/// `encoder.batch_wait_ms`: after a batched pass, the next pass waits (here up to 800 ms) for as many prompts
-/// as that one had; a pass of one prompt is followed by no wait at all. The margins are hundreds of
-/// milliseconds against passes of a few: this checks when the embedder waits, not how fast it is.
+/// `encoder.batch_wait_ms` only applies under load: requests one at a time are each a pass of one and never
+/// wait, however long the configured wait (here 800 ms, against passes of a few). When a busy embedder
+/// waits is checked deterministically next to the batcher (`embedder.rs`); a burst through HTTP cannot
+/// fix which prompts share a pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_idle_server_never_waits_and_a_busy_one_waits_to_refill() {
+async fn an_idle_server_never_waits_for_a_batch() {
     let s = state("[encoder]\ncache_entries = 0\nbatch_wait_ms = 800\n");
-    let prompts = prompts(26);
-    let route = |i: usize| {
-        let (s, body) = (s.clone(), post(json!({"prompt": prompts[i]})));
-        async move {
-            let start = std::time::Instant::now();
-            let (status, body) = call(&s, "POST", "/v1/route", None, body).await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            start.elapsed()
-        }
-    };
-    // Idle: one prompt at a time, each its own pass, none waiting.
-    for i in 0..3 {
-        let took = route(i).await;
+    for p in prompts(4) {
+        let start = std::time::Instant::now();
+        let (status, body) = call(&s, "POST", "/v1/route", None, post(json!({"prompt": p}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let took = start.elapsed();
         assert!(took < std::time::Duration::from_millis(400), "an idle request waited {took:?}");
     }
-    // A burst: passes of several prompts.
-    let burst: Vec<_> = (3..25).map(|i| tokio::spawn(route(i))).collect();
-    for task in burst {
-        task.await.unwrap();
-    }
-    let (_, text) = metrics_text(&s).await;
-    let counter = |name: &str| -> u64 {
-        text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).unwrap().trim().parse().unwrap()
-    };
-    assert!(counter("switchyard_encode_batches_total") < 25, "the burst was never batched");
-    // The first prompt after a batched pass waits for company that never comes, then runs alone.
-    let took = route(25).await;
-    assert!(took >= std::time::Duration::from_millis(700), "the pass after a batch did not wait ({took:?})");
-    // That pass had one prompt: the next one does not wait.
-    let took = route(0).await;
-    assert!(took < std::time::Duration::from_millis(400), "a request after a lone pass waited {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

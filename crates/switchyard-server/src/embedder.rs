@@ -262,3 +262,58 @@ fn answer(encoder: &dyn Encoder, mut batch: Vec<Pending>, stats: &EmbedderStats)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use switchyard_encoder::{EncoderOptions, MiniLm, ModelLocator, DEFAULT_MODEL_DIR};
+
+    type Reply = tokio::sync::oneshot::Receiver<Result<(Vec<f32>, EmbedTiming), String>>;
+
+    fn queue(encoder: &MiniLm, tx: &SyncSender<Pending>, prompt: &str) -> Reply {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let tokens = encoder.tokenize(prompt).unwrap();
+        tx.send(Pending { tokens, enqueued: Instant::now(), reply }).unwrap();
+        answer
+    }
+
+    fn timing(answer: Reply) -> EmbedTiming {
+        answer.blocking_recv().unwrap().unwrap().1
+    }
+
+    /// `encoder.batch_wait_ms`, made deterministic by filling the queue before the inference thread starts:
+    /// the first pass takes all five queued prompts at once; the next pass waits (here 800 ms) for as many
+    /// as that one had, gets none and runs its one prompt alone; after a pass of one, nothing waits. The
+    /// margins are hundreds of milliseconds against passes of a few: this checks when the batcher waits,
+    /// not how fast the encoder is.
+    #[test]
+    fn an_idle_batcher_never_waits_and_a_busy_one_waits_to_refill() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let files = ModelLocator::new(root.join(DEFAULT_MODEL_DIR)).with_hub_network(false).locate().unwrap();
+        let encoder = Arc::new(MiniLm::load(&files, EncoderOptions::default()).unwrap());
+        let (tx, rx) = mpsc::sync_channel(16);
+        let burst: Vec<Reply> =
+            (0..5).map(|i| queue(&encoder, &tx, &format!("Question {i}: which model answers this?"))).collect();
+
+        let wait = Duration::from_millis(800);
+        let (thread_encoder, stats) = (encoder.clone(), Arc::new(EmbedderStats::default()));
+        let thread_stats = stats.clone();
+        let inference =
+            std::thread::spawn(move || Batcher { rx, budget: 4096, wait }.run(thread_encoder.as_ref(), &thread_stats));
+
+        for answer in burst {
+            assert_eq!(timing(answer).batch_size, 5, "the queued prompts were not taken in one pass");
+        }
+        let waited = timing(queue(&encoder, &tx, "A lone prompt after a busy pass."));
+        assert_eq!(waited.batch_size, 1);
+        assert!(waited.queue >= wait, "the pass after a batch of five did not wait ({:?})", waited.queue);
+        let lone = timing(queue(&encoder, &tx, "A lone prompt after a lone pass."));
+        assert_eq!(lone.batch_size, 1);
+        assert!(lone.queue < wait / 2, "a prompt after a lone pass waited {:?}", lone.queue);
+        assert_eq!(stats.batches.load(Ordering::Relaxed), 3);
+
+        drop(tx);
+        inference.join().unwrap();
+    }
+}
