@@ -6,8 +6,10 @@
 
 /// Columns of one packed weight panel (two AVX registers).
 pub const PANEL: usize = 16;
-/// Rows of the input processed together by the matmul kernel.
-pub const ROWS: usize = 4;
+/// Rows of the input processed together by the matmul kernel: 12 accumulators of the 16 AVX registers.
+pub const ROWS: usize = 6;
+/// Rows of the blocks that end a matrix whose rows are not a multiple of [`ROWS`] (see [`row_blocks`]).
+const TAIL_ROWS: usize = 4;
 
 /// One step of a packed weight panel: 16 columns, aligned to a 64-byte cache line so each step the kernel
 /// reads is exactly one line (a misaligned panel touches two lines per step).
@@ -99,7 +101,6 @@ multiversion! {
 
 #[inline(always)]
 fn matmul_impl<const FMA: bool>(a: &[f32], rows: usize, w: Window<'_>, out: &mut [f32], out_stride: usize) {
-    let blocks = rows.div_ceil(ROWS);
     let k = w.to.saturating_sub(w.from);
     if w.inputs == 0 || w.to > w.inputs {
         return;
@@ -107,27 +108,54 @@ fn matmul_impl<const FMA: bool>(a: &[f32], rows: usize, w: Window<'_>, out: &mut
     for p in 0..w.panels.len() / w.inputs {
         let panel = &w.panels[p * w.inputs + w.from..p * w.inputs + w.to];
         let bias = w.bias.get(p * PANEL..(p + 1) * PANEL).and_then(|b| <&[f32; PANEL]>::try_from(b).ok());
-        for block in 0..blocks {
-            let Some(packed) = a.get(block * k * ROWS..(block + 1) * k * ROWS) else { return };
-            let (packed, _) = packed.as_chunks::<ROWS>();
-            let acc = row_block::<FMA>(packed, panel, bias.unwrap_or(&[0.0; PANEL]));
-            let valid = (rows - block * ROWS).min(ROWS);
-            for (r, acc) in acc.iter().enumerate().take(valid) {
-                let start = (block * ROWS + r) * out_stride + p * PANEL;
-                if let Some(dst) = out.get_mut(start..start + PANEL) {
-                    dst.copy_from_slice(acc);
-                }
+        let bias = bias.unwrap_or(&[0.0; PANEL]);
+        for (first, size) in row_blocks(rows) {
+            let packed = a.get(first * k..(first + size) * k).unwrap_or_default();
+            let out = out.get_mut(first * out_stride + p * PANEL..).unwrap_or_default();
+            let valid = (rows - first).min(size);
+            if size == ROWS {
+                store(&row_block::<FMA, ROWS>(packed.as_chunks().0, panel, bias), valid, out, out_stride);
+            } else {
+                store(&row_block::<FMA, TAIL_ROWS>(packed.as_chunks().0, panel, bias), valid, out, out_stride);
             }
         }
     }
 }
 
-/// One block of [`ROWS`] rows times one panel.
+/// The row blocks of a matrix of `rows` rows, as (first row, rows in the block): blocks of [`ROWS`], then
+/// up to two of [`TAIL_ROWS`], so that at most the last block reaches past `rows`, by at most three rows
+/// (one once there are six rows or more).
+fn row_blocks(rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    let (full, rest) = (rows / ROWS, rows % ROWS);
+    let (full, tails) = match rest {
+        0 => (full, 0),
+        1 | 2 if full > 0 => (full - 1, 2),
+        1..=4 => (full, 1),
+        _ => (full + 1, 0),
+    };
+    (0..full).map(|b| (b * ROWS, ROWS)).chain((0..tails).map(move |t| (full * ROWS + t * TAIL_ROWS, TAIL_ROWS)))
+}
+
+/// Writes the first `valid` rows of a block's result, `out_stride` apart.
 #[inline(always)]
-fn row_block<const FMA: bool>(packed: &[[f32; ROWS]], panel: &[Line], bias: &[f32; PANEL]) -> [[f32; PANEL]; ROWS] {
-    let mut acc = [*bias; ROWS];
+fn store<const R: usize>(acc: &[[f32; PANEL]; R], valid: usize, out: &mut [f32], out_stride: usize) {
+    for (r, acc) in acc.iter().enumerate().take(valid) {
+        if let Some(dst) = out.get_mut(r * out_stride..r * out_stride + PANEL) {
+            dst.copy_from_slice(acc);
+        }
+    }
+}
+
+/// One block of `R` rows (packed column by column) times one panel.
+#[inline(always)]
+fn row_block<const FMA: bool, const R: usize>(
+    packed: &[[f32; R]],
+    panel: &[Line],
+    bias: &[f32; PANEL],
+) -> [[f32; PANEL]; R] {
+    let mut acc = [*bias; R];
     for (x, Line(w)) in packed.iter().zip(panel) {
-        for r in 0..ROWS {
+        for r in 0..R {
             for j in 0..PANEL {
                 acc[r][j] = madd::<FMA>(x[r], w[j], acc[r][j]);
             }
@@ -149,16 +177,20 @@ pub fn pack_panels(weight: &[f32], outputs: usize, inputs: usize) -> Vec<Line> {
     packed
 }
 
-/// Packs `rows` rows of `k` values (row-major, `stride` apart) in blocks of [`ROWS`] interleaved by column:
-/// block `b` holds `a[b*4 + r][k]` at `b*k*4 + k*4 + r`; missing rows of the last block are zero.
+/// Packs `rows` rows of `k` values (row-major, `stride` apart) in the blocks of [`row_blocks`], each
+/// interleaved by column: the block of `R` rows from row `f` holds `a[f + r][i]` at `f*k + i*R + r`;
+/// rows past `rows` in the last block are zero.
 pub fn pack_rows(a: &[f32], rows: usize, k: usize, stride: usize, packed: &mut Vec<f32>) {
     packed.clear();
-    packed.resize(rows.div_ceil(ROWS) * ROWS * k, 0.0);
-    for r in 0..rows {
-        let (b, lane) = (r / ROWS, r % ROWS);
-        let row = &a[r * stride..r * stride + k];
-        for (i, &x) in row.iter().enumerate() {
-            packed[b * k * ROWS + i * ROWS + lane] = x;
+    let padded = row_blocks(rows).last().map_or(0, |(first, size)| first + size);
+    packed.resize(padded * k, 0.0);
+    for (first, size) in row_blocks(rows) {
+        let block = &mut packed[first * k..(first + size) * k];
+        for r in 0..size.min(rows - first) {
+            let row = &a[(first + r) * stride..(first + r) * stride + k];
+            for (i, &x) in row.iter().enumerate() {
+                block[i * size + r] = x;
+            }
         }
     }
 }
@@ -328,8 +360,14 @@ mod tests {
 
     #[test]
     fn matmul_matches_a_plain_triple_loop() {
-        // 7 rows (a partial row block), 40 inputs, 48 outputs (three panels).
-        let (m, k, n) = (7, 40, 48);
+        // 1 to 20 rows (every mix of full and tail row blocks), 40 inputs, 48 outputs (three panels).
+        for m in 1..=20 {
+            matmul_case(m);
+        }
+    }
+
+    fn matmul_case(m: usize) {
+        let (k, n) = (40, 48);
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
         let w: Vec<f32> = (0..n * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 97.0).collect();
         let bias: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
@@ -341,7 +379,7 @@ mod tests {
         for r in 0..m {
             for o in 0..n {
                 let want: f32 = bias[o] + (0..k).map(|i| a[r * k + i] * w[o * k + i]).sum::<f32>();
-                assert!((out[r * n + o] - want).abs() < 1e-4, "({r}, {o}): {} vs {want}", out[r * n + o]);
+                assert!((out[r * n + o] - want).abs() < 1e-4, "{m} rows, ({r}, {o}): {} vs {want}", out[r * n + o]);
             }
         }
         // A window: inputs 8..24 of the last two panels, no bias, into an output 40 wide.
@@ -356,6 +394,20 @@ mod tests {
                 assert!((out[r * 40 + o] - want).abs() < 1e-4, "window ({r}, {o}): {} vs {want}", out[r * 40 + o]);
             }
             assert!(out[r * 40 + 32..(r + 1) * 40].iter().all(|v| *v == 0.0), "nothing past the window's columns");
+        }
+    }
+
+    #[test]
+    fn row_blocks_cover_the_rows_in_order_with_at_most_one_padded_row_from_six() {
+        for rows in 0..100 {
+            let blocks: Vec<_> = row_blocks(rows).collect();
+            let mut next = 0;
+            for &(first, size) in &blocks {
+                assert_eq!(first, next, "{rows} rows: {blocks:?}");
+                assert!(size == ROWS || size == TAIL_ROWS, "{rows} rows: {blocks:?}");
+                next += size;
+            }
+            assert!(next >= rows && next - rows <= if rows >= ROWS { 1 } else { 3 }, "{rows} rows: {blocks:?}");
         }
     }
 
