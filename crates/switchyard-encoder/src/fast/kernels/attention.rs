@@ -73,15 +73,22 @@ fn for_width<const FMA: bool, const W: usize>(
         let start = i * row + which * hidden + offset;
         <&[f32; W]>::try_from(&qkv[start..start + W]).unwrap_or(&[0.0; W])
     };
-    // Keys transposed and pre-scaled (`keys` values per line, padded with zeros), then a score block.
+    // Keys transposed and pre-scaled (`keys` values per line, padded with zeros), a score block, and the
+    // values side by side (the rows of `qkv` are far apart: read in place, each value would cost a cache
+    // miss per query pair).
     let keys = seq.div_ceil(KEYS) * KEYS;
     scratch.clear();
-    scratch.resize(W * keys + QUERIES * keys, 0.0);
-    let (transposed, scores) = scratch.split_at_mut(W * keys);
+    scratch.resize(W * keys + QUERIES * keys + seq * W, 0.0);
+    let (transposed, rest) = scratch.split_at_mut(W * keys);
+    let (scores, values) = rest.split_at_mut(QUERIES * keys);
     for j in 0..seq {
         for (d, &k) in part(j, 1).iter().enumerate() {
             transposed[d * keys + j] = k * scale;
         }
+    }
+    let values = values.as_chunks_mut::<W>().0;
+    for (j, v) in values.iter_mut().enumerate() {
+        *v = *part(j, 2);
     }
     let transposed = transposed.as_chunks::<KEYS>().0;
     let lines = keys / KEYS;
@@ -109,9 +116,9 @@ fn for_width<const FMA: bool, const W: usize>(
         for r in (0..valid).step_by(2) {
             let pair = if r + 1 < valid { 2 } else { 1 };
             let mut acc = [[0f32; W]; 2];
-            for j in 0..seq {
-                let v = part(j, 2);
-                let p = [scores[r * keys + j], scores[(r + pair - 1) * keys + j]];
+            let (first_scores, second_scores) = (&scores[r * keys..][..seq], &scores[(r + pair - 1) * keys..][..seq]);
+            for ((v, &p0), &p1) in values.iter().zip(first_scores).zip(second_scores) {
+                let p = [p0, p1];
                 for (a, p) in acc.iter_mut().zip(p) {
                     for l in 0..W {
                         a[l] = madd::<FMA>(p, v[l], a[l]);

@@ -186,11 +186,27 @@ pub fn pack_rows(a: &[f32], rows: usize, k: usize, stride: usize, packed: &mut V
     packed.resize(padded * k, 0.0);
     for (first, size) in row_blocks(rows) {
         let block = &mut packed[first * k..(first + size) * k];
-        for r in 0..size.min(rows - first) {
-            let row = &a[(first + r) * stride..(first + r) * stride + k];
-            for (i, &x) in row.iter().enumerate() {
-                block[i * size + r] = x;
-            }
+        let valid = size.min(rows - first);
+        let row = |r: usize| a.get((first + r) * stride..(first + r) * stride + k).unwrap_or_default();
+        match (size, valid) {
+            (ROWS, ROWS) => pack_block::<ROWS>(std::array::from_fn(row), block),
+            (TAIL_ROWS, TAIL_ROWS) => pack_block::<TAIL_ROWS>(std::array::from_fn(row), block),
+            // The last block, part padding: left as zeros.
+            _ => (0..valid).for_each(|r| row(r).iter().enumerate().for_each(|(i, &x)| block[i * size + r] = x)),
+        }
+    }
+}
+
+/// Interleaves `R` whole rows column by column into `block`, writing it front to back.
+#[inline(always)]
+fn pack_block<const R: usize>(rows: [&[f32]; R], block: &mut [f32]) {
+    let k = block.len() / R;
+    if rows.iter().any(|r| r.len() < k) {
+        return;
+    }
+    for (i, dst) in block.as_chunks_mut::<R>().0.iter_mut().enumerate() {
+        for r in 0..R {
+            dst[r] = rows[r][i];
         }
     }
 }
@@ -204,7 +220,8 @@ pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer.
     let x = x.clamp(-87.0, 88.0);
-    let n = madd::<FMA>(x, LOG2E, ROUND) - ROUND;
+    let rounded = madd::<FMA>(x, LOG2E, ROUND);
+    let n = rounded - ROUND;
     let r = madd::<FMA>(-n, LN2_LO, madd::<FMA>(-n, LN2_HI, x));
     let mut p = 1.987_569_1e-4;
     p = madd::<FMA>(p, r, 1.398_199_9e-3);
@@ -213,7 +230,9 @@ pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
     p = madd::<FMA>(p, r, 1.666_666_5e-1);
     p = madd::<FMA>(p, r, 0.5);
     p = madd::<FMA>(p, r * r, r) + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // `rounded`'s low mantissa bits hold n itself (offset by 2^22), so 2^n is built with integer adds and
+    // a shift; `n as i32` would be a saturating conversion that keeps this loop from vectorising.
+    let scale = f32::from_bits(rounded.to_bits().wrapping_sub(0x4B40_0000 - 127) << 23);
     p * scale
 }
 
