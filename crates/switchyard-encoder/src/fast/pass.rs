@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use super::kernels::{add_layer_norm, attention, gelu, layer_norm, matmul_panels, pack_rows, Head, Window, PANEL};
+use super::kernels::{
+    add_layer_norm, attention, gelu, layer_norm, matmul_panels, pack_rows, packed_len, Head, Window, PANEL,
+};
 use super::team::{Task, Team};
 use super::{pool, Layer, Linear, Model, Shape};
 
@@ -82,7 +84,7 @@ fn attention_share(
     let per = w / PANEL;
     // Every group packs the input for itself: a few microseconds in parallel, rather than a serial step on
     // the calling thread while the others wait.
-    let mut packed = pool::take(rows.div_ceil(4) * 4 * h);
+    let mut packed = pool::take(packed_len(rows, h));
     pack_rows(x, rows, h, h, &mut packed);
     // The group's q, k and v columns, side by side: rows of [q | k | v], each `w` wide.
     let mut qkv = pool::take(rows * 3 * w);
@@ -117,7 +119,7 @@ fn attention_share(
 /// the second matmul over those inputs (a partial sum; the bias is in group 0's).
 fn feed_forward_share(layer: &Layer, x: &[f32], rows: usize, g: usize, groups: usize) -> Vec<f32> {
     let (h, n) = (layer.up.inputs, layer.up.outputs / groups);
-    let mut packed = pool::take(rows.div_ceil(4) * 4 * h.max(n));
+    let mut packed = pool::take(packed_len(rows, h.max(n)));
     pack_rows(x, rows, h, h, &mut packed);
     let mut up = pool::take(rows * n);
     up.resize(rows * n, 0.0);

@@ -182,8 +182,7 @@ pub fn pack_panels(weight: &[f32], outputs: usize, inputs: usize) -> Vec<Line> {
 /// rows past `rows` in the last block are zero.
 pub fn pack_rows(a: &[f32], rows: usize, k: usize, stride: usize, packed: &mut Vec<f32>) {
     packed.clear();
-    let padded = row_blocks(rows).last().map_or(0, |(first, size)| first + size);
-    packed.resize(padded * k, 0.0);
+    packed.resize(packed_len(rows, k), 0.0);
     for (first, size) in row_blocks(rows) {
         let block = &mut packed[first * k..(first + size) * k];
         let valid = size.min(rows - first);
@@ -195,6 +194,11 @@ pub fn pack_rows(a: &[f32], rows: usize, k: usize, stride: usize, packed: &mut V
             _ => (0..valid).for_each(|r| row(r).iter().enumerate().for_each(|(i, &x)| block[i * size + r] = x)),
         }
     }
+}
+
+/// Values [`pack_rows`] writes for `rows` rows of `k` values (the last row block's padding included).
+pub fn packed_len(rows: usize, k: usize) -> usize {
+    row_blocks(rows).last().map_or(0, |(first, size)| first + size) * k
 }
 
 /// Interleaves `R` whole rows column by column into `block`, writing it front to back.
