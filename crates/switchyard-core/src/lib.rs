@@ -23,4 +23,4 @@ pub use router::{
     CandidateMetrics, DomainScore, EncoderInfo, FileFingerprint, Manifest, Prediction, RouteReport, Router,
     RouterError, Timing, TrainingInfo, FORMAT_VERSION, MANIFEST_FILE, TOP_DOMAINS, WEIGHTS_FILE,
 };
-pub use row::{message_text, Evidence, LabelledRow, Outcome, Preference, Split, Winner};
+pub use row::{message_text, normalize_prompt, Evidence, LabelledRow, Outcome, Preference, Split, Winner};

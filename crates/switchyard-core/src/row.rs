@@ -97,6 +97,11 @@ impl LabelledRow {
         self.id.as_deref().unwrap_or(&self.prompt)
     }
 
+    /// The prompt's normalised text ([`normalize_prompt`]): what splits and leakage checks compare.
+    pub fn normalized_prompt(&self) -> String {
+        normalize_prompt(&self.prompt)
+    }
+
     /// Parses and validates one JSON line. The error is a sentence saying which rule the row breaks.
     pub fn parse(line: &str) -> Result<Self, String> {
         let raw: RawRow = serde_json::from_str(line).map_err(|e| format!("not a valid row: {e}"))?;
@@ -204,6 +209,14 @@ fn non_negative(key: &str, value: Option<f64>) -> Result<(), String> {
     }
 }
 
+/// A prompt's text as splits and leakage checks compare it: runs of whitespace collapsed to one space, ends
+/// trimmed, and lower-cased. Two prompts that differ only in spacing or case are the same prompt, so they
+/// must never sit on both sides of a train/test split. (`scripts/import_data.py` applies the same rule:
+/// `" ".join(text.split()).lower()`.) For chat rows, the text is the last user turn.
+pub fn normalize_prompt(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
 /// The text of the last user message: a string content, or the text parts of an array content.
 fn last_user_text(messages: &[RawMessage]) -> Option<String> {
     messages.iter().rev().filter(|m| m.role == "user").find_map(|m| {
@@ -253,6 +266,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(row.prompt, "second");
+    }
+
+    #[test]
+    fn normalised_text_ignores_spacing_and_case() {
+        assert_eq!(normalize_prompt("  What is\n\tthe  Capital of ITALY? "), "what is the capital of italy?");
+        assert_ne!(normalize_prompt("a b"), normalize_prompt("ab"));
     }
 
     #[test]
