@@ -5,7 +5,8 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use crate::predictor::{Dense, Heads, KnnMemory, Platt, Predictor, PredictorKind};
+use crate::familiarity::Familiarity;
+use crate::predictor::{Dense, Factorized, Heads, KnnMemory, Platt, Predictor, PredictorKind};
 use crate::router::{Manifest, Router, RouterError, FORMAT_VERSION, MANIFEST_FILE, WEIGHTS_FILE};
 
 impl Router {
@@ -23,7 +24,17 @@ impl Router {
             tensors.dense("complexity", &self.heads.complexity)?;
             tensors.predictor("", &self.predictor)?;
             let platt: Vec<f32> = self.calibration.iter().flat_map(|p| [p.a, p.b]).collect();
-            tensors.put("calibration", &platt, (self.calibration.len(), 2))
+            tensors.put("calibration", &platt, (self.calibration.len(), 2))?;
+            if let Some(lengths) = &self.lengths {
+                tensors.dense("lengths", lengths)?;
+            }
+            if let Some(f) = &self.familiarity {
+                tensors.put("familiarity.centroids", &f.centroids, (f.centroids.len() / f.dim.max(1), f.dim))?;
+                tensors.put("familiarity.quantiles", &f.quantiles, (1, f.quantiles.len()))?;
+                tensors.put("familiarity.priors", &f.priors, (f.priors.len() / f.domains.max(1), f.domains))?;
+                tensors.put("familiarity.base_complexity", &[f.base_complexity], (1, 1))?;
+            }
+            Ok(())
         })()
         .map_err(weights_err)?;
         let tensors = tensors.0;
@@ -63,11 +74,36 @@ impl Router {
         };
         let heads =
             Heads { domains: manifest.domains.clone(), domain, complexity: weights.dense("complexity", 1, dim)? };
-        let shape = Shape { models, features, dim, hidden: manifest.hidden };
+        let shape = Shape { models, features, dim, hidden: manifest.hidden, latent: manifest.latent };
         let predictor = weights.predictor("", manifest.predictor, &manifest.members, &shape)?;
         let calibration =
             weights.vec("calibration", Some(models * 2))?.chunks_exact(2).map(|c| Platt { a: c[0], b: c[1] }).collect();
-        Ok(Self { manifest, heads, predictor, calibration })
+        let familiarity = if weights.tensors.contains_key("familiarity.centroids") {
+            let domains = manifest.domains.len().max(1);
+            let centroids = weights.vec("familiarity.centroids", None)?;
+            if centroids.is_empty() || centroids.len() % dim.max(1) != 0 {
+                return Err(RouterError::Weights {
+                    path: weights_path.clone(),
+                    message: format!("familiarity.centroids has {} values, not a multiple of {dim}", centroids.len()),
+                });
+            }
+            Some(Familiarity {
+                dim,
+                centroids,
+                quantiles: weights.vec("familiarity.quantiles", None)?,
+                priors: weights.vec("familiarity.priors", Some(models * domains))?,
+                domains,
+                base_complexity: weights.vec("familiarity.base_complexity", Some(1))?[0],
+            })
+        } else {
+            None
+        };
+        let lengths = if weights.tensors.contains_key("lengths.weight") {
+            Some(weights.dense("lengths", models, features)?)
+        } else {
+            None
+        };
+        Ok(Self { manifest, heads, predictor, calibration, familiarity, lengths })
     }
 }
 
@@ -96,7 +132,7 @@ impl Weights<'_> {
         members: &[PredictorKind],
         shape: &Shape,
     ) -> Result<Predictor, RouterError> {
-        let Shape { models, features, dim, hidden } = *shape;
+        let Shape { models, features, dim, hidden, latent } = *shape;
         Ok(match kind {
             PredictorKind::Logistic => {
                 Predictor::Logistic(self.dense(&format!("{prefix}logistic"), models, features)?)
@@ -108,7 +144,7 @@ impl Weights<'_> {
             PredictorKind::Knn => {
                 let embeddings = self.vec(&format!("{prefix}knn.embeddings"), None)?;
                 let prompts = embeddings.len() / dim.max(1);
-                let params = self.vec(&format!("{prefix}knn.params"), Some(2))?;
+                let params = self.vec(&format!("{prefix}knn.params"), Some(3))?;
                 Predictor::Knn(KnnMemory {
                     dim,
                     embeddings,
@@ -116,8 +152,14 @@ impl Weights<'_> {
                     prior: self.vec(&format!("{prefix}knn.prior"), Some(models))?,
                     k: params[0] as usize,
                     alpha: params[1],
+                    power: params[2],
                 })
             }
+            PredictorKind::Mf => Predictor::Mf(Factorized {
+                project: self.dense(&format!("{prefix}mf.project"), latent, features)?,
+                models: self.dense(&format!("{prefix}mf.models"), models, latent)?,
+                difficulty: self.dense(&format!("{prefix}mf.difficulty"), 1, features)?,
+            }),
             PredictorKind::Ensemble => {
                 if members.is_empty() || members.contains(&PredictorKind::Ensemble) {
                     return Err(RouterError::Weights {
@@ -173,7 +215,12 @@ impl Tensors {
                 self.put(&format!("{prefix}knn.embeddings"), &m.embeddings, (m.len(), m.dim))?;
                 self.put(&format!("{prefix}knn.scores"), &m.scores, (m.len(), models))?;
                 self.put(&format!("{prefix}knn.prior"), &m.prior, (1, models))?;
-                self.put(&format!("{prefix}knn.params"), &[m.k as f32, m.alpha], (1, 2))
+                self.put(&format!("{prefix}knn.params"), &[m.k as f32, m.alpha, m.power], (1, 3))
+            }
+            Predictor::Mf(mf) => {
+                self.dense(&format!("{prefix}mf.project"), &mf.project)?;
+                self.dense(&format!("{prefix}mf.models"), &mf.models)?;
+                self.dense(&format!("{prefix}mf.difficulty"), &mf.difficulty)
             }
             Predictor::Ensemble(members) => {
                 for (i, member) in members.iter().enumerate() {
@@ -191,6 +238,7 @@ struct Shape {
     features: usize,
     dim: usize,
     hidden: usize,
+    latent: usize,
 }
 
 #[cfg(test)]
@@ -218,6 +266,17 @@ mod tests {
                 domains: vec!["math".into(), "law".into()],
                 predictor: predictor.kind(),
                 hidden,
+                latent: match &predictor {
+                    Predictor::Mf(mf) => mf.latent(),
+                    Predictor::Ensemble(m) => m
+                        .iter()
+                        .find_map(|p| match p {
+                            Predictor::Mf(mf) => Some(mf.latent()),
+                            _ => None,
+                        })
+                        .unwrap_or(0),
+                    _ => 0,
+                },
                 members: match &predictor {
                     Predictor::Ensemble(m) => m.iter().map(Predictor::kind).collect(),
                     _ => Vec::new(),
@@ -225,6 +284,7 @@ mod tests {
                 default_policy: Policy::new(Knob::MinQuality(0.7)),
                 training: TrainingInfo::default(),
                 validation: Vec::new(),
+                output_lengths: None,
                 created_by: "test".into(),
             },
             heads: Heads {
@@ -234,6 +294,15 @@ mod tests {
             },
             predictor,
             calibration: vec![Platt::default(), Platt { a: 1.5, b: 0.1 }],
+            lengths: Dense::new(2, 5, vec![0.1, 0.0, 0.2, 0.0, 0.3, 0.0, 0.1, 0.0, 0.5, 0.0], vec![4.0, 5.0]),
+            familiarity: Some(Familiarity {
+                dim,
+                centroids: vec![1.0, 0.0, 0.6, 0.8],
+                quantiles: vec![0.7, 0.9, 0.99],
+                priors: vec![0.5, 0.6, 0.8, 0.7],
+                domains: 2,
+                base_complexity: 0.3,
+            }),
         }
     }
 
@@ -262,6 +331,16 @@ mod tests {
                     prior: vec![0.5, 0.5],
                     k: 1,
                     alpha: 1.0,
+                    power: 2.0,
+                }),
+                0,
+            ),
+            (
+                Predictor::Mf(Factorized {
+                    project: Dense::new(2, features, (0..10).map(|i| (i as f32 - 4.0) / 5.0).collect(), vec![0.; 2])
+                        .unwrap(),
+                    models: Dense::new(2, 2, vec![1., -0.5, 0.3, 0.8], vec![0.2, -0.1]).unwrap(),
+                    difficulty: Dense::new(1, features, vec![0.1, -0.2, 0.3, 0.0, 0.5], vec![0.05]).unwrap(),
                 }),
                 0,
             ),
@@ -282,7 +361,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             router.save(dir.path()).unwrap();
             let loaded = Router::load(dir.path()).unwrap();
-            for x in [[1f32, 0.], [0., 1.], [0.6, 0.8]] {
+            for x in [[1f32, 0.], [0., 1.], [0.6, 0.8], [-1., 0.]] {
                 let policy = &router.manifest.default_policy;
                 let (a, da) = router.route(&x, 500.0, policy).unwrap();
                 let (b, db) = loaded.route(&x, 500.0, policy).unwrap();
@@ -295,6 +374,14 @@ mod tests {
             let p = router.predict(&[1., 0.], 500.0);
             assert_eq!(p.domains[0].domain, "math");
             assert!(p.complexity > 0.5);
+            assert_eq!((p.ood, p.shrink), (0.0, 0.0));
+            // Opposite every centroid: fully shrunk to the priors (math-heavy domain mix) and base complexity.
+            let far = router.predict(&[-1., 0.], 500.0);
+            assert_eq!((far.ood, far.shrink), (1.0, 1.0));
+            assert!((far.complexity - 0.3).abs() < 1e-6);
+            let probs = router.heads.domain_probs(&[-1., 0.]);
+            let prior = 0.5 * probs[0] + 0.6 * probs[1];
+            assert!((far.models[0].p_success - f64::from(prior)).abs() < 1e-6, "{far:?}");
             assert!(p.models[1].expected_cost_usd > p.models[0].expected_cost_usd);
         }
     }
@@ -310,7 +397,7 @@ mod tests {
 
         let manifest = dir.path().join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&manifest).unwrap();
-        std::fs::write(&manifest, text.replace("\"format_version\": 1", "\"format_version\": 99")).unwrap();
+        std::fs::write(&manifest, text.replace(&format!("\"format_version\": {FORMAT_VERSION}"), "\"format_version\": 99")).unwrap();
         let err = Router::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("format version 99"), "{err}");
 

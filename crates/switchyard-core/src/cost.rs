@@ -38,11 +38,17 @@ pub struct ModelCost {
 }
 
 impl ModelCost {
-    /// Expected USD cost of a call whose prompt has `input_tokens` tokens.
+    /// Expected USD cost of a call whose prompt has `input_tokens` tokens and the model's mean output length.
     pub fn expected_cost_usd(&self, input_tokens: f64) -> f64 {
+        self.cost_for(input_tokens, self.mean_output_tokens)
+    }
+
+    /// Expected USD cost of a call with these input and output token counts (with observed costs: their
+    /// mean, whatever the tokens).
+    pub fn cost_for(&self, input_tokens: f64, output_tokens: f64) -> f64 {
         match self.source {
             CostSource::Prices => {
-                (input_tokens * self.input_usd_per_mtok + self.mean_output_tokens * self.output_usd_per_mtok) / 1e6
+                (input_tokens * self.input_usd_per_mtok + output_tokens * self.output_usd_per_mtok) / 1e6
             }
             CostSource::Observed => self.mean_cost_usd.unwrap_or(0.0),
         }
@@ -64,6 +70,7 @@ mod tests {
             source: CostSource::Prices,
         };
         assert!((cost.expected_cost_usd(1000.0) - 0.002).abs() < 1e-12);
+        assert!((cost.cost_for(1000.0, 500.0) - 0.003).abs() < 1e-12);
         cost.source = CostSource::Observed;
         assert_eq!(cost.expected_cost_usd(1000.0), 0.5);
         assert_eq!(estimate_input_tokens("abcdefghi"), 3.0);

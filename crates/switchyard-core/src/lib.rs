@@ -8,6 +8,7 @@
 mod artifact;
 mod catalog;
 mod cost;
+mod familiarity;
 mod logs;
 mod policy;
 mod predictor;
@@ -15,12 +16,13 @@ mod router;
 mod row;
 
 pub use catalog::{Catalog, CatalogError, ModelCard};
+pub use familiarity::{Familiarity, OOD_START};
 pub use cost::{estimate_input_tokens, CostSource, ModelCost, CHARS_PER_TOKEN};
 pub use logs::{read_logs, LogError, LogReader, ReadSummary, RowError};
 pub use policy::{Decision, Knob, ModelEstimate, Policy, PolicyError};
-pub use predictor::{logit, sigmoid, softmax, Dense, Heads, KnnMemory, Platt, Predictor, PredictorKind};
+pub use predictor::{logit, sigmoid, softmax, Dense, Factorized, Heads, KnnMemory, Platt, Predictor, PredictorKind};
 pub use router::{
-    CandidateMetrics, DomainScore, EncoderInfo, FileFingerprint, Manifest, Prediction, RouteReport, Router,
-    RouterError, Timing, TrainingInfo, FORMAT_VERSION, MANIFEST_FILE, TOP_DOMAINS, WEIGHTS_FILE,
+    CandidateMetrics, DomainScore, LengthReport, EncoderInfo, FileFingerprint, Manifest, Prediction, RouteReport, Router,
+    RouterError, Timing, TrainingInfo, Utility, FORMAT_VERSION, MANIFEST_FILE, TOP_DOMAINS, WEIGHTS_FILE,
 };
 pub use row::{message_text, normalize_prompt, Evidence, LabelledRow, Outcome, Preference, Split, Winner};

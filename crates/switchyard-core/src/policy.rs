@@ -53,6 +53,13 @@ pub struct ModelEstimate {
     pub p_success: f64,
     /// Expected cost of the call in USD.
     pub expected_cost_usd: f64,
+    /// Input tokens the cost assumes.
+    #[serde(default)]
+    pub input_tokens: f64,
+    /// Output tokens the cost assumes: predicted for this prompt when the router learned output lengths,
+    /// else the model's mean in the training logs.
+    #[serde(default)]
+    pub output_tokens: f64,
 }
 
 /// The knob and the per-request model lists.
@@ -183,7 +190,13 @@ mod tests {
     fn estimates() -> Vec<ModelEstimate> {
         [("small", 0.55, 0.0001), ("medium", 0.75, 0.001), ("large", 0.9, 0.01)]
             .into_iter()
-            .map(|(m, p, c)| ModelEstimate { model: m.to_string(), p_success: p, expected_cost_usd: c })
+            .map(|(m, p, c)| ModelEstimate {
+                model: m.to_string(),
+                p_success: p,
+                expected_cost_usd: c,
+                input_tokens: 100.0,
+                output_tokens: 100.0,
+            })
             .collect()
     }
 

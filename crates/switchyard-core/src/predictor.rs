@@ -99,6 +99,8 @@ pub enum PredictorKind {
     Mlp,
     /// Smoothed mean score of each model over the k most similar training prompts.
     Knn,
+    /// Matrix factorisation / item response theory: a latent vector per prompt and per model.
+    Mf,
     /// The mean of several of the above.
     Ensemble,
 }
@@ -109,6 +111,7 @@ impl std::fmt::Display for PredictorKind {
             Self::Logistic => "logistic",
             Self::Mlp => "mlp",
             Self::Knn => "knn",
+            Self::Mf => "mf",
             Self::Ensemble => "ensemble",
         })
     }
@@ -127,8 +130,12 @@ pub struct KnnMemory {
     pub prior: Vec<f32>,
     /// Neighbours consulted.
     pub k: usize,
-    /// Prior strength, in pseudo-observations.
+    /// Prior strength, in pseudo-observations: each model's estimate starts from a Beta prior with mean
+    /// `prior[m]` and this many observations.
     pub alpha: f32,
+    /// Similarity weighting: a neighbour counts max(cosine, 0)^power (0: every neighbour counts 1, the
+    /// plain kNN of RouterBench).
+    pub power: f32,
 }
 
 impl KnnMemory {
@@ -142,8 +149,8 @@ impl KnnMemory {
         self.embeddings.is_empty()
     }
 
-    /// The indices of the `k` stored prompts most similar (cosine) to `embedding`, best first.
-    pub fn neighbours(&self, embedding: &[f32], k: usize) -> Vec<usize> {
+    /// The `k` stored prompts most similar (cosine) to `embedding` as (similarity, index), best first.
+    pub fn neighbours(&self, embedding: &[f32], k: usize) -> Vec<(f32, usize)> {
         let mut sims: Vec<(f32, usize)> = self
             .embeddings
             .chunks_exact(self.dim)
@@ -157,23 +164,59 @@ impl KnnMemory {
         sims.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
         sims.truncate(k);
         sims.sort_by(|a, b| b.0.total_cmp(&a.0));
-        sims.into_iter().map(|(_, i)| i).collect()
+        sims
     }
 
-    /// Smoothed success estimate per model from the nearest neighbours.
+    /// Success estimate per model from the nearest neighbours: the posterior mean of a Beta prior (mean
+    /// `prior[m]`, strength `alpha`) updated with the neighbours' scores, each weighted by its similarity.
     pub fn predict(&self, embedding: &[f32]) -> Vec<f32> {
+        self.predict_from(&self.neighbours(embedding, self.k))
+    }
+
+    /// [`KnnMemory::predict`] from neighbours already found (similarity, index), e.g. the first k of a
+    /// longer list.
+    pub fn predict_from(&self, neighbours: &[(f32, usize)]) -> Vec<f32> {
         let models = self.prior.len();
         let mut sum = vec![0f32; models];
         let mut count = vec![0f32; models];
-        for i in self.neighbours(embedding, self.k) {
+        for &(sim, i) in neighbours.iter().take(self.k) {
+            let weight = if self.power == 0.0 { 1.0 } else { sim.max(0.0).powf(self.power) };
             for (m, &s) in self.scores[i * models..(i + 1) * models].iter().enumerate() {
                 if !s.is_nan() {
-                    sum[m] += s;
-                    count[m] += 1.0;
+                    sum[m] += weight * s;
+                    count[m] += weight;
                 }
             }
         }
         (0..models).map(|m| (sum[m] + self.alpha * self.prior[m]) / (count[m] + self.alpha)).collect()
+    }
+}
+
+/// The matrix-factorisation / item-response-theory predictor (the shape of RouteLLM's MF router and of
+/// MIRT routers): a prompt's features f are projected to a latent vector u = A f; each model m has a vector
+/// v_m and a bias b_m; the prompt has a difficulty d(f) = w·f + c; P(m succeeds) = σ(v_m·u + b_m − d(f)).
+/// Models share the projection, so what is learned about one model's prompts informs the others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Factorized {
+    /// Features → latent vector (A, no bias).
+    pub project: Dense,
+    /// Latent vector → one logit per model (rows v_m, bias b_m).
+    pub models: Dense,
+    /// Features → difficulty (one output).
+    pub difficulty: Dense,
+}
+
+impl Factorized {
+    /// Latent dimension.
+    pub fn latent(&self) -> usize {
+        self.project.outputs
+    }
+
+    /// Per-model logits for one prompt's features.
+    pub fn logits(&self, features: &[f32]) -> Vec<f32> {
+        let u = self.project.forward(features);
+        let d = self.difficulty.forward(features)[0];
+        self.models.forward(&u).into_iter().map(|z| z - d).collect()
     }
 }
 
@@ -191,6 +234,8 @@ pub enum Predictor {
     },
     /// Nearest neighbours over the raw embeddings.
     Knn(KnnMemory),
+    /// Matrix factorisation / IRT over the features.
+    Mf(Factorized),
     /// The mean of the members' probabilities.
     Ensemble(Vec<Predictor>),
 }
@@ -202,6 +247,7 @@ impl Predictor {
             Self::Logistic(_) => PredictorKind::Logistic,
             Self::Mlp { .. } => PredictorKind::Mlp,
             Self::Knn(_) => PredictorKind::Knn,
+            Self::Mf(_) => PredictorKind::Mf,
             Self::Ensemble(_) => PredictorKind::Ensemble,
         }
     }
@@ -215,6 +261,7 @@ impl Predictor {
                 output.forward(&h).into_iter().map(sigmoid).collect()
             }
             Self::Knn(memory) => memory.predict(embedding),
+            Self::Mf(mf) => mf.logits(features).into_iter().map(sigmoid).collect(),
             Self::Ensemble(members) => {
                 let mut sum: Vec<f32> = Vec::new();
                 for member in members {
@@ -284,11 +331,29 @@ mod tests {
             prior: vec![0.5, 0.5],
             k: 2,
             alpha: 1.0,
+            power: 0.0,
         };
-        assert_eq!(memory.neighbours(&[1., 0.], 2), vec![0, 1]);
+        let near: Vec<usize> = memory.neighbours(&[1., 0.], 2).into_iter().map(|(_, i)| i).collect();
+        assert_eq!(near, vec![0, 1]);
         let p = memory.predict(&[1., 0.]);
         assert!((p[0] - (2.0 + 0.5) / 3.0).abs() < 1e-6, "{p:?}");
         assert!((p[1] - (0.0 + 0.5) / 2.0).abs() < 1e-6, "{p:?}");
+        // Weighted by similarity: prompt 0 (cosine 1) counts 1, prompt 1 (cosine 0.8) counts 0.8² = 0.64.
+        let weighted = KnnMemory { power: 2.0, ..memory };
+        let p = weighted.predict(&[1., 0.]);
+        assert!((p[0] - (1.0 + 0.64 + 0.5) / (1.64 + 1.0)).abs() < 1e-6, "{p:?}");
+    }
+
+    #[test]
+    fn factorized_logits_are_model_ability_minus_prompt_difficulty() {
+        let mf = Factorized {
+            project: Dense::new(1, 2, vec![1., 0.], vec![0.]).unwrap(),
+            models: Dense::new(2, 1, vec![2., -1.], vec![0.5, 0.]).unwrap(),
+            difficulty: Dense::new(1, 2, vec![0., 1.], vec![0.25]).unwrap(),
+        };
+        let z = mf.logits(&[1., 2.]);
+        assert_eq!(z, vec![2.0 + 0.5 - 2.25, -1.0 - 2.25]);
+        assert_eq!(mf.latent(), 1);
     }
 
     #[test]

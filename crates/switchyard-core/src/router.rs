@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::cost::ModelCost;
+use crate::familiarity::Familiarity;
 use crate::policy::{Decision, ModelEstimate, Policy, PolicyError};
-use crate::predictor::{Heads, Platt, Predictor, PredictorKind};
+use crate::predictor::{Dense, Heads, Platt, Predictor, PredictorKind};
 
 /// The artifact format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The manifest's file name inside a router folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// The weights' file name inside a router folder.
@@ -52,12 +53,34 @@ pub struct TrainingInfo {
     pub test_rows_excluded: usize,
 }
 
-/// Validation metrics of one candidate predictor (on the held-out validation prompts).
+/// A routing utility measured on the validation folds, with its bootstrap 95% interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Utility {
+    /// `"aiq"` (RouterBench, many models) or `"apgr"` (RouteLLM, two models).
+    pub metric: String,
+    /// The value on all validation prompts.
+    pub value: f64,
+    /// Lower end of the 95% interval.
+    pub lo: f64,
+    /// Upper end of the 95% interval.
+    pub hi: f64,
+}
+
+/// Cross-validated metrics of one candidate predictor: every training prompt predicted by the candidate
+/// fitted on the other folds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandidateMetrics {
     /// The predictor kind.
     pub kind: PredictorKind,
-    /// Mean binary cross-entropy against the scores (lower is better); the selection criterion.
+    /// Its hyper-parameters, in words (e.g. `alpha=3`).
+    #[serde(default)]
+    pub config: String,
+    /// Routing utility on the validation folds, the selection criterion; absent when the logs cannot
+    /// measure one (fewer than two models observed on the same prompts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utility: Option<Utility>,
+    /// Mean binary cross-entropy against the scores (and the Bradley–Terry loss of pairwise rows); lower is
+    /// better; breaks ties in utility.
     pub log_loss: f64,
     /// Mean squared error of P against the scores.
     pub brier: f64,
@@ -68,6 +91,19 @@ pub struct CandidateMetrics {
     pub ece: f64,
     /// Area under the ROC curve, successes (score >= 0.5) against failures.
     pub auc: f64,
+}
+
+/// How well a router predicts output lengths, cross-validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LengthReport {
+    /// Prompts with a token count.
+    pub prompts: usize,
+    /// Mean absolute error of ln(1 + output tokens), out of fold.
+    pub mae_log: f64,
+    /// The same for each model's mean output length (what a router without length prediction uses).
+    pub mean_only_mae_log: f64,
+    /// The ridge penalty chosen.
+    pub lambda: f64,
 }
 
 /// Everything about a router that is not a weight.
@@ -86,6 +122,10 @@ pub struct Manifest {
     /// Hidden units of the MLP (the predictor's, or an ensemble member's); 0 without one.
     #[serde(default)]
     pub hidden: usize,
+    /// Latent dimension of the matrix-factorisation predictor (the predictor's, or an ensemble member's); 0
+    /// without one.
+    #[serde(default)]
+    pub latent: usize,
     /// The members of an ensemble predictor, in order (empty otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<PredictorKind>,
@@ -93,8 +133,11 @@ pub struct Manifest {
     pub default_policy: Policy,
     /// The training data.
     pub training: TrainingInfo,
-    /// Validation metrics of every candidate predictor; the chosen one is `predictor`.
+    /// Cross-validated metrics of every candidate predictor setting, the chosen one first.
     pub validation: Vec<CandidateMetrics>,
+    /// Cross-validated accuracy of the per-prompt output-length prediction (absent: mean lengths are used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_lengths: Option<LengthReport>,
     /// The switchyard version that wrote it.
     pub created_by: String,
 }
@@ -163,6 +206,13 @@ pub struct DomainScore {
 pub struct Prediction {
     /// Difficulty in [0, 1].
     pub complexity: f64,
+    /// How far the prompt lies from the training prompts, calibrated to [0, 1] (see
+    /// [`crate::Familiarity`]): the share of held-out training prompts closer to the training data.
+    #[serde(default)]
+    pub ood: f64,
+    /// How far the estimates were shrunk toward the models' priors because of `ood` (0: not at all).
+    #[serde(default)]
+    pub shrink: f64,
     /// Domain probabilities, most likely first.
     pub domains: Vec<DomainScore>,
     /// Per-model P(success) and expected cost, in the router's model order.
@@ -180,35 +230,73 @@ pub struct Router {
     pub predictor: Predictor,
     /// Per-model Platt scaling, in model order.
     pub calibration: Vec<Platt>,
+    /// Where the training prompts lie and the priors used far from them (absent: no shrinkage).
+    pub familiarity: Option<Familiarity>,
+    /// Features → each model's ln(1 + output tokens) for the prompt (absent: the models' mean output
+    /// lengths are used).
+    pub lengths: Option<Dense>,
 }
 
 impl Router {
     /// Predicts domains, complexity and each model's P(success) and expected cost for one embedding.
     /// `input_tokens` is the prompt's (estimated) LLM input tokens, for price-based costs.
+    /// Far from the training data (see [`Familiarity`]), P(success) and complexity are shrunk toward the
+    /// priors.
     pub fn predict(&self, embedding: &[f32], input_tokens: f64) -> Prediction {
         let features = self.heads.features(embedding);
         let raw = self.predictor.predict(&features, embedding);
+        let lengths = self.lengths.as_ref().map(|l| l.forward(&features));
+        let domain_probs = self.heads.domain_probs(embedding);
+        let mut complexity = self.heads.complexity(embedding);
+        let (ood, shrink) = match &self.familiarity {
+            Some(f) => {
+                let ood = f.ood(embedding);
+                (ood, Familiarity::shrink(ood))
+            }
+            None => (0.0, 0.0),
+        };
+        if let (Some(f), true) = (&self.familiarity, shrink > 0.0) {
+            complexity = (1.0 - shrink) * complexity + shrink * f.base_complexity;
+        }
         let models = self
             .manifest
             .models
             .iter()
             .zip(raw)
             .zip(&self.calibration)
-            .map(|((cost, p), platt)| ModelEstimate {
-                model: cost.model.clone(),
-                p_success: f64::from(platt.apply(p)),
-                expected_cost_usd: cost.expected_cost_usd(input_tokens),
+            .enumerate()
+            .map(|(m, ((cost, p), platt))| {
+                let mut p = platt.apply(p);
+                if let (Some(f), true) = (&self.familiarity, shrink > 0.0) {
+                    p = (1.0 - shrink) * p + shrink * f.prior(m, &domain_probs);
+                }
+                let output_tokens = lengths
+                    .as_ref()
+                    .map_or(cost.mean_output_tokens, |l| f64::from(l[m].clamp(0.0, 12.0)).exp_m1());
+                ModelEstimate {
+                    model: cost.model.clone(),
+                    p_success: f64::from(p),
+                    expected_cost_usd: cost.cost_for(input_tokens, output_tokens),
+                    input_tokens,
+                    output_tokens,
+                }
             })
             .collect();
         let mut domains: Vec<DomainScore> = self
             .heads
             .domains
             .iter()
-            .zip(self.heads.domain_probs(embedding))
+            .zip(domain_probs)
             .map(|(d, p)| DomainScore { domain: d.clone(), p: f64::from(p) })
             .collect();
         domains.sort_by(|a, b| b.p.total_cmp(&a.p));
-        Prediction { complexity: f64::from(self.heads.complexity(embedding)), domains, models }
+        Prediction {
+            complexity: f64::from(complexity),
+            ood: f64::from(ood),
+            shrink: f64::from(shrink),
+            domains,
+            models,
+        }
     }
 
     /// Predicts and decides under `policy`.
@@ -265,6 +353,8 @@ pub struct RouteReport {
     pub ranking: Vec<String>,
     /// Difficulty in [0, 1].
     pub complexity: f64,
+    /// How far the prompt lies from the training prompts, in [0, 1] (see [`Prediction::ood`]).
+    pub ood: f64,
     /// The most likely domains.
     pub domains: Vec<DomainScore>,
     /// Per-model P(success) and expected cost.
@@ -289,9 +379,19 @@ impl RouteReport {
     ) -> Self {
         let mut domains = prediction.domains;
         domains.truncate(TOP_DOMAINS);
+        let mut reason = decision.reason;
+        if prediction.shrink > 0.0 {
+            reason.push_str(&format!(
+                "; the prompt is far from the training data (ood {:.2}), so each model's P(success) was shrunk \
+                 {:.0}% toward its prior for the prompt's likely domains",
+                prediction.ood,
+                prediction.shrink * 100.0
+            ));
+        }
         Self {
             model: decision.model,
-            reason: decision.reason,
+            reason,
+            ood: prediction.ood,
             meets_bar: decision.meets_bar,
             policy,
             ranking: decision.ranking,

@@ -155,7 +155,7 @@ pub(crate) async fn decide(state: &AppState, input: DecisionInput<'_>) -> Result
             None => decision.reason = format!("rule {name:?} applied; {}", decision.reason),
         }
     }
-    state.metrics.decision(start.elapsed().as_secs_f64());
+    state.metrics.decision(start.elapsed().as_secs_f64(), prediction.ood);
     let timing =
         Timing { encode: (encoded - start).as_secs_f64() * 1e3, decide: encoded.elapsed().as_secs_f64() * 1e3 };
     let report = RouteReport::new(prediction, decision, policy, embedding.tokens, embedding.truncated, timing);

@@ -6,17 +6,30 @@ use std::sync::Mutex;
 
 /// Histogram bucket upper bounds, in seconds.
 const BOUNDS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Bucket upper bounds of the decisions' `ood` (a calibrated distance in [0, 1]; shrinkage starts at 0.9).
+const OOD_BOUNDS: [f64; 8] = [0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0];
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 struct Histogram {
-    buckets: [u64; BOUNDS.len()],
+    bounds: &'static [f64],
+    buckets: Vec<u64>,
     sum: f64,
     count: u64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::with_bounds(&BOUNDS)
+    }
+}
+
 impl Histogram {
+    fn with_bounds(bounds: &'static [f64]) -> Self {
+        Self { bounds, buckets: vec![0; bounds.len()], sum: 0.0, count: 0 }
+    }
+
     fn observe(&mut self, seconds: f64) {
-        for (bound, bucket) in BOUNDS.iter().zip(self.buckets.iter_mut()) {
+        for (bound, bucket) in self.bounds.iter().zip(self.buckets.iter_mut()) {
             if seconds <= *bound {
                 *bucket += 1;
             }
@@ -27,7 +40,7 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
-        for (bound, bucket) in BOUNDS.iter().zip(&self.buckets) {
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {bucket}");
         }
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
@@ -37,7 +50,7 @@ impl Histogram {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     requests: BTreeMap<(String, String, u16, String), u64>,
     rules: BTreeMap<String, u64>,
@@ -56,7 +69,32 @@ struct Inner {
     tokenize: Histogram,
     inference: Histogram,
     decision: Histogram,
+    ood: Histogram,
     upstream: BTreeMap<String, Histogram>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            requests: BTreeMap::new(),
+            rules: BTreeMap::new(),
+            arms: BTreeMap::new(),
+            feedback: BTreeMap::new(),
+            reloads: 0,
+            generation: 0,
+            upstream_calls: BTreeMap::new(),
+            fallbacks: 0,
+            cooldowns: 0,
+            tokens: BTreeMap::new(),
+            encode: Histogram::default(),
+            queue: Histogram::default(),
+            tokenize: Histogram::default(),
+            inference: Histogram::default(),
+            decision: Histogram::default(),
+            ood: Histogram::with_bounds(&OOD_BOUNDS),
+            upstream: BTreeMap::new(),
+        }
+    }
 }
 
 /// The server's metrics.
@@ -125,9 +163,12 @@ impl Metrics {
         self.with(|m| m.queue.observe(seconds));
     }
 
-    /// Time spent deciding (encoding included).
-    pub fn decision(&self, seconds: f64) {
-        self.with(|m| m.decision.observe(seconds));
+    /// Time spent deciding (encoding included), and how far the prompt was from the training data.
+    pub fn decision(&self, seconds: f64, ood: f64) {
+        self.with(|m| {
+            m.decision.observe(seconds);
+            m.ood.observe(ood);
+        });
     }
 
     /// One upstream call and how it ended (`ok`, `client_error`, `failed`).
@@ -235,6 +276,12 @@ impl Metrics {
                 &m.inference,
             ),
             ("switchyard_decision_seconds", "Time to decide (encoding, heads, predictor, policy).", &m.decision),
+            (
+                "switchyard_route_ood",
+                "How far routed prompts lie from the router's training prompts (0 typical, 1 farther than any; \
+                 estimates shrink toward priors above 0.9).",
+                &m.ood,
+            ),
         ];
         for (name, help, histogram) in histograms {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
@@ -302,8 +349,8 @@ mod tests {
         let m = Metrics::default();
         m.request("/v1/route", "gpt-4o-mini", 200, "-");
         m.request("/v1/route", "gpt-4o-mini", 200, "-");
-        m.decision(0.003);
-        m.decision(0.2);
+        m.decision(0.003, 0.4);
+        m.decision(0.2, 1.0);
         m.fallback();
         let text = m.render();
         assert!(
@@ -316,6 +363,9 @@ mod tests {
         assert!(text.contains("switchyard_decision_seconds_bucket{le=\"0.25\"} 2"), "{text}");
         assert!(text.contains("switchyard_decision_seconds_bucket{le=\"+Inf\"} 2"), "{text}");
         assert!(text.contains("switchyard_decision_seconds_count 2") && text.contains("switchyard_fallbacks_total 1"));
+        assert!(text.contains("switchyard_route_ood_bucket{le=\"0.5\"} 1"), "{text}");
+        assert!(text.contains("switchyard_route_ood_bucket{le=\"0.999\"} 1"), "{text}");
+        assert!(text.contains("switchyard_route_ood_bucket{le=\"1\"} 2"), "{text}");
         assert_eq!(escape("a\"b"), "a\\\"b");
     }
 }

@@ -164,8 +164,20 @@ mod tests {
             .map(|i| {
                 let x = f64::from(i) / 100.0;
                 vec![
-                    ModelEstimate { model: "weak".into(), p_success: 0.9 - 0.6 * x, expected_cost_usd: 0.0001 },
-                    ModelEstimate { model: "strong".into(), p_success: 0.95, expected_cost_usd: 0.01 },
+                    ModelEstimate {
+                        model: "weak".into(),
+                        p_success: 0.9 - 0.6 * x,
+                        expected_cost_usd: 0.0001,
+                        input_tokens: 100.0,
+                        output_tokens: 100.0,
+                    },
+                    ModelEstimate {
+                        model: "strong".into(),
+                        p_success: 0.95,
+                        expected_cost_usd: 0.01,
+                        input_tokens: 100.0,
+                        output_tokens: 100.0,
+                    },
                 ]
             })
             .collect()

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use switchyard_core::{
-    read_logs, Catalog, CostSource, Evidence, FileFingerprint, LabelledRow, ModelCost, ReadSummary, Split, Winner,
+    normalize_prompt, read_logs, Catalog, CostSource, Evidence, FileFingerprint, LabelledRow, ModelCost, ReadSummary,
+    Split, Winner,
 };
 
 use crate::TrainError;
@@ -18,10 +19,15 @@ pub struct PromptRecord {
     pub key: String,
     /// The text the router reads.
     pub text: String,
+    /// A hash of the normalised text ([`switchyard_core::normalize_prompt`]): prompts with the same hash
+    /// always fall in the same cross-validation fold.
+    pub text_hash: u64,
     /// Index into [`Dataset::domains`], when the rows carry a domain.
     pub domain: Option<usize>,
     /// (model index, score) per outcome row.
     pub outcomes: Vec<(usize, f32)>,
+    /// (model, output tokens) per outcome row that has a token count.
+    pub output_tokens: Vec<(usize, f32)>,
     /// (model a, model b, winner) per pairwise row.
     pub pairs: Vec<(usize, usize, Winner)>,
     /// The owner's split.
@@ -29,26 +35,15 @@ pub struct PromptRecord {
 }
 
 impl PromptRecord {
-    /// Per-model targets in [0, 1]: mean outcome score, with pairwise wins as 1, losses as 0 and ties as 0.5.
-    /// Returns (model, target, weight) with weight = number of observations.
+    /// Per-model outcome targets in [0, 1]: the mean score of the model's outcome rows (fractional scores
+    /// stay fractional). Returns (model, target, weight) with weight = number of outcome rows. Pairwise rows
+    /// are not here: they are preferences, not outcomes (see [`crate::Targets`]).
     pub fn targets(&self) -> Vec<(usize, f32, f32)> {
         let mut acc: BTreeMap<usize, (f32, f32)> = BTreeMap::new();
-        let mut add = |m: usize, s: f32| {
+        for &(m, s) in &self.outcomes {
             let e = acc.entry(m).or_default();
             e.0 += s;
             e.1 += 1.0;
-        };
-        for &(m, s) in &self.outcomes {
-            add(m, s);
-        }
-        for &(a, b, w) in &self.pairs {
-            let (sa, sb) = match w {
-                Winner::A => (1.0, 0.0),
-                Winner::B => (0.0, 1.0),
-                Winner::Tie => (0.5, 0.5),
-            };
-            add(a, sa);
-            add(b, sb);
         }
         acc.into_iter().map(|(m, (sum, n))| (m, sum / n, n)).collect()
     }
@@ -150,9 +145,11 @@ impl Builder {
             None => {
                 let record = PromptRecord {
                     key: key.clone(),
+                    text_hash: text_hash(&row.prompt),
                     text: row.prompt.clone(),
                     domain: None,
                     outcomes: Vec::new(),
+                    output_tokens: Vec::new(),
                     pairs: Vec::new(),
                     split: row.split,
                 };
@@ -177,6 +174,9 @@ impl Builder {
                 }
                 let m = self.model(&o.model);
                 self.prompts[i].0.outcomes.push((m, o.score as f32));
+                if let Some(t) = o.output_tokens {
+                    self.prompts[i].0.output_tokens.push((m, t as f32));
+                }
             }
             Evidence::Pairwise(p) => {
                 let (a, b) = (self.model(&p.model_a), self.model(&p.model_b));
@@ -214,7 +214,7 @@ impl Builder {
             .map(|(mut record, counts)| {
                 record.domain =
                     counts.iter().max_by_key(|(_, n)| **n).and_then(|(d, _)| domains.iter().position(|x| x == d));
-                for (m, _) in &mut record.outcomes {
+                for (m, _) in record.outcomes.iter_mut().chain(record.output_tokens.iter_mut()) {
                     *m = remap[*m];
                 }
                 for (a, b, _) in &mut record.pairs {
@@ -249,6 +249,12 @@ fn model_cost(model: &str, catalog: Option<&Catalog>, stats: Option<&CostStats>)
         mean_cost_usd: mean_cost,
         source,
     })
+}
+
+/// The first 8 bytes of the SHA-256 of a prompt's normalised text.
+pub fn text_hash(text: &str) -> u64 {
+    let digest = Sha256::digest(normalize_prompt(text).as_bytes());
+    u64::from_be_bytes([digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7]])
 }
 
 /// SHA-256 of a file, streamed.

@@ -1,14 +1,17 @@
 //! Fitting the prompt-level heads: a domain softmax (linfa multinomial logistic regression) and a
-//! complexity score (a sigmoid-linear model fitted with candle to an item-difficulty target).
+//! complexity score (a sigmoid-linear model fitted with candle to an item-difficulty target), and the
+//! cross-fitting that keeps their outputs honest as predictor features.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 use linfa::prelude::*;
 use linfa_logistic::MultiLogisticRegression;
 use ndarray::{Array1, Array2};
-use switchyard_core::Dense;
+use switchyard_core::{Dense, Heads};
 
 use crate::dataset::PromptRecord;
+use crate::folds::Folds;
+use crate::predictors::soft_bce_elements;
 use crate::TrainError;
 
 /// Bias given to a domain the head never saw in training (so its probability stays near zero).
@@ -103,14 +106,41 @@ pub fn fit_complexity_head(x: &Array2<f32>, targets: &[f32]) -> Result<Dense, Tr
     Dense::new(1, dim, weight, bias).ok_or_else(|| TrainError::Fit("complexity head has the wrong shape".into()))
 }
 
-/// Per-element binary cross-entropy between logits and soft targets, numerically stable:
-/// max(z, 0) − z·y + log(1 + exp(−|z|)).
-pub fn soft_bce_elements(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
-    let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
-    (logits.relu()? - logits.mul(targets)?)? + softplus
+/// Mean binary cross-entropy between logits and soft targets.
+fn soft_bce_with_logits(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    soft_bce_elements(logits, targets)?.mean_all()
 }
 
-/// Mean binary cross-entropy between logits and soft targets.
-pub fn soft_bce_with_logits(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
-    soft_bce_elements(logits, targets)?.mean_all()
+/// The heads fitted on every prompt, and each prompt's predictor features (embedding, domain probabilities,
+/// complexity) computed by heads fitted on the other folds: out-of-fold, so the features carry no more
+/// about a prompt's own labels than they will about a new prompt's.
+pub fn cross_fit_heads(
+    x: &Array2<f32>,
+    prompts: &[&PromptRecord],
+    domains: &[String],
+    models: usize,
+    folds: &Folds,
+) -> Result<(Heads, Array2<f32>), TrainError> {
+    let fit = |idx: &[usize]| -> Result<Heads, TrainError> {
+        let xs = Array2::from_shape_fn((idx.len(), x.ncols()), |(r, c)| x[[idx[r], c]]);
+        let labels: Vec<Option<usize>> = idx.iter().map(|&i| prompts[i].domain).collect();
+        let records: Vec<&PromptRecord> = idx.iter().map(|&i| prompts[i]).collect();
+        Ok(Heads {
+            domains: domains.to_vec(),
+            domain: fit_domain_head(&xs, &labels, domains.len())?,
+            complexity: fit_complexity_head(&xs, &difficulty_targets(&records, models))?,
+        })
+    };
+    let width = x.ncols() + domains.len() + 1;
+    let mut features = Array2::zeros((x.nrows(), width));
+    for f in 0..folds.k {
+        let (train, val) = folds.split(f);
+        let heads = fit(&train)?;
+        for i in val {
+            let row = heads.features(&x.row(i).to_vec());
+            features.row_mut(i).assign(&ndarray::Array1::from(row));
+        }
+    }
+    let all: Vec<usize> = (0..x.nrows()).collect();
+    Ok((fit(&all)?, features))
 }

@@ -1,27 +1,45 @@
 //! Training and offline evaluation for switchyard.
 //!
-//! This crate owns reading labelled logs at scale into a [`Dataset`], the on-disk [`EmbeddingCache`], fitting
-//! the domain and complexity heads and the per-model success predictors (logistic regression with linfa, an
-//! MLP with candle-nn, kNN), their validation metrics and calibration, and knob calibration against a
-//! target share or spend. It knows nothing of HTTP.
+//! This crate owns reading labelled logs at scale into a [`Dataset`], the on-disk [`EmbeddingCache`],
+//! grouped K-fold cross-validation by normalised prompt text, fitting the domain and complexity heads
+//! (cross-fitted, so their outputs never leak a prompt's own labels) and the per-model success predictors
+//! (logistic regression, matrix factorisation / IRT, an MLP, similarity-weighted kNN, their ensemble), the
+//! choice among them by routing utility, calibration, knob calibration against a target share or spend, and
+//! offline benchmarking (`bench`). It knows nothing of HTTP.
 
 pub mod bench;
 mod cache;
 mod calibrate;
 mod dataset;
+mod familiarity;
+mod folds;
 mod heads;
+mod lbfgs;
+mod lengths;
 pub mod metrics;
 mod predictors;
+mod profiles;
+mod select;
+mod targets;
 mod train;
+mod utility;
 
 use std::path::PathBuf;
 
 pub use cache::{default_cache_dir, EmbeddingCache};
 pub use calibrate::{calibrate, outcome, Calibration, CalibrationTarget, KnobKind};
-pub use dataset::{fingerprint, read_prompts, Dataset, PromptRecord, RowFilter};
-pub use heads::{difficulty_targets, fit_complexity_head, fit_domain_head};
-pub use predictors::{fit_knn, fit_logistic, fit_mlp, predict_rows, MlpConfig, Targets};
+pub use dataset::{fingerprint, read_prompts, text_hash, Dataset, PromptRecord, RowFilter};
+pub use familiarity::{fit_familiarity, MAX_CENTROIDS};
+pub use folds::Folds;
+pub use lengths::{fit_lengths, LengthTargets, OutputLengths, MIN_LENGTH_PROMPTS};
+pub use heads::{cross_fit_heads, difficulty_targets, fit_complexity_head, fit_domain_head};
+pub use predictors::{
+    fit_knn, fit_logistic, fit_mf, fit_mlp, knn_memory, predict_rows, Config, KnnConfig, MlpConfig,
+};
+pub use profiles::{baselines, Profile, Profiles};
+pub use targets::{PairTarget, Targets};
 pub use train::{embed_texts, train, TrainOptions, MIN_PROMPTS};
+pub use utility::UtilityData;
 
 /// Why training (or reading its inputs) failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +74,27 @@ pub enum TrainError {
         /// The model.
         model: String,
     },
+    /// Output-length prediction was asked for but the logs have no token counts.
+    #[error("output-length prediction needs logs with output_tokens, and none of the rows has them: add output_tokens to the logs or use --output-tokens mean")]
+    NoTokenCounts,
+    /// A profiles file is malformed.
+    #[error("model profiles {path}: {message}")]
+    Profiles {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// More folds asked for than there are distinct prompts.
+    #[error("cannot split {prompts} distinct prompts into {folds} folds: lower --folds (at least 2) or add prompts")]
+    TooFewFolds {
+        /// Folds asked for.
+        folds: usize,
+        /// Distinct prompt texts.
+        prompts: usize,
+    },
     /// Too little data.
-    #[error("only {found} distinct prompts to learn from; at least {needed} are needed (and some must be left for validation)")]
+    #[error("only {found} distinct prompts to learn from; at least {needed} are needed")]
     TooFewPrompts {
         /// Prompts found.
         found: usize,

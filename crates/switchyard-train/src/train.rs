@@ -1,24 +1,28 @@
-//! One training run: embed the prompts (through the cache), hold out validation prompts, fit the heads and
-//! every candidate predictor, measure them, keep the one with the lowest validation log loss, calibrate it.
+//! One training run: embed the prompts (through the cache), split them into K folds by normalised text,
+//! cross-fit the heads, cross-validate every candidate predictor by routing utility, refit the winner on
+//! every prompt, and calibrate it on its out-of-fold predictions.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
 use switchyard_core::{
-    CandidateMetrics, EncoderInfo, Heads, Knob, Manifest, Platt, Policy, Predictor, PredictorKind, Router,
-    TrainingInfo, FORMAT_VERSION,
+    estimate_input_tokens, CandidateMetrics, Dense, EncoderInfo, Knob, LengthReport, Manifest, Platt, Policy,
+    Predictor, PredictorKind, Router, TrainingInfo, FORMAT_VERSION,
 };
 use switchyard_encoder::Encoder;
 
 use crate::cache::EmbeddingCache;
 use crate::dataset::{hex, Dataset, PromptRecord};
-use crate::heads::{difficulty_targets, fit_complexity_head, fit_domain_head};
-use crate::metrics::{auc, brier, ece, fit_platt, log_loss};
-use crate::predictors::{fit_knn, fit_logistic, fit_mlp, predict_rows, MlpConfig, Targets};
+use crate::familiarity::fit_familiarity;
+use crate::folds::Folds;
+use crate::heads::cross_fit_heads;
+use crate::lengths::{fit_lengths, LengthTargets, OutputLengths, MIN_LENGTH_PROMPTS};
+use crate::metrics::{ece, fit_platt};
+use crate::predictors::{grid, MlpConfig};
+use crate::profiles::{baselines, Profiles};
+use crate::select::{best, cross_validate, refit, CvData};
+use crate::targets::Targets;
 use crate::TrainError;
-
-/// L2 penalties tried for the logistic predictor (on the summed log loss, unit-length embeddings).
-const LOGISTIC_ALPHAS: [f64; 4] = [0.3, 3.0, 30.0, 300.0];
 
 /// Fewest prompts a router can be trained on.
 pub const MIN_PROMPTS: usize = 20;
@@ -28,18 +32,20 @@ pub const MIN_PROMPTS: usize = 20;
 pub struct TrainOptions {
     /// Texts per encoder forward pass.
     pub batch_size: usize,
-    /// Share of prompts held out for validation (model selection, early stopping, calibration).
-    pub validation_share: f64,
-    /// Seed of the validation split and the MLP's shuffling.
+    /// Cross-validation folds (grouped by normalised prompt text).
+    pub folds: usize,
+    /// Seed of the folds, the MLP's and MF's initialisation and shuffling, and the bootstrap.
     pub seed: u64,
-    /// Predictors to fit and compare.
+    /// Predictor kinds to cross-validate (each over its grid of settings).
     pub candidates: Vec<PredictorKind>,
     /// MLP settings.
     pub mlp: MlpConfig,
-    /// k values tried by the kNN predictor.
-    pub knn_ks: Vec<usize>,
     /// The policy stored as the router's default.
     pub default_policy: Policy,
+    /// Published aggregate accuracies, priors for domains the logs say little about.
+    pub profiles: Option<Profiles>,
+    /// Whether to predict output lengths per prompt.
+    pub output_lengths: OutputLengths,
     /// Show progress bars on stderr.
     pub progress: bool,
 }
@@ -48,22 +54,16 @@ impl Default for TrainOptions {
     fn default() -> Self {
         Self {
             batch_size: 32,
-            validation_share: 0.15,
+            folds: 5,
             seed: 17,
-            candidates: vec![PredictorKind::Logistic, PredictorKind::Mlp, PredictorKind::Knn],
+            candidates: vec![PredictorKind::Logistic, PredictorKind::Mf, PredictorKind::Mlp, PredictorKind::Knn],
             mlp: MlpConfig::default(),
-            knn_ks: vec![10, 20, 40],
             default_policy: Policy::new(Knob::MinQuality(0.7)),
+            profiles: None,
+            output_lengths: OutputLengths::Auto,
             progress: false,
         }
     }
-}
-
-/// Prompt embeddings and features for one side of the validation split.
-struct Side {
-    embeddings: Array2<f32>,
-    features: Array2<f32>,
-    targets: Targets,
 }
 
 /// Trains a router on `dataset`.
@@ -76,63 +76,78 @@ pub fn train(
     if dataset.prompts.len() < MIN_PROMPTS {
         return Err(TrainError::TooFewPrompts { found: dataset.prompts.len(), needed: MIN_PROMPTS });
     }
+    if options.candidates.is_empty() || options.candidates == [PredictorKind::Ensemble] {
+        return Err(TrainError::Fit(
+            "no predictor candidates: list logistic, mf, mlp or knn (an ensemble is built from them)".into(),
+        ));
+    }
+    let hashes: Vec<u64> = dataset.prompts.iter().map(|p| p.text_hash).collect();
+    let folds = Folds::grouped(&hashes, options.folds, options.seed)?;
     let texts: Vec<&str> = dataset.prompts.iter().map(|p| p.text.as_str()).collect();
     let bar = progress_bar(options.progress, texts.len(), "embedding prompts");
     let vectors = cache.embed(encoder, &texts, options.batch_size, |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
 
-    let is_val: Vec<bool> = dataset.prompts.iter().map(|p| in_validation(&p.key, options)).collect();
-    let pick = |val: bool| -> Vec<usize> { (0..is_val.len()).filter(|&i| is_val[i] == val).collect() };
-    let (train_idx, val_idx) = (pick(false), pick(true));
-    if train_idx.len() < MIN_PROMPTS / 2 || val_idx.is_empty() {
-        return Err(TrainError::TooFewPrompts { found: dataset.prompts.len(), needed: MIN_PROMPTS });
-    }
     let dim = encoder.dim();
-    let rows = |idx: &[usize]| Array2::from_shape_fn((idx.len(), dim), |(r, c)| vectors[idx[r]][c]);
-    let (train_x, val_x) = (rows(&train_idx), rows(&val_idx));
-
-    let labels: Vec<Option<usize>> = train_idx.iter().map(|&i| dataset.prompts[i].domain).collect();
-    let domain = fit_domain_head(&train_x, &labels, dataset.domains.len())?;
-    let train_prompts: Vec<&PromptRecord> = train_idx.iter().map(|&i| &dataset.prompts[i]).collect();
-    let complexity = fit_complexity_head(&train_x, &difficulty_targets(&train_prompts, dataset.models.len()))?;
-    let heads = Heads { domains: dataset.domains.clone(), domain, complexity };
-
-    let side = |idx: &[usize], x: Array2<f32>| -> Side {
-        let feats: Vec<Vec<f32>> = x.rows().into_iter().map(|r| heads.features(&r.to_vec())).collect();
-        let nf = feats.first().map_or(0, Vec::len);
-        let prompts: Vec<&PromptRecord> = idx.iter().map(|&i| &dataset.prompts[i]).collect();
-        let targets = target_matrix(&prompts, dataset.models.len());
-        Side { features: Array2::from_shape_fn((feats.len(), nf), |(r, c)| feats[r][c]), embeddings: x, targets }
+    let embeddings = Array2::from_shape_fn((vectors.len(), dim), |(r, c)| vectors[r][c]);
+    let prompts: Vec<&PromptRecord> = dataset.prompts.iter().collect();
+    let models = dataset.models.len();
+    let (heads, features) = cross_fit_heads(&embeddings, &prompts, &dataset.domains, models, &folds)?;
+    let cost = Array2::from_shape_fn((prompts.len(), models), |(r, m)| {
+        dataset.costs[m].expected_cost_usd(estimate_input_tokens(&prompts[r].text))
+    });
+    let data = CvData {
+        features,
+        embeddings,
+        targets: Targets::from_prompts(&prompts, models),
+        cost,
+        text_hashes: hashes,
+        folds,
     };
-    let train_side = side(&train_idx, train_x);
-    let val_side = side(&val_idx, val_x);
 
-    let mut fitted: Vec<(Predictor, CandidateMetrics, Vec<Platt>)> = Vec::new();
-    for &kind in &options.candidates {
-        let predictor = fit_one(kind, &train_side, &val_side, options)?;
-        fitted.push(evaluate(predictor, &val_side));
+    let lengths = output_lengths(dataset, &data, options)?;
+    let configs = grid(&options.candidates, options.mlp);
+    let bar = progress_bar(options.progress, 0, "cross-validating predictors");
+    let evaluated = cross_validate(&data, &configs, options.seed, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    for e in &evaluated {
+        log_candidate(&e.metrics);
     }
-    // The mean of every candidate's probabilities is a candidate too: members err in different places.
-    if fitted.len() >= 2 {
-        let members = fitted.iter().map(|f| f.0.clone()).collect();
-        fitted.push(evaluate(Predictor::Ensemble(members), &val_side));
-    }
-    let best = (0..fitted.len())
-        .min_by(|&a, &b| fitted[a].1.log_loss.total_cmp(&fitted[b].1.log_loss))
-        .ok_or_else(|| TrainError::Fit("no predictor candidates were given".into()))?;
-    let validation: Vec<CandidateMetrics> = fitted.iter().map(|f| f.1.clone()).collect();
-    let (predictor, _, calibration) = fitted.swap_remove(best);
-    let members: Vec<&Predictor> = match &predictor {
-        Predictor::Ensemble(members) => members.iter().collect(),
-        single => vec![single],
+    let domains = dataset.domains.len();
+    let domain_probs = data.features.slice(ndarray::s![.., dim..dim + domains]).to_owned();
+    let complexity: Vec<f32> = data.features.column(dim + domains).to_vec();
+    let baseline = baselines(options.profiles.as_ref(), &dataset.models, &dataset.domains, &data.targets, &domain_probs);
+    let familiarity = fit_familiarity(
+        &data.embeddings,
+        &data.folds,
+        &data.targets,
+        &domain_probs,
+        &baseline,
+        &complexity,
+        options.seed,
+    )?;
+    let chosen = best(&evaluated).ok_or_else(|| TrainError::Fit("no predictor candidates were fitted".into()))?;
+    let predictor = refit(&evaluated[chosen], &data, options.seed)?;
+    let (calibration, ece_calibrated) = calibrate(&data.targets, &evaluated[chosen].oof);
+    let mut validation: Vec<CandidateMetrics> = evaluated.iter().map(|e| e.metrics.clone()).collect();
+    validation[chosen].ece = ece_calibrated;
+    let validation = rank(validation, chosen);
+
+    let find = |f: fn(&Predictor) -> Option<usize>| match &predictor {
+        Predictor::Ensemble(members) => members.iter().find_map(f).unwrap_or(0),
+        single => f(single).unwrap_or(0),
     };
-    let hidden = members
-        .iter()
-        .find_map(|p| match p {
-            Predictor::Mlp { hidden, .. } => Some(hidden.outputs),
-            _ => None,
-        })
-        .unwrap_or(0);
+    let hidden = find(|p| match p {
+        Predictor::Mlp { hidden, .. } => Some(hidden.outputs),
+        _ => None,
+    });
+    let latent = find(|p| match p {
+        Predictor::Mf(mf) => Some(mf.latent()),
+        _ => None,
+    });
     let members = match &predictor {
         Predictor::Ensemble(m) => m.iter().map(Predictor::kind).collect(),
         _ => Vec::new(),
@@ -144,86 +159,89 @@ pub fn train(
         domains: dataset.domains.clone(),
         predictor: predictor.kind(),
         hidden,
+        latent,
         members,
         default_policy: options.default_policy.clone(),
         training: training_info(dataset),
         validation,
+        output_lengths: lengths.as_ref().map(|l| l.1.clone()),
         created_by: format!("switchyard {}", env!("CARGO_PKG_VERSION")),
     };
-    Ok(Router { manifest, heads, predictor, calibration })
+    Ok(Router {
+        manifest,
+        heads,
+        predictor,
+        calibration,
+        familiarity: Some(familiarity),
+        lengths: lengths.map(|l| l.0),
+    })
 }
 
-/// A candidate's validation metrics and its Platt calibration.
-fn evaluate(predictor: Predictor, val: &Side) -> (Predictor, CandidateMetrics, Vec<Platt>) {
-    let predicted = predict_rows(&predictor, &val.features, &val.embeddings);
-    let pairs = val.targets.pairs(&predicted);
-    let (calibration, ece_calibrated) = calibrate(&val.targets, &predicted);
-    let metrics = CandidateMetrics {
-        kind: predictor.kind(),
-        log_loss: log_loss(&pairs),
-        brier: brier(&pairs),
-        ece_raw: ece(&pairs),
-        ece: ece_calibrated,
-        auc: auc(&pairs),
-    };
-    tracing::info!(
-        "{}: validation log loss {:.4}, Brier {:.4}, AUC {:.3}, ECE {:.3} raw / {:.3} calibrated",
-        metrics.kind,
-        metrics.log_loss,
-        metrics.brier,
-        metrics.auc,
-        metrics.ece_raw,
-        metrics.ece
-    );
-    (predictor, metrics, calibration)
-}
-
-fn fit_one(kind: PredictorKind, train: &Side, val: &Side, options: &TrainOptions) -> Result<Predictor, TrainError> {
-    match kind {
-        PredictorKind::Ensemble => {
-            Err(TrainError::Fit("an ensemble is built from the other candidates; list logistic, mlp or knn".into()))
-        }
-        PredictorKind::Logistic => {
-            // The penalty is chosen by validation log loss.
-            let models = train.targets.value.ncols();
-            let bar = progress_bar(options.progress, models * LOGISTIC_ALPHAS.len(), "logistic regression per model");
-            let mut best: Option<(f64, Predictor)> = None;
-            for (i, &alpha) in LOGISTIC_ALPHAS.iter().enumerate() {
-                let p = fit_logistic(&train.features, &train.targets, alpha, |m| {
-                    bar.set_position((i * models + m) as u64)
-                })?;
-                let loss = log_loss(&val.targets.pairs(&predict_rows(&p, &val.features, &val.embeddings)));
-                tracing::debug!("logistic alpha {alpha}: validation log loss {loss:.4}");
-                if best.as_ref().is_none_or(|(b, _)| loss < *b) {
-                    best = Some((loss, p));
-                }
-            }
-            bar.finish_and_clear();
-            best.map(|(_, p)| p).ok_or_else(|| TrainError::Fit("no logistic penalty to try".into()))
-        }
-        PredictorKind::Mlp => {
-            let bar = progress_bar(options.progress, options.mlp.max_epochs, "MLP epochs");
-            let p = fit_mlp(
-                (&train.features, &train.targets),
-                (&val.features, &val.targets),
-                options.mlp,
-                options.seed,
-                |epoch, loss| {
-                    bar.set_position(epoch as u64);
-                    bar.set_message(format!("validation loss {loss:.4}"));
-                },
-            )?;
-            bar.finish_and_clear();
-            Ok(p)
-        }
-        PredictorKind::Knn => {
-            fit_knn((&train.embeddings, &train.targets), (&val.embeddings, &val.targets), &options.knn_ks)
+/// The output-length head, when asked for (or, under `auto`, when the logs have enough token counts).
+fn output_lengths(
+    dataset: &Dataset,
+    data: &CvData,
+    options: &TrainOptions,
+) -> Result<Option<(Dense, LengthReport)>, TrainError> {
+    let (n, models) = (dataset.prompts.len(), dataset.models.len());
+    let mut sum = Array2::<f32>::zeros((n, models));
+    let mut weight = Array2::<f32>::zeros((n, models));
+    for (r, p) in dataset.prompts.iter().enumerate() {
+        for &(m, t) in &p.output_tokens {
+            sum[[r, m]] += t.max(0.0).ln_1p();
+            weight[[r, m]] += 1.0;
         }
     }
+    let value = Array2::from_shape_fn((n, models), |(r, m)| if weight[[r, m]] > 0.0 { sum[[r, m]] / weight[[r, m]] } else { 0.0 });
+    let targets = LengthTargets { value, weight };
+    let counted = targets.prompts();
+    match options.output_lengths {
+        OutputLengths::Mean => return Ok(None),
+        OutputLengths::Auto if counted < MIN_LENGTH_PROMPTS => return Ok(None),
+        OutputLengths::Predict if counted == 0 => return Err(TrainError::NoTokenCounts),
+        _ => {}
+    }
+    let fallback: Vec<f32> = dataset.costs.iter().map(|c| (c.mean_output_tokens as f32).max(0.0).ln_1p()).collect();
+    let (layer, report) = fit_lengths(&data.features, &targets, &data.folds, &fallback)?;
+    tracing::info!(
+        "output lengths: cross-validated MAE of ln(1 + tokens) {:.3} (per-model mean: {:.3}) over {} prompts",
+        report.mae_log,
+        report.mean_only_mae_log,
+        report.prompts
+    );
+    Ok(Some((layer, report)))
 }
 
-/// Per-model Platt scaling fitted on all validation rows, and the ECE of calibrated predictions measured
-/// honestly by two-fold cross-fitting (fit on one half of the validation prompts, measure on the other).
+/// The chosen candidate first, then the others best first (by utility, then log loss).
+fn rank(mut all: Vec<CandidateMetrics>, chosen: usize) -> Vec<CandidateMetrics> {
+    let first = all.remove(chosen);
+    all.sort_by(|a, b| {
+        let ua = a.utility.as_ref().map_or(f64::NEG_INFINITY, |u| u.value);
+        let ub = b.utility.as_ref().map_or(f64::NEG_INFINITY, |u| u.value);
+        ub.total_cmp(&ua).then(a.log_loss.total_cmp(&b.log_loss))
+    });
+    std::iter::once(first).chain(all).collect()
+}
+
+fn log_candidate(m: &CandidateMetrics) {
+    let utility = m.utility.as_ref().map_or_else(
+        || "no utility (too few prompts with two observed models)".to_string(),
+        |u| format!("{} {:.4} [{:.4}, {:.4}]", u.metric, u.value, u.lo, u.hi),
+    );
+    tracing::info!(
+        "{} ({}): {utility}, log loss {:.4}, Brier {:.4}, AUC {:.3}, ECE {:.3}",
+        m.kind,
+        m.config,
+        m.log_loss,
+        m.brier,
+        m.auc,
+        m.ece_raw
+    );
+}
+
+/// Per-model Platt scaling fitted on the chosen candidate's out-of-fold predictions, and the ECE of
+/// calibrated predictions measured honestly by two-fold cross-fitting (fit on one half of the prompts,
+/// measure on the other).
 /// When scaling does not lower that ECE below the raw ECE, the identity is kept (and the raw ECE reported).
 fn calibrate(targets: &Targets, predicted: &Array2<f32>) -> (Vec<Platt>, f64) {
     let raw = ece(&targets.pairs(predicted));
@@ -250,24 +268,6 @@ fn platt_scaling(targets: &Targets, predicted: &Array2<f32>) -> (Vec<Platt>, f64
         }
     }
     (calibration, ece(&cross))
-}
-
-fn target_matrix(prompts: &[&PromptRecord], models: usize) -> Targets {
-    let mut value = Array2::zeros((prompts.len(), models));
-    let mut weight = Array2::zeros((prompts.len(), models));
-    for (r, p) in prompts.iter().enumerate() {
-        for (m, t, w) in p.targets() {
-            value[[r, m]] = t;
-            weight[[r, m]] = w;
-        }
-    }
-    Targets { value, weight }
-}
-
-fn in_validation(key: &str, options: &TrainOptions) -> bool {
-    let digest = Sha256::digest(format!("{}:{key}", options.seed).as_bytes());
-    let bucket = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) as f64 / f64::from(u32::MAX);
-    bucket < options.validation_share
 }
 
 fn training_info(dataset: &Dataset) -> TrainingInfo {

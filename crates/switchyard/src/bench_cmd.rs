@@ -36,7 +36,7 @@ pub struct BenchArgs {
     out: PathBuf,
 
     /// Predictors to compare when training in the same run.
-    #[arg(long = "predictor", value_enum, value_delimiter = ',', default_values_t = [PredictorChoice::Logistic, PredictorChoice::Mlp, PredictorChoice::Knn])]
+    #[arg(long = "predictor", value_enum, value_delimiter = ',', default_values_t = PredictorChoice::defaults())]
     predictors: Vec<PredictorChoice>,
 
     /// Skip rows that break the labelled-log contract instead of stopping.

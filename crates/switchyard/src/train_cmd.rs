@@ -6,7 +6,10 @@ use anyhow::Context;
 use clap::Args;
 use switchyard_core::{Catalog, PredictorKind};
 use switchyard_encoder::{Encoder, MiniLm};
-use switchyard_train::{default_cache_dir, train, Dataset, EmbeddingCache, RowFilter, TrainOptions};
+use switchyard_train::{
+    default_cache_dir, train, Dataset, EmbeddingCache, OutputLengths, Profiles, RowFilter,
+    TrainOptions,
+};
 
 use crate::{KnobArgs, ModelArgs};
 
@@ -25,19 +28,31 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
 
+    /// Model profiles (TOML: published MMLU-Redux / ZebraLogic accuracies per model): priors for domains the
+    /// logs say little about, used where a prompt is far from the training data.
+    #[arg(long, value_name = "FILE")]
+    profiles: Option<PathBuf>,
+
+    /// Output lengths: `predict` them per prompt (fails without output_tokens in the logs), use each model's
+    /// `mean`, or `auto` (predict when at least 50 prompts have token counts).
+    #[arg(long = "output-tokens", value_enum, default_value_t = OutputTokens::Auto, value_name = "HOW")]
+    output_tokens: OutputTokens,
+
     /// Skip rows that break the labelled-log contract (and report how many) instead of stopping.
     #[arg(long)]
     skip_bad_rows: bool,
 
-    /// Predictors to fit and compare (comma-separated); the one with the lowest validation log loss is kept.
-    #[arg(long = "predictor", value_enum, value_delimiter = ',', default_values_t = [PredictorChoice::Logistic, PredictorChoice::Mlp, PredictorChoice::Knn])]
+    /// Predictors to cross-validate (comma-separated), each over its grid of settings; with two or more, the
+    /// ensemble of each kind's best is a candidate too. The highest routing utility on the validation folds
+    /// wins (AIQ; APGR on two models), log loss breaking ties.
+    #[arg(long = "predictor", value_enum, value_delimiter = ',', default_values_t = PredictorChoice::defaults())]
     predictors: Vec<PredictorChoice>,
 
-    /// Share of prompts held out for validation (model choice, early stopping, calibration).
-    #[arg(long, default_value_t = 0.15, value_name = "SHARE")]
-    validation_share: f64,
+    /// Cross-validation folds, grouped by normalised prompt text (at least 2).
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    folds: usize,
 
-    /// Seed of the validation split and of the MLP's shuffling.
+    /// Seed of the folds, of the MLP's and MF's initialisation, and of the bootstrap.
     #[arg(long, default_value_t = 17)]
     seed: u64,
 
@@ -61,22 +76,41 @@ pub struct TrainArgs {
     model: ModelArgs,
 }
 
+/// How output lengths enter expected costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputTokens {
+    /// Predict when the logs have enough token counts.
+    Auto,
+    /// Predict per prompt.
+    Predict,
+    /// Each model's mean.
+    Mean,
+}
+
 /// A predictor to fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PredictorChoice {
-    /// Per-model logistic regression (linfa).
+    /// Per-model logistic regression.
     Logistic,
+    /// Matrix factorisation / IRT: a latent vector per prompt and per model, and a prompt difficulty.
+    Mf,
     /// A small MLP over all models (candle-nn).
     Mlp,
-    /// k nearest neighbours.
+    /// Similarity-weighted k nearest neighbours with a Beta prior.
     Knn,
 }
 
 impl PredictorChoice {
+    /// The default candidates: every kind.
+    pub fn defaults() -> [Self; 4] {
+        [Self::Logistic, Self::Mf, Self::Mlp, Self::Knn]
+    }
+
     /// The library's name for it.
     pub fn kind(self) -> PredictorKind {
         match self {
             Self::Logistic => PredictorKind::Logistic,
+            Self::Mf => PredictorKind::Mf,
             Self::Mlp => PredictorKind::Mlp,
             Self::Knn => PredictorKind::Knn,
         }
@@ -85,10 +119,11 @@ impl PredictorChoice {
 
 /// Runs `switchyard train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    if !(0.01..=0.5).contains(&args.validation_share) {
-        anyhow::bail!("--validation-share must be between 0.01 and 0.5, got {}", args.validation_share);
+    if args.folds < 2 {
+        anyhow::bail!("--folds must be at least 2, got {}", args.folds);
     }
     let catalog = args.catalog.as_deref().map(Catalog::load).transpose()?;
+    let profiles = args.profiles.as_deref().map(Profiles::load).transpose()?;
     let dataset = Dataset::from_logs(&args.logs, catalog.as_ref(), args.skip_bad_rows, RowFilter::ExcludeTest)?;
     eprintln!(
         "{}; {} test rows left out; {} prompts, {} models, {} domains",
@@ -106,27 +141,52 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let candidates = args.predictors.iter().map(|p| p.kind()).collect();
     let options = TrainOptions {
         batch_size: args.batch_size as usize,
-        validation_share: args.validation_share,
+        folds: args.folds,
         seed: args.seed,
         candidates,
         default_policy: args.knob.policy(None)?,
+        profiles,
+        output_lengths: match args.output_tokens {
+            OutputTokens::Auto => OutputLengths::Auto,
+            OutputTokens::Predict => OutputLengths::Predict,
+            OutputTokens::Mean => OutputLengths::Mean,
+        },
         progress: !args.quiet,
         ..TrainOptions::default()
     };
     let router = train(&dataset, &encoder as &dyn Encoder, &mut cache, &options)?;
     router.save(&args.out).with_context(|| format!("cannot save the router to {}", args.out.display()))?;
 
-    eprintln!("\npredictor   log loss   Brier    AUC    ECE raw  ECE calibrated");
-    for m in &router.manifest.validation {
-        let chosen = if m.kind == router.manifest.predictor { "  <- chosen" } else { "" };
+    eprintln!(
+        "\ncross-validated over {} folds (grouped by normalised prompt text), best first:",
+        options.folds
+    );
+    eprintln!(
+        "{:<10} {:<44} {:>26} {:>9} {:>7} {:>6} {:>7}",
+        "predictor", "setting", "utility [95% interval]", "log loss", "Brier", "AUC", "ECE"
+    );
+    for (i, m) in router.manifest.validation.iter().enumerate() {
+        let utility = m.utility.as_ref().map_or_else(
+            || "-".to_string(),
+            |u| format!("{} {:.4} [{:.4}, {:.4}]", u.metric.to_uppercase(), u.value, u.lo, u.hi),
+        );
         eprintln!(
-            "{:<10} {:>9.4} {:>8.4} {:>6.3} {:>8.3} {:>10.3}{chosen}",
+            "{:<10} {:<44} {:>26} {:>9.4} {:>7.4} {:>6.3} {:>7.3}{}",
             m.kind.to_string(),
+            m.config,
+            utility,
             m.log_loss,
             m.brier,
             m.auc,
-            m.ece_raw,
-            m.ece
+            m.ece,
+            if i == 0 { "  <- chosen" } else { "" }
+        );
+    }
+    if let Some(l) = &router.manifest.output_lengths {
+        eprintln!(
+            "output lengths predicted per prompt: cross-validated MAE of ln(1 + tokens) {:.3}, against {:.3} for \
+             each model's mean ({} prompts with token counts)",
+            l.mae_log, l.mean_only_mae_log, l.prompts
         );
     }
     println!("router written to {}", args.out.display());

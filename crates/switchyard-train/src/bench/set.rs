@@ -180,5 +180,5 @@ pub fn knn_memory(set: &BenchSet, embeddings: &[Vec<f32>], k: usize) -> switchya
     let scores: Vec<f32> =
         set.prompts.iter().flat_map(|p| p.score.iter().map(|s| s.map_or(f32::NAN, |v| v as f32))).collect();
     let prior = set.single_model_points().into_iter().map(|(_, q, n)| if n > 0 { q as f32 } else { 0.5 }).collect();
-    switchyard_core::KnnMemory { dim, embeddings: embeddings.concat(), scores, prior, k, alpha: 1.0 }
+    switchyard_core::KnnMemory { dim, embeddings: embeddings.concat(), scores, prior, k, alpha: 1.0, power: 0.0 }
 }

@@ -1,0 +1,89 @@
+//! The similarity-weighted kNN predictor: each model's success rate over the prompt's nearest training
+//! prompts, weighted by similarity and shrunk towards the model's mean by a Beta prior. k, the prior's
+//! strength and the weighting are chosen by cross-validation; neighbours are found once per fold and shared
+//! by every setting.
+
+use candle_core::Device;
+use ndarray::Array2;
+use switchyard_core::{KnnMemory, Predictor};
+
+use super::loss::tensor;
+use crate::targets::Targets;
+use crate::TrainError;
+
+/// One kNN setting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KnnConfig {
+    /// Neighbours consulted.
+    pub k: usize,
+    /// Prior strength in pseudo-observations.
+    pub alpha: f32,
+    /// Similarity weighting exponent (0: unweighted).
+    pub power: f32,
+}
+
+impl std::fmt::Display for KnnConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "k={} prior={} power={}", self.k, self.alpha, self.power)
+    }
+}
+
+/// The settings tried by cross-validation.
+pub fn knn_grid() -> Vec<KnnConfig> {
+    let mut grid = Vec::new();
+    for k in [10, 20, 40, 80] {
+        for alpha in [1.0, 4.0, 16.0] {
+            for power in [0.0, 4.0] {
+                grid.push(KnnConfig { k, alpha, power });
+            }
+        }
+    }
+    grid
+}
+
+/// A memory over `embeddings` (unit length) and `targets` (outcome rows; pairwise rows carry no outcome and
+/// are not used by kNN).
+pub fn knn_memory(embeddings: &Array2<f32>, targets: &Targets, config: KnnConfig) -> KnnMemory {
+    let (n, dim) = embeddings.dim();
+    let models = targets.models();
+    let mut scores = vec![f32::NAN; n * models];
+    for ((r, m), &w) in targets.weight.indexed_iter() {
+        if w > 0.0 {
+            scores[r * models + m] = targets.value[[r, m]];
+        }
+    }
+    KnnMemory {
+        dim,
+        embeddings: embeddings.iter().copied().collect(),
+        scores,
+        prior: targets.model_means(),
+        k: config.k,
+        alpha: config.alpha,
+        power: config.power,
+    }
+}
+
+/// The `k` most similar rows of `memory` for every row of `queries`, as (cosine, index), best first:
+/// one matrix product, then a partial sort per query.
+pub fn nearest(queries: &Array2<f32>, memory: &Array2<f32>, k: usize) -> Result<Vec<Vec<(f32, usize)>>, TrainError> {
+    let device = Device::Cpu;
+    let sims = tensor(queries, &device)?.matmul(&tensor(memory, &device)?.t()?)?.to_vec2::<f32>()?;
+    Ok(sims
+        .into_iter()
+        .map(|row| {
+            let mut scored: Vec<(f32, usize)> = row.into_iter().enumerate().map(|(i, s)| (s, i)).collect();
+            let k = k.min(scored.len());
+            if k > 0 {
+                scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+            }
+            scored.truncate(k);
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+            scored
+        })
+        .collect())
+}
+
+/// The kNN predictor for `config` over all of `embeddings`.
+pub fn fit_knn(embeddings: &Array2<f32>, targets: &Targets, config: KnnConfig) -> Predictor {
+    Predictor::Knn(knn_memory(embeddings, targets, config))
+}

@@ -1,0 +1,96 @@
+//! The per-model success predictors and their hyper-parameter settings: per-model logistic regression and
+//! the matrix-factorisation / IRT predictor (full batch, L-BFGS), a small MLP (minibatch AdamW), and a
+//! similarity-weighted kNN with a Beta prior. All learn from soft targets with observation weights;
+//! the parametric ones read pairwise rows through a Bradley–Terry likelihood.
+
+mod knn;
+mod linear;
+mod loss;
+mod mlp;
+
+use ndarray::Array2;
+use switchyard_core::{Predictor, PredictorKind};
+
+pub use knn::{fit_knn, knn_grid, knn_memory, nearest, KnnConfig};
+pub use linear::{fit_logistic, fit_mf};
+pub use loss::soft_bce_elements;
+pub(crate) use loss::{squared, tensor, Params};
+pub use mlp::{fit_mlp, MlpConfig};
+
+/// One candidate: a predictor kind with its hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Config {
+    /// Logistic regression with L2 penalty `lambda` on the mean loss.
+    Logistic {
+        /// The penalty.
+        lambda: f64,
+    },
+    /// Matrix factorisation with a `latent`-dimensional projection and L2 penalty `lambda`.
+    Mf {
+        /// Latent dimension.
+        latent: usize,
+        /// The penalty.
+        lambda: f64,
+    },
+    /// The MLP (early-stopped inside each fold; the refit runs the folds' median epoch count).
+    Mlp(MlpConfig),
+    /// kNN.
+    Knn(KnnConfig),
+}
+
+impl Config {
+    /// The predictor kind.
+    pub fn kind(&self) -> PredictorKind {
+        match self {
+            Self::Logistic { .. } => PredictorKind::Logistic,
+            Self::Mf { .. } => PredictorKind::Mf,
+            Self::Mlp(_) => PredictorKind::Mlp,
+            Self::Knn(_) => PredictorKind::Knn,
+        }
+    }
+}
+
+impl std::fmt::Display for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Logistic { lambda } => write!(f, "lambda={lambda:e}"),
+            Self::Mf { latent, lambda } => write!(f, "latent={latent} lambda={lambda:e}"),
+            Self::Mlp(c) => write!(f, "hidden={} lr={} weight_decay={}", c.hidden, c.lr, c.weight_decay),
+            Self::Knn(c) => c.fmt(f),
+        }
+    }
+}
+
+/// Every setting cross-validation tries for these kinds.
+pub fn grid(kinds: &[PredictorKind], mlp: MlpConfig) -> Vec<Config> {
+    let mut out = Vec::new();
+    for kind in kinds {
+        match kind {
+            PredictorKind::Logistic => out.extend([1e-5, 1e-4, 1e-3].map(|lambda| Config::Logistic { lambda })),
+            PredictorKind::Mf => out.extend(
+                [(16, 1e-4), (16, 1e-3), (48, 1e-4)].map(|(latent, lambda)| Config::Mf { latent, lambda }),
+            ),
+            PredictorKind::Mlp => out.push(Config::Mlp(mlp)),
+            PredictorKind::Knn => out.extend(knn_grid().into_iter().map(Config::Knn)),
+            PredictorKind::Ensemble => {}
+        }
+    }
+    out
+}
+
+/// Some rows of a matrix, in that order.
+pub(crate) fn select_rows(a: &Array2<f32>, idx: &[usize]) -> Array2<f32> {
+    Array2::from_shape_fn((idx.len(), a.ncols()), |(r, c)| a[[idx[r], c]])
+}
+
+/// Raw predictions for every row: `features` feed the parametric predictors, `embeddings` feed kNN.
+pub fn predict_rows(predictor: &Predictor, features: &Array2<f32>, embeddings: &Array2<f32>) -> Array2<f32> {
+    let rows: Vec<Vec<f32>> = features
+        .rows()
+        .into_iter()
+        .zip(embeddings.rows())
+        .map(|(f, e)| predictor.predict(&f.to_vec(), &e.to_vec()))
+        .collect();
+    let models = rows.first().map_or(0, Vec::len);
+    Array2::from_shape_fn((rows.len(), models), |(r, m)| rows[r][m])
+}

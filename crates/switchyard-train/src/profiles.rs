@@ -1,0 +1,215 @@
+//! Model profiles: published aggregate accuracies (MMLU-Redux for broad knowledge, ZebraLogic for logic)
+//! used as priors for the domains where a model has little or no per-prompt evidence.
+//!
+//! Aggregates are on their benchmark's scale, not the training data's, so each is mapped onto a domain by a
+//! line fitted across the models that have both the aggregate and evidence in that domain (with fewer than
+//! three such models, by the mean offset; with none, as is).
+
+use std::path::Path;
+
+use ndarray::Array2;
+use serde::Deserialize;
+
+use crate::targets::Targets;
+use crate::TrainError;
+
+/// Domains that MMLU-Redux (broad knowledge across subjects) speaks for.
+const KNOWLEDGE_DOMAINS: [&str; 8] =
+    ["knowledge", "humanities", "science", "law", "medicine", "finance", "geography", "trivia"];
+/// Domains that ZebraLogic (logic grid puzzles) speaks for.
+const LOGIC_DOMAINS: [&str; 1] = ["reasoning"];
+/// Evidence (outcome rows, weighted by domain probability) a model needs in a domain for the line fit.
+const MIN_EVIDENCE: f32 = 20.0;
+
+/// One model's aggregate accuracies, as fractions.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// The catalog name.
+    pub model: String,
+    /// The name the benchmark reported.
+    #[serde(default)]
+    pub source_model: Option<String>,
+    /// MMLU-Redux accuracy.
+    #[serde(default)]
+    pub mmlu_redux: Option<f64>,
+    /// ZebraLogic puzzle accuracy.
+    #[serde(default)]
+    pub zebra_puzzle: Option<f64>,
+    /// ZebraLogic accuracy on easy puzzles.
+    #[serde(default)]
+    pub zebra_easy: Option<f64>,
+    /// ZebraLogic accuracy on hard puzzles.
+    #[serde(default)]
+    pub zebra_hard: Option<f64>,
+    /// ZebraLogic cell accuracy.
+    #[serde(default)]
+    pub zebra_cell: Option<f64>,
+    /// Where the numbers come from.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// A profiles file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profiles {
+    /// One entry per model.
+    #[serde(default)]
+    pub profiles: Vec<Profile>,
+}
+
+impl Profiles {
+    /// Reads and checks a profiles TOML file (every accuracy in [0, 1], no model twice).
+    pub fn load(path: &Path) -> Result<Self, TrainError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
+        let bad = |message: String| TrainError::Profiles { path: path.to_path_buf(), message };
+        let profiles: Profiles = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &profiles.profiles {
+            if !seen.insert(p.model.as_str()) {
+                return Err(bad(format!("model {:?} is listed twice", p.model)));
+            }
+            for (key, v) in [("mmlu_redux", p.mmlu_redux), ("zebra_puzzle", p.zebra_puzzle)] {
+                if v.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
+                    return Err(bad(format!("{}: {key} must be a fraction in [0, 1], got {v:?}", p.model)));
+                }
+            }
+        }
+        Ok(profiles)
+    }
+
+    fn aggregate(&self, model: &str, domain: &str) -> Option<f64> {
+        let p = self.profiles.iter().find(|p| p.model == model)?;
+        if KNOWLEDGE_DOMAINS.contains(&domain) {
+            p.mmlu_redux
+        } else if LOGIC_DOMAINS.contains(&domain) {
+            p.zebra_puzzle
+        } else {
+            None
+        }
+    }
+}
+
+/// Each model's baseline P(success) per domain (`[models, domains]`; one column without domains): its
+/// profile's aggregate mapped onto the domain where it has one, else its overall mean in `targets`.
+/// `membership` (`[prompts, domains]`) weighs each prompt's rows into the domains.
+pub fn baselines(
+    profiles: Option<&Profiles>,
+    models: &[String],
+    domains: &[String],
+    targets: &Targets,
+    membership: &Array2<f32>,
+) -> Array2<f32> {
+    let means = targets.model_means();
+    let columns = domains.len().max(1);
+    let mut out = Array2::from_shape_fn((models.len(), columns), |(m, _)| means[m]);
+    let Some(profiles) = profiles else {
+        return out;
+    };
+    for (d, domain) in domains.iter().enumerate() {
+        // Per model: (evidence, mean score) in this domain.
+        let evidence: Vec<(f32, f32)> = (0..models.len())
+            .map(|m| {
+                let (mut sum, mut weight) = (0f32, 0f32);
+                for r in 0..targets.value.nrows() {
+                    let w = targets.weight[[r, m]] * membership[[r, d]];
+                    sum += w * targets.value[[r, m]];
+                    weight += w;
+                }
+                (weight, if weight > 0.0 { sum / weight } else { 0.0 })
+            })
+            .collect();
+        let both: Vec<(f64, f64)> = (0..models.len())
+            .filter(|&m| evidence[m].0 >= MIN_EVIDENCE)
+            .filter_map(|m| Some((profiles.aggregate(&models[m], domain)?, f64::from(evidence[m].1))))
+            .collect();
+        let (a, b) = line(&both);
+        for (m, name) in models.iter().enumerate() {
+            if let Some(agg) = profiles.aggregate(name, domain) {
+                out[[m, d]] = (a + b * agg).clamp(0.02, 0.98) as f32;
+            }
+        }
+    }
+    out
+}
+
+/// Least-squares y = a + b·x over the points; with fewer than three points (or no spread in x), slope 1
+/// and the mean offset; with none, the identity. A negative slope is not believed: the mean offset again.
+fn line(points: &[(f64, f64)]) -> (f64, f64) {
+    if points.is_empty() {
+        return (0.0, 1.0);
+    }
+    let n = points.len() as f64;
+    let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    if points.len() >= 3 && sxx > 1e-9 && sxy > 0.0 {
+        let b = sxy / sxx;
+        (my - b * mx, b)
+    } else {
+        (my - mx, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregates_are_mapped_onto_the_domain_by_the_models_with_evidence() {
+        // Four models; models 0-2 have knowledge evidence at 0.3, 0.5, 0.7 with MMLU 0.6, 0.7, 0.8;
+        // model 3 has no knowledge evidence and MMLU 0.9: the line predicts 0.9.
+        let models: Vec<String> = (0..4).map(|m| format!("m{m}")).collect();
+        let domains = vec!["knowledge".to_string(), "math".to_string()];
+        let n = 60;
+        let value = Array2::from_shape_fn((n, 4), |(r, m)| match m {
+            0 => f32::from(u8::from(r % 10 < 3)),
+            1 => f32::from(u8::from(r % 10 < 5)),
+            2 => f32::from(u8::from(r % 10 < 7)),
+            _ => 0.0,
+        });
+        // Rows 0-39 are knowledge, 40-59 math; model 3 only answered math.
+        let weight = Array2::from_shape_fn((n, 4), |(r, m)| f32::from(u8::from(m < 3 || r >= 40)));
+        let membership = Array2::from_shape_fn((n, 2), |(r, d)| f32::from(u8::from((r >= 40) == (d == 1))));
+        let targets = Targets { value, weight, pairs: Vec::new() };
+        let profiles = Profiles {
+            profiles: [0.6, 0.7, 0.8, 0.9]
+                .iter()
+                .enumerate()
+                .map(|(m, &acc)| Profile {
+                    model: format!("m{m}"),
+                    source_model: None,
+                    mmlu_redux: Some(acc),
+                    zebra_puzzle: None,
+                    zebra_easy: None,
+                    zebra_hard: None,
+                    zebra_cell: None,
+                    source: None,
+                })
+                .collect(),
+        };
+        let b = baselines(Some(&profiles), &models, &domains, &targets, &membership);
+        assert!((b[[3, 0]] - 0.9).abs() < 0.02, "{b:?}");
+        assert!((b[[0, 0]] - 0.3).abs() < 0.02, "{b:?}");
+        assert!((b[[2, 0]] - 0.7).abs() < 0.02, "{b:?}");
+        // No aggregate for math: the model's overall mean.
+        assert_eq!(b[[3, 1]], targets.model_means()[3]);
+        let (a, slope) = line(&[(0.5, 0.4)]);
+        assert!((a + 0.1).abs() < 1e-12 && slope == 1.0);
+    }
+
+    #[test]
+    fn bad_profiles_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "[[profiles]]\nmodel = \"a\"\nmmlu_redux = 88.2\n").unwrap();
+        let err = Profiles::load(&path).unwrap_err().to_string();
+        assert!(err.contains("fraction") && err.contains("p.toml"), "{err}");
+        std::fs::write(&path, "[[profiles]]\nmodel = \"a\"\n[[profiles]]\nmodel = \"a\"\n").unwrap();
+        assert!(Profiles::load(&path).unwrap_err().to_string().contains("twice"));
+        std::fs::write(&path, "[[profiles]]\nmodel = \"a\"\nmmlu = 0.5\n").unwrap();
+        assert!(Profiles::load(&path).unwrap_err().to_string().contains("unknown field"));
+    }
+}

@@ -1,0 +1,221 @@
+//! Choosing the predictor by grouped K-fold cross-validation: every candidate setting predicts each training
+//! prompt from a fit on the other folds; candidates are ranked by the routing utility of those out-of-fold
+//! predictions (AIQ, or APGR on two models), log loss breaking ties; the winner is refitted on every prompt.
+
+use ndarray::Array2;
+use switchyard_core::{CandidateMetrics, Predictor, PredictorKind};
+
+use crate::folds::Folds;
+use crate::metrics::{auc, brier, ece};
+use crate::predictors::{
+    fit_knn, fit_logistic, fit_mf, fit_mlp, knn_memory, nearest, predict_rows, select_rows as rows, Config, KnnConfig,
+    MlpConfig,
+};
+use crate::targets::Targets;
+use crate::utility::UtilityData;
+use crate::TrainError;
+
+/// Bootstrap resamples behind each candidate's utility interval.
+const RESAMPLES: usize = 200;
+/// Share of a fold's training prompts the MLP holds out for early stopping.
+const MLP_INNER_SHARE: u64 = 10;
+
+/// What cross-validation learns from.
+pub struct CvData {
+    /// Per prompt: the embedding followed by out-of-fold head outputs.
+    pub features: Array2<f32>,
+    /// Per prompt: the embedding.
+    pub embeddings: Array2<f32>,
+    /// Per prompt: the targets.
+    pub targets: Targets,
+    /// Per prompt and model: the expected cost of a call, USD.
+    pub cost: Array2<f64>,
+    /// Per prompt: its normalised text's hash (for the MLP's inner early-stopping split).
+    pub text_hashes: Vec<u64>,
+    /// The folds.
+    pub folds: Folds,
+}
+
+/// One candidate's out-of-fold predictions and metrics.
+pub struct Evaluated {
+    /// The setting (the members' settings for the ensemble).
+    pub configs: Vec<Config>,
+    /// Out-of-fold predictions, `[prompts, models]`.
+    pub oof: Array2<f32>,
+    /// Its cross-validated metrics.
+    pub metrics: CandidateMetrics,
+    /// For the MLP: the early-stopped epoch count in each fold.
+    pub epochs: Vec<usize>,
+}
+
+impl Evaluated {
+    /// Whether `self` ranks above `other`: higher utility, then lower log loss.
+    fn beats(&self, other: &Evaluated) -> bool {
+        let (a, b) = (&self.metrics, &other.metrics);
+        match (&a.utility, &b.utility) {
+            (Some(ua), Some(ub)) if (ua.value - ub.value).abs() > 1e-9 => ua.value > ub.value,
+            _ => a.log_loss < b.log_loss,
+        }
+    }
+}
+
+fn metrics(kind: PredictorKind, config: String, data: &CvData, oof: &Array2<f32>, seed: u64) -> CandidateMetrics {
+    let pairs = data.targets.pairs(oof);
+    let utility = UtilityData { targets: &data.targets, cost: &data.cost }.measure(oof, RESAMPLES, seed);
+    CandidateMetrics {
+        kind,
+        config,
+        utility,
+        log_loss: data.targets.loss(oof),
+        brier: brier(&pairs),
+        ece_raw: ece(&pairs),
+        ece: ece(&pairs),
+        auc: auc(&pairs),
+    }
+}
+
+/// Fits one setting on some rows; `inner` holds out part of them for the MLP's early stopping (otherwise the
+/// MLP runs `epochs`).
+fn fit(
+    config: &Config,
+    features: &Array2<f32>,
+    embeddings: &Array2<f32>,
+    targets: &Targets,
+    inner: Option<&[bool]>,
+    epochs: usize,
+    seed: u64,
+) -> Result<(Predictor, usize), TrainError> {
+    Ok(match *config {
+        Config::Logistic { lambda } => (fit_logistic(features, targets, lambda)?, 0),
+        Config::Mf { latent, lambda } => (fit_mf(features, targets, latent, lambda, seed)?, 0),
+        Config::Knn(c) => (fit_knn(embeddings, targets, c), 0),
+        Config::Mlp(c) => match inner {
+            Some(held) => {
+                let (val, train): (Vec<usize>, Vec<usize>) = (0..held.len()).partition(|&i| held[i]);
+                if val.is_empty() || train.is_empty() {
+                    fit_mlp((features, targets), None, c, seed)?
+                } else {
+                    fit_mlp(
+                        (&rows(features, &train), &targets.rows(&train)),
+                        Some((&rows(features, &val), &targets.rows(&val))),
+                        c,
+                        seed,
+                    )?
+                }
+            }
+            None => fit_mlp((features, targets), None, MlpConfig { max_epochs: epochs.max(1), ..c }, seed)?,
+        },
+    })
+}
+
+/// Cross-validates every setting in `configs` (and the ensemble of each kind's best, when there are two or
+/// more kinds). `progress` is called after each fit with (done, total).
+pub fn cross_validate(
+    data: &CvData,
+    configs: &[Config],
+    seed: u64,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<Evaluated>, TrainError> {
+    let (n, models) = data.targets.value.dim();
+    let k = data.folds.k;
+    let knn: Vec<KnnConfig> = configs
+        .iter()
+        .filter_map(|c| match c {
+            Config::Knn(c) => Some(*c),
+            _ => None,
+        })
+        .collect();
+    let others: Vec<Config> = configs.iter().filter(|c| !matches!(c, Config::Knn(_))).copied().collect();
+    let mut oof = vec![Array2::<f32>::zeros((n, models)); others.len() + knn.len()];
+    let mut epochs = vec![Vec::new(); others.len()];
+    let total = k * (others.len() + usize::from(!knn.is_empty()));
+    let mut done = 0;
+    for f in 0..k {
+        let (train, val) = data.folds.split(f);
+        let (xt, et, tt) = (rows(&data.features, &train), rows(&data.embeddings, &train), data.targets.rows(&train));
+        let (xv, ev) = (rows(&data.features, &val), rows(&data.embeddings, &val));
+        let inner: Vec<bool> = train
+            .iter()
+            .map(|&i| (data.text_hashes[i] ^ seed.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100 < MLP_INNER_SHARE)
+            .collect();
+        for (c, config) in others.iter().enumerate() {
+            let (predictor, e) = fit(config, &xt, &et, &tt, Some(&inner), 0, seed)?;
+            if e > 0 {
+                epochs[c].push(e);
+            }
+            let predicted = predict_rows(&predictor, &xv, &ev);
+            for (r, &i) in val.iter().enumerate() {
+                oof[c].row_mut(i).assign(&predicted.row(r));
+            }
+            done += 1;
+            progress(done, total);
+        }
+        if let Some(max_k) = knn.iter().map(|c| c.k).max() {
+            let neighbours = nearest(&ev, &et, max_k)?;
+            let mut memory = knn_memory(&et, &tt, knn[0]);
+            for (c, config) in knn.iter().enumerate() {
+                (memory.k, memory.alpha, memory.power) = (config.k, config.alpha, config.power);
+                for (r, &i) in val.iter().enumerate() {
+                    let p = memory.predict_from(&neighbours[r]);
+                    oof[others.len() + c].row_mut(i).assign(&ndarray::Array1::from(p));
+                }
+            }
+            done += 1;
+            progress(done, total);
+        }
+    }
+    let all: Vec<Config> = others.iter().copied().chain(knn.into_iter().map(Config::Knn)).collect();
+    let mut epochs = epochs.into_iter().chain(std::iter::repeat(Vec::new()));
+    let mut evaluated: Vec<Evaluated> = all
+        .into_iter()
+        .zip(oof)
+        .map(|(config, oof)| {
+            let metrics = metrics(config.kind(), config.to_string(), data, &oof, seed);
+            Evaluated { configs: vec![config], oof, metrics, epochs: epochs.next().unwrap_or_default() }
+        })
+        .collect();
+    // The ensemble: the mean probability of each kind's best setting.
+    let mut best_of_kind: Vec<usize> = Vec::new();
+    for i in 0..evaluated.len() {
+        let kind = evaluated[i].metrics.kind;
+        match best_of_kind.iter().position(|&b| evaluated[b].metrics.kind == kind) {
+            Some(at) if evaluated[i].beats(&evaluated[best_of_kind[at]]) => best_of_kind[at] = i,
+            Some(_) => {}
+            None => best_of_kind.push(i),
+        }
+    }
+    if best_of_kind.len() >= 2 {
+        let mut mean = Array2::<f32>::zeros((n, models));
+        for &b in &best_of_kind {
+            mean += &evaluated[b].oof;
+        }
+        mean /= best_of_kind.len() as f32;
+        let configs: Vec<Config> = best_of_kind.iter().map(|&b| evaluated[b].configs[0]).collect();
+        let describe = configs.iter().map(|c| format!("{}({c})", c.kind())).collect::<Vec<_>>().join(" + ");
+        let metrics = metrics(PredictorKind::Ensemble, describe, data, &mean, seed);
+        let epochs = best_of_kind.iter().flat_map(|&b| evaluated[b].epochs.clone()).collect();
+        evaluated.push(Evaluated { configs, oof: mean, metrics, epochs });
+    }
+    Ok(evaluated)
+}
+
+/// The index of the best candidate.
+pub fn best(evaluated: &[Evaluated]) -> Option<usize> {
+    (0..evaluated.len()).reduce(|best, i| if evaluated[i].beats(&evaluated[best]) { i } else { best })
+}
+
+/// Refits a candidate on every prompt (the MLP for the median of its folds' early-stopped epochs).
+pub fn refit(chosen: &Evaluated, data: &CvData, seed: u64) -> Result<Predictor, TrainError> {
+    let mut epochs = chosen.epochs.clone();
+    epochs.sort_unstable();
+    let median = epochs.get(epochs.len() / 2).copied().unwrap_or(1);
+    let members = chosen
+        .configs
+        .iter()
+        .map(|c| fit(c, &data.features, &data.embeddings, &data.targets, None, median, seed).map(|(p, _)| p))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(match <[Predictor; 1]>::try_from(members) {
+        Ok([single]) => single,
+        Err(members) => Predictor::Ensemble(members),
+    })
+}
