@@ -2,7 +2,8 @@
 """Convert the public routing data sets into switchyard labelled logs + catalogs, reproducibly.
 
 Usage:  python3 scripts/import_data.py [--data DIR] [--out training-data] [SET ...]
-        SET is one of llmrouter, zeroeval, routellm, routerarena (default: all).
+        SET is one of llmrouter, zeroeval, routellm, routerarena, default (default: all, in that order;
+        default is built from the converted zeroeval, routerarena and llmrouter sets, so convert those first).
         DIR is the folder holding the raw data sets (the project's shared data: llmrouter/, zeroeval/, ...).
 
 For each set it writes training-data/<set>/:
@@ -10,6 +11,12 @@ For each set it writes training-data/<set>/:
   catalog.toml    the set's models with USD list prices per million tokens and each price's source
   LICENSE         the upstream license, copied
   README.md       source, license, conversion rules, price sources, row counts
+and also training-data/zeroeval/aggregates/ (ZeroEval's MMLU-Redux and ZebraLogic summaries, copied verbatim) and
+training-data/default/profiles.toml (those summaries' accuracies for the default catalog's models).
+
+Splits are by normalised prompt text (whitespace runs collapsed, ends trimmed, lower-cased; for chat rows the last
+user turn), hashed with a fixed seed: rows that share a text share a side, within a set and across sets. Every run
+checks this (and that all rows of one id share a side) and fails loudly if it does not hold.
 Standard library only; gzip output has a fixed timestamp so reruns are byte-identical.
 """
 
@@ -24,6 +31,7 @@ import re
 import shutil
 import sys
 from collections import Counter, defaultdict
+from decimal import Decimal
 from pathlib import Path
 
 from prices import PRICES
@@ -33,10 +41,35 @@ TEST_PERCENT = 20
 CHARS_PER_TOKEN = 4  # the usual English rule of thumb; used wherever a source has no token counts
 
 
-def seeded_split(key: str) -> str:
-    """A fixed split by prompt id: 20% test, stable across runs and machines."""
+def normalize_prompt(text: str) -> str:
+    """A prompt's text as splits compare it: whitespace runs collapsed to one space, ends trimmed, lower-cased.
+    The same rule as switchyard_core::normalize_prompt, which the tests and leakage checks use."""
+    return " ".join(text.split()).lower()
+
+
+def seeded_split(text: str) -> str:
+    """A fixed split by normalised prompt text: 20% test, stable across runs and machines. Texts that differ only
+    in spacing or case land on the same side, whichever set or id they come with."""
+    key = normalize_prompt(text)
     h = int(hashlib.sha256(f"{SPLIT_SEED}:{key}".encode()).hexdigest()[:8], 16)
     return "test" if h % 100 < TEST_PERCENT else "train"
+
+
+def row_text(row: dict) -> str:
+    """The text a row's split is about: its `prompt`, or for chat rows the last non-empty user turn."""
+    if "prompt" in row:
+        return row["prompt"]
+    return next(m["content"] for m in reversed(row["messages"]) if m["role"] == "user" and m["content"].strip())
+
+
+def check_splits(rows, where: str):
+    """Fails loudly unless all rows of one id, and all rows of one normalised text, are on one side of the split."""
+    by_id, by_text = {}, {}
+    for row in rows:
+        for seen, key, what in [(by_id, row["id"], "prompt id"), (by_text, normalize_prompt(row_text(row)), "text")]:
+            side = seen.setdefault(key, row["split"])
+            if side != row["split"]:
+                raise AssertionError(f"{where}: {what} {key[:100]!r} has rows in both train and test")
 
 
 def est_tokens(chars: int) -> int:
@@ -61,6 +94,7 @@ class SetWriter:
         self.models[name] = (input_usd, output_usd, source)
 
     def finish(self, readme: str, license_src: Path):
+        check_splits(self.rows, self.dir.name)
         # Rows of one prompt sit together: readers see a prompt's evidence at once, and gzip shares its text.
         self.rows.sort(key=lambda r: (r["id"], r["model"]))
         raw = io.BytesIO()
@@ -82,6 +116,8 @@ class SetWriter:
     def stats(self) -> str:
         by_split = Counter(r.get("split") for r in self.rows)
         prompts = {r["id"] for r in self.rows}
+        texts = {normalize_prompt(row_text(r)): r["split"] for r in self.rows}
+        test_texts = sum(s == "test" for s in texts.values())
         per_model = defaultdict(list)
         for r in self.rows:
             if "score" in r:
@@ -91,6 +127,8 @@ class SetWriter:
             "## Contents (generated)",
             f"- {len(self.rows)} rows, {len(prompts)} prompts, {len(self.models)} models; "
             f"split: {by_split.get('train', 0)} train rows, {by_split.get('test', 0)} test rows.",
+            f"- {len(texts)} distinct prompt texts (normalised), {test_texts} of them "
+            f"({100 * test_texts / len(texts):.1f}%) in the test split.",
             f"- domains (rows): {', '.join(f'{d} {n}' for d, n in sorted(domains.items()))}",
             "",
             "| model | rows | mean score | input $/Mtok | output $/Mtok | price source |",
@@ -127,8 +165,10 @@ def import_llmrouter(data: Path, out: Path):
     llms = json.load(open(src / "example_data/llm_candidates/default_llm.json", encoding="utf-8"))
     w = SetWriter(out, "llmrouter")
     missing_task = 0
-    for split in ["train", "test"]:
-        items = json.load(open(src / "dcrouter_preprocessed" / f"{split}.json", encoding="utf-8"))
+    owner_texts = {}  # LLMRouter's own split -> its normalised texts, to report how much it leaked
+    for part in ["train", "test"]:
+        items = json.load(open(src / "dcrouter_preprocessed" / f"{part}.json", encoding="utf-8"))
+        owner_texts[part] = [normalize_prompt(item["question"]) for item in items]
         for name in sorted({m for item in items for m in item["scores"]}):
             card = llms[name]
             w.model(name, input_usd=card["input_price"], output_usd=card["output_price"],
@@ -137,7 +177,8 @@ def import_llmrouter(data: Path, out: Path):
             prompt = item["question"]
             task = tasks.get(prompt)
             missing_task += task is None
-            pid = f"llmrouter-{split}-{n}"
+            pid = f"llmrouter-{part}-{n}"  # where the item sits upstream; not its split here
+            split = seeded_split(prompt)
             for model, score in sorted(item["scores"].items()):
                 row = {"id": pid, "prompt": prompt, "model": model, "score": float(score), "split": split,
                        "input_tokens": est_tokens(len(prompt)), "output_tokens": 256}
@@ -145,6 +186,8 @@ def import_llmrouter(data: Path, out: Path):
                     row["domain"] = LLMROUTER_DOMAINS[task]
                     row["task"] = task
                 w.add(row)
+    owner_train = set(owner_texts["train"])
+    owner_leaked = sum(t in owner_train for t in owner_texts["test"])
     w.finish(f"""
 # LLMRouter: 9 open models on 6,108 queries from 14 tasks
 
@@ -153,7 +196,12 @@ Source: LLMRouter (ulab-uiuc), `data/dcrouter_preprocessed/{{train,test}}.json` 
 (`LICENSE`, copied). Converted by `scripts/import_data.py llmrouter`.
 
 - One outcome row per (query, model); `score` is LLMRouter's per-model score (mostly 0/1, some F1/EM fractions).
-- `split` is LLMRouter's own train/test split.
+- `split` is a fixed seeded split by normalised prompt text ({TEST_PERCENT}% test, sha256 of "{SPLIT_SEED}:<text>"
+  with whitespace runs collapsed and lower-cased), not LLMRouter's own train/test split: the owner's split is by
+  item and put identical query texts on both sides ({owner_leaked} of its {len(owner_texts["test"])} test queries
+  also appear in its train file), so evaluating on it was optimistic. All rows of one text are now on one side.
+  Prompt ids still name the upstream file and position (`llmrouter-train-<n>` is item n of `train.json`),
+  whichever side the row is on now.
 - `domain` joins the query text to LLMRouter's task names ({missing_task} queries had no task), mapped to coarse
   domains: {', '.join(f'{k}->{v}' for k, v in sorted(LLMROUTER_DOMAINS.items()))}; the original task is in
   `task`.
@@ -165,9 +213,21 @@ Source: LLMRouter (ulab-uiuc), `data/dcrouter_preprocessed/{{train,test}}.json` 
 
 # ---------------------------------------------------------------- ZeroEval
 
+ZEROEVAL_COMMIT = "570c6269a2e4930ee06a17e713fece1ba52cf1dd"
+# Aggregate-only results (no per-item rows): copied verbatim to training-data/zeroeval/aggregates/.
+ZEROEVAL_AGGREGATES = {"mmlu-redux": "mmlu-redux.summary.official.json",
+                       "zebra-grid": "zebra-grid.summary.official.json"}
+
+
 def import_zeroeval(data: Path, out: Path):
     src = data / "zeroeval"
     w = SetWriter(out, "zeroeval")
+    (w.dir / "aggregates").mkdir(exist_ok=True)
+    aggregates = {}
+    for name, file in ZEROEVAL_AGGREGATES.items():
+        shutil.copyfile(src / file, w.dir / "aggregates" / file)
+        aggregates[name] = json.load(open(src / file, encoding="utf-8"))
+    mmlu_models, zebra_models = ({r["Model"] for r in aggregates[name]} for name in ["mmlu-redux", "zebra-grid"])
     for set_name, domain in [("gsm", "math"), ("math-l5", "math")]:
         items = {r["id"]: r for r in csv.DictReader(open(src / f"{set_name}_items.csv", encoding="utf-8"))}
         for r in csv.DictReader(open(src / f"{set_name}_results_long.csv", encoding="utf-8")):
@@ -175,22 +235,38 @@ def import_zeroeval(data: Path, out: Path):
             w.model(r["model"])
             w.add({"id": f"zeroeval-{r['id']}", "prompt": item["question"], "model": r["model"],
                    "score": float(r["correct"]), "domain": domain, "task": set_name,
-                   "split": seeded_split(r["id"]), "input_tokens": est_tokens(len(item["question"])),
+                   "split": seeded_split(item["question"]), "input_tokens": est_tokens(len(item["question"])),
                    "output_tokens": est_tokens(int(r["output_chars"]))})
     w.finish(f"""
 # ZeroEval: 40+ frontier and open models on GSM8K and MATH level 5
 
-Source: ZeroEval (yuchenlin), `result_dirs/{{gsm,math-l5}}`, commit 570c6269a2e4930ee06a17e713fece1ba52cf1dd;
+Source: ZeroEval (yuchenlin), `result_dirs/{{gsm,math-l5}}`, commit {ZEROEVAL_COMMIT};
 per-item correctness recomputed with ZeroEval's own answer extraction (matches its official summaries).
 License: Apache-2.0 (`LICENSE`, copied); GSM8K and MATH are MIT. Converted by `scripts/import_data.py zeroeval`.
 
 - One outcome row per (item, model); `score` is 1 if the extracted answer is correct, else 0.
-- No split in the source: a fixed seeded split by item id ({TEST_PERCENT}% test, sha256 of
-  "{SPLIT_SEED}:<id>"), so every model's row of one item is on the same side.
+- No split in the source: a fixed seeded split by normalised question text ({TEST_PERCENT}% test, sha256 of
+  "{SPLIT_SEED}:<text>" with whitespace runs collapsed and lower-cased), so every model's row of one
+  item is on the same side, and a question that also appears in another set (e.g. RouteLLM's GSM8K) is on the
+  same side there.
 - `domain` is `math` for both sets; `task` is `gsm` or `math-l5`.
 - Costs: public list prices per million tokens (table below; sources in `scripts/prices.py`), with
   `output_tokens` = output characters / {CHARS_PER_TOKEN} and `input_tokens` = question characters / {CHARS_PER_TOKEN}
   (ZeroEval's prompt template adds a constant the estimate leaves out).
+
+## Aggregates (`aggregates/`)
+
+ZeroEval's official summaries for two sets with no per-item rows, copied verbatim from the same source (ZeroEval,
+commit {ZEROEVAL_COMMIT}; Apache-2.0, covered by `LICENSE` here):
+
+- `aggregates/{ZEROEVAL_AGGREGATES["mmlu-redux"]}`: MMLU-Redux (2,778 questions over many subjects), accuracy
+  (`Acc`, percent) of {len(mmlu_models)} models.
+- `aggregates/{ZEROEVAL_AGGREGATES["zebra-grid"]}`: ZebraLogic grid puzzles (1,000 puzzles), puzzle, cell,
+  easy- and hard-puzzle accuracy (percent) of {len(zebra_models)} models ({len(aggregates["zebra-grid"])} entries:
+  some models have a `greedy` and a `sampling` run).
+
+They are per-model priors, not training rows: `../default/profiles.toml` turns them into fractions for the default
+catalog's models.
 """, src / "LICENSE")
 
 
@@ -226,7 +302,7 @@ def import_routellm(data: Path, out: Path):
         pid = f"routellm-gsm8k-{n}"
         for raw, name in ROUTELLM_MODELS.items():
             row = {"id": pid, "prompt": r["prompt"], "model": name, "score": 1.0 if r[raw] == "True" else 0.0,
-                   "domain": "math", "task": "gsm8k", "split": seeded_split(pid),
+                   "domain": "math", "task": "gsm8k", "split": seeded_split(r["prompt"]),
                    "input_tokens": est_tokens(len(r["prompt"])), "output_tokens": est_tokens(len(r[raw + "_response"]))}
             if r["prompt"] in contaminated:
                 row["contaminated"] = True
@@ -242,7 +318,8 @@ def import_routellm(data: Path, out: Path):
         answers = assistant_turns(j["user_prompt"])
         qid = f"routellm-mtbench-{j['question_id']}"
         row = {"id": f"{qid}-turn{j['turn']}", "model": name, "score": round((float(j["score"]) - 1) / 9, 6),
-               "domain": MT_DOMAINS[q["category"]], "task": f"mt-bench-{q['category']}", "split": seeded_split(qid),
+               "domain": MT_DOMAINS[q["category"]], "task": f"mt-bench-{q['category']}",
+               "split": seeded_split(q["turns"][0]),  # both turns on the turn-1 question's side
                "output_tokens": est_tokens(len(answers[-1]) if answers else 0)}
         if j["turn"] == 1:
             row["prompt"] = q["turns"][0]
@@ -269,8 +346,9 @@ License: Apache-2.0 (`LICENSE`, copied). Converted by `scripts/import_data.py ro
   carry `prompt`; turn-2 rows carry `messages` (turn-1 question, that model's own turn-1 answer recovered from the
   judge prompt, turn-2 question), so the router reads the turn-2 question. `domain` maps MT-Bench categories:
   {', '.join(f'{k}->{v}' for k, v in MT_DOMAINS.items())}.
-- No split in the source: a fixed seeded split by prompt id ({TEST_PERCENT}% test; both turns of an MT-Bench question
-  share a side).
+- No split in the source: a fixed seeded split by normalised prompt text ({TEST_PERCENT}% test, sha256 of
+  "{SPLIT_SEED}:<text>" with whitespace runs collapsed and lower-cased). Both turns of an MT-Bench
+  question share a side: both are keyed on the turn-1 question's text.
 - Rows whose prompt RouteLLM lists as contaminated (found in its own router training data) have
   `"contaminated": true`; drop them to compare with RouteLLM's published numbers.
 """, src / "LICENSE")
@@ -317,7 +395,7 @@ def import_routerarena(data: Path, out: Path):
             w.add({"id": f"routerarena-{d['global_index']}", "prompt": d["question"], "model": name,
                    "score": min(1.0, max(0.0, float(ev["score"]))), "cost_usd": float(ev["inference_cost"]),
                    "input_tokens": usage.get("input_tokens"), "output_tokens": usage.get("output_tokens"),
-                   "domain": arena_domain(group), "task": group, "split": seeded_split(d["global_index"])})
+                   "domain": arena_domain(group), "task": group, "split": seeded_split(d["question"])})
     w.finish(f"""
 # RouterArena: Claude 3 Haiku vs Gemini 2.0 Flash on 809 queries from ~60 dataset/subject groups
 
@@ -331,7 +409,8 @@ Source: RouterArena (RouteWorks), `cached_results/*.jsonl` and `model_cost/cost.
 - `task` is the dataset/subject group from `global_index` (e.g. `MMLUPro_law`); `domain` maps groups to coarse
   domains (math, code, law, medicine, science, finance, translation, reasoning, reading, geography, humanities,
   trivia) by the patterns in `scripts/import_data.py`.
-- No split in the source: a fixed seeded split by `global_index` ({TEST_PERCENT}% test).
+- No split in the source: a fixed seeded split by normalised question text ({TEST_PERCENT}% test, sha256 of
+  "{SPLIT_SEED}:<text>" with whitespace runs collapsed and lower-cased).
 - Prices: RouterArena's `cost.json`.
 """, src / "LICENSE")
 
@@ -361,6 +440,48 @@ DEFAULT_MODELS = {
 }
 
 
+# profiles.toml key -> (aggregate, field in its summary); percent strings there, fractions in profiles.toml
+PROFILE_FIELDS = {"mmlu_redux": ("mmlu-redux", "Acc"), "zebra_puzzle": ("zebra-grid", "Puzzle Acc"),
+                  "zebra_easy": ("zebra-grid", "Easy Puzzle Acc"), "zebra_hard": ("zebra-grid", "Hard Puzzle Acc"),
+                  "zebra_cell": ("zebra-grid", "Cell Acc")}
+
+
+def write_profiles(out: Path, models) -> list:
+    """training-data/default/profiles.toml: each default model's ZeroEval aggregate accuracies, looked up under its
+    ZeroEval source name (greedy decoding, ZeroEval's standard mode). Values a model lacks are left out, and a model
+    with none (no ZeroEval source, or in neither summary) has no profile. Returns the models without a profile."""
+    summaries = {}
+    for name, file in ZEROEVAL_AGGREGATES.items():
+        path = out / "zeroeval" / "aggregates" / file
+        if not path.exists():
+            sys.exit(f"error: {path} is missing; convert zeroeval first (scripts/import_data.py zeroeval)")
+        greedy = [r for r in json.load(open(path, encoding="utf-8")) if r["Mode"] == "greedy"]
+        summaries[name] = {r["Model"]: r for r in greedy}
+        if len(summaries[name]) != len(greedy):
+            raise AssertionError(f"{file}: a model has two greedy entries")
+    lines = ["# Per-model aggregate accuracies (fractions in [0, 1]) from ZeroEval's official summaries; "
+             "see README.md.\n"]
+    missing = []
+    for model in sorted(models):
+        source = next((m for s, m in DEFAULT_MODELS[model][0] if s == "zeroeval"), None)
+        values = {}
+        for key, (name, field) in PROFILE_FIELDS.items():
+            entry = summaries[name].get(source)
+            if entry is not None:
+                value = round(Decimal(entry[field]) / 100, 4)
+                if not 0 <= value <= 1:
+                    raise AssertionError(f"{name}: {source} {field} = {entry[field]} is not a percentage")
+                values[key] = float(value)
+        if not values:
+            missing.append(model)
+            continue
+        lines.append(f"[[profiles]]\nmodel = {json.dumps(model)}\nsource_model = {json.dumps(source)}\n")
+        lines += [f"{key} = {value}\n" for key, value in values.items()]
+        lines.append(f'source = "ZeroEval mmlu-redux and zebra-grid summaries, commit {ZEROEVAL_COMMIT}"\n\n')
+    (out / "default" / "profiles.toml").write_text("".join(lines).rstrip() + "\n")
+    return missing
+
+
 def import_default(data: Path, out: Path):
     """The default router's data: the converted sets' rows for a catalog of current API models, renamed."""
     rename = {}
@@ -386,6 +507,7 @@ def import_default(data: Path, out: Path):
                     if set_name != "routerarena":
                         row.pop("cost_usd", None)
                     w.add(row)
+    no_profile = write_profiles(out, w.models)
     mapping = "\n".join(
         f"| {c} | {', '.join(f'{s}:{m}' for s, m in src)} |" for c, (src, _) in DEFAULT_MODELS.items())
     w.finish(f"""
@@ -394,7 +516,9 @@ def import_default(data: Path, out: Path):
 Built by `scripts/import_data.py default` from `training-data/{{zeroeval,routerarena,llmrouter}}` (see their
 READMEs for sources and licenses: Apache-2.0, Apache-2.0, MIT; `LICENSE` here is Apache-2.0, and
 `../llmrouter/LICENSE` covers the LLMRouter rows). Rows keep their set's split, prompt ids and token counts; the
-model is renamed to a canonical name, and `source_model` says where the row came from.
+model is renamed to a canonical name, and `source_model` says where the row came from. Every set splits by
+normalised prompt text, so a text that comes from two sets (e.g. a GSM8K question in ZeroEval and LLMRouter) is on
+the same side in both, and no normalised text here has rows on both sides of the split.
 
 | model | rows from |
 | --- | --- |
@@ -404,6 +528,14 @@ What this data can and cannot teach a router: every model has math evidence (GSM
 gemini-2.0-flash; broad-domain evidence (law, medicine, code, translation, trivia, ... from RouterArena, and 14
 task types from LLMRouter) exists only for claude-3-haiku, gemini-2.0-flash, llama-3.1-8b-instruct,
 qwen2.5-7b-instruct and gemma-2-9b-it. Predictions for the other models outside math extrapolate from math.
+
+`profiles.toml` holds per-model aggregate accuracies (fractions, rounded to 4 decimals) from ZeroEval's official
+summaries (`../zeroeval/aggregates/`, commit {ZEROEVAL_COMMIT}, Apache-2.0),
+looked up under each model's ZeroEval source name, greedy decoding: `mmlu_redux` (MMLU-Redux accuracy) and
+`zebra_puzzle`, `zebra_easy`, `zebra_hard`, `zebra_cell` (ZebraLogic grid puzzles: puzzle, easy-puzzle, hard-puzzle
+and cell accuracy). They are priors for broad knowledge (MMLU-Redux) and logic (ZebraLogic), where the per-item
+data above lacks evidence for most models. Values a summary lacks are left out, never estimated; without a profile
+(no ZeroEval entry): {', '.join(no_profile) or 'none'}.
 """, out / "zeroeval" / "LICENSE")
 
 
@@ -425,6 +557,15 @@ def main():
     for name in args.sets or IMPORTERS:
         IMPORTERS[name](args.data, args.out)
         print(f"wrote {args.out / name}")
+    # Each set checked its own splits; now all converted sets together (the default set reuses the others' rows).
+    rows = []
+    for name in IMPORTERS:
+        path = args.out / name / "logs.jsonl.gz"
+        if path.exists():
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                rows += [json.loads(line) for line in f]
+    check_splits(rows, "across sets")
+    print(f"checked splits across sets: {len(rows)} rows, every id and every normalised text on one side")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-//! The shipped training data obeys the labelled-log contract and agrees with its catalogs.
+//! The shipped training data obeys the labelled-log contract, agrees with its catalogs, and splits cleanly: no
+//! prompt id and no normalised prompt text has rows on both sides of the train/test split.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -7,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::workspace_root;
-use switchyard_core::{read_logs, Catalog, Evidence, Split};
+use switchyard_core::{normalize_prompt, read_logs, Catalog, Evidence, Split};
 
 /// (set, models in its catalog, distinct prompts)
 const SETS: [(&str, usize, usize); 5] = [
@@ -28,6 +29,7 @@ fn every_set_reads_cleanly_and_matches_its_catalog() {
 
         let mut used = BTreeSet::new();
         let mut ids = BTreeMap::new();
+        let mut texts = BTreeMap::new();
         let mut scores = Vec::new();
         let summary = read_logs(&[dir.join("logs.jsonl.gz")], false, |row| {
             let Evidence::Outcome(o) = &row.evidence else { panic!("{set}: unexpected pairwise row") };
@@ -37,6 +39,11 @@ fn every_set_reads_cleanly_and_matches_its_catalog() {
             // A prompt's rows must all be on one side of the split.
             let previous = ids.insert(row.id.clone().expect("every shipped row has an id"), split);
             assert!(previous.is_none() || previous == Some(split), "{set}: prompt {:?} on both sides", row.id);
+            // So must all rows of one text (the last user turn for chat rows), up to spacing and case: else the
+            // test split would score prompts the router was trained on.
+            let text = normalize_prompt(&row.prompt);
+            let previous = texts.insert(text, split);
+            assert!(previous.is_none() || previous == Some(split), "{set}: text {:?} on both sides", row.prompt);
         })
         .unwrap();
         assert_eq!(summary.skipped, 0);
@@ -49,4 +56,34 @@ fn every_set_reads_cleanly_and_matches_its_catalog() {
         let mean = scores.iter().sum::<f64>() / scores.len() as f64;
         assert!((0.2..0.95).contains(&mean), "{set}: mean score {mean}");
     }
+}
+
+#[test]
+fn default_profiles_parse_and_cover_the_catalog() {
+    const KEYS: [&str; 5] = ["mmlu_redux", "zebra_puzzle", "zebra_easy", "zebra_hard", "zebra_cell"];
+    let dir = workspace_root().join("training-data").join("default");
+    let catalog = Catalog::load(&dir.join("catalog.toml")).unwrap();
+    let doc: toml::Table = std::fs::read_to_string(dir.join("profiles.toml")).unwrap().parse().unwrap();
+    let profiles = doc["profiles"].as_array().expect("profiles.toml is a list of [[profiles]]");
+
+    let mut models = BTreeSet::new();
+    let mut with_mmlu = 0;
+    for profile in profiles {
+        let profile = profile.as_table().expect("a profile is a table");
+        let model = profile["model"].as_str().expect("a profile names its model");
+        assert!(catalog.get(model).is_some(), "profile for {model}, which is not in the catalog");
+        assert!(models.insert(model), "two profiles for {model}");
+        assert!(profile["source_model"].is_str() && profile["source"].is_str(), "{model}: source missing");
+        for (key, value) in profile.iter().filter(|(k, _)| !["model", "source_model", "source"].contains(&k.as_str())) {
+            assert!(KEYS.contains(&key.as_str()), "{model}: unknown key {key}");
+            let v = value.as_float().unwrap_or_else(|| panic!("{model}: {key} is not a number"));
+            assert!((0.0..=1.0).contains(&v), "{model}: {key} = {v} is not a fraction");
+        }
+        if let Some(mmlu) = profile.get("mmlu_redux").and_then(toml::Value::as_float) {
+            assert!(mmlu > 0.3 && mmlu < 1.0, "{model}: mmlu_redux {mmlu}");
+            with_mmlu += 1;
+        }
+    }
+    assert_eq!(catalog.models.len(), 15);
+    assert!(with_mmlu >= 12, "only {with_mmlu} of the 15 default models have an MMLU-Redux prior");
 }
