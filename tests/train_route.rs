@@ -109,7 +109,17 @@ fn learned_router_beats_chance_and_shuffled_labels_on_held_out_prompts() {
 #[test]
 fn trained_artifact_round_trips_with_identical_decisions() {
     let router = arena_router();
-    assert_eq!(router.manifest.validation.len(), 4, "three predictors and their ensemble are compared");
+    let validation = &router.manifest.validation;
+    // Every setting of the four kinds, and the ensemble of each kind's best, cross-validated; the chosen first.
+    for kind in [PredictorKind::Logistic, PredictorKind::Mf, PredictorKind::Mlp, PredictorKind::Knn, PredictorKind::Ensemble] {
+        assert!(validation.iter().any(|m| m.kind == kind), "{kind} was not cross-validated");
+    }
+    assert_eq!(validation[0].kind, router.manifest.predictor);
+    // Two models: the utility is APGR, with its interval.
+    let u = validation[0].utility.as_ref().expect("a utility on two dense models");
+    assert_eq!(u.metric, "apgr");
+    assert!(u.lo <= u.value && u.value <= u.hi, "{u:?}");
+    assert!(validation.iter().all(|m| m.utility.as_ref().is_none_or(|x| x.value <= u.value + 1e-9)));
     assert!(router.manifest.domains.contains(&"law".to_string()));
     let dir = tempfile::tempdir().unwrap();
     router.save(dir.path()).unwrap();
@@ -273,6 +283,38 @@ fn cli_trains_then_routes_and_reports_bad_input() {
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("1 bad rows skipped"), "{err}");
+
+    // A predictor that does not exist, more folds than prompts, output lengths without token counts, and
+    // broken profiles: each a clear error, nothing panics.
+    let no_tokens = dir.path().join("no-tokens.jsonl");
+    let stripped: Vec<Value> = rows_of("routerarena")
+        .into_iter()
+        .take(300)
+        .map(|mut r| {
+            let o = r.as_object_mut().unwrap();
+            o.remove("output_tokens");
+            o.remove("input_tokens");
+            r
+        })
+        .collect();
+    write_rows(&no_tokens, &stripped);
+    let profiles = dir.path().join("profiles.toml");
+    std::fs::write(&profiles, "[[profiles]]\nmodel = \"gemini-2.0-flash-001\"\nmmlu_redux = 87.5\n").unwrap();
+    let r3 = dir.path().join("r3");
+    for (extra, expected) in [
+        (vec!["--predictor", "forest"], "invalid value 'forest' for '--predictor"),
+        (vec!["--folds", "5000"], "into 5000 folds: lower --folds"),
+        (vec!["--folds", "1"], "--folds must be at least 2"),
+        (vec!["--output-tokens", "predict"], "output-length prediction needs logs with output_tokens"),
+        (vec!["--profiles", profiles.to_str().unwrap()], "mmlu_redux must be a fraction in [0, 1]"),
+    ] {
+        let mut args = vec!["train", "--quiet", "--logs", no_tokens.to_str().unwrap(), "--out", r3.to_str().unwrap()];
+        args.extend(extra);
+        let o = switchyard(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 
     // A catalog that lacks a model of the logs, and one with a negative price.
     let cat = dir.path().join("c.toml");

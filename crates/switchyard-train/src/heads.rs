@@ -1,21 +1,22 @@
-//! Fitting the prompt-level heads: a domain softmax (linfa multinomial logistic regression) and a
+//! Fitting the prompt-level heads: a domain softmax (multinomial logistic regression by L-BFGS) and a
 //! complexity score (a sigmoid-linear model fitted with candle to an item-difficulty target), and the
 //! cross-fitting that keeps their outputs honest as predictor features.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
-use linfa::prelude::*;
-use linfa_logistic::MultiLogisticRegression;
-use ndarray::{Array1, Array2};
+use ndarray::Array2;
 use switchyard_core::{Dense, Heads};
 
 use crate::dataset::PromptRecord;
 use crate::folds::Folds;
-use crate::predictors::soft_bce_elements;
+use crate::lbfgs::Lbfgs;
+use crate::predictors::{select_rows, soft_bce_elements, squared, tensor, Params};
 use crate::TrainError;
 
 /// Bias given to a domain the head never saw in training (so its probability stays near zero).
 const UNSEEN_DOMAIN_BIAS: f32 = -20.0;
+/// L2 penalty of the domain head, on the mean cross-entropy.
+const DOMAIN_PENALTY: f64 = 1e-5;
 
 /// Fits the domain head on the prompts that carry a label. `None` when there are no domain labels;
 /// a single label gives a constant head.
@@ -32,23 +33,25 @@ pub fn fit_domain_head(x: &Array2<f32>, labels: &[Option<usize>], domains: usize
             (0..domains).map(|d| if seen.contains(&d) || seen.is_empty() { 0.0 } else { UNSEEN_DOMAIN_BIAS }).collect();
         return Ok(Dense::new(domains, dim, vec![0.0; domains * dim], bias));
     }
-    let records = Array2::from_shape_fn((rows.len(), dim), |(r, c)| f64::from(x[[rows[r], c]]));
-    let targets: Array1<usize> = rows.iter().filter_map(|&i| labels[i]).collect();
-    let fitted = MultiLogisticRegression::default()
-        .alpha(1e-3)
-        .max_iterations(150)
-        .fit(&Dataset::new(records, targets))
-        .map_err(|e| TrainError::Fit(format!("domain head: {e}")))?;
-    let params = fitted.params(); // [dim, classes]
-    let intercept = fitted.intercept();
-    let mut weight = vec![0f32; domains * dim];
-    let mut bias = vec![UNSEEN_DOMAIN_BIAS; domains];
-    for (k, &class) in fitted.classes().iter().enumerate() {
-        for c in 0..dim {
-            weight[class * dim + c] = params[[c, k]] as f32;
-        }
-        bias[class] = intercept[k] as f32;
-    }
+    // Multinomial logistic regression over the labelled rows: mean cross-entropy plus a light L2 penalty,
+    // by L-BFGS. Classes never seen keep a large negative bias.
+    let device = Device::Cpu;
+    let xs = tensor(&select_rows(x, &rows), &device)?;
+    let onehot = Array2::from_shape_fn((rows.len(), domains), |(r, d)| f32::from(u8::from(labels[rows[r]] == Some(d))));
+    let y = tensor(&onehot, &device)?;
+    let mask: Vec<f32> = (0..domains).map(|d| if seen.contains(&d) { 0.0 } else { UNSEEN_DOMAIN_BIAS }).collect();
+    let mask = Tensor::from_vec(mask, domains, &device)?;
+    let n = rows.len() as f64;
+    let params = Params::new(vec![(vec![0.0; domains * dim], vec![domains, dim]), (vec![0.0; domains], vec![domains])], &device)?;
+    params.minimize(Lbfgs { max_iter: 150, ..Lbfgs::default() }, |v| {
+        let logits = xs.matmul(&v[0].t()?)?.broadcast_add(&v[1])?.broadcast_add(&mask)?;
+        let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
+        let nll = log_probs.mul(&y)?.sum_all()?.affine(-1.0 / n, 0.0)?;
+        nll + squared(&v[0])?.affine(DOMAIN_PENALTY / 2.0, 0.0)?
+    })?;
+    let weight = params.vars[0].flatten_all()?.to_vec1::<f32>()?;
+    let bias: Vec<f32> =
+        params.vars[1].to_vec1::<f32>()?.iter().zip(mask.to_vec1::<f32>()?).map(|(b, m)| b + m).collect();
     Ok(Dense::new(domains, dim, weight, bias))
 }
 

@@ -88,11 +88,13 @@ pub fn train(
     let vectors = cache.embed(encoder, &texts, options.batch_size, |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
 
+    let started = std::time::Instant::now();
     let dim = encoder.dim();
     let embeddings = Array2::from_shape_fn((vectors.len(), dim), |(r, c)| vectors[r][c]);
     let prompts: Vec<&PromptRecord> = dataset.prompts.iter().collect();
     let models = dataset.models.len();
     let (heads, features) = cross_fit_heads(&embeddings, &prompts, &dataset.domains, models, &folds)?;
+    tracing::info!("heads cross-fitted in {:.1} s", started.elapsed().as_secs_f64());
     let cost = Array2::from_shape_fn((prompts.len(), models), |(r, m)| {
         dataset.costs[m].expected_cost_usd(estimate_input_tokens(&prompts[r].text))
     });
@@ -113,6 +115,7 @@ pub fn train(
         bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
+    tracing::info!("candidates cross-validated at {:.1} s", started.elapsed().as_secs_f64());
     for e in &evaluated {
         log_candidate(&e.metrics);
     }

@@ -63,13 +63,26 @@ pub fn knn_memory(embeddings: &Array2<f32>, targets: &Targets, config: KnnConfig
     }
 }
 
+/// Queries compared with the memory per matrix product (bounds the similarity matrix held at once).
+const QUERY_CHUNK: usize = 1024;
+
 /// The `k` most similar rows of `memory` for every row of `queries`, as (cosine, index), best first:
-/// one matrix product, then a partial sort per query.
+/// matrix products over chunks of queries, then a partial sort per query.
 pub fn nearest(queries: &Array2<f32>, memory: &Array2<f32>, k: usize) -> Result<Vec<Vec<(f32, usize)>>, TrainError> {
     let device = Device::Cpu;
-    let sims = tensor(queries, &device)?.matmul(&tensor(memory, &device)?.t()?)?.to_vec2::<f32>()?;
-    Ok(sims
-        .into_iter()
+    let memory = tensor(memory, &device)?.t()?;
+    let mut out = Vec::with_capacity(queries.nrows());
+    for start in (0..queries.nrows()).step_by(QUERY_CHUNK) {
+        let end = (start + QUERY_CHUNK).min(queries.nrows());
+        let chunk = queries.slice(ndarray::s![start..end, ..]).to_owned();
+        let sims = tensor(&chunk, &device)?.matmul(&memory)?.to_vec2::<f32>()?;
+        out.extend(top_k(sims, k));
+    }
+    Ok(out)
+}
+
+fn top_k(sims: Vec<Vec<f32>>, k: usize) -> Vec<Vec<(f32, usize)>> {
+    sims.into_iter()
         .map(|row| {
             let mut scored: Vec<(f32, usize)> = row.into_iter().enumerate().map(|(i, s)| (s, i)).collect();
             let k = k.min(scored.len());
@@ -80,7 +93,7 @@ pub fn nearest(queries: &Array2<f32>, memory: &Array2<f32>, k: usize) -> Result<
             scored.sort_by(|a, b| b.0.total_cmp(&a.0));
             scored
         })
-        .collect())
+        .collect()
 }
 
 /// The kNN predictor for `config` over all of `embeddings`.

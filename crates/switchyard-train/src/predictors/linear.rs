@@ -43,7 +43,9 @@ pub fn fit_logistic(features: &Array2<f32>, targets: &Targets, lambda: f64) -> R
 }
 
 /// The matrix-factorisation / IRT predictor with a `latent`-dimensional projection, penalty `lambda`/2 on
-/// every weight's squares. Initialised at random from `seed` (the loss is not convex in the factors).
+/// every weight's squares. The loss is not convex in the factors, and both factors at zero is a saddle:
+/// the projection starts at random (seeded; rows of norm about √3) and the model vectors at zero, so the
+/// first steps fit the model vectors on random features and the projection follows.
 pub fn fit_mf(
     features: &Array2<f32>,
     targets: &Targets,
@@ -60,14 +62,14 @@ pub fn fit_mf(
     let mut rng = seed.max(1);
     let params = Params::new(
         vec![
-            uniform(&[latent, nf], 1.0, &mut rng),
-            uniform(&[models, latent], 0.1, &mut rng),
+            uniform(&[latent, nf], 3.0 / (nf.max(1) as f64).sqrt(), &mut rng),
+            (vec![0.0; models * latent], vec![models, latent]),
             (prior, vec![models]),
             (vec![0.0; nf], vec![1, nf]),
         ],
         &device,
     )?;
-    let options = Lbfgs { max_iter: 300, ..Lbfgs::default() };
+    let options = Lbfgs { max_iter: 200, tolerance: 1e-6, ..Lbfgs::default() };
     params.minimize(options, |v| {
         let latent_vectors = x.matmul(&v[0].t()?)?;
         let difficulty = x.matmul(&v[3].t()?)?;
