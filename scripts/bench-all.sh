@@ -50,7 +50,7 @@ table = "\n".join([
     "",
     "Brackets: 95% paired bootstrap intervals over the test prompts (1000 resamples; every router on the same",
     "resamples). A difference in bold has its whole interval above 0. Test prompts whose normalised text also",
-    "occurs in the training split are left out (the count in brackets)."])
+    "occurs in the training split are left out (their count in parentheses)."])
 readme = open("README.md").read()
 start, end = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
 new = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: start + "\n" + table + "\n" + end, readme, flags=re.S)
