@@ -17,23 +17,43 @@ for set in llmrouter zeroeval routellm routerarena; do
 done
 python3 - <<'PY'
 import json, re
+def with_ci(m, key, d=4):
+    v = m.get(key)
+    if v is None:
+        return "-"
+    c = m.get(key + "_ci")
+    return f"{v:.{d}f}" + (f" [{c['lo']:.{d}f}, {c['hi']:.{d}f}]" if c else "")
+def diff(r, metric, base):
+    for x in r.get("differences", []):
+        if x["metric"] == metric and x["baseline"] == base:
+            c = x.get("ci")
+            s = f"{x['value']:+.4f}" + (f" [{c['lo']:+.4f}, {c['hi']:+.4f}]" if c else "")
+            return f"**{s}**" if c and c["lo"] > 0 else s
+    return None
 rows = []
 for s in ["llmrouter", "zeroeval", "routellm", "routerarena"]:
     r = json.load(open(f"bench-out/{s}/report.json"))
     m, b = r["metrics"], r["baselines"]
-    f = lambda v: "-" if v is None else f"{v:.3f}"
     models = len(r["single_models"])
-    pair = lambda d: f"{f(d.get('apgr'))} / {f(d.get('cpt50'))} / {f(d.get('cpt80'))}" if models == 2 else "-"
-    rows.append(f"| {s} | {r['prompts']} x {models} | **{m['aiq']:.4f}** | {b['knn10']['aiq']:.4f} | "
-                f"{b['knn40']['aiq']:.4f} | {b['zero_router']['aiq']:.4f} | {b['random']['aiq']:.4f} | "
-                f"{b['oracle']['aiq']:.4f} | {pair(m)} | {pair(b['knn40'])} | {m['auc']:.3f} | {m['ece']:.3f} |")
+    pair = lambda d: f"{with_ci(d, 'apgr', 3)} / {with_ci(d, 'cpt50', 3)}" if models == 2 else "-"
+    diffs = lambda base: "<br>".join(
+        f"{k} {v}" for k, v in [("AIQ", diff(r, "aiq", base)), ("APGR", diff(r, "apgr", base))] if v)
+    prompts = f"{r['prompts']} x {models}" + (f" ({r['overlap_dropped']} left out)" if r.get("overlap_dropped") else "")
+    rows.append(f"| {s} | {prompts} | **{with_ci(m, 'aiq')}** | {with_ci(b['knn10'], 'aiq')} | "
+                f"{with_ci(b['knn40'], 'aiq')} | {with_ci(b['zero_router'], 'aiq')} | {b['random']['aiq']:.4f} | "
+                f"{with_ci(b['oracle'], 'aiq')} | {diffs('knn40')} | {diffs('zero_router')} | "
+                f"{pair(m)} | {pair(b['knn40'])} | {m['auc']:.3f} | {m['ece']:.3f} |")
 table = "\n".join([
-    "| set | test prompts x models | learned AIQ | kNN10 | kNN40 | zero router | random | oracle | learned APGR / CPT50 / CPT80 | kNN40 APGR / CPT50 / CPT80 | AUC | ECE |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    *rows])
+    "| set | test prompts x models | learned AIQ | kNN10 | kNN40 | zero router | random | oracle | learned − kNN40 | learned − zero router | learned APGR / CPT50 | kNN40 APGR / CPT50 | AUC | ECE |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    *rows,
+    "",
+    "Brackets: 95% paired bootstrap intervals over the test prompts (1000 resamples; every router on the same",
+    "resamples). A difference in bold has its whole interval above 0. Test prompts whose normalised text also",
+    "occurs in the training split are left out (their count in parentheses)."])
 readme = open("README.md").read()
 start, end = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
-new = re.sub(re.escape(start) + ".*?" + re.escape(end), start + "\n" + table + "\n" + end, readme, flags=re.S)
+new = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: start + "\n" + table + "\n" + end, readme, flags=re.S)
 open("README.md", "w").write(new)
 print(table)
 PY

@@ -403,6 +403,34 @@ fn cli_bench_writes_report_and_plots() {
     assert!(m["aiq"].as_f64().unwrap() > report["baselines"]["random"]["aiq"].as_f64().unwrap());
     let curve = report["curve"].as_array().unwrap();
     assert!(curve.len() > 100 && curve.iter().all(|p| p["cost"].is_number() && p["quality"].is_number()));
+    // No leakage: the held-out prompts seen in training are counted (and left out).
+    assert!(report["overlap_dropped"].is_u64(), "overlap_dropped missing");
+    // Intervals next to each metric, around the value; the differences with theirs.
+    let within = |m: &Value, key: &str| {
+        let (v, ci) = (m[key].as_f64().unwrap(), &m[format!("{key}_ci")]);
+        let (lo, hi) = (ci["lo"].as_f64().unwrap(), ci["hi"].as_f64().unwrap());
+        assert!(lo <= v && v <= hi && lo < hi, "{key}: {v} outside [{lo}, {hi}]");
+    };
+    for key in ["aiq", "apgr", "cpt50"] {
+        within(m, key);
+        within(&report["baselines"]["knn40"], key);
+    }
+    for name in ["knn10", "zero_router", "oracle"] {
+        within(&report["baselines"][name], "aiq");
+    }
+    let differences = report["differences"].as_array().unwrap();
+    for (metric, baseline) in [("aiq", "knn40"), ("aiq", "zero_router"), ("apgr", "knn40"), ("apgr", "zero_router")] {
+        let d = differences.iter().find(|d| d["metric"] == metric && d["baseline"] == baseline).unwrap();
+        let (v, lo, hi) =
+            (d["value"].as_f64().unwrap(), d["ci"]["lo"].as_f64().unwrap(), d["ci"]["hi"].as_f64().unwrap());
+        assert!(lo <= v && v <= hi, "{metric} learned - {baseline}: {v} outside [{lo}, {hi}]");
+    }
+    assert_eq!(report["bootstrap"]["resamples"], 1000);
+    assert!(table.contains("learned router - knn40"), "{table}");
+    // The oracle is a curve, above every router; its single point is kept beside it.
+    assert!(report["oracle_curve"].as_array().unwrap().len() > 100);
+    assert!(report["baselines"]["oracle"]["aiq"].as_f64().unwrap() > m["aiq"].as_f64().unwrap());
+    assert!(report["baselines"]["oracle_point"]["cost"].is_number());
     for plot in ["curve.svg", "curve.png"] {
         assert!(std::fs::metadata(dir.path().join(plot)).unwrap().len() > 10_000, "{plot} is missing or empty");
     }

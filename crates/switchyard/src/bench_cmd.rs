@@ -6,7 +6,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use switchyard_core::{Catalog, Router};
 use switchyard_encoder::{Encoder, MiniLm};
-use switchyard_train::bench::{knn_memory, plot, run_bench, BenchReport, BenchSet, Metrics};
+use switchyard_train::bench::{
+    knn_memory, plot, run_bench, training_prompts, BenchReport, BenchSet, BootstrapOptions, Interval, Metrics,
+};
 use switchyard_train::{default_cache_dir, embed_texts, train, Dataset, EmbeddingCache, RowFilter, TrainOptions};
 
 use crate::train_cmd::PredictorChoice;
@@ -38,6 +40,14 @@ pub struct BenchArgs {
     /// Predictors to compare when training in the same run.
     #[arg(long = "predictor", value_enum, value_delimiter = ',', default_values_t = PredictorChoice::defaults())]
     predictors: Vec<PredictorChoice>,
+
+    /// Bootstrap resamples of the held-out prompts behind the 95% intervals (0 = no intervals).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    bootstrap: usize,
+
+    /// Seed of the bootstrap resampling.
+    #[arg(long, value_name = "SEED", default_value_t = 0)]
+    bootstrap_seed: u64,
 
     /// Skip rows that break the labelled-log contract instead of stopping.
     #[arg(long)]
@@ -87,6 +97,31 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.skip_bad_rows,
         RowFilter::TestOrAll,
     )?;
+    // No leakage: a held-out prompt that also occurs in the training logs (same normalised text) is left out.
+    let overlap = if train_files.is_empty() {
+        eprintln!(
+            "note: the training logs are not at hand (the router's training files are no longer where it was \
+             trained from; --train-logs trains in the same run instead), so held-out prompts cannot be checked \
+             against the training prompts; if some were trained on, the router's figures are flattered"
+        );
+        0
+    } else {
+        let seen = training_prompts(&train_files)?;
+        let n = set.drop_prompts_seen_in(&seen);
+        if n > 0 {
+            eprintln!(
+                "note: {n} held-out prompts also appear in the training logs (same normalised text) and were left out"
+            );
+        }
+        if set.prompts.is_empty() {
+            bail!(
+                "every held-out prompt also appears in the training logs, so nothing is left to evaluate on: mark \
+                 held-out rows with \"split\": \"test\" (training leaves those out), or pass held-out logs that \
+                 share no prompt with the training logs"
+            );
+        }
+        n
+    };
     let dropped = set.restrict_to_dense_models();
     let sparse = set.prompts.iter().any(|p| p.score.iter().any(Option::is_none));
     if sparse {
@@ -124,7 +159,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             knn.push((format!("knn{k}"), knn_memory(&train_set, &train_embeddings, k)));
         }
     }
-    let report = run_bench(&set, &embeddings, &router, &knn);
+    let options = BootstrapOptions { resamples: args.bootstrap, seed: args.bootstrap_seed, ..Default::default() };
+    let mut report = run_bench(&set, &embeddings, &router, &knn, &options);
+    report.overlap_dropped = overlap;
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let path = args.out.join("report.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
@@ -152,12 +189,21 @@ fn fmt(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
 }
 
-fn row(name: &str, m: &Metrics) -> String {
+/// A value with its interval, e.g. `0.8312 [0.8201, 0.8420]`.
+fn with_ci(v: Option<f64>, ci: Option<Interval>, digits: usize) -> String {
+    match (v, ci) {
+        (None, _) => "-".to_string(),
+        (Some(v), None) => format!("{v:.digits$}"),
+        (Some(v), Some(ci)) => format!("{v:.digits$} [{:.digits$}, {:.digits$}]", ci.lo, ci.hi),
+    }
+}
+
+fn row(name: &str, width: usize, m: &Metrics) -> String {
     format!(
-        "{name:<28} {:>7.4} {:>7} {:>7} {:>7} {:>11} {:>8}",
-        m.aiq,
-        fmt(m.apgr),
-        fmt(m.cpt50),
+        "{name:<width$} {:>24} {:>21} {:>21} {:>6} {:>10} {:>7}",
+        with_ci(Some(m.aiq), m.aiq_ci, 4),
+        with_ci(m.apgr, m.apgr_ci, 3),
+        with_ci(m.cpt50, m.cpt50_ci, 3),
         fmt(m.cpt80),
         m.cost.map_or_else(|| "-".to_string(), |c| format!("{c:.6}")),
         fmt(m.quality)
@@ -166,20 +212,43 @@ fn row(name: &str, m: &Metrics) -> String {
 
 fn print_table(report: &BenchReport, path: &Path) {
     println!("{} held-out prompts; c_max (dearest single model) = ${:.6} per prompt", report.prompts, report.c_max);
+    if report.overlap_dropped > 0 {
+        println!("({} held-out prompts left out: they also appear in the training logs)", report.overlap_dropped);
+    }
+    let width = report.baselines.keys().map(String::len).max().unwrap_or(0).max(16);
     println!(
-        "{:<28} {:>7} {:>7} {:>7} {:>7} {:>11} {:>8}",
-        "router", "AIQ", "APGR", "CPT50", "CPT80", "cost $", "quality"
+        "{:<width$} {:>24} {:>21} {:>21} {:>6} {:>10} {:>7}",
+        "router", "AIQ [95% CI]", "APGR [95% CI]", "CPT50 [95% CI]", "CPT80", "cost $", "quality"
     );
-    println!("{}", row("learned router", &report.metrics.curve));
+    println!("{}", row("learned router", width, &report.metrics.curve));
     for (name, m) in &report.baselines {
         if !name.starts_with("model:") {
-            println!("{}", row(name, m));
+            println!("{}", row(name, width, m));
         }
     }
     for (name, m) in &report.baselines {
         if name.starts_with("model:") {
-            println!("{}", row(name, m));
+            println!("{}", row(name, width, m));
         }
+    }
+    for d in &report.differences {
+        let verdict = match d.ci {
+            Some(ci) if ci.above_zero() => "above 0: the learned router is better",
+            Some(ci) if ci.below_zero() => "below 0: the learned router is worse",
+            Some(_) => "the interval includes 0: no clear difference",
+            None => "no interval",
+        };
+        let ci = d.ci.map_or_else(String::new, |ci| format!(" [{:+.4}, {:+.4}]", ci.lo, ci.hi));
+        println!("learned router - {:<12} {:<4} {:+.4}{ci}  {verdict}", d.baseline, d.metric.to_uppercase(), d.value);
+    }
+    if let Some(b) = &report.bootstrap {
+        println!(
+            "intervals: {:.0}% paired percentile bootstrap, {} resamples of the held-out prompts (seed {}), {:.2} s",
+            b.options.level * 100.0,
+            b.options.resamples,
+            b.options.seed,
+            b.seconds
+        );
     }
     let r = &report.metrics;
     println!(

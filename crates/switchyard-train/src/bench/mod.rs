@@ -1,11 +1,16 @@
 //! Offline evaluation: a router against the field's baselines on held-out labelled logs, with the
-//! cost–quality metrics of RouterBench (AIQ) and RouteLLM (APGR, CPT).
+//! cost–quality metrics of RouterBench (AIQ) and RouteLLM (APGR, CPT), and paired bootstrap intervals.
 
+pub mod bootstrap;
 pub mod curve;
 mod plot;
+mod plot_axis;
+mod resample;
 mod run;
 mod set;
+mod sweep;
 
+pub use bootstrap::{bootstrap_intervals, BootstrapOptions, Interval};
 pub use plot::plot;
-pub use run::{run_bench, BenchReport, CurvePoint, Metrics, RouterMetrics, SingleModel};
-pub use set::{knn_memory, BenchPrompt, BenchSet};
+pub use run::{run_bench, BenchReport, BootstrapSummary, CurvePoint, Difference, Metrics, RouterMetrics, SingleModel};
+pub use set::{knn_memory, training_prompts, BenchPrompt, BenchSet};

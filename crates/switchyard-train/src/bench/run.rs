@@ -2,12 +2,16 @@
 //! the same for the baselines (single models, zero router, random, oracle, kNN routers) in the same run.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use switchyard_core::{estimate_input_tokens, KnnMemory, Knob, ModelEstimate, Policy, Router};
+use switchyard_core::{estimate_input_tokens, KnnMemory, ModelEstimate, Router};
 
+use super::bootstrap::{BootstrapOptions, Interval};
 use super::curve::{aiq, apgr, cost_to_reach, cpt, hull_quality, share_curve, upper_hull, Point};
+use super::resample::{intervals, Inputs, PairInput, LEARNED, VERSUS, ZERO};
 use super::set::BenchSet;
+use super::sweep::Choices;
 use crate::metrics;
 
 /// Metrics of one router (the learned one or a baseline) on the benchmark set.
@@ -15,12 +19,21 @@ use crate::metrics;
 pub struct Metrics {
     /// RouterBench's average improvement in quality (see [`super::curve`]).
     pub aiq: f64,
+    /// Bootstrap interval of `aiq` (absent when the bootstrap is off or the metric has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aiq_ci: Option<Interval>,
     /// RouteLLM's average performance gap recovered (two-model sets only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub apgr: Option<f64>,
+    /// Bootstrap interval of `apgr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apgr_ci: Option<Interval>,
     /// Share of calls to the strong model needed for 50% of the quality gap (two-model sets only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpt50: Option<f64>,
+    /// Bootstrap interval of `cpt50`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpt50_ci: Option<Interval>,
     /// Share of calls to the strong model needed for 80% of the quality gap (two-model sets only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpt80: Option<f64>,
@@ -78,15 +91,44 @@ pub struct SingleModel {
     pub prompts: usize,
 }
 
+/// The learned router's metric minus a baseline's, on the same prompts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Difference {
+    /// "aiq" or "apgr".
+    pub metric: String,
+    /// The baseline: `knn40` or `zero_router` (whose APGR is 0.5 by definition).
+    pub baseline: String,
+    /// learned − baseline.
+    pub value: f64,
+    /// Paired bootstrap interval of the difference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<Interval>,
+}
+
+/// How the intervals were computed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootstrapSummary {
+    /// Resamples, seed and level.
+    #[serde(flatten)]
+    pub options: BootstrapOptions,
+    /// Wall time of the bootstrap, seconds.
+    pub seconds: f64,
+}
+
 /// Everything a benchmark run measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
     /// The learned router's metrics.
     pub metrics: RouterMetrics,
-    /// Baselines by name: `zero_router`, `random`, `oracle`, `knn10`, `knn40`, `model:<name>`.
+    /// Baselines by name: `zero_router`, `random`, `oracle` (the oracle curve's), `oracle_point` (per prompt
+    /// the cheapest model with the best observed score), `knn10`, `knn40`, `model:<name>`.
     pub baselines: BTreeMap<String, Metrics>,
+    /// The learned router's differences from `knn40` and the zero router (AIQ; APGR on two-model sets).
+    pub differences: Vec<Difference>,
     /// The learned router's sweep.
     pub curve: Vec<CurvePoint>,
+    /// The oracle's curve: per willingness to pay λ, per prompt the model maximising λ·score − cost.
+    pub oracle_curve: Vec<CurvePoint>,
     /// Each kNN baseline's sweep, for plotting.
     pub baseline_curves: BTreeMap<String, Vec<CurvePoint>>,
     /// Single models' points.
@@ -95,13 +137,13 @@ pub struct BenchReport {
     pub c_max: f64,
     /// Held-out prompts evaluated.
     pub prompts: usize,
-}
-
-/// Knob values swept: λ = 0 and 121 values from 1e-7 to 1e4 USD; q from 0 to 1 in steps of 0.02.
-fn knob_grid() -> Vec<Knob> {
-    let wtp = std::iter::once(0.0).chain((0..=120).map(|k| 10f64.powf(-7.0 + 11.0 * f64::from(k) / 120.0)));
-    let mq = (0..=50).map(|k| f64::from(k) / 50.0);
-    wtp.map(Knob::WillingnessToPay).chain(mq.map(Knob::MinQuality)).collect()
+    /// Held-out prompts left out because their normalised text also occurs in the training logs (set by the
+    /// caller, which knows the training logs; 0 when it does not).
+    #[serde(default)]
+    pub overlap_dropped: usize,
+    /// The bootstrap behind the intervals; absent when it was off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapSummary>,
 }
 
 /// Per prompt, a router's estimates restricted to the models that answered it.
@@ -110,37 +152,6 @@ fn answered_estimates(set: &BenchSet, all: Vec<Vec<ModelEstimate>>) -> Vec<Vec<M
         .zip(&set.prompts)
         .map(|(estimates, prompt)| {
             estimates.into_iter().enumerate().filter(|(m, _)| prompt.score[*m].is_some()).map(|(_, e)| e).collect()
-        })
-        .collect()
-}
-
-/// Sweeps the knobs; each setting's point is the mean realised (cost, score) of the chosen models.
-fn sweep(set: &BenchSet, estimates: &[Vec<ModelEstimate>]) -> Vec<CurvePoint> {
-    let index: BTreeMap<&str, usize> = set.models.iter().enumerate().map(|(i, m)| (m.as_str(), i)).collect();
-    knob_grid()
-        .into_iter()
-        .filter_map(|knob| {
-            let policy = Policy::new(knob);
-            let (mut cost, mut quality, mut n) = (0.0, 0.0, 0.0);
-            for (prompt, est) in set.prompts.iter().zip(estimates) {
-                let Ok(decision) = policy.decide(est) else {
-                    continue;
-                };
-                let m = index[decision.model.as_str()];
-                cost += prompt.cost[m].unwrap_or(0.0);
-                quality += prompt.score[m].unwrap_or(0.0);
-                n += 1.0;
-            }
-            let (knob_name, value) = match knob {
-                Knob::WillingnessToPay(v) => ("willingness_to_pay", v),
-                Knob::MinQuality(v) => ("min_quality", v),
-            };
-            (n > 0.0).then(|| CurvePoint {
-                knob_name: knob_name.into(),
-                knob: value,
-                cost: cost / n,
-                quality: quality / n,
-            })
         })
         .collect()
 }
@@ -167,8 +178,15 @@ fn pair_metrics(
 }
 
 /// Runs the benchmark. `embeddings` are the set's prompts' embeddings; `knn` holds kNN baselines by name,
-/// whose memories use the set's model order. Every model of the set must be one of the router's.
-pub fn run_bench(set: &BenchSet, embeddings: &[Vec<f32>], router: &Router, knn: &[(String, KnnMemory)]) -> BenchReport {
+/// whose memories use the set's model order. Every model of the set must be one of the router's. Intervals
+/// come from a paired bootstrap over the prompts (`bootstrap.resamples` = 0 turns it off).
+pub fn run_bench(
+    set: &BenchSet,
+    embeddings: &[Vec<f32>],
+    router: &Router,
+    knn: &[(String, KnnMemory)],
+    bootstrap: &BootstrapOptions,
+) -> BenchReport {
     let predictions: Vec<_> =
         set.prompts.iter().zip(embeddings).map(|(p, e)| router.predict(e, estimate_input_tokens(&p.text))).collect();
     // The router's estimates in the set's model order (the set may keep only some of the router's models).
@@ -179,8 +197,8 @@ pub fn run_bench(set: &BenchSet, embeddings: &[Vec<f32>], router: &Router, knn: 
         .collect();
     let in_set_order: Vec<Vec<ModelEstimate>> =
         predictions.iter().map(|p| order.iter().map(|&i| p.models[i].clone()).collect()).collect();
-    let estimates = answered_estimates(set, in_set_order.clone());
-    let curve = sweep(set, &estimates);
+    let learned = Choices::of_router(set, &answered_estimates(set, in_set_order.clone()));
+    let curve = learned.curve();
 
     let singles: Vec<SingleModel> = set
         .single_model_points()
@@ -202,7 +220,7 @@ pub fn run_bench(set: &BenchSet, embeddings: &[Vec<f32>], router: &Router, knn: 
     for s in &singles {
         baselines.insert(format!("model:{}", s.model), point_metrics(s.cost, s.quality));
     }
-    baselines.insert("zero_router".to_string(), Metrics { aiq: aiq(&single_points, c_max), ..Metrics::default() });
+    baselines.insert(ZERO.to_string(), Metrics { aiq: aiq(&single_points, c_max), ..Metrics::default() });
     // Random: each prompt goes to a uniformly random model among those that answered it (expected values).
     let n = set.prompts.len().max(1) as f64;
     let mean_over_answered = |v: &dyn Fn(usize, usize) -> Option<f64>| {
@@ -222,7 +240,7 @@ pub fn run_bench(set: &BenchSet, embeddings: &[Vec<f32>], router: &Router, knn: 
         mean_over_answered(&|i, m| set.prompts[i].score[m]),
     );
     baselines.insert("random".to_string(), random);
-    // Oracle: per prompt, the cheapest model with the best observed score.
+    // The oracle point: per prompt, the cheapest model with the best observed score.
     let (mut oc, mut oq) = (0.0, 0.0);
     for p in &set.prompts {
         let best = (0..set.models.len())
@@ -233,33 +251,44 @@ pub fn run_bench(set: &BenchSet, embeddings: &[Vec<f32>], router: &Router, knn: 
             oc += c;
         }
     }
-    baselines.insert("oracle".to_string(), point_metrics(oc / n, oq / n));
+    baselines.insert("oracle_point".to_string(), point_metrics(oc / n, oq / n));
+    // The oracle curve: what knowing every score would buy at each willingness to pay.
+    let oracle = Choices::of_oracle(set);
+    let oracle_curve = oracle.curve();
+    baselines.insert("oracle".to_string(), Metrics { aiq: aiq(&points(&oracle_curve), c_max), ..Metrics::default() });
 
     // Two-model sets: APGR and CPT, with the strong model the one of higher mean score.
     let strong =
         (set.models.len() == 2 && singles.len() == 2).then(|| usize::from(singles[1].quality > singles[0].quality));
+    let preference = |est: &[Vec<ModelEstimate>], strong: usize| -> Vec<f64> {
+        est.iter().map(|e| e[strong].p_success - e[1 - strong].p_success).collect()
+    };
+    let mut preferences: Vec<(String, Vec<f64>)> = Vec::new();
     let mut router_curve_metrics = Metrics { aiq: aiq(&points(&curve), c_max), ..Metrics::default() };
     if let Some(strong) = strong {
-        let weak = 1 - strong;
-        let p = |i: usize, m: usize| in_set_order[i][m].p_success;
+        let pref = preference(&in_set_order, strong);
         (router_curve_metrics.apgr, router_curve_metrics.cpt50, router_curve_metrics.cpt80) =
-            pair_metrics(set, strong, |i| p(i, strong) - p(i, weak));
+            pair_metrics(set, strong, |i| pref[i]);
+        preferences.push((LEARNED.to_string(), pref));
         let score = |i: usize, m: usize| set.prompts[i].score[m].unwrap_or(0.0);
         let oracle = baselines.entry("oracle".to_string()).or_default();
-        (oracle.apgr, oracle.cpt50, oracle.cpt80) = pair_metrics(set, strong, |i| score(i, strong) - score(i, weak));
+        (oracle.apgr, oracle.cpt50, oracle.cpt80) =
+            pair_metrics(set, strong, |i| score(i, strong) - score(i, 1 - strong));
         let line: Vec<f64> = (0..=10).map(|k| f64::from(k) / 10.0).collect();
-        let random = baselines.entry("random".to_string()).or_default();
-        (random.apgr, random.cpt50, random.cpt80) = (apgr(&line), cpt(&line, 0.5), cpt(&line, 0.8));
+        for name in ["random", ZERO] {
+            // Mixing the two models at random: the straight line from the weak one to the strong one.
+            let m = baselines.entry(name.to_string()).or_default();
+            (m.apgr, m.cpt50, m.cpt80) = (apgr(&line), cpt(&line, 0.5), cpt(&line, 0.8));
+        }
     }
 
     let mut baseline_curves = BTreeMap::new();
+    let mut knn_choices = Vec::new();
     for (name, memory) in knn {
-        let all: Vec<Vec<ModelEstimate>> = set
-            .prompts
+        let all: Vec<Vec<ModelEstimate>> = embeddings
             .iter()
-            .zip(embeddings)
             .zip(&in_set_order)
-            .map(|((_, e), pred)| {
+            .map(|(e, pred)| {
                 memory
                     .predict(e)
                     .into_iter()
@@ -268,15 +297,57 @@ pub fn run_bench(set: &BenchSet, embeddings: &[Vec<f32>], router: &Router, knn: 
                     .collect()
             })
             .collect();
-        let knn_estimates = answered_estimates(set, all.clone());
-        let knn_curve = sweep(set, &knn_estimates);
+        let choices = Choices::of_router(set, &answered_estimates(set, all.clone()));
+        let knn_curve = choices.curve();
         let mut m = Metrics { aiq: aiq(&points(&knn_curve), c_max), ..Metrics::default() };
         if let Some(strong) = strong {
-            (m.apgr, m.cpt50, m.cpt80) =
-                pair_metrics(set, strong, |i| all[i][strong].p_success - all[i][1 - strong].p_success);
+            let pref = preference(&all, strong);
+            (m.apgr, m.cpt50, m.cpt80) = pair_metrics(set, strong, |i| pref[i]);
+            preferences.push((name.clone(), pref));
         }
         baselines.insert(name.clone(), m);
         baseline_curves.insert(name.clone(), knn_curve);
+        knn_choices.push((name.clone(), choices));
+    }
+
+    // Intervals: every router on the same resamples.
+    let started = Instant::now();
+    let mut routers: Vec<(&str, &Choices)> = vec![(LEARNED, &learned), ("oracle", &oracle)];
+    routers.extend(knn_choices.iter().map(|(n, c)| (n.as_str(), c)));
+    let inputs = Inputs {
+        set,
+        routers,
+        pair: strong.map(|strong| PairInput {
+            strong,
+            preferences: preferences.iter().map(|(n, p)| (n.as_str(), p.as_slice())).collect(),
+        }),
+    };
+    let ci = intervals(&inputs, bootstrap);
+    let bootstrap_summary = (bootstrap.resamples > 0)
+        .then(|| BootstrapSummary { options: *bootstrap, seconds: started.elapsed().as_secs_f64() });
+    let attach = |m: &mut Metrics, name: &str| {
+        m.aiq_ci = ci.get(&format!("aiq:{name}")).copied();
+        m.apgr_ci = ci.get(&format!("apgr:{name}")).copied();
+        m.cpt50_ci = ci.get(&format!("cpt50:{name}")).copied();
+    };
+    attach(&mut router_curve_metrics, LEARNED);
+    for (name, m) in &mut baselines {
+        attach(m, name);
+    }
+    let mut differences = Vec::new();
+    for baseline in VERSUS {
+        let Some(b) = baselines.get(baseline) else {
+            continue;
+        };
+        let pairs = [("aiq", Some(router_curve_metrics.aiq), Some(b.aiq)), ("apgr", router_curve_metrics.apgr, b.apgr)];
+        for (metric, a, b) in pairs.into_iter().filter_map(|(m, a, b)| Some((m, a?, b?))) {
+            differences.push(Difference {
+                metric: metric.to_string(),
+                baseline: baseline.to_string(),
+                value: a - b,
+                ci: ci.get(&format!("{metric}:{LEARNED}-{baseline}")).copied(),
+            });
+        }
     }
 
     let hull = upper_hull(&points(&curve));
@@ -314,10 +385,14 @@ pub fn run_bench(set: &BenchSet, embeddings: &[Vec<f32>], router: &Router, knn: 
     BenchReport {
         metrics,
         baselines,
+        differences,
         curve,
+        oracle_curve,
         baseline_curves,
         single_models: singles,
         c_max,
         prompts: set.prompts.len(),
+        overlap_dropped: 0,
+        bootstrap: bootstrap_summary,
     }
 }

@@ -1,9 +1,11 @@
 //! The evaluation set of a benchmark: held-out prompts with each model's observed score and realised cost.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use switchyard_core::{estimate_input_tokens, read_logs, Catalog, Evidence, ModelCost, ReadSummary, Split};
+use switchyard_core::{
+    estimate_input_tokens, normalize_prompt, read_logs, Catalog, Evidence, ModelCost, ReadSummary, Split,
+};
 
 use crate::dataset::RowFilter;
 use crate::TrainError;
@@ -156,6 +158,15 @@ impl BenchSet {
         self.models = names.to_vec();
     }
 
+    /// Leaves out the prompts whose normalised text ([`normalize_prompt`]) is in `seen` (e.g. the training
+    /// prompts, from [`training_prompts`]): a router cannot be judged on prompts it learned from. Returns how
+    /// many were left out.
+    pub fn drop_prompts_seen_in(&mut self, seen: &HashSet<String>) -> usize {
+        let before = self.prompts.len();
+        self.prompts.retain(|p| !seen.contains(&normalize_prompt(&p.text)));
+        before - self.prompts.len()
+    }
+
     /// Each model's (mean cost, mean score) over the prompts it answered, and how many it answered.
     pub fn single_model_points(&self) -> Vec<(f64, f64, usize)> {
         (0..self.models.len())
@@ -173,6 +184,18 @@ impl BenchSet {
     }
 }
 
+/// The normalised texts ([`normalize_prompt`]) of every training row of `paths`: every row not marked
+/// `"split": "test"`, outcome or pairwise, whatever its model. Rows that break the contract are skipped.
+pub fn training_prompts(paths: &[PathBuf]) -> Result<HashSet<String>, TrainError> {
+    let mut seen = HashSet::new();
+    read_logs(paths, true, |row| {
+        if row.split != Some(Split::Test) {
+            seen.insert(row.normalized_prompt());
+        }
+    })?;
+    Ok(seen)
+}
+
 /// A kNN router memory over `set`'s prompts (e.g. the training prompts): their embeddings, each model's
 /// observed score (NaN where it did not answer), each model's mean score as the prior.
 pub fn knn_memory(set: &BenchSet, embeddings: &[Vec<f32>], k: usize) -> switchyard_core::KnnMemory {
@@ -181,4 +204,56 @@ pub fn knn_memory(set: &BenchSet, embeddings: &[Vec<f32>], k: usize) -> switchya
         set.prompts.iter().flat_map(|p| p.score.iter().map(|s| s.map_or(f32::NAN, |v| v as f32))).collect();
     let prior = set.single_model_points().into_iter().map(|(_, q, n)| if n > 0 { q as f32 } else { 0.5 }).collect();
     switchyard_core::KnnMemory { dim, embeddings: embeddings.concat(), scores, prior, k, alpha: 1.0, power: 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &std::path::Path, name: &str, lines: &[&str]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path
+    }
+
+    #[test]
+    fn held_out_prompts_seen_in_training_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let train = write(
+            dir.path(),
+            "train.jsonl",
+            &[
+                r#"{"prompt": "What is  the Capital of Italy?", "model": "a", "score": 1}"#,
+                r#"{"prompt": "hello", "model_a": "a", "model_b": "b", "winner": "model_a"}"#,
+                r#"{"prompt": "only in test", "model": "a", "score": 1, "split": "test"}"#,
+            ],
+        );
+        let seen = training_prompts(&[train]).unwrap();
+        assert_eq!(seen.len(), 2);
+        assert!(seen.contains("what is the capital of italy?") && seen.contains("hello"));
+        let test = write(
+            dir.path(),
+            "test.jsonl",
+            &[
+                r#"{"prompt": "what is the capital of ITALY?\n", "model": "a", "score": 1, "split": "test"}"#,
+                r#"{"prompt": "only in test", "model": "a", "score": 0, "split": "test"}"#,
+                r#"{"prompt": "Hello", "model": "b", "score": 1, "split": "test"}"#,
+                r#"{"prompt": "a training row", "model": "b", "score": 1}"#,
+            ],
+        );
+        let cost = |model: &str| ModelCost {
+            model: model.into(),
+            input_usd_per_mtok: 1.0,
+            output_usd_per_mtok: 2.0,
+            mean_output_tokens: 100.0,
+            mean_cost_usd: None,
+            source: switchyard_core::CostSource::Prices,
+        };
+        let costs = [cost("a"), cost("b")];
+        let mut set = BenchSet::from_logs(&[test], &costs, None, false, RowFilter::TestOrAll).unwrap();
+        assert_eq!(set.prompts.len(), 3);
+        assert_eq!(set.drop_prompts_seen_in(&seen), 2);
+        assert_eq!(set.prompts.len(), 1);
+        assert_eq!(set.prompts[0].text, "only in test");
+    }
 }
