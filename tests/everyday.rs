@@ -52,9 +52,8 @@ fn default_router_sends_easy_prompts_cheap_and_hard_prompts_strong() {
     let mut easy_to_dear = Vec::new();
     let mut hard_to_cheap = Vec::new();
     for (case, e) in cases.iter().zip(&embeddings) {
-        let (prediction, decision) = router
-            .route(&e.vector, estimate_input_tokens(&case.prompt), &router.manifest.default_policy)
-            .unwrap();
+        let (prediction, decision) =
+            router.route(&e.vector, estimate_input_tokens(&case.prompt), &router.manifest.default_policy).unwrap();
         complexity.push((prediction.complexity as f32, if case.hard { 1.0 } else { 0.0 }));
         let chosen = &decision.model;
         eprintln!(

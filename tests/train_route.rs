@@ -111,7 +111,9 @@ fn trained_artifact_round_trips_with_identical_decisions() {
     let router = arena_router();
     let validation = &router.manifest.validation;
     // Every setting of the four kinds, and the ensemble of each kind's best, cross-validated; the chosen first.
-    for kind in [PredictorKind::Logistic, PredictorKind::Mf, PredictorKind::Mlp, PredictorKind::Knn, PredictorKind::Ensemble] {
+    for kind in
+        [PredictorKind::Logistic, PredictorKind::Mf, PredictorKind::Mlp, PredictorKind::Knn, PredictorKind::Ensemble]
+    {
         assert!(validation.iter().any(|m| m.kind == kind), "{kind} was not cross-validated");
     }
     assert_eq!(validation[0].kind, router.manifest.predictor);

@@ -397,7 +397,11 @@ mod tests {
 
         let manifest = dir.path().join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&manifest).unwrap();
-        std::fs::write(&manifest, text.replace(&format!("\"format_version\": {FORMAT_VERSION}"), "\"format_version\": 99")).unwrap();
+        std::fs::write(
+            &manifest,
+            text.replace(&format!("\"format_version\": {FORMAT_VERSION}"), "\"format_version\": 99"),
+        )
+        .unwrap();
         let err = Router::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("format version 99"), "{err}");
 

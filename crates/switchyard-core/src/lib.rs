@@ -16,13 +16,13 @@ mod router;
 mod row;
 
 pub use catalog::{Catalog, CatalogError, ModelCard};
-pub use familiarity::{Familiarity, OOD_START};
 pub use cost::{estimate_input_tokens, CostSource, ModelCost, CHARS_PER_TOKEN};
+pub use familiarity::{Familiarity, OOD_START};
 pub use logs::{read_logs, LogError, LogReader, ReadSummary, RowError};
 pub use policy::{Decision, Knob, ModelEstimate, Policy, PolicyError};
 pub use predictor::{logit, sigmoid, softmax, Dense, Factorized, Heads, KnnMemory, Platt, Predictor, PredictorKind};
 pub use router::{
-    CandidateMetrics, DomainScore, LengthReport, EncoderInfo, FileFingerprint, Manifest, Prediction, RouteReport, Router,
-    RouterError, Timing, TrainingInfo, Utility, FORMAT_VERSION, MANIFEST_FILE, TOP_DOMAINS, WEIGHTS_FILE,
+    CandidateMetrics, DomainScore, EncoderInfo, FileFingerprint, LengthReport, Manifest, Prediction, RouteReport,
+    Router, RouterError, Timing, TrainingInfo, Utility, FORMAT_VERSION, MANIFEST_FILE, TOP_DOMAINS, WEIGHTS_FILE,
 };
 pub use row::{message_text, normalize_prompt, Evidence, LabelledRow, Outcome, Preference, Split, Winner};

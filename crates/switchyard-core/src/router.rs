@@ -270,9 +270,8 @@ impl Router {
                 if let (Some(f), true) = (&self.familiarity, shrink > 0.0) {
                     p = (1.0 - shrink) * p + shrink * f.prior(m, &domain_probs);
                 }
-                let output_tokens = lengths
-                    .as_ref()
-                    .map_or(cost.mean_output_tokens, |l| f64::from(l[m].clamp(0.0, 12.0)).exp_m1());
+                let output_tokens =
+                    lengths.as_ref().map_or(cost.mean_output_tokens, |l| f64::from(l[m].clamp(0.0, 12.0)).exp_m1());
                 ModelEstimate {
                     model: cost.model.clone(),
                     p_success: f64::from(p),

@@ -59,7 +59,8 @@ mod tests {
             }
         }
         for f in 0..5 {
-            let texts: std::collections::BTreeSet<u64> = (0..103).filter(|&i| folds.of[i] == f).map(|i| hashes[i]).collect();
+            let texts: std::collections::BTreeSet<u64> =
+                (0..103).filter(|&i| folds.of[i] == f).map(|i| hashes[i]).collect();
             assert_eq!(texts.len(), 10, "fold {f}");
             let (train, val) = folds.split(f);
             assert_eq!(train.len() + val.len(), 103);

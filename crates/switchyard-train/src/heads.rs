@@ -42,7 +42,10 @@ pub fn fit_domain_head(x: &Array2<f32>, labels: &[Option<usize>], domains: usize
     let mask: Vec<f32> = (0..domains).map(|d| if seen.contains(&d) { 0.0 } else { UNSEEN_DOMAIN_BIAS }).collect();
     let mask = Tensor::from_vec(mask, domains, &device)?;
     let n = rows.len() as f64;
-    let params = Params::new(vec![(vec![0.0; domains * dim], vec![domains, dim]), (vec![0.0; domains], vec![domains])], &device)?;
+    let params = Params::new(
+        vec![(vec![0.0; domains * dim], vec![domains, dim]), (vec![0.0; domains], vec![domains])],
+        &device,
+    )?;
     params.minimize(Lbfgs { max_iter: 150, ..Lbfgs::default() }, |v| {
         let logits = xs.matmul(&v[0].t()?)?.broadcast_add(&v[1])?.broadcast_add(&mask)?;
         let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;

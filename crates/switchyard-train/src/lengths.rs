@@ -129,7 +129,8 @@ pub fn fit_lengths(
     }
     let (mae_log, lambda) = best.unwrap_or((f64::NAN, LAMBDAS[1]));
     let layer = fit(features, targets, lambda, fallback)?;
-    let report = LengthReport { prompts: targets.prompts(), mae_log, mean_only_mae_log: targets.mae(&mean_only), lambda };
+    let report =
+        LengthReport { prompts: targets.prompts(), mae_log, mean_only_mae_log: targets.mae(&mean_only), lambda };
     Ok((layer, report))
 }
 

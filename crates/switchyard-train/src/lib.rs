@@ -31,11 +31,9 @@ pub use calibrate::{calibrate, outcome, Calibration, CalibrationTarget, KnobKind
 pub use dataset::{fingerprint, read_prompts, text_hash, Dataset, PromptRecord, RowFilter};
 pub use familiarity::{fit_familiarity, MAX_CENTROIDS};
 pub use folds::Folds;
-pub use lengths::{fit_lengths, LengthTargets, OutputLengths, MIN_LENGTH_PROMPTS};
 pub use heads::{cross_fit_heads, difficulty_targets, fit_complexity_head, fit_domain_head};
-pub use predictors::{
-    fit_knn, fit_logistic, fit_mf, fit_mlp, knn_memory, predict_rows, Config, KnnConfig, MlpConfig,
-};
+pub use lengths::{fit_lengths, LengthTargets, OutputLengths, MIN_LENGTH_PROMPTS};
+pub use predictors::{fit_knn, fit_logistic, fit_mf, fit_mlp, knn_memory, predict_rows, Config, KnnConfig, MlpConfig};
 pub use profiles::{baselines, Profile, Profiles};
 pub use targets::{PairTarget, Targets};
 pub use train::{embed_texts, train, TrainOptions, MIN_PROMPTS};

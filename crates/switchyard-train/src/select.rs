@@ -136,12 +136,18 @@ pub fn cross_validate(
         let (xv, ev) = (rows(&data.features, &val), rows(&data.embeddings, &val));
         let inner: Vec<bool> = train
             .iter()
-            .map(|&i| (data.text_hashes[i] ^ seed.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100 < MLP_INNER_SHARE)
+            .map(|&i| {
+                (data.text_hashes[i] ^ seed.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100 < MLP_INNER_SHARE
+            })
             .collect();
         for (c, config) in others.iter().enumerate() {
             let started = std::time::Instant::now();
             let (predictor, e) = fit(config, &xt, &et, &tt, Some(&inner), 0, seed)?;
-            tracing::debug!("fold {f}: {} ({config}) fitted in {:.1} s", config.kind(), started.elapsed().as_secs_f64());
+            tracing::debug!(
+                "fold {f}: {} ({config}) fitted in {:.1} s",
+                config.kind(),
+                started.elapsed().as_secs_f64()
+            );
             if e > 0 {
                 epochs[c].push(e);
             }

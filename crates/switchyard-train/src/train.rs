@@ -122,7 +122,8 @@ pub fn train(
     let domains = dataset.domains.len();
     let domain_probs = data.features.slice(ndarray::s![.., dim..dim + domains]).to_owned();
     let complexity: Vec<f32> = data.features.column(dim + domains).to_vec();
-    let baseline = baselines(options.profiles.as_ref(), &dataset.models, &dataset.domains, &data.targets, &domain_probs);
+    let baseline =
+        baselines(options.profiles.as_ref(), &dataset.models, &dataset.domains, &data.targets, &domain_probs);
     let familiarity = fit_familiarity(
         &data.embeddings,
         &data.folds,
@@ -195,7 +196,11 @@ fn output_lengths(
             weight[[r, m]] += 1.0;
         }
     }
-    let value = Array2::from_shape_fn((n, models), |(r, m)| if weight[[r, m]] > 0.0 { sum[[r, m]] / weight[[r, m]] } else { 0.0 });
+    let value =
+        Array2::from_shape_fn(
+            (n, models),
+            |(r, m)| if weight[[r, m]] > 0.0 { sum[[r, m]] / weight[[r, m]] } else { 0.0 },
+        );
     let targets = LengthTargets { value, weight };
     let counted = targets.prompts();
     match options.output_lengths {

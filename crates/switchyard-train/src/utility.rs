@@ -6,6 +6,7 @@
 use ndarray::Array2;
 use switchyard_core::Utility;
 
+use crate::bench::bootstrap::{bootstrap_intervals, BootstrapOptions, Interval};
 use crate::bench::curve::{aiq, apgr, share_curve, Point};
 use crate::targets::Targets;
 
@@ -122,10 +123,7 @@ impl UtilityData<'_> {
             .collect();
         let singles = (0..models)
             .map(|m| {
-                routable
-                    .iter()
-                    .map(|(r, obs)| obs.contains(&m).then(|| (self.cost[[*r, m]], score(*r, m))))
-                    .collect()
+                routable.iter().map(|(r, obs)| obs.contains(&m).then(|| (self.cost[[*r, m]], score(*r, m)))).collect()
             })
             .collect();
         Some(Table::Aiq { chosen, singles })
@@ -141,17 +139,14 @@ impl UtilityData<'_> {
         };
         let all: Vec<usize> = (0..n).collect();
         let value = evaluate(&table, &all)?;
-        let mut rng = seed.max(1);
-        let mut draws: Vec<f64> = (0..resamples)
-            .filter_map(|_| {
-                let idx: Vec<usize> = (0..n).map(|_| (next(&mut rng) % n as u64) as usize).collect();
-                evaluate(&table, &idx)
-            })
-            .collect();
-        draws.sort_by(f64::total_cmp);
-        let at = |q: f64| draws.get(((draws.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(value);
+        let options = BootstrapOptions { resamples, seed, level: 0.95 };
+        let interval = bootstrap_intervals(n, &options, |idx| vec![evaluate(&table, idx).unwrap_or(f64::NAN)])
+            .into_iter()
+            .next()
+            .flatten()
+            .unwrap_or(Interval { lo: value, hi: value });
         let metric = if matches!(table, Table::Apgr { .. }) { "apgr" } else { "aiq" };
-        Some(Utility { metric: metric.into(), value, lo: at(0.025), hi: at(0.975) })
+        Some(Utility { metric: metric.into(), value, lo: interval.lo, hi: interval.hi })
     }
 }
 
@@ -180,13 +175,6 @@ fn evaluate(table: &Table, idx: &[usize]) -> Option<f64> {
             apgr(&share_curve(&pick(|r| r.0), &pick(|r| r.1), &pick(|r| r.2)))
         }
     }
-}
-
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
 }
 
 #[cfg(test)]

@@ -7,8 +7,7 @@ use clap::Args;
 use switchyard_core::{Catalog, PredictorKind};
 use switchyard_encoder::{Encoder, MiniLm};
 use switchyard_train::{
-    default_cache_dir, train, Dataset, EmbeddingCache, OutputLengths, Profiles, RowFilter,
-    TrainOptions,
+    default_cache_dir, train, Dataset, EmbeddingCache, OutputLengths, Profiles, RowFilter, TrainOptions,
 };
 
 use crate::{KnobArgs, ModelArgs};
@@ -157,10 +156,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let router = train(&dataset, &encoder as &dyn Encoder, &mut cache, &options)?;
     router.save(&args.out).with_context(|| format!("cannot save the router to {}", args.out.display()))?;
 
-    eprintln!(
-        "\ncross-validated over {} folds (grouped by normalised prompt text), best first:",
-        options.folds
-    );
+    eprintln!("\ncross-validated over {} folds (grouped by normalised prompt text), best first:", options.folds);
     eprintln!(
         "{:<10} {:<44} {:>26} {:>9} {:>7} {:>6} {:>7}",
         "predictor", "setting", "utility [95% interval]", "log loss", "Brier", "AUC", "ECE"

@@ -207,8 +207,20 @@ mod tests {
             .iter()
             .map(|_| {
                 vec![
-                    ModelEstimate { model: "cheap".into(), p_success: 0.5, expected_cost_usd: 1e-4 },
-                    ModelEstimate { model: "dear".into(), p_success: 1.0, expected_cost_usd: 1e-2 },
+                    ModelEstimate {
+                        model: "cheap".into(),
+                        p_success: 0.5,
+                        expected_cost_usd: 1e-4,
+                        input_tokens: 10.0,
+                        output_tokens: 10.0,
+                    },
+                    ModelEstimate {
+                        model: "dear".into(),
+                        p_success: 1.0,
+                        expected_cost_usd: 1e-2,
+                        input_tokens: 10.0,
+                        output_tokens: 10.0,
+                    },
                 ]
             })
             .collect();

@@ -36,7 +36,8 @@ pub fn fit_logistic(features: &Array2<f32>, targets: &Targets, lambda: f64) -> R
     let params = Params::new(vec![(vec![0.0; models * nf], vec![models, nf]), (prior, vec![models])], &device)?;
     params.minimize(Lbfgs::default(), |v| {
         let logits = x.matmul(&v[0].t()?)?.broadcast_add(&v[1])?;
-        let penalty = (squared(&v[0])?.affine(lambda / 2.0, 0.0)? + squared(&v[1])?.affine(BIAS_PENALTY / 2.0, 0.0)?)?;
+        let penalty =
+            (squared(&v[0])?.affine(lambda / 2.0, 0.0)? + squared(&v[1])?.affine(BIAS_PENALTY / 2.0, 0.0)?)?;
         observed.loss(&logits)? + penalty
     })?;
     Ok(Predictor::Logistic(dense(&params.vars[0], Some(&params.vars[1]))?))

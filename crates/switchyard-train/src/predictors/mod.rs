@@ -67,9 +67,9 @@ pub fn grid(kinds: &[PredictorKind], mlp: MlpConfig) -> Vec<Config> {
     for kind in kinds {
         match kind {
             PredictorKind::Logistic => out.extend([1e-5, 1e-4, 1e-3].map(|lambda| Config::Logistic { lambda })),
-            PredictorKind::Mf => out.extend(
-                [(16, 1e-4), (16, 1e-3), (48, 1e-4)].map(|(latent, lambda)| Config::Mf { latent, lambda }),
-            ),
+            PredictorKind::Mf => {
+                out.extend([(16, 1e-4), (16, 1e-3), (48, 1e-4)].map(|(latent, lambda)| Config::Mf { latent, lambda }))
+            }
             PredictorKind::Mlp => out.push(Config::Mlp(mlp)),
             PredictorKind::Knn => out.extend(knn_grid().into_iter().map(Config::Knn)),
             PredictorKind::Ensemble => {}
