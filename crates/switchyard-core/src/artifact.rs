@@ -32,7 +32,9 @@ impl Router {
                 tensors.put("familiarity.centroids", &f.centroids, (f.centroids.len() / f.dim.max(1), f.dim))?;
                 tensors.put("familiarity.quantiles", &f.quantiles, (1, f.quantiles.len()))?;
                 tensors.put("familiarity.priors", &f.priors, (f.priors.len() / f.domains.max(1), f.domains))?;
-                tensors.put("familiarity.base_complexity", &[f.base_complexity], (1, 1))?;
+                let length = [f.base_complexity, f.length_mean, f.complexity_slope];
+                tensors.put("familiarity.complexity", &length, (1, 3))?;
+                tensors.put("familiarity.length_slopes", &f.length_slopes, (1, f.length_slopes.len()))?;
             }
             Ok(())
         })()
@@ -87,13 +89,17 @@ impl Router {
                     message: format!("familiarity.centroids has {} values, not a multiple of {dim}", centroids.len()),
                 });
             }
+            let complexity = weights.vec("familiarity.complexity", Some(3))?;
             Some(Familiarity {
                 dim,
                 centroids,
                 quantiles: weights.vec("familiarity.quantiles", None)?,
                 priors: weights.vec("familiarity.priors", Some(models * domains))?,
                 domains,
-                base_complexity: weights.vec("familiarity.base_complexity", Some(1))?[0],
+                base_complexity: complexity[0],
+                length_mean: complexity[1],
+                complexity_slope: complexity[2],
+                length_slopes: weights.vec("familiarity.length_slopes", Some(models))?,
             })
         } else {
             None
@@ -302,6 +308,9 @@ mod tests {
                 priors: vec![0.5, 0.6, 0.8, 0.7],
                 domains: 2,
                 base_complexity: 0.3,
+                length_mean: 0.0,
+                complexity_slope: 0.0,
+                length_slopes: vec![0.0, 0.0],
             }),
         }
     }

@@ -6,7 +6,10 @@
 //! a calibrated scale: the share of held-out training prompts that were closer to the training data than
 //! this prompt (0.5 is a typical training prompt; 1 is farther than any). Beyond [`OOD_START`], each model's
 //! P(success) shrinks toward that model's prior for the prompt's likely domains and the complexity toward
-//! the training base rate, fully at `ood` = 1: far from the data, the router does not extrapolate.
+//! the length-adjusted training base rate, fully at `ood` = 1: far from the data, the router does not
+//! extrapolate from the embedding; it keeps only what carries across data sets (domain, prompt length).
+
+use crate::predictor::{logit, sigmoid};
 
 /// `ood` above which estimates start to shrink toward the priors.
 pub const OOD_START: f32 = 0.9;
@@ -28,6 +31,13 @@ pub struct Familiarity {
     pub domains: usize,
     /// The training prompts' mean complexity.
     pub base_complexity: f32,
+    /// Mean of ln(1 + input tokens) over the training prompts.
+    pub length_mean: f32,
+    /// Change of complexity per unit of ln(1 + input tokens), fitted on the training prompts: prompt length
+    /// is a signal that carries across data sets, so far from the data complexity falls back on it.
+    pub complexity_slope: f32,
+    /// Per model, the change of logit P(success) per unit of ln(1 + input tokens) around its domain prior.
+    pub length_slopes: Vec<f32>,
 }
 
 impl Familiarity {
@@ -63,13 +73,29 @@ impl Familiarity {
     }
 
     /// Model `model`'s prior P(success) for a prompt with these domain probabilities (the single column
-    /// when there are none).
-    pub fn prior(&self, model: usize, domain_probs: &[f32]) -> f32 {
+    /// when there are none), before its length is taken into account.
+    pub fn domain_prior(&self, model: usize, domain_probs: &[f32]) -> f32 {
         let row = &self.priors[model * self.domains..(model + 1) * self.domains];
         if domain_probs.len() != self.domains {
             return row.iter().sum::<f32>() / row.len().max(1) as f32;
         }
         row.iter().zip(domain_probs).map(|(p, w)| p * w).sum()
+    }
+
+    /// Model `model`'s prior P(success) for a prompt with these domain probabilities and `input_tokens`.
+    pub fn prior(&self, model: usize, domain_probs: &[f32], input_tokens: f64) -> f32 {
+        let p = self.domain_prior(model, domain_probs);
+        let slope = self.length_slopes.get(model).copied().unwrap_or(0.0);
+        sigmoid(logit(p) + slope * self.centred_length(input_tokens))
+    }
+
+    /// The complexity a prompt of `input_tokens` tokens falls back on.
+    pub fn fallback_complexity(&self, input_tokens: f64) -> f32 {
+        (self.base_complexity + self.complexity_slope * self.centred_length(input_tokens)).clamp(0.0, 1.0)
+    }
+
+    fn centred_length(&self, input_tokens: f64) -> f32 {
+        (input_tokens.max(0.0).ln_1p() as f32 - self.length_mean).clamp(-4.0, 4.0)
     }
 }
 
@@ -85,6 +111,9 @@ mod tests {
             priors: vec![0.9, 0.5, 0.3, 0.7],
             domains: 2,
             base_complexity: 0.4,
+            length_mean: 3.0,
+            complexity_slope: 0.1,
+            length_slopes: vec![0.0, -0.5],
         }
     }
 
@@ -106,8 +135,14 @@ mod tests {
     #[test]
     fn priors_mix_by_domain_probability() {
         let f = familiarity();
-        assert!((f.prior(0, &[0.5, 0.5]) - 0.7).abs() < 1e-6);
-        assert!((f.prior(1, &[1.0, 0.0]) - 0.3).abs() < 1e-6);
-        assert!((f.prior(1, &[]) - 0.5).abs() < 1e-6);
+        let typical = 3f64.exp() - 1.0; // ln(1 + tokens) = length_mean
+        assert!((f.prior(0, &[0.5, 0.5], typical) - 0.7).abs() < 1e-5);
+        assert!((f.prior(1, &[1.0, 0.0], typical) - 0.3).abs() < 1e-5);
+        assert!((f.domain_prior(1, &[]) - 0.5).abs() < 1e-6);
+        // Longer prompts: model 1 (negative slope) loses, model 0 (no slope) does not; complexity rises.
+        let long = 6f64.exp() - 1.0;
+        assert!(f.prior(1, &[1.0, 0.0], long) < 0.3 && (f.prior(0, &[0.5, 0.5], long) - 0.7).abs() < 1e-5);
+        assert!((f.fallback_complexity(typical) - 0.4).abs() < 1e-5);
+        assert!((f.fallback_complexity(long) - 0.7).abs() < 1e-5);
     }
 }

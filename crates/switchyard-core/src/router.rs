@@ -256,7 +256,7 @@ impl Router {
             None => (0.0, 0.0),
         };
         if let (Some(f), true) = (&self.familiarity, shrink > 0.0) {
-            complexity = (1.0 - shrink) * complexity + shrink * f.base_complexity;
+            complexity = (1.0 - shrink) * complexity + shrink * f.fallback_complexity(input_tokens);
         }
         let models = self
             .manifest
@@ -268,7 +268,7 @@ impl Router {
             .map(|(m, ((cost, p), platt))| {
                 let mut p = platt.apply(p);
                 if let (Some(f), true) = (&self.familiarity, shrink > 0.0) {
-                    p = (1.0 - shrink) * p + shrink * f.prior(m, &domain_probs);
+                    p = (1.0 - shrink) * p + shrink * f.prior(m, &domain_probs, input_tokens);
                 }
                 let output_tokens =
                     lengths.as_ref().map_or(cost.mean_output_tokens, |l| f64::from(l[m].clamp(0.0, 12.0)).exp_m1());

@@ -3,7 +3,7 @@
 
 use candle_core::Device;
 use ndarray::Array2;
-use switchyard_core::Familiarity;
+use switchyard_core::{logit, sigmoid, Familiarity};
 
 use crate::folds::Folds;
 use crate::predictors::{select_rows, tensor};
@@ -68,7 +68,9 @@ fn nearest_similarity(x: &Array2<f32>, c: &Array2<f32>) -> Result<Vec<f32>, Trai
 /// on fold 0's prompts against centroids of the other folds, and per-domain priors from `targets` weighted
 /// by each prompt's (out-of-fold) domain probabilities `domain_probs` (`[prompts, domains]`, may have no
 /// columns), each pulled toward `baseline` (`[models, domains]`, see [`crate::baselines`]).
-/// `complexity` holds the prompts' out-of-fold complexity.
+/// `complexity` holds the prompts' out-of-fold complexity, `difficulty` their difficulty targets and
+/// `log_lengths` their ln(1 + input tokens): the fallbacks' length slopes are fitted on them.
+#[allow(clippy::too_many_arguments)]
 pub fn fit_familiarity(
     embeddings: &Array2<f32>,
     folds: &Folds,
@@ -76,6 +78,8 @@ pub fn fit_familiarity(
     domain_probs: &Array2<f32>,
     baseline: &Array2<f32>,
     complexity: &[f32],
+    difficulty: &[f32],
+    log_lengths: &[f32],
     seed: u64,
 ) -> Result<Familiarity, TrainError> {
     let (train, held) = folds.split(0);
@@ -103,6 +107,26 @@ pub fn fit_familiarity(
         }
     }
     let base_complexity = complexity.iter().sum::<f32>() / complexity.len().max(1) as f32;
+    let n = log_lengths.len().max(1) as f32;
+    let length_mean = log_lengths.iter().sum::<f32>() / n;
+    let z: Vec<f32> = log_lengths.iter().map(|l| (l - length_mean).clamp(-4.0, 4.0)).collect();
+    // Least squares of difficulty on centred log length.
+    let (szz, szd) = z.iter().zip(difficulty).fold((0f32, 0f32), |(a, b), (z, d)| (a + z * z, b + z * d));
+    let complexity_slope = if szz > 1e-6 { szd / szz } else { 0.0 };
+    let length_slopes = (0..models)
+        .map(|m| {
+            let rows: Vec<(f32, f32, f32, f32)> = (0..targets.value.nrows())
+                .filter(|&r| targets.weight[[r, m]] > 0.0)
+                .map(|r| {
+                    let probs: Vec<f32> =
+                        if domain_probs.ncols() == 0 { Vec::new() } else { domain_probs.row(r).to_vec() };
+                    let offset = logit(row_prior(&priors[m * domains..(m + 1) * domains], &probs));
+                    (offset, z[r], targets.value[[r, m]], targets.weight[[r, m]])
+                })
+                .collect();
+            length_slope(&rows)
+        })
+        .collect();
     Ok(Familiarity {
         dim: embeddings.ncols(),
         centroids: all.iter().copied().collect(),
@@ -110,7 +134,39 @@ pub fn fit_familiarity(
         priors,
         domains,
         base_complexity,
+        length_mean,
+        complexity_slope,
+        length_slopes,
     })
+}
+
+/// A model's prior for one prompt's domain probabilities.
+fn row_prior(row: &[f32], probs: &[f32]) -> f32 {
+    if probs.len() == row.len() {
+        row.iter().zip(probs).map(|(p, w)| p * w).sum()
+    } else {
+        row.iter().sum::<f32>() / row.len().max(1) as f32
+    }
+}
+
+/// The slope β of a one-feature logistic regression P = σ(offset + β·z) over (offset, z, target, weight)
+/// rows, by Newton's method with a weak ridge (β stays 0 without evidence).
+fn length_slope(rows: &[(f32, f32, f32, f32)]) -> f32 {
+    let mut beta = 0f64;
+    for _ in 0..25 {
+        let (mut grad, mut hess) = (1.0 * beta, 1.0);
+        for &(offset, z, y, w) in rows {
+            let p = f64::from(sigmoid(offset + beta as f32 * z));
+            grad += f64::from(w) * (p - f64::from(y)) * f64::from(z);
+            hess += f64::from(w) * p * (1.0 - p) * f64::from(z * z);
+        }
+        let step = grad / hess;
+        beta -= step;
+        if step.abs() < 1e-6 {
+            break;
+        }
+    }
+    beta.clamp(-3.0, 3.0) as f32
 }
 
 #[cfg(test)]
@@ -140,12 +196,18 @@ mod tests {
         };
         let probs = Array2::from_shape_fn((n, 2), |(r, d)| f32::from(u8::from(r % 2 == d)));
         let baseline = Array2::from_elem((2, 2), 0.5);
-        let f = fit_familiarity(&x, &folds, &targets, &probs, &baseline, &vec![0.25; n], 3).unwrap();
+        // Longer prompts (by index) are harder, and model 0 fails more on them.
+        let lengths: Vec<f32> = (0..n).map(|r| 2.0 + 3.0 * r as f32 / n as f32).collect();
+        let difficulty: Vec<f32> = (0..n).map(|r| 0.2 + 0.5 * r as f32 / n as f32).collect();
+        let f =
+            fit_familiarity(&x, &folds, &targets, &probs, &baseline, &vec![0.25; n], &difficulty, &lengths, 3).unwrap();
+        assert!((f.complexity_slope - 0.5 / 3.0).abs() < 1e-3, "{}", f.complexity_slope);
+        assert!((f.length_mean - 3.5).abs() < 0.02);
         assert!(f.ood(&[1.0, 0.0, 0.0]) < 0.9, "{}", f.ood(&[1.0, 0.0, 0.0]));
         assert_eq!(f.ood(&[0.0, 0.0, 1.0]), 1.0);
         assert!((f.base_complexity - 0.25).abs() < 1e-6);
         // Model 1 succeeds on domain 0's prompts only: its prior there is high, low in domain 1.
-        assert!(f.prior(1, &[1.0, 0.0]) > 0.85 && f.prior(1, &[0.0, 1.0]) < 0.15, "{:?}", f.priors);
+        assert!(f.domain_prior(1, &[1.0, 0.0]) > 0.85 && f.domain_prior(1, &[0.0, 1.0]) < 0.15, "{:?}", f.priors);
         assert!(f.centroids.len() / 3 <= MAX_CENTROIDS);
     }
 }

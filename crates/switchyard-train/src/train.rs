@@ -15,7 +15,7 @@ use crate::cache::EmbeddingCache;
 use crate::dataset::{hex, Dataset, PromptRecord};
 use crate::familiarity::fit_familiarity;
 use crate::folds::Folds;
-use crate::heads::cross_fit_heads;
+use crate::heads::{cross_fit_heads, difficulty_targets};
 use crate::lengths::{fit_lengths, LengthTargets, OutputLengths, MIN_LENGTH_PROMPTS};
 use crate::metrics::{ece, fit_platt};
 use crate::predictors::{grid, MlpConfig};
@@ -124,6 +124,8 @@ pub fn train(
     let complexity: Vec<f32> = data.features.column(dim + domains).to_vec();
     let baseline =
         baselines(options.profiles.as_ref(), &dataset.models, &dataset.domains, &data.targets, &domain_probs);
+    let difficulty = difficulty_targets(&prompts, models);
+    let log_lengths: Vec<f32> = prompts.iter().map(|p| estimate_input_tokens(&p.text).ln_1p() as f32).collect();
     let familiarity = fit_familiarity(
         &data.embeddings,
         &data.folds,
@@ -131,6 +133,8 @@ pub fn train(
         &domain_probs,
         &baseline,
         &complexity,
+        &difficulty,
+        &log_lengths,
         options.seed,
     )?;
     let chosen = best(&evaluated).ok_or_else(|| TrainError::Fit("no predictor candidates were fitted".into()))?;
