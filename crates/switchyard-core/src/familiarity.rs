@@ -54,7 +54,7 @@ impl Familiarity {
         let s = self.similarity(embedding);
         let q = &self.quantiles;
         match (q.first(), q.last()) {
-            (Some(&lo), _) if !(s > lo) => 1.0,
+            (Some(&lo), _) if s.is_nan() || s <= lo => 1.0,
             (_, Some(&hi)) if s >= hi => 0.0,
             (Some(_), Some(_)) => {
                 let i = q.partition_point(|&v| v <= s).clamp(1, q.len() - 1);

@@ -179,12 +179,11 @@ mod tests {
         let n = 200;
         let x = Array2::from_shape_fn((n, 3), |(r, c)| {
             let jitter = ((r * 37 % 11) as f32 - 5.0) / 60.0;
-            let v = match (r % 2, c) {
+            match (r % 2, c) {
                 (0, 0) | (1, 1) => 1.0,
                 (_, 2) => jitter,
                 _ => -jitter,
-            };
-            v
+            }
         });
         let x = Array2::from_shape_fn(x.dim(), |(r, c)| x[[r, c]] / x.row(r).dot(&x.row(r)).sqrt());
         let hashes: Vec<u64> = (0..n as u64).collect();
