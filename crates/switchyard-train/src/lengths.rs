@@ -10,6 +10,7 @@ use switchyard_core::{Dense, LengthReport};
 use crate::folds::Folds;
 use crate::lbfgs::Lbfgs;
 use crate::predictors::{select_rows, squared, tensor, Params};
+use crate::targets::column_means;
 use crate::TrainError;
 
 /// Fewest prompts with a token count before output lengths are predicted (under `auto`).
@@ -49,16 +50,7 @@ impl LengthTargets {
 
     /// Each model's weighted mean (0 for a model without counts).
     fn means(&self) -> Vec<f32> {
-        (0..self.value.ncols())
-            .map(|m| {
-                let w = self.weight.column(m).sum();
-                if w > 0.0 {
-                    (&self.value.column(m) * &self.weight.column(m)).sum() / w
-                } else {
-                    0.0
-                }
-            })
-            .collect()
+        column_means(&self.value, &self.weight, 0.0)
     }
 
     fn mae(&self, predicted: &Array2<f32>) -> f64 {

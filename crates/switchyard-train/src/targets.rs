@@ -79,16 +79,7 @@ impl Targets {
 
     /// Each model's weighted mean target; 0.5 for a model with no outcome rows.
     pub fn model_means(&self) -> Vec<f32> {
-        (0..self.value.ncols())
-            .map(|m| {
-                let w = self.weight.column(m).sum();
-                if w > 0.0 {
-                    (&self.value.column(m) * &self.weight.column(m)).sum() / w
-                } else {
-                    0.5
-                }
-            })
-            .collect()
+        column_means(&self.value, &self.weight, 0.5)
     }
 
     /// (predicted, target) pairs over every observed outcome cell, for metrics.
@@ -131,6 +122,20 @@ impl Targets {
             0.0
         }
     }
+}
+
+/// Each column's mean of `value` weighted by `weight`; `empty` for a column with no weight.
+pub(crate) fn column_means(value: &Array2<f32>, weight: &Array2<f32>, empty: f32) -> Vec<f32> {
+    (0..value.ncols())
+        .map(|m| {
+            let w = weight.column(m).sum();
+            if w > 0.0 {
+                (&value.column(m) * &weight.column(m)).sum() / w
+            } else {
+                empty
+            }
+        })
+        .collect()
 }
 
 /// −(y log p + (1 − y) log(1 − p)), p clamped away from 0 and 1.

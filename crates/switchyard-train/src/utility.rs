@@ -107,15 +107,17 @@ impl UtilityData<'_> {
                 .collect();
             return Some(Table::Apgr { rows });
         }
+        // Each routable prompt's predictions and costs, copied once for every knob.
+        let rows: Vec<(Vec<f32>, Vec<f64>)> =
+            routable.iter().map(|(r, _)| (predicted.row(*r).to_vec(), self.cost.row(*r).to_vec())).collect();
         let chosen = knobs()
             .into_iter()
             .map(|knob| {
                 routable
                     .iter()
-                    .map(|(r, obs)| {
-                        let p = predicted.row(*r).to_vec();
-                        let cost = self.cost.row(*r).to_vec();
-                        let m = choose(knob, &p, &cost, obs);
+                    .zip(&rows)
+                    .map(|((r, obs), (p, cost))| {
+                        let m = choose(knob, p, cost, obs);
                         (cost[m], score(*r, m))
                     })
                     .collect()

@@ -14,6 +14,28 @@ use crate::TrainError;
 /// differences are identified.
 const BIAS_PENALTY: f64 = 1e-4;
 
+/// What both full-batch predictors start from: the sizes, the features as a tensor, the observed loss, and
+/// each model's base rate as a logit (the biases' starting point).
+struct Problem {
+    nf: usize,
+    models: usize,
+    x: candle_core::Tensor,
+    observed: ObservedLoss,
+    prior: Vec<f32>,
+}
+
+impl Problem {
+    fn new(features: &Array2<f32>, targets: &Targets, device: &Device) -> Result<Self, TrainError> {
+        Ok(Self {
+            nf: features.ncols(),
+            models: targets.models(),
+            x: tensor(features, device)?,
+            observed: ObservedLoss::new(targets, device)?,
+            prior: targets.model_means().into_iter().map(logit).collect(),
+        })
+    }
+}
+
 fn dense(var: &candle_core::Var, bias: Option<&candle_core::Var>) -> Result<Dense, TrainError> {
     let (outputs, inputs) = var.dims2()?;
     let weight = var.flatten_all()?.to_vec1::<f32>()?;
@@ -28,11 +50,7 @@ fn dense(var: &candle_core::Var, bias: Option<&candle_core::Var>) -> Result<Dens
 /// with penalty `lambda`/2·Σ|w_m|² added to the mean loss.
 pub fn fit_logistic(features: &Array2<f32>, targets: &Targets, lambda: f64) -> Result<Predictor, TrainError> {
     let device = Device::Cpu;
-    let (_, nf) = features.dim();
-    let models = targets.models();
-    let x = tensor(features, &device)?;
-    let observed = ObservedLoss::new(targets, &device)?;
-    let prior: Vec<f32> = targets.model_means().into_iter().map(logit).collect();
+    let Problem { nf, models, x, observed, prior } = Problem::new(features, targets, &device)?;
     let params = Params::new(vec![(vec![0.0; models * nf], vec![models, nf]), (prior, vec![models])], &device)?;
     params.minimize(Lbfgs::default(), |v| {
         let logits = x.matmul(&v[0].t()?)?.broadcast_add(&v[1])?;
@@ -55,11 +73,7 @@ pub fn fit_mf(
     seed: u64,
 ) -> Result<Predictor, TrainError> {
     let device = Device::Cpu;
-    let (_, nf) = features.dim();
-    let models = targets.models();
-    let x = tensor(features, &device)?;
-    let observed = ObservedLoss::new(targets, &device)?;
-    let prior: Vec<f32> = targets.model_means().into_iter().map(logit).collect();
+    let Problem { nf, models, x, observed, prior } = Problem::new(features, targets, &device)?;
     let mut rng = seed.max(1);
     let params = Params::new(
         vec![
