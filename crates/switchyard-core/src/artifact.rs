@@ -35,6 +35,26 @@ impl Router {
                 let length = [f.base_complexity, f.length_mean, f.complexity_slope];
                 tensors.put("familiarity.complexity", &length, (1, 3))?;
                 tensors.put("familiarity.length_slopes", &f.length_slopes, (1, f.length_slopes.len()))?;
+                tensors.put("familiarity.difficulty_slope", &[f.difficulty_slope], (1, 1))?;
+                if !f.evidence.is_empty() {
+                    tensors.put(
+                        "familiarity.evidence",
+                        &f.evidence,
+                        (f.evidence.len() / f.domains.max(1), f.domains),
+                    )?;
+                }
+                if !f.domain_complexity.is_empty() {
+                    tensors.put(
+                        "familiarity.domain_complexity",
+                        &f.domain_complexity,
+                        (1, f.domain_complexity.len()),
+                    )?;
+                }
+                if !f.labelled.is_empty() {
+                    let rows = f.labelled.len() / f.dim.max(1);
+                    tensors.put("familiarity.labelled", &f.labelled, (rows, f.dim))?;
+                    tensors.put("familiarity.labelled_complexity", &f.labelled_complexity, (1, rows))?;
+                }
             }
             Ok(())
         })()
@@ -90,6 +110,18 @@ impl Router {
                 });
             }
             let complexity = weights.vec("familiarity.complexity", Some(3))?;
+            let labelled = match weights.optional("familiarity.labelled", None)? {
+                Some(c) if c.len() % dim.max(1) != 0 => {
+                    return Err(RouterError::Weights {
+                        path: weights_path.clone(),
+                        message: format!("familiarity.labelled has {} values, not a multiple of {dim}", c.len()),
+                    })
+                }
+                found => found.unwrap_or_default(),
+            };
+            let labelled_complexity = weights
+                .optional("familiarity.labelled_complexity", Some(labelled.len() / dim.max(1)))?
+                .unwrap_or_default();
             Some(Familiarity {
                 dim,
                 centroids,
@@ -100,6 +132,13 @@ impl Router {
                 length_mean: complexity[1],
                 complexity_slope: complexity[2],
                 length_slopes: weights.vec("familiarity.length_slopes", Some(models))?,
+                difficulty_slope: weights.optional("familiarity.difficulty_slope", Some(1))?.map_or(0.0, |v| v[0]),
+                evidence: weights.optional("familiarity.evidence", Some(models * domains))?.unwrap_or_default(),
+                domain_complexity: weights
+                    .optional("familiarity.domain_complexity", Some(domains))?
+                    .unwrap_or_default(),
+                labelled,
+                labelled_complexity,
             })
         } else {
             None
@@ -128,6 +167,15 @@ impl Weights<'_> {
                 Err(err(format!("tensor {name:?} has {} values, expected {len}", data.len())))
             }
             _ => Ok(data),
+        }
+    }
+
+    /// Like [`Self::vec`], but `None` when the tensor is absent (written by an older switchyard).
+    fn optional(&self, name: &str, len: Option<usize>) -> Result<Option<Vec<f32>>, RouterError> {
+        if self.tensors.contains_key(name) {
+            self.vec(name, len).map(Some)
+        } else {
+            Ok(None)
         }
     }
 
@@ -311,6 +359,11 @@ mod tests {
                 length_mean: 0.0,
                 complexity_slope: 0.0,
                 length_slopes: vec![0.0, 0.0],
+                difficulty_slope: -2.5,
+                evidence: vec![30.0, 0.0, 10.0, 5.0],
+                labelled: vec![0.0, 1.0],
+                labelled_complexity: vec![0.8],
+                domain_complexity: vec![0.2, 0.5],
             }),
         }
     }

@@ -7,12 +7,30 @@
 //! this prompt (0.5 is a typical training prompt; 1 is farther than any). Beyond [`OOD_START`], each model's
 //! P(success) shrinks toward that model's prior for the prompt's likely domains and the complexity toward
 //! the length-adjusted training base rate, fully at `ood` = 1: far from the data, the router does not
-//! extrapolate from the embedding; it keeps only what carries across data sets (domain, prompt length).
+//! extrapolate from the embedding; it keeps only what carries across data sets (domain, prompt length,
+//! complexity).
+//!
+//! Two more kinds of not knowing are handled here:
+//! - A model may have few logged outcomes in a prompt's domain even when the prompt itself is familiar
+//!   (logs often test strong models on math only). Its P(success) then leans on its prior for that domain
+//!   in proportion to the missing evidence ([`Familiarity::coverage`]).
+//! - Complexity can be taught by prompts that carry a difficulty label but no outcomes
+//!   (`--complexity-labels`). Near those prompts their labels speak for the prompt's complexity (a
+//!   similarity-weighted vote of the nearest, [`Familiarity::complexity`]), and complexity is trusted even
+//!   when no outcome is ([`Familiarity::complexity_ood`]).
 
 use crate::predictor::{logit, sigmoid};
 
 /// `ood` above which estimates start to shrink toward the priors.
 pub const OOD_START: f32 = 0.9;
+/// Logged observations of a model in a domain at which its learned P(success) there gets half the weight
+/// (the other half going to its prior).
+pub const EVIDENCE_HALF: f32 = 20.0;
+/// Labelled prompts that vote on a prompt's complexity.
+pub const LABEL_NEIGHBOURS: usize = 10;
+/// Scale of the similarity margin that hands complexity from the head to the labelled prompts' vote: at a
+/// margin of 0 each gets half, at ±2 scales nearly all or none.
+pub const LABEL_MARGIN_SCALE: f32 = 0.03;
 
 /// A summary of where the training prompts lie, and the priors to fall back on.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,20 +56,83 @@ pub struct Familiarity {
     pub complexity_slope: f32,
     /// Per model, the change of logit P(success) per unit of ln(1 + input tokens) around its domain prior.
     pub length_slopes: Vec<f32>,
+    /// Change of every model's logit P(success) per unit of complexity above `base_complexity` (an IRT-style
+    /// difficulty term shared by the models; 0 leaves the priors blind to complexity).
+    pub difficulty_slope: f32,
+    /// Each model's logged observations per domain, row-major `[models, domains]`. Empty: every model
+    /// counts as fully covered.
+    pub evidence: Vec<f32>,
+    /// Unit-length embeddings of prompts that carry a complexity label but no outcomes, row-major (may be
+    /// empty; bounded by training, which replaces a large set by centroids).
+    pub labelled: Vec<f32>,
+    /// Their complexity, one per row of `labelled`.
+    pub labelled_complexity: Vec<f32>,
+    /// The training prompts' mean complexity per domain (empty: `base_complexity` for every domain). A
+    /// domain prior describes a typical prompt of its domain, so the difficulty term is centred here.
+    pub domain_complexity: Vec<f32>,
 }
 
 impl Familiarity {
     /// Cosine of `embedding` to the nearest centroid.
     pub fn similarity(&self, embedding: &[f32]) -> f32 {
-        self.centroids
-            .chunks_exact(self.dim.max(1))
-            .map(|c| c.iter().zip(embedding).map(|(a, b)| a * b).sum::<f32>())
-            .fold(f32::NEG_INFINITY, f32::max)
+        nearest(&self.centroids, self.dim, embedding)
     }
 
     /// The calibrated distance from the training data, in [0, 1] (see the module docs).
     pub fn ood(&self, embedding: &[f32]) -> f32 {
-        let s = self.similarity(embedding);
+        self.calibrated(self.similarity(embedding))
+    }
+
+    /// The calibrated distance from every prompt that taught complexity: the training prompts and those
+    /// with a complexity label only. Complexity shrinks toward its fallback by this, not by [`Self::ood`].
+    pub fn complexity_ood(&self, embedding: &[f32]) -> f32 {
+        let s = self.similarity(embedding).max(nearest(&self.labelled, self.dim, embedding));
+        self.calibrated(s)
+    }
+
+    /// A prompt's complexity given the heads' estimate `head`: where the prompt is closer to the labelled
+    /// prompts than to the training prompts, the labels of its [`LABEL_NEIGHBOURS`] nearest labelled prompts
+    /// (weighted by similarity⁴) take over, smoothly in the similarity margin (see [`LABEL_MARGIN_SCALE`]).
+    pub fn complexity(&self, embedding: &[f32], head: f32) -> f32 {
+        let dim = self.dim.max(1);
+        if self.labelled.is_empty() || self.labelled_complexity.len() != self.labelled.len() / dim {
+            return head;
+        }
+        let mut sims: Vec<(f32, f32)> = self
+            .labelled
+            .chunks_exact(dim)
+            .zip(&self.labelled_complexity)
+            .map(|(row, &c)| (row.iter().zip(embedding).map(|(a, b)| a * b).sum::<f32>(), c))
+            .collect();
+        sims.sort_by(|a, b| b.0.total_cmp(&a.0));
+        sims.truncate(LABEL_NEIGHBOURS);
+        let (sum, weight) = sims.iter().fold((0f32, 0f32), |(s, w), &(sim, c)| {
+            let v = sim.max(0.0).powi(4);
+            (s + v * c, w + v)
+        });
+        if weight <= 0.0 {
+            return head;
+        }
+        let margin = sims[0].0 - self.similarity(embedding);
+        let share = sigmoid(margin / LABEL_MARGIN_SCALE);
+        share * (sum / weight) + (1.0 - share) * head
+    }
+
+    /// How much of model `model`'s learned P(success) to keep for a prompt with these domain probabilities:
+    /// the domains' evidence weights n / (n + [`EVIDENCE_HALF`]), mixed by probability (1 when the router
+    /// has no evidence counts).
+    pub fn coverage(&self, model: usize, domain_probs: &[f32]) -> f32 {
+        let Some(row) = self.evidence.get(model * self.domains..(model + 1) * self.domains) else {
+            return 1.0;
+        };
+        let trust = |n: f32| n / (n + EVIDENCE_HALF);
+        if domain_probs.len() != self.domains {
+            return row.iter().map(|&n| trust(n)).sum::<f32>() / row.len().max(1) as f32;
+        }
+        row.iter().zip(domain_probs).map(|(&n, p)| p * trust(n)).sum::<f32>().clamp(0.0, 1.0)
+    }
+
+    fn calibrated(&self, s: f32) -> f32 {
         let q = &self.quantiles;
         match (q.first(), q.last()) {
             (Some(&lo), _) if s.is_nan() || s <= lo => 1.0,
@@ -82,11 +163,24 @@ impl Familiarity {
         row.iter().zip(domain_probs).map(|(p, w)| p * w).sum()
     }
 
-    /// Model `model`'s prior P(success) for a prompt with these domain probabilities and `input_tokens`.
-    pub fn prior(&self, model: usize, domain_probs: &[f32], input_tokens: f64) -> f32 {
+    /// Model `model`'s prior P(success) for a prompt with these domain probabilities, `input_tokens` and
+    /// `complexity`.
+    pub fn prior(&self, model: usize, domain_probs: &[f32], input_tokens: f64, complexity: f32) -> f32 {
         let p = self.domain_prior(model, domain_probs);
         let slope = self.length_slopes.get(model).copied().unwrap_or(0.0);
-        sigmoid(logit(p) + slope * self.centred_length(input_tokens))
+        sigmoid(
+            logit(p)
+                + slope * self.centred_length(input_tokens)
+                + self.difficulty_slope * (complexity - self.typical_complexity(domain_probs)),
+        )
+    }
+
+    /// The mean complexity of training prompts with these domain probabilities.
+    pub fn typical_complexity(&self, domain_probs: &[f32]) -> f32 {
+        if self.domain_complexity.len() != self.domains || domain_probs.len() != self.domains {
+            return self.base_complexity;
+        }
+        self.domain_complexity.iter().zip(domain_probs).map(|(c, p)| c * p).sum()
     }
 
     /// The complexity a prompt of `input_tokens` tokens falls back on.
@@ -97,6 +191,14 @@ impl Familiarity {
     fn centred_length(&self, input_tokens: f64) -> f32 {
         (input_tokens.max(0.0).ln_1p() as f32 - self.length_mean).clamp(-4.0, 4.0)
     }
+}
+
+/// Cosine of `embedding` to the nearest of `centroids` (row-major, `dim` wide); −∞ without centroids.
+fn nearest(centroids: &[f32], dim: usize, embedding: &[f32]) -> f32 {
+    centroids
+        .chunks_exact(dim.max(1))
+        .map(|c| c.iter().zip(embedding).map(|(a, b)| a * b).sum::<f32>())
+        .fold(f32::NEG_INFINITY, f32::max)
 }
 
 #[cfg(test)]
@@ -114,6 +216,11 @@ mod tests {
             length_mean: 3.0,
             complexity_slope: 0.1,
             length_slopes: vec![0.0, -0.5],
+            difficulty_slope: -4.0,
+            evidence: vec![100.0, 0.0, 20.0, 20.0],
+            labelled: vec![0.0, 1.0, 0.6, 0.8],
+            labelled_complexity: vec![0.9, 0.1],
+            domain_complexity: Vec::new(),
         }
     }
 
@@ -136,13 +243,52 @@ mod tests {
     fn priors_mix_by_domain_probability() {
         let f = familiarity();
         let typical = 3f64.exp() - 1.0; // ln(1 + tokens) = length_mean
-        assert!((f.prior(0, &[0.5, 0.5], typical) - 0.7).abs() < 1e-5);
-        assert!((f.prior(1, &[1.0, 0.0], typical) - 0.3).abs() < 1e-5);
+        assert!((f.prior(0, &[0.5, 0.5], typical, 0.4) - 0.7).abs() < 1e-5);
+        assert!((f.prior(1, &[1.0, 0.0], typical, 0.4) - 0.3).abs() < 1e-5);
+        // A harder prompt than the base rate lowers every model's prior, an easier one raises it.
+        assert!(f.prior(0, &[0.5, 0.5], typical, 0.8) < 0.5 && f.prior(0, &[0.5, 0.5], typical, 0.1) > 0.85);
+        // Centred on the domain's typical complexity: a typical prompt of a hard domain keeps the domain prior.
+        let by_domain = Familiarity { domain_complexity: vec![0.2, 0.8], ..familiarity() };
+        assert!((by_domain.prior(1, &[0.0, 1.0], typical, 0.8) - 0.7).abs() < 1e-5);
+        assert!(by_domain.prior(1, &[0.0, 1.0], typical, 0.4) > 0.9);
         assert!((f.domain_prior(1, &[]) - 0.5).abs() < 1e-6);
         // Longer prompts: model 1 (negative slope) loses, model 0 (no slope) does not; complexity rises.
         let long = 6f64.exp() - 1.0;
-        assert!(f.prior(1, &[1.0, 0.0], long) < 0.3 && (f.prior(0, &[0.5, 0.5], long) - 0.7).abs() < 1e-5);
+        assert!(f.prior(1, &[1.0, 0.0], long, 0.4) < 0.3 && (f.prior(0, &[0.5, 0.5], long, 0.4) - 0.7).abs() < 1e-5);
         assert!((f.fallback_complexity(typical) - 0.4).abs() < 1e-5);
         assert!((f.fallback_complexity(long) - 0.7).abs() < 1e-5);
+    }
+
+    #[test]
+    fn coverage_follows_the_evidence_in_the_prompts_domains() {
+        let f = familiarity();
+        // Model 0: 100 observations in domain 0, none in domain 1.
+        assert!((f.coverage(0, &[1.0, 0.0]) - 100.0 / 120.0).abs() < 1e-6);
+        assert_eq!(f.coverage(0, &[0.0, 1.0]), 0.0);
+        assert!((f.coverage(1, &[0.5, 0.5]) - 0.5).abs() < 1e-6);
+        let none = Familiarity { evidence: Vec::new(), ..familiarity() };
+        assert_eq!(none.coverage(0, &[0.0, 1.0]), 1.0);
+    }
+
+    #[test]
+    fn labelled_prompts_make_complexity_familiar_but_not_outcomes() {
+        let f = familiarity();
+        // Along the second axis: far from every training centroid, on a complexity-label centroid.
+        assert_eq!(f.ood(&[0.0, 1.0]), 1.0);
+        assert_eq!(f.complexity_ood(&[0.0, 1.0]), 0.0);
+        let none = Familiarity { labelled: Vec::new(), labelled_complexity: Vec::new(), ..familiarity() };
+        assert_eq!(none.complexity_ood(&[0.0, 1.0]), 1.0);
+        assert_eq!(none.complexity(&[0.0, 1.0], 0.3), 0.3);
+    }
+
+    #[test]
+    fn labels_speak_for_complexity_where_they_are_closer_than_the_training_prompts() {
+        let f = familiarity();
+        // On the first labelled prompt (cosine 1; the training centroid is at cosine 0): its neighbours' vote,
+        // 0.9 weighted 1 against 0.1 weighted 0.8^4.
+        let vote = (0.9 + 0.1 * 0.8f32.powi(4)) / (1.0 + 0.8f32.powi(4));
+        assert!((f.complexity(&[0.0, 1.0], 0.3) - vote).abs() < 1e-4, "{}", f.complexity(&[0.0, 1.0], 0.3));
+        // On the training centroid, far closer to it than to any label: the head's estimate.
+        assert!((f.complexity(&[1.0, 0.0], 0.3) - 0.3).abs() < 1e-3);
     }
 }

@@ -60,6 +60,11 @@ pub struct ModelEstimate {
     /// else the model's mean in the training logs.
     #[serde(default)]
     pub output_tokens: f64,
+    /// How much of `p_success` rests on the model's prior rather than on what the router learned from
+    /// outcomes (0: none; see [`crate::Familiarity`]): high far from the training data, or where the logs
+    /// hold little evidence of this model in the prompt's domain.
+    #[serde(default)]
+    pub prior_weight: f64,
 }
 
 /// The knob and the per-request model lists.
@@ -196,6 +201,7 @@ mod tests {
                 expected_cost_usd: c,
                 input_tokens: 100.0,
                 output_tokens: 100.0,
+                prior_weight: 0.0,
             })
             .collect()
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::cost::ModelCost;
 use crate::familiarity::Familiarity;
 use crate::policy::{Decision, ModelEstimate, Policy, PolicyError};
-use crate::predictor::{Dense, Heads, Platt, Predictor, PredictorKind};
+use crate::predictor::{logit, sigmoid, Dense, Heads, Platt, Predictor, PredictorKind};
 
 /// The artifact format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 2;
@@ -255,8 +255,13 @@ impl Router {
             }
             None => (0.0, 0.0),
         };
-        if let (Some(f), true) = (&self.familiarity, shrink > 0.0) {
-            complexity = (1.0 - shrink) * complexity + shrink * f.fallback_complexity(input_tokens);
+        let mut label_shift = 0.0;
+        if let Some(f) = &self.familiarity {
+            let labelled = f.complexity(embedding, complexity);
+            label_shift = labelled - complexity;
+            complexity = labelled;
+            let toward = Familiarity::shrink(f.complexity_ood(embedding));
+            complexity = (1.0 - toward) * complexity + toward * f.fallback_complexity(input_tokens);
         }
         let models = self
             .manifest
@@ -267,8 +272,18 @@ impl Router {
             .enumerate()
             .map(|(m, ((cost, p), platt))| {
                 let mut p = platt.apply(p);
-                if let (Some(f), true) = (&self.familiarity, shrink > 0.0) {
-                    p = (1.0 - shrink) * p + shrink * f.prior(m, &domain_probs, input_tokens);
+                let mut prior_weight = 0.0;
+                if let Some(f) = &self.familiarity {
+                    // Where complexity-labelled prompts moved the complexity away from what the predictor
+                    // saw, every model's P moves with it along the shared difficulty slope.
+                    p = sigmoid(logit(p) + f.difficulty_slope * label_shift);
+                    // Far from the data, or with little evidence of this model in the prompt's domains, the
+                    // learned P leans on the model's prior.
+                    prior_weight = 1.0 - (1.0 - shrink) * f.coverage(m, &domain_probs);
+                    if prior_weight > 0.0 {
+                        let prior = f.prior(m, &domain_probs, input_tokens, complexity);
+                        p = (1.0 - prior_weight) * p + prior_weight * prior;
+                    }
                 }
                 let output_tokens =
                     lengths.as_ref().map_or(cost.mean_output_tokens, |l| f64::from(l[m].clamp(0.0, 12.0)).exp_m1());
@@ -278,6 +293,7 @@ impl Router {
                     expected_cost_usd: cost.cost_for(input_tokens, output_tokens),
                     input_tokens,
                     output_tokens,
+                    prior_weight: f64::from(prior_weight),
                 }
             })
             .collect();
@@ -386,6 +402,15 @@ impl RouteReport {
                 prediction.ood,
                 prediction.shrink * 100.0
             ));
+        } else if let Some(chosen) = prediction.models.iter().find(|m| m.model == decision.model) {
+            if chosen.prior_weight >= 0.5 {
+                reason.push_str(&format!(
+                    "; the logs hold little evidence of {} in the prompt's likely domains, so its P(success) \
+                     rests {:.0}% on its prior there",
+                    chosen.model,
+                    chosen.prior_weight * 100.0
+                ));
+            }
         }
         Self {
             model: decision.model,

@@ -87,6 +87,12 @@ impl Tags {
     }
 }
 
+/// The input tokens a decision prices: the whole request's messages when it has them (the upstream bills
+/// every turn, not only the last user message the router reads), else the prompt's.
+fn input_tokens(body: &Value, prompt: &str) -> f64 {
+    crate::upstream::message_tokens(body).unwrap_or_else(|| estimate_input_tokens(prompt))
+}
+
 /// Decides where a prompt goes.
 pub(crate) async fn decide(state: &AppState, input: DecisionInput<'_>) -> Result<Decided, ApiError> {
     let routers = state.routers();
@@ -135,7 +141,7 @@ pub(crate) async fn decide(state: &AppState, input: DecisionInput<'_>) -> Result
     let embedding = embed_prompt(state, input.prompt).await?;
     let encoded = Instant::now();
     let (prediction, mut decision) = router
-        .route(&embedding.vector, estimate_input_tokens(input.prompt), &policy)
+        .route(&embedding.vector, input_tokens(input.body, input.prompt), &policy)
         .map_err(|e| ApiError::invalid("invalid_policy", e.to_string()))?;
     if let Some(rule) = rule {
         let name = &rule.config.name;

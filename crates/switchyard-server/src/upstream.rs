@@ -147,16 +147,26 @@ impl UsageScanner {
     }
 }
 
-/// Tokens a request needs: its messages' text (characters / 4) plus the requested output tokens.
+/// Input tokens of a chat request: all its messages' content (characters / 4), system and earlier turns
+/// included, since the upstream bills them all. `None` when the body has no `messages` array.
+pub(crate) fn message_tokens(body: &Value) -> Option<f64> {
+    let messages = body.get("messages").and_then(Value::as_array)?;
+    let chars: usize = messages
+        .iter()
+        .map(|m| match m.get("content") {
+            Some(Value::String(s)) => s.chars().count(),
+            Some(other) => other.to_string().chars().count(),
+            None => 0,
+        })
+        .sum();
+    Some((chars as f64 / switchyard_core::CHARS_PER_TOKEN).ceil().max(1.0))
+}
+
+/// Tokens a request needs: its messages' input tokens ([`message_tokens`]) plus the requested output tokens.
 pub(crate) fn request_tokens(body: &Value) -> f64 {
-    let text: usize = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(|messages| messages.iter().map(|m| m.get("content").map_or(0, |c| c.to_string().len())).sum())
-        .unwrap_or(0);
     let output =
         ["max_completion_tokens", "max_tokens"].iter().find_map(|k| body.get(*k).and_then(Value::as_u64)).unwrap_or(0);
-    (text as f64 / switchyard_core::CHARS_PER_TOKEN).ceil() + output as f64
+    message_tokens(body).unwrap_or(0.0) + output as f64
 }
 
 /// Whether an upstream error body says the account ran out of budget, quota or credit.
@@ -194,6 +204,24 @@ mod tests {
         let mut none = UsageScanner::default();
         none.feed(b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n");
         assert_eq!(none.usage, None);
+    }
+
+    #[test]
+    fn every_message_counts_toward_input_tokens() {
+        let system = "x".repeat(400);
+        let body = serde_json::json!({
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": "earlier question"},
+                {"role": "assistant", "content": "earlier answer"},
+                {"role": "user", "content": "and now?"}
+            ],
+            "max_tokens": 50
+        });
+        // 400 + 16 + 14 + 8 = 438 characters: 110 tokens, far more than the last turn's 2.
+        assert_eq!(message_tokens(&body), Some(110.0));
+        assert_eq!(request_tokens(&body), 160.0);
+        assert_eq!(message_tokens(&serde_json::json!({"prompt": "hi"})), None);
     }
 
     #[test]

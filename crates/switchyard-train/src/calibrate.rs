@@ -170,6 +170,7 @@ mod tests {
                         expected_cost_usd: 0.0001,
                         input_tokens: 100.0,
                         output_tokens: 100.0,
+                        prior_weight: 0.0,
                     },
                     ModelEstimate {
                         model: "strong".into(),
@@ -177,6 +178,7 @@ mod tests {
                         expected_cost_usd: 0.01,
                         input_tokens: 100.0,
                         output_tokens: 100.0,
+                        prior_weight: 0.0,
                     },
                 ]
             })

@@ -16,8 +16,14 @@ pub const MAX_CENTROIDS: usize = 512;
 const QUANTILES: usize = 101;
 /// Lloyd iterations of k-means.
 const ITERATIONS: usize = 12;
-/// Pseudo-observations pulling a model's per-domain prior toward its overall mean.
+/// Pseudo-observations pulling a model's per-domain prior toward its baseline.
 const PRIOR_STRENGTH: f32 = 10.0;
+/// Most complexity-labelled prompts a router keeps (beyond, as many centroids).
+pub const MAX_LABELLED: usize = 2048;
+/// Bound on a length slope (logit per unit of ln tokens).
+const MAX_LENGTH_SLOPE: f64 = 3.0;
+/// Bound on the difficulty slope (logit per unit of complexity).
+const MAX_DIFFICULTY_SLOPE: f64 = 12.0;
 
 /// Number of centroids for `n` prompts: one per 8 prompts, between 8 and [`MAX_CENTROIDS`].
 fn centroid_count(n: usize) -> usize {
@@ -64,48 +70,84 @@ fn nearest_similarity(x: &Array2<f32>, c: &Array2<f32>) -> Result<Vec<f32>, Trai
     Ok(tensor(x, &device)?.matmul(&tensor(c, &device)?.t()?)?.max(1)?.to_vec1::<f32>()?)
 }
 
-/// Fits the familiarity of a router trained on `embeddings`: centroids over every prompt, `ood` calibrated
-/// on fold 0's prompts against centroids of the other folds, and per-domain priors from `targets` weighted
-/// by each prompt's (out-of-fold) domain probabilities `domain_probs` (`[prompts, domains]`, may have no
-/// columns), each pulled toward `baseline` (`[models, domains]`, see [`crate::baselines`]).
-/// `complexity` holds the prompts' out-of-fold complexity, `difficulty` their difficulty targets and
-/// `log_lengths` their ln(1 + input tokens): the fallbacks' length slopes are fitted on them.
-#[allow(clippy::too_many_arguments)]
-pub fn fit_familiarity(
-    embeddings: &Array2<f32>,
-    folds: &Folds,
-    targets: &Targets,
-    domain_probs: &Array2<f32>,
-    baseline: &Array2<f32>,
-    complexity: &[f32],
-    difficulty: &[f32],
-    log_lengths: &[f32],
-    seed: u64,
-) -> Result<Familiarity, TrainError> {
+/// What [`fit_familiarity`] learns from.
+pub struct FamiliarityInputs<'a> {
+    /// The training prompts' embeddings (unit length), `[prompts, dim]`.
+    pub embeddings: &'a Array2<f32>,
+    /// Their folds: `ood` is calibrated on fold 0 against centroids of the others.
+    pub folds: &'a Folds,
+    /// Per-model outcome targets.
+    pub targets: &'a Targets,
+    /// Each prompt's (out-of-fold) domain probabilities, `[prompts, domains]` (may have no columns): what
+    /// a decision sees.
+    pub domain_probs: &'a Array2<f32>,
+    /// Each prompt's domain membership, `[prompts, domains]`: one-hot where the logs label the domain, else
+    /// its domain probabilities. Per-domain priors and evidence count by it.
+    pub membership: &'a Array2<f32>,
+    /// Each model's baseline per domain, `[models, domains]` (see [`crate::baselines`]).
+    pub baseline: &'a Array2<f32>,
+    /// The prompts' out-of-fold complexity.
+    pub complexity: &'a [f32],
+    /// Their difficulty targets.
+    pub difficulty: &'a [f32],
+    /// Their ln(1 + input tokens).
+    pub log_lengths: &'a [f32],
+    /// Embeddings and complexity of prompts with a complexity label only (see [`crate::ComplexityLabels`]).
+    pub labelled: Option<(&'a Array2<f32>, &'a [f32])>,
+    /// Seed of k-means.
+    pub seed: u64,
+}
+
+/// Fits the familiarity of a router: centroids over every training prompt, `ood` calibrated on fold 0's
+/// prompts against centroids of the other folds, each model's per-domain priors (its targets by domain
+/// membership, pulled toward the baseline) and evidence, the priors' shared difficulty slope and per-model
+/// length slopes, the complexity fallback's length slope, and centroids of the complexity-labelled prompts.
+pub fn fit_familiarity(inputs: &FamiliarityInputs<'_>) -> Result<Familiarity, TrainError> {
+    let FamiliarityInputs { embeddings, folds, targets, domain_probs, membership, baseline, .. } = *inputs;
+    let (complexity, difficulty, log_lengths) = (inputs.complexity, inputs.difficulty, inputs.log_lengths);
     let (train, held) = folds.split(0);
     let fit_on = select_rows(embeddings, &train);
     let held_out = select_rows(embeddings, &held);
-    let mut sims = nearest_similarity(&held_out, &centroids(&fit_on, centroid_count(train.len()), seed)?)?;
+    let mut sims = nearest_similarity(&held_out, &centroids(&fit_on, centroid_count(train.len()), inputs.seed)?)?;
     sims.sort_by(f32::total_cmp);
     let quantiles = (0..QUANTILES)
         .map(|q| sims[((sims.len() - 1) as f64 * q as f64 / (QUANTILES - 1) as f64).round() as usize])
         .collect();
-    let all = centroids(embeddings, centroid_count(embeddings.nrows()), seed)?;
+    let all = centroids(embeddings, centroid_count(embeddings.nrows()), inputs.seed)?;
+    let (labelled, labelled_complexity) = match inputs.labelled {
+        Some((x, targets)) if x.nrows() > 0 => labelled_memory(x, targets, inputs.seed)?,
+        _ => (Vec::new(), Vec::new()),
+    };
 
     let models = targets.models();
-    let domains = domain_probs.ncols().max(1);
+    let domains = membership.ncols().max(1);
+    // Per-domain priors: each model's difficulty-adjusted mean there, pulled toward its baseline; the
+    // weight behind the mean is the model's evidence in the domain.
+    let one = Array2::ones((targets.value.nrows(), 1));
+    let membership = if membership.ncols() == 0 { &one } else { membership };
+    let (means, weight) = targets.domain_means(membership, difficulty);
     let mut priors = vec![0f32; models * domains];
+    let mut evidence = vec![0f32; models * domains];
     for m in 0..models {
         for d in 0..domains {
-            let (mut sum, mut weight) = (0f32, 0f32);
-            for r in 0..targets.value.nrows() {
-                let w = targets.weight[[r, m]] * if domain_probs.ncols() == 0 { 1.0 } else { domain_probs[[r, d]] };
-                sum += w * targets.value[[r, m]];
-                weight += w;
-            }
-            priors[m * domains + d] = (sum + PRIOR_STRENGTH * baseline[[m, d]]) / (weight + PRIOR_STRENGTH);
+            let w = weight[[m, d]];
+            priors[m * domains + d] =
+                ((w * means[[m, d]] + PRIOR_STRENGTH * baseline[[m, d]]) / (w + PRIOR_STRENGTH)).clamp(0.02, 0.98);
+            evidence[m * domains + d] = w;
         }
     }
+    // Each domain's typical (out-of-fold) complexity, where the difficulty term is centred.
+    let domain_complexity: Vec<f32> = (0..domains)
+        .map(|d| {
+            let (s, w) = (0..complexity.len())
+                .fold((0f32, 0f32), |(s, w), r| (s + membership[[r, d]] * complexity[r], w + membership[[r, d]]));
+            if w > 0.0 {
+                s / w
+            } else {
+                0.0
+            }
+        })
+        .collect();
     let base_complexity = complexity.iter().sum::<f32>() / complexity.len().max(1) as f32;
     let n = log_lengths.len().max(1) as f32;
     let length_mean = log_lengths.iter().sum::<f32>() / n;
@@ -113,18 +155,35 @@ pub fn fit_familiarity(
     // Least squares of difficulty on centred log length.
     let (szz, szd) = z.iter().zip(difficulty).fold((0f32, 0f32), |(a, b), (z, d)| (a + z * z, b + z * d));
     let complexity_slope = if szz > 1e-6 { szd / szz } else { 0.0 };
+    let offset = |m: usize, r: usize| {
+        let probs: Vec<f32> = if domain_probs.ncols() == 0 { Vec::new() } else { domain_probs.row(r).to_vec() };
+        logit(row_prior(&priors[m * domains..(m + 1) * domains], &probs))
+    };
+    let typical = |r: usize| {
+        if domain_probs.ncols() == domains {
+            domain_complexity.iter().zip(domain_probs.row(r)).map(|(c, p)| c * p).sum()
+        } else {
+            base_complexity
+        }
+    };
+    let observed = |m: usize| (0..targets.value.nrows()).filter(move |&r| targets.weight[[r, m]] > 0.0);
+    // One difficulty slope shared by the models (an IRT difficulty term), on the out-of-fold complexity.
+    let pooled: Vec<(f32, f32, f32, f32)> = (0..models)
+        .flat_map(|m| {
+            observed(m)
+                .map(move |r| (offset(m, r), complexity[r] - typical(r), targets.value[[r, m]], targets.weight[[r, m]]))
+        })
+        .collect();
+    let difficulty_slope = slope(&pooled, MAX_DIFFICULTY_SLOPE);
     let length_slopes = (0..models)
         .map(|m| {
-            let rows: Vec<(f32, f32, f32, f32)> = (0..targets.value.nrows())
-                .filter(|&r| targets.weight[[r, m]] > 0.0)
+            let rows: Vec<(f32, f32, f32, f32)> = observed(m)
                 .map(|r| {
-                    let probs: Vec<f32> =
-                        if domain_probs.ncols() == 0 { Vec::new() } else { domain_probs.row(r).to_vec() };
-                    let offset = logit(row_prior(&priors[m * domains..(m + 1) * domains], &probs));
+                    let offset = offset(m, r) + difficulty_slope * (complexity[r] - typical(r));
                     (offset, z[r], targets.value[[r, m]], targets.weight[[r, m]])
                 })
                 .collect();
-            length_slope(&rows)
+            slope(&rows, MAX_LENGTH_SLOPE)
         })
         .collect();
     Ok(Familiarity {
@@ -137,7 +196,32 @@ pub fn fit_familiarity(
         length_mean,
         complexity_slope,
         length_slopes,
+        difficulty_slope,
+        evidence,
+        labelled,
+        labelled_complexity,
+        domain_complexity,
     })
+}
+
+/// The labelled prompts a router keeps to vote on complexity: all of them up to [`MAX_LABELLED`], else that
+/// many centroids, each with the mean complexity of the prompts nearest to it.
+fn labelled_memory(x: &Array2<f32>, targets: &[f32], seed: u64) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
+    if x.nrows() <= MAX_LABELLED {
+        return Ok((x.iter().copied().collect(), targets.to_vec()));
+    }
+    let c = centroids(x, MAX_LABELLED, seed)?;
+    let device = Device::Cpu;
+    let assign = tensor(x, &device)?.matmul(&tensor(&c, &device)?.t()?)?.argmax(1)?.to_vec1::<u32>()?;
+    let mut sum = vec![0f32; c.nrows()];
+    let mut count = vec![0f32; c.nrows()];
+    for (&a, &t) in assign.iter().zip(targets) {
+        sum[a as usize] += t;
+        count[a as usize] += 1.0;
+    }
+    let mean = targets.iter().sum::<f32>() / targets.len() as f32;
+    let complexity = sum.iter().zip(&count).map(|(s, n)| if *n > 0.0 { s / n } else { mean }).collect();
+    Ok((c.iter().copied().collect(), complexity))
 }
 
 /// A model's prior for one prompt's domain probabilities.
@@ -150,8 +234,8 @@ fn row_prior(row: &[f32], probs: &[f32]) -> f32 {
 }
 
 /// The slope β of a one-feature logistic regression P = σ(offset + β·z) over (offset, z, target, weight)
-/// rows, by Newton's method with a weak ridge (β stays 0 without evidence).
-fn length_slope(rows: &[(f32, f32, f32, f32)]) -> f32 {
+/// rows, by Newton's method with a weak ridge (β stays 0 without evidence), within ±`bound`.
+fn slope(rows: &[(f32, f32, f32, f32)], bound: f64) -> f32 {
     let mut beta = 0f64;
     for _ in 0..25 {
         let (mut grad, mut hess) = (1.0 * beta, 1.0);
@@ -166,7 +250,7 @@ fn length_slope(rows: &[(f32, f32, f32, f32)]) -> f32 {
             break;
         }
     }
-    beta.clamp(-3.0, 3.0) as f32
+    beta.clamp(-bound, bound) as f32
 }
 
 #[cfg(test)]
@@ -198,8 +282,21 @@ mod tests {
         // Longer prompts (by index) are harder, and model 0 fails more on them.
         let lengths: Vec<f32> = (0..n).map(|r| 2.0 + 3.0 * r as f32 / n as f32).collect();
         let difficulty: Vec<f32> = (0..n).map(|r| 0.2 + 0.5 * r as f32 / n as f32).collect();
-        let f =
-            fit_familiarity(&x, &folds, &targets, &probs, &baseline, &vec![0.25; n], &difficulty, &lengths, 3).unwrap();
+        let complexity = vec![0.25; n];
+        let f = fit_familiarity(&FamiliarityInputs {
+            embeddings: &x,
+            folds: &folds,
+            targets: &targets,
+            domain_probs: &probs,
+            membership: &probs,
+            baseline: &baseline,
+            complexity: &complexity,
+            difficulty: &difficulty,
+            log_lengths: &lengths,
+            labelled: None,
+            seed: 3,
+        })
+        .unwrap();
         assert!((f.complexity_slope - 0.5 / 3.0).abs() < 1e-3, "{}", f.complexity_slope);
         assert!((f.length_mean - 3.5).abs() < 0.02);
         assert!(f.ood(&[1.0, 0.0, 0.0]) < 0.9, "{}", f.ood(&[1.0, 0.0, 0.0]));
@@ -208,5 +305,8 @@ mod tests {
         // Model 1 succeeds on domain 0's prompts only: its prior there is high, low in domain 1.
         assert!(f.domain_prior(1, &[1.0, 0.0]) > 0.85 && f.domain_prior(1, &[0.0, 1.0]) < 0.15, "{:?}", f.priors);
         assert!(f.centroids.len() / 3 <= MAX_CENTROIDS);
+        // Every prompt labels its domain: each model has n/2 observations in each.
+        assert_eq!(f.evidence, vec![100.0; 4]);
+        assert!(f.labelled.is_empty() && f.labelled_complexity.is_empty());
     }
 }

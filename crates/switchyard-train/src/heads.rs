@@ -119,23 +119,32 @@ fn soft_bce_with_logits(logits: &Tensor, targets: &Tensor) -> candle_core::Resul
 
 /// The heads fitted on every prompt, and each prompt's predictor features (embedding, domain probabilities,
 /// complexity) computed by heads fitted on the other folds: out-of-fold, so the features carry no more
-/// about a prompt's own labels than they will about a new prompt's.
+/// about a prompt's own labels than they will about a new prompt's. `labelled` (embeddings and target
+/// complexities of prompts with a complexity label but no outcomes) joins every complexity fit: those prompts
+/// carry no outcome, so they cannot leak one.
 pub fn cross_fit_heads(
     x: &Array2<f32>,
     prompts: &[&PromptRecord],
     domains: &[String],
     models: usize,
     folds: &Folds,
+    labelled: Option<(&Array2<f32>, &[f32])>,
 ) -> Result<(Heads, Array2<f32>), TrainError> {
     let fit = |idx: &[usize]| -> Result<Heads, TrainError> {
         let xs = Array2::from_shape_fn((idx.len(), x.ncols()), |(r, c)| x[[idx[r], c]]);
         let labels: Vec<Option<usize>> = idx.iter().map(|&i| prompts[i].domain).collect();
         let records: Vec<&PromptRecord> = idx.iter().map(|&i| prompts[i]).collect();
-        Ok(Heads {
-            domains: domains.to_vec(),
-            domain: fit_domain_head(&xs, &labels, domains.len())?,
-            complexity: fit_complexity_head(&xs, &difficulty_targets(&records, models))?,
-        })
+        let mut difficulty = difficulty_targets(&records, models);
+        let complexity = match labelled {
+            Some((extra, targets)) => {
+                difficulty.extend_from_slice(targets);
+                let both = ndarray::concatenate(ndarray::Axis(0), &[xs.view(), extra.view()])
+                    .map_err(|e| TrainError::Fit(format!("complexity labels: {e}")))?;
+                fit_complexity_head(&both, &difficulty)?
+            }
+            None => fit_complexity_head(&xs, &difficulty)?,
+        };
+        Ok(Heads { domains: domains.to_vec(), domain: fit_domain_head(&xs, &labels, domains.len())?, complexity })
     };
     let width = x.ncols() + domains.len() + 1;
     let mut features = Array2::zeros((x.nrows(), width));

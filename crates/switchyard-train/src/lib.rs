@@ -10,6 +10,7 @@
 pub mod bench;
 mod cache;
 mod calibrate;
+mod complexity_labels;
 mod dataset;
 mod familiarity;
 mod folds;
@@ -28,8 +29,9 @@ use std::path::PathBuf;
 
 pub use cache::{default_cache_dir, EmbeddingCache};
 pub use calibrate::{calibrate, outcome, Calibration, CalibrationTarget, KnobKind};
+pub use complexity_labels::{ComplexityLabels, LabelError};
 pub use dataset::{fingerprint, read_prompts, text_hash, Dataset, PromptRecord, RowFilter};
-pub use familiarity::{fit_familiarity, MAX_CENTROIDS};
+pub use familiarity::{fit_familiarity, FamiliarityInputs, MAX_CENTROIDS};
 pub use folds::Folds;
 pub use heads::{cross_fit_heads, difficulty_targets, fit_complexity_head, fit_domain_head};
 pub use lengths::{fit_lengths, LengthTargets, OutputLengths, MIN_LENGTH_PROMPTS};
@@ -75,6 +77,9 @@ pub enum TrainError {
     /// Output-length prediction was asked for but the logs have no token counts.
     #[error("output-length prediction needs logs with output_tokens, and none of the rows has them: add output_tokens to the logs or use --output-tokens mean")]
     NoTokenCounts,
+    /// A complexity-labels file is malformed.
+    #[error(transparent)]
+    Labels(#[from] LabelError),
     /// A profiles file is malformed.
     #[error("model profiles {path}: {message}")]
     Profiles {

@@ -93,42 +93,48 @@ impl Profiles {
 }
 
 /// Each model's baseline P(success) per domain (`[models, domains]`; one column without domains): its
-/// profile's aggregate mapped onto the domain where it has one, else its overall mean in `targets`.
-/// `membership` (`[prompts, domains]`) weighs each prompt's rows into the domains.
+/// profile's aggregate mapped onto the domain where it has one; else its overall mean in `targets`, moved
+/// by the domain's mean shift among the models that have an aggregate there.
+/// `membership` (`[prompts, domains]`) weighs each prompt's rows into the domains, and `difficulty` (the
+/// prompts' difficulty) adjusts each model's evidence for the prompts it saw (see
+/// [`Targets::domain_means`]).
 pub fn baselines(
     profiles: Option<&Profiles>,
     models: &[String],
     domains: &[String],
     targets: &Targets,
     membership: &Array2<f32>,
+    difficulty: &[f32],
 ) -> Array2<f32> {
-    let means = targets.model_means();
+    // Without an aggregate: the model's overall mean, adjusted for the difficulty of the prompts it saw.
+    let (overall, _) = targets.domain_means(&Array2::ones((targets.value.nrows(), 1)), difficulty);
     let columns = domains.len().max(1);
-    let mut out = Array2::from_shape_fn((models.len(), columns), |(m, _)| means[m]);
+    let mut out = Array2::from_shape_fn((models.len(), columns), |(m, _)| overall[[m, 0]]);
     let Some(profiles) = profiles else {
         return out;
     };
+    let (domain_means, evidence) = targets.domain_means(membership, difficulty);
     for (d, domain) in domains.iter().enumerate() {
-        // Per model: (evidence, mean score) in this domain.
-        let evidence: Vec<(f32, f32)> = (0..models.len())
-            .map(|m| {
-                let (mut sum, mut weight) = (0f32, 0f32);
-                for r in 0..targets.value.nrows() {
-                    let w = targets.weight[[r, m]] * membership[[r, d]];
-                    sum += w * targets.value[[r, m]];
-                    weight += w;
-                }
-                (weight, if weight > 0.0 { sum / weight } else { 0.0 })
-            })
-            .collect();
         let both: Vec<(f64, f64)> = (0..models.len())
-            .filter(|&m| evidence[m].0 >= MIN_EVIDENCE)
-            .filter_map(|m| Some((profiles.aggregate(&models[m], domain)?, f64::from(evidence[m].1))))
+            .filter(|&m| evidence[[m, d]] >= MIN_EVIDENCE)
+            .filter_map(|m| Some((profiles.aggregate(&models[m], domain)?, f64::from(domain_means[[m, d]]))))
             .collect();
         let (a, b) = line(&both);
+        let mut shifts = Vec::new();
         for (m, name) in models.iter().enumerate() {
             if let Some(agg) = profiles.aggregate(name, domain) {
                 out[[m, d]] = (a + b * agg).clamp(0.02, 0.98) as f32;
+                shifts.push(out[[m, d]] - overall[[m, 0]]);
+            }
+        }
+        // A model without an aggregate here: its overall mean, moved by how far this domain sits from the
+        // other models' overall means (so that it is not ranked above them in a hard domain by default).
+        if !shifts.is_empty() {
+            let shift = shifts.iter().sum::<f32>() / shifts.len() as f32;
+            for (m, name) in models.iter().enumerate() {
+                if profiles.aggregate(name, domain).is_none() {
+                    out[[m, d]] = (overall[[m, 0]] + shift).clamp(0.02, 0.98);
+                }
             }
         }
     }
@@ -136,7 +142,8 @@ pub fn baselines(
 }
 
 /// Least-squares y = a + b·x over the points; with fewer than three points (or no spread in x), slope 1
-/// and the mean offset; with none, the identity. A negative slope is not believed: the mean offset again.
+/// and the mean offset; with none, the identity. A slope outside [0.5, 3] is not believed (a flat or
+/// inverted line from a few models would erase the aggregates' ordering): the mean offset again.
 fn line(points: &[(f64, f64)]) -> (f64, f64) {
     if points.is_empty() {
         return (0.0, 1.0);
@@ -145,8 +152,8 @@ fn line(points: &[(f64, f64)]) -> (f64, f64) {
     let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
     let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
     let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    if points.len() >= 3 && sxx > 1e-9 && sxy > 0.0 {
-        let b = sxy / sxx;
+    let b = if sxx > 1e-9 { sxy / sxx } else { 0.0 };
+    if points.len() >= 3 && (0.5..=3.0).contains(&b) {
         (my - b * mx, b)
     } else {
         (my - mx, 1.0)
@@ -190,14 +197,41 @@ mod tests {
                 })
                 .collect(),
         };
-        let b = baselines(Some(&profiles), &models, &domains, &targets, &membership);
+        let b = baselines(Some(&profiles), &models, &domains, &targets, &membership, &vec![0.0; targets.value.nrows()]);
         assert!((b[[3, 0]] - 0.9).abs() < 0.02, "{b:?}");
         assert!((b[[0, 0]] - 0.3).abs() < 0.02, "{b:?}");
         assert!((b[[2, 0]] - 0.7).abs() < 0.02, "{b:?}");
         // No aggregate for math: the model's overall mean.
-        assert_eq!(b[[3, 1]], targets.model_means()[3]);
+        assert!((b[[3, 1]] - targets.model_means()[3]).abs() < 1e-5);
         let (a, slope) = line(&[(0.5, 0.4)]);
         assert!((a + 0.1).abs() < 1e-12 && slope == 1.0);
+    }
+
+    #[test]
+    fn a_model_without_a_profile_moves_with_the_domain() {
+        // Math only; m0 and m1 have MMLU 0.5 and 0.6 against math means 0.8 and 0.9 (knowledge sits 0.3
+        // below math for them); m2 has no profile and a math mean of 0.7: its knowledge baseline is 0.4.
+        let models: Vec<String> = (0..3).map(|m| format!("m{m}")).collect();
+        let domains = vec!["knowledge".to_string(), "math".to_string()];
+        let n = 10;
+        let value = Array2::from_shape_fn((n, 3), |(r, m)| f32::from(u8::from(r < [8, 9, 7][m])));
+        let targets = Targets { value, weight: Array2::ones((n, 3)), pairs: Vec::new() };
+        let membership = Array2::from_shape_fn((n, 2), |(_, d)| f32::from(u8::from(d == 1)));
+        let profile = |m: usize, acc: f64| Profile {
+            model: format!("m{m}"),
+            source_model: None,
+            mmlu_redux: Some(acc),
+            zebra_puzzle: None,
+            zebra_easy: None,
+            zebra_hard: None,
+            zebra_cell: None,
+            source: None,
+        };
+        let profiles = Profiles { profiles: vec![profile(0, 0.5), profile(1, 0.6)] };
+        let b = baselines(Some(&profiles), &models, &domains, &targets, &membership, &[0.0; 10]);
+        assert!((b[[0, 0]] - 0.5).abs() < 1e-5 && (b[[1, 0]] - 0.6).abs() < 1e-5, "{b:?}");
+        assert!((b[[2, 0]] - 0.4).abs() < 1e-5, "{b:?}");
+        assert!((b[[2, 1]] - 0.7).abs() < 1e-5, "{b:?}");
     }
 
     #[test]

@@ -82,6 +82,51 @@ impl Targets {
         column_means(&self.value, &self.weight, 0.5)
     }
 
+    /// Each model's mean target per domain, adjusted for the difficulty of the prompts it happened to see,
+    /// and the weight behind each mean; both `[models, domains]`. `membership` (`[prompts, domains]`)
+    /// weighs each prompt into the domains; `difficulty` holds the prompts' difficulty (see
+    /// [`crate::difficulty_targets`]). A row's target counts as target + (its difficulty − the domain's mean
+    /// difficulty), so a model logged only on a domain's hard prompts is not judged weak there. Means
+    /// without weight are 0.
+    pub fn domain_means(&self, membership: &Array2<f32>, difficulty: &[f32]) -> (Array2<f32>, Array2<f32>) {
+        let (prompts, models) = self.value.dim();
+        let domains = membership.ncols();
+        let typical: Vec<f32> = (0..domains)
+            .map(|d| {
+                let (s, w) = (0..prompts)
+                    .fold((0f32, 0f32), |(s, w), r| (s + membership[[r, d]] * difficulty[r], w + membership[[r, d]]));
+                if w > 0.0 {
+                    s / w
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mut sum = Array2::<f32>::zeros((models, domains));
+        let mut weight = Array2::<f32>::zeros((models, domains));
+        for r in 0..prompts {
+            for m in 0..models {
+                let w = self.weight[[r, m]];
+                if w <= 0.0 {
+                    continue;
+                }
+                for d in 0..domains {
+                    let wd = w * membership[[r, d]];
+                    sum[[m, d]] += wd * (self.value[[r, m]] + difficulty[r] - typical[d]);
+                    weight[[m, d]] += wd;
+                }
+            }
+        }
+        let means = Array2::from_shape_fn((models, domains), |(m, d)| {
+            if weight[[m, d]] > 0.0 {
+                (sum[[m, d]] / weight[[m, d]]).clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        });
+        (means, weight)
+    }
+
     /// (predicted, target) pairs over every observed outcome cell, for metrics.
     pub fn pairs(&self, predicted: &Array2<f32>) -> Vec<(f32, f32)> {
         let mut out = Vec::new();

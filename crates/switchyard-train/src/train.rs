@@ -12,8 +12,9 @@ use switchyard_core::{
 use switchyard_encoder::Encoder;
 
 use crate::cache::EmbeddingCache;
+use crate::complexity_labels::ComplexityLabels;
 use crate::dataset::{hex, Dataset, PromptRecord};
-use crate::familiarity::fit_familiarity;
+use crate::familiarity::{fit_familiarity, FamiliarityInputs};
 use crate::folds::Folds;
 use crate::heads::{cross_fit_heads, difficulty_targets};
 use crate::lengths::{fit_lengths, LengthTargets, OutputLengths, MIN_LENGTH_PROMPTS};
@@ -23,6 +24,9 @@ use crate::profiles::{baselines, Profiles};
 use crate::select::{best, cross_validate, refit, CvData};
 use crate::targets::Targets;
 use crate::TrainError;
+
+/// Total weight of complexity-labelled prompts, as a share of the logged prompts.
+const LABEL_SHARE: f64 = 0.25;
 
 /// Fewest prompts a router can be trained on.
 pub const MIN_PROMPTS: usize = 20;
@@ -46,6 +50,8 @@ pub struct TrainOptions {
     pub profiles: Option<Profiles>,
     /// Whether to predict output lengths per prompt.
     pub output_lengths: OutputLengths,
+    /// Prompts with a judged complexity but no outcomes, for the complexity head.
+    pub complexity_labels: Option<ComplexityLabels>,
     /// Show progress bars on stderr.
     pub progress: bool,
 }
@@ -61,6 +67,7 @@ impl Default for TrainOptions {
             default_policy: Policy::new(Knob::MinQuality(0.7)),
             profiles: None,
             output_lengths: OutputLengths::Auto,
+            complexity_labels: None,
             progress: false,
         }
     }
@@ -93,7 +100,31 @@ pub fn train(
     let embeddings = Array2::from_shape_fn((vectors.len(), dim), |(r, c)| vectors[r][c]);
     let prompts: Vec<&PromptRecord> = dataset.prompts.iter().collect();
     let models = dataset.models.len();
-    let (heads, features) = cross_fit_heads(&embeddings, &prompts, &dataset.domains, models, &folds)?;
+    let labelled = match &options.complexity_labels {
+        Some(labels) => {
+            let texts: Vec<&str> = labels.texts.iter().map(String::as_str).collect();
+            let vectors = cache.embed(encoder, &texts, options.batch_size, |_, _| {})?;
+            // Labelled prompts together weigh LABEL_SHARE of the logged prompts (each at least once): a
+            // label speaks for a prompt's difficulty directly, and everyday prompts are a large part of
+            // real traffic, so a few hundred labels must not drown among thousands of benchmark items.
+            let copies = ((LABEL_SHARE * prompts.len() as f64 / vectors.len() as f64).round() as usize).max(1);
+            let n = vectors.len();
+            let x = Array2::from_shape_fn((n * copies, dim), |(r, c)| vectors[r % n][c]);
+            let targets: Vec<f32> = (0..n * copies).map(|r| labels.targets[r % n]).collect();
+            tracing::info!("{n} complexity-labelled prompts, each counted {copies} times");
+            let unique = Array2::from_shape_fn((n, dim), |(r, c)| vectors[r][c]);
+            Some((x, targets, unique))
+        }
+        None => None,
+    };
+    let (heads, features) = cross_fit_heads(
+        &embeddings,
+        &prompts,
+        &dataset.domains,
+        models,
+        &folds,
+        labelled.as_ref().map(|(x, t, _)| (x, t.as_slice())),
+    )?;
     tracing::info!("heads cross-fitted in {:.1} s", started.elapsed().as_secs_f64());
     let cost = Array2::from_shape_fn((prompts.len(), models), |(r, m)| {
         dataset.costs[m].expected_cost_usd(estimate_input_tokens(&prompts[r].text))
@@ -122,21 +153,37 @@ pub fn train(
     let domains = dataset.domains.len();
     let domain_probs = data.features.slice(ndarray::s![.., dim..dim + domains]).to_owned();
     let complexity: Vec<f32> = data.features.column(dim + domains).to_vec();
-    let baseline =
-        baselines(options.profiles.as_ref(), &dataset.models, &dataset.domains, &data.targets, &domain_probs);
+    // Domain membership: the logged label where there is one, else the out-of-fold probabilities.
+    let membership = Array2::from_shape_fn(domain_probs.dim(), |(r, d)| match prompts[r].domain {
+        Some(label) => f32::from(u8::from(label == d)),
+        None => domain_probs[[r, d]],
+    });
     let difficulty = difficulty_targets(&prompts, models);
-    let log_lengths: Vec<f32> = prompts.iter().map(|p| estimate_input_tokens(&p.text).ln_1p() as f32).collect();
-    let familiarity = fit_familiarity(
-        &data.embeddings,
-        &data.folds,
+    let baseline = baselines(
+        options.profiles.as_ref(),
+        &dataset.models,
+        &dataset.domains,
         &data.targets,
-        &domain_probs,
-        &baseline,
-        &complexity,
+        &membership,
         &difficulty,
-        &log_lengths,
-        options.seed,
-    )?;
+    );
+    let log_lengths: Vec<f32> = prompts.iter().map(|p| estimate_input_tokens(&p.text).ln_1p() as f32).collect();
+    let familiarity = fit_familiarity(&FamiliarityInputs {
+        embeddings: &data.embeddings,
+        folds: &data.folds,
+        targets: &data.targets,
+        domain_probs: &domain_probs,
+        membership: &membership,
+        baseline: &baseline,
+        complexity: &complexity,
+        difficulty: &difficulty,
+        log_lengths: &log_lengths,
+        labelled: labelled
+            .as_ref()
+            .zip(options.complexity_labels.as_ref())
+            .map(|((_, _, u), l)| (u, l.targets.as_slice())),
+        seed: options.seed,
+    })?;
     let chosen = best(&evaluated).ok_or_else(|| TrainError::Fit("no predictor candidates were fitted".into()))?;
     let predictor = refit(&evaluated[chosen], &data, options.seed)?;
     let (calibration, ece_calibrated) = calibrate(&data.targets, &evaluated[chosen].oof);

@@ -7,7 +7,8 @@ use clap::Args;
 use switchyard_core::{Catalog, PredictorKind};
 use switchyard_encoder::{Encoder, MiniLm};
 use switchyard_train::{
-    default_cache_dir, train, Dataset, EmbeddingCache, OutputLengths, Profiles, RowFilter, TrainOptions,
+    default_cache_dir, train, ComplexityLabels, Dataset, EmbeddingCache, OutputLengths, Profiles, RowFilter,
+    TrainOptions,
 };
 
 use crate::{KnobArgs, ModelArgs};
@@ -31,6 +32,11 @@ pub struct TrainArgs {
     /// logs say little about, used where a prompt is far from the training data.
     #[arg(long, value_name = "FILE")]
     profiles: Option<PathBuf>,
+
+    /// Prompts with a judged difficulty but no outcomes (JSON lines: "prompt" and "label" easy, medium or hard,
+    /// or "complexity" in [0, 1]): they teach the complexity head what the logs lack, e.g. everyday chat.
+    #[arg(long = "complexity-labels", value_name = "FILE")]
+    complexity_labels: Option<PathBuf>,
 
     /// Output lengths: `predict` them per prompt (fails without output_tokens in the logs), use each model's
     /// `mean`, or `auto` (predict when at least 50 prompts have token counts).
@@ -123,6 +129,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     }
     let catalog = args.catalog.as_deref().map(Catalog::load).transpose()?;
     let profiles = args.profiles.as_deref().map(Profiles::load).transpose()?;
+    let complexity_labels = args.complexity_labels.as_deref().map(ComplexityLabels::load).transpose()?;
     let dataset = Dataset::from_logs(&args.logs, catalog.as_ref(), args.skip_bad_rows, RowFilter::ExcludeTest)?;
     eprintln!(
         "{}; {} test rows left out; {} prompts, {} models, {} domains",
@@ -145,6 +152,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         candidates,
         default_policy: args.knob.policy(None)?,
         profiles,
+        complexity_labels,
         output_lengths: match args.output_tokens {
             OutputTokens::Auto => OutputLengths::Auto,
             OutputTokens::Predict => OutputLengths::Predict,

@@ -213,6 +213,7 @@ mod tests {
                         expected_cost_usd: 1e-4,
                         input_tokens: 10.0,
                         output_tokens: 10.0,
+                        prior_weight: 0.0,
                     },
                     ModelEstimate {
                         model: "dear".into(),
@@ -220,6 +221,7 @@ mod tests {
                         expected_cost_usd: 1e-2,
                         input_tokens: 10.0,
                         output_tokens: 10.0,
+                        prior_weight: 0.0,
                     },
                 ]
             })

@@ -1,0 +1,102 @@
+//! The bundled default router on everyday prompts: `tests/fixtures/everyday-prompts.jsonl` (40 easy and 40
+//! hard prompts written for this test, never used in training; the complexity labels the router learned
+//! from are a different, disjoint set in `training-data/complexity/`). Complexity must rank the hard prompts
+//! above the easy ones, and the router at its default knob must spend far less on the easy ones.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{encoder, workspace_root};
+use serde_json::Value;
+use switchyard_core::{estimate_input_tokens, normalize_prompt, Router};
+use switchyard_encoder::Encoder;
+
+struct Routed {
+    hard: bool,
+    model: String,
+    complexity: f64,
+}
+
+fn fixture() -> Vec<(String, bool)> {
+    let text = std::fs::read_to_string(workspace_root().join("tests/fixtures/everyday-prompts.jsonl")).unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let label = v["label"].as_str().unwrap();
+            assert!(label == "easy" || label == "hard", "{l}");
+            (v["prompt"].as_str().unwrap().to_string(), label == "hard")
+        })
+        .collect()
+}
+
+fn route_all(router: &Router) -> Vec<Routed> {
+    let prompts = fixture();
+    let texts: Vec<&str> = prompts.iter().map(|(p, _)| p.as_str()).collect();
+    let embeddings = encoder().embed_batch(&texts).unwrap();
+    let policy = router.manifest.default_policy.clone();
+    prompts
+        .iter()
+        .zip(embeddings)
+        .map(|((prompt, hard), e)| {
+            let (prediction, decision) = router.route(&e.vector, estimate_input_tokens(prompt), &policy).unwrap();
+            Routed { hard: *hard, model: decision.model, complexity: prediction.complexity }
+        })
+        .collect()
+}
+
+/// Price of one call of 300 input and 300 output tokens.
+fn call_price(router: &Router, model: &str) -> f64 {
+    let m = router.manifest.models.iter().find(|m| m.model == model).unwrap();
+    m.cost_for(300.0, 300.0)
+}
+
+#[test]
+fn the_test_prompts_are_not_training_prompts() {
+    let labels = std::fs::read_to_string(workspace_root().join("training-data/complexity/prompts.jsonl")).unwrap();
+    let trained: BTreeSet<String> = labels
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| normalize_prompt(serde_json::from_str::<Value>(l).unwrap()["prompt"].as_str().unwrap()))
+        .collect();
+    let prompts = fixture();
+    assert!(prompts.len() >= 80 && prompts.iter().filter(|p| p.1).count() == prompts.len() / 2);
+    for (p, _) in &prompts {
+        assert!(!trained.contains(&normalize_prompt(p)), "{p:?} is also a training prompt");
+    }
+}
+
+#[test]
+fn default_router_ranks_and_prices_everyday_prompts_sensibly() {
+    let router = Router::load(&workspace_root().join("models/default")).unwrap();
+    let routed = route_all(&router);
+    let (hard, easy): (Vec<&Routed>, Vec<&Routed>) = routed.iter().partition(|r| r.hard);
+
+    // Complexity ranks hard above easy (AUC over all pairs).
+    let wins: f64 = hard
+        .iter()
+        .flat_map(|h| easy.iter().map(move |e| (h, e)))
+        .map(|(h, e)| match h.complexity.total_cmp(&e.complexity) {
+            std::cmp::Ordering::Greater => 1.0,
+            std::cmp::Ordering::Equal => 0.5,
+            std::cmp::Ordering::Less => 0.0,
+        })
+        .sum();
+    let auc = wins / (hard.len() * easy.len()) as f64;
+    assert!(auc >= 0.85, "complexity AUC {auc:.3}: hard prompts should rank above easy ones");
+
+    // Easy prompts cost far less than hard ones at the default knob.
+    let spend = |set: &[&Routed]| set.iter().map(|r| call_price(&router, &r.model)).sum::<f64>();
+    let ratio = spend(&easy) / spend(&hard);
+    assert!(ratio <= 0.5, "easy/hard spend ratio {ratio:.3}");
+
+    // Hard prompts mostly go to models above the catalog's median price.
+    let mut prices: Vec<f64> = router.manifest.models.iter().map(|m| m.cost_for(300.0, 300.0)).collect();
+    prices.sort_by(f64::total_cmp);
+    let median = prices[prices.len() / 2];
+    let strong = hard.iter().filter(|r| call_price(&router, &r.model) >= median).count();
+    assert!(strong * 2 >= hard.len(), "only {strong} of {} hard prompts went above the median price", hard.len());
+}
