@@ -15,5 +15,5 @@ cargo run --release -p switchyard -- train \
   --profiles training-data/default/profiles.toml \
   --complexity-labels training-data/complexity/prompts.jsonl \
   --predictor logistic,mf,mlp \
-  --min-quality 0.7 \
+  --min-quality 0.55 \
   --out models/default "$@"

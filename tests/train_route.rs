@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use common::{encoder, workspace_root};
 use serde_json::{json, Value};
-use switchyard_core::{Catalog, Knob, PredictorKind, Router};
+use switchyard_core::{estimate_input_tokens, Catalog, Knob, Policy, PredictorKind, RouteReport, Router, Timing};
 use switchyard_encoder::Encoder;
 use switchyard_train::{metrics, train, Dataset, EmbeddingCache, RowFilter, TrainOptions};
 
@@ -104,6 +104,57 @@ fn learned_router_beats_chance_and_shuffled_labels_on_held_out_prompts() {
     eprintln!("held-out AUC: learned {real:.3}, shuffled labels {shuffled:.3}");
     assert!(real > 0.65, "learned router AUC {real}");
     assert!(real - shuffled > 0.08, "learned {real} vs shuffled {shuffled}");
+}
+
+#[test]
+fn output_lengths_beat_each_models_mean_on_held_out_token_counts() {
+    let router = arena_router();
+    assert!(router.lengths.is_some(), "RouterArena logs have output_tokens: lengths should be predicted");
+    let test =
+        Dataset::from_logs(&[set_path("routerarena", "logs.jsonl.gz")], None, false, RowFilter::TestOrAll).unwrap();
+    let mut cache = EmbeddingCache::open(&cache_dir(), encoder()).unwrap();
+    let texts: Vec<&str> = test.prompts.iter().map(|p| p.text.as_str()).collect();
+    let vectors = cache.embed(encoder(), &texts, 32, |_, _| {}).unwrap();
+    let (mut predicted, mut mean, mut n) = (0f64, 0f64, 0usize);
+    for (prompt, vector) in test.prompts.iter().zip(&vectors) {
+        let prediction = router.predict(vector, estimate_input_tokens(&prompt.text));
+        for &(m, tokens) in &prompt.output_tokens {
+            let name = &test.models[m];
+            let estimate = prediction.models.iter().find(|e| &e.model == name).unwrap();
+            let cost = router.manifest.models.iter().find(|c| &c.model == name).unwrap();
+            let truth = f64::from(tokens).ln_1p();
+            predicted += (estimate.output_tokens.ln_1p() - truth).abs();
+            mean += (cost.mean_output_tokens.ln_1p() - truth).abs();
+            n += 1;
+        }
+    }
+    assert!(n > 100, "{n} held-out rows with token counts");
+    let (predicted, mean) = (predicted / n as f64, mean / n as f64);
+    eprintln!("held-out MAE of ln(1 + output tokens): predicted {predicted:.3}, per-model mean {mean:.3}");
+    assert!(predicted < mean, "per-prompt lengths ({predicted:.3}) should beat each model's mean ({mean:.3})");
+}
+
+#[test]
+fn far_prompts_fall_back_on_the_priors() {
+    let router = arena_router();
+    let texts = [
+        // A held-out RouterArena-style prompt, and chat unlike anything in RouterArena.
+        "Please solve the following mathematical problem step by step. Question: What is 17 * 23?",
+        "lol 😂😂 brb gotta feed the cat, ttyl",
+    ];
+    let vectors = encoder().embed_batch(&texts).unwrap();
+    let near = router.predict(&vectors[0].vector, estimate_input_tokens(texts[0]));
+    let far = router.predict(&vectors[1].vector, estimate_input_tokens(texts[1]));
+    assert!(near.ood < 0.9 && near.shrink == 0.0, "near: ood {} shrink {}", near.ood, near.shrink);
+    assert!(far.ood >= 0.95 && far.shrink >= 0.5, "far: ood {} shrink {}", far.ood, far.shrink);
+    // Every model's P leans on its prior at least as much as the shrinkage says, and the reason says why.
+    for estimate in &far.models {
+        assert!(estimate.prior_weight >= far.shrink - 1e-9, "{estimate:?}");
+    }
+    let policy = Policy::new(Knob::MinQuality(0.7));
+    let (prediction, decision) = router.route(&vectors[1].vector, estimate_input_tokens(texts[1]), &policy).unwrap();
+    let report = RouteReport::new(prediction, decision, policy, vectors[1].tokens, false, Timing::default());
+    assert!(report.reason.contains("far from the training data"), "{}", report.reason);
 }
 
 #[test]

@@ -442,7 +442,12 @@ mod tests {
             assert_eq!((far.ood, far.shrink), (1.0, 1.0));
             assert!((far.complexity - 0.3).abs() < 1e-6);
             let probs = router.heads.domain_probs(&[-1., 0.]);
-            let prior = 0.5 * probs[0] + 0.6 * probs[1];
+            // The domain prior, moved by the difficulty slope (−2.5) for the complexity (0.3) against the
+            // domains' typical complexity (0.2 and 0.5).
+            let typical = 0.2 * probs[0] + 0.5 * probs[1];
+            let prior = crate::predictor::sigmoid(
+                crate::predictor::logit(0.5 * probs[0] + 0.6 * probs[1]) - 2.5 * (0.3 - typical),
+            );
             assert!((far.models[0].p_success - f64::from(prior)).abs() < 1e-6, "{far:?}");
             assert!(p.models[1].expected_cost_usd > p.models[0].expected_cost_usd);
         }

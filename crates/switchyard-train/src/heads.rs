@@ -159,3 +159,56 @@ pub fn cross_fit_heads(
     let all: Vec<usize> = (0..x.nrows()).collect();
     Ok((fit(&all)?, features))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pearson correlation.
+    fn corr(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len() as f32;
+        let (ma, mb) = (a.iter().sum::<f32>() / n, b.iter().sum::<f32>() / n);
+        let cov: f32 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+        let va: f32 = a.iter().map(|x| (x - ma).powi(2)).sum();
+        let vb: f32 = b.iter().map(|y| (y - mb).powi(2)).sum();
+        cov / (va * vb).sqrt().max(1e-12)
+    }
+
+    #[test]
+    fn out_of_fold_complexity_does_not_memorise_the_labels() {
+        // Pure-noise embeddings (60 dimensions, 80 prompts) and outcomes unrelated to them: a head fitted on
+        // these prompts memorises their difficulty, so its in-sample outputs track the targets; the
+        // out-of-fold outputs, which the predictors see as features, must not.
+        let (n, dim) = (80, 60);
+        let mut state = 0x2545f4914f6cdd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f32 / (1u64 << 53) as f32
+        };
+        let x = Array2::from_shape_fn((n, dim), |_| next() - 0.5);
+        let records: Vec<PromptRecord> = (0..n)
+            .map(|i| PromptRecord {
+                key: format!("p{i}"),
+                text: format!("prompt {i}"),
+                text_hash: i as u64,
+                domain: None,
+                outcomes: vec![(0, f32::from(u8::from(next() < 0.5)))],
+                output_tokens: Vec::new(),
+                pairs: Vec::new(),
+                split: None,
+            })
+            .collect();
+        let prompts: Vec<&PromptRecord> = records.iter().collect();
+        let targets = difficulty_targets(&prompts, 1);
+        let hashes: Vec<u64> = (0..n as u64).collect();
+        let folds = Folds::grouped(&hashes, 5, 7).unwrap();
+        let (heads, features) = cross_fit_heads(&x, &prompts, &[], 1, &folds, None).unwrap();
+        let in_sample: Vec<f32> = (0..n).map(|i| heads.complexity(&x.row(i).to_vec())).collect();
+        let out_of_fold: Vec<f32> = features.column(dim).to_vec();
+        let (fitted, honest) = (corr(&in_sample, &targets), corr(&out_of_fold, &targets));
+        assert!(fitted > 0.6, "in-sample correlation {fitted}: the head should overfit noise");
+        assert!(honest < 0.3, "out-of-fold correlation {honest}: features leak the labels");
+    }
+}
