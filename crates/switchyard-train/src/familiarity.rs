@@ -122,7 +122,7 @@ pub fn fit_familiarity(inputs: &FamiliarityInputs<'_>) -> Result<Familiarity, Tr
     let models = targets.models();
     let domains = membership.ncols().max(1);
     // Per-domain priors: each model's difficulty-adjusted mean there, pulled toward its baseline; the
-    // weight behind the mean is the model's evidence in the domain.
+    // weight behind the mean, plus the pairwise rows it appears in, is the model's evidence in the domain.
     let one = Array2::ones((targets.value.nrows(), 1));
     let membership = if membership.ncols() == 0 { &one } else { membership };
     let (means, weight) = targets.domain_means(membership, difficulty);
@@ -134,6 +134,14 @@ pub fn fit_familiarity(inputs: &FamiliarityInputs<'_>) -> Result<Familiarity, Tr
             priors[m * domains + d] =
                 ((w * means[[m, d]] + PRIOR_STRENGTH * baseline[[m, d]]) / (w + PRIOR_STRENGTH)).clamp(0.02, 0.98);
             evidence[m * domains + d] = w;
+        }
+    }
+    // Pairwise rows are evidence of both models too (they have no outcome mean, so no prior of their own).
+    for pair in &targets.pairs {
+        for m in [pair.a, pair.b] {
+            for d in 0..domains {
+                evidence[m * domains + d] += membership[[pair.row, d]];
+            }
         }
     }
     // Each domain's typical (out-of-fold) complexity, where the difficulty term is centred.
