@@ -291,7 +291,7 @@ mod tests {
         let lengths: Vec<f32> = (0..n).map(|r| 2.0 + 3.0 * r as f32 / n as f32).collect();
         let difficulty: Vec<f32> = (0..n).map(|r| 0.2 + 0.5 * r as f32 / n as f32).collect();
         let complexity = vec![0.25; n];
-        let f = fit_familiarity(&FamiliarityInputs {
+        let inputs = FamiliarityInputs {
             embeddings: &x,
             folds: &folds,
             targets: &targets,
@@ -303,8 +303,8 @@ mod tests {
             log_lengths: &lengths,
             labelled: None,
             seed: 3,
-        })
-        .unwrap();
+        };
+        let f = fit_familiarity(&inputs).unwrap();
         assert!((f.complexity_slope - 0.5 / 3.0).abs() < 1e-3, "{}", f.complexity_slope);
         assert!((f.length_mean - 3.5).abs() < 0.02);
         assert!(f.ood(&[1.0, 0.0, 0.0]) < 0.9, "{}", f.ood(&[1.0, 0.0, 0.0]));
@@ -316,5 +316,12 @@ mod tests {
         // Every prompt labels its domain: each model has n/2 observations in each.
         assert_eq!(f.evidence, vec![100.0; 4]);
         assert!(f.labelled.is_empty() && f.labelled_complexity.is_empty());
+
+        // Pairwise rows are evidence of both models: three pairs on domain-0 prompts.
+        let pairs: Vec<crate::PairTarget> =
+            [0, 2, 4].iter().map(|&row| crate::PairTarget { row, a: 0, b: 1, y: 1.0 }).collect();
+        let with_pairs = Targets { pairs, ..targets.clone() };
+        let g = fit_familiarity(&FamiliarityInputs { targets: &with_pairs, ..inputs }).unwrap();
+        assert_eq!(g.evidence, vec![103.0, 100.0, 103.0, 100.0]);
     }
 }
