@@ -16,8 +16,8 @@
 //!   in proportion to the missing evidence ([`Familiarity::coverage`]).
 //! - Complexity can be taught by prompts that carry a difficulty label but no outcomes
 //!   (`--complexity-labels`). Near those prompts their labels speak for the prompt's complexity (a
-//!   similarity-weighted vote of the nearest, [`Familiarity::complexity`]), and complexity is trusted even
-//!   when no outcome is ([`Familiarity::complexity_ood`]).
+//!   similarity-weighted vote of the nearest), and complexity is trusted even when no outcome is (both in
+//!   [`Familiarity::place`]).
 
 use crate::predictor::{logit, sigmoid};
 
@@ -31,6 +31,17 @@ pub const LABEL_NEIGHBOURS: usize = 10;
 /// Scale of the similarity margin that hands complexity from the head to the labelled prompts' vote: at a
 /// margin of 0 each gets half, at ±2 scales nearly all or none.
 pub const LABEL_MARGIN_SCALE: f32 = 0.03;
+
+/// Where one prompt stands relative to what a router learned from (see [`Familiarity::place`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Placement {
+    /// The calibrated distance from the training prompts.
+    pub ood: f32,
+    /// The calibrated distance from every prompt that taught complexity.
+    pub complexity_ood: f32,
+    /// The complexity, with the labelled prompts' vote where they are closer than the training prompts.
+    pub complexity: f32,
+}
 
 /// A summary of where the training prompts lie, and the priors to fall back on.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,21 +94,31 @@ impl Familiarity {
         self.calibrated(self.similarity(embedding))
     }
 
-    /// The calibrated distance from every prompt that taught complexity: the training prompts and those
-    /// with a complexity label only. Complexity shrinks toward its fallback by this, not by [`Self::ood`].
-    pub fn complexity_ood(&self, embedding: &[f32]) -> f32 {
-        let s = self.similarity(embedding).max(nearest(&self.labelled, self.dim, embedding));
-        self.calibrated(s)
+    /// Where a prompt stands, in one pass over the centroids and the labelled prompts, given the heads'
+    /// complexity estimate `head`:
+    /// - `ood` ([`Self::ood`]);
+    /// - `complexity_ood`: the calibrated distance from every prompt that taught complexity (the training
+    ///   prompts and those with a complexity label only); complexity shrinks toward its fallback by this;
+    /// - `complexity`: where the prompt is closer to the labelled prompts than to the training prompts, the
+    ///   labels of its [`LABEL_NEIGHBOURS`] nearest labelled prompts (weighted by similarity⁴) take over from
+    ///   `head`, smoothly in the similarity margin (see [`LABEL_MARGIN_SCALE`]).
+    pub fn place(&self, embedding: &[f32], head: f32) -> Placement {
+        let near = self.similarity(embedding);
+        let (labelled_near, vote) = self.label_vote(embedding);
+        let complexity = match vote {
+            Some(vote) => {
+                let share = sigmoid((labelled_near - near) / LABEL_MARGIN_SCALE);
+                share * vote + (1.0 - share) * head
+            }
+            None => head,
+        };
+        Placement { ood: self.calibrated(near), complexity_ood: self.calibrated(near.max(labelled_near)), complexity }
     }
 
-    /// A prompt's complexity given the heads' estimate `head`: where the prompt is closer to the labelled
-    /// prompts than to the training prompts, the labels of its [`LABEL_NEIGHBOURS`] nearest labelled prompts
-    /// (weighted by similarity⁴) take over, smoothly in the similarity margin (see [`LABEL_MARGIN_SCALE`]).
-    pub fn complexity(&self, embedding: &[f32], head: f32) -> f32 {
+    /// The cosine to the nearest labelled prompt (−∞ without any), and the similarity-weighted vote of the
+    /// [`LABEL_NEIGHBOURS`] nearest on complexity (`None` without labels or positive similarity).
+    fn label_vote(&self, embedding: &[f32]) -> (f32, Option<f32>) {
         let dim = self.dim.max(1);
-        if self.labelled.is_empty() || self.labelled_complexity.len() != self.labelled.len() / dim {
-            return head;
-        }
         let mut sims: Vec<(f32, f32)> = self
             .labelled
             .chunks_exact(dim)
@@ -110,12 +131,8 @@ impl Familiarity {
             let v = sim.max(0.0).powi(4);
             (s + v * c, w + v)
         });
-        if weight <= 0.0 {
-            return head;
-        }
-        let margin = sims[0].0 - self.similarity(embedding);
-        let share = sigmoid(margin / LABEL_MARGIN_SCALE);
-        share * (sum / weight) + (1.0 - share) * head
+        let nearest = sims.first().map_or(f32::NEG_INFINITY, |s| s.0);
+        (nearest, (weight > 0.0).then(|| sum / weight))
     }
 
     /// How much of model `model`'s learned P(success) to keep for a prompt with these domain probabilities:
@@ -275,10 +292,10 @@ mod tests {
         let f = familiarity();
         // Along the second axis: far from every training centroid, on a complexity-label centroid.
         assert_eq!(f.ood(&[0.0, 1.0]), 1.0);
-        assert_eq!(f.complexity_ood(&[0.0, 1.0]), 0.0);
+        assert_eq!(f.place(&[0.0, 1.0], 0.3).complexity_ood, 0.0);
         let none = Familiarity { labelled: Vec::new(), labelled_complexity: Vec::new(), ..familiarity() };
-        assert_eq!(none.complexity_ood(&[0.0, 1.0]), 1.0);
-        assert_eq!(none.complexity(&[0.0, 1.0], 0.3), 0.3);
+        assert_eq!(none.place(&[0.0, 1.0], 0.3).complexity_ood, 1.0);
+        assert_eq!(none.place(&[0.0, 1.0], 0.3).complexity, 0.3);
     }
 
     #[test]
@@ -287,8 +304,9 @@ mod tests {
         // On the first labelled prompt (cosine 1; the training centroid is at cosine 0): its neighbours' vote,
         // 0.9 weighted 1 against 0.1 weighted 0.8^4.
         let vote = (0.9 + 0.1 * 0.8f32.powi(4)) / (1.0 + 0.8f32.powi(4));
-        assert!((f.complexity(&[0.0, 1.0], 0.3) - vote).abs() < 1e-4, "{}", f.complexity(&[0.0, 1.0], 0.3));
+        let on_label = f.place(&[0.0, 1.0], 0.3).complexity;
+        assert!((on_label - vote).abs() < 1e-4, "{on_label}");
         // On the training centroid, far closer to it than to any label: the head's estimate.
-        assert!((f.complexity(&[1.0, 0.0], 0.3) - 0.3).abs() < 1e-3);
+        assert!((f.place(&[1.0, 0.0], 0.3).complexity - 0.3).abs() < 1e-3);
     }
 }

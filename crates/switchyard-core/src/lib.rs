@@ -17,7 +17,7 @@ mod row;
 
 pub use catalog::{Catalog, CatalogError, ModelCard};
 pub use cost::{estimate_input_tokens, CostSource, ModelCost, CHARS_PER_TOKEN};
-pub use familiarity::{Familiarity, OOD_START};
+pub use familiarity::{Familiarity, Placement, OOD_START};
 pub use logs::{read_logs, LogError, LogReader, ReadSummary, RowError};
 pub use policy::{Decision, Knob, ModelEstimate, Policy, PolicyError};
 pub use predictor::{logit, sigmoid, softmax, Dense, Factorized, Heads, KnnMemory, Platt, Predictor, PredictorKind};

@@ -248,20 +248,13 @@ impl Router {
         let lengths = self.lengths.as_ref().map(|l| l.forward(&features));
         let domain_probs = self.heads.domain_probs(embedding);
         let mut complexity = self.heads.complexity(embedding);
-        let (ood, shrink) = match &self.familiarity {
-            Some(f) => {
-                let ood = f.ood(embedding);
-                (ood, Familiarity::shrink(ood))
-            }
-            None => (0.0, 0.0),
-        };
-        let mut label_shift = 0.0;
+        let (mut ood, mut shrink, mut label_shift) = (0.0, 0.0, 0.0);
         if let Some(f) = &self.familiarity {
-            let labelled = f.complexity(embedding, complexity);
-            label_shift = labelled - complexity;
-            complexity = labelled;
-            let toward = Familiarity::shrink(f.complexity_ood(embedding));
-            complexity = (1.0 - toward) * complexity + toward * f.fallback_complexity(input_tokens);
+            let place = f.place(embedding, complexity);
+            (ood, shrink) = (place.ood, Familiarity::shrink(place.ood));
+            label_shift = place.complexity - complexity;
+            let toward = Familiarity::shrink(place.complexity_ood);
+            complexity = (1.0 - toward) * place.complexity + toward * f.fallback_complexity(input_tokens);
         }
         let models = self
             .manifest

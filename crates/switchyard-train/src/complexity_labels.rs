@@ -4,7 +4,7 @@
 //! unit conversions and no systems-design questions. A labels file fills that in: each line is a prompt with
 //! either a `label` (`easy`, `medium`, `hard`) or a numeric `complexity` in [0, 1]. The complexity head is
 //! fitted on these next to the logs' item difficulties, and complexity is trusted near these prompts (see
-//! `switchyard_core::Familiarity::complexity_ood`). They never feed the per-model success predictors.
+//! `switchyard_core::Familiarity::place`). They never feed the per-model success predictors.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use switchyard_core::{logit, sigmoid, Familiarity};
 
 use crate::folds::Folds;
 use crate::predictors::{select_rows, tensor};
-use crate::targets::Targets;
+use crate::targets::{domain_average, Targets};
 use crate::TrainError;
 
 /// Most centroids kept (a decision compares the prompt with each).
@@ -145,17 +145,7 @@ pub fn fit_familiarity(inputs: &FamiliarityInputs<'_>) -> Result<Familiarity, Tr
         }
     }
     // Each domain's typical (out-of-fold) complexity, where the difficulty term is centred.
-    let domain_complexity: Vec<f32> = (0..domains)
-        .map(|d| {
-            let (s, w) = (0..complexity.len())
-                .fold((0f32, 0f32), |(s, w), r| (s + membership[[r, d]] * complexity[r], w + membership[[r, d]]));
-            if w > 0.0 {
-                s / w
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let domain_complexity = domain_average(membership, complexity);
     let base_complexity = complexity.iter().sum::<f32>() / complexity.len().max(1) as f32;
     let n = log_lengths.len().max(1) as f32;
     let length_mean = log_lengths.iter().sum::<f32>() / n;

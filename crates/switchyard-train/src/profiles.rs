@@ -164,6 +164,20 @@ fn line(points: &[(f64, f64)]) -> (f64, f64) {
 mod tests {
     use super::*;
 
+    /// Model `m{m}` with an MMLU-Redux accuracy only.
+    fn profile(m: usize, acc: f64) -> Profile {
+        Profile {
+            model: format!("m{m}"),
+            source_model: None,
+            mmlu_redux: Some(acc),
+            zebra_puzzle: None,
+            zebra_easy: None,
+            zebra_hard: None,
+            zebra_cell: None,
+            source: None,
+        }
+    }
+
     #[test]
     fn aggregates_are_mapped_onto_the_domain_by_the_models_with_evidence() {
         // Four models; models 0-2 have knowledge evidence at 0.3, 0.5, 0.7 with MMLU 0.6, 0.7, 0.8;
@@ -181,22 +195,8 @@ mod tests {
         let weight = Array2::from_shape_fn((n, 4), |(r, m)| f32::from(u8::from(m < 3 || r >= 40)));
         let membership = Array2::from_shape_fn((n, 2), |(r, d)| f32::from(u8::from((r >= 40) == (d == 1))));
         let targets = Targets { value, weight, pairs: Vec::new() };
-        let profiles = Profiles {
-            profiles: [0.6, 0.7, 0.8, 0.9]
-                .iter()
-                .enumerate()
-                .map(|(m, &acc)| Profile {
-                    model: format!("m{m}"),
-                    source_model: None,
-                    mmlu_redux: Some(acc),
-                    zebra_puzzle: None,
-                    zebra_easy: None,
-                    zebra_hard: None,
-                    zebra_cell: None,
-                    source: None,
-                })
-                .collect(),
-        };
+        let profiles =
+            Profiles { profiles: [0.6, 0.7, 0.8, 0.9].iter().enumerate().map(|(m, &acc)| profile(m, acc)).collect() };
         let b = baselines(Some(&profiles), &models, &domains, &targets, &membership, &vec![0.0; targets.value.nrows()]);
         assert!((b[[3, 0]] - 0.9).abs() < 0.02, "{b:?}");
         assert!((b[[0, 0]] - 0.3).abs() < 0.02, "{b:?}");
@@ -217,16 +217,6 @@ mod tests {
         let value = Array2::from_shape_fn((n, 3), |(r, m)| f32::from(u8::from(r < [8, 9, 7][m])));
         let targets = Targets { value, weight: Array2::ones((n, 3)), pairs: Vec::new() };
         let membership = Array2::from_shape_fn((n, 2), |(_, d)| f32::from(u8::from(d == 1)));
-        let profile = |m: usize, acc: f64| Profile {
-            model: format!("m{m}"),
-            source_model: None,
-            mmlu_redux: Some(acc),
-            zebra_puzzle: None,
-            zebra_easy: None,
-            zebra_hard: None,
-            zebra_cell: None,
-            source: None,
-        };
         let profiles = Profiles { profiles: vec![profile(0, 0.5), profile(1, 0.6)] };
         let b = baselines(Some(&profiles), &models, &domains, &targets, &membership, &[0.0; 10]);
         assert!((b[[0, 0]] - 0.5).abs() < 1e-5 && (b[[1, 0]] - 0.6).abs() < 1e-5, "{b:?}");

@@ -91,17 +91,7 @@ impl Targets {
     pub fn domain_means(&self, membership: &Array2<f32>, difficulty: &[f32]) -> (Array2<f32>, Array2<f32>) {
         let (prompts, models) = self.value.dim();
         let domains = membership.ncols();
-        let typical: Vec<f32> = (0..domains)
-            .map(|d| {
-                let (s, w) = (0..prompts)
-                    .fold((0f32, 0f32), |(s, w), r| (s + membership[[r, d]] * difficulty[r], w + membership[[r, d]]));
-                if w > 0.0 {
-                    s / w
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let typical = domain_average(membership, difficulty);
         let mut sum = Array2::<f32>::zeros((models, domains));
         let mut weight = Array2::<f32>::zeros((models, domains));
         for r in 0..prompts {
@@ -178,6 +168,24 @@ pub(crate) fn column_means(value: &Array2<f32>, weight: &Array2<f32>, empty: f32
                 (&value.column(m) * &weight.column(m)).sum() / w
             } else {
                 empty
+            }
+        })
+        .collect()
+}
+
+/// Each domain's mean of a per-prompt value, the prompts weighted by their membership (`[prompts, domains]`);
+/// 0 for a domain without members.
+pub(crate) fn domain_average(membership: &Array2<f32>, values: &[f32]) -> Vec<f32> {
+    let values = ndarray::ArrayView1::from(values);
+    membership
+        .columns()
+        .into_iter()
+        .map(|column| {
+            let w = column.sum();
+            if w > 0.0 {
+                column.dot(&values) / w
+            } else {
+                0.0
             }
         })
         .collect()

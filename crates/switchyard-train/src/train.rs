@@ -104,26 +104,18 @@ pub fn train(
         Some(labels) => {
             let texts: Vec<&str> = labels.texts.iter().map(String::as_str).collect();
             let vectors = cache.embed(encoder, &texts, options.batch_size, |_, _| {})?;
-            // Labelled prompts together weigh LABEL_SHARE of the logged prompts (each at least once): a
-            // label speaks for a prompt's difficulty directly, and everyday prompts are a large part of
-            // real traffic, so a few hundred labels must not drown among thousands of benchmark items.
-            let copies = ((LABEL_SHARE * prompts.len() as f64 / vectors.len() as f64).round() as usize).max(1);
-            let n = vectors.len();
-            let x = Array2::from_shape_fn((n * copies, dim), |(r, c)| vectors[r % n][c]);
-            let targets: Vec<f32> = (0..n * copies).map(|r| labels.targets[r % n]).collect();
-            tracing::info!("{n} complexity-labelled prompts, each counted {copies} times");
-            let unique = Array2::from_shape_fn((n, dim), |(r, c)| vectors[r][c]);
-            Some((x, targets, unique))
+            Some((Array2::from_shape_fn((vectors.len(), dim), |(r, c)| vectors[r][c]), labels.targets.as_slice()))
         }
         None => None,
     };
+    let weighted = labelled.as_ref().map(|(x, targets)| repeat_labels(x, targets, prompts.len()));
     let (heads, features) = cross_fit_heads(
         &embeddings,
         &prompts,
         &dataset.domains,
         models,
         &folds,
-        labelled.as_ref().map(|(x, t, _)| (x, t.as_slice())),
+        weighted.as_ref().map(|(x, t)| (x, t.as_slice())),
     )?;
     tracing::info!("heads cross-fitted in {:.1} s", started.elapsed().as_secs_f64());
     let cost = Array2::from_shape_fn((prompts.len(), models), |(r, m)| {
@@ -178,10 +170,7 @@ pub fn train(
         complexity: &complexity,
         difficulty: &difficulty,
         log_lengths: &log_lengths,
-        labelled: labelled
-            .as_ref()
-            .zip(options.complexity_labels.as_ref())
-            .map(|((_, _, u), l)| (u, l.targets.as_slice())),
+        labelled: labelled.as_ref().map(|(x, t)| (x, *t)),
         seed: options.seed,
     })?;
     let chosen = best(&evaluated).ok_or_else(|| TrainError::Fit("no predictor candidates were fitted".into()))?;
@@ -230,6 +219,18 @@ pub fn train(
         familiarity: Some(familiarity),
         lengths: lengths.map(|l| l.0),
     })
+}
+
+/// The complexity-labelled prompts `x` and their `targets`, each repeated so that together they weigh
+/// [`LABEL_SHARE`] of the `logged` prompts (each at least once): a label speaks for a prompt's difficulty
+/// directly, and everyday prompts are a large part of real traffic, so a few hundred labels must not drown
+/// among thousands of benchmark items.
+fn repeat_labels(x: &Array2<f32>, targets: &[f32], logged: usize) -> (Array2<f32>, Vec<f32>) {
+    let n = x.nrows();
+    let copies = ((LABEL_SHARE * logged as f64 / n.max(1) as f64).round() as usize).max(1);
+    tracing::info!("{n} complexity-labelled prompts, each counted {copies} times");
+    let rows: Vec<usize> = (0..n * copies).map(|r| r % n).collect();
+    (x.select(ndarray::Axis(0), &rows), rows.iter().map(|&r| targets[r]).collect())
 }
 
 /// The output-length head, when asked for (or, under `auto`, when the logs have enough token counts).
