@@ -19,7 +19,7 @@
 //!   similarity-weighted vote of the nearest), and complexity is trusted even when no outcome is (both in
 //!   [`Familiarity::place`]).
 
-use crate::predictor::{logit, sigmoid};
+use crate::predictor::{dot, logit, sigmoid};
 
 /// `ood` above which estimates start to shrink toward the priors.
 pub const OOD_START: f32 = 0.9;
@@ -123,7 +123,7 @@ impl Familiarity {
             .labelled
             .chunks_exact(dim)
             .zip(&self.labelled_complexity)
-            .map(|(row, &c)| (row.iter().zip(embedding).map(|(a, b)| a * b).sum::<f32>(), c))
+            .map(|(row, &c)| (dot(row, embedding), c))
             .collect();
         sims.sort_by(|a, b| b.0.total_cmp(&a.0));
         sims.truncate(LABEL_NEIGHBOURS);
@@ -212,10 +212,7 @@ impl Familiarity {
 
 /// Cosine of `embedding` to the nearest of `centroids` (row-major, `dim` wide); −∞ without centroids.
 fn nearest(centroids: &[f32], dim: usize, embedding: &[f32]) -> f32 {
-    centroids
-        .chunks_exact(dim.max(1))
-        .map(|c| c.iter().zip(embedding).map(|(a, b)| a * b).sum::<f32>())
-        .fold(f32::NEG_INFINITY, f32::max)
+    centroids.chunks_exact(dim.max(1)).map(|c| dot(c, embedding)).fold(f32::NEG_INFINITY, f32::max)
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ pub use cost::{estimate_input_tokens, CostSource, ModelCost, CHARS_PER_TOKEN};
 pub use familiarity::{Familiarity, Placement, OOD_START};
 pub use logs::{read_logs, LogError, LogReader, ReadSummary, RowError};
 pub use policy::{Decision, Knob, ModelEstimate, Policy, PolicyError};
-pub use predictor::{logit, sigmoid, softmax, Dense, Factorized, Heads, KnnMemory, Platt, Predictor, PredictorKind};
+pub use predictor::{
+    dot, logit, sigmoid, softmax, Dense, Factorized, Heads, KnnMemory, Platt, Predictor, PredictorKind,
+};
 pub use router::{
     CandidateMetrics, DomainScore, EncoderInfo, FileFingerprint, LengthReport, Manifest, Prediction, RouteReport,
     Router, RouterError, Timing, TrainingInfo, Utility, FORMAT_VERSION, MANIFEST_FILE, TOP_DOMAINS, WEIGHTS_FILE,

@@ -24,12 +24,25 @@ impl Dense {
 
     /// `W x + b`.
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
-        self.weight
-            .chunks_exact(self.inputs)
-            .zip(&self.bias)
-            .map(|(row, b)| row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>() + b)
-            .collect()
+        self.weight.chunks_exact(self.inputs).zip(&self.bias).map(|(row, b)| dot(row, x) + b).collect()
     }
+}
+
+/// The dot product of two slices (over the shorter one's length), summed in eight lanes so that it
+/// compiles to SIMD: the scans over a kNN memory and over centroids are most of a decision's work after
+/// the encoder.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// The logistic function.
@@ -151,12 +164,8 @@ impl KnnMemory {
 
     /// The `k` stored prompts most similar (cosine) to `embedding` as (similarity, index), best first.
     pub fn neighbours(&self, embedding: &[f32], k: usize) -> Vec<(f32, usize)> {
-        let mut sims: Vec<(f32, usize)> = self
-            .embeddings
-            .chunks_exact(self.dim)
-            .enumerate()
-            .map(|(i, row)| (row.iter().zip(embedding).map(|(a, b)| a * b).sum::<f32>(), i))
-            .collect();
+        let mut sims: Vec<(f32, usize)> =
+            self.embeddings.chunks_exact(self.dim).enumerate().map(|(i, row)| (dot(row, embedding), i)).collect();
         let k = k.min(sims.len());
         if k == 0 {
             return Vec::new();

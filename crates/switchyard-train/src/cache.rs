@@ -104,6 +104,9 @@ impl EmbeddingCache {
                 .open(&self.path)
                 .map_err(|source| TrainError::Io { path: self.path.clone(), source })?;
             let total = missing.len();
+            // Shortest first across every missing text, not only within a chunk: each forward pass then holds
+            // texts of nearly one length, and little of it is padding.
+            missing.sort_by_key(|&i| (texts[i].len(), i));
             for (done, chunk) in missing.chunks(CHUNK).enumerate() {
                 let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
                 let embeddings = embed_all(encoder, &batch, batch_size)?;

@@ -37,10 +37,33 @@ impl Folds {
         Ok(Self { k, of: text_hashes.iter().map(|h| fold_of_text[h]).collect() })
     }
 
+    /// The same folds restricted to the prompts `rows` (in that order).
+    pub fn subset(&self, rows: &[usize]) -> Self {
+        Self { k: self.k, of: rows.iter().map(|&r| self.of[r]).collect() }
+    }
+
     /// (training rows, validation rows) of fold `f`.
     pub fn split(&self, f: usize) -> (Vec<usize>, Vec<usize>) {
         (0..self.of.len()).partition(|&i| self.of[i] != f)
     }
+}
+
+/// The rows of at most `cap` prompts, whole text groups at a time, chosen by a seeded hash of the
+/// normalised text (so the same prompts for the same logs and seed), in row order; every row when there are
+/// at most `cap`. Training cross-validates on this sample when the logs are larger, so that choosing the
+/// predictor costs the same at a million rows as at twenty thousand; the chosen predictor is then refitted on
+/// every prompt.
+pub fn sample_groups(text_hashes: &[u64], cap: usize, seed: u64) -> Vec<usize> {
+    if text_hashes.len() <= cap {
+        return (0..text_hashes.len()).collect();
+    }
+    let key =
+        |h: u64| (h ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9).rotate_left(31);
+    let mut keys: Vec<u64> = text_hashes.iter().map(|&h| key(h)).collect();
+    keys.sort_unstable();
+    // Rows whose key is below the (cap + 1)-th smallest: at most `cap` of them, never half a group.
+    let threshold = keys[cap];
+    (0..text_hashes.len()).filter(|&r| key(text_hashes[r]) < threshold).collect()
 }
 
 #[cfg(test)]
@@ -70,5 +93,22 @@ mod tests {
         assert_ne!(folds, Folds::grouped(&hashes, 5, 8).unwrap());
         let err = Folds::grouped(&[1, 2, 2], 5, 7).unwrap_err().to_string();
         assert!(err.contains("5 folds") && err.contains("2 distinct prompts"), "{err}");
+    }
+
+    #[test]
+    fn a_sample_keeps_whole_text_groups_and_its_size() {
+        let hashes: Vec<u64> = (0..5000).map(|i| i % 2000).collect(); // 2,000 texts, 2 or 3 rows each
+        assert_eq!(sample_groups(&hashes, 5000, 3).len(), 5000);
+        let sample = sample_groups(&hashes, 1000, 3);
+        assert!((950..=1000).contains(&sample.len()), "{}", sample.len());
+        let kept: std::collections::HashSet<u64> = sample.iter().map(|&r| hashes[r]).collect();
+        for (r, h) in hashes.iter().enumerate() {
+            assert_eq!(kept.contains(h), sample.contains(&r), "row {r} split from its text");
+        }
+        assert_eq!(sample, sample_groups(&hashes, 1000, 3));
+        assert_ne!(sample, sample_groups(&hashes, 1000, 4));
+        let folds = Folds::grouped(&hashes, 5, 1).unwrap();
+        let sub = folds.subset(&sample);
+        assert!(sample.iter().zip(&sub.of).all(|(&r, &f)| folds.of[r] == f));
     }
 }

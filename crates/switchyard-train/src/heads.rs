@@ -121,15 +121,22 @@ fn soft_bce_with_logits(logits: &Tensor, targets: &Tensor) -> candle_core::Resul
 /// complexity) computed by heads fitted on the other folds: out-of-fold, so the features carry no more
 /// about a prompt's own labels than they will about a new prompt's. `labelled` (embeddings and target
 /// complexities of prompts with a complexity label but no outcomes) joins every complexity fit: those prompts
-/// carry no outcome, so they cannot leak one.
+/// carry no outcome, so they cannot leak one. Heads are fitted only on the rows in `fit_on` (all rows, or the
+/// cross-validation sample of large logs: linear heads over a 384-wide embedding learn as much from tens of
+/// thousands of prompts as from millions); every row still gets its out-of-fold features.
 pub fn cross_fit_heads(
     x: &Array2<f32>,
     prompts: &[&PromptRecord],
     domains: &[String],
     models: usize,
     folds: &Folds,
+    fit_on: &[usize],
     labelled: Option<(&Array2<f32>, &[f32])>,
 ) -> Result<(Heads, Array2<f32>), TrainError> {
+    let mut fitted = vec![false; x.nrows()];
+    for &r in fit_on {
+        fitted[r] = true;
+    }
     let fit = |idx: &[usize]| -> Result<Heads, TrainError> {
         let xs = Array2::from_shape_fn((idx.len(), x.ncols()), |(r, c)| x[[idx[r], c]]);
         let labels: Vec<Option<usize>> = idx.iter().map(|&i| prompts[i].domain).collect();
@@ -150,14 +157,14 @@ pub fn cross_fit_heads(
     let mut features = Array2::zeros((x.nrows(), width));
     for f in 0..folds.k {
         let (train, val) = folds.split(f);
+        let train: Vec<usize> = train.into_iter().filter(|&r| fitted[r]).collect();
         let heads = fit(&train)?;
         for i in val {
             let row = heads.features(&x.row(i).to_vec());
             features.row_mut(i).assign(&ndarray::Array1::from(row));
         }
     }
-    let all: Vec<usize> = (0..x.nrows()).collect();
-    Ok((fit(&all)?, features))
+    Ok((fit(fit_on)?, features))
 }
 
 #[cfg(test)]
@@ -204,7 +211,8 @@ mod tests {
         let targets = difficulty_targets(&prompts, 1);
         let hashes: Vec<u64> = (0..n as u64).collect();
         let folds = Folds::grouped(&hashes, 5, 7).unwrap();
-        let (heads, features) = cross_fit_heads(&x, &prompts, &[], 1, &folds, None).unwrap();
+        let (heads, features) =
+            cross_fit_heads(&x, &prompts, &[], 1, &folds, &(0..n).collect::<Vec<_>>(), None).unwrap();
         let in_sample: Vec<f32> = (0..n).map(|i| heads.complexity(&x.row(i).to_vec())).collect();
         let out_of_fold: Vec<f32> = features.column(dim).to_vec();
         let (fitted, honest) = (corr(&in_sample, &targets), corr(&out_of_fold, &targets));

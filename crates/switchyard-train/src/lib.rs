@@ -35,10 +35,12 @@ pub use familiarity::{fit_familiarity, FamiliarityInputs, MAX_CENTROIDS};
 pub use folds::Folds;
 pub use heads::{cross_fit_heads, difficulty_targets, fit_complexity_head, fit_domain_head};
 pub use lengths::{fit_lengths, LengthTargets, OutputLengths, MIN_LENGTH_PROMPTS};
-pub use predictors::{fit_knn, fit_logistic, fit_mf, fit_mlp, knn_memory, predict_rows, Config, KnnConfig, MlpConfig};
+pub use predictors::{
+    fit_knn, fit_logistic, fit_mf, fit_mlp, knn_memory, predict_rows, Config, KnnConfig, MlpConfig, MAX_KNN_MEMORY,
+};
 pub use profiles::{baselines, Profile, Profiles};
 pub use targets::{PairTarget, Targets};
-pub use train::{embed_texts, train, TrainOptions, MIN_PROMPTS};
+pub use train::{embed_texts, train, TrainOptions, MIN_PROMPTS, SELECTION_PROMPTS};
 pub use utility::UtilityData;
 
 /// Why training (or reading its inputs) failed.

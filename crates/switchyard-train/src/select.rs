@@ -8,8 +8,8 @@ use switchyard_core::{CandidateMetrics, Predictor, PredictorKind};
 use crate::folds::Folds;
 use crate::metrics::{auc, brier, ece};
 use crate::predictors::{
-    fit_knn, fit_logistic, fit_mf, fit_mlp, knn_memory, nearest, predict_rows, select_rows as rows, Config, KnnConfig,
-    MlpConfig,
+    fit_knn, fit_logistic, fit_mf, fit_mlp, knn_memory, memory_rows, nearest, predict_rows, select_rows as rows,
+    Config, KnnConfig, MlpConfig,
 };
 use crate::targets::Targets;
 use crate::utility::UtilityData;
@@ -34,6 +34,20 @@ pub struct CvData {
     pub text_hashes: Vec<u64>,
     /// The folds.
     pub folds: Folds,
+}
+
+impl CvData {
+    /// The same data for the prompts `keep` only (in that order), with their folds.
+    pub fn subset(&self, keep: &[usize]) -> Self {
+        Self {
+            features: rows(&self.features, keep),
+            embeddings: rows(&self.embeddings, keep),
+            targets: self.targets.rows(keep),
+            cost: self.cost.select(ndarray::Axis(0), keep),
+            text_hashes: keep.iter().map(|&r| self.text_hashes[r]).collect(),
+            folds: self.folds.subset(keep),
+        }
+    }
 }
 
 /// One candidate's out-of-fold predictions and metrics.
@@ -159,6 +173,9 @@ pub fn cross_validate(
             progress(done, total);
         }
         if let Some(max_k) = knn.iter().map(|c| c.k).max() {
+            // The memory the deployed predictor would keep from these training rows.
+            let keep = memory_rows(et.nrows());
+            let (et, tt) = if keep.len() < et.nrows() { (rows(&et, &keep), tt.rows(&keep)) } else { (et, tt) };
             let neighbours = nearest(&ev, &et, max_k)?;
             let mut memory = knn_memory(&et, &tt, knn[0]);
             for (c, config) in knn.iter().enumerate() {
@@ -212,15 +229,20 @@ pub fn best(evaluated: &[Evaluated]) -> Option<usize> {
     (0..evaluated.len()).reduce(|best, i| if evaluated[i].beats(&evaluated[best]) { i } else { best })
 }
 
-/// Refits a candidate on every prompt (the MLP for the median of its folds' early-stopped epochs).
-pub fn refit(chosen: &Evaluated, data: &CvData, seed: u64) -> Result<Predictor, TrainError> {
+/// Refits a candidate on every prompt (the MLP for the median of its folds' early-stopped epochs). A kNN
+/// memory keeps only the prompts `memory` (the cross-validation sample), and at most
+/// [`crate::MAX_KNN_MEMORY`] of those, so that a decision's cost does not grow with the logs.
+pub fn refit(chosen: &Evaluated, data: &CvData, memory: &[usize], seed: u64) -> Result<Predictor, TrainError> {
     let mut epochs = chosen.epochs.clone();
     epochs.sort_unstable();
     let median = epochs.get(epochs.len() / 2).copied().unwrap_or(1);
     let members = chosen
         .configs
         .iter()
-        .map(|c| fit(c, &data.features, &data.embeddings, &data.targets, None, median, seed).map(|(p, _)| p))
+        .map(|c| match c {
+            Config::Knn(knn) => Ok(fit_knn(&rows(&data.embeddings, memory), &data.targets.rows(memory), *knn)),
+            _ => fit(c, &data.features, &data.embeddings, &data.targets, None, median, seed).map(|(p, _)| p),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(match <[Predictor; 1]>::try_from(members) {
         Ok([single]) => single,

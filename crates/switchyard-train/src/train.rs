@@ -15,7 +15,7 @@ use crate::cache::EmbeddingCache;
 use crate::complexity_labels::ComplexityLabels;
 use crate::dataset::{hex, Dataset, PromptRecord};
 use crate::familiarity::{fit_familiarity, FamiliarityInputs};
-use crate::folds::Folds;
+use crate::folds::{sample_groups, Folds};
 use crate::heads::{cross_fit_heads, difficulty_targets};
 use crate::lengths::{fit_lengths, LengthTargets, OutputLengths, MIN_LENGTH_PROMPTS};
 use crate::metrics::{ece, fit_platt};
@@ -30,6 +30,11 @@ const LABEL_SHARE: f64 = 0.25;
 
 /// Fewest prompts a router can be trained on.
 pub const MIN_PROMPTS: usize = 20;
+/// Most prompts that choosing the predictor works on. Larger logs are cross-validated on a sample of about
+/// this many (whole text groups, [`crate::folds::sample_groups`]): the heads, the output-length head, the
+/// candidates' cross-validation and the calibration use the sample, and the chosen predictor is refitted on
+/// every prompt (a kNN memory on the sample, then at most [`crate::MAX_KNN_MEMORY`] of it).
+pub const SELECTION_PROMPTS: usize = 16_000;
 
 /// Settings of a training run.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +103,15 @@ pub fn train(
     let started = std::time::Instant::now();
     let dim = encoder.dim();
     let embeddings = Array2::from_shape_fn((vectors.len(), dim), |(r, c)| vectors[r][c]);
+    drop(vectors);
+    let sample = sample_groups(&hashes, SELECTION_PROMPTS, options.seed);
+    if sample.len() < hashes.len() {
+        tracing::info!(
+            "{} prompts: choosing the predictor on a sample of {}, then refitting it on all",
+            hashes.len(),
+            sample.len()
+        );
+    }
     let prompts: Vec<&PromptRecord> = dataset.prompts.iter().collect();
     let models = dataset.models.len();
     let labelled = match &options.complexity_labels {
@@ -115,13 +129,14 @@ pub fn train(
         &dataset.domains,
         models,
         &folds,
+        &sample,
         weighted.as_ref().map(|(x, t)| (x, t.as_slice())),
     )?;
     tracing::info!("heads cross-fitted in {:.1} s", started.elapsed().as_secs_f64());
     let cost = Array2::from_shape_fn((prompts.len(), models), |(r, m)| {
         dataset.costs[m].expected_cost_usd(estimate_input_tokens(&prompts[r].text))
     });
-    let data = CvData {
+    let full = CvData {
         features,
         embeddings,
         targets: Targets::from_prompts(&prompts, models),
@@ -129,11 +144,14 @@ pub fn train(
         text_hashes: hashes,
         folds,
     };
+    let sampled = (sample.len() < full.text_hashes.len()).then(|| full.subset(&sample));
+    // What the choice is made on: every prompt, or the sample.
+    let selection = sampled.as_ref().unwrap_or(&full);
 
-    let lengths = output_lengths(dataset, &data, options)?;
+    let lengths = output_lengths(dataset, selection, &sample, options)?;
     let configs = grid(&options.candidates, options.mlp);
     let bar = progress_bar(options.progress, 0, "cross-validating predictors");
-    let evaluated = cross_validate(&data, &configs, options.seed, |done, total| {
+    let evaluated = cross_validate(selection, &configs, options.seed, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
@@ -143,6 +161,7 @@ pub fn train(
         log_candidate(&e.metrics);
     }
     let domains = dataset.domains.len();
+    let data = &full;
     let domain_probs = data.features.slice(ndarray::s![.., dim..dim + domains]).to_owned();
     let complexity: Vec<f32> = data.features.column(dim + domains).to_vec();
     // Domain membership: the logged label where there is one, else the out-of-fold probabilities.
@@ -174,8 +193,8 @@ pub fn train(
         seed: options.seed,
     })?;
     let chosen = best(&evaluated).ok_or_else(|| TrainError::Fit("no predictor candidates were fitted".into()))?;
-    let predictor = refit(&evaluated[chosen], &data, options.seed)?;
-    let (calibration, ece_calibrated) = calibrate(&data.targets, &evaluated[chosen].oof);
+    let predictor = refit(&evaluated[chosen], data, &sample, options.seed)?;
+    let (calibration, ece_calibrated) = calibrate(&selection.targets, &evaluated[chosen].oof);
     let mut validation: Vec<CandidateMetrics> = evaluated.iter().map(|e| e.metrics.clone()).collect();
     validation[chosen].ece = ece_calibrated;
     let validation = rank(validation, chosen);
@@ -233,16 +252,18 @@ fn repeat_labels(x: &Array2<f32>, targets: &[f32], logged: usize) -> (Array2<f32
     (x.select(ndarray::Axis(0), &rows), rows.iter().map(|&r| targets[r]).collect())
 }
 
-/// The output-length head, when asked for (or, under `auto`, when the logs have enough token counts).
+/// The output-length head, when asked for (or, under `auto`, when the logs have enough token counts), fitted
+/// on the prompts `rows` (whose features and folds `data` holds, in that order).
 fn output_lengths(
     dataset: &Dataset,
     data: &CvData,
+    rows: &[usize],
     options: &TrainOptions,
 ) -> Result<Option<(Dense, LengthReport)>, TrainError> {
-    let (n, models) = (dataset.prompts.len(), dataset.models.len());
+    let (n, models) = (rows.len(), dataset.models.len());
     let mut sum = Array2::<f32>::zeros((n, models));
     let mut weight = Array2::<f32>::zeros((n, models));
-    for (r, p) in dataset.prompts.iter().enumerate() {
+    for (r, p) in rows.iter().map(|&i| &dataset.prompts[i]).enumerate() {
         for &(m, t) in &p.output_tokens {
             sum[[r, m]] += t.max(0.0).ln_1p();
             weight[[r, m]] += 1.0;

@@ -6,7 +6,7 @@
 use ndarray::Array2;
 use switchyard_core::Utility;
 
-use crate::bench::bootstrap::{bootstrap_intervals, BootstrapOptions, Interval};
+use crate::bench::bootstrap::{bootstrap_intervals, counts, BootstrapOptions, Interval};
 use crate::bench::curve::{aiq, apgr, share_curve, Point};
 use crate::targets::Targets;
 
@@ -71,9 +71,9 @@ fn choose(knob: Knob, p: &[f32], cost: &[f64], observed: &[usize]) -> usize {
 
 /// Per-prompt ingredients of a utility, computed once per set of predictions so resamples only re-sum.
 enum Table {
-    /// AIQ: per knob, per routable prompt, the chosen model's (cost, score); per model, per prompt, its
-    /// (cost, score) where observed.
-    Aiq { chosen: Vec<Vec<(f64, f64)>>, singles: Vec<Vec<Option<(f64, f64)>>> },
+    /// AIQ: per knob, the chosen model's cost and score on each routable prompt; per model, its cost on each
+    /// routable prompt and whether it was observed there (1 or 0). Columns, so a resample is a weighted sum.
+    Aiq { cost: Vec<Vec<f64>>, score: Vec<Vec<f64>>, single_cost: Vec<Vec<f64>>, observed: Vec<Vec<f64>> },
     /// APGR: per prompt with both models observed, (preference for the strong model, strong, weak score).
     Apgr { rows: Vec<(f64, f64, f64)> },
 }
@@ -110,25 +110,26 @@ impl UtilityData<'_> {
         // Each routable prompt's predictions and costs, copied once for every knob.
         let rows: Vec<(Vec<f32>, Vec<f64>)> =
             routable.iter().map(|(r, _)| (predicted.row(*r).to_vec(), self.cost.row(*r).to_vec())).collect();
-        let chosen = knobs()
-            .into_iter()
-            .map(|knob| {
-                routable
-                    .iter()
-                    .zip(&rows)
-                    .map(|((r, obs), (p, cost))| {
-                        let m = choose(knob, p, cost, obs);
-                        (cost[m], score(*r, m))
-                    })
-                    .collect()
-            })
+        let (mut cost, mut score_of) = (Vec::new(), Vec::new());
+        for knob in knobs() {
+            let (c, q): (Vec<f64>, Vec<f64>) = routable
+                .iter()
+                .zip(&rows)
+                .map(|((r, obs), (p, cost))| {
+                    let m = choose(knob, p, cost, obs);
+                    (cost[m], score(*r, m))
+                })
+                .unzip();
+            cost.push(c);
+            score_of.push(q);
+        }
+        let single_cost = (0..models)
+            .map(|m| routable.iter().map(|(r, obs)| if obs.contains(&m) { self.cost[[*r, m]] } else { 0.0 }).collect())
             .collect();
-        let singles = (0..models)
-            .map(|m| {
-                routable.iter().map(|(r, obs)| obs.contains(&m).then(|| (self.cost[[*r, m]], score(*r, m)))).collect()
-            })
+        let observed = (0..models)
+            .map(|m| routable.iter().map(|(_, obs)| f64::from(u8::from(obs.contains(&m)))).collect())
             .collect();
-        Some(Table::Aiq { chosen, singles })
+        Some(Table::Aiq { cost, score: score_of, single_cost, observed })
     }
 
     /// The utility of `predicted` with a percentile bootstrap 95% interval over `resamples` resamples of the
@@ -136,7 +137,7 @@ impl UtilityData<'_> {
     pub fn measure(&self, predicted: &Array2<f32>, resamples: usize, seed: u64) -> Option<Utility> {
         let table = self.table(predicted)?;
         let n = match &table {
-            Table::Aiq { chosen, .. } => chosen.first().map_or(0, Vec::len),
+            Table::Aiq { cost, .. } => cost.first().map_or(0, Vec::len),
             Table::Apgr { rows } => rows.len(),
         };
         let all: Vec<usize> = (0..n).collect();
@@ -152,22 +153,22 @@ impl UtilityData<'_> {
     }
 }
 
+/// The utility over the prompts `idx` (a bootstrap resample: indices may repeat).
 fn evaluate(table: &Table, idx: &[usize]) -> Option<f64> {
-    let n = idx.len() as f64;
     match table {
-        Table::Aiq { chosen, singles } => {
-            let points: Vec<Point> = chosen
+        Table::Aiq { cost, score, single_cost, observed } => {
+            // Each prompt's weight is how often the resample drew it: sums run down contiguous columns.
+            let weights = counts(idx, cost.first().map_or(0, Vec::len));
+            let dot = |column: &[f64]| column.iter().zip(&weights).map(|(v, w)| v * w).sum::<f64>();
+            let n = idx.len() as f64;
+            let points: Vec<Point> =
+                cost.iter().zip(score).map(|(c, q)| Point { cost: dot(c) / n, quality: dot(q) / n }).collect();
+            let c_max = single_cost
                 .iter()
-                .map(|per| {
-                    let (c, q) = idx.iter().fold((0.0, 0.0), |(c, q), &i| (c + per[i].0, q + per[i].1));
-                    Point { cost: c / n, quality: q / n }
-                })
-                .collect();
-            let c_max = singles
-                .iter()
-                .filter_map(|per| {
-                    let seen: Vec<f64> = idx.iter().filter_map(|&i| per[i].map(|x| x.0)).collect();
-                    (!seen.is_empty()).then(|| seen.iter().sum::<f64>() / seen.len() as f64)
+                .zip(observed)
+                .filter_map(|(c, seen)| {
+                    let times = dot(seen);
+                    (times > 0.0).then(|| dot(c) / times)
                 })
                 .fold(0.0, f64::max);
             Some(aiq(&points, c_max))

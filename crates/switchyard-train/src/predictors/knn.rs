@@ -96,7 +96,26 @@ fn top_k(sims: Vec<Vec<f32>>, k: usize) -> Vec<Vec<(f32, usize)>> {
         .collect()
 }
 
-/// The kNN predictor for `config` over all of `embeddings`.
+/// Most prompts a kNN memory keeps. A decision scans the whole memory, so the bound is what keeps its cost
+/// flat as the logs grow (`cargo bench -p switchyard-train --bench decision`): 8,192 × 384 f32 is 12 MB, which
+/// stays in cache; twice that falls out of it and costs several times more per decision.
+pub const MAX_KNN_MEMORY: usize = 8_192;
+
+/// The rows a kNN memory over `n` prompts keeps: all, or [`MAX_KNN_MEMORY`] evenly spaced ones. Cross-validation
+/// uses the same rule on each fold, so it measures the predictor that is deployed.
+pub fn memory_rows(n: usize) -> Vec<usize> {
+    if n <= MAX_KNN_MEMORY {
+        return (0..n).collect();
+    }
+    (0..MAX_KNN_MEMORY).map(|i| i * n / MAX_KNN_MEMORY).collect()
+}
+
+/// The kNN predictor for `config` over `embeddings`, keeping the rows [`memory_rows`] picks.
 pub fn fit_knn(embeddings: &Array2<f32>, targets: &Targets, config: KnnConfig) -> Predictor {
-    Predictor::Knn(knn_memory(embeddings, targets, config))
+    let n = embeddings.nrows();
+    if n <= MAX_KNN_MEMORY {
+        return Predictor::Knn(knn_memory(embeddings, targets, config));
+    }
+    let keep = memory_rows(n);
+    Predictor::Knn(knn_memory(&embeddings.select(ndarray::Axis(0), &keep), &targets.rows(&keep), config))
 }

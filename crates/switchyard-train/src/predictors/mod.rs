@@ -11,7 +11,7 @@ mod mlp;
 use ndarray::Array2;
 use switchyard_core::{Predictor, PredictorKind};
 
-pub use knn::{fit_knn, knn_grid, knn_memory, nearest, KnnConfig};
+pub use knn::{fit_knn, knn_grid, knn_memory, memory_rows, nearest, KnnConfig, MAX_KNN_MEMORY};
 pub use linear::{fit_logistic, fit_mf};
 pub use loss::soft_bce_elements;
 pub(crate) use loss::{squared, tensor, Params};
