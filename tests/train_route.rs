@@ -77,6 +77,27 @@ fn arena_router() -> &'static Router {
 }
 
 #[test]
+fn large_logs_choose_on_a_sample_and_refit_on_every_prompt() {
+    // RouterArena with the cross-validation sample set below its size: the choice is made on about 300
+    // prompts, the router is still fitted on all of them, and a kNN memory keeps the sample only.
+    let catalog = Catalog::load(&set_path("routerarena", "catalog.toml")).unwrap();
+    let logs = [set_path("routerarena", "logs.jsonl.gz")];
+    let all = Dataset::from_logs(&logs, Some(&catalog), false, RowFilter::ExcludeTest).unwrap().prompts.len();
+    let options = TrainOptions { cv_sample: 300, ..options(vec![PredictorKind::Knn]) };
+    let router = train_on(&logs, Some(&catalog), &options);
+    assert_eq!(router.manifest.training.prompts, all);
+    assert!(
+        router.manifest.training.cv_sample.is_some_and(|n| (250..=300).contains(&n)),
+        "{:?}",
+        router.manifest.training
+    );
+    let switchyard_core::Predictor::Knn(memory) = &router.predictor else { panic!("kNN was the only candidate") };
+    assert!((250..=300).contains(&memory.len()), "memory of {} prompts out of {all}", memory.len());
+    let auc = held_out_auc(&router, &logs);
+    assert!(auc > 0.6, "held-out AUC {auc}");
+}
+
+#[test]
 fn learned_router_beats_chance_and_shuffled_labels_on_held_out_prompts() {
     let logs = [set_path("routerarena", "logs.jsonl.gz")];
     let real = held_out_auc(arena_router(), &logs);

@@ -195,20 +195,7 @@ impl Weights<'_> {
                 hidden: self.dense(&format!("{prefix}mlp.hidden"), hidden, features)?,
                 output: self.dense(&format!("{prefix}mlp.output"), models, hidden)?,
             },
-            PredictorKind::Knn => {
-                let embeddings = self.vec(&format!("{prefix}knn.embeddings"), None)?;
-                let prompts = embeddings.len() / dim.max(1);
-                let params = self.vec(&format!("{prefix}knn.params"), Some(3))?;
-                Predictor::Knn(KnnMemory {
-                    dim,
-                    embeddings,
-                    scores: self.vec(&format!("{prefix}knn.scores"), Some(prompts * models))?,
-                    prior: self.vec(&format!("{prefix}knn.prior"), Some(models))?,
-                    k: params[0] as usize,
-                    alpha: params[1],
-                    power: params[2],
-                })
-            }
+            PredictorKind::Knn => Predictor::Knn(self.knn(&format!("{prefix}knn"), dim, models)?),
             PredictorKind::Mf => Predictor::Mf(Factorized {
                 project: self.dense(&format!("{prefix}mf.project"), latent, features)?,
                 models: self.dense(&format!("{prefix}mf.models"), models, latent)?,
@@ -228,6 +215,21 @@ impl Weights<'_> {
                     .collect::<Result<Vec<_>, _>>()?;
                 Predictor::Ensemble(loaded)
             }
+        })
+    }
+
+    fn knn(&self, name: &str, dim: usize, models: usize) -> Result<KnnMemory, RouterError> {
+        let embeddings = self.vec(&format!("{name}.embeddings"), None)?;
+        let prompts = embeddings.len() / dim.max(1);
+        let params = self.vec(&format!("{name}.params"), Some(3))?;
+        Ok(KnnMemory {
+            dim,
+            embeddings,
+            scores: self.vec(&format!("{name}.scores"), Some(prompts * models))?,
+            prior: self.vec(&format!("{name}.prior"), Some(models))?,
+            k: params[0] as usize,
+            alpha: params[1],
+            power: params[2],
         })
     }
 
@@ -256,6 +258,14 @@ impl Tensors {
         self.put(&format!("{name}.bias"), &d.bias, (1, d.outputs))
     }
 
+    fn knn(&mut self, name: &str, m: &KnnMemory) -> Result<(), candle_core::Error> {
+        let models = m.prior.len();
+        self.put(&format!("{name}.embeddings"), &m.embeddings, (m.len(), m.dim))?;
+        self.put(&format!("{name}.scores"), &m.scores, (m.len(), models))?;
+        self.put(&format!("{name}.prior"), &m.prior, (1, models))?;
+        self.put(&format!("{name}.params"), &[m.k as f32, m.alpha, m.power], (1, 3))
+    }
+
     /// A predictor's tensors under `prefix` (ensemble members under `ensemble.<i>.`).
     fn predictor(&mut self, prefix: &str, predictor: &Predictor) -> Result<(), candle_core::Error> {
         match predictor {
@@ -264,13 +274,7 @@ impl Tensors {
                 self.dense(&format!("{prefix}mlp.hidden"), hidden)?;
                 self.dense(&format!("{prefix}mlp.output"), output)
             }
-            Predictor::Knn(m) => {
-                let models = m.prior.len();
-                self.put(&format!("{prefix}knn.embeddings"), &m.embeddings, (m.len(), m.dim))?;
-                self.put(&format!("{prefix}knn.scores"), &m.scores, (m.len(), models))?;
-                self.put(&format!("{prefix}knn.prior"), &m.prior, (1, models))?;
-                self.put(&format!("{prefix}knn.params"), &[m.k as f32, m.alpha, m.power], (1, 3))
-            }
+            Predictor::Knn(m) => self.knn(&format!("{prefix}knn"), m),
             Predictor::Mf(mf) => {
                 self.dense(&format!("{prefix}mf.project"), &mf.project)?;
                 self.dense(&format!("{prefix}mf.models"), &mf.models)?;

@@ -51,6 +51,10 @@ pub struct TrainingInfo {
     pub skipped_rows: usize,
     /// Rows left out because their split is "test".
     pub test_rows_excluded: usize,
+    /// When the logs had more prompts than training's cross-validation sample: how many prompts the predictor
+    /// was chosen and calibrated on (it was then refitted on all of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv_sample: Option<usize>,
 }
 
 /// A routing utility measured on the validation folds, with its bootstrap 95% interval.

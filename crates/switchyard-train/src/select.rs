@@ -88,21 +88,30 @@ fn metrics(kind: PredictorKind, config: String, data: &CvData, oof: &Array2<f32>
     }
 }
 
+/// The rows a setting is fitted on.
+struct FitRows<'a> {
+    features: &'a Array2<f32>,
+    embeddings: &'a Array2<f32>,
+    targets: &'a Targets,
+    /// The rows a kNN memory may keep.
+    memory: &'a [usize],
+}
+
 /// Fits one setting on some rows; `inner` holds out part of them for the MLP's early stopping (otherwise the
 /// MLP runs `epochs`).
 fn fit(
     config: &Config,
-    features: &Array2<f32>,
-    embeddings: &Array2<f32>,
-    targets: &Targets,
+    on: &FitRows<'_>,
     inner: Option<&[bool]>,
     epochs: usize,
     seed: u64,
 ) -> Result<(Predictor, usize), TrainError> {
+    let FitRows { features, embeddings, targets, .. } = *on;
     Ok(match *config {
         Config::Logistic { lambda } => (fit_logistic(features, targets, lambda)?, 0),
         Config::Mf { latent, lambda } => (fit_mf(features, targets, latent, lambda, seed)?, 0),
-        Config::Knn(c) => (fit_knn(embeddings, targets, c), 0),
+        // fit_knn keeps at most MAX_KNN_MEMORY of these rows.
+        Config::Knn(c) => (fit_knn(&rows(embeddings, on.memory), &targets.rows(on.memory), c), 0),
         Config::Mlp(c) => match inner {
             Some(held) => {
                 let (val, train): (Vec<usize>, Vec<usize>) = (0..held.len()).partition(|&i| held[i]);
@@ -154,9 +163,11 @@ pub fn cross_validate(
                 (data.text_hashes[i] ^ seed.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100 < MLP_INNER_SHARE
             })
             .collect();
+        let all_train: Vec<usize> = (0..train.len()).collect();
+        let on = FitRows { features: &xt, embeddings: &et, targets: &tt, memory: &all_train };
         for (c, config) in others.iter().enumerate() {
             let started = std::time::Instant::now();
-            let (predictor, e) = fit(config, &xt, &et, &tt, Some(&inner), 0, seed)?;
+            let (predictor, e) = fit(config, &on, Some(&inner), 0, seed)?;
             tracing::debug!(
                 "fold {f}: {} ({config}) fitted in {:.1} s",
                 config.kind(),
@@ -236,13 +247,11 @@ pub fn refit(chosen: &Evaluated, data: &CvData, memory: &[usize], seed: u64) -> 
     let mut epochs = chosen.epochs.clone();
     epochs.sort_unstable();
     let median = epochs.get(epochs.len() / 2).copied().unwrap_or(1);
+    let on = FitRows { features: &data.features, embeddings: &data.embeddings, targets: &data.targets, memory };
     let members = chosen
         .configs
         .iter()
-        .map(|c| match c {
-            Config::Knn(knn) => Ok(fit_knn(&rows(&data.embeddings, memory), &data.targets.rows(memory), *knn)),
-            _ => fit(c, &data.features, &data.embeddings, &data.targets, None, median, seed).map(|(p, _)| p),
-        })
+        .map(|c| fit(c, &on, None, median, seed).map(|(p, _)| p))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(match <[Predictor; 1]>::try_from(members) {
         Ok([single]) => single,

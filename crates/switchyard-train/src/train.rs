@@ -30,8 +30,8 @@ const LABEL_SHARE: f64 = 0.25;
 
 /// Fewest prompts a router can be trained on.
 pub const MIN_PROMPTS: usize = 20;
-/// Most prompts that choosing the predictor works on. Larger logs are cross-validated on a sample of about
-/// this many (whole text groups, [`crate::folds::sample_groups`]): the heads, the output-length head, the
+/// Most prompts that choosing the predictor works on, by default ([`TrainOptions::cv_sample`]). Larger logs
+/// are cross-validated on a sample of at most this many (whole text groups, [`crate::folds::sample_groups`]): the heads, the output-length head, the
 /// candidates' cross-validation and the calibration use the sample, and the chosen predictor is refitted on
 /// every prompt (a kNN memory on the sample, then at most [`crate::MAX_KNN_MEMORY`] of it).
 pub const SELECTION_PROMPTS: usize = 16_000;
@@ -57,6 +57,9 @@ pub struct TrainOptions {
     pub output_lengths: OutputLengths,
     /// Prompts with a judged complexity but no outcomes, for the complexity head.
     pub complexity_labels: Option<ComplexityLabels>,
+    /// Most prompts the predictor is chosen on ([`SELECTION_PROMPTS`] by default): larger logs are
+    /// cross-validated on a sample of this many, and the chosen predictor is refitted on every prompt.
+    pub cv_sample: usize,
     /// Show progress bars on stderr.
     pub progress: bool,
 }
@@ -73,6 +76,7 @@ impl Default for TrainOptions {
             profiles: None,
             output_lengths: OutputLengths::Auto,
             complexity_labels: None,
+            cv_sample: SELECTION_PROMPTS,
             progress: false,
         }
     }
@@ -97,14 +101,24 @@ pub fn train(
     let folds = Folds::grouped(&hashes, options.folds, options.seed)?;
     let texts: Vec<&str> = dataset.prompts.iter().map(|p| p.text.as_str()).collect();
     let bar = progress_bar(options.progress, texts.len(), "embedding prompts");
-    let vectors = cache.embed(encoder, &texts, options.batch_size, |done, _| bar.set_position(done as u64))?;
+    let embedding_started = std::time::Instant::now();
+    let mut embedded = 0;
+    let vectors = cache.embed(encoder, &texts, options.batch_size, |done, _| {
+        embedded = done;
+        bar.set_position(done as u64);
+    })?;
     bar.finish_and_clear();
+    tracing::info!(
+        "{} prompts embedded ({embedded} not in the cache) in {:.1} s",
+        texts.len(),
+        embedding_started.elapsed().as_secs_f64()
+    );
 
     let started = std::time::Instant::now();
     let dim = encoder.dim();
     let embeddings = Array2::from_shape_fn((vectors.len(), dim), |(r, c)| vectors[r][c]);
     drop(vectors);
-    let sample = sample_groups(&hashes, SELECTION_PROMPTS, options.seed);
+    let sample = sample_groups(&hashes, options.cv_sample.max(MIN_PROMPTS), options.seed);
     if sample.len() < hashes.len() {
         tracing::info!(
             "{} prompts: choosing the predictor on a sample of {}, then refitting it on all",
@@ -194,6 +208,11 @@ pub fn train(
     })?;
     let chosen = best(&evaluated).ok_or_else(|| TrainError::Fit("no predictor candidates were fitted".into()))?;
     let predictor = refit(&evaluated[chosen], data, &sample, options.seed)?;
+    tracing::info!(
+        "chosen predictor refitted on all {} prompts at {:.1} s",
+        prompts.len(),
+        started.elapsed().as_secs_f64()
+    );
     let (calibration, ece_calibrated) = calibrate(&selection.targets, &evaluated[chosen].oof);
     let mut validation: Vec<CandidateMetrics> = evaluated.iter().map(|e| e.metrics.clone()).collect();
     validation[chosen].ece = ece_calibrated;
@@ -225,7 +244,10 @@ pub fn train(
         latent,
         members,
         default_policy: options.default_policy.clone(),
-        training: training_info(dataset),
+        training: TrainingInfo {
+            cv_sample: (sample.len() < prompts.len()).then_some(sample.len()),
+            ..training_info(dataset)
+        },
         validation,
         output_lengths: lengths.as_ref().map(|l| l.1.clone()),
         created_by: format!("switchyard {}", env!("CARGO_PKG_VERSION")),
@@ -363,6 +385,7 @@ fn training_info(dataset: &Dataset) -> TrainingInfo {
         prompts: dataset.prompts.len(),
         skipped_rows: dataset.summary.skipped,
         test_rows_excluded: dataset.test_rows_excluded,
+        cv_sample: None,
     }
 }
 

@@ -8,7 +8,7 @@ use switchyard_core::{Catalog, PredictorKind};
 use switchyard_encoder::{Encoder, MiniLm};
 use switchyard_train::{
     default_cache_dir, train, ComplexityLabels, Dataset, EmbeddingCache, OutputLengths, Profiles, RowFilter,
-    TrainOptions,
+    TrainOptions, MIN_PROMPTS, SELECTION_PROMPTS,
 };
 
 use crate::{KnobArgs, ModelArgs};
@@ -60,6 +60,11 @@ pub struct TrainArgs {
     /// Seed of the folds, of the MLP's and MF's initialisation, and of the bootstrap.
     #[arg(long, default_value_t = 17)]
     seed: u64,
+
+    /// Most prompts the predictor is chosen on: larger logs are cross-validated on a sample of this many
+    /// (whole text groups), then the chosen predictor is refitted on every prompt. Bounds training time.
+    #[arg(long, default_value_t = SELECTION_PROMPTS, value_name = "N")]
+    cv_sample: usize,
 
     /// Texts per encoder forward pass.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096), value_name = "N")]
@@ -127,6 +132,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if args.folds < 2 {
         anyhow::bail!("--folds must be at least 2, got {}", args.folds);
     }
+    if args.cv_sample < MIN_PROMPTS {
+        anyhow::bail!(
+            "--cv-sample must be at least {MIN_PROMPTS} (the fewest prompts a router is trained on), got {}",
+            args.cv_sample
+        );
+    }
     let catalog = args.catalog.as_deref().map(Catalog::load).transpose()?;
     let profiles = args.profiles.as_deref().map(Profiles::load).transpose()?;
     let complexity_labels = args.complexity_labels.as_deref().map(ComplexityLabels::load).transpose()?;
@@ -149,6 +160,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size as usize,
         folds: args.folds,
         seed: args.seed,
+        cv_sample: args.cv_sample,
         candidates,
         default_policy: args.knob.policy(None)?,
         profiles,
@@ -164,7 +176,16 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let router = train(&dataset, &encoder as &dyn Encoder, &mut cache, &options)?;
     router.save(&args.out).with_context(|| format!("cannot save the router to {}", args.out.display()))?;
 
-    eprintln!("\ncross-validated over {} folds (grouped by normalised prompt text), best first:", options.folds);
+    let sample = match router.manifest.training.cv_sample {
+        Some(n) => {
+            format!(" on a sample of {n} of the {} prompts, the chosen one refitted on all", dataset.prompts.len())
+        }
+        None => String::new(),
+    };
+    eprintln!(
+        "\ncross-validated over {} folds (grouped by normalised prompt text){sample}, best first:",
+        options.folds
+    );
     eprintln!(
         "{:<10} {:<44} {:>26} {:>9} {:>7} {:>6} {:>7}",
         "predictor", "setting", "utility [95% interval]", "log loss", "Brier", "AUC", "ECE"

@@ -119,3 +119,33 @@ pub fn fit_knn(embeddings: &Array2<f32>, targets: &Targets, config: KnnConfig) -
     let keep = memory_rows(n);
     Predictor::Knn(knn_memory(&embeddings.select(ndarray::Axis(0), &keep), &targets.rows(&keep), config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_memory_is_bounded_and_spread_over_the_rows() {
+        let n = MAX_KNN_MEMORY + 808;
+        let x = Array2::from_shape_fn((n, 4), |(r, c)| if c == r % 4 { 1.0 } else { 0.0 });
+        let value = Array2::from_shape_fn((n, 2), |(r, m)| f32::from(u8::from((r + m) % 2 == 0)));
+        let targets = Targets { value, weight: Array2::ones((n, 2)), pairs: Vec::new() };
+        let Predictor::Knn(memory) = fit_knn(&x, &targets, KnnConfig { k: 10, alpha: 1.0, power: 0.0 }) else {
+            panic!("not a kNN predictor");
+        };
+        assert_eq!(memory.len(), MAX_KNN_MEMORY);
+        let rows = memory_rows(n);
+        assert_eq!(rows.len(), MAX_KNN_MEMORY);
+        assert!(rows.windows(2).all(|w| w[0] < w[1]) && rows[0] == 0 && *rows.last().unwrap() >= n - 2);
+        // The kept rows carry their own scores.
+        for (i, &r) in rows.iter().enumerate().step_by(997) {
+            assert_eq!(memory.scores[i * 2], targets.value[[r, 0]]);
+        }
+        let small = fit_knn(
+            &x.slice(ndarray::s![..100, ..]).to_owned(),
+            &targets.rows(&(0..100).collect::<Vec<_>>()),
+            KnnConfig { k: 10, alpha: 1.0, power: 0.0 },
+        );
+        assert!(matches!(small, Predictor::Knn(m) if m.len() == 100));
+    }
+}
