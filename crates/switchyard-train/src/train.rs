@@ -33,8 +33,8 @@ pub const MIN_PROMPTS: usize = 20;
 /// Most prompts that choosing the predictor works on, by default ([`TrainOptions::cv_sample`]). Larger logs
 /// are cross-validated on a sample of at most this many (whole text groups, [`crate::folds::sample_groups`]): the heads, the output-length head, the
 /// candidates' cross-validation and the calibration use the sample, and the chosen predictor is refitted on
-/// every prompt (a kNN memory on the sample, then at most [`crate::MAX_KNN_MEMORY`] of it).
-pub const SELECTION_PROMPTS: usize = 16_000;
+/// every prompt. It equals [`crate::MAX_KNN_MEMORY`], so a kNN memory keeps the whole sample.
+pub const SELECTION_PROMPTS: usize = crate::predictors::MAX_KNN_MEMORY;
 
 /// Settings of a training run.
 #[derive(Debug, Clone, PartialEq)]
