@@ -15,9 +15,10 @@ logs="$WORK/logs-$PROMPTS.jsonl.gz"
 [ -f "$logs" ] || python3 scripts/scale-logs.py --prompts "$PROMPTS" --rows-per-prompt 5 --out "$logs"
 rm -rf "$WORK/cache" "$WORK/router"
 for run in cold warm; do
-  HF_HUB_OFFLINE=1 /usr/bin/time -v ./target/release/switchyard train --quiet -v \
+  HF_HUB_OFFLINE=1 RUST_LOG=switchyard_train=info /usr/bin/time -v ./target/release/switchyard train --quiet \
     --logs "$logs" --catalog training-data/llmrouter/catalog.toml \
-    --cache-dir "$WORK/cache" --out "$WORK/router" 2> "$WORK/$run.log" > /dev/null
+    --cache-dir "$WORK/cache" --out "$WORK/router" 2> "$WORK/$run.log" > /dev/null \
+    || { tail -20 "$WORK/$run.log" >&2; exit 1; }
   wall=$(grep "Elapsed (wall clock)" "$WORK/$run.log" | awk '{print $NF}')
   rss=$(grep "Maximum resident set size" "$WORK/$run.log" | awk '{printf "%.2f GB", $NF / 1048576}')
   echo "$run cache: wall $wall, peak memory $rss"

@@ -50,20 +50,34 @@ impl Folds {
 
 /// The rows of at most `cap` prompts, whole text groups at a time, chosen by a seeded hash of the
 /// normalised text (so the same prompts for the same logs and seed), in row order; every row when there are
-/// at most `cap`. Training cross-validates on this sample when the logs are larger, so that choosing the
-/// predictor costs the same at a million rows as at twenty thousand; the chosen predictor is then refitted on
-/// every prompt.
+/// at most `cap`. Groups are taken in hash order while they fit; a group larger than what is left of the
+/// budget is passed over, so one text repeated across many ids cannot crowd out the rest. Training
+/// cross-validates on this sample when the logs are larger, so that choosing the predictor costs the same at
+/// a million rows as at ten thousand; the chosen predictor is then refitted on every prompt.
 pub fn sample_groups(text_hashes: &[u64], cap: usize, seed: u64) -> Vec<usize> {
     if text_hashes.len() <= cap {
         return (0..text_hashes.len()).collect();
     }
     let key =
         |h: u64| (h ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9).rotate_left(31);
-    let mut keys: Vec<u64> = text_hashes.iter().map(|&h| key(h)).collect();
-    keys.sort_unstable();
-    // Rows whose key is below the (cap + 1)-th smallest: at most `cap` of them, never half a group.
-    let threshold = keys[cap];
-    (0..text_hashes.len()).filter(|&r| key(text_hashes[r]) < threshold).collect()
+    let mut sizes: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    for &h in text_hashes {
+        *sizes.entry(h).or_default() += 1;
+    }
+    let mut groups: Vec<(u64, u64, usize)> = sizes.into_iter().map(|(h, n)| (key(h), h, n)).collect();
+    groups.sort_unstable();
+    let mut left = cap;
+    let mut chosen = std::collections::HashSet::new();
+    for (_, h, n) in groups {
+        if n <= left {
+            left -= n;
+            chosen.insert(h);
+            if left == 0 {
+                break;
+            }
+        }
+    }
+    (0..text_hashes.len()).filter(|&r| chosen.contains(&text_hashes[r])).collect()
 }
 
 #[cfg(test)]
@@ -100,13 +114,19 @@ mod tests {
         let hashes: Vec<u64> = (0..5000).map(|i| i % 2000).collect(); // 2,000 texts, 2 or 3 rows each
         assert_eq!(sample_groups(&hashes, 5000, 3).len(), 5000);
         let sample = sample_groups(&hashes, 1000, 3);
-        assert!((950..=1000).contains(&sample.len()), "{}", sample.len());
+        assert!((990..=1000).contains(&sample.len()), "{}", sample.len());
         let kept: std::collections::HashSet<u64> = sample.iter().map(|&r| hashes[r]).collect();
         for (r, h) in hashes.iter().enumerate() {
             assert_eq!(kept.contains(h), sample.contains(&r), "row {r} split from its text");
         }
         assert_eq!(sample, sample_groups(&hashes, 1000, 3));
         assert_ne!(sample, sample_groups(&hashes, 1000, 4));
+        // One text on 1,500 rows (e.g. "hi" from many requests) cannot fit in a sample of 1,000, and does not
+        // push the other texts out.
+        let crowded: Vec<u64> = (0..3000).map(|i| if i < 1500 { 7 } else { i }).collect();
+        let sample_crowded = sample_groups(&crowded, 1000, 3);
+        assert_eq!(sample_crowded.len(), 1000);
+        assert!(sample_crowded.iter().all(|&r| crowded[r] != 7));
         let folds = Folds::grouped(&hashes, 5, 1).unwrap();
         let sub = folds.subset(&sample);
         assert!(sample.iter().zip(&sub.of).all(|(&r, &f)| folds.of[r] == f));

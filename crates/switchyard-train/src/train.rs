@@ -31,9 +31,10 @@ const LABEL_SHARE: f64 = 0.25;
 /// Fewest prompts a router can be trained on.
 pub const MIN_PROMPTS: usize = 20;
 /// Most prompts that choosing the predictor works on, by default ([`TrainOptions::cv_sample`]). Larger logs
-/// are cross-validated on a sample of at most this many (whole text groups, [`crate::folds::sample_groups`]): the heads, the output-length head, the
-/// candidates' cross-validation and the calibration use the sample, and the chosen predictor is refitted on
-/// every prompt. It equals [`crate::MAX_KNN_MEMORY`], so a kNN memory keeps the whole sample.
+/// are cross-validated on a sample of at most this many (whole text groups, [`crate::folds::sample_groups`]):
+/// the heads, the output-length head, the candidates' cross-validation and the calibration use the sample,
+/// and the chosen predictor is refitted on every prompt. It equals [`crate::MAX_KNN_MEMORY`], so a kNN memory
+/// keeps the whole sample.
 pub const SELECTION_PROMPTS: usize = crate::predictors::MAX_KNN_MEMORY;
 
 /// Settings of a training run.
@@ -118,7 +119,12 @@ pub fn train(
     let dim = encoder.dim();
     let embeddings = Array2::from_shape_fn((vectors.len(), dim), |(r, c)| vectors[r][c]);
     drop(vectors);
-    let sample = sample_groups(&hashes, options.cv_sample.max(MIN_PROMPTS), options.seed);
+    let mut sample = sample_groups(&hashes, options.cv_sample.max(MIN_PROMPTS), options.seed);
+    let distinct: std::collections::HashSet<u64> = sample.iter().map(|&r| hashes[r]).collect();
+    if sample.len() < MIN_PROMPTS || distinct.len() < options.folds {
+        // Too few texts fit in the sample to cross-validate (a few texts on very many rows): use every row.
+        sample = (0..hashes.len()).collect();
+    }
     if sample.len() < hashes.len() {
         tracing::info!(
             "{} prompts: choosing the predictor on a sample of {}, then refitting it on all",
@@ -136,7 +142,8 @@ pub fn train(
         }
         None => None,
     };
-    let weighted = labelled.as_ref().map(|(x, targets)| repeat_labels(x, targets, prompts.len()));
+    // The labels' share is of the prompts the heads are fitted on: the sample.
+    let weighted = labelled.as_ref().map(|(x, targets)| repeat_labels(x, targets, sample.len()));
     let (heads, features) = cross_fit_heads(
         &embeddings,
         &prompts,
@@ -162,7 +169,7 @@ pub fn train(
     // What the choice is made on: every prompt, or the sample.
     let selection = sampled.as_ref().unwrap_or(&full);
 
-    let lengths = output_lengths(dataset, selection, &sample, options)?;
+    let lengths = output_lengths(dataset, &full, options)?;
     let configs = grid(&options.candidates, options.mlp);
     let bar = progress_bar(options.progress, 0, "cross-validating predictors");
     let evaluated = cross_validate(selection, &configs, options.seed, |done, total| {
@@ -275,35 +282,44 @@ fn repeat_labels(x: &Array2<f32>, targets: &[f32], logged: usize) -> (Array2<f32
 }
 
 /// The output-length head, when asked for (or, under `auto`, when the logs have enough token counts), fitted
-/// on the prompts `rows` (whose features and folds `data` holds, in that order).
+/// on the prompts with token counts: all of them, or a sample of [`TrainOptions::cv_sample`] for large logs.
+/// `data` holds every prompt's features and folds.
 fn output_lengths(
     dataset: &Dataset,
     data: &CvData,
-    rows: &[usize],
     options: &TrainOptions,
 ) -> Result<Option<(Dense, LengthReport)>, TrainError> {
-    let (n, models) = (rows.len(), dataset.models.len());
-    let mut sum = Array2::<f32>::zeros((n, models));
-    let mut weight = Array2::<f32>::zeros((n, models));
+    let counted: Vec<usize> =
+        (0..dataset.prompts.len()).filter(|&r| !dataset.prompts[r].output_tokens.is_empty()).collect();
+    match options.output_lengths {
+        OutputLengths::Mean => return Ok(None),
+        OutputLengths::Auto if counted.len() < MIN_LENGTH_PROMPTS => return Ok(None),
+        OutputLengths::Predict if counted.is_empty() => return Err(TrainError::NoTokenCounts),
+        _ => {}
+    }
+    let hashes: Vec<u64> = counted.iter().map(|&r| data.text_hashes[r]).collect();
+    let rows: Vec<usize> = sample_groups(&hashes, options.cv_sample.max(MIN_PROMPTS), options.seed)
+        .into_iter()
+        .map(|i| counted[i])
+        .collect();
+    let models = dataset.models.len();
+    let mut sum = Array2::<f32>::zeros((rows.len(), models));
+    let mut weight = Array2::<f32>::zeros((rows.len(), models));
     for (r, p) in rows.iter().map(|&i| &dataset.prompts[i]).enumerate() {
         for &(m, t) in &p.output_tokens {
             sum[[r, m]] += t.max(0.0).ln_1p();
             weight[[r, m]] += 1.0;
         }
     }
-    let value =
-        Array2::from_shape_fn(
-            (n, models),
-            |(r, m)| if weight[[r, m]] > 0.0 { sum[[r, m]] / weight[[r, m]] } else { 0.0 },
-        );
+    let value = Array2::from_shape_fn((rows.len(), models), |(r, m)| {
+        if weight[[r, m]] > 0.0 {
+            sum[[r, m]] / weight[[r, m]]
+        } else {
+            0.0
+        }
+    });
     let targets = LengthTargets { value, weight };
-    let counted = targets.prompts();
-    match options.output_lengths {
-        OutputLengths::Mean => return Ok(None),
-        OutputLengths::Auto if counted < MIN_LENGTH_PROMPTS => return Ok(None),
-        OutputLengths::Predict if counted == 0 => return Err(TrainError::NoTokenCounts),
-        _ => {}
-    }
+    let data = data.subset(&rows);
     let fallback: Vec<f32> = dataset.costs.iter().map(|c| (c.mean_output_tokens as f32).max(0.0).ln_1p()).collect();
     let (layer, report) = fit_lengths(&data.features, &targets, &data.folds, &fallback)?;
     tracing::info!(

@@ -13,14 +13,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use switchyard_core::{Knob, Policy};
+use switchyard_encoder::{EncoderOptions, ModelLocator, DEFAULT_MAX_TOKENS, DEFAULT_MODEL_DIR};
 
 /// mimalloc instead of the system allocator: training allocates and frees many large tensors, and glibc
 /// hands each one back to the kernel and faults it in again (a 20,000-prompt run spent 30% of its time in
 /// the kernel); mimalloc keeps freed pages for reuse.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use switchyard_core::{Knob, Policy};
-use switchyard_encoder::{EncoderOptions, ModelLocator, DEFAULT_MAX_TOKENS, DEFAULT_MODEL_DIR};
 
 /// switchyard: a learned LLM router that sends each prompt to the cheapest model likely to succeed.
 ///
