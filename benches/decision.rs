@@ -51,7 +51,7 @@ fn unit_rows(rows: usize, stream: &mut Stream) -> Array2<f32> {
 fn predictors(n: usize) -> (Predictor, Predictor) {
     let mut stream = Stream(n as u64);
     let x = unit_rows(n, &mut stream);
-    let value = Array2::from_shape_fn((n, MODELS), |_| f32::from(u8::from(stream.next() % 3 != 0)));
+    let value = Array2::from_shape_fn((n, MODELS), |_| f32::from(u8::from(!stream.next().is_multiple_of(3))));
     let targets = Targets { value, weight: Array2::ones((n, MODELS)), pairs: Vec::new() };
     (fit_knn(&x, &targets, CONFIG), Predictor::Knn(knn_memory(&x, &targets, CONFIG)))
 }
