@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion};
 use ndarray::Array2;
 use switchyard_core::Predictor;
+use switchyard_train::bench::SplitMix64;
 use switchyard_train::{fit_knn, knn_memory, KnnConfig, Targets, MAX_KNN_MEMORY};
 
 const DIM: usize = 384;
@@ -21,25 +22,13 @@ const MODELS: usize = 9;
 const SIZES: [usize; 5] = [2_000, 8_000, 20_000, 100_000, 200_000];
 const CONFIG: KnnConfig = KnnConfig { k: 40, alpha: 1.0, power: 4.0 };
 
-/// SplitMix64: a seeded stream of u64.
-struct Stream(u64);
-
-impl Stream {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    }
+/// A uniform value in [-0.5, 0.5) from the seeded stream.
+fn uniform(stream: &mut SplitMix64) -> f32 {
+    (stream.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5
 }
 
-fn unit_rows(rows: usize, stream: &mut Stream) -> Array2<f32> {
-    let mut x = Array2::from_shape_fn((rows, DIM), |_| stream.uniform());
+fn unit_rows(rows: usize, stream: &mut SplitMix64) -> Array2<f32> {
+    let mut x = Array2::from_shape_fn((rows, DIM), |_| uniform(stream));
     for mut row in x.rows_mut() {
         let norm = row.dot(&row).sqrt().max(1e-12);
         row /= norm;
@@ -49,9 +38,9 @@ fn unit_rows(rows: usize, stream: &mut Stream) -> Array2<f32> {
 
 /// A training set of `n` prompts: the predictor as training fits it (bounded) and an unbounded memory.
 fn predictors(n: usize) -> (Predictor, Predictor) {
-    let mut stream = Stream(n as u64);
+    let mut stream = SplitMix64(n as u64);
     let x = unit_rows(n, &mut stream);
-    let value = Array2::from_shape_fn((n, MODELS), |_| f32::from(u8::from(!stream.next().is_multiple_of(3))));
+    let value = Array2::from_shape_fn((n, MODELS), |_| f32::from(u8::from(!stream.next_u64().is_multiple_of(3))));
     let targets = Targets { value, weight: Array2::ones((n, MODELS)), pairs: Vec::new() };
     (fit_knn(&x, &targets, CONFIG), Predictor::Knn(knn_memory(&x, &targets, CONFIG)))
 }
@@ -70,7 +59,7 @@ fn p50(f: &dyn Fn() -> f32, budget: Duration) -> Duration {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let mut stream = Stream(7);
+    let mut stream = SplitMix64(7);
     let queries = unit_rows(64, &mut stream);
     let query = |i: usize| queries.row(i % queries.nrows()).to_vec();
     let cases: Vec<(usize, Predictor, Predictor)> = SIZES

@@ -379,6 +379,7 @@ fn cli_trains_then_routes_and_reports_bad_input() {
         (vec!["--predictor", "forest"], "invalid value 'forest' for '--predictor"),
         (vec!["--folds", "5000"], "into 5000 folds: lower --folds"),
         (vec!["--folds", "1"], "--folds must be at least 2"),
+        (vec!["--cv-sample", "5"], "--cv-sample must be at least 20"),
         (vec!["--output-tokens", "predict"], "output-length prediction needs logs with output_tokens"),
         (vec!["--profiles", profiles.to_str().unwrap()], "mmlu_redux must be a fraction in [0, 1]"),
     ] {

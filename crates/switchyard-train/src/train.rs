@@ -182,9 +182,8 @@ pub fn train(
         log_candidate(&e.metrics);
     }
     let domains = dataset.domains.len();
-    let data = &full;
-    let domain_probs = data.features.slice(ndarray::s![.., dim..dim + domains]).to_owned();
-    let complexity: Vec<f32> = data.features.column(dim + domains).to_vec();
+    let domain_probs = full.features.slice(ndarray::s![.., dim..dim + domains]).to_owned();
+    let complexity: Vec<f32> = full.features.column(dim + domains).to_vec();
     // Domain membership: the logged label where there is one, else the out-of-fold probabilities.
     let membership = Array2::from_shape_fn(domain_probs.dim(), |(r, d)| match prompts[r].domain {
         Some(label) => f32::from(u8::from(label == d)),
@@ -195,15 +194,15 @@ pub fn train(
         options.profiles.as_ref(),
         &dataset.models,
         &dataset.domains,
-        &data.targets,
+        &full.targets,
         &membership,
         &difficulty,
     );
     let log_lengths: Vec<f32> = prompts.iter().map(|p| estimate_input_tokens(&p.text).ln_1p() as f32).collect();
     let familiarity = fit_familiarity(&FamiliarityInputs {
-        embeddings: &data.embeddings,
-        folds: &data.folds,
-        targets: &data.targets,
+        embeddings: &full.embeddings,
+        folds: &full.folds,
+        targets: &full.targets,
         domain_probs: &domain_probs,
         membership: &membership,
         baseline: &baseline,
@@ -214,7 +213,7 @@ pub fn train(
         seed: options.seed,
     })?;
     let chosen = best(&evaluated).ok_or_else(|| TrainError::Fit("no predictor candidates were fitted".into()))?;
-    let predictor = refit(&evaluated[chosen], data, &sample, options.seed)?;
+    let predictor = refit(&evaluated[chosen], &full, &sample, options.seed)?;
     tracing::info!(
         "chosen predictor refitted on all {} prompts at {:.1} s",
         prompts.len(),

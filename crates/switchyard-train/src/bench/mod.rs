@@ -10,7 +10,7 @@ mod run;
 mod set;
 mod sweep;
 
-pub use bootstrap::{bootstrap_intervals, BootstrapOptions, Interval};
+pub use bootstrap::{bootstrap_intervals, BootstrapOptions, Interval, SplitMix64};
 pub use plot::plot;
 pub use run::{run_bench, BenchReport, BootstrapSummary, CurvePoint, Difference, Metrics, RouterMetrics, SingleModel};
 pub use set::{knn_memory, training_prompts, BenchPrompt, BenchSet};
