@@ -87,14 +87,14 @@ panels += [
         q('increase(switchyard_cooldowns_total[$__rate_interval])', "cooldowns"),
     ], 8, y, w=8),
     panel("Upstreams in cooldown", "short",
-          [q('switchyard_upstream_cooling == 1', "{{model}}")], 16, y, w=8,
-          description="1 while an upstream is skipped after consecutive failures"),
+          [q('switchyard_upstream_cooling == 1', "{{deployment}}")], 16, y, w=8,
+          description="1 while a deployment is skipped after consecutive failures"),
 ]; y += 8
 panels += [
     panel("Upstream error rate (moving average)", "percentunit",
-          [q('switchyard_upstream_error_rate_ewma', "{{model}}")], 0, y),
+          [q('switchyard_upstream_error_rate_ewma', "{{deployment}}")], 0, y),
     panel("Upstream latency (moving average)", "ms",
-          [q('switchyard_upstream_latency_ewma_ms', "{{model}}")], 12, y),
+          [q('switchyard_upstream_latency_ewma_ms', "{{deployment}}")], 12, y),
 ]; y += 8
 panels.append(row("Experiments, rules and feedback", y)); y += 1
 panels += [

@@ -72,7 +72,7 @@ async fn serve_feedback_export_train_and_hot_reload() {
         std::fs::copy(common::workspace_root().join("models/default").join(f), router_dir.join(f)).unwrap();
     }
     let tables = format!("[router]\npath = {router_dir:?}\n");
-    let server = common::serve::spawn_with("upstream_timeout_ms = 10000", &tables, upstream_addr).await;
+    let server = common::serve::spawn_with("first_byte_timeout_ms = 10000", &tables, upstream_addr).await;
     let db = server.dir.path().join("decisions.sqlite");
     let client = reqwest::Client::new();
     let base = server.base.clone();

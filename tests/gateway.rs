@@ -42,7 +42,8 @@ async fn setup_with(refused: &[&str], server: &str, small_window: &[&str]) -> Se
     let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("decisions.sqlite");
-    let mut config = format!("[log]\npath = {log:?}\n[server]\nupstream_timeout_ms = 500\nmax_attempts = 4\n{server}");
+    let mut config =
+        format!("[log]\npath = {log:?}\n[server]\nfirst_byte_timeout_ms = 500\nmax_attempts = 4\n{server}");
     for m in &router.manifest.models {
         let at = if refused.contains(&m.model.as_str()) { closed } else { addr };
         config.push_str(&format!(
@@ -177,7 +178,10 @@ async fn falls_back_on_500_429_timeouts_and_refused_connections() {
     let (status, h, body) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{text}");
-    assert!(text.contains("upstreams_failed") && text.contains("timed out") && text.contains("HTTP 429"), "{text}");
+    assert!(
+        text.contains("upstreams_failed") && text.contains("first_byte_timeout_ms") && text.contains("HTTP 429"),
+        "{text}"
+    );
     let failed = logged(&s, header(&h, "x-switchyard-request-id"));
     assert_eq!((failed.status, failed.chosen_model.as_ref(), failed.attempts.len()), (502, None, 4));
 
@@ -280,7 +284,10 @@ async fn failing_upstreams_cool_down_and_recover() {
     );
     assert!(text.contains(&served), "{text}");
     assert!(
-        text.contains(&format!("switchyard_upstream_calls_total{{model=\"{}\",outcome=\"failed\"}} 2", first[0])),
+        text.contains(&format!(
+            "switchyard_upstream_calls_total{{model=\"{0}\",deployment=\"{0}\",outcome=\"failed\"}} 2",
+            first[0]
+        )),
         "{text}"
     );
     assert!(
@@ -344,5 +351,8 @@ async fn max_latency_skips_upstreams_that_are_slow_right_now() {
     let request = Request::get("/metrics").body(Body::empty()).unwrap();
     let response = app(s.state.clone()).oneshot(request).await.unwrap();
     let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    assert!(text.contains(&format!("switchyard_upstream_latency_ewma_ms{{model=\"{}\"}}", first[0])), "{text}");
+    assert!(
+        text.contains(&format!("switchyard_upstream_latency_ewma_ms{{model=\"{0}\",deployment=\"{0}\"}}", first[0])),
+        "{text}"
+    );
 }

@@ -20,7 +20,7 @@ async fn sigterm_drains_in_flight_requests() {
         // Every upstream takes 3 s to answer.
         fake.modes.lock().unwrap().insert(m.model.clone(), Mode::Slow);
     }
-    let mut server = common::serve::spawn("upstream_timeout_ms = 10000", upstream_addr).await;
+    let mut server = common::serve::spawn("first_byte_timeout_ms = 10000", upstream_addr).await;
     let client = reqwest::Client::new();
     let base = server.base.clone();
 

@@ -25,6 +25,20 @@ pub enum Mode {
     Delayed,
     BadRequest,
     DropMidStream,
+    /// 401: the provider refused the key.
+    Unauthorized,
+    /// 403: the key may not use the model.
+    Forbidden,
+    /// 404: the provider does not know the model.
+    NotFound,
+    /// Never answers (within any test's limits).
+    Silent,
+    /// Sends the stream's headers and keep-alive comments, but no event.
+    SilentStream,
+    /// Streams this many chunks, this many milliseconds apart.
+    LongStream(usize, u64),
+    /// Streams this many chunks, then goes silent without ending the stream.
+    StallAfter(usize),
 }
 
 /// The fake upstream's behaviour per model, and how many calls each model received.
@@ -62,8 +76,28 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
             )
                 .into_response()
         }
+        Mode::Unauthorized | Mode::Forbidden | Mode::NotFound => {
+            let status = match mode {
+                Mode::Unauthorized => StatusCode::UNAUTHORIZED,
+                Mode::Forbidden => StatusCode::FORBIDDEN,
+                _ => StatusCode::NOT_FOUND,
+            };
+            let body = json!({"error": {"message": "Incorrect API key provided: sk-***", "code": "invalid_api_key"}});
+            return (status, Json(body)).into_response();
+        }
+        Mode::Silent => tokio::time::sleep(Duration::from_secs(600)).await,
         Mode::Slow => tokio::time::sleep(Duration::from_secs(3)).await,
         Mode::Delayed => tokio::time::sleep(Duration::from_millis(150)).await,
+        Mode::SilentStream => {
+            let comments = futures_util::StreamExt::then(futures_util::stream::iter(0..600), |_| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, std::io::Error>(axum::body::Bytes::from(": keep-alive\n\n"))
+            });
+            let body = Body::from_stream(comments);
+            return Response::builder().header("content-type", "text/event-stream").body(body).unwrap();
+        }
+        Mode::LongStream(n, every_ms) => return long_stream(&model, n, Duration::from_millis(every_ms), false),
+        Mode::StallAfter(n) => return long_stream(&model, n, Duration::from_millis(10), true),
         Mode::Ok | Mode::DropMidStream => {}
     }
     if stream {
@@ -95,6 +129,29 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
         "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("hello from {model}")}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}))
     .into_response()
+}
+
+/// A stream of `n` numbered chunks, `every` apart, then `[DONE]`, or (when `stall`) silence that never ends.
+fn long_stream(model: &str, n: usize, every: Duration, stall: bool) -> Response {
+    let model = model.to_string();
+    let chunks = futures_util::StreamExt::then(futures_util::stream::iter(0..=n), move |i| {
+        let model = model.clone();
+        async move {
+            if i == n {
+                if stall {
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                }
+                return Ok::<_, std::io::Error>(axum::body::Bytes::from("data: [DONE]\n\n"));
+            }
+            if i > 0 {
+                tokio::time::sleep(every).await;
+            }
+            let c = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+                "choices": [{"index": 0, "delta": {"content": format!("<{i}>")}, "finish_reason": null}]});
+            Ok(axum::body::Bytes::from(format!("data: {c}\n\n")))
+        }
+    });
+    Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(chunks)).unwrap()
 }
 
 /// Starts the fake upstream on a free loopback port; its base URL is `http://ADDR/v1`.

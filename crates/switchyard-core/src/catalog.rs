@@ -35,12 +35,70 @@ pub struct ModelCard {
     /// Where the prices come from (a note for humans; not used by the router).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_source: Option<String>,
+    /// Endpoints serving this model: other providers, keys or regions (server only). `base_url` and
+    /// `api_key_env` on the model are a shorthand for a single deployment; give one form or the other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<Deployment>,
+    /// Models the gateway tries after this one's deployments, in order (server only). They chain: a
+    /// fallback's own fallbacks come after it. Cycles are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+}
+
+/// One endpoint serving a catalog model (server only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// The name in logs, metrics and headers; unique across the catalog (default: `<model>#<n>`, n counting
+    /// the model's deployments from 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// OpenAI-compatible base URL, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// Name of the environment variable holding this deployment's API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// The model name sent upstream (default: the catalog name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_model: Option<String>,
+    /// Share of traffic relative to the model's other deployments (default 1).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 impl ModelCard {
     /// The list-price cost of one call in USD.
     pub fn cost_usd(&self, input_tokens: f64, output_tokens: f64) -> f64 {
         (input_tokens * self.input_usd_per_mtok + output_tokens * self.output_usd_per_mtok) / 1e6
+    }
+
+    /// Whether the gateway can call this model: it has a `base_url` or deployments.
+    pub fn has_deployment(&self) -> bool {
+        self.base_url.is_some() || !self.deployments.is_empty()
+    }
+
+    /// The model's deployments with their names: the shorthand `base_url` is one deployment named after the
+    /// model; listed ones are named `<model>#<n>` unless they name themselves.
+    pub fn endpoints(&self) -> Vec<(String, Deployment)> {
+        if let Some(url) = &self.base_url {
+            let d = Deployment {
+                name: None,
+                base_url: url.clone(),
+                api_key_env: self.api_key_env.clone(),
+                upstream_model: None,
+                weight: 1,
+            };
+            return vec![(self.name.clone(), d)];
+        }
+        self.deployments
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.clone().unwrap_or_else(|| format!("{}#{}", self.name, i + 1)), d.clone()))
+            .collect()
     }
 }
 
@@ -162,8 +220,112 @@ impl Catalog {
                     ));
                 }
             }
+            self.validate_deployments(card).map_err(|problem| invalid(&card.name, problem))?;
+        }
+        let mut names = HashSet::new();
+        for card in &self.models {
+            for (name, _) in card.endpoints() {
+                if !names.insert(name.clone()) {
+                    return Err(invalid(
+                        &card.name,
+                        format!("deployment name {name:?} is used twice; deployment names must be unique"),
+                    ));
+                }
+            }
+        }
+        for card in &self.models {
+            if let Some(cycle) = self.fallback_cycle(&card.name, &mut vec![card.name.as_str()]) {
+                return Err(invalid(&card.name, format!("fallbacks form a cycle: {}", cycle.join(" -> "))));
+            }
         }
         Ok(())
+    }
+
+    /// A model's deployments and fallbacks, checked against the rest of the catalog.
+    fn validate_deployments(&self, card: &ModelCard) -> Result<(), String> {
+        if card.base_url.is_some() && !card.deployments.is_empty() {
+            return Err("set base_url on the model or list [[models.deployments]], not both".into());
+        }
+        if card.api_key_env.is_some() && card.base_url.is_none() {
+            return Err("api_key_env needs base_url on the model (or goes in each [[models.deployments]])".into());
+        }
+        for (i, d) in card.deployments.iter().enumerate() {
+            let which = d.name.clone().unwrap_or_else(|| format!("#{}", i + 1));
+            if !(d.base_url.starts_with("http://") || d.base_url.starts_with("https://")) {
+                return Err(format!(
+                    "deployment {which}: base_url must start with http:// or https://, got {:?}",
+                    d.base_url
+                ));
+            }
+            if d.weight == 0 {
+                return Err(format!("deployment {which}: weight must be at least 1"));
+            }
+            if d.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return Err(format!("deployment {which}: name must not be empty"));
+            }
+            let same = |e: &Deployment| {
+                e.base_url.trim_end_matches('/') == d.base_url.trim_end_matches('/')
+                    && e.api_key_env == d.api_key_env
+                    && e.upstream_model == d.upstream_model
+            };
+            if card.deployments[..i].iter().any(same) {
+                return Err(format!(
+                    "deployment {which} repeats an earlier one (same base_url, api_key_env and upstream_model)"
+                ));
+            }
+        }
+        if !card.fallbacks.is_empty() && !card.has_deployment() {
+            return Err("has fallbacks but no deployment; give it a base_url or [[models.deployments]]".into());
+        }
+        for (i, f) in card.fallbacks.iter().enumerate() {
+            let Some(target) = self.get(f) else {
+                return Err(format!("fallback {f:?} is not in the catalog"));
+            };
+            if !target.has_deployment() {
+                return Err(format!("fallback {f:?} has no base_url or [[models.deployments]] to call"));
+            }
+            if card.fallbacks[..i].contains(f) {
+                return Err(format!("fallback {f:?} is listed twice"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A chain of fallbacks from the last model in `path` that comes back to a model already in it.
+    fn fallback_cycle<'a>(&'a self, model: &str, path: &mut Vec<&'a str>) -> Option<Vec<String>> {
+        let card = self.get(model)?;
+        for next in &card.fallbacks {
+            if let Some(start) = path.iter().position(|m| m == next) {
+                let mut cycle: Vec<String> = path[start..].iter().map(|m| m.to_string()).collect();
+                cycle.push(next.clone());
+                return Some(cycle);
+            }
+            path.push(next.as_str());
+            if let Some(cycle) = self.fallback_cycle(next, path) {
+                return Some(cycle);
+            }
+            path.pop();
+        }
+        None
+    }
+
+    /// The models to try for `model`, in order: the model itself, then its fallbacks, each followed by its own
+    /// fallbacks, without repeats.
+    pub fn with_fallbacks<'a>(&'a self, model: &'a str) -> Vec<&'a str> {
+        let mut out = vec![model];
+        let mut i = 0;
+        while i < out.len() {
+            let card = self.get(out[i]);
+            let mut next: Vec<&str> =
+                card.map(|c| c.fallbacks.iter().map(String::as_str).collect()).unwrap_or_default();
+            next.retain(|n| !out.contains(n));
+            // Depth first: a fallback's own fallbacks come right after it.
+            for (k, n) in next.into_iter().enumerate() {
+                out.insert(i + 1 + k, n);
+            }
+            i += 1;
+        }
+        out
     }
 
     /// The card of a model, by name.
@@ -237,6 +399,98 @@ mod tests {
         for (text, needle) in cases {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(needle) && err.contains("c.toml"), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn deployments_and_fallbacks() {
+        let catalog = parse(
+            r#"
+            [[models]]
+            name = "gpt-4o"
+            fallbacks = ["claude"]
+            [[models.deployments]]
+            base_url = "https://a.example/v1"
+            api_key_env = "A_KEY"
+            upstream_model = "gpt-4o-2024-08-06"
+            weight = 2
+            [[models.deployments]]
+            name = "gpt-4o-eu"
+            base_url = "https://b.example/v1"
+
+            [[models]]
+            name = "claude"
+            base_url = "https://c.example/v1"
+            fallbacks = ["mini"]
+
+            [[models]]
+            name = "mini"
+            base_url = "https://d.example/v1"
+
+            [[models]]
+            name = "offline"
+            "#,
+        )
+        .unwrap();
+        let names: Vec<String> = catalog.get("gpt-4o").unwrap().endpoints().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["gpt-4o#1", "gpt-4o-eu"]);
+        assert_eq!(catalog.get("gpt-4o").unwrap().deployments[0].weight, 2);
+        assert_eq!(catalog.get("gpt-4o").unwrap().deployments[1].weight, 1);
+        assert_eq!(catalog.get("claude").unwrap().endpoints()[0].0, "claude");
+        assert_eq!(catalog.with_fallbacks("gpt-4o"), ["gpt-4o", "claude", "mini"]);
+        assert_eq!(catalog.with_fallbacks("mini"), ["mini"]);
+        assert!(!catalog.get("offline").unwrap().has_deployment());
+        assert_eq!(parse(&catalog.to_toml().unwrap()).unwrap(), catalog);
+    }
+
+    #[test]
+    fn bad_deployments_and_fallbacks_name_the_problem() {
+        let two = "[[models]]\nname = \"b\"\nbase_url = \"http://b\"\n";
+        let cases = [
+            (
+                "[[models]]\nname = \"a\"\n[[models.deployments]]\nbase_url = \"http://x\"\nregion = \"eu\"\n".to_string(),
+                "unknown field `region`",
+            ),
+            (
+                "[[models]]\nname = \"a\"\nbase_url = \"http://x\"\n[[models.deployments]]\nbase_url = \"http://y\"\n"
+                    .to_string(),
+                "not both",
+            ),
+            ("[[models]]\nname = \"a\"\n[[models.deployments]]\nbase_url = \"x\"\n".to_string(), "deployment #1: base_url"),
+            (
+                "[[models]]\nname = \"a\"\n[[models.deployments]]\nbase_url = \"http://x\"\nweight = 0\n".to_string(),
+                "weight must be at least 1",
+            ),
+            (
+                "[[models]]\nname = \"a\"\n[[models.deployments]]\nbase_url = \"http://x\"\n[[models.deployments]]\nbase_url = \"http://x/\"\n"
+                    .to_string(),
+                "deployment #2 repeats",
+            ),
+            (
+                format!("[[models]]\nname = \"a\"\n[[models.deployments]]\nname = \"b\"\nbase_url = \"http://x\"\n{two}"),
+                "deployment name \"b\" is used twice",
+            ),
+            (format!("[[models]]\nname = \"a\"\nfallbacks = [\"b\"]\n{two}"), "has fallbacks but no deployment"),
+            (
+                "[[models]]\nname = \"a\"\nbase_url = \"http://a\"\nfallbacks = [\"z\"]\n".to_string(),
+                "fallback \"z\" is not in the catalog",
+            ),
+            (
+                "[[models]]\nname = \"a\"\nbase_url = \"http://a\"\nfallbacks = [\"b\"]\n[[models]]\nname = \"b\"\n".to_string(),
+                "fallback \"b\" has no base_url",
+            ),
+            (
+                format!(
+                    "[[models]]\nname = \"a\"\nbase_url = \"http://a\"\nfallbacks = [\"b\"]\n{two}fallbacks = [\"c\"]\n\
+                     [[models]]\nname = \"c\"\nbase_url = \"http://c\"\nfallbacks = [\"a\"]\n"
+                ),
+                "fallbacks form a cycle: a -> b -> c -> a",
+            ),
+            ("[[models]]\nname = \"a\"\nbase_url = \"http://a\"\nfallbacks = [\"a\"]\n".to_string(), "a -> a"),
+        ];
+        for (text, needle) in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?} gave {err}");
         }
     }
 

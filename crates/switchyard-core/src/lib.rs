@@ -15,7 +15,7 @@ mod predictor;
 mod router;
 mod row;
 
-pub use catalog::{Catalog, CatalogError, ModelCard};
+pub use catalog::{Catalog, CatalogError, Deployment, ModelCard};
 pub use cost::{estimate_input_tokens, CostSource, ModelCost, CHARS_PER_TOKEN};
 pub use familiarity::{Familiarity, Placement, OOD_START};
 pub use logs::{read_logs, LogError, LogReader, ReadSummary, RowError};

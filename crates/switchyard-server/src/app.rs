@@ -35,8 +35,10 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Permits for requests in flight on `/v1/*` (`server.max_concurrency`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
-    /// Upstream health: consecutive failures and cooldowns, by model.
+    /// Upstream health: consecutive failures, cooldowns and latency, by deployment.
     pub health: crate::health::Health,
+    /// Each catalog model's deployments and fallbacks.
+    pub deployments: crate::deployments::Deployments,
     /// Counters and latency histograms for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// The config's rules, compiled, in order.
@@ -75,11 +77,29 @@ impl AppState {
             },
         )
         .map_err(StartError::Thread)?;
+        for line in config.deprecations() {
+            tracing::warn!("{line}");
+        }
+        let deployments = crate::deployments::Deployments::new(&config.models);
+        for up in deployments.all() {
+            if let Some(var) = up.api_key_env.as_deref().filter(|v| std::env::var_os(v).is_none()) {
+                tracing::warn!(
+                    model = up.model,
+                    deployment = up.name,
+                    "api_key_env {var} is not set: calls to this deployment go without a key"
+                );
+            }
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.server.connect_timeout())
+            .build()
+            .map_err(|e| StartError::Http(e.to_string()))?;
         Ok(Self {
             embedder,
             encoder,
+            deployments,
             config,
-            http: reqwest::Client::new(),
+            http,
             in_flight,
             health: crate::health::Health::default(),
             metrics: crate::metrics::Metrics::default(),

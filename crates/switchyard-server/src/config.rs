@@ -87,12 +87,38 @@ pub struct ServerConfig {
     pub max_concurrency: usize,
     /// Most upstreams tried per gateway request (the first choice and its fallbacks).
     pub max_attempts: usize,
-    /// Time limit of one upstream call, in milliseconds.
-    pub upstream_timeout_ms: u64,
+    /// Time to open a connection to an upstream, in milliseconds; past it the next deployment is tried.
+    pub connect_timeout_ms: u64,
+    /// Time until an upstream's response headers (for a stream, its first event), in milliseconds; past it the
+    /// next deployment is tried. A whole (not streamed) answer must start within it. Default 60,000.
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Longest silence between two chunks of an upstream's answer, in milliseconds. A stream that keeps
+    /// sending is never cut, however long it runs; a silent one ends with an SSE error event.
+    pub idle_timeout_ms: u64,
+    /// Deprecated alias of `first_byte_timeout_ms` (it used to bound the whole call, which cut long streams).
+    pub upstream_timeout_ms: Option<u64>,
     /// Consecutive failures after which an upstream is put in cooldown.
     pub cooldown_failures: u32,
     /// How long an upstream in cooldown is skipped, in milliseconds; then it is tried again.
     pub cooldown_ms: u64,
+}
+
+impl ServerConfig {
+    /// The first-byte limit: `first_byte_timeout_ms`, else its deprecated alias `upstream_timeout_ms`, else
+    /// 60 seconds.
+    pub fn first_byte_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.first_byte_timeout_ms.or(self.upstream_timeout_ms).unwrap_or(60_000))
+    }
+
+    /// The longest silence between chunks.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// The connection limit.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.connect_timeout_ms)
+    }
 }
 
 impl Default for ServerConfig {
@@ -105,7 +131,10 @@ impl Default for ServerConfig {
             max_prompt_chars: 200_000,
             max_concurrency: 256,
             max_attempts: 3,
-            upstream_timeout_ms: 60_000,
+            connect_timeout_ms: 10_000,
+            first_byte_timeout_ms: None,
+            idle_timeout_ms: 30_000,
+            upstream_timeout_ms: None,
             cooldown_failures: 3,
             cooldown_ms: 30_000,
         }
@@ -253,7 +282,10 @@ impl Config {
             ("server.max_prompt_chars", self.server.max_prompt_chars as u64),
             ("server.max_concurrency", self.server.max_concurrency as u64),
             ("server.max_attempts", self.server.max_attempts as u64),
-            ("server.upstream_timeout_ms", self.server.upstream_timeout_ms),
+            ("server.connect_timeout_ms", self.server.connect_timeout_ms),
+            ("server.first_byte_timeout_ms", self.server.first_byte_timeout_ms.unwrap_or(1)),
+            ("server.upstream_timeout_ms", self.server.upstream_timeout_ms.unwrap_or(1)),
+            ("server.idle_timeout_ms", self.server.idle_timeout_ms),
             ("server.cooldown_failures", u64::from(self.server.cooldown_failures)),
             ("encoder.batch_tokens", self.encoder.batch_tokens as u64),
             ("encoder.queue_capacity", self.encoder.queue_capacity as u64),
@@ -261,6 +293,12 @@ impl Config {
         ];
         if let Some((key, _)) = counts.iter().find(|(_, value)| *value == 0) {
             return Err(invalid(key, "must be at least 1".into()));
+        }
+        if self.server.first_byte_timeout_ms.is_some() && self.server.upstream_timeout_ms.is_some() {
+            return Err(invalid(
+                "server.upstream_timeout_ms",
+                "is a deprecated alias of server.first_byte_timeout_ms; set only first_byte_timeout_ms".into(),
+            ));
         }
         if !(0.0..=1000.0).contains(&self.encoder.batch_wait_ms) {
             return Err(invalid("encoder.batch_wait_ms", "must be between 0 and 1000 (milliseconds)".into()));
@@ -311,6 +349,18 @@ impl Config {
         Ok(())
     }
 
+    /// Settings that still work but will go: one line each, for a warning at start-up.
+    pub fn deprecations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(ms) = self.server.upstream_timeout_ms {
+            out.push(format!(
+                "server.upstream_timeout_ms = {ms} is deprecated: it now means server.first_byte_timeout_ms (time \
+                 to the first byte); rename it. server.idle_timeout_ms bounds the silence between stream chunks"
+            ));
+        }
+        out
+    }
+
     /// The listening address.
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
         self.server
@@ -355,6 +405,19 @@ mod tests {
     }
 
     #[test]
+    fn the_old_total_timeout_is_an_alias_of_the_first_byte_limit() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.first_byte_timeout(), std::time::Duration::from_secs(60));
+        assert!(c.deprecations().is_empty());
+        let c = parse("[server]\nupstream_timeout_ms = 1500\n").unwrap();
+        assert_eq!(c.server.first_byte_timeout(), std::time::Duration::from_millis(1500));
+        assert!(c.deprecations()[0].contains("first_byte_timeout_ms"), "{:?}", c.deprecations());
+        let c = parse("[server]\nfirst_byte_timeout_ms = 700\nidle_timeout_ms = 900\n").unwrap();
+        assert_eq!(c.server.first_byte_timeout(), std::time::Duration::from_millis(700));
+        assert_eq!(c.server.idle_timeout(), std::time::Duration::from_millis(900));
+    }
+
+    #[test]
     fn overrides_from_flags_and_environment() {
         let env = Config::env_overrides(
             [("SWITCHYARD__SERVER__MAX_ATTEMPTS".to_string(), "5".to_string()), ("HOME".into(), "/root".into())]
@@ -389,6 +452,9 @@ mod tests {
             ("[log]\nqueue_capacity = 0\n", "log.queue_capacity"),
             ("[encoder]\nbatch_wait_ms = -1\n", "encoder.batch_wait_ms"),
             ("[log]\nprompts = \"some\"\n", "unknown variant `some`"),
+            ("[server]\nidle_timeout_ms = 0\n", "server.idle_timeout_ms"),
+            ("[server]\nfirst_byte_timeout_ms = 0\n", "server.first_byte_timeout_ms"),
+            ("[server]\nupstream_timeout_ms = 5\nfirst_byte_timeout_ms = 5\n", "deprecated alias"),
             ("[tiers]\ncheap = []\n", "tier \"cheap\" has no models"),
             ("[[models]]\nname = \"a\"\n[tiers]\ncheap = [\"b\"]\n", "names \"b\", which is not in [[models]]"),
             ("[[rules]]\nname = \"r\"\nwhen = { regex = \"(\" }\nthen = { model = \"a\" }\n", "rule \"r\": when.regex"),

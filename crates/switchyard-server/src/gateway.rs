@@ -1,8 +1,9 @@
 //! `POST /v1/chat/completions`: the OpenAI-compatible gateway. `model: "switchyard"` (or `"auto"`) routes;
-//! a catalog model name passes straight through. The request goes to each candidate's `base_url` in the
-//! decision's order until one answers: connection errors, timeouts, 408, 429 and 5xx fall back to the next
-//! candidate; other client errors are the client's and are returned as they are. Streams are passed through
-//! chunk by chunk; a failure before the first byte falls back, after it the client gets an SSE error event.
+//! a catalog model name goes to that model, then its `fallbacks`. Each model's deployments are tried in
+//! turn ([`crate::deployments`]), models in the decision's order, until one answers: connection errors,
+//! timeouts, 401, 402, 403, 404, 408, 429 and 5xx are the upstream's problem and fall back; other client
+//! errors are the client's and are returned as they are. Streams are passed through chunk by chunk; a failure
+//! before the first event falls back, after it the client gets an SSE error event.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use switchyard_store::{Attempt, DecisionRecord};
 use crate::app::{expected_cost, read_body, record_decision, user_prompt, AppState};
 use crate::decide::{decide, DecisionInput, Tags};
 use crate::error::ApiError;
-use crate::upstream::{forward, request_tokens, Failure, Usage, UsageScanner};
+use crate::upstream::{forward, request_tokens, Failure, Limits, Usage, UsageScanner};
 
 /// Names that ask the gateway to route.
 const ROUTED_NAMES: [&str; 2] = ["switchyard", "auto"];
@@ -111,10 +112,19 @@ async fn handle(
         let decided = decide(state, input).await?;
         record_decision(&mut record, &decided);
         trace.tags = Tags::of(&decided);
-        decided.report.ranking
+        // Each ranked model brings its own fallbacks right after it.
+        let mut models: Vec<String> = Vec::new();
+        for name in &decided.report.ranking {
+            for m in state.deployments.with_fallbacks(name) {
+                if !models.contains(&m) {
+                    models.push(m);
+                }
+            }
+        }
+        models
     } else if state.config.models.iter().any(|m| m.name == model) {
         record.decided_model = Some(model.clone());
-        vec![model.clone()]
+        state.deployments.with_fallbacks(&model)
     } else {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
@@ -126,92 +136,116 @@ async fn handle(
     let decision_ms = decision_start.elapsed().as_secs_f64() * 1e3;
     let record = trace.record.insert(record);
 
-    // Models whose context window is too small for the conversation plus the requested output are skipped.
+    // Models without a deployment, or whose context window is too small for the conversation plus the
+    // requested output, are skipped.
     let needed = request_tokens(&body);
     let reachable: Vec<&ModelCard> = candidates
         .iter()
-        .filter_map(|name| state.config.models.iter().find(|m| &m.name == name && m.base_url.is_some()))
+        .filter_map(|name| state.config.models.iter().find(|m| &m.name == name && m.has_deployment()))
         .filter(|m| m.context_window.is_none_or(|w| w as f64 >= needed))
         .collect();
-    // Upstreams in cooldown are skipped, unless that leaves none.
-    let healthy: Vec<&ModelCard> = reachable.iter().copied().filter(|m| !state.health.cooling(&m.name)).collect();
-    let upstreams: Vec<&ModelCard> = if healthy.is_empty() { reachable } else { healthy }
-        .into_iter()
-        .take(state.config.server.max_attempts)
-        .collect();
-    if upstreams.is_empty() {
+    if reachable.is_empty() {
         return Err(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             kind: "server_error",
             code: "no_upstream",
             message: format!(
-                "none of the candidate models ({}) has a base_url in the config's [[models]] and a context window \
-                 of at least {needed:.0} tokens",
+                "none of the candidate models ({}) has a base_url or deployments in the config's [[models]] and a \
+                 context window of at least {needed:.0} tokens",
                 candidates.join(", ")
             ),
         });
     }
+    // Deployments in cooldown are skipped, unless every candidate's are.
+    let all_cooling =
+        reachable.iter().all(|m| state.deployments.of(&m.name).iter().all(|d| state.health.cooling(&d.name)));
+    let server = &state.config.server;
+    let limits = Limits { first_byte: server.first_byte_timeout(), idle: server.idle_timeout() };
     let mut failures: Vec<String> = Vec::new();
-    for card in upstreams {
-        body["model"] = Value::String(card.name.clone());
-        let attempt_start = Instant::now();
-        let result = forward(state, card, &body, stream).await;
-        let elapsed = attempt_start.elapsed();
-        let (outcome, status, error) = match &result {
-            Ok(f) => ("ok", Some(f.response.status().as_u16()), None),
-            Err(Failure::ClientError(r)) => ("client_error", Some(r.status().as_u16()), Some("client error".into())),
-            Err(Failure::Retryable(status, why)) => ("failed", *status, Some(why.clone())),
-        };
-        state.metrics.upstream(&card.name, outcome, elapsed.as_secs_f64());
-        let latency_ms = elapsed.as_secs_f64() * 1e3;
-        record.attempts.push(Attempt { model: card.name.clone(), status, latency_ms, error });
-        match result {
-            Ok(forwarded) => {
-                state.health.success(&card.name, elapsed);
-                record.chosen_model = Some(card.name.clone());
-                record.expected_cost_usd = expected_cost(record, &card.name);
-                if let Some(usage) = forwarded.usage {
-                    count_usage(state, card, record, usage);
+    let mut tried = 0;
+    for card in reachable {
+        if tried == server.max_attempts {
+            break;
+        }
+        // Asked only when the request reaches this model, so the weighted shares count real tries.
+        for up in state.deployments.order(&card.name, &state.health, all_cooling) {
+            if tried == server.max_attempts {
+                break;
+            }
+            tried += 1;
+            body["model"] = Value::String(up.upstream_model.clone());
+            let attempt_start = Instant::now();
+            let result = forward(&state.http, &up, &body, stream, limits).await;
+            let elapsed = attempt_start.elapsed();
+            let (outcome, status, error) = match &result {
+                Ok(f) => ("ok", Some(f.response.status().as_u16()), None),
+                Err(Failure::ClientError(r)) => {
+                    ("client_error", Some(r.status().as_u16()), Some("client error".into()))
                 }
-                let mut response = forwarded.response;
-                let h = response.headers_mut();
-                let put = |h: &mut HeaderMap, k: &'static str, v: String| {
-                    if let Ok(v) = HeaderValue::from_str(&v) {
-                        h.insert(k, v);
+                Err(Failure::Upstream(f)) => (f.outcome, f.status, Some(f.why.clone())),
+            };
+            state.metrics.upstream(&card.name, &up.name, outcome, elapsed.as_secs_f64());
+            let latency_ms = elapsed.as_secs_f64() * 1e3;
+            let deployment = Some(up.name.clone());
+            record.attempts.push(Attempt { model: card.name.clone(), deployment, status, latency_ms, error });
+            match result {
+                Ok(forwarded) => {
+                    state.health.success(&up, elapsed);
+                    record.chosen_model = Some(card.name.clone());
+                    record.expected_cost_usd = expected_cost(record, &card.name);
+                    if let Some(usage) = forwarded.usage {
+                        count_usage(state, card, record, usage);
                     }
-                };
-                put(h, "x-switchyard-model", card.name.clone());
-                put(h, "x-switchyard-decision-ms", format!("{decision_ms:.3}"));
-                put(h, "x-switchyard-fallbacks", failures.len().to_string());
-                tracing::info!(request = id, model = %card.name, fallbacks = failures.len(), "forwarded");
-                if stream {
-                    // The record goes with the stream and is logged when it ends, with the usage it reported.
-                    let mut record = trace.record.take().unwrap_or_default();
-                    record.status = response.status().as_u16();
-                    response = log_at_end(state.clone(), card.clone(), record, started, response);
+                    let mut response = forwarded.response;
+                    let h = response.headers_mut();
+                    let put = |h: &mut HeaderMap, k: &'static str, v: String| {
+                        if let Ok(v) = HeaderValue::from_str(&v) {
+                            h.insert(k, v);
+                        }
+                    };
+                    put(h, "x-switchyard-model", card.name.clone());
+                    put(h, "x-switchyard-deployment", up.name.clone());
+                    put(h, "x-switchyard-decision-ms", format!("{decision_ms:.3}"));
+                    put(h, "x-switchyard-fallbacks", failures.len().to_string());
+                    tracing::info!(request = id, model = %card.name, deployment = %up.name, fallbacks = failures.len(), "forwarded");
+                    if stream {
+                        // The record goes with the stream and is logged when it ends, with the usage it reported.
+                        let mut record = trace.record.take().unwrap_or_default();
+                        record.status = response.status().as_u16();
+                        response = log_at_end(state.clone(), card.clone(), record, started, response);
+                    }
+                    return Ok(response);
                 }
-                return Ok(response);
-            }
-            Err(Failure::ClientError(mut response)) => {
-                if let Ok(v) = HeaderValue::from_str(&card.name) {
-                    response.headers_mut().insert("x-switchyard-model", v);
+                Err(Failure::ClientError(mut response)) => {
+                    state.health.success(&up, elapsed);
+                    for (k, v) in [("x-switchyard-model", &card.name), ("x-switchyard-deployment", &up.name)] {
+                        if let Ok(v) = HeaderValue::from_str(v) {
+                            response.headers_mut().insert(k, v);
+                        }
+                    }
+                    return Ok(response);
                 }
-                return Ok(response);
-            }
-            Err(Failure::Retryable(_, why)) => {
-                let server = &state.config.server;
-                state.metrics.fallback();
-                let cooled = state.health.failure(
-                    &card.name,
-                    elapsed,
-                    server.cooldown_failures,
-                    Duration::from_millis(server.cooldown_ms),
-                );
-                if cooled {
-                    state.metrics.cooldown();
+                Err(Failure::Upstream(fault)) => {
+                    state.metrics.fallback();
+                    let cooled = state.health.failure(
+                        &up,
+                        elapsed,
+                        server.cooldown_failures,
+                        Duration::from_millis(server.cooldown_ms),
+                    );
+                    if cooled {
+                        state.metrics.cooldown();
+                    }
+                    tracing::warn!(
+                        request = id,
+                        model = %card.name,
+                        deployment = %up.name,
+                        outcome = fault.outcome,
+                        "upstream failed, falling back: {}",
+                        fault.why
+                    );
+                    failures.push(format!("{}: {}", up.name, fault.why));
                 }
-                tracing::warn!(request = id, model = %card.name, "upstream failed, falling back: {why}");
-                failures.push(format!("{}: {why}", card.name));
             }
         }
     }

@@ -10,6 +10,7 @@ mod app;
 mod cache;
 mod config;
 mod decide;
+mod deployments;
 mod embedder;
 mod error;
 mod experiment;

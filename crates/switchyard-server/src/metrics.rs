@@ -59,7 +59,7 @@ struct Inner {
     feedback: BTreeMap<&'static str, u64>,
     reloads: u64,
     generation: u64,
-    upstream_calls: BTreeMap<(String, &'static str), u64>,
+    upstream_calls: BTreeMap<(String, String, &'static str), u64>,
     fallbacks: u64,
     cooldowns: u64,
     /// Per model: input tokens, output tokens, estimated cost in USD.
@@ -171,10 +171,11 @@ impl Metrics {
         });
     }
 
-    /// One upstream call and how it ended (`ok`, `client_error`, `failed`).
-    pub fn upstream(&self, model: &str, outcome: &'static str, seconds: f64) {
+    /// One upstream call to a model's deployment and how it ended (`ok`, `client_error`, `failed`, `timeout`,
+    /// `auth_error`).
+    pub fn upstream(&self, model: &str, deployment: &str, outcome: &'static str, seconds: f64) {
         self.with(|m| {
-            *m.upstream_calls.entry((model.to_string(), outcome)).or_default() += 1;
+            *m.upstream_calls.entry((model.to_string(), deployment.to_string(), outcome)).or_default() += 1;
             m.upstream.entry(model.to_string()).or_default().observe(seconds);
         });
     }
@@ -241,13 +242,14 @@ impl Metrics {
         scalar(&mut out, "switchyard_router_reloads_total", "counter", "Successful router reloads.", m.reloads);
         let generation = "Generation of the routers in service (1 at start-up).";
         scalar(&mut out, "switchyard_router_generation", "gauge", generation, m.generation.max(1));
-        out.push_str("# HELP switchyard_upstream_calls_total Upstream calls, by model and outcome.\n");
+        out.push_str("# HELP switchyard_upstream_calls_total Upstream calls, by model, deployment and outcome.\n");
         out.push_str("# TYPE switchyard_upstream_calls_total counter\n");
-        for ((model, outcome), n) in &m.upstream_calls {
+        for ((model, deployment, outcome), n) in &m.upstream_calls {
             let _ = writeln!(
                 out,
-                "switchyard_upstream_calls_total{{model=\"{}\",outcome=\"{outcome}\"}} {n}",
-                escape(model)
+                "switchyard_upstream_calls_total{{model=\"{}\",deployment=\"{}\",outcome=\"{outcome}\"}} {n}",
+                escape(model),
+                escape(deployment)
             );
         }
         out.push_str("# HELP switchyard_tokens_total Tokens reported by upstreams, by model and kind.\n");
@@ -336,7 +338,7 @@ pub fn render_embedder(out: &mut String, embedder: &crate::embedder::Embedder) {
 }
 
 /// Escapes a Prometheus label value.
-fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 

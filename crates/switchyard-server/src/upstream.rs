@@ -1,23 +1,52 @@
-//! One upstream call: the request to a model's OpenAI-compatible `base_url`, how it ended (success, a
+//! One upstream call: the request to a deployment's OpenAI-compatible `base_url`, how it ended (success, a
 //! failure worth falling back from, or the client's own error), and the token usage it reports, for
 //! whole responses and for streams alike.
+//!
+//! Three limits bound a call, none of them its total length: `connect_timeout_ms` to connect,
+//! `first_byte_timeout_ms` to the response headers and, for a stream, its first event (past it the next
+//! deployment is tried), and `idle_timeout_ms` between chunks. A stream that keeps sending is never cut.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::response::Response;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
-use switchyard_core::ModelCard;
 
-use crate::app::AppState;
+use crate::deployments::Upstream;
 
 /// How one upstream call ended, when it did not succeed.
 pub(crate) enum Failure {
-    /// Worth trying the next candidate: the status, if the upstream answered, and why.
-    Retryable(Option<u16>, String),
+    /// The upstream's problem, not the request's: worth trying the next deployment.
+    Upstream(Fault),
     /// The upstream rejected the request itself: pass its answer on.
     ClientError(Response),
+}
+
+/// Why an upstream call failed, for the log, the metrics and the client's 502.
+pub(crate) struct Fault {
+    /// The HTTP status, if the upstream answered.
+    pub status: Option<u16>,
+    /// The `outcome` label: `failed`, `timeout` or `auth_error`.
+    pub outcome: &'static str,
+    /// What happened, in words.
+    pub why: String,
+}
+
+impl Fault {
+    fn fail(status: Option<u16>, outcome: &'static str, why: impl Into<String>) -> Failure {
+        Failure::Upstream(Self { status, outcome, why: why.into() })
+    }
+}
+
+/// The time limits of one call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// From sending the request to the response headers and, for a stream, its first event.
+    pub first_byte: Duration,
+    /// The longest silence between two chunks.
+    pub idle: Duration,
 }
 
 /// Tokens an upstream reported for one call.
@@ -37,29 +66,38 @@ pub(crate) struct Forwarded {
     pub usage: Option<Usage>,
 }
 
-/// Sends `body` to the model's upstream.
+/// Sends `body` to the deployment.
 pub(crate) async fn forward(
-    state: &AppState,
-    card: &ModelCard,
+    http: &reqwest::Client,
+    up: &Upstream,
     body: &Value,
     stream: bool,
+    limits: Limits,
 ) -> Result<Forwarded, Failure> {
-    let base = card.base_url.as_deref().unwrap_or_default().trim_end_matches('/');
-    let mut request = state
-        .http
-        .post(format!("{base}/chat/completions"))
-        .timeout(Duration::from_millis(state.config.server.upstream_timeout_ms))
-        .json(body);
-    if let Some(var) = &card.api_key_env {
+    let deadline = tokio::time::Instant::now() + limits.first_byte;
+    let first_byte_ms = limits.first_byte.as_millis();
+    let mut request = http.post(format!("{}/chat/completions", up.base_url)).json(body);
+    if let Some(var) = &up.api_key_env {
         if let Ok(key) = std::env::var(var) {
             request = request.bearer_auth(key);
         }
     }
-    let upstream = request.send().await.map_err(|e| Failure::Retryable(None, describe(&e)))?;
+    let upstream = match tokio::time::timeout_at(deadline, request.send()).await {
+        Err(_) => {
+            let why = format!("no response within {first_byte_ms} ms (server.first_byte_timeout_ms)");
+            return Err(Fault::fail(None, "timeout", why));
+        }
+        Ok(Err(e)) => return Err(Fault::fail(None, outcome_of(&e), describe(&e))),
+        Ok(Ok(response)) => response,
+    };
     let status = upstream.status();
     let code = Some(status.as_u16());
     if status.is_server_error() || matches!(status.as_u16(), 402 | 408 | 429) {
-        return Err(Failure::Retryable(code, format!("HTTP {}", status.as_u16())));
+        return Err(Fault::fail(code, "failed", format!("HTTP {}", status.as_u16())));
+    }
+    // The gateway's own key and model name were refused: a rotated provider key, a deployment that is gone.
+    if let Some(what) = auth_problem(status.as_u16()) {
+        return Err(Fault::fail(code, "auth_error", format!("HTTP {} ({what})", status.as_u16())));
     }
     let content_type = upstream.headers().get("content-type").cloned();
     let mut builder = Response::builder().status(status.as_u16());
@@ -67,36 +105,93 @@ pub(crate) async fn forward(
         builder = builder.header("content-type", ct);
     }
     if !status.is_success() {
-        let bytes = upstream.bytes().await.map_err(|e| Failure::Retryable(code, describe(&e)))?;
+        let bytes = read_all(upstream, limits.idle).await.map_err(|(outcome, why)| Fault::fail(code, outcome, why))?;
         // A 400 that says the account's budget or quota is spent is the upstream's problem, not the request's.
         if status.as_u16() == 400 && budget_exhausted(&bytes) {
-            return Err(Failure::Retryable(code, "HTTP 400 (budget or quota exhausted)".into()));
+            return Err(Fault::fail(code, "failed", "HTTP 400 (budget or quota exhausted)"));
         }
         return Err(Failure::ClientError(builder.body(Body::from(bytes)).unwrap_or_default()));
     }
     if stream {
         let mut chunks = upstream.bytes_stream();
-        // Wait for the first chunk: a failure before it falls back to the next model.
-        let first = match chunks.next().await {
-            Some(Ok(bytes)) => bytes,
-            Some(Err(e)) => return Err(Failure::Retryable(code, describe(&e))),
-            None => return Err(Failure::Retryable(code, "empty stream".into())),
-        };
-        let rest = chunks.map(|item| {
-            Ok::<_, std::convert::Infallible>(match item {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    let event = json!({"error": {"message": format!("upstream stream failed: {}", describe(&e)), "type": "server_error", "code": "upstream_stream_error"}});
-                    axum::body::Bytes::from(format!("data: {event}\n\n"))
+        // Wait for the first event (keep-alive comments before it do not count): a failure before it falls
+        // back to the next deployment.
+        let mut head: Vec<u8> = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, chunks.next()).await {
+                Err(_) => {
+                    let why = format!("no stream event within {first_byte_ms} ms (server.first_byte_timeout_ms)");
+                    return Err(Fault::fail(code, "timeout", why));
                 }
-            })
-        });
-        let body = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(first) }).chain(rest);
+                Ok(None) if head.is_empty() => return Err(Fault::fail(code, "failed", "empty stream")),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return Err(Fault::fail(code, outcome_of(&e), describe(&e))),
+                Ok(Some(Ok(bytes))) => {
+                    head.extend_from_slice(&bytes);
+                    if head.windows(5).any(|w| w == b"data:") {
+                        break;
+                    }
+                }
+            }
+        }
+        let first = futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(head)) });
+        let body = first.chain(idle_limited(chunks, limits.idle));
         return Ok(Forwarded { response: builder.body(Body::from_stream(body)).unwrap_or_default(), usage: None });
     }
-    let bytes = upstream.bytes().await.map_err(|e| Failure::Retryable(code, describe(&e)))?;
+    let bytes = read_all(upstream, limits.idle).await.map_err(|(outcome, why)| Fault::fail(code, outcome, why))?;
     let usage = serde_json::from_slice::<Value>(&bytes).ok().and_then(|reply| usage_of(&reply));
     Ok(Forwarded { response: builder.body(Body::from(bytes)).unwrap_or_default(), usage })
+}
+
+/// What a 401, 403 or 404 from a provider means for the gateway's own configuration.
+fn auth_problem(status: u16) -> Option<&'static str> {
+    match status {
+        401 => Some("the provider refused the deployment's API key; check its api_key_env"),
+        403 => Some("the deployment's API key may not use this model; check its api_key_env"),
+        404 => Some("the provider does not know this model or URL; check base_url and upstream_model"),
+        _ => None,
+    }
+}
+
+/// Reads a whole body, failing when the upstream goes silent for longer than `idle`.
+async fn read_all(upstream: reqwest::Response, idle: Duration) -> Result<Vec<u8>, (&'static str, String)> {
+    let mut chunks = upstream.bytes_stream();
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, chunks.next()).await {
+            Err(_) => return Err(("timeout", silence(idle))),
+            Ok(None) => return Ok(out),
+            Ok(Some(Err(e))) => return Err((outcome_of(&e), describe(&e))),
+            Ok(Some(Ok(bytes))) => out.extend_from_slice(&bytes),
+        }
+    }
+}
+
+/// Passes a stream's chunks on; when the upstream fails or stays silent longer than `idle`, the stream ends
+/// with an SSE error event.
+fn idle_limited(
+    chunks: impl Stream<Item = reqwest::Result<Bytes>> + Unpin + Send + 'static,
+    idle: Duration,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    futures_util::stream::unfold(Some(chunks), move |state| async move {
+        let mut chunks = state?;
+        match tokio::time::timeout(idle, chunks.next()).await {
+            Ok(None) => None,
+            Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(chunks))),
+            Ok(Some(Err(e))) => Some((Ok(stream_error(&format!("upstream stream failed: {}", describe(&e)))), None)),
+            Err(_) => Some((Ok(stream_error(&silence(idle))), None)),
+        }
+    })
+}
+
+fn silence(idle: Duration) -> String {
+    format!("upstream sent nothing for {} ms (server.idle_timeout_ms)", idle.as_millis())
+}
+
+/// An OpenAI-shaped SSE error event, which ends a stream that failed after its first byte.
+fn stream_error(message: &str) -> Bytes {
+    let event = json!({"error": {"message": message, "type": "server_error", "code": "upstream_stream_error"}});
+    Bytes::from(format!("data: {event}\n\n"))
 }
 
 /// The `usage` object of a completion or of a stream's final chunk.
@@ -176,12 +271,22 @@ fn budget_exhausted(body: &[u8]) -> bool {
 }
 
 fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
+    if e.is_connect() && e.is_timeout() {
+        "could not connect in time (server.connect_timeout_ms)".into()
+    } else if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
         "connection failed".into()
     } else {
         e.to_string()
+    }
+}
+
+fn outcome_of(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else {
+        "failed"
     }
 }
 

@@ -255,7 +255,13 @@ mod tests {
             status: 200,
             latency_ms: 12.5,
             estimates: vec![Estimate { model: model.into(), p: 0.8, cost_usd: 0.001 }],
-            attempts: vec![Attempt { model: model.into(), status: Some(200), latency_ms: 10.0, error: None }],
+            attempts: vec![Attempt {
+                model: model.into(),
+                deployment: None,
+                status: Some(200),
+                latency_ms: 10.0,
+                error: None,
+            }],
             ..DecisionRecord::default()
         };
         r.set_prompt(&format!("prompt of {id}"), PromptLogging::Full);

@@ -120,7 +120,13 @@ mod tests {
                 input_tokens: Some(5),
                 output_tokens: Some(3),
                 expected_cost_usd: Some(0.0015),
-                attempts: vec![Attempt { model: "m".into(), status: Some(200), latency_ms: 40.0, error: None }],
+                attempts: vec![Attempt {
+                    model: "m".into(),
+                    deployment: None,
+                    status: Some(200),
+                    latency_ms: 40.0,
+                    error: None,
+                }],
                 ..DecisionRecord::default()
             };
             r.set_prompt("What is 2 + 2?", logging);

@@ -30,6 +30,9 @@ pub struct Estimate {
 pub struct Attempt {
     /// The model called.
     pub model: String,
+    /// The deployment of the model that was called (absent in rows written before deployments existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
     /// The HTTP status it answered with (`None`: no answer, e.g. a refused connection or a timeout).
     pub status: Option<u16>,
     /// How long the call took, milliseconds.

@@ -306,8 +306,14 @@ mod tests {
         let mut feedback = Vec::new();
         for i in 0..200 {
             let arm = if i % 2 == 0 { "a" } else { "b" };
-            let ok = Attempt { model: "m".into(), status: Some(200), latency_ms: 5.0, error: None };
-            let failed = Attempt { model: "n".into(), status: Some(500), latency_ms: 5.0, error: Some("x".into()) };
+            let ok = Attempt { model: "m".into(), deployment: None, status: Some(200), latency_ms: 5.0, error: None };
+            let failed = Attempt {
+                model: "n".into(),
+                deployment: None,
+                status: Some(500),
+                latency_ms: 5.0,
+                error: Some("x".into()),
+            };
             let attempts = if arm == "b" && i % 10 == 1 { vec![failed, ok] } else { vec![ok] };
             records.push(DecisionRecord {
                 request_id: format!("r{i}"),
