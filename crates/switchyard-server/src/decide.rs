@@ -5,14 +5,15 @@
 use std::time::Instant;
 
 use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
 use serde_json::Value;
 use switchyard_core::{estimate_input_tokens, Knob, RouteReport, Timing};
 
-use crate::app::{embed_prompt, AppState};
 use crate::error::ApiError;
 use crate::experiment::StickyKey;
 use crate::knobs::RequestKnobs;
 use crate::rules::{first_match, RequestView};
+use crate::state::{embed_prompt, AppState};
 
 /// What a decision is made from.
 pub(crate) struct DecisionInput<'a> {
@@ -49,6 +50,18 @@ pub(crate) struct Decided {
     pub user: Option<String>,
 }
 
+/// What a `/v1/*` handler tells the layers around it (the request metrics) about the request it answered:
+/// a response extension, so that no layer reads back the handler's own headers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Served {
+    /// The model that answered (or was chosen, on `/v1/route`).
+    pub model: Option<String>,
+    /// The experiment.
+    pub experiment: Option<String>,
+    /// The arm.
+    pub arm: Option<String>,
+}
+
 /// What steered a request, as response headers and metric labels show it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Tags {
@@ -70,8 +83,15 @@ impl Tags {
         }
     }
 
-    /// Sets `x-switchyard-request-id`, `-model` (when given), `-experiment`, `-arm` and `-rule`.
-    pub fn put(&self, headers: &mut HeaderMap, request_id: &str, model: Option<&str>) {
+    /// Sets `x-switchyard-request-id`, `-model` (when given), `-experiment`, `-arm` and `-rule` on the
+    /// response, and tells the layers around the handler the same through a [`Served`] extension.
+    pub fn put(&self, response: &mut Response, request_id: &str, model: Option<&str>) {
+        response.extensions_mut().insert(Served {
+            model: model.map(str::to_string),
+            experiment: self.experiment.clone(),
+            arm: self.arm.clone(),
+        });
+        let headers = response.headers_mut();
         let pairs = [
             ("x-switchyard-request-id", Some(request_id)),
             ("x-switchyard-model", model),

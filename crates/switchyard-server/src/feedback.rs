@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 use switchyard_store::{Feedback, FeedbackOutcome, StoreError};
 
-use crate::app::{read_body, AppState};
 use crate::error::ApiError;
+use crate::request::read_body;
+use crate::state::AppState;
 
 /// Longest comment kept, in characters.
 const MAX_COMMENT_CHARS: usize = 10_000;
@@ -22,9 +22,7 @@ pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> R
         .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
     let feedback = parse(&body)?;
     if state.log.is_none() {
-        return Err(ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            kind: "server_error",
+        return Err(ApiError::Unavailable {
             code: "log_disabled",
             message: "feedback is stored in the decision log, which is off; set log.enabled = true".into(),
         });
@@ -47,16 +45,11 @@ pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> R
             state.metrics.feedback("replaced");
             Ok(Json(json!({"request_id": request_id, "status": "replaced", "updates": n})))
         }
-        Err(e @ StoreError::UnknownRequest(_)) => Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            kind: "invalid_request_error",
-            code: "unknown_request",
-            message: e.to_string(),
-        }),
+        Err(e @ StoreError::UnknownRequest(_)) => {
+            Err(ApiError::NotFound { code: "unknown_request", message: e.to_string() })
+        }
         Err(e @ StoreError::BadScore(_)) => Err(ApiError::invalid("invalid_score", e.to_string())),
-        Err(e @ StoreError::WriterStopped) => Err(ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            kind: "server_error",
+        Err(e @ StoreError::WriterStopped) => Err(ApiError::Unavailable {
             code: "shutting_down",
             message: format!("{e}; the server is shutting down, retry against another instance"),
         }),
@@ -117,7 +110,7 @@ mod tests {
             (json!({"request_id": "a", "score": 0.5, "comment": "x".repeat(10_001)}), "request_too_large"),
         ];
         for (body, code) in cases {
-            assert_eq!(parse(&body).unwrap_err().code, code, "{body}");
+            assert_eq!(parse(&body).unwrap_err().code(), code, "{body}");
         }
     }
 }

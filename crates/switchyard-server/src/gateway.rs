@@ -11,16 +11,17 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::Value;
 use switchyard_core::ModelCard;
 use switchyard_store::{Attempt, DecisionRecord};
 
-use crate::app::{expected_cost, read_body, record_decision, user_prompt, AppState};
 use crate::decide::{decide, DecisionInput, Tags};
 use crate::error::ApiError;
+use crate::request::{read_body, user_prompt};
+use crate::state::{expected_cost, record_decision, AppState};
 use crate::upstream::{forward, request_tokens, Failure, Limits, Usage, UsageScanner};
 
 /// Names that ask the gateway to route.
@@ -57,6 +58,8 @@ struct Trace {
     record: Option<DecisionRecord>,
     /// What steered the request.
     tags: Tags,
+    /// The model that answered, the upstream's error included.
+    answered: Option<String>,
 }
 
 /// The gateway handler.
@@ -68,8 +71,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Reque
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    let answered = response.headers().get("x-switchyard-model").and_then(|v| v.to_str().ok()).map(str::to_string);
-    trace.tags.put(response.headers_mut(), &id, answered.as_deref());
+    trace.tags.put(&mut response, &id, trace.answered.as_deref());
     if let Some(mut record) = trace.record {
         record.status = response.status().as_u16();
         record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -126,9 +128,7 @@ async fn handle(
         record.decided_model = Some(model.clone());
         state.deployments.with_fallbacks(&model)
     } else {
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            kind: "invalid_request_error",
+        return Err(ApiError::NotFound {
             code: "model_not_found",
             message: format!("model {model:?} is not in the catalog; use \"switchyard\" to route, or GET /v1/models"),
         });
@@ -145,9 +145,7 @@ async fn handle(
         .filter(|m| m.context_window.is_none_or(|w| w as f64 >= needed))
         .collect();
     if reachable.is_empty() {
-        return Err(ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            kind: "server_error",
+        return Err(ApiError::Unavailable {
             code: "no_upstream",
             message: format!(
                 "none of the candidate models ({}) has a base_url or deployments in the config's [[models]] and a \
@@ -203,11 +201,11 @@ async fn handle(
                             h.insert(k, v);
                         }
                     };
-                    put(h, "x-switchyard-model", card.name.clone());
                     put(h, "x-switchyard-deployment", up.name.clone());
                     put(h, "x-switchyard-decision-ms", format!("{decision_ms:.3}"));
                     put(h, "x-switchyard-fallbacks", failures.len().to_string());
                     tracing::info!(request = id, model = %card.name, deployment = %up.name, fallbacks = failures.len(), "forwarded");
+                    trace.answered = Some(card.name.clone());
                     if stream {
                         // The record goes with the stream and is logged when it ends, with the usage it reported.
                         let mut record = trace.record.take().unwrap_or_default();
@@ -218,11 +216,10 @@ async fn handle(
                 }
                 Err(Failure::ClientError(mut response)) => {
                     state.health.success(&up, elapsed);
-                    for (k, v) in [("x-switchyard-model", &card.name), ("x-switchyard-deployment", &up.name)] {
-                        if let Ok(v) = HeaderValue::from_str(v) {
-                            response.headers_mut().insert(k, v);
-                        }
+                    if let Ok(v) = HeaderValue::from_str(&up.name) {
+                        response.headers_mut().insert("x-switchyard-deployment", v);
                     }
+                    trace.answered = Some(card.name.clone());
                     return Ok(response);
                 }
                 Err(Failure::Upstream(fault)) => {
@@ -249,9 +246,7 @@ async fn handle(
             }
         }
     }
-    Err(ApiError {
-        status: StatusCode::BAD_GATEWAY,
-        kind: "server_error",
+    Err(ApiError::BadGateway {
         code: "upstreams_failed",
         message: format!("every upstream failed: {}", failures.join("; ")),
     })

@@ -19,13 +19,16 @@ mod gateway;
 mod health;
 mod knobs;
 mod metrics;
+mod request;
+mod route;
 mod routing;
 mod rules;
+mod state;
 mod upstream;
 
 use std::sync::Arc;
 
-pub use app::{app, AppState};
+pub use app::app;
 pub use config::{Config, ConfigError, EncoderConfig, LogConfig, RouterConfig, ServerConfig};
 pub use embedder::{EmbedError, EmbedTiming, Embedder, EmbedderOptions, EmbedderStats};
 pub use error::ApiError;
@@ -34,6 +37,7 @@ pub use health::Health;
 pub use metrics::Metrics;
 pub use routing::{load_router, ReloadReport, Routers, StartError};
 pub use rules::{Action, Condition, Rule, RuleConfig};
+pub use state::AppState;
 
 /// Serves `state` on the configured address until Ctrl-C or SIGTERM, then drains in-flight requests and
 /// writes what the decision log still holds. SIGHUP reloads the routers from disk without dropping requests.

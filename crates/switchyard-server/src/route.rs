@@ -1,0 +1,121 @@
+//! `POST /v1/route`: a routing decision without a model call, for clients that call the model themselves.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value;
+use switchyard_core::{Knob, RouteReport};
+
+use crate::decide::{decide, DecisionInput, Tags};
+use crate::error::ApiError;
+use crate::knobs::RequestKnobs;
+use crate::request::{read_body, user_prompt};
+use crate::state::{expected_cost, record_decision, AppState};
+
+/// The body of `POST /v1/route`: an OpenAI chat request or `{"prompt": ...}`, plus optional knobs.
+#[derive(Debug, Deserialize)]
+struct RouteRequest {
+    prompt: Option<String>,
+    messages: Option<Vec<Message>>,
+    min_quality: Option<f64>,
+    willingness_to_pay: Option<f64>,
+    allowed_models: Option<Vec<String>>,
+    #[serde(default)]
+    denied_models: Vec<String>,
+    max_latency_ms: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    role: String,
+    #[serde(default)]
+    content: Value,
+}
+
+impl RouteRequest {
+    fn prompt(&self) -> Result<String, ApiError> {
+        match (&self.prompt, &self.messages) {
+            (Some(p), _) if p.trim().is_empty() => Err(ApiError::invalid("empty_prompt", "the prompt is empty")),
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(messages)) => user_prompt(messages.iter().map(|m| (m.role.as_str(), &m.content))),
+            (None, None) => Err(ApiError::invalid(
+                "missing_prompt",
+                "send `prompt` (a string) or `messages` (OpenAI chat messages)",
+            )),
+        }
+    }
+
+    fn knobs(&self) -> Result<RequestKnobs, ApiError> {
+        if self.min_quality.is_some() && self.willingness_to_pay.is_some() {
+            return Err(ApiError::invalid("conflicting_knobs", "set `min_quality` or `willingness_to_pay`, not both"));
+        }
+        Ok(RequestKnobs {
+            knob: Knob::from_options(self.min_quality, self.willingness_to_pay),
+            allowed: self.allowed_models.clone(),
+            denied: self.denied_models.clone(),
+            max_latency_ms: self.max_latency_ms,
+        })
+    }
+}
+
+/// The answer of `POST /v1/route`: the decision, its request id (for feedback), and what steered it.
+#[derive(serde::Serialize)]
+struct RouteResponse {
+    request_id: String,
+    #[serde(flatten)]
+    report: RouteReport,
+    rule: Option<String>,
+    experiment: Option<String>,
+    arm: Option<String>,
+}
+
+/// The handler.
+pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let request_id = crate::gateway::request_id();
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(body, state.config.server.max_body_bytes).await?;
+    let body: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
+    let request = RouteRequest::deserialize(&body)
+        .map_err(|e| ApiError::invalid("invalid_type", format!("request body is not a valid route request: {e}")))?;
+    let prompt = request.prompt()?;
+    let limit = state.config.server.max_prompt_chars;
+    if prompt.chars().count() > limit {
+        return Err(ApiError::too_large(format!("prompt is longer than {limit} characters (server.max_prompt_chars)")));
+    }
+    let input = DecisionInput {
+        prompt: &prompt,
+        headers: &parts.headers,
+        body: &body,
+        knobs: request.knobs()?,
+        request_id: &request_id,
+    };
+    let decided = decide(&state, input).await?;
+
+    let mut record = state.new_record(&request_id, "route", &prompt);
+    record.messages_count = request.messages.as_ref().map_or(1, |m| m.len() as u32);
+    record_decision(&mut record, &decided);
+    record.chosen_model = Some(decided.report.model.clone());
+    record.expected_cost_usd = expected_cost(&record, &decided.report.model);
+    record.status = 200;
+    record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    state.log_request(record);
+
+    let tags = Tags::of(&decided);
+    let model = decided.report.model.clone();
+    let answer = RouteResponse {
+        request_id: request_id.clone(),
+        report: decided.report,
+        rule: tags.rule.clone(),
+        experiment: tags.experiment.clone(),
+        arm: tags.arm.clone(),
+    };
+    let mut response = Json(answer).into_response();
+    tags.put(&mut response, &request_id, Some(&model));
+    Ok(response)
+}

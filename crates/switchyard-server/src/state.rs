@@ -1,0 +1,188 @@
+//! What every handler shares: the configuration, the encoder and embedder, the routers in service (swapped
+//! whole on reload), upstream deployments and their health, the metrics and the decision log's writer.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use switchyard_core::Router;
+use switchyard_encoder::{Embedding, Encoder};
+use switchyard_store::{DecisionRecord, Estimate, LogWriter, WriterOptions};
+
+use crate::config::Config;
+use crate::decide::Decided;
+use crate::embedder::{EmbedError, Embedder, EmbedderOptions};
+use crate::error::ApiError;
+use crate::routing::{load_router, ReloadReport, Routers, StartError};
+use crate::rules::Rule;
+
+/// What every handler shares.
+pub struct AppState {
+    /// The prompt encoder.
+    pub encoder: Arc<dyn Encoder>,
+    /// The validated configuration.
+    pub config: Config,
+    /// The HTTP client for upstream calls (connection pools are shared).
+    pub http: reqwest::Client,
+    /// Permits for requests in flight on `/v1/*` (`server.max_concurrency`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Upstream health: consecutive failures, cooldowns and latency, by deployment.
+    pub health: crate::health::Health,
+    /// Each catalog model's deployments and fallbacks.
+    pub deployments: crate::deployments::Deployments,
+    /// Counters and latency histograms for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// The config's rules, compiled, in order.
+    pub rules: Vec<Rule>,
+    /// The decision log's writer (absent when `log.enabled = false`).
+    pub log: Option<LogWriter>,
+    /// The prompt embedder: cache, queue and inference thread.
+    pub embedder: Embedder,
+    routers: RwLock<Arc<Routers>>,
+    reloading: Mutex<()>,
+}
+
+impl AppState {
+    /// State for a loaded router, an encoder and a validated config: the config's default knob goes on the
+    /// router, experiment arms' routers are loaded, rules compiled, and the decision log opened.
+    pub fn new(router: Router, encoder: Arc<dyn Encoder>, config: Config) -> Result<Self, StartError> {
+        let routers = Routers::assemble(router, &config, encoder.as_ref(), 1)?;
+        let rules = config.rules.iter().filter_map(|r| Rule::new(r.clone(), &config.tiers).ok()).collect::<Vec<_>>();
+        let log = if config.log.enabled {
+            Some(LogWriter::start(&WriterOptions {
+                path: config.log.path.clone(),
+                queue_capacity: config.log.queue_capacity,
+                retention_days: (config.log.retention_days > 0).then_some(config.log.retention_days),
+            })?)
+        } else {
+            None
+        };
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency));
+        let embedder = Embedder::start(
+            encoder.clone(),
+            EmbedderOptions {
+                batch_tokens: config.encoder.batch_tokens,
+                queue_capacity: config.encoder.queue_capacity,
+                cache_entries: config.encoder.cache_entries,
+                batch_wait: std::time::Duration::from_secs_f64(config.encoder.batch_wait_ms / 1e3),
+            },
+        )
+        .map_err(StartError::Thread)?;
+        for line in config.deprecations() {
+            tracing::warn!("{line}");
+        }
+        let deployments = crate::deployments::Deployments::new(&config.models);
+        for up in deployments.all() {
+            if let Some(var) = up.api_key_env.as_deref().filter(|v| std::env::var_os(v).is_none()) {
+                tracing::warn!(
+                    model = up.model,
+                    deployment = up.name,
+                    "api_key_env {var} is not set: calls to this deployment go without a key"
+                );
+            }
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.server.connect_timeout())
+            .build()
+            .map_err(|e| StartError::Http(e.to_string()))?;
+        Ok(Self {
+            embedder,
+            encoder,
+            deployments,
+            config,
+            http,
+            in_flight,
+            health: crate::health::Health::default(),
+            metrics: crate::metrics::Metrics::default(),
+            rules,
+            log,
+            routers: RwLock::new(Arc::new(routers)),
+            reloading: Mutex::new(()),
+        })
+    }
+
+    /// The routers in service now (a request keeps the set it started with).
+    pub fn routers(&self) -> Arc<Routers> {
+        match self.routers.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Loads the routers again from the configured folders and swaps them in. Requests in flight finish on
+    /// the routers they started with; on any error the routers in service stay.
+    pub fn reload(&self) -> Result<ReloadReport, StartError> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let generation = self.routers().generation + 1;
+        let main = load_router(&self.config.router.path, "router.path", self.encoder.as_ref())?;
+        let routers = Arc::new(Routers::assemble(main, &self.config, self.encoder.as_ref(), generation)?);
+        let report = routers.report();
+        match self.routers.write() {
+            Ok(mut r) => *r = routers,
+            Err(poisoned) => *poisoned.into_inner() = routers,
+        }
+        self.metrics.reload(generation);
+        Ok(report)
+    }
+
+    /// Hands a finished request to the decision log (dropped and counted if its queue is full).
+    pub fn log_request(&self, record: DecisionRecord) {
+        if let (Some(experiment), Some(arm)) = (&record.experiment, &record.arm) {
+            self.metrics.arm(experiment, arm, record.cost_usd.or(record.expected_cost_usd), record.fell_back());
+        }
+        if let Some(log) = &self.log {
+            log.log(record);
+        }
+    }
+
+    /// A log record for a request, with the prompt as `log.prompts` says.
+    pub(crate) fn new_record(&self, request_id: &str, endpoint: &str, prompt: &str) -> DecisionRecord {
+        let mut record = DecisionRecord {
+            request_id: request_id.to_string(),
+            ts_ms: switchyard_store::now_ms(),
+            endpoint: endpoint.to_string(),
+            messages_count: 1,
+            ..DecisionRecord::default()
+        };
+        record.set_prompt(prompt, self.config.log.prompts);
+        record
+    }
+}
+
+/// Fills a log record from a decision.
+pub(crate) fn record_decision(record: &mut DecisionRecord, decided: &Decided) {
+    let report = &decided.report;
+    record.user.clone_from(&decided.user);
+    record.experiment = decided.arm.as_ref().map(|a| a.experiment.clone());
+    record.arm = decided.arm.as_ref().map(|a| a.arm.clone());
+    record.rule.clone_from(&decided.rule);
+    record.policy = serde_json::to_value(&report.policy).ok();
+    record.estimates = report
+        .models
+        .iter()
+        .map(|m| Estimate { model: m.model.clone(), p: m.p_success, cost_usd: m.expected_cost_usd })
+        .collect();
+    record.decided_model = Some(report.model.clone());
+    record.decision_ms = Some(report.timing_ms.encode + report.timing_ms.decide);
+}
+
+/// The decision's expected cost for `model`.
+pub(crate) fn expected_cost(record: &DecisionRecord, model: &str) -> Option<f64> {
+    record.estimates.iter().find(|e| e.model == model).map(|e| e.cost_usd)
+}
+
+/// Embeds one prompt through the embedder, recording the time in the metrics.
+pub(crate) async fn embed_prompt(state: &AppState, prompt: &str) -> Result<Embedding, ApiError> {
+    let start = Instant::now();
+    let (embedding, timing) = state.embedder.embed(prompt).await.map_err(|e| match e {
+        EmbedError::Busy(_) => {
+            ApiError::RateLimited { code: "encoder_busy", message: e.to_string(), retry_after_s: Some(1) }
+        }
+        EmbedError::Failed(_) => ApiError::internal(e.to_string()),
+    })?;
+    if !timing.cached {
+        state.metrics.encode_parts(Some(timing.tokenize.as_secs_f64()), timing.inference.as_secs_f64());
+        state.metrics.encode_queue(timing.queue.as_secs_f64());
+    }
+    state.metrics.encode(start.elapsed().as_secs_f64());
+    Ok(embedding)
+}
