@@ -205,13 +205,17 @@ async fn streams_pass_through_and_fail_cleanly() {
     assert_eq!(status, StatusCode::OK, "{text}");
     assert_eq!(header(&h, "content-type"), "text/event-stream");
     assert!(text.contains("\"hel\"") && text.contains("\"lo\"") && text.ends_with("data: [DONE]\n\n"), "{text}");
-    // A stream is logged when it ends, with the usage it reported when the client asked for it.
+    // A stream is logged when it ends, with the usage the gateway asked the upstream for; the client, which
+    // did not ask for usage, does not see it.
+    assert!(!text.contains("usage") && !text.contains("prompt_tokens"), "{text}");
     let record = logged(&s, header(&h, "x-switchyard-request-id"));
-    assert!(record.stream && record.input_tokens.is_none());
+    assert!(record.stream);
+    assert_eq!((record.input_tokens, record.output_tokens), (Some(5), Some(3)));
     let mut with_usage = chat("switchyard", true);
     with_usage["stream_options"] = json!({"include_usage": true});
-    let (status, h, _) = send(&s, "/v1/chat/completions", with_usage).await;
+    let (status, h, body) = send(&s, "/v1/chat/completions", with_usage).await;
     assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).contains("\"prompt_tokens\":5"), "a client that asks gets the usage");
     let record = logged(&s, header(&h, "x-switchyard-request-id"));
     assert_eq!((record.input_tokens, record.output_tokens, record.status), (Some(5), Some(3), 200));
 

@@ -14,6 +14,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::keys::{Admission, Caller};
 use crate::routing::ReloadReport;
 use crate::state::AppState;
 
@@ -66,9 +67,12 @@ async fn limit_concurrency(State(state): State<Arc<AppState>>, request: Request,
     Response::from_parts(parts, Body::from_stream(body))
 }
 
-async fn authenticate(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let keys = &state.config.server.client_keys;
-    if keys.is_empty() {
+/// Finds the caller's key (when keys are configured) and holds it to its limits: `/v1/chat/completions` to
+/// its budget, rpm and tpm, `/v1/route` to its rpm. The key goes to the handler and, on the response, to the
+/// metrics layer as a [`Caller`] extension. A refusal is logged like any request.
+async fn authenticate(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    if state.keys.is_open() {
+        request.extensions_mut().insert(Caller(None));
         return next.run(request).await;
     }
     let presented = request
@@ -77,11 +81,41 @@ async fn authenticate(State(state): State<Arc<AppState>>, request: Request, next
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match presented {
-        Some(key) if keys.iter().any(|k| k == key) => next.run(request).await,
-        Some(_) => ApiError::unauthorized("invalid API key; use one of the server's client_keys").into_response(),
-        None => ApiError::unauthorized("missing API key; send `Authorization: Bearer <key>`").into_response(),
+    let key = match presented.map(|p| state.keys.find(p)) {
+        Some(Some(key)) => key,
+        Some(None) => return ApiError::unauthorized("invalid API key; use one of the server's keys").into_response(),
+        None => return ApiError::unauthorized("missing API key; send `Authorization: Bearer <key>`").into_response(),
+    };
+    let endpoint = request.uri().path();
+    let admission = match endpoint {
+        "/v1/chat/completions" => Some(Admission::Spend),
+        "/v1/route" => Some(Admission::Decide),
+        _ => None,
+    };
+    let caller = Caller(Some(key.clone()));
+    if let Some(admission) = admission {
+        if let Err(refused) = key.admit(admission, std::time::Instant::now(), switchyard_store::now_ms()) {
+            state.metrics.key_refusal(&key.name, refused.code());
+            tracing::info!(key = key.name, "refused: {refused}");
+            let id = crate::gateway::request_id();
+            let kind = if admission == Admission::Spend { "chat" } else { "route" };
+            let mut record = state.new_record(&id, kind, "");
+            record.prompt = None;
+            record.api_key = Some(key.name.clone());
+            record.status = refused.status().as_u16();
+            state.log_request(record);
+            let mut response = refused.into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+                response.headers_mut().insert("x-switchyard-request-id", v);
+            }
+            response.extensions_mut().insert(caller);
+            return response;
+        }
     }
+    request.extensions_mut().insert(caller.clone());
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(caller);
+    response
 }
 
 /// Admin endpoints need one of `server.admin_keys`; without any configured they are off.
@@ -129,6 +163,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         crate::metrics::render_log(&mut text, log.stats());
     }
     crate::metrics::render_embedder(&mut text, &state.embedder);
+    crate::metrics::render_budgets(&mut text, &state.keys);
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -167,6 +202,10 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
         (Some(e), Some(a)) => format!("{e}/{a}"),
         _ => "-".to_string(),
     };
-    state.metrics.request(&endpoint, served.model.as_deref().unwrap_or("-"), response.status().as_u16(), &arm);
+    let status = response.status().as_u16();
+    state.metrics.request(&endpoint, served.model.as_deref().unwrap_or("-"), status, &arm);
+    if let Some(Caller(Some(key))) = response.extensions().get::<Caller>() {
+        state.metrics.key_request(&key.name, status);
+    }
     response
 }

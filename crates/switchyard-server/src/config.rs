@@ -10,6 +10,7 @@ use switchyard_core::{Catalog, Knob, ModelCard};
 use switchyard_store::PromptLogging;
 
 use crate::experiment::ExperimentConfig;
+use crate::keys::KeyConfig;
 use crate::rules::{Rule, RuleConfig};
 
 /// Everything `switchyard serve` reads from `switchyard.toml`.
@@ -39,6 +40,9 @@ pub struct Config {
     /// The model catalog (upstreams, prices); optional for routing decisions.
     #[serde(default)]
     pub models: Vec<ModelCard>,
+    /// Client keys with their limits and budgets (`server.client_keys` are keys without limits).
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
 }
 
 /// `[log]`: the decision log (SQLite), written off the request path.
@@ -329,6 +333,7 @@ impl Config {
                 return Err(invalid("rules", format!("rule {name} sends to {m:?}, which is not in [[models]]")));
             }
         }
+        crate::keys::validate(&self.keys, |m| known(&m.to_string())).map_err(|e| invalid("keys", e))?;
         if let Some(e) = &self.experiment {
             e.validate().map_err(|e| invalid("experiment", e))?;
         }
@@ -453,6 +458,9 @@ mod tests {
             ("[encoder]\nbatch_wait_ms = -1\n", "encoder.batch_wait_ms"),
             ("[log]\nprompts = \"some\"\n", "unknown variant `some`"),
             ("[server]\nidle_timeout_ms = 0\n", "server.idle_timeout_ms"),
+            ("[[keys]]\nname = \"team\"\nrpm = 10\n", "key \"team\": has no secret"),
+            ("[[keys]]\nname = \"team\"\nkey_env = \"T\"\nbudget_usd = -1\n", "budget_usd must be a number >= 0"),
+            ("[[keys]]\nname = \"team\"\nkey_env = \"T\"\nbudget_period = \"week\"\n", "unknown variant `week`"),
             ("[server]\nfirst_byte_timeout_ms = 0\n", "server.first_byte_timeout_ms"),
             ("[server]\nupstream_timeout_ms = 5\nfirst_byte_timeout_ms = 5\n", "deprecated alias"),
             ("[tiers]\ncheap = []\n", "tier \"cheap\" has no models"),

@@ -27,6 +27,8 @@ pub(crate) struct DecisionInput<'a> {
     pub knobs: RequestKnobs,
     /// The request id (the sticky key of requests that carry no user or session id).
     pub request_id: &'a str,
+    /// The only models the caller's key may use, if it is limited.
+    pub key_models: Option<&'a [String]>,
 }
 
 /// The experiment arm a request was assigned to.
@@ -155,6 +157,26 @@ pub(crate) async fn decide(state: &AppState, input: DecisionInput<'_>) -> Result
             policy.allowed = Some(if within.is_empty() { tier.clone() } else { within });
         }
         pinned = then.model.clone();
+    }
+    // The key's models bound everything else: the request's knobs, a rule's tier and a rule's pin.
+    if let Some(only) = input.key_models {
+        let within: Vec<String> = match &policy.allowed {
+            Some(allowed) => allowed.iter().filter(|m| only.contains(m)).cloned().collect(),
+            None => only.to_vec(),
+        };
+        if within.is_empty() {
+            return Err(ApiError::Forbidden {
+                code: "model_not_allowed",
+                message: format!(
+                    "none of the models this request allows is allowed for its key; the key may use {}",
+                    only.join(", ")
+                ),
+            });
+        }
+        policy.allowed = Some(within);
+        if pinned.as_ref().is_some_and(|m| !only.contains(m)) {
+            pinned = None;
+        }
     }
 
     let start = Instant::now();

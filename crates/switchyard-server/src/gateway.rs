@@ -20,9 +20,11 @@ use switchyard_store::{Attempt, DecisionRecord};
 
 use crate::decide::{decide, DecisionInput, Tags};
 use crate::error::ApiError;
+use crate::keys::Caller;
 use crate::request::{read_body, user_prompt};
+use crate::sse::SseTap;
 use crate::state::{expected_cost, record_decision, AppState};
-use crate::upstream::{forward, request_tokens, Failure, Limits, Usage, UsageScanner};
+use crate::upstream::{forward, request_tokens, Failure, Limits, Usage};
 
 /// Names that ask the gateway to route.
 const ROUTED_NAMES: [&str; 2] = ["switchyard", "auto"];
@@ -88,6 +90,7 @@ async fn handle(
     started: Instant,
 ) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
+    let caller = request.extensions().get::<Caller>().cloned().unwrap_or_default();
     let bytes = read_body(request.into_body(), state.config.server.max_body_bytes).await?;
     let mut body: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
@@ -106,11 +109,30 @@ async fn handle(
     let mut record = state.new_record(id, "chat", &prompt);
     record.messages_count = body.get("messages").and_then(Value::as_array).map_or(0, |m| m.len() as u32);
     record.stream = stream;
+    record.api_key = caller.name();
+    // Streams are asked for their usage, so that they are counted like whole answers; the client gets it
+    // only if it asked.
+    let client_wants_usage = body["stream_options"]["include_usage"].as_bool() == Some(true);
+    if stream && !client_wants_usage {
+        match body.get_mut("stream_options").and_then(Value::as_object_mut) {
+            Some(options) => {
+                options.insert("include_usage".into(), Value::Bool(true));
+            }
+            None => body["stream_options"] = serde_json::json!({"include_usage": true}),
+        }
+    }
 
     let decision_start = Instant::now();
     let candidates: Vec<String> = if ROUTED_NAMES.contains(&model.as_str()) {
         let knobs = crate::knobs::from_request(&body, &headers)?;
-        let input = DecisionInput { prompt: &prompt, headers: &headers, body: &body, knobs, request_id: id };
+        let input = DecisionInput {
+            prompt: &prompt,
+            headers: &headers,
+            body: &body,
+            knobs,
+            request_id: id,
+            key_models: caller.0.as_ref().and_then(|k| k.allowed_models()),
+        };
         let decided = decide(state, input).await?;
         record_decision(&mut record, &decided);
         trace.tags = Tags::of(&decided);
@@ -125,6 +147,16 @@ async fn handle(
         }
         models
     } else if state.config.models.iter().any(|m| m.name == model) {
+        if let Some(key) = caller.0.as_ref().filter(|k| !k.allows(&model)) {
+            return Err(ApiError::Forbidden {
+                code: "model_not_allowed",
+                message: format!(
+                    "key {:?} may not use {model:?}; it may use {} (allowed_models), or \"switchyard\" to route",
+                    key.name,
+                    key.allowed_models().unwrap_or_default().join(", ")
+                ),
+            });
+        }
         record.decided_model = Some(model.clone());
         state.deployments.with_fallbacks(&model)
     } else {
@@ -141,6 +173,7 @@ async fn handle(
     let needed = request_tokens(&body);
     let reachable: Vec<&ModelCard> = candidates
         .iter()
+        .filter(|name| caller.0.as_ref().is_none_or(|k| k.allows(name)))
         .filter_map(|name| state.config.models.iter().find(|m| &m.name == name && m.has_deployment()))
         .filter(|m| m.context_window.is_none_or(|w| w as f64 >= needed))
         .collect();
@@ -192,7 +225,7 @@ async fn handle(
                     record.chosen_model = Some(card.name.clone());
                     record.expected_cost_usd = expected_cost(record, &card.name);
                     if let Some(usage) = forwarded.usage {
-                        count_usage(state, card, record, usage);
+                        count_usage(state, card, &caller, record, usage);
                     }
                     let mut response = forwarded.response;
                     let h = response.headers_mut();
@@ -210,7 +243,15 @@ async fn handle(
                         // The record goes with the stream and is logged when it ends, with the usage it reported.
                         let mut record = trace.record.take().unwrap_or_default();
                         record.status = response.status().as_u16();
-                        response = log_at_end(state.clone(), card.clone(), record, started, response);
+                        let end = StreamEnd {
+                            state: state.clone(),
+                            card: card.clone(),
+                            caller: caller.clone(),
+                            record: Some(record),
+                            tap: SseTap::new(!client_wants_usage),
+                            started,
+                        };
+                        response = end.attach(response);
                     }
                     return Ok(response);
                 }
@@ -252,49 +293,56 @@ async fn handle(
     })
 }
 
-/// Counts reported tokens, and their cost at catalog prices, in the metrics and the record.
-fn count_usage(state: &AppState, card: &ModelCard, record: &mut DecisionRecord, usage: Usage) {
+/// Counts reported tokens, and their cost at catalog prices, in the metrics, the record and the caller's key.
+fn count_usage(state: &AppState, card: &ModelCard, caller: &Caller, record: &mut DecisionRecord, usage: Usage) {
     let cost = card.cost_usd(usage.input as f64, usage.output as f64);
     state.metrics.tokens(&card.name, usage.input, usage.output, cost);
+    if let Some(key) = &caller.0 {
+        key.charge(usage.input + usage.output, cost, Instant::now(), switchyard_store::now_ms());
+        state.metrics.key_usage(&key.name, usage.input, usage.output, cost);
+    }
     record.input_tokens = Some(usage.input);
     record.output_tokens = Some(usage.output);
     record.cost_usd = Some(cost);
 }
 
-/// Logs a streamed request when its stream ends (or the client goes away), with the usage it reported.
+/// A streamed answer on its way: its usage is read (and, when the client did not ask for it, taken out) as
+/// it passes; when the stream ends or the client goes away, the usage is counted and the request logged.
 struct StreamEnd {
     state: Arc<AppState>,
     card: ModelCard,
+    caller: Caller,
     record: Option<DecisionRecord>,
-    scanner: UsageScanner,
+    tap: SseTap,
     started: Instant,
 }
 
 impl Drop for StreamEnd {
     fn drop(&mut self) {
         let Some(mut record) = self.record.take() else { return };
-        if let Some(usage) = self.scanner.usage {
-            count_usage(&self.state, &self.card, &mut record, usage);
+        if let Some(usage) = self.tap.usage {
+            count_usage(&self.state, &self.card, &self.caller, &mut record, usage);
         }
         record.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
         self.state.log_request(record);
     }
 }
 
-fn log_at_end(
-    state: Arc<AppState>,
-    card: ModelCard,
-    record: DecisionRecord,
-    started: Instant,
-    response: Response,
-) -> Response {
-    let (parts, body) = response.into_parts();
-    let mut end = StreamEnd { state, card, record: Some(record), scanner: UsageScanner::default(), started };
-    let body = body.into_data_stream().map(move |chunk| {
-        if let Ok(bytes) = &chunk {
-            end.scanner.feed(bytes);
-        }
-        chunk
-    });
-    Response::from_parts(parts, Body::from_stream(body))
+impl StreamEnd {
+    /// Puts the tap on the response's body.
+    fn attach(self, response: Response) -> Response {
+        let (parts, body) = response.into_parts();
+        let end = std::sync::Arc::new(std::sync::Mutex::new(self));
+        let tail = end.clone();
+        let chunks = body.into_data_stream().map(move |chunk| {
+            chunk.map(|bytes| end.lock().map_or_else(|_| bytes.clone(), |mut e| e.tap.feed(bytes.clone())))
+        });
+        // The end of the stream: what the tap still holds (a last line without its newline), then the
+        // record is logged as the tap drops.
+        let rest = futures_util::stream::once(async move {
+            let bytes = tail.lock().map(|mut e| e.tap.finish()).unwrap_or_default();
+            Ok::<_, axum::Error>(bytes)
+        });
+        Response::from_parts(parts, Body::from_stream(chunks.chain(rest)))
+    }
 }

@@ -17,12 +17,14 @@ mod experiment;
 mod feedback;
 mod gateway;
 mod health;
+mod keys;
 mod knobs;
 mod metrics;
 mod request;
 mod route;
 mod routing;
 mod rules;
+mod sse;
 mod state;
 mod upstream;
 
@@ -34,6 +36,7 @@ pub use embedder::{EmbedError, EmbedTiming, Embedder, EmbedderOptions, EmbedderS
 pub use error::ApiError;
 pub use experiment::{ArmConfig, ExperimentConfig, StickyKey};
 pub use health::Health;
+pub use keys::{Admission, BudgetPeriod, Caller, ClientKey, KeyConfig, KeyRing, MissingSecret};
 pub use metrics::Metrics;
 pub use routing::{load_router, ReloadReport, Routers, StartError};
 pub use rules::{Action, Condition, Rule, RuleConfig};

@@ -53,6 +53,10 @@ impl Histogram {
 #[derive(Debug)]
 struct Inner {
     requests: BTreeMap<(String, String, u16, String), u64>,
+    /// Per client key: requests by status; tokens in, out and spend; refusals by reason.
+    key_requests: BTreeMap<(String, u16), u64>,
+    key_tokens: BTreeMap<String, (u64, u64, f64)>,
+    key_refusals: BTreeMap<(String, &'static str), u64>,
     rules: BTreeMap<String, u64>,
     /// Per experiment/arm: requests, spend (observed, else expected), requests that fell back.
     arms: BTreeMap<(String, String), (u64, f64, u64)>,
@@ -77,6 +81,9 @@ impl Default for Inner {
     fn default() -> Self {
         Self {
             requests: BTreeMap::new(),
+            key_requests: BTreeMap::new(),
+            key_tokens: BTreeMap::new(),
+            key_refusals: BTreeMap::new(),
             rules: BTreeMap::new(),
             arms: BTreeMap::new(),
             feedback: BTreeMap::new(),
@@ -113,6 +120,26 @@ impl Metrics {
         self.with(|m| {
             *m.requests.entry((endpoint.to_string(), model.to_string(), status, arm.to_string())).or_default() += 1;
         });
+    }
+
+    /// One answered request made with a client key.
+    pub fn key_request(&self, key: &str, status: u16) {
+        self.with(|m| *m.key_requests.entry((key.to_string(), status)).or_default() += 1);
+    }
+
+    /// Tokens and spend charged to a client key.
+    pub fn key_usage(&self, key: &str, input: u64, output: u64, cost_usd: f64) {
+        self.with(|m| {
+            let t = m.key_tokens.entry(key.to_string()).or_default();
+            t.0 += input;
+            t.1 += output;
+            t.2 += cost_usd;
+        });
+    }
+
+    /// A request refused for a key's limit (`rate_limit_exceeded`, `budget_exceeded`).
+    pub fn key_refusal(&self, key: &str, reason: &'static str) {
+        self.with(|m| *m.key_refusals.entry((key.to_string(), reason)).or_default() += 1);
     }
 
     /// One request a rule matched.
@@ -264,6 +291,7 @@ impl Metrics {
         for (model, (_, _, cost)) in &m.tokens {
             let _ = writeln!(out, "switchyard_cost_usd_total{{model=\"{}\"}} {cost}", escape(model));
         }
+        render_key_counters(&mut out, &m);
         let fallbacks = "Failed upstream attempts (each moves a request on to its next candidate, if any).";
         scalar(&mut out, "switchyard_fallbacks_total", "counter", fallbacks, m.fallbacks);
         let cooldowns = "Times an upstream was put in cooldown.";
@@ -304,6 +332,47 @@ fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl std:
 }
 
 /// Appends the decision log's counters: rows written, dropped (queue full), failed, queued and pruned.
+fn render_key_counters(out: &mut String, m: &Inner) {
+    out.push_str("# HELP switchyard_key_requests_total Requests answered, by client key and status.\n");
+    out.push_str("# TYPE switchyard_key_requests_total counter\n");
+    for ((key, status), n) in &m.key_requests {
+        let _ = writeln!(out, "switchyard_key_requests_total{{key=\"{}\",status=\"{status}\"}} {n}", escape(key));
+    }
+    out.push_str("# HELP switchyard_key_tokens_total Tokens upstreams reported, by client key and kind.\n");
+    out.push_str("# TYPE switchyard_key_tokens_total counter\n");
+    for (key, (input, output, _)) in &m.key_tokens {
+        let key = escape(key);
+        let _ = writeln!(out, "switchyard_key_tokens_total{{key=\"{key}\",kind=\"input\"}} {input}");
+        let _ = writeln!(out, "switchyard_key_tokens_total{{key=\"{key}\",kind=\"output\"}} {output}");
+    }
+    out.push_str("# HELP switchyard_key_cost_usd_total Spend at catalog prices, by client key.\n");
+    out.push_str("# TYPE switchyard_key_cost_usd_total counter\n");
+    for (key, (_, _, cost)) in &m.key_tokens {
+        let _ = writeln!(out, "switchyard_key_cost_usd_total{{key=\"{}\"}} {cost}", escape(key));
+    }
+    out.push_str("# HELP switchyard_key_refusals_total Requests refused for a key's limit, by key and reason.\n");
+    out.push_str("# TYPE switchyard_key_refusals_total counter\n");
+    for ((key, reason), n) in &m.key_refusals {
+        let _ = writeln!(out, "switchyard_key_refusals_total{{key=\"{}\",reason=\"{reason}\"}} {n}", escape(key));
+    }
+}
+
+/// Gauges of each key's budget: spend in the current period and the budget.
+pub fn render_budgets(out: &mut String, keys: &crate::keys::KeyRing) {
+    out.push_str("# HELP switchyard_key_period_spend_usd Spend in the budget's current period, by client key.\n");
+    out.push_str("# TYPE switchyard_key_period_spend_usd gauge\n");
+    for k in keys.all() {
+        let _ = writeln!(out, "switchyard_key_period_spend_usd{{key=\"{}\"}} {}", escape(&k.name), k.spend().0);
+    }
+    out.push_str("# HELP switchyard_key_budget_usd A client key's budget per period.\n");
+    out.push_str("# TYPE switchyard_key_budget_usd gauge\n");
+    for k in keys.all() {
+        if let Some(b) = k.spend().1 {
+            let _ = writeln!(out, "switchyard_key_budget_usd{{key=\"{}\"}} {b}", escape(&k.name));
+        }
+    }
+}
+
 pub fn render_log(out: &mut String, stats: &switchyard_store::WriterStats) {
     use std::sync::atomic::Ordering::Relaxed;
     let counters = [

@@ -12,6 +12,7 @@ use switchyard_core::{Knob, RouteReport};
 
 use crate::decide::{decide, DecisionInput, Tags};
 use crate::error::ApiError;
+use crate::keys::Caller;
 use crate::knobs::RequestKnobs;
 use crate::request::{read_body, user_prompt};
 use crate::state::{expected_cost, record_decision, AppState};
@@ -78,6 +79,7 @@ pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Resu
     let started = Instant::now();
     let request_id = crate::gateway::request_id();
     let (parts, body) = request.into_parts();
+    let caller = parts.extensions.get::<Caller>().cloned().unwrap_or_default();
     let bytes = read_body(body, state.config.server.max_body_bytes).await?;
     let body: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
@@ -94,12 +96,14 @@ pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Resu
         body: &body,
         knobs: request.knobs()?,
         request_id: &request_id,
+        key_models: caller.0.as_ref().and_then(|k| k.allowed_models()),
     };
     let decided = decide(&state, input).await?;
 
     let mut record = state.new_record(&request_id, "route", &prompt);
     record.messages_count = request.messages.as_ref().map_or(1, |m| m.len() as u32);
     record_decision(&mut record, &decided);
+    record.api_key = caller.name();
     record.chosen_model = Some(decided.report.model.clone());
     record.expected_cost_usd = expected_cost(&record, &decided.report.model);
     record.status = 200;

@@ -50,6 +50,9 @@ pub enum StartError {
     /// A server thread cannot be started.
     #[error("cannot start the inference thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// A `[[keys]]` secret is missing from the environment.
+    #[error(transparent)]
+    Key(#[from] crate::keys::MissingSecret),
     /// The HTTP client for upstream calls cannot be built (its TLS back end failed to start).
     #[error("cannot build the HTTP client for upstream calls: {0}")]
     Http(String),

@@ -37,6 +37,8 @@ pub struct AppState {
     pub log: Option<LogWriter>,
     /// The prompt embedder: cache, queue and inference thread.
     pub embedder: Embedder,
+    /// The client keys, their limits and usage.
+    pub keys: crate::keys::KeyRing,
     routers: RwLock<Arc<Routers>>,
     reloading: Mutex<()>,
 }
@@ -47,6 +49,18 @@ impl AppState {
     pub fn new(router: Router, encoder: Arc<dyn Encoder>, config: Config) -> Result<Self, StartError> {
         let routers = Routers::assemble(router, &config, encoder.as_ref(), 1)?;
         let rules = config.rules.iter().filter_map(|r| Rule::new(r.clone(), &config.tiers).ok()).collect::<Vec<_>>();
+        // Budgets continue from the spend the decision log already holds for their current period.
+        let store = (config.log.enabled && config.log.path.is_file())
+            .then(|| switchyard_store::Store::open(&config.log.path).ok())
+            .flatten();
+        let keys = crate::keys::KeyRing::new(
+            &config.keys,
+            &config.server.client_keys,
+            |var| std::env::var(var).ok(),
+            |name, since| store.as_ref().and_then(|s| s.spend_of(name, since).ok()).unwrap_or(0.0),
+            switchyard_store::now_ms(),
+        )?;
+        drop(store);
         let log = if config.log.enabled {
             Some(LogWriter::start(&WriterOptions {
                 path: config.log.path.clone(),
@@ -88,6 +102,7 @@ impl AppState {
             embedder,
             encoder,
             deployments,
+            keys,
             config,
             http,
             in_flight,

@@ -195,51 +195,11 @@ fn stream_error(message: &str) -> Bytes {
 }
 
 /// The `usage` object of a completion or of a stream's final chunk.
-fn usage_of(reply: &Value) -> Option<Usage> {
+pub(crate) fn usage_of(reply: &Value) -> Option<Usage> {
     let usage = reply.get("usage").filter(|u| u.is_object())?;
     let count = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
     let usage = Usage { input: count("prompt_tokens"), output: count("completion_tokens") };
     (usage.input + usage.output > 0).then_some(usage)
-}
-
-/// Finds the `usage` a stream reports (when the client asked for `stream_options.include_usage`) in the SSE
-/// `data:` lines as they pass through.
-#[derive(Debug, Default)]
-pub(crate) struct UsageScanner {
-    line: Vec<u8>,
-    /// The last usage seen.
-    pub usage: Option<Usage>,
-}
-
-/// Longest SSE line kept for scanning; longer lines are content, not usage.
-const MAX_LINE: usize = 64 * 1024;
-
-impl UsageScanner {
-    /// Reads one chunk of the stream.
-    pub fn feed(&mut self, chunk: &[u8]) {
-        let mut rest = chunk;
-        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
-            if self.line.len() + end <= MAX_LINE {
-                self.line.extend_from_slice(&rest[..end]);
-                self.line_done();
-            }
-            self.line.clear();
-            rest = &rest[end + 1..];
-        }
-        if self.line.len() + rest.len() <= MAX_LINE {
-            self.line.extend_from_slice(rest);
-        }
-    }
-
-    fn line_done(&mut self) {
-        let Some(data) = self.line.strip_prefix(b"data:") else { return };
-        if !data.windows(7).any(|w| w == b"\"usage\"") {
-            return;
-        }
-        if let Some(usage) = serde_json::from_slice::<Value>(data).ok().and_then(|v| usage_of(&v)) {
-            self.usage = Some(usage);
-        }
-    }
 }
 
 /// Input tokens of a chat request: all its messages' content (characters / 4), system and earlier turns
@@ -293,23 +253,6 @@ fn outcome_of(e: &reqwest::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn usage_is_found_in_a_stream_split_anywhere() {
-        let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n\
-                      data: {\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7}}\n\n\
-                      data: [DONE]\n\n";
-        for split in [1, 5, 17, 64, stream.len()] {
-            let mut scanner = UsageScanner::default();
-            for chunk in stream.as_bytes().chunks(split) {
-                scanner.feed(chunk);
-            }
-            assert_eq!(scanner.usage, Some(Usage { input: 12, output: 7 }), "chunks of {split}");
-        }
-        let mut none = UsageScanner::default();
-        none.feed(b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n");
-        assert_eq!(none.usage, None);
-    }
 
     #[test]
     fn every_message_counts_toward_input_tokens() {

@@ -10,8 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::record::{Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome};
 use crate::StoreError;
 
-/// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes (`PRAGMA user_version`). Version 2 added `api_key`.
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS decisions (
@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     expected_cost_usd REAL,
     decision_ms REAL,
     latency_ms REAL NOT NULL,
-    stream INTEGER NOT NULL
+    stream INTEGER NOT NULL,
+    api_key TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -88,6 +89,16 @@ impl Store {
             });
         }
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        // Version 1 files lack the api_key column: add it (old rows have none).
+        let has_key: bool = conn
+            .query_row("SELECT COUNT(*) FROM pragma_table_info('decisions') WHERE name = 'api_key'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(open_err)?
+            > 0;
+        if !has_key {
+            conn.execute_batch("ALTER TABLE decisions ADD COLUMN api_key TEXT;").map_err(open_err)?;
+        }
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};")).map_err(open_err)?;
         Ok(Self { conn, path: path.to_path_buf() })
     }
@@ -104,9 +115,9 @@ impl Store {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR REPLACE INTO decisions (request_id, ts_ms, endpoint, prompt, prompt_sha256, messages_count,
                  user_id, experiment, arm, rule, policy, estimates, decided_model, chosen_model, attempts, status,
-                 input_tokens, output_tokens, cost_usd, expected_cost_usd, decision_ms, latency_ms, stream)
+                 input_tokens, output_tokens, cost_usd, expected_cost_usd, decision_ms, latency_ms, stream, api_key)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                 ?21, ?22, ?23)",
+                 ?21, ?22, ?23, ?24)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -133,6 +144,7 @@ impl Store {
                     r.decision_ms,
                     r.latency_ms,
                     r.stream,
+                    r.api_key,
                 ])?;
             }
         }
@@ -177,6 +189,16 @@ impl Store {
         Ok(n)
     }
 
+    /// Observed spend (USD) of requests made with client key `name` at or after `since_ms`: a server
+    /// restores each key's budget from it at start-up.
+    pub fn spend_of(&self, name: &str, since_ms: i64) -> Result<f64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM decisions WHERE api_key = ?1 AND ts_ms >= ?2",
+            params![name, since_ms],
+            |r| r.get::<_, f64>(0),
+        )?)
+    }
+
     /// Number of logged requests.
     pub fn count(&self) -> Result<u64, StoreError> {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM decisions", [], |r| r.get::<_, i64>(0))? as u64)
@@ -198,7 +220,7 @@ impl Store {
             "SELECT d.request_id, d.ts_ms, d.endpoint, d.prompt, d.prompt_sha256, d.messages_count, d.user_id,
              d.experiment, d.arm, d.rule, d.policy, d.estimates, d.decided_model, d.chosen_model, d.attempts,
              d.status, d.input_tokens, d.output_tokens, d.cost_usd, d.expected_cost_usd, d.decision_ms,
-             d.latency_ms, d.stream, f.score
+             d.latency_ms, d.stream, f.score, d.api_key
              FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id
              WHERE d.ts_ms >= ?1 ORDER BY d.ts_ms, d.request_id",
         )?;
@@ -216,6 +238,7 @@ impl Store {
                 prompt_sha256: row.get(4)?,
                 messages_count: row.get(5)?,
                 user: row.get(6)?,
+                api_key: row.get(24)?,
                 experiment: row.get(7)?,
                 arm: row.get(8)?,
                 rule: row.get(9)?,
@@ -312,6 +335,39 @@ mod tests {
         std::fs::write(&path, vec![b'x'; 8192]).unwrap();
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(err.contains("log.sqlite") && err.contains("not a switchyard decision log"), "{err}");
+    }
+
+    #[test]
+    fn a_version_1_file_gains_the_key_column_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite");
+        {
+            // The version 1 schema: the same table without api_key.
+            let conn = Connection::open(&path).unwrap();
+            let v1 = SCHEMA.replace(",\n    api_key TEXT\n", "\n");
+            assert!(!v1.contains("api_key"));
+            conn.execute_batch(&v1).unwrap();
+            conn.execute_batch(
+                "PRAGMA user_version = 1; INSERT INTO decisions (request_id, ts_ms, endpoint, prompt_sha256,
+                 messages_count, estimates, attempts, status, latency_ms, stream, cost_usd)
+                 VALUES ('old', 1000, 'chat', 'x', 1, '[]', '[]', 200, 5.0, 0, 0.5);",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        let mut keyed = record("new", 2000, "m");
+        keyed.api_key = Some("team-a".into());
+        keyed.cost_usd = Some(0.25);
+        store.insert(&[keyed.clone()]).unwrap();
+        let mut rows = Vec::new();
+        store.for_each(0, |r| rows.push(r.record)).unwrap();
+        assert_eq!((rows[0].request_id.as_str(), rows[0].api_key.as_deref()), ("old", None));
+        assert_eq!(rows[1], keyed);
+        assert_eq!(store.spend_of("team-a", 0).unwrap(), 0.25);
+        assert_eq!(store.spend_of("team-a", 2001).unwrap(), 0.0);
+        assert_eq!(store.spend_of("team-b", 0).unwrap(), 0.0);
+        let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]

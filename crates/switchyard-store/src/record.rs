@@ -58,6 +58,9 @@ pub struct DecisionRecord {
     pub messages_count: u32,
     /// The user or session id the request carried, if any.
     pub user: Option<String>,
+    /// The name of the client key the request came with (the name from `[[keys]]`, never the key itself).
+    #[serde(default)]
+    pub api_key: Option<String>,
     /// The experiment this request took part in, if any.
     pub experiment: Option<String>,
     /// The experiment arm it was assigned to.

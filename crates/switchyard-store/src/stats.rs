@@ -112,6 +112,25 @@ pub struct ArmStats {
     pub feedback_vs_first: Option<Interval>,
 }
 
+/// Traffic, tokens and spend of one client key.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyStats {
+    /// The key's name (`-` for requests without a key).
+    pub key: String,
+    /// Requests.
+    pub requests: u64,
+    /// Requests that failed (status ≥ 400), refusals for limits included.
+    pub errors: u64,
+    /// Requests refused with 429 (a rate limit, a budget, a full server).
+    pub limited: u64,
+    /// Prompt tokens upstreams reported.
+    pub input_tokens: u64,
+    /// Completion tokens upstreams reported.
+    pub output_tokens: u64,
+    /// Observed spend, USD.
+    pub spend_usd: f64,
+}
+
 /// The summary `logs stats` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
@@ -129,6 +148,8 @@ pub struct Stats {
     pub by_model: Vec<ModelStats>,
     /// By experiment arm.
     pub by_arm: Vec<ArmStats>,
+    /// By client key, most requests first.
+    pub by_key: Vec<KeyStats>,
 }
 
 #[derive(Default)]
@@ -160,7 +181,9 @@ pub fn stats(store: &Store, since_ms: i64) -> Result<Stats, StoreError> {
         spend_usd: 0.0,
         by_model: Vec::new(),
         by_arm: Vec::new(),
+        by_key: Vec::new(),
     };
+    let mut keys: BTreeMap<String, KeyStats> = BTreeMap::new();
     let mut models: BTreeMap<String, ModelAcc> = BTreeMap::new();
     let mut arms: BTreeMap<(String, String), ArmAcc> = BTreeMap::new();
     store.for_each(since_ms, |LoggedRequest { record: r, feedback }| {
@@ -169,6 +192,22 @@ pub fn stats(store: &Store, since_ms: i64) -> Result<Stats, StoreError> {
         s.fallbacks += u64::from(r.fell_back());
         s.errors += u64::from(r.status >= 400);
         s.spend_usd += r.cost_usd.unwrap_or(0.0);
+        let name = r.api_key.clone().unwrap_or_else(|| "-".into());
+        let k = keys.entry(name.clone()).or_insert_with(|| KeyStats {
+            key: name,
+            requests: 0,
+            errors: 0,
+            limited: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            spend_usd: 0.0,
+        });
+        k.requests += 1;
+        k.errors += u64::from(r.status >= 400);
+        k.limited += u64::from(r.status == 429);
+        k.input_tokens += r.input_tokens.unwrap_or(0);
+        k.output_tokens += r.output_tokens.unwrap_or(0);
+        k.spend_usd += r.cost_usd.unwrap_or(0.0);
         let m = models.entry(r.chosen_model.clone().unwrap_or_else(|| "-".into())).or_default();
         m.calls += 1;
         m.fallbacks += u64::from(r.fell_back());
@@ -202,6 +241,8 @@ pub fn stats(store: &Store, since_ms: i64) -> Result<Stats, StoreError> {
         })
         .collect();
     s.by_model.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.model.cmp(&b.model)));
+    s.by_key = keys.into_values().collect();
+    s.by_key.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.key.cmp(&b.key)));
     let mut first: BTreeMap<String, Moments> = BTreeMap::new();
     for ((experiment, arm), a) in arms {
         let baseline = first.entry(experiment.clone()).or_insert(a.feedback);
@@ -230,6 +271,26 @@ fn show(i: Option<Interval>, digits: usize) -> String {
     i.map_or_else(|| "-".into(), |i| format!("{:.digits$} [{:.digits$}, {:.digits$}]", i.mean, i.low, i.high))
 }
 
+impl Stats {
+    /// The per-key table: requests, refusals, tokens and spend of each client key.
+    pub fn key_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<24} {:>9} {:>7} {:>8} {:>12} {:>12} {:>11}",
+            "key", "requests", "errors", "limited", "input tok", "output tok", "spend $"
+        );
+        for k in &self.by_key {
+            let _ = writeln!(
+                out,
+                "{:<24} {:>9} {:>7} {:>8} {:>12} {:>12} {:>11.4}",
+                k.key, k.requests, k.errors, k.limited, k.input_tokens, k.output_tokens, k.spend_usd
+            );
+        }
+        out
+    }
+}
+
 impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut out = String::new();
@@ -256,6 +317,9 @@ impl std::fmt::Display for Stats {
                 m.mean_latency_ms,
                 show(m.feedback, 3)
             );
+        }
+        if self.by_key.iter().any(|k| k.key != "-") {
+            let _ = write!(out, "\n{}", self.key_table());
         }
         if !self.by_arm.is_empty() {
             let _ =
@@ -351,5 +415,40 @@ mod tests {
         assert!((b.spend_per_call.unwrap().mean - 0.002).abs() < 1e-12);
         let text = s.to_string();
         assert!(text.contains("e / b: 100 calls"), "{text}");
+    }
+
+    #[test]
+    fn keys_are_summed_with_tokens_spend_and_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("log.sqlite")).unwrap();
+        let row = |i: i64, key: Option<&str>, status: u16| DecisionRecord {
+            request_id: format!("r{i}"),
+            ts_ms: i,
+            endpoint: "chat".into(),
+            api_key: key.map(str::to_string),
+            status,
+            input_tokens: (status == 200).then_some(10),
+            output_tokens: (status == 200).then_some(4),
+            cost_usd: (status == 200).then_some(0.5),
+            ..DecisionRecord::default()
+        };
+        store
+            .insert(&[
+                row(1, Some("a"), 200),
+                row(2, Some("a"), 200),
+                row(3, Some("a"), 429),
+                row(4, Some("b"), 200),
+                row(5, None, 200),
+            ])
+            .unwrap();
+        let s = stats(&store, 0).unwrap();
+        let a = &s.by_key[0];
+        assert_eq!((a.key.as_str(), a.requests, a.limited, a.errors), ("a", 3, 1, 1));
+        assert_eq!((a.input_tokens, a.output_tokens, a.spend_usd), (20, 8, 1.0));
+        let names: Vec<&str> = s.by_key.iter().map(|k| k.key.as_str()).collect();
+        assert_eq!(names, ["a", "-", "b"]);
+        let table = s.key_table();
+        assert!(table.lines().nth(1).is_some_and(|l| l.starts_with('a') && l.contains("1.0000")), "{table}");
+        assert!(s.to_string().contains("limited"));
     }
 }

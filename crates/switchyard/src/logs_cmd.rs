@@ -59,6 +59,19 @@ pub struct StatsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+
+    /// Print only one breakdown: by client key (requests, refusals, tokens, spend) or by model.
+    #[arg(long, value_enum)]
+    by: Option<StatsBy>,
+}
+
+/// The breakdowns `logs stats --by` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsBy {
+    /// Per client key (`[[keys]]` names).
+    Key,
+    /// Per model that answered.
+    Model,
 }
 
 impl Source {
@@ -114,10 +127,12 @@ pub fn run(command: &LogsCommand) -> anyhow::Result<()> {
         LogsCommand::Stats(args) => {
             let (store, since) = args.source.open()?;
             let s = stats(&store, since)?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                print!("{s}");
+            match (args.json, args.by) {
+                (true, None) => println!("{}", serde_json::to_string_pretty(&s)?),
+                (true, Some(StatsBy::Key)) => println!("{}", serde_json::to_string_pretty(&s.by_key)?),
+                (true, Some(StatsBy::Model)) => println!("{}", serde_json::to_string_pretty(&s.by_model)?),
+                (false, Some(StatsBy::Key)) => print!("{}", s.key_table()),
+                (false, _) => print!("{s}"),
             }
             Ok(())
         }

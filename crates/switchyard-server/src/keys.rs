@@ -1,0 +1,520 @@
+//! Client keys: who may call `/v1/*`, and each key's limits — requests and tokens per minute, a spending
+//! budget per day, month or in total, and the models it may use (LiteLLM's virtual keys).
+//!
+//! Keys are `[[keys]]` tables; `server.client_keys` still works, as keys without limits. The file holds a
+//! key's secret only indirectly: the name of an environment variable (`key_env`) or its SHA-256
+//! (`key_sha256`). State lives in this process (the scale-out issue moves it to a shared store); spend is
+//! restored at start-up from the decision log, so a restart does not reset a budget.
+//!
+//! Limits are exact for requests: a request takes its slot under a lock, so `rpm = N` lets N through in any
+//! 60 seconds and refuses the next. Tokens and spend are counted from what upstreams report when a call ends,
+//! so calls already in flight when a limit is reached can overshoot it by their own size.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// One `[[keys]]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The key's name in logs, metrics and `logs stats --by key`.
+    pub name: String,
+    /// The environment variable holding the key.
+    pub key_env: Option<String>,
+    /// The key's SHA-256, hex (`printf %s "$KEY" | sha256sum`).
+    pub key_sha256: Option<String>,
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Tokens per minute, prompt and completion, as upstreams report them.
+    pub tpm: Option<u64>,
+    /// Spending limit in USD per `budget_period`, at catalog prices.
+    pub budget_usd: Option<f64>,
+    /// The budget's period (default: month).
+    #[serde(default)]
+    pub budget_period: BudgetPeriod,
+    /// The only models this key may use (routed or named); absent: all.
+    pub allowed_models: Option<Vec<String>>,
+}
+
+/// How often a budget renews.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetPeriod {
+    /// Every UTC day.
+    Day,
+    /// Every calendar month (UTC).
+    #[default]
+    Month,
+    /// Never: the budget is for the key's lifetime.
+    Total,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl BudgetPeriod {
+    /// The start of the period holding `now_ms` (milliseconds since the epoch), and the start of the next
+    /// (`None` for `total`).
+    pub fn bounds(self, now_ms: i64) -> (i64, Option<i64>) {
+        let day = now_ms.div_euclid(DAY_MS);
+        match self {
+            Self::Total => (i64::MIN, None),
+            Self::Day => (day * DAY_MS, Some((day + 1) * DAY_MS)),
+            Self::Month => {
+                let (y, m, _) = civil_from_days(day);
+                let start = days_from_civil(y, m, 1) * DAY_MS;
+                let next = if m == 12 { days_from_civil(y + 1, 1, 1) } else { days_from_civil(y, m + 1, 1) };
+                (start, Some(next * DAY_MS))
+            }
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Self::Day => "daily",
+            Self::Month => "monthly",
+            Self::Total => "total",
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day number (inverse of [`days_from_civil`]).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Checks `[[keys]]` and `server.client_keys` together; the error names the key.
+pub(crate) fn validate(keys: &[KeyConfig], known_model: impl Fn(&str) -> bool) -> Result<(), String> {
+    for (i, k) in keys.iter().enumerate() {
+        let who = if k.name.trim().is_empty() { format!("#{}", i + 1) } else { format!("{:?}", k.name) };
+        let bad = |problem: String| Err(format!("key {who}: {problem}"));
+        if k.name.trim().is_empty() {
+            return bad("name must not be empty".into());
+        }
+        if keys[..i].iter().any(|o| o.name == k.name) {
+            return bad("is defined twice; key names must be unique".into());
+        }
+        match (&k.key_env, &k.key_sha256) {
+            (None, None) => {
+                return bad("has no secret: set key_env (an environment variable holding the key) or key_sha256".into())
+            }
+            (Some(_), Some(_)) => return bad("set key_env or key_sha256, not both".into()),
+            (Some(var), None) if var.trim().is_empty() => return bad("key_env must name a variable".into()),
+            (None, Some(hex)) if parse_digest(hex).is_none() => {
+                return bad(format!("key_sha256 must be 64 hex digits (printf %s \"$KEY\" | sha256sum), got {hex:?}"))
+            }
+            _ => {}
+        }
+        if k.rpm == Some(0) || k.tpm == Some(0) {
+            return bad("rpm and tpm must be at least 1 when given".into());
+        }
+        if let Some(b) = k.budget_usd {
+            if !b.is_finite() || b < 0.0 {
+                return bad(format!("budget_usd must be a number >= 0, got {b}"));
+            }
+        }
+        if let Some(models) = &k.allowed_models {
+            if models.is_empty() {
+                return bad("allowed_models is empty; leave it out to allow every model".into());
+            }
+            if let Some(m) = models.iter().find(|m| !known_model(m)) {
+                return bad(format!("allowed_models names {m:?}, which is not in [[models]]"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// A key the server knows, with its limits and what it has used.
+#[derive(Debug)]
+pub struct ClientKey {
+    /// The key's name.
+    pub name: String,
+    digest: [u8; 32],
+    config: KeyConfig,
+    usage: Mutex<KeyUsage>,
+}
+
+#[derive(Debug, Default)]
+struct KeyUsage {
+    /// When each request of the last minute was admitted.
+    requests: VecDeque<Instant>,
+    /// Tokens reported in the last minute, with when.
+    tokens: VecDeque<(Instant, u64)>,
+    tokens_in_window: u64,
+    /// Spend in the current budget period, and the period's start and end.
+    spend_usd: f64,
+    period: (i64, Option<i64>),
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+impl KeyUsage {
+    fn expire(&mut self, now: Instant) {
+        while self.requests.front().is_some_and(|t| now.duration_since(*t) >= MINUTE) {
+            self.requests.pop_front();
+        }
+        while let Some((t, n)) = self.tokens.front().copied() {
+            if now.duration_since(t) < MINUTE {
+                break;
+            }
+            self.tokens.pop_front();
+            self.tokens_in_window -= n;
+        }
+    }
+
+    fn roll(&mut self, period: BudgetPeriod, now_ms: i64) {
+        if self.period.1.is_some_and(|end| now_ms >= end) {
+            self.period = period.bounds(now_ms);
+            self.spend_usd = 0.0;
+        }
+    }
+}
+
+/// What a request asks of its key's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// A request that may spend (the gateway): budget, rpm and tpm apply.
+    Spend,
+    /// A request that only decides (`/v1/route`): rpm applies.
+    Decide,
+}
+
+impl ClientKey {
+    fn new(config: KeyConfig, digest: [u8; 32], spent: f64, now_ms: i64) -> Self {
+        let usage = KeyUsage { spend_usd: spent, period: config.budget_period.bounds(now_ms), ..KeyUsage::default() };
+        Self { name: config.name.clone(), digest, config, usage: Mutex::new(usage) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeyUsage> {
+        self.usage.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Admits a request, taking a slot of the per-minute limit, or refuses it with the OpenAI-shaped 429
+    /// (`budget_exceeded` or `rate_limit_exceeded`, with `retry-after`).
+    pub fn admit(&self, what: Admission, now: Instant, now_ms: i64) -> Result<(), ApiError> {
+        let mut u = self.lock();
+        u.expire(now);
+        u.roll(self.config.budget_period, now_ms);
+        let name = &self.name;
+        if let (Admission::Spend, Some(budget)) = (what, self.config.budget_usd) {
+            if u.spend_usd >= budget {
+                let period = self.config.budget_period;
+                let (renews, retry_after_s) = match u.period.1 {
+                    Some(end) => {
+                        let s = ((end - now_ms).max(0) as u64).div_ceil(1000);
+                        (format!("; it renews in {}", human(s)), Some(s))
+                    }
+                    None => ("; raise budget_usd to continue".to_string(), None),
+                };
+                return Err(ApiError::RateLimited {
+                    code: "budget_exceeded",
+                    message: format!(
+                        "key {name:?} has spent ${:.6} of its {} budget of ${budget}{renews}",
+                        u.spend_usd,
+                        period.word()
+                    ),
+                    retry_after_s,
+                });
+            }
+        }
+        let wait =
+            |since: Instant| (MINUTE.saturating_sub(now.duration_since(since)).as_millis() as u64).div_ceil(1000);
+        if let Some(rpm) = self.config.rpm {
+            if u.requests.len() >= rpm as usize {
+                let retry = u.requests.front().map_or(60, |t| wait(*t).max(1));
+                return Err(ApiError::RateLimited {
+                    code: "rate_limit_exceeded",
+                    message: format!("key {name:?} is over its limit of {rpm} requests per minute; retry in {retry} s"),
+                    retry_after_s: Some(retry),
+                });
+            }
+        }
+        if let (Admission::Spend, Some(tpm)) = (what, self.config.tpm) {
+            if u.tokens_in_window >= tpm {
+                // Waiting until enough of the window's tokens expire to fall under the limit.
+                let mut left = u.tokens_in_window;
+                let mut retry = 60;
+                for (t, n) in &u.tokens {
+                    left -= n;
+                    if left < tpm {
+                        retry = wait(*t).max(1);
+                        break;
+                    }
+                }
+                return Err(ApiError::RateLimited {
+                    code: "rate_limit_exceeded",
+                    message: format!(
+                        "key {name:?} used {} of its {tpm} tokens per minute; retry in {retry} s",
+                        u.tokens_in_window
+                    ),
+                    retry_after_s: Some(retry),
+                });
+            }
+        }
+        u.requests.push_back(now);
+        Ok(())
+    }
+
+    /// Counts what a call used: its reported tokens toward tpm, its cost toward the budget.
+    pub fn charge(&self, tokens: u64, cost_usd: f64, now: Instant, now_ms: i64) {
+        let mut u = self.lock();
+        u.expire(now);
+        u.roll(self.config.budget_period, now_ms);
+        if tokens > 0 {
+            u.tokens.push_back((now, tokens));
+            u.tokens_in_window += tokens;
+        }
+        u.spend_usd += cost_usd.max(0.0);
+    }
+
+    /// Whether the key may use `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        self.config.allowed_models.as_ref().is_none_or(|m| m.iter().any(|a| a == model))
+    }
+
+    /// The models the key is limited to, if any.
+    pub fn allowed_models(&self) -> Option<&[String]> {
+        self.config.allowed_models.as_deref()
+    }
+
+    /// Spend in the current budget period, and the budget (for `/metrics`).
+    pub fn spend(&self) -> (f64, Option<f64>) {
+        (self.lock().spend_usd, self.config.budget_usd)
+    }
+}
+
+fn human(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{} h", s / 3600),
+    }
+}
+
+/// The keys a server accepts. Without any, `/v1/*` needs no key.
+#[derive(Debug, Default)]
+pub struct KeyRing {
+    keys: Vec<Arc<ClientKey>>,
+}
+
+/// A key whose secret cannot be found at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("key {name:?}: environment variable {var} is not set; export the key in it, or use key_sha256")]
+pub struct MissingSecret {
+    /// The key's name.
+    pub name: String,
+    /// The variable.
+    pub var: String,
+}
+
+impl KeyRing {
+    /// The keys of `[[keys]]` (secrets read from the environment now) and `server.client_keys` (named
+    /// `client_keys#1`, ...). `spent(name, since_ms)` gives a key's spend since its period began.
+    pub fn new(
+        keys: &[KeyConfig],
+        client_keys: &[String],
+        env: impl Fn(&str) -> Option<String>,
+        spent: impl Fn(&str, i64) -> f64,
+        now_ms: i64,
+    ) -> Result<Self, MissingSecret> {
+        let mut ring = Vec::new();
+        for k in keys {
+            let digest = match (&k.key_env, &k.key_sha256) {
+                (Some(var), _) => digest(
+                    env(var)
+                        .filter(|v| !v.trim().is_empty())
+                        .ok_or_else(|| MissingSecret { name: k.name.clone(), var: var.clone() })?
+                        .trim(),
+                ),
+                (None, Some(hex)) => parse_digest(hex).unwrap_or_default(),
+                (None, None) => continue,
+            };
+            let since = k.budget_period.bounds(now_ms).0;
+            let already = if k.budget_usd.is_some() { spent(&k.name, since) } else { 0.0 };
+            ring.push(Arc::new(ClientKey::new(k.clone(), digest, already, now_ms)));
+        }
+        for (i, secret) in client_keys.iter().enumerate() {
+            let config = KeyConfig {
+                name: format!("client_keys#{}", i + 1),
+                key_env: None,
+                key_sha256: None,
+                rpm: None,
+                tpm: None,
+                budget_usd: None,
+                budget_period: BudgetPeriod::Total,
+                allowed_models: None,
+            };
+            ring.push(Arc::new(ClientKey::new(config, digest(secret.trim()), 0.0, now_ms)));
+        }
+        Ok(Self { keys: ring })
+    }
+
+    /// Whether `/v1/*` is open (no keys configured).
+    pub fn is_open(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key whose secret is `presented`.
+    pub fn find(&self, presented: &str) -> Option<Arc<ClientKey>> {
+        let d = digest(presented.trim());
+        self.keys.iter().find(|k| k.digest == d).cloned()
+    }
+
+    /// Every key.
+    pub fn all(&self) -> &[Arc<ClientKey>] {
+        &self.keys
+    }
+}
+
+/// The key a `/v1/*` request came with (a request and response extension; `None` when the server is open).
+#[derive(Debug, Clone, Default)]
+pub struct Caller(pub Option<Arc<ClientKey>>);
+
+impl Caller {
+    /// The key's name, for logs and metrics.
+    pub fn name(&self) -> Option<String> {
+        self.0.as_ref().map(|k| k.name.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(extra: &str) -> KeyConfig {
+        toml::from_str(&format!("name = \"k\"\nkey_sha256 = \"{}\"\n{extra}", "ab".repeat(32))).unwrap()
+    }
+
+    fn ring(config: KeyConfig, spent: f64) -> Arc<ClientKey> {
+        let r = KeyRing::new(&[config], &[], |_| None, |_, _| spent, 0).unwrap();
+        r.all()[0].clone()
+    }
+
+    #[test]
+    fn periods_follow_the_utc_calendar() {
+        // 2026-11-29T06:00Z
+        let now = days_from_civil(2026, 11, 29) * DAY_MS + 6 * 3_600_000;
+        assert_eq!(civil_from_days(days_from_civil(2026, 11, 29)), (2026, 11, 29));
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(BudgetPeriod::Day.bounds(now), (now - 6 * 3_600_000, Some(now + 18 * 3_600_000)));
+        let (start, end) = BudgetPeriod::Month.bounds(now);
+        assert_eq!((start, end), (days_from_civil(2026, 11, 1) * DAY_MS, Some(days_from_civil(2026, 12, 1) * DAY_MS)));
+        let dec = days_from_civil(2026, 12, 31) * DAY_MS;
+        assert_eq!(BudgetPeriod::Month.bounds(dec).1, Some(days_from_civil(2027, 1, 1) * DAY_MS));
+        assert_eq!(BudgetPeriod::Total.bounds(now).1, None);
+    }
+
+    #[test]
+    fn rpm_admits_exactly_n_a_minute() {
+        let k = ring(key("rpm = 3"), 0.0);
+        let t = Instant::now();
+        for _ in 0..3 {
+            k.admit(Admission::Decide, t, 0).unwrap();
+        }
+        let err = k.admit(Admission::Spend, t + Duration::from_secs(20), 0).unwrap_err();
+        assert!(
+            matches!(err, ApiError::RateLimited { code: "rate_limit_exceeded", retry_after_s: Some(40), .. }),
+            "{err:?}"
+        );
+        // A minute after the first, its slot is free again.
+        k.admit(Admission::Decide, t + Duration::from_secs(60), 0).unwrap();
+    }
+
+    #[test]
+    fn tokens_and_budget_are_counted_from_what_calls_used() {
+        let k = ring(key("tpm = 20\nbudget_usd = 1.0\nbudget_period = \"day\""), 0.25);
+        let t = Instant::now();
+        for _ in 0..2 {
+            k.admit(Admission::Spend, t, 1000).unwrap();
+            k.charge(8, 0.25, t, 1000);
+        }
+        k.admit(Admission::Spend, t, 1000).unwrap();
+        k.charge(8, 0.25, t, 1000);
+        let err = k.admit(Admission::Spend, t, 1000).unwrap_err();
+        // Spend is 0.25 (restored) + 0.75 = 1.0: the budget goes first.
+        assert_eq!(err.code(), "budget_exceeded", "{err}");
+        assert!(err.to_string().contains("daily budget of $1"), "{err}");
+        // A decision that spends nothing is not held by the budget or tpm.
+        k.admit(Admission::Decide, t, 1000).unwrap();
+        // The next day the budget renews; tokens are still over tpm within the minute.
+        let err = k.admit(Admission::Spend, t, DAY_MS + 5).unwrap_err();
+        assert!(err.to_string().contains("tokens per minute"), "{err}");
+        k.admit(Admission::Spend, t + MINUTE, DAY_MS + 5).unwrap();
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_a_digest() {
+        let config: KeyConfig = toml::from_str("name = \"a\"\nkey_env = \"A_KEY\"").unwrap();
+        let err = KeyRing::new(std::slice::from_ref(&config), &[], |_| None, |_, _| 0.0, 0).unwrap_err();
+        assert!(err.to_string().contains("A_KEY is not set"), "{err}");
+        let ring = KeyRing::new(&[config], &["plain".into()], |_| Some("s3cret".into()), |_, _| 0.0, 0).unwrap();
+        assert_eq!(ring.find("s3cret").map(|k| k.name.clone()).as_deref(), Some("a"));
+        assert_eq!(ring.find("plain").map(|k| k.name.clone()).as_deref(), Some("client_keys#1"));
+        assert!(ring.find("other").is_none());
+        let hashed = KeyConfig { key_env: None, key_sha256: Some(hex(&digest("hashed"))), ..key("") };
+        assert!(KeyRing::new(&[hashed], &[], |_| None, |_, _| 0.0, 0).unwrap().find("hashed").is_some());
+    }
+
+    fn hex(d: &[u8; 32]) -> String {
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn bad_keys_name_the_problem() {
+        let cases = [
+            ("name = \"a\"", "has no secret"),
+            ("name = \"a\"\nkey_sha256 = \"xyz\"", "64 hex digits"),
+            ("name = \"a\"\nkey_env = \"A\"\nbudget_usd = -5.0", "budget_usd must be a number >= 0"),
+            ("name = \"a\"\nkey_env = \"A\"\nrpm = 0", "at least 1"),
+            ("name = \"a\"\nkey_env = \"A\"\nallowed_models = [\"zz\"]", "\"zz\", which is not in [[models]]"),
+        ];
+        for (text, needle) in cases {
+            let config: KeyConfig = toml::from_str(text).unwrap();
+            let err = validate(&[config], |m| m == "known").unwrap_err();
+            assert!(err.contains(needle) && err.contains("key \"a\""), "{text}: {err}");
+        }
+        let a: KeyConfig = toml::from_str("name = \"a\"\nkey_env = \"A\"").unwrap();
+        assert!(validate(&[a.clone(), a], |_| true).unwrap_err().contains("defined twice"));
+    }
+}

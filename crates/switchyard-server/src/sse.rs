@@ -1,0 +1,178 @@
+//! A tap on an upstream's SSE stream as it passes to the client: it finds the `usage` the stream reports
+//! (so streamed calls are counted like whole ones) and, when the gateway asked the upstream for usage that
+//! the client did not ask for (`stream_options.include_usage`), takes it back out: the final usage-only event
+//! is dropped and `"usage"` is removed from the other events, so the client sees the stream it asked for.
+
+use axum::body::Bytes;
+use serde_json::Value;
+
+use crate::upstream::{usage_of, Usage};
+
+/// Longest SSE line kept whole; a longer one is content, passed on untouched.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Scans (and, when asked, rewrites) a stream chunk by chunk; chunks may split lines anywhere.
+#[derive(Debug, Default)]
+pub(crate) struct SseTap {
+    /// Remove usage the client did not ask for.
+    strip: bool,
+    /// The current line so far (up to `MAX_LINE`).
+    line: Vec<u8>,
+    /// The current line outgrew `MAX_LINE`: the rest of it passes straight through.
+    long_line: bool,
+    /// A dropped event's blank line is still to come.
+    drop_blank: bool,
+    /// The last usage seen.
+    pub usage: Option<Usage>,
+}
+
+impl SseTap {
+    /// A tap that only reads (`strip` false) or also removes usage.
+    pub fn new(strip: bool) -> Self {
+        Self { strip, ..Self::default() }
+    }
+
+    /// Reads one chunk and returns what to pass on.
+    pub fn feed(&mut self, chunk: Bytes) -> Bytes {
+        let mut out = if self.strip { Vec::with_capacity(chunk.len()) } else { Vec::new() };
+        let mut rest: &[u8] = &chunk;
+        while !rest.is_empty() {
+            let end = rest.iter().position(|&b| b == b'\n');
+            let (piece, complete) = match end {
+                Some(i) => (&rest[..=i], true),
+                None => (rest, false),
+            };
+            rest = &rest[piece.len()..];
+            if self.long_line {
+                if self.strip {
+                    out.extend_from_slice(piece);
+                }
+                self.long_line = !complete;
+                continue;
+            }
+            if self.line.len() + piece.len() > MAX_LINE {
+                if self.strip {
+                    out.extend_from_slice(&self.line);
+                    out.extend_from_slice(piece);
+                }
+                self.line.clear();
+                self.long_line = !complete;
+                continue;
+            }
+            self.line.extend_from_slice(piece);
+            if complete {
+                let line = std::mem::take(&mut self.line);
+                self.line_done(&line, &mut out);
+            }
+        }
+        if self.strip {
+            Bytes::from(out)
+        } else {
+            chunk
+        }
+    }
+
+    /// What is left when the stream ends (a last line without its newline).
+    pub fn finish(&mut self) -> Bytes {
+        let line = std::mem::take(&mut self.line);
+        if line.is_empty() {
+            return Bytes::new();
+        }
+        let mut out = Vec::new();
+        self.line_done(&line, &mut out);
+        if self.strip {
+            Bytes::from(out)
+        } else {
+            Bytes::new()
+        }
+    }
+
+    /// One whole line (with its newline, if it had one).
+    fn line_done(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.is_empty() && std::mem::take(&mut self.drop_blank) {
+            return;
+        }
+        let data = text.strip_prefix(b"data:").filter(|d| d.windows(7).any(|w| w == b"\"usage\""));
+        let Some(data) = data else {
+            out.extend_from_slice(line);
+            return;
+        };
+        let Ok(mut event) = serde_json::from_slice::<Value>(data) else {
+            out.extend_from_slice(line);
+            return;
+        };
+        if let Some(usage) = usage_of(&event) {
+            self.usage = Some(usage);
+        }
+        if !self.strip {
+            return;
+        }
+        let usage_only = event.get("choices").and_then(Value::as_array).is_none_or(Vec::is_empty)
+            && event.get("usage").is_some_and(Value::is_object);
+        if usage_only {
+            self.drop_blank = true;
+            return;
+        }
+        if let Some(fields) = event.as_object_mut() {
+            fields.remove("usage");
+        }
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(event.to_string().as_bytes());
+        out.push(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAM: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n\
+                          : keep-alive\n\n\
+                          data: {\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7}}\n\n\
+                          data: [DONE]\n\n";
+
+    fn run(strip: bool, split: usize) -> (String, Option<Usage>) {
+        let mut tap = SseTap::new(strip);
+        let mut out = Vec::new();
+        for chunk in STREAM.as_bytes().chunks(split) {
+            out.extend_from_slice(&tap.feed(Bytes::copy_from_slice(chunk)));
+        }
+        out.extend_from_slice(&tap.finish());
+        (String::from_utf8(out).unwrap_or_default(), tap.usage)
+    }
+
+    #[test]
+    fn usage_is_found_in_a_stream_split_anywhere() {
+        for split in [1, 5, 17, 64, STREAM.len()] {
+            let (out, usage) = run(false, split);
+            assert_eq!(usage, Some(Usage { input: 12, output: 7 }), "chunks of {split}");
+            assert_eq!(out, STREAM, "a reading tap passes the stream on as it is");
+        }
+        let mut none = SseTap::new(false);
+        none.feed(Bytes::from_static(b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n"));
+        assert_eq!(none.usage, None);
+    }
+
+    #[test]
+    fn usage_the_client_did_not_ask_for_is_taken_out() {
+        for split in [1, 3, 17, STREAM.len()] {
+            let (out, usage) = run(true, split);
+            assert_eq!(usage, Some(Usage { input: 12, output: 7 }), "chunks of {split}");
+            assert_eq!(
+                out, "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n: keep-alive\n\ndata: [DONE]\n\n",
+                "chunks of {split}"
+            );
+        }
+        // A line longer than the limit passes through untouched.
+        let long = format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{}\"}}}}]}}\n\n", "x".repeat(70_000));
+        let mut tap = SseTap::new(true);
+        let mut out = Vec::new();
+        for chunk in long.as_bytes().chunks(4096) {
+            out.extend_from_slice(&tap.feed(Bytes::copy_from_slice(chunk)));
+        }
+        out.extend_from_slice(&tap.finish());
+        assert_eq!(out, long.as_bytes());
+    }
+}
