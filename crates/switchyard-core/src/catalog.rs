@@ -29,6 +29,16 @@ pub struct ModelCard {
     /// The model's context window in tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u64>,
+    /// The model accepts `tools` / `tool_choice` (function calling); requests with tools go only to such
+    /// models (server only).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub supports_tools: bool,
+    /// The model accepts image content parts (server only).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub supports_vision: bool,
+    /// The model accepts `response_format` of type `json_schema` (server only).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub supports_json_schema: bool,
     /// Free-form labels, e.g. domains the model specialises in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
@@ -68,6 +78,10 @@ pub struct Deployment {
 
 fn default_weight() -> u32 {
     1
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl ModelCard {

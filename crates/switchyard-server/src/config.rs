@@ -23,6 +23,9 @@ pub struct Config {
     /// The router and its default knob.
     #[serde(default)]
     pub router: RouterConfig,
+    /// Conversations: session pins.
+    #[serde(default)]
+    pub routing: RoutingConfig,
     /// Where the encoder model comes from.
     #[serde(default)]
     pub encoder: EncoderConfig,
@@ -142,6 +145,26 @@ impl Default for ServerConfig {
             cooldown_failures: 3,
             cooldown_ms: 30_000,
         }
+    }
+}
+
+/// `[routing]`: how conversations keep their model.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Keep a conversation on the model it started with (escalating at once, de-escalating slowly).
+    pub session_pinning: bool,
+    /// Turns in a row that must all say a cheaper model would do before a conversation moves down.
+    pub deescalate_after: u32,
+    /// How long a conversation's pin outlives its last turn, in seconds.
+    pub session_ttl_s: u64,
+    /// Most conversations pinned at once (the least recently used go first).
+    pub max_sessions: usize,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self { session_pinning: true, deescalate_after: 3, session_ttl_s: 3600, max_sessions: 100_000 }
     }
 }
 
@@ -290,6 +313,9 @@ impl Config {
             ("server.first_byte_timeout_ms", self.server.first_byte_timeout_ms.unwrap_or(1)),
             ("server.upstream_timeout_ms", self.server.upstream_timeout_ms.unwrap_or(1)),
             ("server.idle_timeout_ms", self.server.idle_timeout_ms),
+            ("routing.deescalate_after", u64::from(self.routing.deescalate_after)),
+            ("routing.session_ttl_s", self.routing.session_ttl_s),
+            ("routing.max_sessions", self.routing.max_sessions as u64),
             ("server.cooldown_failures", u64::from(self.server.cooldown_failures)),
             ("encoder.batch_tokens", self.encoder.batch_tokens as u64),
             ("encoder.queue_capacity", self.encoder.queue_capacity as u64),

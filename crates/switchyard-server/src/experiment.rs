@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use axum::http::HeaderMap;
 use serde::Deserialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use switchyard_core::Knob;
+
+use crate::query::Query;
 
 /// `[experiment]` in the config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -51,17 +51,14 @@ pub struct ArmConfig {
 
 impl StickyKey {
     /// The id of this kind a request carries, if any (empty ids count as none).
-    pub fn id(self, headers: &HeaderMap, body: &Value) -> Option<String> {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).map(str::to_string);
-        let meta =
-            |key: &str| body.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str).map(str::to_string);
+    pub fn id(self, q: &Query) -> Option<String> {
         match self {
-            StickyKey::User => header("x-switchyard-user")
-                .or_else(|| body.get("user").and_then(Value::as_str).map(str::to_string))
-                .or_else(|| meta("user_id")),
-            StickyKey::Session => header("x-switchyard-session").or_else(|| meta("session_id")),
+            StickyKey::User => q.header("x-switchyard-user").or(q.user.as_deref()).or_else(|| q.meta("user_id")),
+            StickyKey::Session => q.header("x-switchyard-session").or_else(|| q.meta("session_id")),
         }
+        .map(str::trim)
         .filter(|id| !id.is_empty())
+        .map(str::to_string)
     }
 }
 
@@ -101,11 +98,6 @@ impl ExperimentConfig {
         Ok(())
     }
 
-    /// The sticky id a request carries, if any.
-    pub fn sticky_id(&self, headers: &HeaderMap, body: &Value) -> Option<String> {
-        self.key.id(headers, body)
-    }
-
     /// The arm for an id: a SHA-256 of the experiment name and the id, read as a point in [0, 1), falls in
     /// one arm's share of the cumulative weights.
     pub fn assign(&self, id: &str) -> usize {
@@ -128,7 +120,6 @@ impl ExperimentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn experiment(weights: &[f64]) -> ExperimentConfig {
         ExperimentConfig {
@@ -170,16 +161,19 @@ mod tests {
 
     #[test]
     fn sticky_ids_come_from_headers_then_body() {
-        let e = experiment(&[1.0, 1.0]);
-        let mut headers = HeaderMap::new();
-        assert_eq!(e.sticky_id(&headers, &json!({"user": "u1"})).as_deref(), Some("u1"));
-        assert_eq!(e.sticky_id(&headers, &json!({"metadata": {"user_id": "u2"}})).as_deref(), Some("u2"));
-        headers.insert("x-switchyard-user", "u3".parse().unwrap());
-        assert_eq!(e.sticky_id(&headers, &json!({"user": "u1"})).as_deref(), Some("u3"));
-        let mut session = e.clone();
-        session.key = StickyKey::Session;
-        assert_eq!(session.sticky_id(&headers, &json!({"user": "u1"})), None);
-        assert_eq!(session.sticky_id(&headers, &json!({"metadata": {"session_id": "s"}})).as_deref(), Some("s"));
+        let query = |headers: &[(&str, &str)], user: Option<&str>, meta: &[(&str, &str)]| Query {
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            metadata: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            user: user.map(str::to_string),
+            ..Query::default()
+        };
+        let user = StickyKey::User;
+        assert_eq!(user.id(&query(&[], Some("u1"), &[])).as_deref(), Some("u1"));
+        assert_eq!(user.id(&query(&[], None, &[("user_id", "u2")])).as_deref(), Some("u2"));
+        assert_eq!(user.id(&query(&[("x-switchyard-user", "u3")], Some("u1"), &[])).as_deref(), Some("u3"));
+        let session = StickyKey::Session;
+        assert_eq!(session.id(&query(&[("x-switchyard-user", "u3")], Some("u1"), &[])), None);
+        assert_eq!(session.id(&query(&[], None, &[("session_id", "s")])).as_deref(), Some("s"));
     }
 
     #[test]

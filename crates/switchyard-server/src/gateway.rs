@@ -18,9 +18,10 @@ use serde_json::Value;
 use switchyard_core::ModelCard;
 use switchyard_store::{Attempt, DecisionRecord};
 
-use crate::decide::{decide, DecisionInput, Tags};
+use crate::decide::{decide, Tags};
 use crate::error::ApiError;
 use crate::keys::Caller;
+use crate::query::Query;
 use crate::request::{read_body, user_prompt};
 use crate::sse::SseTap;
 use crate::state::{expected_cost, record_decision, AppState};
@@ -122,18 +123,13 @@ async fn handle(
         }
     }
 
+    let needs = crate::query::Needs::of(&body);
     let decision_start = Instant::now();
     let candidates: Vec<String> = if ROUTED_NAMES.contains(&model.as_str()) {
         let knobs = crate::knobs::from_request(&body, &headers)?;
-        let input = DecisionInput {
-            prompt: &prompt,
-            headers: &headers,
-            body: &body,
-            knobs,
-            request_id: id,
-            key_models: caller.0.as_ref().and_then(|k| k.allowed_models()),
-        };
-        let decided = decide(state, input).await?;
+        let mut query = Query::from_http(&headers, &body, prompt.clone(), knobs, id, caller.name().as_deref());
+        query.key_models = caller.0.as_ref().and_then(|k| k.allowed_models()).map(<[String]>::to_vec);
+        let decided = decide(state, &query).await?;
         record_decision(&mut record, &decided);
         trace.tags = Tags::of(&decided);
         // Each ranked model brings its own fallbacks right after it.
@@ -171,12 +167,27 @@ async fn handle(
     // Models without a deployment, or whose context window is too small for the conversation plus the
     // requested output, are skipped.
     let needed = request_tokens(&body);
-    let reachable: Vec<&ModelCard> = candidates
+    let allowed: Vec<&ModelCard> = candidates
         .iter()
         .filter(|name| caller.0.as_ref().is_none_or(|k| k.allows(name)))
         .filter_map(|name| state.config.models.iter().find(|m| &m.name == name && m.has_deployment()))
-        .filter(|m| m.context_window.is_none_or(|w| w as f64 >= needed))
         .collect();
+    // Never a model that cannot take the request's tools, images or JSON schema.
+    let capable: Vec<&ModelCard> = allowed.iter().copied().filter(|m| needs.missing(m).is_empty()).collect();
+    if capable.is_empty() && !allowed.is_empty() {
+        let lacking = needs.missing(allowed[0]).join(" and ");
+        return Err(ApiError::invalid(
+            "unsupported_request",
+            format!(
+                "this request sends {}, but {} lacks {lacking} in [[models]]; send it to a model that declares it, \
+                 or to \"switchyard\" to route among those that do",
+                needs.describe(),
+                allowed.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    let reachable: Vec<&ModelCard> =
+        capable.into_iter().filter(|m| m.context_window.is_none_or(|w| w as f64 >= needed)).collect();
     if reachable.is_empty() {
         return Err(ApiError::Unavailable {
             code: "no_upstream",

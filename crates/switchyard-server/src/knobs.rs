@@ -9,7 +9,8 @@ use crate::error::ApiError;
 use crate::health::Health;
 
 /// Per-request policy settings (from a `/v1/route` body, or a gateway request's metadata and headers).
-pub(crate) struct RequestKnobs {
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestKnobs {
     /// The knob, if the request sets one.
     pub knob: Option<Knob>,
     /// Only these models, if given.

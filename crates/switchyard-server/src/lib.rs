@@ -20,10 +20,13 @@ mod health;
 mod keys;
 mod knobs;
 mod metrics;
+mod pipeline;
+mod query;
 mod request;
 mod route;
 mod routing;
 mod rules;
+mod sessions;
 mod sse;
 mod state;
 mod upstream;
@@ -31,15 +34,19 @@ mod upstream;
 use std::sync::Arc;
 
 pub use app::app;
-pub use config::{Config, ConfigError, EncoderConfig, LogConfig, RouterConfig, ServerConfig};
+pub use config::{Config, ConfigError, EncoderConfig, LogConfig, RouterConfig, RoutingConfig, ServerConfig};
 pub use embedder::{EmbedError, EmbedTiming, Embedder, EmbedderOptions, EmbedderStats};
 pub use error::ApiError;
 pub use experiment::{ArmConfig, ExperimentConfig, StickyKey};
 pub use health::Health;
 pub use keys::{Admission, BudgetPeriod, Caller, ClientKey, KeyConfig, KeyRing, MissingSecret};
+pub use knobs::RequestKnobs;
 pub use metrics::Metrics;
+pub use pipeline::{decide, ArmChoice, Decided, Steering};
+pub use query::{Conversation, Needs, Query};
 pub use routing::{load_router, ReloadReport, Routers, StartError};
-pub use rules::{Action, Condition, Rule, RuleConfig};
+pub use rules::{Action, Condition, Examples, Rule, RuleConfig, RuleMatch};
+pub use sessions::{PinAction, SessionPin, Sessions};
 pub use state::AppState;
 
 /// Serves `state` on the configured address until Ctrl-C or SIGTERM, then drains in-flight requests and

@@ -10,10 +10,11 @@ use serde::Deserialize;
 use serde_json::Value;
 use switchyard_core::{Knob, RouteReport};
 
-use crate::decide::{decide, DecisionInput, Tags};
+use crate::decide::{decide, Tags};
 use crate::error::ApiError;
 use crate::keys::Caller;
 use crate::knobs::RequestKnobs;
+use crate::query::Query;
 use crate::request::{read_body, user_prompt};
 use crate::state::{expected_cost, record_decision, AppState};
 
@@ -70,8 +71,14 @@ struct RouteResponse {
     #[serde(flatten)]
     report: RouteReport,
     rule: Option<String>,
+    /// A `similar_to` rule's similarity to its nearest example.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    similarity: Option<f32>,
     experiment: Option<String>,
     arm: Option<String>,
+    /// The conversation's session pin, when one applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<crate::sessions::SessionPin>,
 }
 
 /// The handler.
@@ -90,15 +97,11 @@ pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Resu
     if prompt.chars().count() > limit {
         return Err(ApiError::too_large(format!("prompt is longer than {limit} characters (server.max_prompt_chars)")));
     }
-    let input = DecisionInput {
-        prompt: &prompt,
-        headers: &parts.headers,
-        body: &body,
-        knobs: request.knobs()?,
-        request_id: &request_id,
-        key_models: caller.0.as_ref().and_then(|k| k.allowed_models()),
-    };
-    let decided = decide(&state, input).await?;
+    let knobs = request.knobs()?;
+    let mut query =
+        Query::from_http(&parts.headers, &body, prompt.clone(), knobs, &request_id, caller.name().as_deref());
+    query.key_models = caller.0.as_ref().and_then(|k| k.allowed_models()).map(<[String]>::to_vec);
+    let decided = decide(&state, &query).await?;
 
     let mut record = state.new_record(&request_id, "route", &prompt);
     record.messages_count = request.messages.as_ref().map_or(1, |m| m.len() as u32);
@@ -116,6 +119,8 @@ pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Resu
         request_id: request_id.clone(),
         report: decided.report,
         rule: tags.rule.clone(),
+        similarity: decided.similarity,
+        session: decided.session.clone(),
         experiment: tags.experiment.clone(),
         arm: tags.arm.clone(),
     };

@@ -10,6 +10,7 @@ use switchyard_core::{Router, RouterError};
 use switchyard_encoder::Encoder;
 
 use crate::config::Config;
+use crate::rules::Rule;
 
 /// The main router and the experiment arms' own routers.
 #[derive(Debug)]
@@ -18,6 +19,8 @@ pub struct Routers {
     pub main: Arc<Router>,
     /// Per `[[experiment.arms]]` entry, in order: its own router, if it names one.
     pub arms: Vec<Option<Arc<Router>>>,
+    /// The config's rules, compiled, in order; a `similar_to` rule's examples embedded with the encoder.
+    pub rules: Vec<Rule>,
     /// 1 at start-up, +1 per successful reload.
     pub generation: u64,
 }
@@ -47,6 +50,14 @@ pub enum StartError {
     /// The decision log cannot be opened.
     #[error(transparent)]
     Log(#[from] switchyard_store::StoreError),
+    /// A rule cannot be compiled (its `similar_to` examples cannot be read or embedded).
+    #[error("rule {name:?}: {problem}")]
+    Rule {
+        /// The rule.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// A server thread cannot be started.
     #[error("cannot start the inference thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -106,12 +117,19 @@ impl Routers {
                 return Err(StartError::UnknownModel { key: format!("rule {:?}", rule.name), model: m.clone() });
             }
         }
+        let mut rules = Vec::new();
+        for rule in &config.rules {
+            let fail = |problem: String| StartError::Rule { name: rule.name.clone(), problem };
+            let mut compiled = Rule::new(rule.clone(), &config.tiers).map_err(fail)?;
+            compiled.embed_examples(encoder).map_err(fail)?;
+            rules.push(compiled);
+        }
         let mut arms = Vec::new();
         for arm in config.experiment.iter().flat_map(|e| &e.arms) {
             let key = format!("experiment arm {:?} router", arm.name);
             arms.push(arm.router.as_deref().map(|p| load_router(p, &key, encoder).map(Arc::new)).transpose()?);
         }
-        Ok(Self { main: Arc::new(main), arms, generation })
+        Ok(Self { main: Arc::new(main), arms, rules, generation })
     }
 
     /// What a reload answers.

@@ -1,13 +1,19 @@
 //! Rules: operator overrides applied before the learned policy. A rule matches a request on a header or
-//! metadata value, a regex or keywords in the prompt, or the prompt's length, and then pins a model, restricts
-//! the choice to a tier (a named set of models), or sets the knob. The first matching rule wins.
+//! metadata value, a regex or keywords in the prompt, the prompt's length, or its meaning (the prompt's
+//! embedding close to example prompts), and then pins a model, restricts the choice to a tier (a named set of
+//! models), or sets the knob. The first matching rule wins.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use axum::http::HeaderMap;
 use serde::Deserialize;
-use serde_json::Value;
 use switchyard_core::Knob;
+use switchyard_encoder::Encoder;
+
+use crate::query::Query;
+
+/// Similarity a `similar_to` rule needs when it sets no `threshold`.
+pub const DEFAULT_THRESHOLD: f64 = 0.6;
 
 /// `[[rules]]` in the config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -40,6 +46,22 @@ pub struct Condition {
     pub min_chars: Option<usize>,
     /// The prompt has at most this many characters.
     pub max_chars: Option<usize>,
+    /// Example prompts, as a file with one per line (blank lines and `#` comments skipped) or an inline list:
+    /// the prompt matches when the cosine similarity of its embedding to the nearest example's reaches
+    /// `threshold`.
+    pub similar_to: Option<Examples>,
+    /// The similarity `similar_to` needs, in (0, 1] (default 0.6).
+    pub threshold: Option<f64>,
+}
+
+/// Where a semantic rule's examples come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Examples {
+    /// A text file, one example prompt per line.
+    File(PathBuf),
+    /// The examples themselves.
+    List(Vec<String>),
 }
 
 /// What a rule does when it fires.
@@ -63,23 +85,41 @@ impl Action {
     }
 }
 
-/// A rule ready to match: its regex compiled, its keywords lower-cased.
+/// A rule ready to match: its regex compiled, its keywords lower-cased, its examples read (and, once
+/// [`Rule::embed_examples`] ran, embedded).
 #[derive(Debug, Clone)]
 pub struct Rule {
     /// The rule as configured.
     pub config: RuleConfig,
     regex: Option<regex::Regex>,
     keywords: Option<regex::Regex>,
+    examples: Vec<String>,
+    vectors: Vec<Vec<f32>>,
 }
 
-/// What a rule match needs to see of a request.
-pub struct RequestView<'a> {
-    /// The request's headers.
-    pub headers: &'a HeaderMap,
-    /// The body's `metadata` (`Null` when absent).
-    pub metadata: &'a Value,
-    /// The prompt the router reads.
-    pub prompt: &'a str,
+/// How a rule matched.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RuleMatch {
+    /// For a `similar_to` rule, the similarity to the nearest example.
+    pub similarity: Option<f32>,
+}
+
+/// Reads a semantic rule's examples.
+fn read_examples(examples: &Examples) -> Result<Vec<String>, String> {
+    let list: Vec<String> = match examples {
+        Examples::List(list) => list.iter().map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect(),
+        Examples::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("when.similar_to: cannot read {}: {e}", path.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect(),
+    };
+    if list.is_empty() {
+        return Err("when.similar_to has no example prompts; give at least one".into());
+    }
+    Ok(list)
 }
 
 impl Rule {
@@ -96,11 +136,26 @@ impl Rule {
         if c.header.is_some() && c.metadata.is_some() {
             return Err("set `when.header` or `when.metadata`, not both (write two rules)".into());
         }
-        if !selects && c.regex.is_none() && c.keywords.is_empty() && c.min_chars.is_none() && c.max_chars.is_none() {
-            return Err(
-                "`when` needs a condition: header/metadata + equals, regex, keywords, min_chars or max_chars".into()
-            );
+        if !selects
+            && c.regex.is_none()
+            && c.keywords.is_empty()
+            && c.min_chars.is_none()
+            && c.max_chars.is_none()
+            && c.similar_to.is_none()
+        {
+            return Err("`when` needs a condition: header/metadata + equals, regex, keywords, min_chars, max_chars \
+                        or similar_to"
+                .into());
         }
+        if c.threshold.is_some() && c.similar_to.is_none() {
+            return Err("when.threshold goes with when.similar_to".into());
+        }
+        if let Some(t) = c.threshold {
+            if !(t > 0.0 && t <= 1.0) {
+                return Err(format!("when.threshold must be in (0, 1], got {t}"));
+            }
+        }
+        let examples = c.similar_to.as_ref().map(read_examples).transpose()?.unwrap_or_default();
         if let (Some(lo), Some(hi)) = (c.min_chars, c.max_chars) {
             if lo > hi {
                 return Err(format!("when.min_chars ({lo}) is above when.max_chars ({hi})"));
@@ -140,50 +195,65 @@ impl Rule {
                 return Err(format!("then.tier {tier:?} is not defined in [tiers]"));
             }
         }
-        Ok(Self { config, regex, keywords })
+        Ok(Self { config, regex, keywords, examples, vectors: Vec::new() })
     }
 
-    /// Whether the request matches every condition.
-    pub fn matches(&self, request: &RequestView<'_>) -> bool {
+    /// Embeds a semantic rule's examples (at start-up and on reload); other rules have nothing to embed.
+    pub fn embed_examples(&mut self, encoder: &dyn Encoder) -> Result<(), String> {
+        if self.examples.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<&str> = self.examples.iter().map(String::as_str).collect();
+        let mut vectors = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(32) {
+            let embedded = encoder.embed_batch(chunk).map_err(|e| format!("cannot embed when.similar_to: {e}"))?;
+            vectors.extend(embedded.into_iter().map(|e| e.vector));
+        }
+        self.vectors = vectors;
+        Ok(())
+    }
+
+    /// How the request matches every condition, or `None`. `embedding` is the prompt's (unit length), which a
+    /// `similar_to` condition compares with its examples'.
+    pub fn matches(&self, query: &Query, embedding: &[f32]) -> Option<RuleMatch> {
         let c = &self.config.when;
         let equals = |value: Option<&str>| {
             c.equals.as_deref().is_some_and(|want| value.is_some_and(|v| v.trim().eq_ignore_ascii_case(want)))
         };
-        if let Some(name) = &c.header {
-            if !equals(request.headers.get(name.as_str()).and_then(|v| v.to_str().ok())) {
-                return false;
-            }
+        if c.header.as_ref().is_some_and(|name| !equals(query.header(name))) {
+            return None;
         }
-        if let Some(key) = &c.metadata {
-            let value = match request.metadata.get(key) {
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(v @ (Value::Number(_) | Value::Bool(_))) => Some(v.to_string()),
-                _ => None,
-            };
-            if !equals(value.as_deref()) {
-                return false;
-            }
+        if c.metadata.as_ref().is_some_and(|key| !equals(query.meta(key))) {
+            return None;
         }
         if c.min_chars.is_some() || c.max_chars.is_some() {
-            let n = request.prompt.chars().count();
+            let n = query.prompt.chars().count();
             if c.min_chars.is_some_and(|lo| n < lo) || c.max_chars.is_some_and(|hi| n > hi) {
-                return false;
+                return None;
             }
         }
-        self.regex.as_ref().is_none_or(|r| r.is_match(request.prompt))
-            && self.keywords.as_ref().is_none_or(|r| r.is_match(request.prompt))
+        let words = self.regex.as_ref().is_none_or(|r| r.is_match(&query.prompt))
+            && self.keywords.as_ref().is_none_or(|r| r.is_match(&query.prompt));
+        if !words {
+            return None;
+        }
+        if c.similar_to.is_none() {
+            return Some(RuleMatch { similarity: None });
+        }
+        let nearest = self.vectors.iter().map(|v| switchyard_core::dot(v, embedding)).fold(f32::MIN, f32::max);
+        let threshold = c.threshold.unwrap_or(DEFAULT_THRESHOLD) as f32;
+        (!self.vectors.is_empty() && nearest >= threshold).then_some(RuleMatch { similarity: Some(nearest) })
     }
 }
 
-/// The first rule that matches, if any.
-pub fn first_match<'r>(rules: &'r [Rule], request: &RequestView<'_>) -> Option<&'r Rule> {
-    rules.iter().find(|r| r.matches(request))
+/// The first rule that matches, if any, and how.
+pub fn first_match<'r>(rules: &'r [Rule], query: &Query, embedding: &[f32]) -> Option<(&'r Rule, RuleMatch)> {
+    rules.iter().find_map(|r| r.matches(query, embedding).map(|m| (r, m)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn rule(toml_text: &str) -> Result<Rule, String> {
         let config: RuleConfig = toml::from_str(toml_text).map_err(|e| e.to_string())?;
@@ -191,54 +261,66 @@ mod tests {
         Rule::new(config, &tiers)
     }
 
-    fn view<'a>(headers: &'a HeaderMap, metadata: &'a Value, prompt: &'a str) -> RequestView<'a> {
-        RequestView { headers, metadata, prompt }
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+
+    fn view(headers: Pairs<'_>, metadata: Pairs<'_>, prompt: &str) -> Query {
+        let map = |pairs: Pairs<'_>| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Query { prompt: prompt.into(), headers: map(headers), metadata: map(metadata), ..Query::default() }
+    }
+
+    trait Hit {
+        fn matches_view(&self, q: &Query) -> bool;
+    }
+
+    impl Hit for Rule {
+        fn matches_view(&self, q: &Query) -> bool {
+            self.matches(q, &[]).is_some()
+        }
     }
 
     #[test]
     fn each_condition_matches_what_it_says() {
-        let none = HeaderMap::new();
-        let mut premium = HeaderMap::new();
-        premium.insert("x-tier", "Premium".parse().unwrap());
-        let null = Value::Null;
-        let meta = json!({"tier": "premium", "level": 3});
+        let none: Pairs<'_> = &[];
+        let premium: Pairs<'_> = &[("x-tier", "Premium")];
+        let null: Pairs<'_> = &[];
+        let meta: Pairs<'_> = &[("tier", "premium"), ("level", "3")];
 
         let by_header =
             rule("name = \"h\"\nwhen = { header = \"x-tier\", equals = \"premium\" }\nthen = { tier = \"premium\" }")
                 .unwrap();
-        assert!(by_header.matches(&view(&premium, &null, "hi")));
-        assert!(!by_header.matches(&view(&none, &meta, "hi")));
+        assert!(by_header.matches_view(&view(premium, null, "hi")));
+        assert!(!by_header.matches_view(&view(none, meta, "hi")));
 
         let by_meta =
             rule("name = \"m\"\nwhen = { metadata = \"level\", equals = \"3\" }\nthen = { min_quality = 0.9 }")
                 .unwrap();
-        assert!(by_meta.matches(&view(&none, &meta, "hi")));
-        assert!(!by_meta.matches(&view(&none, &null, "hi")));
+        assert!(by_meta.matches_view(&view(none, meta, "hi")));
+        assert!(!by_meta.matches_view(&view(none, null, "hi")));
 
         let words = rule("name = \"k\"\nwhen = { keywords = [\"contract\", \"lawsuit\"] }\nthen = { model = \"big\" }")
             .unwrap();
-        assert!(words.matches(&view(&none, &null, "Review this Contract, please")));
-        assert!(!words.matches(&view(&none, &null, "contractual obligations"))); // whole words only
-        assert!(!words.matches(&view(&none, &null, "hello")));
+        assert!(words.matches_view(&view(none, null, "Review this Contract, please")));
+        assert!(!words.matches_view(&view(none, null, "contractual obligations"))); // whole words only
+        assert!(!words.matches_view(&view(none, null, "hello")));
 
         let re = rule("name = \"r\"\nwhen = { regex = '(?i)prove|\\bproof\\b' }\nthen = { model = \"big\" }").unwrap();
-        assert!(re.matches(&view(&none, &null, "Give a PROOF that sqrt 2 is irrational")));
-        assert!(!re.matches(&view(&none, &null, "waterproofing")));
+        assert!(re.matches_view(&view(none, null, "Give a PROOF that sqrt 2 is irrational")));
+        assert!(!re.matches_view(&view(none, null, "waterproofing")));
 
         let long = rule("name = \"l\"\nwhen = { min_chars = 10, max_chars = 20 }\nthen = { willingness_to_pay = 1.0 }")
             .unwrap();
-        assert!(long.matches(&view(&none, &null, "0123456789")));
-        assert!(!long.matches(&view(&none, &null, "012345678")));
-        assert!(!long.matches(&view(&none, &null, &"x".repeat(21))));
+        assert!(long.matches_view(&view(none, null, "0123456789")));
+        assert!(!long.matches_view(&view(none, null, "012345678")));
+        assert!(!long.matches_view(&view(none, null, &"x".repeat(21))));
 
         // Conditions combine with AND; the first matching rule wins.
         let both = rule("name = \"b\"\nwhen = { header = \"x-tier\", equals = \"premium\", keywords = [\"law\"] }\nthen = { model = \"big\" }").unwrap();
-        assert!(both.matches(&view(&premium, &null, "a question of law")));
-        assert!(!both.matches(&view(&premium, &null, "a question of taste")));
+        assert!(both.matches_view(&view(premium, null, "a question of law")));
+        assert!(!both.matches_view(&view(premium, null, "a question of taste")));
         let rules = [words.clone(), by_header.clone()];
-        assert_eq!(first_match(&rules, &view(&premium, &null, "contract")).unwrap().config.name, "k");
-        assert_eq!(first_match(&rules, &view(&premium, &null, "other")).unwrap().config.name, "h");
-        assert!(first_match(&rules, &view(&none, &null, "other")).is_none());
+        assert_eq!(first_match(&rules, &view(premium, null, "contract"), &[]).unwrap().0.config.name, "k");
+        assert_eq!(first_match(&rules, &view(premium, null, "other"), &[]).unwrap().0.config.name, "h");
+        assert!(first_match(&rules, &view(none, null, "other"), &[]).is_none());
     }
 
     #[test]
@@ -256,6 +338,13 @@ mod tests {
             ("name = \"x\"\nwhen = { min_chars = 5 }\nthen = { min_quality = 1.5 }", "min_quality"),
             ("name = \"x\"\nwhen = { min_chars = 9, max_chars = 3 }\nthen = { model = \"a\" }", "above"),
             ("name = \"x\"\nwhen = { sometimes = true }\nthen = { model = \"a\" }", "unknown field"),
+            ("name = \"x\"\nwhen = { similar_to = [] }\nthen = { model = \"big\" }", "no example prompts"),
+            (
+                "name = \"x\"\nwhen = { similar_to = \"/nonexistent/legal.txt\" }\nthen = { model = \"big\" }",
+                "cannot read /nonexistent/legal.txt",
+            ),
+            ("name = \"x\"\nwhen = { similar_to = [\"a\"], threshold = 1.5 }\nthen = { model = \"big\" }", "(0, 1]"),
+            ("name = \"x\"\nwhen = { min_chars = 3, threshold = 0.5 }\nthen = { model = \"big\" }", "goes with"),
         ];
         for (text, needle) in cases {
             let err = rule(text).unwrap_err();

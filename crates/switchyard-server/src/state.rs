@@ -9,11 +9,10 @@ use switchyard_encoder::{Embedding, Encoder};
 use switchyard_store::{DecisionRecord, Estimate, LogWriter, WriterOptions};
 
 use crate::config::Config;
-use crate::decide::Decided;
 use crate::embedder::{EmbedError, Embedder, EmbedderOptions};
 use crate::error::ApiError;
+use crate::pipeline::Decided;
 use crate::routing::{load_router, ReloadReport, Routers, StartError};
-use crate::rules::Rule;
 
 /// What every handler shares.
 pub struct AppState {
@@ -31,8 +30,8 @@ pub struct AppState {
     pub deployments: crate::deployments::Deployments,
     /// Counters and latency histograms for `/metrics`.
     pub metrics: crate::metrics::Metrics,
-    /// The config's rules, compiled, in order.
-    pub rules: Vec<Rule>,
+    /// Conversations' session pins.
+    pub sessions: crate::sessions::Sessions,
     /// The decision log's writer (absent when `log.enabled = false`).
     pub log: Option<LogWriter>,
     /// The prompt embedder: cache, queue and inference thread.
@@ -48,7 +47,11 @@ impl AppState {
     /// router, experiment arms' routers are loaded, rules compiled, and the decision log opened.
     pub fn new(router: Router, encoder: Arc<dyn Encoder>, config: Config) -> Result<Self, StartError> {
         let routers = Routers::assemble(router, &config, encoder.as_ref(), 1)?;
-        let rules = config.rules.iter().filter_map(|r| Rule::new(r.clone(), &config.tiers).ok()).collect::<Vec<_>>();
+        let sessions = crate::sessions::Sessions::new(
+            std::time::Duration::from_secs(config.routing.session_ttl_s),
+            config.routing.max_sessions,
+            config.routing.deescalate_after,
+        );
         // Budgets continue from the spend the decision log already holds for their current period.
         let store = (config.log.enabled && config.log.path.is_file())
             .then(|| switchyard_store::Store::open(&config.log.path).ok())
@@ -108,7 +111,7 @@ impl AppState {
             in_flight,
             health: crate::health::Health::default(),
             metrics: crate::metrics::Metrics::default(),
-            rules,
+            sessions,
             log,
             routers: RwLock::new(Arc::new(routers)),
             reloading: Mutex::new(()),
@@ -170,6 +173,7 @@ pub(crate) fn record_decision(record: &mut DecisionRecord, decided: &Decided) {
     record.experiment = decided.arm.as_ref().map(|a| a.experiment.clone());
     record.arm = decided.arm.as_ref().map(|a| a.arm.clone());
     record.rule.clone_from(&decided.rule);
+    record.session = decided.session.as_ref().and_then(|p| serde_json::to_value(p).ok());
     record.policy = serde_json::to_value(&report.policy).ok();
     record.estimates = report
         .models

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::record::{Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome};
 use crate::StoreError;
 
-/// The schema version this build writes (`PRAGMA user_version`). Version 2 added `api_key`.
+/// The schema version this build writes (`PRAGMA user_version`). Version 2 added `api_key` and `session`.
 pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     decision_ms REAL,
     latency_ms REAL NOT NULL,
     stream INTEGER NOT NULL,
-    api_key TEXT
+    api_key TEXT,
+    session TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -49,6 +50,9 @@ CREATE TABLE IF NOT EXISTS feedback (
     updates INTEGER NOT NULL
 );
 ";
+
+/// Columns version 2 added to `decisions`, with their types.
+const ADDED_IN_2: [(&str, &str); 2] = [("api_key", "TEXT"), ("session", "TEXT")];
 
 /// A logged request joined with its feedback, as export and stats read it.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,15 +93,17 @@ impl Store {
             });
         }
         conn.execute_batch(SCHEMA).map_err(open_err)?;
-        // Version 1 files lack the api_key column: add it (old rows have none).
-        let has_key: bool = conn
-            .query_row("SELECT COUNT(*) FROM pragma_table_info('decisions') WHERE name = 'api_key'", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map_err(open_err)?
-            > 0;
-        if !has_key {
-            conn.execute_batch("ALTER TABLE decisions ADD COLUMN api_key TEXT;").map_err(open_err)?;
+        // Version 1 files lack the columns version 2 added: add them (old rows have none).
+        for (column, kind) in ADDED_IN_2 {
+            let present: bool = conn
+                .query_row("SELECT COUNT(*) FROM pragma_table_info('decisions') WHERE name = ?1", [column], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(open_err)?
+                > 0;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE decisions ADD COLUMN {column} {kind};")).map_err(open_err)?;
+            }
         }
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};")).map_err(open_err)?;
         Ok(Self { conn, path: path.to_path_buf() })
@@ -115,9 +121,10 @@ impl Store {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR REPLACE INTO decisions (request_id, ts_ms, endpoint, prompt, prompt_sha256, messages_count,
                  user_id, experiment, arm, rule, policy, estimates, decided_model, chosen_model, attempts, status,
-                 input_tokens, output_tokens, cost_usd, expected_cost_usd, decision_ms, latency_ms, stream, api_key)
+                 input_tokens, output_tokens, cost_usd, expected_cost_usd, decision_ms, latency_ms, stream, api_key,
+                 session)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                 ?21, ?22, ?23, ?24)",
+                 ?21, ?22, ?23, ?24, ?25)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -145,6 +152,7 @@ impl Store {
                     r.latency_ms,
                     r.stream,
                     r.api_key,
+                    r.session.as_ref().map(|p| p.to_string()),
                 ])?;
             }
         }
@@ -220,7 +228,7 @@ impl Store {
             "SELECT d.request_id, d.ts_ms, d.endpoint, d.prompt, d.prompt_sha256, d.messages_count, d.user_id,
              d.experiment, d.arm, d.rule, d.policy, d.estimates, d.decided_model, d.chosen_model, d.attempts,
              d.status, d.input_tokens, d.output_tokens, d.cost_usd, d.expected_cost_usd, d.decision_ms,
-             d.latency_ms, d.stream, f.score, d.api_key
+             d.latency_ms, d.stream, f.score, d.api_key, d.session
              FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id
              WHERE d.ts_ms >= ?1 ORDER BY d.ts_ms, d.request_id",
         )?;
@@ -239,6 +247,7 @@ impl Store {
                 messages_count: row.get(5)?,
                 user: row.get(6)?,
                 api_key: row.get(24)?,
+                session: json(25)?.and_then(|p| serde_json::from_str(&p).ok()),
                 experiment: row.get(7)?,
                 arm: row.get(8)?,
                 rule: row.get(9)?,
@@ -344,7 +353,7 @@ mod tests {
         {
             // The version 1 schema: the same table without api_key.
             let conn = Connection::open(&path).unwrap();
-            let v1 = SCHEMA.replace(",\n    api_key TEXT\n", "\n");
+            let v1 = SCHEMA.replace(",\n    api_key TEXT,\n    session TEXT\n", "\n");
             assert!(!v1.contains("api_key"));
             conn.execute_batch(&v1).unwrap();
             conn.execute_batch(
@@ -357,6 +366,7 @@ mod tests {
         let mut store = Store::open(&path).unwrap();
         let mut keyed = record("new", 2000, "m");
         keyed.api_key = Some("team-a".into());
+        keyed.session = Some(serde_json::json!({"id": "c-1", "turn": 2, "model": "m", "action": "kept"}));
         keyed.cost_usd = Some(0.25);
         store.insert(&[keyed.clone()]).unwrap();
         let mut rows = Vec::new();

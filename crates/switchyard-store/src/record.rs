@@ -67,6 +67,9 @@ pub struct DecisionRecord {
     pub arm: Option<String>,
     /// The rule that fired, if any.
     pub rule: Option<String>,
+    /// The conversation's session pin, when one applied: `{"id", "turn", "model", "action"}`.
+    #[serde(default)]
+    pub session: Option<serde_json::Value>,
     /// The policy applied, as JSON.
     pub policy: Option<serde_json::Value>,
     /// Per-model estimates at decision time (empty when the request named a model itself).

@@ -115,11 +115,11 @@ pub struct ModelArgs {
 pub struct KnobArgs {
     /// Choose the cheapest model whose predicted P(success) is at least Q (0 to 1).
     #[arg(long, value_name = "Q", conflicts_with = "willingness_to_pay")]
-    min_quality: Option<f64>,
+    pub(crate) min_quality: Option<f64>,
 
     /// Choose the model maximising LAMBDA·P(success) − expected cost (LAMBDA in USD per successful answer).
     #[arg(long, value_name = "LAMBDA")]
-    willingness_to_pay: Option<f64>,
+    pub(crate) willingness_to_pay: Option<f64>,
 
     /// Only these models may be chosen (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "MODELS")]
