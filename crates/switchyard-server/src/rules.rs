@@ -12,8 +12,13 @@ use switchyard_encoder::Encoder;
 
 use crate::query::Query;
 
-/// Similarity a `similar_to` rule needs when it sets no `threshold`.
-pub const DEFAULT_THRESHOLD: f64 = 0.6;
+/// A prompt's similarity to a `similar_to` rule's examples is the mean cosine similarity of its embedding to
+/// the nearest this many examples' (fewer when the rule has fewer).
+pub const NEAREST: usize = 3;
+
+/// Without a `threshold`, a rule needs this share of the lowest similarity any example has to the others
+/// (leave-one-out): a prompt about as close to the examples as they are to one another matches.
+pub const AUTO_THRESHOLD_SHARE: f32 = 0.8;
 
 /// `[[rules]]` in the config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -47,10 +52,11 @@ pub struct Condition {
     /// The prompt has at most this many characters.
     pub max_chars: Option<usize>,
     /// Example prompts, as a file with one per line (blank lines and `#` comments skipped) or an inline list:
-    /// the prompt matches when the cosine similarity of its embedding to the nearest example's reaches
-    /// `threshold`.
+    /// the prompt matches when its similarity to the examples (the mean cosine similarity of its embedding to
+    /// the nearest three examples') reaches `threshold`.
     pub similar_to: Option<Examples>,
-    /// The similarity `similar_to` needs, in (0, 1] (default 0.6).
+    /// The similarity `similar_to` needs, in (0, 1]. Default: 0.8 times the lowest similarity of any example
+    /// to the others, computed when the examples are embedded (a single example needs an explicit threshold).
     pub threshold: Option<f64>,
 }
 
@@ -95,6 +101,8 @@ pub struct Rule {
     keywords: Option<regex::Regex>,
     examples: Vec<String>,
     vectors: Vec<Vec<f32>>,
+    /// The similarity a prompt needs: the configured threshold, else derived from the examples.
+    threshold: f32,
 }
 
 /// How a rule matched.
@@ -156,6 +164,9 @@ impl Rule {
             }
         }
         let examples = c.similar_to.as_ref().map(read_examples).transpose()?.unwrap_or_default();
+        if examples.len() == 1 && c.threshold.is_none() {
+            return Err("when.similar_to has a single example: set when.threshold, or give more examples".into());
+        }
         if let (Some(lo), Some(hi)) = (c.min_chars, c.max_chars) {
             if lo > hi {
                 return Err(format!("when.min_chars ({lo}) is above when.max_chars ({hi})"));
@@ -195,7 +206,8 @@ impl Rule {
                 return Err(format!("then.tier {tier:?} is not defined in [tiers]"));
             }
         }
-        Ok(Self { config, regex, keywords, examples, vectors: Vec::new() })
+        let threshold = c.threshold.unwrap_or(1.0) as f32;
+        Ok(Self { config, regex, keywords, examples, vectors: Vec::new(), threshold })
     }
 
     /// Embeds a semantic rule's examples (at start-up and on reload); other rules have nothing to embed.
@@ -209,8 +221,30 @@ impl Rule {
             let embedded = encoder.embed_batch(chunk).map_err(|e| format!("cannot embed when.similar_to: {e}"))?;
             vectors.extend(embedded.into_iter().map(|e| e.vector));
         }
+        if self.config.when.threshold.is_none() {
+            let lowest = (0..vectors.len())
+                .map(|i| {
+                    let others: Vec<&[f32]> =
+                        vectors.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, v)| v.as_slice()).collect();
+                    similarity(&vectors[i], others)
+                })
+                .fold(f32::MAX, f32::min);
+            self.threshold = AUTO_THRESHOLD_SHARE * lowest;
+        }
+        tracing::info!(
+            rule = self.config.name,
+            examples = vectors.len(),
+            threshold = self.threshold,
+            "semantic rule ready{}",
+            if self.config.when.threshold.is_none() { " (threshold from its examples)" } else { "" }
+        );
         self.vectors = vectors;
         Ok(())
+    }
+
+    /// The similarity a prompt needs to match, for a `similar_to` rule.
+    pub fn threshold(&self) -> Option<f32> {
+        self.config.when.similar_to.as_ref().map(|_| self.threshold)
     }
 
     /// How the request matches every condition, or `None`. `embedding` is the prompt's (unit length), which a
@@ -240,10 +274,23 @@ impl Rule {
         if c.similar_to.is_none() {
             return Some(RuleMatch { similarity: None });
         }
-        let nearest = self.vectors.iter().map(|v| switchyard_core::dot(v, embedding)).fold(f32::MIN, f32::max);
-        let threshold = c.threshold.unwrap_or(DEFAULT_THRESHOLD) as f32;
-        (!self.vectors.is_empty() && nearest >= threshold).then_some(RuleMatch { similarity: Some(nearest) })
+        if self.vectors.is_empty() || embedding.len() != self.vectors[0].len() {
+            return None;
+        }
+        let score = similarity(embedding, self.vectors.iter().map(Vec::as_slice));
+        (score >= self.threshold).then_some(RuleMatch { similarity: Some(score) })
     }
+}
+
+/// The mean cosine similarity of a unit vector to its [`NEAREST`] nearest unit vectors among `pool`.
+fn similarity<'a>(v: &[f32], pool: impl IntoIterator<Item = &'a [f32]>) -> f32 {
+    let mut sims: Vec<f32> = pool.into_iter().map(|p| switchyard_core::dot(v, p)).collect();
+    if sims.is_empty() {
+        return f32::MIN;
+    }
+    sims.sort_by(|a, b| b.total_cmp(a));
+    let k = NEAREST.min(sims.len());
+    sims[..k].iter().sum::<f32>() / k as f32
 }
 
 /// The first rule that matches, if any, and how.
@@ -345,10 +392,34 @@ mod tests {
             ),
             ("name = \"x\"\nwhen = { similar_to = [\"a\"], threshold = 1.5 }\nthen = { model = \"big\" }", "(0, 1]"),
             ("name = \"x\"\nwhen = { min_chars = 3, threshold = 0.5 }\nthen = { model = \"big\" }", "goes with"),
+            ("name = \"x\"\nwhen = { similar_to = [\"only one\"] }\nthen = { model = \"big\" }", "single example"),
         ];
         for (text, needle) in cases {
             let err = rule(text).unwrap_err();
             assert!(err.contains(needle), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn similarity_is_the_mean_over_the_nearest_examples() {
+        let unit = |v: [f32; 3]| {
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.map(|x| x / n).to_vec()
+        };
+        let pool = [unit([1.0, 0.1, 0.0]), unit([1.0, -0.1, 0.0]), unit([1.0, 0.0, 0.1]), unit([0.0, 0.0, 1.0])];
+        let near = unit([1.0, 0.0, 0.0]);
+        let s = similarity(&near, pool.iter().map(Vec::as_slice));
+        // The three nearest are all about 0.995 away; the fourth (orthogonal) is left out.
+        assert!((s - 0.995).abs() < 0.001, "{s}");
+        let mut rule =
+            rule("name = \"s\"\nwhen = { similar_to = [\"a\", \"b\"], threshold = 0.9 }\nthen = { model = \"big\" }")
+                .unwrap();
+        rule.vectors = pool.to_vec();
+        let q = view(&[], &[], "anything");
+        assert_eq!(rule.threshold(), Some(0.9));
+        assert!(rule.matches(&q, &near).is_some_and(|m| m.similarity.is_some_and(|s| s > 0.99)));
+        assert!(rule.matches(&q, &unit([0.0, 1.0, 0.0])).is_none());
+        // Not embedded yet (or another encoder's size): no match rather than a wrong one.
+        assert!(rule.matches(&q, &[1.0, 0.0]).is_none());
     }
 }
