@@ -54,3 +54,45 @@ async fn sigterm_drains_in_flight_requests() {
     assert!(code.success(), "exit status {code}");
     assert!(client.get(format!("{base}/healthz")).send().await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_stuck_stream_exits_within_the_grace_period() {
+    common::model_files();
+    let (upstream_addr, fake) = upstream::start().await;
+    for m in Router::load(&common::workspace_root().join("models/default")).unwrap().manifest.models {
+        // Two chunks, then silence that never ends (and an idle limit far beyond the test).
+        fake.modes.lock().unwrap().insert(m.model.clone(), Mode::StallAfter(2));
+    }
+    let mut server = common::serve::spawn("shutdown_grace_ms = 1500\nidle_timeout_ms = 600000", upstream_addr).await;
+    let client = reqwest::Client::new();
+    let body = json!({"model": "switchyard", "stream": true, "messages": [{"role": "user", "content": "Tell me a long story."}]});
+    let response = client.post(format!("{}/v1/chat/completions", server.base)).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let mut chunks = response.bytes_stream();
+    let first = futures_util::StreamExt::next(&mut chunks).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("<0>"), "{first:?}");
+
+    let sent = std::time::Instant::now();
+    let status = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..200 {
+        if let Some(code) = server.child.try_wait().unwrap() {
+            exited = Some((code, sent.elapsed()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let Some((code, took)) = exited else { panic!("serve did not exit after SIGTERM:\n{}", server.log()) };
+    assert!(code.success(), "exit status {code}:\n{}", server.log());
+    // It waited for the stream through the grace period, then closed it and exited.
+    assert!(took >= Duration::from_millis(1400), "exited after {took:?}, before the grace period ended");
+    assert!(took < Duration::from_millis(1500 + 8000), "exited after {took:?}");
+    assert!(server.log().contains("server.shutdown_grace_ms"), "{}", server.log());
+    // The client's stream ends rather than hanging.
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut chunks).await {}
+    })
+    .await;
+    assert!(rest.is_ok(), "the stuck stream was not closed");
+}

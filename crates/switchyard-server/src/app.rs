@@ -164,11 +164,25 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
     crate::metrics::render_embedder(&mut text, &state.embedder);
     crate::metrics::render_budgets(&mut text, &state.keys);
+    crate::metrics::render_supervision(&mut text, &state.embedder, state.log.as_ref());
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 
-async fn ready(State(state): State<Arc<AppState>>) -> Json<Value> {
+/// Ready when the inference thread and the decision log's writer are running; 503 naming what is down
+/// (between a panic and its restart) otherwise.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let routers = state.routers();
+    let mut down = Vec::new();
+    if !state.embedder.is_up() {
+        down.push("inference");
+    }
+    if state.log.as_ref().is_some_and(|l| !l.is_up()) {
+        down.push("log_writer");
+    }
+    if !down.is_empty() {
+        let body = json!({"status": "unavailable", "down": down, "router_generation": routers.generation});
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     Json(json!({
         "status": "ready",
         "models": routers.main.manifest.models.len(),
@@ -176,6 +190,7 @@ async fn ready(State(state): State<Arc<AppState>>) -> Json<Value> {
         "router_generation": routers.generation,
         "router_fingerprint": routers.main.manifest.training.fingerprint,
     }))
+    .into_response()
 }
 
 async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {

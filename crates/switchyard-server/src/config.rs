@@ -102,6 +102,10 @@ pub struct ServerConfig {
     /// Longest silence between two chunks of an upstream's answer, in milliseconds. A stream that keeps
     /// sending is never cut, however long it runs; a silent one ends with an SSE error event.
     pub idle_timeout_ms: u64,
+    /// After SIGTERM or Ctrl-C, how long in-flight requests (streams included) may take to finish, in
+    /// milliseconds; then the remaining connections are closed, the decision log's queue is written and the
+    /// process exits.
+    pub shutdown_grace_ms: u64,
     /// Deprecated alias of `first_byte_timeout_ms` (it used to bound the whole call, which cut long streams).
     pub upstream_timeout_ms: Option<u64>,
     /// Consecutive failures after which an upstream is put in cooldown.
@@ -142,6 +146,7 @@ impl Default for ServerConfig {
             first_byte_timeout_ms: None,
             idle_timeout_ms: 30_000,
             upstream_timeout_ms: None,
+            shutdown_grace_ms: 30_000,
             cooldown_failures: 3,
             cooldown_ms: 30_000,
         }
@@ -313,6 +318,7 @@ impl Config {
             ("server.first_byte_timeout_ms", self.server.first_byte_timeout_ms.unwrap_or(1)),
             ("server.upstream_timeout_ms", self.server.upstream_timeout_ms.unwrap_or(1)),
             ("server.idle_timeout_ms", self.server.idle_timeout_ms),
+            ("server.shutdown_grace_ms", self.server.shutdown_grace_ms),
             ("routing.deescalate_after", u64::from(self.routing.deescalate_after)),
             ("routing.session_ttl_s", self.routing.session_ttl_s),
             ("routing.max_sessions", self.routing.max_sessions as u64),

@@ -4,7 +4,7 @@
 //! at once (no added wait), a loaded one batches. A full queue is refused at once (429) rather than letting
 //! latency grow without bound.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -77,6 +77,27 @@ pub struct EmbedderStats {
     pub rejected: AtomicU64,
     /// Prompts waiting now.
     pub queued: AtomicU64,
+    /// Times the inference thread was restarted after a panic.
+    pub restarts: AtomicU64,
+    /// The inference thread is down (between a panic and its restart).
+    pub down: AtomicBool,
+}
+
+/// The first wait before restarting a panicked inference thread; it doubles on each panic that follows
+/// within a minute, up to [`MAX_RESTART_DELAY`].
+const RESTART_DELAY: Duration = Duration::from_millis(200);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
+
+/// Marks the inference thread down when dropped by a panic's unwinding, before the batch's replies are
+/// dropped: a client that sees its request fail then also sees `/readyz` fail.
+struct DownOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for DownOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// The server's embedder.
@@ -96,7 +117,8 @@ impl Embedder {
         let (thread_encoder, thread_stats) = (encoder.clone(), stats.clone());
         let budget = options.batch_tokens.max(1);
         std::thread::Builder::new().name("switchyard-inference".into()).spawn(move || {
-            Batcher { rx, budget, wait: options.batch_wait }.run(thread_encoder.as_ref(), &thread_stats)
+            let batcher = Batcher { rx, budget, wait: options.batch_wait };
+            supervise(|| batcher.run(thread_encoder.as_ref(), &thread_stats), &thread_stats);
         })?;
         Ok(Self {
             encoder,
@@ -110,6 +132,11 @@ impl Embedder {
     /// The embedder's counters.
     pub fn stats(&self) -> &EmbedderStats {
         &self.stats
+    }
+
+    /// Whether the inference thread is running (not between a panic and its restart).
+    pub fn is_up(&self) -> bool {
+        !self.stats.down.load(Ordering::SeqCst)
     }
 
     /// Prompts in the cache now.
@@ -162,6 +189,36 @@ impl Embedder {
             cache.insert(key, embedding.clone());
         }
         Ok((embedding, timing))
+    }
+}
+
+/// Runs the inference loop, restarting it after a panic: the queue survives, so prompts waiting in it are
+/// answered after the restart; only the batch that panicked fails. Restarts are counted and logged.
+fn supervise(run: impl Fn(), stats: &EmbedderStats) {
+    let mut delay = RESTART_DELAY;
+    let mut last_panic: Option<Instant> = None;
+    loop {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&run)) {
+            Ok(()) => return,
+            Err(panic) => {
+                stats.down.store(true, Ordering::SeqCst);
+                stats.restarts.fetch_add(1, Ordering::Relaxed);
+                if last_panic.is_some_and(|t| t.elapsed() > Duration::from_secs(60)) {
+                    delay = RESTART_DELAY;
+                }
+                last_panic = Some(Instant::now());
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!("the inference thread panicked ({what}); restarting it in {delay:?}");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(MAX_RESTART_DELAY);
+                stats.down.store(false, Ordering::SeqCst);
+                tracing::info!("the inference thread is running again");
+            }
+        }
     }
 }
 
@@ -233,6 +290,8 @@ fn answer(encoder: &dyn Encoder, mut batch: Vec<Pending>, stats: &EmbedderStats)
     let started = Instant::now();
     let (inputs, waiting): (Vec<TokenizedText>, Vec<_>) =
         batch.into_iter().map(|p| (p.tokens, (p.enqueued, p.reply))).unzip();
+    // Declared after `waiting`, so a panic drops it first.
+    let _down = DownOnPanic(&stats.down);
     let result = encoder.embed_tokens(&inputs);
     let inference = started.elapsed();
     stats.batches.fetch_add(1, Ordering::Relaxed);

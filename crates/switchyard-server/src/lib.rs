@@ -31,6 +31,7 @@ mod sse;
 mod state;
 mod upstream;
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 
 pub use app::app;
@@ -49,8 +50,9 @@ pub use rules::{Action, Condition, Examples, Rule, RuleConfig, RuleMatch};
 pub use sessions::{PinAction, SessionPin, Sessions};
 pub use state::AppState;
 
-/// Serves `state` on the configured address until Ctrl-C or SIGTERM, then drains in-flight requests and
-/// writes what the decision log still holds. SIGHUP reloads the routers from disk without dropping requests.
+/// Serves `state` on the configured address until Ctrl-C or SIGTERM, then drains in-flight requests for at
+/// most `server.shutdown_grace_ms`, closes what is left, and writes what the decision log still holds.
+/// SIGHUP reloads the routers from disk without dropping requests.
 pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
     let addr = state.config.listen_addr().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -58,7 +60,27 @@ pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
     tracing::info!("switchyard listening on http://{} ({models} models)", listener.local_addr()?);
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(state.clone()));
-    let served = axum::serve(listener, app(state.clone())).with_graceful_shutdown(shutdown_signal()).await;
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = stopping.send(true);
+    };
+    let grace = std::time::Duration::from_millis(state.config.server.shutdown_grace_ms);
+    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(signal).into_future();
+    let deadline = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    let served = tokio::select! {
+        served = server => served,
+        () = deadline => {
+            tracing::warn!(
+                "shutdown: requests still in flight after {} ms (server.shutdown_grace_ms); closing them",
+                grace.as_millis()
+            );
+            Ok(())
+        }
+    };
     if let Some(log) = &state.log {
         tracing::info!("writing the decision log's queue to {}", log.path().display());
     }

@@ -357,6 +357,36 @@ fn render_key_counters(out: &mut String, m: &Inner) {
     }
 }
 
+/// Restarts of the supervised threads, and whether each is up.
+pub fn render_supervision(
+    out: &mut String,
+    embedder: &crate::embedder::Embedder,
+    log: Option<&switchyard_store::LogWriter>,
+) {
+    out.push_str("# HELP switchyard_restarts_total Restarts of a supervised thread after a panic, by component.\n");
+    out.push_str("# TYPE switchyard_restarts_total counter\n");
+    let inference = embedder.stats().restarts.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(out, "switchyard_restarts_total{{component=\"inference\"}} {inference}");
+    if let Some(log) = log {
+        let writer = log.stats().restarts.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(out, "switchyard_restarts_total{{component=\"log_writer\"}} {writer}");
+    }
+    out.push_str("# HELP switchyard_component_up Whether a supervised thread is running (1) or restarting (0).\n");
+    out.push_str("# TYPE switchyard_component_up gauge\n");
+    let _ = writeln!(out, "switchyard_component_up{{component=\"inference\"}} {}", u8::from(embedder.is_up()));
+    if let Some(log) = log {
+        let _ = writeln!(out, "switchyard_component_up{{component=\"log_writer\"}} {}", u8::from(log.is_up()));
+        let retries = log.stats().retries.load(std::sync::atomic::Ordering::Relaxed);
+        scalar(
+            out,
+            "switchyard_log_commit_retries_total",
+            "counter",
+            "Decision log commits tried again after failing.",
+            retries,
+        );
+    }
+}
+
 /// Gauges of each key's budget: spend in the current period and the budget.
 pub fn render_budgets(out: &mut String, keys: &crate::keys::KeyRing) {
     out.push_str("# HELP switchyard_key_period_spend_usd Spend in the budget's current period, by client key.\n");

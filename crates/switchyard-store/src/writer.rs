@@ -3,7 +3,7 @@
 //! dropped and counted, so a slow disk can never stall traffic.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +37,18 @@ pub struct WriterStats {
     pub queued: AtomicU64,
     /// Requests deleted by retention.
     pub pruned: AtomicU64,
+    /// Times the writer thread was restarted after a panic.
+    pub restarts: AtomicU64,
+    /// Commits that failed and were tried again.
+    pub retries: AtomicU64,
+    /// The writer is down (between a panic and its restart, or while the database cannot be reopened).
+    pub down: AtomicBool,
 }
+
+/// Waits before a failed commit is tried again; after the last, its rows count as failed.
+const RETRY_DELAYS: [Duration; 3] = [Duration::from_millis(50), Duration::from_millis(250), Duration::from_secs(1)];
+/// The first wait before restarting a panicked writer; it doubles up to five seconds.
+const RESTART_DELAY: Duration = Duration::from_millis(200);
 
 /// Settings of the writer.
 #[derive(Debug, Clone)]
@@ -69,10 +80,11 @@ impl LogWriter {
         }
         let (tx, rx) = mpsc::sync_channel(options.queue_capacity.max(1));
         let thread_stats = stats.clone();
+        let path = options.path.clone();
         std::thread::Builder::new()
             .name("switchyard-log".into())
             .spawn(move || {
-                let shutdown = run(store, &rx, &thread_stats, retention_ms);
+                let shutdown = supervise(store, &path, &rx, &thread_stats, retention_ms);
                 // Close the queue before answering, so nothing logged after `shutdown` returns is accepted.
                 drop(rx);
                 if let Some(reply) = shutdown {
@@ -122,6 +134,11 @@ impl LogWriter {
         }
     }
 
+    /// Whether the writer thread is running (not between a panic and its restart).
+    pub fn is_up(&self) -> bool {
+        !self.stats.down.load(Ordering::SeqCst)
+    }
+
     /// Writes what is queued and stops the writer thread; later records are dropped and counted.
     pub fn shutdown(&self) {
         let (reply, done) = mpsc::sync_channel(1);
@@ -131,10 +148,58 @@ impl LogWriter {
     }
 }
 
-/// The writer loop; returns the reply channel of a shutdown request, if that is what ended it.
-fn run(mut store: Store, rx: &Receiver<Op>, stats: &WriterStats, retention_ms: Option<i64>) -> Option<SyncSender<()>> {
-    let mut last_prune = Instant::now();
+/// Runs the writer loop, restarting it (on a freshly opened database) after a panic. The queue survives a
+/// restart, so records waiting in it are written after it; the rows of the batch being written when the
+/// panic came count as failed. Returns the reply channel of a shutdown request, if that is what ended it.
+fn supervise(
+    store: Store,
+    path: &Path,
+    rx: &Receiver<Op>,
+    stats: &WriterStats,
+    retention_ms: Option<i64>,
+) -> Option<SyncSender<()>> {
+    let mut store = Some(store);
     let mut batch: Vec<DecisionRecord> = Vec::with_capacity(BATCH);
+    let mut delay = RESTART_DELAY;
+    loop {
+        let mut open = match store.take().map_or_else(|| Store::open(path), Ok) {
+            Ok(s) => s,
+            Err(e) => {
+                stats.down.store(true, Ordering::SeqCst);
+                tracing::error!("decision log: cannot reopen {}: {e}; trying again in {delay:?}", path.display());
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        stats.down.store(false, Ordering::SeqCst);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(&mut open, rx, stats, retention_ms, &mut batch)
+        }));
+        match run {
+            Ok(shutdown) => return shutdown,
+            Err(_) => {
+                stats.down.store(true, Ordering::SeqCst);
+                stats.restarts.fetch_add(1, Ordering::Relaxed);
+                stats.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                batch.clear();
+                tracing::error!("the decision log writer panicked; restarting it in {delay:?}");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// The writer loop; returns the reply channel of a shutdown request, if that is what ended it.
+fn run(
+    store: &mut Store,
+    rx: &Receiver<Op>,
+    stats: &WriterStats,
+    retention_ms: Option<i64>,
+    batch: &mut Vec<DecisionRecord>,
+) -> Option<SyncSender<()>> {
+    let mut last_prune = Instant::now();
     loop {
         let Ok(first) = rx.recv() else { break };
         let mut pending = Some(first);
@@ -145,25 +210,25 @@ fn run(mut store: Store, rx: &Receiver<Op>, stats: &WriterStats, retention_ms: O
                     stats.queued.fetch_sub(1, Ordering::Relaxed);
                     batch.push(*r);
                     if batch.len() >= BATCH {
-                        commit(&mut store, &mut batch, stats);
+                        commit(store, batch, stats);
                     }
                 }
                 Op::Feedback(f, reply) => {
-                    commit(&mut store, &mut batch, stats);
+                    commit(store, batch, stats);
                     let _ = reply.send(store.feedback(&f));
                 }
                 Op::Flush(reply) => {
-                    commit(&mut store, &mut batch, stats);
+                    commit(store, batch, stats);
                     let _ = reply.send(());
                 }
                 Op::Shutdown(reply) => {
-                    commit(&mut store, &mut batch, stats);
+                    commit(store, batch, stats);
                     return Some(reply);
                 }
             }
             pending = rx.try_recv().ok();
         }
-        commit(&mut store, &mut batch, stats);
+        commit(store, batch, stats);
         if let Some(ms) = retention_ms.filter(|_| last_prune.elapsed() >= PRUNE_EVERY) {
             last_prune = Instant::now();
             match store.prune(now_ms() - ms) {
@@ -174,7 +239,7 @@ fn run(mut store: Store, rx: &Receiver<Op>, stats: &WriterStats, retention_ms: O
             }
         }
     }
-    commit(&mut store, &mut batch, stats);
+    commit(store, batch, stats);
     None
 }
 
@@ -182,22 +247,84 @@ fn commit(store: &mut Store, batch: &mut Vec<DecisionRecord>, stats: &WriterStat
     if batch.is_empty() {
         return;
     }
-    match store.insert(batch) {
+    let path = store.path().to_path_buf();
+    let result = retry(
+        &RETRY_DELAYS,
+        || store.insert(batch),
+        |attempt, e| {
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                "decision log {}: commit of {} rows failed (attempt {attempt}): {e}",
+                path.display(),
+                batch.len()
+            );
+        },
+    );
+    match result {
         Ok(()) => {
             stats.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
         Err(e) => {
             stats.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            tracing::error!("decision log {}: cannot write {} rows: {e}", store.path().display(), batch.len());
+            tracing::error!("decision log {}: cannot write {} rows: {e}", path.display(), batch.len());
         }
     }
     batch.clear();
+}
+
+/// Runs `attempt` until it succeeds or every delay has been waited once; `failed` hears of each failure
+/// that will be tried again.
+fn retry<E>(
+    delays: &[Duration],
+    mut attempt: impl FnMut() -> Result<(), E>,
+    mut failed: impl FnMut(usize, &E),
+) -> Result<(), E> {
+    for (i, delay) in delays.iter().enumerate() {
+        match attempt() {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                failed(i + 1, &e);
+                std::thread::sleep(*delay);
+            }
+        }
+    }
+    attempt()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::record::PromptLogging;
+
+    #[test]
+    fn a_failed_commit_is_tried_again_before_its_rows_count_as_failed() {
+        let delays = [Duration::from_millis(1); 3];
+        let (mut calls, mut heard) = (0, Vec::new());
+        let result: Result<(), &str> = retry(
+            &delays,
+            || {
+                calls += 1;
+                if calls < 3 {
+                    Err("database is locked")
+                } else {
+                    Ok(())
+                }
+            },
+            |n, e| heard.push((n, *e)),
+        );
+        assert_eq!((result, calls), (Ok(()), 3));
+        assert_eq!(heard, [(1, "database is locked"), (2, "database is locked")]);
+        let mut calls = 0;
+        let result: Result<(), &str> = retry(
+            &delays,
+            || {
+                calls += 1;
+                Err("disk full")
+            },
+            |_, _| {},
+        );
+        assert_eq!((result, calls), (Err("disk full"), 4), "three retries, then the rows count as failed");
+    }
 
     fn record(id: usize) -> DecisionRecord {
         let mut r = DecisionRecord {
