@@ -96,3 +96,23 @@ async fn sigterm_with_a_stuck_stream_exits_within_the_grace_period() {
     .await;
     assert!(rest.is_ok(), "the stuck stream was not closed");
 }
+
+/// A router trained with another truncation (or other tokenizer/config files) than the server's encoder is
+/// refused at start-up, with both named.
+#[test]
+fn a_router_for_another_encoder_setting_is_a_start_up_error() {
+    common::model_files();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(&config, "[log]\nenabled = false\n[encoder]\nmax_tokens = 128\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .current_dir(common::workspace_root())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("max_tokens 256") && err.contains("max_tokens 128"), "{err}");
+    assert!(err.contains("tokenizer/config sha256"), "{err}");
+}

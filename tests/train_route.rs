@@ -424,7 +424,7 @@ fn cli_trains_then_routes_and_reports_bad_input() {
 #[test]
 fn bundled_default_router_routes() {
     let router = Router::load(&workspace_root().join("models/default")).unwrap();
-    router.check_encoder(encoder().id(), encoder().dim()).unwrap();
+    router.check_encoder(&switchyard_server::encoder_info(encoder())).unwrap();
     let catalog = Catalog::load(&set_path("default", "catalog.toml")).unwrap();
     assert_eq!(router.manifest.models.len(), catalog.models.len());
     let e = encoder().embed_batch(&["Integrate x^2 from 0 to 3.", "Summarise the plot of Hamlet."]).unwrap();

@@ -10,9 +10,44 @@ use crate::predictor::{Dense, Factorized, Heads, KnnMemory, Platt, Predictor, Pr
 use crate::router::{Manifest, Router, RouterError, FORMAT_VERSION, MANIFEST_FILE, WEIGHTS_FILE};
 
 impl Router {
-    /// Writes `manifest.json` and `router.safetensors` into `dir` (created if needed).
+    /// Writes the router into `dir` atomically: `manifest.json` and `router.safetensors` go into a new folder
+    /// beside `dir` (with any other files `dir` holds), which then takes `dir`'s place by rename. A server
+    /// reloading `dir` meanwhile reads the old router or the new one, never half of each (for an instant
+    /// there may be no folder: that reload fails, and a server keeps the router it has).
     pub fn save(&self, dir: &Path) -> Result<(), RouterError> {
-        std::fs::create_dir_all(dir).map_err(|source| RouterError::Io { path: dir.to_path_buf(), source })?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RouterError::Io { path, source }
+        };
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "router".into());
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let stamp = format!("{}-{nanos}", std::process::id());
+        let fresh = parent.join(format!(".{name}.writing-{stamp}"));
+        std::fs::create_dir(&fresh).map_err(io(&fresh))?;
+        let written = self.write_files(&fresh).and_then(|()| carry_other_files(dir, &fresh));
+        if let Err(e) = written {
+            let _ = std::fs::remove_dir_all(&fresh);
+            return Err(e);
+        }
+        if dir.exists() {
+            let old = parent.join(format!(".{name}.old-{stamp}"));
+            std::fs::rename(dir, &old).map_err(io(dir))?;
+            if let Err(source) = std::fs::rename(&fresh, dir) {
+                let _ = std::fs::rename(&old, dir);
+                let _ = std::fs::remove_dir_all(&fresh);
+                return Err(RouterError::Io { path: dir.to_path_buf(), source });
+            }
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            std::fs::rename(&fresh, dir).map_err(io(dir))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `manifest.json` and `router.safetensors` into an existing folder, each synced to disk.
+    fn write_files(&self, dir: &Path) -> Result<(), RouterError> {
         let weights_path = dir.join(WEIGHTS_FILE);
         let weights_err =
             |e: candle_core::Error| RouterError::Weights { path: weights_path.clone(), message: e.to_string() };
@@ -62,14 +97,40 @@ impl Router {
         let tensors = tensors.0;
         candle_core::safetensors::save(&tensors, &weights_path).map_err(weights_err)?;
 
+        let weights =
+            std::fs::read(&weights_path).map_err(|source| RouterError::Io { path: weights_path.clone(), source })?;
+        let mut manifest = self.manifest.clone();
+        manifest.weights_sha256 = Some(sha256_hex(&weights));
         let manifest_path = dir.join(MANIFEST_FILE);
-        let json = serde_json::to_string_pretty(&self.manifest)
+        let json = serde_json::to_string_pretty(&manifest)
             .map_err(|e| RouterError::Manifest { path: manifest_path.clone(), message: e.to_string() })?;
-        std::fs::write(&manifest_path, json + "\n").map_err(|source| RouterError::Io { path: manifest_path, source })
+        std::fs::write(&manifest_path, json + "\n")
+            .map_err(|source| RouterError::Io { path: manifest_path.clone(), source })?;
+        for path in [&manifest_path, &weights_path] {
+            std::fs::File::open(path)
+                .and_then(|f| f.sync_all())
+                .map_err(|source| RouterError::Io { path: path.clone(), source })?;
+        }
+        Ok(())
     }
 
-    /// Reads a router folder written by [`Router::save`], checking the format version and every tensor's size.
+    /// Reads a router folder written by [`Router::save`], checking the format version, that the weights are
+    /// the ones the manifest was saved with, and every tensor's size. A folder replaced while it was read (a
+    /// save elsewhere) is read again, a few times.
     pub fn load(dir: &Path) -> Result<Self, RouterError> {
+        let mut attempt = 0;
+        loop {
+            match Self::load_once(dir) {
+                Err(RouterError::Torn { .. }) if attempt < 5 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn load_once(dir: &Path) -> Result<Self, RouterError> {
         let manifest_path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&manifest_path)
             .map_err(|source| RouterError::Io { path: manifest_path.clone(), source })?;
@@ -83,7 +144,12 @@ impl Router {
             .map_err(|e| RouterError::Manifest { path: manifest_path.clone(), message: e.to_string() })?;
 
         let weights_path = dir.join(WEIGHTS_FILE);
-        let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)
+        let bytes =
+            std::fs::read(&weights_path).map_err(|source| RouterError::Io { path: weights_path.clone(), source })?;
+        if manifest.weights_sha256.as_ref().is_some_and(|want| *want != sha256_hex(&bytes)) {
+            return Err(RouterError::Torn { path: dir.to_path_buf() });
+        }
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
             .map_err(|e| RouterError::Weights { path: weights_path.clone(), message: e.to_string() })?;
         let weights = Weights { tensors, path: &weights_path };
         let models = manifest.models.len();
@@ -299,6 +365,37 @@ struct Shape {
     latent: usize,
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Copies what `from` holds besides the router's own two files into `to` (folders too), so that a save
+/// does not lose a user's notes beside the router. A missing `from` holds nothing.
+fn carry_other_files(from: &Path, to: &Path) -> Result<(), RouterError> {
+    copy_tree(from, to, true)
+}
+
+fn copy_tree(from: &Path, to: &Path, top: bool) -> Result<(), RouterError> {
+    let io = |path: &Path, source| RouterError::Io { path: path.to_path_buf(), source };
+    let Ok(entries) = std::fs::read_dir(from) else { return Ok(()) };
+    for entry in entries {
+        let entry = entry.map_err(|e| io(from, e))?;
+        let name = entry.file_name();
+        if top && (name == MANIFEST_FILE || name == WEIGHTS_FILE) {
+            continue;
+        }
+        let (source, target) = (entry.path(), to.join(&name));
+        if entry.file_type().map_err(|e| io(&source, e))?.is_dir() {
+            std::fs::create_dir(&target).map_err(|e| io(&target, e))?;
+            copy_tree(&source, &target, false)?;
+        } else {
+            std::fs::copy(&source, &target).map_err(|e| io(&source, e))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,8 +415,9 @@ mod tests {
         });
         Router {
             manifest: Manifest {
+                weights_sha256: None,
                 format_version: FORMAT_VERSION,
-                encoder: EncoderInfo { id: "enc".into(), dim, max_tokens: 256 },
+                encoder: EncoderInfo { id: "enc".into(), dim, max_tokens: 256, files_sha256: Some("f1".into()) },
                 models: models.to_vec(),
                 domains: vec!["math".into(), "law".into()],
                 predictor: predictor.kind(),
@@ -463,8 +561,22 @@ mod tests {
         let router = tiny(predictor, hidden);
         let dir = tempfile::tempdir().unwrap();
         router.save(dir.path()).unwrap();
-        assert!(matches!(router.check_encoder("other", 2), Err(RouterError::EncoderMismatch { .. })));
-        router.check_encoder("enc", 2).unwrap();
+        let running = |id: &str, max_tokens, files: Option<&str>| EncoderInfo {
+            id: id.into(),
+            dim: 2,
+            max_tokens,
+            files_sha256: files.map(str::to_string),
+        };
+        assert!(matches!(
+            router.check_encoder(&running("other", 256, Some("f1"))),
+            Err(RouterError::EncoderMismatch { .. })
+        ));
+        router.check_encoder(&running("enc", 256, Some("f1"))).unwrap();
+        // Another truncation, or another tokenizer/config, is another encoder: the error names both.
+        let err = router.check_encoder(&running("enc", 128, Some("f1"))).unwrap_err().to_string();
+        assert!(err.contains("max_tokens 256") && err.contains("max_tokens 128"), "{err}");
+        let err = router.check_encoder(&running("enc", 256, Some("f2"))).unwrap_err().to_string();
+        assert!(err.contains("f1") && err.contains("f2"), "{err}");
 
         let manifest = dir.path().join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&manifest).unwrap();
@@ -481,9 +593,72 @@ mod tests {
 
         std::fs::write(&manifest, &text).unwrap();
         std::fs::write(dir.path().join(WEIGHTS_FILE), b"garbage").unwrap();
+        // The manifest's digest tells the replaced file apart before it is parsed.
+        let err = Router::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("does not match manifest.json"), "{err}");
+        let unchecked: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut unchecked = unchecked.as_object().unwrap().clone();
+        unchecked.remove("weights_sha256");
+        std::fs::write(&manifest, serde_json::to_string(&unchecked).unwrap()).unwrap();
         let err = Router::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("router.safetensors") && err.contains("retrain"), "{err}");
         std::fs::remove_dir_all(dir.path()).unwrap();
         assert!(matches!(Router::load(dir.path()), Err(RouterError::Io { .. })));
+    }
+
+    #[test]
+    fn a_save_replaces_the_folder_whole_while_readers_load_it() {
+        let mut all = predictors();
+        let (a, b) = (tiny(all.remove(0).0, 0), tiny(all.pop().unwrap().0, 3));
+        let (kind_a, kind_b) = (a.manifest.predictor, b.manifest.predictor);
+        assert_ne!(kind_a, kind_b);
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("router");
+        a.save(&dir).unwrap();
+        std::fs::write(dir.join("NOTES.md"), "trained on the March logs").unwrap();
+        std::fs::create_dir(dir.join("reports")).unwrap();
+        std::fs::write(dir.join("reports/bench.json"), "{}").unwrap();
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (dir, stop) = (dir.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut whole, mut missing) = (0, 0);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match Router::load(&dir) {
+                        Ok(r) => {
+                            assert!(r.manifest.predictor == kind_a || r.manifest.predictor == kind_b);
+                            whole += 1;
+                        }
+                        // Between the two renames there is, for an instant, no folder at all; and a reader
+                        // overtaken by several saves in a row is told, never handed a mix.
+                        Err(RouterError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                            missing += 1;
+                        }
+                        Err(RouterError::Torn { .. }) => missing += 1,
+                        Err(e) => panic!("a reader saw half a router: {e}"),
+                    }
+                }
+                (whole, missing)
+            })
+        };
+        for i in 0..40 {
+            if i % 2 == 0 {
+                b.save(&dir).unwrap()
+            } else {
+                a.save(&dir).unwrap()
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (whole, _) = reader.join().unwrap();
+        assert!(whole > 0);
+        assert_eq!(Router::load(&dir).unwrap().manifest.predictor, kind_a);
+        assert_eq!(std::fs::read_to_string(dir.join("NOTES.md")).unwrap(), "trained on the March logs");
+        assert!(dir.join("reports/bench.json").is_file());
+        let left: Vec<String> = std::fs::read_dir(parent.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["router"], "temporary folders left behind");
     }
 }

@@ -25,6 +25,20 @@ pub struct EncoderInfo {
     pub dim: usize,
     /// Truncation used when embedding training prompts.
     pub max_tokens: usize,
+    /// SHA-256 of the encoder's tokenizer and config files (canonical JSON), when known; routers written
+    /// before it was recorded have none and are not checked on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_sha256: Option<String>,
+}
+
+impl std::fmt::Display for EncoderInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (dim {}, max_tokens {}", self.id, self.dim, self.max_tokens)?;
+        if let Some(files) = &self.files_sha256 {
+            write!(f, ", tokenizer/config sha256 {}", &files[..files.len().min(12)])?;
+        }
+        f.write_str(")")
+    }
 }
 
 /// One input file of a training run.
@@ -142,6 +156,10 @@ pub struct Manifest {
     /// Cross-validated accuracy of the per-prompt output-length prediction (absent: mean lengths are used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_lengths: Option<LengthReport>,
+    /// SHA-256 of `router.safetensors`, written by [`Router::save`] and checked by [`Router::load`], so a
+    /// manifest is never read with another save's weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
     /// The switchyard version that wrote it.
     pub created_by: String,
 }
@@ -182,17 +200,20 @@ pub enum RouterError {
         /// What is wrong.
         message: String,
     },
+    /// `router.safetensors` is not the file `manifest.json` was saved with: the folder changed while it was
+    /// read, or a file was replaced by hand.
+    #[error("router {path}: router.safetensors does not match manifest.json (weights_sha256); if a save was under way, load again; else write the router again with `switchyard train`")]
+    Torn {
+        /// The router folder.
+        path: PathBuf,
+    },
     /// The router expects a different encoder than the one running.
-    #[error("router was trained with encoder {expected} (dim {expected_dim}) but the running encoder is {found} (dim {found_dim}); retrain the router or use its encoder")]
+    #[error("router was trained with encoder {expected} but the running encoder is {found}; retrain the router with this encoder, or run the router's (model files and encoder.max_tokens)")]
     EncoderMismatch {
-        /// The router's encoder id.
-        expected: String,
-        /// The router's embedding dimension.
-        expected_dim: usize,
-        /// The running encoder's id.
-        found: String,
-        /// The running encoder's dimension.
-        found_dim: usize,
+        /// The router's encoder.
+        expected: Box<EncoderInfo>,
+        /// The running encoder.
+        found: Box<EncoderInfo>,
     },
 }
 
@@ -324,14 +345,13 @@ impl Router {
     }
 
     /// Fails unless embeddings from `encoder_id` with `dim` dimensions are what this router was trained on.
-    pub fn check_encoder(&self, encoder_id: &str, dim: usize) -> Result<(), RouterError> {
+    pub fn check_encoder(&self, running: &EncoderInfo) -> Result<(), RouterError> {
         let e = &self.manifest.encoder;
-        if e.id != encoder_id || e.dim != dim {
+        let files_differ = matches!((&e.files_sha256, &running.files_sha256), (Some(a), Some(b)) if a != b);
+        if e.id != running.id || e.dim != running.dim || e.max_tokens != running.max_tokens || files_differ {
             return Err(RouterError::EncoderMismatch {
-                expected: e.id.clone(),
-                expected_dim: e.dim,
-                found: encoder_id.to_string(),
-                found_dim: dim,
+                expected: Box::new(e.clone()),
+                found: Box::new(running.clone()),
             });
         }
         Ok(())

@@ -40,6 +40,11 @@ pub struct Embedding {
 pub trait Encoder: Send + Sync {
     /// A stable identifier of the model and its weights (used to key embedding caches).
     fn id(&self) -> &str;
+    /// SHA-256 of the tokenizer and config files, when the encoder has them: with [`Encoder::id`],
+    /// [`Encoder::dim`] and [`Encoder::max_tokens`], what a router checks it was trained with.
+    fn files_digest(&self) -> Option<&str> {
+        None
+    }
     /// The embedding dimension.
     fn dim(&self) -> usize;
     /// The most tokens one text is given to the model.

@@ -71,6 +71,7 @@ pub struct MiniLm {
     device: Device,
     dim: usize,
     id: String,
+    files_digest: String,
 }
 
 impl std::fmt::Debug for MiniLm {
@@ -142,6 +143,7 @@ impl MiniLm {
             device,
             dim: config.hidden_size,
             id: format!("{MODEL_ID}@sha256:{WEIGHTS_SHA256}"),
+            files_digest: files_digest(&files.tokenizer, &files.config, &files.fix)?,
         })
     }
 
@@ -199,6 +201,10 @@ impl Encoder for MiniLm {
         &self.id
     }
 
+    fn files_digest(&self) -> Option<&str> {
+        Some(&self.files_digest)
+    }
+
     fn dim(&self) -> usize {
         self.dim
     }
@@ -213,6 +219,56 @@ impl Encoder for MiniLm {
 
     fn embed_tokens(&self, batch: &[TokenizedText]) -> Result<Vec<Vec<f32>>> {
         self.embed_tokenized(batch)
+    }
+}
+
+/// SHA-256 of the tokenizer and config files as canonical JSON (keys sorted, no whitespace), so copies that
+/// differ only in formatting agree and any change in content does not.
+fn files_digest(tokenizer: &std::path::Path, config: &std::path::Path, fix: &str) -> Result<String> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for path in [tokenizer, config] {
+        let text = std::fs::read_to_string(path).map_err(|source| EncoderError::io(path, source))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| EncoderError::InvalidFile {
+            path: path.to_path_buf(),
+            message: format!("not valid JSON: {e}"),
+            fix: fix.to_string(),
+        })?;
+        let mut canonical = String::new();
+        write_canonical(&value, &mut canonical);
+        hasher.update(canonical.as_bytes());
+        hasher.update([0u8]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
     }
 }
 

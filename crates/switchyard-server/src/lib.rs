@@ -45,7 +45,7 @@ pub use knobs::RequestKnobs;
 pub use metrics::Metrics;
 pub use pipeline::{decide, ArmChoice, Decided, Steering};
 pub use query::{Conversation, Needs, Query};
-pub use routing::{load_router, ReloadReport, Routers, StartError};
+pub use routing::{encoder_info, load_router, ReloadReport, Routers, StartError};
 pub use rules::{Action, Condition, Examples, Rule, RuleConfig, RuleMatch};
 pub use sessions::{PinAction, SessionPin, Sessions};
 pub use state::AppState;

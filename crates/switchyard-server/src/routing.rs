@@ -80,11 +80,22 @@ pub struct ReloadReport {
     pub fingerprint: String,
 }
 
+/// What a router records of the encoder it was trained with, for the running one: id (weights), dimension,
+/// truncation and the tokenizer/config digest.
+pub fn encoder_info(encoder: &dyn Encoder) -> switchyard_core::EncoderInfo {
+    switchyard_core::EncoderInfo {
+        id: encoder.id().to_string(),
+        dim: encoder.dim(),
+        max_tokens: encoder.max_tokens(),
+        files_sha256: encoder.files_digest().map(str::to_string),
+    }
+}
+
 /// Loads a router folder and checks it against the encoder.
 pub fn load_router(path: &Path, key: &str, encoder: &dyn Encoder) -> Result<Router, StartError> {
     let wrap = |source| StartError::Router { path: path.to_path_buf(), key: key.to_string(), source };
     let router = Router::load(path).map_err(wrap)?;
-    router.check_encoder(encoder.id(), encoder.dim()).map_err(wrap)?;
+    router.check_encoder(&encoder_info(encoder)).map_err(wrap)?;
     Ok(router)
 }
 
@@ -97,7 +108,7 @@ impl Routers {
         encoder: &dyn Encoder,
         generation: u64,
     ) -> Result<Self, StartError> {
-        main.check_encoder(encoder.id(), encoder.dim()).map_err(|source| StartError::Router {
+        main.check_encoder(&encoder_info(encoder)).map_err(|source| StartError::Router {
             path: config.router.path.clone(),
             key: "router.path".into(),
             source,

@@ -242,7 +242,12 @@ pub fn train(
     };
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
-        encoder: EncoderInfo { id: encoder.id().to_string(), dim, max_tokens: encoder.max_tokens() },
+        encoder: EncoderInfo {
+            id: encoder.id().to_string(),
+            dim,
+            max_tokens: encoder.max_tokens(),
+            files_sha256: encoder.files_digest().map(str::to_string),
+        },
         models: dataset.costs.clone(),
         domains: dataset.domains.clone(),
         predictor: predictor.kind(),
@@ -257,6 +262,7 @@ pub fn train(
         validation,
         output_lengths: lengths.as_ref().map(|l| l.1.clone()),
         created_by: format!("switchyard {}", env!("CARGO_PKG_VERSION")),
+        weights_sha256: None,
     };
     Ok(Router {
         manifest,

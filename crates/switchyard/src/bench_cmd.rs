@@ -73,7 +73,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
     let (router, train_files) = if let Some(dir) = &args.router {
         let router = Router::load(dir).with_context(|| format!("cannot load router {}", dir.display()))?;
-        router.check_encoder(encoder.id(), encoder.dim())?;
+        router.check_encoder(&switchyard_server::encoder_info(&encoder))?;
         // The kNN baselines learn from the router's own training logs when they are still where they were.
         let files: Vec<PathBuf> = router.manifest.training.files.iter().map(|f| PathBuf::from(&f.path)).collect();
         let files = if files.iter().all(|f| f.is_file()) { files } else { Vec::new() };

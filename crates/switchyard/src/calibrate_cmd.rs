@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 use switchyard_core::{estimate_input_tokens, Knob, Router};
-use switchyard_encoder::{Encoder, MiniLm};
+use switchyard_encoder::MiniLm;
 use switchyard_train::{
     calibrate, default_cache_dir, embed_texts, read_prompts, CalibrationTarget, EmbeddingCache, KnobKind,
 };
@@ -89,7 +89,7 @@ pub fn run(args: &CalibrateArgs) -> anyhow::Result<()> {
         },
     };
     let encoder = MiniLm::from_locator(&args.model.locator(), args.model.options())?;
-    router.check_encoder(encoder.id(), encoder.dim())?;
+    router.check_encoder(&switchyard_server::encoder_info(&encoder))?;
 
     let (prompts, summary) = read_prompts(&args.logs, args.skip_bad_rows)?;
     eprintln!("{summary}; calibrating on {} distinct prompts", prompts.len());
