@@ -1,5 +1,6 @@
 //! The official `openai` Python SDK against a real `switchyard serve` process: a routed call, a streamed
-//! call and typed errors, with unchanged client code except `base_url`. The SDK is installed from PyPI into
+//! call (with and without usage), typed errors and a key's rate limit, with unchanged client code except
+//! `base_url`. The SDK is installed from PyPI into
 //! a virtual environment under the target folder the first time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::upstream;
+use sha2::Digest;
 
 /// A Python with the `openai` package: a virtual environment made (once) under the target folder.
 fn python_with_openai() -> PathBuf {
@@ -33,12 +35,15 @@ async fn the_official_python_sdk_works_against_serve() {
     common::model_files();
     let python = tokio::task::spawn_blocking(python_with_openai).await.unwrap();
     let (upstream_addr, _fake) = upstream::start().await;
-    let server = common::serve::spawn("client_keys = [\"sk-test\"]", upstream_addr).await;
+    // A second key, limited to two requests a minute: the SDK sees the third refused as a typed error.
+    let limited: String = sha2::Sha256::digest(b"sk-limited").iter().map(|b| format!("{b:02x}")).collect();
+    let keys = format!("[[keys]]\nname = \"sdk-limited\"\nkey_sha256 = \"{limited}\"\nrpm = 2\n");
+    let server = common::serve::spawn_with("client_keys = [\"sk-test\"]", &keys, upstream_addr).await;
 
     let script = common::workspace_root().join("tests/openai_sdk_client.py");
     let base_url = format!("{}/v1", server.base);
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(python).arg(script).arg(base_url).arg("sk-test").output().unwrap()
+        Command::new(python).arg(script).arg(base_url).arg("sk-test").arg("sk-limited").output().unwrap()
     })
     .await
     .unwrap();
@@ -49,7 +54,15 @@ async fn the_official_python_sdk_works_against_serve() {
         String::from_utf8_lossy(&output.stderr),
         server.log()
     );
-    for check in ["routed call ok", "streamed call ok", "unknown model ok", "bad key ok", "models ok"] {
+    for check in [
+        "routed call ok",
+        "streamed call ok",
+        "streamed usage ok",
+        "unknown model ok",
+        "bad key ok",
+        "rate limit ok",
+        "models ok",
+    ] {
         assert!(stdout.contains(check), "{check} missing:\n{stdout}");
     }
 }

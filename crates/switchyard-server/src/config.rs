@@ -442,6 +442,18 @@ mod tests {
     }
 
     #[test]
+    fn the_worked_example_in_the_readme_is_valid() {
+        let c = parse(include_str!("../../../examples/two-providers.toml")).unwrap();
+        assert_eq!((c.keys.len(), c.models.len(), c.rules.len()), (2, 5, 1));
+        let gpt = c.models.iter().find(|m| m.name == "gpt-4o").unwrap();
+        assert_eq!(
+            gpt.endpoints().iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["gpt-4o-azure", "gpt-4o-openai"]
+        );
+        assert_eq!(c.server.first_byte_timeout(), std::time::Duration::from_secs(45));
+    }
+
+    #[test]
     fn the_old_total_timeout_is_an_alias_of_the_first_byte_limit() {
         let c = parse("").unwrap();
         assert_eq!(c.server.first_byte_timeout(), std::time::Duration::from_secs(60));
