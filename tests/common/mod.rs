@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: the workspace root and the real encoder model.
 #![allow(dead_code, clippy::expect_used, clippy::panic)]
 
+pub mod pg;
 pub mod serve;
 pub mod upstream;
 

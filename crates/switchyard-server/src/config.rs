@@ -54,8 +54,11 @@ pub struct Config {
 pub struct LogConfig {
     /// Log every routed request (needed for `/v1/feedback` and `switchyard logs`).
     pub enabled: bool,
-    /// The SQLite file (created with its folder if missing).
+    /// The SQLite file (created with its folder if missing), unless `url` is set.
     pub path: PathBuf,
+    /// A PostgreSQL database instead of the SQLite file: `postgres://user:pass@host:port/db`. Several replicas
+    /// can share it; the tables are created on first start and checked on every start.
+    pub url: Option<String>,
     /// `full` keeps prompt text (export needs it); `hash` keeps only its SHA-256.
     pub prompts: PromptLogging,
     /// Rows waiting to be written before new ones are dropped (and counted) rather than slow requests down.
@@ -69,6 +72,7 @@ impl Default for LogConfig {
         Self {
             enabled: true,
             path: PathBuf::from("logs/decisions.sqlite"),
+            url: None,
             prompts: PromptLogging::Full,
             queue_capacity: 10_000,
             retention_days: 30,
@@ -258,6 +262,15 @@ pub enum ConfigError {
     Catalog(#[from] switchyard_core::CatalogError),
 }
 
+impl LogConfig {
+    /// Where the log is written: `url` when set, else `path`.
+    pub fn location(&self) -> switchyard_store::Location {
+        self.url
+            .clone()
+            .map_or_else(|| switchyard_store::Location::Sqlite(self.path.clone()), switchyard_store::Location::Postgres)
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -374,6 +387,9 @@ impl Config {
         }
         if let Some(knob) = self.default_knob() {
             knob.validate().map_err(|e| invalid("router", e.to_string()))?;
+        }
+        if let Some(url) = &self.log.url {
+            switchyard_store::check_url(url).map_err(|e| invalid("log.url", e))?;
         }
         if let Some(n) = self.encoder.max_tokens {
             if !(2..=512).contains(&n) {
@@ -502,6 +518,8 @@ mod tests {
             ("[encoder]\nbatch_wait_ms = -1\n", "encoder.batch_wait_ms"),
             ("[log]\nprompts = \"some\"\n", "unknown variant `some`"),
             ("[server]\nidle_timeout_ms = 0\n", "server.idle_timeout_ms"),
+            ("[log]\nurl = \"mysql://db/log\"\n", "log.url"),
+            ("[log]\nurl = \"postgres://user:pw@db:notaport/log\"\n", "log.url"),
             ("[[keys]]\nname = \"team\"\nrpm = 10\n", "key \"team\": has no secret"),
             ("[[keys]]\nname = \"team\"\nkey_env = \"T\"\nbudget_usd = -1\n", "budget_usd must be a number >= 0"),
             ("[[keys]]\nname = \"team\"\nkey_env = \"T\"\nbudget_period = \"week\"\n", "unknown variant `week`"),

@@ -355,7 +355,7 @@ impl KeyRing {
         keys: &[KeyConfig],
         client_keys: &[String],
         env: impl Fn(&str) -> Option<String>,
-        spent: impl Fn(&str, i64) -> f64,
+        mut spent: impl FnMut(&str, i64) -> f64,
         now_ms: i64,
     ) -> Result<Self, MissingSecret> {
         let mut ring = Vec::new();

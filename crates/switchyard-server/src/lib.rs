@@ -82,7 +82,7 @@ pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
         }
     };
     if let Some(log) = &state.log {
-        tracing::info!("writing the decision log's queue to {}", log.path().display());
+        tracing::info!("writing the decision log's queue to {}", log.location());
     }
     let flushing = state.clone();
     let _ = tokio::task::spawn_blocking(move || {

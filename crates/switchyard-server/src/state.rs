@@ -52,21 +52,33 @@ impl AppState {
             config.routing.max_sessions,
             config.routing.deescalate_after,
         );
-        // Budgets continue from the spend the decision log already holds for their current period.
-        let store = (config.log.enabled && config.log.path.is_file())
-            .then(|| switchyard_store::Store::open(&config.log.path).ok())
-            .flatten();
-        let keys = crate::keys::KeyRing::new(
-            &config.keys,
-            &config.server.client_keys,
-            |var| std::env::var(var).ok(),
-            |name, since| store.as_ref().and_then(|s| s.spend_of(name, since).ok()).unwrap_or(0.0),
-            switchyard_store::now_ms(),
-        )?;
-        drop(store);
+        // Budgets continue from the spend the decision log already holds for their current period. The log is
+        // read on a plain thread: a PostgreSQL client must not run on an async one.
+        let location = config.log.location();
+        let readable = config.log.enabled
+            && match &location {
+                switchyard_store::Location::Sqlite(path) => path.is_file(),
+                switchyard_store::Location::Postgres(_) => true,
+            };
+        let keys = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut db = readable.then(|| switchyard_store::Database::open(&location).ok()).flatten();
+                    crate::keys::KeyRing::new(
+                        &config.keys,
+                        &config.server.client_keys,
+                        |var| std::env::var(var).ok(),
+                        |name, since| db.as_mut().and_then(|d| d.spend_of(name, since).ok()).unwrap_or(0.0),
+                        switchyard_store::now_ms(),
+                    )
+                })
+                .join()
+        })
+        .map_err(|_| StartError::Http("reading the budgets' spend panicked".into()))??;
         let log = if config.log.enabled {
             Some(LogWriter::start(&WriterOptions {
                 path: config.log.path.clone(),
+                url: config.log.url.clone(),
                 queue_capacity: config.log.queue_capacity,
                 retention_days: (config.log.retention_days > 0).then_some(config.log.retention_days),
             })?)

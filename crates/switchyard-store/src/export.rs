@@ -5,7 +5,8 @@ use std::io::Write;
 
 use serde_json::{json, Map, Value};
 
-use crate::db::{LoggedRequest, Store};
+use crate::database::LogRows;
+use crate::db::LoggedRequest;
 use crate::time::format_rfc3339;
 use crate::StoreError;
 
@@ -77,10 +78,10 @@ pub enum Skip {
 }
 
 /// Writes one labelled-log JSON line per exportable request logged at or after `since_ms`.
-pub fn export(store: &Store, since_ms: i64, out: &mut impl Write) -> Result<ExportSummary, StoreError> {
+pub fn export(store: impl LogRows, since_ms: i64, out: &mut impl Write) -> Result<ExportSummary, StoreError> {
     let mut summary = ExportSummary::default();
     let mut io_error = None;
-    store.for_each(since_ms, |request| {
+    store.each_logged(since_ms, &mut |request| {
         if io_error.is_some() {
             return;
         }
@@ -104,6 +105,7 @@ pub fn export(store: &Store, since_ms: i64, out: &mut impl Write) -> Result<Expo
 mod tests {
     use super::*;
     use crate::record::{now_ms, Attempt, DecisionRecord, Feedback, PromptLogging};
+    use crate::Store;
 
     #[test]
     fn only_answered_requests_with_feedback_and_text_are_exported() {

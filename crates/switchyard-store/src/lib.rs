@@ -1,12 +1,15 @@
 //! switchyard's decision log.
 //!
 //! This crate owns the record of every request the server answers (the decision, the upstream attempts,
-//! tokens, cost, latency, rule and experiment arm) in SQLite in WAL mode, written off the request path by a
-//! background thread behind a bounded queue; client feedback attached to those records; the export of
+//! tokens, cost, latency, rule and experiment arm) in SQLite in WAL mode or, for replicas that share one log,
+//! in PostgreSQL ([`Database`]), written off the request path by a supervised background thread behind a
+//! bounded queue; client feedback attached to those records; the export of
 //! logged, scored requests as labelled logs for `switchyard train`; and the traffic statistics of `logs stats`.
 
+mod database;
 mod db;
 mod export;
+mod pg;
 mod record;
 mod stats;
 mod time;
@@ -14,8 +17,10 @@ mod writer;
 
 use std::path::PathBuf;
 
+pub use database::{Database, Location, LogRows};
 pub use db::{LoggedRequest, Store, SCHEMA_VERSION};
 pub use export::{export, labelled_row, ExportSummary, Skip};
+pub use pg::{check_url, redact, PgStore};
 pub use record::{now_ms, prompt_hash, Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome, PromptLogging};
 pub use stats::{stats, wilson, ArmStats, Interval, ModelStats, Stats};
 pub use time::{format_rfc3339, parse_since};
@@ -68,6 +73,16 @@ pub enum StoreError {
     /// A query failed.
     #[error("decision log query failed: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// PostgreSQL refused the connection or a statement (the message says which: a wrong password, a
+    /// database that does not exist, a server that does not answer).
+    #[error("decision log at {url}: {source}; check log.url (user, password, host, port, database) and that the server is up")]
+    Postgres {
+        /// The URL, password hidden.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: postgres::Error,
+    },
     /// A JSON column could not be written.
     #[error("decision log JSON column: {0}")]
     Json(#[from] serde_json::Error),

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::db::{LoggedRequest, Store};
+use crate::database::LogRows;
+use crate::db::LoggedRequest;
 use crate::StoreError;
 
 /// z for a two-sided 95% interval.
@@ -172,7 +173,7 @@ struct ArmAcc {
 }
 
 /// Summarises requests logged at or after `since_ms`.
-pub fn stats(store: &Store, since_ms: i64) -> Result<Stats, StoreError> {
+pub fn stats(store: impl LogRows, since_ms: i64) -> Result<Stats, StoreError> {
     let mut s = Stats {
         requests: 0,
         with_feedback: 0,
@@ -186,7 +187,7 @@ pub fn stats(store: &Store, since_ms: i64) -> Result<Stats, StoreError> {
     let mut keys: BTreeMap<String, KeyStats> = BTreeMap::new();
     let mut models: BTreeMap<String, ModelAcc> = BTreeMap::new();
     let mut arms: BTreeMap<(String, String), ArmAcc> = BTreeMap::new();
-    store.for_each(since_ms, |LoggedRequest { record: r, feedback }| {
+    store.each_logged(since_ms, &mut |LoggedRequest { record: r, feedback }| {
         s.requests += 1;
         s.with_feedback += u64::from(feedback.is_some());
         s.fallbacks += u64::from(r.fell_back());
@@ -350,6 +351,7 @@ impl std::fmt::Display for Stats {
 mod tests {
     use super::*;
     use crate::record::{Attempt, DecisionRecord, Feedback};
+    use crate::Store;
 
     #[test]
     fn wilson_matches_a_textbook_value() {

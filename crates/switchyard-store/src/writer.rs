@@ -2,13 +2,13 @@
 //! dedicated thread writes them in batches, one transaction per batch. When the queue is full, records are
 //! dropped and counted, so a slow disk can never stall traffic.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::db::Store;
+use crate::database::{Database, Location};
 use crate::record::{now_ms, DecisionRecord, Feedback, FeedbackOutcome};
 use crate::StoreError;
 
@@ -53,8 +53,10 @@ const RESTART_DELAY: Duration = Duration::from_millis(200);
 /// Settings of the writer.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
-    /// The SQLite file.
+    /// The SQLite file (unless `url` is given).
     pub path: PathBuf,
+    /// A PostgreSQL URL (`postgres://user:pass@host:port/db`), used instead of `path` when given.
+    pub url: Option<String>,
     /// Records the queue holds before new ones are dropped.
     pub queue_capacity: usize,
     /// Keep requests this many days (`None`: forever).
@@ -65,26 +67,49 @@ pub struct WriterOptions {
 pub struct LogWriter {
     tx: SyncSender<Op>,
     stats: Arc<WriterStats>,
-    path: PathBuf,
+    location: Location,
+}
+
+impl WriterOptions {
+    /// Where the log goes: the URL when given, else the file.
+    pub fn location(&self) -> Location {
+        self.url.clone().map_or_else(|| Location::Sqlite(self.path.clone()), Location::Postgres)
+    }
 }
 
 impl LogWriter {
-    /// Opens the database (so a bad path or a corrupt file fails at start-up) and starts the writer thread.
+    /// Opens the database (so a bad path, a corrupt file or a wrong password fails at start-up) and starts the
+    /// writer thread. The database is opened on that thread: a PostgreSQL client must not run on an async one.
     pub fn start(options: &WriterOptions) -> Result<Self, StoreError> {
-        let mut store = Store::open(&options.path)?;
+        let location = options.location();
         let stats = Arc::new(WriterStats::default());
         let retention_ms = options.retention_days.map(|d| i64::from(d) * 86_400_000);
-        if let Some(ms) = retention_ms {
-            let n = store.prune(now_ms() - ms)?;
-            stats.pruned.fetch_add(n as u64, Ordering::Relaxed);
-        }
         let (tx, rx) = mpsc::sync_channel(options.queue_capacity.max(1));
-        let thread_stats = stats.clone();
-        let path = options.path.clone();
+        let (opened, ready) = mpsc::sync_channel::<Result<(), StoreError>>(1);
+        let (thread_stats, thread_location) = (stats.clone(), location.clone());
         std::thread::Builder::new()
             .name("switchyard-log".into())
             .spawn(move || {
-                let shutdown = supervise(store, &path, &rx, &thread_stats, retention_ms);
+                let mut db = match Database::open(&thread_location) {
+                    Ok(db) => db,
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                        return;
+                    }
+                };
+                if let Some(ms) = retention_ms {
+                    match db.prune(now_ms() - ms) {
+                        Ok(n) => {
+                            thread_stats.pruned.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            let _ = opened.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                let _ = opened.send(Ok(()));
+                let shutdown = supervise(db, &thread_location, &rx, &thread_stats, retention_ms);
                 // Close the queue before answering, so nothing logged after `shutdown` returns is accepted.
                 drop(rx);
                 if let Some(reply) = shutdown {
@@ -92,12 +117,13 @@ impl LogWriter {
                 }
             })
             .map_err(|source| StoreError::Io { path: options.path.clone(), source })?;
-        Ok(Self { tx, stats, path: options.path.clone() })
+        ready.recv().map_err(|_| StoreError::WriterStopped)??;
+        Ok(Self { tx, stats, location })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the log is written.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// The writer's counters.
@@ -152,8 +178,8 @@ impl LogWriter {
 /// restart, so records waiting in it are written after it; the rows of the batch being written when the
 /// panic came count as failed. Returns the reply channel of a shutdown request, if that is what ended it.
 fn supervise(
-    store: Store,
-    path: &Path,
+    store: Database,
+    location: &Location,
     rx: &Receiver<Op>,
     stats: &WriterStats,
     retention_ms: Option<i64>,
@@ -162,11 +188,11 @@ fn supervise(
     let mut batch: Vec<DecisionRecord> = Vec::with_capacity(BATCH);
     let mut delay = RESTART_DELAY;
     loop {
-        let mut open = match store.take().map_or_else(|| Store::open(path), Ok) {
+        let mut open = match store.take().map_or_else(|| Database::open(location), Ok) {
             Ok(s) => s,
             Err(e) => {
                 stats.down.store(true, Ordering::SeqCst);
-                tracing::error!("decision log: cannot reopen {}: {e}; trying again in {delay:?}", path.display());
+                tracing::error!("decision log: cannot reopen {location}: {e}; trying again in {delay:?}");
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_secs(5));
                 continue;
@@ -193,7 +219,7 @@ fn supervise(
 
 /// The writer loop; returns the reply channel of a shutdown request, if that is what ended it.
 fn run(
-    store: &mut Store,
+    store: &mut Database,
     rx: &Receiver<Op>,
     stats: &WriterStats,
     retention_ms: Option<i64>,
@@ -243,21 +269,17 @@ fn run(
     None
 }
 
-fn commit(store: &mut Store, batch: &mut Vec<DecisionRecord>, stats: &WriterStats) {
+fn commit(store: &mut Database, batch: &mut Vec<DecisionRecord>, stats: &WriterStats) {
     if batch.is_empty() {
         return;
     }
-    let path = store.path().to_path_buf();
+    let path = store.shown();
     let result = retry(
         &RETRY_DELAYS,
         || store.insert(batch),
         |attempt, e| {
             stats.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                "decision log {}: commit of {} rows failed (attempt {attempt}): {e}",
-                path.display(),
-                batch.len()
-            );
+            tracing::warn!("decision log {path}: commit of {} rows failed (attempt {attempt}): {e}", batch.len());
         },
     );
     match result {
@@ -266,7 +288,7 @@ fn commit(store: &mut Store, batch: &mut Vec<DecisionRecord>, stats: &WriterStat
         }
         Err(e) => {
             stats.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            tracing::error!("decision log {}: cannot write {} rows: {e}", path.display(), batch.len());
+            tracing::error!("decision log {path}: cannot write {} rows: {e}", batch.len());
         }
     }
     batch.clear();
@@ -295,6 +317,7 @@ fn retry<E>(
 mod tests {
     use super::*;
     use crate::record::PromptLogging;
+    use crate::Store;
 
     #[test]
     fn a_failed_commit_is_tried_again_before_its_rows_count_as_failed() {
@@ -342,9 +365,13 @@ mod tests {
     fn records_are_written_and_feedback_sees_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.sqlite");
-        let writer =
-            LogWriter::start(&WriterOptions { path: path.clone(), queue_capacity: 10_000, retention_days: Some(30) })
-                .unwrap();
+        let writer = LogWriter::start(&WriterOptions {
+            path: path.clone(),
+            url: None,
+            queue_capacity: 10_000,
+            retention_days: Some(30),
+        })
+        .unwrap();
         for i in 0..1000 {
             assert!(writer.log(record(i)));
         }
@@ -369,6 +396,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer = LogWriter::start(&WriterOptions {
             path: dir.path().join("log.sqlite"),
+            url: None,
             queue_capacity: 4,
             retention_days: None,
         })
@@ -389,9 +417,13 @@ mod tests {
         let mut old = record(1);
         old.ts_ms = now_ms() - 40 * 86_400_000;
         Store::open(&path).unwrap().insert(&[old, record(2)]).unwrap();
-        let writer =
-            LogWriter::start(&WriterOptions { path: path.clone(), queue_capacity: 8, retention_days: Some(30) })
-                .unwrap();
+        let writer = LogWriter::start(&WriterOptions {
+            path: path.clone(),
+            url: None,
+            queue_capacity: 8,
+            retention_days: Some(30),
+        })
+        .unwrap();
         assert_eq!(writer.stats().pruned.load(Ordering::Relaxed), 1);
         assert_eq!(Store::open(&path).unwrap().count().unwrap(), 1);
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use switchyard_server::{Config, LogConfig};
-use switchyard_store::{export, now_ms, parse_since, stats, Store};
+use switchyard_store::{export, now_ms, parse_since, stats, Database, Location};
 
 /// `switchyard logs ...`.
 #[derive(Debug, Subcommand)]
@@ -24,10 +24,10 @@ pub enum LogsCommand {
 /// Which decision log, and from when.
 #[derive(Debug, Args)]
 pub struct Source {
-    /// The decision log (SQLite). Default: log.path of --config, else of ./switchyard.toml, else
-    /// logs/decisions.sqlite.
-    #[arg(long, value_name = "FILE")]
-    db: Option<PathBuf>,
+    /// The decision log: a SQLite file or a postgres://user:pass@host:port/db URL. Default: log.url or
+    /// log.path of --config, else of ./switchyard.toml, else logs/decisions.sqlite.
+    #[arg(long, value_name = "FILE|URL")]
+    db: Option<String>,
 
     /// The server's config, to find log.path.
     #[arg(long, value_name = "FILE")]
@@ -75,22 +75,27 @@ pub enum StatsBy {
 }
 
 impl Source {
-    fn open(&self) -> anyhow::Result<(Store, i64)> {
-        let path = match (&self.db, &self.config) {
-            (Some(db), _) => db.clone(),
-            (None, Some(config)) => Config::load(config)?.log.path,
+    fn open(&self) -> anyhow::Result<(Database, i64)> {
+        let location = match (&self.db, &self.config) {
+            (Some(db), _) => Location::parse(db),
+            (None, Some(config)) => Config::load(config)?.log.location(),
             (None, None) if Path::new("switchyard.toml").is_file() => {
-                Config::load(Path::new("switchyard.toml"))?.log.path
+                Config::load(Path::new("switchyard.toml"))?.log.location()
             }
-            (None, None) => LogConfig::default().path,
+            (None, None) => LogConfig::default().location(),
         };
-        if !path.is_file() {
-            anyhow::bail!(
-                "no decision log at {}: start `switchyard serve` (with log.enabled = true) first, or pass --db",
-                path.display()
-            );
+        if let Location::Sqlite(path) = &location {
+            if !path.is_file() {
+                anyhow::bail!(
+                    "no decision log at {}: start `switchyard serve` (with log.enabled = true) first, or pass --db",
+                    path.display()
+                );
+            }
         }
-        let store = Store::open(&path)?;
+        if let Location::Postgres(url) = &location {
+            switchyard_store::check_url(url).map_err(|e| anyhow::anyhow!("--db {e}"))?;
+        }
+        let store = Database::open(&location)?;
         let since = self.since.as_deref().map(|s| parse_since(s, now_ms())).transpose().map_err(anyhow::Error::msg)?;
         Ok((store, since.unwrap_or(i64::MIN)))
     }
@@ -100,11 +105,11 @@ impl Source {
 pub fn run(command: &LogsCommand) -> anyhow::Result<()> {
     match command {
         LogsCommand::Export(args) => {
-            let (store, since) = args.source.open()?;
+            let (mut store, since) = args.source.open()?;
             let summary = if args.out.as_os_str() == "-" {
                 let stdout = std::io::stdout();
                 let mut out = std::io::BufWriter::new(stdout.lock());
-                let summary = export(&store, since, &mut out)?;
+                let summary = export(&mut store, since, &mut out)?;
                 out.flush()?;
                 summary
             } else {
@@ -112,7 +117,7 @@ pub fn run(command: &LogsCommand) -> anyhow::Result<()> {
                 let tmp = args.out.with_extension("jsonl.partial");
                 let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
                 let mut out = std::io::BufWriter::new(file);
-                let summary = export(&store, since, &mut out)?;
+                let summary = export(&mut store, since, &mut out)?;
                 out.flush().with_context(|| format!("cannot write {}", tmp.display()))?;
                 drop(out);
                 std::fs::rename(&tmp, &args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
@@ -125,8 +130,8 @@ pub fn run(command: &LogsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         LogsCommand::Stats(args) => {
-            let (store, since) = args.source.open()?;
-            let s = stats(&store, since)?;
+            let (mut store, since) = args.source.open()?;
+            let s = stats(&mut store, since)?;
             match (args.json, args.by) {
                 (true, None) => println!("{}", serde_json::to_string_pretty(&s)?),
                 (true, Some(StatsBy::Key)) => println!("{}", serde_json::to_string_pretty(&s.by_key)?),

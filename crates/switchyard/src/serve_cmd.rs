@@ -58,7 +58,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
     let source = path.as_deref().unwrap_or(std::path::Path::new("<defaults>"));
     let config = Config::parse_with_overrides(&text, source, &overrides)?;
-    if config.server.client_keys.is_empty() {
+    if config.server.client_keys.is_empty() && config.keys.is_empty() {
         tracing::warn!("server.client_keys is empty: /v1/* accepts requests without an API key");
     }
 
@@ -68,7 +68,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let router = load_router(&config.router.path, "router.path", &encoder)?;
     let state = Arc::new(AppState::new(router, Arc::new(encoder), config)?);
     if let Some(log) = &state.log {
-        tracing::info!("decision log: {}", log.path().display());
+        tracing::info!("decision log: {}", log.location());
     }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

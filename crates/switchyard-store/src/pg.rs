@@ -1,0 +1,387 @@
+//! The decision log in PostgreSQL, for replicas that share one queryable store: the same table and columns
+//! as the SQLite log, created on first connect and checked on every connect (a schema newer than this build
+//! is refused), written in multi-row inserts, one transaction per batch. A row whose request id is already
+//! there replaces it, so writing a batch twice leaves one row per request.
+//!
+//! The client is the synchronous `postgres` crate, which runs its own small runtime: use it from plain
+//! threads (the log writer's, the CLI's), never from inside an async task.
+
+use postgres::types::ToSql;
+use postgres::{Client, NoTls};
+
+use crate::db::{LoggedRequest, SCHEMA_VERSION};
+use crate::record::{Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome};
+use crate::StoreError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS switchyard_meta (
+    key TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    request_id TEXT PRIMARY KEY,
+    ts_ms BIGINT NOT NULL,
+    endpoint TEXT NOT NULL,
+    prompt TEXT,
+    prompt_sha256 TEXT NOT NULL,
+    messages_count BIGINT NOT NULL,
+    user_id TEXT,
+    experiment TEXT,
+    arm TEXT,
+    rule TEXT,
+    policy TEXT,
+    estimates TEXT NOT NULL,
+    decided_model TEXT,
+    chosen_model TEXT,
+    attempts TEXT NOT NULL,
+    status BIGINT NOT NULL,
+    input_tokens BIGINT,
+    output_tokens BIGINT,
+    cost_usd DOUBLE PRECISION,
+    expected_cost_usd DOUBLE PRECISION,
+    decision_ms DOUBLE PRECISION,
+    latency_ms DOUBLE PRECISION NOT NULL,
+    stream BOOLEAN NOT NULL,
+    api_key TEXT,
+    session TEXT
+);
+CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
+CREATE TABLE IF NOT EXISTS feedback (
+    request_id TEXT PRIMARY KEY,
+    score DOUBLE PRECISION NOT NULL,
+    comment TEXT,
+    ts_ms BIGINT NOT NULL,
+    updates BIGINT NOT NULL
+);
+";
+
+/// The columns of `decisions`, in insert order.
+const COLUMNS: [&str; 25] = [
+    "request_id",
+    "ts_ms",
+    "endpoint",
+    "prompt",
+    "prompt_sha256",
+    "messages_count",
+    "user_id",
+    "experiment",
+    "arm",
+    "rule",
+    "policy",
+    "estimates",
+    "decided_model",
+    "chosen_model",
+    "attempts",
+    "status",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "expected_cost_usd",
+    "decision_ms",
+    "latency_ms",
+    "stream",
+    "api_key",
+    "session",
+];
+
+/// Rows per INSERT statement (25 parameters each, well under PostgreSQL's 65,535).
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// A decision log in PostgreSQL.
+pub struct PgStore {
+    client: Client,
+    /// The URL without its password, for messages.
+    shown: String,
+}
+
+/// Checks a PostgreSQL URL without connecting: the scheme and what the client can parse of it.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!("must be a postgres://user:password@host:port/database URL, got {:?}", redact(url)));
+    }
+    url.parse::<postgres::Config>().map(|_| ()).map_err(|e| {
+        format!("is not a valid PostgreSQL URL ({e}); write it as postgres://user:password@host:port/database")
+    })
+}
+
+/// A `postgres://` URL with the password replaced, fit for logs and errors.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((auth, host)) = rest.rsplit_once('@') else { return url.to_string() };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:pass@host:port/db`), creating the tables on first use and refusing
+    /// a schema newer than this build's.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let shown = redact(url);
+        let connect = |source: postgres::Error| StoreError::Postgres { url: shown.clone(), source };
+        let mut client = Client::connect(url, NoTls).map_err(connect)?;
+        let version: Option<i64> = client
+            .query_opt("SELECT value FROM switchyard_meta WHERE key = 'schema_version'", &[])
+            .ok()
+            .flatten()
+            .map(|row| row.get(0));
+        if let Some(found) = version.filter(|v| *v > SCHEMA_VERSION) {
+            return Err(StoreError::NewerSchema { path: shown.clone().into(), found, supported: SCHEMA_VERSION });
+        }
+        client.batch_execute(SCHEMA).map_err(connect)?;
+        client
+            .execute(
+                "INSERT INTO switchyard_meta (key, value) VALUES ('schema_version', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&SCHEMA_VERSION],
+            )
+            .map_err(connect)?;
+        Ok(Self { client, shown })
+    }
+
+    /// The URL, password hidden.
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
+    fn fail(&self, source: postgres::Error) -> StoreError {
+        StoreError::Postgres { url: self.shown.clone(), source }
+    }
+
+    /// Writes records in one transaction (a record whose id is already logged replaces it).
+    pub fn insert(&mut self, records: &[DecisionRecord]) -> Result<(), StoreError> {
+        let mut encoded = Vec::with_capacity(records.len());
+        for r in records {
+            encoded.push(Encoded::of(r)?);
+        }
+        let updates: Vec<String> = COLUMNS[1..].iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+        let shown = self.shown.clone();
+        let fail = |source| StoreError::Postgres { url: shown.clone(), source };
+        let mut tx = self.client.transaction().map_err(fail)?;
+        for chunk in encoded.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = format!("INSERT INTO decisions ({}) VALUES ", COLUMNS.join(", "));
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * COLUMNS.len());
+            for (i, row) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let base = i * COLUMNS.len();
+                let slots: Vec<String> = (1..=COLUMNS.len()).map(|k| format!("${}", base + k)).collect();
+                sql.push('(');
+                sql.push_str(&slots.join(", "));
+                sql.push(')');
+                params.extend(row.params());
+            }
+            sql.push_str(&format!(" ON CONFLICT (request_id) DO UPDATE SET {}", updates.join(", ")));
+            tx.execute(sql.as_str(), &params).map_err(fail)?;
+        }
+        tx.commit().map_err(fail)
+    }
+
+    /// Attaches feedback to a logged request (the latest score wins; updates are counted).
+    pub fn feedback(&mut self, feedback: &Feedback) -> Result<FeedbackOutcome, StoreError> {
+        if !(0.0..=1.0).contains(&feedback.score) {
+            return Err(StoreError::BadScore(feedback.score));
+        }
+        let shown = self.shown.clone();
+        let fail = |source| StoreError::Postgres { url: shown.clone(), source };
+        let mut tx = self.client.transaction().map_err(fail)?;
+        let known =
+            tx.query_opt("SELECT 1 FROM decisions WHERE request_id = $1", &[&feedback.request_id]).map_err(fail)?;
+        if known.is_none() {
+            return Err(StoreError::UnknownRequest(feedback.request_id.clone()));
+        }
+        let row = tx
+            .query_one(
+                "INSERT INTO feedback (request_id, score, comment, ts_ms, updates) VALUES ($1, $2, $3, $4, 1)
+                 ON CONFLICT (request_id) DO UPDATE SET score = EXCLUDED.score, comment = EXCLUDED.comment,
+                 ts_ms = EXCLUDED.ts_ms, updates = feedback.updates + 1
+                 RETURNING updates",
+                &[&feedback.request_id, &feedback.score, &feedback.comment, &feedback.ts_ms],
+            )
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        let updates: i64 = row.get(0);
+        Ok(if updates == 1 { FeedbackOutcome::Recorded } else { FeedbackOutcome::Replaced(updates as u32) })
+    }
+
+    /// Deletes requests (and their feedback) older than `cutoff_ms`; returns how many requests went.
+    pub fn prune(&mut self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        let shown = self.shown.clone();
+        let fail = |source| StoreError::Postgres { url: shown.clone(), source };
+        let mut tx = self.client.transaction().map_err(fail)?;
+        tx.execute(
+            "DELETE FROM feedback WHERE request_id IN (SELECT request_id FROM decisions WHERE ts_ms < $1)",
+            &[&cutoff_ms],
+        )
+        .map_err(fail)?;
+        let n = tx.execute("DELETE FROM decisions WHERE ts_ms < $1", &[&cutoff_ms]).map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(n as usize)
+    }
+
+    /// Number of logged requests.
+    pub fn count(&mut self) -> Result<u64, StoreError> {
+        let row = self.client.query_one("SELECT COUNT(*) FROM decisions", &[]).map_err(|e| self.fail(e))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    /// Observed spend (USD) of requests made with client key `name` at or after `since_ms`.
+    pub fn spend_of(&mut self, name: &str, since_ms: i64) -> Result<f64, StoreError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT COALESCE(SUM(cost_usd), 0.0) FROM decisions WHERE api_key = $1 AND ts_ms >= $2",
+                &[&name, &since_ms],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(row.get(0))
+    }
+
+    /// Calls `f` for every request logged at or after `since_ms`, oldest first, with its feedback.
+    pub fn for_each(&mut self, since_ms: i64, mut f: impl FnMut(LoggedRequest)) -> Result<(), StoreError> {
+        let columns: Vec<String> = COLUMNS.iter().map(|c| format!("d.{c}")).collect();
+        let sql = format!(
+            "SELECT {}, f.score FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id
+             WHERE d.ts_ms >= $1 ORDER BY d.ts_ms, d.request_id",
+            columns.join(", ")
+        );
+        let rows = self.client.query(sql.as_str(), &[&since_ms]).map_err(|e| self.fail(e))?;
+        for row in rows {
+            let text = |i: usize| -> Option<String> { row.get(i) };
+            let record = DecisionRecord {
+                request_id: row.get(0),
+                ts_ms: row.get(1),
+                endpoint: row.get(2),
+                prompt: text(3),
+                prompt_sha256: row.get(4),
+                messages_count: row.get::<_, i64>(5).max(0) as u32,
+                user: text(6),
+                experiment: text(7),
+                arm: text(8),
+                rule: text(9),
+                policy: text(10).and_then(|p| serde_json::from_str(&p).ok()),
+                estimates: text(11).and_then(|e| serde_json::from_str::<Vec<Estimate>>(&e).ok()).unwrap_or_default(),
+                decided_model: text(12),
+                chosen_model: text(13),
+                attempts: text(14).and_then(|a| serde_json::from_str::<Vec<Attempt>>(&a).ok()).unwrap_or_default(),
+                status: row.get::<_, i64>(15).clamp(0, i64::from(u16::MAX)) as u16,
+                input_tokens: row.get::<_, Option<i64>>(16).map(|t| t.max(0) as u64),
+                output_tokens: row.get::<_, Option<i64>>(17).map(|t| t.max(0) as u64),
+                cost_usd: row.get(18),
+                expected_cost_usd: row.get(19),
+                decision_ms: row.get(20),
+                latency_ms: row.get(21),
+                stream: row.get(22),
+                api_key: text(23),
+                session: text(24).and_then(|s| serde_json::from_str(&s).ok()),
+            };
+            f(LoggedRequest { record, feedback: row.get(25) });
+        }
+        Ok(())
+    }
+}
+
+/// One record's column values, owned, ready to bind.
+struct Encoded {
+    request_id: String,
+    ts_ms: i64,
+    endpoint: String,
+    prompt: Option<String>,
+    prompt_sha256: String,
+    messages_count: i64,
+    user: Option<String>,
+    experiment: Option<String>,
+    arm: Option<String>,
+    rule: Option<String>,
+    policy: Option<String>,
+    estimates: String,
+    decided_model: Option<String>,
+    chosen_model: Option<String>,
+    attempts: String,
+    status: i64,
+    input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    cost_usd: Option<f64>,
+    expected_cost_usd: Option<f64>,
+    decision_ms: Option<f64>,
+    latency_ms: f64,
+    stream: bool,
+    api_key: Option<String>,
+    session: Option<String>,
+}
+
+impl Encoded {
+    fn of(r: &DecisionRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            request_id: r.request_id.clone(),
+            ts_ms: r.ts_ms,
+            endpoint: r.endpoint.clone(),
+            prompt: r.prompt.clone(),
+            prompt_sha256: r.prompt_sha256.clone(),
+            messages_count: i64::from(r.messages_count),
+            user: r.user.clone(),
+            experiment: r.experiment.clone(),
+            arm: r.arm.clone(),
+            rule: r.rule.clone(),
+            policy: r.policy.as_ref().map(|p| p.to_string()),
+            estimates: serde_json::to_string(&r.estimates)?,
+            decided_model: r.decided_model.clone(),
+            chosen_model: r.chosen_model.clone(),
+            attempts: serde_json::to_string(&r.attempts)?,
+            status: i64::from(r.status),
+            input_tokens: r.input_tokens.map(|t| t as i64),
+            output_tokens: r.output_tokens.map(|t| t as i64),
+            cost_usd: r.cost_usd,
+            expected_cost_usd: r.expected_cost_usd,
+            decision_ms: r.decision_ms,
+            latency_ms: r.latency_ms,
+            stream: r.stream,
+            api_key: r.api_key.clone(),
+            session: r.session.as_ref().map(|s| s.to_string()),
+        })
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 25] {
+        [
+            &self.request_id,
+            &self.ts_ms,
+            &self.endpoint,
+            &self.prompt,
+            &self.prompt_sha256,
+            &self.messages_count,
+            &self.user,
+            &self.experiment,
+            &self.arm,
+            &self.rule,
+            &self.policy,
+            &self.estimates,
+            &self.decided_model,
+            &self.chosen_model,
+            &self.attempts,
+            &self.status,
+            &self.input_tokens,
+            &self.output_tokens,
+            &self.cost_usd,
+            &self.expected_cost_usd,
+            &self.decision_ms,
+            &self.latency_ms,
+            &self.stream,
+            &self.api_key,
+            &self.session,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(redact("postgres://app:s3cret@db:5432/log"), "postgres://app:***@db:5432/log");
+        assert_eq!(redact("postgres://app@db/log"), "postgres://app@db/log");
+        assert_eq!(redact("postgres://db/log"), "postgres://db/log");
+    }
+}

@@ -1,0 +1,135 @@
+//! A real PostgreSQL server for tests: a cluster made by `initdb` in a temporary folder and run with `pg_ctl`
+//! on a free loopback port, as the `postgres` user when the tests run as root (initdb refuses root). Stopped
+//! when dropped. Without the server binaries the tests fail with a message saying how to install them; they
+//! never skip.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A running PostgreSQL cluster.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// `postgres://switchyard@127.0.0.1:PORT/postgres`.
+    pub url: String,
+    as_postgres: bool,
+}
+
+/// The folder holding `initdb` and `pg_ctl`: `SWITCHYARD_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`,
+/// else the folder of `pg_ctl` on the PATH.
+fn binaries() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SWITCHYARD_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(Result::ok).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").is_file()).collect()
+        })
+        .unwrap_or_default();
+    versions.sort_by_key(|p| {
+        p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0)
+    });
+    if let Some(newest) = versions.pop() {
+        return newest;
+    }
+    let which = Command::new("sh").args(["-c", "command -v pg_ctl"]).output().ok();
+    if let Some(path) =
+        which.filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    {
+        if let Some(dir) = Path::new(&path).parent() {
+            return dir.to_path_buf();
+        }
+    }
+    panic!(
+        "these tests need a real PostgreSQL server (initdb, pg_ctl): install it with `apt-get install postgresql` \
+         (.ci/run does), or set SWITCHYARD_PG_BIN to the folder holding them"
+    );
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl Postgres {
+    /// Makes and starts a cluster on a free port.
+    pub fn start() -> Self {
+        let bin = binaries();
+        let dir = tempfile::tempdir().unwrap();
+        let as_postgres = is_root();
+        if as_postgres {
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
+            assert!(status.success(), "cannot hand {} to the postgres user", dir.path().display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pg = Self { url: format!("postgres://switchyard@127.0.0.1:{port}/postgres"), dir, bin, port, as_postgres };
+        let data = pg.dir.path().join("data");
+        let out = pg
+            .command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "switchyard", "-E", "UTF8", "--no-sync", "--no-instructions"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        pg.start_again();
+        pg
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let program = self.bin.join(tool);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    }
+
+    /// Starts the server (again, after [`Postgres::stop`]) and waits until it accepts connections.
+    pub fn start_again(&self) {
+        let data = self.dir.path().join("data");
+        let options =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(self.dir.path().join("server.log"))
+            .args(["-o", &options, "-w", "-t", "60", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server at once (connections are cut).
+    pub fn stop(&self) {
+        let data = self.dir.path().join("data");
+        let _ = self.command("pg_ctl").arg("-D").arg(&data).args(["-m", "immediate", "-w", "stop"]).output();
+    }
+
+    /// Runs SQL as the superuser, with `psql`.
+    pub fn sql(&self, statement: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", statement, &self.url])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql {statement:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

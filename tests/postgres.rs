@@ -1,0 +1,145 @@
+//! The decision log in a real PostgreSQL (a cluster made by initdb for this test): the gateway writes every
+//! request there, feedback attaches to it, budgets are read back from it at start-up, `logs stats` and
+//! `logs export` read it with `--db postgres://...`, and a schema newer than the binary is refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::pg::Postgres;
+use common::upstream;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use switchyard_core::Router;
+use switchyard_encoder::{EncoderOptions, MiniLm};
+use switchyard_server::{app, AppState, Config};
+use tower::ServiceExt;
+
+fn gateway(upstream: SocketAddr, url: &str, keys: &str) -> Arc<AppState> {
+    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
+    let mut text = format!("[log]\nurl = \"{url}\"\n{keys}\n");
+    for m in &router.manifest.models {
+        text.push_str(&format!(
+            "[[models]]\nname = \"{}\"\nbase_url = \"http://{upstream}/v1\"\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0\n",
+            m.model
+        ));
+    }
+    let config = Config::parse(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+    Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap_or_else(|e| panic!("{e}")))
+}
+
+async fn post(state: &Arc<AppState>, uri: &str, key: &str, body: Value) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let request = Request::post(uri)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app(state.clone()).oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn switchyard(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_switchyard")).args(args).env("HF_HUB_OFFLINE", "1").output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decision_log_lives_in_postgres() {
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let (addr, _) = upstream::start().await;
+    let digest: String = Sha256::digest(b"team-key").iter().map(|b| format!("{b:02x}")).collect();
+    let keys = format!("[[keys]]\nname = \"team\"\nkey_sha256 = \"{digest}\"\nbudget_usd = 0.0000329\n");
+    let state = gateway(addr, &pg.url, &keys);
+    let prompts = ["What is the capital of Italy?", "Write a haiku about rain.", "Explain TCP slow start."];
+    let mut ids = Vec::new();
+    for p in prompts {
+        let body = json!({"model": "switchyard", "messages": [{"role": "user", "content": p}]});
+        let (status, h, v) = post(&state, "/v1/chat/completions", "team-key", body).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        ids.push(h["x-switchyard-request-id"].to_str().unwrap().to_string());
+    }
+    // Three calls spent the budget: the fourth is refused, and logged too.
+    let body = json!({"model": "switchyard", "messages": [{"role": "user", "content": "One more?"}]});
+    assert_eq!(post(&state, "/v1/chat/completions", "team-key", body).await.0, StatusCode::TOO_MANY_REQUESTS);
+    let (status, _, v) = post(&state, "/v1/feedback", "team-key", json!({"request_id": ids[0], "score": 0.75})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    state.log.as_ref().unwrap().flush();
+
+    let url = pg.url.clone();
+    let (count, rows) = tokio::task::spawn_blocking(move || {
+        let mut db = switchyard_store::Database::open(&switchyard_store::Location::Postgres(url)).unwrap();
+        let mut rows = Vec::new();
+        switchyard_store::LogRows::each_logged(&mut db, i64::MIN, &mut |r| rows.push(r)).unwrap();
+        (db.count().unwrap(), rows)
+    })
+    .await
+    .unwrap();
+    assert_eq!(count, 4);
+    let first = rows.iter().find(|r| r.record.request_id == ids[0]).unwrap();
+    assert_eq!(first.feedback, Some(0.75));
+    assert_eq!(first.record.api_key.as_deref(), Some("team"));
+    assert_eq!((first.record.input_tokens, first.record.output_tokens), (Some(5), Some(3)));
+    assert!(!first.record.attempts.is_empty() && first.record.attempts[0].deployment.is_some());
+    assert_eq!(rows.iter().filter(|r| r.record.status == 429).count(), 1);
+
+    // A new server reads the month's spend back from Postgres: the budget stays spent.
+    drop(state);
+    let state = gateway(addr, &pg.url, &keys);
+    let body = json!({"model": "switchyard", "messages": [{"role": "user", "content": "And now?"}]});
+    let (status, _, v) = post(&state, "/v1/chat/completions", "team-key", body).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("budget_exceeded")));
+    state.log.as_ref().unwrap().flush();
+
+    // The CLI reads the same database.
+    let url = pg.url.clone();
+    let (stats, export) = tokio::task::spawn_blocking(move || {
+        let stats = switchyard(&["logs", "stats", "--by", "key", "--db", &url]);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("feedback.jsonl");
+        let export = switchyard(&["logs", "export", "--db", &url, "--out", out.to_str().unwrap()]);
+        assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+        (stats, std::fs::read_to_string(out).unwrap())
+    })
+    .await
+    .unwrap();
+    let table = String::from_utf8_lossy(&stats.stdout);
+    assert!(stats.status.success(), "{}", String::from_utf8_lossy(&stats.stderr));
+    let team: Vec<&str> =
+        table.lines().find(|l| l.starts_with("team")).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(team[..6], ["team", "5", "2", "2", "15", "9"], "{table}");
+    let exported: Vec<Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(exported.len(), 1, "{export}");
+    assert_eq!((exported[0]["prompt"].as_str(), exported[0]["score"].as_f64()), (Some(prompts[0]), Some(0.75)));
+}
+
+#[test]
+fn a_schema_newer_than_the_binary_and_a_bad_url_are_clear_errors() {
+    let pg = Postgres::start();
+    let location = switchyard_store::Location::Postgres(pg.url.clone());
+    drop(switchyard_store::Database::open(&location).unwrap());
+    pg.sql("UPDATE switchyard_meta SET value = 99 WHERE key = 'schema_version'");
+    let err = switchyard_store::Database::open(&location).err().unwrap().to_string();
+    assert!(err.contains("schema version 99") && err.contains("upgrade switchyard"), "{err}");
+
+    // Nobody listens on this port: the error names the URL (without the password) and what to check.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("postgres://app:hunter2@127.0.0.1:{closed}/log");
+    let err = switchyard_store::Database::open(&switchyard_store::Location::Postgres(url)).err().unwrap().to_string();
+    assert!(err.contains("app:***@127.0.0.1") && !err.contains("hunter2") && err.contains("check log.url"), "{err}");
+    let out = switchyard(&["logs", "stats", "--db", "postgres://app@db:notaport/log"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a valid PostgreSQL URL"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
