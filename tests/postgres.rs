@@ -119,6 +119,29 @@ async fn the_decision_log_lives_in_postgres() {
     let exported: Vec<Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(exported.len(), 1, "{export}");
     assert_eq!((exported[0]["prompt"].as_str(), exported[0]["score"].as_f64()), (Some(prompts[0]), Some(0.75)));
+
+    // PostgreSQL restarts under the running server: the writer connects again and loses nothing.
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.stop();
+        pg.start_again();
+        pg
+    })
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        let body = json!({"model": "switchyard", "messages": [{"role": "user", "content": "After the restart?"}]});
+        post(&state, "/v1/chat/completions", "team-key", body).await;
+    }
+    state.log.as_ref().unwrap().flush();
+    let url = pg.url.clone();
+    let count = tokio::task::spawn_blocking(move || {
+        switchyard_store::Database::open(&switchyard_store::Location::Postgres(url)).unwrap().count().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(count, 7, "every request before and after the restart is one row");
+    let stats = state.log.as_ref().unwrap().stats();
+    assert_eq!(stats.failed.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
 
 #[test]

@@ -27,8 +27,10 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .route("/v1/chat/completions", post(crate::gateway::chat_completions))
         .route("/v1/models", get(models))
         .route("/v1/feedback", post(crate::feedback::feedback))
-        .route_layer(middleware::from_fn_with_state(state.clone(), limit_concurrency))
+        // Outermost last: metrics, then the concurrency limit (so a request refused for it never takes a key's
+        // rate-limit slot), then authentication and the key's limits.
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_concurrency))
         .route_layer(middleware::from_fn_with_state(state.clone(), record));
     let admin = axum::Router::new()
         .route("/admin/reload", post(reload))

@@ -7,6 +7,7 @@
 //! endpoint; and hot reloads of the routers. It knows nothing of training.
 
 mod app;
+mod budget;
 mod cache;
 mod config;
 mod decide;

@@ -95,8 +95,8 @@ impl Needs {
 /// A conversation: its id and how many user turns it has had, this one included.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conversation {
-    /// `x-session-id` (or `x-switchyard-session`), else `metadata.session_id`, else a hash of the key, the
-    /// user and the first user turn.
+    /// `x-session-id` (or `x-switchyard-session`), else `metadata.session_id` (either prefixed with the
+    /// caller's key name, `key/id`), else a hash of the key, the user and the first user turn.
     pub id: String,
     /// User turns so far, this one included (1: the conversation starts here).
     pub turn: usize,
@@ -173,7 +173,8 @@ fn conversation(query: &Query, body: &Value, key: Option<&str>) -> Option<Conver
         .or_else(|| query.header("x-switchyard-session"))
         .or_else(|| query.meta("session_id"))
         .filter(|id| !id.is_empty())
-        .map(str::to_string);
+        // Scoped by the key, so two clients cannot share (or steer) each other's conversation.
+        .map(|id| key.map_or_else(|| id.to_string(), |k| format!("{k}/{id}")));
     let id = explicit.unwrap_or_else(|| {
         let first = users.first().and_then(|m| m.get("content")).map(switchyard_core::message_text).unwrap_or_default();
         let who = query.header("x-switchyard-user").or(query.user.as_deref()).unwrap_or("");
@@ -233,11 +234,11 @@ mod tests {
         assert_eq!(a1.id, a3.id);
         assert_ne!(a1.id, b1.id);
         let by_header = query(&[("x-session-id", "s-42")], turn(2, "x")).conversation.unwrap();
-        assert_eq!(by_header.id, "s-42");
+        assert_eq!(by_header.id, "team/s-42", "named ids are scoped by the caller's key");
         let mut body = turn(1, "x");
         body["metadata"] = json!({"session_id": "m-7", "tier": 3});
         let q = query(&[], body);
-        assert_eq!((q.conversation.as_ref().unwrap().id.as_str(), q.meta("tier")), ("m-7", Some("3")));
+        assert_eq!((q.conversation.as_ref().unwrap().id.as_str(), q.meta("tier")), ("team/m-7", Some("3")));
         assert!(query(&[], json!({"prompt": "x"})).conversation.is_none());
     }
 }

@@ -191,7 +191,9 @@ fn silence(idle: Duration) -> String {
 /// An OpenAI-shaped SSE error event, which ends a stream that failed after its first byte.
 fn stream_error(message: &str) -> Bytes {
     let event = json!({"error": {"message": message, "type": "server_error", "code": "upstream_stream_error"}});
-    Bytes::from(format!("data: {event}\n\n"))
+    // The blank lines first end whatever line the upstream left half sent, so the event stands on its own
+    // (after a complete event they are an empty one, which SSE readers skip).
+    Bytes::from(format!("\n\ndata: {event}\n\n"))
 }
 
 /// The `usage` object of a completion or of a stream's final chunk.
@@ -224,12 +226,24 @@ pub(crate) fn request_tokens(body: &Value) -> f64 {
     message_tokens(body).unwrap_or(0.0) + output as f64
 }
 
-/// Whether an upstream error body says the account ran out of budget, quota or credit.
+/// Whether an upstream error body says the account ran out of budget, quota or credit: the error's `code` or
+/// `type` says so (the message may echo the client's own input, so it is not read). A body that is not JSON is
+/// read whole.
 fn budget_exhausted(body: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
-    ["insufficient_quota", "quota", "budget", "credit", "billing"].iter().any(|k| text.contains(k))
+    let says = |text: &str| {
+        let text = text.to_ascii_lowercase();
+        ["insufficient_quota", "quota", "budget", "credit", "billing"].iter().any(|k| text.contains(k))
+    };
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => {
+            let error = v.get("error").unwrap_or(&v);
+            ["code", "type"].iter().filter_map(|k| error.get(*k).and_then(Value::as_str)).any(says)
+        }
+        Err(_) => says(&String::from_utf8_lossy(body)),
+    }
 }
 
+/// What went wrong, for logs and the client's 502: never the upstream's URL, which may carry a secret.
 fn describe(e: &reqwest::Error) -> String {
     if e.is_connect() && e.is_timeout() {
         "could not connect in time (server.connect_timeout_ms)".into()
@@ -238,7 +252,11 @@ fn describe(e: &reqwest::Error) -> String {
     } else if e.is_connect() {
         "connection failed".into()
     } else {
-        e.to_string()
+        let text = e.to_string();
+        match e.url() {
+            Some(url) => text.replace(&format!(" for url ({url})"), "").replace(url.as_str(), "<upstream>"),
+            None => text,
+        }
     }
 }
 
@@ -276,5 +294,9 @@ mod tests {
     fn quota_errors_are_told_apart_from_bad_requests() {
         assert!(budget_exhausted(br#"{"error": {"code": "insufficient_quota"}}"#));
         assert!(!budget_exhausted(br#"{"error": {"message": "max_tokens is too large"}}"#));
+        // A message that echoes the client's input is not the account's quota.
+        assert!(!budget_exhausted(br#"{"error": {"message": "bad user 'credit-team'", "code": "invalid_value"}}"#));
+        assert!(budget_exhausted(br#"{"error": {"message": "x", "type": "billing_hard_limit_reached"}}"#));
+        assert!(budget_exhausted(b"quota exceeded"));
     }
 }

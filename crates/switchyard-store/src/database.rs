@@ -100,7 +100,7 @@ impl Database {
     pub fn shown(&self) -> String {
         match self {
             Self::Sqlite(s) => s.path().display().to_string(),
-            Self::Postgres(p) => p.url().to_string(),
+            Self::Postgres(p) => p.shown_url().to_string(),
         }
     }
 }

@@ -84,12 +84,17 @@ const COLUMNS: [&str; 25] = [
     "session",
 ];
 
+/// The advisory lock that serialises schema creation across replicas.
+const DDL_LOCK: i64 = 7_215_320_418;
+
 /// Rows per INSERT statement (25 parameters each, well under PostgreSQL's 65,535).
 const ROWS_PER_STATEMENT: usize = 200;
 
 /// A decision log in PostgreSQL.
 pub struct PgStore {
     client: Client,
+    /// The URL, for reconnecting.
+    url: String,
     /// The URL without its password, for messages.
     shown: String,
 }
@@ -106,12 +111,23 @@ pub fn check_url(url: &str) -> Result<(), String> {
 
 /// A `postgres://` URL with the password replaced, fit for logs and errors.
 pub fn redact(url: &str) -> String {
+    let url = &redact_query(url);
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let Some((auth, host)) = rest.rsplit_once('@') else { return url.to_string() };
     match auth.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_string(),
     }
+}
+
+/// Hides a `password=` query parameter.
+fn redact_query(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else { return url.to_string() };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| if p.starts_with("password=") { "password=***".to_string() } else { p.to_string() })
+        .collect();
+    format!("{base}?{}", params.join("&"))
 }
 
 impl PgStore {
@@ -129,7 +145,13 @@ impl PgStore {
         if let Some(found) = version.filter(|v| *v > SCHEMA_VERSION) {
             return Err(StoreError::NewerSchema { path: shown.clone().into(), found, supported: SCHEMA_VERSION });
         }
-        client.batch_execute(SCHEMA).map_err(connect)?;
+        // Replicas starting together on an empty database take turns: concurrent CREATE ... IF NOT EXISTS
+        // is not race-free in PostgreSQL.
+        client
+            .batch_execute(&format!(
+                "SELECT pg_advisory_lock({DDL_LOCK}); {SCHEMA} SELECT pg_advisory_unlock({DDL_LOCK});"
+            ))
+            .map_err(connect)?;
         client
             .execute(
                 "INSERT INTO switchyard_meta (key, value) VALUES ('schema_version', $1)
@@ -137,11 +159,21 @@ impl PgStore {
                 &[&SCHEMA_VERSION],
             )
             .map_err(connect)?;
-        Ok(Self { client, shown })
+        Ok(Self { client, url: url.to_string(), shown })
+    }
+
+    /// Connects again when the connection was lost (a server restart, a failover, an idle proxy): the
+    /// `postgres` client never reconnects by itself.
+    fn ensure_connected(&mut self) -> Result<(), StoreError> {
+        if self.client.is_closed() {
+            tracing::warn!("decision log {}: connection lost; connecting again", self.shown);
+            *self = Self::open(&self.url)?;
+        }
+        Ok(())
     }
 
     /// The URL, password hidden.
-    pub fn url(&self) -> &str {
+    pub fn shown_url(&self) -> &str {
         &self.shown
     }
 
@@ -151,6 +183,7 @@ impl PgStore {
 
     /// Writes records in one transaction (a record whose id is already logged replaces it).
     pub fn insert(&mut self, records: &[DecisionRecord]) -> Result<(), StoreError> {
+        self.ensure_connected()?;
         let mut encoded = Vec::with_capacity(records.len());
         for r in records {
             encoded.push(Encoded::of(r)?);
@@ -181,6 +214,7 @@ impl PgStore {
 
     /// Attaches feedback to a logged request (the latest score wins; updates are counted).
     pub fn feedback(&mut self, feedback: &Feedback) -> Result<FeedbackOutcome, StoreError> {
+        self.ensure_connected()?;
         if !(0.0..=1.0).contains(&feedback.score) {
             return Err(StoreError::BadScore(feedback.score));
         }
@@ -208,6 +242,7 @@ impl PgStore {
 
     /// Deletes requests (and their feedback) older than `cutoff_ms`; returns how many requests went.
     pub fn prune(&mut self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        self.ensure_connected()?;
         let shown = self.shown.clone();
         let fail = |source| StoreError::Postgres { url: shown.clone(), source };
         let mut tx = self.client.transaction().map_err(fail)?;
@@ -223,12 +258,14 @@ impl PgStore {
 
     /// Number of logged requests.
     pub fn count(&mut self) -> Result<u64, StoreError> {
+        self.ensure_connected()?;
         let row = self.client.query_one("SELECT COUNT(*) FROM decisions", &[]).map_err(|e| self.fail(e))?;
         Ok(row.get::<_, i64>(0) as u64)
     }
 
     /// Observed spend (USD) of requests made with client key `name` at or after `since_ms`.
     pub fn spend_of(&mut self, name: &str, since_ms: i64) -> Result<f64, StoreError> {
+        self.ensure_connected()?;
         let row = self
             .client
             .query_one(
@@ -241,6 +278,7 @@ impl PgStore {
 
     /// Calls `f` for every request logged at or after `since_ms`, oldest first, with its feedback.
     pub fn for_each(&mut self, since_ms: i64, mut f: impl FnMut(LoggedRequest)) -> Result<(), StoreError> {
+        self.ensure_connected()?;
         let columns: Vec<String> = COLUMNS.iter().map(|c| format!("d.{c}")).collect();
         let sql = format!(
             "SELECT {}, f.score FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id
@@ -383,5 +421,9 @@ mod tests {
         assert_eq!(redact("postgres://app:s3cret@db:5432/log"), "postgres://app:***@db:5432/log");
         assert_eq!(redact("postgres://app@db/log"), "postgres://app@db/log");
         assert_eq!(redact("postgres://db/log"), "postgres://db/log");
+        assert_eq!(
+            redact("postgres://app@db/log?password=s3cret&sslmode=disable"),
+            "postgres://app@db/log?password=***&sslmode=disable"
+        );
     }
 }
