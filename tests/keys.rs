@@ -29,13 +29,8 @@ fn sha256(secret: &str) -> String {
 /// and $2 per million: $0.000011 a call), `[[keys]]` as given, and the decision log at `log`.
 fn gateway(addr: SocketAddr, keys: &str, log: &Path) -> Arc<AppState> {
     let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
-    let mut text = format!("[log]\npath = {log:?}\n[server]\nclient_keys = [\"plain-key\"]\n{keys}\n");
-    for m in &router.manifest.models {
-        text.push_str(&format!(
-            "[[models]]\nname = \"{}\"\nbase_url = \"http://{addr}/v1\"\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0\n",
-            m.model
-        ));
-    }
+    let catalog = upstream::catalog(addr);
+    let text = format!("[log]\npath = {log:?}\n[server]\nclient_keys = [\"plain-key\"]\n{keys}\n{catalog}");
     let config = Config::parse(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
     let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
     Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap())

@@ -22,15 +22,9 @@ use switchyard_encoder::{EncoderOptions, MiniLm};
 use switchyard_server::{app, AppState, Config};
 use tower::ServiceExt;
 
-fn gateway(upstream: SocketAddr, url: &str, keys: &str) -> Arc<AppState> {
+fn gateway(addr: SocketAddr, url: &str, keys: &str) -> Arc<AppState> {
     let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
-    let mut text = format!("[log]\nurl = \"{url}\"\n{keys}\n");
-    for m in &router.manifest.models {
-        text.push_str(&format!(
-            "[[models]]\nname = \"{}\"\nbase_url = \"http://{upstream}/v1\"\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0\n",
-            m.model
-        ));
-    }
+    let text = format!("[log]\nurl = \"{url}\"\n{keys}\n{}", upstream::catalog(addr));
     let config = Config::parse(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
     let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
     Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap_or_else(|e| panic!("{e}")))

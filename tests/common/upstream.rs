@@ -163,3 +163,20 @@ pub async fn start() -> (SocketAddr, Arc<Fake>) {
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, fake)
 }
+
+/// `[[models]]` tables for every model of the default router, each served at `addr` and priced at $1 (input)
+/// and $2 (output) per million tokens: the fake upstream's 5 + 3 tokens cost $0.000011 a call.
+pub fn catalog(addr: SocketAddr) -> String {
+    let router = switchyard_core::Router::load(&super::workspace_root().join("models/default")).unwrap();
+    router
+        .manifest
+        .models
+        .iter()
+        .map(|m| {
+            format!(
+                "[[models]]\nname = \"{}\"\nbase_url = \"http://{addr}/v1\"\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0\n",
+                m.model
+            )
+        })
+        .collect()
+}

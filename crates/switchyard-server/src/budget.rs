@@ -1,7 +1,8 @@
-//! Budget periods on the UTC calendar: a day, a calendar month, or the key's whole life, with the date
-//! arithmetic (Howard Hinnant's civil-date algorithms) that finds where the current period starts and ends.
+//! Budget periods on the UTC calendar: a day, a calendar month, or the key's whole life, and where the current
+//! period starts and ends (the date arithmetic is the decision log's, `switchyard_store::days_from_civil`).
 
 use serde::Deserialize;
+use switchyard_store::{civil_from_days, days_from_civil};
 
 /// How often a budget renews.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -44,30 +45,6 @@ impl BudgetPeriod {
             Self::Total => "total",
         }
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day number (inverse of [`days_from_civil`]).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

@@ -121,7 +121,7 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
             |m: &str| s.config.models.iter().find(|c| c.name == m).is_some_and(|c| q.needs.missing(c).is_empty());
         let within = narrow(policy.allowed.as_deref(), capable, router);
         if within.is_empty() {
-            let flags = missing_flags(s.config, q);
+            let flags = q.needs.flags();
             return Err(ApiError::invalid(
                 "unsupported_request",
                 format!(
@@ -199,15 +199,4 @@ fn narrow(allowed: Option<&[String]>, keep: impl Fn(&str) -> bool, router: &swit
         Some(a) => a.iter().filter(|m| keep(m)).cloned().collect(),
         None => router.manifest.models.iter().map(|m| m.model.clone()).filter(|m| keep(m)).collect(),
     }
-}
-
-/// The capability flags a request needs, named for an error.
-fn missing_flags(config: &Config, q: &Query) -> Vec<&'static str> {
-    let everything = switchyard_core::ModelCard {
-        supports_tools: false,
-        supports_vision: false,
-        supports_json_schema: false,
-        ..config.models[0].clone()
-    };
-    q.needs.missing(&everything)
 }

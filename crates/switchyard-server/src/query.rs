@@ -67,19 +67,22 @@ impl Needs {
         self.tools || self.vision || self.json_schema
     }
 
-    /// The needs a catalog entry lacks, as the flag names (`supports_tools`, ...).
+    /// The catalog flags these needs call for (`supports_tools`, ...).
+    pub fn flags(self) -> Vec<&'static str> {
+        [(self.tools, "supports_tools"), (self.vision, "supports_vision"), (self.json_schema, "supports_json_schema")]
+            .into_iter()
+            .filter_map(|(on, flag)| on.then_some(flag))
+            .collect()
+    }
+
+    /// The flags a catalog entry lacks for these needs.
     pub fn missing(self, card: &switchyard_core::ModelCard) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if self.tools && !card.supports_tools {
-            out.push("supports_tools");
-        }
-        if self.vision && !card.supports_vision {
-            out.push("supports_vision");
-        }
-        if self.json_schema && !card.supports_json_schema {
-            out.push("supports_json_schema");
-        }
-        out
+        let has = |flag: &str| match flag {
+            "supports_tools" => card.supports_tools,
+            "supports_vision" => card.supports_vision,
+            _ => card.supports_json_schema,
+        };
+        self.flags().into_iter().filter(|f| !has(f)).collect()
     }
 
     /// In words, for reasons and errors: `tools, images`.

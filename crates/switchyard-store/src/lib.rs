@@ -23,7 +23,7 @@ pub use export::{export, labelled_row, ExportSummary, Skip};
 pub use pg::{check_url, redact, PgStore};
 pub use record::{now_ms, prompt_hash, Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome, PromptLogging};
 pub use stats::{stats, wilson, ArmStats, Interval, ModelStats, Stats};
-pub use time::{format_rfc3339, parse_since};
+pub use time::{civil_from_days, days_from_civil, format_rfc3339, parse_since};
 pub use writer::{LogWriter, WriterOptions, WriterStats};
 
 /// What can go wrong with the decision log.
