@@ -8,6 +8,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -22,9 +23,13 @@ use switchyard_encoder::{EncoderOptions, MiniLm};
 use switchyard_server::{app, AppState, Config};
 use tower::ServiceExt;
 
-fn gateway(addr: SocketAddr, url: &str, keys: &str) -> Arc<AppState> {
+fn gateway(addr: SocketAddr, url: &str, spool: &Path, keys: &str) -> Arc<AppState> {
     let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
-    let text = format!("[log]\nurl = \"{url}\"\n{keys}\n{}", upstream::catalog(addr));
+    let text = format!(
+        "[log]\nurl = \"{url}\"\nspool = {:?}\n{keys}\n{}",
+        spool.display().to_string(),
+        upstream::catalog(addr)
+    );
     let config = Config::parse(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
     let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
     Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap_or_else(|e| panic!("{e}")))
@@ -52,7 +57,9 @@ async fn the_decision_log_lives_in_postgres() {
     let (addr, _) = upstream::start().await;
     let digest: String = Sha256::digest(b"team-key").iter().map(|b| format!("{b:02x}")).collect();
     let keys = format!("[[keys]]\nname = \"team\"\nkey_sha256 = \"{digest}\"\nbudget_usd = 0.0000329\n");
-    let state = gateway(addr, &pg.url, &keys);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool.sqlite");
+    let state = gateway(addr, &pg.url, &spool, &keys);
     let prompts = ["What is the capital of Italy?", "Write a haiku about rain.", "Explain TCP slow start."];
     let mut ids = Vec::new();
     for p in prompts {
@@ -87,7 +94,7 @@ async fn the_decision_log_lives_in_postgres() {
 
     // A new server reads the month's spend back from Postgres: the budget stays spent.
     drop(state);
-    let state = gateway(addr, &pg.url, &keys);
+    let state = gateway(addr, &pg.url, &spool, &keys);
     let body = json!({"model": "switchyard", "messages": [{"role": "user", "content": "And now?"}]});
     let (status, _, v) = post(&state, "/v1/chat/completions", "team-key", body).await;
     assert_eq!((status, v["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("budget_exceeded")));
@@ -114,28 +121,78 @@ async fn the_decision_log_lives_in_postgres() {
     assert_eq!(exported.len(), 1, "{export}");
     assert_eq!((exported[0]["prompt"].as_str(), exported[0]["score"].as_f64()), (Some(prompts[0]), Some(0.75)));
 
-    // PostgreSQL restarts under the running server: the writer connects again and loses nothing.
+    // PostgreSQL stops for a while under the running server: no request fails, rows wait in the spool, and
+    // they are replayed in order once it is back, one row per request.
     let pg = tokio::task::spawn_blocking(move || {
         pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    let log = state.log.as_ref().unwrap();
+    let mut during = Vec::new();
+    for i in 0..30 {
+        let body = json!({"model": "switchyard", "messages": [{"role": "user", "content": format!("Outage {i}?")}]});
+        let (status, h, v) = post(&state, "/v1/route", "team-key", body).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        during.push(h["x-switchyard-request-id"].to_str().unwrap().to_string());
+    }
+    log.flush();
+    let stats = log.stats();
+    assert_eq!(stats.spooled.load(Relaxed), 30, "the rows wait in the spool while PostgreSQL is down");
+    let metrics = String::from_utf8(
+        app(state.clone())
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(metrics.contains("switchyard_log_spool_rows 30"), "{metrics}");
+    // Feedback cannot reach the database now: the client hears so and may send it again.
+    let (status, _, v) = post(&state, "/v1/feedback", "team-key", json!({"request_id": during[0], "score": 1})).await;
+    assert!(status.is_server_error(), "{status} {v}");
+    let pg = tokio::task::spawn_blocking(move || {
         pg.start_again();
         pg
     })
     .await
     .unwrap();
+    // Requests after the restart queue behind the spooled ones.
     for _ in 0..2 {
         let body = json!({"model": "switchyard", "messages": [{"role": "user", "content": "After the restart?"}]});
-        post(&state, "/v1/chat/completions", "team-key", body).await;
+        assert_eq!(post(&state, "/v1/route", "team-key", body).await.0, StatusCode::OK);
     }
-    state.log.as_ref().unwrap().flush();
-    let url = pg.url.clone();
-    let count = tokio::task::spawn_blocking(move || {
-        switchyard_store::Database::open(&switchyard_store::Location::Postgres(url)).unwrap().count().unwrap()
+    // The writer tries the database again with a backoff of at most five seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while stats.spooled.load(Relaxed) > 0 || stats.queued.load(Relaxed) > 0 {
+        assert!(std::time::Instant::now() < deadline, "the spool was not replayed within a minute");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        log.flush();
+    }
+    assert_eq!(stats.replayed.load(Relaxed), 32);
+    // The feedback sent again now finds its request.
+    let (status, _, v) = post(&state, "/v1/feedback", "team-key", json!({"request_id": during[0], "score": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let counts = tokio::task::spawn_blocking(move || {
+        let rows = pg.sql("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM decisions");
+        let scored = pg.sql(&format!("SELECT score FROM feedback WHERE request_id = '{}'", during[0]));
+        (rows, scored)
     })
     .await
     .unwrap();
-    assert_eq!(count, 7, "every request before and after the restart is one row");
-    let stats = state.log.as_ref().unwrap().stats();
-    assert_eq!(stats.failed.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        counts,
+        ("37|37".to_string(), "1".to_string()),
+        "every request before, during and after the outage is one row"
+    );
+    assert_eq!(stats.failed.load(Relaxed), 0);
+    assert_eq!(stats.dropped.load(Relaxed), 0);
 }
 
 #[test]
@@ -146,6 +203,12 @@ fn a_schema_newer_than_the_binary_and_a_bad_url_are_clear_errors() {
     pg.sql("UPDATE switchyard_meta SET value = 99 WHERE key = 'schema_version'");
     let err = switchyard_store::Database::open(&location).err().unwrap().to_string();
     assert!(err.contains("schema version 99") && err.contains("upgrade switchyard"), "{err}");
+
+    // A wrong password: the server says so, and the message names the setting without the password.
+    let wrong = pg.url.replace(pg.password, "not-the-password");
+    let err = switchyard_store::Database::open(&switchyard_store::Location::Postgres(wrong)).err().unwrap().to_string();
+    assert!(err.contains("password authentication failed") && err.contains("check log.url"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
 
     // Nobody listens on this port: the error names the URL (without the password) and what to check.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -13,8 +13,10 @@ pub struct Postgres {
     bin: PathBuf,
     /// Its port on 127.0.0.1.
     pub port: u16,
-    /// `postgres://switchyard@127.0.0.1:PORT/postgres`.
+    /// `postgres://switchyard:PASSWORD@127.0.0.1:PORT/postgres`.
     pub url: String,
+    /// The superuser's password (TCP connections must give it: scram-sha-256).
+    pub password: &'static str,
     as_postgres: bool,
 }
 
@@ -64,13 +66,22 @@ impl Postgres {
             assert!(status.success(), "cannot hand {} to the postgres user", dir.path().display());
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let pg = Self { url: format!("postgres://switchyard@127.0.0.1:{port}/postgres"), dir, bin, port, as_postgres };
+        let password = "sw1tchyard-test";
+        let url = format!("postgres://switchyard:{password}@127.0.0.1:{port}/postgres");
+        let pg = Self { url, password, dir, bin, port, as_postgres };
         let data = pg.dir.path().join("data");
+        let pwfile = pg.dir.path().join("pwfile");
+        std::fs::write(&pwfile, password).unwrap();
+        if as_postgres {
+            Command::new("chown").args(["postgres:postgres"]).arg(&pwfile).status().unwrap();
+        }
         let out = pg
             .command("initdb")
             .arg("-D")
             .arg(&data)
-            .args(["-A", "trust", "-U", "switchyard", "-E", "UTF8", "--no-sync", "--no-instructions"])
+            .args(["--auth-local=trust", "--auth-host=scram-sha-256", "-U", "switchyard", "-E", "UTF8"])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .args(["--no-sync", "--no-instructions"])
             .output()
             .unwrap();
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -59,6 +59,9 @@ pub struct LogConfig {
     /// A PostgreSQL database instead of the SQLite file: `postgres://user:pass@host:port/db`. Several replicas
     /// can share it; the tables are created on first start and checked on every start.
     pub url: Option<String>,
+    /// With `url`: a local SQLite file that holds rows while PostgreSQL is out of reach; they are replayed in
+    /// order when it answers again. Give each replica its own.
+    pub spool: PathBuf,
     /// `full` keeps prompt text (export needs it); `hash` keeps only its SHA-256.
     pub prompts: PromptLogging,
     /// Rows waiting to be written before new ones are dropped (and counted) rather than slow requests down.
@@ -73,6 +76,7 @@ impl Default for LogConfig {
             enabled: true,
             path: PathBuf::from("logs/decisions.sqlite"),
             url: None,
+            spool: PathBuf::from("logs/spool.sqlite"),
             prompts: PromptLogging::Full,
             queue_capacity: 10_000,
             retention_days: 30,

@@ -415,6 +415,24 @@ pub fn render_log(out: &mut String, stats: &switchyard_store::WriterStats) {
         scalar(out, &format!("switchyard_log_rows_{name}_total"), "counter", help, value.load(Relaxed));
     }
     scalar(out, "switchyard_log_queue_rows", "gauge", "Rows waiting to be written.", stats.queued.load(Relaxed));
+    let spool = [
+        (
+            "switchyard_log_spool_rows",
+            "gauge",
+            "Rows in the local spool, waiting for PostgreSQL to answer.",
+            &stats.spooled,
+        ),
+        ("switchyard_log_replayed_rows_total", "counter", "Spooled rows replayed into PostgreSQL.", &stats.replayed),
+        (
+            "switchyard_log_unreachable_total",
+            "counter",
+            "Writes to PostgreSQL that failed and sent their rows to the spool.",
+            &stats.unreachable,
+        ),
+    ];
+    for (name, kind, help, value) in spool {
+        scalar(out, name, kind, help, value.load(Relaxed));
+    }
 }
 
 /// Appends the embedder's counters: batches, prompts, cache hits and misses, refusals, queue depth.

@@ -79,6 +79,7 @@ impl AppState {
             Some(LogWriter::start(&WriterOptions {
                 path: config.log.path.clone(),
                 url: config.log.url.clone(),
+                spool: config.log.spool.clone(),
                 queue_capacity: config.log.queue_capacity,
                 retention_days: (config.log.retention_days > 0).then_some(config.log.retention_days),
             })?)

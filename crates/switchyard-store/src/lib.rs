@@ -11,6 +11,8 @@ mod db;
 mod export;
 mod pg;
 mod record;
+mod sink;
+mod spool;
 mod stats;
 mod time;
 mod writer;
@@ -22,6 +24,7 @@ pub use db::{LoggedRequest, Store, SCHEMA_VERSION};
 pub use export::{export, labelled_row, ExportSummary, Skip};
 pub use pg::{check_url, redact, PgStore};
 pub use record::{now_ms, prompt_hash, Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome, PromptLogging};
+pub use spool::Spool;
 pub use stats::{stats, wilson, ArmStats, Interval, ModelStats, Stats};
 pub use time::{civil_from_days, days_from_civil, format_rfc3339, parse_since};
 pub use writer::{LogWriter, WriterOptions, WriterStats};
@@ -75,10 +78,12 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     /// PostgreSQL refused the connection or a statement (the message says which: a wrong password, a
     /// database that does not exist, a server that does not answer).
-    #[error("decision log at {url}: {source}; check log.url (user, password, host, port, database) and that the server is up")]
+    #[error("decision log at {url}: {detail}; check log.url (user, password, host, port, database) and that the server is up")]
     Postgres {
         /// The URL, password hidden.
         url: String,
+        /// What the server or the connection said.
+        detail: String,
         /// The client's error.
         #[source]
         source: postgres::Error,
@@ -98,4 +103,24 @@ pub enum StoreError {
     /// The writer thread has stopped (the server is shutting down).
     #[error("the decision log writer has stopped")]
     WriterStopped,
+}
+
+impl StoreError {
+    /// A PostgreSQL error, with the server's own message (`password authentication failed for user ...`) rather
+    /// than the client's bare "db error".
+    pub fn postgres(url: &str, source: postgres::Error) -> Self {
+        let detail = match source.as_db_error() {
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None => {
+                let mut text = source.to_string();
+                let mut cause = std::error::Error::source(&source);
+                while let Some(c) = cause {
+                    text = format!("{text}: {c}");
+                    cause = c.source();
+                }
+                text
+            }
+        };
+        Self::Postgres { url: url.to_string(), detail, source }
+    }
 }

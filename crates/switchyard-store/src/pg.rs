@@ -135,8 +135,13 @@ impl PgStore {
     /// a schema newer than this build's.
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let shown = redact(url);
-        let connect = |source: postgres::Error| StoreError::Postgres { url: shown.clone(), source };
-        let mut client = Client::connect(url, NoTls).map_err(connect)?;
+        let connect = |source: postgres::Error| StoreError::postgres(&shown, source);
+        let mut config: postgres::Config = url.parse().map_err(connect)?;
+        if config.get_connect_timeout().is_none() {
+            // A server that does not answer at all must not hold the writer (and its queue) for minutes.
+            config.connect_timeout(std::time::Duration::from_secs(5));
+        }
+        let mut client = config.connect(NoTls).map_err(connect)?;
         let version: Option<i64> = client
             .query_opt("SELECT value FROM switchyard_meta WHERE key = 'schema_version'", &[])
             .ok()
@@ -178,7 +183,7 @@ impl PgStore {
     }
 
     fn fail(&self, source: postgres::Error) -> StoreError {
-        StoreError::Postgres { url: self.shown.clone(), source }
+        StoreError::postgres(&self.shown, source)
     }
 
     /// Writes records in one transaction (a record whose id is already logged replaces it).
@@ -190,7 +195,7 @@ impl PgStore {
         }
         let updates: Vec<String> = COLUMNS[1..].iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
         let shown = self.shown.clone();
-        let fail = |source| StoreError::Postgres { url: shown.clone(), source };
+        let fail = |source| StoreError::postgres(&shown, source);
         let mut tx = self.client.transaction().map_err(fail)?;
         for chunk in encoded.chunks(ROWS_PER_STATEMENT) {
             let mut sql = format!("INSERT INTO decisions ({}) VALUES ", COLUMNS.join(", "));
@@ -219,7 +224,7 @@ impl PgStore {
             return Err(StoreError::BadScore(feedback.score));
         }
         let shown = self.shown.clone();
-        let fail = |source| StoreError::Postgres { url: shown.clone(), source };
+        let fail = |source| StoreError::postgres(&shown, source);
         let mut tx = self.client.transaction().map_err(fail)?;
         let known =
             tx.query_opt("SELECT 1 FROM decisions WHERE request_id = $1", &[&feedback.request_id]).map_err(fail)?;
@@ -244,7 +249,7 @@ impl PgStore {
     pub fn prune(&mut self, cutoff_ms: i64) -> Result<usize, StoreError> {
         self.ensure_connected()?;
         let shown = self.shown.clone();
-        let fail = |source| StoreError::Postgres { url: shown.clone(), source };
+        let fail = |source| StoreError::postgres(&shown, source);
         let mut tx = self.client.transaction().map_err(fail)?;
         tx.execute(
             "DELETE FROM feedback WHERE request_id IN (SELECT request_id FROM decisions WHERE ts_ms < $1)",
@@ -322,6 +327,15 @@ impl PgStore {
 }
 
 /// One record's column values, owned, ready to bind.
+/// PostgreSQL's text cannot hold NUL, which a prompt may carry: it becomes U+FFFD (the SHA-256 is of the original).
+fn text(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{fffd}")
+    } else {
+        s.to_string()
+    }
+}
+
 struct Encoded {
     request_id: String,
     ts_ms: i64,
@@ -353,20 +367,20 @@ struct Encoded {
 impl Encoded {
     fn of(r: &DecisionRecord) -> Result<Self, StoreError> {
         Ok(Self {
-            request_id: r.request_id.clone(),
+            request_id: text(&r.request_id),
             ts_ms: r.ts_ms,
-            endpoint: r.endpoint.clone(),
-            prompt: r.prompt.clone(),
-            prompt_sha256: r.prompt_sha256.clone(),
+            endpoint: text(&r.endpoint),
+            prompt: r.prompt.as_deref().map(text),
+            prompt_sha256: text(&r.prompt_sha256),
             messages_count: i64::from(r.messages_count),
-            user: r.user.clone(),
-            experiment: r.experiment.clone(),
-            arm: r.arm.clone(),
-            rule: r.rule.clone(),
+            user: r.user.as_deref().map(text),
+            experiment: r.experiment.as_deref().map(text),
+            arm: r.arm.as_deref().map(text),
+            rule: r.rule.as_deref().map(text),
             policy: r.policy.as_ref().map(|p| p.to_string()),
             estimates: serde_json::to_string(&r.estimates)?,
-            decided_model: r.decided_model.clone(),
-            chosen_model: r.chosen_model.clone(),
+            decided_model: r.decided_model.as_deref().map(text),
+            chosen_model: r.chosen_model.as_deref().map(text),
             attempts: serde_json::to_string(&r.attempts)?,
             status: i64::from(r.status),
             input_tokens: r.input_tokens.map(|t| t as i64),
@@ -376,7 +390,7 @@ impl Encoded {
             decision_ms: r.decision_ms,
             latency_ms: r.latency_ms,
             stream: r.stream,
-            api_key: r.api_key.clone(),
+            api_key: r.api_key.as_deref().map(text),
             session: r.session.as_ref().map(|s| s.to_string()),
         })
     }

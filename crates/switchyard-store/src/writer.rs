@@ -2,14 +2,16 @@
 //! dedicated thread writes them in batches, one transaction per batch. When the queue is full, records are
 //! dropped and counted, so a slow disk can never stall traffic.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::database::{Database, Location};
 use crate::record::{now_ms, DecisionRecord, Feedback, FeedbackOutcome};
+use crate::sink::Sink;
+use crate::spool::Spool;
 use crate::StoreError;
 
 /// Most records written in one transaction.
@@ -43,10 +45,14 @@ pub struct WriterStats {
     pub retries: AtomicU64,
     /// The writer is down (between a panic and its restart, or while the database cannot be reopened).
     pub down: AtomicBool,
+    /// Rows waiting in the spool for PostgreSQL to answer again.
+    pub spooled: AtomicU64,
+    /// Spooled rows replayed into PostgreSQL.
+    pub replayed: AtomicU64,
+    /// Writes to PostgreSQL that failed and sent rows to the spool.
+    pub unreachable: AtomicU64,
 }
 
-/// Waits before a failed commit is tried again; after the last, its rows count as failed.
-const RETRY_DELAYS: [Duration; 3] = [Duration::from_millis(50), Duration::from_millis(250), Duration::from_secs(1)];
 /// The first wait before restarting a panicked writer; it doubles up to five seconds.
 const RESTART_DELAY: Duration = Duration::from_millis(200);
 
@@ -57,6 +63,8 @@ pub struct WriterOptions {
     pub path: PathBuf,
     /// A PostgreSQL URL (`postgres://user:pass@host:port/db`), used instead of `path` when given.
     pub url: Option<String>,
+    /// With `url`: the local SQLite file that holds rows while PostgreSQL is out of reach.
+    pub spool: PathBuf,
     /// Records the queue holds before new ones are dropped.
     pub queue_capacity: usize,
     /// Keep requests this many days (`None`: forever).
@@ -87,29 +95,19 @@ impl LogWriter {
         let (tx, rx) = mpsc::sync_channel(options.queue_capacity.max(1));
         let (opened, ready) = mpsc::sync_channel::<Result<(), StoreError>>(1);
         let (thread_stats, thread_location) = (stats.clone(), location.clone());
+        let spool = options.url.is_some().then(|| options.spool.clone());
         std::thread::Builder::new()
             .name("switchyard-log".into())
             .spawn(move || {
-                let mut db = match Database::open(&thread_location) {
-                    Ok(db) => db,
+                let sink = match open_sink(&thread_location, spool.as_deref(), &thread_stats, retention_ms) {
+                    Ok(sink) => sink,
                     Err(e) => {
                         let _ = opened.send(Err(e));
                         return;
                     }
                 };
-                if let Some(ms) = retention_ms {
-                    match db.prune(now_ms() - ms) {
-                        Ok(n) => {
-                            thread_stats.pruned.fetch_add(n as u64, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            let _ = opened.send(Err(e));
-                            return;
-                        }
-                    }
-                }
                 let _ = opened.send(Ok(()));
-                let shutdown = supervise(db, &thread_location, &rx, &thread_stats, retention_ms);
+                let shutdown = supervise(sink, &thread_location, &rx, &thread_stats);
                 // Close the queue before answering, so nothing logged after `shutdown` returns is accepted.
                 drop(rx);
                 if let Some(reply) = shutdown {
@@ -174,21 +172,36 @@ impl LogWriter {
     }
 }
 
+/// Opens the database (and, for PostgreSQL, its spool) and runs retention once.
+fn open_sink(
+    location: &Location,
+    spool: Option<&Path>,
+    stats: &WriterStats,
+    retention_ms: Option<i64>,
+) -> Result<Sink, StoreError> {
+    let mut db = Database::open(location)?;
+    if let Some(ms) = retention_ms {
+        let n = db.prune(now_ms() - ms)?;
+        stats.pruned.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    let spool = spool.map(Spool::open).transpose()?;
+    let mut sink = Sink::new(db, spool, stats)?;
+    sink.retention_ms = retention_ms;
+    Ok(sink)
+}
+
 /// Runs the writer loop, restarting it (on a freshly opened database) after a panic. The queue survives a
 /// restart, so records waiting in it are written after it; the rows of the batch being written when the
 /// panic came count as failed. Returns the reply channel of a shutdown request, if that is what ended it.
-fn supervise(
-    store: Database,
-    location: &Location,
-    rx: &Receiver<Op>,
-    stats: &WriterStats,
-    retention_ms: Option<i64>,
-) -> Option<SyncSender<()>> {
-    let mut store = Some(store);
+fn supervise(sink: Sink, location: &Location, rx: &Receiver<Op>, stats: &WriterStats) -> Option<SyncSender<()>> {
+    let retention_ms = sink.retention_ms;
+    let spool = sink.spool_path();
+    let mut sink = Some(sink);
     let mut batch: Vec<DecisionRecord> = Vec::with_capacity(BATCH);
     let mut delay = RESTART_DELAY;
     loop {
-        let mut open = match store.take().map_or_else(|| Database::open(location), Ok) {
+        let reopened = || open_sink(location, spool.as_deref(), stats, retention_ms);
+        let mut open = match sink.take().map_or_else(reopened, Ok) {
             Ok(s) => s,
             Err(e) => {
                 stats.down.store(true, Ordering::SeqCst);
@@ -199,9 +212,7 @@ fn supervise(
             }
         };
         stats.down.store(false, Ordering::SeqCst);
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run(&mut open, rx, stats, retention_ms, &mut batch)
-        }));
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut open, rx, stats, &mut batch)));
         match run {
             Ok(shutdown) => return shutdown,
             Err(_) => {
@@ -219,16 +230,27 @@ fn supervise(
 
 /// The writer loop; returns the reply channel of a shutdown request, if that is what ended it.
 fn run(
-    store: &mut Database,
+    sink: &mut Sink,
     rx: &Receiver<Op>,
     stats: &WriterStats,
-    retention_ms: Option<i64>,
     batch: &mut Vec<DecisionRecord>,
 ) -> Option<SyncSender<()>> {
     let mut last_prune = Instant::now();
     loop {
-        let Ok(first) = rx.recv() else { break };
-        let mut pending = Some(first);
+        // While rows wait in the spool, wake up to replay them even when no new record comes.
+        let first = if sink.has_spooled() {
+            match rx.recv_timeout(sink.replay_wait()) {
+                Ok(op) => Some(op),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(op) => Some(op),
+                Err(_) => break,
+            }
+        };
+        let mut pending = first;
         // Take everything already queued: records go into one transaction; other ops run in order.
         while let Some(op) = pending.take() {
             match op {
@@ -236,28 +258,31 @@ fn run(
                     stats.queued.fetch_sub(1, Ordering::Relaxed);
                     batch.push(*r);
                     if batch.len() >= BATCH {
-                        commit(store, batch, stats);
+                        sink.commit(batch, stats);
                     }
                 }
                 Op::Feedback(f, reply) => {
-                    commit(store, batch, stats);
-                    let _ = reply.send(store.feedback(&f));
+                    sink.commit(batch, stats);
+                    let _ = reply.send(sink.feedback(&f, stats));
                 }
                 Op::Flush(reply) => {
-                    commit(store, batch, stats);
+                    sink.commit(batch, stats);
+                    sink.replay(stats, false);
                     let _ = reply.send(());
                 }
                 Op::Shutdown(reply) => {
-                    commit(store, batch, stats);
+                    sink.commit(batch, stats);
+                    sink.replay(stats, false);
                     return Some(reply);
                 }
             }
             pending = rx.try_recv().ok();
         }
-        commit(store, batch, stats);
-        if let Some(ms) = retention_ms.filter(|_| last_prune.elapsed() >= PRUNE_EVERY) {
+        sink.commit(batch, stats);
+        sink.replay(stats, false);
+        if let Some(ms) = sink.retention_ms.filter(|_| last_prune.elapsed() >= PRUNE_EVERY) {
             last_prune = Instant::now();
-            match store.prune(now_ms() - ms) {
+            match sink.db.prune(now_ms() - ms) {
                 Ok(n) => {
                     stats.pruned.fetch_add(n as u64, Ordering::Relaxed);
                 }
@@ -265,52 +290,8 @@ fn run(
             }
         }
     }
-    commit(store, batch, stats);
+    sink.commit(batch, stats);
     None
-}
-
-fn commit(store: &mut Database, batch: &mut Vec<DecisionRecord>, stats: &WriterStats) {
-    if batch.is_empty() {
-        return;
-    }
-    let path = store.shown();
-    let result = retry(
-        &RETRY_DELAYS,
-        || store.insert(batch),
-        |attempt, e| {
-            stats.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("decision log {path}: commit of {} rows failed (attempt {attempt}): {e}", batch.len());
-        },
-    );
-    match result {
-        Ok(()) => {
-            stats.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        }
-        Err(e) => {
-            stats.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            tracing::error!("decision log {path}: cannot write {} rows: {e}", batch.len());
-        }
-    }
-    batch.clear();
-}
-
-/// Runs `attempt` until it succeeds or every delay has been waited once; `failed` hears of each failure
-/// that will be tried again.
-fn retry<E>(
-    delays: &[Duration],
-    mut attempt: impl FnMut() -> Result<(), E>,
-    mut failed: impl FnMut(usize, &E),
-) -> Result<(), E> {
-    for (i, delay) in delays.iter().enumerate() {
-        match attempt() {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                failed(i + 1, &e);
-                std::thread::sleep(*delay);
-            }
-        }
-    }
-    attempt()
 }
 
 #[cfg(test)]
@@ -318,36 +299,6 @@ mod tests {
     use super::*;
     use crate::record::PromptLogging;
     use crate::Store;
-
-    #[test]
-    fn a_failed_commit_is_tried_again_before_its_rows_count_as_failed() {
-        let delays = [Duration::from_millis(1); 3];
-        let (mut calls, mut heard) = (0, Vec::new());
-        let result: Result<(), &str> = retry(
-            &delays,
-            || {
-                calls += 1;
-                if calls < 3 {
-                    Err("database is locked")
-                } else {
-                    Ok(())
-                }
-            },
-            |n, e| heard.push((n, *e)),
-        );
-        assert_eq!((result, calls), (Ok(()), 3));
-        assert_eq!(heard, [(1, "database is locked"), (2, "database is locked")]);
-        let mut calls = 0;
-        let result: Result<(), &str> = retry(
-            &delays,
-            || {
-                calls += 1;
-                Err("disk full")
-            },
-            |_, _| {},
-        );
-        assert_eq!((result, calls), (Err("disk full"), 4), "three retries, then the rows count as failed");
-    }
 
     fn record(id: usize) -> DecisionRecord {
         let mut r = DecisionRecord {
@@ -368,6 +319,7 @@ mod tests {
         let writer = LogWriter::start(&WriterOptions {
             path: path.clone(),
             url: None,
+            spool: PathBuf::new(),
             queue_capacity: 10_000,
             retention_days: Some(30),
         })
@@ -397,6 +349,7 @@ mod tests {
         let writer = LogWriter::start(&WriterOptions {
             path: dir.path().join("log.sqlite"),
             url: None,
+            spool: PathBuf::new(),
             queue_capacity: 4,
             retention_days: None,
         })
@@ -420,6 +373,7 @@ mod tests {
         let writer = LogWriter::start(&WriterOptions {
             path: path.clone(),
             url: None,
+            spool: PathBuf::new(),
             queue_capacity: 8,
             retention_days: Some(30),
         })

@@ -1,0 +1,283 @@
+//! Where the writer's batches go. A SQLite log takes them directly (a failed commit is tried again a few
+//! times). A PostgreSQL log takes them while it answers; when it does not, batches go to the local [`Spool`]
+//! instead, and, while anything waits there, new batches follow them, so rows reach PostgreSQL in the order they
+//! were logged. The spool is replayed oldest first whenever the database answers again (tried with a backoff of
+//! half a second doubling to five).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::database::Database;
+use crate::record::{DecisionRecord, Feedback, FeedbackOutcome};
+use crate::spool::Spool;
+use crate::writer::WriterStats;
+use crate::StoreError;
+
+/// Waits before a failed commit is tried again; after the last, its rows count as failed.
+const RETRY_DELAYS: [Duration; 3] = [Duration::from_millis(50), Duration::from_millis(250), Duration::from_secs(1)];
+/// The first wait before an unreachable database is tried again; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Rows replayed per transaction.
+const REPLAY_CHUNK: usize = 512;
+/// Longest a replay runs before the writer looks at its queue again.
+const REPLAY_SLICE: Duration = Duration::from_millis(200);
+
+/// The database and, for PostgreSQL, its spool.
+pub(crate) struct Sink {
+    pub(crate) db: Database,
+    /// Delete requests older than this (milliseconds) every hour.
+    pub(crate) retention_ms: Option<i64>,
+    spool: Option<Spool>,
+    /// Rows in the spool.
+    spooled: u64,
+    /// The database failed: not tried again before this.
+    down_until: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Sink {
+    /// Wraps an open database; `spool` is given for PostgreSQL. Rows an earlier run left in the spool are
+    /// counted and will be replayed first.
+    pub(crate) fn new(db: Database, spool: Option<Spool>, stats: &WriterStats) -> Result<Self, StoreError> {
+        let spooled = match &spool {
+            Some(s) => s.len()?,
+            None => 0,
+        };
+        if let Some(s) = spool.as_ref().filter(|_| spooled > 0) {
+            tracing::warn!(
+                "decision log: {spooled} rows from an earlier run wait in the spool {}; replaying them into {}",
+                s.path().display(),
+                db.shown()
+            );
+        }
+        stats.spooled.store(spooled, Ordering::Relaxed);
+        Ok(Self { db, retention_ms: None, spool, spooled, down_until: None, backoff: FIRST_BACKOFF })
+    }
+
+    /// The spool's file, if there is one.
+    pub(crate) fn spool_path(&self) -> Option<std::path::PathBuf> {
+        self.spool.as_ref().map(|s| s.path().to_path_buf())
+    }
+
+    /// Whether rows wait in the spool.
+    pub(crate) fn has_spooled(&self) -> bool {
+        self.spooled > 0
+    }
+
+    /// How long until a replay may be tried (zero: now).
+    pub(crate) fn replay_wait(&self) -> Duration {
+        self.down_until.map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now()))
+    }
+
+    /// Writes a batch (to the database, or to the spool while the database is out of reach) and clears it.
+    pub(crate) fn commit(&mut self, batch: &mut Vec<DecisionRecord>, stats: &WriterStats) {
+        if batch.is_empty() {
+            return;
+        }
+        if self.spool.is_none() {
+            self.commit_direct(batch, stats);
+        } else if self.has_spooled() || self.replay_wait() > Duration::ZERO {
+            self.spool_batch(batch, stats);
+        } else {
+            match self.db.insert(batch) {
+                Ok(()) => {
+                    self.reachable();
+                    stats.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.unreachable(&e, stats);
+                    self.spool_batch(batch, stats);
+                }
+            }
+        }
+        batch.clear();
+    }
+
+    /// Replays spooled rows, oldest first, for up to a fifth of a second, unless the database is in its
+    /// backoff (or `force`, for feedback that must find its request).
+    pub(crate) fn replay(&mut self, stats: &WriterStats, force: bool) {
+        if !self.has_spooled() || (!force && self.replay_wait() > Duration::ZERO) {
+            return;
+        }
+        let started = Instant::now();
+        while self.has_spooled() && started.elapsed() < REPLAY_SLICE {
+            let Some(spool) = self.spool.as_mut() else { return };
+            let (seq, records) = match spool.oldest(REPLAY_CHUNK) {
+                Ok(Some(found)) => found,
+                Ok(None) => {
+                    self.set_spooled(0, stats);
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!("decision log spool {}: cannot read it: {e}", spool.path().display());
+                    self.down_until = Some(Instant::now() + MAX_BACKOFF);
+                    return;
+                }
+            };
+            if let Err(e) = self.db.insert(&records) {
+                self.unreachable(&e, stats);
+                return;
+            }
+            self.reachable();
+            let Some(spool) = self.spool.as_mut() else { return };
+            if let Err(e) = spool.remove_through(seq) {
+                // The rows are in the database; leaving them in the spool only means writing them again, which
+                // replaces them with themselves.
+                tracing::error!("decision log spool {}: cannot remove replayed rows: {e}", spool.path().display());
+                self.down_until = Some(Instant::now() + MAX_BACKOFF);
+                return;
+            }
+            stats.written.fetch_add(records.len() as u64, Ordering::Relaxed);
+            stats.replayed.fetch_add(records.len() as u64, Ordering::Relaxed);
+            let left = spool.len().unwrap_or(0);
+            self.set_spooled(left, stats);
+            if left == 0 {
+                tracing::info!("decision log {}: the spool is replayed", self.db.shown());
+            }
+        }
+    }
+
+    /// Stores feedback. Spooled rows are replayed first, so feedback for a request answered during an outage
+    /// finds it; while the database is out of reach, the error says so and the client can send it again.
+    pub(crate) fn feedback(&mut self, feedback: &Feedback, stats: &WriterStats) -> Result<FeedbackOutcome, StoreError> {
+        self.replay(stats, true);
+        let outcome = self.db.feedback(feedback);
+        if let Err(e @ (StoreError::Postgres { .. } | StoreError::Sql(_))) = &outcome {
+            if self.spool.is_some() {
+                self.unreachable(e, stats);
+            }
+        }
+        outcome
+    }
+
+    fn set_spooled(&mut self, n: u64, stats: &WriterStats) {
+        self.spooled = n;
+        stats.spooled.store(n, Ordering::Relaxed);
+    }
+
+    fn spool_batch(&mut self, batch: &[DecisionRecord], stats: &WriterStats) {
+        let Some(spool) = self.spool.as_mut() else { return };
+        let result = retry(
+            &RETRY_DELAYS,
+            || spool.append(batch),
+            |attempt, e| {
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("decision log spool: append of {} rows failed (attempt {attempt}): {e}", batch.len());
+            },
+        );
+        match result {
+            Ok(()) => {
+                let n = self.spooled + batch.len() as u64;
+                self.set_spooled(n, stats);
+            }
+            Err(e) => {
+                stats.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                tracing::error!(
+                    "decision log spool {}: cannot write {} rows: {e}",
+                    spool.path().display(),
+                    batch.len()
+                );
+            }
+        }
+    }
+
+    /// The database answered: reset the backoff (and say so after an outage).
+    fn reachable(&mut self) {
+        if self.down_until.take().is_some() {
+            tracing::info!("decision log {} answers again; {} spooled rows to replay", self.db.shown(), self.spooled);
+        }
+        self.backoff = FIRST_BACKOFF;
+    }
+
+    /// The database failed: spool, and try again after the backoff. Warns once per outage.
+    fn unreachable(&mut self, e: &StoreError, stats: &WriterStats) {
+        if self.down_until.is_none() {
+            let spool = self.spool.as_ref().map(|s| s.path().display().to_string()).unwrap_or_default();
+            tracing::warn!(
+                "decision log {} is out of reach ({e}); spooling rows to {spool} until it answers",
+                self.db.shown()
+            );
+        }
+        stats.unreachable.fetch_add(1, Ordering::Relaxed);
+        self.down_until = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// Writes to a SQLite log, trying a failed commit again a few times.
+    fn commit_direct(&mut self, batch: &[DecisionRecord], stats: &WriterStats) {
+        let path = self.db.shown();
+        let db = &mut self.db;
+        let result = retry(
+            &RETRY_DELAYS,
+            || db.insert(batch),
+            |attempt, e| {
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("decision log {path}: commit of {} rows failed (attempt {attempt}): {e}", batch.len());
+            },
+        );
+        match result {
+            Ok(()) => {
+                stats.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                stats.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                tracing::error!("decision log {path}: cannot write {} rows: {e}", batch.len());
+            }
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds or every delay has been waited once; `failed` hears of each failure
+/// that will be tried again.
+pub(crate) fn retry<E>(
+    delays: &[Duration],
+    mut attempt: impl FnMut() -> Result<(), E>,
+    mut failed: impl FnMut(usize, &E),
+) -> Result<(), E> {
+    for (i, delay) in delays.iter().enumerate() {
+        match attempt() {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                failed(i + 1, &e);
+                std::thread::sleep(*delay);
+            }
+        }
+    }
+    attempt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_commit_is_tried_again_before_its_rows_count_as_failed() {
+        let delays = [Duration::from_millis(1); 3];
+        let (mut calls, mut heard) = (0, Vec::new());
+        let result: Result<(), &str> = retry(
+            &delays,
+            || {
+                calls += 1;
+                if calls < 3 {
+                    Err("database is locked")
+                } else {
+                    Ok(())
+                }
+            },
+            |n, e| heard.push((n, *e)),
+        );
+        assert_eq!((result, calls), (Ok(()), 3));
+        assert_eq!(heard, [(1, "database is locked"), (2, "database is locked")]);
+        let mut calls = 0;
+        let result: Result<(), &str> = retry(
+            &delays,
+            || {
+                calls += 1;
+                Err("disk full")
+            },
+            |_, _| {},
+        );
+        assert_eq!((result, calls), (Err("disk full"), 4), "three retries, then the rows count as failed");
+    }
+}
