@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::expect_used, clippy::panic)]
 
 pub mod pg;
+pub mod redis;
 pub mod serve;
 pub mod upstream;
 

@@ -106,6 +106,11 @@ impl Router {
             .map_err(|e| RouterError::Manifest { path: manifest_path.clone(), message: e.to_string() })?;
         std::fs::write(&manifest_path, json + "\n")
             .map_err(|source| RouterError::Io { path: manifest_path.clone(), source })?;
+        // The safetensors writer makes its file readable by its owner only; the weights get the manifest's
+        // permissions (the umask's), so a service user can read a router another user trained.
+        std::fs::metadata(&manifest_path)
+            .and_then(|m| std::fs::set_permissions(&weights_path, m.permissions()))
+            .map_err(|source| RouterError::Io { path: weights_path.clone(), source })?;
         for path in [&manifest_path, &weights_path] {
             std::fs::File::open(path)
                 .and_then(|f| f.sync_all())
@@ -524,6 +529,8 @@ mod tests {
             let router = tiny(predictor, hidden);
             let dir = tempfile::tempdir().unwrap();
             router.save(dir.path()).unwrap();
+            let mode = |f: &str| std::fs::metadata(dir.path().join(f)).unwrap().permissions();
+            assert_eq!(mode(WEIGHTS_FILE), mode(MANIFEST_FILE), "the weights are as readable as the manifest");
             let loaded = Router::load(dir.path()).unwrap();
             for x in [[1f32, 0.], [0., 1.], [0.6, 0.8], [-1., 0.]] {
                 let policy = &router.manifest.default_policy;

@@ -96,7 +96,14 @@ async fn authenticate(State(state): State<Arc<AppState>>, mut request: Request, 
     };
     let caller = Caller(Some(key.clone()));
     if let Some(admission) = admission {
-        if let Err(refused) = key.admit(admission, std::time::Instant::now(), switchyard_store::now_ms()) {
+        let now_ms = switchyard_store::now_ms();
+        // The shared limits decide while Redis answers; this replica's own count otherwise.
+        let shared = match &state.shared {
+            Some(shared) => shared.admit(&key, admission, now_ms).await,
+            None => None,
+        };
+        let verdict = shared.unwrap_or_else(|| key.admit(admission, std::time::Instant::now(), now_ms));
+        if let Err(refused) = verdict {
             state.metrics.key_refusal(&key.name, refused.code());
             tracing::info!(key = key.name, "refused: {refused}");
             let id = crate::gateway::request_id();
@@ -165,6 +172,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         crate::metrics::render_log(&mut text, log.stats());
     }
     crate::metrics::render_embedder(&mut text, &state.embedder);
+    if let Some(shared) = &state.shared {
+        crate::metrics::render_shared(&mut text, shared);
+    }
     crate::metrics::render_budgets(&mut text, &state.keys);
     crate::metrics::render_supervision(&mut text, &state.embedder, state.log.as_ref());
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()

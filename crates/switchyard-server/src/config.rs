@@ -32,6 +32,9 @@ pub struct Config {
     /// The decision log.
     #[serde(default)]
     pub log: LogConfig,
+    /// State shared by replicas (limits, budgets, health, session pins) in Redis.
+    #[serde(default)]
+    pub state: crate::shared::StateConfig,
     /// Named sets of models that rules can restrict the choice to, e.g. `premium = ["gpt-4o", "o1"]`.
     #[serde(default)]
     pub tiers: BTreeMap<String, Vec<String>>,
@@ -392,6 +395,7 @@ impl Config {
         if let Some(knob) = self.default_knob() {
             knob.validate().map_err(|e| invalid("router", e.to_string()))?;
         }
+        self.state.validate().map_err(|e| invalid("state", e))?;
         if let Some(url) = &self.log.url {
             switchyard_store::check_url(url).map_err(|e| invalid("log.url", e))?;
         }
@@ -523,6 +527,8 @@ mod tests {
             ("[log]\nprompts = \"some\"\n", "unknown variant `some`"),
             ("[server]\nidle_timeout_ms = 0\n", "server.idle_timeout_ms"),
             ("[log]\nurl = \"mysql://db/log\"\n", "log.url"),
+            ("[state]\nurl = \"http://127.0.0.1:6379\"\n", "state"),
+            ("[state]\nrequired = true\n", "state"),
             ("[log]\nurl = \"postgres://user:pw@db:notaport/log\"\n", "log.url"),
             ("[[keys]]\nname = \"team\"\nrpm = 10\n", "key \"team\": has no secret"),
             ("[[keys]]\nname = \"team\"\nkey_env = \"T\"\nbudget_usd = -1\n", "budget_usd must be a number >= 0"),

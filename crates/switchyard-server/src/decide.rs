@@ -18,14 +18,28 @@ pub(crate) async fn decide(state: &AppState, query: &Query) -> Result<Decided, A
     let start = Instant::now();
     let embedding = embed_prompt(state, &query.prompt).await?;
     let encode_ms = start.elapsed().as_secs_f64() * 1e3;
+    sync_shared(state, query).await;
     let steering =
         Steering { routers: &routers, config: &state.config, health: &state.health, sessions: &state.sessions };
     let decided = crate::pipeline::decide(&steering, query, &embedding, encode_ms)?;
+    if let (Some(shared), Some(pin)) = (&state.shared, &decided.session) {
+        shared.save_pin(pin, std::time::Duration::from_secs(state.config.routing.session_ttl_s)).await;
+    }
     if let Some(rule) = &decided.rule {
         state.metrics.rule(rule);
     }
     state.metrics.decision(start.elapsed().as_secs_f64(), decided.report.ood);
     Ok(decided)
+}
+
+/// Reads the replicas' shared health and the conversation's pin into this replica's state, when there is a
+/// shared state: one round trip to Redis.
+pub(crate) async fn sync_shared(state: &AppState, query: &Query) {
+    if let Some(shared) = &state.shared {
+        let pinning = state.config.routing.session_pinning;
+        let conversation = query.conversation.as_ref().filter(|_| pinning).map(|c| c.id.as_str());
+        shared.sync(&state.health, &state.deployments, &state.sessions, conversation).await;
+    }
 }
 
 /// What a `/v1/*` handler tells the layers around it (the request metrics) about the request it answered:

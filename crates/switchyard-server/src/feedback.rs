@@ -28,14 +28,26 @@ pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> R
         });
     }
     let request_id = feedback.request_id.clone();
-    let state_for_writer = state.clone();
-    // The writer answers once every record queued before this feedback is written.
-    let outcome = tokio::task::spawn_blocking(move || match state_for_writer.log.as_ref() {
-        Some(log) => log.feedback(feedback),
-        None => Err(StoreError::WriterStopped),
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("feedback task failed: {e}")))?;
+    // The writer answers once every record queued before this feedback is written. With a shared log, the
+    // request may have been answered by another replica whose writer has not committed it yet: an unknown id
+    // is asked again for up to two seconds before the client hears of it.
+    let mut waits = [50u64, 100, 200, 400, 600, 650].into_iter();
+    let outcome = loop {
+        let state_for_writer = state.clone();
+        let feedback = feedback.clone();
+        let outcome = tokio::task::spawn_blocking(move || match state_for_writer.log.as_ref() {
+            Some(log) => log.feedback(feedback),
+            None => Err(StoreError::WriterStopped),
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("feedback task failed: {e}")))?;
+        match (&outcome, state.config.log.url.is_some(), waits.next()) {
+            (Err(StoreError::UnknownRequest(_)), true, Some(ms)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            _ => break outcome,
+        }
+    };
     match outcome {
         Ok(FeedbackOutcome::Recorded) => {
             state.metrics.feedback("recorded");
@@ -52,6 +64,10 @@ pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> R
         Err(e @ StoreError::WriterStopped) => Err(ApiError::Unavailable {
             code: "shutting_down",
             message: format!("{e}; the server is shutting down, retry against another instance"),
+        }),
+        Err(e @ StoreError::Postgres { .. }) => Err(ApiError::Unavailable {
+            code: "log_unavailable",
+            message: format!("cannot store feedback now: {e}; send it again shortly"),
         }),
         Err(e) => Err(ApiError::internal(format!("cannot store feedback: {e}"))),
     }

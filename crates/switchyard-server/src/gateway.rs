@@ -22,6 +22,8 @@ use crate::decide::{decide, Tags};
 use crate::error::ApiError;
 use crate::keys::Caller;
 use crate::query::Query;
+use sha2::Digest;
+
 use crate::request::{read_body, user_prompt};
 use crate::sse::SseTap;
 use crate::state::{expected_cost, record_decision, AppState};
@@ -33,10 +35,16 @@ const ROUTED_NAMES: [&str; 2] = ["switchyard", "auto"];
 /// Monotonic part of request ids.
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
-/// A new request id: `sy-<nanoseconds since the epoch, hex>-<counter, hex>`.
+/// A new request id: `sy-<nanoseconds since the epoch, hex>-<process tag, hex>-<counter, hex>`. The process
+/// tag (from the process id and its start time) keeps ids of replicas sharing one log apart.
 pub(crate) fn request_id() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("sy-{nanos:x}-{:x}", REQUESTS.fetch_add(1, Ordering::Relaxed))
+    static TAG: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let nanos = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let tag = TAG.get_or_init(|| {
+        let digest = sha2::Sha256::digest(format!("{}-{}", std::process::id(), nanos()).as_bytes());
+        u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
+    });
+    format!("sy-{:x}-{tag:08x}-{:x}", nanos(), REQUESTS.fetch_add(1, Ordering::Relaxed))
 }
 
 fn last_user_text(body: &Value) -> Result<String, ApiError> {
@@ -154,6 +162,9 @@ async fn handle(
             });
         }
         record.decided_model = Some(model.clone());
+        if let Some(shared) = &state.shared {
+            shared.sync(&state.health, &state.deployments, &state.sessions, None).await;
+        }
         state.deployments.with_fallbacks(&model)
     } else {
         return Err(ApiError::NotFound {
@@ -233,10 +244,14 @@ async fn handle(
             match result {
                 Ok(forwarded) => {
                     state.health.success(&up, elapsed);
+                    observe_shared(state, &up.name, elapsed);
                     record.chosen_model = Some(card.name.clone());
                     record.expected_cost_usd = expected_cost(record, &card.name);
                     if let Some(usage) = forwarded.usage {
-                        count_usage(state, card, &caller, record, usage);
+                        let (tokens, cost) = count_usage(state, card, &caller, record, usage);
+                        if let (Some(shared), Some(key)) = (&state.shared, &caller.0) {
+                            shared.charge(key, tokens, cost, switchyard_store::now_ms()).await;
+                        }
                     }
                     let mut response = forwarded.response;
                     let h = response.headers_mut();
@@ -268,6 +283,7 @@ async fn handle(
                 }
                 Err(Failure::ClientError(mut response)) => {
                     state.health.success(&up, elapsed);
+                    observe_shared(state, &up.name, elapsed);
                     if let Ok(v) = HeaderValue::from_str(&up.name) {
                         response.headers_mut().insert("x-switchyard-deployment", v);
                     }
@@ -276,12 +292,16 @@ async fn handle(
                 }
                 Err(Failure::Upstream(fault)) => {
                     state.metrics.fallback();
-                    let cooled = state.health.failure(
-                        &up,
-                        elapsed,
-                        server.cooldown_failures,
-                        Duration::from_millis(server.cooldown_ms),
-                    );
+                    let cooldown = Duration::from_millis(server.cooldown_ms);
+                    let cooled_here = state.health.failure(&up, elapsed, server.cooldown_failures, cooldown);
+                    // With a shared state, its count of failures in a row (every replica's) decides.
+                    let cooled = match &state.shared {
+                        Some(shared) => shared
+                            .observe(&up.name, false, elapsed, server.cooldown_failures, cooldown)
+                            .await
+                            .unwrap_or(cooled_here),
+                        None => cooled_here,
+                    };
                     if cooled {
                         state.metrics.cooldown();
                     }
@@ -304,8 +324,26 @@ async fn handle(
     })
 }
 
-/// Counts reported tokens, and their cost at catalog prices, in the metrics, the record and the caller's key.
-fn count_usage(state: &AppState, card: &ModelCard, caller: &Caller, record: &mut DecisionRecord, usage: Usage) {
+/// Records a successful call in the shared health, when there is a shared state: in the background, so the
+/// answer does not wait for Redis (a failure is recorded before the next attempt, see the caller).
+fn observe_shared(state: &AppState, deployment: &str, elapsed: Duration) {
+    if let Some(shared) = state.shared.clone() {
+        let server = &state.config.server;
+        let (threshold, cooldown) = (server.cooldown_failures, Duration::from_millis(server.cooldown_ms));
+        let deployment = deployment.to_string();
+        tokio::spawn(async move { shared.observe(&deployment, true, elapsed, threshold, cooldown).await });
+    }
+}
+
+/// Counts reported tokens, and their cost at catalog prices, in the metrics, the record and the caller's key
+/// (this replica's count; the caller charges the shared state). Returns the tokens and the cost.
+fn count_usage(
+    state: &AppState,
+    card: &ModelCard,
+    caller: &Caller,
+    record: &mut DecisionRecord,
+    usage: Usage,
+) -> (u64, f64) {
     let cost = card.cost_usd(usage.input as f64, usage.output as f64);
     state.metrics.tokens(&card.name, usage.input, usage.output, cost);
     if let Some(key) = &caller.0 {
@@ -315,6 +353,7 @@ fn count_usage(state: &AppState, card: &ModelCard, caller: &Caller, record: &mut
     record.input_tokens = Some(usage.input);
     record.output_tokens = Some(usage.output);
     record.cost_usd = Some(cost);
+    (usage.input + usage.output, cost)
 }
 
 /// A streamed answer on its way: its usage is read (and, when the client did not ask for it, taken out) as
@@ -332,7 +371,13 @@ impl Drop for StreamEnd {
     fn drop(&mut self) {
         let Some(mut record) = self.record.take() else { return };
         if let Some(usage) = self.tap.usage {
-            count_usage(&self.state, &self.card, &self.caller, &mut record, usage);
+            let (tokens, cost) = count_usage(&self.state, &self.card, &self.caller, &mut record, usage);
+            // The stream has ended: the shared charge goes on in the background.
+            if let (Some(shared), Some(key), Ok(runtime)) =
+                (self.state.shared.clone(), self.caller.0.clone(), tokio::runtime::Handle::try_current())
+            {
+                runtime.spawn(async move { shared.charge(&key, tokens, cost, switchyard_store::now_ms()).await });
+            }
         }
         record.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
         self.state.log_request(record);

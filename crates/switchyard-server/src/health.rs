@@ -39,7 +39,33 @@ impl UpstreamHealth {
     }
 }
 
+/// A deployment's health as the shared state holds it (see [`crate::shared`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedHealth {
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+    /// How much longer the deployment is in cooldown, if it is.
+    pub cooling_for: Option<Duration>,
+    /// Average latency of successful calls.
+    pub latency_ms: Option<f64>,
+    /// Average error rate.
+    pub error_rate: f64,
+    /// Calls observed by every replica.
+    pub calls: u64,
+}
+
 impl Health {
+    /// Takes the shared view of a deployment's health as this replica's.
+    pub fn adopt(&self, up: &Upstream, shared: &SharedHealth) {
+        let Ok(mut h) = self.0.lock() else { return };
+        let u = Self::entry(&mut h, up);
+        u.consecutive_failures = shared.consecutive_failures;
+        u.cooling_until = shared.cooling_for.map(|d| Instant::now() + d);
+        u.latency_ms = shared.latency_ms;
+        u.error_rate = shared.error_rate;
+        u.calls = shared.calls;
+    }
+
     /// Whether the deployment is in cooldown now.
     pub fn cooling(&self, deployment: &str) -> bool {
         let now = Instant::now();

@@ -3,8 +3,9 @@
 //!
 //! Keys are `[[keys]]` tables; `server.client_keys` still works, as keys without limits. The file holds a
 //! key's secret only indirectly: the name of an environment variable (`key_env`) or its SHA-256
-//! (`key_sha256`). State lives in this process (the scale-out issue moves it to a shared store); spend is
-//! restored at start-up from the decision log, so a restart does not reset a budget.
+//! (`key_sha256`). Usage is counted here and, with `[state] url`, in Redis, which then decides for every
+//! replica ([`crate::shared`]); spend is restored at start-up from the decision log, so a restart does not reset
+//! a budget.
 //!
 //! Limits are exact for requests: a request takes its slot under a lock, so `rpm = N` lets N through in any
 //! 60 seconds and refuses the next. Tokens and spend are counted from what upstreams report when a call ends,
@@ -172,38 +173,16 @@ impl ClientKey {
         let mut u = self.lock();
         u.expire(now);
         u.roll(self.config.budget_period, now_ms);
-        let name = &self.name;
         if let (Admission::Spend, Some(budget)) = (what, self.config.budget_usd) {
             if u.spend_usd >= budget {
-                let period = self.config.budget_period;
-                let (renews, retry_after_s) = match u.period.1 {
-                    Some(end) => {
-                        let s = ((end - now_ms).max(0) as u64).div_ceil(1000);
-                        (format!("; it renews in {}", human(s)), Some(s))
-                    }
-                    None => ("; raise budget_usd to continue".to_string(), None),
-                };
-                return Err(ApiError::RateLimited {
-                    code: "budget_exceeded",
-                    message: format!(
-                        "key {name:?} has spent ${:.6} of its {} budget of ${budget}{renews}",
-                        u.spend_usd,
-                        period.word()
-                    ),
-                    retry_after_s,
-                });
+                return Err(self.refuse_budget(u.spend_usd, u.period.1, now_ms));
             }
         }
         let wait =
             |since: Instant| (MINUTE.saturating_sub(now.duration_since(since)).as_millis() as u64).div_ceil(1000);
         if let Some(rpm) = self.config.rpm {
             if u.requests.len() >= rpm as usize {
-                let retry = u.requests.front().map_or(60, |t| wait(*t).max(1));
-                return Err(ApiError::RateLimited {
-                    code: "rate_limit_exceeded",
-                    message: format!("key {name:?} is over its limit of {rpm} requests per minute; retry in {retry} s"),
-                    retry_after_s: Some(retry),
-                });
+                return Err(self.over_rpm(u.requests.front().map_or(60, |t| wait(*t).max(1))));
             }
         }
         if let (Admission::Spend, Some(tpm)) = (what, self.config.tpm) {
@@ -218,18 +197,77 @@ impl ClientKey {
                         break;
                     }
                 }
-                return Err(ApiError::RateLimited {
-                    code: "rate_limit_exceeded",
-                    message: format!(
-                        "key {name:?} used {} of its {tpm} tokens per minute; retry in {retry} s",
-                        u.tokens_in_window
-                    ),
-                    retry_after_s: Some(retry),
-                });
+                return Err(self.over_tpm(u.tokens_in_window, retry));
             }
         }
         u.requests.push_back(now);
         Ok(())
+    }
+
+    /// The refusal of a request over the key's budget, having spent `spent` in a period ending at `end`.
+    fn refuse_budget(&self, spent: f64, end: Option<i64>, now_ms: i64) -> ApiError {
+        let (renews, retry_after_s) = match end {
+            Some(end) => {
+                let s = ((end - now_ms).max(0) as u64).div_ceil(1000);
+                (format!("; it renews in {}", human(s)), Some(s))
+            }
+            None => ("; raise budget_usd to continue".to_string(), None),
+        };
+        ApiError::RateLimited {
+            code: "budget_exceeded",
+            message: format!(
+                "key {:?} has spent ${spent:.6} of its {} budget of ${}{renews}",
+                self.name,
+                self.config.budget_period.word(),
+                self.config.budget_usd.unwrap_or(0.0)
+            ),
+            retry_after_s,
+        }
+    }
+
+    /// The refusal of a request over the budget, as the shared state counted `spent` (`now_ms` dates it).
+    pub(crate) fn over_budget(&self, spent: f64, now_ms: i64) -> ApiError {
+        self.refuse_budget(spent, self.config.budget_period.bounds(now_ms).1, now_ms)
+    }
+
+    /// The refusal of a request over the requests-per-minute limit, which frees a slot in `retry` seconds.
+    pub(crate) fn over_rpm(&self, retry: u64) -> ApiError {
+        let rpm = self.config.rpm.unwrap_or(0);
+        ApiError::RateLimited {
+            code: "rate_limit_exceeded",
+            message: format!("key {:?} is over its limit of {rpm} requests per minute; retry in {retry} s", self.name),
+            retry_after_s: Some(retry),
+        }
+    }
+
+    /// The refusal of a request over the tokens-per-minute limit, with `used` tokens in the window.
+    pub(crate) fn over_tpm(&self, used: u64, retry: u64) -> ApiError {
+        let tpm = self.config.tpm.unwrap_or(0);
+        ApiError::RateLimited {
+            code: "rate_limit_exceeded",
+            message: format!("key {:?} used {used} of its {tpm} tokens per minute; retry in {retry} s", self.name),
+            retry_after_s: Some(retry),
+        }
+    }
+
+    /// Requests per minute, if limited.
+    pub fn rpm(&self) -> Option<u32> {
+        self.config.rpm
+    }
+
+    /// Tokens per minute, if limited.
+    pub fn tpm(&self) -> Option<u64> {
+        self.config.tpm
+    }
+
+    /// The budget in USD, if any.
+    pub fn budget(&self) -> Option<f64> {
+        self.config.budget_usd
+    }
+
+    /// The budget's period.
+    pub fn budget_period(&self) -> BudgetPeriod {
+        self.config.budget_period
     }
 
     /// Counts what a call used: its reported tokens toward tpm, its cost toward the budget.

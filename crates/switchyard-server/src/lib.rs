@@ -28,6 +28,7 @@ mod route;
 mod routing;
 mod rules;
 mod sessions;
+mod shared;
 mod sse;
 mod state;
 mod upstream;
@@ -40,7 +41,7 @@ pub use config::{Config, ConfigError, EncoderConfig, LogConfig, RouterConfig, Ro
 pub use embedder::{EmbedError, EmbedTiming, Embedder, EmbedderOptions, EmbedderStats};
 pub use error::ApiError;
 pub use experiment::{ArmConfig, ExperimentConfig, StickyKey};
-pub use health::Health;
+pub use health::{Health, SharedHealth};
 pub use keys::{Admission, BudgetPeriod, Caller, ClientKey, KeyConfig, KeyRing, MissingSecret};
 pub use knobs::RequestKnobs;
 pub use metrics::Metrics;
@@ -49,6 +50,7 @@ pub use query::{Conversation, Needs, Query};
 pub use routing::{encoder_info, load_router, ReloadReport, Routers, StartError};
 pub use rules::{Action, Condition, Examples, Rule, RuleConfig, RuleMatch};
 pub use sessions::{PinAction, SessionPin, Sessions};
+pub use shared::{SharedState, SharedStats, StateConfig};
 pub use state::AppState;
 
 /// Serves `state` on the configured address until Ctrl-C or SIGTERM, then drains in-flight requests for at

@@ -435,6 +435,35 @@ pub fn render_log(out: &mut String, stats: &switchyard_store::WriterStats) {
     }
 }
 
+/// Appends the shared state's gauges: degraded (Redis out of reach), call errors, reconnections.
+pub fn render_shared(out: &mut String, shared: &std::sync::Arc<crate::shared::SharedState>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let degraded = u64::from(shared.is_degraded());
+    scalar(
+        out,
+        "switchyard_state_degraded",
+        "gauge",
+        "1 while Redis is out of reach and limits count per replica.",
+        degraded,
+    );
+    let errors = shared.stats.errors.load(Relaxed);
+    scalar(
+        out,
+        "switchyard_state_errors_total",
+        "counter",
+        "Redis calls that failed or missed their deadline.",
+        errors,
+    );
+    let reconnects = shared.stats.reconnects.load(Relaxed);
+    scalar(
+        out,
+        "switchyard_state_reconnects_total",
+        "counter",
+        "Connections to Redis made again after an outage.",
+        reconnects,
+    );
+}
+
 /// Appends the embedder's counters: batches, prompts, cache hits and misses, refusals, queue depth.
 pub fn render_embedder(out: &mut String, embedder: &crate::embedder::Embedder) {
     use std::sync::atomic::Ordering::Relaxed;

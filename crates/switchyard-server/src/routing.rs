@@ -64,6 +64,9 @@ pub enum StartError {
     /// A `[[keys]]` secret is missing from the environment.
     #[error(transparent)]
     Key(#[from] crate::keys::MissingSecret),
+    /// The shared state (`[state]`) cannot be used: Redis does not answer and `state.required` is set.
+    #[error("{0}")]
+    State(String),
     /// The HTTP client for upstream calls cannot be built (its TLS back end failed to start).
     #[error("cannot build the HTTP client for upstream calls: {0}")]
     Http(String),

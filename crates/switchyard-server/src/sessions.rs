@@ -3,7 +3,8 @@
 //! once; the conversation moves to a cheaper model only after `routing.deescalate_after` turns in a row that
 //! all say a cheaper one would do.
 //!
-//! Pins live in this process, with a time to live and a bound on their number (the oldest go first).
+//! Pins live in this process, with a time to live and a bound on their number (the oldest go first); with
+//! `[state] url` they live in Redis too, which every replica reads first ([`crate::shared`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -127,6 +128,20 @@ impl Sessions {
         }
         pins.insert(id.to_string(), Pin { model: model.clone(), cheaper_turns, used: now });
         SessionPin { id: id.to_string(), turn, model, action }
+    }
+
+    /// Takes a conversation's pin from the shared state: its model and cheaper turns in a row, or `None` when
+    /// the shared state holds none (then this replica's own pin, stale, goes too).
+    pub fn adopt(&self, id: &str, pin: Option<(String, u32)>, now: Instant) {
+        let mut pins = self.pins.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match pin {
+            Some((model, cheaper_turns)) => {
+                pins.insert(id.to_string(), Pin { model, cheaper_turns, used: now });
+            }
+            None => {
+                pins.remove(id);
+            }
+        }
     }
 
     /// Live pins (for `/metrics`).

@@ -32,6 +32,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Conversations' session pins.
     pub sessions: crate::sessions::Sessions,
+    /// The state shared with other replicas through Redis (absent without `[state] url`).
+    pub shared: Option<Arc<crate::shared::SharedState>>,
     /// The decision log's writer (absent when `log.enabled = false`).
     pub log: Option<LogWriter>,
     /// The prompt embedder: cache, queue and inference thread.
@@ -75,6 +77,7 @@ impl AppState {
                 .join()
         })
         .map_err(|_| StartError::Http("reading the budgets' spend panicked".into()))??;
+        let shared = crate::shared::SharedState::start(&config.state, &keys).map_err(StartError::State)?;
         let log = if config.log.enabled {
             Some(LogWriter::start(&WriterOptions {
                 path: config.log.path.clone(),
@@ -125,6 +128,7 @@ impl AppState {
             health: crate::health::Health::default(),
             metrics: crate::metrics::Metrics::default(),
             sessions,
+            shared,
             log,
             routers: RwLock::new(Arc::new(routers)),
             reloading: Mutex::new(()),

@@ -1,0 +1,83 @@
+//! `[state]`: the settings of the shared state, checked before anything connects.
+
+use redis::Client;
+use serde::Deserialize;
+
+/// `[state]`: where replicas share limits, budgets, health and session pins.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// `redis://[:password@]host:port[/db]`; without it, state lives in this process.
+    pub url: Option<String>,
+    /// Refuse to start when Redis cannot be reached (otherwise: start degraded, on local state, and reconnect).
+    pub required: bool,
+    /// Deadline of one Redis call on the request path, in milliseconds.
+    pub timeout_ms: u64,
+    /// Prefix of every Redis key, so several switchyard deployments can share one Redis.
+    pub prefix: String,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self { url: None, required: false, timeout_ms: 50, prefix: "switchyard".into() }
+    }
+}
+
+impl StateConfig {
+    /// Checks the settings without connecting; the error names the key.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if let Some(url) = &self.url {
+            if !(url.starts_with("redis://") || url.starts_with("valkey://") || url.starts_with("redis+unix://")) {
+                return Err(format!(
+                    "state.url must be a redis://[:password@]host:port[/db] URL (or redis+unix:///path), got {:?}",
+                    redact(url)
+                ));
+            }
+            Client::open(url.as_str())
+                .map_err(|e| format!("state.url {:?} is not a valid Redis URL: {e}", redact(url)))?;
+        } else if self.required {
+            return Err("state.required = true needs state.url (redis://host:port)".into());
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > 10_000 {
+            return Err(format!("state.timeout_ms must be in 1..=10000, got {}", self.timeout_ms));
+        }
+        if self.prefix.is_empty() || self.prefix.contains(char::is_whitespace) {
+            return Err(format!("state.prefix must be a non-empty word, got {:?}", self.prefix));
+        }
+        Ok(())
+    }
+}
+
+/// A Redis URL with its password hidden.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    match rest.rsplit_once('@') {
+        Some((auth, host)) => match auth.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => format!("{scheme}://***@{host}"),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked_before_connecting() {
+        let ok = StateConfig { url: Some("redis://:secret@127.0.0.1:6379/0".into()), ..StateConfig::default() };
+        assert_eq!(ok.validate(), Ok(()));
+        let bad = StateConfig { url: Some("http://127.0.0.1:6379".into()), ..StateConfig::default() };
+        assert!(bad.validate().unwrap_err().contains("must be a redis://"));
+        let garbled = StateConfig { url: Some("redis://:pw@host:notaport".into()), ..StateConfig::default() };
+        let err = garbled.validate().unwrap_err();
+        assert!(err.contains("not a valid Redis URL") && !err.contains(":pw@"), "{err}");
+        let required = StateConfig { required: true, ..StateConfig::default() };
+        assert!(required.validate().unwrap_err().contains("needs state.url"));
+        let slow = StateConfig { url: ok.url.clone(), timeout_ms: 0, ..StateConfig::default() };
+        assert!(slow.validate().unwrap_err().contains("state.timeout_ms"));
+        assert_eq!(redact("redis://user:pw@h:1/2"), "redis://user:***@h:1/2");
+        assert_eq!(redact("redis://:pw@h:1"), "redis://:***@h:1");
+    }
+}

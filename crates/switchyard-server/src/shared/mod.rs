@@ -1,0 +1,440 @@
+//! State shared by replicas through Redis (or Valkey), `[state] url`: each key's rate limits and budget
+//! (admitted and charged by Lua scripts, so the count is exact across replicas), every deployment's health
+//! (consecutive failures, cooldown, latency and error averages), and conversations' session pins (with their
+//! time to live). Redis's own clock times the limits and cooldowns, so replicas' clocks need not agree.
+//!
+//! Redis is read first and is the truth while it answers; the process's own state is kept as well. Every call
+//! has a short deadline (`state.timeout_ms`, 50 ms by default): a call that misses it falls back to the
+//! replica's own state for that request. When a call fails (a refused or reset connection) or three in a row
+//! miss their deadline, the replica marks the shared state degraded (`switchyard_state_degraded 1`, one
+//! warning), serves from its own state (limits then count per replica), and reconnects in the background with a
+//! backoff from 100 ms to 5 s; the reconnection writes the budgets' spend back when Redis lost it. Keys without
+//! limits cost no Redis call.
+
+mod config;
+mod scripts;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client};
+use serde::{Deserialize, Serialize};
+
+pub use config::{redact, StateConfig};
+use scripts::Scripts;
+
+use crate::deployments::Deployments;
+use crate::error::ApiError;
+use crate::health::{Health, SharedHealth};
+use crate::keys::{Admission, ClientKey, KeyRing};
+use crate::sessions::{SessionPin, Sessions};
+
+/// A session pin as Redis keeps it.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredPin {
+    model: String,
+    cheaper_turns: u32,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct SharedStats {
+    /// Calls that failed or missed their deadline.
+    pub errors: AtomicU64,
+    /// Times the connection was made again after an outage.
+    pub reconnects: AtomicU64,
+}
+
+/// The connection to the shared state, and whether it is degraded.
+pub struct SharedState {
+    client: Client,
+    shown: String,
+    prefix: String,
+    timeout: Duration,
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    degraded: AtomicBool,
+    reconnecting: AtomicBool,
+    /// Calls in a row that missed their deadline.
+    late: std::sync::atomic::AtomicU32,
+    scripts: Scripts,
+    /// Makes members of the limit windows unique across replicas and calls.
+    nonce: String,
+    counter: AtomicU64,
+    keys: Vec<Arc<ClientKey>>,
+    /// What the metrics show.
+    pub stats: SharedStats,
+}
+
+/// Calls in a row that miss their deadline before the shared state counts as out of reach.
+const LATE_IN_A_ROW: u32 = 3;
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The backoff of reconnection.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Weight of the newest observation in the health averages (as in [`crate::health`]).
+const EWMA_WEIGHT: f64 = 0.2;
+
+impl SharedState {
+    /// Checks that Redis answers (a blocking PING: call it at start-up, before serving). Unreachable, it is an
+    /// error when `state.required`; otherwise the replica starts degraded, with a warning, and keeps trying.
+    pub fn start(config: &StateConfig, keys: &KeyRing) -> Result<Option<Arc<Self>>, String> {
+        let Some(url) = &config.url else { return Ok(None) };
+        let shown = redact(url);
+        let client = Client::open(url.as_str()).map_err(|e| format!("state.url {shown:?}: {e}"))?;
+        let ping = client
+            .get_connection_with_timeout(CONNECT_TIMEOUT)
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+        let degraded = match ping {
+            Ok(_) => false,
+            Err(e) if config.required => {
+                return Err(format!(
+                    "state.url {shown}: Redis does not answer ({e}); start it, fix state.url, or set state.required = \
+                     false to start on local state and reconnect"
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "shared state {shown}: Redis does not answer ({e}); starting on this replica's own state (limits \
+                     count per replica) and reconnecting in the background"
+                );
+                true
+            }
+        };
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        Ok(Some(Arc::new(Self {
+            client,
+            shown,
+            prefix: config.prefix.clone(),
+            timeout: Duration::from_millis(config.timeout_ms),
+            conn: tokio::sync::Mutex::new(None),
+            degraded: AtomicBool::new(degraded),
+            reconnecting: AtomicBool::new(false),
+            late: std::sync::atomic::AtomicU32::new(0),
+            scripts: Scripts::new(),
+            nonce: format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff),
+            counter: AtomicU64::new(0),
+            keys: keys.all().to_vec(),
+            stats: SharedStats::default(),
+        })))
+    }
+
+    /// Whether the replica runs on its own state now (Redis unreachable).
+    pub fn is_degraded(self: &Arc<Self>) -> bool {
+        let degraded = self.degraded.load(Ordering::SeqCst);
+        if degraded {
+            self.kick();
+        }
+        degraded
+    }
+
+    /// Where Redis is, password hidden.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    fn member(&self) -> String {
+        format!("{}-{}", self.nonce, self.counter.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn key_prefix(&self, key: &ClientKey) -> String {
+        // The braces make a key's entries one hash slot, should the Redis be a cluster.
+        format!("{}:key:{{{}}}", self.prefix, key.name)
+    }
+
+    fn spend_key(&self, key: &ClientKey, now_ms: i64) -> (String, i64) {
+        let (start, end) = key.budget_period().bounds(now_ms);
+        // A day past the period's end, so a late charge still lands; a total budget never expires.
+        (format!("{}:spend:{start}", self.key_prefix(key)), end.map_or(0, |e| e + 86_400_000))
+    }
+
+    /// Opens a connection and writes back any budget spend Redis does not hold (after a Redis restart).
+    async fn open(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(self.timeout.max(Duration::from_millis(500))));
+        let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        let now_ms = switchyard_store::now_ms();
+        // A PING first: it checks the connection, and keeps the pipeline from being empty without budgets.
+        let mut pipe = redis::pipe();
+        pipe.cmd("PING").ignore();
+        for key in self.keys.iter().filter(|k| k.budget().is_some()) {
+            let (spend, expires) = self.spend_key(key, now_ms);
+            let mut set = redis::cmd("SET");
+            set.arg(&spend).arg(key.spend().0).arg("NX");
+            if expires > 0 {
+                set.arg("PXAT").arg(expires);
+            }
+            pipe.add_command(set).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(conn)
+    }
+
+    /// The connection, made on first use; `None` while degraded.
+    async fn connection(self: &Arc<Self>) -> Option<MultiplexedConnection> {
+        if self.is_degraded() {
+            return None;
+        }
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Some(c.clone());
+        }
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.open()).await {
+            Ok(Ok(c)) => {
+                *slot = Some(c.clone());
+                Some(c)
+            }
+            Ok(Err(e)) => {
+                drop(slot);
+                self.lost(&format!("cannot connect: {e}"));
+                None
+            }
+            Err(_) => {
+                drop(slot);
+                self.lost("cannot connect within a second");
+                None
+            }
+        }
+    }
+
+    /// Runs one call against Redis within the deadline; `None` (and degraded) when it fails.
+    async fn call<T, F, Fut>(self: &Arc<Self>, what: &str, f: F) -> Option<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.connection().await?;
+        match tokio::time::timeout(self.timeout, f(conn)).await {
+            Ok(Ok(v)) => {
+                self.late.store(0, Ordering::Relaxed);
+                Some(v)
+            }
+            Ok(Err(e)) => {
+                self.lost(&format!("{what}: {e}"));
+                None
+            }
+            Err(_) => {
+                // One late answer (a busy machine) falls back for this call only; several in a row mean Redis
+                // is out of reach.
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                let late = self.late.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::debug!(
+                    "shared state {}: {what}: no answer within {} ms",
+                    self.shown,
+                    self.timeout.as_millis()
+                );
+                if late >= LATE_IN_A_ROW {
+                    self.late.store(0, Ordering::Relaxed);
+                    self.lost(&format!(
+                        "{what}: {late} calls in a row had no answer within {} ms",
+                        self.timeout.as_millis()
+                    ));
+                }
+                None
+            }
+        }
+    }
+
+    /// A call failed: degrade (warning once), drop the connection and reconnect in the background.
+    fn lost(self: &Arc<Self>, why: &str) {
+        if !why.contains("in a row had no answer") {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if !self.degraded.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                "shared state {}: {why}; serving from this replica's own state (limits count per replica) until \
+                 Redis answers again",
+                self.shown
+            );
+        }
+        if let Ok(mut slot) = self.conn.try_lock() {
+            *slot = None;
+        }
+        self.kick();
+    }
+
+    /// Starts the reconnection loop unless it runs (needs a Tokio runtime; without one, nothing happens).
+    fn kick(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        if self.reconnecting.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        runtime.spawn(async move {
+            let mut backoff = FIRST_BACKOFF;
+            loop {
+                tokio::time::sleep(backoff).await;
+                if let Ok(Ok(c)) = tokio::time::timeout(CONNECT_TIMEOUT, me.open()).await {
+                    *me.conn.lock().await = Some(c);
+                    me.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    me.degraded.store(false, Ordering::SeqCst);
+                    me.reconnecting.store(false, Ordering::SeqCst);
+                    tracing::info!("shared state {}: Redis answers again; limits are shared again", me.shown);
+                    return;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        });
+    }
+
+    /// Admits a request against the key's shared limits: `None` when Redis did not answer (use the local
+    /// limits), else the decision.
+    pub async fn admit(
+        self: &Arc<Self>,
+        key: &ClientKey,
+        what: Admission,
+        now_ms: i64,
+    ) -> Option<Result<(), ApiError>> {
+        if key.rpm().is_none() && key.tpm().is_none() && key.budget().is_none() {
+            return Some(Ok(()));
+        }
+        let prefix = self.key_prefix(key);
+        let (spend, _) = self.spend_key(key, now_ms);
+        let spends = what == Admission::Spend;
+        let mut invocation = self.scripts.admit.prepare_invoke();
+        invocation
+            .key(format!("{prefix}:rpm"))
+            .key(format!("{prefix}:tpm"))
+            .key(&spend)
+            .arg(key.rpm().unwrap_or(0))
+            .arg(key.tpm().unwrap_or(0))
+            .arg(key.budget().unwrap_or(-1.0))
+            .arg(if spends { "1" } else { "0" })
+            .arg(self.member());
+        let reply: Vec<String> =
+            self.call("admit", |mut c| async move { invocation.invoke_async(&mut c).await }).await?;
+        let num = |i: usize| reply.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let now = num(1);
+        let retry = |since: f64| (((since + 60_000.0 - now) / 1000.0).ceil().max(1.0)) as u64;
+        Some(match reply.first().map(String::as_str) {
+            Some("1") => Err(key.over_rpm(retry(num(2)))),
+            Some("2") => Err(key.over_tpm(num(3) as u64, retry(num(2)))),
+            Some("3") => Err(key.over_budget(num(2), now_ms)),
+            _ => Ok(()),
+        })
+    }
+
+    /// Counts what a call used toward the key's shared tpm window and budget.
+    pub async fn charge(self: &Arc<Self>, key: &ClientKey, tokens: u64, cost_usd: f64, now_ms: i64) {
+        let counted = key.tpm().is_some() || key.budget().is_some();
+        if !counted || (tokens == 0 && cost_usd <= 0.0) {
+            return;
+        }
+        let prefix = self.key_prefix(key);
+        let (spend, expires) = self.spend_key(key, now_ms);
+        let mut invocation = self.scripts.charge.prepare_invoke();
+        invocation
+            .key(format!("{prefix}:tpm"))
+            .key(spend)
+            .arg(tokens)
+            .arg(cost_usd.max(0.0))
+            .arg(self.member())
+            .arg(expires);
+        let _: Option<String> = self.call("charge", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
+    }
+
+    /// Records a call's outcome in the deployment's shared health; `Some(true)` when it put the deployment in
+    /// cooldown.
+    pub async fn observe(
+        self: &Arc<Self>,
+        deployment: &str,
+        ok: bool,
+        elapsed: Duration,
+        threshold: u32,
+        cooldown: Duration,
+    ) -> Option<bool> {
+        let mut invocation = self.scripts.observe.prepare_invoke();
+        invocation
+            .key(format!("{}:health", self.prefix))
+            .arg(deployment)
+            .arg(if ok { "1" } else { "0" })
+            .arg(elapsed.as_secs_f64() * 1e3)
+            .arg(threshold)
+            .arg(cooldown.as_millis() as u64)
+            .arg(EWMA_WEIGHT);
+        let cooled: i64 = self.call("health", |mut c| async move { invocation.invoke_async(&mut c).await }).await?;
+        Some(cooled == 1)
+    }
+
+    /// Reads every deployment's shared health into `health`, and the conversation's pin (if `conversation`)
+    /// into `sessions`, in one round trip. Redis is the truth: a pin it does not hold is dropped here too.
+    pub async fn sync(
+        self: &Arc<Self>,
+        health: &Health,
+        deployments: &Deployments,
+        sessions: &Sessions,
+        conversation: Option<&str>,
+    ) {
+        let mut invocation = self.scripts.read.prepare_invoke();
+        invocation.key(format!("{}:health", self.prefix));
+        if let Some(id) = conversation {
+            invocation.key(self.pin_key(id));
+        }
+        let reply: Option<(String, Vec<String>, Option<String>)> =
+            self.call("read", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
+        let Some((now, flat, pin)) = reply else { return };
+        let now: f64 = now.parse().unwrap_or(0.0);
+        let upstreams: HashMap<&str, &crate::deployments::Upstream> =
+            deployments.all().map(|u| (u.name.as_str(), u)).collect();
+        for pair in flat.chunks_exact(2) {
+            let (Some(up), Ok(view)) =
+                (upstreams.get(pair[0].as_str()), serde_json::from_str::<StoredHealth>(&pair[1]))
+            else {
+                continue;
+            };
+            let cooling = (view.cool_until > now).then(|| Duration::from_millis((view.cool_until - now) as u64));
+            health.adopt(
+                up,
+                &SharedHealth {
+                    consecutive_failures: view.fails as u32,
+                    cooling_for: cooling,
+                    latency_ms: view.lat,
+                    error_rate: view.err,
+                    calls: view.calls as u64,
+                },
+            );
+        }
+        if let Some(id) = conversation {
+            let stored = pin.and_then(|p| serde_json::from_str::<StoredPin>(&p).ok());
+            sessions.adopt(id, stored.map(|p| (p.model, p.cheaper_turns)), Instant::now());
+        }
+    }
+
+    fn pin_key(&self, id: &str) -> String {
+        format!("{}:pin:{id}", self.prefix)
+    }
+
+    /// Writes a conversation's pin after a turn, for `ttl`.
+    pub async fn save_pin(self: &Arc<Self>, pin: &SessionPin, ttl: Duration) {
+        let cheaper_turns = match pin.action {
+            crate::sessions::PinAction::Held { cheaper_turns } => cheaper_turns,
+            _ => 0,
+        };
+        let Ok(value) = serde_json::to_string(&StoredPin { model: pin.model.clone(), cheaper_turns }) else { return };
+        let key = self.pin_key(&pin.id);
+        let ms = ttl.as_millis().max(1) as u64;
+        let _: Option<()> = self
+            .call("pin", |mut c| async move {
+                redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ms).query_async(&mut c).await
+            })
+            .await;
+    }
+}
+
+/// A deployment's health as the `observe` script writes it.
+#[derive(Debug, Deserialize)]
+struct StoredHealth {
+    #[serde(default)]
+    fails: f64,
+    #[serde(default)]
+    cool_until: f64,
+    lat: Option<f64>,
+    #[serde(default)]
+    err: f64,
+    #[serde(default)]
+    calls: f64,
+}

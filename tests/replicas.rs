@@ -1,0 +1,432 @@
+//! Two replicas sharing one PostgreSQL (the decision log) and one Redis (limits, budgets, health, session
+//! pins), both real servers started for the test. Each replica is a full server state of its own (its own
+//! counters, health, pins and log writer), as two processes would have; the requests alternate between them.
+//! Without the shared state each replica would count on its own and every assertion below would fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use common::pg::Postgres;
+use common::redis::Redis;
+use common::upstream::{self, Mode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use switchyard_core::Router;
+use switchyard_encoder::{EncoderOptions, MiniLm};
+use switchyard_server::{app, AppState, Config};
+use tower::ServiceExt;
+
+fn digest(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The keys: `metered` (20 requests a minute), `budgeted` ($0.00005: five calls of $0.000011), `open`.
+fn keys() -> String {
+    format!(
+        "[[keys]]\nname = \"metered\"\nkey_sha256 = \"{}\"\nrpm = 20\n\
+         [[keys]]\nname = \"budgeted\"\nkey_sha256 = \"{}\"\nbudget_usd = 0.00005\n\
+         [[keys]]\nname = \"open\"\nkey_sha256 = \"{}\"\n",
+        digest("metered-key"),
+        digest("budgeted-key"),
+        digest("open-key")
+    )
+}
+
+/// A model with two deployments on the fake upstream: `flaky-a` answers as upstream model "broken" (told to
+/// fail), `flaky-b` as "flaky"; one failure puts a deployment in cooldown.
+fn flaky_model(addr: SocketAddr) -> String {
+    format!(
+        "[[models]]\nname = \"flaky\"\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0\n\
+         [[models.deployments]]\nname = \"flaky-a\"\nbase_url = \"http://{addr}/v1\"\nupstream_model = \"broken\"\n\
+         [[models.deployments]]\nname = \"flaky-b\"\nbase_url = \"http://{addr}/v1\"\n"
+    )
+}
+
+fn replica(addr: SocketAddr, pg: &Postgres, redis_url: &str, spool: &Path, extra: &str) -> Arc<AppState> {
+    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
+    let text = format!(
+        "[server]\ncooldown_failures = 1\ncooldown_ms = 60000\n\
+         [log]\nurl = \"{}\"\nspool = {:?}\n\
+         [state]\nurl = \"{redis_url}\"\n{extra}\n\
+         [routing]\ndeescalate_after = 3\n\
+         {}\n{}\n{}",
+        pg.url,
+        spool.display().to_string(),
+        keys(),
+        upstream::catalog(addr),
+        flaky_model(addr)
+    );
+    let config = Config::parse(&text, Path::new("replica.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+    Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap_or_else(|e| panic!("{e}")))
+}
+
+async fn call(
+    state: &Arc<AppState>,
+    method: &str,
+    uri: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (StatusCode, HeaderMap, String) {
+    let mut request = Request::builder().method(method).uri(uri).header("authorization", format!("Bearer {key}"));
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let body = if body.is_null() { Body::empty() } else { Body::from(body.to_string()) };
+    let response = app(state.clone())
+        .oneshot(request.header("content-type", "application/json").body(body).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (parts.status, parts.headers, String::from_utf8_lossy(&bytes).to_string())
+}
+
+async fn chat(state: &Arc<AppState>, key: &str, model: &str, prompt: &str) -> (StatusCode, HeaderMap, Value) {
+    let body = json!({"model": model, "messages": [{"role": "user", "content": prompt}]});
+    let (status, headers, text) = call(state, "POST", "/v1/chat/completions", key, &[], body).await;
+    (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn metric(state: &Arc<AppState>, name: &str) -> Option<f64> {
+    let (_, _, text) = call(state, "GET", "/metrics", "open-key", &[], Value::Null).await;
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+}
+
+fn header(h: &HeaderMap, name: &str) -> String {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
+
+/// Sums (the small model fails them) and chat (both manage).
+const PROMPTS: [&str; 20] = [
+    "What is 17 * 23?",
+    "What is 2 to the power of 20?",
+    "What is the sum of the first 100 positive integers?",
+    "What is 144 divided by 12?",
+    "What is 35 + 47?",
+    "What is 9 squared minus 4?",
+    "What is 1000 minus 387?",
+    "What is 6 factorial?",
+    "What is 15 percent of 80?",
+    "What is 81 divided by 9?",
+    "Write a haiku about rain.",
+    "Suggest a name for a friendly cat.",
+    "Say good morning in French.",
+    "Give me a fun fact about octopuses.",
+    "Write a short birthday message for a colleague.",
+    "Recommend a board game for a family evening.",
+    "Describe the colour blue to a child.",
+    "Suggest three toppings for a pizza.",
+    "Write one sentence welcoming new members to a book club.",
+    "Name a good title for a gardening blog.",
+];
+
+const EASY: &str = "Thanks, that's all I needed!";
+const HARD: &str =
+    "Design a lock-free concurrent hash map in C++ with safe memory reclamation, and prove it linearizable.";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_limits_budgets_cooldowns_pins_and_one_log() {
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let (addr, fake) = upstream::start().await;
+    fake.modes.lock().unwrap().insert("broken".into(), Mode::Fail500);
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(addr, &pg, &redis.url, &dir.path().join("a-spool.sqlite"), "");
+    let b = replica(addr, &pg, &redis.url, &dir.path().join("b-spool.sqlite"), "");
+    let replicas = [&a, &b];
+    let mut sent = 0;
+
+    // rpm = 20 across both replicas: exactly 20 answers, then 429s with retry-after.
+    let mut answered = 0;
+    for i in 0..26 {
+        let (status, h, v) = chat(replicas[i % 2], "metered-key", "switchyard", &format!("Question {i}?")).await;
+        sent += 1;
+        match status {
+            StatusCode::OK => answered += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(v["error"]["code"], "rate_limit_exceeded", "{v}");
+                assert!(header(&h, "retry-after").parse::<u64>().unwrap() >= 1);
+                assert!(i >= 20, "request {i} was refused before the 20th");
+            }
+            other => panic!("request {i}: {other} {v}"),
+        }
+    }
+    assert_eq!(answered, 20, "rpm = 20 lets exactly 20 through across both replicas");
+
+    // budget_usd = 0.00005 at $0.000011 a call: five calls are admitted (the fifth crosses it), the sixth is not.
+    let mut paid = 0;
+    for i in 0..8 {
+        let (status, _, v) = chat(replicas[i % 2], "budgeted-key", "switchyard", &format!("Budget {i}?")).await;
+        sent += 1;
+        if status == StatusCode::OK {
+            paid += 1;
+        } else {
+            assert_eq!((status, v["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("budget_exceeded")));
+        }
+    }
+    assert_eq!(paid, 5, "the budget is exact to one request across both replicas");
+
+    // A deployment that failed through A is in cooldown for B: B goes straight to the other one.
+    let (status, h, v) = chat(&a, "open-key", "flaky", "Hello?").await;
+    sent += 1;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (header(&h, "x-switchyard-deployment"), header(&h, "x-switchyard-fallbacks")),
+        ("flaky-b".into(), "1".into())
+    );
+    let broken_calls = fake.calls.lock().unwrap().get("broken").copied();
+    let (status, h, v) = chat(&b, "open-key", "flaky", "Hello again?").await;
+    sent += 1;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (header(&h, "x-switchyard-deployment"), header(&h, "x-switchyard-fallbacks")),
+        ("flaky-b".into(), "0".into())
+    );
+    assert_eq!(fake.calls.lock().unwrap().get("broken").copied(), broken_calls, "B skipped the cooling deployment");
+
+    // A conversation moves between replicas turn by turn and keeps its pin: it starts cheap on A, escalates on
+    // B, and the easy third turn on A is held on the strong model.
+    let mut history: Vec<Value> = Vec::new();
+    let mut said = Vec::new();
+    for (i, turn) in [EASY, HARD, EASY].iter().enumerate() {
+        if i > 0 {
+            history.push(json!({"role": "assistant", "content": "Here you go."}));
+        }
+        history.push(json!({"role": "user", "content": turn}));
+        let body = json!({"messages": history});
+        let (status, _, text) =
+            call(replicas[i % 2], "POST", "/v1/route", "open-key", &[("x-session-id", "conv-1")], body).await;
+        sent += 1;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        said.push((v["model"].as_str().unwrap().to_string(), v["session"]["action"].clone()));
+    }
+    let (cheap, strong) = (said[0].0.clone(), said[1].0.clone());
+    assert_ne!(cheap, strong, "the default router must tell an easy turn from a hard one");
+    assert_eq!(said[0].1, json!("started"));
+    assert_eq!(said[1].1, json!({"escalated": {"from": cheap}}), "B saw the pin A made");
+    assert_eq!(said[2], (strong.clone(), json!({"held": {"cheaper_turns": 1}})), "A saw B's escalation");
+
+    // Scored traffic, answered by one replica and scored through the other: the small model fails at
+    // sums, the big one never does.
+    let mut scored = 0;
+    for model in ["gpt-4o", "llama-3.1-8b-instruct"] {
+        for (i, prompt) in PROMPTS.iter().enumerate() {
+            let (status, h, _) = chat(replicas[i % 2], "open-key", model, prompt).await;
+            sent += 1;
+            assert_eq!(status, StatusCode::OK);
+            let sums = prompt.starts_with("What is");
+            let score = if model == "gpt-4o" || !sums { 1.0 } else { 0.0 };
+            let body = json!({"request_id": header(&h, "x-switchyard-request-id"), "score": score});
+            let (status, _, text) = call(replicas[(i + 1) % 2], "POST", "/v1/feedback", "open-key", &[], body).await;
+            assert_eq!(status, StatusCode::OK, "feedback through the other replica finds the request: {text}");
+            scored += 1;
+        }
+    }
+
+    // Every request from both replicas is one row in PostgreSQL.
+    for r in replicas {
+        r.log.as_ref().unwrap().flush();
+    }
+    let (rows, distinct, keys) = tokio::task::spawn_blocking({
+        let pg_url = pg.url.clone();
+        move || {
+            let mut db = switchyard_store::Database::open(&switchyard_store::Location::Postgres(pg_url)).unwrap();
+            let mut ids = std::collections::BTreeSet::new();
+            let mut keys = std::collections::BTreeMap::<String, usize>::new();
+            switchyard_store::LogRows::each_logged(&mut db, i64::MIN, &mut |r| {
+                ids.insert(r.record.request_id.clone());
+                *keys.entry(r.record.api_key.clone().unwrap_or_default()).or_default() += 1;
+            })
+            .unwrap();
+            (db.count().unwrap(), ids.len(), keys)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((rows, distinct), (sent, sent as usize), "one row per request, none twice");
+    assert_eq!((keys["metered"], keys["budgeted"]), (26, 8), "refused requests are rows too");
+
+    // `logs export` from PostgreSQL feeds `train`.
+    let work = tempfile::tempdir().unwrap();
+    let export = work.path().join("export.jsonl");
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .current_dir(work.path())
+            .env("HF_HUB_OFFLINE", "1")
+            .env("SWITCHYARD_MODEL_DIR", common::workspace_root().join("models/all-MiniLM-L6-v2"))
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["logs", "export", "--db", &pg.url, "--out", export.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&export).unwrap().lines().count(), scored);
+    let trained = work.path().join("router");
+    let cache = work.path().join("cache");
+    let out = cli(&[
+        "train",
+        "--logs",
+        export.to_str().unwrap(),
+        "--out",
+        trained.to_str().unwrap(),
+        "--predictor",
+        "logistic",
+        "--quiet",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "train on the export failed: {}", String::from_utf8_lossy(&out.stderr));
+    let router = Router::load(&trained).unwrap();
+    let mut models: Vec<String> = router.manifest.models.iter().map(|m| m.model.clone()).collect();
+    models.sort();
+    assert_eq!(models, ["gpt-4o", "llama-3.1-8b-instruct"]);
+    drop(redis);
+}
+
+/// Waits until `name` reads `want` on the replica (the reconnection runs with a backoff of at most 5 s).
+async fn until_metric(state: &Arc<AppState>, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if metric(state, name).await == Some(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} did not become {want} within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_keep_answering_while_redis_is_down_and_share_again_after() {
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let (addr, _) = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(addr, &pg, &redis.url, &dir.path().join("a-spool.sqlite"), "");
+    let b = replica(addr, &pg, &redis.url, &dir.path().join("b-spool.sqlite"), "");
+    for (i, r) in [&a, &b].into_iter().enumerate() {
+        let (status, _, v) = chat(r, "open-key", "switchyard", &format!("Before {i}?")).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(metric(r, "switchyard_state_degraded").await, Some(0.0));
+    }
+
+    // Redis dies: both replicas keep answering, on their own state, and say so.
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.kill();
+        redis
+    })
+    .await
+    .unwrap();
+    for i in 0..6 {
+        let r = [&a, &b][i % 2];
+        let started = Instant::now();
+        let (status, _, v) = chat(r, "metered-key", "switchyard", &format!("During {i}?")).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert!(started.elapsed() < Duration::from_secs(2), "a dead Redis must not stall requests");
+    }
+    for r in [&a, &b] {
+        assert_eq!(metric(r, "switchyard_state_degraded").await, Some(1.0));
+        assert!(metric(r, "switchyard_state_errors_total").await.unwrap() >= 1.0);
+    }
+
+    // Redis is back (empty): the replicas reconnect, the gauge returns to 0, and limits are shared again.
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.start_again();
+        redis
+    })
+    .await
+    .unwrap();
+    for r in [&a, &b] {
+        until_metric(r, "switchyard_state_degraded", 0.0).await;
+        assert!(metric(r, "switchyard_state_reconnects_total").await.unwrap() >= 1.0);
+    }
+    let mut answered = 0;
+    for i in 0..24 {
+        let (status, _, _) = chat([&a, &b][i % 2], "metered-key", "switchyard", &format!("After {i}?")).await;
+        answered += usize::from(status == StatusCode::OK);
+    }
+    assert_eq!(answered, 20, "after the outage the count is shared again (Redis restarted empty)");
+    let rpm_key = redis.query(&["EXISTS", "switchyard:key:{metered}:rpm"]);
+    assert_eq!(rpm_key, "int(1)");
+}
+
+#[test]
+fn an_unreachable_redis_is_an_error_when_required_and_a_degraded_start_otherwise() {
+    let pg = Postgres::start();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("redis://:hunter2@127.0.0.1:{closed}");
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (addr, _) = runtime.block_on(upstream::start());
+    let build = |extra: &str| {
+        let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
+        let text = format!(
+            "[log]\nurl = \"{}\"\nspool = {:?}\n[state]\nurl = \"{url}\"\n{extra}\n{}\n{}",
+            pg.url,
+            dir.path().join("spool.sqlite").display().to_string(),
+            keys(),
+            upstream::catalog(addr)
+        );
+        let config = Config::parse(&text, Path::new("replica.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+        AppState::new(router, Arc::new(encoder), config)
+    };
+    let err = build("required = true").err().unwrap().to_string();
+    assert!(err.contains("state.url") && err.contains("Redis does not answer"), "{err}");
+    assert!(err.contains("state.required = false") && !err.contains("hunter2"), "{err}");
+    let state = Arc::new(build("").unwrap_or_else(|e| panic!("{e}")));
+    let degraded = runtime.block_on(async {
+        let (status, _, v) = chat(&state, "open-key", "switchyard", "Hello?").await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        metric(&state, "switchyard_state_degraded").await
+    });
+    assert_eq!(degraded, Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_without_budgets_or_keys_shares_health_and_pins_too() {
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let (addr, fake) = upstream::start().await;
+    fake.modes.lock().unwrap().insert("broken".into(), Mode::Fail500);
+    let dir = tempfile::tempdir().unwrap();
+    let router = || Router::load(&common::workspace_root().join("models/default")).unwrap();
+    let text = |name: &str| {
+        format!(
+            "[server]\ncooldown_failures = 1\ncooldown_ms = 60000\n[log]\nurl = \"{}\"\nspool = {:?}\n\
+             [state]\nurl = \"{}\"\n{}\n{}",
+            pg.url,
+            dir.path().join(name).display().to_string(),
+            redis.url,
+            upstream::catalog(addr),
+            flaky_model(addr)
+        )
+    };
+    let start = |name: &str| {
+        let config = Config::parse(&text(name), Path::new("replica.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+        Arc::new(AppState::new(router(), Arc::new(encoder), config).unwrap_or_else(|e| panic!("{e}")))
+    };
+    let (a, b) = (start("a.sqlite"), start("b.sqlite"));
+    // No client keys at all: requests need no Authorization header.
+    let (status, h, _) = chat(&a, "", "flaky", "Hello?").await;
+    assert_eq!((status, header(&h, "x-switchyard-fallbacks")), (StatusCode::OK, "1".to_string()));
+    let (status, h, _) = chat(&b, "", "flaky", "Hello again?").await;
+    assert_eq!((status, header(&h, "x-switchyard-fallbacks")), (StatusCode::OK, "0".to_string()));
+    for r in [&a, &b] {
+        assert_eq!(metric(r, "switchyard_state_degraded").await, Some(0.0));
+        assert_eq!(metric(r, "switchyard_state_errors_total").await, Some(0.0));
+    }
+    assert!(redis.query(&["HGET", "switchyard:health", "flaky-a"]).contains("cool_until"));
+}
