@@ -99,10 +99,13 @@ async fn authenticate(State(state): State<Arc<AppState>>, mut request: Request, 
         let now_ms = switchyard_store::now_ms();
         // The shared limits decide while Redis answers; this replica's own count otherwise.
         let shared = match &state.shared {
-            Some(shared) => shared.admit(&key, admission, now_ms).await,
+            Some(shared) => shared.admit(&key, admission, now_ms, &state.health, &state.deployments).await,
             None => None,
         };
-        let verdict = shared.unwrap_or_else(|| key.admit(admission, std::time::Instant::now(), now_ms));
+        if let Some(Ok(true)) = shared {
+            request.extensions_mut().insert(crate::shared::HealthRead);
+        }
+        let verdict = shared.map_or_else(|| key.admit(admission, std::time::Instant::now(), now_ms), |v| v.map(drop));
         if let Err(refused) = verdict {
             state.metrics.key_refusal(&key.name, refused.code());
             tracing::info!(key = key.name, "refused: {refused}");

@@ -13,12 +13,13 @@ use crate::query::Query;
 use crate::state::{embed_prompt, AppState};
 
 /// Decides where a query goes, on the routers in service now.
-pub(crate) async fn decide(state: &AppState, query: &Query) -> Result<Decided, ApiError> {
+/// `health_read`: the request's admission read the shared health already.
+pub(crate) async fn decide(state: &AppState, query: &Query, health_read: bool) -> Result<Decided, ApiError> {
     let routers = state.routers();
     let start = Instant::now();
     let embedding = embed_prompt(state, &query.prompt).await?;
     let encode_ms = start.elapsed().as_secs_f64() * 1e3;
-    sync_shared(state, query).await;
+    sync_shared(state, query, health_read).await;
     let steering =
         Steering { routers: &routers, config: &state.config, health: &state.health, sessions: &state.sessions };
     let decided = crate::pipeline::decide(&steering, query, &embedding, encode_ms)?;
@@ -34,11 +35,11 @@ pub(crate) async fn decide(state: &AppState, query: &Query) -> Result<Decided, A
 
 /// Reads the replicas' shared health and the conversation's pin into this replica's state, when there is a
 /// shared state: one round trip to Redis.
-pub(crate) async fn sync_shared(state: &AppState, query: &Query) {
+pub(crate) async fn sync_shared(state: &AppState, query: &Query, health_read: bool) {
     if let Some(shared) = &state.shared {
         let pinning = state.config.routing.session_pinning;
         let conversation = query.conversation.as_ref().filter(|_| pinning).map(|c| c.id.as_str());
-        shared.sync(&state.health, &state.deployments, &state.sessions, conversation).await;
+        shared.sync(&state.health, &state.deployments, &state.sessions, conversation, health_read).await;
     }
 }
 

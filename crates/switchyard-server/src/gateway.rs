@@ -100,6 +100,7 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
     let caller = request.extensions().get::<Caller>().cloned().unwrap_or_default();
+    let health_read = request.extensions().get::<crate::shared::HealthRead>().is_some();
     let bytes = read_body(request.into_body(), state.config.server.max_body_bytes).await?;
     let mut body: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
@@ -137,7 +138,7 @@ async fn handle(
         let knobs = crate::knobs::from_request(&body, &headers)?;
         let mut query = Query::from_http(&headers, &body, prompt.clone(), knobs, id, caller.name().as_deref());
         query.key_models = caller.0.as_ref().and_then(|k| k.allowed_models()).map(<[String]>::to_vec);
-        let decided = decide(state, &query).await?;
+        let decided = decide(state, &query, health_read).await?;
         record_decision(&mut record, &decided);
         trace.tags = Tags::of(&decided);
         // Each ranked model brings its own fallbacks right after it.
@@ -163,7 +164,7 @@ async fn handle(
         }
         record.decided_model = Some(model.clone());
         if let Some(shared) = &state.shared {
-            shared.sync(&state.health, &state.deployments, &state.sessions, None).await;
+            shared.sync(&state.health, &state.deployments, &state.sessions, None, health_read).await;
         }
         state.deployments.with_fallbacks(&model)
     } else {

@@ -87,6 +87,7 @@ pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Resu
     let request_id = crate::gateway::request_id();
     let (parts, body) = request.into_parts();
     let caller = parts.extensions.get::<Caller>().cloned().unwrap_or_default();
+    let health_read = parts.extensions.get::<crate::shared::HealthRead>().is_some();
     let bytes = read_body(body, state.config.server.max_body_bytes).await?;
     let body: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
@@ -101,7 +102,7 @@ pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Resu
     let mut query =
         Query::from_http(&parts.headers, &body, prompt.clone(), knobs, &request_id, caller.name().as_deref());
     query.key_models = caller.0.as_ref().and_then(|k| k.allowed_models()).map(<[String]>::to_vec);
-    let decided = decide(&state, &query).await?;
+    let decided = decide(&state, &query, health_read).await?;
 
     let mut record = state.new_record(&request_id, "route", &prompt);
     record.messages_count = request.messages.as_ref().map_or(1, |m| m.len() as u32);

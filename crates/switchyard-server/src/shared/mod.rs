@@ -281,16 +281,19 @@ impl SharedState {
         });
     }
 
-    /// Admits a request against the key's shared limits: `None` when Redis did not answer (use the local
-    /// limits), else the decision.
+    /// Admits a request against the key's shared limits, and in the same round trip reads every deployment's
+    /// shared health into `health`. `None` when Redis did not answer (use the local limits); else the decision,
+    /// `Ok(true)` when the health was read (a key without limits needs no Redis call: `Ok(false)`).
     pub async fn admit(
         self: &Arc<Self>,
         key: &ClientKey,
         what: Admission,
         now_ms: i64,
-    ) -> Option<Result<(), ApiError>> {
+        health: &Health,
+        deployments: &Deployments,
+    ) -> Option<Result<bool, ApiError>> {
         if key.rpm().is_none() && key.tpm().is_none() && key.budget().is_none() {
-            return Some(Ok(()));
+            return Some(Ok(false));
         }
         let prefix = self.key_prefix(key);
         let (spend, _) = self.spend_key(key, now_ms);
@@ -300,28 +303,35 @@ impl SharedState {
             .key(format!("{prefix}:rpm"))
             .key(format!("{prefix}:tpm"))
             .key(&spend)
+            .key(self.health_key())
             .arg(key.rpm().unwrap_or(0))
             .arg(key.tpm().unwrap_or(0))
             .arg(key.budget().unwrap_or(-1.0))
             .arg(if spends { "1" } else { "0" })
             .arg(self.member());
-        let reply: Vec<String> =
+        let (verdict, flat): (Vec<String>, Vec<String>) =
             self.call("admit", |mut c| async move { invocation.invoke_async(&mut c).await }).await?;
-        let num = |i: usize| reply.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let num = |i: usize| verdict.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         let now = num(1);
+        apply_health(now, &flat, health, deployments);
         let retry = |since: f64| (((since + 60_000.0 - now) / 1000.0).ceil().max(1.0)) as u64;
-        Some(match reply.first().map(String::as_str) {
+        Some(match verdict.first().map(String::as_str) {
             Some("1") => Err(key.over_rpm(retry(num(2)))),
             Some("2") => Err(key.over_tpm(num(3) as u64, retry(num(2)))),
             Some("3") => Err(key.over_budget(num(2), now_ms)),
-            _ => Ok(()),
+            _ => Ok(true),
         })
+    }
+
+    fn health_key(&self) -> String {
+        format!("{}:health", self.prefix)
     }
 
     /// Counts what a call used toward the key's shared tpm window and budget.
     pub async fn charge(self: &Arc<Self>, key: &ClientKey, tokens: u64, cost_usd: f64, now_ms: i64) {
-        let counted = key.tpm().is_some() || key.budget().is_some();
-        if !counted || (tokens == 0 && cost_usd <= 0.0) {
+        let (tpm, budgeted) = (key.tpm().is_some(), key.budget().is_some());
+        let tokens = if tpm { tokens } else { 0 };
+        if tokens == 0 && !(budgeted && cost_usd > 0.0) {
             return;
         }
         let prefix = self.key_prefix(key);
@@ -333,8 +343,9 @@ impl SharedState {
             .arg(tokens)
             .arg(cost_usd.max(0.0))
             .arg(self.member())
-            .arg(expires);
-        let _: Option<String> = self.call("charge", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
+            .arg(expires)
+            .arg(if budgeted { "1" } else { "0" });
+        let _: Option<i64> = self.call("charge", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
     }
 
     /// Records a call's outcome in the deployment's shared health; `Some(true)` when it put the deployment in
@@ -349,7 +360,7 @@ impl SharedState {
     ) -> Option<bool> {
         let mut invocation = self.scripts.observe.prepare_invoke();
         invocation
-            .key(format!("{}:health", self.prefix))
+            .key(self.health_key())
             .arg(deployment)
             .arg(if ok { "1" } else { "0" })
             .arg(elapsed.as_secs_f64() * 1e3)
@@ -360,44 +371,30 @@ impl SharedState {
         Some(cooled == 1)
     }
 
-    /// Reads every deployment's shared health into `health`, and the conversation's pin (if `conversation`)
-    /// into `sessions`, in one round trip. Redis is the truth: a pin it does not hold is dropped here too.
+    /// Reads every deployment's shared health into `health` (unless `health_read`: the admission read it
+    /// already) and the conversation's pin (if `conversation`) into `sessions`, in one round trip; nothing to read,
+    /// no call. Redis is the truth: a pin it does not hold is dropped here too.
     pub async fn sync(
         self: &Arc<Self>,
         health: &Health,
         deployments: &Deployments,
         sessions: &Sessions,
         conversation: Option<&str>,
+        health_read: bool,
     ) {
+        if health_read && conversation.is_none() {
+            return;
+        }
         let mut invocation = self.scripts.read.prepare_invoke();
-        invocation.key(format!("{}:health", self.prefix));
+        invocation.key(self.health_key());
         if let Some(id) = conversation {
             invocation.key(self.pin_key(id));
         }
+        invocation.arg(if health_read { "0" } else { "1" });
         let reply: Option<(String, Vec<String>, Option<String>)> =
             self.call("read", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
         let Some((now, flat, pin)) = reply else { return };
-        let now: f64 = now.parse().unwrap_or(0.0);
-        let upstreams: HashMap<&str, &crate::deployments::Upstream> =
-            deployments.all().map(|u| (u.name.as_str(), u)).collect();
-        for pair in flat.chunks_exact(2) {
-            let (Some(up), Ok(view)) =
-                (upstreams.get(pair[0].as_str()), serde_json::from_str::<StoredHealth>(&pair[1]))
-            else {
-                continue;
-            };
-            let cooling = (view.cool_until > now).then(|| Duration::from_millis((view.cool_until - now) as u64));
-            health.adopt(
-                up,
-                &SharedHealth {
-                    consecutive_failures: view.fails as u32,
-                    cooling_for: cooling,
-                    latency_ms: view.lat,
-                    error_rate: view.err,
-                    calls: view.calls as u64,
-                },
-            );
-        }
+        apply_health(now.parse().unwrap_or(0.0), &flat, health, deployments);
         if let Some(id) = conversation {
             let stored = pin.and_then(|p| serde_json::from_str::<StoredPin>(&p).ok());
             sessions.adopt(id, stored.map(|p| (p.model, p.cheaper_turns)), Instant::now());
@@ -424,6 +421,37 @@ impl SharedState {
             .await;
     }
 }
+
+/// Takes the health hash (`[deployment, json, ...]`, read at Redis time `now`) as this replica's view.
+fn apply_health(now: f64, flat: &[String], health: &Health, deployments: &Deployments) {
+    if flat.is_empty() {
+        return;
+    }
+    let upstreams: HashMap<&str, &crate::deployments::Upstream> =
+        deployments.all().map(|u| (u.name.as_str(), u)).collect();
+    for pair in flat.chunks_exact(2) {
+        let (Some(up), Ok(view)) = (upstreams.get(pair[0].as_str()), serde_json::from_str::<StoredHealth>(&pair[1]))
+        else {
+            continue;
+        };
+        let cooling = (view.cool_until > now).then(|| Duration::from_millis((view.cool_until - now) as u64));
+        health.adopt(
+            up,
+            &SharedHealth {
+                consecutive_failures: view.fails as u32,
+                cooling_for: cooling,
+                latency_ms: view.lat,
+                error_rate: view.err,
+                calls: view.calls as u64,
+            },
+        );
+    }
+}
+
+/// The request's deployments' health was read with its admission (a request extension the key middleware
+/// sets), so the handler need not read it again.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthRead;
 
 /// A deployment's health as the `observe` script writes it.
 #[derive(Debug, Deserialize)]

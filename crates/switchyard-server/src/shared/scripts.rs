@@ -16,52 +16,60 @@ const NOW: &str =
 
 impl Scripts {
     pub(super) fn new() -> Self {
-        // KEYS: rpm zset, tpm zset, spend. ARGV: rpm, tpm, budget (-1: none), spends (1/0), member.
+        // KEYS: rpm zset, tpm zset, spend, health hash. ARGV: rpm, tpm, budget (-1: none), spends (1/0), member.
+        // Returns the verdict ({0, now} or {refusal, now, details...}) and, in the same round trip, every
+        // deployment's health.
         let admit = r"
-local rpm, tpm, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local spends = ARGV[4] == '1'
-if spends and budget >= 0 then
-  local spent = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if spent >= budget then return {3, now, tostring(spent)} end
-end
-local from = now - 60000
-if rpm > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', from)
-  if redis.call('ZCARD', KEYS[1]) >= rpm then
-    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    return {1, now, oldest[2]}
+local function admit()
+  local rpm, tpm, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+  local spends = ARGV[4] == '1'
+  if spends and budget >= 0 then
+    local spent = tonumber(redis.call('GET', KEYS[3]) or '0')
+    if spent >= budget then return {3, now, tostring(spent)} end
   end
-end
-if spends and tpm > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', from)
-  local entries = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
-  local used = 0
-  for i = 1, #entries, 2 do used = used + tonumber(string.match(entries[i], ':(%d+)$')) end
-  if used >= tpm then
-    local left = used
-    for i = 1, #entries, 2 do
-      left = left - tonumber(string.match(entries[i], ':(%d+)$'))
-      if left < tpm then return {2, now, entries[i + 1], tostring(used)} end
+  local from = now - 60000
+  if rpm > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', from)
+    if redis.call('ZCARD', KEYS[1]) >= rpm then
+      local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+      return {1, now, oldest[2]}
     end
-    return {2, now, tostring(now), tostring(used)}
   end
+  if spends and tpm > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', from)
+    local entries = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+    local used = 0
+    for i = 1, #entries, 2 do used = used + tonumber(string.match(entries[i], ':(%d+)$')) end
+    if used >= tpm then
+      local left = used
+      for i = 1, #entries, 2 do
+        left = left - tonumber(string.match(entries[i], ':(%d+)$'))
+        if left < tpm then return {2, now, entries[i + 1], tostring(used)} end
+      end
+      return {2, now, tostring(now), tostring(used)}
+    end
+  end
+  if rpm > 0 then
+    redis.call('ZADD', KEYS[1], now, ARGV[5])
+    redis.call('PEXPIRE', KEYS[1], 61000)
+  end
+  return {0, now}
 end
-if rpm > 0 then
-  redis.call('ZADD', KEYS[1], now, ARGV[5])
-  redis.call('PEXPIRE', KEYS[1], 61000)
-end
-return {0, now}
+return {admit(), redis.call('HGETALL', KEYS[4])}
 ";
-        // KEYS: tpm zset, spend. ARGV: tokens, cost, member, spend expiry (ms since epoch; 0: never).
+        // KEYS: tpm zset, spend. ARGV: tokens (0: no tpm), cost, member, spend expiry (ms since epoch; 0: never),
+        // budgeted (1/0).
         let charge = r"
 local tokens = tonumber(ARGV[1])
 if tokens > 0 then
   redis.call('ZADD', KEYS[1], now, ARGV[3] .. ':' .. ARGV[1])
   redis.call('PEXPIRE', KEYS[1], 61000)
 end
-local total = redis.call('INCRBYFLOAT', KEYS[2], ARGV[2])
-if tonumber(ARGV[4]) > 0 then redis.call('PEXPIREAT', KEYS[2], ARGV[4]) end
-return total
+if ARGV[5] == '1' then
+  redis.call('INCRBYFLOAT', KEYS[2], ARGV[2])
+  if tonumber(ARGV[4]) > 0 then redis.call('PEXPIREAT', KEYS[2], ARGV[4]) end
+end
+return 1
 ";
         // KEYS: health hash. ARGV: deployment, ok (1/0), ms, threshold, cooldown ms, weight.
         let observe = r"
@@ -87,11 +95,14 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(h))
 return cooled
 ";
-        // KEYS: health hash, [pin]. Returns Redis's time, the health hash, the pin (or nil).
+        // KEYS: health hash, [pin]. ARGV: with health (1/0). Returns Redis's time, the health hash (empty
+        // without), the pin (or nil).
         let read = r"
 local pin = false
 if #KEYS > 1 then pin = redis.call('GET', KEYS[2]) end
-return {tostring(now), redis.call('HGETALL', KEYS[1]), pin}
+local health = {}
+if ARGV[1] == '1' then health = redis.call('HGETALL', KEYS[1]) end
+return {tostring(now), health, pin}
 ";
         let script = |body: &str| Script::new(&format!("{NOW}{body}"));
         Self { admit: script(admit), charge: script(charge), observe: script(observe), read: script(read) }
