@@ -392,6 +392,20 @@ fn an_unreachable_redis_is_an_error_when_required_and_a_degraded_start_otherwise
         metric(&state, "switchyard_state_degraded").await
     });
     assert_eq!(degraded, Some(1.0));
+
+    // A Redis that wants a password, given the wrong one: the error says so, without the password.
+    let locked = Redis::start_with(Some("s3cret-pass"));
+    let wrong = locked.url.replace("s3cret-pass", "not-it");
+    let text = format!(
+        "[log]\nurl = \"{}\"\nspool = {:?}\n[state]\nurl = \"{wrong}\"\nrequired = true\n",
+        pg.url,
+        dir.path().join("spool-2.sqlite").display().to_string()
+    );
+    let config = Config::parse(&text, Path::new("replica.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
+    let err = AppState::new(router, Arc::new(encoder), config).err().unwrap().to_string();
+    assert!(err.contains("state.url") && err.to_lowercase().contains("password") && !err.contains("not-it"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,4 +443,67 @@ async fn a_config_without_budgets_or_keys_shares_health_and_pins_too() {
         assert_eq!(metric(r, "switchyard_state_errors_total").await, Some(0.0));
     }
     assert!(redis.query(&["HGET", "switchyard:health", "flaky-a"]).contains("cool_until"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_under_two_replicas_loses_no_row_and_writes_none_twice() {
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let (addr, _) = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(addr, &pg, &redis.url, &dir.path().join("a-spool.sqlite"), "");
+    let b = replica(addr, &pg, &redis.url, &dir.path().join("b-spool.sqlite"), "");
+    let mut sent = 0u64;
+    for i in 0..6 {
+        assert_eq!(chat([&a, &b][i % 2], "open-key", "switchyard", &format!("Before {i}?")).await.0, StatusCode::OK);
+        sent += 1;
+    }
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    // Several seconds without the database: every request is still answered.
+    let outage = Instant::now();
+    let mut i = 0;
+    while outage.elapsed() < Duration::from_secs(3) {
+        let (status, _, v) = chat([&a, &b][i % 2], "open-key", "switchyard", &format!("During {i}?")).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        sent += 1;
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for r in [&a, &b] {
+        r.log.as_ref().unwrap().flush();
+        assert!(metric(r, "switchyard_log_spool_rows").await.unwrap() > 0.0, "rows wait in each replica's spool");
+    }
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.start_again();
+        pg
+    })
+    .await
+    .unwrap();
+    for i in 0..4 {
+        assert_eq!(chat([&a, &b][i % 2], "open-key", "switchyard", &format!("After {i}?")).await.0, StatusCode::OK);
+        sent += 1;
+    }
+    for r in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            r.log.as_ref().unwrap().flush();
+            if metric(r, "switchyard_log_spool_rows").await == Some(0.0) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a spool was not replayed within a minute");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(metric(r, "switchyard_log_rows_failed_total").await, Some(0.0));
+        assert_eq!(metric(r, "switchyard_log_rows_dropped_total").await, Some(0.0));
+    }
+    let counts =
+        tokio::task::spawn_blocking(move || pg.sql("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM decisions"))
+            .await
+            .unwrap();
+    assert_eq!(counts, format!("{sent}|{sent}"), "one row per request from both replicas, none twice");
 }

@@ -16,6 +16,7 @@ pub struct Redis {
     /// `redis://127.0.0.1:PORT`.
     pub url: String,
     child: Mutex<Option<Child>>,
+    password: Option<String>,
 }
 
 /// `redis-server`: `SWITCHYARD_REDIS_BIN`, else on the PATH, else `/usr/bin/redis-server`.
@@ -45,16 +46,29 @@ fn binary() -> PathBuf {
 impl Redis {
     /// Starts a server on a free port and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts a server that requires `password` (`--requirepass`); `url` carries it.
+    pub fn start_with(password: Option<&str>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let redis = Self { bin: binary(), port, url: format!("redis://127.0.0.1:{port}"), child: Mutex::new(None) };
+        let url = match password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{port}"),
+            None => format!("redis://127.0.0.1:{port}"),
+        };
+        let redis = Self { bin: binary(), port, url, child: Mutex::new(None), password: password.map(str::to_string) };
         redis.start_again();
         redis
     }
 
     /// Starts the server (again, after [`Redis::kill`]), empty, and waits until it answers PING.
     pub fn start_again(&self) {
-        let child = Command::new(&self.bin)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let mut command = Command::new(&self.bin);
+        command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        if let Some(p) = &self.password {
+            command.args(["--requirepass", p]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

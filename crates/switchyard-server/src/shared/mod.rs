@@ -92,13 +92,13 @@ impl SharedState {
             Ok(_) => false,
             Err(e) if config.required => {
                 return Err(format!(
-                    "state.url {shown}: Redis does not answer ({e}); start it, fix state.url, or set state.required = \
-                     false to start on local state and reconnect"
+                    "state.url {shown}: Redis does not answer or refuses the connection ({e}); start it, fix state.url \
+                     (host, port, password), or set state.required = false to start on local state and reconnect"
                 ))
             }
             Err(e) => {
                 tracing::warn!(
-                    "shared state {shown}: Redis does not answer ({e}); starting on this replica's own state (limits \
+                    "shared state {shown}: Redis does not answer or refuses the connection ({e}); starting on this replica's own state (limits \
                      count per replica) and reconnecting in the background"
                 );
                 true
