@@ -229,6 +229,15 @@ async fn streams_pass_through_and_fail_cleanly() {
     let text = String::from_utf8_lossy(&body);
     assert_eq!((status, header(&h, "x-switchyard-model")), (StatusCode::OK, ranking[1].as_str()));
     assert!(text.contains("\"hel\"") && text.contains("upstream_stream_error") && !text.contains("[DONE]"), "{text}");
+
+    // An upstream whose stream never reports usage is charged an estimate: the request's text, and the
+    // generated "<0><1><2>" (9 characters) at four characters a token.
+    s.modes.modes.lock().unwrap().insert(ranking[0].clone(), Mode::LongStream(3, 5));
+    let (status, h, _) = send(&s, "/v1/chat/completions", chat("switchyard", true)).await;
+    assert_eq!((status, header(&h, "x-switchyard-model")), (StatusCode::OK, ranking[0].as_str()));
+    let record = logged(&s, header(&h, "x-switchyard-request-id"));
+    assert_eq!(record.output_tokens, Some(3));
+    assert!(record.input_tokens.is_some_and(|t| t > 0) && record.cost_usd.is_some_and(|c| c > 0.0), "{record:?}");
 }
 
 #[tokio::test]

@@ -277,6 +277,7 @@ async fn handle(
                             record: Some(record),
                             tap: SseTap::new(!client_wants_usage),
                             started,
+                            input_estimate: crate::upstream::message_tokens(&body).unwrap_or(0.0) as u64,
                         };
                         response = end.attach(response);
                     }
@@ -366,12 +367,26 @@ struct StreamEnd {
     record: Option<DecisionRecord>,
     tap: SseTap,
     started: Instant,
+    /// The request's input tokens as estimated from its text, charged when the stream ends before its usage.
+    input_estimate: u64,
 }
 
 impl Drop for StreamEnd {
     fn drop(&mut self) {
         let Some(mut record) = self.record.take() else { return };
-        if let Some(usage) = self.tap.usage {
+        // A stream cut before its usage event (the client left, the upstream broke off) is charged an estimate:
+        // the request's text and what was generated, at four characters a token.
+        let usage = self.tap.usage.or_else(|| {
+            let output = (self.tap.generated_chars as f64 / switchyard_core::CHARS_PER_TOKEN).ceil() as u64;
+            tracing::info!(
+                request = record.request_id,
+                input = self.input_estimate,
+                output,
+                "the stream ended without reporting usage; charging an estimate"
+            );
+            Some(Usage { input: self.input_estimate, output })
+        });
+        if let Some(usage) = usage {
             let (tokens, cost) = count_usage(&self.state, &self.card, &self.caller, &mut record, usage);
             // The stream has ended: the shared charge goes on in the background.
             if let (Some(shared), Some(key), Ok(runtime)) =

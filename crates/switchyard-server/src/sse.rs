@@ -24,6 +24,9 @@ pub(crate) struct SseTap {
     drop_blank: bool,
     /// The last usage seen.
     pub usage: Option<Usage>,
+    /// Characters of generated text seen (content, reasoning, tool-call arguments): what a stream that ends
+    /// before its usage event is charged from.
+    pub generated_chars: usize,
 }
 
 impl SseTap {
@@ -44,6 +47,7 @@ impl SseTap {
             };
             rest = &rest[piece.len()..];
             if self.long_line {
+                self.generated_chars += piece.len();
                 if self.strip {
                     out.extend_from_slice(piece);
                 }
@@ -51,6 +55,7 @@ impl SseTap {
                 continue;
             }
             if self.line.len() + piece.len() > MAX_LINE {
+                self.generated_chars += self.line.len() + piece.len();
                 if self.strip {
                     out.extend_from_slice(&self.line);
                     out.extend_from_slice(piece);
@@ -94,15 +99,20 @@ impl SseTap {
         if text.is_empty() && std::mem::take(&mut self.drop_blank) {
             return;
         }
-        let data = text.strip_prefix(b"data:").filter(|d| d.windows(7).any(|w| w == b"\"usage\""));
-        let Some(data) = data else {
+        let Some(data) = text.strip_prefix(b"data:") else {
             out.extend_from_slice(line);
             return;
         };
+        let has_usage = data.windows(7).any(|w| w == b"\"usage\"");
         let Ok(mut event) = serde_json::from_slice::<Value>(data) else {
             out.extend_from_slice(line);
             return;
         };
+        self.generated_chars += generated_chars(&event);
+        if !has_usage {
+            out.extend_from_slice(line);
+            return;
+        }
         if let Some(usage) = usage_of(&event) {
             self.usage = Some(usage);
         }
@@ -122,6 +132,23 @@ impl SseTap {
         out.extend_from_slice(event.to_string().as_bytes());
         out.push(b'\n');
     }
+}
+
+/// Characters of generated text in one streamed event: every choice's delta content, reasoning and tool-call
+/// arguments.
+fn generated_chars(event: &Value) -> usize {
+    let Some(choices) = event.get("choices").and_then(Value::as_array) else { return 0 };
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map_or(0, |s| s.chars().count());
+    choices
+        .iter()
+        .filter_map(|c| c.get("delta"))
+        .map(|d| {
+            let calls = d.get("tool_calls").and_then(Value::as_array).map_or(0, |calls| {
+                calls.iter().map(|c| text(c.get("function").and_then(|f| f.get("arguments")))).sum()
+            });
+            text(d.get("content")) + text(d.get("reasoning_content")) + calls
+        })
+        .sum()
 }
 
 #[cfg(test)]
@@ -153,6 +180,16 @@ mod tests {
         let mut none = SseTap::new(false);
         none.feed(Bytes::from_static(b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n"));
         assert_eq!(none.usage, None);
+        let mut tap = SseTap::new(false);
+        for chunk in STREAM.as_bytes().chunks(7) {
+            tap.feed(Bytes::copy_from_slice(chunk));
+        }
+        assert_eq!(tap.generated_chars, 2, "the generated text is counted, for a stream cut before its usage");
+        let mut tools = SseTap::new(true);
+        tools.feed(Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]}}]}\n\n",
+        ));
+        assert_eq!(tools.generated_chars, 7);
     }
 
     #[test]
