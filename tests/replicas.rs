@@ -56,7 +56,7 @@ fn replica(addr: SocketAddr, pg: &Postgres, redis_url: &str, spool: &Path, extra
     let text = format!(
         "[server]\ncooldown_failures = 1\ncooldown_ms = 60000\n\
          [log]\nurl = \"{}\"\nspool = {:?}\n\
-         [state]\nurl = \"{redis_url}\"\n{extra}\n\
+         [state]\nurl = \"{redis_url}\"\ntimeout_ms = 1000\n{extra}\n\
          [routing]\ndeescalate_after = 3\n\
          {}\n{}\n{}",
         pg.url,
@@ -389,9 +389,23 @@ fn an_unreachable_redis_is_an_error_when_required_and_a_degraded_start_otherwise
     let degraded = runtime.block_on(async {
         let (status, _, v) = chat(&state, "open-key", "switchyard", "Hello?").await;
         assert_eq!(status, StatusCode::OK, "{v}");
+        // Two paid calls while Redis is out of reach: this replica counts them...
+        for i in 0..2 {
+            assert_eq!(chat(&state, "budgeted-key", "switchyard", &format!("Paid {i}?")).await.0, StatusCode::OK);
+        }
         metric(&state, "switchyard_state_degraded").await
     });
     assert_eq!(degraded, Some(1.0));
+
+    // ... and when Redis comes up (here holding $0.00003 spent by other replicas), it adds them: whichever
+    // happens first, the replica's reconnection or the others' spend, the counter ends at $0.000052.
+    let redis = Redis::start_on(closed, Some("hunter2"));
+    let (start, _) = switchyard_server::BudgetPeriod::default().bounds(switchyard_store::now_ms());
+    let spend_key = format!("switchyard:key:{{budgeted}}:spend:{start}");
+    redis.query(&["INCRBYFLOAT", &spend_key, "0.00003"]);
+    runtime.block_on(until_metric(&state, "switchyard_state_degraded", 0.0));
+    let spent: f64 = redis.get(&spend_key).and_then(|v| v.parse().ok()).unwrap_or(-1.0);
+    assert!((spent - 0.000052).abs() < 1e-9, "{spent}");
 
     // A Redis that wants a password, given the wrong one: the error says so, without the password.
     let locked = Redis::start_with(Some("s3cret-pass"));
@@ -405,7 +419,7 @@ fn an_unreachable_redis_is_an_error_when_required_and_a_degraded_start_otherwise
     let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
     let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
     let err = AppState::new(router, Arc::new(encoder), config).err().unwrap().to_string();
-    assert!(err.contains("state.url") && err.to_lowercase().contains("password") && !err.contains("not-it"), "{err}");
+    assert!(err.contains("state.url") && err.contains("refused the password") && !err.contains("not-it"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,6 +452,20 @@ async fn a_config_without_budgets_or_keys_shares_health_and_pins_too() {
     assert_eq!((status, header(&h, "x-switchyard-fallbacks")), (StatusCode::OK, "1".to_string()));
     let (status, h, _) = chat(&b, "", "flaky", "Hello again?").await;
     assert_eq!((status, header(&h, "x-switchyard-fallbacks")), (StatusCode::OK, "0".to_string()));
+    // A conversation started on A is found on B.
+    let mut actions = Vec::new();
+    for (i, r) in [&a, &b].into_iter().enumerate() {
+        let mut messages = vec![json!({"role": "user", "content": EASY})];
+        if i > 0 {
+            messages.push(json!({"role": "assistant", "content": "Glad to help."}));
+            messages.push(json!({"role": "user", "content": EASY}));
+        }
+        let body = json!({"messages": messages});
+        let (status, _, text) = call(r, "POST", "/v1/route", "", &[("x-session-id", "conv-9")], body).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        actions.push(serde_json::from_str::<Value>(&text).unwrap()["session"]["action"].clone());
+    }
+    assert_eq!(actions, [json!("started"), json!("kept")]);
     for r in [&a, &b] {
         assert_eq!(metric(r, "switchyard_state_degraded").await, Some(0.0));
         assert_eq!(metric(r, "switchyard_state_errors_total").await, Some(0.0));

@@ -52,6 +52,11 @@ impl Redis {
     /// Starts a server that requires `password` (`--requirepass`); `url` carries it.
     pub fn start_with(password: Option<&str>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_on(port, password)
+    }
+
+    /// Starts a server on `port` (one a test chose while nothing listened on it).
+    pub fn start_on(port: u16, password: Option<&str>) -> Self {
         let url = match password {
             Some(p) => format!("redis://:{p}@127.0.0.1:{port}"),
             None => format!("redis://127.0.0.1:{port}"),
@@ -105,6 +110,15 @@ impl Redis {
         }
         let value: redis::Value = cmd.query(&mut conn).unwrap();
         format!("{value:?}")
+    }
+}
+
+impl Redis {
+    /// The value of a string key, if it is set.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2)).unwrap();
+        redis::cmd("GET").arg(key).query(&mut conn).unwrap()
     }
 }
 

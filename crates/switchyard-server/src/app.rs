@@ -176,7 +176,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
     crate::metrics::render_embedder(&mut text, &state.embedder);
     if let Some(shared) = &state.shared {
-        crate::metrics::render_shared(&mut text, shared);
+        shared.render(&mut text);
     }
     crate::metrics::render_budgets(&mut text, &state.keys);
     crate::metrics::render_supervision(&mut text, &state.embedder, state.log.as_ref());

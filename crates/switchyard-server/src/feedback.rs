@@ -65,10 +65,16 @@ pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> R
             code: "shutting_down",
             message: format!("{e}; the server is shutting down, retry against another instance"),
         }),
-        Err(e @ StoreError::Postgres { .. }) => Err(ApiError::Unavailable {
-            code: "log_unavailable",
-            message: format!("cannot store feedback now: {e}; send it again shortly"),
-        }),
+        Err(e @ (StoreError::Postgres { .. } | StoreError::Unavailable)) => {
+            // The detail (the database's address) stays in the server's log.
+            tracing::warn!("feedback for {request_id} not stored: {e}");
+            Err(ApiError::Unavailable {
+                code: "log_unavailable",
+                message: "the decision log cannot take feedback right now (its database is out of reach or still \
+                          catching up after an outage); send it again shortly"
+                    .into(),
+            })
+        }
         Err(e) => Err(ApiError::internal(format!("cannot store feedback: {e}"))),
     }
 }

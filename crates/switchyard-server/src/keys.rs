@@ -292,6 +292,13 @@ impl ClientKey {
         self.config.allowed_models.as_deref()
     }
 
+    /// Spend in the budget period holding `now_ms` (zero when that period has not been charged yet).
+    pub fn spend_at(&self, now_ms: i64) -> f64 {
+        let mut u = self.lock();
+        u.roll(self.config.budget_period, now_ms);
+        u.spend_usd
+    }
+
     /// Spend in the current budget period, and the budget (for `/metrics`).
     pub fn spend(&self) -> (f64, Option<f64>) {
         (self.lock().spend_usd, self.config.budget_usd)

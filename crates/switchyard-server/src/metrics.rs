@@ -327,7 +327,7 @@ impl Metrics {
 }
 
 /// Appends one unlabelled sample with its HELP and TYPE lines.
-fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+pub(crate) fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
 }
 
@@ -433,35 +433,6 @@ pub fn render_log(out: &mut String, stats: &switchyard_store::WriterStats) {
     for (name, kind, help, value) in spool {
         scalar(out, name, kind, help, value.load(Relaxed));
     }
-}
-
-/// Appends the shared state's gauges: degraded (Redis out of reach), call errors, reconnections.
-pub fn render_shared(out: &mut String, shared: &std::sync::Arc<crate::shared::SharedState>) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let degraded = u64::from(shared.is_degraded());
-    scalar(
-        out,
-        "switchyard_state_degraded",
-        "gauge",
-        "1 while Redis is out of reach and limits count per replica.",
-        degraded,
-    );
-    let errors = shared.stats.errors.load(Relaxed);
-    scalar(
-        out,
-        "switchyard_state_errors_total",
-        "counter",
-        "Redis calls that failed or missed their deadline.",
-        errors,
-    );
-    let reconnects = shared.stats.reconnects.load(Relaxed);
-    scalar(
-        out,
-        "switchyard_state_reconnects_total",
-        "counter",
-        "Connections to Redis made again after an outage.",
-        reconnects,
-    );
 }
 
 /// Appends the embedder's counters: batches, prompts, cache hits and misses, refusals, queue depth.

@@ -118,14 +118,7 @@ impl Sessions {
                 }
             }
         };
-        if !pins.contains_key(id) && pins.len() >= self.capacity {
-            pins.retain(|_, p| now.duration_since(p.used) < self.ttl);
-            if pins.len() >= self.capacity {
-                if let Some(oldest) = pins.iter().min_by_key(|(_, p)| p.used).map(|(k, _)| k.clone()) {
-                    pins.remove(&oldest);
-                }
-            }
-        }
+        self.make_room(&mut pins, id, now);
         pins.insert(id.to_string(), Pin { model: model.clone(), cheaper_turns, used: now });
         SessionPin { id: id.to_string(), turn, model, action }
     }
@@ -136,10 +129,23 @@ impl Sessions {
         let mut pins = self.pins.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match pin {
             Some((model, cheaper_turns)) => {
+                self.make_room(&mut pins, id, now);
                 pins.insert(id.to_string(), Pin { model, cheaper_turns, used: now });
             }
             None => {
                 pins.remove(id);
+            }
+        }
+    }
+
+    /// Before a new pin goes in: at capacity, expired pins go, then the least recently used one.
+    fn make_room(&self, pins: &mut HashMap<String, Pin>, id: &str, now: Instant) {
+        if !pins.contains_key(id) && pins.len() >= self.capacity {
+            pins.retain(|_, p| now.duration_since(p.used) < self.ttl);
+            if pins.len() >= self.capacity {
+                if let Some(oldest) = pins.iter().min_by_key(|(_, p)| p.used).map(|(k, _)| k.clone()) {
+                    pins.remove(&oldest);
+                }
             }
         }
     }

@@ -100,6 +100,17 @@ pub enum StoreError {
     /// A feedback score outside [0, 1].
     #[error("score must be a number in [0, 1], got {0}")]
     BadScore(f64),
+    /// The PostgreSQL log is out of reach, or rows of an outage still wait in the spool.
+    #[error("the decision log's database is out of reach or still replaying rows from an outage; try again shortly")]
+    Unavailable,
+    /// The spool file cannot be opened.
+    #[error("log.spool {path}: {detail}; point log.spool at a writable file of this replica's own")]
+    Spool {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
     /// The writer thread has stopped (the server is shutting down).
     #[error("the decision log writer has stopped")]
     WriterStopped,
@@ -115,12 +126,31 @@ impl StoreError {
                 let mut text = source.to_string();
                 let mut cause = std::error::Error::source(&source);
                 while let Some(c) = cause {
-                    text = format!("{text}: {c}");
+                    let more = c.to_string();
+                    if !text.contains(&more) {
+                        text = format!("{text}: {more}");
+                    }
                     cause = c.source();
                 }
                 text
             }
         };
         Self::Postgres { url: url.to_string(), detail, source }
+    }
+
+    /// Whether the error means the database is out of reach (no connection, a server shutting down or out of
+    /// resources), so rows should wait in the spool, rather than something wrong with the rows themselves.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Postgres { source, .. } => match source.code() {
+                None => true,
+                Some(code) => {
+                    let code = code.code();
+                    source.is_closed() || ["08", "53", "57P"].iter().any(|class| code.starts_with(class))
+                }
+            },
+            Self::Unavailable => true,
+            _ => false,
+        }
     }
 }

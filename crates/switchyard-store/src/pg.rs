@@ -141,6 +141,13 @@ impl PgStore {
             // A server that does not answer at all must not hold the writer (and its queue) for minutes.
             config.connect_timeout(std::time::Duration::from_secs(5));
         }
+        // A connection cut by a partition (no reset) is noticed within seconds, not the kernel's quarter hour,
+        // so the writer turns to its spool; a statement that hangs is cancelled by the server.
+        config.keepalives(true).keepalives_idle(std::time::Duration::from_secs(10));
+        config.tcp_user_timeout(std::time::Duration::from_secs(20));
+        if config.get_options().is_none() {
+            config.options("-c statement_timeout=30000");
+        }
         let mut client = config.connect(NoTls).map_err(connect)?;
         let version: Option<i64> = client
             .query_opt("SELECT value FROM switchyard_meta WHERE key = 'schema_version'", &[])

@@ -85,10 +85,11 @@ impl Sink {
                     self.reachable();
                     stats.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
-                Err(e) => {
+                Err(e) if e.is_unreachable() => {
                     self.unreachable(&e, stats);
                     self.spool_batch(batch, stats);
                 }
+                Err(e) => self.insert_each(batch, &e, stats),
             }
         }
         batch.clear();
@@ -115,9 +116,20 @@ impl Sink {
                     return;
                 }
             };
-            if let Err(e) = self.db.insert(&records) {
-                self.unreachable(&e, stats);
-                return;
+            match self.db.insert(&records) {
+                Ok(()) => {
+                    stats.written.fetch_add(records.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.is_unreachable() => {
+                    self.unreachable(&e, stats);
+                    return;
+                }
+                // Something in the rows themselves: write them one by one, so one bad row cannot hold the spool.
+                Err(e) => {
+                    if !self.rows_one_by_one(&records, &e, stats) {
+                        return;
+                    }
+                }
             }
             self.reachable();
             let Some(spool) = self.spool.as_mut() else { return };
@@ -128,7 +140,6 @@ impl Sink {
                 self.down_until = Some(Instant::now() + MAX_BACKOFF);
                 return;
             }
-            stats.written.fetch_add(records.len() as u64, Ordering::Relaxed);
             stats.replayed.fetch_add(records.len() as u64, Ordering::Relaxed);
             let left = spool.len().unwrap_or(0);
             self.set_spooled(left, stats);
@@ -139,16 +150,58 @@ impl Sink {
     }
 
     /// Stores feedback. Spooled rows are replayed first, so feedback for a request answered during an outage
-    /// finds it; while the database is out of reach, the error says so and the client can send it again.
+    /// finds it. While the database is out of reach, or the request may still wait in the spool, the answer is
+    /// [`StoreError::Unavailable`] at once (the client sends it again), so feedback never holds the writer.
     pub(crate) fn feedback(&mut self, feedback: &Feedback, stats: &WriterStats) -> Result<FeedbackOutcome, StoreError> {
+        if self.spool.is_some() && self.replay_wait() > Duration::ZERO {
+            return Err(StoreError::Unavailable);
+        }
         self.replay(stats, true);
-        let outcome = self.db.feedback(feedback);
-        if let Err(e @ (StoreError::Postgres { .. } | StoreError::Sql(_))) = &outcome {
-            if self.spool.is_some() {
-                self.unreachable(e, stats);
+        match self.db.feedback(feedback) {
+            Err(StoreError::UnknownRequest(_)) if self.has_spooled() => Err(StoreError::Unavailable),
+            Err(e) if self.spool.is_some() && e.is_unreachable() => {
+                self.unreachable(&e, stats);
+                Err(StoreError::Unavailable)
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// A batch PostgreSQL refused for something other than being out of reach: its rows are written one by one;
+    /// a row refused again is counted as failed and logged, and if the database goes out of reach meanwhile the
+    /// rest goes to the spool.
+    fn insert_each(&mut self, batch: &[DecisionRecord], cause: &StoreError, stats: &WriterStats) {
+        if !self.rows_one_by_one(batch, cause, stats) {
+            // Out of reach midway: the rows not yet written wait in the spool (written ones are replaced by
+            // their replay, which leaves them as they are).
+            self.spool_batch(batch, stats);
+        }
+    }
+
+    /// Writes rows one at a time after `cause` refused them together; false (having written none it could not)
+    /// when the database went out of reach meanwhile.
+    fn rows_one_by_one(&mut self, rows: &[DecisionRecord], cause: &StoreError, stats: &WriterStats) -> bool {
+        tracing::warn!(
+            "decision log {}: a batch of {} rows was refused ({cause}); writing them one by one",
+            self.db.shown(),
+            rows.len()
+        );
+        for row in rows {
+            match self.db.insert(std::slice::from_ref(row)) {
+                Ok(()) => {
+                    stats.written.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.is_unreachable() => {
+                    self.unreachable(&e, stats);
+                    return false;
+                }
+                Err(e) => {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("decision log {}: row {} refused: {e}", self.db.shown(), row.request_id);
+                }
             }
         }
-        outcome
+        true
     }
 
     fn set_spooled(&mut self, n: u64, stats: &WriterStats) {

@@ -184,7 +184,11 @@ fn open_sink(
         let n = db.prune(now_ms() - ms)?;
         stats.pruned.fetch_add(n as u64, Ordering::Relaxed);
     }
-    let spool = spool.map(Spool::open).transpose()?;
+    let spool = spool
+        .map(|path| {
+            Spool::open(path).map_err(|e| StoreError::Spool { path: path.to_path_buf(), detail: e.to_string() })
+        })
+        .transpose()?;
     let mut sink = Sink::new(db, spool, stats)?;
     sink.retention_ms = retention_ms;
     Ok(sink)

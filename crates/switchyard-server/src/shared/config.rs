@@ -48,16 +48,30 @@ impl StateConfig {
     }
 }
 
-/// A Redis URL with its password hidden.
+/// A Redis URL with its password hidden (in the user part, or a `pass=` / `password=` query parameter).
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    match rest.rsplit_once('@') {
+    let (url, query) = match url.split_once('?') {
+        Some((base, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k == "pass" || k == "password" => format!("{k}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            (base, format!("?{}", params.join("&")))
+        }
+        None => (url, String::new()),
+    };
+    let Some((scheme, rest)) = url.split_once("://") else { return format!("{url}{query}") };
+    let shown = match rest.rsplit_once('@') {
         Some((auth, host)) => match auth.split_once(':') {
             Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
             None => format!("{scheme}://***@{host}"),
         },
         None => url.to_string(),
-    }
+    };
+    format!("{shown}{query}")
 }
 
 #[cfg(test)]
@@ -79,5 +93,6 @@ mod tests {
         assert!(slow.validate().unwrap_err().contains("state.timeout_ms"));
         assert_eq!(redact("redis://user:pw@h:1/2"), "redis://user:***@h:1/2");
         assert_eq!(redact("redis://:pw@h:1"), "redis://:***@h:1");
+        assert_eq!(redact("redis+unix:///run/redis.sock?db=1&pass=pw"), "redis+unix:///run/redis.sock?db=1&pass=***");
     }
 }

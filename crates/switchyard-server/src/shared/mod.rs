@@ -13,6 +13,7 @@
 
 mod config;
 mod scripts;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,23 +22,16 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
-use serde::{Deserialize, Serialize};
 
 pub use config::{redact, StateConfig};
 use scripts::Scripts;
+use wire::{apply_health, why, StoredPin};
 
 use crate::deployments::Deployments;
 use crate::error::ApiError;
-use crate::health::{Health, SharedHealth};
+use crate::health::Health;
 use crate::keys::{Admission, ClientKey, KeyRing};
 use crate::sessions::{SessionPin, Sessions};
-
-/// A session pin as Redis keeps it.
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredPin {
-    model: String,
-    cheaper_turns: u32,
-}
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -64,6 +58,8 @@ pub struct SharedState {
     nonce: String,
     counter: AtomicU64,
     keys: Vec<Arc<ClientKey>>,
+    /// Spend charged while Redis did not answer, by key: the budget period's start and the amount.
+    unsynced: std::sync::Mutex<HashMap<String, (i64, f64)>>,
     /// What the metrics show.
     pub stats: SharedStats,
 }
@@ -85,21 +81,26 @@ impl SharedState {
         let Some(url) = &config.url else { return Ok(None) };
         let shown = redact(url);
         let client = Client::open(url.as_str()).map_err(|e| format!("state.url {shown:?}: {e}"))?;
-        let ping = client
-            .get_connection_with_timeout(CONNECT_TIMEOUT)
-            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+        // The read timeout matters: a port that accepts and stays silent (another server) must not hang start-up.
+        let ping = client.get_connection_with_timeout(CONNECT_TIMEOUT).and_then(|mut c| {
+            c.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+            c.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+            redis::cmd("PING").query::<String>(&mut c)
+        });
         let degraded = match ping {
             Ok(_) => false,
             Err(e) if config.required => {
                 return Err(format!(
-                    "state.url {shown}: Redis does not answer or refuses the connection ({e}); start it, fix state.url \
-                     (host, port, password), or set state.required = false to start on local state and reconnect"
+                    "state.url {shown}: {}; start it, fix state.url (host, port, password), or set state.required = \
+                     false to start on local state and reconnect",
+                    why(&e)
                 ))
             }
             Err(e) => {
                 tracing::warn!(
-                    "shared state {shown}: Redis does not answer or refuses the connection ({e}); starting on this replica's own state (limits \
-                     count per replica) and reconnecting in the background"
+                    "shared state {shown}: {}; starting on this replica's own state (limits count per replica) and \
+                     reconnecting in the background",
+                    why(&e)
                 );
                 true
             }
@@ -118,6 +119,7 @@ impl SharedState {
             nonce: format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff),
             counter: AtomicU64::new(0),
             keys: keys.all().to_vec(),
+            unsynced: std::sync::Mutex::new(HashMap::new()),
             stats: SharedStats::default(),
         })))
     }
@@ -131,6 +133,23 @@ impl SharedState {
         degraded
     }
 
+    /// Appends the shared state's metrics: degraded (Redis out of reach), call errors, reconnections.
+    pub fn render(self: &Arc<Self>, out: &mut String) {
+        use crate::metrics::scalar;
+        let help = "1 while Redis is out of reach and limits count per replica.";
+        scalar(out, "switchyard_state_degraded", "gauge", help, u64::from(self.is_degraded()));
+        let help = "Redis calls that failed or missed their deadline.";
+        scalar(out, "switchyard_state_errors_total", "counter", help, self.stats.errors.load(Ordering::Relaxed));
+        let help = "Connections to Redis made again after an outage.";
+        scalar(
+            out,
+            "switchyard_state_reconnects_total",
+            "counter",
+            help,
+            self.stats.reconnects.load(Ordering::Relaxed),
+        );
+    }
+
     /// Where Redis is, password hidden.
     pub fn shown(&self) -> &str {
         &self.shown
@@ -141,14 +160,17 @@ impl SharedState {
     }
 
     fn key_prefix(&self, key: &ClientKey) -> String {
-        // The braces make a key's entries one hash slot, should the Redis be a cluster.
+        // The key's name in braces, so its entries stay apart from other keys' (Redis Cluster is not supported:
+        // the scripts touch the shared health hash too).
         format!("{}:key:{{{}}}", self.prefix, key.name)
     }
 
-    fn spend_key(&self, key: &ClientKey, now_ms: i64) -> (String, i64) {
+    /// The key's spend counter for the budget period holding `now_ms` (by this replica's clock), when it
+    /// expires (0: never) and the period's start.
+    fn spend_key(&self, key: &ClientKey, now_ms: i64) -> (String, i64, i64) {
         let (start, end) = key.budget_period().bounds(now_ms);
         // A day past the period's end, so a late charge still lands; a total budget never expires.
-        (format!("{}:spend:{start}", self.key_prefix(key)), end.map_or(0, |e| e + 86_400_000))
+        (format!("{}:spend:{start}", self.key_prefix(key)), end.map_or(0, |e| e + 86_400_000), start)
     }
 
     /// Opens a connection and writes back any budget spend Redis does not hold (after a Redis restart).
@@ -157,20 +179,28 @@ impl SharedState {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(self.timeout.max(Duration::from_millis(500))));
         let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        // Budgets: Redis gets the spend it does not hold (it restarted empty: this replica's view, which the
+        // decision log seeded at start-up) or the spend it missed (charged here while it was out of reach).
         let now_ms = switchyard_store::now_ms();
-        // A PING first: it checks the connection, and keeps the pipeline from being empty without budgets.
-        let mut pipe = redis::pipe();
-        pipe.cmd("PING").ignore();
+        let missed = self.unsynced.lock().map(|m| m.clone()).unwrap_or_default();
         for key in self.keys.iter().filter(|k| k.budget().is_some()) {
-            let (spend, expires) = self.spend_key(key, now_ms);
-            let mut set = redis::cmd("SET");
-            set.arg(&spend).arg(key.spend().0).arg("NX");
-            if expires > 0 {
-                set.arg("PXAT").arg(expires);
-            }
-            pipe.add_command(set).ignore();
+            let (spend, expires, start) = self.spend_key(key, now_ms);
+            let pending = missed.get(&key.name).filter(|(period, _)| *period == start).map_or(0.0, |(_, usd)| *usd);
+            let mut invocation = self.scripts.resync.prepare_invoke();
+            invocation.key(&spend).arg(key.spend_at(now_ms)).arg(pending).arg(expires);
+            invocation.invoke_async::<i64>(&mut conn).await?;
         }
-        pipe.query_async::<()>(&mut conn).await?;
+        if let Ok(mut unsynced) = self.unsynced.lock() {
+            for (name, (period, usd)) in missed {
+                if let Some(entry) = unsynced.get_mut(&name) {
+                    if entry.0 == period {
+                        entry.1 -= usd;
+                    }
+                }
+            }
+            unsynced.retain(|_, (_, usd)| *usd > 1e-12);
+        }
         Ok(conn)
     }
 
@@ -182,6 +212,10 @@ impl SharedState {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref() {
             return Some(c.clone());
+        }
+        // Waiting for the lock, another caller may have failed to connect: do not try again in turn.
+        if self.degraded.load(Ordering::SeqCst) {
+            return None;
         }
         match tokio::time::timeout(CONNECT_TIMEOUT, self.open()).await {
             Ok(Ok(c)) => {
@@ -266,16 +300,30 @@ impl SharedState {
         let me = self.clone();
         runtime.spawn(async move {
             let mut backoff = FIRST_BACKOFF;
+            let mut attempts = 1u32;
             loop {
                 tokio::time::sleep(backoff).await;
-                if let Ok(Ok(c)) = tokio::time::timeout(CONNECT_TIMEOUT, me.open()).await {
-                    *me.conn.lock().await = Some(c);
-                    me.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                    me.degraded.store(false, Ordering::SeqCst);
-                    me.reconnecting.store(false, Ordering::SeqCst);
-                    tracing::info!("shared state {}: Redis answers again; limits are shared again", me.shown);
-                    return;
+                match tokio::time::timeout(CONNECT_TIMEOUT, me.open()).await {
+                    Ok(Ok(c)) => {
+                        *me.conn.lock().await = Some(c);
+                        me.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                        // The loop is done before the state is healthy again, so a failure right after starts
+                        // a new one.
+                        me.reconnecting.store(false, Ordering::SeqCst);
+                        me.degraded.store(false, Ordering::SeqCst);
+                        tracing::info!("shared state {}: Redis answers again; limits are shared again", me.shown);
+                        return;
+                    }
+                    // Said once a minute at most (the backoff reaches 5 s): why it keeps failing.
+                    Ok(Err(e)) if attempts.is_multiple_of(12) => {
+                        tracing::warn!("shared state {}: reconnecting: {}", me.shown, why(&e));
+                    }
+                    Err(_) if attempts.is_multiple_of(12) => {
+                        tracing::warn!("shared state {}: reconnecting: no answer within a second", me.shown);
+                    }
+                    _ => {}
                 }
+                attempts += 1;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         });
@@ -296,7 +344,7 @@ impl SharedState {
             return Some(Ok(false));
         }
         let prefix = self.key_prefix(key);
-        let (spend, _) = self.spend_key(key, now_ms);
+        let (spend, _, _) = self.spend_key(key, now_ms);
         let spends = what == Admission::Spend;
         let mut invocation = self.scripts.admit.prepare_invoke();
         invocation
@@ -335,7 +383,7 @@ impl SharedState {
             return;
         }
         let prefix = self.key_prefix(key);
-        let (spend, expires) = self.spend_key(key, now_ms);
+        let (spend, expires, start) = self.spend_key(key, now_ms);
         let mut invocation = self.scripts.charge.prepare_invoke();
         invocation
             .key(format!("{prefix}:tpm"))
@@ -345,6 +393,21 @@ impl SharedState {
             .arg(self.member())
             .arg(expires)
             .arg(if budgeted { "1" } else { "0" });
+        // Degraded, the charge is not sent: kept, and added in Redis when the connection is made again. A charge
+        // sent and not answered may have landed, so it is not kept (Redis may then miss one request's cost).
+        if self.degraded.load(Ordering::SeqCst) {
+            if budgeted && cost_usd > 0.0 {
+                if let Ok(mut unsynced) = self.unsynced.lock() {
+                    let entry = unsynced.entry(key.name.clone()).or_insert((start, 0.0));
+                    if entry.0 != start {
+                        *entry = (start, 0.0);
+                    }
+                    entry.1 += cost_usd;
+                }
+            }
+            self.kick();
+            return;
+        }
         let _: Option<i64> = self.call("charge", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
     }
 
@@ -422,47 +485,7 @@ impl SharedState {
     }
 }
 
-/// Takes the health hash (`[deployment, json, ...]`, read at Redis time `now`) as this replica's view.
-fn apply_health(now: f64, flat: &[String], health: &Health, deployments: &Deployments) {
-    if flat.is_empty() {
-        return;
-    }
-    let upstreams: HashMap<&str, &crate::deployments::Upstream> =
-        deployments.all().map(|u| (u.name.as_str(), u)).collect();
-    for pair in flat.chunks_exact(2) {
-        let (Some(up), Ok(view)) = (upstreams.get(pair[0].as_str()), serde_json::from_str::<StoredHealth>(&pair[1]))
-        else {
-            continue;
-        };
-        let cooling = (view.cool_until > now).then(|| Duration::from_millis((view.cool_until - now) as u64));
-        health.adopt(
-            up,
-            &SharedHealth {
-                consecutive_failures: view.fails as u32,
-                cooling_for: cooling,
-                latency_ms: view.lat,
-                error_rate: view.err,
-                calls: view.calls as u64,
-            },
-        );
-    }
-}
-
 /// The request's deployments' health was read with its admission (a request extension the key middleware
 /// sets), so the handler need not read it again.
 #[derive(Debug, Clone, Copy)]
 pub struct HealthRead;
-
-/// A deployment's health as the `observe` script writes it.
-#[derive(Debug, Deserialize)]
-struct StoredHealth {
-    #[serde(default)]
-    fails: f64,
-    #[serde(default)]
-    cool_until: f64,
-    lat: Option<f64>,
-    #[serde(default)]
-    err: f64,
-    #[serde(default)]
-    calls: f64,
-}

@@ -9,6 +9,7 @@ pub(super) struct Scripts {
     pub(super) charge: Script,
     pub(super) observe: Script,
     pub(super) read: Script,
+    pub(super) resync: Script,
 }
 
 const NOW: &str =
@@ -104,7 +105,24 @@ local health = {}
 if ARGV[1] == '1' then health = redis.call('HGETALL', KEYS[1]) end
 return {tostring(now), health, pin}
 ";
+        // KEYS: spend. ARGV: this replica's spend for the period, spend Redis missed, expiry (0: never). Redis
+        // without the counter (restarted empty) takes the replica's figure; with it, adds what it missed.
+        let resync = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if tonumber(ARGV[2]) > 0 then redis.call('INCRBYFLOAT', KEYS[1], ARGV[2]) end
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+if tonumber(ARGV[3]) > 0 then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) end
+return 1
+";
         let script = |body: &str| Script::new(&format!("{NOW}{body}"));
-        Self { admit: script(admit), charge: script(charge), observe: script(observe), read: script(read) }
+        Self {
+            admit: script(admit),
+            charge: script(charge),
+            observe: script(observe),
+            read: script(read),
+            resync: script(resync),
+        }
     }
 }
