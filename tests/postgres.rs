@@ -225,3 +225,39 @@ fn a_schema_newer_than_the_binary_and_a_bad_url_are_clear_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_row_postgres_refuses_is_counted_and_does_not_hold_the_others() {
+    use switchyard_store::{DecisionRecord, LogWriter, PromptLogging, WriterOptions};
+    let pg = Postgres::start();
+    drop(switchyard_store::Database::open(&switchyard_store::Location::Postgres(pg.url.clone())).unwrap());
+    // A rule the rows know nothing of (as a DBA might add): one row breaks it.
+    pg.sql("ALTER TABLE decisions ADD CONSTRAINT test_refuses CHECK (user_id IS DISTINCT FROM 'refuse-me')");
+    let dir = tempfile::tempdir().unwrap();
+    let writer = LogWriter::start(&WriterOptions {
+        path: dir.path().join("unused.sqlite"),
+        url: Some(pg.url.clone()),
+        spool: dir.path().join("spool.sqlite"),
+        queue_capacity: 100,
+        retention_days: None,
+    })
+    .unwrap();
+    for i in 0..10 {
+        let mut r = DecisionRecord {
+            request_id: format!("r{i}"),
+            ts_ms: switchyard_store::now_ms(),
+            endpoint: "route".into(),
+            status: 200,
+            user: (i == 4).then(|| "refuse-me".to_string()),
+            ..DecisionRecord::default()
+        };
+        r.set_prompt("hello", PromptLogging::Hash);
+        assert!(writer.log(r));
+    }
+    writer.flush();
+    let stats = writer.stats();
+    let read = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
+    assert_eq!((read(&stats.written), read(&stats.failed), read(&stats.spooled)), (9, 1, 0));
+    assert_eq!(pg.sql("SELECT COUNT(*) FROM decisions"), "9");
+    assert_eq!(pg.sql("SELECT COUNT(*) FROM decisions WHERE request_id = 'r4'"), "0");
+}
