@@ -238,6 +238,7 @@ fn a_row_postgres_refuses_is_counted_and_does_not_hold_the_others() {
         path: dir.path().join("unused.sqlite"),
         url: Some(pg.url.clone()),
         spool: dir.path().join("spool.sqlite"),
+        required: true,
         queue_capacity: 100,
         retention_days: None,
     })
@@ -260,4 +261,57 @@ fn a_row_postgres_refuses_is_counted_and_does_not_hold_the_others() {
     assert_eq!((read(&stats.written), read(&stats.failed), read(&stats.spooled)), (9, 1, 0));
     assert_eq!(pg.sql("SELECT COUNT(*) FROM decisions"), "9");
     assert_eq!(pg.sql("SELECT COUNT(*) FROM decisions WHERE request_id = 'r4'"), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_while_postgres_is_down_serves_and_writes_once_it_answers() {
+    let pg = tokio::task::spawn_blocking(|| {
+        let pg = Postgres::start();
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    let (addr, _) = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool.sqlite");
+
+    // With log.required, an unreachable database is a start-up error naming the setting.
+    let text = format!(
+        "[log]\nurl = \"{}\"\nspool = {:?}\nrequired = true\n{}",
+        pg.url,
+        spool.display().to_string(),
+        upstream::catalog(addr)
+    );
+    let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
+    let err = AppState::new(router, Arc::new(encoder), config).err().unwrap().to_string();
+    assert!(err.contains("check log.url") && !err.contains(pg.password), "{err}");
+
+    // Without it, the server starts on its spool and answers.
+    let state = gateway(addr, &pg.url, &spool, "");
+    for i in 0..5 {
+        let body = json!({"prompt": format!("Question {i} while the database is down?")});
+        let (status, _, v) = post(&state, "/v1/route", "", body).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    let log = state.log.as_ref().unwrap();
+    log.flush();
+    assert_eq!(log.stats().spooled.load(Relaxed), 5);
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.start_again();
+        pg
+    })
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while log.stats().spooled.load(Relaxed) > 0 {
+        assert!(std::time::Instant::now() < deadline, "the spool was not replayed within a minute");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        log.flush();
+    }
+    // The tables were created when the database first answered.
+    let rows = tokio::task::spawn_blocking(move || pg.sql("SELECT COUNT(*) FROM decisions")).await.unwrap();
+    assert_eq!(rows, "5");
 }

@@ -65,6 +65,9 @@ pub struct LogConfig {
     /// With `url`: a local SQLite file that holds rows while PostgreSQL is out of reach; they are replayed in
     /// order when it answers again. Give each replica its own.
     pub spool: PathBuf,
+    /// With `url`: refuse to start when PostgreSQL is out of reach (otherwise the server starts with rows going
+    /// to the spool, and connects when the database answers). A wrong password or database is always an error.
+    pub required: bool,
     /// `full` keeps prompt text (export needs it); `hash` keeps only its SHA-256.
     pub prompts: PromptLogging,
     /// Rows waiting to be written before new ones are dropped (and counted) rather than slow requests down.
@@ -80,6 +83,7 @@ impl Default for LogConfig {
             path: PathBuf::from("logs/decisions.sqlite"),
             url: None,
             spool: PathBuf::from("logs/spool.sqlite"),
+            required: false,
             prompts: PromptLogging::Full,
             queue_capacity: 10_000,
             retention_days: 30,

@@ -65,7 +65,18 @@ impl AppState {
         let keys = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    let mut db = readable.then(|| switchyard_store::Database::open(&location).ok()).flatten();
+                    let mut db = readable
+                        .then(|| match switchyard_store::Database::open(&location) {
+                            Ok(db) => Some(db),
+                            Err(e) => {
+                                tracing::warn!(
+                                    "budgets: cannot read their spend from the decision log ({e}); they start from \
+                                     zero on this replica (with [state] url, Redis holds them)"
+                                );
+                                None
+                            }
+                        })
+                        .flatten();
                     crate::keys::KeyRing::new(
                         &config.keys,
                         &config.server.client_keys,
@@ -83,6 +94,7 @@ impl AppState {
                 path: config.log.path.clone(),
                 url: config.log.url.clone(),
                 spool: config.log.spool.clone(),
+                required: config.log.required,
                 queue_capacity: config.log.queue_capacity,
                 retention_days: (config.log.retention_days > 0).then_some(config.log.retention_days),
             })?)

@@ -150,6 +150,8 @@ impl StoreError {
                 }
             },
             Self::Unavailable => true,
+            // A database a newer switchyard upgraded: rows wait in the spool for this replica's upgrade.
+            Self::NewerSchema { .. } => true,
             _ => false,
         }
     }

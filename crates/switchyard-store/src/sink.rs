@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::database::Database;
+use crate::database::{Database, Location};
 use crate::record::{DecisionRecord, Feedback, FeedbackOutcome};
 use crate::spool::Spool;
 use crate::writer::WriterStats;
@@ -25,7 +25,11 @@ const REPLAY_SLICE: Duration = Duration::from_millis(200);
 
 /// The database and, for PostgreSQL, its spool.
 pub(crate) struct Sink {
-    pub(crate) db: Database,
+    /// The database (`None`: PostgreSQL was out of reach when the writer started; opened when it answers).
+    db: Option<Database>,
+    location: Location,
+    /// The location for messages (a password hidden).
+    shown: String,
     /// Delete requests older than this (milliseconds) every hour.
     pub(crate) retention_ms: Option<i64>,
     spool: Option<Spool>,
@@ -37,22 +41,48 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    /// Wraps an open database; `spool` is given for PostgreSQL. Rows an earlier run left in the spool are
-    /// counted and will be replayed first.
-    pub(crate) fn new(db: Database, spool: Option<Spool>, stats: &WriterStats) -> Result<Self, StoreError> {
+    /// Wraps the database at `location` (`db`: opened, or `None` when PostgreSQL was out of reach at start-up);
+    /// `spool` is given for PostgreSQL. Rows an earlier run left in the spool are counted and replayed first.
+    pub(crate) fn new(
+        db: Option<Database>,
+        location: &Location,
+        spool: Option<Spool>,
+        stats: &WriterStats,
+    ) -> Result<Self, StoreError> {
         let spooled = match &spool {
             Some(s) => s.len()?,
             None => 0,
         };
+        let shown = location.to_string();
         if let Some(s) = spool.as_ref().filter(|_| spooled > 0) {
             tracing::warn!(
-                "decision log: {spooled} rows from an earlier run wait in the spool {}; replaying them into {}",
+                "decision log: {spooled} rows from an earlier run wait in the spool {}; replaying them into {shown}",
                 s.path().display(),
-                db.shown()
             );
         }
         stats.spooled.store(spooled, Ordering::Relaxed);
-        Ok(Self { db, retention_ms: None, spool, spooled, down_until: None, backoff: FIRST_BACKOFF })
+        let down_until = db.is_none().then(|| Instant::now() + FIRST_BACKOFF);
+        let location = location.clone();
+        Ok(Self { db, location, shown, retention_ms: None, spool, spooled, down_until, backoff: FIRST_BACKOFF })
+    }
+
+    /// The database, connected now if it was out of reach when the writer started (its schema is created or
+    /// checked then).
+    fn database(&mut self) -> Result<&mut Database, StoreError> {
+        if self.db.is_none() {
+            let db = Database::open(&self.location)?;
+            tracing::info!("decision log {}: connected", self.shown);
+            self.db = Some(db);
+        }
+        self.db.as_mut().ok_or(StoreError::Unavailable)
+    }
+
+    /// Deletes requests older than `cutoff_ms` (nothing while the database is out of reach).
+    pub(crate) fn prune(&mut self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        match self.db.as_mut() {
+            Some(db) => db.prune(cutoff_ms),
+            None => Ok(0),
+        }
     }
 
     /// The spool's file, if there is one.
@@ -80,7 +110,7 @@ impl Sink {
         } else if self.has_spooled() || self.replay_wait() > Duration::ZERO {
             self.spool_batch(batch, stats);
         } else {
-            match self.db.insert(batch) {
+            match self.database().and_then(|db| db.insert(batch)) {
                 Ok(()) => {
                     self.reachable();
                     stats.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -116,7 +146,7 @@ impl Sink {
                     return;
                 }
             };
-            match self.db.insert(&records) {
+            match self.database().and_then(|db| db.insert(&records)) {
                 Ok(()) => {
                     stats.written.fetch_add(records.len() as u64, Ordering::Relaxed);
                 }
@@ -144,7 +174,7 @@ impl Sink {
             let left = spool.len().unwrap_or(0);
             self.set_spooled(left, stats);
             if left == 0 {
-                tracing::info!("decision log {}: the spool is replayed", self.db.shown());
+                tracing::info!("decision log {}: the spool is replayed", self.shown);
             }
         }
     }
@@ -157,7 +187,7 @@ impl Sink {
             return Err(StoreError::Unavailable);
         }
         self.replay(stats, true);
-        match self.db.feedback(feedback) {
+        match self.database().and_then(|db| db.feedback(feedback)) {
             Err(StoreError::UnknownRequest(_)) if self.has_spooled() => Err(StoreError::Unavailable),
             Err(e) if self.spool.is_some() && e.is_unreachable() => {
                 self.unreachable(&e, stats);
@@ -183,11 +213,11 @@ impl Sink {
     fn rows_one_by_one(&mut self, rows: &[DecisionRecord], cause: &StoreError, stats: &WriterStats) -> bool {
         tracing::warn!(
             "decision log {}: a batch of {} rows was refused ({cause}); writing them one by one",
-            self.db.shown(),
+            self.shown,
             rows.len()
         );
         for row in rows {
-            match self.db.insert(std::slice::from_ref(row)) {
+            match self.database().and_then(|db| db.insert(std::slice::from_ref(row))) {
                 Ok(()) => {
                     stats.written.fetch_add(1, Ordering::Relaxed);
                 }
@@ -197,7 +227,7 @@ impl Sink {
                 }
                 Err(e) => {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!("decision log {}: row {} refused: {e}", self.db.shown(), row.request_id);
+                    tracing::error!("decision log {}: row {} refused: {e}", self.shown, row.request_id);
                 }
             }
         }
@@ -238,7 +268,7 @@ impl Sink {
     /// The database answered: reset the backoff (and say so after an outage).
     fn reachable(&mut self) {
         if self.down_until.take().is_some() {
-            tracing::info!("decision log {} answers again; {} spooled rows to replay", self.db.shown(), self.spooled);
+            tracing::info!("decision log {} answers again; {} spooled rows to replay", self.shown, self.spooled);
         }
         self.backoff = FIRST_BACKOFF;
     }
@@ -249,7 +279,7 @@ impl Sink {
             let spool = self.spool.as_ref().map(|s| s.path().display().to_string()).unwrap_or_default();
             tracing::warn!(
                 "decision log {} is out of reach ({e}); spooling rows to {spool} until it answers",
-                self.db.shown()
+                self.shown
             );
         }
         stats.unreachable.fetch_add(1, Ordering::Relaxed);
@@ -259,11 +289,10 @@ impl Sink {
 
     /// Writes to a SQLite log, trying a failed commit again a few times.
     fn commit_direct(&mut self, batch: &[DecisionRecord], stats: &WriterStats) {
-        let path = self.db.shown();
-        let db = &mut self.db;
+        let path = self.shown.clone();
         let result = retry(
             &RETRY_DELAYS,
-            || db.insert(batch),
+            || self.database().and_then(|db| db.insert(batch)),
             |attempt, e| {
                 stats.retries.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("decision log {path}: commit of {} rows failed (attempt {attempt}): {e}", batch.len());

@@ -65,6 +65,8 @@ pub struct WriterOptions {
     pub url: Option<String>,
     /// With `url`: the local SQLite file that holds rows while PostgreSQL is out of reach.
     pub spool: PathBuf,
+    /// With `url`: refuse to start when PostgreSQL is out of reach (otherwise: start on the spool).
+    pub required: bool,
     /// Records the queue holds before new ones are dropped.
     pub queue_capacity: usize,
     /// Keep requests this many days (`None`: forever).
@@ -96,10 +98,12 @@ impl LogWriter {
         let (opened, ready) = mpsc::sync_channel::<Result<(), StoreError>>(1);
         let (thread_stats, thread_location) = (stats.clone(), location.clone());
         let spool = options.url.is_some().then(|| options.spool.clone());
+        let required = options.required;
         std::thread::Builder::new()
             .name("switchyard-log".into())
             .spawn(move || {
-                let sink = match open_sink(&thread_location, spool.as_deref(), &thread_stats, retention_ms) {
+                let opened_sink = open_sink(&thread_location, spool.as_deref(), required, &thread_stats, retention_ms);
+                let sink = match opened_sink {
                     Ok(sink) => sink,
                     Err(e) => {
                         let _ = opened.send(Err(e));
@@ -172,24 +176,39 @@ impl LogWriter {
     }
 }
 
-/// Opens the database (and, for PostgreSQL, its spool) and runs retention once.
+/// Opens the database (and, for PostgreSQL, its spool) and runs retention once. A PostgreSQL server out of
+/// reach (not one that refuses: a wrong password or a newer schema still fails here) leaves the writer on its
+/// spool, connecting when the server answers.
 fn open_sink(
     location: &Location,
     spool: Option<&Path>,
+    required: bool,
     stats: &WriterStats,
     retention_ms: Option<i64>,
 ) -> Result<Sink, StoreError> {
-    let mut db = Database::open(location)?;
-    if let Some(ms) = retention_ms {
-        let n = db.prune(now_ms() - ms)?;
-        stats.pruned.fetch_add(n as u64, Ordering::Relaxed);
-    }
+    let db = match Database::open(location) {
+        Ok(db) => Some(db),
+        // A schema newer than this build is a start-up error, though rows of a running writer wait it out.
+        Err(e)
+            if spool.is_some() && !required && e.is_unreachable() && !matches!(e, StoreError::NewerSchema { .. }) =>
+        {
+            tracing::warn!(
+                "decision log {location} is out of reach ({e}); starting on the spool, rows go there until it answers"
+            );
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let spool = spool
         .map(|path| {
             Spool::open(path).map_err(|e| StoreError::Spool { path: path.to_path_buf(), detail: e.to_string() })
         })
         .transpose()?;
-    let mut sink = Sink::new(db, spool, stats)?;
+    let mut sink = Sink::new(db, location, spool, stats)?;
+    if let Some(ms) = retention_ms {
+        let n = sink.prune(now_ms() - ms)?;
+        stats.pruned.fetch_add(n as u64, Ordering::Relaxed);
+    }
     sink.retention_ms = retention_ms;
     Ok(sink)
 }
@@ -204,7 +223,8 @@ fn supervise(sink: Sink, location: &Location, rx: &Receiver<Op>, stats: &WriterS
     let mut batch: Vec<DecisionRecord> = Vec::with_capacity(BATCH);
     let mut delay = RESTART_DELAY;
     loop {
-        let reopened = || open_sink(location, spool.as_deref(), stats, retention_ms);
+        // After a panic the writer runs already: an unreachable database is not a reason to stop now.
+        let reopened = || open_sink(location, spool.as_deref(), false, stats, retention_ms);
         let mut open = match sink.take().map_or_else(reopened, Ok) {
             Ok(s) => s,
             Err(e) => {
@@ -286,7 +306,7 @@ fn run(
         sink.replay(stats, false);
         if let Some(ms) = sink.retention_ms.filter(|_| last_prune.elapsed() >= PRUNE_EVERY) {
             last_prune = Instant::now();
-            match sink.db.prune(now_ms() - ms) {
+            match sink.prune(now_ms() - ms) {
                 Ok(n) => {
                     stats.pruned.fetch_add(n as u64, Ordering::Relaxed);
                 }
@@ -324,6 +344,7 @@ mod tests {
             path: path.clone(),
             url: None,
             spool: PathBuf::new(),
+            required: false,
             queue_capacity: 10_000,
             retention_days: Some(30),
         })
@@ -354,6 +375,7 @@ mod tests {
             path: dir.path().join("log.sqlite"),
             url: None,
             spool: PathBuf::new(),
+            required: false,
             queue_capacity: 4,
             retention_days: None,
         })
@@ -378,6 +400,7 @@ mod tests {
             path: path.clone(),
             url: None,
             spool: PathBuf::new(),
+            required: false,
             queue_capacity: 8,
             retention_days: Some(30),
         })
