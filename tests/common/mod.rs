@@ -4,6 +4,7 @@
 pub mod pg;
 pub mod redis;
 pub mod serve;
+pub mod tls;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};

@@ -18,6 +18,8 @@ pub struct Postgres {
     /// The superuser's password (TCP connections must give it: scram-sha-256).
     pub password: &'static str,
     as_postgres: bool,
+    /// Extra server options (`-c name=value ...`).
+    extra: String,
 }
 
 /// The folder holding `initdb` and `pg_ctl`: `SWITCHYARD_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`,
@@ -68,7 +70,7 @@ impl Postgres {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let password = "sw1tchyard-test";
         let url = format!("postgres://switchyard:{password}@127.0.0.1:{port}/postgres");
-        let pg = Self { url, password, dir, bin, port, as_postgres };
+        let pg = Self { url, password, dir, bin, port, as_postgres, extra: String::new() };
         let data = pg.dir.path().join("data");
         let pwfile = pg.dir.path().join("pwfile");
         std::fs::write(&pwfile, password).unwrap();
@@ -89,6 +91,28 @@ impl Postgres {
         pg
     }
 
+    /// Makes and starts a cluster that takes TCP connections over TLS only (`hostssl`; plain ones are
+    /// rejected), with `cert` and `key` as its certificate.
+    pub fn start_tls(cert: &Path, key: &Path) -> Self {
+        let mut pg = Self::start();
+        pg.stop();
+        let data = pg.dir.path().join("data");
+        std::fs::copy(cert, data.join("server.crt")).unwrap();
+        std::fs::copy(key, data.join("server.key")).unwrap();
+        let hba =
+            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n";
+        std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
+        if pg.as_postgres {
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&data).status().unwrap();
+            assert!(status.success());
+        }
+        let status = Command::new("chmod").arg("600").arg(data.join("server.key")).status().unwrap();
+        assert!(status.success());
+        pg.extra = "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into();
+        pg.start_again();
+        pg
+    }
+
     fn command(&self, tool: &str) -> Command {
         let program = self.bin.join(tool);
         if self.as_postgres {
@@ -103,8 +127,12 @@ impl Postgres {
     /// Starts the server (again, after [`Postgres::stop`]) and waits until it accepts connections.
     pub fn start_again(&self) {
         let data = self.dir.path().join("data");
-        let options =
-            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {}",
+            self.port,
+            self.dir.path().display(),
+            self.extra
+        );
         let out = self
             .command("pg_ctl")
             .arg("-D")

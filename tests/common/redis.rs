@@ -17,6 +17,8 @@ pub struct Redis {
     pub url: String,
     child: Mutex<Option<Child>>,
     password: Option<String>,
+    /// TLS only: the certificate, key and CA files.
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
 }
 
 /// `redis-server`: `SWITCHYARD_REDIS_BIN`, else on the PATH, else `/usr/bin/redis-server`.
@@ -61,15 +63,63 @@ impl Redis {
             Some(p) => format!("redis://:{p}@127.0.0.1:{port}"),
             None => format!("redis://127.0.0.1:{port}"),
         };
-        let redis = Self { bin: binary(), port, url, child: Mutex::new(None), password: password.map(str::to_string) };
+        let redis = Self {
+            bin: binary(),
+            port,
+            url,
+            child: Mutex::new(None),
+            password: password.map(str::to_string),
+            tls: None,
+        };
         redis.start_again();
         redis
+    }
+
+    /// Starts a server that takes TLS connections only (`rediss://`), with `cert`/`key` signed by `ca`.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, ca: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let redis = Self {
+            bin: binary(),
+            port,
+            url: format!("rediss://127.0.0.1:{port}"),
+            child: Mutex::new(None),
+            password: None,
+            tls: Some((cert.to_path_buf(), key.to_path_buf(), ca.to_path_buf())),
+        };
+        redis.start_again();
+        redis
+    }
+
+    fn client(&self) -> redis::Client {
+        match &self.tls {
+            None => redis::Client::open(self.url.as_str()).unwrap(),
+            Some((_, _, ca)) => {
+                let root_cert = Some(std::fs::read(ca).unwrap());
+                let certs = redis::TlsCertificates { client_tls: None, root_cert };
+                redis::Client::build_with_tls(self.url.as_str(), certs).unwrap()
+            }
+        }
     }
 
     /// Starts the server (again, after [`Redis::kill`]), empty, and waits until it answers PING.
     pub fn start_again(&self) {
         let mut command = Command::new(&self.bin);
-        command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        match &self.tls {
+            None => {
+                command.args(["--port", &self.port.to_string()]);
+            }
+            Some((cert, key, ca)) => {
+                command.args(["--port", "0", "--tls-port", &self.port.to_string(), "--tls-auth-clients", "no"]);
+                command
+                    .arg("--tls-cert-file")
+                    .arg(cert)
+                    .arg("--tls-key-file")
+                    .arg(key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(ca);
+            }
+        }
         if let Some(p) = &self.password {
             command.args(["--requirepass", p]);
         }
@@ -87,7 +137,7 @@ impl Redis {
     }
 
     fn ping(&self) -> redis::RedisResult<String> {
-        let client = redis::Client::open(self.url.as_str())?;
+        let client = self.client();
         let mut conn = client.get_connection_with_timeout(Duration::from_millis(500))?;
         redis::cmd("PING").query(&mut conn)
     }
@@ -102,7 +152,7 @@ impl Redis {
 
     /// Runs a command and returns its reply as text.
     pub fn query(&self, args: &[&str]) -> String {
-        let client = redis::Client::open(self.url.as_str()).unwrap();
+        let client = self.client();
         let mut conn = client.get_connection_with_timeout(Duration::from_secs(2)).unwrap();
         let mut cmd = redis::cmd(args[0]);
         for a in &args[1..] {
@@ -116,7 +166,7 @@ impl Redis {
 impl Redis {
     /// The value of a string key, if it is set.
     pub fn get(&self, key: &str) -> Option<String> {
-        let client = redis::Client::open(self.url.as_str()).unwrap();
+        let client = self.client();
         let mut conn = client.get_connection_with_timeout(Duration::from_secs(2)).unwrap();
         redis::cmd("GET").arg(key).query(&mut conn).unwrap()
     }

@@ -10,6 +10,7 @@ mod database;
 mod db;
 mod export;
 mod pg;
+mod pg_tls;
 mod record;
 mod sink;
 mod spool;
@@ -87,6 +88,14 @@ pub enum StoreError {
         /// The client's error.
         #[source]
         source: postgres::Error,
+    },
+    /// The PostgreSQL URL's settings cannot be used (an unknown sslmode, an unreadable sslrootcert).
+    #[error("log.url {url}: {detail}")]
+    PostgresUrl {
+        /// The URL, password hidden.
+        url: String,
+        /// What is wrong.
+        detail: String,
     },
     /// A JSON column could not be written.
     #[error("decision log JSON column: {0}")]

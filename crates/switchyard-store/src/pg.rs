@@ -7,7 +7,7 @@
 //! threads (the log writer's, the CLI's), never from inside an async task.
 
 use postgres::types::ToSql;
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use crate::db::{LoggedRequest, SCHEMA_VERSION};
 use crate::record::{Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome};
@@ -104,9 +104,15 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(format!("must be a postgres://user:password@host:port/database URL, got {:?}", redact(url)));
     }
-    url.parse::<postgres::Config>().map(|_| ()).map_err(|e| {
+    let (_, tls) = crate::pg_tls::target(url).map_err(|e| {
         format!("is not a valid PostgreSQL URL ({e}); write it as postgres://user:password@host:port/database")
-    })
+    })?;
+    if let crate::pg_tls::Tls::On { root: Some(path) } = tls {
+        if !path.is_file() {
+            return Err(format!("names sslrootcert={}, which is not a file", path.display()));
+        }
+    }
+    Ok(())
 }
 
 /// A `postgres://` URL with the password replaced, fit for logs and errors.
@@ -136,7 +142,8 @@ impl PgStore {
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let shown = redact(url);
         let connect = |source: postgres::Error| StoreError::postgres(&shown, source);
-        let mut config: postgres::Config = url.parse().map_err(connect)?;
+        let (mut config, tls) =
+            crate::pg_tls::target(url).map_err(|detail| StoreError::PostgresUrl { url: shown.clone(), detail })?;
         if config.get_connect_timeout().is_none() {
             // A server that does not answer at all must not hold the writer (and its queue) for minutes.
             config.connect_timeout(std::time::Duration::from_secs(5));
@@ -148,7 +155,13 @@ impl PgStore {
         if config.get_options().is_none() {
             config.options("-c statement_timeout=30000");
         }
-        let mut client = config.connect(NoTls).map_err(connect)?;
+        let mut client = crate::pg_tls::connect(&config, &tls).map_err(|e| match e {
+            crate::pg_tls::ConnectError::Postgres(source) => connect(source),
+            crate::pg_tls::ConnectError::RootCert(path, detail) => StoreError::PostgresUrl {
+                url: shown.clone(),
+                detail: format!("sslrootcert {}: {detail}", path.display()),
+            },
+        })?;
         let version: Option<i64> = client
             .query_opt("SELECT value FROM switchyard_meta WHERE key = 'schema_version'", &[])
             .ok()

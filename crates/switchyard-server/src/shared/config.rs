@@ -15,11 +15,14 @@ pub struct StateConfig {
     pub timeout_ms: u64,
     /// Prefix of every Redis key, so several switchyard deployments can share one Redis.
     pub prefix: String,
+    /// With a `rediss://` URL: a PEM file of the certificate authority to trust instead of the system's (a
+    /// private CA, or a self-signed server).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { url: None, required: false, timeout_ms: 50, prefix: "switchyard".into() }
+        Self { url: None, required: false, timeout_ms: 50, prefix: "switchyard".into(), ca_file: None }
     }
 }
 
@@ -27,14 +30,24 @@ impl StateConfig {
     /// Checks the settings without connecting; the error names the key.
     pub(crate) fn validate(&self) -> Result<(), String> {
         if let Some(url) = &self.url {
-            if !(url.starts_with("redis://") || url.starts_with("valkey://") || url.starts_with("redis+unix://")) {
+            let schemes = ["redis://", "rediss://", "valkey://", "valkeys://", "redis+unix://"];
+            if !schemes.iter().any(|s| url.starts_with(s)) {
                 return Err(format!(
-                    "state.url must be a redis://[:password@]host:port[/db] URL (or redis+unix:///path), got {:?}",
+                    "state.url must be a redis://[:password@]host:port[/db] URL (rediss:// for TLS, or \
+                     redis+unix:///path), got {:?}",
                     redact(url)
                 ));
             }
             Client::open(url.as_str())
                 .map_err(|e| format!("state.url {:?} is not a valid Redis URL: {e}", redact(url)))?;
+            if let Some(ca) = &self.ca_file {
+                if !(url.starts_with("rediss://") || url.starts_with("valkeys://")) {
+                    return Err("state.ca_file needs a TLS URL: rediss://host:port".into());
+                }
+                if !ca.is_file() {
+                    return Err(format!("state.ca_file {} is not a file", ca.display()));
+                }
+            }
         } else if self.required {
             return Err("state.required = true needs state.url (redis://host:port)".into());
         }
@@ -87,6 +100,14 @@ mod tests {
         let garbled = StateConfig { url: Some("redis://:pw@host:notaport".into()), ..StateConfig::default() };
         let err = garbled.validate().unwrap_err();
         assert!(err.contains("not a valid Redis URL") && !err.contains(":pw@"), "{err}");
+        let plain_ca = StateConfig { ca_file: Some("/etc/hosts".into()), ..ok.clone() };
+        assert!(plain_ca.validate().unwrap_err().contains("needs a TLS URL"));
+        let missing_ca = StateConfig {
+            url: Some("rediss://h:6380".into()),
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..StateConfig::default()
+        };
+        assert!(missing_ca.validate().unwrap_err().contains("is not a file"));
         let required = StateConfig { required: true, ..StateConfig::default() };
         assert!(required.validate().unwrap_err().contains("needs state.url"));
         let slow = StateConfig { url: ok.url.clone(), timeout_ms: 0, ..StateConfig::default() };

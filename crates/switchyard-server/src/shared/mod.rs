@@ -64,6 +64,20 @@ pub struct SharedState {
     pub stats: SharedStats,
 }
 
+/// A Redis client for `url`; a `rediss://` one trusts `ca_file` instead of the system's roots when given.
+fn client(url: &str, ca_file: Option<&std::path::Path>) -> Result<Client, String> {
+    // One TLS back end for the whole process (rustls must be told when it could pick more than one).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match ca_file {
+        None => Client::open(url).map_err(|e| e.to_string()),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("state.ca_file {}: {e}", path.display()))?;
+            let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+            Client::build_with_tls(url, certs).map_err(|e| format!("state.ca_file {}: {e}", path.display()))
+        }
+    }
+}
+
 /// Calls in a row that miss their deadline before the shared state counts as out of reach.
 const LATE_IN_A_ROW: u32 = 3;
 /// How long connecting may take.
@@ -80,7 +94,7 @@ impl SharedState {
     pub fn start(config: &StateConfig, keys: &KeyRing) -> Result<Option<Arc<Self>>, String> {
         let Some(url) = &config.url else { return Ok(None) };
         let shown = redact(url);
-        let client = Client::open(url.as_str()).map_err(|e| format!("state.url {shown:?}: {e}"))?;
+        let client = client(url, config.ca_file.as_deref()).map_err(|e| format!("state.url {shown:?}: {e}"))?;
         // The read timeout matters: a port that accepts and stays silent (another server) must not hang start-up.
         let ping = client.get_connection_with_timeout(CONNECT_TIMEOUT).and_then(|mut c| {
             c.set_read_timeout(Some(CONNECT_TIMEOUT))?;
