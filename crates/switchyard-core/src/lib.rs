@@ -12,6 +12,7 @@ mod familiarity;
 mod logs;
 mod policy;
 mod predictor;
+mod roster;
 mod router;
 mod row;
 
@@ -23,6 +24,7 @@ pub use policy::{Decision, Knob, ModelEstimate, Policy, PolicyError};
 pub use predictor::{
     dot, logit, sigmoid, softmax, Dense, Factorized, Heads, KnnMemory, Platt, Predictor, PredictorKind,
 };
+pub use roster::{ModelProfile, RosterError};
 pub use router::{
     CandidateMetrics, DomainScore, EncoderInfo, FileFingerprint, LengthReport, Manifest, Prediction, RouteReport,
     Router, RouterError, Timing, TrainingInfo, Utility, FORMAT_VERSION, MANIFEST_FILE, TOP_DOMAINS, WEIGHTS_FILE,

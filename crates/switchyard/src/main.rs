@@ -5,6 +5,7 @@ mod bench_cmd;
 mod calibrate_cmd;
 mod embed;
 mod logs_cmd;
+mod profile_cmd;
 mod route_cmd;
 mod serve_cmd;
 mod train_cmd;
@@ -83,6 +84,9 @@ enum Command {
     /// Read the decision log that `serve` writes: export scored requests as labelled logs, or summarise.
     #[command(subcommand)]
     Logs(logs_cmd::LogsCommand),
+    /// List a router's models with their evidence, or remove one without retraining the others.
+    #[command(subcommand)]
+    Profile(profile_cmd::ProfileCommand),
     /// Manage the encoder model's files.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -182,6 +186,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench_cmd::run(&args),
         Command::Serve(args) => serve_cmd::run(&args),
         Command::Logs(command) => logs_cmd::run(&command),
+        Command::Profile(command) => profile_cmd::run(&command),
         Command::Model(ModelCommand::Fetch(args)) => fetch_model(&args),
     };
     match result {

@@ -1,0 +1,166 @@
+//! The models a trained router routes between, as `switchyard profile` shows and edits them: each model's
+//! prices and evidence (the logged outcomes behind its predictions, per domain), and removing a model from every
+//! per-model part of the router (predictor outputs, calibration, priors, output lengths, costs) without
+//! retraining the others.
+
+use serde::Serialize;
+
+use crate::predictor::{Dense, KnnMemory, Predictor};
+use crate::router::Router;
+
+/// One model of a router, for `switchyard profile list`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelProfile {
+    /// The model.
+    pub model: String,
+    /// USD per million input tokens.
+    pub input_usd_per_mtok: f64,
+    /// USD per million output tokens.
+    pub output_usd_per_mtok: f64,
+    /// Mean output tokens per call in the training logs.
+    pub mean_output_tokens: f64,
+    /// Logged outcomes behind the model's predictions (`None`: the router does not record them).
+    pub evidence_rows: Option<f64>,
+    /// The same per domain, in the router's domain order (empty when not recorded).
+    pub evidence_by_domain: Vec<(String, f64)>,
+    /// The model's prior P(success) per domain, used far from the training prompts (empty without one).
+    pub prior_by_domain: Vec<(String, f64)>,
+}
+
+/// Why a model cannot be removed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RosterError {
+    /// The router has no such model.
+    #[error("the router has no model {name:?}; it has {known}")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The models it has, comma-separated.
+        known: String,
+    },
+    /// It is the router's only model.
+    #[error("{0:?} is the router's only model; a router needs at least one")]
+    Last(String),
+    /// The router's default policy allows only that model.
+    #[error(
+        "the router's default policy allows only {0:?}; change it (switchyard calibrate, or a new training) first"
+    )]
+    OnlyAllowed(String),
+}
+
+impl Router {
+    /// Every model with its prices, evidence and priors, in the router's order.
+    pub fn profiles(&self) -> Vec<ModelProfile> {
+        let domains: Vec<String> =
+            if self.manifest.domains.is_empty() { vec!["all".to_string()] } else { self.manifest.domains.clone() };
+        self.manifest
+            .models
+            .iter()
+            .enumerate()
+            .map(|(m, cost)| {
+                let row = |values: &[f32]| -> Vec<(String, f64)> {
+                    let width = domains.len();
+                    values
+                        .get(m * width..(m + 1) * width)
+                        .map(|r| domains.iter().cloned().zip(r.iter().map(|v| f64::from(*v))).collect())
+                        .unwrap_or_default()
+                };
+                let evidence = self.familiarity.as_ref().map(|f| row(&f.evidence)).unwrap_or_default();
+                ModelProfile {
+                    model: cost.model.clone(),
+                    input_usd_per_mtok: cost.input_usd_per_mtok,
+                    output_usd_per_mtok: cost.output_usd_per_mtok,
+                    mean_output_tokens: cost.mean_output_tokens,
+                    evidence_rows: (!evidence.is_empty()).then(|| evidence.iter().map(|(_, v)| v).sum()),
+                    evidence_by_domain: evidence,
+                    prior_by_domain: self.familiarity.as_ref().map(|f| row(&f.priors)).unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
+    /// Removes `name` from every per-model part of the router; the other models' predictions are unchanged.
+    pub fn remove_model(&mut self, name: &str) -> Result<(), RosterError> {
+        let models = &self.manifest.models;
+        let Some(m) = models.iter().position(|c| c.model == name) else {
+            let known = models.iter().map(|c| c.model.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(RosterError::Unknown { name: name.to_string(), known });
+        };
+        if models.len() == 1 {
+            return Err(RosterError::Last(name.to_string()));
+        }
+        let policy = &mut self.manifest.default_policy;
+        if let Some(allowed) = &mut policy.allowed {
+            allowed.retain(|a| a != name);
+            if allowed.is_empty() {
+                return Err(RosterError::OnlyAllowed(name.to_string()));
+            }
+        }
+        policy.denied.retain(|d| d != name);
+        let count = models.len();
+        self.manifest.models.remove(m);
+        remove_from_predictor(&mut self.predictor, m, count);
+        if m < self.calibration.len() {
+            self.calibration.remove(m);
+        }
+        if let Some(f) = &mut self.familiarity {
+            remove_row(&mut f.priors, m, f.domains);
+            if !f.evidence.is_empty() {
+                remove_row(&mut f.evidence, m, f.domains);
+            }
+            if m < f.length_slopes.len() {
+                f.length_slopes.remove(m);
+            }
+        }
+        if let Some(lengths) = &mut self.lengths {
+            remove_output(lengths, m);
+        }
+        Ok(())
+    }
+}
+
+/// Drops model `m` (of `count`) from a predictor's outputs.
+fn remove_from_predictor(predictor: &mut Predictor, m: usize, count: usize) {
+    match predictor {
+        Predictor::Logistic(dense) => remove_output(dense, m),
+        Predictor::Mlp { output, .. } => remove_output(output, m),
+        Predictor::Mf(f) => remove_output(&mut f.models, m),
+        Predictor::Knn(memory) => remove_from_memory(memory, m, count),
+        Predictor::Ensemble(members) => {
+            for member in members {
+                remove_from_predictor(member, m, count);
+            }
+        }
+    }
+}
+
+/// Drops output `m` of a layer (its weight row and bias).
+fn remove_output(dense: &mut Dense, m: usize) {
+    if m >= dense.outputs {
+        return;
+    }
+    dense.weight.drain(m * dense.inputs..(m + 1) * dense.inputs);
+    dense.bias.remove(m);
+    dense.outputs -= 1;
+}
+
+/// Drops row `m` of a row-major matrix `width` wide.
+fn remove_row(values: &mut Vec<f32>, m: usize, width: usize) {
+    if (m + 1) * width <= values.len() {
+        values.drain(m * width..(m + 1) * width);
+    }
+}
+
+/// Drops model `m` (of `count`) from a kNN memory's score columns and priors.
+fn remove_from_memory(memory: &mut KnnMemory, m: usize, count: usize) {
+    if count > 0 && memory.scores.len() % count == 0 {
+        memory.scores = memory
+            .scores
+            .chunks_exact(count)
+            .flat_map(|row| row.iter().enumerate().filter(|(i, _)| *i != m).map(|(_, v)| *v))
+            .collect();
+    }
+    if m < memory.prior.len() {
+        memory.prior.remove(m);
+    }
+}
