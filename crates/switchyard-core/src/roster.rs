@@ -153,7 +153,7 @@ fn remove_row(values: &mut Vec<f32>, m: usize, width: usize) {
 
 /// Drops model `m` (of `count`) from a kNN memory's score columns and priors.
 fn remove_from_memory(memory: &mut KnnMemory, m: usize, count: usize) {
-    if count > 0 && memory.scores.len() % count == 0 {
+    if count > 0 && memory.scores.len().is_multiple_of(count) {
         memory.scores = memory
             .scores
             .chunks_exact(count)
