@@ -315,3 +315,60 @@ async fn a_server_started_while_postgres_is_down_serves_and_writes_once_it_answe
     let rows = tokio::task::spawn_blocking(move || pg.sql("SELECT COUNT(*) FROM decisions")).await.unwrap();
     assert_eq!(rows, "5");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_spooled_in_an_outage_survive_a_database_that_comes_back_refusing_the_login() {
+    // The password changes, then the database goes down; the server starts on its spool with the old one.
+    let pg = tokio::task::spawn_blocking(|| {
+        let pg = Postgres::start();
+        pg.sql("ALTER USER switchyard PASSWORD 'rotated-pass'");
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    let (addr, _) = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = gateway(addr, &pg.url, &dir.path().join("spool.sqlite"), "");
+    for i in 0..3 {
+        let (status, _, v) = post(&state, "/v1/route", "", json!({"prompt": format!("Question {i}?")})).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    let log = state.log.as_ref().unwrap();
+    log.flush();
+    let stats = log.stats();
+    assert_eq!(stats.spooled.load(Relaxed), 3);
+
+    // The database is back but refuses the old password: the rows wait, none is dropped.
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.start_again();
+        pg
+    })
+    .await
+    .unwrap();
+    let tried = stats.unreachable.load(Relaxed);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while stats.unreachable.load(Relaxed) < tried + 2 {
+        assert!(std::time::Instant::now() < deadline, "the writer did not try the database again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        log.flush();
+    }
+    assert_eq!((stats.spooled.load(Relaxed), stats.failed.load(Relaxed)), (3, 0), "no row is lost to a login error");
+
+    // The password is put back: the spool is replayed.
+    let rotated = pg.url.replace(pg.password, "rotated-pass");
+    let restore = format!("ALTER USER switchyard PASSWORD '{}'", pg.password);
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.sql_with(&rotated, &restore);
+        pg
+    })
+    .await
+    .unwrap();
+    while stats.spooled.load(Relaxed) > 0 {
+        assert!(std::time::Instant::now() < deadline, "the spool was not replayed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        log.flush();
+    }
+    let rows = tokio::task::spawn_blocking(move || pg.sql("SELECT COUNT(*) FROM decisions")).await.unwrap();
+    assert_eq!(rows, "3");
+}

@@ -66,6 +66,13 @@ fn a_model_is_removed_and_the_others_predict_as_before() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("no model \"gpt-5\"") && stderr.contains("gpt-4o"), "{stderr}");
     assert_eq!(Router::load(&dir).unwrap().manifest, after.manifest);
+    // A removal that would leave the default policy nothing to choose is refused, and changes nothing.
+    let mut strict = after.clone();
+    let names: Vec<String> = strict.manifest.models.iter().map(|m| m.model.clone()).collect();
+    strict.manifest.default_policy.denied = names[1..].to_vec();
+    let untouched = strict.clone();
+    assert_eq!(strict.remove_model(&names[0]), Err(RosterError::NoneEligible(names[0].clone())));
+    assert_eq!(strict.manifest, untouched.manifest);
     let mut shrinking = after.clone();
     let names: Vec<String> = shrinking.manifest.models.iter().map(|m| m.model.clone()).collect();
     for name in &names[1..] {

@@ -40,6 +40,15 @@ fn the_decision_log_reaches_postgres_over_verified_tls() {
     assert!(plain.contains("no encryption") && plain.contains("check log.url"), "{plain}");
     let unknown = Database::open(&with("sslmode=require")).err().unwrap().to_string();
     assert!(unknown.to_lowercase().contains("certificate"), "{unknown}");
+    // A server that starts with an untrusted certificate in log.url stops there: it is not an outage to wait
+    // out on the spool.
+    let spool = certs.dir().join("spool.sqlite");
+    let text = format!("[log]\nurl = \"{}?sslmode=require\"\nspool = {:?}\n", pg.url, spool.display().to_string());
+    let config = Config::parse(&text, Path::new("tls.toml")).unwrap();
+    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
+    let err = AppState::new(router, Arc::new(encoder), config).err().unwrap().to_string();
+    assert!(err.to_lowercase().contains("certificate") && err.contains("check log.url"), "{err}");
     // A root file that is not a certificate is named.
     let bogus = certs.dir().join("bogus.pem");
     std::fs::write(&bogus, "nothing here\n").unwrap();

@@ -158,8 +158,13 @@ impl Postgres {
 
     /// Runs SQL as the superuser, with `psql`.
     pub fn sql(&self, statement: &str) -> String {
+        self.sql_with(&self.url, statement)
+    }
+
+    /// Runs SQL with `psql` through `url` (e.g. with another password).
+    pub fn sql_with(&self, url: &str, statement: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", statement, &self.url])
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", statement, url])
             .output()
             .unwrap();
         assert!(out.status.success(), "psql {statement:?}: {}", String::from_utf8_lossy(&out.stderr));

@@ -46,6 +46,12 @@ pub enum RosterError {
         "the router's default policy allows only {0:?}; change it (switchyard calibrate, or a new training) first"
     )]
     OnlyAllowed(String),
+    /// Without the model, the default policy's allowed and denied lists leave no model to choose.
+    #[error(
+        "without {0:?}, the router's default policy (its allowed and denied models) leaves no model to choose; \
+         change it first"
+    )]
+    NoneEligible(String),
 }
 
 impl Router {
@@ -89,15 +95,24 @@ impl Router {
         if models.len() == 1 {
             return Err(RosterError::Last(name.to_string()));
         }
-        let policy = &mut self.manifest.default_policy;
-        if let Some(allowed) = &mut policy.allowed {
-            allowed.retain(|a| a != name);
-            if allowed.is_empty() {
-                return Err(RosterError::OnlyAllowed(name.to_string()));
-            }
+        // The default policy's lists without the model, checked before anything changes: some remaining model
+        // must stay eligible.
+        let policy = &self.manifest.default_policy;
+        let allowed: Option<Vec<String>> =
+            policy.allowed.as_ref().map(|a| a.iter().filter(|m| *m != name).cloned().collect());
+        let denied: Vec<String> = policy.denied.iter().filter(|m| *m != name).cloned().collect();
+        if allowed.as_ref().is_some_and(Vec::is_empty) {
+            return Err(RosterError::OnlyAllowed(name.to_string()));
         }
-        policy.denied.retain(|d| d != name);
+        let eligible = models.iter().any(|c| {
+            c.model != name && !denied.contains(&c.model) && allowed.as_ref().is_none_or(|a| a.contains(&c.model))
+        });
+        if !eligible {
+            return Err(RosterError::NoneEligible(name.to_string()));
+        }
         let count = models.len();
+        self.manifest.default_policy.allowed = allowed;
+        self.manifest.default_policy.denied = denied;
         self.manifest.models.remove(m);
         remove_from_predictor(&mut self.predictor, m, count);
         if m < self.calibration.len() {

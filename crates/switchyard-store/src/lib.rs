@@ -147,21 +147,64 @@ impl StoreError {
         Self::Postgres { url: url.to_string(), detail, source }
     }
 
-    /// Whether the error means the database is out of reach (no connection, a server shutting down or out of
-    /// resources), so rows should wait in the spool, rather than something wrong with the rows themselves.
-    pub fn is_unreachable(&self) -> bool {
+    /// Whether the error is the rows' own fault (PostgreSQL refused their data: SQLSTATE classes 22 and 23),
+    /// so that writing them again cannot help. Any other failure (no connection, a refused login, a changed
+    /// schema, a server shutting down) keeps the rows waiting in the spool.
+    pub fn is_row_error(&self) -> bool {
         match self {
-            Self::Postgres { source, .. } => match source.code() {
-                None => true,
-                Some(code) => {
-                    let code = code.code();
-                    source.is_closed() || ["08", "53", "57P"].iter().any(|class| code.starts_with(class))
-                }
-            },
-            Self::Unavailable => true,
-            // A database a newer switchyard upgraded: rows wait in the spool for this replica's upgrade.
-            Self::NewerSchema { .. } => true,
+            Self::Postgres { source, .. } => {
+                source.code().is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
+            }
+            Self::Json(_) => true,
             _ => false,
         }
     }
+
+    /// Whether the error means the server could not be reached at all (no answer, a refused or reset
+    /// connection, or a server shutting down or out of resources), as opposed to one that answered and said no
+    /// (a wrong password, a missing database, an untrusted certificate): at start-up the first may be waited
+    /// out on the spool, the second is the operator's to fix.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Postgres { source, .. } => match source.code() {
+                Some(code) => ["08", "53", "57P"].iter().any(|class| code.code().starts_with(class)),
+                None => !mentions_tls(source) && (source.is_closed() || caused_by_io(source)),
+            },
+            Self::Unavailable => true,
+            _ => false,
+        }
+    }
+}
+
+/// Whether a TLS failure (a certificate, a handshake) is behind the error.
+fn mentions_tls(error: &postgres::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if inner.is::<rustls::Error>() {
+                return true;
+            }
+        }
+        let text = e.to_string().to_ascii_lowercase();
+        if text.contains("tls") || text.contains("certificate") || text.contains("ssl") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Whether an I/O error (a refused or reset connection, a timeout, an unknown host) is behind the error.
+fn caused_by_io(error: &postgres::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<std::io::Error>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }

@@ -162,6 +162,11 @@ impl PgStore {
                 detail: format!("sslrootcert {}: {detail}", path.display()),
             },
         })?;
+        // Replicas starting together take turns (concurrent CREATE ... IF NOT EXISTS is not race-free in
+        // PostgreSQL), and the version is read and written under the same lock, never lowered: an older build
+        // cannot write its version over a newer one's. The lock is the session's, so an error (which drops the
+        // connection) releases it too.
+        client.batch_execute(&format!("SELECT pg_advisory_lock({DDL_LOCK});")).map_err(connect)?;
         let version: Option<i64> = client
             .query_opt("SELECT value FROM switchyard_meta WHERE key = 'schema_version'", &[])
             .ok()
@@ -170,20 +175,15 @@ impl PgStore {
         if let Some(found) = version.filter(|v| *v > SCHEMA_VERSION) {
             return Err(StoreError::NewerSchema { path: shown.clone().into(), found, supported: SCHEMA_VERSION });
         }
-        // Replicas starting together on an empty database take turns: concurrent CREATE ... IF NOT EXISTS
-        // is not race-free in PostgreSQL.
-        client
-            .batch_execute(&format!(
-                "SELECT pg_advisory_lock({DDL_LOCK}); {SCHEMA} SELECT pg_advisory_unlock({DDL_LOCK});"
-            ))
-            .map_err(connect)?;
+        client.batch_execute(SCHEMA).map_err(connect)?;
         client
             .execute(
                 "INSERT INTO switchyard_meta (key, value) VALUES ('schema_version', $1)
-                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                 ON CONFLICT (key) DO UPDATE SET value = GREATEST(switchyard_meta.value, EXCLUDED.value)",
                 &[&SCHEMA_VERSION],
             )
             .map_err(connect)?;
+        client.batch_execute(&format!("SELECT pg_advisory_unlock({DDL_LOCK});")).map_err(connect)?;
         Ok(Self { client, url: url.to_string(), shown })
     }
 

@@ -8,8 +8,9 @@
 //! roots and, when the URL gives `sslrootcert=/path/ca.pem`, that file's certificates (a managed database's CA
 //! bundle, or a private CA).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use postgres::{Client, NoTls};
 use rustls::pki_types::pem::PemObject;
@@ -30,7 +31,14 @@ pub(crate) enum Tls {
 /// Reads a `postgres://` URL: the client's settings, and TLS. `sslrootcert` is taken out (the client does not
 /// know it) and libpq's `verify-ca` / `verify-full` become `require` (certificates are verified anyway).
 pub(crate) fn target(url: &str) -> Result<(postgres::Config, Tls), String> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    // The query starts at the first `?` after the user info: a password may hold a raw `?` or `&`.
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[after_scheme..].find('/').map_or(url.len(), |i| after_scheme + i);
+    let host_start = url[after_scheme..authority_end].rfind('@').map_or(after_scheme, |i| after_scheme + i + 1);
+    let (base, query) = match url[host_start..].find('?') {
+        Some(i) => (&url[..host_start + i], &url[host_start + i + 1..]),
+        None => (url, ""),
+    };
     let (mut kept, mut root, mut mode) = (Vec::new(), None, None);
     for param in query.split('&').filter(|p| !p.is_empty()) {
         match param.split_once('=') {
@@ -100,10 +108,26 @@ pub(crate) fn connect(config: &postgres::Config, tls: &Tls) -> Result<Client, Co
     match tls {
         Tls::Off => config.connect(NoTls).map_err(ConnectError::Postgres),
         Tls::On { root } => {
-            let connector = tokio_postgres_rustls::MakeRustlsConnect::new(client_config(root.as_deref())?);
+            let connector = tokio_postgres_rustls::MakeRustlsConnect::new(cached_client_config(root.as_deref())?);
             config.connect(connector).map_err(ConnectError::Postgres)
         }
     }
+}
+
+/// The TLS client settings for `root`, built once per process (reading the system's roots takes a while, and
+/// a writer reconnecting through an outage asks again and again).
+fn cached_client_config(root: Option<&Path>) -> Result<rustls::ClientConfig, ConnectError> {
+    static CONFIGS: OnceLock<Mutex<HashMap<Option<PathBuf>, rustls::ClientConfig>>> = OnceLock::new();
+    let configs = CONFIGS.get_or_init(Mutex::default);
+    let key = root.map(Path::to_path_buf);
+    if let Some(config) = configs.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Ok(config);
+    }
+    let config = client_config(root)?;
+    if let Ok(mut c) = configs.lock() {
+        c.insert(key, config.clone());
+    }
+    Ok(config)
 }
 
 /// The TLS client settings: the system's roots, plus `root`'s certificates.
@@ -111,6 +135,12 @@ fn client_config(root: Option<&Path>) -> Result<rustls::ClientConfig, ConnectErr
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
+    }
+    if roots.is_empty() && root.is_none() {
+        tracing::warn!(
+            "decision log: no system CA certificates found (install ca-certificates); give the server's CA with \
+             sslrootcert=/path/ca.pem in log.url"
+        );
     }
     if let Some(path) = root {
         let bad = |why: String| ConnectError::RootCert(path.to_path_buf(), why);
@@ -149,6 +179,11 @@ mod tests {
         assert_eq!((tls, config.get_application_name()), (Tls::On { root: None }, Some("sy")));
         assert!(target("postgres://u@h/db?sslmode=allow").unwrap_err().contains("sslmode=allow is not known"));
         assert!(target("postgres://u@h/db?sslrootcert=/ca.pem").unwrap_err().contains("needs sslmode=require"));
+        // A raw `?` or `&` in the password is the password's, not the query's.
+        let (config, tls) = target("postgres://u:ab?c&d@h:5432/db?sslmode=require").unwrap();
+        assert_eq!((tls, config.get_password()), (Tls::On { root: None }, Some(&b"ab?c&d"[..])));
+        let (config, _) = target("postgres://u:pw@h?sslmode=disable").unwrap();
+        assert_eq!(config.get_ssl_mode(), postgres::config::SslMode::Disable);
     }
 
     #[test]

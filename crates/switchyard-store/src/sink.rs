@@ -115,7 +115,7 @@ impl Sink {
                     self.reachable();
                     stats.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
-                Err(e) if e.is_unreachable() => {
+                Err(e) if must_wait(&e) => {
                     self.unreachable(&e, stats);
                     self.spool_batch(batch, stats);
                 }
@@ -150,7 +150,7 @@ impl Sink {
                 Ok(()) => {
                     stats.written.fetch_add(records.len() as u64, Ordering::Relaxed);
                 }
-                Err(e) if e.is_unreachable() => {
+                Err(e) if must_wait(&e) => {
                     self.unreachable(&e, stats);
                     return;
                 }
@@ -189,7 +189,7 @@ impl Sink {
         self.replay(stats, true);
         match self.database().and_then(|db| db.feedback(feedback)) {
             Err(StoreError::UnknownRequest(_)) if self.has_spooled() => Err(StoreError::Unavailable),
-            Err(e) if self.spool.is_some() && e.is_unreachable() => {
+            Err(e) if self.spool.is_some() && must_wait(&e) => {
                 self.unreachable(&e, stats);
                 Err(StoreError::Unavailable)
             }
@@ -221,7 +221,7 @@ impl Sink {
                 Ok(()) => {
                     stats.written.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) if e.is_unreachable() => {
+                Err(e) if must_wait(&e) => {
                     self.unreachable(&e, stats);
                     return false;
                 }
@@ -278,7 +278,7 @@ impl Sink {
         if self.down_until.is_none() {
             let spool = self.spool.as_ref().map(|s| s.path().display().to_string()).unwrap_or_default();
             tracing::warn!(
-                "decision log {} is out of reach ({e}); spooling rows to {spool} until it answers",
+                "cannot write to the decision log {} ({e}); spooling rows to {spool} until it can",
                 self.shown
             );
         }
@@ -308,6 +308,19 @@ impl Sink {
             }
         }
     }
+}
+
+/// Whether rows that met this error should wait in the spool: every database failure but one that blames the
+/// rows themselves (a wrong password or a changed schema after an outage must not cost the rows).
+fn must_wait(e: &StoreError) -> bool {
+    let database = matches!(
+        e,
+        StoreError::Postgres { .. }
+            | StoreError::PostgresUrl { .. }
+            | StoreError::NewerSchema { .. }
+            | StoreError::Unavailable
+    );
+    database && !e.is_row_error()
 }
 
 /// Runs `attempt` until it succeeds or every delay has been waited once; `failed` hears of each failure

@@ -102,7 +102,8 @@ impl LogWriter {
         std::thread::Builder::new()
             .name("switchyard-log".into())
             .spawn(move || {
-                let opened_sink = open_sink(&thread_location, spool.as_deref(), required, &thread_stats, retention_ms);
+                let opened_sink =
+                    open_sink(&thread_location, spool.as_deref(), required, false, &thread_stats, retention_ms);
                 let sink = match opened_sink {
                     Ok(sink) => sink,
                     Err(e) => {
@@ -183,17 +184,18 @@ fn open_sink(
     location: &Location,
     spool: Option<&Path>,
     required: bool,
+    restart: bool,
     stats: &WriterStats,
     retention_ms: Option<i64>,
 ) -> Result<Sink, StoreError> {
     let db = match Database::open(location) {
         Ok(db) => Some(db),
-        // A schema newer than this build is a start-up error, though rows of a running writer wait it out.
-        Err(e)
-            if spool.is_some() && !required && e.is_unreachable() && !matches!(e, StoreError::NewerSchema { .. }) =>
-        {
+        // At start-up only a server that cannot be reached is waited out (a wrong password, an untrusted
+        // certificate or a newer schema is the operator's to fix); a writer restarted after a panic waits out
+        // anything, since refusing now would only drop the queue.
+        Err(e) if spool.is_some() && (restart || (!required && e.is_unreachable())) => {
             tracing::warn!(
-                "decision log {location} is out of reach ({e}); starting on the spool, rows go there until it answers"
+                "decision log {location}: cannot connect ({e}); starting on the spool, rows go there until it can"
             );
             None
         }
@@ -224,7 +226,7 @@ fn supervise(sink: Sink, location: &Location, rx: &Receiver<Op>, stats: &WriterS
     let mut delay = RESTART_DELAY;
     loop {
         // After a panic the writer runs already: an unreachable database is not a reason to stop now.
-        let reopened = || open_sink(location, spool.as_deref(), false, stats, retention_ms);
+        let reopened = || open_sink(location, spool.as_deref(), false, true, stats, retention_ms);
         let mut open = match sink.take().map_or_else(reopened, Ok) {
             Ok(s) => s,
             Err(e) => {

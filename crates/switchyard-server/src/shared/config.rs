@@ -47,6 +47,13 @@ impl StateConfig {
                 if !ca.is_file() {
                     return Err(format!("state.ca_file {} is not a file", ca.display()));
                 }
+                use rustls::pki_types::pem::PemObject;
+                let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca)
+                    .map(|certs| certs.filter_map(Result::ok).count())
+                    .unwrap_or(0);
+                if certs == 0 {
+                    return Err(format!("state.ca_file {} holds no PEM certificate", ca.display()));
+                }
             }
         } else if self.required {
             return Err("state.required = true needs state.url (redis://host:port)".into());
