@@ -70,6 +70,26 @@ fn replica(addr: SocketAddr, pg: &Postgres, redis_url: &str, spool: &Path, extra
     Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap_or_else(|e| panic!("{e}")))
 }
 
+/// A real PostgreSQL and Redis, the fake upstream, and two replicas sharing them (each with its own spool).
+struct Pair {
+    pg: Postgres,
+    redis: Redis,
+    fake: Arc<upstream::Fake>,
+    a: Arc<AppState>,
+    b: Arc<AppState>,
+    dir: tempfile::TempDir,
+}
+
+async fn pair() -> Pair {
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let (addr, fake) = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(addr, &pg, &redis.url, &dir.path().join("a-spool.sqlite"), "");
+    let b = replica(addr, &pg, &redis.url, &dir.path().join("b-spool.sqlite"), "");
+    Pair { pg, redis, fake, a, b, dir }
+}
+
 async fn call(
     state: &Arc<AppState>,
     method: &str,
@@ -137,13 +157,8 @@ const HARD: &str =
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_limits_budgets_cooldowns_pins_and_one_log() {
-    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
-    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
-    let (addr, fake) = upstream::start().await;
+    let Pair { pg, redis, fake, a, b, dir: _dir } = pair().await;
     fake.modes.lock().unwrap().insert("broken".into(), Mode::Fail500);
-    let dir = tempfile::tempdir().unwrap();
-    let a = replica(addr, &pg, &redis.url, &dir.path().join("a-spool.sqlite"), "");
-    let b = replica(addr, &pg, &redis.url, &dir.path().join("b-spool.sqlite"), "");
     let replicas = [&a, &b];
     let mut sent = 0;
 
@@ -309,12 +324,7 @@ async fn until_metric(state: &Arc<AppState>, name: &str, want: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_keep_answering_while_redis_is_down_and_share_again_after() {
-    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
-    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
-    let (addr, _) = upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let a = replica(addr, &pg, &redis.url, &dir.path().join("a-spool.sqlite"), "");
-    let b = replica(addr, &pg, &redis.url, &dir.path().join("b-spool.sqlite"), "");
+    let Pair { pg: _pg, redis, a, b, dir: _dir, .. } = pair().await;
     for (i, r) in [&a, &b].into_iter().enumerate() {
         let (status, _, v) = chat(r, "open-key", "switchyard", &format!("Before {i}?")).await;
         assert_eq!(status, StatusCode::OK, "{v}");
@@ -475,12 +485,7 @@ async fn a_config_without_budgets_or_keys_shares_health_and_pins_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_under_two_replicas_loses_no_row_and_writes_none_twice() {
-    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
-    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
-    let (addr, _) = upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let a = replica(addr, &pg, &redis.url, &dir.path().join("a-spool.sqlite"), "");
-    let b = replica(addr, &pg, &redis.url, &dir.path().join("b-spool.sqlite"), "");
+    let Pair { pg, redis: _redis, a, b, dir: _dir, .. } = pair().await;
     let mut sent = 0u64;
     for i in 0..6 {
         assert_eq!(chat([&a, &b][i % 2], "open-key", "switchyard", &format!("Before {i}?")).await.0, StatusCode::OK);

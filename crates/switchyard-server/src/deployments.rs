@@ -36,6 +36,7 @@ pub struct Upstream {
 #[derive(Debug, Default)]
 pub struct Deployments {
     by_model: HashMap<String, Vec<Arc<Upstream>>>,
+    by_name: HashMap<String, Arc<Upstream>>,
     fallbacks: HashMap<String, Vec<String>>,
     /// Smooth weighted round-robin: each deployment's current weight, by model.
     current: Mutex<HashMap<String, Vec<i64>>>,
@@ -67,12 +68,18 @@ impl Deployments {
             .iter()
             .map(|c| (c.name.clone(), catalog.with_fallbacks(&c.name).into_iter().map(str::to_string).collect()))
             .collect();
-        Self { by_model, fallbacks, current: Mutex::new(HashMap::new()) }
+        let by_name = by_model.values().flatten().map(|u: &Arc<Upstream>| (u.name.clone(), u.clone())).collect();
+        Self { by_model, by_name, fallbacks, current: Mutex::new(HashMap::new()) }
     }
 
     /// A model's deployments, in catalog order (empty when it has none).
     pub fn of(&self, model: &str) -> &[Arc<Upstream>] {
         self.by_model.get(model).map_or(&[], Vec::as_slice)
+    }
+
+    /// The deployment named `name`, if the catalog has it.
+    pub fn named(&self, name: &str) -> Option<&Upstream> {
+        self.by_name.get(name).map(Arc::as_ref)
     }
 
     /// Every deployment of every model.

@@ -115,7 +115,8 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A `postgres://` URL with the password replaced, fit for logs and errors.
+/// A database URL (`postgres://`, `redis://`, ...) with the password replaced (in the user part, or a
+/// `password=` / `pass=` parameter), fit for logs and errors.
 pub fn redact(url: &str) -> String {
     let url = &redact_query(url);
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
@@ -126,12 +127,15 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Hides a `password=` query parameter.
+/// Hides a `password=` or `pass=` query parameter.
 fn redact_query(url: &str) -> String {
     let Some((base, query)) = url.split_once('?') else { return url.to_string() };
     let params: Vec<String> = query
         .split('&')
-        .map(|p| if p.starts_with("password=") { "password=***".to_string() } else { p.to_string() })
+        .map(|p| match p.split_once('=') {
+            Some((k @ ("password" | "pass"), _)) => format!("{k}=***"),
+            _ => p.to_string(),
+        })
         .collect();
     format!("{base}?{}", params.join("&"))
 }

@@ -163,15 +163,19 @@ impl Sink {
             }
             self.reachable();
             let Some(spool) = self.spool.as_mut() else { return };
-            if let Err(e) = spool.remove_through(seq) {
-                // The rows are in the database; leaving them in the spool only means writing them again, which
-                // replaces them with themselves.
-                tracing::error!("decision log spool {}: cannot remove replayed rows: {e}", spool.path().display());
-                self.down_until = Some(Instant::now() + MAX_BACKOFF);
-                return;
-            }
+            let removed = match spool.remove_through(seq) {
+                Ok(n) => n,
+                Err(e) => {
+                    // The rows are in the database; leaving them in the spool only means writing them again,
+                    // which replaces them with themselves.
+                    tracing::error!("decision log spool {}: cannot remove replayed rows: {e}", spool.path().display());
+                    self.down_until = Some(Instant::now() + MAX_BACKOFF);
+                    return;
+                }
+            };
             stats.replayed.fetch_add(records.len() as u64, Ordering::Relaxed);
-            let left = spool.len().unwrap_or(0);
+            // Counted from what left, not by counting what stays: a long spool is not scanned once per chunk.
+            let left = self.spooled.saturating_sub(removed);
             self.set_spooled(left, stats);
             if left == 0 {
                 tracing::info!("decision log {}: the spool is replayed", self.shown);

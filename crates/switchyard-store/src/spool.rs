@@ -85,10 +85,9 @@ impl Spool {
         Ok(last.map(|seq| (seq, records)))
     }
 
-    /// Removes every row up to and including `seq` (after they were committed elsewhere).
-    pub fn remove_through(&mut self, seq: i64) -> Result<(), StoreError> {
-        self.conn.execute("DELETE FROM spool WHERE seq <= ?1", params![seq])?;
-        Ok(())
+    /// Removes every row up to and including `seq` (after they were committed elsewhere); returns how many.
+    pub fn remove_through(&mut self, seq: i64) -> Result<u64, StoreError> {
+        Ok(self.conn.execute("DELETE FROM spool WHERE seq <= ?1", params![seq])? as u64)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use redis::Client;
 use serde::Deserialize;
+use switchyard_store::redact;
 
 /// `[state]`: where replicas share limits, budgets, health and session pins.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -66,32 +67,6 @@ impl StateConfig {
         }
         Ok(())
     }
-}
-
-/// A Redis URL with its password hidden (in the user part, or a `pass=` / `password=` query parameter).
-pub fn redact(url: &str) -> String {
-    let (url, query) = match url.split_once('?') {
-        Some((base, query)) => {
-            let params: Vec<String> = query
-                .split('&')
-                .map(|p| match p.split_once('=') {
-                    Some((k, _)) if k == "pass" || k == "password" => format!("{k}=***"),
-                    _ => p.to_string(),
-                })
-                .collect();
-            (base, format!("?{}", params.join("&")))
-        }
-        None => (url, String::new()),
-    };
-    let Some((scheme, rest)) = url.split_once("://") else { return format!("{url}{query}") };
-    let shown = match rest.rsplit_once('@') {
-        Some((auth, host)) => match auth.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => format!("{scheme}://***@{host}"),
-        },
-        None => url.to_string(),
-    };
-    format!("{shown}{query}")
 }
 
 #[cfg(test)]

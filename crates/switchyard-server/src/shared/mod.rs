@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
 
-pub use config::{redact, StateConfig};
+pub use config::StateConfig;
 use scripts::Scripts;
+use switchyard_store::redact;
 use wire::{apply_health, why, StoredPin};
 
 use crate::deployments::Deployments;

@@ -1,7 +1,6 @@
 //! What the shared state keeps in Redis, and how it reads back: a deployment's health (JSON in one hash), a
 //! conversation's pin (JSON under its own key), and what a failed connection means for messages.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -33,11 +32,8 @@ pub(super) fn apply_health(now: f64, flat: &[String], health: &Health, deploymen
     if flat.is_empty() {
         return;
     }
-    let upstreams: HashMap<&str, &crate::deployments::Upstream> =
-        deployments.all().map(|u| (u.name.as_str(), u)).collect();
     for pair in flat.chunks_exact(2) {
-        let (Some(up), Ok(view)) = (upstreams.get(pair[0].as_str()), serde_json::from_str::<StoredHealth>(&pair[1]))
-        else {
+        let (Some(up), Ok(view)) = (deployments.named(&pair[0]), serde_json::from_str::<StoredHealth>(&pair[1])) else {
             continue;
         };
         let cooling = (view.cool_until > now).then(|| Duration::from_millis((view.cool_until - now) as u64));
