@@ -420,6 +420,7 @@ mod tests {
         });
         Router {
             manifest: Manifest {
+                profiles: Vec::new(),
                 weights_sha256: None,
                 format_version: FORMAT_VERSION,
                 encoder: EncoderInfo { id: "enc".into(), dim, max_tokens: 256, files_sha256: Some("f1".into()) },

@@ -5,6 +5,7 @@
 //! and the [`Policy`] that turns predictions into a [`Decision`]. It knows nothing of HTTP, training loops
 //! or the encoder's internals.
 
+mod addition;
 mod artifact;
 mod catalog;
 mod cost;
@@ -16,6 +17,7 @@ mod roster;
 mod router;
 mod row;
 
+pub use addition::{AddedProfile, ModelHead, NewModel, ProfileBasis};
 pub use catalog::{Catalog, CatalogError, Deployment, ModelCard};
 pub use cost::{estimate_input_tokens, CostSource, ModelCost, CHARS_PER_TOKEN};
 pub use familiarity::{Familiarity, Placement, OOD_START};

@@ -65,6 +65,10 @@ pub struct ModelEstimate {
     /// hold little evidence of this model in the prompt's domain.
     #[serde(default)]
     pub prior_weight: f64,
+    /// The model was added from published per-domain accuracies alone (`switchyard profile add --prior`): its
+    /// P(success) is its prior, with no outcome of its own behind it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prior_only: bool,
 }
 
 /// The knob and the per-request model lists.
@@ -202,6 +206,7 @@ mod tests {
                 input_tokens: 100.0,
                 output_tokens: 100.0,
                 prior_weight: 0.0,
+                prior_only: false,
             })
             .collect()
     }

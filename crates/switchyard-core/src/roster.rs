@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::addition::AddedProfile;
 use crate::predictor::{Dense, KnnMemory, Predictor};
 use crate::router::Router;
 
@@ -25,6 +26,9 @@ pub struct ModelProfile {
     pub evidence_by_domain: Vec<(String, f64)>,
     /// The model's prior P(success) per domain, used far from the training prompts (empty without one).
     pub prior_by_domain: Vec<(String, f64)>,
+    /// How the model was added without retraining (absent: it was trained with the router).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub added: Option<AddedProfile>,
 }
 
 /// Why a model cannot be removed.
@@ -52,6 +56,12 @@ pub enum RosterError {
          change it first"
     )]
     NoneEligible(String),
+    /// A model of that name is already in the router.
+    #[error("the router already has a model {0:?}; pass --replace to refit it, or `switchyard profile update` to merge new eval rows")]
+    Exists(String),
+    /// The new model's parts do not fit the router.
+    #[error("the new model does not fit this router: {0}")]
+    Shape(String),
 }
 
 impl Router {
@@ -80,6 +90,7 @@ impl Router {
                     evidence_rows: (!evidence.is_empty()).then(|| evidence.iter().map(|(_, v)| v).sum()),
                     evidence_by_domain: evidence,
                     prior_by_domain: self.familiarity.as_ref().map(|f| row(&f.priors)).unwrap_or_default(),
+                    added: self.added_profile(&cost.model).cloned(),
                 }
             })
             .collect()
@@ -114,6 +125,7 @@ impl Router {
         self.manifest.default_policy.allowed = allowed;
         self.manifest.default_policy.denied = denied;
         self.manifest.models.remove(m);
+        self.manifest.profiles.retain(|p| p.model != name);
         remove_from_predictor(&mut self.predictor, m, count);
         if m < self.calibration.len() {
             self.calibration.remove(m);

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::addition::{AddedProfile, ProfileBasis};
 use crate::cost::ModelCost;
 use crate::familiarity::Familiarity;
 use crate::policy::{Decision, ModelEstimate, Policy, PolicyError};
@@ -156,6 +157,9 @@ pub struct Manifest {
     /// Cross-validated accuracy of the per-prompt output-length prediction (absent: mean lengths are used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_lengths: Option<LengthReport>,
+    /// Models added after training by `switchyard profile add`, with what their estimates rest on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<AddedProfile>,
     /// SHA-256 of `router.safetensors`, written by [`Router::save`] and checked by [`Router::load`], so a
     /// manifest is never read with another save's weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -312,6 +316,7 @@ impl Router {
                     input_tokens,
                     output_tokens,
                     prior_weight: f64::from(prior_weight),
+                    prior_only: self.added_profile(&cost.model).is_some_and(|a| a.basis == ProfileBasis::Prior),
                 }
             })
             .collect();

@@ -171,6 +171,7 @@ mod tests {
                         input_tokens: 100.0,
                         output_tokens: 100.0,
                         prior_weight: 0.0,
+                        prior_only: false,
                     },
                     ModelEstimate {
                         model: "strong".into(),
@@ -179,6 +180,7 @@ mod tests {
                         input_tokens: 100.0,
                         output_tokens: 100.0,
                         prior_weight: 0.0,
+                        prior_only: false,
                     },
                 ]
             })

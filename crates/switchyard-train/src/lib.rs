@@ -7,6 +7,7 @@
 //! choice among them by routing utility, calibration, knob calibration against a target share or spend, and
 //! offline benchmarking (`bench`). It knows nothing of HTTP.
 
+mod addition;
 pub mod bench;
 mod cache;
 mod calibrate;
@@ -27,6 +28,7 @@ mod utility;
 
 use std::path::PathBuf;
 
+pub use addition::{embed_eval, fit_profile, EvalPrompt, EvalRows, Prices, ProfileFit, ProfileRequest, MIN_PROFILE_PROMPTS};
 pub use cache::{default_cache_dir, EmbeddingCache};
 pub use calibrate::{calibrate, outcome, Calibration, CalibrationTarget, KnobKind};
 pub use complexity_labels::{ComplexityLabels, LabelError};
@@ -90,6 +92,9 @@ pub enum TrainError {
         /// What is wrong.
         message: String,
     },
+    /// A model cannot be added or updated as asked (`switchyard profile`).
+    #[error("{0}")]
+    Profile(String),
     /// More folds asked for than there are distinct prompts.
     #[error("cannot split {prompts} distinct prompts into {folds} folds: lower --folds (at least 2) or add prompts")]
     TooFewFolds {

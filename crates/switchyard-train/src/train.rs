@@ -262,6 +262,7 @@ pub fn train(
         validation,
         output_lengths: lengths.as_ref().map(|l| l.1.clone()),
         created_by: format!("switchyard {}", env!("CARGO_PKG_VERSION")),
+        profiles: Vec::new(),
         weights_sha256: None,
     };
     Ok(Router {

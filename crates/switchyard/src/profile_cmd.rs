@@ -17,6 +17,12 @@ pub enum ProfileCommand {
     /// the other models' predictions do not change. The router folder is rewritten atomically, and a
     /// running server picks it up on reload (SIGHUP or POST /admin/reload).
     Remove(RemoveArgs),
+    /// Add a model without retraining: fitted from a small labelled eval set (at least 50 prompts) in the
+    /// router's shared representation, or from published per-domain accuracies (--prior). The other models'
+    /// predictions do not change; the router folder is rewritten atomically.
+    Add(crate::profile_add_cmd::AddArgs),
+    /// Refit a model added with `profile add` on its eval rows merged with new ones.
+    Update(crate::profile_add_cmd::UpdateArgs),
 }
 
 /// Arguments of `profile list`.
@@ -48,6 +54,8 @@ pub fn run(command: &ProfileCommand) -> anyhow::Result<()> {
     match command {
         ProfileCommand::List(args) => list(args),
         ProfileCommand::Remove(args) => remove(args),
+        ProfileCommand::Add(args) => crate::profile_add_cmd::add(args),
+        ProfileCommand::Update(args) => crate::profile_add_cmd::update(args),
     }
 }
 

@@ -214,6 +214,7 @@ mod tests {
                         input_tokens: 10.0,
                         output_tokens: 10.0,
                         prior_weight: 0.0,
+                        prior_only: false,
                     },
                     ModelEstimate {
                         model: "dear".into(),
@@ -222,6 +223,7 @@ mod tests {
                         input_tokens: 10.0,
                         output_tokens: 10.0,
                         prior_weight: 0.0,
+                        prior_only: false,
                     },
                 ]
             })

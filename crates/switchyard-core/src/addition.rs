@@ -1,0 +1,223 @@
+//! Adding a model to a trained router without retraining the others (`switchyard profile add`): the new
+//! model's part of every per-model structure (a predictor output in the router's shared representation, its
+//! calibration, domain priors and evidence, output length, cost) is appended, and the manifest records where
+//! it came from (an eval set, published priors, or both). The other models' estimates do not change, bit for
+//! bit. The fitting itself belongs to training (`switchyard_train::fit_profile`); this module only checks the
+//! shapes and splices.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cost::ModelCost;
+use crate::predictor::{Dense, KnnMemory, Platt, Predictor};
+use crate::roster::RosterError;
+use crate::router::{FileFingerprint, Router};
+
+/// What an added model's estimates rest on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileBasis {
+    /// Outcomes of the model on a labelled eval set.
+    Eval,
+    /// Published per-domain accuracies only: every estimate is the model's prior.
+    Prior,
+    /// An eval set, with published priors for the domains it says little about.
+    EvalAndPrior,
+}
+
+impl std::fmt::Display for ProfileBasis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Eval => "eval",
+            Self::Prior => "prior",
+            Self::EvalAndPrior => "eval+prior",
+        })
+    }
+}
+
+/// The manifest's record of a model added by `switchyard profile add` (or merged by `profile update`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddedProfile {
+    /// The model.
+    pub model: String,
+    /// What its estimates rest on.
+    pub basis: ProfileBasis,
+    /// Eval rows (outcomes of this model) it was fitted on.
+    pub rows: usize,
+    /// Distinct prompts among them.
+    pub prompts: usize,
+    /// The eval files, with their digests (what `profile update` merges new rows into).
+    #[serde(default)]
+    pub files: Vec<FileFingerprint>,
+    /// Published P(success) per domain given as priors (`--prior`), in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub priors: Vec<(String, f64)>,
+    /// Cross-validated log loss of the fitted predictor output on the eval prompts (absent without eval rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv_log_loss: Option<f64>,
+    /// Log loss of a constant (the eval set's mean) on the same folds, for comparison.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constant_log_loss: Option<f64>,
+    /// Seconds since the Unix epoch when it was added.
+    pub added_unix: u64,
+}
+
+/// The new model's output in one predictor (an ensemble has one per member, in member order).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelHead {
+    /// A row of the predictor's last layer: logistic weights over the features, the MLP's output weights over
+    /// its hidden units, or the factorised model vector over the latent space.
+    Row {
+        /// One weight per input of the last layer.
+        weight: Vec<f32>,
+        /// The bias.
+        bias: f32,
+    },
+    /// A kNN memory's column: the model's estimated score on each stored prompt, and its overall mean.
+    Knn {
+        /// One score in [0, 1] per stored prompt.
+        scores: Vec<f32>,
+        /// The model's mean score (the Beta prior's mean).
+        prior: f32,
+    },
+    /// One head per ensemble member.
+    Ensemble(Vec<ModelHead>),
+}
+
+/// Everything a router needs to route to one more model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewModel {
+    /// The model's name and prices.
+    pub cost: ModelCost,
+    /// Its predictor output.
+    pub head: ModelHead,
+    /// Its Platt scaling.
+    pub calibration: Platt,
+    /// Its prior P(success) per familiarity column (the router's domains, or one column).
+    pub priors: Vec<f32>,
+    /// Its logged observations per familiarity column (0 everywhere for a prior-only model).
+    pub evidence: Vec<f32>,
+    /// Its row of the output-length layer (weights over the features, bias), when the router predicts lengths.
+    pub length: Option<(Vec<f32>, f32)>,
+    /// The manifest's record.
+    pub profile: AddedProfile,
+}
+
+impl Router {
+    /// Appends `model` to every per-model part of the router. A model of the same name is an error unless
+    /// `replace`, which removes it first. Every shape is checked before anything changes; on error the router
+    /// is left as it was.
+    pub fn add_model(&mut self, model: NewModel, replace: bool) -> Result<(), RosterError> {
+        let name = model.cost.model.clone();
+        let mut next = self.clone();
+        if next.manifest.models.iter().any(|c| c.model == name) {
+            if !replace {
+                return Err(RosterError::Exists(name));
+            }
+            next.remove_model(&name)?;
+        }
+        next.manifest.profiles.retain(|p| p.model != name);
+        let count = next.manifest.models.len();
+        append_head(&mut next.predictor, &model.head, count)?;
+        if let Some(f) = &mut next.familiarity {
+            let width = f.domains;
+            if model.priors.len() != width || model.evidence.len() != width {
+                return Err(shape(format!(
+                    "priors and evidence need {width} values (one per domain), got {} and {}",
+                    model.priors.len(),
+                    model.evidence.len()
+                )));
+            }
+            if let Some(bad) = model.priors.iter().find(|p| !(0.0..=1.0).contains(*p)) {
+                return Err(shape(format!("a prior P(success) of {bad} is outside [0, 1]")));
+            }
+            f.priors.extend_from_slice(&model.priors);
+            if !f.evidence.is_empty() {
+                f.evidence.extend_from_slice(&model.evidence);
+            }
+            if f.length_slopes.len() == count {
+                f.length_slopes.push(0.0);
+            }
+        } else if model.profile.basis != ProfileBasis::Eval {
+            return Err(shape(
+                "this router keeps no per-domain priors (it has no familiarity block), so a model cannot be added \
+                 from priors; add it from eval rows, or retrain the router with this version"
+                    .into(),
+            ));
+        }
+        match (&mut next.lengths, &model.length) {
+            (Some(layer), Some((weight, bias))) => append_row(layer, weight, *bias)?,
+            (Some(_), None) => return Err(shape("the router predicts output lengths: the new model needs a row".into())),
+            (None, _) => {}
+        }
+        next.calibration.push(model.calibration);
+        next.manifest.models.push(model.cost);
+        next.manifest.profiles.push(model.profile);
+        *self = next;
+        Ok(())
+    }
+
+    /// How model `name` was added, when it was added by `profile add` rather than trained.
+    pub fn added_profile(&self, name: &str) -> Option<&AddedProfile> {
+        self.manifest.profiles.iter().find(|p| p.model == name)
+    }
+}
+
+fn shape(detail: String) -> RosterError {
+    RosterError::Shape(detail)
+}
+
+/// Appends the new model's output (model `count`, the last) to a predictor.
+fn append_head(predictor: &mut Predictor, head: &ModelHead, count: usize) -> Result<(), RosterError> {
+    match (predictor, head) {
+        (Predictor::Logistic(layer), ModelHead::Row { weight, bias }) => append_row(layer, weight, *bias),
+        (Predictor::Mlp { output, .. }, ModelHead::Row { weight, bias }) => append_row(output, weight, *bias),
+        (Predictor::Mf(mf), ModelHead::Row { weight, bias }) => append_row(&mut mf.models, weight, *bias),
+        (Predictor::Knn(memory), ModelHead::Knn { scores, prior }) => append_column(memory, scores, *prior, count),
+        (Predictor::Ensemble(members), ModelHead::Ensemble(heads)) if members.len() == heads.len() => {
+            // Check every member before changing any.
+            let mut updated = members.clone();
+            for (member, head) in updated.iter_mut().zip(heads) {
+                append_head(member, head, count)?;
+            }
+            *members = updated;
+            Ok(())
+        }
+        (predictor, _) => {
+            Err(shape(format!("the new model's predictor output does not fit a {} predictor", predictor.kind())))
+        }
+    }
+}
+
+fn append_row(layer: &mut Dense, weight: &[f32], bias: f32) -> Result<(), RosterError> {
+    if weight.len() != layer.inputs {
+        return Err(shape(format!("a layer row needs {} weights, got {}", layer.inputs, weight.len())));
+    }
+    if !bias.is_finite() || weight.iter().any(|w| !w.is_finite()) {
+        return Err(shape("a layer row has a weight that is not a finite number".into()));
+    }
+    layer.weight.extend_from_slice(weight);
+    layer.bias.push(bias);
+    layer.outputs += 1;
+    Ok(())
+}
+
+fn append_column(memory: &mut KnnMemory, scores: &[f32], prior: f32, count: usize) -> Result<(), RosterError> {
+    let prompts = memory.len();
+    if scores.len() != prompts || memory.scores.len() != prompts * count {
+        return Err(shape(format!("a kNN column needs {prompts} scores, got {}", scores.len())));
+    }
+    if !(0.0..=1.0).contains(&prior) || scores.iter().any(|s| !(0.0..=1.0).contains(s)) {
+        return Err(shape("kNN scores must lie in [0, 1]".into()));
+    }
+    let mut table = Vec::with_capacity(prompts * (count + 1));
+    for (row, &s) in memory.scores.chunks_exact(count.max(1)).zip(scores) {
+        table.extend_from_slice(row);
+        table.push(s);
+    }
+    if count == 0 {
+        table = scores.to_vec();
+    }
+    memory.scores = table;
+    memory.prior.push(prior);
+    Ok(())
+}
