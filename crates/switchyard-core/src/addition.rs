@@ -221,3 +221,106 @@ fn append_column(memory: &mut KnnMemory, scores: &[f32], prior: f32, count: usiz
     memory.prior.push(prior);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::tests::{predictors, tiny};
+    use crate::cost::CostSource;
+
+    /// A head of the right shape for `predictor`, with distinct values.
+    fn head_for(predictor: &Predictor) -> ModelHead {
+        let row = |layer: &Dense| ModelHead::Row {
+            weight: (0..layer.inputs).map(|i| 0.3 - i as f32 * 0.1).collect(),
+            bias: 0.25,
+        };
+        match predictor {
+            Predictor::Logistic(layer) => row(layer),
+            Predictor::Mlp { output, .. } => row(output),
+            Predictor::Mf(mf) => row(&mf.models),
+            Predictor::Knn(memory) => ModelHead::Knn { scores: vec![0.9; memory.len()], prior: 0.7 },
+            Predictor::Ensemble(members) => ModelHead::Ensemble(members.iter().map(head_for).collect()),
+        }
+    }
+
+    fn new_model(router: &Router, name: &str) -> NewModel {
+        NewModel {
+            cost: ModelCost {
+                model: name.into(),
+                input_usd_per_mtok: 0.05,
+                output_usd_per_mtok: 0.1,
+                mean_output_tokens: 80.0,
+                mean_cost_usd: None,
+                source: CostSource::Prices,
+            },
+            head: head_for(&router.predictor),
+            calibration: Platt::default(),
+            priors: vec![0.9, 0.2],
+            evidence: vec![40.0, 3.0],
+            length: router.lengths.as_ref().map(|l| (vec![0.0; l.inputs], 4.0)),
+            profile: AddedProfile {
+                model: name.into(),
+                basis: ProfileBasis::Eval,
+                rows: 60,
+                prompts: 60,
+                files: Vec::new(),
+                priors: Vec::new(),
+                cv_log_loss: None,
+                constant_log_loss: None,
+                added_unix: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn an_added_model_leaves_the_others_bit_for_bit_and_survives_a_save() {
+        for (predictor, hidden) in predictors() {
+            let kind = predictor.kind();
+            let before = tiny(predictor, hidden);
+            let mut router = before.clone();
+            router.add_model(new_model(&before, "newcomer"), false).unwrap();
+            assert_eq!(router.manifest.models.len(), 3);
+            let dir = tempfile::tempdir().unwrap();
+            router.save(dir.path()).unwrap();
+            let loaded = Router::load(dir.path()).unwrap();
+            assert_eq!(loaded.added_profile("newcomer"), router.added_profile("newcomer"));
+            for x in [[1f32, 0.], [0., 1.], [0.6, 0.8]] {
+                let (old, new) = (before.predict(&x, 100.0), loaded.predict(&x, 100.0));
+                for (a, b) in old.models.iter().zip(&new.models) {
+                    assert_eq!((&a.model, a.p_success.to_bits()), (&b.model, b.p_success.to_bits()), "{kind}");
+                }
+                let mine = &new.models[2];
+                assert!(mine.model == "newcomer" && (0.0..=1.0).contains(&mine.p_success), "{kind}: {mine:?}");
+                assert_eq!(router.predict(&x, 100.0), new, "{kind}: the saved router predicts the same");
+            }
+            // Removing it again gives back the router's predictions exactly.
+            router.remove_model("newcomer").unwrap();
+            assert!(router.manifest.profiles.is_empty());
+            assert_eq!(router.predict(&[0.6, 0.8], 10.0), before.predict(&[0.6, 0.8], 10.0), "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_model_that_does_not_fit_changes_nothing() {
+        let (predictor, hidden) = predictors().remove(0);
+        let router = tiny(predictor, hidden);
+        let mut target = router.clone();
+        let mut bad = new_model(&router, "newcomer");
+        bad.head = ModelHead::Row { weight: vec![0.0; 2], bias: 0.0 };
+        assert!(matches!(target.add_model(bad, false), Err(RosterError::Shape(_))));
+        let mut bad = new_model(&router, "newcomer");
+        bad.priors = vec![1.5, 0.2];
+        assert!(matches!(target.add_model(bad, false), Err(RosterError::Shape(m)) if m.contains("outside [0, 1]")));
+        let mut bad = new_model(&router, "newcomer");
+        bad.head = ModelHead::Knn { scores: vec![0.5; 2], prior: 0.5 };
+        assert!(matches!(target.add_model(bad, false), Err(RosterError::Shape(_))));
+        assert_eq!(target, router);
+        let taken = new_model(&router, "strong");
+        assert_eq!(target.add_model(taken.clone(), false), Err(RosterError::Exists("strong".into())));
+        assert_eq!(target, router);
+        // With replace, the old "strong" goes and the new one is last.
+        target.add_model(taken, true).unwrap();
+        assert_eq!(target.manifest.models.iter().map(|m| m.model.as_str()).collect::<Vec<_>>(), ["cheap", "strong"]);
+        assert_eq!(target.manifest.models[1].input_usd_per_mtok, 0.05);
+    }
+}

@@ -402,13 +402,13 @@ fn copy_tree(from: &Path, to: &Path, top: bool) -> Result<(), RouterError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cost::{CostSource, ModelCost};
     use crate::policy::{Knob, Policy};
     use crate::router::{EncoderInfo, TrainingInfo};
 
-    fn tiny(predictor: Predictor, hidden: usize) -> Router {
+    pub(crate) fn tiny(predictor: Predictor, hidden: usize) -> Router {
         let dim = 2;
         let models = ["cheap", "strong"].map(|m| ModelCost {
             model: m.to_string(),
@@ -517,7 +517,7 @@ mod tests {
         ]
     }
 
-    fn predictors() -> Vec<(Predictor, usize)> {
+    pub(crate) fn predictors() -> Vec<(Predictor, usize)> {
         let mut all = base_predictors();
         let members: Vec<Predictor> = all.iter().map(|(p, _)| p.clone()).collect();
         all.push((Predictor::Ensemble(members), 3));

@@ -106,6 +106,39 @@ impl Dataset {
         }
         builder.finish(catalog, files, summary)
     }
+
+    /// The same data without model `name`: its outcomes and the pairwise rows naming it are dropped, prompts
+    /// left with no evidence are dropped, the other models keep their order. (Leave-one-out evaluation of
+    /// `profile add` trains on this.) `None` when there is no such model.
+    pub fn without_model(&self, name: &str) -> Option<Self> {
+        let gone = self.models.iter().position(|m| m == name)?;
+        let remap = |m: usize| if m > gone { m - 1 } else { m };
+        let prompts = self
+            .prompts
+            .iter()
+            .filter_map(|p| {
+                let outcomes: Vec<(usize, f32)> =
+                    p.outcomes.iter().filter(|(m, _)| *m != gone).map(|&(m, s)| (remap(m), s)).collect();
+                let pairs: Vec<(usize, usize, Winner)> = p
+                    .pairs
+                    .iter()
+                    .filter(|(a, b, _)| *a != gone && *b != gone)
+                    .map(|&(a, b, w)| (remap(a), remap(b), w))
+                    .collect();
+                if outcomes.is_empty() && pairs.is_empty() {
+                    return None;
+                }
+                let output_tokens =
+                    p.output_tokens.iter().filter(|(m, _)| *m != gone).map(|&(m, t)| (remap(m), t)).collect();
+                Some(PromptRecord { outcomes, pairs, output_tokens, ..p.clone() })
+            })
+            .collect();
+        let mut out = self.clone();
+        out.models.remove(gone);
+        out.costs.remove(gone);
+        out.prompts = prompts;
+        Some(out)
+    }
 }
 
 #[derive(Default)]

@@ -7,7 +7,8 @@ use clap::Args;
 use switchyard_core::{Catalog, Router};
 use switchyard_encoder::{Encoder, MiniLm};
 use switchyard_train::bench::{
-    knn_memory, plot, run_bench, training_prompts, BenchReport, BenchSet, BootstrapOptions, Interval, Metrics,
+    knn_memory, leave_one_out, plot, run_bench, training_prompts, BenchReport, BenchSet, BootstrapOptions, Interval,
+    LeaveOutOptions, Metrics,
 };
 use switchyard_train::{default_cache_dir, embed_texts, train, Dataset, EmbeddingCache, RowFilter, TrainOptions};
 
@@ -61,6 +62,16 @@ pub struct BenchArgs {
     #[arg(long)]
     quiet: bool,
 
+    /// Leave-one-out evaluation of `profile add` (needs --train-logs): train with and without this model
+    /// (`auto`: the one the full router chooses most often), add it back from --profile-rows of its training
+    /// rows, and compare the three on the held-out prompts.
+    #[arg(long, value_name = "MODEL", requires = "train_logs")]
+    leave_out: Option<String>,
+
+    /// Distinct prompts of the left-out model's training rows that `profile add` gets.
+    #[arg(long, value_name = "N", default_value_t = 200, requires = "leave_out")]
+    profile_rows: usize,
+
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -71,6 +82,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let encoder = MiniLm::from_locator(&args.model.locator(), args.model.options())?;
     let mut cache = EmbeddingCache::open(&args.cache_dir.clone().unwrap_or_else(default_cache_dir), &encoder)?;
 
+    if args.leave_out.is_some() {
+        return leave_out(args, catalog.as_ref(), &encoder, &mut cache);
+    }
     let (router, train_files) = if let Some(dir) = &args.router {
         let router = Router::load(dir).with_context(|| format!("cannot load router {}", dir.display()))?;
         router.check_encoder(&switchyard_server::encoder_info(&encoder))?;
@@ -261,4 +275,73 @@ fn print_table(report: &BenchReport, path: &Path) {
         r.domain_accuracy.map_or_else(String::new, |a| format!(", domain accuracy {a:.3}"))
     );
     println!("report written to {} (plots: curve.svg, curve.png beside it)", path.display());
+}
+
+/// `bench --leave-out`: the leave-one-out evaluation of `profile add`.
+fn leave_out(
+    args: &BenchArgs,
+    catalog: Option<&Catalog>,
+    encoder: &MiniLm,
+    cache: &mut EmbeddingCache,
+) -> anyhow::Result<()> {
+    let dataset = Dataset::from_logs(&args.train_logs, catalog, args.skip_bad_rows, RowFilter::ExcludeTest)?;
+    let mut set = BenchSet::from_logs(&args.logs, &dataset.costs, catalog, args.skip_bad_rows, RowFilter::TestOrAll)?;
+    let seen = training_prompts(&args.train_logs)?;
+    let overlap = set.drop_prompts_seen_in(&seen);
+    if set.prompts.is_empty() {
+        bail!("every held-out prompt also appears in the training logs: mark held-out rows with \"split\": \"test\"");
+    }
+    set.restrict_to_dense_models();
+    let embeddings = embed(cache, encoder, set.prompts.iter().map(|p| p.text.as_str()), !args.quiet)?;
+    let mut train_set = BenchSet::from_logs(&args.train_logs, &dataset.costs, catalog, true, RowFilter::ExcludeTest)?;
+    train_set.keep_models(&set.models);
+    let train_embeddings = embed(cache, encoder, train_set.prompts.iter().map(|p| p.text.as_str()), !args.quiet)?;
+    let knn = vec![("knn40".to_string(), knn_memory(&train_set, &train_embeddings, 40))];
+    let train_options = TrainOptions {
+        candidates: args.predictors.iter().map(|p| p.kind()).collect(),
+        ..TrainOptions::default()
+    };
+    let options = LeaveOutOptions {
+        model: args.leave_out.clone().filter(|m| m != "auto"),
+        rows: args.profile_rows,
+        seed: args.bootstrap_seed,
+        save_to: Some(args.out.join("routers")),
+    };
+    let bootstrap = BootstrapOptions { resamples: args.bootstrap, seed: args.bootstrap_seed, ..Default::default() };
+    eprintln!("leave-one-out on {} held-out prompts ({overlap} left out as seen in training), {} models", set.prompts.len(), set.models.len());
+    let report = leave_one_out(
+        &dataset,
+        &args.train_logs,
+        &set,
+        &embeddings,
+        &knn,
+        (&train_set, &train_embeddings),
+        encoder as &dyn Encoder,
+        cache,
+        &train_options,
+        &options,
+        &bootstrap,
+    )?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let path = args.out.join("leave-out.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "left out {} ({}: removing it costs {:.4} AIQ there), added back from {} prompts ({} rows) of its {} training prompts",
+        report.model,
+        report.picked,
+        report.training_aiq_loss,
+        report.profile_prompts,
+        report.profile_rows,
+        report.available_prompts
+    );
+    for (name, a) in &report.aiq {
+        println!("{name:<12} AIQ {}", with_ci(Some(a.aiq), a.ci, 4));
+    }
+    let share = |e: &switchyard_train::bench::Estimate| with_ci(Some(e.value), e.ci, 3);
+    println!("added back: {} of the full router's AIQ gain over the zero router", share(&report.added_share));
+    println!("without it: {} of that gain", share(&report.without_share));
+    println!("added - full: AIQ {}", with_ci(Some(report.added_minus_full.value), report.added_minus_full.ci, 4));
+    println!("report written to {} (the three routers: {})", path.display(), args.out.join("routers").display());
+    Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use switchyard_core::Router;
+use switchyard_core::{ProfileBasis, Router};
 
 /// `switchyard profile ...`.
 #[derive(Debug, Subcommand)]
@@ -105,9 +105,13 @@ fn write_list(router: &Router, json: bool, out: &mut String) -> anyhow::Result<(
             .collect();
         domains.sort_by(|a, b| b.1.total_cmp(&a.1));
         let top: Vec<String> = domains.iter().take(3).map(|(d, prior, n)| format!("{d} {prior:.2} ({n:.0})")).collect();
+        let added = p.added.as_ref().map_or_else(String::new, |a| match a.basis {
+            ProfileBasis::Prior => "  [added: published priors only]".to_string(),
+            basis => format!("  [added from {} eval rows ({basis})]", a.rows),
+        });
         writeln!(
             out,
-            "{:<28} {:>9.3} {:>9.3} {:>8.0} {:>9}  {}",
+            "{:<28} {:>9.3} {:>9.3} {:>8.0} {:>9}  {}{added}",
             p.model,
             p.input_usd_per_mtok,
             p.output_usd_per_mtok,

@@ -3,15 +3,17 @@
 //! per-domain priors by a difficulty-adjusted Bernoulli fit, and the output-length row.
 
 use ndarray::Array2;
-use switchyard_core::{logit, sigmoid, Dense, KnnMemory, ModelCost, ModelHead, Predictor, Router};
+use switchyard_core::{logit, sigmoid, Dense, KnnMemory, ModelCost, ModelHead, Platt, Predictor, Router};
 
 use super::{EvalRows, ProfileRequest};
 use crate::folds::Folds;
 use crate::lbfgs::Lbfgs;
 use crate::TrainError;
 
-/// Penalties tried, as λ/2·|w − w̄|² on the mean loss.
-const LAMBDAS: [f64; 5] = [1e-4, 1e-3, 1e-2, 1e-1, 1.0];
+/// Penalties tried on the full row, as λ/2·|w − w̄|² on the mean loss (the largest keeps the mixture's row).
+const LAMBDAS: [f64; 6] = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 100.0];
+/// Penalties tried on the mixture weights, toward equal weights.
+const MIX_LAMBDAS: [f64; 4] = [1e-3, 1e-2, 1e-1, 1.0];
 /// Cross-validation folds over the eval prompts.
 const FOLDS: usize = 5;
 /// Pseudo-observations pulling a domain's prior toward the model's overall rate (as training's priors are).
@@ -20,12 +22,14 @@ const PRIOR_STRENGTH: f64 = 10.0;
 /// What fitting measured and the per-prompt inputs the priors and lengths reuse.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProfileFit {
-    /// Cross-validated log loss of the chosen predictor row on the eval prompts (logistic, MLP or MF leaf).
+    /// Cross-validated log loss of the new model's calibrated output on the eval prompts.
     pub cv_log_loss: Option<f64>,
     /// The same for the eval set's mean on the same folds.
     pub constant_log_loss: Option<f64>,
-    /// The penalty chosen.
+    /// The penalty chosen for the first parametric member.
     pub lambda: Option<f64>,
+    /// Platt scaling of the new model's out-of-fold predictions (identity when it does not help).
+    pub calibration: Platt,
     /// Each eval prompt's router features.
     pub(crate) features: Vec<Vec<f32>>,
     /// Each eval prompt's embedding.
@@ -65,11 +69,47 @@ pub(super) fn fit_heads(
         labels: eval.prompts.iter().map(|p| p.domain.clone()).collect(),
         ..ProfileFit::default()
     };
-    let head = leaf(&router.predictor, &mut fit, &folds)?;
+    let (head, oof) = leaf(router, &router.predictor, &mut fit, &folds)?;
+    fit.calibration = calibrate(&oof, &fit.targets);
+    if std::env::var("SY_EXP_PLATT").is_ok_and(|v| v == "0") {
+        fit.calibration = Platt::default();
+    }
+    // What the whole new output (every member, calibrated) and a constant (the training folds' mean) score
+    // out of fold.
+    let calibrated: Vec<(f32, (f32, f32))> =
+        oof.iter().zip(&fit.targets).map(|(&p, &t)| (fit.calibration.apply(p), t)).collect();
+    fit.cv_log_loss = Some(weighted_log_loss(&calibrated));
+    let mut constant = Vec::new();
+    for f in 0..folds.k {
+        let (train, held) = folds.split(f);
+        let mean = weighted_mean(train.iter().map(|&i| fit.targets[i]));
+        constant.extend(held.iter().map(|&i| (mean, fit.targets[i])));
+    }
+    fit.constant_log_loss = Some(weighted_log_loss(&constant));
     Ok((head, fit))
 }
 
-fn leaf(predictor: &Predictor, fit: &mut ProfileFit, folds: &Folds) -> Result<ModelHead, TrainError> {
+/// Platt scaling of the new model's out-of-fold predictions (the other models' calibration was fitted the
+/// same way, on their out-of-fold predictions in training), kept only when it lowers their log loss.
+fn calibrate(oof: &[f32], targets: &[(f32, f32)]) -> Platt {
+    let pairs: Vec<(f32, f32)> = oof.iter().zip(targets).map(|(&p, &(y, _))| (p, y)).collect();
+    let platt = crate::metrics::fit_platt(&pairs);
+    let scaled: Vec<(f32, (f32, f32))> = oof.iter().zip(targets).map(|(&p, &t)| (platt.apply(p), t)).collect();
+    let raw: Vec<(f32, (f32, f32))> = oof.iter().copied().zip(targets.iter().copied()).collect();
+    if weighted_log_loss(&scaled) < weighted_log_loss(&raw) {
+        platt
+    } else {
+        Platt::default()
+    }
+}
+
+/// The new model's output in one predictor, with its out-of-fold predictions on the eval prompts.
+fn leaf(
+    router: &Router,
+    predictor: &Predictor,
+    fit: &mut ProfileFit,
+    folds: &Folds,
+) -> Result<(ModelHead, Vec<f32>), TrainError> {
     let (reps, offsets, layer): (Vec<Vec<f32>>, Vec<f32>, &Dense) = match predictor {
         Predictor::Logistic(layer) => (fit.features.clone(), vec![0.0; fit.features.len()], layer),
         Predictor::Mlp { hidden, output } => (
@@ -82,43 +122,181 @@ fn leaf(predictor: &Predictor, fit: &mut ProfileFit, folds: &Folds) -> Result<Mo
             fit.features.iter().map(|f| -mf.difficulty.forward(f)[0]).collect(),
             &mf.models,
         ),
-        Predictor::Knn(memory) => return Ok(knn_column(memory, &fit.embeddings, &fit.targets)),
-        Predictor::Ensemble(members) => {
-            return members.iter().map(|m| leaf(m, fit, folds)).collect::<Result<_, _>>().map(ModelHead::Ensemble)
-        }
+        Predictor::Knn(memory) => return Ok(knn_leaf(memory, fit, folds)),
+        Predictor::Ensemble(members) => return ensemble(router, members, fit, folds),
     };
-    let centre = mean_row(layer);
-    let problem = RowProblem { reps: &reps, offsets: &offsets, targets: &fit.targets, centre: &centre.0 };
-    // Grouped cross-validation over the penalties; the constant (the training folds' mean) on the same folds.
-    let mut best: Option<(f64, f64)> = None;
-    let mut constant = Vec::new();
-    for &lambda in &LAMBDAS {
-        let mut pairs = Vec::new();
-        for f in 0..folds.k {
-            let (train, held) = folds.split(f);
-            let (w, b) = problem.fit(&train, lambda)?;
-            for &i in &held {
-                pairs.push((problem.predict(&w, b, i), fit.targets[i]));
-            }
-            if lambda == LAMBDAS[0] {
-                let mean = weighted_mean(train.iter().map(|&i| fit.targets[i]));
-                constant.extend(held.iter().map(|&i| (mean, fit.targets[i])));
-            }
-        }
-        let loss = weighted_log_loss(&pairs);
-        if best.is_none_or(|(_, l)| loss < l) {
-            best = Some((lambda, loss));
-        }
-    }
-    let (lambda, loss) = best.unwrap_or((LAMBDAS[LAMBDAS.len() - 1], f64::NAN));
-    if fit.lambda.is_none() {
-        fit.lambda = Some(lambda);
-        fit.cv_log_loss = Some(loss);
-        fit.constant_log_loss = Some(weighted_log_loss(&constant));
-    }
+    let rows = RowFit { reps: &reps, offsets: &offsets, targets: &fit.targets, layer };
+    let mix_lambda = rows.choose(folds, &MIX_LAMBDAS, |train, lambda| rows.mixture(train, lambda))?.0;
+    let (lambda, oof) = rows.choose(folds, &LAMBDAS, |train, lambda| rows.refine(train, mix_lambda, lambda))?;
+    fit.lambda.get_or_insert(lambda);
     let all: Vec<usize> = (0..reps.len()).collect();
-    let (weight, bias) = problem.fit(&all, lambda)?;
-    Ok(ModelHead::Row { weight, bias })
+    let (weight, bias) = rows.refine(&all, mix_lambda, lambda)?;
+    Ok((ModelHead::Row { weight, bias }, oof))
+}
+
+/// The new model in every member of an ensemble. The parametric members are fitted first; a kNN member's
+/// column is then their mean prediction for the new model on each stored prompt (distilled, so the kNN member
+/// agrees with what the eval rows taught the others, rather than a coarse average of 50–200 eval prompts),
+/// and its out-of-fold predictions are theirs. An ensemble of kNN members alone falls back on
+/// [`knn_column`].
+fn ensemble(
+    router: &Router,
+    members: &[Predictor],
+    fit: &mut ProfileFit,
+    folds: &Folds,
+) -> Result<(ModelHead, Vec<f32>), TrainError> {
+    let mut heads: Vec<Option<ModelHead>> = vec![None; members.len()];
+    let mut oofs: Vec<Option<Vec<f32>>> = vec![None; members.len()];
+    let mut parametric: Vec<(usize, Vec<f32>)> = Vec::new();
+    for (i, member) in members.iter().enumerate() {
+        if !matches!(member, Predictor::Knn(_)) {
+            let (head, oof) = leaf(router, member, fit, folds)?;
+            parametric.push((i, oof.clone()));
+            (heads[i], oofs[i]) = (Some(head), Some(oof));
+        }
+    }
+    let mean_parametric: Option<Vec<f32>> = (!parametric.is_empty()).then(|| {
+        let n = parametric.len() as f32;
+        (0..fit.targets.len()).map(|r| parametric.iter().map(|(_, o)| o[r]).sum::<f32>() / n).collect()
+    });
+    for (i, member) in members.iter().enumerate() {
+        let Predictor::Knn(memory) = member else { continue };
+        let (head, oof) = match &mean_parametric {
+            Some(mean) => {
+                let fitted: Vec<(&Predictor, &ModelHead)> =
+                    parametric.iter().filter_map(|(j, _)| Some((&members[*j], heads[*j].as_ref()?))).collect();
+                (distilled_column(router, memory, &fitted), mean.clone())
+            }
+            None => knn_leaf(memory, fit, folds),
+        };
+        (heads[i], oofs[i]) = (Some(head), Some(oof));
+    }
+    let n = members.len().max(1) as f32;
+    let mut sum = vec![0f32; fit.targets.len()];
+    for oof in oofs.iter().flatten() {
+        sum.iter_mut().zip(oof).for_each(|(s, p)| *s += p);
+    }
+    let heads = heads.into_iter().flatten().collect();
+    Ok((ModelHead::Ensemble(heads), sum.into_iter().map(|s| s / n).collect()))
+}
+
+/// A kNN column from fitted parametric members: their mean P for the new model on each stored prompt.
+fn distilled_column(router: &Router, memory: &KnnMemory, fitted: &[(&Predictor, &ModelHead)]) -> ModelHead {
+    let scores: Vec<f32> = memory
+        .embeddings
+        .chunks_exact(memory.dim.max(1))
+        .map(|e| {
+            let features = router.heads.features(e);
+            let p: Vec<f32> = fitted.iter().filter_map(|(member, head)| row_predict(member, head, &features)).collect();
+            (p.iter().sum::<f32>() / p.len().max(1) as f32).clamp(0.0, 1.0)
+        })
+        .collect();
+    let prior = scores.iter().sum::<f32>() / scores.len().max(1) as f32;
+    ModelHead::Knn { scores, prior }
+}
+
+/// A parametric member's P for the new model from its fitted row, on one prompt's features.
+fn row_predict(member: &Predictor, head: &ModelHead, features: &[f32]) -> Option<f32> {
+    let ModelHead::Row { weight, bias } = head else { return None };
+    let (rep, offset) = match member {
+        Predictor::Logistic(_) => (features.to_vec(), 0.0),
+        Predictor::Mlp { hidden, .. } => (hidden.forward(features).into_iter().map(|v| v.max(0.0)).collect(), 0.0),
+        Predictor::Mf(mf) => (mf.project.forward(features), -mf.difficulty.forward(features)[0]),
+        _ => return None,
+    };
+    Some(sigmoid(switchyard_core::dot(weight, &rep) + bias + offset))
+}
+
+/// Fitting the new model's row of one layer, in two stages:
+/// 1. a mixture of the existing models: logit = Σ_j c_j·z_j(x) + b + o(x), where z_j is model j's logit from
+///    this layer, c penalised toward equal weights (the mean row): a handful of parameters, which 50 prompts
+///    can pin down, saying which existing models the new one resembles;
+/// 2. the full row, penalised toward that mixture's row Σ_j c_j·w_j, so the eval rows can move it where they
+///    have something to say.
+///
+/// Each stage's penalty is chosen by grouped cross-validation (stage 1 refitted inside every fold of stage 2).
+struct RowFit<'a> {
+    reps: &'a [Vec<f32>],
+    offsets: &'a [f32],
+    targets: &'a [(f32, f32)],
+    layer: &'a Dense,
+}
+
+impl RowFit<'_> {
+    /// Stage 1 on `rows`: the mixture's row (weights, bias).
+    fn mixture(&self, rows: &[usize], lambda: f64) -> Result<(Vec<f32>, f32), TrainError> {
+        let logits: Vec<Vec<f32>> = self.reps.iter().map(|r| self.layer.forward(r)).collect();
+        let k = self.layer.outputs.max(1);
+        let equal = vec![1.0 / k as f32; k];
+        let problem = RowProblem { reps: &logits, offsets: self.offsets, targets: self.targets, centre: &equal };
+        let (c, b) = problem.fit(rows, lambda)?;
+        let mut weight = vec![0f32; self.layer.inputs];
+        for (row, cj) in self.layer.weight.chunks_exact(self.layer.inputs.max(1)).zip(&c) {
+            weight.iter_mut().zip(row).for_each(|(w, r)| *w += cj * r);
+        }
+        let bias = b + c.iter().zip(&self.layer.bias).map(|(cj, bj)| cj * bj).sum::<f32>();
+        Ok((weight, bias))
+    }
+
+    /// Stage 2 on `rows`: the full row, penalised by `lambda` toward the stage-1 row (fitted on the same rows).
+    fn refine(&self, rows: &[usize], mix_lambda: f64, lambda: f64) -> Result<(Vec<f32>, f32), TrainError> {
+        let (centre, _) = self.mixture(rows, mix_lambda)?;
+        RowProblem { reps: self.reps, offsets: self.offsets, targets: self.targets, centre: &centre }.fit(rows, lambda)
+    }
+
+    /// The penalty of `lambdas` whose fits (by `fit` on the training folds) score the best out-of-fold log
+    /// loss, with those out-of-fold predictions.
+    fn choose(
+        &self,
+        folds: &Folds,
+        lambdas: &[f64],
+        fit: impl Fn(&[usize], f64) -> Result<(Vec<f32>, f32), TrainError>,
+    ) -> Result<(f64, Vec<f32>), TrainError> {
+        let mut best: Option<(f64, f64, Vec<f32>)> = None;
+        for &lambda in lambdas {
+            let mut oof = vec![0f32; self.reps.len()];
+            for f in 0..folds.k {
+                let (train, held) = folds.split(f);
+                let (w, b) = fit(&train, lambda)?;
+                for &i in &held {
+                    let z = switchyard_core::dot(&w, &self.reps[i]) + b + self.offsets[i];
+                    oof[i] = sigmoid(z);
+                }
+            }
+            let pairs: Vec<(f32, (f32, f32))> = oof.iter().copied().zip(self.targets.iter().copied()).collect();
+            let loss = weighted_log_loss(&pairs);
+            if best.as_ref().is_none_or(|(_, l, _)| loss < *l) {
+                best = Some((lambda, loss, oof));
+            }
+        }
+        best.map(|(lambda, _, oof)| (lambda, oof)).ok_or_else(|| TrainError::Fit("no penalty to try".into()))
+    }
+}
+
+/// [`knn_column`] with out-of-fold predictions: each fold's column is built from the other folds' eval
+/// prompts, and a held-out prompt's prediction is the memory's estimate from its stored neighbours.
+fn knn_leaf(memory: &KnnMemory, fit: &ProfileFit, folds: &Folds) -> (ModelHead, Vec<f32>) {
+    let head = knn_column(memory, &fit.embeddings, &fit.targets);
+    let mut oof = vec![0f32; fit.targets.len()];
+    let neighbours: Vec<Vec<(f32, usize)>> = fit.embeddings.iter().map(|e| memory.neighbours(e, memory.k)).collect();
+    for f in 0..folds.k {
+        let (train, held) = folds.split(f);
+        let embeddings: Vec<Vec<f32>> = train.iter().map(|&i| fit.embeddings[i].clone()).collect();
+        let targets: Vec<(f32, f32)> = train.iter().map(|&i| fit.targets[i]).collect();
+        let ModelHead::Knn { scores, prior } = knn_column(memory, &embeddings, &targets) else {
+            continue;
+        };
+        for &i in &held {
+            let (mut sum, mut weight) = (0f32, 0f32);
+            for &(sim, j) in &neighbours[i] {
+                let w = if memory.power == 0.0 { 1.0 } else { sim.max(0.0).powf(memory.power) };
+                sum += w * scores[j];
+                weight += w;
+            }
+            oof[i] = (sum + memory.alpha * prior) / (weight + memory.alpha);
+        }
+    }
+    (head, oof)
 }
 
 /// A new output row for a prior-only model: the existing models' mean row (its estimates are its priors
@@ -198,9 +376,6 @@ impl RowProblem<'_> {
         f64::from(switchyard_core::dot(w, &self.reps[i]) + b + self.offsets[i])
     }
 
-    fn predict(&self, w: &[f32], b: f32, i: usize) -> f32 {
-        sigmoid(self.z(w, b, i) as f32)
-    }
 }
 
 fn softplus(z: f64) -> f64 {
@@ -308,7 +483,8 @@ pub(super) fn priors_and_evidence(
         let overall = bernoulli_logit(&fit.targets, &all, &shift, None);
         for d in 0..width {
             let weights: Vec<f64> = membership.iter().map(|m| f64::from(m[d])).collect();
-            evidence[d] = weights.iter().zip(&fit.targets).map(|(w, t)| *w as f32 * t.1).sum();
+            let scale: f32 = std::env::var("SY_EXP_EVIDENCE").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+            evidence[d] = scale * weights.iter().zip(&fit.targets).map(|(w, t)| *w as f32 * t.1).sum::<f32>();
             priors[d] = sigmoid(bernoulli_logit(&fit.targets, &weights, &shift, Some(overall)) as f32).clamp(0.02, 0.98);
         }
     }
@@ -371,4 +547,75 @@ pub(super) fn length_row(layer: &Dense, fit: &ProfileFit, cost: &ModelCost) -> (
     let n = fit.features.len() as f32;
     let shift = (0..fit.features.len()).map(|i| target - predicted(i)).sum::<f32>() / n;
     (weight, bias + shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random numbers in [0, 1).
+    fn uniform(state: &mut u64) -> f32 {
+        *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (*state >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    #[test]
+    fn a_row_is_recovered_from_outcomes_and_shrinks_to_the_centre_under_a_heavy_penalty() {
+        // 2,000 prompts in 3 dimensions; outcomes drawn from σ(2·r0 − 3·r1 + 0.5 − r2) with r2 as the offset.
+        let mut state = 7;
+        let reps: Vec<Vec<f32>> =
+            (0..2000).map(|_| (0..2).map(|_| uniform(&mut state) * 2.0 - 1.0).collect()).collect();
+        let offsets: Vec<f32> = (0..2000).map(|_| uniform(&mut state) - 0.5).collect();
+        let targets: Vec<(f32, f32)> = reps
+            .iter()
+            .zip(&offsets)
+            .map(|(r, o)| {
+                let p = sigmoid(2.0 * r[0] - 3.0 * r[1] + 0.5 + o);
+                (f32::from(u8::from(uniform(&mut state) < p)), 1.0)
+            })
+            .collect();
+        let centre = [0.0, 0.0];
+        let problem = RowProblem { reps: &reps, offsets: &offsets, targets: &targets, centre: &centre };
+        let all: Vec<usize> = (0..reps.len()).collect();
+        let (w, b) = problem.fit(&all, 1e-5).unwrap();
+        assert!((w[0] - 2.0).abs() < 0.4 && (w[1] + 3.0).abs() < 0.5 && (b - 0.5).abs() < 0.3, "{w:?} {b}");
+        let centre = [1.0, 1.0];
+        let heavy = RowProblem { centre: &centre, ..problem };
+        let (w, _) = heavy.fit(&all, 1e3).unwrap();
+        assert!(w.iter().all(|v| (v - 1.0).abs() < 0.01), "{w:?}");
+    }
+
+    #[test]
+    fn a_domain_logit_accounts_for_difficulty_and_leans_on_the_overall_rate() {
+        // 10 prompts, 8 successes; all with shift +1 (easier than typical): θ = logit(0.8) − 1.
+        let targets = vec![(1.0, 1.0); 8].into_iter().chain(vec![(0.0, 1.0); 2]).collect::<Vec<_>>();
+        let ones = vec![1.0; 10];
+        let theta = bernoulli_logit(&targets, &ones, &[1.0; 10], None);
+        assert!((theta - (f64::from(logit(0.8)) - 1.0)).abs() < 1e-4, "{theta}");
+        // With PRIOR_STRENGTH pseudo-rows at σ(0) = 0.5 and no shift: between 0.5 and 0.8.
+        let pulled = bernoulli_logit(&targets, &ones, &[0.0; 10], Some(0.0));
+        let p = 1.0 / (1.0 + (-pulled).exp());
+        assert!((p - 0.65).abs() < 0.01, "{p}");
+        // A domain with no weight keeps the overall rate.
+        assert!((bernoulli_logit(&targets, &[0.0; 10], &[0.0; 10], Some(0.3)) - 0.3).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_knn_column_is_the_nearest_eval_prompts_rate() {
+        let memory = KnnMemory {
+            dim: 2,
+            embeddings: vec![1., 0., 0., 1.],
+            scores: vec![0.5, 0.5],
+            prior: vec![0.5],
+            k: 2,
+            alpha: 1.0,
+            power: 0.0,
+        };
+        // Eval prompts near (1, 0) succeed, near (0, 1) fail.
+        let embeddings = vec![vec![1., 0.], vec![0.9, 0.1], vec![0., 1.], vec![0.1, 0.9]];
+        let targets = vec![(1.0, 1.0), (1.0, 1.0), (0.0, 1.0), (0.0, 1.0)];
+        let ModelHead::Knn { scores, prior } = knn_column(&memory, &embeddings, &targets) else { panic!() };
+        assert!((prior - 0.5).abs() < 1e-6);
+        assert!((scores[0] - 2.5 / 3.0).abs() < 1e-5 && (scores[1] - 0.5 / 3.0).abs() < 1e-5, "{scores:?}");
+    }
 }

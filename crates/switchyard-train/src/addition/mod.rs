@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 use ndarray::Array2;
 use switchyard_core::{
-    read_logs, AddedProfile, CostSource, Evidence, FileFingerprint, ModelCost, NewModel, Platt, ProfileBasis,
+    read_logs, AddedProfile, CostSource, Evidence, FileFingerprint, ModelCost, NewModel, ProfileBasis,
     Router, Split,
 };
 
@@ -249,7 +249,7 @@ pub fn fit_profile(router: &Router, request: &ProfileRequest<'_>) -> Result<(New
         constant_log_loss: fitted.constant_log_loss,
         added_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
-    let model = NewModel { cost, head, calibration: Platt::default(), priors, evidence, length, profile };
+    let model = NewModel { cost, head, calibration: fitted.calibration, priors, evidence, length, profile };
     Ok((model, fitted))
 }
 

@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod curve;
+mod leave_out;
 mod plot;
 mod plot_axis;
 mod resample;
@@ -11,6 +12,7 @@ mod set;
 mod sweep;
 
 pub use bootstrap::{bootstrap_intervals, BootstrapOptions, Interval, SplitMix64};
+pub use leave_out::{leave_one_out, Aiq, Estimate, LeaveOutOptions, LeaveOutReport};
 pub use plot::plot;
 pub use run::{run_bench, BenchReport, BootstrapSummary, CurvePoint, Difference, Metrics, RouterMetrics, SingleModel};
 pub use set::{knn_memory, training_prompts, BenchPrompt, BenchSet};

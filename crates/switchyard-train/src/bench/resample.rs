@@ -125,3 +125,35 @@ pub(super) fn intervals(inputs: &Inputs, options: &BootstrapOptions) -> BTreeMap
         .filter_map(|(k, v)| Some((k, v?)))
         .collect()
 }
+
+/// Leave-one-out statistics on the same resamples: each router's AIQ gain over the zero router as a share of
+/// the `full` router's gain (`share:<name>`), and each router's AIQ minus the full router's
+/// (`minus_full:<name>`). A resample where the full router gains nothing gives no share.
+pub(super) fn gain_shares(
+    set: &BenchSet,
+    full: &Choices,
+    others: &[(&str, &Choices)],
+    options: &BootstrapOptions,
+) -> BTreeMap<String, Interval> {
+    let n = set.prompts.len();
+    let keys: Vec<String> = others
+        .iter()
+        .flat_map(|(name, _)| [format!("share:{name}"), format!("minus_full:{name}")])
+        .collect();
+    let values = bootstrap_intervals(n, options, |indices| {
+        let w = counts(indices, n);
+        let singles: Vec<Point> = single_points(set, &w).into_iter().flatten().collect();
+        let c_max = singles.iter().map(|p| p.cost).fold(0.0, f64::max);
+        let zero = aiq(&singles, c_max);
+        let base = aiq(&full.points(&w), c_max);
+        let gain = base - zero;
+        others
+            .iter()
+            .flat_map(|(_, choices)| {
+                let a = aiq(&choices.points(&w), c_max);
+                [if gain > 0.0 { (a - zero) / gain } else { f64::NAN }, a - base]
+            })
+            .collect()
+    });
+    keys.into_iter().zip(values).filter_map(|(k, v)| Some((k, v?))).collect()
+}

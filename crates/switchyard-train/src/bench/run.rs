@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use switchyard_core::{estimate_input_tokens, KnnMemory, ModelEstimate, Router};
+use switchyard_core::{estimate_input_tokens, KnnMemory, ModelEstimate, Prediction, Router};
 
 use super::bootstrap::{BootstrapOptions, Interval};
 use super::curve::{aiq, apgr, cost_to_reach, cpt, hull_quality, share_curve, upper_hull, Point};
@@ -13,6 +13,9 @@ use super::resample::{intervals, Inputs, PairInput, LEARNED, VERSUS, ZERO};
 use super::set::BenchSet;
 use super::sweep::Choices;
 use crate::metrics;
+
+/// The cost a router is given for a model it does not know, so that no knob ever chooses it.
+const UNKNOWN_MODEL_COST: f64 = 1e6;
 
 /// Metrics of one router (the learned one or a baseline) on the benchmark set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -146,6 +149,60 @@ pub struct BenchReport {
     pub bootstrap: Option<BootstrapSummary>,
 }
 
+/// A router's predictions for the set's prompts, the index of each set model among the router's (`None`:
+/// the router lacks it), and its estimates in the set's model order.
+#[allow(clippy::type_complexity)]
+fn estimates_in_set_order(
+    set: &BenchSet,
+    embeddings: &[Vec<f32>],
+    router: &Router,
+) -> (Vec<Prediction>, Vec<Option<usize>>, Vec<Vec<ModelEstimate>>) {
+    let predictions: Vec<_> =
+        set.prompts.iter().zip(embeddings).map(|(p, e)| router.predict(e, estimate_input_tokens(&p.text))).collect();
+    // The router's estimates in the set's model order (the set may keep only some of the router's models).
+    // A model of the set that the router lacks (a leave-one-out comparison) is one it can never choose: P 0 at
+    // a prohibitive cost.
+    let order: Vec<Option<usize>> = set
+        .models
+        .iter()
+        .map(|name| router.manifest.models.iter().position(|c| &c.model == name))
+        .collect();
+    let in_set_order: Vec<Vec<ModelEstimate>> = predictions
+        .iter()
+        .map(|p| {
+            order
+                .iter()
+                .zip(&set.models)
+                .map(|(i, name)| match i {
+                    Some(i) => p.models[*i].clone(),
+                    None => ModelEstimate {
+                        model: name.clone(),
+                        p_success: 0.0,
+                        expected_cost_usd: UNKNOWN_MODEL_COST,
+                        input_tokens: 0.0,
+                        output_tokens: 0.0,
+                        prior_weight: 0.0,
+                        prior_only: false,
+                    },
+                })
+                .collect()
+        })
+        .collect();
+    (predictions, order, in_set_order)
+}
+
+/// A router's AIQ on the set (the plain run's figure, without intervals).
+pub(super) fn router_aiq(set: &BenchSet, embeddings: &[Vec<f32>], router: &Router) -> f64 {
+    let c_max = set.single_model_points().iter().filter(|p| p.2 > 0).map(|p| p.0).fold(0.0, f64::max);
+    aiq(&points(&router_choices(set, embeddings, router).curve()), c_max)
+}
+
+/// A router's choices at every knob over the set (see [`Choices::of_router`]).
+pub(super) fn router_choices(set: &BenchSet, embeddings: &[Vec<f32>], router: &Router) -> Choices {
+    let (_, _, estimates) = estimates_in_set_order(set, embeddings, router);
+    Choices::of_router(set, &answered_estimates(set, estimates))
+}
+
 /// Per prompt, a router's estimates restricted to the models that answered it.
 fn answered_estimates(set: &BenchSet, all: Vec<Vec<ModelEstimate>>) -> Vec<Vec<ModelEstimate>> {
     all.into_iter()
@@ -178,7 +235,7 @@ fn pair_metrics(
 }
 
 /// Runs the benchmark. `embeddings` are the set's prompts' embeddings; `knn` holds kNN baselines by name,
-/// whose memories use the set's model order. Every model of the set must be one of the router's. Intervals
+/// whose memories use the set's model order. A model of the set that the router lacks is never chosen. Intervals
 /// come from a paired bootstrap over the prompts (`bootstrap.resamples` = 0 turns it off).
 pub fn run_bench(
     set: &BenchSet,
@@ -187,16 +244,7 @@ pub fn run_bench(
     knn: &[(String, KnnMemory)],
     bootstrap: &BootstrapOptions,
 ) -> BenchReport {
-    let predictions: Vec<_> =
-        set.prompts.iter().zip(embeddings).map(|(p, e)| router.predict(e, estimate_input_tokens(&p.text))).collect();
-    // The router's estimates in the set's model order (the set may keep only some of the router's models).
-    let order: Vec<usize> = set
-        .models
-        .iter()
-        .map(|name| router.manifest.models.iter().position(|c| &c.model == name).unwrap_or(0))
-        .collect();
-    let in_set_order: Vec<Vec<ModelEstimate>> =
-        predictions.iter().map(|p| order.iter().map(|&i| p.models[i].clone()).collect()).collect();
+    let (predictions, order, in_set_order) = estimates_in_set_order(set, embeddings, router);
     let learned = Choices::of_router(set, &answered_estimates(set, in_set_order.clone()));
     let curve = learned.curve();
 
@@ -360,7 +408,7 @@ pub fn run_bench(
     };
     let mut pairs = Vec::new();
     for (prompt, pred) in set.prompts.iter().zip(&in_set_order) {
-        for (m, e) in pred.iter().enumerate() {
+        for (m, e) in pred.iter().enumerate().filter(|(m, _)| order[*m].is_some()) {
             if let Some(s) = prompt.score[m] {
                 pairs.push((e.p_success as f32, s as f32));
             }

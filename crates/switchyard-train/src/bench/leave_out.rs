@@ -1,0 +1,212 @@
+//! Leave-one-out evaluation of `switchyard profile add`: does a model added from a small eval set recover
+//! what training on all of its outcomes would have bought?
+//!
+//! In one run, on the same held-out prompts and bootstrap resamples:
+//! - `full`: a router trained on every model's training rows;
+//! - `without`: the same training without one model (the router cannot choose it);
+//! - `added`: `without` with the model added back by `profile add` from a sample of its training rows.
+//!
+//! The headline is `added`'s AIQ gain over the zero router as a share of `full`'s gain, with a paired
+//! bootstrap interval; `without`'s share shows what adding the model contributed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use switchyard_core::{CostSource, KnnMemory, Router};
+use switchyard_encoder::Encoder;
+
+use super::bootstrap::{BootstrapOptions, Interval};
+use super::resample::gain_shares;
+use super::run::{router_aiq, router_choices, run_bench, Metrics};
+use super::set::BenchSet;
+use crate::addition::{embed_eval, fit_profile, EvalRows, Prices, ProfileRequest};
+use crate::{train, Dataset, EmbeddingCache, TrainError, TrainOptions};
+
+/// What to leave out and how to add it back.
+#[derive(Debug, Clone)]
+pub struct LeaveOutOptions {
+    /// The model to leave out; `None`: the one whose removal costs the full router the most AIQ on the
+    /// training prompts (leaving out a model the router can do without would prove nothing).
+    pub model: Option<String>,
+    /// Distinct prompts of the model's training rows that `profile add` gets.
+    pub rows: usize,
+    /// Seed of the sample of rows and of the profile's folds.
+    pub seed: u64,
+    /// Where to write the three routers (`full`, `without`, `added` under it), for inspection.
+    pub save_to: Option<PathBuf>,
+}
+
+/// One router's AIQ with its interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aiq {
+    /// AIQ on the held-out prompts.
+    pub aiq: f64,
+    /// Bootstrap interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<Interval>,
+}
+
+impl From<&Metrics> for Aiq {
+    fn from(m: &Metrics) -> Self {
+        Self { aiq: m.aiq, ci: m.aiq_ci }
+    }
+}
+
+/// A statistic with its interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// The value on the held-out prompts.
+    pub value: f64,
+    /// Paired bootstrap interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<Interval>,
+}
+
+/// What a leave-one-out run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaveOutReport {
+    /// The model left out and added back.
+    pub model: String,
+    /// How it was picked.
+    pub picked: String,
+    /// What removing it (without retraining) costs the full router's AIQ on the training prompts.
+    pub training_aiq_loss: f64,
+    /// Distinct prompts and rows `profile add` got.
+    pub profile_prompts: usize,
+    /// Rows behind them.
+    pub profile_rows: usize,
+    /// The model's training rows available (prompts).
+    pub available_prompts: usize,
+    /// Held-out prompts.
+    pub prompts: usize,
+    /// AIQ of the full router, the router without the model, the router with it added back, the zero router
+    /// and kNN40 (trained on the full training logs).
+    pub aiq: BTreeMap<String, Aiq>,
+    /// `added`'s AIQ gain over the zero router as a share of `full`'s.
+    pub added_share: Estimate,
+    /// The same for `without`.
+    pub without_share: Estimate,
+    /// `added`'s AIQ minus `full`'s.
+    pub added_minus_full: Estimate,
+}
+
+/// Runs the leave-one-out comparison (see the module docs). `dataset` is the training data, `train_paths`
+/// its files (the model's rows are sampled from them), `set` the held-out prompts with `embeddings`.
+#[allow(clippy::too_many_arguments)]
+pub fn leave_one_out(
+    dataset: &Dataset,
+    train_paths: &[PathBuf],
+    set: &BenchSet,
+    embeddings: &[Vec<f32>],
+    knn: &[(String, KnnMemory)],
+    training: (&BenchSet, &[Vec<f32>]),
+    encoder: &dyn Encoder,
+    cache: &mut EmbeddingCache,
+    train_options: &TrainOptions,
+    options: &LeaveOutOptions,
+    bootstrap: &BootstrapOptions,
+) -> Result<LeaveOutReport, TrainError> {
+    let full = train(dataset, encoder, cache, train_options)?;
+    let (train_set, train_embeddings) = training;
+    let weights = importance(&full, train_set, train_embeddings);
+    let (model, picked) = match &options.model {
+        Some(m) => (m.clone(), "given".to_string()),
+        None => {
+            let best = weights.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|(m, _)| m.clone());
+            let best = best.ok_or_else(|| TrainError::Fit("the full router has no model to leave out".into()))?;
+            (best, "the model the full router's AIQ on the training prompts depends on most".to_string())
+        }
+    };
+    let training_aiq_loss = weights.iter().find(|(m, _)| *m == model).map_or(0.0, |s| s.1);
+    let loo_data = dataset.without_model(&model).ok_or_else(|| {
+        TrainError::Profile(format!("the training logs have no model {model:?}; models: {}", dataset.models.join(", ")))
+    })?;
+    if loo_data.models.is_empty() {
+        return Err(TrainError::Profile(format!("{model:?} is the only model: nothing is left to train on")));
+    }
+    tracing::info!("leave-one-out: training without {model}");
+    let without = train(&loo_data, encoder, cache, train_options)?;
+
+    let mut eval = EvalRows::read(train_paths, &model, true)?;
+    let available_prompts = eval.prompts.len();
+    eval.sample(options.rows, options.seed);
+    eval.check_enough()?;
+    let eval_embeddings = embed_eval(cache, encoder, &eval, false)?;
+    let cost = full.manifest.models.iter().find(|c| c.model == model).cloned();
+    let prices = cost.as_ref().filter(|c| c.source == CostSource::Prices).map(|c| Prices {
+        input_usd_per_mtok: c.input_usd_per_mtok,
+        output_usd_per_mtok: c.output_usd_per_mtok,
+    });
+    let request = ProfileRequest {
+        model: &model,
+        eval: Some((&eval, &eval_embeddings)),
+        priors: &[],
+        prices,
+        mean_output_tokens: cost.map(|c| c.mean_output_tokens),
+        seed: options.seed,
+    };
+    let (new, _) = fit_profile(&without, &request)?;
+    let mut added = without.clone();
+    added.add_model(new, false).map_err(|e| TrainError::Profile(e.to_string()))?;
+
+    if let Some(dir) = &options.save_to {
+        for (name, router) in [("full", &full), ("without", &without), ("added", &added)] {
+            router.save(&dir.join(name)).map_err(|e| TrainError::Fit(format!("cannot save the {name} router: {e}")))?;
+        }
+    }
+    let full_report = run_bench(set, embeddings, &full, knn, bootstrap);
+    let mut aiq = BTreeMap::new();
+    aiq.insert("full".to_string(), Aiq::from(&full_report.metrics.curve));
+    for (name, router) in [("without", &without), ("added", &added)] {
+        let report = run_bench(set, embeddings, router, &[], bootstrap);
+        aiq.insert(name.to_string(), Aiq::from(&report.metrics.curve));
+    }
+    for name in ["zero_router", "knn40"] {
+        if let Some(m) = full_report.baselines.get(name) {
+            aiq.insert(name.to_string(), Aiq::from(m));
+        }
+    }
+    let full_choices = router_choices(set, embeddings, &full);
+    let without_choices = router_choices(set, embeddings, &without);
+    let added_choices = router_choices(set, embeddings, &added);
+    let ci = gain_shares(set, &full_choices, &[("without", &without_choices), ("added", &added_choices)], bootstrap);
+    let zero = aiq.get("zero_router").map_or(0.0, |a| a.aiq);
+    let gain = aiq["full"].aiq - zero;
+    let share = |name: &str| Estimate {
+        value: if gain > 0.0 { (aiq[name].aiq - zero) / gain } else { f64::NAN },
+        ci: ci.get(&format!("share:{name}")).copied(),
+    };
+    Ok(LeaveOutReport {
+        picked,
+        training_aiq_loss,
+        profile_prompts: eval.prompts.len(),
+        profile_rows: eval.rows,
+        available_prompts,
+        prompts: set.prompts.len(),
+        added_share: share("added"),
+        without_share: share("without"),
+        added_minus_full: Estimate {
+            value: aiq["added"].aiq - aiq["full"].aiq,
+            ci: ci.get("minus_full:added").copied(),
+        },
+        aiq,
+        model,
+    })
+}
+
+/// How much of the full router's AIQ on (a sample of) the training prompts each model carries: its AIQ
+/// minus the AIQ of the same router with that model removed (the others' estimates unchanged). Only the
+/// training data is used, so the held-out prompts play no part in the pick.
+fn importance(router: &Router, train: &BenchSet, embeddings: &[Vec<f32>]) -> Vec<(String, f64)> {
+    let base = router_aiq(train, embeddings, router);
+    train
+        .models
+        .iter()
+        .filter_map(|m| {
+            let mut without = router.clone();
+            without.remove_model(m).ok()?;
+            Some((m.clone(), base - router_aiq(train, embeddings, &without)))
+        })
+        .collect()
+}
