@@ -11,6 +11,7 @@ mod catalog;
 mod cost;
 mod familiarity;
 mod logs;
+mod online;
 mod policy;
 mod predictor;
 mod roster;
@@ -22,6 +23,7 @@ pub use catalog::{Catalog, CatalogError, Deployment, ModelCard};
 pub use cost::{estimate_input_tokens, CostSource, ModelCost, CHARS_PER_TOKEN};
 pub use familiarity::{Familiarity, Placement, OOD_START};
 pub use logs::{read_logs, LogError, LogReader, ReadSummary, RowError};
+pub use online::{Cell, ModelSummary, OnlineSettings, Posteriors};
 pub use policy::{Decision, Knob, ModelEstimate, Policy, PolicyError};
 pub use predictor::{
     dot, logit, sigmoid, softmax, Dense, Factorized, Heads, KnnMemory, Platt, Predictor, PredictorKind,

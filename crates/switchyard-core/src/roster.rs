@@ -96,6 +96,47 @@ impl Router {
             .collect()
     }
 
+    /// A fingerprint of each model's estimates: a digest of what the router predicts for it (P(success) and
+    /// expected cost) on a fixed set of probe embeddings. It changes when anything behind the model's
+    /// estimates changes (its own weights, or the heads and layers it shares) and not when another model is
+    /// added or removed, so online posteriors learned against it stay valid exactly as long as it does.
+    pub fn model_fingerprints(&self) -> std::collections::BTreeMap<String, String> {
+        use sha2::{Digest, Sha256};
+        let dim = self.manifest.encoder.dim.max(1);
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let probes: Vec<Vec<f32>> = (0..8)
+            .map(|_| {
+                let v: Vec<f32> = (0..dim)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                    })
+                    .collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                v.into_iter().map(|x| x / norm).collect()
+            })
+            .collect();
+        let predictions: Vec<_> = probes.iter().map(|p| self.predict(p, 100.0)).collect();
+        self.manifest
+            .models
+            .iter()
+            .enumerate()
+            .map(|(m, cost)| {
+                let mut hasher = Sha256::new();
+                for prediction in &predictions {
+                    if let Some(e) = prediction.models.get(m) {
+                        hasher.update(e.p_success.to_bits().to_le_bytes());
+                        hasher.update(e.expected_cost_usd.to_bits().to_le_bytes());
+                    }
+                }
+                let digest = hasher.finalize();
+                (cost.model.clone(), digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+            })
+            .collect()
+    }
+
     /// Removes `name` from every per-model part of the router; the other models' predictions are unchanged.
     pub fn remove_model(&mut self, name: &str) -> Result<(), RosterError> {
         let models = &self.manifest.models;

@@ -72,8 +72,22 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 200, requires = "leave_out")]
     profile_rows: usize,
 
+    /// How those prompts are picked: `representative` (k-means over their embeddings, as `profile prompts`
+    /// picks them) or `random` (a seeded sample).
+    #[arg(long, value_enum, default_value = "representative", requires = "leave_out")]
+    profile_sample: ProfileSample,
+
     #[command(flatten)]
     model: ModelArgs,
+}
+
+/// How `bench --leave-out` picks the prompts `profile add` gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfileSample {
+    /// Representative prompts (k-means over the embeddings).
+    Representative,
+    /// A seeded random sample.
+    Random,
 }
 
 /// Runs `switchyard bench`.
@@ -305,6 +319,7 @@ fn leave_out(
         model: args.leave_out.clone().filter(|m| m != "auto"),
         rows: args.profile_rows,
         seed: args.bootstrap_seed,
+        representative: args.profile_sample == ProfileSample::Representative,
         save_to: Some(args.out.join("routers")),
     };
     let bootstrap = BootstrapOptions { resamples: args.bootstrap, seed: args.bootstrap_seed, ..Default::default() };

@@ -9,7 +9,7 @@ use clap::Args;
 use switchyard_core::{Catalog, ProfileBasis, Router};
 use switchyard_encoder::MiniLm;
 use switchyard_train::{
-    default_cache_dir, embed_eval, fit_profile, EmbeddingCache, EvalRows, Prices, ProfileRequest,
+    default_cache_dir, embed_eval, fit_profile, representative, EmbeddingCache, EvalRows, Prices, ProfileRequest,
 };
 
 use crate::ModelArgs;
@@ -108,6 +108,65 @@ pub struct UpdateArgs {
 
     #[command(flatten)]
     encoder: ModelArgs,
+}
+
+/// Arguments of `profile prompts`.
+#[derive(Debug, Args)]
+pub struct PromptsArgs {
+    /// Logs (labelled, or exported decision logs) to pick from: every distinct prompt, whatever its model.
+    #[arg(long = "logs", value_name = "FILE", required = true)]
+    logs: Vec<PathBuf>,
+
+    /// How many prompts to pick.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    n: usize,
+
+    /// Seed of the clustering.
+    #[arg(long, default_value_t = 17)]
+    seed: u64,
+
+    /// Skip rows that break the labelled-log contract instead of stopping.
+    #[arg(long)]
+    skip_bad_rows: bool,
+
+    /// Embedding cache folder.
+    #[arg(long, env = "SWITCHYARD_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Hide progress bars.
+    #[arg(long)]
+    quiet: bool,
+
+    #[command(flatten)]
+    encoder: ModelArgs,
+}
+
+/// Runs `profile prompts`: representative prompts (k-means over their embeddings, the prompt nearest each
+/// centre, largest clusters first), one JSON object per line, to run a new model on and label.
+pub fn prompts(args: &PromptsArgs) -> anyhow::Result<()> {
+    if args.n == 0 {
+        bail!("--n 0 picks nothing: give how many prompts to pick (200 is plenty for `profile add`)");
+    }
+    let (texts, _) = switchyard_train::read_prompts(&args.logs, args.skip_bad_rows)?;
+    if texts.is_empty() {
+        bail!("no prompts in {}", args.logs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let encoder = MiniLm::from_locator(&args.encoder.locator(), args.encoder.options())?;
+    let dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let mut cache = EmbeddingCache::open(&dir, &encoder)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors = switchyard_train::embed_texts(&mut cache, &encoder, &refs, 32, !args.quiet)?;
+    let chosen = representative(&vectors, args.n, args.seed);
+    let mut out = String::new();
+    for i in &chosen {
+        out.push_str(&serde_json::json!({ "prompt": texts[*i] }).to_string());
+        out.push('\n');
+    }
+    eprintln!("{} representative prompts of {} distinct ones", chosen.len(), texts.len());
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
+    }
 }
 
 /// Runs `profile add`.

@@ -23,6 +23,9 @@ pub enum ProfileCommand {
     Add(crate::profile_add_cmd::AddArgs),
     /// Refit a model added with `profile add` on its eval rows merged with new ones.
     Update(crate::profile_add_cmd::UpdateArgs),
+    /// Pick representative prompts from logs (k-means over their embeddings), one JSON object per line: the
+    /// prompts to run a new model on, label, and pass to `profile add --logs`.
+    Prompts(crate::profile_add_cmd::PromptsArgs),
 }
 
 /// Arguments of `profile list`.
@@ -56,6 +59,7 @@ pub fn run(command: &ProfileCommand) -> anyhow::Result<()> {
         ProfileCommand::Remove(args) => remove(args),
         ProfileCommand::Add(args) => crate::profile_add_cmd::add(args),
         ProfileCommand::Update(args) => crate::profile_add_cmd::update(args),
+        ProfileCommand::Prompts(args) => crate::profile_add_cmd::prompts(args),
     }
 }
 

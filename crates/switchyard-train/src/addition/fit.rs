@@ -71,9 +71,6 @@ pub(super) fn fit_heads(
     };
     let (head, oof) = leaf(router, &router.predictor, &mut fit, &folds)?;
     fit.calibration = calibrate(&oof, &fit.targets);
-    if std::env::var("SY_EXP_PLATT").is_ok_and(|v| v == "0") {
-        fit.calibration = Platt::default();
-    }
     // What the whole new output (every member, calibrated) and a constant (the training folds' mean) score
     // out of fold.
     let calibrated: Vec<(f32, (f32, f32))> =
@@ -483,8 +480,7 @@ pub(super) fn priors_and_evidence(
         let overall = bernoulli_logit(&fit.targets, &all, &shift, None);
         for d in 0..width {
             let weights: Vec<f64> = membership.iter().map(|m| f64::from(m[d])).collect();
-            let scale: f32 = std::env::var("SY_EXP_EVIDENCE").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
-            evidence[d] = scale * weights.iter().zip(&fit.targets).map(|(w, t)| *w as f32 * t.1).sum::<f32>();
+            evidence[d] = weights.iter().zip(&fit.targets).map(|(w, t)| *w as f32 * t.1).sum();
             priors[d] = sigmoid(bernoulli_logit(&fit.targets, &weights, &shift, Some(overall)) as f32).clamp(0.02, 0.98);
         }
     }

@@ -17,6 +17,7 @@
 //! evidence is the eval rows per domain, so the router leans on the prior wherever the eval set says little.
 
 mod fit;
+mod select;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ use crate::dataset::{fingerprint, text_hash};
 use crate::TrainError;
 
 pub use fit::ProfileFit;
+pub use select::representative;
 
 /// Fewest distinct eval prompts a model can be added from.
 pub const MIN_PROFILE_PROMPTS: usize = 50;
@@ -148,6 +150,12 @@ impl EvalRows {
             self.pairwise_rows,
             self.test_rows
         )))
+    }
+
+    /// Keeps the prompts at `indices` (in that order).
+    pub fn keep(&mut self, indices: &[usize]) {
+        self.prompts = indices.iter().filter_map(|&i| self.prompts.get(i).cloned()).collect();
+        self.rows = self.prompts.iter().map(|p| p.rows as usize).sum();
     }
 
     /// Keeps at most `n` prompts, chosen by a seeded hash of their text (the same for the same seed).

@@ -18,9 +18,9 @@ use switchyard_encoder::Encoder;
 
 use super::bootstrap::{BootstrapOptions, Interval};
 use super::resample::gain_shares;
-use super::run::{router_aiq, router_choices, run_bench, Metrics};
+use super::run::{estimates_aiq, router_choices, run_bench, set_estimates, Metrics};
 use super::set::BenchSet;
-use crate::addition::{embed_eval, fit_profile, EvalRows, Prices, ProfileRequest};
+use crate::addition::{embed_eval, fit_profile, representative, EvalRows, Prices, ProfileRequest};
 use crate::{train, Dataset, EmbeddingCache, TrainError, TrainOptions};
 
 /// What to leave out and how to add it back.
@@ -33,6 +33,8 @@ pub struct LeaveOutOptions {
     pub rows: usize,
     /// Seed of the sample of rows and of the profile's folds.
     pub seed: u64,
+    /// Give `profile add` representative prompts ([`representative`]) rather than a random sample.
+    pub representative: bool,
     /// Where to write the three routers (`full`, `without`, `added` under it), for inspection.
     pub save_to: Option<PathBuf>,
 }
@@ -130,7 +132,16 @@ pub fn leave_one_out(
 
     let mut eval = EvalRows::read(train_paths, &model, true)?;
     let available_prompts = eval.prompts.len();
-    eval.sample(options.rows, options.seed);
+    // The prompts `profile add` gets: representative ones (as a user would pick them to evaluate a new
+    // model on), or a seeded random sample.
+    if options.representative {
+        let all = embed_eval(cache, encoder, &eval, false)?;
+        let all: Vec<Vec<f32>> = all.rows().into_iter().map(|r| r.to_vec()).collect();
+        let chosen = representative(&all, options.rows, options.seed);
+        eval.keep(&chosen);
+    } else {
+        eval.sample(options.rows, options.seed);
+    }
     eval.check_enough()?;
     let eval_embeddings = embed_eval(cache, encoder, &eval, false)?;
     let cost = full.manifest.models.iter().find(|c| c.model == model).cloned();
@@ -195,18 +206,12 @@ pub fn leave_one_out(
     })
 }
 
-/// How much of the full router's AIQ on (a sample of) the training prompts each model carries: its AIQ
-/// minus the AIQ of the same router with that model removed (the others' estimates unchanged). Only the
-/// training data is used, so the held-out prompts play no part in the pick.
+/// How much of the full router's AIQ on the training prompts each model carries: its AIQ minus the AIQ of
+/// the same router with that model removed (the others' estimates unchanged). Only the training data is
+/// used, so the held-out prompts play no part in the pick.
 fn importance(router: &Router, train: &BenchSet, embeddings: &[Vec<f32>]) -> Vec<(String, f64)> {
-    let base = router_aiq(train, embeddings, router);
-    train
-        .models
-        .iter()
-        .filter_map(|m| {
-            let mut without = router.clone();
-            without.remove_model(m).ok()?;
-            Some((m.clone(), base - router_aiq(train, embeddings, &without)))
-        })
-        .collect()
+    // Removing a model leaves the others' estimates as they were, so one pass of predictions serves all.
+    let estimates = set_estimates(train, embeddings, router);
+    let base = estimates_aiq(train, &estimates, None);
+    train.models.iter().enumerate().map(|(m, name)| (name.clone(), base - estimates_aiq(train, &estimates, Some(m)))).collect()
 }

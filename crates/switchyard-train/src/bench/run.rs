@@ -191,10 +191,22 @@ fn estimates_in_set_order(
     (predictions, order, in_set_order)
 }
 
-/// A router's AIQ on the set (the plain run's figure, without intervals).
-pub(super) fn router_aiq(set: &BenchSet, embeddings: &[Vec<f32>], router: &Router) -> f64 {
+/// A router's estimates for the set's prompts, in the set's model order.
+pub(super) fn set_estimates(set: &BenchSet, embeddings: &[Vec<f32>], router: &Router) -> Vec<Vec<ModelEstimate>> {
+    estimates_in_set_order(set, embeddings, router).2
+}
+
+/// The AIQ on the set of a router with these estimates (in the set's model order), leaving out the set's
+/// model `without` (never chosen), if any.
+pub(super) fn estimates_aiq(set: &BenchSet, estimates: &[Vec<ModelEstimate>], without: Option<usize>) -> f64 {
     let c_max = set.single_model_points().iter().filter(|p| p.2 > 0).map(|p| p.0).fold(0.0, f64::max);
-    aiq(&points(&router_choices(set, embeddings, router).curve()), c_max)
+    let mut estimates = estimates.to_vec();
+    if let Some(m) = without {
+        for e in estimates.iter_mut().filter_map(|row| row.get_mut(m)) {
+            (e.p_success, e.expected_cost_usd) = (0.0, UNKNOWN_MODEL_COST);
+        }
+    }
+    aiq(&points(&Choices::of_router(set, &answered_estimates(set, estimates)).curve()), c_max)
 }
 
 /// A router's choices at every knob over the set (see [`Choices::of_router`]).
