@@ -179,6 +179,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         shared.render(&mut text);
     }
     crate::metrics::render_budgets(&mut text, &state.keys);
+    if let Some(learning) = &state.learning {
+        learning.render(&mut text);
+    }
     crate::metrics::render_supervision(&mut text, &state.embedder, state.log.as_ref());
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }

@@ -35,6 +35,9 @@ pub struct Config {
     /// State shared by replicas (limits, budgets, health, session pins) in Redis.
     #[serde(default)]
     pub state: crate::shared::StateConfig,
+    /// Online learning from feedback and upstream outcomes.
+    #[serde(default)]
+    pub learning: crate::learning::LearningConfig,
     /// Named sets of models that rules can restrict the choice to, e.g. `premium = ["gpt-4o", "o1"]`.
     #[serde(default)]
     pub tiers: BTreeMap<String, Vec<String>>,
@@ -400,6 +403,7 @@ impl Config {
             knob.validate().map_err(|e| invalid("router", e.to_string()))?;
         }
         self.state.validate().map_err(|e| invalid("state", e))?;
+        self.learning.validate().map_err(|(key, problem)| invalid(key, problem))?;
         if let Some(url) = &self.log.url {
             switchyard_store::check_url(url).map_err(|e| invalid("log.url", e))?;
         }

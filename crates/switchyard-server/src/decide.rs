@@ -20,8 +20,13 @@ pub(crate) async fn decide(state: &AppState, query: &Query, health_read: bool) -
     let embedding = embed_prompt(state, &query.prompt).await?;
     let encode_ms = start.elapsed().as_secs_f64() * 1e3;
     sync_shared(state, query, health_read).await;
-    let steering =
-        Steering { routers: &routers, config: &state.config, health: &state.health, sessions: &state.sessions };
+    let steering = Steering {
+        routers: &routers,
+        config: &state.config,
+        health: &state.health,
+        sessions: &state.sessions,
+        learning: state.learning.as_deref(),
+    };
     let decided = crate::pipeline::decide(&steering, query, &embedding, encode_ms)?;
     if let (Some(shared), Some(pin)) = (&state.shared, &decided.session) {
         shared.save_pin(pin, std::time::Duration::from_secs(state.config.routing.session_ttl_s)).await;

@@ -51,10 +51,12 @@ pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> R
     match outcome {
         Ok(FeedbackOutcome::Recorded) => {
             state.metrics.feedback("recorded");
+            learn(&state, &request_id, feedback.score);
             Ok(Json(json!({"request_id": request_id, "status": "recorded", "updates": 1})))
         }
         Ok(FeedbackOutcome::Replaced(n)) => {
             state.metrics.feedback("replaced");
+            learn(&state, &request_id, feedback.score);
             Ok(Json(json!({"request_id": request_id, "status": "replaced", "updates": n})))
         }
         Err(e @ StoreError::UnknownRequest(_)) => {
@@ -76,6 +78,16 @@ pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> R
             })
         }
         Err(e) => Err(ApiError::internal(format!("cannot store feedback: {e}"))),
+    }
+}
+
+/// Counts a stored score in the online posteriors, when online learning is on and this replica remembers
+/// the request's prediction.
+fn learn(state: &AppState, request_id: &str, score: f64) {
+    if let Some(learning) = &state.learning {
+        if !learning.feedback(request_id, score) {
+            tracing::debug!("feedback for {request_id}: its prediction is not remembered here, so it is not learned from");
+        }
     }
 }
 

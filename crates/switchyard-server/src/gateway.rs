@@ -134,6 +134,7 @@ async fn handle(
 
     let needs = crate::query::Needs::of(&body);
     let decision_start = Instant::now();
+    let mut learned = None;
     let candidates: Vec<String> = if ROUTED_NAMES.contains(&model.as_str()) {
         let knobs = crate::knobs::from_request(&body, &headers)?;
         let mut query = Query::from_http(&headers, &body, prompt.clone(), knobs, id, caller.name().as_deref());
@@ -141,6 +142,7 @@ async fn handle(
         let decided = decide(state, &query, health_read).await?;
         record_decision(&mut record, &decided);
         trace.tags = Tags::of(&decided);
+        learned = decided.learned.clone();
         // Each ranked model brings its own fallbacks right after it.
         let mut models: Vec<String> = Vec::new();
         for name in &decided.report.ranking {
@@ -248,6 +250,11 @@ async fn handle(
                     observe_shared(state, &up.name, elapsed);
                     record.chosen_model = Some(card.name.clone());
                     record.expected_cost_usd = expected_cost(record, &card.name);
+                    // Online learning: what was predicted for the model that answered, and what a whole
+                    // answer says about its quality.
+                    let capped = body.get("max_tokens").or_else(|| body.get("max_completion_tokens")).is_some();
+                    let answer = forwarded.answer.as_ref().map(|(text, finish)| (text.as_str(), finish.as_deref(), capped));
+                    state.learn(id, learned.as_ref(), &card.name, answer);
                     if let Some(usage) = forwarded.usage {
                         let (tokens, cost) = count_usage(state, card, &caller, record, usage);
                         if let (Some(shared), Some(key)) = (&state.shared, &caller.0) {

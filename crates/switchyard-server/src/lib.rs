@@ -20,6 +20,7 @@ mod gateway;
 mod health;
 mod keys;
 mod knobs;
+pub mod learning;
 mod metrics;
 mod pipeline;
 mod query;
@@ -45,7 +46,8 @@ pub use health::{Health, SharedHealth};
 pub use keys::{Admission, BudgetPeriod, Caller, ClientKey, KeyConfig, KeyRing, MissingSecret};
 pub use knobs::RequestKnobs;
 pub use metrics::Metrics;
-pub use pipeline::{decide, ArmChoice, Decided, Steering};
+pub use learning::{Learning, LearningConfig};
+pub use pipeline::{decide, ArmChoice, Decided, Learned, Steering};
 pub use query::{Conversation, Needs, Query};
 pub use routing::{encoder_info, load_router, ReloadReport, Routers, StartError};
 pub use rules::{Action, Condition, Examples, Rule, RuleConfig, RuleMatch};
@@ -63,6 +65,9 @@ pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
     tracing::info!("switchyard listening on http://{} ({models} models)", listener.local_addr()?);
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(state.clone()));
+    if let Some(learning) = state.learning.clone() {
+        tokio::spawn(save_learning(learning));
+    }
     let (stopping, mut stopped) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown_signal().await;
@@ -89,12 +94,34 @@ pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
     }
     let flushing = state.clone();
     let _ = tokio::task::spawn_blocking(move || {
+        if let Some(learning) = &flushing.learning {
+            if let Err(e) = learning.save() {
+                tracing::error!("cannot write the online posteriors to {}: {e}", learning.path().display());
+            }
+        }
         if let Some(log) = &flushing.log {
             log.shutdown();
         }
     })
     .await;
     served
+}
+
+/// Writes the online posteriors to their state file when they changed, every [`learning::SAVE_EVERY`].
+async fn save_learning(learning: Arc<learning::Learning>) {
+    let mut warned = false;
+    loop {
+        tokio::time::sleep(learning::SAVE_EVERY).await;
+        let worker = learning.clone();
+        match tokio::task::spawn_blocking(move || worker.save()).await {
+            Ok(Ok(())) => warned = false,
+            Ok(Err(e)) if !warned => {
+                tracing::warn!("cannot write the online posteriors to {}: {e}", learning.path().display());
+                warned = true;
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(unix)]

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::experiment::StickyKey;
 use crate::health::Health;
+use crate::learning::Learning;
 use crate::query::Query;
 use crate::routing::Routers;
 use crate::sessions::{SessionPin, Sessions};
@@ -43,6 +44,26 @@ pub struct Decided {
     pub user: Option<String>,
     /// The conversation's pin, when session pinning applied.
     pub session: Option<SessionPin>,
+    /// With online learning: the prompt's domains and the router's own P(success) per model (before the
+    /// online shift), what an outcome of the answering model is counted against.
+    pub learned: Option<Learned>,
+}
+
+/// What online learning keeps of a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Learned {
+    /// The prompt's domains with their probabilities.
+    pub domains: Vec<(String, f64)>,
+    /// The router's P(success) per model before the online shift.
+    pub base: Vec<(String, f64)>,
+}
+
+impl Learned {
+    /// What was predicted for `model`, as an observation to count its outcome against.
+    pub fn observation(&self, model: &str) -> Option<crate::learning::Observation> {
+        let predicted = self.base.iter().find(|(m, _)| m == model)?.1;
+        Some(crate::learning::Observation { model: model.to_string(), domains: self.domains.clone(), predicted })
+    }
 }
 
 /// What the pipeline reads besides the request: the routers in service, the configuration, live upstream
@@ -56,6 +77,8 @@ pub struct Steering<'a> {
     pub health: &'a Health,
     /// Session pins.
     pub sessions: &'a Sessions,
+    /// Online posteriors (`[learning] online`), which move the router's predictions.
+    pub learning: Option<&'a Learning>,
 }
 
 /// Decides where a query goes. `encode_ms` is the time its embedding took (reported in the decision).
@@ -137,9 +160,16 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
         narrowed_for = Some(q.needs.describe());
     }
 
-    let (prediction, mut decision) = router
-        .route(&embedding.vector, q.input_tokens, &policy)
-        .map_err(|e| ApiError::invalid("invalid_policy", e.to_string()))?;
+    let mut prediction = router.predict(&embedding.vector, q.input_tokens);
+    let learned = s.learning.map(|learning| {
+        let base = learning.adjust(&mut prediction);
+        Learned {
+            domains: Learning::domains(&prediction),
+            base: prediction.models.iter().map(|e| e.model.clone()).zip(base).collect(),
+        }
+    });
+    let mut decision =
+        policy.decide(&prediction.models).map_err(|e| ApiError::invalid("invalid_policy", e.to_string()))?;
     let pin_to = |decision: &mut switchyard_core::Decision, model: &str| {
         decision.ranking.retain(|m| m != model);
         decision.ranking.insert(0, model.to_string());
@@ -190,6 +220,7 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
         arm,
         user,
         session,
+        learned,
     })
 }
 

@@ -113,6 +113,7 @@ pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Resu
     record.status = 200;
     record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
     state.log_request(record);
+    state.learn(&request_id, decided.learned.as_ref(), &decided.report.model, None);
 
     let tags = Tags::of(&decided);
     let model = decided.report.model.clone();

@@ -67,6 +67,9 @@ pub enum StartError {
     /// The shared state (`[state]`) cannot be used: Redis does not answer and `state.required` is set.
     #[error("{0}")]
     State(String),
+    /// The online-learning state file cannot be read.
+    #[error("{0}")]
+    Learning(String),
     /// The HTTP client for upstream calls cannot be built (its TLS back end failed to start).
     #[error("cannot build the HTTP client for upstream calls: {0}")]
     Http(String),

@@ -40,6 +40,8 @@ pub struct AppState {
     pub embedder: Embedder,
     /// The client keys, their limits and usage.
     pub keys: crate::keys::KeyRing,
+    /// Online learning (absent unless `learning.online`).
+    pub learning: Option<Arc<crate::learning::Learning>>,
     routers: RwLock<Arc<Routers>>,
     reloading: Mutex<()>,
 }
@@ -129,7 +131,14 @@ impl AppState {
             .connect_timeout(config.server.connect_timeout())
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
+        let learning = config
+            .learning
+            .online
+            .then(|| crate::learning::Learning::open(&config.learning, &routers.main).map(Arc::new))
+            .transpose()
+            .map_err(StartError::Learning)?;
         Ok(Self {
+            learning,
             embedder,
             encoder,
             deployments,
@@ -163,12 +172,34 @@ impl AppState {
         let main = load_router(&self.config.router.path, "router.path", self.encoder.as_ref())?;
         let routers = Arc::new(Routers::assemble(main, &self.config, self.encoder.as_ref(), generation)?);
         let report = routers.report();
+        if let Some(learning) = &self.learning {
+            learning.align(&routers.main);
+        }
         match self.routers.write() {
             Ok(mut r) => *r = routers,
             Err(poisoned) => *poisoned.into_inner() = routers,
         }
         self.metrics.reload(generation);
         Ok(report)
+    }
+
+    /// With online learning: remembers what was predicted for the model that answered `request_id` (for its
+    /// feedback), and counts what its answer says about quality, if anything (an empty answer, a refusal, a
+    /// cut at the caller's `max_tokens`).
+    pub(crate) fn learn(
+        &self,
+        request_id: &str,
+        learned: Option<&crate::pipeline::Learned>,
+        model: &str,
+        answer: Option<(&str, Option<&str>, bool)>,
+    ) {
+        let (Some(learning), Some(observation)) = (&self.learning, learned.and_then(|l| l.observation(model))) else {
+            return;
+        };
+        if let Some(source) = answer.and_then(|(text, finish, capped)| learning.judge(text, finish, capped)) {
+            learning.observe(&observation, 0.0, source);
+        }
+        learning.remember(request_id, observation);
     }
 
     /// Hands a finished request to the decision log (dropped and counted if its queue is full).

@@ -64,6 +64,8 @@ pub(crate) struct Forwarded {
     pub response: Response,
     /// The `usage` the upstream reported in a whole response.
     pub usage: Option<Usage>,
+    /// A whole response's first choice: its text and `finish_reason` (what online learning judges).
+    pub answer: Option<(String, Option<String>)>,
 }
 
 /// Sends `body` to the deployment.
@@ -136,11 +138,14 @@ pub(crate) async fn forward(
         }
         let first = futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(head)) });
         let body = first.chain(idle_limited(chunks, limits.idle));
-        return Ok(Forwarded { response: builder.body(Body::from_stream(body)).unwrap_or_default(), usage: None });
+        let response = builder.body(Body::from_stream(body)).unwrap_or_default();
+        return Ok(Forwarded { response, usage: None, answer: None });
     }
     let bytes = read_all(upstream, limits.idle).await.map_err(|(outcome, why)| Fault::fail(code, outcome, why))?;
-    let usage = serde_json::from_slice::<Value>(&bytes).ok().and_then(|reply| usage_of(&reply));
-    Ok(Forwarded { response: builder.body(Body::from(bytes)).unwrap_or_default(), usage })
+    let reply = serde_json::from_slice::<Value>(&bytes).ok();
+    let usage = reply.as_ref().and_then(usage_of);
+    let answer = reply.as_ref().and_then(answer_of);
+    Ok(Forwarded { response: builder.body(Body::from(bytes)).unwrap_or_default(), usage, answer })
 }
 
 /// What a 401, 403 or 404 from a provider means for the gateway's own configuration.
@@ -194,6 +199,14 @@ fn stream_error(message: &str) -> Bytes {
     // The blank lines first end whatever line the upstream left half sent, so the event stands on its own
     // (after a complete event they are an empty one, which SSE readers skip).
     Bytes::from(format!("\n\ndata: {event}\n\n"))
+}
+
+/// A completion's first choice: its message text (empty when it has none) and `finish_reason`.
+pub(crate) fn answer_of(reply: &Value) -> Option<(String, Option<String>)> {
+    let choice = reply.get("choices")?.get(0)?;
+    let text = choice.pointer("/message/content").and_then(Value::as_str).unwrap_or("").to_string();
+    let finish = choice.get("finish_reason").and_then(Value::as_str).map(str::to_string);
+    Some((text, finish))
 }
 
 /// The `usage` object of a completion or of a stream's final chunk.

@@ -106,7 +106,15 @@ pub fn run(args: &RouteArgs) -> anyhow::Result<()> {
     let embedding = encoder.embed_batch(&[args.prompt.as_str()])?.remove(0);
     let encode_ms = start.elapsed().as_secs_f64() * 1e3;
     let (health, sessions) = (Health::default(), Sessions::default());
-    let steering = Steering { routers: &routers, config: &config, health: &health, sessions: &sessions };
+    // With online learning on, the decision uses what the server learned (read from its state file).
+    let learning = config
+        .learning
+        .online
+        .then(|| switchyard_server::Learning::open(&config.learning, &routers.main))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let steering =
+        Steering { routers: &routers, config: &config, health: &health, sessions: &sessions, learning: learning.as_ref() };
     let Decided { report, rule, similarity, arm, .. } =
         switchyard_server::decide(&steering, &query, &embedding, encode_ms)?;
     let answer = Answer {

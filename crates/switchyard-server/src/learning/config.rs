@@ -1,0 +1,92 @@
+//! `[learning]`: online learning from feedback and upstream outcomes.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use switchyard_core::OnlineSettings;
+
+/// Phrases that mark an answer as a refusal when it starts with one (compared without case).
+const REFUSALS: [&str; 8] = [
+    "i'm sorry, but i can't",
+    "i’m sorry, but i can’t",
+    "i am sorry, but i cannot",
+    "i can't help with",
+    "i cannot help with",
+    "i can't assist with",
+    "i cannot assist with",
+    "as an ai language model, i cannot",
+];
+
+/// `[learning]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearningConfig {
+    /// Update per-(model, domain) posteriors from feedback scores and upstream outcomes, and route on them.
+    pub online: bool,
+    /// Pseudo-observations behind the router's own prediction: outcomes needed to move a (model, domain)
+    /// halfway to what was observed.
+    pub prior_strength: f64,
+    /// Observations of a (model, domain) after which an earlier one counts half.
+    pub half_life: f64,
+    /// Where the posteriors are kept between restarts (without `[state] url`).
+    pub state_file: PathBuf,
+    /// Answers starting with one of these (ignoring case) count as failures.
+    pub refusal_patterns: Vec<String>,
+}
+
+impl Default for LearningConfig {
+    fn default() -> Self {
+        let settings = OnlineSettings::default();
+        Self {
+            online: false,
+            prior_strength: settings.prior_strength,
+            half_life: settings.half_life,
+            state_file: PathBuf::from("logs/online.json"),
+            refusal_patterns: REFUSALS.iter().map(|s| (*s).to_string()).collect(),
+        }
+    }
+}
+
+impl LearningConfig {
+    /// The posteriors' settings.
+    pub fn settings(&self) -> OnlineSettings {
+        OnlineSettings { prior_strength: self.prior_strength, half_life: self.half_life }
+    }
+
+    /// Checks the values; the error names the key and the fix.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(self.prior_strength.is_finite() && self.prior_strength > 0.0) {
+            return Err((
+                "learning.prior_strength",
+                format!("must be a positive number of pseudo-observations (20 is typical), got {}", self.prior_strength),
+            ));
+        }
+        if !(self.half_life.is_finite() && self.half_life > 0.0) {
+            return Err((
+                "learning.half_life",
+                format!("must be a positive number of observations (200 is typical), got {}", self.half_life),
+            ));
+        }
+        if self.refusal_patterns.iter().any(|p| p.trim().is_empty()) {
+            return Err(("learning.refusal_patterns", "must not contain empty patterns".into()));
+        }
+        if self.online && self.state_file.as_os_str().is_empty() {
+            return Err(("learning.state_file", "must name a file to keep the posteriors in".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert!(LearningConfig::default().validate().is_ok());
+        let bad = |c: LearningConfig| c.validate().unwrap_err().0;
+        assert_eq!(bad(LearningConfig { prior_strength: 0.0, ..Default::default() }), "learning.prior_strength");
+        assert_eq!(bad(LearningConfig { half_life: f64::NAN, ..Default::default() }), "learning.half_life");
+        assert_eq!(bad(LearningConfig { refusal_patterns: vec![" ".into()], ..Default::default() }), "learning.refusal_patterns");
+    }
+}
