@@ -148,6 +148,8 @@ async fn a_model_failing_one_domain_loses_it_keeps_the_rest_and_wins_it_back() {
 
     // Its math answers start failing: within 200 requests it loses most of math and keeps the chat traffic.
     let (math, chat) = rounds(&c, 100, &q, 0.0, 25).await;
+    assert!(math <= 5, "the cheap model still answered {math} of the last 25 math requests (it had all 25)");
+    assert!(chat >= 23, "the cheap model answered only {chat} of the last 25 chat requests");
     // The metrics show the drift in math, and none in writing.
     let observed = c.metric("switchyard_observed_success", CHEAP, "math").await;
     let predicted = c.metric("switchyard_predicted_success", CHEAP, "math").await;

@@ -222,7 +222,7 @@ fn a_model_is_added_back_from_its_eval_rows_without_touching_the_others() {
     let foreign_dir = work.path().join("foreign");
     foreign.save(&foreign_dir).unwrap();
     let out = switchyard_encoding(
-        &["profile", "add", "--router", foreign_dir.to_str().unwrap(), "--model", "other", "--logs", &eval_arg, "--quiet"],
+        &["profile", "add", "--router", foreign_dir.to_str().unwrap(), "--model", MODEL, "--replace", "--logs", &eval_arg, "--quiet"],
         &cache,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
