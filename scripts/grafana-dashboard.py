@@ -119,6 +119,22 @@ panels += [
         q('switchyard_log_queue_rows', "queued"),
     ], 16, y, w=8),
 ]; y += 8
+panels.append(row("Online learning (learning.online)", y)); y += 1
+panels += [
+    panel("Predicted vs observed success by model and domain", "percentunit", [
+        q('switchyard_predicted_success', "{{model}} / {{domain}} predicted"),
+        q('switchyard_observed_success', "{{model}} / {{domain}} observed"),
+    ], 0, y, w=12, description="The router's mean P(success) for the outcomes it saw against their mean score. "
+       "A gap means the trained router is out of date there; prometheus-rules.yml alerts on it."),
+    panel("Drift: predicted minus observed", "percentunit", [
+        q('(switchyard_predicted_success - switchyard_observed_success) and switchyard_online_observations > 30',
+          "{{model}} / {{domain}}"),
+    ], 12, y, w=6),
+    panel("Online updates per second by source", "reqps", [
+        q('sum by (source) (rate(switchyard_online_updates_total[$__rate_interval]))', "{{source}}"),
+        q('sum(switchyard_online_weight) / count(switchyard_online_weight)', "mean posterior weight"),
+    ], 18, y, w=6),
+]; y += 8
 panels.append(panel("Router generation (reloads)", "none", [q('switchyard_router_generation', "generation"),
                                                               q('switchyard_router_reloads_total', "reloads")],
                     0, y, w=24, h=4, kind="stat"))
@@ -132,7 +148,7 @@ dashboard = {
     "title": "switchyard",
     "uid": "switchyard-overview",
     "description": "switchyard LLM router: traffic and spend by model, decision and upstream latency, fallbacks, "
-                   "cooldowns, experiment arms, rules, feedback and the decision log.",
+                   "cooldowns, experiment arms, rules, feedback, the decision log and online learning.",
     "tags": ["switchyard", "llm", "router"],
     "schemaVersion": 39,
     "version": 1,

@@ -90,7 +90,11 @@ impl Client {
     async fn metric(&self, name: &str, model: &str, domain: &str) -> f64 {
         let text = self.http.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap();
         let prefix = format!("{name}{{model=\"{model}\",domain=\"{domain}\"}} ");
-        text.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {prefix}in\n{text}")).parse().unwrap()
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix}in\n{text}"))
+            .parse()
+            .unwrap()
     }
 }
 

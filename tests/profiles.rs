@@ -61,7 +61,13 @@ fn auc(pairs: &[(f64, f64)]) -> f64 {
     let mut wins = 0.0;
     for a in &pos {
         for b in &neg {
-            wins += if a > b { 1.0 } else if a == b { 0.5 } else { 0.0 };
+            wins += if a > b {
+                1.0
+            } else if a == b {
+                0.5
+            } else {
+                0.0
+            };
         }
     }
     wins / (pos.len() * neg.len()).max(1) as f64
@@ -203,16 +209,50 @@ fn a_model_is_added_back_from_its_eval_rows_without_touching_the_others() {
     let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
     let out = add(&["--logs", &eval_arg, "--input-usd-per-mtok", "0.1", "--output-usd-per-mtok", "0.4"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("already has a model") && stderr.contains("--replace"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("already has a model") && stderr.contains("--replace"),
+        "{stderr}"
+    );
     let few = work.path().join("few.jsonl");
     std::fs::write(&few, eval[..30].iter().map(|r| r.to_string() + "\n").collect::<String>()).unwrap();
-    let out = add(&["--replace", "--logs", few.to_str().unwrap(), "--input-usd-per-mtok", "0.1", "--output-usd-per-mtok", "0.4"]);
+    let out = add(&[
+        "--replace",
+        "--logs",
+        few.to_str().unwrap(),
+        "--input-usd-per-mtok",
+        "0.1",
+        "--output-usd-per-mtok",
+        "0.4",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("only 30 distinct prompts") && stderr.contains("at least 50"), "{stderr}");
-    let out = add(&["--replace", "--prior", "math=1.5", "--mean-output-tokens", "100", "--input-usd-per-mtok", "0.1", "--output-usd-per-mtok", "0.4"]);
+    assert!(
+        !out.status.success() && stderr.contains("only 30 distinct prompts") && stderr.contains("at least 50"),
+        "{stderr}"
+    );
+    let out = add(&[
+        "--replace",
+        "--prior",
+        "math=1.5",
+        "--mean-output-tokens",
+        "100",
+        "--input-usd-per-mtok",
+        "0.1",
+        "--output-usd-per-mtok",
+        "0.4",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("outside [0, 1]"), "{stderr}");
-    let out = add(&["--replace", "--prior", "astrology=0.5", "--mean-output-tokens", "100", "--input-usd-per-mtok", "0.1", "--output-usd-per-mtok", "0.4"]);
+    let out = add(&[
+        "--replace",
+        "--prior",
+        "astrology=0.5",
+        "--mean-output-tokens",
+        "100",
+        "--input-usd-per-mtok",
+        "0.1",
+        "--output-usd-per-mtok",
+        "0.4",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("no domain \"astrology\"") && stderr.contains("math"), "{stderr}");
     assert_eq!(std::fs::read(dir.join("manifest.json")).unwrap(), manifest);
@@ -222,7 +262,18 @@ fn a_model_is_added_back_from_its_eval_rows_without_touching_the_others() {
     let foreign_dir = work.path().join("foreign");
     foreign.save(&foreign_dir).unwrap();
     let out = switchyard_encoding(
-        &["profile", "add", "--router", foreign_dir.to_str().unwrap(), "--model", MODEL, "--replace", "--logs", &eval_arg, "--quiet"],
+        &[
+            "profile",
+            "add",
+            "--router",
+            foreign_dir.to_str().unwrap(),
+            "--model",
+            MODEL,
+            "--replace",
+            "--logs",
+            &eval_arg,
+            "--quiet",
+        ],
         &cache,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -238,7 +289,17 @@ fn a_model_is_added_back_from_its_eval_rows_without_touching_the_others() {
     let more_path = work.path().join("more.jsonl");
     std::fs::write(&more_path, more.iter().map(|r| r.to_string() + "\n").collect::<String>()).unwrap();
     let out = switchyard_encoding(
-        &["profile", "update", "--router", &router_arg, "--model", MODEL, "--logs", more_path.to_str().unwrap(), "--quiet"],
+        &[
+            "profile",
+            "update",
+            "--router",
+            &router_arg,
+            "--model",
+            MODEL,
+            "--logs",
+            more_path.to_str().unwrap(),
+            "--quiet",
+        ],
         &cache,
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -246,7 +307,10 @@ fn a_model_is_added_back_from_its_eval_rows_without_touching_the_others() {
     let profile = updated.added_profile(MODEL).unwrap();
     assert_eq!((profile.prompts, profile.files.len()), (200 + more.len(), 2));
     assert_eq!(updated.manifest.models.last().unwrap().input_usd_per_mtok, 0.1);
-    let out = switchyard_encoding(&["profile", "update", "--router", &router_arg, "--model", "gpt-4o", "--logs", &eval_arg], &cache);
+    let out = switchyard_encoding(
+        &["profile", "update", "--router", &router_arg, "--model", "gpt-4o", "--logs", &eval_arg],
+        &cache,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("trained with the router"), "{stderr}");
 }
@@ -257,9 +321,20 @@ fn a_prior_only_model_is_chosen_in_its_strong_domains_only() {
     let dir = bundled_router(work.path());
     let out = switchyard_encoding(
         &[
-            "profile", "add", "--router", dir.to_str().unwrap(), "--model", "mathstral-mini",
-            "--prior", "math=0.97,all=0.15",
-            "--input-usd-per-mtok", "0.01", "--output-usd-per-mtok", "0.01", "--mean-output-tokens", "150",
+            "profile",
+            "add",
+            "--router",
+            dir.to_str().unwrap(),
+            "--model",
+            "mathstral-mini",
+            "--prior",
+            "math=0.97,all=0.15",
+            "--input-usd-per-mtok",
+            "0.01",
+            "--output-usd-per-mtok",
+            "0.01",
+            "--mean-output-tokens",
+            "150",
         ],
         &work.path().join("cache"),
     );
@@ -273,7 +348,11 @@ fn a_prior_only_model_is_chosen_in_its_strong_domains_only() {
     assert_eq!(entry["added"]["basis"], "prior", "{entry}");
 
     let math = ["Solve for x: 3x + 7 = 22.", "What is the integral of 2x from 0 to 3?", "Factor x^2 - 5x + 6."];
-    let other = ["Write a haiku about autumn rain.", "Summarise the plot of Hamlet in two sentences.", "What is the capital of Peru?"];
+    let other = [
+        "Write a haiku about autumn rain.",
+        "Summarise the plot of Hamlet in two sentences.",
+        "What is the capital of Peru?",
+    ];
     let choose = |texts: &[&str]| -> Vec<(String, bool)> {
         let embeddings = switchyard_encoder::embed_all(common::encoder(), texts, 8).unwrap();
         embeddings

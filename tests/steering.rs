@@ -281,11 +281,17 @@ async fn admin_reload_swaps_routers_and_keeps_them_on_failure() {
 
 #[tokio::test]
 async fn the_grafana_dashboard_queries_only_metrics_the_server_exports() {
+    let learning = tempfile::tempdir().unwrap();
     let s = setup(&format!(
         "{RULES}\n[experiment]\nname = \"e\"\n[[experiment.arms]]\nname = \"a\"\nweight = 1\n\
-         [[experiment.arms]]\nname = \"b\"\nweight = 1\n"
+         [[experiment.arms]]\nname = \"b\"\nweight = 1\n[learning]\nonline = true\nstate_file = {:?}\n",
+        learning.path().join("online.json")
     ));
-    let (status, _, _) = call(&s, "/v1/route", &[], json!({"prompt": "Prove that 2 + 2 = 4."})).await;
+    let (status, headers, _) = call(&s, "/v1/route", &[], json!({"prompt": "Prove that 2 + 2 = 4."})).await;
+    assert_eq!(status, StatusCode::OK);
+    // One feedback score, so that the online-learning series have a sample.
+    let id = headers["x-switchyard-request-id"].to_str().unwrap().to_string();
+    let (status, _, _) = call(&s, "/v1/feedback", &[], json!({"request_id": id, "score": 1})).await;
     assert_eq!(status, StatusCode::OK);
     let exported = metrics(&s).await;
     let path = common::workspace_root().join("crates/switchyard-server/dashboards/grafana.json");
@@ -321,7 +327,37 @@ async fn the_grafana_dashboard_queries_only_metrics_the_server_exports() {
         "switchyard_upstream_cooling",
         "switchyard_arm_requests_total",
         "switchyard_arm_cost_usd_total",
+        "switchyard_predicted_success",
+        "switchyard_observed_success",
     ] {
         assert!(queried.contains(needed), "the dashboard has no panel on {needed}");
+    }
+    // The alerting rules query only exported metrics too.
+    let rules = std::fs::read_to_string(
+        common::workspace_root().join("crates/switchyard-server/dashboards/prometheus-rules.yml"),
+    )
+    .unwrap();
+    for name in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("switchyard_"))
+    {
+        assert!(exported.contains(&format!("# TYPE {name} ")), "prometheus-rules.yml: {name} is not exported");
+    }
+}
+
+/// The alerting rules are valid, and their unit tests pass: the drift alert fires for a model and domain
+/// whose observed success falls 15 points below the router's prediction, and for no other.
+#[test]
+fn the_prometheus_rules_pass_promtool() {
+    let dir = common::workspace_root().join("crates/switchyard-server/dashboards");
+    for args in [["check", "rules", "prometheus-rules.yml"], ["test", "rules", "prometheus-rules.test.yml"]] {
+        let out = std::process::Command::new("promtool").args(args).current_dir(&dir).output().unwrap_or_else(|e| {
+            panic!("promtool is needed for this test ({e}): install the Debian package `prometheus`")
+        });
+        assert!(
+            out.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

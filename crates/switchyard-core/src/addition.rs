@@ -146,7 +146,9 @@ impl Router {
         }
         match (&mut next.lengths, &model.length) {
             (Some(layer), Some((weight, bias))) => append_row(layer, weight, *bias)?,
-            (Some(_), None) => return Err(shape("the router predicts output lengths: the new model needs a row".into())),
+            (Some(_), None) => {
+                return Err(shape("the router predicts output lengths: the new model needs a row".into()))
+            }
             (None, _) => {}
         }
         next.calibration.push(model.calibration);

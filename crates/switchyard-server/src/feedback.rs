@@ -86,7 +86,9 @@ pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> R
 fn learn(state: &AppState, request_id: &str, score: f64) {
     if let Some(learning) = &state.learning {
         if !learning.feedback(request_id, score) {
-            tracing::debug!("feedback for {request_id}: its prediction is not remembered here, so it is not learned from");
+            tracing::debug!(
+                "feedback for {request_id}: its prediction is not remembered here, so it is not learned from"
+            );
         }
     }
 }

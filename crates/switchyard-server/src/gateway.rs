@@ -253,7 +253,8 @@ async fn handle(
                     // Online learning: what was predicted for the model that answered, and what a whole
                     // answer says about its quality.
                     let capped = body.get("max_tokens").or_else(|| body.get("max_completion_tokens")).is_some();
-                    let answer = forwarded.answer.as_ref().map(|(text, finish)| (text.as_str(), finish.as_deref(), capped));
+                    let answer =
+                        forwarded.answer.as_ref().map(|(text, finish)| (text.as_str(), finish.as_deref(), capped));
                     state.learn(id, learned.as_ref(), &card.name, answer);
                     if let Some(usage) = forwarded.usage {
                         let (tokens, cost) = count_usage(state, card, &caller, record, usage);

@@ -28,7 +28,10 @@ mod utility;
 
 use std::path::PathBuf;
 
-pub use addition::{embed_eval, fit_profile, representative, EvalPrompt, EvalRows, Prices, ProfileFit, ProfileRequest, MIN_PROFILE_PROMPTS};
+pub use addition::{
+    embed_eval, fit_profile, representative, EvalPrompt, EvalRows, Prices, ProfileFit, ProfileRequest,
+    MIN_PROFILE_PROMPTS,
+};
 pub use cache::{default_cache_dir, EmbeddingCache};
 pub use calibrate::{calibrate, outcome, Calibration, CalibrationTarget, KnobKind};
 pub use complexity_labels::{ComplexityLabels, LabelError};

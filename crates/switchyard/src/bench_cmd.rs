@@ -311,10 +311,8 @@ fn leave_out(
     train_set.keep_models(&set.models);
     let train_embeddings = embed(cache, encoder, train_set.prompts.iter().map(|p| p.text.as_str()), !args.quiet)?;
     let knn = vec![("knn40".to_string(), knn_memory(&train_set, &train_embeddings, 40))];
-    let train_options = TrainOptions {
-        candidates: args.predictors.iter().map(|p| p.kind()).collect(),
-        ..TrainOptions::default()
-    };
+    let train_options =
+        TrainOptions { candidates: args.predictors.iter().map(|p| p.kind()).collect(), ..TrainOptions::default() };
     let options = LeaveOutOptions {
         model: args.leave_out.clone().filter(|m| m != "auto"),
         rows: args.profile_rows,
@@ -323,7 +321,11 @@ fn leave_out(
         save_to: Some(args.out.join("routers")),
     };
     let bootstrap = BootstrapOptions { resamples: args.bootstrap, seed: args.bootstrap_seed, ..Default::default() };
-    eprintln!("leave-one-out on {} held-out prompts ({overlap} left out as seen in training), {} models", set.prompts.len(), set.models.len());
+    eprintln!(
+        "leave-one-out on {} held-out prompts ({overlap} left out as seen in training), {} models",
+        set.prompts.len(),
+        set.models.len()
+    );
     let report = leave_one_out(
         &dataset,
         &args.train_logs,

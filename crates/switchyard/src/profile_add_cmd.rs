@@ -184,7 +184,11 @@ pub fn add(args: &AddArgs) -> anyhow::Result<()> {
         (Some(path), _, _) => {
             let catalog = Catalog::load(path)?;
             let card = catalog.get(&args.model).with_context(|| {
-                format!("the catalog {} has no model {:?}: add it there, or give its prices", path.display(), args.model)
+                format!(
+                    "the catalog {} has no model {:?}: add it there, or give its prices",
+                    path.display(),
+                    args.model
+                )
             })?;
             Some(Prices { input_usd_per_mtok: card.input_usd_per_mtok, output_usd_per_mtok: card.output_usd_per_mtok })
         }
@@ -192,7 +196,16 @@ pub fn add(args: &AddArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let inputs = Inputs { logs: &args.logs, skip_bad_rows: args.skip_bad_rows, seed: args.seed, quiet: args.quiet };
-    let fitted = fit(&router, &args.model, &inputs, &priors, prices, args.mean_output_tokens, args.cache_dir.as_deref(), &args.encoder)?;
+    let fitted = fit(
+        &router,
+        &args.model,
+        &inputs,
+        &priors,
+        prices,
+        args.mean_output_tokens,
+        args.cache_dir.as_deref(),
+        &args.encoder,
+    )?;
     router.add_model(fitted, args.replace)?;
     save(&router, &args.router, &args.model, "added")
 }
@@ -238,14 +251,22 @@ pub fn update(args: &UpdateArgs) -> anyhow::Result<()> {
         }
     }
     let cost = router.manifest.models.iter().find(|c| c.model == args.model).cloned();
-    let prices = cost.as_ref().filter(|c| c.source == switchyard_core::CostSource::Prices).map(|c| Prices {
-        input_usd_per_mtok: c.input_usd_per_mtok,
-        output_usd_per_mtok: c.output_usd_per_mtok,
-    });
+    let prices = cost
+        .as_ref()
+        .filter(|c| c.source == switchyard_core::CostSource::Prices)
+        .map(|c| Prices { input_usd_per_mtok: c.input_usd_per_mtok, output_usd_per_mtok: c.output_usd_per_mtok });
     let inputs = Inputs { logs: &logs, skip_bad_rows: args.skip_bad_rows, seed: args.seed, quiet: args.quiet };
     let mean_tokens = cost.map(|c| c.mean_output_tokens);
-    let fitted =
-        fit(&router, &args.model, &inputs, &profile.priors, prices, mean_tokens, args.cache_dir.as_deref(), &args.encoder)?;
+    let fitted = fit(
+        &router,
+        &args.model,
+        &inputs,
+        &profile.priors,
+        prices,
+        mean_tokens,
+        args.cache_dir.as_deref(),
+        &args.encoder,
+    )?;
     router.add_model(fitted, true)?;
     save(&router, &args.router, &args.model, "updated")
 }
@@ -268,11 +289,8 @@ fn fit(
     cache_dir: Option<&Path>,
     encoder_args: &ModelArgs,
 ) -> anyhow::Result<switchyard_core::NewModel> {
-    let eval = if inputs.logs.is_empty() {
-        None
-    } else {
-        Some(EvalRows::read(inputs.logs, model, inputs.skip_bad_rows)?)
-    };
+    let eval =
+        if inputs.logs.is_empty() { None } else { Some(EvalRows::read(inputs.logs, model, inputs.skip_bad_rows)?) };
     let embeddings = match &eval {
         Some(eval) => {
             eval.check_enough()?;
@@ -305,7 +323,8 @@ fn fit(
             fitted.lambda.unwrap_or(f64::NAN)
         ),
     }
-    let domains = if router.manifest.domains.is_empty() { vec!["all".to_string()] } else { router.manifest.domains.clone() };
+    let domains =
+        if router.manifest.domains.is_empty() { vec!["all".to_string()] } else { router.manifest.domains.clone() };
     let shown: Vec<String> = domains
         .iter()
         .zip(new.priors.iter().zip(&new.evidence))

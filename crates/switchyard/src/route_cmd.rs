@@ -113,8 +113,13 @@ pub fn run(args: &RouteArgs) -> anyhow::Result<()> {
         .then(|| switchyard_server::Learning::open(&config.learning, &routers.main))
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let steering =
-        Steering { routers: &routers, config: &config, health: &health, sessions: &sessions, learning: learning.as_ref() };
+    let steering = Steering {
+        routers: &routers,
+        config: &config,
+        health: &health,
+        sessions: &sessions,
+        learning: learning.as_ref(),
+    };
     let Decided { report, rule, similarity, arm, .. } =
         switchyard_server::decide(&steering, &query, &embedding, encode_ms)?;
     let answer = Answer {

@@ -58,7 +58,10 @@ impl LearningConfig {
         if !(self.prior_strength.is_finite() && self.prior_strength > 0.0) {
             return Err((
                 "learning.prior_strength",
-                format!("must be a positive number of pseudo-observations (20 is typical), got {}", self.prior_strength),
+                format!(
+                    "must be a positive number of pseudo-observations (20 is typical), got {}",
+                    self.prior_strength
+                ),
             ));
         }
         if !(self.half_life.is_finite() && self.half_life > 0.0) {
@@ -87,6 +90,9 @@ mod tests {
         let bad = |c: LearningConfig| c.validate().unwrap_err().0;
         assert_eq!(bad(LearningConfig { prior_strength: 0.0, ..Default::default() }), "learning.prior_strength");
         assert_eq!(bad(LearningConfig { half_life: f64::NAN, ..Default::default() }), "learning.half_life");
-        assert_eq!(bad(LearningConfig { refusal_patterns: vec![" ".into()], ..Default::default() }), "learning.refusal_patterns");
+        assert_eq!(
+            bad(LearningConfig { refusal_patterns: vec![" ".into()], ..Default::default() }),
+            "learning.refusal_patterns"
+        );
     }
 }

@@ -170,8 +170,7 @@ impl Learning {
     pub fn observe(&self, o: &Observation, score: f64, source: Source) {
         self.lock().observe(&o.model, &o.domains, score, o.predicted, &self.settings);
         self.changes.fetch_add(1, Ordering::Relaxed);
-        *self.updates.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(source.label()).or_default() +=
-            1;
+        *self.updates.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(source.label()).or_default() += 1;
     }
 
     /// What an upstream answer says about its quality, if anything: empty, a refusal, or cut at the
@@ -227,10 +226,22 @@ impl Learning {
                 .collect()
         };
         let series = [
-            ("switchyard_predicted_success", "The router's mean predicted P(success) for the observed outcomes, by model and domain."),
-            ("switchyard_observed_success", "The mean observed score (feedback and upstream signals, recent first), by model and domain."),
-            ("switchyard_online_observations", "Observations behind the online posterior (discounted), by model and domain."),
-            ("switchyard_online_weight", "The observations' weight in the posterior, n / (n + prior_strength), by model and domain."),
+            (
+                "switchyard_predicted_success",
+                "The router's mean predicted P(success) for the observed outcomes, by model and domain.",
+            ),
+            (
+                "switchyard_observed_success",
+                "The mean observed score (feedback and upstream signals, recent first), by model and domain.",
+            ),
+            (
+                "switchyard_online_observations",
+                "Observations behind the online posterior (discounted), by model and domain.",
+            ),
+            (
+                "switchyard_online_weight",
+                "The observations' weight in the posterior, n / (n + prior_strength), by model and domain.",
+            ),
         ];
         let k = self.settings.prior_strength;
         for (i, (name, help)) in series.iter().enumerate() {

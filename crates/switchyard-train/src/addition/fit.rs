@@ -57,7 +57,9 @@ pub(super) fn fit_heads(
         .iter()
         .enumerate()
         .filter(|(_, p)| !p.output_tokens.is_empty())
-        .map(|(i, p)| (i, p.output_tokens.iter().map(|t| t.max(0.0).ln_1p()).sum::<f32>() / p.output_tokens.len() as f32))
+        .map(|(i, p)| {
+            (i, p.output_tokens.iter().map(|t| t.max(0.0).ln_1p()).sum::<f32>() / p.output_tokens.len() as f32)
+        })
         .collect();
     let hashes: Vec<u64> = eval.prompts.iter().map(|p| p.text_hash).collect();
     let folds = Folds::grouped(&hashes, FOLDS, seed)?;
@@ -372,7 +374,6 @@ impl RowProblem<'_> {
     fn z(&self, w: &[f32], b: f32, i: usize) -> f64 {
         f64::from(switchyard_core::dot(w, &self.reps[i]) + b + self.offsets[i])
     }
-
 }
 
 fn softplus(z: f64) -> f64 {
@@ -481,7 +482,8 @@ pub(super) fn priors_and_evidence(
         for d in 0..width {
             let weights: Vec<f64> = membership.iter().map(|m| f64::from(m[d])).collect();
             evidence[d] = weights.iter().zip(&fit.targets).map(|(w, t)| *w as f32 * t.1).sum();
-            priors[d] = sigmoid(bernoulli_logit(&fit.targets, &weights, &shift, Some(overall)) as f32).clamp(0.02, 0.98);
+            priors[d] =
+                sigmoid(bernoulli_logit(&fit.targets, &weights, &shift, Some(overall)) as f32).clamp(0.02, 0.98);
         }
     }
     let given = |d: usize| -> Option<f64> {

@@ -24,8 +24,7 @@ use std::path::PathBuf;
 
 use ndarray::Array2;
 use switchyard_core::{
-    read_logs, AddedProfile, CostSource, Evidence, FileFingerprint, ModelCost, NewModel, ProfileBasis,
-    Router, Split,
+    read_logs, AddedProfile, CostSource, Evidence, FileFingerprint, ModelCost, NewModel, ProfileBasis, Router, Split,
 };
 
 use crate::dataset::{fingerprint, text_hash};
@@ -264,7 +263,8 @@ pub fn fit_profile(router: &Router, request: &ProfileRequest<'_>) -> Result<(New
 /// The new model's cost: list prices when given, else the eval rows' mean observed cost.
 fn model_cost(request: &ProfileRequest<'_>) -> Result<ModelCost, TrainError> {
     let eval = request.eval.map(|(e, _)| e);
-    let tokens: Vec<f32> = eval.map(|e| e.prompts.iter().flat_map(|p| p.output_tokens.clone()).collect()).unwrap_or_default();
+    let tokens: Vec<f32> =
+        eval.map(|e| e.prompts.iter().flat_map(|p| p.output_tokens.clone()).collect()).unwrap_or_default();
     let mean_output_tokens = if tokens.is_empty() {
         request.mean_output_tokens
     } else {
@@ -273,7 +273,9 @@ fn model_cost(request: &ProfileRequest<'_>) -> Result<ModelCost, TrainError> {
     if let Some(prices) = request.prices {
         for (what, v) in [("input", prices.input_usd_per_mtok), ("output", prices.output_usd_per_mtok)] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(TrainError::Profile(format!("the {what} price {v} is not a price in USD per million tokens")));
+                return Err(TrainError::Profile(format!(
+                    "the {what} price {v} is not a price in USD per million tokens"
+                )));
             }
         }
         let Some(mean_output_tokens) = mean_output_tokens else {

@@ -72,12 +72,10 @@ pub fn representative(x: &[Vec<f32>], n: usize, seed: u64) -> Vec<usize> {
         .collect();
     // Top up (empty clusters) with the prompts farthest from everything chosen.
     while chosen.len() < n {
-        let far = (0..rows)
-            .filter(|i| !chosen.contains(i))
-            .min_by(|&i, &j| {
-                let near = |k: usize| chosen.iter().map(|&c| dot(&x[k], &x[c])).fold(f32::NEG_INFINITY, f32::max);
-                near(i).total_cmp(&near(j))
-            });
+        let far = (0..rows).filter(|i| !chosen.contains(i)).min_by(|&i, &j| {
+            let near = |k: usize| chosen.iter().map(|&c| dot(&x[k], &x[c])).fold(f32::NEG_INFINITY, f32::max);
+            near(i).total_cmp(&near(j))
+        });
         match far {
             Some(i) => chosen.push(i),
             None => break,
@@ -103,10 +101,22 @@ mod tests {
             .chain((0..30).map(|i| 2.0 + i as f32 * 0.001))
             .chain((0..5).map(|i| 4.0 + i as f32 * 0.001))
             .collect();
-        let x = Array2::from_shape_fn((angles.len(), 2), |(r, c)| if c == 0 { angles[r].cos() } else { angles[r].sin() });
+        let x =
+            Array2::from_shape_fn((angles.len(), 2), |(r, c)| if c == 0 { angles[r].cos() } else { angles[r].sin() });
         let x: Vec<Vec<f32>> = x.rows().into_iter().map(|r| r.to_vec()).collect();
         let chosen = representative(&x, 3, 7);
-        let mut groups: Vec<usize> = chosen.iter().map(|&i| if i < 60 { 0 } else if i < 90 { 1 } else { 2 }).collect();
+        let mut groups: Vec<usize> = chosen
+            .iter()
+            .map(|&i| {
+                if i < 60 {
+                    0
+                } else if i < 90 {
+                    1
+                } else {
+                    2
+                }
+            })
+            .collect();
         groups.sort_unstable();
         assert_eq!(groups, vec![0, 1, 2], "{chosen:?}");
         assert_eq!(representative(&x, 3, 7), chosen, "deterministic");

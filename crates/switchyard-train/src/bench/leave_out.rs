@@ -145,10 +145,10 @@ pub fn leave_one_out(
     eval.check_enough()?;
     let eval_embeddings = embed_eval(cache, encoder, &eval, false)?;
     let cost = full.manifest.models.iter().find(|c| c.model == model).cloned();
-    let prices = cost.as_ref().filter(|c| c.source == CostSource::Prices).map(|c| Prices {
-        input_usd_per_mtok: c.input_usd_per_mtok,
-        output_usd_per_mtok: c.output_usd_per_mtok,
-    });
+    let prices = cost
+        .as_ref()
+        .filter(|c| c.source == CostSource::Prices)
+        .map(|c| Prices { input_usd_per_mtok: c.input_usd_per_mtok, output_usd_per_mtok: c.output_usd_per_mtok });
     let request = ProfileRequest {
         model: &model,
         eval: Some((&eval, &eval_embeddings)),
@@ -213,5 +213,10 @@ fn importance(router: &Router, train: &BenchSet, embeddings: &[Vec<f32>]) -> Vec
     // Removing a model leaves the others' estimates as they were, so one pass of predictions serves all.
     let estimates = set_estimates(train, embeddings, router);
     let base = estimates_aiq(train, &estimates, None);
-    train.models.iter().enumerate().map(|(m, name)| (name.clone(), base - estimates_aiq(train, &estimates, Some(m)))).collect()
+    train
+        .models
+        .iter()
+        .enumerate()
+        .map(|(m, name)| (name.clone(), base - estimates_aiq(train, &estimates, Some(m))))
+        .collect()
 }

@@ -136,10 +136,8 @@ pub(super) fn gain_shares(
     options: &BootstrapOptions,
 ) -> BTreeMap<String, Interval> {
     let n = set.prompts.len();
-    let keys: Vec<String> = others
-        .iter()
-        .flat_map(|(name, _)| [format!("share:{name}"), format!("minus_full:{name}")])
-        .collect();
+    let keys: Vec<String> =
+        others.iter().flat_map(|(name, _)| [format!("share:{name}"), format!("minus_full:{name}")]).collect();
     let values = bootstrap_intervals(n, options, |indices| {
         let w = counts(indices, n);
         let singles: Vec<Point> = single_points(set, &w).into_iter().flatten().collect();

@@ -162,11 +162,8 @@ fn estimates_in_set_order(
     // The router's estimates in the set's model order (the set may keep only some of the router's models).
     // A model of the set that the router lacks (a leave-one-out comparison) is one it can never choose: P 0 at
     // a prohibitive cost.
-    let order: Vec<Option<usize>> = set
-        .models
-        .iter()
-        .map(|name| router.manifest.models.iter().position(|c| &c.model == name))
-        .collect();
+    let order: Vec<Option<usize>> =
+        set.models.iter().map(|name| router.manifest.models.iter().position(|c| &c.model == name)).collect();
     let in_set_order: Vec<Vec<ModelEstimate>> = predictions
         .iter()
         .map(|p| {
