@@ -35,6 +35,10 @@ pub struct Outcome {
     /// Observed latency in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
+    /// For logged-bandit rows (a router's own decisions, exported with their feedback): the probability that
+    /// the router chose this model, in (0, 1]. Training weights such rows by its inverse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propensity: Option<f64>,
 }
 
 /// Who won an arena-style comparison.
@@ -125,6 +129,8 @@ struct RawRow {
     model_a: Option<String>,
     model_b: Option<String>,
     winner: Option<String>,
+    propensity: Option<f64>,
+    explored: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -189,6 +195,20 @@ impl RawRow {
             }
             non_negative("cost_usd", self.cost_usd)?;
             non_negative("latency_ms", self.latency_ms)?;
+            match self.propensity {
+                Some(p) if !(p > 0.0 && p <= 1.0) => {
+                    return Err(format!(
+                        "\"propensity\" must be in (0, 1] (the probability the router chose this model), got {p}"
+                    ))
+                }
+                None if self.explored == Some(true) => {
+                    return Err("an explored row (\"explored\": true) needs its \"propensity\", the probability the \
+                                router chose this model, or its outcome would bias training; export it again with \
+                                `switchyard logs export`, or drop the row"
+                        .to_string())
+                }
+                _ => {}
+            }
             Evidence::Outcome(Outcome {
                 model,
                 score,
@@ -196,6 +216,7 @@ impl RawRow {
                 input_tokens: self.input_tokens,
                 output_tokens: self.output_tokens,
                 latency_ms: self.latency_ms,
+                propensity: self.propensity,
             })
         };
         Ok(LabelledRow { prompt, id, domain: self.domain.filter(|d| !d.is_empty()), split, evidence })
@@ -296,6 +317,8 @@ mod tests {
             (r#"{"prompt": "p", "model": "m", "score": "high"}"#, "invalid type"),
             (r#"{"prompt": "p", "model": "m", "score": 1, "cost_usd": -0.1}"#, "\"cost_usd\" must be a number >= 0"),
             (r#"{"prompt": "p", "model": "m", "score": 1, "split": "dev"}"#, "\"split\" must be"),
+            (r#"{"prompt": "p", "model": "m", "score": 1, "propensity": 0}"#, "\"propensity\" must be in (0, 1]"),
+            (r#"{"prompt": "p", "model": "m", "score": 1, "explored": true}"#, "needs its \"propensity\""),
             (r#"{"prompt": "p", "model_a": "x", "winner": "model_a"}"#, "\"model_b\" is missing"),
             (r#"{"prompt": "p", "model_a": "x", "model_b": "y", "winner": "x"}"#, "\"winner\" must be"),
             (r#"{"prompt": "p", "model_a": "x", "model_b": "x", "winner": "tie"}"#, "same model"),

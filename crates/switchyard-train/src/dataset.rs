@@ -26,6 +26,9 @@ pub struct PromptRecord {
     pub domain: Option<usize>,
     /// (model index, score) per outcome row.
     pub outcomes: Vec<(usize, f32)>,
+    /// Each outcome row's weight, parallel to `outcomes`: 1, or for logged-bandit rows their clipped,
+    /// self-normalised inverse propensity (see [`Dataset::from_logs`]).
+    pub outcome_weights: Vec<f32>,
     /// (model, output tokens) per outcome row that has a token count.
     pub output_tokens: Vec<(usize, f32)>,
     /// (model a, model b, winner) per pairwise row.
@@ -35,17 +38,19 @@ pub struct PromptRecord {
 }
 
 impl PromptRecord {
-    /// Per-model outcome targets in [0, 1]: the mean score of the model's outcome rows (fractional scores
-    /// stay fractional). Returns (model, target, weight) with weight = number of outcome rows. Pairwise rows
-    /// are not here: they are preferences, not outcomes (see [`crate::Targets`]).
+    /// Per-model outcome targets in [0, 1]: the weighted mean score of the model's outcome rows (fractional
+    /// scores stay fractional). Returns (model, target, weight) with weight = the rows' summed weights (their
+    /// number, without logged-bandit rows). Pairwise rows are not here: they are preferences, not outcomes
+    /// (see [`crate::Targets`]).
     pub fn targets(&self) -> Vec<(usize, f32, f32)> {
         let mut acc: BTreeMap<usize, (f32, f32)> = BTreeMap::new();
-        for &(m, s) in &self.outcomes {
+        for (i, &(m, s)) in self.outcomes.iter().enumerate() {
+            let w = self.outcome_weights.get(i).copied().unwrap_or(1.0);
             let e = acc.entry(m).or_default();
-            e.0 += s;
-            e.1 += 1.0;
+            e.0 += w * s;
+            e.1 += w;
         }
-        acc.into_iter().map(|(m, (sum, n))| (m, sum / n, n)).collect()
+        acc.into_iter().filter(|(_, (_, n))| *n > 0.0).map(|(m, (sum, n))| (m, sum / n, n)).collect()
     }
 }
 
@@ -66,6 +71,8 @@ pub struct Dataset {
     pub summary: ReadSummary,
     /// Rows left out because their split is "test".
     pub test_rows_excluded: usize,
+    /// Logged-bandit rows: outcome rows with a `propensity`, weighted by its inverse.
+    pub bandit_rows: usize,
 }
 
 #[derive(Default)]
@@ -75,6 +82,10 @@ struct CostStats {
     out_tokens_sum: f64,
     out_tokens_n: usize,
 }
+
+/// Largest inverse-propensity weight of a logged-bandit row (propensities under 1/20 count as 1/20), so that a
+/// rarely explored choice cannot dominate what is learned.
+pub const MAX_IPS_WEIGHT: f64 = 20.0;
 
 /// Which rows of the logs to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +118,15 @@ impl Dataset {
         builder.finish(catalog, files, summary)
     }
 
+    /// The same data with every outcome weighted 1, as if the logs had no propensities: naive training on
+    /// logged-bandit rows, for comparison.
+    pub fn ignore_propensities(&mut self) {
+        self.bandit_rows = 0;
+        for p in &mut self.prompts {
+            p.outcome_weights.iter_mut().for_each(|w| *w = 1.0);
+        }
+    }
+
     /// The same data without model `name`: its outcomes and the pairwise rows naming it are dropped, prompts
     /// left with no evidence are dropped, the other models keep their order. (Leave-one-out evaluation of
     /// `profile add` trains on this.) `None` when there is no such model.
@@ -117,8 +137,10 @@ impl Dataset {
             .prompts
             .iter()
             .filter_map(|p| {
+                let kept: Vec<usize> = (0..p.outcomes.len()).filter(|&i| p.outcomes[i].0 != gone).collect();
                 let outcomes: Vec<(usize, f32)> =
-                    p.outcomes.iter().filter(|(m, _)| *m != gone).map(|&(m, s)| (remap(m), s)).collect();
+                    kept.iter().map(|&i| (remap(p.outcomes[i].0), p.outcomes[i].1)).collect();
+                let outcome_weights = kept.iter().map(|&i| p.outcome_weights.get(i).copied().unwrap_or(1.0)).collect();
                 let pairs: Vec<(usize, usize, Winner)> = p
                     .pairs
                     .iter()
@@ -130,7 +152,7 @@ impl Dataset {
                 }
                 let output_tokens =
                     p.output_tokens.iter().filter(|(m, _)| *m != gone).map(|&(m, t)| (remap(m), t)).collect();
-                Some(PromptRecord { outcomes, pairs, output_tokens, ..p.clone() })
+                Some(PromptRecord { outcomes, outcome_weights, pairs, output_tokens, ..p.clone() })
             })
             .collect();
         let mut out = self.clone();
@@ -182,6 +204,7 @@ impl Builder {
                     text: row.prompt.clone(),
                     domain: None,
                     outcomes: Vec::new(),
+                    outcome_weights: Vec::new(),
                     output_tokens: Vec::new(),
                     pairs: Vec::new(),
                     split: row.split,
@@ -207,6 +230,9 @@ impl Builder {
                 }
                 let m = self.model(&o.model);
                 self.prompts[i].0.outcomes.push((m, o.score as f32));
+                // Raw inverse propensities for now (0 marks a row without one); normalised in `finish`.
+                let inverse = o.propensity.map_or(0.0, |p| (1.0 / p).min(MAX_IPS_WEIGHT) as f32);
+                self.prompts[i].0.outcome_weights.push(inverse);
                 if let Some(t) = o.output_tokens {
                     self.prompts[i].0.output_tokens.push((m, t as f32));
                 }
@@ -256,8 +282,31 @@ impl Builder {
                 record
             })
             .collect();
+        let mut prompts: Vec<PromptRecord> = prompts;
+        // Logged-bandit rows: inverse propensities clipped at MAX_IPS_WEIGHT, self-normalised so that they
+        // average 1 (their total weight is their count, as for any other rows).
+        let (sum, n) = prompts
+            .iter()
+            .flat_map(|p| p.outcome_weights.iter())
+            .filter(|w| **w > 0.0)
+            .fold((0f64, 0usize), |(s, n), w| (s + f64::from(*w), n + 1));
+        let scale = if n > 0 { n as f64 / sum } else { 1.0 };
+        for p in &mut prompts {
+            for w in &mut p.outcome_weights {
+                *w = if *w > 0.0 { (f64::from(*w) * scale) as f32 } else { 1.0 };
+            }
+        }
         let costs = models.iter().map(|m| model_cost(m, catalog, self.costs.get(m))).collect::<Result<Vec<_>, _>>()?;
-        Ok(Dataset { models, domains, prompts, costs, files, summary, test_rows_excluded: self.test_rows_excluded })
+        Ok(Dataset {
+            models,
+            domains,
+            prompts,
+            costs,
+            files,
+            summary,
+            test_rows_excluded: self.test_rows_excluded,
+            bandit_rows: n,
+        })
     }
 }
 

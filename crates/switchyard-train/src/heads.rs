@@ -202,6 +202,7 @@ mod tests {
                 text_hash: i as u64,
                 domain: None,
                 outcomes: vec![(0, f32::from(u8::from(next() < 0.5)))],
+                outcome_weights: vec![1.0],
                 output_tokens: Vec::new(),
                 pairs: Vec::new(),
                 split: None,

@@ -35,7 +35,7 @@ pub use addition::{
 pub use cache::{default_cache_dir, EmbeddingCache};
 pub use calibrate::{calibrate, outcome, Calibration, CalibrationTarget, KnobKind};
 pub use complexity_labels::{ComplexityLabels, LabelError};
-pub use dataset::{fingerprint, read_prompts, text_hash, Dataset, PromptRecord, RowFilter};
+pub use dataset::{fingerprint, read_prompts, text_hash, Dataset, PromptRecord, RowFilter, MAX_IPS_WEIGHT};
 pub use familiarity::{fit_familiarity, FamiliarityInputs, MAX_CENTROIDS};
 pub use folds::Folds;
 pub use heads::{cross_fit_heads, difficulty_targets, fit_complexity_head, fit_domain_head};

@@ -75,18 +75,28 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 /// Fits Platt scaling P' = σ(a·logit(P) + b) by damped Newton steps on the soft log loss, with a weak pull
 /// towards the identity (a = 1, b = 0). Fewer than 20 pairs: the identity.
 pub fn fit_platt(pairs: &[(f32, f32)]) -> Platt {
+    let weighted: Vec<(f32, f32, f32)> = pairs.iter().map(|&(p, s)| (p, s, 1.0)).collect();
+    fit_platt_weighted(&weighted)
+}
+
+/// [`fit_platt`] on (predicted, target, weight) triples: each pair counts by its weight (observation counts,
+/// inverse propensities), normalised to their number.
+pub fn fit_platt_weighted(pairs: &[(f32, f32, f32)]) -> Platt {
     if pairs.len() < 20 {
         return Platt::default();
     }
-    let data: Vec<(f64, f64)> = pairs.iter().map(|&(p, s)| (f64::from(logit(p)), f64::from(s))).collect();
+    let total: f64 = pairs.iter().map(|p| f64::from(p.2.max(0.0))).sum::<f64>().max(1e-12);
+    let scale = pairs.len() as f64 / total;
+    let data: Vec<(f64, f64, f64)> =
+        pairs.iter().map(|&(p, s, w)| (f64::from(logit(p)), f64::from(s), f64::from(w.max(0.0)) * scale)).collect();
     let reg = 1e-2 * data.len() as f64;
     let loss = |a: f64, b: f64| -> f64 {
         let fit: f64 = data
             .iter()
-            .map(|&(z, s)| {
+            .map(|&(z, s, w)| {
                 let u = a * z + b;
                 // log(1 + e^u) − s·u, stable.
-                u.max(0.0) + (-u.abs()).exp().ln_1p() - s * u
+                w * (u.max(0.0) + (-u.abs()).exp().ln_1p() - s * u)
             })
             .sum();
         fit + 0.5 * reg * ((a - 1.0).powi(2) + b * b)
@@ -95,11 +105,11 @@ pub fn fit_platt(pairs: &[(f32, f32)]) -> Platt {
     let mut current = loss(a, b);
     for _ in 0..100 {
         let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (reg * (a - 1.0), reg * b, reg, 0.0, reg);
-        for &(z, s) in &data {
+        for &(z, s, weight) in &data {
             let q = 1.0 / (1.0 + (-(a * z + b)).exp());
-            let w = q * (1.0 - q);
-            ga += (q - s) * z;
-            gb += q - s;
+            let w = weight * q * (1.0 - q);
+            ga += weight * (q - s) * z;
+            gb += weight * (q - s);
             haa += w * z * z;
             hab += w * z;
             hbb += w;

@@ -136,6 +136,14 @@ impl Targets {
             .collect()
     }
 
+    /// The observed (predicted, target, weight) triples of one model.
+    pub fn model_weighted_pairs(&self, predicted: &Array2<f32>, model: usize) -> Vec<(f32, f32, f32)> {
+        (0..self.value.nrows())
+            .filter(|&r| self.weight[[r, model]] > 0.0)
+            .map(|r| (predicted[[r, model]], self.value[[r, model]], self.weight[[r, model]]))
+            .collect()
+    }
+
     /// Mean negative log-likelihood of `predicted` over every observation: the soft cross-entropy of each
     /// outcome row, and the Bradley–Terry loss of each pairwise row, P(a preferred) = σ(logit P_a − logit P_b).
     pub fn loss(&self, predicted: &Array2<f32>) -> f64 {

@@ -18,7 +18,7 @@ use crate::familiarity::{fit_familiarity, FamiliarityInputs};
 use crate::folds::{sample_groups, Folds};
 use crate::heads::{cross_fit_heads, difficulty_targets};
 use crate::lengths::{fit_lengths, LengthTargets, OutputLengths, MIN_LENGTH_PROMPTS};
-use crate::metrics::{ece, fit_platt};
+use crate::metrics::{ece, fit_platt_weighted};
 use crate::predictors::{grid, MlpConfig};
 use crate::profiles::{baselines, Profiles};
 use crate::select::{best, cross_validate, refit, CvData};
@@ -380,16 +380,17 @@ fn calibrate(targets: &Targets, predicted: &Array2<f32>) -> (Vec<Platt>, f64) {
 
 fn platt_scaling(targets: &Targets, predicted: &Array2<f32>) -> (Vec<Platt>, f64) {
     let models = targets.value.ncols();
-    let calibration = (0..models).map(|m| fit_platt(&targets.model_pairs(predicted, m))).collect();
+    // Each pair counts by its observation weight (rows, or inverse propensities of logged-bandit rows).
+    let calibration = (0..models).map(|m| fit_platt_weighted(&targets.model_weighted_pairs(predicted, m))).collect();
     let mut cross = Vec::new();
     for m in 0..models {
-        let pairs = targets.model_pairs(predicted, m);
+        let pairs = targets.model_weighted_pairs(predicted, m);
         let (even, odd): (Vec<_>, Vec<_>) = pairs.iter().enumerate().partition(|(i, _)| i % 2 == 0);
-        let even: Vec<(f32, f32)> = even.into_iter().map(|(_, p)| *p).collect();
-        let odd: Vec<(f32, f32)> = odd.into_iter().map(|(_, p)| *p).collect();
+        let even: Vec<(f32, f32, f32)> = even.into_iter().map(|(_, p)| *p).collect();
+        let odd: Vec<(f32, f32, f32)> = odd.into_iter().map(|(_, p)| *p).collect();
         for (fit_on, apply_to) in [(&even, &odd), (&odd, &even)] {
-            let platt = fit_platt(fit_on);
-            cross.extend(apply_to.iter().map(|&(p, s)| (platt.apply(p), s)));
+            let platt = fit_platt_weighted(fit_on);
+            cross.extend(apply_to.iter().map(|&(p, s, _)| (platt.apply(p), s)));
         }
     }
     (calibration, ece(&cross))

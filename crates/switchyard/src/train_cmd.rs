@@ -47,6 +47,12 @@ pub struct TrainArgs {
     #[arg(long)]
     skip_bad_rows: bool,
 
+    /// Weight logged-bandit rows (rows with a `propensity`, as `logs export` writes them) equally instead of
+    /// by their inverse propensity: naive training, biased toward what the logging router already believed.
+    /// For comparison only.
+    #[arg(long)]
+    no_ips: bool,
+
     /// Predictors to cross-validate (comma-separated), each over its grid of settings; with two or more, the
     /// ensemble of each kind's best is a candidate too. The highest routing utility on the validation folds
     /// wins (AIQ; APGR on two models), log loss breaking ties.
@@ -141,7 +147,22 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let catalog = args.catalog.as_deref().map(Catalog::load).transpose()?;
     let profiles = args.profiles.as_deref().map(Profiles::load).transpose()?;
     let complexity_labels = args.complexity_labels.as_deref().map(ComplexityLabels::load).transpose()?;
-    let dataset = Dataset::from_logs(&args.logs, catalog.as_ref(), args.skip_bad_rows, RowFilter::ExcludeTest)?;
+    let mut dataset = Dataset::from_logs(&args.logs, catalog.as_ref(), args.skip_bad_rows, RowFilter::ExcludeTest)?;
+    if dataset.bandit_rows > 0 {
+        if args.no_ips {
+            eprintln!(
+                "{} logged-bandit rows weighted 1 (--no-ips): biased toward the logging router",
+                dataset.bandit_rows
+            );
+            dataset.ignore_propensities();
+        } else {
+            eprintln!(
+                "{} logged-bandit rows weighted by inverse propensity (clipped at {}, self-normalised)",
+                dataset.bandit_rows,
+                switchyard_train::MAX_IPS_WEIGHT
+            );
+        }
+    }
     eprintln!(
         "{}; {} test rows left out; {} prompts, {} models, {} domains",
         dataset.summary,
