@@ -117,7 +117,7 @@ fn inverse_propensity_training_recovers_the_true_best_model_where_naive_training
     let mut cache = EmbeddingCache::open(&dir.path().join("cache"), encoder).unwrap();
     let options = TrainOptions { candidates: vec![PredictorKind::Logistic], folds: 3, ..TrainOptions::default() };
 
-    let dataset = Dataset::from_logs(&[path.clone()], None, false, RowFilter::ExcludeTest).unwrap();
+    let dataset = Dataset::from_logs(std::slice::from_ref(&path), None, false, RowFilter::ExcludeTest).unwrap();
     assert_eq!(dataset.bandit_rows, 700);
     let weighted = train(&dataset, encoder, &mut cache, &options).unwrap();
     let mut naive_data = dataset.clone();

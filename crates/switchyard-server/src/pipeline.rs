@@ -44,6 +44,10 @@ pub struct Decided {
     pub user: Option<String>,
     /// The conversation's pin, when session pinning applied.
     pub session: Option<SessionPin>,
+    /// The probability that this decision's model was chosen (1 unless `learning.explore` is on).
+    pub propensity: f64,
+    /// Whether the model is an exploration rather than the policy's choice.
+    pub explored: bool,
     /// With online learning: the prompt's domains and the router's own P(success) per model (before the
     /// online shift), what an outcome of the answering model is counted against.
     pub learned: Option<Learned>,
@@ -208,6 +212,38 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
         }
         session = Some(pin);
     }
+    // Exploration: never for a rule's or a conversation's pin.
+    let (mut propensity, mut explored) = (1.0, false);
+    let share = s.config.learning.explore;
+    if share > 0.0 && pinned.is_none() && session.is_none() {
+        let floor = s.config.learning.explore_floor;
+        let others: Vec<(String, f64)> = decision
+            .ranking
+            .iter()
+            .filter(|m| **m != decision.model)
+            .filter_map(|m| prediction.models.iter().find(|e| &e.model == m).map(|e| (m.clone(), e.p_success)))
+            .filter(|(_, p)| *p >= floor)
+            .collect();
+        let strength = s.config.learning.prior_strength;
+        let e = switchyard_core::explore(
+            &decision.model,
+            &others,
+            share,
+            strength,
+            switchyard_core::seed_of(&q.request_id),
+        );
+        (propensity, explored) = (e.propensity, e.explored);
+        if e.explored {
+            let instead = decision.model.clone();
+            pin_to(&mut decision, &e.model);
+            decision.reason = format!(
+                "exploring ({:.1}% of decisions explore): {} instead of the policy's {instead} (propensity {:.4})",
+                share * 100.0,
+                e.model,
+                e.propensity
+            );
+        }
+    }
     if let Some(needs) = narrowed_for {
         decision.reason = format!("{}; only models that accept {needs} were considered", decision.reason);
     }
@@ -220,6 +256,8 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
         arm,
         user,
         session,
+        propensity,
+        explored,
         learned,
     })
 }

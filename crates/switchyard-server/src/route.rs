@@ -79,6 +79,10 @@ struct RouteResponse {
     /// The conversation's session pin, when one applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     session: Option<crate::sessions::SessionPin>,
+    /// The probability that this decision's model was chosen (1 without exploration).
+    propensity: f64,
+    /// Whether the model is an exploration (`learning.explore`) rather than the policy's choice.
+    explored: bool,
 }
 
 /// The handler.
@@ -123,6 +127,8 @@ pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Resu
         rule: tags.rule.clone(),
         similarity: decided.similarity,
         session: decided.session.clone(),
+        propensity: decided.propensity,
+        explored: decided.explored,
         experiment: tags.experiment.clone(),
         arm: tags.arm.clone(),
     };

@@ -242,6 +242,8 @@ pub(crate) fn record_decision(record: &mut DecisionRecord, decided: &Decided) {
         .collect();
     record.decided_model = Some(report.model.clone());
     record.decision_ms = Some(report.timing_ms.encode + report.timing_ms.decide);
+    record.propensity = Some(decided.propensity);
+    record.explored = decided.explored;
 }
 
 /// The decision's expected cost for `model`.

@@ -10,8 +10,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::record::{Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome};
 use crate::StoreError;
 
-/// The schema version this build writes (`PRAGMA user_version`). Version 2 added `api_key` and `session`.
-pub const SCHEMA_VERSION: i64 = 2;
+/// The schema version this build writes (`PRAGMA user_version`). Version 2 added `api_key` and `session`;
+/// version 3, `propensity` and `explored`.
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS decisions (
@@ -39,7 +40,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     latency_ms REAL NOT NULL,
     stream INTEGER NOT NULL,
     api_key TEXT,
-    session TEXT
+    session TEXT,
+    propensity REAL,
+    explored INTEGER
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -51,8 +54,9 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 ";
 
-/// Columns version 2 added to `decisions`, with their types.
-const ADDED_IN_2: [(&str, &str); 2] = [("api_key", "TEXT"), ("session", "TEXT")];
+/// Columns versions 2 and 3 added to `decisions`, with their types.
+const ADDED_SINCE_1: [(&str, &str); 4] =
+    [("api_key", "TEXT"), ("session", "TEXT"), ("propensity", "REAL"), ("explored", "INTEGER")];
 
 /// A logged request joined with its feedback, as export and stats read it.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,8 +97,8 @@ impl Store {
             });
         }
         conn.execute_batch(SCHEMA).map_err(open_err)?;
-        // Version 1 files lack the columns version 2 added: add them (old rows have none).
-        for (column, kind) in ADDED_IN_2 {
+        // Older files lack the columns later versions added: add them (old rows have none).
+        for (column, kind) in ADDED_SINCE_1 {
             let present: bool = conn
                 .query_row("SELECT COUNT(*) FROM pragma_table_info('decisions') WHERE name = ?1", [column], |r| {
                     r.get::<_, i64>(0)
@@ -122,9 +126,9 @@ impl Store {
                 "INSERT OR REPLACE INTO decisions (request_id, ts_ms, endpoint, prompt, prompt_sha256, messages_count,
                  user_id, experiment, arm, rule, policy, estimates, decided_model, chosen_model, attempts, status,
                  input_tokens, output_tokens, cost_usd, expected_cost_usd, decision_ms, latency_ms, stream, api_key,
-                 session)
+                 session, propensity, explored)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                 ?21, ?22, ?23, ?24, ?25)",
+                 ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -153,6 +157,8 @@ impl Store {
                     r.stream,
                     r.api_key,
                     r.session.as_ref().map(|p| p.to_string()),
+                    r.propensity,
+                    r.explored,
                 ])?;
             }
         }
@@ -228,7 +234,7 @@ impl Store {
             "SELECT d.request_id, d.ts_ms, d.endpoint, d.prompt, d.prompt_sha256, d.messages_count, d.user_id,
              d.experiment, d.arm, d.rule, d.policy, d.estimates, d.decided_model, d.chosen_model, d.attempts,
              d.status, d.input_tokens, d.output_tokens, d.cost_usd, d.expected_cost_usd, d.decision_ms,
-             d.latency_ms, d.stream, f.score, d.api_key, d.session
+             d.latency_ms, d.stream, f.score, d.api_key, d.session, d.propensity, d.explored
              FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id
              WHERE d.ts_ms >= ?1 ORDER BY d.ts_ms, d.request_id",
         )?;
@@ -248,6 +254,8 @@ impl Store {
                 user: row.get(6)?,
                 api_key: row.get(24)?,
                 session: json(25)?.and_then(|p| serde_json::from_str(&p).ok()),
+                propensity: row.get(26)?,
+                explored: row.get::<_, Option<bool>>(27)?.unwrap_or(false),
                 experiment: row.get(7)?,
                 arm: row.get(8)?,
                 rule: row.get(9)?,

@@ -62,6 +62,14 @@ pub fn labelled_row(request: &LoggedRequest) -> Result<Value, Skip> {
             row.insert(key.into(), v);
         }
     }
+    // The decision's propensity speaks for the model it decided; after a fallback another model answered,
+    // whose probability of being asked is not known, so the row is not marked as a logged-bandit row.
+    if r.decided_model.as_ref() == Some(model) {
+        if let Some(p) = r.propensity {
+            row.insert("propensity".into(), json!(p));
+            row.insert("explored".into(), json!(r.explored));
+        }
+    }
     row.insert("timestamp".into(), json!(format_rfc3339(r.ts_ms)));
     Ok(Value::Object(row))
 }

@@ -43,7 +43,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     latency_ms DOUBLE PRECISION NOT NULL,
     stream BOOLEAN NOT NULL,
     api_key TEXT,
-    session TEXT
+    session TEXT,
+    propensity DOUBLE PRECISION,
+    explored BOOLEAN
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -56,7 +58,7 @@ CREATE TABLE IF NOT EXISTS feedback (
 ";
 
 /// The columns of `decisions`, in insert order.
-const COLUMNS: [&str; 25] = [
+const COLUMNS: [&str; 27] = [
     "request_id",
     "ts_ms",
     "endpoint",
@@ -82,12 +84,14 @@ const COLUMNS: [&str; 25] = [
     "stream",
     "api_key",
     "session",
+    "propensity",
+    "explored",
 ];
 
 /// The advisory lock that serialises schema creation across replicas.
 const DDL_LOCK: i64 = 7_215_320_418;
 
-/// Rows per INSERT statement (25 parameters each, well under PostgreSQL's 65,535).
+/// Rows per INSERT statement (27 parameters each, well under PostgreSQL's 65,535).
 const ROWS_PER_STATEMENT: usize = 200;
 
 /// A decision log in PostgreSQL.
@@ -180,6 +184,13 @@ impl PgStore {
             return Err(StoreError::NewerSchema { path: shown.clone().into(), found, supported: SCHEMA_VERSION });
         }
         client.batch_execute(SCHEMA).map_err(connect)?;
+        // Tables made by a version 2 build lack version 3's columns.
+        client
+            .batch_execute(
+                "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS propensity DOUBLE PRECISION;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS explored BOOLEAN;",
+            )
+            .map_err(connect)?;
         client
             .execute(
                 "INSERT INTO switchyard_meta (key, value) VALUES ('schema_version', $1)
@@ -343,8 +354,10 @@ impl PgStore {
                 stream: row.get(22),
                 api_key: text(23),
                 session: text(24).and_then(|s| serde_json::from_str(&s).ok()),
+                propensity: row.get(25),
+                explored: row.get::<_, Option<bool>>(26).unwrap_or(false),
             };
-            f(LoggedRequest { record, feedback: row.get(25) });
+            f(LoggedRequest { record, feedback: row.get(27) });
         }
         Ok(())
     }
@@ -386,6 +399,8 @@ struct Encoded {
     stream: bool,
     api_key: Option<String>,
     session: Option<String>,
+    propensity: Option<f64>,
+    explored: bool,
 }
 
 impl Encoded {
@@ -416,10 +431,12 @@ impl Encoded {
             stream: r.stream,
             api_key: r.api_key.as_deref().map(text),
             session: r.session.as_ref().map(|s| s.to_string()),
+            propensity: r.propensity,
+            explored: r.explored,
         })
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 25] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 27] {
         [
             &self.request_id,
             &self.ts_ms,
@@ -446,6 +463,8 @@ impl Encoded {
             &self.stream,
             &self.api_key,
             &self.session,
+            &self.propensity,
+            &self.explored,
         ]
     }
 }

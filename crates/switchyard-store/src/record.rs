@@ -96,6 +96,13 @@ pub struct DecisionRecord {
     pub latency_ms: f64,
     /// Whether the response was streamed.
     pub stream: bool,
+    /// The probability that the router chose the decided model for this request (1 without exploration;
+    /// absent when the request named its model).
+    #[serde(default)]
+    pub propensity: Option<f64>,
+    /// Whether the decided model was an exploration (`learning.explore`) rather than the policy's choice.
+    #[serde(default)]
+    pub explored: bool,
 }
 
 impl DecisionRecord {

@@ -32,6 +32,12 @@ pub struct LearningConfig {
     pub state_file: PathBuf,
     /// Answers starting with one of these (ignoring case) count as failures.
     pub refusal_patterns: Vec<String>,
+    /// Share of routed decisions (0 to 0.5) sent to a model other than the policy's choice, by Thompson
+    /// sampling among the eligible models whose P(success) is at least `explore_floor`. Not for session- or
+    /// rule-pinned requests. Every decision logs its propensity either way.
+    pub explore: f64,
+    /// The least P(success) a model needs to be explored.
+    pub explore_floor: f64,
 }
 
 impl Default for LearningConfig {
@@ -43,6 +49,8 @@ impl Default for LearningConfig {
             half_life: settings.half_life,
             state_file: PathBuf::from("logs/online.json"),
             refusal_patterns: REFUSALS.iter().map(|s| (*s).to_string()).collect(),
+            explore: 0.0,
+            explore_floor: 0.5,
         }
     }
 }
@@ -68,6 +76,21 @@ impl LearningConfig {
             return Err((
                 "learning.half_life",
                 format!("must be a positive number of observations (200 is typical), got {}", self.half_life),
+            ));
+        }
+        if !(0.0..=0.5).contains(&self.explore) {
+            return Err((
+                "learning.explore",
+                format!(
+                    "must be between 0 and 0.5 (the share of routed decisions that explore; 0.02 is typical), got {}",
+                    self.explore
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.explore_floor) {
+            return Err((
+                "learning.explore_floor",
+                format!("must be a P(success) between 0 and 1, got {}", self.explore_floor),
             ));
         }
         if self.refusal_patterns.iter().any(|p| p.trim().is_empty()) {
