@@ -355,13 +355,14 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_file_gains_the_key_column_and_keeps_its_rows() {
+    fn a_version_1_file_gains_the_later_columns_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1.sqlite");
         {
             // The version 1 schema: the same table without api_key.
             let conn = Connection::open(&path).unwrap();
-            let v1 = SCHEMA.replace(",\n    api_key TEXT,\n    session TEXT\n", "\n");
+            let v1 = SCHEMA
+                .replace(",\n    api_key TEXT,\n    session TEXT,\n    propensity REAL,\n    explored INTEGER\n", "\n");
             assert!(!v1.contains("api_key"));
             conn.execute_batch(&v1).unwrap();
             conn.execute_batch(
@@ -376,10 +377,13 @@ mod tests {
         keyed.api_key = Some("team-a".into());
         keyed.session = Some(serde_json::json!({"id": "c-1", "turn": 2, "model": "m", "action": "kept"}));
         keyed.cost_usd = Some(0.25);
+        keyed.propensity = Some(0.04);
+        keyed.explored = true;
         store.insert(&[keyed.clone()]).unwrap();
         let mut rows = Vec::new();
         store.for_each(0, |r| rows.push(r.record)).unwrap();
         assert_eq!((rows[0].request_id.as_str(), rows[0].api_key.as_deref()), ("old", None));
+        assert_eq!((rows[0].propensity, rows[0].explored), (None, false));
         assert_eq!(rows[1], keyed);
         assert_eq!(store.spend_of("team-a", 0).unwrap(), 0.25);
         assert_eq!(store.spend_of("team-a", 2001).unwrap(), 0.0);

@@ -125,6 +125,9 @@ mod tests {
                 ts_ms: 1_000,
                 endpoint: "chat".into(),
                 chosen_model: model.map(str::to_string),
+                decided_model: Some("m".into()),
+                propensity: Some(0.04),
+                explored: true,
                 status: 200,
                 cost_usd: Some(0.002),
                 input_tokens: Some(5),
@@ -167,6 +170,10 @@ mod tests {
         assert_eq!(row["cost_usd"], 0.002);
         assert_eq!(row["latency_ms"], 40.0);
         assert_eq!(row["timestamp"], "1970-01-01T00:00:01.000Z");
+        // An explored decision carries its propensity, which training weights it by.
+        assert_eq!((row["propensity"].as_f64(), row["explored"].as_bool()), (Some(0.04), Some(true)));
+        let switchyard_core::Evidence::Outcome(o) = parsed.evidence else { panic!("not an outcome row") };
+        assert_eq!(o.propensity, Some(0.04));
     }
 
     fn switchyard_row(text: &str) -> Value {
