@@ -372,3 +372,39 @@ async fn rows_spooled_in_an_outage_survive_a_database_that_comes_back_refusing_t
     let rows = tokio::task::spawn_blocking(move || pg.sql("SELECT COUNT(*) FROM decisions")).await.unwrap();
     assert_eq!(rows, "3");
 }
+
+#[test]
+fn a_version_2_table_gains_the_propensity_columns_and_keeps_its_rows() {
+    use switchyard_store::{Database, DecisionRecord, Location, PromptLogging};
+    let pg = Postgres::start();
+    let location = Location::Postgres(pg.url.clone());
+    let record = |id: &str| {
+        let mut r = DecisionRecord {
+            request_id: id.into(),
+            ts_ms: switchyard_store::now_ms(),
+            endpoint: "route".into(),
+            status: 200,
+            ..DecisionRecord::default()
+        };
+        r.set_prompt("hello", PromptLogging::Hash);
+        r
+    };
+    let mut db = Database::open(&location).unwrap();
+    db.insert(&[record("old")]).unwrap();
+    drop(db);
+    // The table as a version 2 build left it.
+    pg.sql(
+        "ALTER TABLE decisions DROP COLUMN propensity, DROP COLUMN explored; \
+         UPDATE switchyard_meta SET value = 2 WHERE key = 'schema_version'",
+    );
+    let mut db = Database::open(&location).unwrap();
+    let mut explored = record("new");
+    (explored.propensity, explored.explored) = (Some(0.04), true);
+    db.insert(&[explored]).unwrap();
+    let rows = pg.sql(
+        "SELECT request_id || '|' || COALESCE(propensity::text, '-') || '|' || COALESCE(explored::text, '-') \
+         FROM decisions ORDER BY request_id",
+    );
+    assert_eq!(rows.trim(), "new|0.04|true\nold|-|-");
+    assert_eq!(pg.sql("SELECT value FROM switchyard_meta WHERE key = 'schema_version'").trim(), "3");
+}
