@@ -189,3 +189,54 @@ async fn a_model_failing_one_domain_loses_it_keeps_the_rest_and_wins_it_back() {
     let (math, chat) = rounds(&c, 20, &q, 1.0, 20).await;
     assert!(math >= 17 && chat >= 19, "after recovering: math {math}/20, chat {chat}/20");
 }
+
+/// Quality signals need no feedback: a model whose answers (whole or streamed) are refusals loses the traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_count_as_failures_without_feedback() {
+    let (upstream, fake) = common::upstream::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let server = start(state.path(), upstream).await;
+    let c = Client { http: reqwest::Client::new(), base: server.base.clone() };
+    let q = c.p(MATH[0], CHEAP).await - MARGIN;
+    let (_, model) = c.chat(MATH[0], q, &[CHEAP, DEAR]).await;
+    assert_eq!(model, CHEAP);
+    fake.modes.lock().unwrap().insert(CHEAP.to_string(), common::upstream::Mode::Refuse);
+    let refusals = |text: &str| -> f64 {
+        let prefix = "switchyard_online_updates_total{source=\"refusal\"} ";
+        text.lines().find_map(|l| l.strip_prefix(prefix)).unwrap().parse().unwrap()
+    };
+    let mut answered = Vec::new();
+    for i in 0..40 {
+        // The first is streamed, and judged when its stream completes.
+        let stream = i % 2 == 0;
+        let body = json!({
+            "model": "switchyard",
+            "stream": stream,
+            "messages": [{"role": "user", "content": MATH[0]}],
+            "metadata": {"min_quality": q.to_string(), "allowed_models": format!("{CHEAP},{DEAR}")},
+        });
+        let r = c.http.post(format!("{}/v1/chat/completions", c.base)).json(&body).send().await.unwrap();
+        assert!(r.status().is_success());
+        answered.push(r.headers()["x-switchyard-model"].to_str().unwrap().to_string());
+        r.bytes().await.unwrap();
+        if i == 0 {
+            assert_eq!(answered[0], CHEAP);
+            // The stream's record (and judgement) is done when the body is dropped, just after the last byte.
+            let mut counted = 0.0;
+            for _ in 0..50 {
+                let text = c.http.get(format!("{}/metrics", c.base)).send().await.unwrap().text().await.unwrap();
+                counted = refusals(&text);
+                if counted > 0.0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert_eq!(counted, 1.0, "the streamed refusal was not counted");
+        }
+    }
+    let last: Vec<&String> = answered.iter().rev().take(10).collect();
+    assert!(last.iter().all(|m| *m == DEAR), "refusals did not move the traffic: {answered:?}");
+    let text = c.http.get(format!("{}/metrics", c.base)).send().await.unwrap().text().await.unwrap();
+    assert!(refusals(&text) >= 2.0, "{}", refusals(&text));
+    assert!(text.contains("switchyard_online_updates_total{source=\"feedback\"} 0"), "no feedback was sent");
+}

@@ -39,6 +39,8 @@ pub enum Mode {
     LongStream(usize, u64),
     /// Streams this many chunks, then goes silent without ending the stream.
     StallAfter(usize),
+    /// Answers, but with a refusal (whole, or streamed to a `finish_reason` of "stop").
+    Refuse,
 }
 
 /// The fake upstream's behaviour per model, and how many calls each model received.
@@ -98,7 +100,18 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
         }
         Mode::LongStream(n, every_ms) => return long_stream(&model, n, Duration::from_millis(every_ms), false),
         Mode::StallAfter(n) => return long_stream(&model, n, Duration::from_millis(10), true),
-        Mode::Ok | Mode::DropMidStream => {}
+        Mode::Ok | Mode::DropMidStream | Mode::Refuse => {}
+    }
+    let answer = if mode == Mode::Refuse {
+        "I'm sorry, but I can't help with that.".to_string()
+    } else {
+        format!("hello from {model}")
+    };
+    if stream && mode == Mode::Refuse {
+        let c = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+            "choices": [{"index": 0, "delta": {"content": answer}, "finish_reason": "stop"}]});
+        let body = format!("data: {c}\n\ndata: [DONE]\n\n");
+        return Response::builder().header("content-type", "text/event-stream").body(Body::from(body)).unwrap();
     }
     if stream {
         let chunk = |text: &str| {
@@ -126,7 +139,7 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
         return Response::builder().header("content-type", "text/event-stream").body(body).unwrap();
     }
     Json(json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("hello from {model}")}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}))
     .into_response()
 }

@@ -286,6 +286,8 @@ async fn handle(
                             tap: SseTap::new(!client_wants_usage),
                             started,
                             input_estimate: crate::upstream::message_tokens(&body).unwrap_or(0.0) as u64,
+                            learned: learned.clone(),
+                            capped,
                         };
                         response = end.attach(response);
                     }
@@ -377,6 +379,10 @@ struct StreamEnd {
     started: Instant,
     /// The request's input tokens as estimated from its text, charged when the stream ends before its usage.
     input_estimate: u64,
+    /// Online learning's inputs for the decision, to judge the streamed answer when it completes.
+    learned: Option<crate::pipeline::Learned>,
+    /// Whether the caller set `max_tokens`.
+    capped: bool,
 }
 
 impl Drop for StreamEnd {
@@ -402,6 +408,11 @@ impl Drop for StreamEnd {
             {
                 runtime.spawn(async move { shared.charge(&key, tokens, cost, switchyard_store::now_ms()).await });
             }
+        }
+        // A stream that completed (it reported a finish_reason) is judged like a whole answer.
+        if let Some(finish) = self.tap.finish_reason.as_deref() {
+            let answer = Some((self.tap.head.as_str(), Some(finish), self.capped));
+            self.state.learn(&record.request_id, self.learned.as_ref(), &self.card.name, answer);
         }
         record.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
         self.state.log_request(record);

@@ -27,7 +27,14 @@ pub(crate) struct SseTap {
     /// Characters of generated text seen (content, reasoning, tool-call arguments): what a stream that ends
     /// before its usage event is charged from.
     pub generated_chars: usize,
+    /// The first choice's content so far, up to [`HEAD_CHARS`] characters (what online learning judges).
+    pub head: String,
+    /// The first choice's `finish_reason`, once the stream reported one.
+    pub finish_reason: Option<String>,
 }
+
+/// Characters of an answer's start kept for judging it (a refusal shows in its first words).
+pub(crate) const HEAD_CHARS: usize = 200;
 
 impl SseTap {
     /// A tap that only reads (`strip` false) or also removes usage.
@@ -109,6 +116,15 @@ impl SseTap {
             return;
         };
         self.generated_chars += generated_chars(&event);
+        if let Some(first) = event.get("choices").and_then(|c| c.get(0)) {
+            if let Some(text) = first.pointer("/delta/content").and_then(Value::as_str) {
+                let room = HEAD_CHARS.saturating_sub(self.head.chars().count());
+                self.head.extend(text.chars().take(room));
+            }
+            if let Some(reason) = first.get("finish_reason").and_then(Value::as_str) {
+                self.finish_reason = Some(reason.to_string());
+            }
+        }
         if !has_usage {
             out.extend_from_slice(line);
             return;
@@ -185,6 +201,7 @@ mod tests {
             tap.feed(Bytes::copy_from_slice(chunk));
         }
         assert_eq!(tap.generated_chars, 2, "the generated text is counted, for a stream cut before its usage");
+        assert_eq!(tap.head, "hi");
         let mut tools = SseTap::new(true);
         tools.feed(Bytes::from_static(
             b"data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]}}]}\n\n",
