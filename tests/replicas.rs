@@ -540,3 +540,49 @@ async fn postgres_stopped_under_two_replicas_loses_no_row_and_writes_none_twice(
             .unwrap();
     assert_eq!(counts, format!("{sent}|{sent}"), "one row per request from both replicas, none twice");
 }
+
+/// Online learning shared through Redis: failures fed back through replica A lower the model's P(success) on
+/// replica B, which never saw them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_posteriors_are_shared_between_replicas() {
+    const MODEL: &str = "llama-3.1-8b-instruct";
+    const PROMPT: &str = "What is the derivative of x^3 * sin(x)?";
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let (addr, _fake) = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let learning = |name: &str| {
+        format!(
+            "[learning]\nonline = true\nsync_ms = 0\nprior_strength = 10\nstate_file = {:?}\n",
+            dir.path().join(format!("{name}-online.json"))
+        )
+    };
+    let a = replica(addr, &pg, &redis.url, &dir.path().join("a-spool.sqlite"), &learning("a"));
+    let b = replica(addr, &pg, &redis.url, &dir.path().join("b-spool.sqlite"), &learning("b"));
+    let p_on = |state: Arc<AppState>| async move {
+        let body = json!({"prompt": PROMPT, "allowed_models": [MODEL]});
+        let (status, _, text) = call(&state, "POST", "/v1/route", "open-key", &[], body).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let p = v["models"].as_array().unwrap().iter().find(|m| m["model"] == MODEL).unwrap()["p_success"].as_f64();
+        (v["request_id"].as_str().unwrap().to_string(), p.unwrap())
+    };
+    let (_, before) = p_on(b.clone()).await;
+    for _ in 0..30 {
+        let (id, _) = p_on(a.clone()).await;
+        let (status, _, text) =
+            call(&a, "POST", "/v1/feedback", "open-key", &[], json!({"request_id": id, "score": 0})).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    // The outcomes reach Redis in the background: B reads them back before its next decisions.
+    let mut after = before;
+    for _ in 0..100 {
+        after = p_on(b.clone()).await.1;
+        if after < before - 0.2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(after < before - 0.2, "replica B's P(success) for {MODEL}: {before:.3} before, {after:.3} after");
+    drop((pg, redis));
+}

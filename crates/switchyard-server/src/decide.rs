@@ -20,6 +20,9 @@ pub(crate) async fn decide(state: &AppState, query: &Query, health_read: bool) -
     let embedding = embed_prompt(state, &query.prompt).await?;
     let encode_ms = start.elapsed().as_secs_f64() * 1e3;
     sync_shared(state, query, health_read).await;
+    if let Some(learning) = &state.learning {
+        learning.sync().await;
+    }
     let steering = Steering {
         routers: &routers,
         config: &state.config,

@@ -134,7 +134,14 @@ impl AppState {
         let learning = config
             .learning
             .online
-            .then(|| crate::learning::Learning::open(&config.learning, &routers.main).map(Arc::new))
+            .then(|| {
+                crate::learning::Learning::open(&config.learning, &routers.main).map(|mut learning| {
+                    if let Some(shared) = &shared {
+                        learning.share(shared.clone());
+                    }
+                    Arc::new(learning)
+                })
+            })
             .transpose()
             .map_err(StartError::Learning)?;
         Ok(Self {

@@ -38,6 +38,9 @@ pub struct LearningConfig {
     pub explore: f64,
     /// The least P(success) a model needs to be explored.
     pub explore_floor: f64,
+    /// With `[state] url`: how often (milliseconds) a replica reads the shared posteriors back from Redis, on
+    /// the decision path (0: before every decision).
+    pub sync_ms: u64,
 }
 
 impl Default for LearningConfig {
@@ -51,6 +54,7 @@ impl Default for LearningConfig {
             refusal_patterns: REFUSALS.iter().map(|s| (*s).to_string()).collect(),
             explore: 0.0,
             explore_floor: 0.5,
+            sync_ms: 1000,
         }
     }
 }

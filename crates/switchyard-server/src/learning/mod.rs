@@ -14,10 +14,13 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use switchyard_core::{OnlineSettings, Posteriors, Prediction, Router};
+
+use crate::shared::SharedState;
 
 pub use config::LearningConfig;
 
@@ -78,6 +81,10 @@ pub struct Learning {
     changes: AtomicU64,
     saved: AtomicU64,
     updates: Mutex<HashMap<&'static str, u64>>,
+    /// With `[state] url`: the replicas' shared cells, and when they were last read.
+    shared: Option<Arc<SharedState>>,
+    sync_every: Duration,
+    last_sync: Mutex<Option<Instant>>,
 }
 
 impl Learning {
@@ -94,9 +101,39 @@ impl Learning {
             changes: AtomicU64::new(0),
             saved: AtomicU64::new(0),
             updates: Mutex::new(HashMap::new()),
+            shared: None,
+            sync_every: Duration::from_millis(config.sync_ms),
+            last_sync: Mutex::new(None),
         };
         learning.align(router);
         Ok(learning)
+    }
+
+    /// Shares the posteriors with the other replicas through Redis: outcomes are added there too, and the
+    /// cells are read back every `learning.sync_ms`.
+    pub fn share(&mut self, shared: Arc<SharedState>) {
+        self.shared = Some(shared);
+    }
+
+    /// Reads the shared cells back from Redis when they are due (every `learning.sync_ms`); Redis's cells
+    /// replace this replica's for every model that has some there. Without Redis, or while it does not
+    /// answer, the replica goes on with its own.
+    pub async fn sync(&self) {
+        let Some(shared) = &self.shared else { return };
+        {
+            let mut last = self.last_sync.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < self.sync_every) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let models: Vec<(String, String)> =
+            self.lock().fingerprints.iter().map(|(m, f)| (m.clone(), f.clone())).collect();
+        let Some(read) = shared.read_online(&models).await else { return };
+        let mut posteriors = self.lock();
+        for (model, cells) in read.into_iter().filter(|(_, cells)| !cells.is_empty()) {
+            posteriors.cells.insert(model, cells);
+        }
     }
 
     /// Keeps the cells of the models whose estimates `router` leaves as they were; the others start afresh.
@@ -166,9 +203,21 @@ impl Learning {
         }
     }
 
-    /// Counts an outcome.
+    /// Counts an outcome (and, with `[state] url`, adds it to the shared cells in the background).
     pub fn observe(&self, o: &Observation, score: f64, source: Source) {
-        self.lock().observe(&o.model, &o.domains, score, o.predicted, &self.settings);
+        let fingerprint = {
+            let mut posteriors = self.lock();
+            posteriors.observe(&o.model, &o.domains, score, o.predicted, &self.settings);
+            posteriors.fingerprints.get(&o.model).cloned()
+        };
+        if let (Some(shared), Some(fingerprint), Ok(runtime)) =
+            (self.shared.clone(), fingerprint, tokio::runtime::Handle::try_current())
+        {
+            let (o, half_life) = (o.clone(), self.settings.half_life);
+            runtime.spawn(async move {
+                shared.learn(&o.model, &fingerprint, &o.domains, score, o.predicted, half_life).await;
+            });
+        }
         self.changes.fetch_add(1, Ordering::Relaxed);
         *self.updates.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(source.label()).or_default() += 1;
     }
@@ -295,6 +344,9 @@ mod tests {
             changes: AtomicU64::new(0),
             saved: AtomicU64::new(0),
             updates: Mutex::new(HashMap::new()),
+            shared: None,
+            sync_every: Duration::from_millis(config.sync_ms),
+            last_sync: Mutex::new(None),
         }
     }
 

@@ -12,6 +12,7 @@
 //! limits cost no Redis call.
 
 mod config;
+mod online;
 mod scripts;
 mod wire;
 

@@ -10,6 +10,7 @@ pub(super) struct Scripts {
     pub(super) observe: Script,
     pub(super) read: Script,
     pub(super) resync: Script,
+    pub(super) learn: Script,
 }
 
 const NOW: &str =
@@ -116,6 +117,29 @@ end
 if tonumber(ARGV[3]) > 0 then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) end
 return 1
 ";
+        // KEYS: a model's online cells (hash: domain -> "n successes predicted"). ARGV: half life, score,
+        // predicted, then (domain, weight) pairs. Each cell's sums are discounted by 2^(-w/half_life), then the
+        // observation is added: the same arithmetic as switchyard_core::Cell::observe, atomically for every
+        // replica.
+        let learn = r"
+local half, score, predicted = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV, 2 do
+  local domain, w = ARGV[i], tonumber(ARGV[i + 1])
+  local n, s, p = 0, 0, 0
+  local cell = redis.call('HGET', KEYS[1], domain)
+  if cell then
+    local a, b, c = string.match(cell, '(%S+) (%S+) (%S+)')
+    n, s, p = tonumber(a), tonumber(b), tonumber(c)
+  end
+  local keep = 1
+  if half > 0 then keep = math.pow(0.5, w / half) end
+  n = n * keep + w
+  s = s * keep + w * score
+  p = p * keep + w * predicted
+  redis.call('HSET', KEYS[1], domain, string.format('%.17g %.17g %.17g', n, s, p))
+end
+return 1
+";
         let script = |body: &str| Script::new(&format!("{NOW}{body}"));
         Self {
             admit: script(admit),
@@ -123,6 +147,7 @@ return 1
             observe: script(observe),
             read: script(read),
             resync: script(resync),
+            learn: script(learn),
         }
     }
 }

@@ -1,0 +1,78 @@
+//! Online-learning posteriors shared by the replicas: one Redis hash per (model, fingerprint of its
+//! estimates), a field per domain holding the cell's discounted sums. Every outcome is added by an atomic
+//! script; replicas read the cells back at most every `learning.sync_ms` on the decision path. Keying by the
+//! fingerprint keeps replicas that run different routers (a rollout) from mixing cells learned against
+//! different predictions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use switchyard_core::Cell;
+
+use super::SharedState;
+
+impl SharedState {
+    fn online_key(&self, model: &str, fingerprint: &str) -> String {
+        format!("{}:online:{model}:{fingerprint}", self.prefix)
+    }
+
+    /// Adds one outcome to a model's shared cells.
+    pub async fn learn(
+        self: &Arc<Self>,
+        model: &str,
+        fingerprint: &str,
+        domains: &[(String, f64)],
+        score: f64,
+        predicted: f64,
+        half_life: f64,
+    ) {
+        let mut invocation = self.scripts.learn.prepare_invoke();
+        invocation.key(self.online_key(model, fingerprint)).arg(half_life).arg(score).arg(predicted);
+        for (domain, w) in domains.iter().filter(|(_, w)| *w > 0.0) {
+            invocation.arg(domain).arg(*w);
+        }
+        let _: Option<i64> = self.call("learn", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
+    }
+
+    /// Every model's shared cells, for `(model, fingerprint)` pairs, in one round trip; `None` when Redis does
+    /// not answer.
+    pub async fn read_online(
+        self: &Arc<Self>,
+        models: &[(String, String)],
+    ) -> Option<Vec<(String, BTreeMap<String, Cell>)>> {
+        let mut pipe = redis::pipe();
+        for (model, fingerprint) in models {
+            pipe.cmd("HGETALL").arg(self.online_key(model, fingerprint));
+        }
+        let maps: Vec<std::collections::HashMap<String, String>> =
+            self.call("read online", |mut c| async move { pipe.query_async(&mut c).await }).await?;
+        Some(
+            models
+                .iter()
+                .zip(maps)
+                .map(|((model, _), fields)| {
+                    let cells =
+                        fields.into_iter().filter_map(|(domain, value)| Some((domain, parse_cell(&value)?))).collect();
+                    (model.clone(), cells)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A cell stored as "n successes predicted".
+fn parse_cell(value: &str) -> Option<Cell> {
+    let mut parts = value.split_whitespace().map(str::parse::<f64>);
+    let (n, successes, predicted) = (parts.next()?.ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
+    Some(Cell { n, successes, predicted })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cells_parse_from_their_stored_form() {
+        let cell = super::parse_cell("2.5 1 1.75").unwrap();
+        assert_eq!((cell.n, cell.successes, cell.predicted), (2.5, 1.0, 1.75));
+        assert!(super::parse_cell("2.5 x 1").is_none());
+    }
+}
