@@ -17,6 +17,7 @@
 //! evidence is the eval rows per domain, so the router leans on the prior wherever the eval set says little.
 
 mod fit;
+mod priors;
 mod select;
 
 use std::collections::HashMap;
@@ -237,8 +238,8 @@ pub fn fit_profile(router: &Router, request: &ProfileRequest<'_>) -> Result<(New
         Some((eval, embeddings)) => fit::fit_heads(router, eval, embeddings, request.seed)?,
         None => (fit::prior_only_head(router, request.priors), ProfileFit::default()),
     };
-    let (priors, evidence) = fit::priors_and_evidence(router, request, &fitted)?;
-    let length = router.lengths.as_ref().map(|layer| fit::length_row(layer, &fitted, &cost));
+    let (priors, evidence) = priors::priors_and_evidence(router, request, &fitted)?;
+    let length = router.lengths.as_ref().map(|layer| priors::length_row(layer, &fitted, &cost));
     let basis = match (request.eval.is_some(), request.priors.is_empty()) {
         (true, true) => ProfileBasis::Eval,
         (true, false) => ProfileBasis::EvalAndPrior,
