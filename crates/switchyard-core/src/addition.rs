@@ -216,9 +216,6 @@ fn append_column(memory: &mut KnnMemory, scores: &[f32], prior: f32, count: usiz
         table.extend_from_slice(row);
         table.push(s);
     }
-    if count == 0 {
-        table = scores.to_vec();
-    }
     memory.scores = table;
     memory.prior.push(prior);
     Ok(())

@@ -78,9 +78,9 @@ pub fn seed_of(request_id: &str) -> u64 {
     Rng::new(h).next_u64()
 }
 
-/// A small, fast pseudo-random generator (SplitMix64).
+/// A small, fast pseudo-random generator (SplitMix64): the stream behind exploration and `bench`'s bootstrap.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
     /// A generator from a seed.
@@ -95,6 +95,11 @@ impl Rng {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    /// A uniform index below `n` (multiply-shift; the bias is below 2^-32 for any n of interest).
+    pub fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
 
     /// Uniform in [0, 1).

@@ -14,6 +14,39 @@ use switchyard_train::{
 
 use crate::ModelArgs;
 
+/// What the commands that read and embed logs share.
+#[derive(Debug, Args)]
+pub struct EvalOptions {
+    /// Seed of the cross-validation folds (`add`, `update`) or of the clustering (`prompts`).
+    #[arg(long, default_value_t = 17)]
+    seed: u64,
+
+    /// Skip rows that break the labelled-log contract instead of stopping.
+    #[arg(long)]
+    skip_bad_rows: bool,
+
+    /// Embedding cache folder.
+    #[arg(long, env = "SWITCHYARD_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Hide progress bars.
+    #[arg(long)]
+    quiet: bool,
+
+    #[command(flatten)]
+    encoder: ModelArgs,
+}
+
+impl EvalOptions {
+    /// The encoder and its embedding cache.
+    fn encoder(&self) -> anyhow::Result<(MiniLm, EmbeddingCache)> {
+        let encoder = MiniLm::from_locator(&self.encoder.locator(), self.encoder.options())?;
+        let dir = self.cache_dir.clone().unwrap_or_else(default_cache_dir);
+        let cache = EmbeddingCache::open(&dir, &encoder)?;
+        Ok((encoder, cache))
+    }
+}
+
 /// Arguments of `profile add`.
 #[derive(Debug, Args)]
 pub struct AddArgs {
@@ -55,24 +88,8 @@ pub struct AddArgs {
     #[arg(long)]
     replace: bool,
 
-    /// Seed of the cross-validation folds.
-    #[arg(long, default_value_t = 17)]
-    seed: u64,
-
-    /// Skip rows that break the labelled-log contract instead of stopping.
-    #[arg(long)]
-    skip_bad_rows: bool,
-
-    /// Embedding cache folder.
-    #[arg(long, env = "SWITCHYARD_CACHE_DIR", value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
-
-    /// Hide progress bars.
-    #[arg(long)]
-    quiet: bool,
-
     #[command(flatten)]
-    encoder: ModelArgs,
+    eval: EvalOptions,
 }
 
 /// Arguments of `profile update`.
@@ -90,24 +107,8 @@ pub struct UpdateArgs {
     #[arg(long = "logs", value_name = "FILE", required = true)]
     logs: Vec<PathBuf>,
 
-    /// Seed of the cross-validation folds.
-    #[arg(long, default_value_t = 17)]
-    seed: u64,
-
-    /// Skip rows that break the labelled-log contract instead of stopping.
-    #[arg(long)]
-    skip_bad_rows: bool,
-
-    /// Embedding cache folder.
-    #[arg(long, env = "SWITCHYARD_CACHE_DIR", value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
-
-    /// Hide progress bars.
-    #[arg(long)]
-    quiet: bool,
-
     #[command(flatten)]
-    encoder: ModelArgs,
+    eval: EvalOptions,
 }
 
 /// Arguments of `profile prompts`.
@@ -121,24 +122,8 @@ pub struct PromptsArgs {
     #[arg(long, value_name = "N", default_value_t = 200)]
     n: usize,
 
-    /// Seed of the clustering.
-    #[arg(long, default_value_t = 17)]
-    seed: u64,
-
-    /// Skip rows that break the labelled-log contract instead of stopping.
-    #[arg(long)]
-    skip_bad_rows: bool,
-
-    /// Embedding cache folder.
-    #[arg(long, env = "SWITCHYARD_CACHE_DIR", value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
-
-    /// Hide progress bars.
-    #[arg(long)]
-    quiet: bool,
-
     #[command(flatten)]
-    encoder: ModelArgs,
+    eval: EvalOptions,
 }
 
 /// Runs `profile prompts`: representative prompts (k-means over their embeddings, the prompt nearest each
@@ -147,16 +132,14 @@ pub fn prompts(args: &PromptsArgs) -> anyhow::Result<()> {
     if args.n == 0 {
         bail!("--n 0 picks nothing: give how many prompts to pick (200 is plenty for `profile add`)");
     }
-    let (texts, _) = switchyard_train::read_prompts(&args.logs, args.skip_bad_rows)?;
+    let (texts, _) = switchyard_train::read_prompts(&args.logs, args.eval.skip_bad_rows)?;
     if texts.is_empty() {
         bail!("no prompts in {}", args.logs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
-    let encoder = MiniLm::from_locator(&args.encoder.locator(), args.encoder.options())?;
-    let dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let mut cache = EmbeddingCache::open(&dir, &encoder)?;
+    let (encoder, mut cache) = args.eval.encoder()?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let vectors = switchyard_train::embed_texts(&mut cache, &encoder, &refs, 32, !args.quiet)?;
-    let chosen = representative(&vectors, args.n, args.seed);
+    let vectors = switchyard_train::embed_texts(&mut cache, &encoder, &refs, 32, !args.eval.quiet)?;
+    let chosen = representative(&vectors, args.n, args.eval.seed);
     let mut out = String::new();
     for i in &chosen {
         out.push_str(&serde_json::json!({ "prompt": texts[*i] }).to_string());
@@ -195,17 +178,7 @@ pub fn add(args: &AddArgs) -> anyhow::Result<()> {
         (None, Some(input), Some(output)) => Some(Prices { input_usd_per_mtok: input, output_usd_per_mtok: output }),
         _ => None,
     };
-    let inputs = Inputs { logs: &args.logs, skip_bad_rows: args.skip_bad_rows, seed: args.seed, quiet: args.quiet };
-    let fitted = fit(
-        &router,
-        &args.model,
-        &inputs,
-        &priors,
-        prices,
-        args.mean_output_tokens,
-        args.cache_dir.as_deref(),
-        &args.encoder,
-    )?;
+    let fitted = fit(&router, &args.model, &args.logs, &args.eval, &priors, prices, args.mean_output_tokens)?;
     router.add_model(fitted, args.replace)?;
     save(&router, &args.router, &args.model, "added")
 }
@@ -255,50 +228,30 @@ pub fn update(args: &UpdateArgs) -> anyhow::Result<()> {
         .as_ref()
         .filter(|c| c.source == switchyard_core::CostSource::Prices)
         .map(|c| Prices { input_usd_per_mtok: c.input_usd_per_mtok, output_usd_per_mtok: c.output_usd_per_mtok });
-    let inputs = Inputs { logs: &logs, skip_bad_rows: args.skip_bad_rows, seed: args.seed, quiet: args.quiet };
     let mean_tokens = cost.map(|c| c.mean_output_tokens);
-    let fitted = fit(
-        &router,
-        &args.model,
-        &inputs,
-        &profile.priors,
-        prices,
-        mean_tokens,
-        args.cache_dir.as_deref(),
-        &args.encoder,
-    )?;
+    let fitted = fit(&router, &args.model, &logs, &args.eval, &profile.priors, prices, mean_tokens)?;
     router.add_model(fitted, true)?;
     save(&router, &args.router, &args.model, "updated")
 }
 
-struct Inputs<'a> {
-    logs: &'a [PathBuf],
-    skip_bad_rows: bool,
-    seed: u64,
-    quiet: bool,
-}
-
-#[allow(clippy::too_many_arguments)]
+/// Reads `model`'s eval rows from `logs` (none: a prior-only model), embeds them, and fits the model into
+/// `router`'s representation.
 fn fit(
     router: &Router,
     model: &str,
-    inputs: &Inputs<'_>,
+    logs: &[PathBuf],
+    options: &EvalOptions,
     priors: &[(String, f64)],
     prices: Option<Prices>,
     mean_output_tokens: Option<f64>,
-    cache_dir: Option<&Path>,
-    encoder_args: &ModelArgs,
 ) -> anyhow::Result<switchyard_core::NewModel> {
-    let eval =
-        if inputs.logs.is_empty() { None } else { Some(EvalRows::read(inputs.logs, model, inputs.skip_bad_rows)?) };
+    let eval = if logs.is_empty() { None } else { Some(EvalRows::read(logs, model, options.skip_bad_rows)?) };
     let embeddings = match &eval {
         Some(eval) => {
             eval.check_enough()?;
-            let encoder = MiniLm::from_locator(&encoder_args.locator(), encoder_args.options())?;
+            let (encoder, mut cache) = options.encoder()?;
             router.check_encoder(&switchyard_server::encoder_info(&encoder))?;
-            let dir = cache_dir.map(Path::to_path_buf).unwrap_or_else(default_cache_dir);
-            let mut cache = EmbeddingCache::open(&dir, &encoder)?;
-            Some(embed_eval(&mut cache, &encoder, eval, !inputs.quiet)?)
+            Some(embed_eval(&mut cache, &encoder, eval, !options.quiet)?)
         }
         None => None,
     };
@@ -308,7 +261,7 @@ fn fit(
         priors,
         prices,
         mean_output_tokens,
-        seed: inputs.seed,
+        seed: options.seed,
     };
     let (new, fitted) = fit_profile(router, &request)?;
     let p = &new.profile;

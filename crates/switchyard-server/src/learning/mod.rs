@@ -91,8 +91,14 @@ impl Learning {
     /// Opens the state file (when there is one) and keeps the cells learned against `router`'s current
     /// estimates. An unreadable file is an error: it holds what was learned, so it is not overwritten.
     pub fn open(config: &LearningConfig, router: &Router) -> Result<Self, String> {
-        let posteriors = read_state(&config.state_file)?;
-        let learning = Self {
+        let learning = Self::with(config, read_state(&config.state_file)?);
+        learning.align(router);
+        Ok(learning)
+    }
+
+    /// The state for `config`, starting from `posteriors`.
+    fn with(config: &LearningConfig, posteriors: Posteriors) -> Self {
+        Self {
             settings: config.settings(),
             posteriors: Mutex::new(posteriors),
             pending: Mutex::new(Pending::default()),
@@ -104,9 +110,7 @@ impl Learning {
             shared: None,
             sync_every: Duration::from_millis(config.sync_ms),
             last_sync: Mutex::new(None),
-        };
-        learning.align(router);
-        Ok(learning)
+        }
     }
 
     /// Shares the posteriors with the other replicas through Redis: outcomes are added there too, and the
@@ -335,19 +339,7 @@ mod tests {
 
     fn learning(dir: &Path) -> Learning {
         let config = LearningConfig { online: true, state_file: dir.join("online.json"), ..Default::default() };
-        Learning {
-            settings: config.settings(),
-            posteriors: Mutex::new(Posteriors::default()),
-            pending: Mutex::new(Pending::default()),
-            path: config.state_file.clone(),
-            refusals: config.refusal_patterns.iter().map(|p| p.to_lowercase()).collect(),
-            changes: AtomicU64::new(0),
-            saved: AtomicU64::new(0),
-            updates: Mutex::new(HashMap::new()),
-            shared: None,
-            sync_every: Duration::from_millis(config.sync_ms),
-            last_sync: Mutex::new(None),
-        }
+        Learning::with(&config, Posteriors::default())
     }
 
     #[test]

@@ -52,25 +52,8 @@ impl Default for BootstrapOptions {
     }
 }
 
-/// SplitMix64: a small, fast, well-mixed generator; enough for drawing resample indices (and for the
-/// benchmarks' seeded inputs).
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// The next value of the stream.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform index below `n` (multiply-shift; the bias is below 2^-32 for any n of interest).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-}
+/// The bootstrap's generator: SplitMix64, shared with exploration.
+pub use switchyard_core::Rng as SplitMix64;
 
 /// The `q` quantile (0..=1) of sorted finite values, linearly interpolated between order statistics.
 fn quantile(sorted: &[f64], q: f64) -> f64 {

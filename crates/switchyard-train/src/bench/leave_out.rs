@@ -134,16 +134,17 @@ pub fn leave_one_out(
     let available_prompts = eval.prompts.len();
     // The prompts `profile add` gets: representative ones (as a user would pick them to evaluate a new
     // model on), or a seeded random sample.
-    if options.representative {
+    let eval_embeddings = if options.representative {
         let all = embed_eval(cache, encoder, &eval, false)?;
-        let all: Vec<Vec<f32>> = all.rows().into_iter().map(|r| r.to_vec()).collect();
-        let chosen = representative(&all, options.rows, options.seed);
+        let rows: Vec<Vec<f32>> = all.rows().into_iter().map(|r| r.to_vec()).collect();
+        let chosen = representative(&rows, options.rows, options.seed);
         eval.keep(&chosen);
+        all.select(ndarray::Axis(0), &chosen)
     } else {
         eval.sample(options.rows, options.seed);
-    }
+        embed_eval(cache, encoder, &eval, false)?
+    };
     eval.check_enough()?;
-    let eval_embeddings = embed_eval(cache, encoder, &eval, false)?;
     let cost = full.manifest.models.iter().find(|c| c.model == model).cloned();
     let prices = cost
         .as_ref()
