@@ -584,5 +584,31 @@ async fn online_posteriors_are_shared_between_replicas() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(after < before - 0.2, "replica B's P(success) for {MODEL}: {before:.3} before, {after:.3} after");
+    // Feedback sent to B for requests A answered is learned too: A kept each prediction in Redis.
+    let (_, low) = p_on(a.clone()).await;
+    for _ in 0..30 {
+        let (id, _) = p_on(a.clone()).await;
+        let (status, _, text) =
+            call(&b, "POST", "/v1/feedback", "open-key", &[], json!({"request_id": id, "score": 1})).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    let mut recovered = low;
+    for _ in 0..100 {
+        recovered = p_on(a.clone()).await.1;
+        if recovered > low + 0.1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        recovered > low + 0.1,
+        "feedback of 1 sent to B for A's requests: A's P(success) for {MODEL} went from {low:.3} to {recovered:.3}"
+    );
+    let metrics = call(&b, "GET", "/metrics", "open-key", &[], Value::Null).await.2;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("switchyard_online_updates_total{source=\"feedback\"} 30")),
+        "B counts the 30 feedback scores it learned from: {}",
+        metrics.lines().filter(|l| l.contains("online_updates")).collect::<Vec<_>>().join("\n")
+    );
     drop((pg, redis));
 }

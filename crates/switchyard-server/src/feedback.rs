@@ -51,12 +51,12 @@ pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> R
     match outcome {
         Ok(FeedbackOutcome::Recorded) => {
             state.metrics.feedback("recorded");
-            learn(&state, &request_id, feedback.score);
+            learn(&state, &request_id, feedback.score).await;
             Ok(Json(json!({"request_id": request_id, "status": "recorded", "updates": 1})))
         }
         Ok(FeedbackOutcome::Replaced(n)) => {
             state.metrics.feedback("replaced");
-            learn(&state, &request_id, feedback.score);
+            learn(&state, &request_id, feedback.score).await;
             Ok(Json(json!({"request_id": request_id, "status": "replaced", "updates": n})))
         }
         Err(e @ StoreError::UnknownRequest(_)) => {
@@ -81,13 +81,14 @@ pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> R
     }
 }
 
-/// Counts a stored score in the online posteriors, when online learning is on and this replica remembers
-/// the request's prediction.
-fn learn(state: &AppState, request_id: &str, score: f64) {
+/// Counts a stored score in the online posteriors, when online learning is on and the request's prediction
+/// is remembered (by this replica, or by any through Redis).
+async fn learn(state: &AppState, request_id: &str, score: f64) {
     if let Some(learning) = &state.learning {
-        if !learning.feedback(request_id, score) {
+        if !learning.feedback(request_id, score).await {
             tracing::debug!(
-                "feedback for {request_id}: its prediction is not remembered here, so it is not learned from"
+                "feedback for {request_id}: its prediction is not remembered (answered too long ago, before a \
+                 restart, or while Redis was out of reach), so it is not learned from"
             );
         }
     }

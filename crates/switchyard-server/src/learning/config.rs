@@ -41,6 +41,9 @@ pub struct LearningConfig {
     /// With `[state] url`: how often (milliseconds) a replica reads the shared posteriors back from Redis, on
     /// the decision path (0: before every decision).
     pub sync_ms: u64,
+    /// With `[state] url`: how long (seconds) a decision's prediction stays in Redis for feedback that reaches
+    /// another replica than the one that answered (without Redis, each replica remembers its last 100,000).
+    pub feedback_window_s: u64,
 }
 
 impl Default for LearningConfig {
@@ -55,6 +58,7 @@ impl Default for LearningConfig {
             explore: 0.0,
             explore_floor: 0.5,
             sync_ms: 1000,
+            feedback_window_s: 3_600,
         }
     }
 }
@@ -100,6 +104,14 @@ impl LearningConfig {
         if self.refusal_patterns.iter().any(|p| p.trim().is_empty()) {
             return Err(("learning.refusal_patterns", "must not contain empty patterns".into()));
         }
+        if self.feedback_window_s == 0 {
+            return Err((
+                "learning.feedback_window_s",
+                "must be at least 1 second (how long feedback on another replica can still be learned from; \
+                 3600 is the default)"
+                    .into(),
+            ));
+        }
         if self.online && self.state_file.as_os_str().is_empty() {
             return Err(("learning.state_file", "must name a file to keep the posteriors in".into()));
         }
@@ -121,5 +133,6 @@ mod tests {
             bad(LearningConfig { refusal_patterns: vec![" ".into()], ..Default::default() }),
             "learning.refusal_patterns"
         );
+        assert_eq!(bad(LearningConfig { feedback_window_s: 0, ..Default::default() }), "learning.feedback_window_s");
     }
 }

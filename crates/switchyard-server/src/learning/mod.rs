@@ -30,7 +30,7 @@ pub const PENDING_CAP: usize = 100_000;
 pub const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// What the router predicted for the model that answered a request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Observation {
     /// The model that answered.
     pub model: String,
@@ -85,6 +85,8 @@ pub struct Learning {
     shared: Option<Arc<SharedState>>,
     sync_every: Duration,
     last_sync: Mutex<Option<Instant>>,
+    /// How long a prediction stays in Redis for feedback on another replica.
+    feedback_window: Duration,
 }
 
 impl Learning {
@@ -110,6 +112,7 @@ impl Learning {
             shared: None,
             sync_every: Duration::from_millis(config.sync_ms),
             last_sync: Mutex::new(None),
+            feedback_window: Duration::from_secs(config.feedback_window_s),
         }
     }
 
@@ -178,8 +181,14 @@ impl Learning {
             .collect()
     }
 
-    /// Remembers what was predicted for the model that answered `request_id`, for its feedback.
+    /// Remembers what was predicted for the model that answered `request_id`, for its feedback; with
+    /// `[state] url`, in Redis too (for `learning.feedback_window_s`), so that feedback sent to any replica
+    /// is learned from.
     pub fn remember(&self, request_id: &str, observation: Observation) {
+        if let (Some(shared), Ok(runtime)) = (self.shared.clone(), tokio::runtime::Handle::try_current()) {
+            let (id, o, ttl) = (request_id.to_string(), observation.clone(), self.feedback_window);
+            runtime.spawn(async move { shared.save_observation(&id, &o, ttl).await });
+        }
         let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if pending.by_id.insert(request_id.to_string(), observation).is_none() {
             pending.order.push_back(request_id.to_string());
@@ -191,12 +200,18 @@ impl Learning {
         }
     }
 
-    /// Counts a feedback score for `request_id`; false when the request is not remembered (answered by
-    /// another replica, before a restart, or too long ago).
-    pub fn feedback(&self, request_id: &str, score: f64) -> bool {
-        let observation = {
+    /// Counts a feedback score for `request_id`; false when its prediction is not remembered here nor (with
+    /// `[state] url`) in Redis: answered before a restart without Redis, too long ago, or while Redis was out
+    /// of reach.
+    pub async fn feedback(&self, request_id: &str, score: f64) -> bool {
+        let local = {
             let pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             pending.by_id.get(request_id).cloned()
+        };
+        let observation = match (local, &self.shared) {
+            (Some(o), _) => Some(o),
+            (None, Some(shared)) => shared.load_observation(request_id).await,
+            (None, None) => None,
         };
         match observation {
             Some(o) => {
@@ -342,14 +357,14 @@ mod tests {
         Learning::with(&config, Posteriors::default())
     }
 
-    #[test]
-    fn feedback_counts_for_remembered_requests_and_survives_a_save() {
+    #[tokio::test]
+    async fn feedback_counts_for_remembered_requests_and_survives_a_save() {
         let dir = tempfile::tempdir().unwrap();
         let l = learning(dir.path());
         let o = Observation { model: "m".into(), domains: vec![("math".into(), 1.0)], predicted: 0.9 };
         l.remember("sy-1", o);
-        assert!(l.feedback("sy-1", 0.0));
-        assert!(!l.feedback("sy-unknown", 0.0));
+        assert!(l.feedback("sy-1", 0.0).await);
+        assert!(!l.feedback("sy-unknown", 0.0).await);
         l.save().unwrap();
         let read = read_state(&dir.path().join("online.json")).unwrap();
         assert_eq!(read.cells["m"]["math"].n, 1.0);

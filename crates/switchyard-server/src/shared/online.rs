@@ -3,13 +3,18 @@
 //! script; replicas read the cells back at most every `learning.sync_ms` on the decision path. Keying by the
 //! fingerprint keeps replicas that run different routers (a rollout) from mixing cells learned against
 //! different predictions.
+//!
+//! Each answered request's prediction is kept under its request id for `learning.feedback_window_s`, so that
+//! feedback sent to any replica is learned from.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use switchyard_core::Cell;
 
 use super::SharedState;
+use crate::learning::Observation;
 
 impl SharedState {
     fn online_key(&self, model: &str, fingerprint: &str) -> String {
@@ -32,6 +37,31 @@ impl SharedState {
             invocation.arg(domain).arg(*w);
         }
         let _: Option<i64> = self.call("learn", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
+    }
+
+    fn observation_key(&self, request_id: &str) -> String {
+        format!("{}:observation:{request_id}", self.prefix)
+    }
+
+    /// Keeps what was predicted for the model that answered `request_id`, for `ttl`.
+    pub async fn save_observation(self: &Arc<Self>, request_id: &str, observation: &Observation, ttl: Duration) {
+        let Ok(value) = serde_json::to_string(observation) else { return };
+        let (key, ms) = (self.observation_key(request_id), ttl.as_millis().max(1) as u64);
+        let _: Option<()> = self
+            .call("observation", |mut c| async move {
+                redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ms).query_async(&mut c).await
+            })
+            .await;
+    }
+
+    /// What was predicted for the model that answered `request_id`, if a replica kept it and it has not
+    /// expired; `None` too when Redis does not answer.
+    pub async fn load_observation(self: &Arc<Self>, request_id: &str) -> Option<Observation> {
+        let key = self.observation_key(request_id);
+        let value: Option<String> = self
+            .call("observation", |mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+            .await?;
+        serde_json::from_str(&value?).ok()
     }
 
     /// Every model's shared cells, for `(model, fingerprint)` pairs, in one round trip; `None` when Redis does
