@@ -612,3 +612,70 @@ async fn online_posteriors_are_shared_between_replicas() {
     );
     drop((pg, redis));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_learned_while_redis_is_down_reach_the_other_replica_after() {
+    const MODEL: &str = "llama-3.1-8b-instruct";
+    const PROMPT: &str = "Integrate x * e^x from 0 to 1.";
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let (addr, _fake) = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let learning = |name: &str| {
+        format!(
+            "[learning]\nonline = true\nsync_ms = 0\nprior_strength = 10\nstate_file = {:?}\n",
+            dir.path().join(format!("{name}-online.json"))
+        )
+    };
+    let a = replica(addr, &pg, &redis.url, &dir.path().join("a-spool.sqlite"), &learning("a"));
+    let b = replica(addr, &pg, &redis.url, &dir.path().join("b-spool.sqlite"), &learning("b"));
+    let p_on = |state: Arc<AppState>| async move {
+        let body = json!({"prompt": PROMPT, "allowed_models": [MODEL]});
+        let (status, _, text) = call(&state, "POST", "/v1/route", "open-key", &[], body).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let p = v["models"].as_array().unwrap().iter().find(|m| m["model"] == MODEL).unwrap()["p_success"].as_f64();
+        (v["request_id"].as_str().unwrap().to_string(), p.unwrap())
+    };
+    let (_, before) = p_on(b.clone()).await;
+
+    // Redis dies; A learns 30 failures on its own (PostgreSQL still takes the feedback).
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.kill();
+        redis
+    })
+    .await
+    .unwrap();
+    for _ in 0..30 {
+        let (id, _) = p_on(a.clone()).await;
+        let (status, _, text) =
+            call(&a, "POST", "/v1/feedback", "open-key", &[], json!({"request_id": id, "score": 0})).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    assert_eq!(metric(&a, "switchyard_state_degraded").await, Some(1.0));
+    assert_eq!(metric(&a, "switchyard_state_unsynced_outcomes").await, Some(30.0));
+    let (_, on_a) = p_on(a.clone()).await;
+    assert!(on_a < before - 0.2, "A routes on what it learned: {before:.3} before, {on_a:.3} on A");
+    let (_, on_b) = p_on(b.clone()).await;
+    assert!((on_b - before).abs() < 1e-9, "B cannot know yet: {before:.3} before, {on_b:.3} during the outage");
+
+    // Redis is back, empty: A writes the outcomes it kept, and B reads them.
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.start_again();
+        redis
+    })
+    .await
+    .unwrap();
+    until_metric(&a, "switchyard_state_degraded", 0.0).await;
+    assert_eq!(metric(&a, "switchyard_state_unsynced_outcomes").await, Some(0.0));
+    let mut after = before;
+    for _ in 0..100 {
+        after = p_on(b.clone()).await.1;
+        if after < before - 0.2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(after < before - 0.2, "B after the outage: {before:.3} before, {after:.3} after");
+    drop((pg, redis));
+}

@@ -13,6 +13,7 @@
 
 mod config;
 mod online;
+mod pins;
 mod scripts;
 mod wire;
 
@@ -33,7 +34,7 @@ use crate::deployments::Deployments;
 use crate::error::ApiError;
 use crate::health::Health;
 use crate::keys::{Admission, ClientKey, KeyRing};
-use crate::sessions::{SessionPin, Sessions};
+use crate::sessions::Sessions;
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -62,6 +63,8 @@ pub struct SharedState {
     keys: Vec<Arc<ClientKey>>,
     /// Spend charged while Redis did not answer, by key: the budget period's start and the amount.
     unsynced: std::sync::Mutex<HashMap<String, (i64, f64)>>,
+    /// Online-learning outcomes counted while Redis did not answer, oldest first.
+    unsynced_online: std::sync::Mutex<std::collections::VecDeque<online::Outcome>>,
     /// What the metrics show.
     pub stats: SharedStats,
 }
@@ -136,6 +139,7 @@ impl SharedState {
             counter: AtomicU64::new(0),
             keys: keys.all().to_vec(),
             unsynced: std::sync::Mutex::new(HashMap::new()),
+            unsynced_online: std::sync::Mutex::new(std::collections::VecDeque::new()),
             stats: SharedStats::default(),
         })))
     }
@@ -149,7 +153,8 @@ impl SharedState {
         degraded
     }
 
-    /// Appends the shared state's metrics: degraded (Redis out of reach), call errors, reconnections.
+    /// Appends the shared state's metrics: degraded (Redis out of reach), call errors, reconnections, and
+    /// online-learning outcomes waiting for Redis.
     pub fn render(self: &Arc<Self>, out: &mut String) {
         use crate::metrics::scalar;
         let help = "1 while Redis is out of reach and limits count per replica.";
@@ -164,6 +169,9 @@ impl SharedState {
             help,
             self.stats.reconnects.load(Ordering::Relaxed),
         );
+        let help = "Online-learning outcomes counted while Redis was out of reach, not yet added there.";
+        let waiting = self.unsynced_online.lock().map_or(0, |u| u.len() as u64);
+        scalar(out, "switchyard_state_unsynced_outcomes", "gauge", help, waiting);
     }
 
     /// Where Redis is, password hidden.
@@ -217,6 +225,7 @@ impl SharedState {
             }
             unsynced.retain(|_, (_, usd)| *usd > 1e-12);
         }
+        self.replay_online(&mut conn).await?;
         Ok(conn)
     }
 
@@ -478,26 +487,6 @@ impl SharedState {
             let stored = pin.and_then(|p| serde_json::from_str::<StoredPin>(&p).ok());
             sessions.adopt(id, stored.map(|p| (p.model, p.cheaper_turns)), Instant::now());
         }
-    }
-
-    fn pin_key(&self, id: &str) -> String {
-        format!("{}:pin:{id}", self.prefix)
-    }
-
-    /// Writes a conversation's pin after a turn, for `ttl`.
-    pub async fn save_pin(self: &Arc<Self>, pin: &SessionPin, ttl: Duration) {
-        let cheaper_turns = match pin.action {
-            crate::sessions::PinAction::Held { cheaper_turns } => cheaper_turns,
-            _ => 0,
-        };
-        let Ok(value) = serde_json::to_string(&StoredPin { model: pin.model.clone(), cheaper_turns }) else { return };
-        let key = self.pin_key(&pin.id);
-        let ms = ttl.as_millis().max(1) as u64;
-        let _: Option<()> = self
-            .call("pin", |mut c| async move {
-                redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ms).query_async(&mut c).await
-            })
-            .await;
     }
 }
 

@@ -4,24 +4,45 @@
 //! fingerprint keeps replicas that run different routers (a rollout) from mixing cells learned against
 //! different predictions.
 //!
+//! Outcomes counted while Redis does not answer are kept (the newest [`UNSYNCED_CAP`]) and added when the
+//! connection is made again, so the shared cells miss nothing a replica learned during an outage.
+//!
 //! Each answered request's prediction is kept under its request id for `learning.feedback_window_s`, so that
 //! feedback sent to any replica is learned from.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
 
 use switchyard_core::Cell;
 
 use super::SharedState;
 use crate::learning::Observation;
 
+/// Most outcomes kept while Redis does not answer (the oldest go first).
+pub const UNSYNCED_CAP: usize = 100_000;
+/// Outcomes added per round trip when they are written back.
+const REPLAY_CHUNK: usize = 1_000;
+
+/// One outcome to add to a model's shared cells.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Outcome {
+    key: String,
+    half_life: f64,
+    score: f64,
+    predicted: f64,
+    domains: Vec<(String, f64)>,
+}
+
 impl SharedState {
     fn online_key(&self, model: &str, fingerprint: &str) -> String {
         format!("{}:online:{model}:{fingerprint}", self.prefix)
     }
 
-    /// Adds one outcome to a model's shared cells.
+    /// Adds one outcome to a model's shared cells; while Redis does not answer, keeps it for when it does.
     pub async fn learn(
         self: &Arc<Self>,
         model: &str,
@@ -31,12 +52,66 @@ impl SharedState {
         predicted: f64,
         half_life: f64,
     ) {
+        let outcome = Outcome {
+            key: self.online_key(model, fingerprint),
+            half_life,
+            score,
+            predicted,
+            domains: domains.iter().filter(|(_, w)| *w > 0.0).cloned().collect(),
+        };
+        // Degraded, the outcome is not sent: kept, and added when the connection is made again. One sent and
+        // not answered may have landed, so it is not kept (as for budget charges).
+        if self.degraded.load(Ordering::SeqCst) {
+            if let Ok(mut unsynced) = self.unsynced_online.lock() {
+                unsynced.push_back(outcome);
+                while unsynced.len() > UNSYNCED_CAP {
+                    unsynced.pop_front();
+                }
+            }
+            self.kick();
+            return;
+        }
+        let invocation = self.invocation(&outcome);
+        let _: Option<i64> = self.call("learn", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
+    }
+
+    fn invocation(&self, o: &Outcome) -> redis::ScriptInvocation<'_> {
         let mut invocation = self.scripts.learn.prepare_invoke();
-        invocation.key(self.online_key(model, fingerprint)).arg(half_life).arg(score).arg(predicted);
-        for (domain, w) in domains.iter().filter(|(_, w)| *w > 0.0) {
+        invocation.key(&o.key).arg(o.half_life).arg(o.score).arg(o.predicted);
+        for (domain, w) in &o.domains {
             invocation.arg(domain).arg(*w);
         }
-        let _: Option<i64> = self.call("learn", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
+        invocation
+    }
+
+    /// Adds the outcomes kept while Redis did not answer, in order, on a new connection; those not written
+    /// stay kept.
+    pub(super) async fn replay_online(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        loop {
+            let chunk: Vec<Outcome> = match self.unsynced_online.lock() {
+                Ok(mut unsynced) => {
+                    let n = unsynced.len().min(REPLAY_CHUNK);
+                    unsynced.drain(..n).collect()
+                }
+                Err(_) => return Ok(()),
+            };
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let mut pipe = redis::pipe();
+            pipe.load_script(&self.scripts.learn).ignore();
+            for outcome in &chunk {
+                pipe.invoke_script(&self.invocation(outcome)).ignore();
+            }
+            if let Err(e) = pipe.query_async::<()>(conn).await {
+                if let Ok(mut unsynced) = self.unsynced_online.lock() {
+                    for outcome in chunk.into_iter().rev() {
+                        unsynced.push_front(outcome);
+                    }
+                }
+                return Err(e);
+            }
+        }
     }
 
     fn observation_key(&self, request_id: &str) -> String {
