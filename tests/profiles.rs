@@ -373,3 +373,44 @@ fn a_prior_only_model_is_chosen_in_its_strong_domains_only() {
         assert_ne!(model, "mathstral-mini");
     }
 }
+
+/// `bench --leave-out` on the RouteLLM set (GPT-4 and Mixtral): the model the full router depends on most is
+/// left out, added back from 200 of its rows, and added back again from three more random samples; the
+/// report holds every router's AIQ and the shares, and the three routers are saved.
+#[test]
+fn leave_one_out_adds_the_model_back_and_reports_its_share_of_the_gain() {
+    let _ = common::model_files();
+    let work = tempfile::tempdir().unwrap();
+    let logs = common::workspace_root().join("training-data/routellm/logs.jsonl.gz");
+    let catalog = common::workspace_root().join("training-data/routellm/catalog.toml");
+    let out = work.path().join("out");
+    #[rustfmt::skip]
+    let args = [
+        "bench", "--quiet", "--train-logs", logs.to_str().unwrap(), "--logs", logs.to_str().unwrap(),
+        "--catalog", catalog.to_str().unwrap(), "--leave-out", "auto", "--profile-rows", "200",
+        "--profile-repeats", "3", "--predictor", "logistic", "--bootstrap", "50", "--out", out.to_str().unwrap(),
+    ];
+    let run = switchyard_encoding(&args, &work.path().join("cache"));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("leave-out.json")).unwrap()).unwrap();
+    // Without Mixtral the router has GPT-4 alone and no trade-off to make: Mixtral is the one to leave out.
+    assert_eq!(report["model"], "mixtral-8x7b-instruct-v0.1", "{report}");
+    assert_eq!(report["profile_prompts"], 200);
+    let aiq = |name: &str| report["aiq"][name]["aiq"].as_f64().unwrap_or_else(|| panic!("no AIQ for {name}"));
+    let (full, added, zero) = (aiq("full"), aiq("added"), aiq("zero_router"));
+    assert!(full > zero && added > zero && added > aiq("without"), "{report}");
+    let share = report["added_share"]["value"].as_f64().unwrap();
+    assert!((share - (added - zero) / (full - zero)).abs() < 1e-9, "{report}");
+    assert!(share > 0.5, "200 rows recover most of the gain: {share}");
+    assert!(report["added_share"]["ci"]["lo"].as_f64().unwrap() <= share);
+    let shares: Vec<f64> = report["resampled_shares"].as_array().unwrap().iter().map(|s| s.as_f64().unwrap()).collect();
+    assert_eq!(shares.len(), 3, "{report}");
+    assert!(shares.iter().all(|&s| s > 0.5), "every random sample recovers most of the gain: {shares:?}");
+    assert!(stdout.contains("added back from 3 more random samples of 200 prompts"), "{stdout}");
+    for name in ["full", "without", "added"] {
+        let router = Router::load(&out.join("routers").join(name)).unwrap();
+        let has = router.manifest.models.iter().any(|c| c.model == "mixtral-8x7b-instruct-v0.1");
+        assert_eq!(has, name != "without", "{name}");
+    }
+}

@@ -63,8 +63,8 @@ pub struct BenchArgs {
     quiet: bool,
 
     /// Leave-one-out evaluation of `profile add` (needs --train-logs): train with and without this model
-    /// (`auto`: the one the full router chooses most often), add it back from --profile-rows of its training
-    /// rows, and compare the three on the held-out prompts.
+    /// (`auto`: the one whose removal costs the full router the most AIQ on the training prompts), add it back
+    /// from --profile-rows of its training rows, and compare the three on the held-out prompts.
     #[arg(long, value_name = "MODEL", requires = "train_logs")]
     leave_out: Option<String>,
 
@@ -76,6 +76,12 @@ pub struct BenchArgs {
     /// picks them) or `random` (a seeded sample).
     #[arg(long, value_enum, default_value = "representative", requires = "leave_out")]
     profile_sample: ProfileSample,
+
+    /// Also add the model back from this many more random samples of --profile-rows prompts (seeds
+    /// --bootstrap-seed + 1, + 2, ...) and report the spread of their shares: how much the choice of eval
+    /// prompts matters, which the bootstrap interval (over held-out prompts) does not cover.
+    #[arg(long, value_name = "K", default_value_t = 0, requires = "leave_out")]
+    profile_repeats: usize,
 
     #[command(flatten)]
     model: ModelArgs,
@@ -319,6 +325,7 @@ fn leave_out(
         seed: args.bootstrap_seed,
         representative: args.profile_sample == ProfileSample::Representative,
         save_to: Some(args.out.join("routers")),
+        repeats: args.profile_repeats,
     };
     let bootstrap = BootstrapOptions { resamples: args.bootstrap, seed: args.bootstrap_seed, ..Default::default() };
     eprintln!(
@@ -359,6 +366,20 @@ fn leave_out(
     println!("added back: {} of the full router's AIQ gain over the zero router", share(&report.added_share));
     println!("without it: {} of that gain", share(&report.without_share));
     println!("added - full: AIQ {}", with_ci(Some(report.added_minus_full.value), report.added_minus_full.ci, 4));
+    let shares = &report.resampled_shares;
+    if !shares.is_empty() {
+        let n = shares.len() as f64;
+        let mean = shares.iter().sum::<f64>() / n;
+        let sd = (shares.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+        let (lo, hi) = shares.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &s| (a.min(s), b.max(s)));
+        println!(
+            "added back from {} more random samples of {} prompts: share mean {mean:.3} (sd {sd:.3}, range {lo:.3} \
+             to {hi:.3}); at least 0.9 in {} of them",
+            shares.len(),
+            args.profile_rows,
+            shares.iter().filter(|&&s| s >= 0.9).count()
+        );
+    }
     println!("report written to {} (the three routers: {})", path.display(), args.out.join("routers").display());
     Ok(())
 }

@@ -7,7 +7,10 @@
 //! - `added`: `without` with the model added back by `profile add` from a sample of its training rows.
 //!
 //! The headline is `added`'s AIQ gain over the zero router as a share of `full`'s gain, with a paired
-//! bootstrap interval; `without`'s share shows what adding the model contributed.
+//! bootstrap interval; `without`'s share shows what adding the model contributed. The interval covers the
+//! held-out prompts, not the choice of eval prompts: with `repeats`, the model is added back again from that
+//! many more random samples of the same size, and the spread of their shares shows how much that choice
+//! matters.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +40,9 @@ pub struct LeaveOutOptions {
     pub representative: bool,
     /// Where to write the three routers (`full`, `without`, `added` under it), for inspection.
     pub save_to: Option<PathBuf>,
+    /// Further random samples (seeds `seed + 1`, `seed + 2`, ...) to add the model back from, each measured
+    /// by its share alone.
+    pub repeats: usize,
 }
 
 /// One router's AIQ with its interval.
@@ -91,6 +97,9 @@ pub struct LeaveOutReport {
     pub without_share: Estimate,
     /// `added`'s AIQ minus `full`'s.
     pub added_minus_full: Estimate,
+    /// The share of each further random sample (`repeats`), in seed order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resampled_shares: Vec<f64>,
 }
 
 /// Runs the leave-one-out comparison (see the module docs). `dataset` is the training data, `train_paths`
@@ -130,8 +139,9 @@ pub fn leave_one_out(
     tracing::info!("leave-one-out: training without {model}");
     let without = train(&loo_data, encoder, cache, train_options)?;
 
-    let mut eval = EvalRows::read(train_paths, &model, true)?;
-    let available_prompts = eval.prompts.len();
+    let read = EvalRows::read(train_paths, &model, true)?;
+    let available_prompts = read.prompts.len();
+    let mut eval = read.clone();
     // The prompts `profile add` gets: representative ones (as a user would pick them to evaluate a new
     // model on), or a seeded random sample.
     let eval_embeddings = if options.representative {
@@ -144,24 +154,8 @@ pub fn leave_one_out(
         eval.sample(options.rows, options.seed);
         embed_eval(cache, encoder, &eval, false)?
     };
-    eval.check_enough()?;
     let cost = full.manifest.models.iter().find(|c| c.model == model).cloned();
-    let prices = cost
-        .as_ref()
-        .filter(|c| c.source == CostSource::Prices)
-        .map(|c| Prices { input_usd_per_mtok: c.input_usd_per_mtok, output_usd_per_mtok: c.output_usd_per_mtok });
-    let request = ProfileRequest {
-        model: &model,
-        eval: Some((&eval, &eval_embeddings)),
-        priors: &[],
-        prices,
-        mean_output_tokens: cost.map(|c| c.mean_output_tokens),
-        seed: options.seed,
-    };
-    let (new, _) = fit_profile(&without, &request)?;
-    let mut added = without.clone();
-    added.add_model(new, false).map_err(|e| TrainError::Profile(e.to_string()))?;
-
+    let added = add_back(&without, &model, cost.as_ref(), &eval, &eval_embeddings, options.seed)?;
     if let Some(dir) = &options.save_to {
         for (name, router) in [("full", &full), ("without", &without), ("added", &added)] {
             router.save(&dir.join(name)).map_err(|e| TrainError::Fit(format!("cannot save the {name} router: {e}")))?;
@@ -189,7 +183,17 @@ pub fn leave_one_out(
         value: if gain > 0.0 { (aiq[name].aiq - zero) / gain } else { f64::NAN },
         ci: ci.get(&format!("share:{name}")).copied(),
     };
+    let mut resampled_shares = Vec::with_capacity(options.repeats);
+    for r in 1..=options.repeats as u64 {
+        let mut sample = read.clone();
+        sample.sample(options.rows, options.seed + r);
+        let sample_embeddings = embed_eval(cache, encoder, &sample, false)?;
+        let again = add_back(&without, &model, cost.as_ref(), &sample, &sample_embeddings, options.seed + r)?;
+        let aiq = estimates_aiq(set, &set_estimates(set, embeddings, &again), None);
+        resampled_shares.push(if gain > 0.0 { (aiq - zero) / gain } else { f64::NAN });
+    }
     Ok(LeaveOutReport {
+        resampled_shares,
         picked,
         training_aiq_loss,
         profile_prompts: eval.prompts.len(),
@@ -205,6 +209,33 @@ pub fn leave_one_out(
         aiq,
         model,
     })
+}
+
+/// `without` with `model` added back by `profile add` from `eval` (at the full router's prices, `cost`).
+fn add_back(
+    without: &Router,
+    model: &str,
+    cost: Option<&switchyard_core::ModelCost>,
+    eval: &EvalRows,
+    embeddings: &ndarray::Array2<f32>,
+    seed: u64,
+) -> Result<Router, TrainError> {
+    eval.check_enough()?;
+    let prices = cost
+        .filter(|c| c.source == CostSource::Prices)
+        .map(|c| Prices { input_usd_per_mtok: c.input_usd_per_mtok, output_usd_per_mtok: c.output_usd_per_mtok });
+    let request = ProfileRequest {
+        model,
+        eval: Some((eval, embeddings)),
+        priors: &[],
+        prices,
+        mean_output_tokens: cost.map(|c| c.mean_output_tokens),
+        seed,
+    };
+    let (new, _) = fit_profile(without, &request)?;
+    let mut added = without.clone();
+    added.add_model(new, false).map_err(|e| TrainError::Profile(e.to_string()))?;
+    Ok(added)
 }
 
 /// How much of the full router's AIQ on the training prompts each model carries: its AIQ minus the AIQ of
