@@ -7,125 +7,19 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::http::StatusCode;
 use common::pg::Postgres;
 use common::redis::Redis;
+use common::replicas::{call, chat, flaky_model, header, keys, metric, pair, until_metric, Pair};
 use common::upstream::{self, Mode};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use switchyard_core::Router;
 use switchyard_encoder::{EncoderOptions, MiniLm};
-use switchyard_server::{app, AppState, Config};
-use tower::ServiceExt;
-
-fn digest(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The keys: `metered` (20 requests a minute), `budgeted` ($0.00005: five calls of $0.000011), `open`.
-fn keys() -> String {
-    format!(
-        "[[keys]]\nname = \"metered\"\nkey_sha256 = \"{}\"\nrpm = 20\n\
-         [[keys]]\nname = \"budgeted\"\nkey_sha256 = \"{}\"\nbudget_usd = 0.00005\n\
-         [[keys]]\nname = \"open\"\nkey_sha256 = \"{}\"\n",
-        digest("metered-key"),
-        digest("budgeted-key"),
-        digest("open-key")
-    )
-}
-
-/// A model with two deployments on the fake upstream: `flaky-a` answers as upstream model "broken" (told to
-/// fail), `flaky-b` as "flaky"; one failure puts a deployment in cooldown.
-fn flaky_model(addr: SocketAddr) -> String {
-    format!(
-        "[[models]]\nname = \"flaky\"\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0\n\
-         [[models.deployments]]\nname = \"flaky-a\"\nbase_url = \"http://{addr}/v1\"\nupstream_model = \"broken\"\n\
-         [[models.deployments]]\nname = \"flaky-b\"\nbase_url = \"http://{addr}/v1\"\n"
-    )
-}
-
-fn replica(addr: SocketAddr, pg: &Postgres, redis_url: &str, spool: &Path, extra: &str) -> Arc<AppState> {
-    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
-    let text = format!(
-        "[server]\ncooldown_failures = 1\ncooldown_ms = 60000\n\
-         [log]\nurl = \"{}\"\nspool = {:?}\n\
-         [state]\nurl = \"{redis_url}\"\ntimeout_ms = 1000\n{extra}\n\
-         [routing]\ndeescalate_after = 3\n\
-         {}\n{}\n{}",
-        pg.url,
-        spool.display().to_string(),
-        keys(),
-        upstream::catalog(addr),
-        flaky_model(addr)
-    );
-    let config = Config::parse(&text, Path::new("replica.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
-    Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap_or_else(|e| panic!("{e}")))
-}
-
-/// A real PostgreSQL and Redis, the fake upstream, and two replicas sharing them (each with its own spool).
-struct Pair {
-    pg: Postgres,
-    redis: Redis,
-    fake: Arc<upstream::Fake>,
-    a: Arc<AppState>,
-    b: Arc<AppState>,
-    dir: tempfile::TempDir,
-}
-
-async fn pair() -> Pair {
-    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
-    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
-    let (addr, fake) = upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let a = replica(addr, &pg, &redis.url, &dir.path().join("a-spool.sqlite"), "");
-    let b = replica(addr, &pg, &redis.url, &dir.path().join("b-spool.sqlite"), "");
-    Pair { pg, redis, fake, a, b, dir }
-}
-
-async fn call(
-    state: &Arc<AppState>,
-    method: &str,
-    uri: &str,
-    key: &str,
-    headers: &[(&str, &str)],
-    body: Value,
-) -> (StatusCode, HeaderMap, String) {
-    let mut request = Request::builder().method(method).uri(uri).header("authorization", format!("Bearer {key}"));
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let body = if body.is_null() { Body::empty() } else { Body::from(body.to_string()) };
-    let response = app(state.clone())
-        .oneshot(request.header("content-type", "application/json").body(body).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    (parts.status, parts.headers, String::from_utf8_lossy(&bytes).to_string())
-}
-
-async fn chat(state: &Arc<AppState>, key: &str, model: &str, prompt: &str) -> (StatusCode, HeaderMap, Value) {
-    let body = json!({"model": model, "messages": [{"role": "user", "content": prompt}]});
-    let (status, headers, text) = call(state, "POST", "/v1/chat/completions", key, &[], body).await;
-    (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn metric(state: &Arc<AppState>, name: &str) -> Option<f64> {
-    let (_, _, text) = call(state, "GET", "/metrics", "open-key", &[], Value::Null).await;
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse().ok()))
-}
-
-fn header(h: &HeaderMap, name: &str) -> String {
-    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
-}
+use switchyard_server::{AppState, Config};
 
 /// Sums (the small model fails them) and chat (both manage).
 const PROMPTS: [&str; 20] = [
@@ -308,18 +202,6 @@ async fn two_replicas_share_limits_budgets_cooldowns_pins_and_one_log() {
     models.sort();
     assert_eq!(models, ["gpt-4o", "llama-3.1-8b-instruct"]);
     drop(redis);
-}
-
-/// Waits until `name` reads `want` on the replica (the reconnection runs with a backoff of at most 5 s).
-async fn until_metric(state: &Arc<AppState>, name: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if metric(state, name).await == Some(want) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{name} did not become {want} within 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -539,143 +421,4 @@ async fn postgres_stopped_under_two_replicas_loses_no_row_and_writes_none_twice(
             .await
             .unwrap();
     assert_eq!(counts, format!("{sent}|{sent}"), "one row per request from both replicas, none twice");
-}
-
-/// Online learning shared through Redis: failures fed back through replica A lower the model's P(success) on
-/// replica B, which never saw them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn online_posteriors_are_shared_between_replicas() {
-    const MODEL: &str = "llama-3.1-8b-instruct";
-    const PROMPT: &str = "What is the derivative of x^3 * sin(x)?";
-    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
-    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
-    let (addr, _fake) = upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let learning = |name: &str| {
-        format!(
-            "[learning]\nonline = true\nsync_ms = 0\nprior_strength = 10\nstate_file = {:?}\n",
-            dir.path().join(format!("{name}-online.json"))
-        )
-    };
-    let a = replica(addr, &pg, &redis.url, &dir.path().join("a-spool.sqlite"), &learning("a"));
-    let b = replica(addr, &pg, &redis.url, &dir.path().join("b-spool.sqlite"), &learning("b"));
-    let p_on = |state: Arc<AppState>| async move {
-        let body = json!({"prompt": PROMPT, "allowed_models": [MODEL]});
-        let (status, _, text) = call(&state, "POST", "/v1/route", "open-key", &[], body).await;
-        assert_eq!(status, StatusCode::OK, "{text}");
-        let v: Value = serde_json::from_str(&text).unwrap();
-        let p = v["models"].as_array().unwrap().iter().find(|m| m["model"] == MODEL).unwrap()["p_success"].as_f64();
-        (v["request_id"].as_str().unwrap().to_string(), p.unwrap())
-    };
-    let (_, before) = p_on(b.clone()).await;
-    for _ in 0..30 {
-        let (id, _) = p_on(a.clone()).await;
-        let (status, _, text) =
-            call(&a, "POST", "/v1/feedback", "open-key", &[], json!({"request_id": id, "score": 0})).await;
-        assert_eq!(status, StatusCode::OK, "{text}");
-    }
-    // The outcomes reach Redis in the background: B reads them back before its next decisions.
-    let mut after = before;
-    for _ in 0..100 {
-        after = p_on(b.clone()).await.1;
-        if after < before - 0.2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(after < before - 0.2, "replica B's P(success) for {MODEL}: {before:.3} before, {after:.3} after");
-    // Feedback sent to B for requests A answered is learned too: A kept each prediction in Redis.
-    let (_, low) = p_on(a.clone()).await;
-    for _ in 0..30 {
-        let (id, _) = p_on(a.clone()).await;
-        let (status, _, text) =
-            call(&b, "POST", "/v1/feedback", "open-key", &[], json!({"request_id": id, "score": 1})).await;
-        assert_eq!(status, StatusCode::OK, "{text}");
-    }
-    let mut recovered = low;
-    for _ in 0..100 {
-        recovered = p_on(a.clone()).await.1;
-        if recovered > low + 0.1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        recovered > low + 0.1,
-        "feedback of 1 sent to B for A's requests: A's P(success) for {MODEL} went from {low:.3} to {recovered:.3}"
-    );
-    let metrics = call(&b, "GET", "/metrics", "open-key", &[], Value::Null).await.2;
-    assert!(
-        metrics.lines().any(|l| l.starts_with("switchyard_online_updates_total{source=\"feedback\"} 30")),
-        "B counts the 30 feedback scores it learned from: {}",
-        metrics.lines().filter(|l| l.contains("online_updates")).collect::<Vec<_>>().join("\n")
-    );
-    drop((pg, redis));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outcomes_learned_while_redis_is_down_reach_the_other_replica_after() {
-    const MODEL: &str = "llama-3.1-8b-instruct";
-    const PROMPT: &str = "Integrate x * e^x from 0 to 1.";
-    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
-    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
-    let (addr, _fake) = upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let learning = |name: &str| {
-        format!(
-            "[learning]\nonline = true\nsync_ms = 0\nprior_strength = 10\nstate_file = {:?}\n",
-            dir.path().join(format!("{name}-online.json"))
-        )
-    };
-    let a = replica(addr, &pg, &redis.url, &dir.path().join("a-spool.sqlite"), &learning("a"));
-    let b = replica(addr, &pg, &redis.url, &dir.path().join("b-spool.sqlite"), &learning("b"));
-    let p_on = |state: Arc<AppState>| async move {
-        let body = json!({"prompt": PROMPT, "allowed_models": [MODEL]});
-        let (status, _, text) = call(&state, "POST", "/v1/route", "open-key", &[], body).await;
-        assert_eq!(status, StatusCode::OK, "{text}");
-        let v: Value = serde_json::from_str(&text).unwrap();
-        let p = v["models"].as_array().unwrap().iter().find(|m| m["model"] == MODEL).unwrap()["p_success"].as_f64();
-        (v["request_id"].as_str().unwrap().to_string(), p.unwrap())
-    };
-    let (_, before) = p_on(b.clone()).await;
-
-    // Redis dies; A learns 30 failures on its own (PostgreSQL still takes the feedback).
-    let redis = tokio::task::spawn_blocking(move || {
-        redis.kill();
-        redis
-    })
-    .await
-    .unwrap();
-    for _ in 0..30 {
-        let (id, _) = p_on(a.clone()).await;
-        let (status, _, text) =
-            call(&a, "POST", "/v1/feedback", "open-key", &[], json!({"request_id": id, "score": 0})).await;
-        assert_eq!(status, StatusCode::OK, "{text}");
-    }
-    assert_eq!(metric(&a, "switchyard_state_degraded").await, Some(1.0));
-    assert_eq!(metric(&a, "switchyard_state_unsynced_outcomes").await, Some(30.0));
-    let (_, on_a) = p_on(a.clone()).await;
-    assert!(on_a < before - 0.2, "A routes on what it learned: {before:.3} before, {on_a:.3} on A");
-    let (_, on_b) = p_on(b.clone()).await;
-    assert!((on_b - before).abs() < 1e-9, "B cannot know yet: {before:.3} before, {on_b:.3} during the outage");
-
-    // Redis is back, empty: A writes the outcomes it kept, and B reads them.
-    let redis = tokio::task::spawn_blocking(move || {
-        redis.start_again();
-        redis
-    })
-    .await
-    .unwrap();
-    until_metric(&a, "switchyard_state_degraded", 0.0).await;
-    assert_eq!(metric(&a, "switchyard_state_unsynced_outcomes").await, Some(0.0));
-    let mut after = before;
-    for _ in 0..100 {
-        after = p_on(b.clone()).await.1;
-        if after < before - 0.2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(after < before - 0.2, "B after the outage: {before:.3} before, {after:.3} after");
-    drop((pg, redis));
 }

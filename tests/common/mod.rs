@@ -3,6 +3,7 @@
 
 pub mod pg;
 pub mod redis;
+pub mod replicas;
 pub mod serve;
 pub mod tls;
 pub mod upstream;

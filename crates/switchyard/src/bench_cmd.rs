@@ -367,7 +367,9 @@ fn leave_out(
     println!("without it: {} of that gain", share(&report.without_share));
     println!("added - full: AIQ {}", with_ci(Some(report.added_minus_full.value), report.added_minus_full.ci, 4));
     let shares = &report.resampled_shares;
-    if !shares.is_empty() {
+    if args.profile_repeats > 0 && shares.is_empty() {
+        println!("no further samples: the full router gains nothing over the zero router, so there is no share");
+    } else if !shares.is_empty() {
         let n = shares.len() as f64;
         let mean = shares.iter().sum::<f64>() / n;
         let sd = (shares.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();

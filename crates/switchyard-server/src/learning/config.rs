@@ -17,6 +17,9 @@ const REFUSALS: [&str; 8] = [
     "as an ai language model, i cannot",
 ];
 
+/// Longest `feedback_window_s`: 30 days.
+pub const MAX_FEEDBACK_WINDOW_S: u64 = 30 * 86_400;
+
 /// `[learning]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -104,12 +107,14 @@ impl LearningConfig {
         if self.refusal_patterns.iter().any(|p| p.trim().is_empty()) {
             return Err(("learning.refusal_patterns", "must not contain empty patterns".into()));
         }
-        if self.feedback_window_s == 0 {
+        if !(1..=MAX_FEEDBACK_WINDOW_S).contains(&self.feedback_window_s) {
             return Err((
                 "learning.feedback_window_s",
-                "must be at least 1 second (how long feedback on another replica can still be learned from; \
-                 3600 is the default)"
-                    .into(),
+                format!(
+                    "must be between 1 second and 30 days ({MAX_FEEDBACK_WINDOW_S}): how long feedback on another \
+                     replica can still be learned from (3600 is the default), got {}",
+                    self.feedback_window_s
+                ),
             ));
         }
         if self.online && self.state_file.as_os_str().is_empty() {
@@ -134,5 +139,7 @@ mod tests {
             "learning.refusal_patterns"
         );
         assert_eq!(bad(LearningConfig { feedback_window_s: 0, ..Default::default() }), "learning.feedback_window_s");
+        let forever = LearningConfig { feedback_window_s: u64::MAX, ..Default::default() };
+        assert_eq!(bad(forever), "learning.feedback_window_s");
     }
 }

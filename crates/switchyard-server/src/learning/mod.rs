@@ -210,7 +210,19 @@ impl Learning {
         };
         let observation = match (local, &self.shared) {
             (Some(o), _) => Some(o),
-            (None, Some(shared)) => shared.load_observation(request_id).await,
+            (None, Some(shared)) => {
+                // The answering replica writes the prediction in the background as it answers: feedback that
+                // arrives here first waits for it a little, as the feedback handler waits for the log row.
+                let mut found = shared.load_observation(request_id).await;
+                for ms in [50, 150] {
+                    if found.is_some() || shared.is_degraded() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    found = shared.load_observation(request_id).await;
+                }
+                found
+            }
             (None, None) => None,
         };
         match observation {

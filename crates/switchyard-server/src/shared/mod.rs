@@ -65,6 +65,8 @@ pub struct SharedState {
     unsynced: std::sync::Mutex<HashMap<String, (i64, f64)>>,
     /// Online-learning outcomes counted while Redis did not answer, oldest first.
     unsynced_online: std::sync::Mutex<std::collections::VecDeque<online::Outcome>>,
+    /// Whether a task is writing `unsynced_online` to Redis.
+    draining: AtomicBool,
     /// What the metrics show.
     pub stats: SharedStats,
 }
@@ -140,6 +142,7 @@ impl SharedState {
             keys: keys.all().to_vec(),
             unsynced: std::sync::Mutex::new(HashMap::new()),
             unsynced_online: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            draining: AtomicBool::new(false),
             stats: SharedStats::default(),
         })))
     }
@@ -170,7 +173,7 @@ impl SharedState {
             self.stats.reconnects.load(Ordering::Relaxed),
         );
         let help = "Online-learning outcomes counted while Redis was out of reach, not yet added there.";
-        let waiting = self.unsynced_online.lock().map_or(0, |u| u.len() as u64);
+        let waiting = self.unsynced_online.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len() as u64;
         scalar(out, "switchyard_state_unsynced_outcomes", "gauge", help, waiting);
     }
 
@@ -225,7 +228,6 @@ impl SharedState {
             }
             unsynced.retain(|_, (_, usd)| *usd > 1e-12);
         }
-        self.replay_online(&mut conn).await?;
         Ok(conn)
     }
 
@@ -337,6 +339,7 @@ impl SharedState {
                         me.reconnecting.store(false, Ordering::SeqCst);
                         me.degraded.store(false, Ordering::SeqCst);
                         tracing::info!("shared state {}: Redis answers again; limits are shared again", me.shown);
+                        me.drain_online();
                         return;
                     }
                     // Said once a minute at most (the backoff reaches 5 s): why it keeps failing.

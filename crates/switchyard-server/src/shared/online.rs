@@ -4,18 +4,18 @@
 //! fingerprint keeps replicas that run different routers (a rollout) from mixing cells learned against
 //! different predictions.
 //!
-//! Outcomes counted while Redis does not answer are kept (the newest [`UNSYNCED_CAP`]) and added when the
-//! connection is made again, so the shared cells miss nothing a replica learned during an outage.
+//! Outcomes counted while Redis does not answer are kept (the newest [`UNSYNCED_CAP`]) and added, in order,
+//! once the connection is made again (outcomes counted meanwhile queue behind them). As for budget charges, a
+//! batch sent and not answered may have landed, so it is not sent again: an outcome reaches the shared cells
+//! at most once.
 //!
 //! Each answered request's prediction is kept under its request id for `learning.feedback_window_s`, so that
 //! feedback sent to any replica is learned from.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
-
-use redis::aio::MultiplexedConnection;
 
 use switchyard_core::Cell;
 
@@ -59,20 +59,32 @@ impl SharedState {
             predicted,
             domains: domains.iter().filter(|(_, w)| *w > 0.0).cloned().collect(),
         };
-        // Degraded, the outcome is not sent: kept, and added when the connection is made again. One sent and
-        // not answered may have landed, so it is not kept (as for budget charges).
-        if self.degraded.load(Ordering::SeqCst) {
-            if let Ok(mut unsynced) = self.unsynced_online.lock() {
-                unsynced.push_back(outcome);
-                while unsynced.len() > UNSYNCED_CAP {
-                    unsynced.pop_front();
-                }
-            }
-            self.kick();
+        // Degraded, or behind outcomes still waiting, the outcome is not sent: kept, and added in order when the
+        // connection is made again.
+        let waiting = !self.unsynced_online.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
+        if self.degraded.load(Ordering::SeqCst) || waiting || self.connection().await.is_none() {
+            self.keep(outcome);
             return;
         }
         let invocation = self.invocation(&outcome);
         let _: Option<i64> = self.call("learn", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
+    }
+
+    /// Queues an outcome Redis did not get, and starts writing the queue back (when Redis answers) or
+    /// reconnecting (when it does not).
+    fn keep(self: &Arc<Self>, outcome: Outcome) {
+        {
+            let mut unsynced = self.unsynced_online.lock().unwrap_or_else(PoisonError::into_inner);
+            unsynced.push_back(outcome);
+            while unsynced.len() > UNSYNCED_CAP {
+                unsynced.pop_front();
+            }
+        }
+        if self.degraded.load(Ordering::SeqCst) {
+            self.kick();
+        } else {
+            self.drain_online();
+        }
     }
 
     fn invocation(&self, o: &Outcome) -> redis::ScriptInvocation<'_> {
@@ -84,34 +96,51 @@ impl SharedState {
         invocation
     }
 
-    /// Adds the outcomes kept while Redis did not answer, in order, on a new connection; those not written
-    /// stay kept.
-    pub(super) async fn replay_online(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
-        loop {
-            let chunk: Vec<Outcome> = match self.unsynced_online.lock() {
-                Ok(mut unsynced) => {
+    /// Writes the queued outcomes to Redis in order, [`REPLAY_CHUNK`] per round trip, in a background task
+    /// (one at a time). Without a connection the queue waits for the next reconnection; a chunk sent and not
+    /// answered is dropped (it may have landed) and counted as an error.
+    pub(super) fn drain_online(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        if self.draining.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        runtime.spawn(async move {
+            loop {
+                if me.connection().await.is_none() {
+                    break;
+                }
+                let chunk: Vec<Outcome> = {
+                    let mut unsynced = me.unsynced_online.lock().unwrap_or_else(PoisonError::into_inner);
                     let n = unsynced.len().min(REPLAY_CHUNK);
                     unsynced.drain(..n).collect()
+                };
+                if chunk.is_empty() {
+                    break;
                 }
-                Err(_) => return Ok(()),
-            };
-            if chunk.is_empty() {
-                return Ok(());
-            }
-            let mut pipe = redis::pipe();
-            pipe.load_script(&self.scripts.learn).ignore();
-            for outcome in &chunk {
-                pipe.invoke_script(&self.invocation(outcome)).ignore();
-            }
-            if let Err(e) = pipe.query_async::<()>(conn).await {
-                if let Ok(mut unsynced) = self.unsynced_online.lock() {
-                    for outcome in chunk.into_iter().rev() {
-                        unsynced.push_front(outcome);
-                    }
+                let mut pipe = redis::pipe();
+                pipe.load_script(&me.scripts.learn).ignore();
+                for outcome in &chunk {
+                    pipe.invoke_script(&me.invocation(outcome)).ignore();
                 }
-                return Err(e);
+                let sent = me.call("learn (catching up)", |mut c| async move { pipe.query_async::<()>(&mut c).await });
+                if sent.await.is_none() {
+                    tracing::warn!(
+                        "shared state {}: {} online-learning outcomes kept during an outage may not have reached \
+                         Redis (they stay in this replica's own cells)",
+                        me.shown,
+                        chunk.len()
+                    );
+                    break;
+                }
             }
-        }
+            me.draining.store(false, Ordering::SeqCst);
+            // An outcome queued as the loop ended is not left behind.
+            let waiting = !me.unsynced_online.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
+            if waiting && !me.degraded.load(Ordering::SeqCst) {
+                me.drain_online();
+            }
+        });
     }
 
     fn observation_key(&self, request_id: &str) -> String {

@@ -97,7 +97,8 @@ pub struct LeaveOutReport {
     pub without_share: Estimate,
     /// `added`'s AIQ minus `full`'s.
     pub added_minus_full: Estimate,
-    /// The share of each further random sample (`repeats`), in seed order.
+    /// The share of each further random sample (`repeats`), in seed order (none when `full` gains nothing
+    /// over the zero router).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resampled_shares: Vec<f64>,
 }
@@ -183,14 +184,24 @@ pub fn leave_one_out(
         value: if gain > 0.0 { (aiq[name].aiq - zero) / gain } else { f64::NAN },
         ci: ci.get(&format!("share:{name}")).copied(),
     };
+    if options.repeats > 0 && options.rows >= available_prompts {
+        return Err(TrainError::Profile(format!(
+            "{model} has {available_prompts} training prompts and each sample takes {}: every repeat would add it \
+             back from the same prompts; give --profile-rows below {available_prompts}, or no --profile-repeats",
+            options.rows
+        )));
+    }
     let mut resampled_shares = Vec::with_capacity(options.repeats);
-    for r in 1..=options.repeats as u64 {
+    // Without a gain there is no share to measure.
+    let repeats = if gain > 0.0 { options.repeats as u64 } else { 0 };
+    for r in 1..=repeats {
+        let seed = options.seed.wrapping_add(r);
         let mut sample = read.clone();
-        sample.sample(options.rows, options.seed + r);
+        sample.sample(options.rows, seed);
         let sample_embeddings = embed_eval(cache, encoder, &sample, false)?;
-        let again = add_back(&without, &model, cost.as_ref(), &sample, &sample_embeddings, options.seed + r)?;
+        let again = add_back(&without, &model, cost.as_ref(), &sample, &sample_embeddings, seed)?;
         let aiq = estimates_aiq(set, &set_estimates(set, embeddings, &again), None);
-        resampled_shares.push(if gain > 0.0 { (aiq - zero) / gain } else { f64::NAN });
+        resampled_shares.push((aiq - zero) / gain);
     }
     Ok(LeaveOutReport {
         resampled_shares,

@@ -1,0 +1,159 @@
+//! Online learning across two replicas sharing one PostgreSQL (the decision log) and one Redis, both real
+//! servers started for the test: outcomes learned on one replica move the other's estimates, feedback sent to
+//! either is learned, and outcomes learned while Redis is down reach the other replica once it is back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use common::pg::Postgres;
+use common::redis::Redis;
+use common::replicas::{call, metric, replica, until_metric};
+use common::upstream;
+use serde_json::{json, Value};
+use switchyard_server::AppState;
+
+/// Online learning shared through Redis: failures fed back through replica A lower the model's P(success) on
+/// replica B, which never saw them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_posteriors_are_shared_between_replicas() {
+    const MODEL: &str = "llama-3.1-8b-instruct";
+    const PROMPT: &str = "What is the derivative of x^3 * sin(x)?";
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let (addr, _fake) = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let learning = |name: &str| {
+        format!(
+            "[learning]\nonline = true\nsync_ms = 0\nprior_strength = 10\nstate_file = {:?}\n",
+            dir.path().join(format!("{name}-online.json"))
+        )
+    };
+    let a = replica(addr, &pg, &redis.url, &dir.path().join("a-spool.sqlite"), &learning("a"));
+    let b = replica(addr, &pg, &redis.url, &dir.path().join("b-spool.sqlite"), &learning("b"));
+    let p_on = |state: Arc<AppState>| async move {
+        let body = json!({"prompt": PROMPT, "allowed_models": [MODEL]});
+        let (status, _, text) = call(&state, "POST", "/v1/route", "open-key", &[], body).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let p = v["models"].as_array().unwrap().iter().find(|m| m["model"] == MODEL).unwrap()["p_success"].as_f64();
+        (v["request_id"].as_str().unwrap().to_string(), p.unwrap())
+    };
+    let (_, before) = p_on(b.clone()).await;
+    for _ in 0..30 {
+        let (id, _) = p_on(a.clone()).await;
+        let (status, _, text) =
+            call(&a, "POST", "/v1/feedback", "open-key", &[], json!({"request_id": id, "score": 0})).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    // The outcomes reach Redis in the background: B reads them back before its next decisions.
+    let mut after = before;
+    for _ in 0..100 {
+        after = p_on(b.clone()).await.1;
+        if after < before - 0.2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(after < before - 0.2, "replica B's P(success) for {MODEL}: {before:.3} before, {after:.3} after");
+    // Feedback sent to B for requests A answered is learned too: A kept each prediction in Redis.
+    let (_, low) = p_on(a.clone()).await;
+    for _ in 0..30 {
+        let (id, _) = p_on(a.clone()).await;
+        let (status, _, text) =
+            call(&b, "POST", "/v1/feedback", "open-key", &[], json!({"request_id": id, "score": 1})).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    let mut recovered = low;
+    for _ in 0..100 {
+        recovered = p_on(a.clone()).await.1;
+        if recovered > low + 0.1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        recovered > low + 0.1,
+        "feedback of 1 sent to B for A's requests: A's P(success) for {MODEL} went from {low:.3} to {recovered:.3}"
+    );
+    let metrics = call(&b, "GET", "/metrics", "open-key", &[], Value::Null).await.2;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("switchyard_online_updates_total{source=\"feedback\"} 30")),
+        "B counts the 30 feedback scores it learned from: {}",
+        metrics.lines().filter(|l| l.contains("online_updates")).collect::<Vec<_>>().join("\n")
+    );
+    drop((pg, redis));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_learned_while_redis_is_down_reach_the_other_replica_after() {
+    const MODEL: &str = "llama-3.1-8b-instruct";
+    const PROMPT: &str = "Integrate x * e^x from 0 to 1.";
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let (addr, _fake) = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let learning = |name: &str| {
+        format!(
+            "[learning]\nonline = true\nsync_ms = 0\nprior_strength = 10\nstate_file = {:?}\n",
+            dir.path().join(format!("{name}-online.json"))
+        )
+    };
+    let a = replica(addr, &pg, &redis.url, &dir.path().join("a-spool.sqlite"), &learning("a"));
+    let b = replica(addr, &pg, &redis.url, &dir.path().join("b-spool.sqlite"), &learning("b"));
+    let p_on = |state: Arc<AppState>| async move {
+        let body = json!({"prompt": PROMPT, "allowed_models": [MODEL]});
+        let (status, _, text) = call(&state, "POST", "/v1/route", "open-key", &[], body).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let p = v["models"].as_array().unwrap().iter().find(|m| m["model"] == MODEL).unwrap()["p_success"].as_f64();
+        (v["request_id"].as_str().unwrap().to_string(), p.unwrap())
+    };
+    let (_, before) = p_on(b.clone()).await;
+
+    // Redis dies; A learns 30 failures on its own (PostgreSQL still takes the feedback).
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.kill();
+        redis
+    })
+    .await
+    .unwrap();
+    for _ in 0..30 {
+        let (id, _) = p_on(a.clone()).await;
+        let (status, _, text) =
+            call(&a, "POST", "/v1/feedback", "open-key", &[], json!({"request_id": id, "score": 0})).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    assert_eq!(metric(&a, "switchyard_state_degraded").await, Some(1.0));
+    // Each outcome goes to the shared state in a task of its own: all 30 are kept.
+    until_metric(&a, "switchyard_state_unsynced_outcomes", 30.0).await;
+    let (_, on_a) = p_on(a.clone()).await;
+    assert!(on_a < before - 0.2, "A routes on what it learned: {before:.3} before, {on_a:.3} on A");
+    let (_, on_b) = p_on(b.clone()).await;
+    assert!((on_b - before).abs() < 1e-9, "B cannot know yet: {before:.3} before, {on_b:.3} during the outage");
+
+    // Redis is back, empty: A writes the outcomes it kept, and B reads them.
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.start_again();
+        redis
+    })
+    .await
+    .unwrap();
+    until_metric(&a, "switchyard_state_degraded", 0.0).await;
+    until_metric(&a, "switchyard_state_unsynced_outcomes", 0.0).await;
+    until_metric(&b, "switchyard_state_degraded", 0.0).await;
+    let mut after = before;
+    for _ in 0..100 {
+        after = p_on(b.clone()).await.1;
+        if after < before - 0.2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(after < before - 0.2, "B after the outage: {before:.3} before, {after:.3} after");
+    drop((pg, redis));
+}
