@@ -229,30 +229,15 @@ fn a_model_is_added_back_from_its_eval_rows_without_touching_the_others() {
         !out.status.success() && stderr.contains("only 30 distinct prompts") && stderr.contains("at least 50"),
         "{stderr}"
     );
-    let out = add(&[
-        "--replace",
-        "--prior",
-        "math=1.5",
-        "--mean-output-tokens",
-        "100",
-        "--input-usd-per-mtok",
-        "0.1",
-        "--output-usd-per-mtok",
-        "0.4",
+    #[rustfmt::skip]
+    let with_prior = |prior: &str| add(&[
+        "--replace", "--prior", prior, "--mean-output-tokens", "100",
+        "--input-usd-per-mtok", "0.1", "--output-usd-per-mtok", "0.4",
     ]);
+    let out = with_prior("math=1.5");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("outside [0, 1]"), "{stderr}");
-    let out = add(&[
-        "--replace",
-        "--prior",
-        "astrology=0.5",
-        "--mean-output-tokens",
-        "100",
-        "--input-usd-per-mtok",
-        "0.1",
-        "--output-usd-per-mtok",
-        "0.4",
-    ]);
+    let out = with_prior("astrology=0.5");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("no domain \"astrology\"") && stderr.contains("math"), "{stderr}");
     assert_eq!(std::fs::read(dir.join("manifest.json")).unwrap(), manifest);
