@@ -398,4 +398,14 @@ fn leave_one_out_adds_the_model_back_and_reports_its_share_of_the_gain() {
         let has = router.manifest.models.iter().any(|c| c.model == "mixtral-8x7b-instruct-v0.1");
         assert_eq!(has, name != "without", "{name}");
     }
+    // Repeats of a sample holding every prompt of the model would all be the same: refused, saying what to do.
+    let mut all_rows = args.to_vec();
+    let rows = all_rows.iter().position(|a| *a == "200").unwrap();
+    all_rows[rows] = "100000";
+    let run = switchyard_encoding(&all_rows, &work.path().join("cache"));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && stderr.contains("every repeat would") && stderr.contains("--profile-rows below 1220"),
+        "{stderr}"
+    );
 }
