@@ -393,7 +393,15 @@ fn leave_one_out_adds_the_model_back_and_reports_its_share_of_the_gain() {
     assert_eq!(shares.len(), 3, "{report}");
     assert!(shares.iter().all(|&s| s > 0.5), "every random sample recovers most of the gain: {shares:?}");
     assert!(stdout.contains("added back from 3 more random samples of 200 prompts"), "{stdout}");
-    for name in ["full", "without", "added"] {
+    // Retraining that knows Mixtral from the same 200 prompts alone, on the same resamples.
+    let retrained = report["retrained_share"]["value"].as_f64().unwrap();
+    assert!((retrained - (aiq("retrained") - zero) / (full - zero)).abs() < 1e-9, "{report}");
+    let vs = report["added_minus_retrained"]["value"].as_f64().unwrap();
+    assert!((vs - (added - aiq("retrained"))).abs() < 1e-9, "{report}");
+    let ci = &report["added_minus_retrained"]["ci"];
+    assert!(ci["lo"].as_f64().unwrap() < ci["hi"].as_f64().unwrap(), "{report}");
+    assert!(stdout.contains("retrained with the same 200 prompts of it:"), "{stdout}");
+    for name in ["full", "without", "added", "retrained"] {
         let router = Router::load(&out.join("routers").join(name)).unwrap();
         let has = router.manifest.models.iter().any(|c| c.model == "mixtral-8x7b-instruct-v0.1");
         assert_eq!(has, name != "without", "{name}");

@@ -127,6 +127,23 @@ impl Dataset {
         }
     }
 
+    /// The same data with model `name`'s outcomes, output tokens and pairwise rows kept only on the prompts
+    /// whose normalised-text hash is in `keep` (the models and their order unchanged): a retraining that knows
+    /// the model from an eval set alone, as `profile add` does. `None` when there is no such model.
+    pub fn with_model_only_on(&self, name: &str, keep: &std::collections::HashSet<u64>) -> Option<Self> {
+        let m = self.models.iter().position(|x| x == name)?;
+        let mut out = self.clone();
+        for p in out.prompts.iter_mut().filter(|p| !keep.contains(&p.text_hash)) {
+            let kept: Vec<usize> = (0..p.outcomes.len()).filter(|&i| p.outcomes[i].0 != m).collect();
+            p.outcome_weights = kept.iter().map(|&i| p.outcome_weights.get(i).copied().unwrap_or(1.0)).collect();
+            p.outcomes = kept.iter().map(|&i| p.outcomes[i]).collect();
+            p.output_tokens.retain(|(t, _)| *t != m);
+            p.pairs.retain(|(a, b, _)| *a != m && *b != m);
+        }
+        out.prompts.retain(|p| !p.outcomes.is_empty() || !p.pairs.is_empty());
+        Some(out)
+    }
+
     /// The same data without model `name`: its outcomes and the pairwise rows naming it are dropped, prompts
     /// left with no evidence are dropped, the other models keep their order. (Leave-one-out evaluation of
     /// `profile add` trains on this.) `None` when there is no such model.
@@ -362,4 +379,45 @@ pub fn read_prompts(paths: &[PathBuf], skip_bad_rows: bool) -> Result<(Vec<Strin
         }
     })?;
     Ok((prompts, summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_kept_only_on_some_prompts_loses_its_other_rows_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs.jsonl");
+        let outcome = |prompt: &str, model: &str, score: f32| {
+            format!(
+                r#"{{"prompt": "{prompt}", "model": "{model}", "score": {score}, "output_tokens": 10, "cost_usd": 0.001}}"#
+            )
+        };
+        let rows = [
+            outcome("What is 2 + 2?", "a", 1.0),
+            outcome("What is 2 + 2?", "b", 0.0),
+            outcome("Name a prime.", "a", 1.0),
+            outcome("Name a prime.", "b", 1.0),
+            outcome("Only b saw this.", "b", 0.0),
+            r#"{"prompt": "Name a prime.", "model_a": "a", "model_b": "b", "winner": "model_a"}"#.to_string(),
+        ];
+        std::fs::write(&path, rows.join("\n") + "\n").unwrap();
+        let data = Dataset::from_logs(std::slice::from_ref(&path), None, false, RowFilter::ExcludeTest).unwrap();
+        let b = data.models.iter().position(|m| m == "b").unwrap();
+        let keep: std::collections::HashSet<u64> = [text_hash("  what is 2 + 2? ")].into();
+        let kept = data.with_model_only_on("b", &keep).unwrap();
+        assert_eq!(kept.models, data.models);
+        let find = |d: &Dataset, text: &str| d.prompts.iter().find(|p| p.text == text).cloned();
+        // On the kept prompt b keeps its outcome; elsewhere its outcomes, tokens and preferences are gone.
+        let sum = find(&kept, "What is 2 + 2?").unwrap();
+        assert!(sum.outcomes.iter().any(|&(m, s)| m == b && s == 0.0));
+        let prime = find(&kept, "Name a prime.").unwrap();
+        assert!(prime.outcomes.iter().all(|&(m, _)| m != b) && prime.outcomes.len() == 1);
+        assert_eq!(prime.outcome_weights.len(), prime.outcomes.len());
+        assert!(prime.output_tokens.iter().all(|&(m, _)| m != b) && prime.pairs.is_empty());
+        // A prompt with nothing left on it is dropped; an unknown model is `None`.
+        assert!(find(&data, "Only b saw this.").is_some() && find(&kept, "Only b saw this.").is_none());
+        assert!(data.with_model_only_on("c", &keep).is_none());
+    }
 }

@@ -365,7 +365,14 @@ fn leave_out(
     let share = |e: &switchyard_train::bench::Estimate| with_ci(Some(e.value), e.ci, 3);
     println!("added back: {} of the full router's AIQ gain over the zero router", share(&report.added_share));
     println!("without it: {} of that gain", share(&report.without_share));
+    println!(
+        "retrained with the same {} prompts of it: {} of that gain",
+        report.profile_prompts,
+        share(&report.retrained_share)
+    );
     println!("added - full: AIQ {}", with_ci(Some(report.added_minus_full.value), report.added_minus_full.ci, 4));
+    let vs = &report.added_minus_retrained;
+    println!("added - retrained: AIQ {}", with_ci(Some(vs.value), vs.ci, 4));
     let shares = &report.resampled_shares;
     if args.profile_repeats > 0 && shares.is_empty() {
         println!("no further samples: the full router gains nothing over the zero router, so there is no share");
@@ -382,6 +389,6 @@ fn leave_out(
             shares.iter().filter(|&&s| s >= 0.9).count()
         );
     }
-    println!("report written to {} (the three routers: {})", path.display(), args.out.join("routers").display());
+    println!("report written to {} (the four routers: {})", path.display(), args.out.join("routers").display());
     Ok(())
 }

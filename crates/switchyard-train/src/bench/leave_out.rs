@@ -4,7 +4,9 @@
 //! In one run, on the same held-out prompts and bootstrap resamples:
 //! - `full`: a router trained on every model's training rows;
 //! - `without`: the same training without one model (the router cannot choose it);
-//! - `added`: `without` with the model added back by `profile add` from a sample of its training rows.
+//! - `added`: `without` with the model added back by `profile add` from a sample of its training rows;
+//! - `retrained`: a full retraining that knows the model from the same sample alone (its other rows
+//!   dropped): what retraining, the alternative to `profile add`, makes of the same eval set.
 //!
 //! The headline is `added`'s AIQ gain over the zero router as a share of `full`'s gain, with a paired
 //! bootstrap interval; `without`'s share shows what adding the model contributed. The interval covers the
@@ -12,7 +14,7 @@
 //! many more random samples of the same size, and the spread of their shares shows how much that choice
 //! matters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -38,7 +40,7 @@ pub struct LeaveOutOptions {
     pub seed: u64,
     /// Give `profile add` representative prompts ([`representative`]) rather than a random sample.
     pub representative: bool,
-    /// Where to write the three routers (`full`, `without`, `added` under it), for inspection.
+    /// Where to write the four routers (`full`, `without`, `added`, `retrained` under it), for inspection.
     pub save_to: Option<PathBuf>,
     /// Further random samples (seeds `seed + 1`, `seed + 2`, ...) to add the model back from, each measured
     /// by its share alone.
@@ -88,15 +90,20 @@ pub struct LeaveOutReport {
     pub available_prompts: usize,
     /// Held-out prompts.
     pub prompts: usize,
-    /// AIQ of the full router, the router without the model, the router with it added back, the zero router
-    /// and kNN40 (trained on the full training logs).
+    /// AIQ of the full router, the router without the model, the router with it added back, the router
+    /// retrained with the same eval sample, the zero router and kNN40 (trained on the full training logs).
     pub aiq: BTreeMap<String, Aiq>,
     /// `added`'s AIQ gain over the zero router as a share of `full`'s.
     pub added_share: Estimate,
     /// The same for `without`.
     pub without_share: Estimate,
+    /// The same for `retrained` (every model's rows, but only the eval sample's rows of this one).
+    pub retrained_share: Estimate,
     /// `added`'s AIQ minus `full`'s.
     pub added_minus_full: Estimate,
+    /// `added`'s AIQ minus `retrained`'s: what `profile add` loses (or gains) against retraining on the same
+    /// eval sample.
+    pub added_minus_retrained: Estimate,
     /// The share of each further random sample (`repeats`), in seed order (none when `full` gains nothing
     /// over the zero router).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -131,6 +138,16 @@ pub fn leave_one_out(
         }
     };
     let training_aiq_loss = weights.iter().find(|(m, _)| *m == model).map_or(0.0, |s| s.1);
+    // The model's training prompts, checked before the routers without it are trained.
+    let read = EvalRows::read(train_paths, &model, true)?;
+    let available_prompts = read.prompts.len();
+    if options.repeats > 0 && options.rows >= available_prompts {
+        return Err(TrainError::Profile(format!(
+            "{model} has {available_prompts} training prompts and each sample takes {}: every repeat would add it \
+             back from the same prompts; give --profile-rows below {available_prompts}, or no --profile-repeats",
+            options.rows
+        )));
+    }
     let loo_data = dataset.without_model(&model).ok_or_else(|| {
         TrainError::Profile(format!("the training logs have no model {model:?}; models: {}", dataset.models.join(", ")))
     })?;
@@ -140,8 +157,6 @@ pub fn leave_one_out(
     tracing::info!("leave-one-out: training without {model}");
     let without = train(&loo_data, encoder, cache, train_options)?;
 
-    let read = EvalRows::read(train_paths, &model, true)?;
-    let available_prompts = read.prompts.len();
     let mut eval = read.clone();
     // The prompts `profile add` gets: representative ones (as a user would pick them to evaluate a new
     // model on), or a seeded random sample.
@@ -157,15 +172,21 @@ pub fn leave_one_out(
     };
     let cost = full.manifest.models.iter().find(|c| c.model == model).cloned();
     let added = add_back(&without, &model, cost.as_ref(), &eval, &eval_embeddings, options.seed)?;
+    let sampled: HashSet<u64> = eval.prompts.iter().map(|p| p.text_hash).collect();
+    let sampled_data = dataset.with_model_only_on(&model, &sampled).ok_or_else(|| {
+        TrainError::Profile(format!("the training logs have no model {model:?}; models: {}", dataset.models.join(", ")))
+    })?;
+    tracing::info!("leave-one-out: retraining with {} prompts of {model}", sampled.len());
+    let retrained = train(&sampled_data, encoder, cache, train_options)?;
     if let Some(dir) = &options.save_to {
-        for (name, router) in [("full", &full), ("without", &without), ("added", &added)] {
+        for (name, router) in [("full", &full), ("without", &without), ("added", &added), ("retrained", &retrained)] {
             router.save(&dir.join(name)).map_err(|e| TrainError::Fit(format!("cannot save the {name} router: {e}")))?;
         }
     }
     let full_report = run_bench(set, embeddings, &full, knn, bootstrap);
     let mut aiq = BTreeMap::new();
     aiq.insert("full".to_string(), Aiq::from(&full_report.metrics.curve));
-    for (name, router) in [("without", &without), ("added", &added)] {
+    for (name, router) in [("without", &without), ("added", &added), ("retrained", &retrained)] {
         let report = run_bench(set, embeddings, router, &[], bootstrap);
         aiq.insert(name.to_string(), Aiq::from(&report.metrics.curve));
     }
@@ -177,20 +198,15 @@ pub fn leave_one_out(
     let full_choices = router_choices(set, embeddings, &full);
     let without_choices = router_choices(set, embeddings, &without);
     let added_choices = router_choices(set, embeddings, &added);
-    let ci = gain_shares(set, &full_choices, &[("without", &without_choices), ("added", &added_choices)], bootstrap);
+    let retrained_choices = router_choices(set, embeddings, &retrained);
+    let others = [("without", &without_choices), ("added", &added_choices), ("retrained", &retrained_choices)];
+    let ci = gain_shares(set, &full_choices, &others, &[("added", "retrained")], bootstrap);
     let zero = aiq.get("zero_router").map_or(0.0, |a| a.aiq);
     let gain = aiq["full"].aiq - zero;
     let share = |name: &str| Estimate {
         value: if gain > 0.0 { (aiq[name].aiq - zero) / gain } else { f64::NAN },
         ci: ci.get(&format!("share:{name}")).copied(),
     };
-    if options.repeats > 0 && options.rows >= available_prompts {
-        return Err(TrainError::Profile(format!(
-            "{model} has {available_prompts} training prompts and each sample takes {}: every repeat would add it \
-             back from the same prompts; give --profile-rows below {available_prompts}, or no --profile-repeats",
-            options.rows
-        )));
-    }
     let mut resampled_shares = Vec::with_capacity(options.repeats);
     // Without a gain there is no share to measure.
     let repeats = if gain > 0.0 { options.repeats as u64 } else { 0 };
@@ -213,9 +229,14 @@ pub fn leave_one_out(
         prompts: set.prompts.len(),
         added_share: share("added"),
         without_share: share("without"),
+        retrained_share: share("retrained"),
         added_minus_full: Estimate {
             value: aiq["added"].aiq - aiq["full"].aiq,
             ci: ci.get("minus_full:added").copied(),
+        },
+        added_minus_retrained: Estimate {
+            value: aiq["added"].aiq - aiq["retrained"].aiq,
+            ci: ci.get("added-retrained").copied(),
         },
         aiq,
         model,

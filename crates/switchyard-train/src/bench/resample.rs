@@ -127,17 +127,25 @@ pub(super) fn intervals(inputs: &Inputs, options: &BootstrapOptions) -> BTreeMap
 }
 
 /// Leave-one-out statistics on the same resamples: each router's AIQ gain over the zero router as a share of
-/// the `full` router's gain (`share:<name>`), and each router's AIQ minus the full router's
-/// (`minus_full:<name>`). A resample where the full router gains nothing gives no share.
+/// the `full` router's gain (`share:<name>`), each router's AIQ minus the full router's (`minus_full:<name>`),
+/// and for each `(a, b)` of `differences`, a's AIQ minus b's (`<a>-<b>`). A resample where the full router
+/// gains nothing gives no share.
 pub(super) fn gain_shares(
     set: &BenchSet,
     full: &Choices,
     others: &[(&str, &Choices)],
+    differences: &[(&str, &str)],
     options: &BootstrapOptions,
 ) -> BTreeMap<String, Interval> {
     let n = set.prompts.len();
-    let keys: Vec<String> =
-        others.iter().flat_map(|(name, _)| [format!("share:{name}"), format!("minus_full:{name}")]).collect();
+    let position = |name: &str| others.iter().position(|(o, _)| *o == name);
+    let pairs: Vec<(String, usize, usize)> =
+        differences.iter().filter_map(|(a, b)| Some((format!("{a}-{b}"), position(a)?, position(b)?))).collect();
+    let keys: Vec<String> = others
+        .iter()
+        .flat_map(|(name, _)| [format!("share:{name}"), format!("minus_full:{name}")])
+        .chain(pairs.iter().map(|(k, _, _)| k.clone()))
+        .collect();
     let values = bootstrap_intervals(n, options, |indices| {
         let w = counts(indices, n);
         let singles: Vec<Point> = single_points(set, &w).into_iter().flatten().collect();
@@ -145,12 +153,10 @@ pub(super) fn gain_shares(
         let zero = aiq(&singles, c_max);
         let base = aiq(&full.points(&w), c_max);
         let gain = base - zero;
-        others
-            .iter()
-            .flat_map(|(_, choices)| {
-                let a = aiq(&choices.points(&w), c_max);
-                [if gain > 0.0 { (a - zero) / gain } else { f64::NAN }, a - base]
-            })
+        let each: Vec<f64> = others.iter().map(|(_, choices)| aiq(&choices.points(&w), c_max)).collect();
+        each.iter()
+            .flat_map(|&a| [if gain > 0.0 { (a - zero) / gain } else { f64::NAN }, a - base])
+            .chain(pairs.iter().map(|&(_, a, b)| each[a] - each[b]))
             .collect()
     });
     keys.into_iter().zip(values).filter_map(|(k, v)| Some((k, v?))).collect()
