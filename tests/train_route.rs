@@ -211,6 +211,23 @@ fn trained_artifact_round_trips_with_identical_decisions() {
     }
 }
 
+/// Training is reproducible: the same logs and options give the same weights, bit for bit (every initial
+/// value is seeded; candle's own initialiser is not).
+#[test]
+fn the_same_logs_train_the_same_router() {
+    let logs = [set_path("routerarena", "logs.jsonl.gz")];
+    let options = options(vec![PredictorKind::Logistic, PredictorKind::Mf]);
+    let dir = tempfile::tempdir().unwrap();
+    let weights: Vec<Vec<u8>> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            train_on(&logs, None, &options).save(&dir.path().join(name)).unwrap();
+            std::fs::read(dir.path().join(name).join("router.safetensors")).unwrap()
+        })
+        .collect();
+    assert!(weights[0] == weights[1], "two trainings on the same logs gave different weights");
+}
+
 /// Each prompt seen by one model only, as in production logs.
 #[test]
 fn sparse_logs_train_a_useful_router() {

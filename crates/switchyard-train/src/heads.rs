@@ -2,8 +2,8 @@
 //! complexity score (a sigmoid-linear model fitted with candle to an item-difficulty target), and the
 //! cross-fitting that keeps their outputs honest as predictor features.
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{Optimizer, VarBuilder, VarMap};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::Optimizer;
 use ndarray::Array2;
 use switchyard_core::{Dense, Heads};
 
@@ -95,11 +95,15 @@ pub fn fit_complexity_head(x: &Array2<f32>, targets: &[f32]) -> Result<Dense, Tr
         &device,
     )?;
     let ys = Tensor::from_slice(targets, (n, 1), &device)?;
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-    let layer = candle_nn::linear(dim, 1, vb.pp("complexity"))?;
+    // The parameters start at zero weights and the targets' mean logit, not at candle's unseeded random
+    // initialisation, so the same logs always give the same head (and the same router).
+    let mean = targets.iter().map(|&t| f64::from(t)).sum::<f64>() / n.max(1) as f64;
+    let start = switchyard_core::logit(mean.clamp(0.01, 0.99) as f32);
+    let weight = Var::zeros((1, dim), DType::F32, &device)?;
+    let bias = Var::from_tensor(&Tensor::new(&[start], &device)?)?;
+    let layer = candle_nn::Linear::new(weight.as_tensor().clone(), Some(bias.as_tensor().clone()));
     let mut opt = candle_nn::AdamW::new(
-        varmap.all_vars(),
+        vec![weight, bias],
         candle_nn::ParamsAdamW { lr: 0.05, weight_decay: 1e-3, ..Default::default() },
     )?;
     for _ in 0..300 {
