@@ -526,4 +526,14 @@ fn cli_bench_writes_report_and_plots() {
     for plot in ["curve.svg", "curve.png"] {
         assert!(std::fs::metadata(dir.path().join(plot)).unwrap().len() > 10_000, "{plot} is missing or empty");
     }
+    // Options that train, given a router that is already trained: refused, saying what to give instead.
+    let router = common::workspace_root().join("models/default");
+    for (option, value, says) in
+        [("--leave-out", "auto", "--leave-out trains the routers"), ("--train-seed", "3", "--train-seed seeds")]
+    {
+        let args = ["bench", "--router", router.to_str().unwrap(), "--logs", logs.to_str().unwrap(), option, value];
+        let o = switchyard(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && stderr.contains(says) && stderr.contains("--train-logs"), "{stderr}");
+    }
 }

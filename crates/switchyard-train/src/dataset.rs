@@ -127,18 +127,22 @@ impl Dataset {
         }
     }
 
-    /// The same data with model `name`'s outcomes, output tokens and pairwise rows kept only on the prompts
-    /// whose normalised-text hash is in `keep` (the models and their order unchanged): a retraining that knows
-    /// the model from an eval set alone, as `profile add` does. `None` when there is no such model.
+    /// The same data with model `name`'s outcomes and output tokens kept only on the prompts whose
+    /// normalised-text hash is in `keep`, and none of its pairwise rows (`profile add` reads outcomes only);
+    /// the models, their order and their costs are unchanged. A retraining on this knows the model from an
+    /// eval set alone, as `profile add` does. `None` when there is no such model.
     pub fn with_model_only_on(&self, name: &str, keep: &std::collections::HashSet<u64>) -> Option<Self> {
         let m = self.models.iter().position(|x| x == name)?;
         let mut out = self.clone();
-        for p in out.prompts.iter_mut().filter(|p| !keep.contains(&p.text_hash)) {
+        for p in &mut out.prompts {
+            p.pairs.retain(|(a, b, _)| *a != m && *b != m);
+            if keep.contains(&p.text_hash) {
+                continue;
+            }
             let kept: Vec<usize> = (0..p.outcomes.len()).filter(|&i| p.outcomes[i].0 != m).collect();
             p.outcome_weights = kept.iter().map(|&i| p.outcome_weights.get(i).copied().unwrap_or(1.0)).collect();
             p.outcomes = kept.iter().map(|&i| p.outcomes[i]).collect();
             p.output_tokens.retain(|(t, _)| *t != m);
-            p.pairs.retain(|(a, b, _)| *a != m && *b != m);
         }
         out.prompts.retain(|p| !p.outcomes.is_empty() || !p.pairs.is_empty());
         Some(out)
@@ -389,17 +393,20 @@ mod tests {
     fn a_model_kept_only_on_some_prompts_loses_its_other_rows_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("logs.jsonl");
-        let outcome = |prompt: &str, model: &str, score: f32| {
+        let outcome = |prompt: &str, model: &str, score: f32, propensity: Option<f32>| {
+            let propensity = propensity.map_or(String::new(), |p| format!(r#", "propensity": {p}"#));
             format!(
-                r#"{{"prompt": "{prompt}", "model": "{model}", "score": {score}, "output_tokens": 10, "cost_usd": 0.001}}"#
+                r#"{{"prompt": "{prompt}", "model": "{model}", "score": {score}, "output_tokens": 10, "cost_usd": 0.001{propensity}}}"#
             )
         };
+        // Logged-bandit rows (with propensities) weigh differently from the others, so the weights kept must
+        // be the kept rows' own.
         let rows = [
-            outcome("What is 2 + 2?", "a", 1.0),
-            outcome("What is 2 + 2?", "b", 0.0),
-            outcome("Name a prime.", "a", 1.0),
-            outcome("Name a prime.", "b", 1.0),
-            outcome("Only b saw this.", "b", 0.0),
+            outcome("What is 2 + 2?", "a", 1.0, None),
+            outcome("What is 2 + 2?", "b", 0.0, Some(0.25)),
+            outcome("Name a prime.", "b", 1.0, None),
+            outcome("Name a prime.", "a", 1.0, Some(0.5)),
+            outcome("Only b saw this.", "b", 0.0, None),
             r#"{"prompt": "Name a prime.", "model_a": "a", "model_b": "b", "winner": "model_a"}"#.to_string(),
         ];
         std::fs::write(&path, rows.join("\n") + "\n").unwrap();
@@ -414,7 +421,10 @@ mod tests {
         assert!(sum.outcomes.iter().any(|&(m, s)| m == b && s == 0.0));
         let prime = find(&kept, "Name a prime.").unwrap();
         assert!(prime.outcomes.iter().all(|&(m, _)| m != b) && prime.outcomes.len() == 1);
-        assert_eq!(prime.outcome_weights.len(), prime.outcomes.len());
+        let before = find(&data, "Name a prime.").unwrap();
+        let a_weight = before.outcomes.iter().position(|&(m, _)| m != b).map(|i| before.outcome_weights[i]).unwrap();
+        assert!((a_weight - 1.0).abs() > 0.1, "the bandit row's weight {a_weight} should differ from 1");
+        assert_eq!(prime.outcome_weights, vec![a_weight]);
         assert!(prime.output_tokens.iter().all(|&(m, _)| m != b) && prime.pairs.is_empty());
         // A prompt with nothing left on it is dropped; an unknown model is `None`.
         assert!(find(&data, "Only b saw this.").is_some() && find(&kept, "Only b saw this.").is_none());

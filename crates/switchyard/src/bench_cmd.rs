@@ -52,9 +52,9 @@ pub struct BenchArgs {
 
     /// Seed of the training run(s) with --train-logs: cross-validation folds and the MLP's and MF's
     /// initialisation (`train --seed`). Training is reproducible for one seed; rerun with others to see how
-    /// much a figure owes to the seed.
-    #[arg(long, value_name = "SEED", default_value_t = 17)]
-    train_seed: u64,
+    /// much a figure owes to the seed. [default: the same as `train`'s, 17]
+    #[arg(long, value_name = "SEED")]
+    train_seed: Option<u64>,
 
     /// Skip rows that break the labelled-log contract instead of stopping.
     #[arg(long)]
@@ -70,7 +70,8 @@ pub struct BenchArgs {
 
     /// Leave-one-out evaluation of `profile add` (needs --train-logs): train with and without this model
     /// (`auto`: the one whose removal costs the full router the most AIQ on the training prompts), add it back
-    /// from --profile-rows of its training rows, and compare the three on the held-out prompts.
+    /// from --profile-rows of its training rows, retrain with only those rows of it, and compare the four on the
+    /// held-out prompts.
     #[arg(long, value_name = "MODEL", requires = "train_logs")]
     leave_out: Option<String>,
 
@@ -104,6 +105,14 @@ pub enum ProfileSample {
 
 /// Runs `switchyard bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.train_logs.is_empty() {
+        if args.leave_out.is_some() {
+            bail!("--leave-out trains the routers it compares: give the training logs with --train-logs, not --router");
+        }
+        if args.train_seed.is_some() {
+            bail!("--train-seed seeds a training run, and --router is already trained: give --train-logs to train in this run");
+        }
+    }
     let catalog = args.catalog.as_deref().map(Catalog::load).transpose()?;
     let encoder = MiniLm::from_locator(&args.model.locator(), args.model.options())?;
     let mut cache = EmbeddingCache::open(&args.cache_dir.clone().unwrap_or_else(default_cache_dir), &encoder)?;
@@ -125,7 +134,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let options = TrainOptions {
             candidates: args.predictors.iter().map(|p| p.kind()).collect(),
             progress: !args.quiet,
-            seed: args.train_seed,
+            seed: args.train_seed.unwrap_or(TrainOptions::default().seed),
             ..TrainOptions::default()
         };
         (train(&dataset, &encoder, &mut cache, &options)?, args.train_logs.clone())
@@ -326,7 +335,7 @@ fn leave_out(
     let knn = vec![("knn40".to_string(), knn_memory(&train_set, &train_embeddings, 40))];
     let train_options = TrainOptions {
         candidates: args.predictors.iter().map(|p| p.kind()).collect(),
-        seed: args.train_seed,
+        seed: args.train_seed.unwrap_or(TrainOptions::default().seed),
         ..TrainOptions::default()
     };
     let options = LeaveOutOptions {

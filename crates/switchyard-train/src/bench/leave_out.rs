@@ -5,8 +5,10 @@
 //! - `full`: a router trained on every model's training rows;
 //! - `without`: the same training without one model (the router cannot choose it);
 //! - `added`: `without` with the model added back by `profile add` from a sample of its training rows;
-//! - `retrained`: a full retraining that knows the model from the same sample alone (its other rows
-//!   dropped): what retraining, the alternative to `profile add`, makes of the same eval set.
+//! - `retrained`: a full retraining that knows the model from the same sample alone (its other outcome
+//!   rows and all its pairwise rows dropped): what retraining, the alternative to `profile add`, makes of
+//!   the same eval set. Its cost is the full data's, as `added`'s is (the catalog's prices; observed costs
+//!   from all its rows).
 //!
 //! The headline is `added`'s AIQ gain over the zero router as a share of `full`'s gain, with a paired
 //! bootstrap interval; `without`'s share shows what adding the model contributed. The interval covers the
@@ -80,6 +82,9 @@ pub struct LeaveOutReport {
     pub model: String,
     /// How it was picked.
     pub picked: String,
+    /// Seed of the training runs (folds and initialisations).
+    #[serde(default)]
+    pub train_seed: u64,
     /// What removing it (without retraining) costs the full router's AIQ on the training prompts.
     pub training_aiq_loss: f64,
     /// Distinct prompts and rows `profile add` got.
@@ -126,6 +131,12 @@ pub fn leave_one_out(
     options: &LeaveOutOptions,
     bootstrap: &BootstrapOptions,
 ) -> Result<LeaveOutReport, TrainError> {
+    let no_model = |model: &str| {
+        TrainError::Profile(format!("the training logs have no model {model:?}; models: {}", dataset.models.join(", ")))
+    };
+    if let Some(model) = options.model.as_deref().filter(|m| !dataset.models.iter().any(|x| x == m)) {
+        return Err(no_model(model));
+    }
     let full = train(dataset, encoder, cache, train_options)?;
     let (train_set, train_embeddings) = training;
     let weights = importance(&full, train_set, train_embeddings);
@@ -138,21 +149,20 @@ pub fn leave_one_out(
         }
     };
     let training_aiq_loss = weights.iter().find(|(m, _)| *m == model).map_or(0.0, |s| s.1);
+    let loo_data = dataset.without_model(&model).ok_or_else(|| no_model(&model))?;
+    if loo_data.models.is_empty() {
+        return Err(TrainError::Profile(format!("{model:?} is the only model: nothing is left to train on")));
+    }
     // The model's training prompts, checked before the routers without it are trained.
     let read = EvalRows::read(train_paths, &model, true)?;
     let available_prompts = read.prompts.len();
+    read.check_enough()?;
     if options.repeats > 0 && options.rows >= available_prompts {
         return Err(TrainError::Profile(format!(
             "{model} has {available_prompts} training prompts and each sample takes {}: every repeat would add it \
              back from the same prompts; give --profile-rows below {available_prompts}, or no --profile-repeats",
             options.rows
         )));
-    }
-    let loo_data = dataset.without_model(&model).ok_or_else(|| {
-        TrainError::Profile(format!("the training logs have no model {model:?}; models: {}", dataset.models.join(", ")))
-    })?;
-    if loo_data.models.is_empty() {
-        return Err(TrainError::Profile(format!("{model:?} is the only model: nothing is left to train on")));
     }
     tracing::info!("leave-one-out: training without {model}");
     let without = train(&loo_data, encoder, cache, train_options)?;
@@ -173,9 +183,7 @@ pub fn leave_one_out(
     let cost = full.manifest.models.iter().find(|c| c.model == model).cloned();
     let added = add_back(&without, &model, cost.as_ref(), &eval, &eval_embeddings, options.seed)?;
     let sampled: HashSet<u64> = eval.prompts.iter().map(|p| p.text_hash).collect();
-    let sampled_data = dataset.with_model_only_on(&model, &sampled).ok_or_else(|| {
-        TrainError::Profile(format!("the training logs have no model {model:?}; models: {}", dataset.models.join(", ")))
-    })?;
+    let sampled_data = dataset.with_model_only_on(&model, &sampled).ok_or_else(|| no_model(&model))?;
     tracing::info!("leave-one-out: retraining with {} prompts of {model}", sampled.len());
     let retrained = train(&sampled_data, encoder, cache, train_options)?;
     if let Some(dir) = &options.save_to {
@@ -222,6 +230,7 @@ pub fn leave_one_out(
     Ok(LeaveOutReport {
         resampled_shares,
         picked,
+        train_seed: train_options.seed,
         training_aiq_loss,
         profile_prompts: eval.prompts.len(),
         profile_rows: eval.rows,

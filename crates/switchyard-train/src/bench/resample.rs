@@ -141,6 +141,7 @@ pub(super) fn gain_shares(
     let position = |name: &str| others.iter().position(|(o, _)| *o == name);
     let pairs: Vec<(String, usize, usize)> =
         differences.iter().filter_map(|(a, b)| Some((format!("{a}-{b}"), position(a)?, position(b)?))).collect();
+    debug_assert_eq!(pairs.len(), differences.len(), "a difference names a router not in `others`");
     let keys: Vec<String> = others
         .iter()
         .flat_map(|(name, _)| [format!("share:{name}"), format!("minus_full:{name}")])
