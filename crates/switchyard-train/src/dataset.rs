@@ -135,16 +135,13 @@ impl Dataset {
         let m = self.models.iter().position(|x| x == name)?;
         let mut out = self.clone();
         for p in &mut out.prompts {
-            p.pairs.retain(|(a, b, _)| *a != m && *b != m);
             if keep.contains(&p.text_hash) {
-                continue;
+                p.pairs.retain(|(a, b, _)| *a != m && *b != m);
+            } else {
+                p.drop_model(m);
             }
-            let kept: Vec<usize> = (0..p.outcomes.len()).filter(|&i| p.outcomes[i].0 != m).collect();
-            p.outcome_weights = kept.iter().map(|&i| p.outcome_weights.get(i).copied().unwrap_or(1.0)).collect();
-            p.outcomes = kept.iter().map(|&i| p.outcomes[i]).collect();
-            p.output_tokens.retain(|(t, _)| *t != m);
         }
-        out.prompts.retain(|p| !p.outcomes.is_empty() || !p.pairs.is_empty());
+        out.prompts.retain(PromptRecord::has_evidence);
         Some(out)
     }
 
@@ -153,34 +150,37 @@ impl Dataset {
     /// `profile add` trains on this.) `None` when there is no such model.
     pub fn without_model(&self, name: &str) -> Option<Self> {
         let gone = self.models.iter().position(|m| m == name)?;
-        let remap = |m: usize| if m > gone { m - 1 } else { m };
-        let prompts = self
-            .prompts
-            .iter()
-            .filter_map(|p| {
-                let kept: Vec<usize> = (0..p.outcomes.len()).filter(|&i| p.outcomes[i].0 != gone).collect();
-                let outcomes: Vec<(usize, f32)> =
-                    kept.iter().map(|&i| (remap(p.outcomes[i].0), p.outcomes[i].1)).collect();
-                let outcome_weights = kept.iter().map(|&i| p.outcome_weights.get(i).copied().unwrap_or(1.0)).collect();
-                let pairs: Vec<(usize, usize, Winner)> = p
-                    .pairs
-                    .iter()
-                    .filter(|(a, b, _)| *a != gone && *b != gone)
-                    .map(|&(a, b, w)| (remap(a), remap(b), w))
-                    .collect();
-                if outcomes.is_empty() && pairs.is_empty() {
-                    return None;
-                }
-                let output_tokens =
-                    p.output_tokens.iter().filter(|(m, _)| *m != gone).map(|&(m, t)| (remap(m), t)).collect();
-                Some(PromptRecord { outcomes, outcome_weights, pairs, output_tokens, ..p.clone() })
-            })
-            .collect();
+        let remap = |m: &mut usize| *m -= usize::from(*m > gone);
         let mut out = self.clone();
+        for p in &mut out.prompts {
+            p.drop_model(gone);
+            p.outcomes.iter_mut().for_each(|(m, _)| remap(m));
+            p.output_tokens.iter_mut().for_each(|(m, _)| remap(m));
+            p.pairs.iter_mut().for_each(|(a, b, _)| {
+                remap(a);
+                remap(b);
+            });
+        }
+        out.prompts.retain(PromptRecord::has_evidence);
         out.models.remove(gone);
         out.costs.remove(gone);
-        out.prompts = prompts;
         Some(out)
+    }
+}
+
+impl PromptRecord {
+    /// Drops model `m`'s outcome rows (with their weights), output tokens and pairwise rows.
+    fn drop_model(&mut self, m: usize) {
+        let kept: Vec<usize> = (0..self.outcomes.len()).filter(|&i| self.outcomes[i].0 != m).collect();
+        self.outcome_weights = kept.iter().map(|&i| self.outcome_weights.get(i).copied().unwrap_or(1.0)).collect();
+        self.outcomes = kept.iter().map(|&i| self.outcomes[i]).collect();
+        self.output_tokens.retain(|(t, _)| *t != m);
+        self.pairs.retain(|(a, b, _)| *a != m && *b != m);
+    }
+
+    /// Whether any outcome or pairwise row is left.
+    fn has_evidence(&self) -> bool {
+        !self.outcomes.is_empty() || !self.pairs.is_empty()
     }
 }
 

@@ -72,7 +72,7 @@ pub struct BenchArgs {
     /// (`auto`: the one whose removal costs the full router the most AIQ on the training prompts), add it back
     /// from --profile-rows of its training rows, retrain with only those rows of it, and compare the four on the
     /// held-out prompts.
-    #[arg(long, value_name = "MODEL", requires = "train_logs")]
+    #[arg(long, value_name = "MODEL")]
     leave_out: Option<String>,
 
     /// Distinct prompts of the left-out model's training rows that `profile add` gets.
@@ -103,6 +103,16 @@ pub enum ProfileSample {
     Random,
 }
 
+/// How `bench` trains with --train-logs: the chosen predictors, the --train-seed.
+fn train_options(args: &BenchArgs) -> TrainOptions {
+    let defaults = TrainOptions::default();
+    TrainOptions {
+        candidates: args.predictors.iter().map(|p| p.kind()).collect(),
+        seed: args.train_seed.unwrap_or(defaults.seed),
+        ..defaults
+    }
+}
+
 /// Runs `switchyard bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.train_logs.is_empty() {
@@ -131,12 +141,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let dataset =
             Dataset::from_logs(&args.train_logs, catalog.as_ref(), args.skip_bad_rows, RowFilter::ExcludeTest)?;
         eprintln!("training on {} prompts, {} models", dataset.prompts.len(), dataset.models.len());
-        let options = TrainOptions {
-            candidates: args.predictors.iter().map(|p| p.kind()).collect(),
-            progress: !args.quiet,
-            seed: args.train_seed.unwrap_or(TrainOptions::default().seed),
-            ..TrainOptions::default()
-        };
+        let options = TrainOptions { progress: !args.quiet, ..train_options(args) };
         (train(&dataset, &encoder, &mut cache, &options)?, args.train_logs.clone())
     };
 
@@ -333,11 +338,7 @@ fn leave_out(
     train_set.keep_models(&set.models);
     let train_embeddings = embed(cache, encoder, train_set.prompts.iter().map(|p| p.text.as_str()), !args.quiet)?;
     let knn = vec![("knn40".to_string(), knn_memory(&train_set, &train_embeddings, 40))];
-    let train_options = TrainOptions {
-        candidates: args.predictors.iter().map(|p| p.kind()).collect(),
-        seed: args.train_seed.unwrap_or(TrainOptions::default().seed),
-        ..TrainOptions::default()
-    };
+    let train_options = train_options(args);
     let options = LeaveOutOptions {
         model: args.leave_out.clone().filter(|m| m != "auto"),
         rows: args.profile_rows,
