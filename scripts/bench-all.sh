@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p switchyard
-for set in llmrouter zeroeval routellm routerarena; do
+for set in llmrouter zeroeval routellm routerarena mmlu-pro; do
   echo "== $set" >&2
   ./target/release/switchyard bench --quiet \
     --train-logs "training-data/$set/logs.jsonl.gz" \
@@ -31,7 +31,7 @@ def diff(r, metric, base):
             return f"**{s}**" if c and c["lo"] > 0 else s
     return None
 rows = []
-for s in ["llmrouter", "zeroeval", "routellm", "routerarena"]:
+for s in ["llmrouter", "zeroeval", "routellm", "routerarena", "mmlu-pro"]:
     r = json.load(open(f"bench-out/{s}/report.json"))
     m, b = r["metrics"], r["baselines"]
     models = len(r["single_models"])

@@ -270,6 +270,59 @@ catalog's models.
 """, src / "LICENSE")
 
 
+# ---------------------------------------------------------------- MMLU-Pro
+
+MMLU_PRO_PRICE_KEYS = {"command-r": "command-r-v01"}
+# MMLU-Pro's 14 categories in the default set's domain vocabulary (the mmlu-pro set keeps the categories).
+MMLU_PRO_DOMAINS = {"biology": "science", "chemistry": "science", "physics": "science", "engineering": "science",
+                    "computer science": "code", "business": "finance", "economics": "finance", "health": "medicine",
+                    "history": "humanities", "philosophy": "humanities", "psychology": "humanities",
+                    "law": "law", "math": "math", "other": "knowledge"}
+
+
+def mmlu_pro_prompt(q: dict) -> str:
+    """What a router sees of an MMLU-Pro question: the question, then the lettered options one per line."""
+    letters = "ABCDEFGHIJKLMNOP"
+    return q["question"] + "\n" + "\n".join(f"{letters[i]}. {o}" for i, o in enumerate(q["options"]))
+
+
+def import_mmlu_pro(data: Path, out: Path):
+    src = data / "mmlu-pro"
+    with gzip.open(src / "questions.jsonl.gz", "rt", encoding="utf-8") as f:
+        questions = {q["id"]: q for q in map(json.loads, f)}
+    w = SetWriter(out, "mmlu-pro")
+    with gzip.open(src / "outcomes.csv.gz", "rt", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            q = questions[int(r["question_id"])]
+            prompt = mmlu_pro_prompt(q)
+            w.model(r["model"], MMLU_PRO_PRICE_KEYS.get(r["model"], r["model"]))
+            w.add({"id": f"mmlu-pro-{q['id']}", "prompt": prompt, "model": r["model"], "score": float(r["correct"]),
+                   "domain": q["category"], "task": q["src"], "split": seeded_split(prompt),
+                   "input_tokens": est_tokens(len(prompt)), "output_tokens": est_tokens(int(r["response_chars"]))})
+    w.finish(f"""
+# MMLU-Pro: 15 instruct models on broad-domain exam questions (14 categories)
+
+Source: MMLU-Pro (TIGER-AI-Lab), per-question outcomes derived from the model outputs its authors published
+(5-shot chain-of-thought runs; commits f418b116db00b065c2aea046518d8fcf74d39872 and
+ff991b5b7f14a383fd41da3987447ab6c08bf138; the raw set's README lists each model's file). License: Apache-2.0
+(`LICENSE`, copied). This is the shared 75% of the questions; a quarter is kept back by the data's owner for
+evaluation and is not here. Converted by `scripts/import_data.py mmlu-pro`.
+
+- One outcome row per (question, model); `score` is 1 when the answer letter extracted from the response equals
+  the gold letter, else 0 (an answer that could not be extracted counts as wrong).
+- `prompt` is the question followed by its lettered options, one per line (`A. ...`), as a router would see it.
+- Split: a fixed seeded split by normalised prompt text ({TEST_PERCENT}% test, as every other set), not the
+  owner's 75/25 one.
+- `domain` is the MMLU-Pro category; `task` its original source (`ori_mmlu-...`, `stemez-...`, `theoremQA-...`,
+  `scibench-...`).
+- Costs: public list prices per million tokens (table below; sources in `scripts/prices.py`), with
+  `output_tokens` = response characters / {CHARS_PER_TOKEN} and `input_tokens` = prompt characters / {CHARS_PER_TOKEN} (the
+  5-shot examples the harness prepended are not counted: a router's traffic has none).
+- Model versions are the ones run: `gpt-4o-2024-05-13` (priced at its own launch price), `gemini-1.5-*-002`,
+  `deepseek-chat-v2` (DeepSeek-V2 chat, May 2024), `command-r` (c4ai-command-r-v01, priced at its launch price).
+""", src / "LICENSE")
+
+
 # ---------------------------------------------------------------- RouteLLM
 
 ROUTELLM_MODELS = {"gpt-4-1106-preview": "gpt-4-1106-preview",
@@ -419,21 +472,23 @@ Source: RouterArena (RouteWorks), `cached_results/*.jsonl` and `model_cost/cost.
 
 # canonical name -> [(set, model name in that set)], with the price key in scripts/prices.py
 DEFAULT_MODELS = {
-    "gpt-4o": ([("zeroeval", "gpt-4o-2024-08-06")], "gpt-4o-2024-08-06"),
+    "gpt-4o": ([("zeroeval", "gpt-4o-2024-08-06"), ("mmlu-pro", "gpt-4o-2024-05-13")], "gpt-4o-2024-08-06"),
     "gpt-4o-mini": ([("zeroeval", "gpt-4o-mini-2024-07-18")], "gpt-4o-mini-2024-07-18"),
     "o1-mini": ([("zeroeval", "o1-mini-2024-09-12")], "o1-mini-2024-09-12"),
     "claude-3-5-sonnet": ([("zeroeval", "claude-3-5-sonnet-20240620")], "claude-3-5-sonnet-20240620"),
     "claude-3-haiku": ([("zeroeval", "claude-3-haiku-20240307"), ("routerarena", "claude-3-haiku-20240307")],
                        "claude-3-haiku-20240307"),
-    "gemini-1.5-pro": ([("zeroeval", "gemini-1.5-pro")], "gemini-1.5-pro"),
-    "gemini-1.5-flash": ([("zeroeval", "gemini-1.5-flash")], "gemini-1.5-flash"),
+    "gemini-1.5-pro": ([("zeroeval", "gemini-1.5-pro"), ("mmlu-pro", "gemini-1.5-pro-002")], "gemini-1.5-pro"),
+    "gemini-1.5-flash": ([("zeroeval", "gemini-1.5-flash"), ("mmlu-pro", "gemini-1.5-flash-002")],
+                         "gemini-1.5-flash"),
     "gemini-2.0-flash": ([("routerarena", "gemini-2.0-flash-001")], None),
     "llama-3.1-405b-instruct": ([("zeroeval", "Llama-3.1-405B-Inst@sambanova")], "Llama-3.1-405B-Inst@sambanova"),
-    "llama-3.1-70b-instruct": ([("zeroeval", "Meta-Llama-3.1-70B-Instruct")], "Meta-Llama-3.1-70B-Instruct"),
-    "llama-3.1-8b-instruct": ([("zeroeval", "Meta-Llama-3.1-8B-Instruct"), ("llmrouter", "llama-3.1-8b-instruct")],
-                              "Meta-Llama-3.1-8B-Instruct"),
+    "llama-3.1-70b-instruct": ([("zeroeval", "Meta-Llama-3.1-70B-Instruct"), ("mmlu-pro", "llama-3.1-70b-instruct")],
+                               "Meta-Llama-3.1-70B-Instruct"),
+    "llama-3.1-8b-instruct": ([("zeroeval", "Meta-Llama-3.1-8B-Instruct"), ("llmrouter", "llama-3.1-8b-instruct"),
+                               ("mmlu-pro", "llama-3.1-8b-instruct")], "Meta-Llama-3.1-8B-Instruct"),
     "mistral-large": ([("zeroeval", "Mistral-Large-2")], "Mistral-Large-2"),
-    "deepseek-v2.5": ([("zeroeval", "deepseek-v2.5-0908")], "deepseek-v2.5-0908"),
+    "deepseek-v2.5": ([("zeroeval", "deepseek-v2.5-0908"), ("mmlu-pro", "deepseek-chat-v2")], "deepseek-v2.5-0908"),
     "qwen2.5-7b-instruct": ([("zeroeval", "Qwen2.5-7B-Instruct"), ("llmrouter", "qwen2.5-7b-instruct")],
                             "Qwen2.5-7B-Instruct"),
     "gemma-2-9b-it": ([("zeroeval", "gemma-2-9b-it"), ("llmrouter", "gemma-2-9b-it")], "gemma-2-9b-it"),
@@ -493,7 +548,7 @@ def import_default(data: Path, out: Path):
     for canonical, (_, price_key) in DEFAULT_MODELS.items():
         if price_key:
             w.model(canonical, price_key)
-    for set_name in ["zeroeval", "routerarena", "llmrouter"]:
+    for set_name in ["zeroeval", "routerarena", "llmrouter", "mmlu-pro"]:
         path = out / set_name / "logs.jsonl.gz"
         if not path.exists():
             sys.exit(f"error: {path} is missing; convert {set_name} first (scripts/import_data.py {set_name})")
@@ -503,7 +558,10 @@ def import_default(data: Path, out: Path):
                 name = rename.get((set_name, row["model"]))
                 if name:
                     row["source_model"] = f"{set_name}:{row['model']}"
+                    row["source"] = set_name
                     row["model"] = name
+                    if set_name == "mmlu-pro":
+                        row["domain"] = MMLU_PRO_DOMAINS[row["domain"]]
                     if set_name != "routerarena":
                         row.pop("cost_usd", None)
                     w.add(row)
@@ -513,21 +571,34 @@ def import_default(data: Path, out: Path):
     w.finish(f"""
 # Default router data: 15 current API models, from every converted set that covers them
 
-Built by `scripts/import_data.py default` from `training-data/{{zeroeval,routerarena,llmrouter}}` (see their
-READMEs for sources and licenses: Apache-2.0, Apache-2.0, MIT; `LICENSE` here is Apache-2.0, and
+Built by `scripts/import_data.py default` from `training-data/{{zeroeval,routerarena,llmrouter,mmlu-pro}}` (see
+their READMEs for sources and licenses: Apache-2.0, Apache-2.0, MIT, Apache-2.0; `LICENSE` here is Apache-2.0, and
 `../llmrouter/LICENSE` covers the LLMRouter rows). Rows keep their set's split, prompt ids and token counts; the
-model is renamed to a canonical name, and `source_model` says where the row came from. Every set splits by
+model is renamed to a canonical name, `source` names the set a row comes from (training fits one offset per source,
+which absorbs different grading), and `source_model` says which model of that set it was. Every set splits by
 normalised prompt text, so a text that comes from two sets (e.g. a GSM8K question in ZeroEval and LLMRouter) is on
-the same side in both, and no normalised text here has rows on both sides of the split.
+the same side in both, and no normalised text here has rows on both sides of the split. MMLU-Pro's 14 categories
+are mapped onto this set's domains (biology, chemistry, physics, engineering: science; computer science: code;
+business, economics: finance; health: medicine; history, philosophy, psychology: humanities; other: knowledge); the
+category stays in the row's `task`.
 
 | model | rows from |
 | --- | --- |
 {mapping}
 
+**What the mapping assumes.** A catalog name stands for a model family's API product, and the sets ran different
+releases of it: `gpt-4o` is gpt-4o-2024-08-06 in ZeroEval and gpt-4o-2024-05-13 in MMLU-Pro; `gemini-1.5-pro` and
+`gemini-1.5-flash` are the 002 releases in MMLU-Pro (ZeroEval does not say which); `deepseek-v2.5` is DeepSeek-V2.5
+(0908) in ZeroEval and DeepSeek-V2 chat (May 2024, the same `deepseek-chat` API product before its upgrade) in
+MMLU-Pro, where 20% of its answers could not be parsed and count as wrong, so its broad-domain evidence is, if
+anything, pessimistic. Releases of one family are assumed to differ less than the families do.
+
 What this data can and cannot teach a router: every model has math evidence (GSM8K, MATH level 5) except
-gemini-2.0-flash; broad-domain evidence (law, medicine, code, translation, trivia, ... from RouterArena, and 14
-task types from LLMRouter) exists only for claude-3-haiku, gemini-2.0-flash, llama-3.1-8b-instruct,
-qwen2.5-7b-instruct and gemma-2-9b-it. Predictions for the other models outside math extrapolate from math.
+gemini-2.0-flash; broad-domain exam evidence (MMLU-Pro, 14 categories) exists for gpt-4o, gemini-1.5-pro,
+gemini-1.5-flash, llama-3.1-70b-instruct, llama-3.1-8b-instruct and deepseek-v2.5; other broad-domain evidence (law,
+medicine, code, translation, trivia, ... from RouterArena, and 14 task types from LLMRouter) exists only for
+claude-3-haiku, gemini-2.0-flash, llama-3.1-8b-instruct, qwen2.5-7b-instruct and gemma-2-9b-it. The models that
+answered several sources (llama-3.1-8b-instruct answered all four) link the sources onto one scale.
 
 `profiles.toml` holds per-model aggregate accuracies (fractions, rounded to 4 decimals) from ZeroEval's official
 summaries (`../zeroeval/aggregates/`, commit {ZEROEVAL_COMMIT}, Apache-2.0),
@@ -540,7 +611,7 @@ data above lacks evidence for most models. Values a summary lacks are left out, 
 
 
 IMPORTERS = {"llmrouter": import_llmrouter, "zeroeval": import_zeroeval, "routellm": import_routellm,
-             "routerarena": import_routerarena, "default": import_default}
+             "routerarena": import_routerarena, "mmlu-pro": import_mmlu_pro, "default": import_default}
 
 
 def main():

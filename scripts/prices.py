@@ -76,4 +76,18 @@ PRICES = {
     "yi-large-preview": (3.0, 3.0, "01.AI platform list price of yi-large (preview)"),
     "reka-core-20240501": (10.0, 25.0, "Reka list price (reka-core, 2024-05)"),
     "reka-flash-20240226": (0.8, 2.0, "Reka list price (reka-flash, 2024)"),
+    # MMLU-Pro's models (the versions its authors ran)
+    "gemini-1.5-pro-002": (1.25, 5.0, "Google list price (gemini-1.5-pro, <=128k, 2024-10)"),
+    "gemini-1.5-flash-002": (0.075, 0.3, "Google list price (gemini-1.5-flash, <=128k, 2024-08)"),
+    "llama-3.1-70b-instruct": (0.88, 0.88, f"{RA} (meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo)"),
+    "llama-3.1-8b-instruct": (0.22, 0.22, f"{RA} (llama-3-1-8b-instruct)"),
+    "deepseek-chat-v2": (0.14, 0.28, "DeepSeek list price (deepseek-chat, 2024, cache miss)"),
+    "qwen1.5-72b-chat": (0.9, 0.9, TOGETHER + " (72B)"),
+    "qwen1.5-7b-chat": (0.2, 0.2, TOGETHER + " (7B)"),
+    "jamba-1.5-large": (2.0, 8.0, "AI21 list price (jamba-1.5-large, 2024-08)"),
+    "command-r-v01": (0.5, 1.5, "Cohere list price (command-r, 2024-03 launch)"),
+    "phi-3-mini-4k-instruct": (0.1, 0.1, TOGETHER + " (3.8B)"),
+    "mistral-7b-instruct-v0.2": (0.2, 0.2, TOGETHER + " (7B)"),
+    "yi-6b-chat": (0.2, 0.2, TOGETHER + " (6B)"),
+    "mathstral-7b": (0.2, 0.2, TOGETHER + " (7B)"),
 }

@@ -1,7 +1,10 @@
 //! The bundled default router on everyday prompts: `tests/fixtures/everyday-prompts.jsonl` (40 easy and 40
 //! hard prompts written for this test, never used in training; the complexity labels the router learned
 //! from are a different, disjoint set in `training-data/complexity/`). Complexity must rank the hard prompts
-//! above the easy ones, and the router at its default knob must spend far less on the easy ones.
+//! above the easy ones, and the router at its default knob must spend far less on the easy ones. On every
+//! hard prompt (proofs, algorithms, code, science, law, medicine, systems design) a frontier model must have
+//! the highest P(success), and the default knob must never send one to a model of 10B parameters or less or
+//! to claude-3-haiku.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -14,10 +17,19 @@ use serde_json::Value;
 use switchyard_core::{estimate_input_tokens, normalize_prompt, Router};
 use switchyard_encoder::Encoder;
 
+/// The default catalog's frontier models: the largest model of each provider (2024).
+const FRONTIER: [&str; 6] =
+    ["gpt-4o", "claude-3-5-sonnet", "o1-mini", "gemini-1.5-pro", "llama-3.1-405b-instruct", "mistral-large"];
+/// Models a hard prompt must never go to at the default knob: 10B parameters or less, and claude-3-haiku.
+const TOO_SMALL: [&str; 4] = ["llama-3.1-8b-instruct", "qwen2.5-7b-instruct", "gemma-2-9b-it", "claude-3-haiku"];
+
 struct Routed {
+    prompt: String,
     hard: bool,
     model: String,
     complexity: f64,
+    /// The model with the highest P(success), and that P.
+    top: (String, f64),
 }
 
 fn fixture() -> Vec<(String, bool)> {
@@ -43,7 +55,14 @@ fn route_all(router: &Router) -> Vec<Routed> {
         .zip(embeddings)
         .map(|((prompt, hard), e)| {
             let (prediction, decision) = router.route(&e.vector, estimate_input_tokens(prompt), &policy).unwrap();
-            Routed { hard: *hard, model: decision.model, complexity: prediction.complexity }
+            let best = prediction.models.iter().max_by(|a, b| a.p_success.total_cmp(&b.p_success)).unwrap();
+            Routed {
+                prompt: prompt.clone(),
+                hard: *hard,
+                model: decision.model,
+                complexity: prediction.complexity,
+                top: (best.model.clone(), best.p_success),
+            }
         })
         .collect()
 }
@@ -63,7 +82,8 @@ fn the_test_prompts_are_not_training_prompts() {
         .map(|l| normalize_prompt(serde_json::from_str::<Value>(l).unwrap()["prompt"].as_str().unwrap()))
         .collect();
     let prompts = fixture();
-    assert!(prompts.len() >= 80 && prompts.iter().filter(|p| p.1).count() == prompts.len() / 2);
+    let hard = prompts.iter().filter(|p| p.1).count();
+    assert!(prompts.len() - hard >= 40 && hard >= 60, "{} easy, {hard} hard", prompts.len() - hard);
     for (p, _) in &prompts {
         assert!(!trained.contains(&normalize_prompt(p)), "{p:?} is also a training prompt");
     }
@@ -105,4 +125,23 @@ fn default_router_ranks_and_prices_everyday_prompts_sensibly() {
     let median = prices[prices.len() / 2];
     let strong = hard.iter().filter(|r| call_price(&router, &r.model) >= median).count();
     assert!(strong * 5 >= hard.len() * 2, "only {strong} of {} hard prompts went above the median price", hard.len());
+}
+
+#[test]
+fn default_router_sends_hard_prompts_to_frontier_models() {
+    let router = Router::load(&workspace_root().join("models/default")).unwrap();
+    let routed = route_all(&router);
+    let hard: Vec<&Routed> = routed.iter().filter(|r| r.hard).collect();
+    let not_frontier: Vec<String> = hard
+        .iter()
+        .filter(|r| !FRONTIER.contains(&r.top.0.as_str()))
+        .map(|r| format!("{} (P {:.3}): {}", r.top.0, r.top.1, r.prompt))
+        .collect();
+    let too_small: Vec<String> = hard
+        .iter()
+        .filter(|r| TOO_SMALL.contains(&r.model.as_str()))
+        .map(|r| format!("{}: {}", r.model, r.prompt))
+        .collect();
+    assert!(not_frontier.is_empty(), "the highest P is not a frontier model's on:\n{}", not_frontier.join("\n"));
+    assert!(too_small.is_empty(), "hard prompts sent to small models:\n{}", too_small.join("\n"));
 }

@@ -174,6 +174,7 @@ fn append_head(predictor: &mut Predictor, head: &ModelHead, count: usize) -> Res
         (Predictor::Logistic(layer), ModelHead::Row { weight, bias }) => append_row(layer, weight, *bias),
         (Predictor::Mlp { output, .. }, ModelHead::Row { weight, bias }) => append_row(output, weight, *bias),
         (Predictor::Mf(mf), ModelHead::Row { weight, bias }) => append_row(&mut mf.models, weight, *bias),
+        (Predictor::Irt(irt), ModelHead::Row { weight, bias }) => append_row(&mut irt.models, weight, *bias),
         (Predictor::Knn(memory), ModelHead::Knn { scores, prior }) => append_column(memory, scores, *prior, count),
         (Predictor::Ensemble(members), ModelHead::Ensemble(heads)) if members.len() == heads.len() => {
             // Check every member before changing any.
@@ -237,6 +238,7 @@ mod tests {
             Predictor::Logistic(layer) => row(layer),
             Predictor::Mlp { output, .. } => row(output),
             Predictor::Mf(mf) => row(&mf.models),
+            Predictor::Irt(irt) => row(&irt.models),
             Predictor::Knn(memory) => ModelHead::Knn { scores: vec![0.9; memory.len()], prior: 0.7 },
             Predictor::Ensemble(members) => ModelHead::Ensemble(members.iter().map(head_for).collect()),
         }

@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use crate::familiarity::Familiarity;
-use crate::predictor::{Dense, Factorized, Heads, KnnMemory, Platt, Predictor, PredictorKind};
+use crate::predictor::{Dense, Factorized, Heads, ItemResponse, KnnMemory, Platt, Predictor, PredictorKind};
 use crate::router::{Manifest, Router, RouterError, FORMAT_VERSION, MANIFEST_FILE, WEIGHTS_FILE};
 
 impl Router {
@@ -272,6 +272,16 @@ impl Weights<'_> {
                 models: self.dense(&format!("{prefix}mf.models"), models, latent)?,
                 difficulty: self.dense(&format!("{prefix}mf.difficulty"), 1, features)?,
             }),
+            PredictorKind::Irt => {
+                let name = format!("{prefix}irt");
+                let skills = self.vec(&format!("{name}.skills.bias"), None)?.len();
+                Predictor::Irt(ItemResponse {
+                    skills: self.dense(&format!("{name}.skills"), skills, features)?,
+                    discrimination: self.dense(&format!("{name}.discrimination"), 1, features)?,
+                    difficulty: self.dense(&format!("{name}.difficulty"), 1, features)?,
+                    models: self.dense(&format!("{name}.models"), models, skills + 1)?,
+                })
+            }
             PredictorKind::Ensemble => {
                 if members.is_empty() || members.contains(&PredictorKind::Ensemble) {
                     return Err(RouterError::Weights {
@@ -350,6 +360,12 @@ impl Tensors {
                 self.dense(&format!("{prefix}mf.project"), &mf.project)?;
                 self.dense(&format!("{prefix}mf.models"), &mf.models)?;
                 self.dense(&format!("{prefix}mf.difficulty"), &mf.difficulty)
+            }
+            Predictor::Irt(irt) => {
+                self.dense(&format!("{prefix}irt.skills"), &irt.skills)?;
+                self.dense(&format!("{prefix}irt.discrimination"), &irt.discrimination)?;
+                self.dense(&format!("{prefix}irt.difficulty"), &irt.difficulty)?;
+                self.dense(&format!("{prefix}irt.models"), &irt.models)
             }
             Predictor::Ensemble(members) => {
                 for (i, member) in members.iter().enumerate() {
@@ -511,6 +527,16 @@ pub(crate) mod tests {
                         .unwrap(),
                     models: Dense::new(2, 2, vec![1., -0.5, 0.3, 0.8], vec![0.2, -0.1]).unwrap(),
                     difficulty: Dense::new(1, features, vec![0.1, -0.2, 0.3, 0.0, 0.5], vec![0.05]).unwrap(),
+                }),
+                0,
+            ),
+            (
+                Predictor::Irt(ItemResponse {
+                    skills: Dense::new(3, features, (0..15).map(|i| (i as f32 - 7.0) / 4.0).collect(), vec![0.1; 3])
+                        .unwrap(),
+                    discrimination: Dense::new(1, features, vec![0.2, 0.1, -0.1, 0.0, 0.3], vec![0.5]).unwrap(),
+                    difficulty: Dense::new(1, features, vec![0.1, -0.2, 0.3, 0.0, 0.5], vec![0.05]).unwrap(),
+                    models: Dense::new(2, 4, vec![0.5, -0.5, 0.2, 1.0, -0.3, 0.4, 0.1, 0.2], vec![0.0, 0.0]).unwrap(),
                 }),
                 0,
             ),

@@ -28,7 +28,8 @@ pub use logs::{read_logs, LogError, LogReader, ReadSummary, RowError};
 pub use online::{Cell, ModelSummary, OnlineSettings, Posteriors};
 pub use policy::{Decision, Knob, ModelEstimate, Policy, PolicyError};
 pub use predictor::{
-    dot, logit, sigmoid, softmax, Dense, Factorized, Heads, KnnMemory, Platt, Predictor, PredictorKind,
+    dot, logit, sigmoid, softmax, softplus, Dense, Factorized, Heads, ItemResponse, KnnMemory, Platt, Predictor,
+    PredictorKind,
 };
 pub use roster::{ModelProfile, RosterError};
 pub use router::{

@@ -6,6 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// When no model reaches the quality bar, models whose P(success) is within this of the highest count as
+/// tied with it, and the cheapest of them is chosen: a difference this small is well inside any estimate's
+/// error, while the price difference is real.
+pub const TIE_EPSILON: f64 = 0.01;
+
 /// The knob a policy turns, with its value.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -165,7 +170,7 @@ impl Policy {
                 if top.p_success >= q {
                     (true, format!("cheapest model with P(success) >= {q} (P = {:.3})", top.p_success))
                 } else {
-                    (false, format!("no model reaches P(success) >= {q}; chose the highest P ({:.3})", top.p_success))
+                    (false, break_near_tie(&mut eligible, q))
                 }
             }
             Knob::WillingnessToPay(l) => {
@@ -190,6 +195,26 @@ impl Policy {
             ranking: eligible.iter().map(|e| e.model.clone()).collect(),
         })
     }
+}
+
+/// With no model over the bar `q` and `eligible` sorted by P (highest first): moves the cheapest model within
+/// [`TIE_EPSILON`] of the highest P to the front, and says what was chosen and why.
+fn break_near_tie(eligible: &mut Vec<&ModelEstimate>, q: f64) -> String {
+    let best = eligible[0];
+    let cheapest = (0..eligible.len())
+        .filter(|&i| eligible[i].p_success >= best.p_success - TIE_EPSILON)
+        .min_by(|&a, &b| eligible[a].expected_cost_usd.total_cmp(&eligible[b].expected_cost_usd).then(a.cmp(&b)))
+        .unwrap_or(0);
+    if cheapest == 0 {
+        return format!("no model reaches P(success) >= {q}; chose the highest P ({:.3})", best.p_success);
+    }
+    let chosen = eligible.remove(cheapest);
+    eligible.insert(0, chosen);
+    format!(
+        "no model reaches P(success) >= {q}; the highest P is {}'s ({:.3}), and {} is within {TIE_EPSILON} of it \
+         (P = {:.3}) and cheaper (${:.6} against ${:.6}), so it was chosen",
+        best.model, best.p_success, chosen.model, chosen.p_success, chosen.expected_cost_usd, best.expected_cost_usd
+    )
 }
 
 #[cfg(test)]
@@ -224,6 +249,37 @@ mod tests {
         let d = decide(Policy::new(Knob::MinQuality(0.95)));
         assert_eq!((d.model.as_str(), d.meets_bar), ("large", false));
         assert!(d.reason.contains("no model reaches"), "{}", d.reason);
+    }
+
+    #[test]
+    fn below_the_bar_a_near_tie_goes_to_the_cheaper_model() {
+        let estimate = |model: &str, p: f64, cost: f64| ModelEstimate {
+            model: model.into(),
+            p_success: p,
+            expected_cost_usd: cost,
+            input_tokens: 100.0,
+            output_tokens: 100.0,
+            prior_weight: 0.0,
+            prior_only: false,
+        };
+        // "dear" has the highest P; "mid" is within ε of it and cheaper; "cheap" is cheaper still but not
+        // within ε. No model reaches 0.9.
+        let near = [
+            estimate("cheap", 0.60 - 2.0 * TIE_EPSILON, 0.0001),
+            estimate("dear", 0.60, 0.01),
+            estimate("mid", 0.60 - TIE_EPSILON / 2.0, 0.002),
+        ];
+        let d = Policy::new(Knob::MinQuality(0.9)).decide(&near).unwrap();
+        assert_eq!((d.model.as_str(), d.meets_bar), ("mid", false));
+        assert_eq!(d.ranking, ["mid", "dear", "cheap"]);
+        assert!(d.reason.contains("dear") && d.reason.contains("within 0.01") && d.reason.contains("cheaper"), "{}", d.reason);
+        // Just outside ε: the highest P wins, and the reason says nothing of a tie.
+        let apart = [estimate("dear", 0.60, 0.01), estimate("mid", 0.60 - 1.5 * TIE_EPSILON, 0.002)];
+        let d = Policy::new(Knob::MinQuality(0.9)).decide(&apart).unwrap();
+        assert_eq!(d.model, "dear");
+        assert!(d.reason.contains("chose the highest P") && !d.reason.contains("within"), "{}", d.reason);
+        // Over the bar nothing changes: the cheapest model over it.
+        assert_eq!(Policy::new(Knob::MinQuality(0.5)).decide(&near).unwrap().model, "cheap");
     }
 
     #[test]

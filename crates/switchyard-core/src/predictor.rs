@@ -114,6 +114,9 @@ pub enum PredictorKind {
     Knn,
     /// Matrix factorisation / item response theory: a latent vector per prompt and per model.
     Mf,
+    /// Multidimensional item response theory on one scale for every model: per-prompt difficulty,
+    /// discrimination and skill mix, per-model abilities (see [`ItemResponse`]).
+    Irt,
     /// The mean of several of the above.
     Ensemble,
 }
@@ -125,6 +128,7 @@ impl std::fmt::Display for PredictorKind {
             Self::Mlp => "mlp",
             Self::Knn => "knn",
             Self::Mf => "mf",
+            Self::Irt => "irt",
             Self::Ensemble => "ensemble",
         })
     }
@@ -229,6 +233,71 @@ impl Factorized {
     }
 }
 
+/// Multidimensional item response theory (the shape of IRT-Router's MIRT-BERT), with every model on one scale.
+///
+/// From a prompt's features f it reads a skill mix π(f) = softmax(S f + s) over K skills, a discrimination
+/// α(f) = softplus(a·f + a₀) > 0 and a difficulty b(f) = w·f + c. Model m has a general ability g_m and a
+/// deviation δ_m per skill, so its ability on the prompt is θ_m(f) = g_m + δ_m·π(f), and
+/// P(m succeeds) = σ(α(f) θ_m(f) − b(f)).
+///
+/// Because α > 0 and b is shared, a prompt's difficulty and discrimination move every model the same way:
+/// two models are ordered on a prompt by their abilities in the skills it needs, never by which prompts
+/// they happened to be logged on. `models` holds the abilities as one row per model over the
+/// representation [α π, α] (the row is (δ_m, g_m)); its bias stays 0 for trained models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemResponse {
+    /// Features → K skill logits.
+    pub skills: Dense,
+    /// Features → discrimination before the softplus (one output).
+    pub discrimination: Dense,
+    /// Features → difficulty (one output).
+    pub difficulty: Dense,
+    /// Representation [α π, α] (K + 1 inputs) → one logit term per model: rows (δ_m, g_m).
+    pub models: Dense,
+}
+
+impl ItemResponse {
+    /// Number of skills K.
+    pub fn skill_count(&self) -> usize {
+        self.skills.outputs
+    }
+
+    /// The prompt's skill mix π (sums to 1).
+    pub fn skill_mix(&self, features: &[f32]) -> Vec<f32> {
+        let mut pi = self.skills.forward(features);
+        softmax(&mut pi);
+        pi
+    }
+
+    /// The prompt's discrimination α > 0.
+    pub fn discrimination(&self, features: &[f32]) -> f32 {
+        softplus(self.discrimination.forward(features)[0])
+    }
+
+    /// What the models' rows read: [α π, α].
+    pub fn representation(&self, features: &[f32]) -> Vec<f32> {
+        let alpha = self.discrimination(features);
+        let mut r: Vec<f32> = self.skill_mix(features).into_iter().map(|p| alpha * p).collect();
+        r.push(alpha);
+        r
+    }
+
+    /// Per-model logits for one prompt's features.
+    pub fn logits(&self, features: &[f32]) -> Vec<f32> {
+        let d = self.difficulty.forward(features)[0];
+        self.models.forward(&self.representation(features)).into_iter().map(|z| z - d).collect()
+    }
+}
+
+/// ln(1 + e^z), without overflow.
+pub fn softplus(z: f32) -> f32 {
+    if z > 20.0 {
+        z
+    } else {
+        z.exp().ln_1p()
+    }
+}
+
 /// A trained per-model success predictor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Predictor {
@@ -245,6 +314,8 @@ pub enum Predictor {
     Knn(KnnMemory),
     /// Matrix factorisation / IRT over the features.
     Mf(Factorized),
+    /// Multidimensional IRT, every model on one scale.
+    Irt(ItemResponse),
     /// The mean of the members' probabilities.
     Ensemble(Vec<Predictor>),
 }
@@ -257,6 +328,7 @@ impl Predictor {
             Self::Mlp { .. } => PredictorKind::Mlp,
             Self::Knn(_) => PredictorKind::Knn,
             Self::Mf(_) => PredictorKind::Mf,
+            Self::Irt(_) => PredictorKind::Irt,
             Self::Ensemble(_) => PredictorKind::Ensemble,
         }
     }
@@ -271,6 +343,7 @@ impl Predictor {
             }
             Self::Knn(memory) => memory.predict(embedding),
             Self::Mf(mf) => mf.logits(features).into_iter().map(sigmoid).collect(),
+            Self::Irt(irt) => irt.logits(features).into_iter().map(sigmoid).collect(),
             Self::Ensemble(members) => {
                 let mut sum: Vec<f32> = Vec::new();
                 for member in members {
@@ -363,6 +436,31 @@ mod tests {
         let z = mf.logits(&[1., 2.]);
         assert_eq!(z, vec![2.0 + 0.5 - 2.25, -1.0 - 2.25]);
         assert_eq!(mf.latent(), 1);
+    }
+
+    #[test]
+    fn item_response_orders_models_by_ability_on_every_prompt() {
+        // Two skills; model 0 is stronger in general, model 1 has a deviation toward skill 1.
+        let irt = ItemResponse {
+            skills: Dense::new(2, 2, vec![4., 0., 0., 4.], vec![0., 0.]).unwrap(),
+            discrimination: Dense::new(1, 2, vec![1., 1.], vec![0.]).unwrap(),
+            difficulty: Dense::new(1, 2, vec![1., 2.], vec![0.5]).unwrap(),
+            models: Dense::new(2, 3, vec![0., 0., 1.5, 0., 0.5, 0.5], vec![0., 0.]).unwrap(),
+        };
+        let f = [1.0, 0.0];
+        let (pi, alpha) = (irt.skill_mix(&f), irt.discrimination(&f));
+        assert!((pi.iter().sum::<f32>() - 1.0).abs() < 1e-6 && pi[0] > 0.9);
+        assert!((alpha - 2f32.exp().ln_1p()).abs() < 1e-5);
+        let z = irt.logits(&f);
+        let expected = [alpha * 1.5 - 1.5, alpha * (0.5 * pi[1] + 0.5) - 1.5];
+        assert!((z[0] - expected[0]).abs() < 1e-5 && (z[1] - expected[1]).abs() < 1e-5, "{z:?}");
+        // Model 0's ability (1.5) is above model 1's in both skills (at most 1.0): it is ahead everywhere.
+        for f in [[1.0, 0.0], [0.0, 1.0], [-3.0, 2.0], [5.0, 5.0]] {
+            let z = irt.logits(&f);
+            assert!(z[0] > z[1], "{f:?}: {z:?}");
+        }
+        assert_eq!(irt.skill_count(), 2);
+        assert!((softplus(30.0) - 30.0).abs() < 1e-6 && softplus(-30.0) >= 0.0);
     }
 
     #[test]

@@ -193,6 +193,7 @@ fn remove_from_predictor(predictor: &mut Predictor, m: usize, count: usize) {
         Predictor::Logistic(dense) => remove_output(dense, m),
         Predictor::Mlp { output, .. } => remove_output(output, m),
         Predictor::Mf(f) => remove_output(&mut f.models, m),
+        Predictor::Irt(irt) => remove_output(&mut irt.models, m),
         Predictor::Knn(memory) => remove_from_memory(memory, m, count),
         Predictor::Ensemble(members) => {
             for member in members {

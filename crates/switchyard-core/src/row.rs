@@ -81,6 +81,10 @@ pub struct LabelledRow {
     pub id: Option<String>,
     /// A domain or task label.
     pub domain: Option<String>,
+    /// The data set or grader the row comes from (training fits one offset per source, which absorbs
+    /// different grading of the same prompts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// The owner's split, if any.
     pub split: Option<Split>,
     /// The outcome or preference.
@@ -125,6 +129,7 @@ struct RawRow {
     output_tokens: Option<u64>,
     latency_ms: Option<f64>,
     domain: Option<String>,
+    source: Option<String>,
     split: Option<String>,
     model_a: Option<String>,
     model_b: Option<String>,
@@ -219,7 +224,14 @@ impl RawRow {
                 propensity: self.propensity,
             })
         };
-        Ok(LabelledRow { prompt, id, domain: self.domain.filter(|d| !d.is_empty()), split, evidence })
+        Ok(LabelledRow {
+            prompt,
+            id,
+            domain: self.domain.filter(|d| !d.is_empty()),
+            source: self.source.filter(|s| !s.is_empty()),
+            split,
+            evidence,
+        })
     }
 }
 

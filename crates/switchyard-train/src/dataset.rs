@@ -24,6 +24,9 @@ pub struct PromptRecord {
     pub text_hash: u64,
     /// Index into [`Dataset::domains`], when the rows carry a domain.
     pub domain: Option<usize>,
+    /// Index into [`Dataset::sources`]: the `source` most of the prompt's rows name (0, the unnamed source,
+    /// when none does).
+    pub source: usize,
     /// (model index, score) per outcome row.
     pub outcomes: Vec<(usize, f32)>,
     /// Each outcome row's weight, parallel to `outcomes`: 1, or for logged-bandit rows their clipped,
@@ -61,6 +64,8 @@ pub struct Dataset {
     pub models: Vec<String>,
     /// Domain labels seen in the logs, sorted.
     pub domains: Vec<String>,
+    /// Row sources seen in the logs: `""` (rows without a `source`) first, then the named ones, sorted.
+    pub sources: Vec<String>,
     /// One record per distinct prompt, in first-seen order.
     pub prompts: Vec<PromptRecord>,
     /// Each model's cost, from the catalog's prices or the logs' observed costs.
@@ -189,6 +194,8 @@ struct Builder {
     index: HashMap<String, usize>,
     /// Prompt records whose model indices are local (first-seen order), plus domain label counts.
     prompts: Vec<(PromptRecord, BTreeMap<String, usize>)>,
+    /// Per prompt record, its rows' `source` counts.
+    sources: Vec<BTreeMap<String, usize>>,
     local_models: Vec<String>,
     local_index: HashMap<String, usize>,
     costs: HashMap<String, CostStats>,
@@ -224,6 +231,7 @@ impl Builder {
                     text_hash: text_hash(&row.prompt),
                     text: row.prompt.clone(),
                     domain: None,
+                    source: 0,
                     outcomes: Vec::new(),
                     outcome_weights: Vec::new(),
                     output_tokens: Vec::new(),
@@ -231,6 +239,7 @@ impl Builder {
                     split: row.split,
                 };
                 self.prompts.push((record, BTreeMap::new()));
+                self.sources.push(BTreeMap::new());
                 self.index.insert(key, self.prompts.len() - 1);
                 self.prompts.len() - 1
             }
@@ -238,6 +247,7 @@ impl Builder {
         if let Some(d) = &row.domain {
             *self.prompts[i].1.entry(d.clone()).or_default() += 1;
         }
+        *self.sources[i].entry(row.source.clone().unwrap_or_default()).or_default() += 1;
         match row.evidence {
             Evidence::Outcome(o) => {
                 let stats = self.costs.entry(o.model.clone()).or_default();
@@ -288,12 +298,20 @@ impl Builder {
             self.local_models.iter().map(|name| models.iter().position(|m| m == name).unwrap_or(usize::MAX)).collect();
         let domain_names: BTreeSet<String> = self.prompts.iter().flat_map(|(_, d)| d.keys().cloned()).collect();
         let domains: Vec<String> = domain_names.into_iter().collect();
+        let named: BTreeSet<String> = self.sources.iter().flat_map(|s| s.keys().cloned()).collect();
+        let sources: Vec<String> = std::iter::once(String::new()).chain(named.into_iter().filter(|s| !s.is_empty())).collect();
         let prompts = self
             .prompts
             .into_iter()
-            .map(|(mut record, counts)| {
+            .zip(self.sources)
+            .map(|((mut record, counts), source_counts)| {
                 record.domain =
                     counts.iter().max_by_key(|(_, n)| **n).and_then(|(d, _)| domains.iter().position(|x| x == d));
+                record.source = source_counts
+                    .iter()
+                    .max_by_key(|(_, n)| **n)
+                    .and_then(|(s, _)| sources.iter().position(|x| x == s))
+                    .unwrap_or(0);
                 for (m, _) in record.outcomes.iter_mut().chain(record.output_tokens.iter_mut()) {
                     *m = remap[*m];
                 }
@@ -321,6 +339,7 @@ impl Builder {
         Ok(Dataset {
             models,
             domains,
+            sources,
             prompts,
             costs,
             files,

@@ -205,6 +205,7 @@ mod tests {
                 text: format!("prompt {i}"),
                 text_hash: i as u64,
                 domain: None,
+                source: 0,
                 outcomes: vec![(0, f32::from(u8::from(next() < 0.5)))],
                 outcome_weights: vec![1.0],
                 output_tokens: Vec::new(),

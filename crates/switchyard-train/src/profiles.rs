@@ -10,6 +10,7 @@ use std::path::Path;
 use ndarray::Array2;
 use serde::Deserialize;
 
+use crate::predictors::Aggregate;
 use crate::targets::Targets;
 use crate::TrainError;
 
@@ -78,6 +79,39 @@ impl Profiles {
             }
         }
         Ok(profiles)
+    }
+
+    /// The profiles as soft constraints of the IRT predictor: per benchmark (MMLU-Redux over the knowledge
+    /// domains, ZebraLogic puzzles over the logic domains), each prompt's membership of the benchmark's
+    /// domains (`membership` is `[prompts, domains]`) and each model's accuracy. Benchmarks no model has, or
+    /// whose domains no prompt belongs to, are left out.
+    pub fn aggregates(&self, models: &[String], domains: &[String], membership: &Array2<f32>) -> Vec<Aggregate> {
+        let benchmarks: [(&str, &[&str], fn(&Profile) -> Option<f64>); 2] = [
+            ("mmlu_redux", &KNOWLEDGE_DOMAINS, |p| p.mmlu_redux),
+            ("zebra_puzzle", &LOGIC_DOMAINS, |p| p.zebra_puzzle),
+        ];
+        benchmarks
+            .into_iter()
+            .filter_map(|(name, covers, value)| {
+                let columns: Vec<usize> = (0..domains.len()).filter(|&d| covers.contains(&domains[d].as_str())).collect();
+                let anchor: Vec<f32> = (0..membership.nrows())
+                    .map(|r| columns.iter().map(|&d| membership[[r, d]]).sum::<f32>().clamp(0.0, 1.0))
+                    .collect();
+                let scores: Vec<(usize, f32)> = models
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(m, model)| {
+                        let p = self.profiles.iter().find(|p| &p.model == model)?;
+                        Some((m, value(p)? as f32))
+                    })
+                    .collect();
+                (anchor.iter().sum::<f32>() > 0.0 && !scores.is_empty()).then(|| Aggregate {
+                    name: name.to_string(),
+                    anchor,
+                    scores,
+                })
+            })
+            .collect()
     }
 
     fn aggregate(&self, model: &str, domain: &str) -> Option<f64> {

@@ -8,8 +8,8 @@ use switchyard_core::{CandidateMetrics, Predictor, PredictorKind};
 use crate::folds::Folds;
 use crate::metrics::{auc, brier, ece};
 use crate::predictors::{
-    fit_knn, fit_logistic, fit_mf, fit_mlp, knn_memory, memory_rows, nearest, predict_rows, select_rows as rows,
-    Config, KnnConfig, MlpConfig,
+    fit_irt, fit_knn, fit_logistic, fit_mf, fit_mlp, knn_memory, memory_rows, nearest, predict_rows, select_rows as rows,
+    Config, KnnConfig, Linking, MlpConfig,
 };
 use crate::targets::Targets;
 use crate::utility::UtilityData;
@@ -34,6 +34,8 @@ pub struct CvData {
     pub text_hashes: Vec<u64>,
     /// The folds.
     pub folds: Folds,
+    /// Per prompt: its source, and the published aggregates' anchors (for the IRT predictor).
+    pub linking: Linking,
 }
 
 impl CvData {
@@ -46,6 +48,7 @@ impl CvData {
             cost: self.cost.select(ndarray::Axis(0), keep),
             text_hashes: keep.iter().map(|&r| self.text_hashes[r]).collect(),
             folds: self.folds.subset(keep),
+            linking: self.linking.rows(keep),
         }
     }
 }
@@ -93,6 +96,8 @@ struct FitRows<'a> {
     features: &'a Array2<f32>,
     embeddings: &'a Array2<f32>,
     targets: &'a Targets,
+    /// The rows' sources and aggregate anchors.
+    linking: &'a Linking,
     /// The rows a kNN memory may keep.
     memory: &'a [usize],
 }
@@ -110,6 +115,7 @@ fn fit(
     Ok(match *config {
         Config::Logistic { lambda } => (fit_logistic(features, targets, lambda)?, 0),
         Config::Mf { latent, lambda } => (fit_mf(features, targets, latent, lambda, seed)?, 0),
+        Config::Irt(c) => (fit_irt(features, targets, on.linking, c, seed)?, 0),
         // fit_knn keeps at most MAX_KNN_MEMORY of these rows.
         Config::Knn(c) => (fit_knn(&rows(embeddings, on.memory), &targets.rows(on.memory), c), 0),
         Config::Mlp(c) => match inner {
@@ -156,6 +162,7 @@ pub fn cross_validate(
     for f in 0..k {
         let (train, val) = data.folds.split(f);
         let (xt, et, tt) = (rows(&data.features, &train), rows(&data.embeddings, &train), data.targets.rows(&train));
+        let lt = data.linking.rows(&train);
         let (xv, ev) = (rows(&data.features, &val), rows(&data.embeddings, &val));
         let inner: Vec<bool> = train
             .iter()
@@ -164,7 +171,7 @@ pub fn cross_validate(
             })
             .collect();
         let all_train: Vec<usize> = (0..train.len()).collect();
-        let on = FitRows { features: &xt, embeddings: &et, targets: &tt, memory: &all_train };
+        let on = FitRows { features: &xt, embeddings: &et, targets: &tt, linking: &lt, memory: &all_train };
         for (c, config) in others.iter().enumerate() {
             let started = std::time::Instant::now();
             let (predictor, e) = fit(config, &on, Some(&inner), 0, seed)?;
@@ -254,7 +261,13 @@ pub fn refit(chosen: &Evaluated, data: &CvData, memory: &[usize], seed: u64) -> 
     if memory.len() < rows {
         median = (median * memory.len()).div_ceil(rows).max(1);
     }
-    let on = FitRows { features: &data.features, embeddings: &data.embeddings, targets: &data.targets, memory };
+    let on = FitRows {
+        features: &data.features,
+        embeddings: &data.embeddings,
+        targets: &data.targets,
+        linking: &data.linking,
+        memory,
+    };
     let members = chosen
         .configs
         .iter()

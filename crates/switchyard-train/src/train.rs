@@ -19,7 +19,7 @@ use crate::folds::{sample_groups, Folds};
 use crate::heads::{cross_fit_heads, difficulty_targets};
 use crate::lengths::{fit_lengths, LengthTargets, OutputLengths, MIN_LENGTH_PROMPTS};
 use crate::metrics::{ece, fit_platt_weighted};
-use crate::predictors::{grid, MlpConfig};
+use crate::predictors::{grid, Linking, MlpConfig};
 use crate::profiles::{baselines, Profiles};
 use crate::select::{best, cross_validate, refit, CvData};
 use crate::targets::Targets;
@@ -154,6 +154,22 @@ pub fn train(
         weighted.as_ref().map(|(x, t)| (x, t.as_slice())),
     )?;
     tracing::info!("heads cross-fitted in {:.1} s", started.elapsed().as_secs_f64());
+    let domains = dataset.domains.len();
+    let domain_probs = features.slice(ndarray::s![.., dim..dim + domains]).to_owned();
+    // Domain membership: the logged label where there is one, else the out-of-fold probabilities.
+    let membership = Array2::from_shape_fn(domain_probs.dim(), |(r, d)| match prompts[r].domain {
+        Some(label) => f32::from(u8::from(label == d)),
+        None => domain_probs[[r, d]],
+    });
+    let linking = Linking {
+        sources: prompts.iter().map(|p| p.source as u32).collect(),
+        source_count: dataset.sources.len().max(1),
+        aggregates: options
+            .profiles
+            .as_ref()
+            .map(|p| p.aggregates(&dataset.models, &dataset.domains, &membership))
+            .unwrap_or_default(),
+    };
     let cost = Array2::from_shape_fn((prompts.len(), models), |(r, m)| {
         dataset.costs[m].expected_cost_usd(estimate_input_tokens(&prompts[r].text))
     });
@@ -164,6 +180,7 @@ pub fn train(
         cost,
         text_hashes: hashes,
         folds,
+        linking,
     };
     let sampled = (sample.len() < full.text_hashes.len()).then(|| full.subset(&sample));
     // What the choice is made on: every prompt, or the sample.
@@ -181,14 +198,7 @@ pub fn train(
     for e in &evaluated {
         log_candidate(&e.metrics);
     }
-    let domains = dataset.domains.len();
-    let domain_probs = full.features.slice(ndarray::s![.., dim..dim + domains]).to_owned();
     let complexity: Vec<f32> = full.features.column(dim + domains).to_vec();
-    // Domain membership: the logged label where there is one, else the out-of-fold probabilities.
-    let membership = Array2::from_shape_fn(domain_probs.dim(), |(r, d)| match prompts[r].domain {
-        Some(label) => f32::from(u8::from(label == d)),
-        None => domain_probs[[r, d]],
-    });
     let difficulty = difficulty_targets(&prompts, models);
     let baseline = baselines(
         options.profiles.as_ref(),
@@ -199,7 +209,7 @@ pub fn train(
         &difficulty,
     );
     let log_lengths: Vec<f32> = prompts.iter().map(|p| estimate_input_tokens(&p.text).ln_1p() as f32).collect();
-    let familiarity = fit_familiarity(&FamiliarityInputs {
+    let mut familiarity = fit_familiarity(&FamiliarityInputs {
         embeddings: &full.embeddings,
         folds: &full.folds,
         targets: &full.targets,
@@ -219,7 +229,14 @@ pub fn train(
         prompts.len(),
         started.elapsed().as_secs_f64()
     );
-    let (calibration, ece_calibrated) = calibrate(&selection.targets, &evaluated[chosen].oof);
+    // The IRT predictor puts every model on one scale, and its estimates must stay coherent across models:
+    // one Platt scaling for all of them (a monotone map of every logit, which keeps their order), and
+    // priors read off the predictor itself rather than from each model's own evidence.
+    let pooled = matches!(predictor, Predictor::Irt(_));
+    if let Predictor::Irt(irt) = &predictor {
+        coherent_priors(&mut familiarity, irt, &full.features, &membership);
+    }
+    let (calibration, ece_calibrated) = calibrate(&selection.targets, &evaluated[chosen].oof, pooled);
     let mut validation: Vec<CandidateMetrics> = evaluated.iter().map(|e| e.metrics.clone()).collect();
     validation[chosen].ece = ece_calibrated;
     let validation = rank(validation, chosen);
@@ -368,9 +385,9 @@ fn log_candidate(m: &CandidateMetrics) {
 /// calibrated predictions measured honestly by two-fold cross-fitting (fit on one half of the prompts,
 /// measure on the other).
 /// When scaling does not lower that ECE below the raw ECE, the identity is kept (and the raw ECE reported).
-fn calibrate(targets: &Targets, predicted: &Array2<f32>) -> (Vec<Platt>, f64) {
+fn calibrate(targets: &Targets, predicted: &Array2<f32>, pooled: bool) -> (Vec<Platt>, f64) {
     let raw = ece(&targets.pairs(predicted));
-    let (platt, cross) = platt_scaling(targets, predicted);
+    let (platt, cross) = if pooled { pooled_platt(targets, predicted) } else { platt_scaling(targets, predicted) };
     if cross < raw {
         (platt, cross)
     } else {
@@ -394,6 +411,58 @@ fn platt_scaling(targets: &Targets, predicted: &Array2<f32>) -> (Vec<Platt>, f64
         }
     }
     (calibration, ece(&cross))
+}
+
+/// One Platt scaling fitted on every model's out-of-fold pairs at once (the same map for every model), and its
+/// ECE by two-fold cross-fitting.
+fn pooled_platt(targets: &Targets, predicted: &Array2<f32>) -> (Vec<Platt>, f64) {
+    let models = targets.value.ncols();
+    let pairs: Vec<(f32, f32, f32)> = (0..models).flat_map(|m| targets.model_weighted_pairs(predicted, m)).collect();
+    let (even, odd): (Vec<_>, Vec<_>) = pairs.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let even: Vec<(f32, f32, f32)> = even.into_iter().map(|(_, p)| *p).collect();
+    let odd: Vec<(f32, f32, f32)> = odd.into_iter().map(|(_, p)| *p).collect();
+    let mut cross = Vec::with_capacity(pairs.len());
+    for (fit_on, apply_to) in [(&even, &odd), (&odd, &even)] {
+        let platt = fit_platt_weighted(fit_on);
+        cross.extend(apply_to.iter().map(|&(p, s, _)| (platt.apply(p), s)));
+    }
+    (vec![fit_platt_weighted(&pairs); models], ece(&cross))
+}
+
+/// Makes the familiarity of an IRT router agree with its predictor: each model's prior in a domain is the
+/// predictor's mean P over the training prompts of that domain (by `membership`), so that far from the data
+/// the estimates fall back on the same scale; no per-model length slopes (they could reorder the models);
+/// and no evidence counts, so a model's P does not lean on a prior in domains where it has few outcomes: the
+/// joint fit already placed it there from its general ability and the published aggregates.
+fn coherent_priors(
+    familiarity: &mut switchyard_core::Familiarity,
+    irt: &switchyard_core::ItemResponse,
+    features: &Array2<f32>,
+    membership: &Array2<f32>,
+) {
+    let domains = familiarity.domains.max(1);
+    let models = irt.models.outputs;
+    let mut sum = vec![0f64; models * domains];
+    let mut weight = vec![0f64; domains];
+    for (r, row) in features.rows().into_iter().enumerate() {
+        let p: Vec<f32> = irt.logits(&row.to_vec()).into_iter().map(switchyard_core::sigmoid).collect();
+        for d in 0..domains {
+            let w = if membership.ncols() == domains { f64::from(membership[[r, d]]) } else { 1.0 };
+            weight[d] += w;
+            for m in 0..models {
+                sum[m * domains + d] += w * f64::from(p[m]);
+            }
+        }
+    }
+    for m in 0..models {
+        for d in 0..domains {
+            if weight[d] > 0.0 {
+                familiarity.priors[m * domains + d] = ((sum[m * domains + d] / weight[d]) as f32).clamp(0.02, 0.98);
+            }
+        }
+    }
+    familiarity.length_slopes = vec![0.0; models];
+    familiarity.evidence = Vec::new();
 }
 
 fn training_info(dataset: &Dataset) -> TrainingInfo {

@@ -114,12 +114,15 @@ pub enum PredictorChoice {
     Mlp,
     /// Similarity-weighted k nearest neighbours with a Beta prior.
     Knn,
+    /// Multidimensional item response theory: every model on one scale (per-prompt difficulty,
+    /// discrimination and skill mix; per-model abilities; an offset per log `source`).
+    Irt,
 }
 
 impl PredictorChoice {
     /// The default candidates: every kind.
-    pub fn defaults() -> [Self; 4] {
-        [Self::Logistic, Self::Mf, Self::Mlp, Self::Knn]
+    pub fn defaults() -> [Self; 5] {
+        [Self::Logistic, Self::Mf, Self::Mlp, Self::Knn, Self::Irt]
     }
 
     /// The library's name for it.
@@ -129,6 +132,7 @@ impl PredictorChoice {
             Self::Mf => PredictorKind::Mf,
             Self::Mlp => PredictorKind::Mlp,
             Self::Knn => PredictorKind::Knn,
+            Self::Irt => PredictorKind::Irt,
         }
     }
 }

@@ -119,6 +119,12 @@ fn leaf(
             fit.features.iter().map(|f| -mf.difficulty.forward(f)[0]).collect(),
             &mf.models,
         ),
+        // The new model's abilities over the prompts' fixed skill mix, discrimination and difficulty.
+        Predictor::Irt(irt) => (
+            fit.features.iter().map(|f| irt.representation(f)).collect(),
+            fit.features.iter().map(|f| -irt.difficulty.forward(f)[0]).collect(),
+            &irt.models,
+        ),
         Predictor::Knn(memory) => return Ok(knn_leaf(memory, fit, folds)),
         Predictor::Ensemble(members) => return ensemble(router, members, fit, folds),
     };
@@ -199,6 +205,7 @@ fn row_predict(member: &Predictor, head: &ModelHead, features: &[f32]) -> Option
         Predictor::Logistic(_) => (features.to_vec(), 0.0),
         Predictor::Mlp { hidden, .. } => (hidden.forward(features).into_iter().map(|v| v.max(0.0)).collect(), 0.0),
         Predictor::Mf(mf) => (mf.project.forward(features), -mf.difficulty.forward(features)[0]),
+        Predictor::Irt(irt) => (irt.representation(features), -irt.difficulty.forward(features)[0]),
         _ => return None,
     };
     Some(sigmoid(switchyard_core::dot(weight, &rep) + bias + offset))
@@ -309,6 +316,7 @@ pub(super) fn prior_only_head(router: &Router, priors: &[(String, f64)]) -> Mode
             Predictor::Logistic(layer) => row(layer),
             Predictor::Mlp { output, .. } => row(output),
             Predictor::Mf(mf) => row(&mf.models),
+            Predictor::Irt(irt) => row(&irt.models),
             Predictor::Knn(memory) => ModelHead::Knn { scores: vec![mean; memory.len()], prior: mean },
             Predictor::Ensemble(members) => ModelHead::Ensemble(members.iter().map(|m| head(m, mean)).collect()),
         }

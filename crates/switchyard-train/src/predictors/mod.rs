@@ -1,8 +1,10 @@
 //! The per-model success predictors and their hyper-parameter settings: per-model logistic regression and
 //! the matrix-factorisation / IRT predictor (full batch, L-BFGS), a small MLP (minibatch AdamW), and a
-//! similarity-weighted kNN with a Beta prior. All learn from soft targets with observation weights;
+//! similarity-weighted kNN with a Beta prior, and multidimensional IRT fitted across sources (full batch,
+//! L-BFGS). All learn from soft targets with observation weights;
 //! the parametric ones read pairwise rows through a Bradley–Terry likelihood.
 
+mod irt;
 mod knn;
 mod linear;
 mod loss;
@@ -11,6 +13,7 @@ mod mlp;
 use ndarray::Array2;
 use switchyard_core::{Predictor, PredictorKind};
 
+pub use irt::{fit_irt, Aggregate, IrtConfig, Linking};
 pub use knn::{fit_knn, knn_grid, knn_memory, memory_rows, nearest, KnnConfig, MAX_KNN_MEMORY};
 pub use linear::{fit_logistic, fit_mf};
 pub use loss::soft_bce_elements;
@@ -36,6 +39,8 @@ pub enum Config {
     Mlp(MlpConfig),
     /// kNN.
     Knn(KnnConfig),
+    /// Multidimensional IRT over every source at once.
+    Irt(IrtConfig),
 }
 
 impl Config {
@@ -46,6 +51,7 @@ impl Config {
             Self::Mf { .. } => PredictorKind::Mf,
             Self::Mlp(_) => PredictorKind::Mlp,
             Self::Knn(_) => PredictorKind::Knn,
+            Self::Irt(_) => PredictorKind::Irt,
         }
     }
 }
@@ -57,6 +63,7 @@ impl std::fmt::Display for Config {
             Self::Mf { latent, lambda } => write!(f, "latent={latent} lambda={lambda:e}"),
             Self::Mlp(c) => write!(f, "hidden={} lr={} weight_decay={}", c.hidden, c.lr, c.weight_decay),
             Self::Knn(c) => c.fmt(f),
+            Self::Irt(c) => write!(f, "skills={} lambda={:e}", c.skills, c.lambda),
         }
     }
 }
@@ -72,6 +79,9 @@ pub fn grid(kinds: &[PredictorKind], mlp: MlpConfig) -> Vec<Config> {
             }
             PredictorKind::Mlp => out.push(Config::Mlp(mlp)),
             PredictorKind::Knn => out.extend(knn_grid().into_iter().map(Config::Knn)),
+            PredictorKind::Irt => out.extend(
+                [(8, 1e-4), (8, 1e-3)].map(|(skills, lambda)| Config::Irt(IrtConfig { skills, lambda })),
+            ),
             PredictorKind::Ensemble => {}
         }
     }
