@@ -9,8 +9,8 @@ applied to the routed prompts' P(success) and costs; the chosen bar is the highe
 to the dearest third of the catalog (the higher the bar, the more quality bought on hard prompts).
 
 Usage:  python3 scripts/calibrate-default-knob.py [--predictor KINDS] [--work DIR]
-Needs target/release/switchyard (cargo build --release). Takes two trainings (about 5 minutes each on 2 cores
-with --predictor mlp, the kind the default router chooses; the default script's logistic,mf,mlp takes twice that).
+Needs target/release/switchyard (cargo build --release). Takes two trainings (a few minutes each on 2 cores with
+the embedding cache warm, with --predictor irt, the default router's kind) and one `route` per labelled prompt.
 """
 import argparse
 import hashlib
@@ -23,7 +23,7 @@ root = Path(__file__).resolve().parent.parent
 exe = str(root / "target/release/switchyard")
 env = dict(os.environ, HF_HUB_OFFLINE="1")
 parser = argparse.ArgumentParser()
-parser.add_argument("--predictor", default="mlp")
+parser.add_argument("--predictor", default="irt")
 parser.add_argument("--work", default="/tmp/switchyard-knob")
 args = parser.parse_args()
 work = Path(args.work)

@@ -11,12 +11,13 @@ use common::workspace_root;
 use switchyard_core::{normalize_prompt, read_logs, Catalog, Evidence, Split};
 
 /// (set, models in its catalog, distinct prompts)
-const SETS: [(&str, usize, usize); 5] = [
+const SETS: [(&str, usize, usize); 6] = [
     ("llmrouter", 9, 6108),
     ("zeroeval", 54, 2040),
     ("routellm", 2, 1319 + 160),
     ("routerarena", 2, 809),
-    ("default", 15, 8957),
+    ("mmlu-pro", 15, 8839),
+    ("default", 15, 8957 + 8839),
 ];
 
 #[test]

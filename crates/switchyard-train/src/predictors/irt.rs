@@ -29,8 +29,6 @@ use crate::TrainError;
 
 /// Pseudo-observations one published aggregate accuracy counts as, per model.
 pub const AGGREGATE_WEIGHT: f64 = 200.0;
-/// Penalty on the skill deviations, as a multiple of the setting's penalty on the prompt-side weights.
-const DEVIATION_FACTOR: f64 = 10.0;
 /// Penalty on the general abilities, the source offsets and the aggregates' links.
 const SMALL_PENALTY: f64 = 1e-4;
 /// Penalty on the source offsets: offsets that the data does not identify stay at 0.
@@ -43,9 +41,11 @@ const SOFTPLUS_INV_ONE: f32 = 0.541_324_85;
 pub struct IrtConfig {
     /// Number of skills K.
     pub skills: usize,
-    /// L2 penalty on the prompt-side weights (skill mix, discrimination, difficulty); the skill deviations
-    /// get [`DEVIATION_FACTOR`] times as much.
+    /// L2 penalty on the prompt-side weights (skill mix, discrimination, difficulty).
     pub lambda: f64,
+    /// L2 penalty on the models' skill deviations: how hard a model is held to its general ability where
+    /// its own evidence is thin.
+    pub deviation: f64,
 }
 
 /// A published aggregate accuracy per model, tied to the training prompts of the benchmark's domains.
@@ -184,7 +184,7 @@ pub fn fit_irt(
         let prompt_side = ((squared(&v[0])? + squared(&v[2])?)? + squared(&v[4])?)?;
         let small = ((squared(&v[7])? + squared(&v[1])?)? + (squared(&v[9])? + squared(&v[10])?)?)?;
         let penalty = ((prompt_side.affine(config.lambda / 2.0, 0.0)?
-            + squared(&v[6])?.affine(DEVIATION_FACTOR * config.lambda / 2.0, 0.0)?)?
+            + squared(&v[6])?.affine(config.deviation / 2.0, 0.0)?)?
             + (small.affine(SMALL_PENALTY / 2.0, 0.0)? + squared(&v[8])?.affine(SOURCE_PENALTY / 2.0, 0.0)?)?)?;
         let mut loss = (observed.loss(&logits)? + penalty)?;
         if let Some((anchor, value, mask)) = &aggregates {
@@ -279,7 +279,7 @@ mod tests {
         // What per-source success rates say: A (0) far above B (1), the wrong way round.
         assert!(rate(0) > rate(1) + 0.2, "A {} B {}", rate(0), rate(1));
         assert!(ability[1] > ability[0]);
-        let config = IrtConfig { skills: 2, lambda: 1e-4 };
+        let config = IrtConfig { skills: 2, lambda: 1e-4, deviation: 1e-3 };
         let predictor = fit_irt(&x, &targets, &linking, config, 3).unwrap();
         let p = predict_rows(&predictor, &x, &x);
         // On every prompt, of either source, B is ahead of A, and C sits between them.
@@ -319,7 +319,7 @@ mod tests {
         }
         let targets = Targets { value, weight, pairs: Vec::new() };
         let aggregate = Aggregate { name: "bench".into(), anchor, scores: vec![(0, 0.38), (1, 0.82), (2, 0.88)] };
-        let config = IrtConfig { skills: 2, lambda: 1e-4 };
+        let config = IrtConfig { skills: 2, lambda: 1e-4, deviation: 1e-3 };
         let without = fit_irt(&x, &targets, &Linking::default(), config, 5).unwrap();
         let with = fit_irt(&x, &targets, &Linking { aggregates: vec![aggregate], ..Linking::default() }, config, 5).unwrap();
         let skill_one = [0.0f32, 1.0, 0.0];

@@ -63,7 +63,7 @@ impl std::fmt::Display for Config {
             Self::Mf { latent, lambda } => write!(f, "latent={latent} lambda={lambda:e}"),
             Self::Mlp(c) => write!(f, "hidden={} lr={} weight_decay={}", c.hidden, c.lr, c.weight_decay),
             Self::Knn(c) => c.fmt(f),
-            Self::Irt(c) => write!(f, "skills={} lambda={:e}", c.skills, c.lambda),
+            Self::Irt(c) => write!(f, "skills={} lambda={:e} deviation={:e}", c.skills, c.lambda, c.deviation),
         }
     }
 }
@@ -79,13 +79,17 @@ pub fn grid(kinds: &[PredictorKind], mlp: MlpConfig) -> Vec<Config> {
             }
             PredictorKind::Mlp => out.push(Config::Mlp(mlp)),
             PredictorKind::Knn => out.extend(knn_grid().into_iter().map(Config::Knn)),
-            PredictorKind::Irt => out.extend(
-                [(8, 1e-4), (8, 1e-3)].map(|(skills, lambda)| Config::Irt(IrtConfig { skills, lambda })),
-            ),
+            PredictorKind::Irt => out.extend(irt_grid().into_iter().map(Config::Irt)),
             PredictorKind::Ensemble => {}
         }
     }
     out
+}
+
+/// The IRT settings cross-validation tries: 8 or 16 skills, the prompt-side penalty, and the deviations held
+/// a hundred times harder than the prompt side at the lower penalty.
+fn irt_grid() -> Vec<IrtConfig> {
+    [(8, 1e-4), (8, 1e-5), (16, 1e-5)].map(|(skills, lambda)| IrtConfig { skills, lambda, deviation: 1e-3 }).to_vec()
 }
 
 /// Some rows of a matrix, in that order.
