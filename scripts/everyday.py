@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""How a router decides on everyday prompts: tests/fixtures/everyday-prompts.jsonl (40 easy, 40 hard,
+"""How a router decides on everyday prompts: tests/fixtures/everyday-prompts.jsonl (40 easy, 64 hard,
 written for switchyard) routed with `switchyard route`, at the router's default knob or the one given.
 
 Usage:  python3 scripts/everyday.py [ROUTER_DIR] [route options, e.g. --willingness-to-pay 0.01]
 Prints the AUC of complexity for hard against easy prompts, how many easy prompts went to the dearest third of
-the catalog, how many hard ones to its cheapest half, the easy/hard spend ratio (a call priced at 300 input
+the catalog, how many hard ones to its cheapest half, the easy/hard spend ratio per prompt (a call priced at 300 input
 and 300 output tokens), and the models chosen. Needs target/release/switchyard (cargo build --release).
 """
 import json
@@ -36,6 +36,7 @@ auc = sum((h[2] > e[2]) + 0.5 * (h[2] == e[2]) for h in hard for e in easy) / (l
 print(f"complexity AUC (hard above easy): {auc:.3f}")
 print(f"easy prompts to the dearest third {sorted(dearest_third)}: {sum(r[1] in dearest_third for r in easy)} of {len(easy)}")
 print(f"hard prompts to the cheapest half: {sum(r[1] in cheapest_half for r in hard)} of {len(hard)}")
-print(f"easy/hard spend ratio: {sum(price[r[1]] for r in easy) / sum(price[r[1]] for r in hard):.3f}")
+print(f"easy/hard spend ratio (mean per prompt): "
+      f"{(sum(price[r[1]] for r in easy) / len(easy)) / (sum(price[r[1]] for r in hard) / len(hard)):.3f}")
 print("easy:", Counter(r[1] for r in easy).most_common())
 print("hard:", Counter(r[1] for r in hard).most_common())

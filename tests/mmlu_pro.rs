@@ -116,10 +116,8 @@ fn spearman(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn default_router_is_coherent_on_the_mmlu_pro_test_split() {
     let router = Router::load(&workspace_root().join("models/default")).unwrap();
-    let index: Vec<usize> = CATALOG
-        .iter()
-        .map(|(_, name)| router.manifest.models.iter().position(|m| m.model == *name).unwrap())
-        .collect();
+    let index: Vec<usize> =
+        CATALOG.iter().map(|(_, name)| router.manifest.models.iter().position(|m| m.model == *name).unwrap()).collect();
     let questions = test_questions();
     assert!(questions.len() > 1500, "{} test questions", questions.len());
     let texts: Vec<&str> = questions.iter().map(|q| q.prompt.as_str()).collect();

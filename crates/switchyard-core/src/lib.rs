@@ -26,7 +26,7 @@ pub use explore::{explore, seed_of, thompson_shares, Exploration, Rng};
 pub use familiarity::{Familiarity, Placement, OOD_START};
 pub use logs::{read_logs, LogError, LogReader, ReadSummary, RowError};
 pub use online::{Cell, ModelSummary, OnlineSettings, Posteriors};
-pub use policy::{Decision, Knob, ModelEstimate, Policy, PolicyError};
+pub use policy::{Decision, Knob, ModelEstimate, Policy, PolicyError, TIE_EPSILON};
 pub use predictor::{
     dot, logit, sigmoid, softmax, softplus, Dense, Factorized, Heads, ItemResponse, KnnMemory, Platt, Predictor,
     PredictorKind,

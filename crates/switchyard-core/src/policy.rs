@@ -272,7 +272,11 @@ mod tests {
         let d = Policy::new(Knob::MinQuality(0.9)).decide(&near).unwrap();
         assert_eq!((d.model.as_str(), d.meets_bar), ("mid", false));
         assert_eq!(d.ranking, ["mid", "dear", "cheap"]);
-        assert!(d.reason.contains("dear") && d.reason.contains("within 0.01") && d.reason.contains("cheaper"), "{}", d.reason);
+        assert!(
+            d.reason.contains("dear") && d.reason.contains("within 0.01") && d.reason.contains("cheaper"),
+            "{}",
+            d.reason
+        );
         // Just outside ε: the highest P wins, and the reason says nothing of a tie.
         let apart = [estimate("dear", 0.60, 0.01), estimate("mid", 0.60 - 1.5 * TIE_EPSILON, 0.002)];
         let d = Policy::new(Knob::MinQuality(0.9)).decide(&apart).unwrap();

@@ -285,6 +285,10 @@ impl Router {
             let toward = Familiarity::shrink(place.complexity_ood);
             complexity = (1.0 - toward) * place.complexity + toward * f.fallback_complexity(input_tokens);
         }
+        // An IRT router's trained models share one scale, fitted with every source and published aggregate at
+        // once: their P does not lean on per-domain priors where their own evidence is thin (the joint fit
+        // already placed them there). Models added later (`profile add`) do, as in every other router.
+        let joint = matches!(self.predictor, Predictor::Irt(_));
         let models = self
             .manifest
             .models
@@ -301,7 +305,12 @@ impl Router {
                     p = sigmoid(logit(p) + f.difficulty_slope * label_shift);
                     // Far from the data, or with little evidence of this model in the prompt's domains, the
                     // learned P leans on the model's prior.
-                    prior_weight = 1.0 - (1.0 - shrink) * f.coverage(m, &domain_probs);
+                    let coverage = if joint && self.added_profile(&cost.model).is_none() {
+                        1.0
+                    } else {
+                        f.coverage(m, &domain_probs)
+                    };
+                    prior_weight = 1.0 - (1.0 - shrink) * coverage;
                     if prior_weight > 0.0 {
                         let prior = f.prior(m, &domain_probs, input_tokens, complexity);
                         p = (1.0 - prior_weight) * p + prior_weight * prior;

@@ -299,7 +299,8 @@ impl Builder {
         let domain_names: BTreeSet<String> = self.prompts.iter().flat_map(|(_, d)| d.keys().cloned()).collect();
         let domains: Vec<String> = domain_names.into_iter().collect();
         let named: BTreeSet<String> = self.sources.iter().flat_map(|s| s.keys().cloned()).collect();
-        let sources: Vec<String> = std::iter::once(String::new()).chain(named.into_iter().filter(|s| !s.is_empty())).collect();
+        let sources: Vec<String> =
+            std::iter::once(String::new()).chain(named.into_iter().filter(|s| !s.is_empty())).collect();
         let prompts = self
             .prompts
             .into_iter()

@@ -21,6 +21,7 @@ mod lengths;
 pub mod metrics;
 mod predictors;
 mod profiles;
+mod scaling;
 mod select;
 mod targets;
 mod train;

@@ -22,6 +22,9 @@ const LOGIC_DOMAINS: [&str; 1] = ["reasoning"];
 /// Evidence (outcome rows, weighted by domain probability) a model needs in a domain for the line fit.
 const MIN_EVIDENCE: f32 = 20.0;
 
+/// A benchmark as a constraint: its name, the domains it speaks for, and how to read a profile's accuracy.
+type Benchmark = (&'static str, &'static [&'static str], fn(&Profile) -> Option<f64>);
+
 /// One model's aggregate accuracies, as fractions.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,14 +89,15 @@ impl Profiles {
     /// domains (`membership` is `[prompts, domains]`) and each model's accuracy. Benchmarks no model has, or
     /// whose domains no prompt belongs to, are left out.
     pub fn aggregates(&self, models: &[String], domains: &[String], membership: &Array2<f32>) -> Vec<Aggregate> {
-        let benchmarks: [(&str, &[&str], fn(&Profile) -> Option<f64>); 2] = [
+        let benchmarks: [Benchmark; 2] = [
             ("mmlu_redux", &KNOWLEDGE_DOMAINS, |p| p.mmlu_redux),
             ("zebra_puzzle", &LOGIC_DOMAINS, |p| p.zebra_puzzle),
         ];
         benchmarks
             .into_iter()
             .filter_map(|(name, covers, value)| {
-                let columns: Vec<usize> = (0..domains.len()).filter(|&d| covers.contains(&domains[d].as_str())).collect();
+                let columns: Vec<usize> =
+                    (0..domains.len()).filter(|&d| covers.contains(&domains[d].as_str())).collect();
                 let anchor: Vec<f32> = (0..membership.nrows())
                     .map(|r| columns.iter().map(|&d| membership[[r, d]]).sum::<f32>().clamp(0.0, 1.0))
                     .collect();

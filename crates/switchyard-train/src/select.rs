@@ -8,8 +8,8 @@ use switchyard_core::{CandidateMetrics, Predictor, PredictorKind};
 use crate::folds::Folds;
 use crate::metrics::{auc, brier, ece};
 use crate::predictors::{
-    fit_irt, fit_knn, fit_logistic, fit_mf, fit_mlp, knn_memory, memory_rows, nearest, predict_rows, select_rows as rows,
-    Config, KnnConfig, Linking, MlpConfig,
+    fit_irt, fit_knn, fit_logistic, fit_mf, fit_mlp, knn_memory, memory_rows, nearest, predict_rows,
+    select_rows as rows, Config, KnnConfig, Linking, MlpConfig,
 };
 use crate::targets::Targets;
 use crate::utility::UtilityData;

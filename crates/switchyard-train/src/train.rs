@@ -6,8 +6,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
 use switchyard_core::{
-    estimate_input_tokens, CandidateMetrics, Dense, EncoderInfo, Knob, LengthReport, Manifest, Platt, Policy,
-    Predictor, PredictorKind, Router, TrainingInfo, FORMAT_VERSION,
+    estimate_input_tokens, CandidateMetrics, Dense, EncoderInfo, Knob, LengthReport, Manifest, Policy, Predictor,
+    PredictorKind, Router, TrainingInfo, FORMAT_VERSION,
 };
 use switchyard_encoder::Encoder;
 
@@ -18,9 +18,9 @@ use crate::familiarity::{fit_familiarity, FamiliarityInputs};
 use crate::folds::{sample_groups, Folds};
 use crate::heads::{cross_fit_heads, difficulty_targets};
 use crate::lengths::{fit_lengths, LengthTargets, OutputLengths, MIN_LENGTH_PROMPTS};
-use crate::metrics::{ece, fit_platt_weighted};
 use crate::predictors::{grid, Linking, MlpConfig};
 use crate::profiles::{baselines, Profiles};
+use crate::scaling::{calibrate, coherent_priors};
 use crate::select::{best, cross_validate, refit, CvData};
 use crate::targets::Targets;
 use crate::TrainError;
@@ -71,7 +71,13 @@ impl Default for TrainOptions {
             batch_size: 32,
             folds: 5,
             seed: 17,
-            candidates: vec![PredictorKind::Logistic, PredictorKind::Mf, PredictorKind::Mlp, PredictorKind::Knn],
+            candidates: vec![
+                PredictorKind::Logistic,
+                PredictorKind::Mf,
+                PredictorKind::Mlp,
+                PredictorKind::Knn,
+                PredictorKind::Irt,
+            ],
             mlp: MlpConfig::default(),
             default_policy: Policy::new(Knob::MinQuality(0.7)),
             profiles: None,
@@ -95,7 +101,7 @@ pub fn train(
     }
     if options.candidates.is_empty() || options.candidates == [PredictorKind::Ensemble] {
         return Err(TrainError::Fit(
-            "no predictor candidates: list logistic, mf, mlp or knn (an ensemble is built from them)".into(),
+            "no predictor candidates: list logistic, mf, mlp, knn or irt (an ensemble is built from them)".into(),
         ));
     }
     let hashes: Vec<u64> = dataset.prompts.iter().map(|p| p.text_hash).collect();
@@ -233,10 +239,10 @@ pub fn train(
     // one Platt scaling for all of them (a monotone map of every logit, which keeps their order), and
     // priors read off the predictor itself rather than from each model's own evidence.
     let pooled = matches!(predictor, Predictor::Irt(_));
-    if let Predictor::Irt(irt) = &predictor {
-        coherent_priors(&mut familiarity, irt, &full.features, &membership);
-    }
     let (calibration, ece_calibrated) = calibrate(&selection.targets, &evaluated[chosen].oof, pooled);
+    if let (Predictor::Irt(irt), Some(platt)) = (&predictor, calibration.first()) {
+        coherent_priors(&mut familiarity, irt, *platt, &full.features, &membership);
+    }
     let mut validation: Vec<CandidateMetrics> = evaluated.iter().map(|e| e.metrics.clone()).collect();
     validation[chosen].ece = ece_calibrated;
     let validation = rank(validation, chosen);
@@ -379,90 +385,6 @@ fn log_candidate(m: &CandidateMetrics) {
         m.auc,
         m.ece_raw
     );
-}
-
-/// Per-model Platt scaling fitted on the chosen candidate's out-of-fold predictions, and the ECE of
-/// calibrated predictions measured honestly by two-fold cross-fitting (fit on one half of the prompts,
-/// measure on the other).
-/// When scaling does not lower that ECE below the raw ECE, the identity is kept (and the raw ECE reported).
-fn calibrate(targets: &Targets, predicted: &Array2<f32>, pooled: bool) -> (Vec<Platt>, f64) {
-    let raw = ece(&targets.pairs(predicted));
-    let (platt, cross) = if pooled { pooled_platt(targets, predicted) } else { platt_scaling(targets, predicted) };
-    if cross < raw {
-        (platt, cross)
-    } else {
-        (vec![Platt::default(); targets.value.ncols()], raw)
-    }
-}
-
-fn platt_scaling(targets: &Targets, predicted: &Array2<f32>) -> (Vec<Platt>, f64) {
-    let models = targets.value.ncols();
-    // Each pair counts by its observation weight (rows, or inverse propensities of logged-bandit rows).
-    let calibration = (0..models).map(|m| fit_platt_weighted(&targets.model_weighted_pairs(predicted, m))).collect();
-    let mut cross = Vec::new();
-    for m in 0..models {
-        let pairs = targets.model_weighted_pairs(predicted, m);
-        let (even, odd): (Vec<_>, Vec<_>) = pairs.iter().enumerate().partition(|(i, _)| i % 2 == 0);
-        let even: Vec<(f32, f32, f32)> = even.into_iter().map(|(_, p)| *p).collect();
-        let odd: Vec<(f32, f32, f32)> = odd.into_iter().map(|(_, p)| *p).collect();
-        for (fit_on, apply_to) in [(&even, &odd), (&odd, &even)] {
-            let platt = fit_platt_weighted(fit_on);
-            cross.extend(apply_to.iter().map(|&(p, s, _)| (platt.apply(p), s)));
-        }
-    }
-    (calibration, ece(&cross))
-}
-
-/// One Platt scaling fitted on every model's out-of-fold pairs at once (the same map for every model), and its
-/// ECE by two-fold cross-fitting.
-fn pooled_platt(targets: &Targets, predicted: &Array2<f32>) -> (Vec<Platt>, f64) {
-    let models = targets.value.ncols();
-    let pairs: Vec<(f32, f32, f32)> = (0..models).flat_map(|m| targets.model_weighted_pairs(predicted, m)).collect();
-    let (even, odd): (Vec<_>, Vec<_>) = pairs.iter().enumerate().partition(|(i, _)| i % 2 == 0);
-    let even: Vec<(f32, f32, f32)> = even.into_iter().map(|(_, p)| *p).collect();
-    let odd: Vec<(f32, f32, f32)> = odd.into_iter().map(|(_, p)| *p).collect();
-    let mut cross = Vec::with_capacity(pairs.len());
-    for (fit_on, apply_to) in [(&even, &odd), (&odd, &even)] {
-        let platt = fit_platt_weighted(fit_on);
-        cross.extend(apply_to.iter().map(|&(p, s, _)| (platt.apply(p), s)));
-    }
-    (vec![fit_platt_weighted(&pairs); models], ece(&cross))
-}
-
-/// Makes the familiarity of an IRT router agree with its predictor: each model's prior in a domain is the
-/// predictor's mean P over the training prompts of that domain (by `membership`), so that far from the data
-/// the estimates fall back on the same scale; no per-model length slopes (they could reorder the models);
-/// and no evidence counts, so a model's P does not lean on a prior in domains where it has few outcomes: the
-/// joint fit already placed it there from its general ability and the published aggregates.
-fn coherent_priors(
-    familiarity: &mut switchyard_core::Familiarity,
-    irt: &switchyard_core::ItemResponse,
-    features: &Array2<f32>,
-    membership: &Array2<f32>,
-) {
-    let domains = familiarity.domains.max(1);
-    let models = irt.models.outputs;
-    let mut sum = vec![0f64; models * domains];
-    let mut weight = vec![0f64; domains];
-    for (r, row) in features.rows().into_iter().enumerate() {
-        let p: Vec<f32> = irt.logits(&row.to_vec()).into_iter().map(switchyard_core::sigmoid).collect();
-        for d in 0..domains {
-            let w = if membership.ncols() == domains { f64::from(membership[[r, d]]) } else { 1.0 };
-            weight[d] += w;
-            for m in 0..models {
-                sum[m * domains + d] += w * f64::from(p[m]);
-            }
-        }
-    }
-    for m in 0..models {
-        for d in 0..domains {
-            if weight[d] > 0.0 {
-                familiarity.priors[m * domains + d] = ((sum[m * domains + d] / weight[d]) as f32).clamp(0.02, 0.98);
-            }
-        }
-    }
-    familiarity.length_slopes = vec![0.0; models];
-    familiarity.evidence = Vec::new();
 }
 
 fn training_info(dataset: &Dataset) -> TrainingInfo {

@@ -4,7 +4,7 @@
 //! on each prompt the router chooses among the models observed there, as `bench` does.
 
 use ndarray::Array2;
-use switchyard_core::Utility;
+use switchyard_core::{Utility, TIE_EPSILON};
 
 use crate::bench::bootstrap::{bootstrap_intervals, counts, BootstrapOptions, Interval};
 use crate::bench::curve::{aiq, apgr, share_curve, Point};
@@ -35,7 +35,8 @@ enum Knob {
 }
 
 /// The policy's choice among `observed` models for one prompt, as `switchyard_core::Policy` decides:
-/// the highest λ·P − cost (ties to the cheaper), or the cheapest model with P >= q (else the highest P).
+/// the highest λ·P − cost (ties to the cheaper), or the cheapest model with P >= q (else the cheapest model
+/// within [`switchyard_core::TIE_EPSILON`] of the highest P).
 fn choose(knob: Knob, p: &[f32], cost: &[f64], observed: &[usize]) -> usize {
     let better = |a: usize, b: usize, va: f64, vb: f64| va > vb || (va == vb && cost[a] < cost[b]);
     let mut best = observed[0];
@@ -53,6 +54,12 @@ fn choose(knob: Knob, p: &[f32], cost: &[f64], observed: &[usize]) -> usize {
             if meeting.is_empty() {
                 for &m in &observed[1..] {
                     if better(m, best, f64::from(p[m]), f64::from(p[best])) {
+                        best = m;
+                    }
+                }
+                let top = f64::from(p[best]);
+                for &m in observed {
+                    if f64::from(p[m]) >= top - TIE_EPSILON && cost[m] < cost[best] {
                         best = m;
                     }
                 }

@@ -10,8 +10,9 @@
 //! - a per-source offset, added to every logit of a source's prompts, absorbs different grading of the
 //!   same prompts (it is left out at prediction time: traffic has no source);
 //! - a model's ability is its general ability plus a deviation per skill, the deviations shrunk toward zero
-//!   harder than any other weight: where a model has no evidence in a skill, it keeps its general ability
-//!   relative to the others, instead of an extrapolation;
+//!   far harder than the prompt-side weights: where a model has no evidence in a skill, it keeps its general
+//!   ability relative to the others, instead of an extrapolation; the mean discrimination is held at 1, so
+//!   the abilities cannot shrink out of their penalty by growing the discrimination;
 //! - published aggregate accuracies (`--profiles`) are soft constraints on the abilities: the benchmark is
 //!   one more "item" per model, whose skill mix is that of the training prompts in the benchmark's domains,
 //!   with its own fitted discrimination and difficulty, observed as [`AGGREGATE_WEIGHT`] answers at the
@@ -33,6 +34,8 @@ pub const AGGREGATE_WEIGHT: f64 = 200.0;
 const SMALL_PENALTY: f64 = 1e-4;
 /// Penalty on the source offsets: offsets that the data does not identify stay at 0.
 const SOURCE_PENALTY: f64 = 1e-3;
+/// Penalty on the squared gap between the mean discrimination and 1 (which fixes the scale of the abilities).
+const SCALE_PENALTY: f64 = 1.0;
 /// softplus⁻¹(1): the discrimination's and the aggregate links' starting point.
 const SOFTPLUS_INV_ONE: f32 = 0.541_324_85;
 
@@ -73,13 +76,17 @@ pub struct Linking {
 impl Linking {
     /// The same linking for some prompts, in that order.
     pub fn rows(&self, idx: &[usize]) -> Self {
+        let pick = |values: &[u32]| idx.iter().map(|&r| values.get(r).copied().unwrap_or(0)).collect();
         Self {
-            sources: if self.sources.is_empty() { Vec::new() } else { idx.iter().map(|&r| self.sources[r]).collect() },
+            sources: if self.sources.is_empty() { Vec::new() } else { pick(&self.sources) },
             source_count: self.source_count,
             aggregates: self
                 .aggregates
                 .iter()
-                .map(|a| Aggregate { anchor: idx.iter().map(|&r| a.anchor[r]).collect(), ..a.clone() })
+                .map(|a| Aggregate {
+                    anchor: idx.iter().map(|&r| a.anchor.get(r).copied().unwrap_or(0.0)).collect(),
+                    ..a.clone()
+                })
                 .collect(),
         }
     }
@@ -129,7 +136,72 @@ fn aggregate_tensors(
     )))
 }
 
-/// Fits the IRT predictor on soft targets and pairwise rows, with the sources and aggregates of `linking`.
+/// The tensors the IRT loss reads, prepared once per fit.
+struct Problem {
+    x: Tensor,
+    observed: ObservedLoss,
+    /// Per prompt, its source index (absent with one source).
+    source_of: Option<Tensor>,
+    /// Anchor weights, accuracies and mask of the published aggregates.
+    aggregates: Option<(Tensor, Tensor, Tensor)>,
+    /// AGGREGATE_WEIGHT over the observations (the outcome loss is a mean).
+    aggregate_scale: f64,
+}
+
+/// The variables, in order: skill-mix weights and bias, discrimination weights and bias, difficulty weights
+/// and bias, the models' skill deviations and general abilities, the source offsets, and each aggregate's
+/// link (discrimination before the softplus, difficulty).
+const SKILLS_W: usize = 0;
+const SKILLS_B: usize = 1;
+const DISC_W: usize = 2;
+const DISC_B: usize = 3;
+const DIFF_W: usize = 4;
+const DIFF_B: usize = 5;
+const DEVIATIONS: usize = 6;
+const GENERAL: usize = 7;
+const OFFSETS: usize = 8;
+const LINK_DISC: usize = 9;
+const LINK_DIFF: usize = 10;
+
+impl Problem {
+    /// The penalised loss at the variables `v`.
+    fn loss(&self, v: &[candle_core::Var], config: IrtConfig) -> candle_core::Result<Tensor> {
+        let x = &self.x;
+        let pi = softmax_rows(&x.matmul(&v[SKILLS_W].t()?)?.broadcast_add(&v[SKILLS_B])?)?;
+        let alpha = softplus(&x.matmul(&v[DISC_W].t()?)?.broadcast_add(&v[DISC_B])?)?;
+        let difficulty = x.matmul(&v[DIFF_W].t()?)?.broadcast_add(&v[DIFF_B])?;
+        let theta = pi.matmul(&v[DEVIATIONS].t()?)?.broadcast_add(&v[GENERAL])?;
+        let mut logits = theta.broadcast_mul(&alpha)?.broadcast_sub(&difficulty)?;
+        if let Some(src) = &self.source_of {
+            logits = logits.broadcast_add(&v[OFFSETS].index_select(src, 0)?.unsqueeze(1)?)?;
+        }
+        let prompt_side = ((squared(&v[SKILLS_W])? + squared(&v[DISC_W])?)? + squared(&v[DIFF_W])?)?;
+        let small =
+            ((squared(&v[GENERAL])? + squared(&v[SKILLS_B])?)? + (squared(&v[LINK_DISC])? + squared(&v[LINK_DIFF])?)?)?;
+        // α times abilities is what the data sees: scaling α up and the abilities down fits as well and
+        // would dodge the abilities' penalties. The mean discrimination is held at 1, which fixes the scale.
+        let scale = (alpha.mean_all()? - 1.0)?.sqr()?;
+        let penalty = ((prompt_side.affine(config.lambda / 2.0, 0.0)?
+            + squared(&v[DEVIATIONS])?.affine(config.deviation / 2.0, 0.0)?)?
+            + ((small.affine(SMALL_PENALTY / 2.0, 0.0)?
+                + squared(&v[OFFSETS])?.affine(SOURCE_PENALTY / 2.0, 0.0)?)?
+                + scale.affine(SCALE_PENALTY, 0.0)?)?)?;
+        let mut loss = (self.observed.loss(&logits)? + penalty)?;
+        if let Some((anchor, value, mask)) = &self.aggregates {
+            // The benchmark's skill mix is that of its anchor prompts, as the item-level data shaped it: the
+            // aggregate moves the models' abilities, not the prompts' skills.
+            let mix = anchor.matmul(&pi.detach())?;
+            let ability = mix.matmul(&v[DEVIATIONS].t()?)?.broadcast_add(&v[GENERAL])?;
+            let z = ability.broadcast_mul(&softplus(&v[LINK_DISC])?)?.broadcast_sub(&v[LINK_DIFF])?;
+            let bce = soft_bce_elements(&z, value)?.mul(mask)?.sum_all()?;
+            loss = (loss + bce.affine(self.aggregate_scale, 0.0)?)?;
+        }
+        Ok(loss)
+    }
+}
+
+/// Fits the IRT predictor on soft targets and pairwise rows, with the sources and aggregates of `linking`
+/// (one entry per row of `features`, or none).
 pub fn fit_irt(
     features: &Array2<f32>,
     targets: &Targets,
@@ -141,17 +213,24 @@ pub fn fit_irt(
     let (n, nf) = features.dim();
     let models = targets.models();
     let k = config.skills.max(1);
-    let x = tensor(features, &device)?;
-    let observed = ObservedLoss::new(targets, &device)?;
-    let observations = (f64::from(targets.weight.sum()) + targets.pairs.len() as f64).max(1e-6);
     let sources = linking.source_count.max(1);
-    let source_of = if linking.sources.len() == n && sources > 1 {
-        Some(Tensor::from_vec(linking.sources.clone(), n, &device)?)
-    } else {
-        None
+    if !linking.sources.is_empty() && linking.sources.len() != n {
+        return Err(TrainError::Fit(format!("{} source indices for {n} prompts", linking.sources.len())));
+    }
+    if linking.sources.iter().any(|&s| s as usize >= sources) {
+        return Err(TrainError::Fit(format!("a source index is not below the {sources} sources")));
+    }
+    let observations = (f64::from(targets.weight.sum()) + targets.pairs.len() as f64).max(1e-6);
+    let problem = Problem {
+        x: tensor(features, &device)?,
+        observed: ObservedLoss::new(targets, &device)?,
+        source_of: (sources > 1 && !linking.sources.is_empty())
+            .then(|| Tensor::from_vec(linking.sources.clone(), n, &device))
+            .transpose()?,
+        aggregates: aggregate_tensors(&linking.aggregates, n, models, &device)?,
+        aggregate_scale: AGGREGATE_WEIGHT / observations,
     };
-    let aggregates = aggregate_tensors(&linking.aggregates, n, models, &device)?;
-    let benchmarks = aggregates.as_ref().map_or(0, |(a, _, _)| a.dims()[0]);
+    let benchmarks = problem.aggregates.as_ref().map_or(0, |(a, _, _)| a.dims()[0]).max(1);
     let general: Vec<f32> = targets.model_means().into_iter().map(logit).collect();
     let mut rng = seed.max(1);
     let params = Params::new(
@@ -165,55 +244,31 @@ pub fn fit_irt(
             (vec![0.0; models * k], vec![models, k]),
             (general, vec![models]),
             (vec![0.0; sources], vec![sources]),
-            (vec![SOFTPLUS_INV_ONE; benchmarks.max(1)], vec![benchmarks.max(1), 1]),
-            (vec![0.0; benchmarks.max(1)], vec![benchmarks.max(1), 1]),
+            (vec![SOFTPLUS_INV_ONE; benchmarks], vec![benchmarks, 1]),
+            (vec![0.0; benchmarks], vec![benchmarks, 1]),
         ],
         &device,
     )?;
-    let aggregate_scale = AGGREGATE_WEIGHT / observations;
     let options = Lbfgs { max_iter: 300, tolerance: 1e-7, ..Lbfgs::default() };
-    params.minimize(options, |v| {
-        let pi = softmax_rows(&x.matmul(&v[0].t()?)?.broadcast_add(&v[1])?)?;
-        let alpha = softplus(&x.matmul(&v[2].t()?)?.broadcast_add(&v[3])?)?;
-        let difficulty = x.matmul(&v[4].t()?)?.broadcast_add(&v[5])?;
-        let theta = pi.matmul(&v[6].t()?)?.broadcast_add(&v[7])?;
-        let mut logits = theta.broadcast_mul(&alpha)?.broadcast_sub(&difficulty)?;
-        if let Some(src) = &source_of {
-            logits = logits.broadcast_add(&v[8].index_select(src, 0)?.unsqueeze(1)?)?;
-        }
-        let prompt_side = ((squared(&v[0])? + squared(&v[2])?)? + squared(&v[4])?)?;
-        let small = ((squared(&v[7])? + squared(&v[1])?)? + (squared(&v[9])? + squared(&v[10])?)?)?;
-        let penalty = ((prompt_side.affine(config.lambda / 2.0, 0.0)?
-            + squared(&v[6])?.affine(config.deviation / 2.0, 0.0)?)?
-            + (small.affine(SMALL_PENALTY / 2.0, 0.0)? + squared(&v[8])?.affine(SOURCE_PENALTY / 2.0, 0.0)?)?)?;
-        let mut loss = (observed.loss(&logits)? + penalty)?;
-        if let Some((anchor, value, mask)) = &aggregates {
-            let mix = anchor.matmul(&pi)?;
-            let ability = mix.matmul(&v[6].t()?)?.broadcast_add(&v[7])?;
-            let z = ability.broadcast_mul(&softplus(&v[9])?)?.broadcast_sub(&v[10])?;
-            let bce = soft_bce_elements(&z, value)?.mul(mask)?.sum_all()?;
-            loss = (loss + bce.affine(aggregate_scale, 0.0)?)?;
-        }
-        Ok(loss)
-    })?;
+    params.minimize(options, |v| problem.loss(v, config))?;
     let values = |i: usize| -> Result<Vec<f32>, TrainError> { Ok(params.vars[i].flatten_all()?.to_vec1::<f32>()?) };
-    let layer = |outputs: usize, inputs: usize, weight: Vec<f32>, bias: Vec<f32>| {
-        Dense::new(outputs, inputs, weight, bias).ok_or_else(|| TrainError::Fit("an IRT layer has the wrong shape".into()))
-    };
-    let offsets = values(8)?;
     if sources > 1 {
-        tracing::debug!("IRT source offsets (logit): {offsets:?}");
+        tracing::debug!("IRT source offsets (logit): {:?}", values(OFFSETS)?);
     }
-    let (deviations, general) = (values(6)?, values(7)?);
+    let (deviations, general) = (values(DEVIATIONS)?, values(GENERAL)?);
     let mut rows = Vec::with_capacity(models * (k + 1));
     for m in 0..models {
         rows.extend_from_slice(&deviations[m * k..(m + 1) * k]);
         rows.push(general[m]);
     }
+    let layer = |outputs: usize, inputs: usize, weight: Vec<f32>, bias: Vec<f32>| {
+        Dense::new(outputs, inputs, weight, bias)
+            .ok_or_else(|| TrainError::Fit("an IRT layer has the wrong shape".into()))
+    };
     Ok(Predictor::Irt(ItemResponse {
-        skills: layer(k, nf, values(0)?, values(1)?)?,
-        discrimination: layer(1, nf, values(2)?, values(3)?)?,
-        difficulty: layer(1, nf, values(4)?, values(5)?)?,
+        skills: layer(k, nf, values(SKILLS_W)?, values(SKILLS_B)?)?,
+        discrimination: layer(1, nf, values(DISC_W)?, values(DISC_B)?)?,
+        difficulty: layer(1, nf, values(DIFF_W)?, values(DIFF_B)?)?,
         models: layer(models, k + 1, rows, vec![0.0; models])?,
     }))
 }
@@ -289,7 +344,8 @@ mod tests {
         let mean = |m: usize| p.column(m).mean().unwrap_or(0.0);
         assert!(mean(1) > mean(2) && mean(2) > mean(0), "{} {} {}", mean(0), mean(1), mean(2));
         // Harder prompts (feature 0) get lower P for every model.
-        let (easy, hard) = (x.column(0).iter().position(|&v| v < -0.9).unwrap(), x.column(0).iter().position(|&v| v > 0.9).unwrap());
+        let (easy, hard) =
+            (x.column(0).iter().position(|&v| v < -0.9).unwrap(), x.column(0).iter().position(|&v| v > 0.9).unwrap());
         assert!((0..3).all(|m| p[[easy, m]] > p[[hard, m]]), "{:?} {:?}", p.row(easy), p.row(hard));
     }
 
@@ -321,7 +377,8 @@ mod tests {
         let aggregate = Aggregate { name: "bench".into(), anchor, scores: vec![(0, 0.38), (1, 0.82), (2, 0.88)] };
         let config = IrtConfig { skills: 2, lambda: 1e-4, deviation: 1e-3 };
         let without = fit_irt(&x, &targets, &Linking::default(), config, 5).unwrap();
-        let with = fit_irt(&x, &targets, &Linking { aggregates: vec![aggregate], ..Linking::default() }, config, 5).unwrap();
+        let with =
+            fit_irt(&x, &targets, &Linking { aggregates: vec![aggregate], ..Linking::default() }, config, 5).unwrap();
         let skill_one = [0.0f32, 1.0, 0.0];
         let p_without = without.predict(&skill_one, &skill_one);
         let p_with = with.predict(&skill_one, &skill_one);
