@@ -29,7 +29,8 @@ for row in rows:
     if out.returncode != 0:
         sys.exit(out.stderr)
     d = json.loads(out.stdout)
-    results.append((row["label"], d["model"], d["complexity"], d["ood"]))
+    top = max(d["models"], key=lambda m: m["p_success"])["model"]
+    results.append((row["label"], d["model"], d["complexity"], d["ood"], top))
 easy = [r for r in results if r[0] == "easy"]
 hard = [r for r in results if r[0] == "hard"]
 auc = sum((h[2] > e[2]) + 0.5 * (h[2] == e[2]) for h in hard for e in easy) / (len(hard) * len(easy))
@@ -40,3 +41,4 @@ print(f"easy/hard spend ratio (mean per prompt): "
       f"{(sum(price[r[1]] for r in easy) / len(easy)) / (sum(price[r[1]] for r in hard) / len(hard)):.3f}")
 print("easy:", Counter(r[1] for r in easy).most_common())
 print("hard:", Counter(r[1] for r in hard).most_common())
+print("highest P on hard prompts:", Counter(r[4] for r in hard).most_common())

@@ -153,7 +153,8 @@ async fn experiment_arms_are_sticky_weighted_and_compared() {
          [[experiment.arms]]\nname = \"control\"\nweight = 1\n\
          [[experiment.arms]]\nname = \"frugal\"\nweight = 1\nmin_quality = 0.0\nrouter = {arm_router:?}\n"
     ));
-    let prompt = "Explain how vaccines train the immune system.";
+    // A prompt the default knob sends to a dearer model than the frugal arm's bar of 0 does.
+    let prompt = "Derive the Schwarzschild metric from the vacuum Einstein equations.";
     let mut arm_of: HashMap<String, String> = HashMap::new();
     let mut ids: Vec<(String, String)> = Vec::new();
     for user in 0..120 {

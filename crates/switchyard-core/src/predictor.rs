@@ -450,7 +450,7 @@ mod tests {
         let f = [1.0, 0.0];
         let (pi, alpha) = (irt.skill_mix(&f), irt.discrimination(&f));
         assert!((pi.iter().sum::<f32>() - 1.0).abs() < 1e-6 && pi[0] > 0.9);
-        assert!((alpha - 2f32.exp().ln_1p()).abs() < 1e-5);
+        assert!((alpha - 1f32.exp().ln_1p()).abs() < 1e-5);
         let z = irt.logits(&f);
         let expected = [alpha * 1.5 - 1.5, alpha * (0.5 * pi[1] + 0.5) - 1.5];
         assert!((z[0] - expected[0]).abs() < 1e-5 && (z[1] - expected[1]).abs() < 1e-5, "{z:?}");
