@@ -255,6 +255,17 @@ pub fn fit_irt(
     if sources > 1 {
         tracing::debug!("IRT source offsets (logit): {:?}", values(OFFSETS)?);
     }
+    if let Some((anchor, value, _)) = &problem.aggregates {
+        let pi = softmax_rows(&problem.x.matmul(&params.vars[SKILLS_W].t()?)?.broadcast_add(&params.vars[SKILLS_B])?)?;
+        let ability =
+            anchor.matmul(&pi)?.matmul(&params.vars[DEVIATIONS].t()?)?.broadcast_add(&params.vars[GENERAL])?;
+        let z = ability.broadcast_mul(&softplus(&params.vars[LINK_DISC])?)?.broadcast_sub(&params.vars[LINK_DIFF])?;
+        tracing::debug!(
+            "IRT aggregates: published {:?}, fitted {:?}",
+            value.to_vec2::<f32>()?,
+            candle_core::Tensor::ones_like(&z)?.broadcast_div(&(z.neg()?.exp()? + 1.0)?)?.to_vec2::<f32>()?
+        );
+    }
     let (deviations, general) = (values(DEVIATIONS)?, values(GENERAL)?);
     let mut rows = Vec::with_capacity(models * (k + 1));
     for m in 0..models {
