@@ -204,7 +204,7 @@ fn a_model_is_added_back_from_its_eval_rows_without_touching_the_others() {
     eprintln!("held-out AUC: added {auc_added:.3}, trained with the router {auc_trained:.3}");
     // The bundled router is an irt router: one ability row per model over a few shared dimensions, coherent
     // across models but with little room for one model's per-prompt quirks; trained on all its rows it ranks
-    // this model's held-out RouterArena outcomes at about 0.54. The added model must beat chance and match it.
+    // this model's held-out RouterArena outcomes at about 0.58. The added model must beat chance and match it.
     assert!(auc_added > 0.5, "the added model's P does not rank its held-out outcomes: AUC {auc_added:.3}");
     assert!(auc_added > auc_trained - 0.1, "added {auc_added:.3} vs trained {auc_trained:.3}");
 
