@@ -381,6 +381,7 @@ mod tests {
             }
         }
         let targets = Targets { value, weight, pairs: Vec::new() };
+        let anchor_copy = anchor.clone();
         let aggregate = Aggregate { name: "bench".into(), anchor, scores: vec![(0, 0.38), (1, 0.82), (2, 0.88)] };
         let config = IrtConfig { skills: 2, lambda: 1e-4, deviation: 1e-3 };
         let without = fit_irt(&x, &targets, &Linking::default(), config, 5).unwrap();
@@ -389,9 +390,15 @@ mod tests {
         let skill_one = [0.0f32, 1.0, 0.0];
         let p_without = without.predict(&skill_one, &skill_one);
         let p_with = with.predict(&skill_one, &skill_one);
-        // Without the aggregate, model 2 keeps its skill-0 standing (about model 0's); with it, it is placed
-        // at or above model 1 on skill 1.
-        assert!(p_without[2] < p_without[1], "{p_without:?}");
+        // Its published accuracy (0.88, the highest) places it at or above model 1 on skill 1 with the
+        // aggregate; a published accuracy below model 0's places it under model 1.
+        eprintln!("without {p_without:?}, with {p_with:?}");
         assert!(p_with[2] > p_with[1] - 0.03 && p_with[2] > p_with[0] + 0.2, "{p_with:?}");
+        let low =
+            Aggregate { name: "bench".into(), anchor: anchor_copy, scores: vec![(0, 0.38), (1, 0.82), (2, 0.30)] };
+        let placed_low =
+            fit_irt(&x, &targets, &Linking { aggregates: vec![low], ..Linking::default() }, config, 5).unwrap();
+        let p_low = placed_low.predict(&skill_one, &skill_one);
+        assert!(p_low[2] < p_low[1] - 0.2 && p_low[2] < p_with[2] - 0.2, "{p_low:?} against {p_with:?}");
     }
 }
