@@ -251,7 +251,8 @@ pub fn fit_irt(
     if sources > 1 {
         tracing::debug!("IRT source offsets (logit): {:?}", values(OFFSETS)?);
     }
-    if let Some((anchor, value, _)) = &problem.aggregates {
+    // A pass over every prompt for a log line: only when it is printed (a fit runs once per fold and setting).
+    if let Some((anchor, value, _)) = problem.aggregates.as_ref().filter(|_| tracing::enabled!(tracing::Level::DEBUG)) {
         let pi = softmax_rows(&problem.x.matmul(&params.vars[SKILLS_W].t()?)?.broadcast_add(&params.vars[SKILLS_B])?)?;
         let ability =
             anchor.matmul(&pi)?.matmul(&params.vars[DEVIATIONS].t()?)?.broadcast_add(&params.vars[GENERAL])?;
@@ -259,7 +260,7 @@ pub fn fit_irt(
         tracing::debug!(
             "IRT aggregates: published {:?}, fitted {:?}",
             value.to_vec2::<f32>()?,
-            candle_core::Tensor::ones_like(&z)?.broadcast_div(&(z.neg()?.exp()? + 1.0)?)?.to_vec2::<f32>()?
+            (z.neg()?.exp()? + 1.0)?.recip()?.to_vec2::<f32>()?
         );
     }
     let (deviations, general) = (values(DEVIATIONS)?, values(GENERAL)?);
