@@ -86,7 +86,7 @@ pub(crate) fn validate(keys: &[KeyConfig], known_model: impl Fn(&str) -> bool) -
     Ok(())
 }
 
-fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_digest(hex: &str) -> Option<[u8; 32]> {
     let hex = hex.trim();
     if hex.len() != 64 {
         return None;

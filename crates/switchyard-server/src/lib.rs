@@ -38,7 +38,9 @@ use std::future::IntoFuture;
 use std::sync::Arc;
 
 pub use app::app;
-pub use config::{Config, ConfigError, EncoderConfig, LogConfig, RouterConfig, RoutingConfig, ServerConfig};
+pub use config::{
+    ClientTimeouts, Config, ConfigError, EncoderConfig, KeyLabels, LogConfig, RouterConfig, RoutingConfig, ServerConfig,
+};
 pub use embedder::{EmbedError, EmbedTiming, Embedder, EmbedderOptions, EmbedderStats};
 pub use error::ApiError;
 pub use experiment::{ArmConfig, ExperimentConfig, StickyKey};

@@ -13,6 +13,9 @@ use crate::experiment::ExperimentConfig;
 use crate::keys::KeyConfig;
 use crate::rules::{Rule, RuleConfig};
 
+mod server;
+pub use server::{ClientTimeouts, KeyLabels, ServerConfig};
+
 /// Everything `switchyard serve` reads from `switchyard.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,83 +93,6 @@ impl Default for LogConfig {
             prompts: PromptLogging::Full,
             queue_capacity: 10_000,
             retention_days: 30,
-        }
-    }
-}
-
-/// `[server]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// Address to listen on.
-    pub listen: String,
-    /// Bearer keys clients must present on `/v1/*` (empty: no authentication).
-    pub client_keys: Vec<String>,
-    /// Bearer keys for `/admin/*` (empty: the admin endpoints are off; SIGHUP still reloads).
-    pub admin_keys: Vec<String>,
-    /// Largest request body in bytes.
-    pub max_body_bytes: usize,
-    /// Longest prompt in characters.
-    pub max_prompt_chars: usize,
-    /// Most requests handled at once on `/v1/*`; more get 429.
-    pub max_concurrency: usize,
-    /// Most upstreams tried per gateway request (the first choice and its fallbacks).
-    pub max_attempts: usize,
-    /// Time to open a connection to an upstream, in milliseconds; past it the next deployment is tried.
-    pub connect_timeout_ms: u64,
-    /// Time until an upstream's response headers (for a stream, its first event), in milliseconds; past it the
-    /// next deployment is tried. A whole (not streamed) answer must start within it. Default 60,000.
-    pub first_byte_timeout_ms: Option<u64>,
-    /// Longest silence between two chunks of an upstream's answer, in milliseconds. A stream that keeps
-    /// sending is never cut, however long it runs; a silent one ends with an SSE error event.
-    pub idle_timeout_ms: u64,
-    /// After SIGTERM or Ctrl-C, how long in-flight requests (streams included) may take to finish, in
-    /// milliseconds; then the remaining connections are closed, the decision log's queue is written and the
-    /// process exits.
-    pub shutdown_grace_ms: u64,
-    /// Deprecated alias of `first_byte_timeout_ms` (it used to bound the whole call, which cut long streams).
-    pub upstream_timeout_ms: Option<u64>,
-    /// Consecutive failures after which an upstream is put in cooldown.
-    pub cooldown_failures: u32,
-    /// How long an upstream in cooldown is skipped, in milliseconds; then it is tried again.
-    pub cooldown_ms: u64,
-}
-
-impl ServerConfig {
-    /// The first-byte limit: `first_byte_timeout_ms`, else its deprecated alias `upstream_timeout_ms`, else
-    /// 60 seconds.
-    pub fn first_byte_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.first_byte_timeout_ms.or(self.upstream_timeout_ms).unwrap_or(60_000))
-    }
-
-    /// The longest silence between chunks.
-    pub fn idle_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.idle_timeout_ms)
-    }
-
-    /// The connection limit.
-    pub fn connect_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.connect_timeout_ms)
-    }
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8080".to_string(),
-            client_keys: Vec::new(),
-            admin_keys: Vec::new(),
-            max_body_bytes: 1 << 20,
-            max_prompt_chars: 200_000,
-            max_concurrency: 256,
-            max_attempts: 3,
-            connect_timeout_ms: 10_000,
-            first_byte_timeout_ms: None,
-            idle_timeout_ms: 30_000,
-            upstream_timeout_ms: None,
-            shutdown_grace_ms: 30_000,
-            cooldown_failures: 3,
-            cooldown_ms: 30_000,
         }
     }
 }
@@ -353,6 +279,12 @@ impl Config {
             ("encoder.batch_tokens", self.encoder.batch_tokens as u64),
             ("encoder.queue_capacity", self.encoder.queue_capacity as u64),
             ("log.queue_capacity", self.log.queue_capacity as u64),
+            ("server.header_timeout_ms", self.server.header_timeout_ms),
+            ("server.body_timeout_ms", self.server.body_timeout_ms),
+            ("server.keepalive_timeout_ms", self.server.keepalive_timeout_ms),
+            ("server.max_concurrency_per_key", self.server.max_concurrency_per_key.unwrap_or(1) as u64),
+            ("server.max_unauthenticated_connections", self.server.max_unauthenticated_connections as u64),
+            ("server.max_id_bytes", self.server.max_id_bytes as u64),
         ];
         if let Some((key, _)) = counts.iter().find(|(_, value)| *value == 0) {
             return Err(invalid(key, "must be at least 1".into()));
@@ -366,9 +298,17 @@ impl Config {
         if !(0.0..=1000.0).contains(&self.encoder.batch_wait_ms) {
             return Err(invalid("encoder.batch_wait_ms", "must be between 0 and 1000 (milliseconds)".into()));
         }
-        for (key, keys) in
-            [("server.client_keys", &self.server.client_keys), ("server.admin_keys", &self.server.admin_keys)]
-        {
+        if let Some(hex) = self.server.admin_keys_sha256.iter().find(|h| crate::keys::parse_digest(h).is_none()) {
+            return Err(invalid(
+                "server.admin_keys_sha256",
+                format!("must hold 64 hex digits each (printf %s \"$KEY\" | sha256sum), got {hex:?}"),
+            ));
+        }
+        for (key, keys) in [
+            ("server.client_keys", &self.server.client_keys),
+            ("server.admin_keys", &self.server.admin_keys),
+            ("server.metrics_keys", &self.server.metrics_keys),
+        ] {
             if keys.iter().any(|k| k.trim().is_empty()) {
                 return Err(invalid(key, "must not contain empty keys".into()));
             }
@@ -534,6 +474,12 @@ mod tests {
             ("[encoder]\nbatch_wait_ms = -1\n", "encoder.batch_wait_ms"),
             ("[log]\nprompts = \"some\"\n", "unknown variant `some`"),
             ("[server]\nidle_timeout_ms = 0\n", "server.idle_timeout_ms"),
+            ("[server]\nheader_timeout_ms = 0\n", "server.header_timeout_ms"),
+            ("[server]\nmax_concurrency_per_key = 0\n", "server.max_concurrency_per_key"),
+            ("[server]\nmax_id_bytes = 0\n", "server.max_id_bytes"),
+            ("[server]\nadmin_keys_sha256 = [\"abc\"]\n", "server.admin_keys_sha256"),
+            ("[server]\nmetrics_keys = [\" \"]\n", "server.metrics_keys"),
+            ("[server]\nmetrics_key_labels = \"id\"\n", "unknown variant `id`"),
             ("[log]\nurl = \"mysql://db/log\"\n", "log.url"),
             ("[state]\nurl = \"http://127.0.0.1:6379\"\n", "state"),
             ("[state]\nrequired = true\n", "state"),
