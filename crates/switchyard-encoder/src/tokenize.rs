@@ -10,6 +10,29 @@ use crate::error::{EncoderError, Result};
 /// Bytes of text looked at per allowed token before the full text is tokenized (see [`PromptTokenizer::encode`]).
 const BYTES_PER_TOKEN_BUDGET: usize = 32;
 
+/// Bytes of content (whitespace aside) per allowed token past which a text is never read: the safe factor of
+/// the cut made before tokenizing. Real text averages four to six bytes a token; a window of `max_tokens`
+/// tokens that spans more than 64 bytes each is made of words over 100 characters (one `[UNK]` each).
+pub const MAX_CONTENT_BYTES_PER_TOKEN: usize = 64;
+
+/// Where to cut `text` so that it keeps `content` bytes of non-whitespace characters (a char boundary; the
+/// whole text when it has no more).
+fn content_cut(text: &str, content: usize) -> usize {
+    if text.len() <= content {
+        return text.len();
+    }
+    let mut seen = 0;
+    for (at, c) in text.char_indices() {
+        if !c.is_whitespace() {
+            seen += c.len_utf8();
+            if seen > content {
+                return at;
+            }
+        }
+    }
+    text.len()
+}
+
 /// One text's token ids, ready for the model: `[CLS] … [SEP]`, at most the tokenizer's maximum long.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenizedText {
@@ -67,7 +90,18 @@ impl PromptTokenizer {
     /// first, and its result is used when every kept token lies before the prefix's last word (the only word
     /// the cut can change). Otherwise the whole text is tokenized. Either way the ids are exactly those of
     /// the whole text, truncated.
+    ///
+    /// Before any of that, the text is cut after `max_tokens` x [`MAX_CONTENT_BYTES_PER_TOKEN`] bytes of content
+    /// (whitespace, which makes no tokens, does not count), so a huge prompt costs no more than a long one. A
+    /// cut text is reported as truncated.
     pub fn encode(&self, text: &str) -> Result<TokenizedText> {
+        let cut = content_cut(text, self.max_tokens.saturating_mul(MAX_CONTENT_BYTES_PER_TOKEN));
+        let mut tokens = self.encode_capped(&text[..cut])?;
+        tokens.truncated |= text[cut..].chars().any(|c| !c.is_whitespace());
+        Ok(tokens)
+    }
+
+    fn encode_capped(&self, text: &str) -> Result<TokenizedText> {
         let budget = self.max_tokens.saturating_mul(BYTES_PER_TOKEN_BUDGET);
         if text.len() > budget {
             let mut cut = budget;
@@ -105,5 +139,22 @@ impl PromptTokenizer {
         kept.extend_from_slice(&ids[..self.max_tokens - 1]);
         kept.extend_from_slice(&ids[ids.len() - 1..]);
         TokenizedText { ids: kept, truncated: true }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cut_counts_content_not_whitespace() {
+        assert_eq!(content_cut("short", 10), 5);
+        assert_eq!(content_cut("abc def ghi", 6), 8, "six bytes of content: the cut comes before `ghi`");
+        let spaced = format!("{}abc", " ".repeat(1000));
+        assert_eq!(content_cut(&spaced, 3), spaced.len(), "whitespace is free");
+        // A cut never splits a character.
+        let wide = "é".repeat(10);
+        let at = content_cut(&wide, 5);
+        assert!(wide.is_char_boundary(at) && at == 4, "{at}");
     }
 }

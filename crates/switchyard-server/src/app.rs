@@ -27,10 +27,10 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .route("/v1/chat/completions", post(crate::gateway::chat_completions))
         .route("/v1/models", get(models))
         .route("/v1/feedback", post(crate::feedback::feedback))
-        // Outermost last: metrics, then the concurrency limit (so a request refused for it never takes a key's
-        // rate-limit slot), then authentication and the key's limits.
+        // Outermost last: metrics, the body's time limit, then authentication with the concurrency limits and
+        // the key's other limits.
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .route_layer(middleware::from_fn_with_state(state.clone(), limit_concurrency))
+        .route_layer(middleware::map_request_with_state(state.clone(), time_body))
         .route_layer(middleware::from_fn_with_state(state.clone(), record));
     let admin = axum::Router::new()
         .route("/admin/reload", post(reload))
@@ -47,54 +47,84 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .with_state(state)
 }
 
-/// Refuses a request with 429 when `server.max_concurrency` requests are already in flight. The permit is
-/// held until the response body (a stream, possibly) has been sent.
-async fn limit_concurrency(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {
-        return ApiError::RateLimited {
-            code: "too_many_requests",
-            message: format!(
-                "the server is handling {} requests already (server.max_concurrency); retry shortly",
-                state.config.server.max_concurrency
-            ),
-            retry_after_s: Some(1),
-        }
-        .into_response();
-    };
-    let (parts, body) = next.run(request).await.into_parts();
+/// Starts the clock on the request's body: it must arrive within `server.body_timeout_ms`.
+async fn time_body(State(state): State<Arc<AppState>>, request: Request) -> Request {
+    let limit = state.connections.limits().body;
+    request.map(|body| crate::connection::timed_body(body, limit))
+}
+
+/// The permits a request holds until its answer (a stream, possibly) has been sent: one of the server's
+/// (`server.max_concurrency`) and one of its key's (`server.max_concurrency_per_key`).
+type Slots = (tokio::sync::OwnedSemaphorePermit, Option<tokio::sync::OwnedSemaphorePermit>);
+
+/// Keeps `slots` until the response's body has been sent or dropped.
+fn hold(response: Response, slots: Slots) -> Response {
+    let (parts, body) = response.into_parts();
     let body = futures_util::StreamExt::map(body.into_data_stream(), move |chunk| {
-        let _held = &permit;
+        let _held = &slots;
         chunk
     });
     Response::from_parts(parts, Body::from_stream(body))
 }
 
-/// Finds the caller's key (when keys are configured) and holds it to its limits: `/v1/chat/completions` to
-/// its budget, rpm and tpm, `/v1/route` to its rpm. The key goes to the handler and, on the response, to the
-/// metrics layer as a [`Caller`] extension. A refusal is logged like any request.
+/// A slot of the server's pool, or the 429 that says it is full.
+fn server_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    state.in_flight.clone().try_acquire_owned().map_err(|_| ApiError::RateLimited {
+        code: "too_many_requests",
+        message: format!(
+            "the server is handling {} requests already (server.max_concurrency); retry shortly",
+            state.config.server.max_concurrency
+        ),
+        retry_after_s: Some(1),
+    })
+}
+
+/// Finds the caller's key (when keys are configured) and holds it to its limits: its share of the requests
+/// in flight, then the server's pool, then `/v1/chat/completions` to its budget, rpm and tpm, `/v1/route`
+/// and `/v1/feedback` to its rpm. A request refused for concurrency never takes an rpm slot. The key goes to
+/// the handler and, on the response, to the metrics layer as a [`Caller`] extension. A refused decision is
+/// logged like any request.
 async fn authenticate(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    let connection = request.extensions().get::<crate::connection::ConnectionHandle>().cloned();
     if state.keys.is_open() {
+        connection.inspect(crate::connection::ConnectionHandle::authenticated);
+        let slot = match server_slot(&state) {
+            Ok(slot) => slot,
+            Err(busy) => return busy.into_response(),
+        };
         request.extensions_mut().insert(Caller(None));
-        return next.run(request).await;
+        return hold(next.run(request).await, (slot, None));
     }
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let key = match presented.map(|p| state.keys.find(p)) {
+    let key = match crate::keys::bearer(request.headers().get(AUTHORIZATION)).map(|p| state.keys.find(p)) {
         Some(Some(key)) => key,
         Some(None) => return ApiError::unauthorized("invalid API key; use one of the server's keys").into_response(),
         None => return ApiError::unauthorized("missing API key; send `Authorization: Bearer <key>`").into_response(),
     };
-    let endpoint = request.uri().path();
-    let admission = match endpoint {
+    connection.inspect(crate::connection::ConnectionHandle::authenticated);
+    let caller = Caller(Some(key.clone()));
+    let endpoint = request.uri().path().to_string();
+    let Some(key_slot) = key.try_slot() else {
+        let limit = state.config.server.per_key_concurrency(state.keys.all().len());
+        let busy = ApiError::RateLimited {
+            code: "concurrency_limit_exceeded",
+            message: format!(
+                "key {:?} has {limit} requests in flight already (server.max_concurrency_per_key); wait for one \
+                 to finish",
+                key.name
+            ),
+            retry_after_s: Some(1),
+        };
+        return refuse(&state, &caller, &endpoint, busy);
+    };
+    let slots = match server_slot(&state) {
+        Ok(slot) => (slot, Some(key_slot)),
+        Err(busy) => return refuse(&state, &caller, &endpoint, busy),
+    };
+    let admission = match endpoint.as_str() {
         "/v1/chat/completions" => Some(Admission::Spend),
-        "/v1/route" => Some(Admission::Decide),
+        "/v1/route" | "/v1/feedback" => Some(Admission::Decide),
         _ => None,
     };
-    let caller = Caller(Some(key.clone()));
     if let Some(admission) = admission {
         let now_ms = switchyard_store::now_ms();
         // The shared limits decide while Redis answers; this replica's own count otherwise.
@@ -107,47 +137,82 @@ async fn authenticate(State(state): State<Arc<AppState>>, mut request: Request, 
         }
         let verdict = shared.map_or_else(|| key.admit(admission, std::time::Instant::now(), now_ms), |v| v.map(drop));
         if let Err(refused) = verdict {
-            state.metrics.key_refusal(&key.name, refused.code());
-            tracing::info!(key = key.name, "refused: {refused}");
-            let id = crate::gateway::request_id();
-            let kind = if admission == Admission::Spend { "chat" } else { "route" };
-            let mut record = state.new_record(&id, kind, "");
-            record.prompt = None;
-            record.api_key = Some(key.name.clone());
-            record.status = refused.status().as_u16();
-            state.log_request(record);
-            let mut response = refused.into_response();
-            if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
-                response.headers_mut().insert("x-switchyard-request-id", v);
-            }
-            response.extensions_mut().insert(caller);
-            return response;
+            return refuse(&state, &caller, &endpoint, refused);
         }
     }
     request.extensions_mut().insert(caller.clone());
     let mut response = next.run(request).await;
     response.extensions_mut().insert(caller);
+    hold(response, slots)
+}
+
+/// Answers a request its key's limits refuse: counted, logged (a chat or a decision, as a record without
+/// its prompt) and tagged with a request id.
+fn refuse(state: &AppState, caller: &Caller, endpoint: &str, refused: ApiError) -> Response {
+    let name = caller.name().unwrap_or_default();
+    state.metrics.key_refusal(&name, refused.code());
+    tracing::info!(key = name, "refused: {refused}");
+    let kind = match endpoint {
+        "/v1/chat/completions" => Some("chat"),
+        "/v1/route" => Some("route"),
+        _ => None,
+    };
+    let id = crate::gateway::request_id();
+    if let Some(kind) = kind {
+        let mut record = state.new_record(&id, kind, "");
+        record.prompt = None;
+        record.api_key = Some(name);
+        record.status = refused.status().as_u16();
+        state.log_request(record);
+    }
+    let mut response = refused.into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-switchyard-request-id", v);
+    }
+    response.extensions_mut().insert(caller.clone());
     response
 }
 
-/// Admin endpoints need one of `server.admin_keys`; without any configured they are off.
+/// Admin endpoints need one of `server.admin_keys` or `server.admin_keys_sha256`; without any configured
+/// they are off.
 async fn authenticate_admin(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let keys = &state.config.server.admin_keys;
-    if keys.is_empty() {
+    let server = &state.config.server;
+    if server.admin_keys.is_empty() && server.admin_keys_sha256.is_empty() {
         return ApiError::Forbidden {
             code: "admin_disabled",
             message: "admin endpoints are off: set server.admin_keys (or send SIGHUP to reload)".into(),
         }
         .into_response();
     }
-    let presented =
-        request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if presented.is_some_and(|p| keys.iter().any(|k| k == p.trim())) {
+    if is_admin(server, request.headers()) {
         next.run(request).await
     } else {
         ApiError::unauthorized("admin endpoints need `Authorization: Bearer <one of server.admin_keys>`")
             .into_response()
     }
+}
+
+/// Whether the request's bearer key is one of the admin keys: digests compared in constant time, every key
+/// compared whatever the first ones say.
+fn is_admin(server: &crate::config::ServerConfig, headers: &axum::http::HeaderMap) -> bool {
+    let Some(presented) = crate::keys::bearer(headers.get(AUTHORIZATION)) else { return false };
+    let presented = crate::keys::digest(presented);
+    let plain = server.admin_keys.iter().map(|k| crate::keys::digest(k.trim()));
+    let hashed = server.admin_keys_sha256.iter().filter_map(|h| crate::keys::parse_digest(h));
+    plain.chain(hashed).fold(false, |found, d| crate::keys::same_digest(&d, &presented) | found)
+}
+
+/// Whether the request may read `/metrics`: anyone when `server.metrics_keys` is empty, else a metrics key
+/// or an admin key.
+fn may_read_metrics(server: &crate::config::ServerConfig, headers: &axum::http::HeaderMap) -> bool {
+    if server.metrics_keys.is_empty() {
+        return true;
+    }
+    let Some(presented) = crate::keys::bearer(headers.get(AUTHORIZATION)).map(crate::keys::digest) else {
+        return false;
+    };
+    let metrics = server.metrics_keys.iter().map(|k| crate::keys::digest(k.trim()));
+    metrics.fold(false, |found, d| crate::keys::same_digest(&d, &presented) | found) || is_admin(server, headers)
 }
 
 /// `POST /admin/reload`: loads the routers again from disk and swaps them in without dropping requests.
@@ -168,7 +233,11 @@ async fn reload(State(state): State<Arc<AppState>>) -> Result<Json<ReloadReport>
     }
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
+    if !may_read_metrics(&state.config.server, &headers) {
+        return ApiError::unauthorized("/metrics needs `Authorization: Bearer <one of server.metrics_keys>`")
+            .into_response();
+    }
     let mut text = state.metrics.render();
     state.health.render(&mut text);
     if let Some(log) = &state.log {
@@ -178,7 +247,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     if let Some(shared) = &state.shared {
         shared.render(&mut text);
     }
-    crate::metrics::render_budgets(&mut text, &state.keys);
+    crate::metrics::render_budgets(&mut text, &state.keys, state.config.server.metrics_key_labels);
+    crate::metrics::render_connections_open(&mut text, &state.connections);
     if let Some(learning) = &state.learning {
         learning.render(&mut text);
     }
@@ -211,7 +281,9 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     .into_response()
 }
 
-async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+/// `GET /v1/models`: "switchyard" (routing), and the router's models the caller's key may use.
+async fn models(State(state): State<Arc<AppState>>, caller: Option<axum::Extension<Caller>>) -> Json<Value> {
+    let key = caller.and_then(|c| c.0 .0);
     let mut data = vec![json!({"id": "switchyard", "object": "model", "owned_by": "switchyard"})];
     data.extend(
         state
@@ -220,6 +292,7 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
             .manifest
             .models
             .iter()
+            .filter(|m| key.as_ref().is_none_or(|k| k.allows(&m.model)))
             .map(|m| json!({"id": m.model, "object": "model", "owned_by": "switchyard-catalog"})),
     );
     Json(json!({"object": "list", "data": data}))

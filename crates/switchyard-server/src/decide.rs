@@ -15,6 +15,7 @@ use crate::state::{embed_prompt, AppState};
 /// Decides where a query goes, on the routers in service now.
 /// `health_read`: the request's admission read the shared health already.
 pub(crate) async fn decide(state: &AppState, query: &Query, health_read: bool) -> Result<Decided, ApiError> {
+    query.check_ids(state.config.server.max_id_bytes)?;
     let routers = state.routers();
     let start = Instant::now();
     let embedding = embed_prompt(state, &query.prompt).await?;

@@ -37,6 +37,9 @@ pub enum ApiError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// 408: the client did not send its request in time.
+    #[error("{0}")]
+    Timeout(String),
     /// 413: the body or prompt is too large.
     #[error("{0}")]
     TooLarge(String),
@@ -107,6 +110,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -119,9 +123,11 @@ impl ApiError {
     /// The OpenAI error type.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Invalid { .. } | Self::NotFound { .. } | Self::TooLarge(_) | Self::Unprocessable { .. } => {
-                "invalid_request_error"
-            }
+            Self::Invalid { .. }
+            | Self::NotFound { .. }
+            | Self::Timeout(_)
+            | Self::TooLarge(_)
+            | Self::Unprocessable { .. } => "invalid_request_error",
             Self::Unauthorized(_) => "authentication_error",
             Self::Forbidden { .. } => "permission_error",
             Self::RateLimited { .. } => "rate_limit_error",
@@ -134,6 +140,7 @@ impl ApiError {
         match self {
             Self::Unauthorized(_) => "invalid_api_key",
             Self::TooLarge(_) => "request_too_large",
+            Self::Timeout(_) => "request_timeout",
             Self::Internal(_) => "internal_error",
             Self::Invalid { code, .. }
             | Self::Forbidden { code, .. }

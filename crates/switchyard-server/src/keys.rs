@@ -98,8 +98,20 @@ pub(crate) fn parse_digest(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn digest(secret: &str) -> [u8; 32] {
+pub(crate) fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Whether two digests are equal, in time that does not depend on where they differ.
+pub(crate) fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// The bearer token of an `Authorization` header; the scheme's case does not matter (`Bearer`, `bearer`).
+pub(crate) fn bearer(header: Option<&axum::http::HeaderValue>) -> Option<&str> {
+    let value = header?.to_str().ok()?.trim_start();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 /// A key the server knows, with its limits and what it has used.
@@ -110,6 +122,8 @@ pub struct ClientKey {
     digest: [u8; 32],
     config: KeyConfig,
     usage: Mutex<KeyUsage>,
+    /// Permits for the key's requests in flight (`server.max_concurrency_per_key`).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, Default)]
@@ -160,7 +174,8 @@ pub enum Admission {
 impl ClientKey {
     fn new(config: KeyConfig, digest: [u8; 32], spent: f64, now_ms: i64) -> Self {
         let usage = KeyUsage { spend_usd: spent, period: config.budget_period.bounds(now_ms), ..KeyUsage::default() };
-        Self { name: config.name.clone(), digest, config, usage: Mutex::new(usage) }
+        let slots = Arc::new(tokio::sync::Semaphore::new(tokio::sync::Semaphore::MAX_PERMITS));
+        Self { name: config.name.clone(), digest, config, usage: Mutex::new(usage), slots }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, KeyUsage> {
@@ -282,6 +297,11 @@ impl ClientKey {
         u.spend_usd += cost_usd.max(0.0);
     }
 
+    /// A slot for one more request in flight, or `None` when the key has `limit` in flight already.
+    pub(crate) fn try_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
     /// Whether the key may use `model`.
     pub fn allows(&self, model: &str) -> bool {
         self.config.allowed_models.as_ref().is_none_or(|m| m.iter().any(|a| a == model))
@@ -371,15 +391,32 @@ impl KeyRing {
         Ok(Self { keys: ring })
     }
 
+    /// Each key may have at most `per_key` requests in flight.
+    pub fn with_concurrency(mut self, per_key: usize) -> Self {
+        for key in &mut self.keys {
+            if let Some(key) = Arc::get_mut(key) {
+                key.slots = Arc::new(tokio::sync::Semaphore::new(per_key.max(1)));
+            }
+        }
+        self
+    }
+
     /// Whether `/v1/*` is open (no keys configured).
     pub fn is_open(&self) -> bool {
         self.keys.is_empty()
     }
 
-    /// The key whose secret is `presented`.
+    /// The key whose secret is `presented`. Every key's digest is compared in constant time, so how long
+    /// the search takes says nothing about the keys.
     pub fn find(&self, presented: &str) -> Option<Arc<ClientKey>> {
         let d = digest(presented.trim());
-        self.keys.iter().find(|k| k.digest == d).cloned()
+        let mut found = None;
+        for k in &self.keys {
+            if same_digest(&k.digest, &d) {
+                found = Some(k.clone());
+            }
+        }
+        found
     }
 
     /// Every key.
@@ -466,6 +503,28 @@ mod tests {
 
     fn hex(d: &[u8; 32]) -> String {
         d.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        let header = |v: &'static str| axum::http::HeaderValue::from_static(v);
+        for value in ["Bearer abc", "bearer abc", "BEARER  abc ", " Bearer abc"] {
+            assert_eq!(bearer(Some(&header(value))), Some("abc"), "{value:?}");
+        }
+        for value in ["Basic abc", "Bearer", "Bearer ", "abc"] {
+            assert_eq!(bearer(Some(&header(value))), None, "{value:?}");
+        }
+        assert!(same_digest(&digest("a"), &digest("a")) && !same_digest(&digest("a"), &digest("b")));
+    }
+
+    #[test]
+    fn a_key_has_at_most_its_share_in_flight() {
+        let ring = KeyRing::new(&[key("")], &[], |_| None, |_, _| 0.0, 0).unwrap().with_concurrency(2);
+        let k = ring.all()[0].clone();
+        let (a, b) = (k.try_slot(), k.try_slot());
+        assert!(a.is_some() && b.is_some() && k.try_slot().is_none());
+        drop(a);
+        assert!(k.try_slot().is_some(), "a finished request gives its slot back");
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //! endpoint; and hot reloads of the routers. It knows nothing of training.
 
 mod app;
+mod billing;
 mod budget;
 mod cache;
 mod config;
+mod connection;
 mod decide;
 mod deployments;
 mod embedder;
@@ -34,7 +36,6 @@ mod sse;
 mod state;
 mod upstream;
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 
 pub use app::app;
@@ -70,27 +71,18 @@ pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
     if let Some(learning) = state.learning.clone() {
         tokio::spawn(save_learning(learning));
     }
-    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-    let signal = async move {
-        shutdown_signal().await;
-        let _ = stopping.send(true);
-    };
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(accept(listener, state.clone(), stopped));
+    shutdown_signal().await;
+    let _ = stopping.send(true);
+    // The accept loop and every connection hold a receiver: the channel closes when the last one ends.
     let grace = std::time::Duration::from_millis(state.config.server.shutdown_grace_ms);
-    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(signal).into_future();
-    let deadline = async move {
-        let _ = stopped.wait_for(|s| *s).await;
-        tokio::time::sleep(grace).await;
-    };
-    let served = tokio::select! {
-        served = server => served,
-        () = deadline => {
-            tracing::warn!(
-                "shutdown: requests still in flight after {} ms (server.shutdown_grace_ms); closing them",
-                grace.as_millis()
-            );
-            Ok(())
-        }
-    };
+    if tokio::time::timeout(grace, stopping.closed()).await.is_err() {
+        tracing::warn!(
+            "shutdown: requests still in flight after {} ms (server.shutdown_grace_ms); closing them",
+            grace.as_millis()
+        );
+    }
     if let Some(log) = &state.log {
         tracing::info!("writing the decision log's queue to {}", log.location());
     }
@@ -106,7 +98,46 @@ pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
         }
     })
     .await;
-    served
+    Ok(())
+}
+
+/// Accepts connections until `stopping` turns true, each served on its own task under the client limits
+/// ([`connection`]).
+async fn accept(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let app = app(state.clone());
+    let mut warned = false;
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, most often: wait for connections to close rather than spin.
+                    if !std::mem::replace(&mut warned, true) {
+                        tracing::warn!("cannot accept connections: {e}");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = async { let _ = stopping.wait_for(|s| *s).await; } => return,
+        };
+        warned = false;
+        let _ = stream.set_nodelay(true);
+        let metrics = state.clone();
+        let conn = state.connections.open();
+        tokio::spawn(connection::serve_connection(
+            stream,
+            conn,
+            app.clone(),
+            state.connections.clone(),
+            stopping.clone(),
+            move |why| metrics.metrics.connection_closed(why.label()),
+        ));
+    }
 }
 
 /// Writes the online posteriors to their state file when they changed, every [`learning::SAVE_EVERY`].

@@ -4,6 +4,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
+use sha2::Digest;
+
+use crate::config::KeyLabels;
+
 /// Histogram bucket upper bounds, in seconds.
 const BOUNDS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 /// Bucket upper bounds of the decisions' `ood` (a calibrated distance in [0, 1]; shrinkage starts at 0.9).
@@ -75,6 +79,10 @@ struct Inner {
     decision: Histogram,
     ood: Histogram,
     upstream: BTreeMap<String, Histogram>,
+    /// Connections the server closed, by reason (`header_timeout`, `keepalive_timeout`, ...).
+    connections_closed: BTreeMap<&'static str, u64>,
+    /// How client keys are named in labels.
+    key_labels: KeyLabels,
 }
 
 impl Default for Inner {
@@ -100,6 +108,8 @@ impl Default for Inner {
             decision: Histogram::default(),
             ood: Histogram::with_bounds(&OOD_BOUNDS),
             upstream: BTreeMap::new(),
+            connections_closed: BTreeMap::new(),
+            key_labels: KeyLabels::Name,
         }
     }
 }
@@ -109,6 +119,16 @@ impl Default for Inner {
 pub struct Metrics(Mutex<Inner>);
 
 impl Metrics {
+    /// Metrics that name client keys in their labels as `labels` says.
+    pub fn new(labels: KeyLabels) -> Self {
+        Self(Mutex::new(Inner { key_labels: labels, ..Inner::default() }))
+    }
+
+    /// A connection the server closed, and why.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.with(|m| *m.connections_closed.entry(reason).or_default() += 1);
+    }
+
     fn with(&self, f: impl FnOnce(&mut Inner)) {
         if let Ok(mut inner) = self.0.lock() {
             f(&mut inner);
@@ -292,6 +312,7 @@ impl Metrics {
             let _ = writeln!(out, "switchyard_cost_usd_total{{model=\"{}\"}} {cost}", escape(model));
         }
         render_key_counters(&mut out, &m);
+        render_connections(&mut out, &m);
         let fallbacks = "Failed upstream attempts (each moves a request on to its next candidate, if any).";
         scalar(&mut out, "switchyard_fallbacks_total", "counter", fallbacks, m.fallbacks);
         let cooldowns = "Times an upstream was put in cooldown.";
@@ -332,28 +353,53 @@ pub(crate) fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value
 }
 
 /// Appends the decision log's counters: rows written, dropped (queue full), failed, queued and pruned.
+/// A client key's name as `/metrics` shows it: the name, or the first 12 hex digits of its SHA-256.
+pub(crate) fn key_label(name: &str, labels: KeyLabels) -> String {
+    match labels {
+        KeyLabels::Name => escape(name),
+        KeyLabels::Hash => {
+            sha2::Sha256::digest(name.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect::<String>()
+        }
+    }
+}
+
+fn render_connections(out: &mut String, m: &Inner) {
+    out.push_str("# HELP switchyard_connections_closed_total Client connections the server closed, by reason.\n");
+    out.push_str("# TYPE switchyard_connections_closed_total counter\n");
+    for (reason, n) in &m.connections_closed {
+        let _ = writeln!(out, "switchyard_connections_closed_total{{reason=\"{reason}\"}} {n}");
+    }
+}
+
+/// The gauge of connections open that have not shown a valid key.
+pub(crate) fn render_connections_open(out: &mut String, registry: &crate::connection::Registry) {
+    let help = "Open client connections that have not yet sent a request with a valid key.";
+    scalar(out, "switchyard_unauthenticated_connections", "gauge", help, registry.unauthenticated());
+}
+
 fn render_key_counters(out: &mut String, m: &Inner) {
+    let label = |key: &str| key_label(key, m.key_labels);
     out.push_str("# HELP switchyard_key_requests_total Requests answered, by client key and status.\n");
     out.push_str("# TYPE switchyard_key_requests_total counter\n");
     for ((key, status), n) in &m.key_requests {
-        let _ = writeln!(out, "switchyard_key_requests_total{{key=\"{}\",status=\"{status}\"}} {n}", escape(key));
+        let _ = writeln!(out, "switchyard_key_requests_total{{key=\"{}\",status=\"{status}\"}} {n}", label(key));
     }
     out.push_str("# HELP switchyard_key_tokens_total Tokens upstreams reported, by client key and kind.\n");
     out.push_str("# TYPE switchyard_key_tokens_total counter\n");
     for (key, (input, output, _)) in &m.key_tokens {
-        let key = escape(key);
+        let key = label(key);
         let _ = writeln!(out, "switchyard_key_tokens_total{{key=\"{key}\",kind=\"input\"}} {input}");
         let _ = writeln!(out, "switchyard_key_tokens_total{{key=\"{key}\",kind=\"output\"}} {output}");
     }
     out.push_str("# HELP switchyard_key_cost_usd_total Spend at catalog prices, by client key.\n");
     out.push_str("# TYPE switchyard_key_cost_usd_total counter\n");
     for (key, (_, _, cost)) in &m.key_tokens {
-        let _ = writeln!(out, "switchyard_key_cost_usd_total{{key=\"{}\"}} {cost}", escape(key));
+        let _ = writeln!(out, "switchyard_key_cost_usd_total{{key=\"{}\"}} {cost}", label(key));
     }
     out.push_str("# HELP switchyard_key_refusals_total Requests refused for a key's limit, by key and reason.\n");
     out.push_str("# TYPE switchyard_key_refusals_total counter\n");
     for ((key, reason), n) in &m.key_refusals {
-        let _ = writeln!(out, "switchyard_key_refusals_total{{key=\"{}\",reason=\"{reason}\"}} {n}", escape(key));
+        let _ = writeln!(out, "switchyard_key_refusals_total{{key=\"{}\",reason=\"{reason}\"}} {n}", label(key));
     }
 }
 
@@ -388,17 +434,18 @@ pub fn render_supervision(
 }
 
 /// Gauges of each key's budget: spend in the current period and the budget.
-pub fn render_budgets(out: &mut String, keys: &crate::keys::KeyRing) {
+pub fn render_budgets(out: &mut String, keys: &crate::keys::KeyRing, labels: KeyLabels) {
     out.push_str("# HELP switchyard_key_period_spend_usd Spend in the budget's current period, by client key.\n");
     out.push_str("# TYPE switchyard_key_period_spend_usd gauge\n");
     for k in keys.all() {
-        let _ = writeln!(out, "switchyard_key_period_spend_usd{{key=\"{}\"}} {}", escape(&k.name), k.spend().0);
+        let _ =
+            writeln!(out, "switchyard_key_period_spend_usd{{key=\"{}\"}} {}", key_label(&k.name, labels), k.spend().0);
     }
     out.push_str("# HELP switchyard_key_budget_usd A client key's budget per period.\n");
     out.push_str("# TYPE switchyard_key_budget_usd gauge\n");
     for k in keys.all() {
         if let Some(b) = k.spend().1 {
-            let _ = writeln!(out, "switchyard_key_budget_usd{{key=\"{}\"}} {b}", escape(&k.name));
+            let _ = writeln!(out, "switchyard_key_budget_usd{{key=\"{}\"}} {b}", key_label(&k.name, labels));
         }
     }
 }

@@ -116,6 +116,24 @@ impl Query {
         self.metadata.get(key).map(String::as_str)
     }
 
+    /// Checks every client-chosen identifier the server keeps (session ids, `user`, `metadata` keys and
+    /// values): at most `max_bytes` each (`server.max_id_bytes`), and no control characters (which would
+    /// forge lines in logs). The error names the field and the limit.
+    pub fn check_ids(&self, max_bytes: usize) -> Result<(), crate::error::ApiError> {
+        let headers = ["x-session-id", "x-switchyard-session", "x-switchyard-user"];
+        let fields = headers
+            .iter()
+            .filter_map(|h| Some((format!("header {h}"), self.header(h)?)))
+            .chain(self.user.as_deref().map(|u| ("`user`".to_string(), u)))
+            .chain(self.metadata.iter().flat_map(|(k, v)| {
+                [(format!("a `metadata` key ({} bytes)", k.len()), k.as_str()), (format!("`metadata.{k}`"), v.as_str())]
+            }));
+        for (field, value) in fields {
+            check_id(&field, value, max_bytes)?;
+        }
+        Ok(())
+    }
+
     /// The query of an HTTP request: its headers, its JSON body (`metadata`, `user`, `messages`, tools and
     /// content parts), the prompt already read from it, and its knobs. `key` is the caller's key name.
     pub fn from_http(
@@ -164,6 +182,28 @@ impl Query {
         query.conversation = conversation(&query, body, key);
         query
     }
+}
+
+/// Refuses an identifier longer than `max_bytes` or holding a control character, naming `field`.
+pub(crate) fn check_id(field: &str, value: &str, max_bytes: usize) -> Result<(), crate::error::ApiError> {
+    if value.len() > max_bytes {
+        let field = if field.starts_with("`metadata.") && field.len() > 64 { "a `metadata` value" } else { field };
+        return Err(crate::error::ApiError::invalid(
+            "identifier_too_long",
+            format!(
+                "{field} is {} bytes; identifiers are limited to {max_bytes} bytes (server.max_id_bytes): send an \
+                 id or a hash of it, not content",
+                value.len()
+            ),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(crate::error::ApiError::invalid(
+            "invalid_identifier",
+            format!("{field} holds a control character (a newline, a tab...); identifiers must be printable text"),
+        ));
+    }
+    Ok(())
 }
 
 /// The conversation of a chat request (`None` without `messages`).

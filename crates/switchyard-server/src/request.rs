@@ -21,9 +21,23 @@ pub(crate) fn user_prompt<'a>(
     Ok(text)
 }
 
-/// Reads the whole body, refusing more than the configured limit with a 413.
+/// Reads the whole body, refusing more than the configured limit with a 413, and a body that does not
+/// arrive within `server.body_timeout_ms` ([`crate::connection::timed_body`]) with a 408.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::too_large(format!("request body is larger than {limit} bytes (server.max_body_bytes)")))
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if let Some(late) = c.downcast_ref::<crate::connection::BodyTimedOut>() {
+                return ApiError::Timeout(format!("{late}; send the body promptly, or raise the limit"));
+            }
+            if c.to_string().contains("length limit exceeded") {
+                break;
+            }
+            cause = c.source();
+        }
+        if cause.is_none() {
+            return ApiError::invalid("invalid_body", format!("cannot read the request body: {e}"));
+        }
+        ApiError::too_large(format!("request body is larger than {limit} bytes (server.max_body_bytes)"))
+    })
 }

@@ -42,6 +42,8 @@ pub struct AppState {
     pub keys: crate::keys::KeyRing,
     /// Online learning (absent unless `learning.online`).
     pub learning: Option<Arc<crate::learning::Learning>>,
+    /// Client connections not yet authenticated, and the limits on every connection.
+    pub(crate) connections: Arc<crate::connection::Registry>,
     routers: RwLock<Arc<Routers>>,
     reloading: Mutex<()>,
 }
@@ -129,6 +131,7 @@ impl AppState {
         }
         let http = reqwest::Client::builder()
             .connect_timeout(config.server.connect_timeout())
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
         let learning = config
@@ -144,7 +147,15 @@ impl AppState {
             })
             .transpose()
             .map_err(StartError::Learning)?;
+        let connections = crate::connection::Registry::new(
+            config.server.client_timeouts(),
+            config.server.max_unauthenticated_connections,
+        );
+        let per_key = config.server.per_key_concurrency(keys.all().len());
+        let keys = keys.with_concurrency(per_key);
+        let metrics = crate::metrics::Metrics::new(config.server.metrics_key_labels);
         Ok(Self {
+            connections,
             learning,
             embedder,
             encoder,
@@ -154,7 +165,7 @@ impl AppState {
             http,
             in_flight,
             health: crate::health::Health::default(),
-            metrics: crate::metrics::Metrics::default(),
+            metrics,
             sessions,
             shared,
             log,
