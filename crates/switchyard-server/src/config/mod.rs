@@ -408,14 +408,14 @@ mod tests {
 
     #[test]
     fn the_bundled_config_is_the_defaults() {
-        let bundled = parse(include_str!("../../../switchyard.toml")).unwrap();
+        let bundled = parse(include_str!("../../../../switchyard.toml")).unwrap();
         assert_eq!(bundled, parse("").unwrap());
         assert!(bundled.log.enabled && bundled.rules.is_empty() && bundled.experiment.is_none());
     }
 
     #[test]
     fn the_worked_example_in_the_readme_is_valid() {
-        let c = parse(include_str!("../../../examples/two-providers.toml")).unwrap();
+        let c = parse(include_str!("../../../../examples/two-providers.toml")).unwrap();
         assert_eq!((c.keys.len(), c.models.len(), c.rules.len()), (2, 5, 1));
         let gpt = c.models.iter().find(|m| m.name == "gpt-4o").unwrap();
         assert_eq!(
