@@ -10,27 +10,36 @@ use crate::error::{EncoderError, Result};
 /// Bytes of text looked at per allowed token before the full text is tokenized (see [`PromptTokenizer::encode`]).
 const BYTES_PER_TOKEN_BUDGET: usize = 32;
 
-/// Bytes of content (whitespace aside) per allowed token past which a text is never read: the safe factor of
-/// the cut made before tokenizing. Real text averages four to six bytes a token; a window of `max_tokens`
-/// tokens that spans more than 64 bytes each is made of words over 100 characters (one `[UNK]` each).
+/// Bytes per allowed token (runs of whitespace counted as one) past which a text is never read: the safe factor
+/// of the cut made before tokenizing. Real text averages four to six bytes a token; a window of `max_tokens`
+/// tokens that spans more than 64 bytes each is mostly words over 100 characters (one `[UNK]` each).
 pub const MAX_CONTENT_BYTES_PER_TOKEN: usize = 64;
 
-/// Where to cut `text` so that it keeps `content` bytes of non-whitespace characters (a char boundary; the
-/// whole text when it has no more).
-fn content_cut(text: &str, content: usize) -> usize {
-    if text.len() <= content {
-        return text.len();
+/// `text` with every run of ASCII whitespace made one space (the same word pieces: whitespace only separates
+/// words), cut after `limit` bytes; and whether anything but whitespace was cut off.
+fn squeeze(text: &str, limit: usize) -> (std::borrow::Cow<'_, str>, bool) {
+    let ascii_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let bytes = text.as_bytes();
+    let doubled = bytes.windows(2).any(|w| ascii_space(w[0]) && ascii_space(w[1]) || w[0] != b' ' && ascii_space(w[0]));
+    if text.len() <= limit && !doubled {
+        return (std::borrow::Cow::Borrowed(text), false);
     }
-    let mut seen = 0;
-    for (at, c) in text.char_indices() {
-        if !c.is_whitespace() {
-            seen += c.len_utf8();
-            if seen > content {
-                return at;
-            }
+    let mut out = String::with_capacity(limit.min(text.len()) + 4);
+    let mut space = false;
+    for c in text.chars() {
+        if c.is_ascii() && ascii_space(c as u8) {
+            space = true;
+            continue;
         }
+        if out.len() + usize::from(space) + c.len_utf8() > limit {
+            return (std::borrow::Cow::Owned(out), true);
+        }
+        if std::mem::take(&mut space) {
+            out.push(' ');
+        }
+        out.push(c);
     }
-    text.len()
+    (std::borrow::Cow::Owned(out), false)
 }
 
 /// One text's token ids, ready for the model: `[CLS] … [SEP]`, at most the tokenizer's maximum long.
@@ -91,13 +100,13 @@ impl PromptTokenizer {
     /// the cut can change). Otherwise the whole text is tokenized. Either way the ids are exactly those of
     /// the whole text, truncated.
     ///
-    /// Before any of that, the text is cut after `max_tokens` x [`MAX_CONTENT_BYTES_PER_TOKEN`] bytes of content
-    /// (whitespace, which makes no tokens, does not count), so a huge prompt costs no more than a long one. A
-    /// cut text is reported as truncated.
+    /// Before any of that, runs of whitespace are made one space (they only separate words) and the text is cut
+    /// after `max_tokens` x [`MAX_CONTENT_BYTES_PER_TOKEN`] bytes, so a huge prompt costs no more than a long one.
+    /// A cut text is reported as truncated.
     pub fn encode(&self, text: &str) -> Result<TokenizedText> {
-        let cut = content_cut(text, self.max_tokens.saturating_mul(MAX_CONTENT_BYTES_PER_TOKEN));
-        let mut tokens = self.encode_capped(&text[..cut])?;
-        tokens.truncated |= text[cut..].chars().any(|c| !c.is_whitespace());
+        let (text, cut) = squeeze(text, self.max_tokens.saturating_mul(MAX_CONTENT_BYTES_PER_TOKEN));
+        let mut tokens = self.encode_capped(&text)?;
+        tokens.truncated |= cut;
         Ok(tokens)
     }
 
@@ -147,14 +156,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cut_counts_content_not_whitespace() {
-        assert_eq!(content_cut("short", 10), 5);
-        assert_eq!(content_cut("abc def ghi", 6), 8, "six bytes of content: the cut comes before `ghi`");
-        let spaced = format!("{}abc", " ".repeat(1000));
-        assert_eq!(content_cut(&spaced, 3), spaced.len(), "whitespace is free");
-        // A cut never splits a character.
-        let wide = "é".repeat(10);
-        let at = content_cut(&wide, 5);
-        assert!(wide.is_char_boundary(at) && at == 4, "{at}");
+    fn whitespace_runs_count_once_and_the_cut_keeps_whole_characters() {
+        let squeezed = |t: &str, n: usize| {
+            let (text, cut) = squeeze(t, n);
+            (text.into_owned(), cut)
+        };
+        assert_eq!(squeezed("short", 10), ("short".into(), false));
+        assert_eq!(squeezed("abc \n\t def", 100), ("abc def".into(), false));
+        assert_eq!(squeezed("abc def ghi", 7), ("abc def".into(), true));
+        assert_eq!(squeezed(&format!("{}abc  ", " ".repeat(100_000)), 5), (" abc".into(), false));
+        assert_eq!(squeezed(&"é".repeat(10), 5), ("éé".into(), true), "a cut never splits a character");
     }
 }
