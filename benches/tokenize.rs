@@ -26,7 +26,7 @@ fn main() {
     stock.with_truncation(None).unwrap();
     let prompts = [
         ("prose", "Route every prompt to the cheapest model likely to succeed. ".repeat(3400)),
-        ("padded words", format!("{} ", "word".repeat(1) + &" ".repeat(60)).repeat(3300)),
+        ("padded words", format!("word{}", " ".repeat(61)).repeat(3300)),
         ("one word", "x".repeat(200_000)),
     ];
     println!("| prompt (chars) | stock, whole text | switchyard | ratio |\n| --- | --- | --- | --- |");
