@@ -41,7 +41,23 @@ pub enum Mode {
     StallAfter(usize),
     /// Answers, but with a refusal (whole, or streamed to a `finish_reason` of "stop").
     Refuse,
+    /// Answers without `usage` (whole), or streams without a usage event even when asked for one.
+    NoUsage,
+    /// Answers 200 with an HTML page instead of JSON.
+    NotJson,
+    /// Answers 307, redirecting to `/v1/moved/chat/completions` (which counts its calls in `Fake::moved`).
+    Redirect,
+    /// Streams [`HUGE_HEAD`] bytes of long comment lines before its first event, then a normal stream.
+    HugeHead,
+    /// Streams a first event, a [`JUNK_LINE`]-byte comment line, a second event and `[DONE]`, without usage.
+    JunkStream,
 }
+
+/// Bytes of comment lines [`Mode::HugeHead`] sends before its first event.
+pub const HUGE_HEAD: usize = 8 * 1024 * 1024;
+
+/// Bytes of the comment line [`Mode::JunkStream`] sends between its events.
+pub const JUNK_LINE: usize = 1024 * 1024;
 
 /// The fake upstream's behaviour per model, and how many calls each model received.
 #[derive(Default)]
@@ -50,6 +66,8 @@ pub struct Fake {
     pub modes: Mutex<HashMap<String, Mode>>,
     /// Calls received per model.
     pub calls: Mutex<HashMap<String, usize>>,
+    /// Calls that reached the target of [`Mode::Redirect`].
+    pub moved: std::sync::atomic::AtomicUsize,
 }
 
 async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
@@ -100,7 +118,20 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
         }
         Mode::LongStream(n, every_ms) => return long_stream(&model, n, Duration::from_millis(every_ms), false),
         Mode::StallAfter(n) => return long_stream(&model, n, Duration::from_millis(10), true),
-        Mode::Ok | Mode::DropMidStream | Mode::Refuse => {}
+        Mode::NotJson => {
+            let page = "<html><body>502 Bad Gateway (nginx)</body></html>";
+            return Response::builder().header("content-type", "text/html").body(Body::from(page)).unwrap();
+        }
+        Mode::Redirect => {
+            let to = "/v1/moved/chat/completions";
+            return Response::builder()
+                .status(StatusCode::TEMPORARY_REDIRECT)
+                .header("location", to)
+                .body(Body::empty())
+                .unwrap();
+        }
+        Mode::HugeHead | Mode::JunkStream if stream => return junk_stream(&model, mode),
+        Mode::Ok | Mode::DropMidStream | Mode::Refuse | Mode::NoUsage | Mode::HugeHead | Mode::JunkStream => {}
     }
     let answer = if mode == Mode::Refuse {
         "I'm sorry, but I can't help with that.".to_string()
@@ -120,7 +151,7 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
             Ok::<_, std::io::Error>(axum::body::Bytes::from(format!("data: {c}\n\n")))
         };
         let mut items = vec![chunk("hel"), chunk("lo")];
-        if body["stream_options"]["include_usage"].as_bool() == Some(true) {
+        if body["stream_options"]["include_usage"].as_bool() == Some(true) && mode != Mode::NoUsage {
             let usage = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model, "choices": [],
                 "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}});
             items.push(Ok(axum::body::Bytes::from(format!("data: {usage}\n\n"))));
@@ -138,10 +169,47 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
         let body = Body::from_stream(paced);
         return Response::builder().header("content-type", "text/event-stream").body(body).unwrap();
     }
-    Json(json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": model,
+    let mut reply = json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}))
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}});
+    if mode == Mode::NoUsage {
+        reply.as_object_mut().unwrap().remove("usage");
+    }
+    Json(reply).into_response()
+}
+
+/// The target of [`Mode::Redirect`]: a whole answer, counted in `Fake::moved`.
+async fn moved(State(fake): State<Arc<Fake>>) -> Response {
+    fake.moved.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Json(json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": "moved",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello from the redirect target"},
+        "finish_reason": "stop"}], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}))
     .into_response()
+}
+
+/// The streams of [`Mode::HugeHead`] (comment lines of 256 KiB up to [`HUGE_HEAD`] bytes, then "hel", "lo",
+/// usage and `[DONE]`) and [`Mode::JunkStream`] ("hel", one [`JUNK_LINE`]-byte comment line, "lo", `[DONE]`).
+fn junk_stream(model: &str, mode: Mode) -> Response {
+    let event = |text: &str| {
+        let c = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+        format!("data: {c}\n\n")
+    };
+    let line = |len: usize| format!(": {}\n", "x".repeat(len - 3));
+    let mut parts: Vec<String> = Vec::new();
+    if mode == Mode::HugeHead {
+        parts.extend((0..HUGE_HEAD / (256 * 1024)).map(|_| line(256 * 1024)));
+        parts.extend([event("hel"), event("lo")]);
+        let usage = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model, "choices": [],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}});
+        parts.push(format!("data: {usage}\n\n"));
+    } else {
+        parts.extend([event("hel"), line(JUNK_LINE), event("lo")]);
+    }
+    parts.push("data: [DONE]\n\n".into());
+    let chunks =
+        futures_util::stream::iter(parts.into_iter().map(|p| Ok::<_, std::io::Error>(axum::body::Bytes::from(p))));
+    Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(chunks)).unwrap()
 }
 
 /// A stream of `n` numbered chunks, `every` apart, then `[DONE]`, or (when `stall`) silence that never ends.
@@ -172,7 +240,10 @@ pub async fn start() -> (SocketAddr, Arc<Fake>) {
     let fake: Arc<Fake> = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(upstream)).with_state(fake.clone());
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(upstream))
+        .route("/v1/moved/chat/completions", axum::routing::any(moved))
+        .with_state(fake.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, fake)
 }

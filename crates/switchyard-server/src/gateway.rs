@@ -1,23 +1,23 @@
 //! `POST /v1/chat/completions`: the OpenAI-compatible gateway. `model: "switchyard"` (or `"auto"`) routes;
 //! a catalog model name goes to that model, then its `fallbacks`. Each model's deployments are tried in
 //! turn ([`crate::deployments`]), models in the decision's order, until one answers: connection errors,
-//! timeouts, 401, 402, 403, 404, 408, 429 and 5xx are the upstream's problem and fall back; other client
-//! errors are the client's and are returned as they are. Streams are passed through chunk by chunk; a failure
+//! timeouts, redirects (never followed), 401, 402, 403, 404, 408, 429, 5xx and a success that is not JSON
+//! are the upstream's problem and fall back; other client errors are the client's and are returned as they
+//! are. What an answer is charged is [`crate::billing`]'s. Streams are passed through chunk by chunk; a failure
 //! before the first event falls back, after it the client gets an SSE error event.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use serde_json::Value;
 use switchyard_core::ModelCard;
 use switchyard_store::{Attempt, DecisionRecord};
 
+use crate::billing::{self, StreamEnd};
 use crate::decide::{decide, Tags};
 use crate::error::ApiError;
 use crate::keys::Caller;
@@ -27,7 +27,7 @@ use sha2::Digest;
 use crate::request::{read_body, user_prompt};
 use crate::sse::SseTap;
 use crate::state::{expected_cost, record_decision, AppState};
-use crate::upstream::{forward, request_tokens, Failure, Limits, Usage};
+use crate::upstream::{forward, request_tokens, Failure, Limits};
 
 /// Names that ask the gateway to route.
 const ROUTED_NAMES: [&str; 2] = ["switchyard", "auto"];
@@ -115,7 +115,22 @@ async fn handle(
     if prompt.chars().count() > limit {
         return Err(ApiError::too_large(format!("prompt is longer than {limit} characters (server.max_prompt_chars)")));
     }
-    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(stream)) => *stream,
+        Some(other) => {
+            let kind = match other {
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Array(_) => "an array",
+                _ => "an object",
+            };
+            return Err(ApiError::invalid(
+                "invalid_type",
+                format!("`stream` must be true or false, not {kind}; leave it out (or false) for a whole answer"),
+            ));
+        }
+    };
     let mut record = state.new_record(id, "chat", &prompt);
     record.messages_count = body.get("messages").and_then(Value::as_array).map_or(0, |m| m.len() as u32);
     record.stream = stream;
@@ -256,12 +271,12 @@ async fn handle(
                     let answer =
                         forwarded.answer.as_ref().map(|(text, finish)| (text.as_str(), finish.as_deref(), capped));
                     state.learn(id, learned.as_ref(), &card.name, answer);
-                    if let Some(usage) = forwarded.usage {
-                        let (tokens, cost) = count_usage(state, card, &caller, record, usage);
-                        if let (Some(shared), Some(key)) = (&state.shared, &caller.0) {
-                            shared.charge(key, tokens, cost, switchyard_store::now_ms()).await;
-                        }
-                    }
+                    // A whole answer is charged here (an estimate when it reports no usage); a stream as it ends.
+                    let estimated = !stream && {
+                        let generated = forwarded.generated_chars;
+                        let estimate = || billing::estimate(billing::input_estimate(&body), generated);
+                        billing::charge_whole(state, card, &caller, record, forwarded.usage, estimate).await
+                    };
                     let mut response = forwarded.response;
                     let h = response.headers_mut();
                     let put = |h: &mut HeaderMap, k: &'static str, v: String| {
@@ -269,6 +284,9 @@ async fn handle(
                             h.insert(k, v);
                         }
                     };
+                    if estimated {
+                        put(h, "x-switchyard-usage", "estimated".into());
+                    }
                     put(h, "x-switchyard-deployment", up.name.clone());
                     put(h, "x-switchyard-decision-ms", format!("{decision_ms:.3}"));
                     put(h, "x-switchyard-fallbacks", failures.len().to_string());
@@ -285,7 +303,7 @@ async fn handle(
                             record: Some(record),
                             tap: SseTap::new(!client_wants_usage),
                             started,
-                            input_estimate: crate::upstream::message_tokens(&body).unwrap_or(0.0) as u64,
+                            input_estimate: billing::input_estimate(&body),
                             learned: learned.clone(),
                             capped,
                         };
@@ -344,96 +362,5 @@ fn observe_shared(state: &AppState, deployment: &str, elapsed: Duration) {
         let (threshold, cooldown) = (server.cooldown_failures, Duration::from_millis(server.cooldown_ms));
         let deployment = deployment.to_string();
         tokio::spawn(async move { shared.observe(&deployment, true, elapsed, threshold, cooldown).await });
-    }
-}
-
-/// Counts reported tokens, and their cost at catalog prices, in the metrics, the record and the caller's key
-/// (this replica's count; the caller charges the shared state). Returns the tokens and the cost.
-fn count_usage(
-    state: &AppState,
-    card: &ModelCard,
-    caller: &Caller,
-    record: &mut DecisionRecord,
-    usage: Usage,
-) -> (u64, f64) {
-    let cost = card.cost_usd(usage.input as f64, usage.output as f64);
-    state.metrics.tokens(&card.name, usage.input, usage.output, cost);
-    if let Some(key) = &caller.0 {
-        key.charge(usage.input + usage.output, cost, Instant::now(), switchyard_store::now_ms());
-        state.metrics.key_usage(&key.name, usage.input, usage.output, cost);
-    }
-    record.input_tokens = Some(usage.input);
-    record.output_tokens = Some(usage.output);
-    record.cost_usd = Some(cost);
-    (usage.input + usage.output, cost)
-}
-
-/// A streamed answer on its way: its usage is read (and, when the client did not ask for it, taken out) as
-/// it passes; when the stream ends or the client goes away, the usage is counted and the request logged.
-struct StreamEnd {
-    state: Arc<AppState>,
-    card: ModelCard,
-    caller: Caller,
-    record: Option<DecisionRecord>,
-    tap: SseTap,
-    started: Instant,
-    /// The request's input tokens as estimated from its text, charged when the stream ends before its usage.
-    input_estimate: u64,
-    /// Online learning's inputs for the decision, to judge the streamed answer when it completes.
-    learned: Option<crate::pipeline::Learned>,
-    /// Whether the caller set `max_tokens`.
-    capped: bool,
-}
-
-impl Drop for StreamEnd {
-    fn drop(&mut self) {
-        let Some(mut record) = self.record.take() else { return };
-        // A stream cut before its usage event (the client left, the upstream broke off) is charged an estimate:
-        // the request's text and what was generated, at four characters a token.
-        let usage = self.tap.usage.or_else(|| {
-            let output = (self.tap.generated_chars as f64 / switchyard_core::CHARS_PER_TOKEN).ceil() as u64;
-            tracing::info!(
-                request = record.request_id,
-                input = self.input_estimate,
-                output,
-                "the stream ended without reporting usage; charging an estimate"
-            );
-            Some(Usage { input: self.input_estimate, output })
-        });
-        if let Some(usage) = usage {
-            let (tokens, cost) = count_usage(&self.state, &self.card, &self.caller, &mut record, usage);
-            // The stream has ended: the shared charge goes on in the background.
-            if let (Some(shared), Some(key), Ok(runtime)) =
-                (self.state.shared.clone(), self.caller.0.clone(), tokio::runtime::Handle::try_current())
-            {
-                runtime.spawn(async move { shared.charge(&key, tokens, cost, switchyard_store::now_ms()).await });
-            }
-        }
-        // A stream that completed (it reported a finish_reason) is judged like a whole answer.
-        if let Some(finish) = self.tap.finish_reason.as_deref() {
-            let answer = Some((self.tap.head.as_str(), Some(finish), self.capped));
-            self.state.learn(&record.request_id, self.learned.as_ref(), &self.card.name, answer);
-        }
-        record.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
-        self.state.log_request(record);
-    }
-}
-
-impl StreamEnd {
-    /// Puts the tap on the response's body.
-    fn attach(self, response: Response) -> Response {
-        let (parts, body) = response.into_parts();
-        let end = std::sync::Arc::new(std::sync::Mutex::new(self));
-        let tail = end.clone();
-        let chunks = body.into_data_stream().map(move |chunk| {
-            chunk.map(|bytes| end.lock().map_or_else(|_| bytes.clone(), |mut e| e.tap.feed(bytes.clone())))
-        });
-        // The end of the stream: what the tap still holds (a last line without its newline), then the
-        // record is logged as the tap drops.
-        let rest = futures_util::stream::once(async move {
-            let bytes = tail.lock().map(|mut e| e.tap.finish()).unwrap_or_default();
-            Ok::<_, axum::Error>(bytes)
-        });
-        Response::from_parts(parts, Body::from_stream(chunks.chain(rest)))
     }
 }

@@ -20,6 +20,8 @@ pub(crate) struct SseTap {
     line: Vec<u8>,
     /// The current line outgrew `MAX_LINE`: the rest of it passes straight through.
     long_line: bool,
+    /// The long line is a `data:` line: its bytes count as generated text (it cannot be parsed whole).
+    long_data: bool,
     /// A dropped event's blank line is still to come.
     drop_blank: bool,
     /// The last usage seen.
@@ -54,7 +56,9 @@ impl SseTap {
             };
             rest = &rest[piece.len()..];
             if self.long_line {
-                self.generated_chars += piece.len();
+                if self.long_data {
+                    self.generated_chars += piece.len();
+                }
                 if self.strip {
                     out.extend_from_slice(piece);
                 }
@@ -62,7 +66,11 @@ impl SseTap {
                 continue;
             }
             if self.line.len() + piece.len() > MAX_LINE {
-                self.generated_chars += self.line.len() + piece.len();
+                // Only a `data:` line is content; comments and other fields are not charged as output.
+                self.long_data = self.line.iter().chain(piece).take(5).eq(b"data:".iter());
+                if self.long_data {
+                    self.generated_chars += self.line.len() + piece.len();
+                }
                 if self.strip {
                     out.extend_from_slice(&self.line);
                     out.extend_from_slice(piece);
@@ -154,17 +162,18 @@ impl SseTap {
 /// arguments.
 fn generated_chars(event: &Value) -> usize {
     let Some(choices) = event.get("choices").and_then(Value::as_array) else { return 0 };
+    choices.iter().filter_map(|c| c.get("delta")).map(message_chars).sum()
+}
+
+/// Characters of generated text in one message (a whole answer's `message`, or a streamed `delta`): its
+/// content, reasoning and tool-call arguments.
+pub(crate) fn message_chars(message: &Value) -> usize {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map_or(0, |s| s.chars().count());
-    choices
-        .iter()
-        .filter_map(|c| c.get("delta"))
-        .map(|d| {
-            let calls = d.get("tool_calls").and_then(Value::as_array).map_or(0, |calls| {
-                calls.iter().map(|c| text(c.get("function").and_then(|f| f.get("arguments")))).sum()
-            });
-            text(d.get("content")) + text(d.get("reasoning_content")) + calls
-        })
-        .sum()
+    let calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .map_or(0, |calls| calls.iter().map(|c| text(c.get("function").and_then(|f| f.get("arguments")))).sum());
+    text(message.get("content")) + text(message.get("reasoning_content")) + text(message.get("reasoning")) + calls
 }
 
 #[cfg(test)]
@@ -228,5 +237,34 @@ mod tests {
         }
         out.extend_from_slice(&tap.finish());
         assert_eq!(out, long.as_bytes());
+    }
+
+    #[test]
+    fn only_data_lines_count_as_generated_text() {
+        let comment = format!(": {}\n", "x".repeat(3 * MAX_LINE));
+        let field = format!("event: {}\n", "y".repeat(MAX_LINE + 1));
+        let long_data = format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{}\"}}}}]}}\n", "z".repeat(MAX_LINE));
+        for strip in [false, true] {
+            for split in [1000, 4096, 100_000] {
+                let mut tap = SseTap::new(strip);
+                let mut out = Vec::new();
+                let text = format!("{}{comment}\n{field}\n: short comment\n\n{}", &STREAM[..61], &STREAM[61..]);
+                for chunk in text.as_bytes().chunks(split) {
+                    out.extend_from_slice(&tap.feed(Bytes::copy_from_slice(chunk)));
+                }
+                out.extend_from_slice(&tap.finish());
+                assert_eq!(tap.generated_chars, 2, "strip {strip}, chunks of {split}: only \"hi\" is generated");
+                assert!(out.len() > 3 * MAX_LINE, "the long lines pass on");
+                // A long data line cannot be parsed whole: its bytes are counted, as content.
+                for chunk in long_data.as_bytes().chunks(split) {
+                    tap.feed(Bytes::copy_from_slice(chunk));
+                }
+                assert!(
+                    tap.generated_chars >= 2 + MAX_LINE,
+                    "strip {strip}, chunks of {split}: {}",
+                    tap.generated_chars
+                );
+            }
+        }
     }
 }

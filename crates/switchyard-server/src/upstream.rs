@@ -66,7 +66,14 @@ pub(crate) struct Forwarded {
     pub usage: Option<Usage>,
     /// A whole response's first choice: its text and `finish_reason` (what online learning judges).
     pub answer: Option<(String, Option<String>)>,
+    /// Characters a whole response generated (every choice's content, reasoning and tool-call arguments):
+    /// what it is charged from when it reports no usage.
+    pub generated_chars: usize,
 }
+
+/// The most bytes kept of a stream before its first `data:` event; an upstream that sends more without one
+/// fails the attempt.
+const MAX_STREAM_HEAD: usize = 64 * 1024;
 
 /// Sends `body` to the deployment.
 pub(crate) async fn forward(
@@ -94,6 +101,14 @@ pub(crate) async fn forward(
     };
     let status = upstream.status();
     let code = Some(status.as_u16());
+    // Redirects are not followed (the client's policy); the target is not named, its URL may carry secrets.
+    if status.is_redirection() {
+        let why = format!(
+            "HTTP {} redirect to another URL; redirects are not followed, set base_url to the final address",
+            status.as_u16()
+        );
+        return Err(Fault::fail(code, "failed", why));
+    }
     if status.is_server_error() || matches!(status.as_u16(), 402 | 408 | 429) {
         return Err(Fault::fail(code, "failed", format!("HTTP {}", status.as_u16())));
     }
@@ -116,36 +131,77 @@ pub(crate) async fn forward(
     }
     if stream {
         let mut chunks = upstream.bytes_stream();
-        // Wait for the first event (keep-alive comments before it do not count): a failure before it falls
-        // back to the next deployment.
-        let mut head: Vec<u8> = Vec::new();
-        loop {
-            match tokio::time::timeout_at(deadline, chunks.next()).await {
-                Err(_) => {
-                    let why = format!("no stream event within {first_byte_ms} ms (server.first_byte_timeout_ms)");
-                    return Err(Fault::fail(code, "timeout", why));
-                }
-                Ok(None) if head.is_empty() => return Err(Fault::fail(code, "failed", "empty stream")),
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(Fault::fail(code, outcome_of(&e), describe(&e))),
-                Ok(Some(Ok(bytes))) => {
-                    head.extend_from_slice(&bytes);
-                    if head.windows(5).any(|w| w == b"data:") {
-                        break;
-                    }
-                }
-            }
-        }
+        let head = stream_head(&mut chunks, deadline, first_byte_ms, code).await?;
         let first = futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(head)) });
         let body = first.chain(idle_limited(chunks, limits.idle));
         let response = builder.body(Body::from_stream(body)).unwrap_or_default();
-        return Ok(Forwarded { response, usage: None, answer: None });
+        return Ok(Forwarded { response, usage: None, answer: None, generated_chars: 0 });
     }
     let bytes = read_all(upstream, limits.idle).await.map_err(|(outcome, why)| Fault::fail(code, outcome, why))?;
-    let reply = serde_json::from_slice::<Value>(&bytes).ok();
-    let usage = reply.as_ref().and_then(usage_of);
-    let answer = reply.as_ref().and_then(answer_of);
-    Ok(Forwarded { response: builder.body(Body::from(bytes)).unwrap_or_default(), usage, answer })
+    // A success that is not JSON (a proxy's HTML page, a stream the client did not ask for) is no answer.
+    let Ok(reply) = serde_json::from_slice::<Value>(&bytes) else {
+        let why = format!("HTTP {} with a body that is not JSON", status.as_u16());
+        return Err(Fault::fail(code, "failed", why));
+    };
+    let generated_chars = reply
+        .get("choices")
+        .and_then(Value::as_array)
+        .map_or(0, |choices| choices.iter().filter_map(|c| c.get("message")).map(crate::sse::message_chars).sum());
+    Ok(Forwarded {
+        response: builder.body(Body::from(bytes)).unwrap_or_default(),
+        usage: usage_of(&reply),
+        answer: answer_of(&reply),
+        generated_chars,
+    })
+}
+
+/// Reads a stream up to its first event (keep-alive comments before it do not count): a failure before it
+/// falls back to the next deployment. What came is kept, at most [`MAX_STREAM_HEAD`] bytes (and the chunk
+/// that crossed it); each chunk is scanned once.
+async fn stream_head(
+    chunks: &mut (impl Stream<Item = reqwest::Result<Bytes>> + Unpin),
+    deadline: tokio::time::Instant,
+    first_byte_ms: u128,
+    code: Option<u16>,
+) -> Result<Vec<u8>, Failure> {
+    let mut head: Vec<u8> = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Err(_) => {
+                let why = format!("no stream event within {first_byte_ms} ms (server.first_byte_timeout_ms)");
+                return Err(Fault::fail(code, "timeout", why));
+            }
+            Ok(None) if head.is_empty() => return Err(Fault::fail(code, "failed", "empty stream")),
+            Ok(None) => return Ok(head),
+            Ok(Some(Err(e))) => return Err(Fault::fail(code, outcome_of(&e), describe(&e))),
+            Ok(Some(Ok(bytes))) => {
+                let scanned = head.len();
+                head.extend_from_slice(&bytes);
+                if has_event(&head, scanned) {
+                    return Ok(head);
+                }
+                if head.len() > MAX_STREAM_HEAD {
+                    let why = format!(
+                        "sent {} bytes without a stream event (at most {MAX_STREAM_HEAD} are read before the first \
+                         `data:` line)",
+                        head.len()
+                    );
+                    return Err(Fault::fail(code, "failed", why));
+                }
+            }
+        }
+    }
+}
+
+/// Whether `head` holds a `data:` field at the start of a line, looking only at what follows `scanned` (the
+/// bytes already looked at) and the few before it that a match may start in.
+fn has_event(head: &[u8], scanned: usize) -> bool {
+    const FIELD: &[u8] = b"data:";
+    let from = scanned.saturating_sub(FIELD.len() - 1);
+    head[from..]
+        .windows(FIELD.len())
+        .enumerate()
+        .any(|(i, w)| w == FIELD && (from + i == 0 || matches!(head[from + i - 1], b'\n' | b'\r')))
 }
 
 /// What a 401, 403 or 404 from a provider means for the gateway's own configuration.
@@ -301,6 +357,21 @@ mod tests {
         assert_eq!(message_tokens(&body), Some(110.0));
         assert_eq!(request_tokens(&body), 160.0);
         assert_eq!(message_tokens(&serde_json::json!({"prompt": "hi"})), None);
+    }
+
+    #[test]
+    fn a_stream_event_is_found_at_a_line_start_across_chunks() {
+        assert!(has_event(b"data: {}", 0));
+        assert!(has_event(b": keep-alive\n\ndata: {}", 0));
+        assert!(has_event(b"event: x\r\ndata: {}", 0));
+        // Not inside another line.
+        assert!(!has_event(b": say data: later\n", 0));
+        // A field split across chunks: only the new bytes and the four before them are read.
+        let head = b": keep-alive\n\ndata: {}";
+        for split in 10..=18 {
+            assert!(has_event(head, split), "split at {split}");
+        }
+        assert!(!has_event(b"data: {}\n: x\n", 13), "an event already scanned is not looked at again");
     }
 
     #[test]
