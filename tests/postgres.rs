@@ -394,17 +394,65 @@ fn a_version_2_table_gains_the_propensity_columns_and_keeps_its_rows() {
     drop(db);
     // The table as a version 2 build left it.
     pg.sql(
-        "ALTER TABLE decisions DROP COLUMN propensity, DROP COLUMN explored; \
+        "ALTER TABLE decisions DROP COLUMN propensity, DROP COLUMN explored, DROP COLUMN usage_estimated; \
          UPDATE switchyard_meta SET value = 2 WHERE key = 'schema_version'",
     );
     let mut db = Database::open(&location).unwrap();
     let mut explored = record("new");
-    (explored.propensity, explored.explored) = (Some(0.04), true);
+    (explored.propensity, explored.explored, explored.usage_estimated) = (Some(0.04), true, true);
     db.insert(&[explored]).unwrap();
     let rows = pg.sql(
         "SELECT request_id || '|' || COALESCE(propensity::text, '-') || '|' || COALESCE(explored::text, '-') \
-         FROM decisions ORDER BY request_id",
+         || '|' || COALESCE(usage_estimated::text, '-') FROM decisions ORDER BY request_id",
     );
-    assert_eq!(rows.trim(), "new|0.04|true\nold|-|-");
-    assert_eq!(pg.sql("SELECT value FROM switchyard_meta WHERE key = 'schema_version'").trim(), "3");
+    assert_eq!(rows.trim(), "new|0.04|true|true\nold|-|-|-");
+    assert_eq!(pg.sql("SELECT value FROM switchyard_meta WHERE key = 'schema_version'").trim(), "4");
+    let mut read = Vec::new();
+    switchyard_store::LogRows::each_logged(&mut db, i64::MIN, &mut |r| read.push(r.record)).unwrap();
+    let mut flags: Vec<(&str, bool)> = read.iter().map(|r| (r.request_id.as_str(), r.usage_estimated)).collect();
+    flags.sort();
+    assert_eq!(flags, [("new", true), ("old", false)]);
+}
+
+/// Feedback in PostgreSQL finds a request only with the key it was made with (`IS NOT DISTINCT FROM`: no key
+/// finds only requests made without one); another key's id is answered as an unknown one.
+#[test]
+fn feedback_finds_only_requests_made_with_the_same_key() {
+    use switchyard_store::{Database, DecisionRecord, Feedback, FeedbackOutcome, Location, StoreError};
+    let pg = Postgres::start();
+    let mut db = Database::open(&Location::Postgres(pg.url.clone())).unwrap();
+    let record = |id: &str, key: Option<&str>, endpoint: &str| {
+        let mut r = DecisionRecord {
+            request_id: id.into(),
+            ts_ms: 1_000,
+            endpoint: endpoint.into(),
+            api_key: key.map(str::to_string),
+            chosen_model: Some("m".into()),
+            status: 200,
+            ..DecisionRecord::default()
+        };
+        r.set_prompt("hello", switchyard_store::PromptLogging::Full);
+        r
+    };
+    db.insert(&[record("keyed", Some("team-a"), "chat"), record("open", None, "route")]).unwrap();
+    let fb = |id: &str, key: Option<&str>| Feedback {
+        request_id: id.into(),
+        api_key: key.map(str::to_string),
+        score: 0.0,
+        comment: None,
+        ts_ms: 2_000,
+    };
+    for (id, key) in [("keyed", Some("team-b")), ("keyed", None), ("open", Some("team-a")), ("never", None)] {
+        let err = db.feedback(&fb(id, key)).unwrap_err();
+        assert!(matches!(&err, StoreError::UnknownRequest(i) if i == id), "{id} {key:?}: {err}");
+    }
+    let stolen = db.feedback(&fb("keyed", Some("team-b"))).unwrap_err().to_string();
+    let never = db.feedback(&fb("never", Some("team-b"))).unwrap_err().to_string();
+    assert_eq!(stolen.replace("keyed", "ID"), never.replace("never", "ID"));
+    assert_eq!(pg.sql("SELECT COUNT(*) FROM feedback").trim(), "0", "refused feedback stored nothing");
+    let own = db.feedback(&fb("keyed", Some("team-a"))).unwrap();
+    assert_eq!((own.outcome, own.answered_upstream()), (FeedbackOutcome::Recorded, true));
+    let open = db.feedback(&fb("open", None)).unwrap();
+    assert_eq!((open.outcome, open.answered_upstream()), (FeedbackOutcome::Recorded, false), "a /v1/route decision");
+    assert_eq!(db.feedback(&fb("open", None)).unwrap().outcome, FeedbackOutcome::Replaced(2));
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::pg::Postgres;
 use common::redis::Redis;
-use common::replicas::{call, metric, replica, until_metric};
+use common::replicas::{call, header, metric, replica, until_metric};
 use common::upstream;
 use serde_json::{json, Value};
 use switchyard_server::AppState;
@@ -37,7 +37,7 @@ async fn learners() -> Learners {
     let dir = tempfile::tempdir().unwrap();
     let state = |name: &str| {
         let learning = format!(
-            "[learning]\nonline = true\nsync_ms = 0\nprior_strength = 10\nstate_file = {:?}\n",
+            "[learning]\nonline = true\nsync_ms = 0\nprior_strength = 10\nmax_key_share = 1\nstate_file = {:?}\n",
             dir.path().join(format!("{name}-online.json"))
         );
         replica(addr, &pg, &redis.url, &dir.path().join(format!("{name}-spool.sqlite")), &learning)
@@ -56,13 +56,22 @@ async fn route(state: &Arc<AppState>, prompt: &str) -> (String, f64) {
     (v["request_id"].as_str().unwrap().to_string(), p.unwrap())
 }
 
-/// Routes `prompt` 30 times on `decider` and sends each request's feedback `score` to `judge`.
+/// Sends `prompt` 30 times through `decider`'s gateway, routed to [`MODEL`] only, and each answered request's
+/// feedback `score` to `judge` (online learning learns only from requests an upstream answered).
 async fn feed_back(decider: &Arc<AppState>, judge: &Arc<AppState>, prompt: &str, score: u8) {
     for _ in 0..30 {
-        let (id, _) = route(decider, prompt).await;
+        let body = json!({
+            "model": "switchyard",
+            "messages": [{"role": "user", "content": prompt}],
+            "metadata": {"allowed_models": MODEL},
+        });
+        let (status, h, text) = call(decider, "POST", "/v1/chat/completions", "open-key", &[], body).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let id = header(&h, "x-switchyard-request-id");
         let (status, _, text) =
             call(judge, "POST", "/v1/feedback", "open-key", &[], json!({"request_id": id, "score": score})).await;
         assert_eq!(status, StatusCode::OK, "{text}");
+        assert!(text.contains("\"learned\":true"), "{text}");
     }
 }
 

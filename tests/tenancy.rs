@@ -214,6 +214,11 @@ async fn identifiers_the_server_keeps_are_bounded() {
         let message = answer["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(field) && message.len() < 400, "{message}");
     }
+    // Feedback's request id too: a newline would forge a line in the server's log.
+    for (id, code) in [("sy-1\nWARN forged", "invalid_identifier"), (&*"i".repeat(300), "identifier_too_long")] {
+        let (status, answer) = call(&state, Request::post("/v1/feedback"), json!({"request_id": id, "score": 1})).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)), "{answer}");
+    }
     assert!(state.sessions.is_empty(), "no refused conversation was pinned");
     // At the limit, an id is kept.
     let (status, _) = call(&state, Request::post("/v1/route"), chat(json!({"session_id": "s".repeat(256)}))).await;

@@ -1,14 +1,28 @@
 //! `POST /v1/feedback`: a client scores the outcome of a request it made, by the request's id. Feedback for
 //! the same request again replaces the earlier score (the latest wins); the answer says which happened.
+//!
+//! Feedback is the key's own: it finds only a request made with the same client key (or, on a server without
+//! keys, any request made without one). Another key's request id gets the very answer an id never issued gets
+//! (404 `unknown_request`), so an id's existence is not told to another tenant. Each feedback takes a request
+//! slot of the key's `rpm`, as `/v1/route` does.
+//!
+//! With online learning, the answer says whether the score was learned from (`"learned"`), and when not,
+//! why (`"reason"`, a code, and `"detail"`, a sentence). Only a request an upstream answered through the
+//! server is learned from: a `/v1/route` decision's score is stored (and exported, marked `"routed_only"`)
+//! but speaks of a call the server never saw. A resent score replaces the request's earlier one in the
+//! posteriors too, and one key's feedback can make up at most `learning.max_key_share` of a (model, domain)
+//! cell (see [`crate::learning`]).
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::Json;
 use serde_json::{json, Value};
-use switchyard_store::{Feedback, FeedbackOutcome, StoreError};
+use switchyard_store::{Feedback, FeedbackOutcome, FeedbackReceipt, StoreError};
 
 use crate::error::ApiError;
+use crate::keys::Caller;
+use crate::learning::Verdict;
 use crate::request::read_body;
 use crate::state::AppState;
 
@@ -17,10 +31,13 @@ const MAX_COMMENT_CHARS: usize = 10_000;
 
 /// The handler.
 pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> Result<Json<Value>, ApiError> {
+    let api_key = request.extensions().get::<Caller>().and_then(Caller::name);
     let bytes = read_body(request.into_body(), state.config.server.max_body_bytes).await?;
     let body: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
-    let feedback = parse(&body)?;
+    let mut feedback = parse(&body)?;
+    crate::query::check_id("`request_id`", &feedback.request_id, state.config.server.max_id_bytes)?;
+    feedback.api_key = api_key;
     if state.log.is_none() {
         return Err(ApiError::Unavailable {
             code: "log_disabled",
@@ -49,16 +66,7 @@ pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> R
         }
     };
     match outcome {
-        Ok(FeedbackOutcome::Recorded) => {
-            state.metrics.feedback("recorded");
-            learn(&state, &request_id, feedback.score).await;
-            Ok(Json(json!({"request_id": request_id, "status": "recorded", "updates": 1})))
-        }
-        Ok(FeedbackOutcome::Replaced(n)) => {
-            state.metrics.feedback("replaced");
-            learn(&state, &request_id, feedback.score).await;
-            Ok(Json(json!({"request_id": request_id, "status": "replaced", "updates": n})))
-        }
+        Ok(receipt) => Ok(Json(answer(&state, &feedback, &receipt).await)),
         Err(e @ StoreError::UnknownRequest(_)) => {
             Err(ApiError::NotFound { code: "unknown_request", message: e.to_string() })
         }
@@ -69,7 +77,7 @@ pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> R
         }),
         Err(e @ (StoreError::Postgres { .. } | StoreError::Unavailable)) => {
             // The detail (the database's address) stays in the server's log.
-            tracing::warn!("feedback for {request_id} not stored: {e}");
+            tracing::warn!("feedback for {request_id:?} not stored: {e}");
             Err(ApiError::Unavailable {
                 code: "log_unavailable",
                 message: "the decision log cannot take feedback right now (its database is out of reach or still \
@@ -81,17 +89,42 @@ pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> R
     }
 }
 
-/// Counts a stored score in the online posteriors, when online learning is on and the request's prediction
-/// is remembered (by this replica, or by any through Redis).
-async fn learn(state: &AppState, request_id: &str, score: f64) {
-    if let Some(learning) = &state.learning {
-        if !learning.feedback(request_id, score).await {
-            tracing::debug!(
-                "feedback for {request_id}: its prediction is not remembered (answered too long ago, before a \
-                 restart, or while Redis was out of reach), so it is not learned from"
-            );
-        }
+/// The answer to stored feedback: `request_id`, `status` (recorded or replaced), `updates`, and whether online
+/// learning learned from it (`learned`; when not, a `reason` code and a `detail` sentence).
+async fn answer(state: &AppState, feedback: &Feedback, receipt: &FeedbackReceipt) -> Value {
+    let (status, updates) = match receipt.outcome {
+        FeedbackOutcome::Recorded => ("recorded", 1),
+        FeedbackOutcome::Replaced(n) => ("replaced", n),
+    };
+    state.metrics.feedback(status);
+    let mut answer = json!({"request_id": feedback.request_id, "status": status, "updates": updates});
+    let verdict = learn(state, feedback, receipt).await;
+    answer["learned"] = json!(verdict.learned());
+    if let Some((reason, detail)) = verdict.reason() {
+        answer["reason"] = json!(reason);
+        answer["detail"] = json!(detail);
     }
+    answer
+}
+
+/// Counts a stored score in the online posteriors, when online learning is on, an upstream answered the
+/// request through the server, and the request's prediction is remembered (by this replica, or by any through
+/// Redis); the key's share of the cell decides the rest.
+async fn learn(state: &AppState, feedback: &Feedback, receipt: &FeedbackReceipt) -> Verdict {
+    let Some(learning) = &state.learning else { return Verdict::Off };
+    if !receipt.answered_upstream() {
+        learning.unlearned(&Verdict::RoutedOnly);
+        return Verdict::RoutedOnly;
+    }
+    let verdict = learning.feedback(&feedback.request_id, feedback.api_key.as_deref(), feedback.score).await;
+    if verdict == Verdict::NotRemembered {
+        tracing::debug!(
+            "feedback for {}: its prediction is not remembered (answered too long ago, before a restart, or while \
+             Redis was out of reach), so it is not learned from",
+            feedback.request_id
+        );
+    }
+    verdict
 }
 
 /// Reads and checks `{"request_id", "score", "comment"?}`.
@@ -124,7 +157,7 @@ fn parse(body: &Value) -> Result<Feedback, ApiError> {
         }
         Some(_) => return Err(ApiError::invalid("invalid_type", "`comment` must be a string")),
     };
-    Ok(Feedback { request_id, score, comment, ts_ms: switchyard_store::now_ms() })
+    Ok(Feedback { request_id, api_key: None, score, comment, ts_ms: switchyard_store::now_ms() })
 }
 
 #[cfg(test)]

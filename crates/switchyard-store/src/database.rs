@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::db::{LoggedRequest, Store};
 use crate::pg::{redact, PgStore};
-use crate::record::{DecisionRecord, Feedback, FeedbackOutcome};
+use crate::record::{DecisionRecord, Feedback, FeedbackReceipt};
 use crate::StoreError;
 
 /// The decision log's location: `postgres://...` (or `postgresql://...`) for PostgreSQL, else a SQLite path.
@@ -65,7 +65,7 @@ impl Database {
     }
 
     /// Attaches feedback to a logged request.
-    pub fn feedback(&mut self, feedback: &Feedback) -> Result<FeedbackOutcome, StoreError> {
+    pub fn feedback(&mut self, feedback: &Feedback) -> Result<FeedbackReceipt, StoreError> {
         match self {
             Self::Sqlite(s) => s.feedback(feedback),
             Self::Postgres(p) => p.feedback(feedback),

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::record::{Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome};
+use crate::record::{Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome, FeedbackReceipt};
 use crate::StoreError;
 
 /// The schema version this build writes (`PRAGMA user_version`). Version 2 added `api_key` and `session`;
-/// version 3, `propensity` and `explored`.
-pub const SCHEMA_VERSION: i64 = 3;
+/// version 3, `propensity` and `explored`; version 4, `usage_estimated`.
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS decisions (
@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     api_key TEXT,
     session TEXT,
     propensity REAL,
-    explored INTEGER
+    explored INTEGER,
+    usage_estimated INTEGER
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -54,9 +55,14 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 ";
 
-/// Columns versions 2 and 3 added to `decisions`, with their types.
-const ADDED_SINCE_1: [(&str, &str); 4] =
-    [("api_key", "TEXT"), ("session", "TEXT"), ("propensity", "REAL"), ("explored", "INTEGER")];
+/// Columns versions 2 to 4 added to `decisions`, with their types.
+const ADDED_SINCE_1: [(&str, &str); 5] = [
+    ("api_key", "TEXT"),
+    ("session", "TEXT"),
+    ("propensity", "REAL"),
+    ("explored", "INTEGER"),
+    ("usage_estimated", "INTEGER"),
+];
 
 /// A logged request joined with its feedback, as export and stats read it.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,9 +132,9 @@ impl Store {
                 "INSERT OR REPLACE INTO decisions (request_id, ts_ms, endpoint, prompt, prompt_sha256, messages_count,
                  user_id, experiment, arm, rule, policy, estimates, decided_model, chosen_model, attempts, status,
                  input_tokens, output_tokens, cost_usd, expected_cost_usd, decision_ms, latency_ms, stream, api_key,
-                 session, propensity, explored)
+                 session, propensity, explored, usage_estimated)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                 ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+                 ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -159,6 +165,7 @@ impl Store {
                     r.session.as_ref().map(|p| p.to_string()),
                     r.propensity,
                     r.explored,
+                    r.usage_estimated,
                 ])?;
             }
         }
@@ -166,19 +173,25 @@ impl Store {
         Ok(())
     }
 
-    /// Attaches feedback to a logged request. Repeated feedback for one request replaces the earlier score
-    /// (the latest wins) and counts the updates. An unknown id is [`StoreError::UnknownRequest`].
-    pub fn feedback(&mut self, feedback: &Feedback) -> Result<FeedbackOutcome, StoreError> {
+    /// Attaches feedback to a logged request made with the feedback's key (`api_key IS` it: no key matches a
+    /// request made without one). Repeated feedback for one request replaces the earlier score (the latest
+    /// wins) and counts the updates. An unknown id, or one of a request made with another key, is
+    /// [`StoreError::UnknownRequest`] alike.
+    pub fn feedback(&mut self, feedback: &Feedback) -> Result<FeedbackReceipt, StoreError> {
         if !(0.0..=1.0).contains(&feedback.score) {
             return Err(StoreError::BadScore(feedback.score));
         }
         let tx = self.conn.transaction()?;
-        let known: Option<i64> = tx
-            .query_row("SELECT 1 FROM decisions WHERE request_id = ?1", [&feedback.request_id], |r| r.get(0))
+        let known: Option<(String, Option<String>)> = tx
+            .query_row(
+                "SELECT endpoint, chosen_model FROM decisions WHERE request_id = ?1 AND api_key IS ?2",
+                params![feedback.request_id, feedback.api_key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?;
-        if known.is_none() {
+        let Some((endpoint, chosen_model)) = known else {
             return Err(StoreError::UnknownRequest(feedback.request_id.clone()));
-        }
+        };
         let updates: Option<u32> = tx
             .query_row("SELECT updates FROM feedback WHERE request_id = ?1", [&feedback.request_id], |r| r.get(0))
             .optional()?;
@@ -188,7 +201,8 @@ impl Store {
             params![feedback.request_id, feedback.score, feedback.comment, feedback.ts_ms, updates],
         )?;
         tx.commit()?;
-        Ok(if updates == 1 { FeedbackOutcome::Recorded } else { FeedbackOutcome::Replaced(updates) })
+        let outcome = if updates == 1 { FeedbackOutcome::Recorded } else { FeedbackOutcome::Replaced(updates) };
+        Ok(FeedbackReceipt { outcome, endpoint, chosen_model })
     }
 
     /// Deletes requests (and their feedback) older than `cutoff_ms`; returns how many requests went.
@@ -234,7 +248,7 @@ impl Store {
             "SELECT d.request_id, d.ts_ms, d.endpoint, d.prompt, d.prompt_sha256, d.messages_count, d.user_id,
              d.experiment, d.arm, d.rule, d.policy, d.estimates, d.decided_model, d.chosen_model, d.attempts,
              d.status, d.input_tokens, d.output_tokens, d.cost_usd, d.expected_cost_usd, d.decision_ms,
-             d.latency_ms, d.stream, f.score, d.api_key, d.session, d.propensity, d.explored
+             d.latency_ms, d.stream, f.score, d.api_key, d.session, d.propensity, d.explored, d.usage_estimated
              FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id
              WHERE d.ts_ms >= ?1 ORDER BY d.ts_ms, d.request_id",
         )?;
@@ -256,6 +270,7 @@ impl Store {
                 session: json(25)?.and_then(|p| serde_json::from_str(&p).ok()),
                 propensity: row.get(26)?,
                 explored: row.get::<_, Option<bool>>(27)?.unwrap_or(false),
+                usage_estimated: row.get::<_, Option<bool>>(28)?.unwrap_or(false),
                 experiment: row.get(7)?,
                 arm: row.get(8)?,
                 rule: row.get(9)?,
@@ -282,7 +297,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{now_ms, PromptLogging};
+    use crate::record::PromptLogging;
+    use FeedbackOutcome::Recorded;
 
     pub(crate) fn record(id: &str, ts_ms: i64, model: &str) -> DecisionRecord {
         let mut r = DecisionRecord {
@@ -316,9 +332,10 @@ mod tests {
         a.arm = Some("treatment".into());
         a.policy = Some(serde_json::json!({"knob": {"min_quality": 0.7}}));
         store.insert(&[a.clone(), record("b", 2000, "m2")]).unwrap();
-        let fb = |id: &str, score| Feedback { request_id: id.into(), score, comment: None, ts_ms: now_ms() };
-        assert_eq!(store.feedback(&fb("a", 0.25)).unwrap(), FeedbackOutcome::Recorded);
-        assert_eq!(store.feedback(&fb("a", 1.0)).unwrap(), FeedbackOutcome::Replaced(2));
+        let fb = |id: &str, score| Feedback { request_id: id.into(), api_key: None, score, comment: None, ts_ms: 1 };
+        let first = store.feedback(&fb("a", 0.25)).unwrap();
+        assert_eq!((first.outcome, first.endpoint.as_str(), first.answered_upstream()), (Recorded, "chat", true));
+        assert_eq!(store.feedback(&fb("a", 1.0)).unwrap().outcome, FeedbackOutcome::Replaced(2));
         assert!(matches!(store.feedback(&fb("zzz", 1.0)), Err(StoreError::UnknownRequest(id)) if id == "zzz"));
         assert!(matches!(store.feedback(&fb("a", 1.5)), Err(StoreError::BadScore(_))));
 
@@ -334,11 +351,42 @@ mod tests {
     }
 
     #[test]
+    fn feedback_finds_only_requests_of_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("log.sqlite")).unwrap();
+        let mut keyed = record("keyed", 1000, "m");
+        keyed.api_key = Some("team-a".into());
+        store.insert(&[keyed, record("open", 1000, "m")]).unwrap();
+        let fb = |id: &str, key: Option<&str>| Feedback {
+            request_id: id.into(),
+            api_key: key.map(str::to_string),
+            score: 0.0,
+            comment: None,
+            ts_ms: 1,
+        };
+        let unknown = |r: Result<FeedbackReceipt, StoreError>| matches!(r, Err(StoreError::UnknownRequest(_)));
+        // Another key, or no key, finds nothing, exactly as for an id never issued (the same error and text).
+        assert!(unknown(store.feedback(&fb("keyed", Some("team-b")))));
+        assert!(unknown(store.feedback(&fb("keyed", None))));
+        assert!(unknown(store.feedback(&fb("open", Some("team-a")))));
+        let other = store.feedback(&fb("keyed", Some("team-b"))).unwrap_err().to_string();
+        let never = store.feedback(&fb("never", Some("team-b"))).unwrap_err().to_string();
+        assert_eq!(other.replace("keyed", "ID"), never.replace("never", "ID"));
+        assert_eq!(store.feedback(&fb("keyed", Some("team-a"))).unwrap().outcome, Recorded);
+        assert_eq!(store.feedback(&fb("open", None)).unwrap().outcome, Recorded);
+        let mut scored = Vec::new();
+        store.for_each(0, |r| scored.push(r.feedback)).unwrap();
+        assert_eq!(scored, [Some(0.0), Some(0.0)], "the refused feedback stored nothing");
+    }
+
+    #[test]
     fn retention_deletes_old_requests_and_their_feedback() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("log.sqlite")).unwrap();
         store.insert(&[record("old", 1000, "m"), record("new", 5000, "m")]).unwrap();
-        store.feedback(&Feedback { request_id: "old".into(), score: 1.0, comment: None, ts_ms: 1 }).unwrap();
+        store
+            .feedback(&Feedback { request_id: "old".into(), api_key: None, score: 1.0, comment: None, ts_ms: 1 })
+            .unwrap();
         assert_eq!(store.prune(3000).unwrap(), 1);
         assert_eq!(store.count().unwrap(), 1);
         let orphans: i64 = store.conn.query_row("SELECT COUNT(*) FROM feedback", [], |r| r.get(0)).unwrap();
@@ -362,7 +410,8 @@ mod tests {
             // The version 1 schema: the same table without api_key.
             let conn = Connection::open(&path).unwrap();
             let v1 = SCHEMA
-                .replace(",\n    api_key TEXT,\n    session TEXT,\n    propensity REAL,\n    explored INTEGER\n", "\n");
+                .replace(",\n    api_key TEXT,\n    session TEXT,\n    propensity REAL,\n    explored INTEGER", "")
+                .replace(",\n    usage_estimated INTEGER\n", "\n");
             assert!(!v1.contains("api_key"));
             conn.execute_batch(&v1).unwrap();
             conn.execute_batch(
@@ -379,11 +428,12 @@ mod tests {
         keyed.cost_usd = Some(0.25);
         keyed.propensity = Some(0.04);
         keyed.explored = true;
+        keyed.usage_estimated = true;
         store.insert(&[keyed.clone()]).unwrap();
         let mut rows = Vec::new();
         store.for_each(0, |r| rows.push(r.record)).unwrap();
         assert_eq!((rows[0].request_id.as_str(), rows[0].api_key.as_deref()), ("old", None));
-        assert_eq!((rows[0].propensity, rows[0].explored), (None, false));
+        assert_eq!((rows[0].propensity, rows[0].explored, rows[0].usage_estimated), (None, false, false));
         assert_eq!(rows[1], keyed);
         assert_eq!(store.spend_of("team-a", 0).unwrap(), 0.25);
         assert_eq!(store.spend_of("team-a", 2001).unwrap(), 0.0);

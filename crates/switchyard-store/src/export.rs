@@ -1,5 +1,10 @@
 //! Export: logged requests that have feedback become labelled-log rows (the training contract), so
 //! `switchyard train` learns from real traffic.
+//!
+//! A `/v1/route` decision that was scored is exported too (the client may have called the model itself), but
+//! no upstream answered it through the server, so its row carries `"routed_only": true`: its score is the
+//! client's word about a call the server never saw. `train` ignores fields it does not know, so the row still
+//! trains; filter on the field to keep only answers the server saw.
 
 use std::io::Write;
 
@@ -21,15 +26,18 @@ pub struct ExportSummary {
     pub prompt_not_logged: usize,
     /// Requests with feedback but no model that answered (every upstream failed).
     pub unanswered: usize,
+    /// Of the rows written, the `/v1/route` decisions no upstream answered through the server (marked
+    /// `"routed_only": true`).
+    pub routed_only: usize,
 }
 
 impl std::fmt::Display for ExportSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} rows written; left out: {} without feedback, {} whose prompt was logged as a hash only, {} that no \
-             model answered",
-            self.written, self.without_feedback, self.prompt_not_logged, self.unanswered
+            "{} rows written ({} of them /v1/route decisions, marked \"routed_only\"); left out: {} without \
+             feedback, {} whose prompt was logged as a hash only, {} that no model answered",
+            self.written, self.routed_only, self.without_feedback, self.prompt_not_logged, self.unanswered
         )
     }
 }
@@ -70,6 +78,9 @@ pub fn labelled_row(request: &LoggedRequest) -> Result<Value, Skip> {
             row.insert("explored".into(), json!(r.explored));
         }
     }
+    if r.endpoint == "route" {
+        row.insert("routed_only".into(), json!(true));
+    }
     row.insert("timestamp".into(), json!(format_rfc3339(r.ts_ms)));
     Ok(Value::Object(row))
 }
@@ -95,7 +106,10 @@ pub fn export(store: impl LogRows, since_ms: i64, out: &mut impl Write) -> Resul
         }
         match labelled_row(&request) {
             Ok(row) => match writeln!(out, "{row}") {
-                Ok(()) => summary.written += 1,
+                Ok(()) => {
+                    summary.written += 1;
+                    summary.routed_only += usize::from(row.get("routed_only").is_some());
+                }
                 Err(e) => io_error = Some(e),
             },
             Err(Skip::NoFeedback) => summary.without_feedback += 1,
@@ -154,11 +168,14 @@ mod tests {
             ])
             .unwrap();
         for id in ["good", "hashed", "failed"] {
-            store.feedback(&Feedback { request_id: id.into(), score: 0.75, comment: None, ts_ms: now_ms() }).unwrap();
+            let fb = Feedback { request_id: id.into(), api_key: None, score: 0.75, comment: None, ts_ms: now_ms() };
+            store.feedback(&fb).unwrap();
         }
         let mut out = Vec::new();
         let summary = export(&store, 0, &mut out).unwrap();
-        assert_eq!(summary, ExportSummary { written: 1, without_feedback: 1, prompt_not_logged: 1, unanswered: 1 });
+        let expected =
+            ExportSummary { written: 1, without_feedback: 1, prompt_not_logged: 1, unanswered: 1, routed_only: 0 };
+        assert_eq!(summary, expected);
         let text = String::from_utf8(out).unwrap();
         // The row satisfies the training contract.
         let parsed = switchyard_core::LabelledRow::parse(text.trim()).unwrap();
@@ -174,6 +191,41 @@ mod tests {
         assert_eq!((row["propensity"].as_f64(), row["explored"].as_bool()), (Some(0.04), Some(true)));
         let switchyard_core::Evidence::Outcome(o) = parsed.evidence else { panic!("not an outcome row") };
         assert_eq!(o.propensity, Some(0.04));
+        assert!(row.get("routed_only").is_none(), "an answered request is not marked: {row}");
+    }
+
+    #[test]
+    fn scored_route_decisions_are_exported_marked_routed_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("log.sqlite")).unwrap();
+        let mut r = DecisionRecord {
+            request_id: "decided".into(),
+            ts_ms: 1_000,
+            endpoint: "route".into(),
+            chosen_model: Some("m".into()),
+            decided_model: Some("m".into()),
+            api_key: Some("team-a".into()),
+            status: 200,
+            ..DecisionRecord::default()
+        };
+        r.set_prompt("What is 2 + 2?", PromptLogging::Full);
+        store.insert(&[r]).unwrap();
+        let fb = Feedback {
+            request_id: "decided".into(),
+            api_key: Some("team-a".into()),
+            score: 0.0,
+            comment: None,
+            ts_ms: now_ms(),
+        };
+        assert!(!store.feedback(&fb).unwrap().answered_upstream());
+        let mut out = Vec::new();
+        let summary = export(&store, 0, &mut out).unwrap();
+        assert_eq!((summary.written, summary.routed_only), (1, 1));
+        assert!(summary.to_string().contains("1 of them /v1/route decisions"), "{summary}");
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(switchyard_row(&text)["routed_only"], true);
+        // The training contract still reads the row (unknown fields are ignored).
+        switchyard_core::LabelledRow::parse(text.trim()).unwrap();
     }
 
     fn switchyard_row(text: &str) -> Value {

@@ -10,6 +10,7 @@ mod database;
 mod db;
 mod export;
 mod pg;
+mod pg_row;
 mod pg_tls;
 mod record;
 mod sink;
@@ -24,7 +25,9 @@ pub use database::{Database, Location, LogRows};
 pub use db::{LoggedRequest, Store, SCHEMA_VERSION};
 pub use export::{export, labelled_row, ExportSummary, Skip};
 pub use pg::{check_url, redact, PgStore};
-pub use record::{now_ms, prompt_hash, Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome, PromptLogging};
+pub use record::{
+    now_ms, prompt_hash, Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome, FeedbackReceipt, PromptLogging,
+};
 pub use spool::Spool;
 pub use stats::{stats, wilson, ArmStats, Interval, ModelStats, Stats};
 pub use time::{civil_from_days, days_from_civil, format_rfc3339, parse_since};
@@ -103,8 +106,9 @@ pub enum StoreError {
     /// Writing an export failed.
     #[error("cannot write the export: {0}")]
     Write(#[source] std::io::Error),
-    /// Feedback names a request the log does not hold.
-    #[error("no logged request has id {0:?} (ids come from the x-switchyard-request-id header or the route response's request_id; requests older than the retention period are deleted)")]
+    /// Feedback names a request the log does not hold, or one made with another client key (the same error:
+    /// whether another key's id exists is not told).
+    #[error("no request made with this client key has id {0:?} (ids come from the x-switchyard-request-id header or the route response's request_id; send feedback with the key the request was made with; requests older than the retention period are deleted)")]
     UnknownRequest(String),
     /// A feedback score outside [0, 1].
     #[error("score must be a number in [0, 1], got {0}")]

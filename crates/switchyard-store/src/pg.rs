@@ -10,7 +10,8 @@ use postgres::types::ToSql;
 use postgres::Client;
 
 use crate::db::{LoggedRequest, SCHEMA_VERSION};
-use crate::record::{Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome};
+use crate::pg_row::{decode, Encoded, COLUMNS};
+use crate::record::{DecisionRecord, Feedback, FeedbackOutcome, FeedbackReceipt};
 use crate::StoreError;
 
 const SCHEMA: &str = "
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     api_key TEXT,
     session TEXT,
     propensity DOUBLE PRECISION,
-    explored BOOLEAN
+    explored BOOLEAN,
+    usage_estimated BOOLEAN
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -57,41 +59,10 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 ";
 
-/// The columns of `decisions`, in insert order.
-const COLUMNS: [&str; 27] = [
-    "request_id",
-    "ts_ms",
-    "endpoint",
-    "prompt",
-    "prompt_sha256",
-    "messages_count",
-    "user_id",
-    "experiment",
-    "arm",
-    "rule",
-    "policy",
-    "estimates",
-    "decided_model",
-    "chosen_model",
-    "attempts",
-    "status",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "expected_cost_usd",
-    "decision_ms",
-    "latency_ms",
-    "stream",
-    "api_key",
-    "session",
-    "propensity",
-    "explored",
-];
-
 /// The advisory lock that serialises schema creation across replicas.
 const DDL_LOCK: i64 = 7_215_320_418;
 
-/// Rows per INSERT statement (27 parameters each, well under PostgreSQL's 65,535).
+/// Rows per INSERT statement (28 parameters each, well under PostgreSQL's 65,535).
 const ROWS_PER_STATEMENT: usize = 200;
 
 /// A decision log in PostgreSQL.
@@ -184,11 +155,12 @@ impl PgStore {
             return Err(StoreError::NewerSchema { path: shown.clone().into(), found, supported: SCHEMA_VERSION });
         }
         client.batch_execute(SCHEMA).map_err(connect)?;
-        // Tables made by a version 2 build lack version 3's columns.
+        // Tables made by an older build lack the columns later versions added.
         client
             .batch_execute(
                 "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS propensity DOUBLE PRECISION;
-                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS explored BOOLEAN;",
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS explored BOOLEAN;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS usage_estimated BOOLEAN;",
             )
             .map_err(connect)?;
         client
@@ -252,8 +224,9 @@ impl PgStore {
         tx.commit().map_err(fail)
     }
 
-    /// Attaches feedback to a logged request (the latest score wins; updates are counted).
-    pub fn feedback(&mut self, feedback: &Feedback) -> Result<FeedbackOutcome, StoreError> {
+    /// Attaches feedback to a logged request made with the feedback's key (`api_key IS NOT DISTINCT FROM` it);
+    /// the latest score wins and updates are counted. Another key's request is as unknown as an id never issued.
+    pub fn feedback(&mut self, feedback: &Feedback) -> Result<FeedbackReceipt, StoreError> {
         self.ensure_connected()?;
         if !(0.0..=1.0).contains(&feedback.score) {
             return Err(StoreError::BadScore(feedback.score));
@@ -261,11 +234,16 @@ impl PgStore {
         let shown = self.shown.clone();
         let fail = |source| StoreError::postgres(&shown, source);
         let mut tx = self.client.transaction().map_err(fail)?;
-        let known =
-            tx.query_opt("SELECT 1 FROM decisions WHERE request_id = $1", &[&feedback.request_id]).map_err(fail)?;
-        if known.is_none() {
+        let known = tx
+            .query_opt(
+                "SELECT endpoint, chosen_model FROM decisions
+                 WHERE request_id = $1 AND api_key IS NOT DISTINCT FROM $2",
+                &[&feedback.request_id, &feedback.api_key],
+            )
+            .map_err(fail)?;
+        let Some(known) = known else {
             return Err(StoreError::UnknownRequest(feedback.request_id.clone()));
-        }
+        };
         let row = tx
             .query_one(
                 "INSERT INTO feedback (request_id, score, comment, ts_ms, updates) VALUES ($1, $2, $3, $4, 1)
@@ -277,7 +255,8 @@ impl PgStore {
             .map_err(fail)?;
         tx.commit().map_err(fail)?;
         let updates: i64 = row.get(0);
-        Ok(if updates == 1 { FeedbackOutcome::Recorded } else { FeedbackOutcome::Replaced(updates as u32) })
+        let outcome = if updates == 1 { FeedbackOutcome::Recorded } else { FeedbackOutcome::Replaced(updates as u32) };
+        Ok(FeedbackReceipt { outcome, endpoint: known.get(0), chosen_model: known.get(1) })
     }
 
     /// Deletes requests (and their feedback) older than `cutoff_ms`; returns how many requests went.
@@ -327,145 +306,10 @@ impl PgStore {
         );
         let rows = self.client.query(sql.as_str(), &[&since_ms]).map_err(|e| self.fail(e))?;
         for row in rows {
-            let text = |i: usize| -> Option<String> { row.get(i) };
-            let record = DecisionRecord {
-                request_id: row.get(0),
-                ts_ms: row.get(1),
-                endpoint: row.get(2),
-                prompt: text(3),
-                prompt_sha256: row.get(4),
-                messages_count: row.get::<_, i64>(5).max(0) as u32,
-                user: text(6),
-                experiment: text(7),
-                arm: text(8),
-                rule: text(9),
-                policy: text(10).and_then(|p| serde_json::from_str(&p).ok()),
-                estimates: text(11).and_then(|e| serde_json::from_str::<Vec<Estimate>>(&e).ok()).unwrap_or_default(),
-                decided_model: text(12),
-                chosen_model: text(13),
-                attempts: text(14).and_then(|a| serde_json::from_str::<Vec<Attempt>>(&a).ok()).unwrap_or_default(),
-                status: row.get::<_, i64>(15).clamp(0, i64::from(u16::MAX)) as u16,
-                input_tokens: row.get::<_, Option<i64>>(16).map(|t| t.max(0) as u64),
-                output_tokens: row.get::<_, Option<i64>>(17).map(|t| t.max(0) as u64),
-                cost_usd: row.get(18),
-                expected_cost_usd: row.get(19),
-                decision_ms: row.get(20),
-                latency_ms: row.get(21),
-                stream: row.get(22),
-                api_key: text(23),
-                session: text(24).and_then(|s| serde_json::from_str(&s).ok()),
-                propensity: row.get(25),
-                explored: row.get::<_, Option<bool>>(26).unwrap_or(false),
-            };
-            f(LoggedRequest { record, feedback: row.get(27) });
+            let record = decode(&row);
+            f(LoggedRequest { record, feedback: row.get(COLUMNS.len()) });
         }
         Ok(())
-    }
-}
-
-/// One record's column values, owned, ready to bind.
-/// PostgreSQL's text cannot hold NUL, which a prompt may carry: it becomes U+FFFD (the SHA-256 is of the original).
-fn text(s: &str) -> String {
-    if s.contains('\0') {
-        s.replace('\0', "\u{fffd}")
-    } else {
-        s.to_string()
-    }
-}
-
-struct Encoded {
-    request_id: String,
-    ts_ms: i64,
-    endpoint: String,
-    prompt: Option<String>,
-    prompt_sha256: String,
-    messages_count: i64,
-    user: Option<String>,
-    experiment: Option<String>,
-    arm: Option<String>,
-    rule: Option<String>,
-    policy: Option<String>,
-    estimates: String,
-    decided_model: Option<String>,
-    chosen_model: Option<String>,
-    attempts: String,
-    status: i64,
-    input_tokens: Option<i64>,
-    output_tokens: Option<i64>,
-    cost_usd: Option<f64>,
-    expected_cost_usd: Option<f64>,
-    decision_ms: Option<f64>,
-    latency_ms: f64,
-    stream: bool,
-    api_key: Option<String>,
-    session: Option<String>,
-    propensity: Option<f64>,
-    explored: bool,
-}
-
-impl Encoded {
-    fn of(r: &DecisionRecord) -> Result<Self, StoreError> {
-        Ok(Self {
-            request_id: text(&r.request_id),
-            ts_ms: r.ts_ms,
-            endpoint: text(&r.endpoint),
-            prompt: r.prompt.as_deref().map(text),
-            prompt_sha256: text(&r.prompt_sha256),
-            messages_count: i64::from(r.messages_count),
-            user: r.user.as_deref().map(text),
-            experiment: r.experiment.as_deref().map(text),
-            arm: r.arm.as_deref().map(text),
-            rule: r.rule.as_deref().map(text),
-            policy: r.policy.as_ref().map(|p| p.to_string()),
-            estimates: serde_json::to_string(&r.estimates)?,
-            decided_model: r.decided_model.as_deref().map(text),
-            chosen_model: r.chosen_model.as_deref().map(text),
-            attempts: serde_json::to_string(&r.attempts)?,
-            status: i64::from(r.status),
-            input_tokens: r.input_tokens.map(|t| t as i64),
-            output_tokens: r.output_tokens.map(|t| t as i64),
-            cost_usd: r.cost_usd,
-            expected_cost_usd: r.expected_cost_usd,
-            decision_ms: r.decision_ms,
-            latency_ms: r.latency_ms,
-            stream: r.stream,
-            api_key: r.api_key.as_deref().map(text),
-            session: r.session.as_ref().map(|s| s.to_string()),
-            propensity: r.propensity,
-            explored: r.explored,
-        })
-    }
-
-    fn params(&self) -> [&(dyn ToSql + Sync); 27] {
-        [
-            &self.request_id,
-            &self.ts_ms,
-            &self.endpoint,
-            &self.prompt,
-            &self.prompt_sha256,
-            &self.messages_count,
-            &self.user,
-            &self.experiment,
-            &self.arm,
-            &self.rule,
-            &self.policy,
-            &self.estimates,
-            &self.decided_model,
-            &self.chosen_model,
-            &self.attempts,
-            &self.status,
-            &self.input_tokens,
-            &self.output_tokens,
-            &self.cost_usd,
-            &self.expected_cost_usd,
-            &self.decision_ms,
-            &self.latency_ms,
-            &self.stream,
-            &self.api_key,
-            &self.session,
-            &self.propensity,
-            &self.explored,
-        ]
     }
 }
 

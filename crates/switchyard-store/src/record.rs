@@ -103,6 +103,9 @@ pub struct DecisionRecord {
     /// Whether the decided model was an exploration (`learning.explore`) rather than the policy's choice.
     #[serde(default)]
     pub explored: bool,
+    /// Whether the tokens and cost are an estimate (the upstream reported no usage).
+    #[serde(default)]
+    pub usage_estimated: bool,
 }
 
 impl DecisionRecord {
@@ -128,6 +131,11 @@ pub fn prompt_hash(prompt: &str) -> String {
 pub struct Feedback {
     /// The request it is about.
     pub request_id: String,
+    /// The name of the client key the feedback came with (`None`: no key). Feedback finds only a request made
+    /// with the same key (or, without one, a request made without one): another key's request is as unknown
+    /// as an id never issued.
+    #[serde(default)]
+    pub api_key: Option<String>,
     /// The outcome, in [0, 1] (1 = fully successful).
     pub score: f64,
     /// Free text.
@@ -144,6 +152,26 @@ pub enum FeedbackOutcome {
     /// Feedback existed; the new score replaced it (the latest feedback wins). Holds how many times feedback
     /// was sent for this request so far.
     Replaced(u32),
+}
+
+/// What storing feedback did, and what the scored request was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedbackReceipt {
+    /// Recorded or replaced.
+    pub outcome: FeedbackOutcome,
+    /// The scored request's endpoint: `chat` (the gateway) or `route` (a decision only).
+    pub endpoint: String,
+    /// The model that answered it (for `route`, the decided model).
+    pub chosen_model: Option<String>,
+}
+
+impl FeedbackReceipt {
+    /// Whether an upstream answered the scored request (a gateway request with a model that answered), so
+    /// that its score speaks of an answer the server saw. A `/v1/route` decision's score speaks of a call the
+    /// client made itself, if any.
+    pub fn answered_upstream(&self) -> bool {
+        self.endpoint == "chat" && self.chosen_model.is_some()
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::database::{Database, Location};
-use crate::record::{DecisionRecord, Feedback, FeedbackOutcome};
+use crate::record::{DecisionRecord, Feedback, FeedbackReceipt};
 use crate::spool::Spool;
 use crate::writer::WriterStats;
 use crate::StoreError;
@@ -186,7 +186,7 @@ impl Sink {
     /// Stores feedback. Spooled rows are replayed first, so feedback for a request answered during an outage
     /// finds it. While the database is out of reach, or the request may still wait in the spool, the answer is
     /// [`StoreError::Unavailable`] at once (the client sends it again), so feedback never holds the writer.
-    pub(crate) fn feedback(&mut self, feedback: &Feedback, stats: &WriterStats) -> Result<FeedbackOutcome, StoreError> {
+    pub(crate) fn feedback(&mut self, feedback: &Feedback, stats: &WriterStats) -> Result<FeedbackReceipt, StoreError> {
         if self.spool.is_some() && self.replay_wait() > Duration::ZERO {
             return Err(StoreError::Unavailable);
         }

@@ -396,7 +396,7 @@ mod tests {
             });
             // Arm a scores 0.9 on average, arm b 0.6.
             let score = if arm == "a" { [1.0, 0.8][i as usize / 2 % 2] } else { [0.5, 0.7][i as usize / 2 % 2] };
-            feedback.push(Feedback { request_id: format!("r{i}"), score, comment: None, ts_ms: 0 });
+            feedback.push(Feedback { request_id: format!("r{i}"), api_key: None, score, comment: None, ts_ms: 0 });
         }
         store.insert(&records).unwrap();
         for f in &feedback {

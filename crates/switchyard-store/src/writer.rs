@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::database::{Database, Location};
-use crate::record::{now_ms, DecisionRecord, Feedback, FeedbackOutcome};
+use crate::record::{now_ms, DecisionRecord, Feedback, FeedbackReceipt};
 use crate::sink::Sink;
 use crate::spool::Spool;
 use crate::StoreError;
@@ -21,7 +21,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 enum Op {
     Record(Box<DecisionRecord>),
-    Feedback(Feedback, SyncSender<Result<FeedbackOutcome, StoreError>>),
+    Feedback(Feedback, SyncSender<Result<FeedbackReceipt, StoreError>>),
     Flush(SyncSender<()>),
     Shutdown(SyncSender<()>),
 }
@@ -149,7 +149,7 @@ impl LogWriter {
 
     /// Stores feedback, blocking until the writer has handled it. Records queued before it are written first,
     /// so feedback for a request that was just answered finds it.
-    pub fn feedback(&self, feedback: Feedback) -> Result<FeedbackOutcome, StoreError> {
+    pub fn feedback(&self, feedback: Feedback) -> Result<FeedbackReceipt, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
         self.tx.send(Op::Feedback(feedback, reply)).map_err(|_| StoreError::WriterStopped)?;
         answer.recv().map_err(|_| StoreError::WriterStopped)?
@@ -323,7 +323,7 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::PromptLogging;
+    use crate::record::{FeedbackOutcome, PromptLogging};
     use crate::Store;
 
     fn record(id: usize) -> DecisionRecord {
@@ -355,8 +355,14 @@ mod tests {
             assert!(writer.log(record(i)));
         }
         // Feedback right after the record: the writer has written the record first.
-        let fb = Feedback { request_id: "r999".into(), score: 0.5, comment: Some("ok".into()), ts_ms: now_ms() };
-        assert_eq!(writer.feedback(fb).unwrap(), FeedbackOutcome::Recorded);
+        let fb = Feedback {
+            request_id: "r999".into(),
+            api_key: None,
+            score: 0.5,
+            comment: Some("ok".into()),
+            ts_ms: now_ms(),
+        };
+        assert_eq!(writer.feedback(fb).unwrap().outcome, FeedbackOutcome::Recorded);
         writer.flush();
         assert_eq!(writer.stats().written.load(Ordering::Relaxed), 1000);
         assert_eq!(writer.stats().queued.load(Ordering::Relaxed), 0);
@@ -365,7 +371,7 @@ mod tests {
         assert!(!writer.log(record(5000)), "a stopped writer drops rows");
         assert_eq!(writer.stats().dropped.load(Ordering::Relaxed), 1);
         assert!(matches!(
-            writer.feedback(Feedback { request_id: "r1".into(), score: 1.0, comment: None, ts_ms: 0 }),
+            writer.feedback(Feedback { request_id: "r1".into(), api_key: None, score: 1.0, comment: None, ts_ms: 0 }),
             Err(StoreError::WriterStopped)
         ));
     }

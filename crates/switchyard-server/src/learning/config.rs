@@ -47,6 +47,18 @@ pub struct LearningConfig {
     /// With `[state] url`: how long (seconds) a decision's prediction stays in Redis for feedback that reaches
     /// another replica than the one that answered (without Redis, each replica remembers its last 100,000).
     pub feedback_window_s: u64,
+    /// The most one client key's feedback may make up of a (model, domain) cell, in (0, 1]: feedback from a
+    /// key is learned from only while the key's feedback in that cell over the last `key_share_window_s`
+    /// (its weight, domain probability included) stays within this share of the cell's pseudo-observations
+    /// (`prior_strength` plus its observations). Feedback over it is stored (and exported) but not learned
+    /// from, and the feedback answer says so. 1 turns the cap off; requests made without a key (a server with
+    /// no `[[keys]]`) are not capped. With the defaults (0.25, κ = 20) a key alone moves an unobserved cell by
+    /// at most about 6.7 observations a window. A deployment whose feedback all comes from one key should set
+    /// it to 1, or that key's feedback is learned from this slowly too.
+    pub max_key_share: f64,
+    /// The window (seconds) over which a key's share of a cell is counted (a fixed window that starts with the
+    /// key's first counted feedback in the cell).
+    pub key_share_window_s: u64,
 }
 
 impl Default for LearningConfig {
@@ -62,6 +74,8 @@ impl Default for LearningConfig {
             explore_floor: 0.5,
             sync_ms: 1000,
             feedback_window_s: 3_600,
+            max_key_share: 0.25,
+            key_share_window_s: 3_600,
         }
     }
 }
@@ -117,6 +131,26 @@ impl LearningConfig {
                 ),
             ));
         }
+        if !(self.max_key_share > 0.0 && self.max_key_share <= 1.0) {
+            return Err((
+                "learning.max_key_share",
+                format!(
+                    "must be a share in (0, 1]: the most one client key's feedback may make up of a (model, domain) \
+                     cell (0.25 is the default; 1 turns the cap off), got {}",
+                    self.max_key_share
+                ),
+            ));
+        }
+        if !(1..=MAX_FEEDBACK_WINDOW_S).contains(&self.key_share_window_s) {
+            return Err((
+                "learning.key_share_window_s",
+                format!(
+                    "must be between 1 second and 30 days ({MAX_FEEDBACK_WINDOW_S}): the window over which a key's \
+                     share of a cell is counted (3600 is the default), got {}",
+                    self.key_share_window_s
+                ),
+            ));
+        }
         if self.online && self.state_file.as_os_str().is_empty() {
             return Err(("learning.state_file", "must name a file to keep the posteriors in".into()));
         }
@@ -141,5 +175,13 @@ mod tests {
         assert_eq!(bad(LearningConfig { feedback_window_s: 0, ..Default::default() }), "learning.feedback_window_s");
         let forever = LearningConfig { feedback_window_s: u64::MAX, ..Default::default() };
         assert_eq!(bad(forever), "learning.feedback_window_s");
+        for share in [0.0, -0.1, 1.5, f64::NAN] {
+            assert_eq!(bad(LearningConfig { max_key_share: share, ..Default::default() }), "learning.max_key_share");
+        }
+        assert!(LearningConfig { max_key_share: 1.0, ..Default::default() }.validate().is_ok());
+        let never = LearningConfig { key_share_window_s: 0, ..Default::default() };
+        assert_eq!(bad(never), "learning.key_share_window_s");
+        let parsed: LearningConfig = toml::from_str("max_key_share = 0.5\nkey_share_window_s = 60").unwrap();
+        assert_eq!((parsed.max_key_share, parsed.key_share_window_s), (0.5, 60));
     }
 }

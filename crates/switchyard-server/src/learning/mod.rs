@@ -7,8 +7,15 @@
 //! recent [`PENDING_CAP`] requests). The posteriors are kept in `learning.state_file` (written atomically
 //! when they changed, at most every [`SAVE_EVERY`], and at shutdown) and, per model, reset when a reloaded
 //! router predicts differently for that model.
+//!
+//! Feedback cannot be turned against other tenants (see [`scores`]): a request's score counts once however
+//! often it is sent (a resend replaces it), one client key's feedback makes up at most
+//! `learning.max_key_share` of a (model, domain) cell, and only requests an upstream answered through the
+//! server are learned from (the feedback handler checks that against the decision log).
 
 pub mod config;
+pub mod scores;
+mod share;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -23,6 +30,7 @@ use switchyard_core::{OnlineSettings, Posteriors, Prediction, Router};
 use crate::shared::SharedState;
 
 pub use config::LearningConfig;
+pub use scores::Verdict;
 
 /// Requests whose predictions are remembered for their feedback.
 pub const PENDING_CAP: usize = 100_000;
@@ -64,10 +72,33 @@ impl Source {
     }
 }
 
+/// A remembered prediction, with the feedback score counted for it so far.
+struct Entry {
+    observation: Observation,
+    /// The score the posteriors hold for this request (a resend replaces it).
+    applied: Option<f64>,
+    /// When it was remembered.
+    at: Instant,
+}
+
 #[derive(Default)]
 struct Pending {
     order: VecDeque<String>,
-    by_id: HashMap<String, Observation>,
+    by_id: HashMap<String, Entry>,
+}
+
+impl Pending {
+    /// Remembers `entry` for `request_id` (keeping the newest [`PENDING_CAP`]).
+    fn insert(&mut self, request_id: &str, entry: Entry) {
+        if self.by_id.insert(request_id.to_string(), entry).is_none() {
+            self.order.push_back(request_id.to_string());
+        }
+        while self.order.len() > PENDING_CAP {
+            if let Some(old) = self.order.pop_front() {
+                self.by_id.remove(&old);
+            }
+        }
+    }
 }
 
 /// The server's online learning state.
@@ -81,6 +112,10 @@ pub struct Learning {
     changes: AtomicU64,
     saved: AtomicU64,
     updates: Mutex<HashMap<&'static str, u64>>,
+    /// Feedback stored but not learned from, by reason.
+    unlearned: Mutex<HashMap<&'static str, u64>>,
+    /// Each client key's recent feedback per cell, and the most it may make up of one.
+    shares: Mutex<share::Shares>,
     /// With `[state] url`: the replicas' shared cells, and when they were last read.
     shared: Option<Arc<SharedState>>,
     sync_every: Duration,
@@ -109,6 +144,11 @@ impl Learning {
             changes: AtomicU64::new(0),
             saved: AtomicU64::new(0),
             updates: Mutex::new(HashMap::new()),
+            unlearned: Mutex::new(HashMap::new()),
+            shares: Mutex::new(share::Shares::new(
+                config.max_key_share,
+                Duration::from_secs(config.key_share_window_s),
+            )),
             shared: None,
             sync_every: Duration::from_millis(config.sync_ms),
             last_sync: Mutex::new(None),
@@ -190,48 +230,9 @@ impl Learning {
             runtime.spawn(async move { shared.save_observation(&id, &o, ttl).await });
         }
         let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if pending.by_id.insert(request_id.to_string(), observation).is_none() {
-            pending.order.push_back(request_id.to_string());
-        }
-        while pending.order.len() > PENDING_CAP {
-            if let Some(old) = pending.order.pop_front() {
-                pending.by_id.remove(&old);
-            }
-        }
-    }
-
-    /// Counts a feedback score for `request_id`; false when its prediction is not remembered here nor (with
-    /// `[state] url`) in Redis: answered before a restart without Redis, too long ago, or while Redis was out
-    /// of reach.
-    pub async fn feedback(&self, request_id: &str, score: f64) -> bool {
-        let local = {
-            let pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            pending.by_id.get(request_id).cloned()
-        };
-        let observation = match (local, &self.shared) {
-            (Some(o), _) => Some(o),
-            (None, Some(shared)) => {
-                // The answering replica writes the prediction in the background as it answers: feedback that
-                // arrives here first waits for it a little, as the feedback handler waits for the log row.
-                let mut found = shared.load_observation(request_id).await;
-                for ms in [50, 150] {
-                    if found.is_some() || shared.is_degraded() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    found = shared.load_observation(request_id).await;
-                }
-                found
-            }
-            (None, None) => None,
-        };
-        match observation {
-            Some(o) => {
-                self.observe(&o, score, Source::Feedback);
-                true
-            }
-            None => false,
-        }
+        // Remembered again (it should not be), the request keeps the score counted for it.
+        let applied = pending.by_id.get(request_id).and_then(|e| e.applied);
+        pending.insert(request_id, Entry { observation, applied, at: Instant::now() });
     }
 
     /// Counts an outcome (and, with `[state] url`, adds it to the shared cells in the background).
@@ -342,6 +343,16 @@ impl Learning {
                 updates.get(source).copied().unwrap_or(0)
             );
         }
+        drop(updates);
+        out.push_str(
+            "# HELP switchyard_online_feedback_unlearned_total Feedback stored but not learned from online, by \
+             reason.\n# TYPE switchyard_online_feedback_unlearned_total counter\n",
+        );
+        let unlearned = self.unlearned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for reason in ["routed_only", "not_remembered", "key_share"] {
+            let n = unlearned.get(reason).copied().unwrap_or(0);
+            let _ = writeln!(out, "switchyard_online_feedback_unlearned_total{{reason=\"{reason}\"}} {n}");
+        }
     }
 }
 
@@ -375,8 +386,8 @@ mod tests {
         let l = learning(dir.path());
         let o = Observation { model: "m".into(), domains: vec![("math".into(), 1.0)], predicted: 0.9 };
         l.remember("sy-1", o);
-        assert!(l.feedback("sy-1", 0.0).await);
-        assert!(!l.feedback("sy-unknown", 0.0).await);
+        assert_eq!(l.feedback("sy-1", None, 0.0).await, Verdict::Counted);
+        assert_eq!(l.feedback("sy-unknown", None, 0.0).await, Verdict::NotRemembered);
         l.save().unwrap();
         let read = read_state(&dir.path().join("online.json")).unwrap();
         assert_eq!(read.cells["m"]["math"].n, 1.0);

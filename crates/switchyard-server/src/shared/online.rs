@@ -11,16 +11,100 @@
 //!
 //! Each answered request's prediction is kept under its request id for `learning.feedback_window_s`, so that
 //! feedback sent to any replica is learned from.
+//!
+//! A feedback score is settled by one script, atomically ([`SharedState::score`]): it reads the score counted
+//! for the request so far (`{prefix}:scored:{request_id}`, kept for `learning.feedback_window_s`). With one,
+//! the new score replaces it: each domain cell's successes move by `w · (new − old)` (kept within `[0, n]`)
+//! and no observation is added. Without one, the key's share of each cell is checked against its window
+//! (`{prefix}:online:{model}:{fingerprint}:share:{key}`, a field per domain holding "window start, weight"): over
+//! `learning.max_key_share` of `prior_strength + n`, nothing is written and the domain is answered; within it,
+//! the observation is added as `learn` adds one and the score is kept as the request's. Since the script is
+//! keyed by request id, a score kept through an outage and written back later (or a call that landed without
+//! its answer, sent again) is never counted twice: it only replaces the request's score. So a request counts
+//! once across every replica, and a key's share is counted over all of them.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, LazyLock, PoisonError};
 use std::time::Duration;
 
+use redis::Script;
 use switchyard_core::Cell;
 
 use super::SharedState;
+use crate::learning::scores::{Scoring, Settled};
 use crate::learning::Observation;
+
+/// KEYS: the model's cells, the request's counted score, the key's share windows. ARGV: half life, score,
+/// predicted, the score's lifetime (ms), the share (-1: none), κ, the window (ms), then (domain, weight) pairs.
+/// Returns `{0, ''}` (counted), `{1, previous score}` (replaced) or `{2, domain}` (over the key's share).
+const SCORE: &str = r"
+local half, score, predicted = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ttl, share, kappa, window = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local function cell(domain)
+  local c = redis.call('HGET', KEYS[1], domain)
+  if not c then return 0, 0, 0 end
+  local a, b, p = string.match(c, '(%S+) (%S+) (%S+)')
+  return tonumber(a), tonumber(b), tonumber(p)
+end
+local function put(domain, n, s, p)
+  redis.call('HSET', KEYS[1], domain, string.format('%.17g %.17g %.17g', n, s, p))
+end
+local previous = redis.call('GET', KEYS[2])
+if previous then
+  local delta = score - tonumber(previous)
+  for i = 8, #ARGV, 2 do
+    local domain, w = ARGV[i], tonumber(ARGV[i + 1])
+    local n, s, p = cell(domain)
+    if n > 0 then put(domain, n, math.min(n, math.max(0, s + w * delta)), p) end
+  end
+  local left = redis.call('PTTL', KEYS[2])
+  if left <= 0 then left = ttl end
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', left)
+  return {1, previous}
+end
+if share >= 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local windows = {}
+  for i = 8, #ARGV, 2 do
+    local domain, w = ARGV[i], tonumber(ARGV[i + 1])
+    local n = cell(domain)
+    local since, used = now, 0
+    local entry = redis.call('HGET', KEYS[3], domain)
+    if entry then
+      local a, b = string.match(entry, '(%S+) (%S+)')
+      if now - tonumber(a) < window then since, used = tonumber(a), tonumber(b) end
+    end
+    if used + w > share * (kappa + n + w) + 1e-9 then return {2, domain} end
+    windows[i] = string.format('%d %.17g', since, used + w)
+  end
+  for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], windows[i]) end
+  redis.call('PEXPIRE', KEYS[3], window)
+end
+for i = 8, #ARGV, 2 do
+  local domain, w = ARGV[i], tonumber(ARGV[i + 1])
+  local n, s, p = cell(domain)
+  local keep = 1
+  if half > 0 then keep = math.pow(0.5, w / half) end
+  put(domain, n * keep + w, s * keep + w * score, p * keep + w * predicted)
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl)
+return {0, ''}
+";
+
+static SCORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SCORE));
+
+/// What makes an outcome a feedback score: counted once per request, within the key's share.
+#[derive(Debug, Clone, PartialEq)]
+struct Once {
+    scored_key: String,
+    share_key: String,
+    ttl_ms: u64,
+    share: f64,
+    prior_strength: f64,
+    window_ms: u64,
+}
 
 /// Most outcomes kept while Redis does not answer (the oldest go first).
 pub const UNSYNCED_CAP: usize = 100_000;
@@ -35,6 +119,8 @@ pub(super) struct Outcome {
     score: f64,
     predicted: f64,
     domains: Vec<(String, f64)>,
+    /// For a feedback score (the `SCORE` script); `None` for an upstream signal (`learn`).
+    once: Option<Once>,
 }
 
 impl SharedState {
@@ -58,6 +144,7 @@ impl SharedState {
             score,
             predicted,
             domains: domains.iter().filter(|(_, w)| *w > 0.0).cloned().collect(),
+            once: None,
         };
         // Degraded, or behind outcomes still waiting, the outcome is not sent: kept, and added in order when the
         // connection is made again.
@@ -87,9 +174,60 @@ impl SharedState {
         }
     }
 
+    /// Settles a feedback score in the shared cells (see the module docs); `None` when Redis did not answer,
+    /// and then the score is kept and written when it does (this replica decides meanwhile).
+    pub(crate) async fn score(self: &Arc<Self>, s: &Scoring<'_>) -> Option<Settled> {
+        let o = s.observation;
+        let key = self.online_key(&o.model, s.fingerprint);
+        let share_key = format!("{key}:share:{}", s.key.unwrap_or("-"));
+        let outcome = Outcome {
+            key,
+            half_life: s.settings.half_life,
+            score: s.score,
+            predicted: o.predicted,
+            domains: o.domains.iter().filter(|(_, w)| *w > 0.0).cloned().collect(),
+            once: Some(Once {
+                scored_key: format!("{}:scored:{}", self.prefix, s.request_id),
+                share_key,
+                ttl_ms: s.ttl.as_millis().max(1) as u64,
+                share: if s.key.is_some() { s.max_share } else { -1.0 },
+                prior_strength: s.settings.prior_strength,
+                window_ms: s.window.as_millis().max(1) as u64,
+            }),
+        };
+        let waiting = !self.unsynced_online.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
+        if self.degraded.load(Ordering::SeqCst) || waiting || self.connection().await.is_none() {
+            self.keep(outcome);
+            return None;
+        }
+        let invocation = self.invocation(&outcome);
+        let answer: Option<(i64, String)> =
+            self.call("feedback", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
+        match answer {
+            Some((0, _)) => Some(Settled::Counted),
+            Some((1, previous)) => previous.parse().ok().map(Settled::Replaced),
+            Some((2, domain)) => Some(Settled::OverShare(domain)),
+            Some(_) => None,
+            None => {
+                // It may have landed: sent again, it only replaces the request's score with the same one.
+                self.keep(outcome);
+                None
+            }
+        }
+    }
+
     fn invocation(&self, o: &Outcome) -> redis::ScriptInvocation<'_> {
-        let mut invocation = self.scripts.learn.prepare_invoke();
-        invocation.key(&o.key).arg(o.half_life).arg(o.score).arg(o.predicted);
+        let script: &Script = if o.once.is_some() { &SCORE_SCRIPT } else { &self.scripts.learn };
+        let mut invocation = script.prepare_invoke();
+        // The cells are KEYS[1] for both scripts.
+        invocation.key(&o.key);
+        if let Some(once) = &o.once {
+            invocation.key(&once.scored_key).key(&once.share_key);
+        }
+        invocation.arg(o.half_life).arg(o.score).arg(o.predicted);
+        if let Some(once) = &o.once {
+            invocation.arg(once.ttl_ms).arg(once.share).arg(once.prior_strength).arg(once.window_ms);
+        }
         for (domain, w) in &o.domains {
             invocation.arg(domain).arg(*w);
         }
@@ -120,6 +258,7 @@ impl SharedState {
                 }
                 let mut pipe = redis::pipe();
                 pipe.load_script(&me.scripts.learn).ignore();
+                pipe.load_script(&SCORE_SCRIPT).ignore();
                 for outcome in &chunk {
                     pipe.invoke_script(&me.invocation(outcome)).ignore();
                 }
