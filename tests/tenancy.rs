@@ -168,6 +168,50 @@ async fn unauthenticated_connections_have_a_small_pool_and_idle_ones_close() {
     assert!(metrics.contains("switchyard_connections_closed_total{reason=\"keepalive_timeout\"}"), "{metrics}");
 }
 
+/// The value of a `/metrics` line `name`, once it appears (or panics after 15 s).
+async fn until_metric(client: &reqwest::Client, base: &str, name: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        if let Some(value) = text.lines().find_map(|l| l.strip_prefix(name)) {
+            return value.trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "{name} never appeared:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_its_answer_gives_its_slot_back() {
+    let (up, fake) = upstream::start().await;
+    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
+    let model = router.manifest.models[0].model.clone();
+    fake.modes.lock().unwrap().insert(model.clone(), upstream::Mode::Large);
+    let server = "max_concurrency_per_key = 1\nsend_timeout_ms = 1000";
+    let process = serve::spawn_with(server, &two_keys(), up).await;
+    let addr: std::net::SocketAddr = host(&process.base).parse().unwrap();
+    // A 64 MB answer to a client with a small window that never reads it.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(addr).await.unwrap();
+    let body = json!({"model": model, "messages": [{"role": "user", "content": "Write a very long essay."}]});
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer victim-key\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.to_string().len()
+    );
+    stuck.write_all(head.as_bytes()).await.unwrap();
+    // The key's one slot is held while the answer cannot go out; then the connection is closed and the slot
+    // freed.
+    let client = reqwest::Client::new();
+    let closed = "switchyard_connections_closed_total{reason=\"send_timeout\"}";
+    assert_eq!(until_metric(&client, &process.base, closed).await, "1");
+    fake.modes.lock().unwrap().remove(&model);
+    let (status, _) = route(&client, &process.base, "victim-key", "and now a short question").await;
+    assert_eq!(status, StatusCode::OK);
+    drop(stuck);
+}
+
 fn state(server: &str, keys: &str) -> Arc<AppState> {
     let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
     let path = common::workspace_root().join("models/default");
@@ -278,4 +322,40 @@ async fn metrics_and_models_show_each_caller_only_its_own() {
     let (status, _) =
         call(&state, Request::post("/admin/reload").header("authorization", "Bearer metrics-key"), json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn per_key_limits_hold_with_a_shared_state_too() {
+    // With [state] url, the keys are shared with the Redis state as the server starts: the per-key limit must
+    // still be set (Redis need not answer for it; this one never does).
+    for tables in ["", "[state]\nurl = \"redis://127.0.0.1:1\"\n"] {
+        let state = state("max_concurrency = 4\nbody_timeout_ms = 60000", &format!("{}{tables}", two_keys()));
+        // Three requests of one key whose bodies never end: two hold its share (4 / 2 keys), one is refused.
+        let mut senders = Vec::new();
+        let mut calls = Vec::new();
+        for _ in 0..3 {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
+            let mut rx = rx;
+            let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+            let request = Request::post("/v1/route").header("authorization", "Bearer attacker-key").body(body).unwrap();
+            senders.push(tx);
+            calls.push(tokio::spawn(app(state.clone()).oneshot(request)));
+        }
+        let (first, _, _) = tokio::time::timeout(Duration::from_secs(10), futures_util::future::select_all(calls))
+            .await
+            .expect("one of the three is answered at once");
+        let response = first.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{tables}");
+        let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        assert!(text.contains("concurrency_limit_exceeded"), "{tables}: {text}");
+        // The other key is not held by them.
+        let (status, _) = call(
+            &state,
+            Request::post("/v1/route").header("authorization", "Bearer victim-key"),
+            json!({"prompt": "hi"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{tables}");
+        drop(senders);
+    }
 }

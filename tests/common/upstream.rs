@@ -51,6 +51,8 @@ pub enum Mode {
     HugeHead,
     /// Streams a first event, a [`JUNK_LINE`]-byte comment line, a second event and `[DONE]`, without usage.
     JunkStream,
+    /// A whole answer of [`LARGE_ANSWER`] bytes of text.
+    Large,
 }
 
 /// Bytes of comment lines [`Mode::HugeHead`] sends before its first event.
@@ -58,6 +60,9 @@ pub const HUGE_HEAD: usize = 8 * 1024 * 1024;
 
 /// Bytes of the comment line [`Mode::JunkStream`] sends between its events.
 pub const JUNK_LINE: usize = 1024 * 1024;
+
+/// The length of a [`Mode::Large`] answer: far more than a loopback connection's buffers hold.
+pub const LARGE_ANSWER: usize = 64 * 1024 * 1024;
 
 /// The fake upstream's behaviour per model, and how many calls each model received.
 #[derive(Default)]
@@ -131,10 +136,18 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
                 .unwrap();
         }
         Mode::HugeHead | Mode::JunkStream if stream => return junk_stream(&model, mode),
-        Mode::Ok | Mode::DropMidStream | Mode::Refuse | Mode::NoUsage | Mode::HugeHead | Mode::JunkStream => {}
+        Mode::Ok
+        | Mode::DropMidStream
+        | Mode::Refuse
+        | Mode::NoUsage
+        | Mode::HugeHead
+        | Mode::JunkStream
+        | Mode::Large => {}
     }
     let answer = if mode == Mode::Refuse {
         "I'm sorry, but I can't help with that.".to_string()
+    } else if mode == Mode::Large {
+        "x".repeat(LARGE_ANSWER)
     } else {
         format!("hello from {model}")
     };

@@ -42,6 +42,19 @@ fn squeeze(text: &str, limit: usize) -> (std::borrow::Cow<'_, str>, bool) {
     (std::borrow::Cow::Owned(out), false)
 }
 
+/// `text` cut after `limit` bytes (at a character boundary), for tokenizers whose whitespace may be a token;
+/// and whether anything was cut off.
+fn cut(text: &str, limit: usize) -> (std::borrow::Cow<'_, str>, bool) {
+    if text.len() <= limit {
+        return (std::borrow::Cow::Borrowed(text), false);
+    }
+    let mut at = limit;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    (std::borrow::Cow::Borrowed(&text[..at]), true)
+}
+
 /// One text's token ids, ready for the model: `[CLS] … [SEP]`, at most the tokenizer's maximum long.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenizedText {
@@ -56,6 +69,8 @@ pub struct TokenizedText {
 pub struct PromptTokenizer {
     inner: Tokenizer,
     max_tokens: usize,
+    /// A BERT normalizer and pre-tokenizer: whitespace only separates words, so runs of it can be squeezed.
+    bert: bool,
 }
 
 impl std::fmt::Debug for PromptTokenizer {
@@ -85,7 +100,9 @@ impl PromptTokenizer {
         }
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
-        Ok(Self { inner, max_tokens })
+        let bert = matches!(inner.get_normalizer(), Some(tokenizers::NormalizerWrapper::BertNormalizer(_)))
+            && matches!(inner.get_pre_tokenizer(), Some(tokenizers::PreTokenizerWrapper::BertPreTokenizer(_)));
+        Ok(Self { inner, max_tokens, bert })
     }
 
     /// The most tokens (special tokens included) one text is given to the model.
@@ -100,11 +117,13 @@ impl PromptTokenizer {
     /// the cut can change). Otherwise the whole text is tokenized. Either way the ids are exactly those of
     /// the whole text, truncated.
     ///
-    /// Before any of that, runs of whitespace are made one space (they only separate words) and the text is cut
+    /// Before any of that, runs of whitespace are made one space (with a BERT tokenizer, where they only separate
+    /// words) and the text is cut
     /// after `max_tokens` x [`MAX_CONTENT_BYTES_PER_TOKEN`] bytes, so a huge prompt costs no more than a long one.
     /// A cut text is reported as truncated.
     pub fn encode(&self, text: &str) -> Result<TokenizedText> {
-        let (text, cut) = squeeze(text, self.max_tokens.saturating_mul(MAX_CONTENT_BYTES_PER_TOKEN));
+        let limit = self.max_tokens.saturating_mul(MAX_CONTENT_BYTES_PER_TOKEN);
+        let (text, cut) = if self.bert { squeeze(text, limit) } else { cut(text, limit) };
         let mut tokens = self.encode_capped(&text)?;
         tokens.truncated |= cut;
         Ok(tokens)

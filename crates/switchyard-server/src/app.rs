@@ -87,11 +87,11 @@ fn server_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, Ap
 async fn authenticate(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let connection = request.extensions().get::<crate::connection::ConnectionHandle>().cloned();
     if state.keys.is_open() {
-        connection.inspect(crate::connection::ConnectionHandle::authenticated);
         let slot = match server_slot(&state) {
             Ok(slot) => slot,
             Err(busy) => return busy.into_response(),
         };
+        connection.inspect(crate::connection::ConnectionHandle::authenticated);
         request.extensions_mut().insert(Caller(None));
         return hold(next.run(request).await, (slot, None));
     }
@@ -100,7 +100,6 @@ async fn authenticate(State(state): State<Arc<AppState>>, mut request: Request, 
         Some(None) => return ApiError::unauthorized("invalid API key; use one of the server's keys").into_response(),
         None => return ApiError::unauthorized("missing API key; send `Authorization: Bearer <key>`").into_response(),
     };
-    connection.inspect(crate::connection::ConnectionHandle::authenticated);
     let caller = Caller(Some(key.clone()));
     let endpoint = request.uri().path().to_string();
     let Some(key_slot) = key.try_slot() else {
@@ -140,6 +139,9 @@ async fn authenticate(State(state): State<Arc<AppState>>, mut request: Request, 
             return refuse(&state, &caller, &endpoint, refused);
         }
     }
+    // Only an admitted request takes its connection out of the unauthenticated pool: a key refused for its
+    // limits cannot keep connections open past their eviction.
+    connection.inspect(crate::connection::ConnectionHandle::authenticated);
     request.extensions_mut().insert(caller.clone());
     let mut response = next.run(request).await;
     response.extensions_mut().insert(caller);

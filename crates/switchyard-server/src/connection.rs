@@ -7,7 +7,8 @@
 //! - **head**: a request's first bytes arrived, its headers are not complete; closed after
 //!   `server.header_timeout_ms`;
 //! - **busy**: requests in flight. The body's own limit (`server.body_timeout_ms`) is kept per request by
-//!   [`timed_body`]; an answer may take as long as its upstream is allowed to.
+//!   [`timed_body`]; an answer may take as long as its upstream is allowed to, but a client that stops reading
+//!   it (the connection's writes blocked) is closed after `server.send_timeout_ms`.
 //!
 //! Every connection starts *unauthenticated*, and stays so until a request on it shows a valid key (or, on a
 //! server without keys, until its first request arrives). At most `server.max_unauthenticated_connections`
@@ -51,6 +52,8 @@ pub(crate) enum Closed {
     SlowHeaders,
     /// The oldest unauthenticated connection, closed for a new one.
     Evicted,
+    /// The client left an answer unread past `server.send_timeout_ms`.
+    SlowReader,
 }
 
 impl Closed {
@@ -60,6 +63,7 @@ impl Closed {
             Self::Idle => "keepalive_timeout",
             Self::SlowHeaders => "header_timeout",
             Self::Evicted => "unauthenticated_evicted",
+            Self::SlowReader => "send_timeout",
         }
     }
 }
@@ -73,6 +77,8 @@ pub(crate) struct Connection {
     evicted: tokio::sync::Notify,
     /// Wakes the watchdog when the phase changes.
     changed: tokio::sync::Notify,
+    /// Since when the connection's writes have been blocked, if they are.
+    blocked: Mutex<Option<Instant>>,
 }
 
 impl Connection {
@@ -83,6 +89,7 @@ impl Connection {
             authenticated: AtomicBool::new(false),
             evicted: tokio::sync::Notify::new(),
             changed: tokio::sync::Notify::new(),
+            blocked: Mutex::new(None),
         }
     }
 
@@ -123,12 +130,29 @@ impl Connection {
         });
     }
 
-    /// When the connection's phase runs out, and why; `None` while requests are in flight.
+    /// A write could not go out (`true`, the client's window is full) or went out (`false`).
+    fn write_blocked(&self, blocked: bool, now: Instant) {
+        let mut since = self.blocked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (blocked, *since) {
+            (true, None) => {
+                *since = Some(now);
+                self.changed.notify_one();
+            }
+            (false, Some(_)) => *since = None,
+            _ => {}
+        }
+    }
+
+    /// When the connection's phase runs out, and why; `None` while requests are in flight and their answers
+    /// go out.
     fn deadline(&self, limits: &ClientTimeouts) -> Option<(Instant, Closed)> {
         match self.phase() {
             Phase::Idle(since) => Some((since + limits.keepalive, Closed::Idle)),
             Phase::Head(since) => Some((since + limits.header, Closed::SlowHeaders)),
-            Phase::Busy(_) => None,
+            Phase::Busy(_) => {
+                let blocked = *self.blocked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                blocked.map(|since| (since + limits.send, Closed::SlowReader))
+            }
         }
     }
 }
@@ -227,7 +251,9 @@ impl AsyncRead for Watched {
 
 impl AsyncWrite for Watched {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.conn.write_blocked(polled.is_pending(), Instant::now());
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -243,7 +269,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.conn.write_blocked(polled.is_pending(), Instant::now());
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -359,6 +387,7 @@ mod tests {
             header: Duration::from_secs(10),
             body: Duration::from_secs(30),
             keepalive: Duration::from_secs(60),
+            send: Duration::from_secs(30),
         }
     }
 
@@ -375,6 +404,13 @@ mod tests {
         c.request_started();
         c.bytes_arrived(t + Duration::from_secs(100));
         assert_eq!(c.deadline(&limits()), None, "a request in flight is not timed here");
+        // ... unless its answer stops going out.
+        let stuck = t + Duration::from_secs(150);
+        c.write_blocked(true, stuck);
+        c.write_blocked(true, stuck + Duration::from_secs(5));
+        assert_eq!(c.deadline(&limits()), Some((stuck + Duration::from_secs(30), Closed::SlowReader)));
+        c.write_blocked(false, stuck + Duration::from_secs(6));
+        assert_eq!(c.deadline(&limits()), None, "a write that went out clears it");
         let done = t + Duration::from_secs(200);
         c.request_finished(done);
         assert_eq!(c.deadline(&limits()), Some((done + Duration::from_secs(60), Closed::Idle)));

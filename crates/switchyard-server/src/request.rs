@@ -30,7 +30,7 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
             if let Some(late) = c.downcast_ref::<crate::connection::BodyTimedOut>() {
                 return ApiError::Timeout(format!("{late}; send the body promptly, or raise the limit"));
             }
-            if c.to_string().contains("length limit exceeded") {
+            if c.is::<http_body_util::LengthLimitError>() {
                 break;
             }
             cause = c.source();

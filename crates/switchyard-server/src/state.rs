@@ -92,6 +92,9 @@ impl AppState {
                 .join()
         })
         .map_err(|_| StartError::Http("reading the budgets' spend panicked".into()))??;
+        // Before anything else holds the keys: the limit is set on each key in place.
+        let per_key = config.server.per_key_concurrency(keys.all().len());
+        let keys = keys.with_concurrency(per_key);
         let shared = crate::shared::SharedState::start(&config.state, &keys).map_err(StartError::State)?;
         let log = if config.log.enabled {
             Some(LogWriter::start(&WriterOptions {
@@ -151,8 +154,6 @@ impl AppState {
             config.server.client_timeouts(),
             config.server.max_unauthenticated_connections,
         );
-        let per_key = config.server.per_key_concurrency(keys.all().len());
-        let keys = keys.with_concurrency(per_key);
         let metrics = crate::metrics::Metrics::new(config.server.metrics_key_labels);
         Ok(Self {
             connections,

@@ -282,6 +282,7 @@ impl Config {
             ("server.header_timeout_ms", self.server.header_timeout_ms),
             ("server.body_timeout_ms", self.server.body_timeout_ms),
             ("server.keepalive_timeout_ms", self.server.keepalive_timeout_ms),
+            ("server.send_timeout_ms", self.server.send_timeout_ms),
             ("server.max_concurrency_per_key", self.server.max_concurrency_per_key.unwrap_or(1) as u64),
             ("server.max_unauthenticated_connections", self.server.max_unauthenticated_connections as u64),
             ("server.max_id_bytes", self.server.max_id_bytes as u64),

@@ -49,6 +49,9 @@ pub struct ServerConfig {
     /// Time a client has to send a request's whole body, in milliseconds, from its headers. Past it the
     /// request gets 408 and its concurrency slot is freed.
     pub body_timeout_ms: u64,
+    /// How long a client may leave the server's answer unread (the connection's writes blocked), in
+    /// milliseconds. Past it the connection is closed and the request's slots are freed.
+    pub send_timeout_ms: u64,
     /// How long a connection may stay open with no request on it (before its first, or between two on a
     /// keep-alive connection), in milliseconds. Past it the server closes the connection.
     pub keepalive_timeout_ms: u64,
@@ -102,6 +105,7 @@ impl ServerConfig {
             header: Duration::from_millis(self.header_timeout_ms),
             body: Duration::from_millis(self.body_timeout_ms),
             keepalive: Duration::from_millis(self.keepalive_timeout_ms),
+            send: Duration::from_millis(self.send_timeout_ms),
         }
     }
 
@@ -120,6 +124,8 @@ pub struct ClientTimeouts {
     pub body: Duration,
     /// With no request on the connection.
     pub keepalive: Duration,
+    /// With the connection's writes blocked by a client that does not read.
+    pub send: Duration,
 }
 
 impl Default for ServerConfig {
@@ -143,6 +149,7 @@ impl Default for ServerConfig {
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             keepalive_timeout_ms: 60_000,
+            send_timeout_ms: 30_000,
             max_concurrency_per_key: None,
             max_unauthenticated_connections: 64,
             max_id_bytes: 256,

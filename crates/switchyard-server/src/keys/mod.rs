@@ -30,8 +30,8 @@ pub struct ClientKey {
     digest: [u8; 32],
     config: KeyConfig,
     usage: Mutex<KeyUsage>,
-    /// Permits for the key's requests in flight (`server.max_concurrency_per_key`).
-    slots: Arc<tokio::sync::Semaphore>,
+    /// Permits for the key's requests in flight (`server.max_concurrency_per_key`), once set.
+    slots: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
 }
 
 #[derive(Debug, Default)]
@@ -82,7 +82,7 @@ pub enum Admission {
 impl ClientKey {
     fn new(config: KeyConfig, digest: [u8; 32], spent: f64, now_ms: i64) -> Self {
         let usage = KeyUsage { spend_usd: spent, period: config.budget_period.bounds(now_ms), ..KeyUsage::default() };
-        let slots = Arc::new(tokio::sync::Semaphore::new(tokio::sync::Semaphore::MAX_PERMITS));
+        let slots = std::sync::OnceLock::new();
         Self { name: config.name.clone(), digest, config, usage: Mutex::new(usage), slots }
     }
 
@@ -207,7 +207,8 @@ impl ClientKey {
 
     /// A slot for one more request in flight, or `None` when the key has `limit` in flight already.
     pub(crate) fn try_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.slots.clone().try_acquire_owned().ok()
+        let unlimited = || Arc::new(tokio::sync::Semaphore::new(tokio::sync::Semaphore::MAX_PERMITS));
+        self.slots.get_or_init(unlimited).clone().try_acquire_owned().ok()
     }
 
     /// Whether the key may use `model`.
@@ -299,12 +300,11 @@ impl KeyRing {
         Ok(Self { keys: ring })
     }
 
-    /// Each key may have at most `per_key` requests in flight.
-    pub fn with_concurrency(mut self, per_key: usize) -> Self {
-        for key in &mut self.keys {
-            if let Some(key) = Arc::get_mut(key) {
-                key.slots = Arc::new(tokio::sync::Semaphore::new(per_key.max(1)));
-            }
+    /// Each key may have at most `per_key` requests in flight (a key's limit is set once; later calls leave
+    /// it).
+    pub fn with_concurrency(self, per_key: usize) -> Self {
+        for key in &self.keys {
+            let _ = key.slots.set(Arc::new(tokio::sync::Semaphore::new(per_key.max(1))));
         }
         self
     }
@@ -320,7 +320,7 @@ impl KeyRing {
         let d = digest(presented.trim());
         let mut found = None;
         for k in &self.keys {
-            if same_digest(&k.digest, &d) {
+            if same_digest(&k.digest, &d) && found.is_none() {
                 found = Some(k.clone());
             }
         }
