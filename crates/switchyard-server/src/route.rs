@@ -116,8 +116,8 @@ pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Resu
     record.expected_cost_usd = expected_cost(&record, &decided.report.model);
     record.status = 200;
     record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    // Nothing is remembered for online learning: only requests an upstream answered are learned from.
     state.log_request(record);
-    state.learn(&request_id, decided.learned.as_ref(), &decided.report.model, None);
 
     let tags = Tags::of(&decided);
     let model = decided.report.model.clone();
