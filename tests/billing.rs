@@ -154,9 +154,17 @@ async fn a_200_that_is_not_json_fails_the_attempt_and_falls_back() {
     assert_eq!((status, error_code(&text).as_str()), (StatusCode::BAD_GATEWAY, "upstreams_failed"), "{text}");
     assert!(text.contains("HTTP 200 with a body that is not JSON"), "{text}");
     assert!(!text.contains("<html>"), "{text}");
-    // Only the backup's reported usage was charged.
+    // Asked for a stream, the same page (no event, then the end) is not an answer either: not passed on, not
+    // billed, and the next deployment answers.
+    let mut streamed = chat("primary");
+    streamed["stream"] = json!(true);
+    let (status, h, text) = call(&state, streamed).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains("data: ") && !text.contains("<html>"), "{text}");
+    assert_eq!((header(&h, "x-switchyard-model"), header(&h, "x-switchyard-fallbacks")), ("backup", "1"));
+    // Only the backup's reported usage was charged (3 output tokens a call).
     let text = metrics(&state).await;
-    assert!(text.contains("switchyard_key_tokens_total{key=\"team\",kind=\"output\"} 3"), "{text}");
+    assert!(text.contains("switchyard_key_tokens_total{key=\"team\",kind=\"output\"} 6"), "{text}");
 }
 
 #[tokio::test]

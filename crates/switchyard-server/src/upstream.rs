@@ -155,8 +155,8 @@ pub(crate) async fn forward(
     })
 }
 
-/// Reads a stream up to its first event (keep-alive comments before it do not count): a failure before it
-/// falls back to the next deployment. What came is kept, at most [`MAX_STREAM_HEAD`] bytes (and the chunk
+/// Reads a stream up to its first event (keep-alive comments before it do not count): a failure before it,
+/// or a stream that ends without one, falls back to the next deployment. What came is kept, at most [`MAX_STREAM_HEAD`] bytes (and the chunk
 /// that crossed it); each chunk is scanned once.
 async fn stream_head(
     chunks: &mut (impl Stream<Item = reqwest::Result<Bytes>> + Unpin),
@@ -172,7 +172,8 @@ async fn stream_head(
                 return Err(Fault::fail(code, "timeout", why));
             }
             Ok(None) if head.is_empty() => return Err(Fault::fail(code, "failed", "empty stream")),
-            Ok(None) => return Ok(head),
+            // A page or an error body where a stream should be is not an answer: nothing to pass on or bill.
+            Ok(None) => return Err(Fault::fail(code, "failed", "the stream ended without an event")),
             Ok(Some(Err(e))) => return Err(Fault::fail(code, outcome_of(&e), describe(&e))),
             Ok(Some(Ok(bytes))) => {
                 let scanned = head.len();
