@@ -55,11 +55,13 @@ pub fn labelled_row(request: &LoggedRequest) -> Result<Value, Skip> {
     row.insert("prompt".into(), json!(prompt));
     row.insert("model".into(), json!(model));
     row.insert("score".into(), json!(score));
-    // Observed values only: the decision's expected cost is a prediction, not evidence, and stays apart.
+    // Observed values only: the decision's expected cost is a prediction, not evidence, and stays apart; so
+    // do tokens and cost the gateway estimated because the upstream reported none (the row says so).
+    let observed = |v: Option<Value>| v.filter(|_| !r.usage_estimated);
     let optional = [
-        ("cost_usd", r.cost_usd.map(Value::from)),
-        ("input_tokens", r.input_tokens.map(Value::from)),
-        ("output_tokens", r.output_tokens.map(Value::from)),
+        ("cost_usd", observed(r.cost_usd.map(Value::from))),
+        ("input_tokens", observed(r.input_tokens.map(Value::from))),
+        ("output_tokens", observed(r.output_tokens.map(Value::from))),
         ("latency_ms", r.attempts.last().filter(|a| a.error.is_none()).map(|a| Value::from(a.latency_ms))),
         ("expected_cost_usd", r.expected_cost_usd.map(Value::from)),
         ("arm", r.arm.clone().map(Value::from)),
@@ -80,6 +82,9 @@ pub fn labelled_row(request: &LoggedRequest) -> Result<Value, Skip> {
     }
     if r.endpoint == "route" {
         row.insert("routed_only".into(), json!(true));
+    }
+    if r.usage_estimated {
+        row.insert("usage_estimated".into(), json!(true));
     }
     row.insert("timestamp".into(), json!(format_rfc3339(r.ts_ms)));
     Ok(Value::Object(row))
@@ -192,6 +197,7 @@ mod tests {
         let switchyard_core::Evidence::Outcome(o) = parsed.evidence else { panic!("not an outcome row") };
         assert_eq!(o.propensity, Some(0.04));
         assert!(row.get("routed_only").is_none(), "an answered request is not marked: {row}");
+        assert!(row.get("usage_estimated").is_none(), "{row}");
     }
 
     #[test]
@@ -226,6 +232,35 @@ mod tests {
         assert_eq!(switchyard_row(&text)["routed_only"], true);
         // The training contract still reads the row (unknown fields are ignored).
         switchyard_core::LabelledRow::parse(text.trim()).unwrap();
+    }
+
+    #[test]
+    fn estimated_usage_is_not_exported_as_observed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("log.sqlite")).unwrap();
+        let mut r = DecisionRecord {
+            request_id: "estimated".into(),
+            ts_ms: 1_000,
+            endpoint: "chat".into(),
+            chosen_model: Some("m".into()),
+            status: 200,
+            input_tokens: Some(7),
+            output_tokens: Some(5),
+            cost_usd: Some(0.000017),
+            usage_estimated: true,
+            ..DecisionRecord::default()
+        };
+        r.set_prompt("What is 2 + 2?", PromptLogging::Full);
+        store.insert(&[r]).unwrap();
+        let fb = Feedback { request_id: "estimated".into(), api_key: None, score: 1.0, comment: None, ts_ms: now_ms() };
+        store.feedback(&fb).unwrap();
+        let mut out = Vec::new();
+        export(&store, 0, &mut out).unwrap();
+        let row = switchyard_row(&String::from_utf8(out).unwrap());
+        assert_eq!(row["usage_estimated"], true);
+        for field in ["cost_usd", "input_tokens", "output_tokens"] {
+            assert!(row.get(field).is_none(), "{field} was estimated, not observed: {row}");
+        }
     }
 
     fn switchyard_row(text: &str) -> Value {
