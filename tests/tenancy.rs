@@ -23,6 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::ServiceExt;
 
+/// The tests that time a real server's answers run one at a time, so that none is slowed by another's load.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn sha256(secret: &str) -> String {
     Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -90,6 +93,7 @@ async fn route(client: &reqwest::Client, base: &str, key: &str, prompt: &str) ->
 
 #[tokio::test]
 async fn slow_clients_do_not_starve_other_keys() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let (up, _) = upstream::start().await;
     // Eight requests in flight in all: before per-key shares and body limits, eight stalled bodies of one key
     // made every other key get 429 until they were sent.
@@ -135,6 +139,7 @@ async fn slow_clients_do_not_starve_other_keys() {
 
 #[tokio::test]
 async fn unauthenticated_connections_have_a_small_pool_and_idle_ones_close() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let (up, _) = upstream::start().await;
     let server = "max_unauthenticated_connections = 8\nheader_timeout_ms = 60000\nkeepalive_timeout_ms = 1500";
     let process = serve::spawn_with(server, &two_keys(), up).await;
@@ -183,6 +188,7 @@ async fn until_metric(client: &reqwest::Client, base: &str, name: &str) -> Strin
 
 #[tokio::test]
 async fn a_client_that_does_not_read_its_answer_gives_its_slot_back() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let (up, fake) = upstream::start().await;
     let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
     let model = router.manifest.models[0].model.clone();
@@ -190,7 +196,7 @@ async fn a_client_that_does_not_read_its_answer_gives_its_slot_back() {
     let server = "max_concurrency_per_key = 1\nsend_timeout_ms = 1000";
     let process = serve::spawn_with(server, &two_keys(), up).await;
     let addr: std::net::SocketAddr = host(&process.base).parse().unwrap();
-    // A 64 MB answer to a client with a small window that never reads it.
+    // A 16 MB answer to a client with a small window that never reads it.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut stuck = socket.connect(addr).await.unwrap();

@@ -62,7 +62,7 @@ pub const HUGE_HEAD: usize = 8 * 1024 * 1024;
 pub const JUNK_LINE: usize = 1024 * 1024;
 
 /// The length of a [`Mode::Large`] answer: far more than a loopback connection's buffers hold.
-pub const LARGE_ANSWER: usize = 64 * 1024 * 1024;
+pub const LARGE_ANSWER: usize = 16 * 1024 * 1024;
 
 /// The fake upstream's behaviour per model, and how many calls each model received.
 #[derive(Default)]
