@@ -1,10 +1,12 @@
 //! Feedback cannot be turned against other tenants (issue 26): against a real gateway (the real encoder and
 //! default router, the fake upstream on a loopback port) with `[learning] online = true` and client keys.
 //! Another key's request id is answered exactly as an id never issued; resending a score replaces it rather
-//! than counting again; one key moves a (model, domain) cell only up to `learning.max_key_share`; a
-//! `/v1/route` decision's score is stored and exported marked `"routed_only"` but not learned from; and a
+//! than counting again; one key moves a (model, domain) cell only up to `learning.max_key_share`, rescores
+//! included, and cannot flip counts banked over past windows; a `/v1/route` decision's score is stored and
+//! exported marked `"routed_only"` but not learned from, nor is a request no upstream answered; and a
 //! feedback takes a slot of the key's rpm. With two replicas sharing Redis (a real server), a score resent to
-//! either replica still counts once, and a key's share is counted over both.
+//! either replica still counts once (also after Redis forgets it), a key's share is counted over both, and a
+//! score replayed after an outage does not replace a later one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,7 +14,9 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -39,11 +43,12 @@ fn gateway(addr: SocketAddr, dir: &Path) -> Arc<AppState> {
     replica(addr, dir, "", "online.json")
 }
 
-/// As [`gateway`], with more config (`extra`) and its online state in `dir/state_file`.
+/// As [`gateway`], with more config (`extra`: `[learning]` keys, then other tables) and its online state in
+/// `dir/state_file`.
 fn replica(addr: SocketAddr, dir: &Path, extra: &str, state_file: &str) -> Arc<AppState> {
     let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
     let text = format!(
-        "[log]\npath = {:?}\n{extra}\n[learning]\nonline = true\nsync_ms = 0\nstate_file = {:?}\n\
+        "[log]\npath = {:?}\n[learning]\nonline = true\nsync_ms = 0\nstate_file = {:?}\n{extra}\n\
          [[keys]]\nname = \"attacker\"\nkey_sha256 = \"{}\"\n\
          [[keys]]\nname = \"victim\"\nkey_sha256 = \"{}\"\n\
          [[keys]]\nname = \"limited\"\nkey_sha256 = \"{}\"\nrpm = 2\n{}",
@@ -71,8 +76,8 @@ async fn call(state: &Arc<AppState>, key: &str, uri: &str, body: Value) -> (Stat
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
-/// A chat request routed to [`MODEL`] only, answered by the fake upstream: its request id.
-async fn answered(state: &Arc<AppState>, key: &str, prompt: &str) -> String {
+/// A chat request routed to [`MODEL`] only: the gateway's response.
+async fn chat(state: &Arc<AppState>, key: &str, prompt: &str) -> axum::response::Response {
     let body = json!({
         "model": "switchyard",
         "messages": [{"role": "user", "content": prompt}],
@@ -83,7 +88,12 @@ async fn answered(state: &Arc<AppState>, key: &str, prompt: &str) -> String {
         .header("authorization", format!("Bearer {key}"))
         .body(Body::from(body.to_string()))
         .unwrap();
-    let response = app(state.clone()).oneshot(request).await.unwrap();
+    app(state.clone()).oneshot(request).await.unwrap()
+}
+
+/// A chat request routed to [`MODEL`] only, answered by the fake upstream: its request id.
+async fn answered(state: &Arc<AppState>, key: &str, prompt: &str) -> String {
+    let response = chat(state, key, prompt).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["x-switchyard-model"], MODEL);
     response.headers()["x-switchyard-request-id"].to_str().unwrap().to_string()
@@ -150,18 +160,27 @@ async fn one_key_moves_a_cell_only_up_to_its_share() {
     let dir = tempfile::tempdir().unwrap();
     let state = gateway(addr, dir.path());
     let (_, before) = route(&state, "victim-key", MATH).await;
-    let mut learned = 0;
+    let mut learned = Vec::new();
     let mut refused = None;
     for _ in 0..30 {
         let id = answered(&state, "attacker-key", MATH).await;
         let (status, v) = feedback(&state, "attacker-key", &id, 0.0).await;
         assert_eq!((status, v["status"].as_str()), (StatusCode::OK, Some("recorded")), "{v}");
         if v["learned"] == true {
-            learned += 1;
+            learned.push(id);
         } else {
             refused = Some(v);
         }
     }
+    // At its share, the key cannot move the cell by rescoring what it counted either.
+    for id in &learned {
+        let (status, v) = feedback(&state, "attacker-key", id, 1.0).await;
+        assert_eq!(
+            (status, v["learned"].as_bool(), v["reason"].as_str()),
+            (StatusCode::OK, Some(false), Some("key_share"))
+        );
+    }
+    let learned = learned.len();
     // max_key_share = 0.25 of κ = 20 plus the key's own: about 6.7 observations' weight per domain cell.
     assert!((6..=9).contains(&learned), "{learned} of 30 feedback scores learned");
     let refused = refused.unwrap();
@@ -172,7 +191,7 @@ async fn one_key_moves_a_cell_only_up_to_its_share() {
     assert!(after < before - 0.02, "the key's share did count: {before:.3} -> {after:.3}");
     assert!(after > 0.75 * before - 0.05, "the victim's P(success) for {MODEL}: {before:.3} before, {after:.3} after");
     let metrics = metrics(&state).await;
-    let line = format!("switchyard_online_feedback_unlearned_total{{reason=\"key_share\"}} {}\n", 30 - learned);
+    let line = format!("switchyard_online_feedback_unlearned_total{{reason=\"key_share\"}} {}\n", 30);
     assert!(metrics.contains(&line), "{metrics}");
 }
 
@@ -242,12 +261,12 @@ async fn replicas_sharing_redis_count_a_score_once_and_a_keys_share_over_both() 
     }
     // B reads the shared cells before its next decision: one observation in all, whichever replica took it.
     let (_, after) = route(&b, "victim-key", MATH).await;
-    let observations = observations(&b).await;
+    let observations = cells(&b, "online_observations").await.iter().sum::<f64>();
     assert!(observations > 0.0 && observations <= 1.0 + 1e-9, "{observations} observations of {MODEL} on B");
     assert!(after > before - 0.05, "the victim's P(success) on B: {before:.3} before, {after:.3} after");
     // Redis holds the request's counted score (the latest), which is what made every resend a replacement.
     let scored = redis.get(&format!("switchyard:scored:{id}")).unwrap();
-    assert_eq!(scored.parse::<f64>().unwrap(), 0.0);
+    assert_eq!(scored.split(' ').next().unwrap().parse::<f64>().unwrap(), 0.0, "{scored}");
 
     // New requests, answered by one replica and scored through the other: the share counts over both.
     let mut learned = 0;
@@ -266,11 +285,212 @@ async fn replicas_sharing_redis_count_a_score_once_and_a_keys_share_over_both() 
     drop(redis);
 }
 
-/// The observations behind [`MODEL`]'s online cells on a replica, over every domain.
-async fn observations(state: &Arc<AppState>) -> f64 {
-    let prefix = format!("switchyard_online_observations{{model=\"{MODEL}\",");
+/// A key that banks counts window after window (`key_share_window_s = 1`) and then flips them all from 1 to 0
+/// moves the cell no further than its share of one window: a score can be replaced only within the window of
+/// its count, and a replacement is charged to the key's share.
+#[tokio::test]
+async fn counts_banked_over_windows_cannot_be_flipped_at_once() {
+    let (addr, _fake) = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = replica(addr, dir.path(), "key_share_window_s = 1", "online.json");
+    // Scores of 1 until the key's share of the cell refuses one, then new requests until one is learned again
+    // (the window has passed), three windows over.
+    let (mut banked, mut windows, mut refused) = (Vec::new(), 0, false);
+    for _ in 0..2000 {
+        let id = answered(&state, "attacker-key", MATH).await;
+        let (status, v) = feedback(&state, "attacker-key", &id, 1.0).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        if v["learned"] == true {
+            banked.push(id);
+            refused = false;
+        } else {
+            assert_eq!(v["reason"], "key_share", "{v}");
+            windows += usize::from(!refused);
+            refused = true;
+            if windows == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(windows, 3, "the key's share never refused a score");
+    assert!(banked.len() > 15, "{} scores banked over three windows", banked.len());
+    // Resending the last banked score as it was moves nothing; once its window has passed it is refused.
+    let last = banked.last().unwrap();
+    let mut closed = Value::Null;
+    for _ in 0..100 {
+        closed = feedback(&state, "attacker-key", last, 1.0).await.1;
+        if closed["learned"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(closed["reason"], "rescore_closed", "{closed}");
+    assert!(closed["detail"].as_str().unwrap().contains("learning.key_share_window_s"), "{closed}");
+    // Flipping every banked score to 0 now moves nothing.
+    let (_, before) = route(&state, "victim-key", MATH).await;
+    let observed = cells(&state, "observed_success").await;
+    for id in &banked {
+        let (status, v) = feedback(&state, "attacker-key", id, 0.0).await;
+        assert_eq!((status, v["reason"].as_str()), (StatusCode::OK, Some("rescore_closed")), "{v}");
+    }
+    let (_, after) = route(&state, "victim-key", MATH).await;
+    assert_eq!(before, after, "{} banked scores flipped moved the victim's P(success)", banked.len());
+    assert_eq!(observed, cells(&state, "observed_success").await);
+}
+
+/// A gateway request whose upstreams all failed can be scored, but is not learned from, and says why.
+#[tokio::test]
+async fn a_chat_request_no_upstream_answered_is_not_learned_from() {
+    let (addr, fake) = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = gateway(addr, dir.path());
+    fake.modes.lock().unwrap().insert(MODEL.to_string(), upstream::Mode::Fail500);
+    let response = chat(&state, "attacker-key", MATH).await;
+    assert!(response.status().is_server_error(), "{}", response.status());
+    let id = response.headers()["x-switchyard-request-id"].to_str().unwrap().to_string();
+    let (status, v) = feedback(&state, "attacker-key", &id, 0.0).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((v["learned"].as_bool(), v["reason"].as_str()), (Some(false), Some("unanswered")), "{v}");
+    assert!(!v["detail"].as_str().unwrap().contains("/v1/route"), "{v}");
+    let metrics = metrics(&state).await;
+    assert!(metrics.contains("switchyard_online_feedback_unlearned_total{reason=\"unanswered\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("switchyard_online_feedback_unlearned_total{reason=\"routed_only\"} 0\n"), "{metrics}");
+}
+
+/// With replicas, a request counts once even when a resend reaches a replica that learned of it only through
+/// Redis: that replica forgets it when Redis does (with the answer's time, not the resend's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_counts_once_after_redis_forgets_it() {
+    let redis = tokio::task::spawn_blocking(common::redis::Redis::start).await.unwrap();
+    let (addr, _fake) = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("feedback_window_s = 3\n[state]\nurl = \"{}\"\ntimeout_ms = 1000", redis.url);
+    let (a, b) = (replica(addr, dir.path(), &extra, "a.json"), replica(addr, dir.path(), &extra, "b.json"));
+    let id = answered(&a, "attacker-key", MATH).await;
+    a.log.as_ref().unwrap().flush();
+    let (_, v) = feedback(&a, "attacker-key", &id, 1.0).await;
+    assert_eq!(v["learned"], true, "{v}");
+    // B learns of the request only through Redis, replacing its score a while after the count.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (_, v) = feedback(&b, "attacker-key", &id, 0.0).await;
+    assert_eq!((v["status"].as_str(), v["learned"].as_bool()), (Some("replaced"), Some(true)), "{v}");
+    // Redis forgets the request three seconds after its answer; a resend to B right after is not counted.
+    redis_until(&redis, &format!("switchyard:scored:{id}"), false).await;
+    let (_, v) = feedback(&b, "attacker-key", &id, 0.0).await;
+    assert_eq!((v["learned"].as_bool(), v["reason"].as_str()), (Some(false), Some("not_remembered")), "{v}");
+    route(&b, "victim-key", MATH).await;
+    let observations = cells(&b, "online_observations").await.iter().sum::<f64>();
+    assert!(observations > 0.0 && observations <= 1.0 + 1e-9, "{observations} observations of one request");
+    drop(redis);
+}
+
+/// A score a replica learned while Redis was out of its reach, written to Redis after, does not replace a
+/// score sent later that another replica counted meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_score_replayed_after_an_outage_does_not_replace_a_later_one() {
+    let redis = tokio::task::spawn_blocking(common::redis::Redis::start).await.unwrap();
+    let proxy = Proxy::start(redis.port).await;
+    let (addr, _fake) = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = |url: &str| format!("[state]\nurl = \"{url}\"\ntimeout_ms = 1000");
+    let a = replica(addr, dir.path(), &state(&format!("redis://127.0.0.1:{}", proxy.port)), "a.json");
+    let b = replica(addr, dir.path(), &state(&redis.url), "b.json");
+    let id = answered(&a, "attacker-key", MATH).await;
+    a.log.as_ref().unwrap().flush();
+    redis_until(&redis, &format!("switchyard:observation:{id}"), true).await;
+    // A loses Redis and learns a score of 1 on its own; then B counts a score of 0, sent later.
+    proxy.cut();
+    let (_, v) = feedback(&a, "attacker-key", &id, 1.0).await;
+    assert_eq!(v["learned"], true, "{v}");
+    until(&a, "switchyard_state_degraded 1\n").await;
+    until(&a, "switchyard_state_unsynced_outcomes 1\n").await;
+    // Scores are ordered by the millisecond they arrived in: B's arrives in a later one.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let (_, v) = feedback(&b, "attacker-key", &id, 0.0).await;
+    assert_eq!(v["learned"], true, "{v}");
+    // A reaches Redis again and writes its score back: Redis keeps the later one.
+    proxy.mend();
+    until(&a, "switchyard_state_unsynced_outcomes 0\n").await;
+    until(&a, "switchyard_state_degraded 0\n").await;
+    let scored = redis.get(&format!("switchyard:scored:{id}")).unwrap();
+    assert_eq!(scored.split(' ').next(), Some("0"), "the replayed score replaced the later one: {scored}");
+    route(&b, "victim-key", MATH).await;
+    let (observations, observed) =
+        (cells(&b, "online_observations").await.iter().sum::<f64>(), cells(&b, "observed_success").await);
+    assert!(observations > 0.0 && observations <= 1.0 + 1e-9, "{observations} observations of one request");
+    assert!(observed.iter().all(|s| s.abs() < 1e-9), "B's cells hold the later score, 0: {observed:?}");
+    drop(redis);
+}
+
+/// Waits (up to 10 s) until Redis holds `key` (`present`) or no longer does.
+async fn redis_until(redis: &common::redis::Redis, key: &str, present: bool) {
+    for _ in 0..500 {
+        if redis.get(key).is_some() == present {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("Redis {} {key}", if present { "never held" } else { "still holds" });
+}
+
+/// Waits (up to 20 s) until `state`'s metrics contain `line`.
+async fn until(state: &Arc<AppState>, line: &str) {
+    for _ in 0..400 {
+        if metrics(state).await.contains(line) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never {line:?}:\n{}", metrics(state).await);
+}
+
+/// A TCP proxy to a local port that can be cut (its connections closed, new ones closed as they come) and
+/// mended: one replica loses Redis while another keeps it.
+struct Proxy {
+    port: u16,
+    open: Arc<AtomicBool>,
+    links: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Self { port, open: Arc::new(AtomicBool::new(true)), links: Arc::default() };
+        let (open, links) = (proxy.open.clone(), proxy.links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !open.load(Ordering::SeqCst) {
+                    continue;
+                }
+                links.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        proxy
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn mend(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A gauge of [`MODEL`]'s online cells on a replica (`switchyard_{name}`), per domain.
+async fn cells(state: &Arc<AppState>, name: &str) -> Vec<f64> {
+    let prefix = format!("switchyard_{name}{{model=\"{MODEL}\",");
     let text = metrics(state).await;
-    text.lines().filter(|l| l.starts_with(&prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    text.lines().filter(|l| l.starts_with(&prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).collect()
 }
 
 async fn metrics(state: &Arc<AppState>) -> String {

@@ -9,7 +9,8 @@
 //! With online learning, the answer says whether the score was learned from (`"learned"`), and when not,
 //! why (`"reason"`, a code, and `"detail"`, a sentence). Only a request an upstream answered through the
 //! server is learned from: a `/v1/route` decision's score is stored (and exported, marked `"routed_only"`)
-//! but speaks of a call the server never saw. A resent score replaces the request's earlier one in the
+//! but speaks of a call the server never saw, and a gateway request whose upstreams all failed (`"unanswered"`)
+//! has no answer to speak of. A resent score replaces the request's earlier one in the
 //! posteriors too, and one key's feedback can make up at most `learning.max_key_share` of a (model, domain)
 //! cell (see [`crate::learning`]).
 
@@ -112,11 +113,12 @@ async fn answer(state: &AppState, feedback: &Feedback, receipt: &FeedbackReceipt
 /// Redis); the key's share of the cell decides the rest.
 async fn learn(state: &AppState, feedback: &Feedback, receipt: &FeedbackReceipt) -> Verdict {
     let Some(learning) = &state.learning else { return Verdict::Off };
-    if !receipt.answered_upstream() {
-        learning.unlearned(&Verdict::RoutedOnly);
-        return Verdict::RoutedOnly;
+    if let Some(verdict) = unlearnable(receipt) {
+        learning.unlearned(&verdict);
+        return verdict;
     }
-    let verdict = learning.feedback(&feedback.request_id, feedback.api_key.as_deref(), feedback.score).await;
+    let key = feedback.api_key.as_deref();
+    let verdict = learning.feedback(&feedback.request_id, key, feedback.score, feedback.ts_ms).await;
     if verdict == Verdict::NotRemembered {
         tracing::debug!(
             "feedback for {}: its prediction is not remembered (answered too long ago, before a restart, or while \
@@ -125,6 +127,18 @@ async fn learn(state: &AppState, feedback: &Feedback, receipt: &FeedbackReceipt)
         );
     }
     verdict
+}
+
+/// Why a scored request cannot be learned from, whatever online learning knows: a `/v1/route` decision (no
+/// upstream answered it through the server), or a gateway request no upstream answered.
+fn unlearnable(receipt: &FeedbackReceipt) -> Option<Verdict> {
+    if receipt.answered_upstream() {
+        None
+    } else if receipt.endpoint == "route" {
+        Some(Verdict::RoutedOnly)
+    } else {
+        Some(Verdict::Unanswered)
+    }
 }
 
 /// Reads and checks `{"request_id", "score", "comment"?}`.
@@ -163,6 +177,21 @@ fn parse(body: &Value) -> Result<Feedback, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_answered_gateway_requests_can_be_learned_from() {
+        let receipt = |endpoint: &str, chosen: Option<&str>| FeedbackReceipt {
+            outcome: FeedbackOutcome::Recorded,
+            endpoint: endpoint.into(),
+            chosen_model: chosen.map(Into::into),
+        };
+        assert_eq!(unlearnable(&receipt("chat", Some("m"))), None);
+        assert_eq!(unlearnable(&receipt("route", Some("m"))), Some(Verdict::RoutedOnly));
+        assert_eq!(unlearnable(&receipt("chat", None)), Some(Verdict::Unanswered));
+        let (code, detail) = Verdict::Unanswered.reason().unwrap();
+        assert_eq!(code, "unanswered");
+        assert!(!detail.contains("/v1/route"), "{detail}");
+    }
 
     #[test]
     fn bodies_are_checked_field_by_field() {

@@ -52,12 +52,16 @@ pub struct LearningConfig {
     /// (its weight, domain probability included) stays within this share of the cell's pseudo-observations
     /// (`prior_strength` plus its observations). Feedback over it is stored (and exported) but not learned
     /// from, and the feedback answer says so. 1 turns the cap off; requests made without a key (a server with
-    /// no `[[keys]]`) are not capped. With the defaults (0.25, κ = 20) a key alone moves an unobserved cell by
-    /// at most about 6.7 observations a window. A deployment whose feedback all comes from one key should set
-    /// it to 1, or that key's feedback is learned from this slowly too.
+    /// no `[[keys]]`) are not capped. A resent score that replaces a counted one is charged by how far it moves
+    /// the cell (its weight times the change of score), and a score can be replaced only within
+    /// `key_share_window_s` of its first count, so new scores and rescores together move a cell by at most the
+    /// key's share of it a window: with the defaults (0.25, κ = 20) a key alone moves an unobserved cell by at
+    /// most about 6.7 observations' worth in a window (x ≤ 0.25 · (20 + x)), and later windows by a quarter of
+    /// what the cell holds then. A deployment whose feedback all comes from one key should set it to 1, or that
+    /// key's feedback is learned from this slowly too.
     pub max_key_share: f64,
     /// The window (seconds) over which a key's share of a cell is counted (a fixed window that starts with the
-    /// key's first counted feedback in the cell).
+    /// key's first counted feedback in the cell), and for which a request's counted score can be replaced.
     pub key_share_window_s: u64,
 }
 

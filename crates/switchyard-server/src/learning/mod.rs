@@ -9,9 +9,11 @@
 //! router predicts differently for that model.
 //!
 //! Feedback cannot be turned against other tenants (see [`scores`]): a request's score counts once however
-//! often it is sent (a resend replaces it), one client key's feedback makes up at most
-//! `learning.max_key_share` of a (model, domain) cell, and only requests an upstream answered through the
-//! server are learned from (the feedback handler checks that against the decision log).
+//! often it is sent (a resend replaces it, for `learning.key_share_window_s` after the first count), one client
+//! key's feedback (new scores and rescores alike) moves a (model, domain) cell by at most
+//! `learning.max_key_share` of it per window, only requests an upstream answered through the server are
+//! learned from (the feedback handler checks that against the decision log), and only in the cells of the
+//! estimates they were answered with.
 
 pub mod config;
 pub mod scores;
@@ -48,6 +50,22 @@ pub struct Observation {
     pub predicted: f64,
 }
 
+/// A prediction remembered for a request's feedback (here, and with `[state] url` in Redis): what was
+/// predicted, when the request was answered and against which estimates of the answering model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Remembered {
+    /// What was predicted.
+    #[serde(flatten)]
+    pub observation: Observation,
+    /// When the request was answered, milliseconds since the Unix epoch (0: unknown, kept by an older version).
+    #[serde(default)]
+    pub answered_ms: i64,
+    /// The fingerprint of the answering model's estimates when it answered (`None`: unknown): feedback after a
+    /// reload that changed them is not learned from, as the cells it was counted in started afresh.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+}
+
 /// Where an outcome came from, for the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -74,11 +92,20 @@ impl Source {
 
 /// A remembered prediction, with the feedback score counted for it so far.
 struct Entry {
-    observation: Observation,
+    remembered: Remembered,
     /// The score the posteriors hold for this request (a resend replaces it).
-    applied: Option<f64>,
-    /// When it was remembered.
-    at: Instant,
+    applied: Option<Applied>,
+}
+
+/// The feedback score counted for a request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Applied {
+    /// The score.
+    score: f64,
+    /// When the feedback that sent it arrived (ms since the Unix epoch): an older one does not replace it.
+    ts_ms: i64,
+    /// When the request's first score was counted: it can be replaced for `learning.key_share_window_s` after.
+    counted_ms: i64,
 }
 
 #[derive(Default)]
@@ -225,14 +252,21 @@ impl Learning {
     /// `[state] url`, in Redis too (for `learning.feedback_window_s`), so that feedback sent to any replica
     /// is learned from.
     pub fn remember(&self, request_id: &str, observation: Observation) {
+        self.remember_at(request_id, observation, switchyard_store::now_ms());
+    }
+
+    /// [`Self::remember`], answered at `now_ms`; with the fingerprint of the model's estimates now.
+    fn remember_at(&self, request_id: &str, observation: Observation, now_ms: i64) {
+        let fingerprint = self.lock().fingerprints.get(&observation.model).cloned();
+        let remembered = Remembered { observation, answered_ms: now_ms, fingerprint };
         if let (Some(shared), Ok(runtime)) = (self.shared.clone(), tokio::runtime::Handle::try_current()) {
-            let (id, o, ttl) = (request_id.to_string(), observation.clone(), self.feedback_window);
-            runtime.spawn(async move { shared.save_observation(&id, &o, ttl).await });
+            let (id, r, ttl) = (request_id.to_string(), remembered.clone(), self.feedback_window);
+            runtime.spawn(async move { shared.save_observation(&id, &r, ttl).await });
         }
         let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Remembered again (it should not be), the request keeps the score counted for it.
         let applied = pending.by_id.get(request_id).and_then(|e| e.applied);
-        pending.insert(request_id, Entry { observation, applied, at: Instant::now() });
+        pending.insert(request_id, Entry { remembered, applied });
     }
 
     /// Counts an outcome (and, with `[state] url`, adds it to the shared cells in the background).
@@ -349,7 +383,7 @@ impl Learning {
              reason.\n# TYPE switchyard_online_feedback_unlearned_total counter\n",
         );
         let unlearned = self.unlearned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for reason in ["routed_only", "not_remembered", "key_share"] {
+        for reason in scores::UNLEARNED {
             let n = unlearned.get(reason).copied().unwrap_or(0);
             let _ = writeln!(out, "switchyard_online_feedback_unlearned_total{{reason=\"{reason}\"}} {n}");
         }
@@ -386,8 +420,9 @@ mod tests {
         let l = learning(dir.path());
         let o = Observation { model: "m".into(), domains: vec![("math".into(), 1.0)], predicted: 0.9 };
         l.remember("sy-1", o);
-        assert_eq!(l.feedback("sy-1", None, 0.0).await, Verdict::Counted);
-        assert_eq!(l.feedback("sy-unknown", None, 0.0).await, Verdict::NotRemembered);
+        let now = switchyard_store::now_ms();
+        assert_eq!(l.feedback("sy-1", None, 0.0, now).await, Verdict::Counted);
+        assert_eq!(l.feedback("sy-unknown", None, 0.0, now).await, Verdict::NotRemembered);
         l.save().unwrap();
         let read = read_state(&dir.path().join("online.json")).unwrap();
         assert_eq!(read.cells["m"]["math"].n, 1.0);

@@ -5,27 +5,41 @@
 //!   (`w · (new − old)` per domain, kept within `[0, n]`), so however often a request is scored it is worth
 //!   one observation, holding its latest score. (The difference is applied at full weight: after later
 //!   observations have faded the original, a resend moves the cell by at most one observation's weight.)
+//!   A score can be replaced for `learning.key_share_window_s` after the request's first score was counted
+//!   ([`Verdict::RescoreClosed`] after), and a score older than the one counted (by the millisecond its
+//!   feedback arrived in; of two in the same millisecond, the one settled last stands) does not replace it
+//!   ([`Verdict::Superseded`]).
 //! - **A key's share.** A request made with a client key is learned from only while that key's feedback in
 //!   each of the prompt's (model, domain) cells stays within `learning.max_key_share` of the cell's
-//!   pseudo-observations over `learning.key_share_window_s` (see `share.rs`). Feedback over it is stored
-//!   but not learned from. Requests made without a key are not capped (a server without keys has no tenants).
+//!   pseudo-observations over `learning.key_share_window_s` (see `share.rs`). A replaced score is charged by how
+//!   far it moves the cell (`w · |new − old|`), so rescoring old requests moves a cell no further than new
+//!   scores could. Feedback over it is stored but not learned from. Requests made without a key are not capped
+//!   (a server without keys has no tenants).
 //! - **Answered requests only.** The handler learns only from requests an upstream answered through the
-//!   server (the decision log says so); a `/v1/route` decision's score is [`Verdict::RoutedOnly`].
+//!   server (the decision log says so); a `/v1/route` decision's score is [`Verdict::RoutedOnly`], a gateway
+//!   request no upstream answered [`Verdict::Unanswered`]. Feedback counts in the cells of the estimates the
+//!   request was answered with: after a reload that changed them it is [`Verdict::EstimatesChanged`].
 //!
 //! With `[state] url` the replicas share this: one Redis script ([`crate::shared::online`]) settles each
-//! score atomically against the shared cells, the request's counted score (kept in Redis for
-//! `learning.feedback_window_s`, like the prediction) and the key's share there, so a resend to another
-//! replica replaces the score too, and a key's share counts over every replica. The replica then applies
-//! what Redis decided to its own cells (which the next sync replaces with Redis's anyway). While Redis does not
-//! answer, this replica decides alone, on what it knows, and the score is written to Redis when it answers
-//! again; the script, keyed by request id, neither counts it twice nor lets it replace a later score's count.
-//! With Redis, feedback is learned from only within `learning.feedback_window_s` of the answer.
+//! score atomically against the shared cells, the request's counted score (kept in Redis as long as the
+//! request can be learned from, with the time it was counted and the time its feedback arrived) and the key's
+//! share there, so a resend to another replica replaces the score too, and a key's share counts over every
+//! replica. The replica then applies what Redis decided to its own cells (which the next sync replaces with
+//! Redis's anyway). While Redis does not answer, this replica decides alone, on what it knows, and a score it
+//! learned from is written to Redis when it answers again; the script, keyed by request id, never counts it
+//! twice, and a score that arrived before the one Redis counted since (sent to another replica) does not
+//! replace it. With Redis, feedback is learned from only within `learning.feedback_window_s` of the answer.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchyard_core::{OnlineSettings, Posteriors};
 
-use super::{Entry, Learning, Observation};
+use super::share::{Charge, Shares};
+use super::{Applied, Entry, Learning, Remembered};
+
+/// The reasons a stored score was not learned from, as the metrics count them.
+pub const UNLEARNED: [&str; 7] =
+    ["routed_only", "unanswered", "not_remembered", "key_share", "rescore_closed", "superseded", "estimates_changed"];
 
 /// What online learning did with a stored feedback score.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +52,8 @@ pub enum Verdict {
     Off,
     /// The request was a `/v1/route` decision, which no upstream answered through the server.
     RoutedOnly,
+    /// The request went through the gateway, but no upstream answered it.
+    Unanswered,
     /// The request's prediction is not remembered (answered too long ago, before a restart, or while Redis
     /// was out of reach).
     NotRemembered,
@@ -47,6 +63,16 @@ pub enum Verdict {
         model: String,
         /// The domain.
         domain: String,
+    },
+    /// The request's score was counted more than `learning.key_share_window_s` ago: it is no longer replaced.
+    RescoreClosed,
+    /// A score for the request that arrived later than this one is counted already.
+    Superseded,
+    /// The model's estimates changed (a router reload) since the request was answered: its cells started
+    /// afresh, and the request's prediction no longer speaks for them.
+    EstimatesChanged {
+        /// The model.
+        model: String,
     },
 }
 
@@ -59,65 +85,85 @@ impl Verdict {
     /// Why the score was not learned from: a code and a sentence for the client (`None` when it was).
     pub fn reason(&self) -> Option<(&'static str, String)> {
         let stored = "the score is stored (for `switchyard logs export`)";
-        Some(match self {
-            Self::Counted | Self::Replaced => return None,
-            Self::Off => ("online_off", format!("online learning is off ([learning] online = false); {stored}")),
-            Self::RoutedOnly => (
-                "routed_only",
-                format!(
+        let label = self.label()?;
+        Some((
+            label,
+            match self {
+                Self::Off => format!("online learning is off ([learning] online = false); {stored}"),
+                Self::RoutedOnly => format!(
                     "the request was a /v1/route decision that no upstream answered through switchyard, so online \
                      learning does not learn from it; {stored}, marked \"routed_only\"; send the request through \
                      /v1/chat/completions to have its feedback learned from"
                 ),
-            ),
-            Self::NotRemembered => (
-                "not_remembered",
-                format!(
+                Self::Unanswered => "no upstream answered the request (every attempt failed, or the upstream refused \
+                                     it), so there is no answer to learn about; the score is stored (`switchyard \
+                                     logs export` leaves out requests no model answered)"
+                    .to_string(),
+                Self::NotRemembered => format!(
                     "the request's prediction is no longer remembered (answered too long ago, before a restart, or \
                      while the shared state was out of reach); {stored}"
                 ),
-            ),
-            Self::KeyShare { model, domain } => (
-                "key_share",
-                format!(
+                Self::KeyShare { model, domain } => format!(
                     "this key's feedback already makes up the most one key may of what online learning knows about \
-                     {model} in {domain} (learning.max_key_share, over learning.key_share_window_s); {stored}; \
-                     feedback is learned from again as other traffic is observed or the window passes"
+                     {model} in {domain} (learning.max_key_share, over learning.key_share_window_s; a resent score \
+                     counts by how far it moves the estimate); {stored}; feedback is learned from again as other \
+                     traffic is observed or the window passes"
                 ),
-            ),
-        })
+                Self::RescoreClosed => format!(
+                    "the request's score was counted more than learning.key_share_window_s ago, so a new score no \
+                     longer replaces it in online learning; {stored}"
+                ),
+                Self::Superseded => format!(
+                    "a score for this request sent later than this one is already counted (it arrived first at \
+                     another replica); {stored}"
+                ),
+                Self::EstimatesChanged { model } => format!(
+                    "the router was reloaded with other estimates for {model} since the request was answered, and \
+                     online learning started afresh for it; {stored}"
+                ),
+                Self::Counted | Self::Replaced => return None,
+            },
+        ))
     }
 
+    /// The reason's code, for the metrics and the answer (`None` when learned from).
     fn label(&self) -> Option<&'static str> {
         Some(match self {
+            Self::Counted | Self::Replaced => return None,
+            Self::Off => "online_off",
             Self::RoutedOnly => "routed_only",
+            Self::Unanswered => "unanswered",
             Self::NotRemembered => "not_remembered",
             Self::KeyShare { .. } => "key_share",
-            _ => return None,
+            Self::RescoreClosed => "rescore_closed",
+            Self::Superseded => "superseded",
+            Self::EstimatesChanged { .. } => "estimates_changed",
         })
     }
 }
 
-/// A feedback score to settle in the shared cells.
+/// A feedback score to settle (in the shared cells, or on this replica).
 pub(crate) struct Scoring<'a> {
     /// The request scored.
     pub(crate) request_id: &'a str,
-    /// The fingerprint of the answering model's estimates.
-    pub(crate) fingerprint: &'a str,
-    /// What was predicted for it.
-    pub(crate) observation: &'a Observation,
+    /// The fingerprint of the answering model's estimates now (the shared cells' key).
+    pub(crate) fingerprint: Option<&'a str>,
+    /// What was predicted for it, and when it was answered.
+    pub(crate) remembered: &'a Remembered,
     /// The score.
     pub(crate) score: f64,
+    /// When the feedback arrived, milliseconds since the Unix epoch.
+    pub(crate) ts_ms: i64,
     /// The posteriors' settings.
     pub(crate) settings: OnlineSettings,
     /// The client key whose share is checked (`None`: no cap).
     pub(crate) key: Option<&'a str>,
     /// The most a key may make up of a cell.
     pub(crate) max_share: f64,
-    /// The window a key's share is counted over.
+    /// The window a key's share is counted over, and for which a counted score can be replaced.
     pub(crate) window: Duration,
-    /// How long the request's counted score is kept.
-    pub(crate) ttl: Duration,
+    /// Until when the request can be counted (its answer plus `learning.feedback_window_s`), ms since the epoch.
+    pub(crate) until_ms: i64,
 }
 
 /// How a score was settled, by Redis (on the shared cells) or by this replica.
@@ -125,69 +171,105 @@ pub(crate) struct Scoring<'a> {
 pub(crate) enum Settled {
     /// Counted as a new observation.
     Counted,
-    /// Replaced the request's earlier score, this one.
-    Replaced(f64),
+    /// Replaced the request's earlier score `previous`, first counted at `counted_ms`.
+    Replaced {
+        /// The score replaced.
+        previous: f64,
+        /// When the request's first score was counted, ms since the epoch.
+        counted_ms: i64,
+    },
     /// Not learned from: the key's share of this domain's cell is used up.
     OverShare(String),
+    /// Not learned from: the counted score was counted more than the window ago.
+    Closed,
+    /// Not learned from: a score that arrived later is counted.
+    Superseded,
+    /// Not learned from: the request can no longer be counted (answered over `feedback_window_s` ago).
+    Expired,
+}
+
+/// Milliseconds in `d`, as an `i64`.
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Learning {
-    /// Learns from a feedback score for `request_id`, made with client key `key` (see the module docs).
-    pub async fn feedback(&self, request_id: &str, key: Option<&str>, score: f64) -> Verdict {
-        let Some(observation) = self.recall(request_id).await else {
-            self.unlearned(&Verdict::NotRemembered);
-            return Verdict::NotRemembered;
-        };
-        let (max_share, window) = {
-            let shares = self.shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            (shares.max(), shares.window())
-        };
-        let key = key.filter(|_| max_share < 1.0);
-        let fingerprint = self.lock().fingerprints.get(&observation.model).cloned();
-        let from_shared = match (&self.shared, fingerprint) {
-            (Some(shared), Some(fingerprint)) => {
-                let scoring = Scoring {
-                    request_id,
-                    fingerprint: &fingerprint,
-                    observation: &observation,
-                    score,
-                    settings: self.settings,
-                    key,
-                    max_share,
-                    window,
-                    ttl: self.feedback_window,
-                };
-                shared.score(&scoring).await
-            }
-            _ => None,
-        };
-        let verdict = match self.settle(request_id, key, &observation, score, from_shared) {
-            Settled::Counted => Verdict::Counted,
-            Settled::Replaced(_) => Verdict::Replaced,
-            Settled::OverShare(domain) => Verdict::KeyShare { model: observation.model.clone(), domain },
-        };
+    /// Learns from a feedback score for `request_id`, made with client key `key`, that arrived at `ts_ms`
+    /// (milliseconds since the Unix epoch; see the module docs).
+    pub async fn feedback(&self, request_id: &str, key: Option<&str>, score: f64, ts_ms: i64) -> Verdict {
+        let verdict = self.learn_score(request_id, key, score, ts_ms).await;
         self.unlearned(&verdict);
         verdict
     }
 
+    async fn learn_score(&self, request_id: &str, key: Option<&str>, score: f64, ts_ms: i64) -> Verdict {
+        let Some(remembered) = self.recall(request_id, ts_ms).await else {
+            return Verdict::NotRemembered;
+        };
+        let model = remembered.observation.model.clone();
+        let fingerprint = self.lock().fingerprints.get(&model).cloned();
+        if remembered.fingerprint.is_some() && remembered.fingerprint != fingerprint {
+            return Verdict::EstimatesChanged { model };
+        }
+        let (max_share, window) = {
+            let shares = self.shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (shares.max(), shares.window())
+        };
+        let scoring = Scoring {
+            request_id,
+            fingerprint: fingerprint.as_deref(),
+            remembered: &remembered,
+            score,
+            ts_ms,
+            settings: self.settings,
+            key: key.filter(|_| max_share < 1.0),
+            max_share,
+            window,
+            until_ms: remembered.answered_ms.saturating_add(millis(self.feedback_window)),
+        };
+        let shared = self.shared.as_ref().filter(|_| fingerprint.is_some());
+        let from_shared = match shared {
+            Some(shared) => shared.score(&scoring).await,
+            None => None,
+        };
+        let decided_here = from_shared.is_none();
+        let settled = self.settle(&scoring, from_shared);
+        // Decided here while Redis did not answer: a score learned from is written to Redis when it does (one
+        // not learned from is not, or Redis could count what the client was told was not).
+        if let Some(shared) = shared.filter(|_| decided_here) {
+            if matches!(settled, Settled::Counted | Settled::Replaced { .. }) {
+                shared.keep_score(&scoring);
+            }
+        }
+        match settled {
+            Settled::Counted => Verdict::Counted,
+            Settled::Replaced { .. } => Verdict::Replaced,
+            Settled::OverShare(domain) => Verdict::KeyShare { model, domain },
+            Settled::Closed => Verdict::RescoreClosed,
+            Settled::Superseded => Verdict::Superseded,
+            Settled::Expired => Verdict::NotRemembered,
+        }
+    }
+
     /// Counts a score that was stored but not learned from, for the metrics (learned ones are not counted).
     pub fn unlearned(&self, verdict: &Verdict) {
-        if let Some(label) = verdict.label() {
+        if let Some(label) = verdict.label().filter(|l| UNLEARNED.contains(l)) {
             *self.unlearned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(label).or_default() += 1;
         }
     }
 
     /// The prediction remembered for `request_id`: this replica's, or (with `[state] url`) the one the
-    /// answering replica kept in Redis. With Redis, only within `learning.feedback_window_s` of the answer,
-    /// as long as Redis keeps the request's counted score.
-    async fn recall(&self, request_id: &str) -> Option<Observation> {
+    /// answering replica kept in Redis. With Redis, only within `learning.feedback_window_s` of the answer
+    /// (`now_ms`: the feedback's arrival).
+    async fn recall(&self, request_id: &str, now_ms: i64) -> Option<Remembered> {
+        let window = millis(self.feedback_window);
         let local = {
             let pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let fresh = |e: &&Entry| self.shared.is_none() || e.at.elapsed() < self.feedback_window;
-            pending.by_id.get(request_id).filter(fresh).map(|e| e.observation.clone())
+            let fresh = |e: &&Entry| self.shared.is_none() || now_ms - e.remembered.answered_ms < window;
+            pending.by_id.get(request_id).filter(fresh).map(|e| e.remembered.clone())
         };
         let shared = match local {
-            Some(o) => return Some(o),
+            Some(r) => return Some(r),
             None => self.shared.as_ref()?,
         };
         // The answering replica writes the prediction in the background as it answers: feedback that arrives
@@ -200,48 +282,39 @@ impl Learning {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             found = shared.load_observation(request_id).await;
         }
-        found
+        // Kept by an older version, without its answer's time: counted from now.
+        found.map(|r| if r.answered_ms == 0 { Remembered { answered_ms: now_ms, ..r } } else { r })
     }
 
     /// Decides (unless Redis did: `from_shared`) and applies a score to this replica's cells, remembering it as
     /// the request's counted score.
-    fn settle(
-        &self,
-        request_id: &str,
-        key: Option<&str>,
-        o: &Observation,
-        score: f64,
-        from_shared: Option<Settled>,
-    ) -> Settled {
-        let now = switchyard_store::now_ms();
+    fn settle(&self, s: &Scoring<'_>, from_shared: Option<Settled>) -> Settled {
+        let o = &s.remembered.observation;
         let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut posteriors = self.lock();
         let mut shares = self.shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let settled = from_shared.unwrap_or_else(|| match pending.by_id.get(request_id).and_then(|e| e.applied) {
-            Some(previous) => Settled::Replaced(previous),
-            None => {
-                let cells = posteriors.cells.get(&o.model);
-                let over =
-                    key.and_then(|k| shares.over(k, &o.model, &o.domains, cells, self.settings.prior_strength, now));
-                over.map_or(Settled::Counted, Settled::OverShare)
-            }
-        });
-        match &settled {
+        let applied = pending.by_id.get(s.request_id).and_then(|e| e.applied);
+        let settled = from_shared.unwrap_or_else(|| decide(s, applied, &posteriors, &shares));
+        let (charge, counted_ms) = match &settled {
             Settled::Counted => {
-                posteriors.observe(&o.model, &o.domains, score, o.predicted, &self.settings);
-                if let Some(k) = key {
-                    shares.add(k, &o.model, &o.domains, now);
-                }
+                posteriors.observe(&o.model, &o.domains, s.score, o.predicted, &self.settings);
+                (Charge::COUNT, s.ts_ms)
             }
-            Settled::Replaced(previous) => replace(&mut posteriors, o, score - previous),
-            Settled::OverShare(_) => return settled,
+            Settled::Replaced { previous, counted_ms } => {
+                replace(&mut posteriors, s, s.score - previous);
+                (Charge::replace(s.score - previous), *counted_ms)
+            }
+            _ => return settled,
+        };
+        if let Some(k) = s.key {
+            shares.add(k, o, charge, s.ts_ms);
         }
-        match pending.by_id.get_mut(request_id) {
-            Some(entry) => entry.applied = Some(score),
-            None => {
-                let entry = Entry { observation: o.clone(), applied: Some(score), at: Instant::now() };
-                pending.insert(request_id, entry);
-            }
+        let applied = Some(Applied { score: s.score, ts_ms: s.ts_ms, counted_ms });
+        match pending.by_id.get_mut(s.request_id) {
+            Some(entry) => entry.applied = applied,
+            // Settled by Redis on a replica that did not answer the request: remembered with its answer's time,
+            // so that it is forgotten here when Redis forgets it.
+            None => pending.insert(s.request_id, Entry { remembered: s.remembered.clone(), applied }),
         }
         drop((pending, posteriors, shares));
         self.changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -253,9 +326,24 @@ impl Learning {
     }
 }
 
+/// What this replica decides alone for score `s`, given the score counted for the request so far (`applied`).
+fn decide(s: &Scoring<'_>, applied: Option<Applied>, posteriors: &Posteriors, shares: &Shares) -> Settled {
+    let o = &s.remembered.observation;
+    let cells = posteriors.cells.get(&o.model);
+    let over = |charge| s.key.and_then(|k| shares.over(k, o, cells, s.settings.prior_strength, charge, s.ts_ms));
+    match applied {
+        Some(a) if s.ts_ms < a.ts_ms => Settled::Superseded,
+        Some(a) if s.ts_ms - a.counted_ms >= millis(s.window) => Settled::Closed,
+        Some(a) => over(Charge::replace(s.score - a.score))
+            .map_or(Settled::Replaced { previous: a.score, counted_ms: a.counted_ms }, Settled::OverShare),
+        None => over(Charge::COUNT).map_or(Settled::Counted, Settled::OverShare),
+    }
+}
+
 /// Moves the cells of a counted observation by `delta` successes per unit of weight (a resent score's
 /// difference), keeping each cell's successes within `[0, n]`.
-fn replace(posteriors: &mut Posteriors, o: &Observation, delta: f64) {
+fn replace(posteriors: &mut Posteriors, s: &Scoring<'_>, delta: f64) {
+    let o = &s.remembered.observation;
     let Some(cells) = posteriors.cells.get_mut(&o.model) else { return };
     for (domain, w) in o.domains.iter().filter(|(_, w)| *w > 0.0) {
         if let Some(cell) = cells.get_mut(domain) {
@@ -265,68 +353,4 @@ fn replace(posteriors: &mut Posteriors, o: &Observation, delta: f64) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::learning::LearningConfig;
-
-    fn learning(config: LearningConfig) -> Learning {
-        Learning::with(&LearningConfig { online: true, ..config }, Posteriors::default())
-    }
-
-    fn math(predicted: f64) -> Observation {
-        Observation { model: "m".into(), domains: vec![("math".into(), 1.0)], predicted }
-    }
-
-    #[tokio::test]
-    async fn a_resent_score_replaces_the_first_and_adds_no_observation() {
-        let l = learning(LearningConfig::default());
-        l.remember("sy-1", math(0.8));
-        assert_eq!(l.feedback("sy-1", Some("team-a"), 0.0).await, Verdict::Counted);
-        for _ in 0..300 {
-            assert_eq!(l.feedback("sy-1", Some("team-a"), 0.0).await, Verdict::Replaced);
-        }
-        let cell = l.lock().cells["m"]["math"];
-        assert_eq!((cell.n, cell.successes), (1.0, 0.0), "300 resends are still one observation");
-        assert_eq!(l.feedback("sy-1", Some("team-a"), 1.0).await, Verdict::Replaced);
-        assert_eq!(l.lock().cells["m"]["math"].successes, 1.0, "the latest score is the one counted");
-        let mut text = String::new();
-        l.render(&mut text);
-        assert!(text.contains("switchyard_online_updates_total{source=\"feedback\"} 1\n"), "{text}");
-    }
-
-    #[tokio::test]
-    async fn a_key_moves_a_cell_only_up_to_its_share() {
-        let l = learning(LearningConfig::default());
-        let mut verdicts = Vec::new();
-        for i in 0..20 {
-            l.remember(&format!("a-{i}"), math(0.8));
-            verdicts.push(l.feedback(&format!("a-{i}"), Some("team-a"), 0.0).await);
-        }
-        // κ = 20: 6 observations are within a quarter of the cell (6 ≤ 0.25 · 26), a 7th is not.
-        let counted = verdicts.iter().filter(|v| **v == Verdict::Counted).count();
-        assert_eq!(counted, 6, "{verdicts:?}");
-        let over = Verdict::KeyShare { model: "m".into(), domain: "math".into() };
-        assert_eq!(verdicts[19], over);
-        assert!(over.reason().unwrap().1.contains("learning.max_key_share"));
-        let n = l.lock().cells["m"]["math"].n;
-        assert!((n - 6.0).abs() < 0.1, "six observations (faded by half_life): {n}");
-        // Another key, and requests made without a key, are learned from.
-        l.remember("b-1", math(0.8));
-        assert_eq!(l.feedback("b-1", Some("team-b"), 1.0).await, Verdict::Counted);
-        for i in 0..30 {
-            l.remember(&format!("open-{i}"), math(0.8));
-            assert_eq!(l.feedback(&format!("open-{i}"), None, 1.0).await, Verdict::Counted);
-        }
-        // A score already counted can still be replaced over the share.
-        assert_eq!(l.feedback("a-0", Some("team-a"), 1.0).await, Verdict::Replaced);
-        let mut text = String::new();
-        l.render(&mut text);
-        assert!(text.contains("switchyard_online_feedback_unlearned_total{reason=\"key_share\"} 14"), "{text}");
-        // With max_key_share = 1 there is no cap.
-        let open = learning(LearningConfig { max_key_share: 1.0, ..Default::default() });
-        for i in 0..20 {
-            open.remember(&format!("a-{i}"), math(0.8));
-            assert_eq!(open.feedback(&format!("a-{i}"), Some("team-a"), 0.0).await, Verdict::Counted);
-        }
-    }
-}
+mod tests;

@@ -6,22 +6,31 @@
 //!
 //! Outcomes counted while Redis does not answer are kept (the newest [`UNSYNCED_CAP`]) and added, in order,
 //! once the connection is made again (outcomes counted meanwhile queue behind them). As for budget charges, a
-//! batch sent and not answered may have landed, so it is not sent again: an outcome reaches the shared cells
-//! at most once.
+//! batch sent and not answered may have landed, so its upstream signals are not sent again: one reaches the
+//! shared cells at most once. Its feedback scores are (up to [`REPLAY_TRIES`] times): the script settles them
+//! by request id, so one that had landed only replaces itself.
 //!
-//! Each answered request's prediction is kept under its request id for `learning.feedback_window_s`, so that
-//! feedback sent to any replica is learned from.
+//! Each answered request's prediction is kept under its request id for `learning.feedback_window_s` (with the
+//! time of the answer and the fingerprint of the estimates it was made with), so that feedback sent to any
+//! replica is learned from.
 //!
 //! A feedback score is settled by one script, atomically ([`SharedState::score`]): it reads the score counted
-//! for the request so far (`{prefix}:scored:{request_id}`, kept for `learning.feedback_window_s`). With one,
-//! the new score replaces it: each domain cell's successes move by `w · (new − old)` (kept within `[0, n]`)
-//! and no observation is added. Without one, the key's share of each cell is checked against its window
-//! (`{prefix}:online:{model}:{fingerprint}:share:{key}`, a field per domain holding "window start, weight"): over
-//! `learning.max_key_share` of `prior_strength + n`, nothing is written and the domain is answered; within it,
-//! the observation is added as `learn` adds one and the score is kept as the request's. Since the script is
-//! keyed by request id, a score kept through an outage and written back later (or a call that landed without
-//! its answer, sent again) is never counted twice: it only replaces the request's score. So a request counts
-//! once across every replica, and a key's share is counted over all of them.
+//! for the request so far (`{prefix}:scored:{request_id}`: the score, when its feedback arrived and when the
+//! request's first score was counted; kept until the request's answer is `learning.feedback_window_s` old, as
+//! long as the request could be counted at all, so that it never counts twice). With one, a score whose
+//! feedback arrived before the counted one's (an earlier millisecond) is ignored (a score kept through an outage and written back after
+//! a later one was counted through another replica); past `learning.key_share_window_s` after the first count,
+//! the score is no longer replaced; otherwise the new score replaces it: each domain cell's successes move by
+//! `w · (new − old)` (kept within `[0, n]`) and no observation is added. Without one, a request answered over
+//! `learning.feedback_window_s` ago is not counted. Either way, the key's share of each cell is checked against
+//! its window (`{prefix}:online:{model}:{fingerprint}:share:{key}`, a field per domain holding "window start,
+//! weight"), charging `w` for a new observation and `w · |new − old|` for a replacement: over
+//! `learning.max_key_share` of the cell's pseudo-observations, nothing is written and the domain is answered;
+//! within it, the observation is added as `learn` adds one (or the successes moved) and the score is kept as
+//! the request's. Since the script is keyed by request id, a score kept through an outage and written back later
+//! (or a call that landed without its answer, sent again) is never counted twice: it only replaces the
+//! request's score. So a request counts once across every replica, and a key's share is counted over all of
+//! them. Only scores this replica learned from while Redis did not answer are written back.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -32,15 +41,21 @@ use redis::Script;
 use switchyard_core::Cell;
 
 use super::SharedState;
-use crate::learning::scores::{Scoring, Settled};
-use crate::learning::Observation;
+use crate::learning::scores::{millis, Scoring, Settled};
+use crate::learning::Remembered;
 
 /// KEYS: the model's cells, the request's counted score, the key's share windows. ARGV: half life, score,
-/// predicted, the score's lifetime (ms), the share (-1: none), κ, the window (ms), then (domain, weight) pairs.
-/// Returns `{0, ''}` (counted), `{1, previous score}` (replaced) or `{2, domain}` (over the key's share).
+/// predicted, the share (-1: none), κ, the window (ms), when the feedback arrived (ms since the epoch), until
+/// when the request can be counted (ms since the epoch), then (domain, weight) pairs. Returns `{0, ''}`
+/// (counted), `{1, 'previous-score first-counted-ms'}` (replaced), `{2, domain}` (over the key's share),
+/// `{3, ''}` (counted over the window ago: not replaced), `{4, ''}` (a later score is counted) or `{5, ''}`
+/// (too late to count).
 const SCORE: &str = r"
 local half, score, predicted = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local ttl, share, kappa, window = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local share, kappa, window = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local ts, deadline = tonumber(ARGV[7]), tonumber(ARGV[8])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function cell(domain)
   local c = redis.call('HGET', KEYS[1], domain)
   if not c then return 0, 0, 0 end
@@ -50,46 +65,69 @@ end
 local function put(domain, n, s, p)
   redis.call('HSET', KEYS[1], domain, string.format('%.17g %.17g %.17g', n, s, p))
 end
+local function charge(cost, adds)
+  if share < 0 then return nil end
+  local windows = {}
+  for i = 9, #ARGV, 2 do
+    local domain, w = ARGV[i], tonumber(ARGV[i + 1])
+    if w * cost > 0 then
+      local n = cell(domain)
+      local since, used = now, 0
+      local entry = redis.call('HGET', KEYS[3], domain)
+      if entry then
+        local a, b = string.match(entry, '(%S+) (%S+)')
+        if now - tonumber(a) < window then since, used = tonumber(a), tonumber(b) end
+      end
+      local room = kappa + n
+      if adds then room = room + w end
+      if used + w * cost > share * room + 1e-9 then return domain end
+      windows[i] = string.format('%d %.17g', since, used + w * cost)
+    end
+  end
+  local charged = false
+  for i = 9, #ARGV, 2 do
+    if windows[i] then
+      redis.call('HSET', KEYS[3], ARGV[i], windows[i])
+      charged = true
+    end
+  end
+  if charged then redis.call('PEXPIRE', KEYS[3], window) end
+  return nil
+end
 local previous = redis.call('GET', KEYS[2])
 if previous then
-  local delta = score - tonumber(previous)
-  for i = 8, #ARGV, 2 do
+  local old, since, counted = string.match(previous, '^(%S+) (%S+) (%S+)$')
+  if old then
+    old, since, counted = tonumber(old), tonumber(since), tonumber(counted)
+  else
+    old, since, counted = tonumber(previous), 0, now
+  end
+  if ts < since then return {4, ''} end
+  if now - counted >= window then return {3, ''} end
+  local delta = score - old
+  local over = charge(math.abs(delta), false)
+  if over then return {2, over} end
+  for i = 9, #ARGV, 2 do
     local domain, w = ARGV[i], tonumber(ARGV[i + 1])
     local n, s, p = cell(domain)
     if n > 0 then put(domain, n, math.min(n, math.max(0, s + w * delta)), p) end
   end
   local left = redis.call('PTTL', KEYS[2])
-  if left <= 0 then left = ttl end
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', left)
-  return {1, previous}
+  if left <= 0 then left = math.max(1, deadline - now) end
+  redis.call('SET', KEYS[2], string.format('%.17g %d %d', score, ts, counted), 'PX', left)
+  return {1, string.format('%.17g %d', old, counted)}
 end
-if share >= 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local windows = {}
-  for i = 8, #ARGV, 2 do
-    local domain, w = ARGV[i], tonumber(ARGV[i + 1])
-    local n = cell(domain)
-    local since, used = now, 0
-    local entry = redis.call('HGET', KEYS[3], domain)
-    if entry then
-      local a, b = string.match(entry, '(%S+) (%S+)')
-      if now - tonumber(a) < window then since, used = tonumber(a), tonumber(b) end
-    end
-    if used + w > share * (kappa + n + w) + 1e-9 then return {2, domain} end
-    windows[i] = string.format('%d %.17g', since, used + w)
-  end
-  for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], windows[i]) end
-  redis.call('PEXPIRE', KEYS[3], window)
-end
-for i = 8, #ARGV, 2 do
+if now >= deadline then return {5, ''} end
+local over = charge(1, true)
+if over then return {2, over} end
+for i = 9, #ARGV, 2 do
   local domain, w = ARGV[i], tonumber(ARGV[i + 1])
   local n, s, p = cell(domain)
   local keep = 1
   if half > 0 then keep = math.pow(0.5, w / half) end
   put(domain, n * keep + w, s * keep + w * score, p * keep + w * predicted)
 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl)
+redis.call('SET', KEYS[2], string.format('%.17g %d %d', score, ts, now), 'PX', deadline - now)
 return {0, ''}
 ";
 
@@ -100,16 +138,22 @@ static SCORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SCORE));
 struct Once {
     scored_key: String,
     share_key: String,
-    ttl_ms: u64,
     share: f64,
     prior_strength: f64,
-    window_ms: u64,
+    window_ms: i64,
+    /// When the feedback arrived, ms since the epoch.
+    ts_ms: i64,
+    /// Until when the request can be counted, ms since the epoch.
+    until_ms: i64,
 }
 
 /// Most outcomes kept while Redis does not answer (the oldest go first).
 pub const UNSYNCED_CAP: usize = 100_000;
 /// Outcomes added per round trip when they are written back.
 const REPLAY_CHUNK: usize = 1_000;
+/// Times a feedback score is sent in a batch that fails before it is dropped (a few calls in a row may miss their
+/// deadline before the replica counts Redis as out of reach, and it is sent again after each reconnection).
+const REPLAY_TRIES: u8 = 10;
 
 /// One outcome to add to a model's shared cells.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +165,8 @@ pub(super) struct Outcome {
     domains: Vec<(String, f64)>,
     /// For a feedback score (the `SCORE` script); `None` for an upstream signal (`learn`).
     once: Option<Once>,
+    /// Batches it was sent in that failed.
+    tries: u8,
 }
 
 impl SharedState {
@@ -145,6 +191,7 @@ impl SharedState {
             predicted,
             domains: domains.iter().filter(|(_, w)| *w > 0.0).cloned().collect(),
             once: None,
+            tries: 0,
         };
         // Degraded, or behind outcomes still waiting, the outcome is not sent: kept, and added in order when the
         // connection is made again.
@@ -174,13 +221,44 @@ impl SharedState {
         }
     }
 
-    /// Settles a feedback score in the shared cells (see the module docs); `None` when Redis did not answer,
-    /// and then the score is kept and written when it does (this replica decides meanwhile).
+    /// Settles a feedback score in the shared cells (see the module docs); `None` when Redis did not answer
+    /// (or outcomes kept during an outage still wait to be written): this replica decides then, and keeps the
+    /// score for Redis ([`Self::keep_score`]) if it learned from it.
     pub(crate) async fn score(self: &Arc<Self>, s: &Scoring<'_>) -> Option<Settled> {
-        let o = s.observation;
-        let key = self.online_key(&o.model, s.fingerprint);
+        let waiting = !self.unsynced_online.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
+        if self.degraded.load(Ordering::SeqCst) || waiting || self.connection().await.is_none() {
+            return None;
+        }
+        let outcome = self.score_outcome(s);
+        let invocation = self.invocation(&outcome);
+        let answer: Option<(i64, String)> =
+            self.call("feedback", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
+        match answer? {
+            (0, _) => Some(Settled::Counted),
+            (1, previous) => {
+                let (score, counted) = previous.split_once(' ')?;
+                Some(Settled::Replaced { previous: score.parse().ok()?, counted_ms: counted.parse().ok()? })
+            }
+            (2, domain) => Some(Settled::OverShare(domain)),
+            (3, _) => Some(Settled::Closed),
+            (4, _) => Some(Settled::Superseded),
+            (5, _) => Some(Settled::Expired),
+            _ => None,
+        }
+    }
+
+    /// Keeps a score this replica learned from while Redis did not answer, to write it when Redis does. (A call
+    /// sent and not answered may have landed: sent again, it only replaces the request's score with itself.)
+    pub(crate) fn keep_score(self: &Arc<Self>, s: &Scoring<'_>) {
+        let outcome = self.score_outcome(s);
+        self.keep(outcome);
+    }
+
+    fn score_outcome(&self, s: &Scoring<'_>) -> Outcome {
+        let o = &s.remembered.observation;
+        let key = self.online_key(&o.model, s.fingerprint.unwrap_or_default());
         let share_key = format!("{key}:share:{}", s.key.unwrap_or("-"));
-        let outcome = Outcome {
+        Outcome {
             key,
             half_life: s.settings.half_life,
             score: s.score,
@@ -189,30 +267,13 @@ impl SharedState {
             once: Some(Once {
                 scored_key: format!("{}:scored:{}", self.prefix, s.request_id),
                 share_key,
-                ttl_ms: s.ttl.as_millis().max(1) as u64,
                 share: if s.key.is_some() { s.max_share } else { -1.0 },
                 prior_strength: s.settings.prior_strength,
-                window_ms: s.window.as_millis().max(1) as u64,
+                window_ms: millis(s.window).max(1),
+                ts_ms: s.ts_ms,
+                until_ms: s.until_ms,
             }),
-        };
-        let waiting = !self.unsynced_online.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
-        if self.degraded.load(Ordering::SeqCst) || waiting || self.connection().await.is_none() {
-            self.keep(outcome);
-            return None;
-        }
-        let invocation = self.invocation(&outcome);
-        let answer: Option<(i64, String)> =
-            self.call("feedback", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
-        match answer {
-            Some((0, _)) => Some(Settled::Counted),
-            Some((1, previous)) => previous.parse().ok().map(Settled::Replaced),
-            Some((2, domain)) => Some(Settled::OverShare(domain)),
-            Some(_) => None,
-            None => {
-                // It may have landed: sent again, it only replaces the request's score with the same one.
-                self.keep(outcome);
-                None
-            }
+            tries: 0,
         }
     }
 
@@ -226,7 +287,8 @@ impl SharedState {
         }
         invocation.arg(o.half_life).arg(o.score).arg(o.predicted);
         if let Some(once) = &o.once {
-            invocation.arg(once.ttl_ms).arg(once.share).arg(once.prior_strength).arg(once.window_ms);
+            invocation.arg(once.share).arg(once.prior_strength).arg(once.window_ms);
+            invocation.arg(once.ts_ms).arg(once.until_ms);
         }
         for (domain, w) in &o.domains {
             invocation.arg(domain).arg(*w);
@@ -235,8 +297,9 @@ impl SharedState {
     }
 
     /// Writes the queued outcomes to Redis in order, [`REPLAY_CHUNK`] per round trip, in a background task
-    /// (one at a time). Without a connection the queue waits for the next reconnection; a chunk sent and not
-    /// answered is dropped (it may have landed) and counted as an error.
+    /// (one at a time). Without a connection the queue waits for the next reconnection; of a chunk sent and not
+    /// answered, the feedback scores go back to the queue and the upstream signals are dropped (they may have
+    /// landed), counted as an error.
     pub(super) fn drain_online(self: &Arc<Self>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         if self.draining.swap(true, Ordering::SeqCst) {
@@ -264,12 +327,14 @@ impl SharedState {
                 }
                 let sent = me.call("learn (catching up)", |mut c| async move { pipe.query_async::<()>(&mut c).await });
                 if sent.await.is_none() {
-                    tracing::warn!(
-                        "shared state {}: {} online-learning outcomes kept during an outage may not have reached \
-                         Redis (they stay in this replica's own cells)",
-                        me.shown,
-                        chunk.len()
-                    );
+                    let lost = me.requeue(chunk);
+                    if lost > 0 {
+                        tracing::warn!(
+                            "shared state {}: {lost} online-learning outcomes kept during an outage may not have \
+                             reached Redis (they stay in this replica's own cells)",
+                            me.shown,
+                        );
+                    }
                     break;
                 }
             }
@@ -282,13 +347,35 @@ impl SharedState {
         });
     }
 
+    /// Puts the feedback scores of a batch that failed back at the head of the queue, to be sent again with
+    /// the next one (they are settled by request id, so one that landed only replaces itself), up to
+    /// [`REPLAY_TRIES`] times; upstream signals are not (one that landed would count twice). Returns how many
+    /// outcomes were dropped.
+    fn requeue(&self, chunk: Vec<Outcome>) -> usize {
+        let total = chunk.len();
+        let again: Vec<Outcome> = chunk
+            .into_iter()
+            .filter(|o| o.once.is_some() && o.tries + 1 < REPLAY_TRIES)
+            .map(|o| Outcome { tries: o.tries + 1, ..o })
+            .collect();
+        let kept = again.len();
+        let mut unsynced = self.unsynced_online.lock().unwrap_or_else(PoisonError::into_inner);
+        for outcome in again.into_iter().rev() {
+            unsynced.push_front(outcome);
+        }
+        while unsynced.len() > UNSYNCED_CAP {
+            unsynced.pop_front();
+        }
+        total - kept
+    }
+
     fn observation_key(&self, request_id: &str) -> String {
         format!("{}:observation:{request_id}", self.prefix)
     }
 
     /// Keeps what was predicted for the model that answered `request_id`, for `ttl`.
-    pub async fn save_observation(self: &Arc<Self>, request_id: &str, observation: &Observation, ttl: Duration) {
-        let Ok(value) = serde_json::to_string(observation) else { return };
+    pub async fn save_observation(self: &Arc<Self>, request_id: &str, remembered: &Remembered, ttl: Duration) {
+        let Ok(value) = serde_json::to_string(remembered) else { return };
         let (key, ms) = (self.observation_key(request_id), ttl.as_millis().max(1) as u64);
         let _: Option<()> = self
             .call("observation", |mut c| async move {
@@ -299,7 +386,7 @@ impl SharedState {
 
     /// What was predicted for the model that answered `request_id`, if a replica kept it and it has not
     /// expired; `None` too when Redis does not answer.
-    pub async fn load_observation(self: &Arc<Self>, request_id: &str) -> Option<Observation> {
+    pub async fn load_observation(self: &Arc<Self>, request_id: &str) -> Option<Remembered> {
         let key = self.observation_key(request_id);
         let value: Option<String> = self
             .call("observation", |mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
@@ -342,6 +429,38 @@ fn parse_cell(value: &str) -> Option<Cell> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_batch_keeps_its_feedback_scores_not_its_signals() {
+        let config = crate::shared::StateConfig { url: Some("redis://127.0.0.1:1".into()), ..Default::default() };
+        let shared = SharedState::start(&config, &crate::keys::KeyRing::default()).unwrap().unwrap();
+        let outcome = |key: &str, once: bool, tries: u8| Outcome {
+            key: key.into(),
+            half_life: 200.0,
+            score: 0.0,
+            predicted: 0.8,
+            domains: vec![("math".into(), 1.0)],
+            once: once.then(|| Once {
+                scored_key: format!("scored:{key}"),
+                share_key: "share".into(),
+                share: 0.25,
+                prior_strength: 20.0,
+                window_ms: 1_000,
+                ts_ms: 1,
+                until_ms: 2,
+            }),
+            tries,
+        };
+        shared.unsynced_online.lock().unwrap().push_back(outcome("queued after", true, 0));
+        let chunk =
+            vec![outcome("score", true, 0), outcome("signal", false, 0), outcome("tried", true, REPLAY_TRIES - 1)];
+        assert_eq!(shared.requeue(chunk), 2, "the signal (it may have landed) and the score tried too often");
+        let queue: Vec<(String, u8)> =
+            shared.unsynced_online.lock().unwrap().iter().map(|o| (o.key.clone(), o.tries)).collect();
+        assert_eq!(queue, [("score".to_string(), 1), ("queued after".to_string(), 0)]);
+    }
+
     #[test]
     fn cells_parse_from_their_stored_form() {
         let cell = super::parse_cell("2.5 1 1.75").unwrap();
