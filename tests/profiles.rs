@@ -420,3 +420,83 @@ fn leave_one_out_adds_the_model_back_and_reports_its_share_of_the_gain() {
         "{stderr}"
     );
 }
+
+/// `bench --leave-out strongest`: the launch-day case, a model better than every other (on RouteLLM, GPT-4,
+/// with the higher mean success in the training rows) left out and added back.
+#[test]
+fn the_strongest_model_can_be_the_one_left_out() {
+    let _ = common::model_files();
+    let work = tempfile::tempdir().unwrap();
+    let logs = common::workspace_root().join("training-data/routellm/logs.jsonl.gz");
+    let catalog = common::workspace_root().join("training-data/routellm/catalog.toml");
+    let out = work.path().join("out");
+    #[rustfmt::skip]
+    let args = [
+        "bench", "--quiet", "--train-logs", logs.to_str().unwrap(), "--logs", logs.to_str().unwrap(),
+        "--catalog", catalog.to_str().unwrap(), "--leave-out", "strongest", "--profile-rows", "200",
+        "--predictor", "logistic", "--bootstrap", "20", "--out", out.to_str().unwrap(),
+    ];
+    let run = switchyard_encoding(&args, &work.path().join("cache"));
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("leave-out.json")).unwrap()).unwrap();
+    assert_eq!(report["model"], "gpt-4-1106-preview", "{report}");
+    assert!(report["picked"].as_str().unwrap().contains("highest mean success"), "{report}");
+    assert_eq!(report["profile_prompts"], 200);
+}
+
+/// `profile prompts` picks prompts in the logs' mix over the router's domains and prints both mixes.
+#[test]
+fn profile_prompts_follow_the_logs_mix() {
+    let _ = common::model_files();
+    let work = tempfile::tempdir().unwrap();
+    // 240 prompts of the default logs: 120 math, 80 code, 40 of other domains.
+    let mut seen = std::collections::HashSet::new();
+    let mut counts = std::collections::HashMap::new();
+    let mut lines = String::new();
+    for row in default_logs() {
+        let domain = row["domain"].as_str().unwrap_or("other").to_string();
+        let group = match domain.as_str() {
+            "math" => "math",
+            "code" => "code",
+            _ => "other",
+        };
+        let want = match group {
+            "math" => 120,
+            "code" => 80,
+            _ => 40,
+        };
+        let prompt = row["prompt"].as_str().unwrap().to_string();
+        let n = counts.entry(group).or_insert(0);
+        if *n < want && seen.insert(prompt.clone()) {
+            *n += 1;
+            lines.push_str(&serde_json::json!({"prompt": prompt, "model": "m", "score": 1}).to_string());
+            lines.push('\n');
+        }
+    }
+    let logs = work.path().join("logs.jsonl");
+    std::fs::write(&logs, lines).unwrap();
+    let router = common::workspace_root().join("models/default");
+    let args = ["profile", "prompts", "--quiet", "--logs", logs.to_str().unwrap(), "--n", "24", "--router"];
+    let mut args = args.to_vec();
+    args.push(router.to_str().unwrap());
+    let run = switchyard_encoding(&args, &work.path().join("cache"));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let picked: Vec<Value> =
+        String::from_utf8_lossy(&run.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(picked.len(), 24);
+    // The printed table: each domain's share in the logs and in the sample, within 5 points of each other.
+    let rows: Vec<(String, f64, f64)> = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("domain"))
+        .skip(1)
+        .filter_map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            Some((parts.first()?.to_string(), parts.get(1)?.parse().ok()?, parts.get(2)?.parse().ok()?))
+        })
+        .collect();
+    assert!(rows.iter().any(|(d, _, _)| d == "math"), "{stderr}");
+    for (domain, logs, sample) in &rows {
+        assert!((logs - sample).abs() <= 5.0 + 100.0 / 24.0, "{domain}: {logs} against {sample}\n{stderr}");
+    }
+}

@@ -30,7 +30,7 @@ mod utility;
 use std::path::PathBuf;
 
 pub use addition::{
-    embed_eval, fit_profile, representative, EvalPrompt, EvalRows, Prices, ProfileFit, ProfileRequest,
+    domain_strata, embed_eval, fit_profile, representative, EvalPrompt, EvalRows, Prices, ProfileFit, ProfileRequest,
     MIN_PROFILE_PROMPTS,
 };
 pub use cache::{default_cache_dir, EmbeddingCache};

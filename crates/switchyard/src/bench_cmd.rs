@@ -69,9 +69,10 @@ pub struct BenchArgs {
     quiet: bool,
 
     /// Leave-one-out evaluation of `profile add` (needs --train-logs): train with and without this model
-    /// (`auto`: the one whose removal costs the full router the most AIQ on the training prompts), add it back
-    /// from --profile-rows of its training rows, retrain with only those rows of it, and compare the four on the
-    /// held-out prompts.
+    /// (`auto`: the one whose removal costs the full router the most AIQ on the training prompts; `strongest`:
+    /// the one with the highest mean success in the training rows, as a launch-day model better than every
+    /// other), add it back from --profile-rows of its training rows, retrain with only those rows of it, and
+    /// compare the four on the held-out prompts.
     #[arg(long, value_name = "MODEL")]
     leave_out: Option<String>,
 
@@ -340,7 +341,8 @@ fn leave_out(
     let knn = vec![("knn40".to_string(), knn_memory(&train_set, &train_embeddings, 40))];
     let train_options = train_options(args);
     let options = LeaveOutOptions {
-        model: args.leave_out.clone().filter(|m| m != "auto"),
+        model: args.leave_out.clone().filter(|m| m != "auto" && m != "strongest"),
+        strongest: args.leave_out.as_deref() == Some("strongest"),
         rows: args.profile_rows,
         seed: args.bootstrap_seed,
         representative: args.profile_sample == ProfileSample::Representative,

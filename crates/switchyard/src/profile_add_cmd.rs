@@ -9,7 +9,8 @@ use clap::Args;
 use switchyard_core::{Catalog, ProfileBasis, Router};
 use switchyard_encoder::MiniLm;
 use switchyard_train::{
-    default_cache_dir, embed_eval, fit_profile, representative, EmbeddingCache, EvalRows, Prices, ProfileRequest,
+    default_cache_dir, domain_strata, embed_eval, fit_profile, representative, EmbeddingCache, EvalRows, Prices,
+    ProfileRequest,
 };
 
 use crate::ModelArgs;
@@ -122,15 +123,31 @@ pub struct PromptsArgs {
     #[arg(long, value_name = "N", default_value_t = 200)]
     n: usize,
 
+    /// The router whose domains the sample's mix follows (its domain head labels each prompt).
+    #[arg(long, value_name = "DIR", default_value = "models/default")]
+    router: PathBuf,
+
     #[command(flatten)]
     eval: EvalOptions,
 }
 
-/// Runs `profile prompts`: representative prompts (k-means over their embeddings, the prompt nearest each
-/// centre, largest clusters first), one JSON object per line, to run a new model on and label.
+/// Runs `profile prompts`: prompts that represent the traffic, one JSON object per line, to run a new model
+/// on and label. The picks follow the logs' mix: shared among the router's domains in proportion to their
+/// prompts, and within a domain among k-means clusters in proportion to theirs, nearest the centres first.
+/// The sample's mix is printed next to the logs'.
 pub fn prompts(args: &PromptsArgs) -> anyhow::Result<()> {
     if args.n == 0 {
         bail!("--n 0 picks nothing: give how many prompts to pick (200 is plenty for `profile add`)");
+    }
+    let router = load(&args.router)?;
+    let domains = router.manifest.domains.clone();
+    if args.n < domains.len() {
+        eprintln!(
+            "warning: --n {} is fewer than the router's {} domains: some domains get no prompt; the largest come \
+             first",
+            args.n,
+            domains.len()
+        );
     }
     let (texts, _) = switchyard_train::read_prompts(&args.logs, args.eval.skip_bad_rows)?;
     if texts.is_empty() {
@@ -139,17 +156,35 @@ pub fn prompts(args: &PromptsArgs) -> anyhow::Result<()> {
     let (encoder, mut cache) = args.eval.encoder()?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = switchyard_train::embed_texts(&mut cache, &encoder, &refs, 32, !args.eval.quiet)?;
-    let chosen = representative(&vectors, args.n, args.eval.seed);
+    let strata = domain_strata(&router, &vectors);
+    let chosen = representative(&vectors, &strata, args.n, args.eval.seed);
+    eprint!("{}", mix_table(&domains, &strata, &chosen));
     let mut out = String::new();
     for i in &chosen {
         out.push_str(&serde_json::json!({ "prompt": texts[*i] }).to_string());
         out.push('\n');
     }
-    eprintln!("{} representative prompts of {} distinct ones", chosen.len(), texts.len());
+    eprintln!("{} prompts of {} distinct ones, following their mix", chosen.len(), texts.len());
     match std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("cannot write to stdout"),
     }
+}
+
+/// The share of each domain in the logs (`strata`, one per prompt) and in the sample (`chosen`), as a table.
+fn mix_table(domains: &[String], strata: &[usize], chosen: &[usize]) -> String {
+    let share = |rows: &mut dyn Iterator<Item = usize>, d: usize, n: usize| {
+        100.0 * rows.filter(|&s| s == d).count() as f64 / n.max(1) as f64
+    };
+    let mut out = String::from("domain                 logs %  sample %\n");
+    for (d, name) in domains.iter().enumerate() {
+        let logs = share(&mut strata.iter().copied(), d, strata.len());
+        let sample = share(&mut chosen.iter().map(|&i| strata[i]), d, chosen.len());
+        if logs > 0.0 || sample > 0.0 {
+            out.push_str(&format!("{name:<22} {logs:>6.1}  {sample:>8.1}\n"));
+        }
+    }
+    out
 }
 
 /// Runs `profile add`.

@@ -6,14 +6,106 @@ use switchyard_core::dot;
 /// Lloyd iterations of the k-means behind [`representative`].
 const ITERATIONS: usize = 10;
 
-/// `n` rows of `embeddings` (unit-length, one per prompt) that represent them: k-means with k = `n`
-/// (seeded k-means++ start, [`ITERATIONS`] rounds by cosine), then per cluster the prompt nearest its centre,
-/// largest clusters first. Every row when there are at most `n`. Deterministic for a seed.
-pub fn representative(x: &[Vec<f32>], n: usize, seed: u64) -> Vec<usize> {
+/// Picks per k-means cluster on average: clusters are coarse enough that their sizes, which the picks follow,
+/// say where the traffic is.
+const PICKS_PER_CLUSTER: usize = 4;
+
+/// `n` rows of `x` (unit-length embeddings, one per prompt) that represent the traffic: the picks follow the
+/// rows' mix. `strata` gives each row a group (the router's most likely domain); the picks are shared among
+/// the groups in proportion to their sizes (largest remainders; every group gets one when `n` allows), and
+/// within a group among k-means clusters (about [`PICKS_PER_CLUSTER`] picks each) in proportion to theirs,
+/// taking the prompts nearest each cluster's centre. Every row when there are at most `n`. Deterministic for
+/// a seed.
+pub fn representative(x: &[Vec<f32>], strata: &[usize], n: usize, seed: u64) -> Vec<usize> {
     let rows = x.len();
     if rows <= n {
         return (0..rows).collect();
     }
+    let groups = (strata.iter().copied().max().map_or(0, |m| m + 1)).max(1);
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); groups];
+    for i in 0..rows {
+        members[strata.get(i).copied().unwrap_or(0)].push(i);
+    }
+    let sizes: Vec<usize> = members.iter().map(Vec::len).collect();
+    let shares = apportion(&sizes, n, true);
+    let mut chosen = Vec::with_capacity(n);
+    for (g, picks) in shares.into_iter().enumerate().filter(|(_, p)| *p > 0) {
+        let points: Vec<Vec<f32>> = members[g].iter().map(|&i| x[i].clone()).collect();
+        let within = proportional(&points, picks, seed.wrapping_add(g as u64));
+        chosen.extend(within.into_iter().map(|i| members[g][i]));
+    }
+    chosen
+}
+
+/// `picks` rows of `x` shared among k-means clusters in proportion to their sizes, nearest the centres first.
+fn proportional(x: &[Vec<f32>], picks: usize, seed: u64) -> Vec<usize> {
+    if x.len() <= picks {
+        return (0..x.len()).collect();
+    }
+    let k = picks.div_ceil(PICKS_PER_CLUSTER).max(1);
+    let (centres, assignment) = kmeans(x, k, seed);
+    let mut clusters: Vec<Vec<usize>> = vec![Vec::new(); centres.len()];
+    for (i, &c) in assignment.iter().enumerate() {
+        clusters[c].push(i);
+    }
+    let shares = apportion(&clusters.iter().map(Vec::len).collect::<Vec<_>>(), picks, false);
+    let mut order: Vec<usize> = (0..clusters.len()).collect();
+    order.sort_by(|&a, &b| clusters[b].len().cmp(&clusters[a].len()).then(a.cmp(&b)));
+    let mut chosen = Vec::with_capacity(picks);
+    for c in order {
+        let mut members = clusters[c].clone();
+        members.sort_by(|&i, &j| dot(&x[j], &centres[c]).total_cmp(&dot(&x[i], &centres[c])).then(i.cmp(&j)));
+        chosen.extend(members.into_iter().take(shares[c]));
+    }
+    chosen
+}
+
+/// `n` shared among groups of `sizes` in proportion (largest remainders), at most a group's size each; with
+/// `each`, when `n` is at least the number of non-empty groups, each gets one.
+pub(crate) fn apportion(sizes: &[usize], n: usize, each: bool) -> Vec<usize> {
+    let total: usize = sizes.iter().sum();
+    let n = n.min(total);
+    if total == 0 || n == 0 {
+        return vec![0; sizes.len()];
+    }
+    let exact: Vec<f64> = sizes.iter().map(|&s| s as f64 * n as f64 / total as f64).collect();
+    let mut shares: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
+    let non_empty = sizes.iter().filter(|&&s| s > 0).count();
+    if each && n >= non_empty {
+        for (share, &size) in shares.iter_mut().zip(sizes) {
+            if size > 0 && *share == 0 {
+                *share = 1;
+            }
+        }
+    }
+    // Too many (the ones just given): take back from the groups whose exact share they exceed most.
+    while shares.iter().sum::<usize>() > n {
+        let over = (0..sizes.len())
+            .filter(|&g| shares[g] > 1)
+            .max_by(|&a, &b| (shares[a] as f64 - exact[a]).total_cmp(&(shares[b] as f64 - exact[b])).then(b.cmp(&a)));
+        match over {
+            Some(g) => shares[g] -= 1,
+            None => break,
+        }
+    }
+    // Too few: give to the largest remainders.
+    while shares.iter().sum::<usize>() < n {
+        let under = (0..sizes.len())
+            .filter(|&g| shares[g] < sizes[g])
+            .max_by(|&a, &b| (exact[a] - shares[a] as f64).total_cmp(&(exact[b] - shares[b] as f64)).then(b.cmp(&a)));
+        match under {
+            Some(g) => shares[g] += 1,
+            None => break,
+        }
+    }
+    shares
+}
+
+/// k-means by cosine on unit vectors: a seeded k-means++ start, then [`ITERATIONS`] Lloyd rounds. The
+/// centres and each row's cluster.
+fn kmeans(x: &[Vec<f32>], k: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {
+    let rows = x.len();
+    let k = k.clamp(1, rows.max(1));
     let mut rng = seed.max(1);
     let mut next = move || {
         rng ^= rng << 13;
@@ -24,7 +116,7 @@ pub fn representative(x: &[Vec<f32>], n: usize, seed: u64) -> Vec<usize> {
     // k-means++: each next centre drawn with probability ∝ its distance (1 − cosine) to the nearest chosen.
     let mut centres: Vec<Vec<f32>> = vec![x[(next() * rows as f64) as usize % rows].clone()];
     let mut nearest: Vec<f32> = x.iter().map(|v| 1.0 - dot(v, &centres[0])).collect();
-    while centres.len() < n {
+    while centres.len() < k {
         let total: f64 = nearest.iter().map(|&d| f64::from(d.max(0.0))).sum();
         let mut target = next() * total;
         let mut pick = rows - 1;
@@ -45,7 +137,7 @@ pub fn representative(x: &[Vec<f32>], n: usize, seed: u64) -> Vec<usize> {
             *a = argmax(centres.iter().map(|c| dot(v, c)));
         }
         let dim = x[0].len();
-        let mut sums = vec![vec![0f32; dim]; n];
+        let mut sums = vec![vec![0f32; dim]; k];
         for (a, v) in assignment.iter().zip(x) {
             sums[*a].iter_mut().zip(v).for_each(|(s, x)| *s += x);
         }
@@ -56,32 +148,22 @@ pub fn representative(x: &[Vec<f32>], n: usize, seed: u64) -> Vec<usize> {
             }
         }
     }
-    // Per cluster, its member nearest the centre; largest clusters first; a cluster left empty gives none.
-    let mut sizes = vec![0usize; n];
-    for &a in &assignment {
-        sizes[a] += 1;
+    for (a, v) in assignment.iter_mut().zip(x) {
+        *a = argmax(centres.iter().map(|c| dot(v, c)));
     }
-    let mut order: Vec<usize> = (0..n).filter(|&c| sizes[c] > 0).collect();
-    order.sort_by(|&a, &b| sizes[b].cmp(&sizes[a]).then(a.cmp(&b)));
-    let mut chosen: Vec<usize> = order
-        .into_iter()
-        .filter_map(|c| {
-            let members = (0..rows).filter(|&i| assignment[i] == c);
-            members.max_by(|&i, &j| dot(&x[i], &centres[c]).total_cmp(&dot(&x[j], &centres[c])))
+    (centres, assignment)
+}
+
+/// Each row's most likely domain under `router`'s domain head, as an index into `router.manifest.domains`
+/// (all 0 when the router has no domain head): the strata of [`representative`].
+pub fn domain_strata(router: &switchyard_core::Router, x: &[Vec<f32>]) -> Vec<usize> {
+    let domains = &router.manifest.domains;
+    x.iter()
+        .map(|v| {
+            let top = router.predict(v, 0.0).domains.into_iter().next();
+            top.and_then(|d| domains.iter().position(|name| *name == d.domain)).unwrap_or(0)
         })
-        .collect();
-    // Top up (empty clusters) with the prompts farthest from everything chosen.
-    while chosen.len() < n {
-        let far = (0..rows).filter(|i| !chosen.contains(i)).min_by(|&i, &j| {
-            let near = |k: usize| chosen.iter().map(|&c| dot(&x[k], &x[c])).fold(f32::NEG_INFINITY, f32::max);
-            near(i).total_cmp(&near(j))
-        });
-        match far {
-            Some(i) => chosen.push(i),
-            None => break,
-        }
-    }
-    chosen
+        .collect()
 }
 
 fn argmax(values: impl Iterator<Item = f32>) -> usize {
@@ -91,35 +173,56 @@ fn argmax(values: impl Iterator<Item = f32>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array2;
+
+    /// A unit vector at `angle` in the plane of dimensions `plane` and `plane + 1` of 6.
+    fn point(plane: usize, angle: f32) -> Vec<f32> {
+        let mut v = vec![0f32; 6];
+        v[plane] = angle.cos();
+        v[plane + 1] = angle.sin();
+        v
+    }
 
     #[test]
-    fn representatives_cover_every_cluster() {
-        // Three tight groups of very different sizes on the unit circle: 60, 30 and 5 prompts.
-        let angles: Vec<f32> = (0..60)
-            .map(|i| 0.0 + i as f32 * 0.001)
-            .chain((0..30).map(|i| 2.0 + i as f32 * 0.001))
-            .chain((0..5).map(|i| 4.0 + i as f32 * 0.001))
-            .collect();
-        let x =
-            Array2::from_shape_fn((angles.len(), 2), |(r, c)| if c == 0 { angles[r].cos() } else { angles[r].sin() });
-        let x: Vec<Vec<f32>> = x.rows().into_iter().map(|r| r.to_vec()).collect();
-        let chosen = representative(&x, 3, 7);
-        let mut groups: Vec<usize> = chosen
-            .iter()
-            .map(|&i| {
-                if i < 60 {
-                    0
-                } else if i < 90 {
-                    1
-                } else {
-                    2
-                }
-            })
-            .collect();
-        groups.sort_unstable();
-        assert_eq!(groups, vec![0, 1, 2], "{chosen:?}");
-        assert_eq!(representative(&x, 3, 7), chosen, "deterministic");
-        assert_eq!(representative(&x, 500, 7).len(), 95);
+    fn the_picks_follow_the_traffic_not_its_spread() {
+        // One spread-out domain (code, 13% of the traffic, all over its circle) and two tight ones (47% and
+        // 40%, each in a narrow arc): k-means with one centre per pick put most picks in the spread-out one.
+        let mut x = Vec::new();
+        let mut strata = Vec::new();
+        for i in 0..260 {
+            x.push(point(0, i as f32 * 0.0241));
+            strata.push(0);
+        }
+        for i in 0..940 {
+            x.push(point(2, 1.0 + i as f32 * 0.0001));
+            strata.push(1);
+        }
+        for i in 0..800 {
+            x.push(point(4, 2.0 + i as f32 * 0.0001));
+            strata.push(2);
+        }
+        for strata in [strata.clone(), vec![0; x.len()]] {
+            let chosen = representative(&x, &strata, 200, 7);
+            assert_eq!(chosen.len(), 200);
+            let mut seen = std::collections::HashSet::new();
+            assert!(chosen.iter().all(|i| seen.insert(*i)), "no prompt twice");
+            // The domain mix of the picks, against the traffic's 13 / 47 / 40.
+            let share = |lo: usize, hi: usize| chosen.iter().filter(|&&i| (lo..hi).contains(&i)).count() as f64 / 2.0;
+            let mix = [share(0, 260), share(260, 1200), share(1200, 2000)];
+            for (got, want) in mix.iter().zip([13.0, 47.0, 40.0]) {
+                assert!((got - want).abs() <= 5.0, "mix {mix:?} against 13 / 47 / 40");
+            }
+            assert_eq!(representative(&x, &strata, 200, 7), chosen, "deterministic");
+        }
+        assert_eq!(representative(&x, &vec![0; x.len()], 5000, 7).len(), 2000);
+    }
+
+    #[test]
+    fn every_group_gets_a_pick_when_there_are_enough() {
+        assert_eq!(apportion(&[60, 30, 5], 3, true), vec![1, 1, 1]);
+        assert_eq!(apportion(&[60, 30, 5], 3, false), vec![2, 1, 0], "clusters: in proportion only");
+        assert_eq!(apportion(&[60, 30, 5], 19, true), vec![12, 6, 1]);
+        assert_eq!(apportion(&[60, 30, 5], 2, true), vec![1, 1, 0], "fewer picks than groups: the largest");
+        assert_eq!(apportion(&[1, 0, 1000], 10, true), vec![1, 0, 9]);
+        assert_eq!(apportion(&[3, 2], 10, true), vec![3, 2], "never more than a group has");
     }
 }

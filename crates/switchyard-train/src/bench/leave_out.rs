@@ -27,7 +27,7 @@ use super::bootstrap::{BootstrapOptions, Interval};
 use super::resample::gain_shares;
 use super::run::{estimates_aiq, router_choices, run_bench, set_estimates, Metrics};
 use super::set::BenchSet;
-use crate::addition::{embed_eval, fit_profile, representative, EvalRows, Prices, ProfileRequest};
+use crate::addition::{domain_strata, embed_eval, fit_profile, representative, EvalRows, Prices, ProfileRequest};
 use crate::{train, Dataset, EmbeddingCache, TrainError, TrainOptions};
 
 /// What to leave out and how to add it back.
@@ -36,6 +36,9 @@ pub struct LeaveOutOptions {
     /// The model to leave out; `None`: the one whose removal costs the full router the most AIQ on the
     /// training prompts (leaving out a model the router can do without would prove nothing).
     pub model: Option<String>,
+    /// With no `model`: leave out the strongest model (the highest mean success in the training rows), the
+    /// launch-day case of a new model better than every other.
+    pub strongest: bool,
     /// Distinct prompts of the model's training rows that `profile add` gets.
     pub rows: usize,
     /// Seed of the sample of rows and of the profile's folds.
@@ -115,6 +118,15 @@ pub struct LeaveOutReport {
     pub resampled_shares: Vec<f64>,
 }
 
+/// The model of `set` with the highest mean score over the prompts it answered.
+fn strongest(set: &BenchSet) -> Option<String> {
+    let mean = |m: usize| {
+        let scores: Vec<f64> = set.prompts.iter().filter_map(|p| p.score.get(m).copied().flatten()).collect();
+        scores.iter().sum::<f64>() / scores.len().max(1) as f64
+    };
+    (0..set.models.len()).max_by(|&a, &b| mean(a).total_cmp(&mean(b)).then(b.cmp(&a))).map(|m| set.models[m].clone())
+}
+
 /// Runs the leave-one-out comparison (see the module docs). `dataset` is the training data, `train_paths`
 /// its files (the model's rows are sampled from them), `set` the held-out prompts with `embeddings`.
 #[allow(clippy::too_many_arguments)]
@@ -142,6 +154,10 @@ pub fn leave_one_out(
     let weights = importance(&full, train_set, train_embeddings);
     let (model, picked) = match &options.model {
         Some(m) => (m.clone(), "given".to_string()),
+        None if options.strongest => {
+            let best = strongest(train_set).ok_or_else(|| TrainError::Fit("the training rows have no model".into()))?;
+            (best, "the model with the highest mean success in the training rows".to_string())
+        }
         None => {
             let best = weights.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|(m, _)| m.clone());
             let best = best.ok_or_else(|| TrainError::Fit("the full router has no model to leave out".into()))?;
@@ -173,7 +189,8 @@ pub fn leave_one_out(
     let eval_embeddings = if options.representative {
         let all = embed_eval(cache, encoder, &eval, false)?;
         let rows: Vec<Vec<f32>> = all.rows().into_iter().map(|r| r.to_vec()).collect();
-        let chosen = representative(&rows, options.rows, options.seed);
+        let strata = domain_strata(&without, &rows);
+        let chosen = representative(&rows, &strata, options.rows, options.seed);
         eval.keep(&chosen);
         all.select(ndarray::Axis(0), &chosen)
     } else {
