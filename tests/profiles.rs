@@ -500,3 +500,96 @@ fn profile_prompts_follow_the_logs_mix() {
         assert!((logs - sample).abs() <= 5.0 + 100.0 / 24.0, "{domain}: {logs} against {sample}\n{stderr}");
     }
 }
+
+/// Launch day: a new model better than every model the router has, on every domain, added from 200 rows
+/// (the prompts `profile prompts` picks), must get the highest mean P on held-out prompts of each domain.
+#[test]
+fn a_new_model_better_than_all_gets_the_highest_p_in_every_domain() {
+    const MODEL: &str = "frontier-next";
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let dir = bundled_router(work.path());
+    let router_arg = dir.to_str().unwrap().to_string();
+    let rows = default_logs();
+    // Every distinct training prompt with its domain, and the best score any model got on it.
+    let mut prompts: Vec<(String, String)> = Vec::new();
+    let mut best: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+    for r in rows.iter().filter(|r| r["split"] != "test") {
+        let prompt = r["prompt"].as_str().unwrap().to_string();
+        let score = r["score"].as_f64().unwrap_or(0.0);
+        let entry = best.entry(prompt.clone()).or_insert_with(|| {
+            prompts.push((prompt.clone(), r["domain"].as_str().unwrap_or("").to_string()));
+            0.0
+        });
+        *entry = entry.max(score);
+    }
+    // The traffic: 1,200 prompts, every 7th held out.
+    let traffic: Vec<&(String, String)> = prompts.iter().step_by(prompts.len() / 1200).take(1200).collect();
+    let (held, pool): (Vec<_>, Vec<_>) = traffic.iter().enumerate().partition(|(i, _)| i % 7 == 0);
+    let pool_path = work.path().join("traffic.jsonl");
+    let pool_text: String = pool
+        .iter()
+        .map(|(_, (p, _))| serde_json::json!({"prompt": p, "model": "m", "score": 1}).to_string() + "\n")
+        .collect();
+    std::fs::write(&pool_path, pool_text).unwrap();
+    let picked = switchyard_encoding(
+        &[
+            "profile",
+            "prompts",
+            "--quiet",
+            "--logs",
+            pool_path.to_str().unwrap(),
+            "--n",
+            "200",
+            "--router",
+            &router_arg,
+        ],
+        &cache,
+    );
+    assert!(picked.status.success(), "{}", String::from_utf8_lossy(&picked.stderr));
+    // The new model succeeds wherever any model did, and on most of the rest too.
+    let eval: String = String::from_utf8_lossy(&picked.stdout)
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let prompt = serde_json::from_str::<Value>(line).unwrap()["prompt"].as_str().unwrap().to_string();
+            let score = if best[&prompt] >= 0.5 || i % 5 != 0 { 1 } else { 0 };
+            serde_json::json!({"prompt": prompt, "model": MODEL, "score": score}).to_string() + "\n"
+        })
+        .collect();
+    let eval_path = work.path().join("eval.jsonl");
+    std::fs::write(&eval_path, eval).unwrap();
+    #[rustfmt::skip]
+    let out = switchyard_encoding(&[
+        "profile", "add", "--router", &router_arg, "--model", MODEL, "--quiet", "--logs", eval_path.to_str().unwrap(),
+        "--input-usd-per-mtok", "5", "--output-usd-per-mtok", "15", "--mean-output-tokens", "300",
+    ], &cache);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let router = Router::load(&dir).unwrap();
+    // Mean P per domain on the held-out prompts: the new model's is the highest in every domain with 10 of them.
+    let texts: Vec<&str> = held.iter().map(|(_, (p, _))| p.as_str()).collect();
+    let embeddings = switchyard_encoder::embed_all(common::encoder(), &texts, 16).unwrap();
+    let mut sums: std::collections::BTreeMap<&str, (Vec<f64>, usize)> = std::collections::BTreeMap::new();
+    for (e, (_, (_, domain))) in embeddings.iter().zip(&held) {
+        let prediction = router.predict(&e.vector, e.tokens as f64);
+        let entry = sums.entry(domain.as_str()).or_insert_with(|| (vec![0.0; prediction.models.len()], 0));
+        prediction.models.iter().enumerate().for_each(|(m, est)| entry.0[m] += est.p_success);
+        entry.1 += 1;
+    }
+    let names: Vec<&str> = router.manifest.models.iter().map(|m| m.model.as_str()).collect();
+    let mut checked = 0;
+    for (domain, (p, n)) in sums.iter().filter(|(_, (_, n))| *n >= 10) {
+        let mine = p[names.iter().position(|m| *m == MODEL).unwrap()];
+        let (top, best) = p.iter().enumerate().fold((0, f64::MIN), |b, (m, &v)| if v > b.1 { (m, v) } else { b });
+        assert_eq!(
+            names[top],
+            MODEL,
+            "{domain}: {} has mean P {:.3}, {MODEL} {:.3} ({n} prompts)",
+            names[top],
+            best / *n as f64,
+            mine / *n as f64
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "{sums:?}");
+}
