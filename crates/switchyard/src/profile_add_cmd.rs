@@ -132,9 +132,9 @@ pub struct PromptsArgs {
 }
 
 /// Runs `profile prompts`: prompts that represent the traffic, one JSON object per line, to run a new model
-/// on and label. The picks follow the logs' mix: shared among the router's domains in proportion to their
-/// prompts, and within a domain among k-means clusters in proportion to theirs, nearest the centres first.
-/// The sample's mix is printed next to the logs'.
+/// on and label. The picks follow the logs' mix over the router's domains (shared in proportion to their
+/// prompts) and cover each domain (k-means, the prompt nearest each centre). The sample's mix is printed next
+/// to the logs'.
 pub fn prompts(args: &PromptsArgs) -> anyhow::Result<()> {
     if args.n == 0 {
         bail!("--n 0 picks nothing: give how many prompts to pick (200 is plenty for `profile add`)");

@@ -6,16 +6,10 @@ use switchyard_core::dot;
 /// Lloyd iterations of the k-means behind [`representative`].
 const ITERATIONS: usize = 10;
 
-/// Picks per k-means cluster on average: clusters are coarse enough that their sizes, which the picks follow,
-/// say where the traffic is.
-const PICKS_PER_CLUSTER: usize = 4;
-
 /// `n` rows of `x` (unit-length embeddings, one per prompt) that represent the traffic: the picks follow the
-/// rows' mix. `strata` gives each row a group (the router's most likely domain); the picks are shared among
-/// the groups in proportion to their sizes (largest remainders; every group gets one when `n` allows), and
-/// within a group among k-means clusters (about [`PICKS_PER_CLUSTER`] picks each) in proportion to theirs,
-/// taking the prompts nearest each cluster's centre. Every row when there are at most `n`. Deterministic for
-/// a seed.
+/// rows' mix over `strata`, a group per row (the router's most likely domain), shared among the groups in
+/// proportion to their sizes (largest remainders; every group gets one when `n` allows), and within a group
+/// cover it ([`diverse`]). Every row when there are at most `n`. Deterministic for a seed.
 pub fn representative(x: &[Vec<f32>], strata: &[usize], n: usize, seed: u64) -> Vec<usize> {
     let rows = x.len();
     if rows <= n {
@@ -31,31 +25,44 @@ pub fn representative(x: &[Vec<f32>], strata: &[usize], n: usize, seed: u64) -> 
     let mut chosen = Vec::with_capacity(n);
     for (g, picks) in shares.into_iter().enumerate().filter(|(_, p)| *p > 0) {
         let points: Vec<Vec<f32>> = members[g].iter().map(|&i| x[i].clone()).collect();
-        let within = proportional(&points, picks, seed.wrapping_add(g as u64));
+        let within = diverse(&points, picks, seed.wrapping_add(g as u64));
         chosen.extend(within.into_iter().map(|i| members[g][i]));
     }
     chosen
 }
 
-/// `picks` rows of `x` shared among k-means clusters in proportion to their sizes, nearest the centres first.
-fn proportional(x: &[Vec<f32>], picks: usize, seed: u64) -> Vec<usize> {
-    if x.len() <= picks {
-        return (0..x.len()).collect();
+/// `picks` rows of `x` that cover it: k-means with k = `picks`, then per cluster the prompt nearest its
+/// centre, largest clusters first (topped up, for clusters left empty, with the prompts farthest from
+/// everything chosen). Within one domain, coverage is what an eval set needs: its rows then say something
+/// about every region of the domain, where proportional picks crowd into its densest part.
+fn diverse(x: &[Vec<f32>], picks: usize, seed: u64) -> Vec<usize> {
+    let rows = x.len();
+    if rows <= picks {
+        return (0..rows).collect();
     }
-    let k = picks.div_ceil(PICKS_PER_CLUSTER).max(1);
-    let (centres, assignment) = kmeans(x, k, seed);
-    let mut clusters: Vec<Vec<usize>> = vec![Vec::new(); centres.len()];
-    for (i, &c) in assignment.iter().enumerate() {
-        clusters[c].push(i);
+    let (centres, assignment) = kmeans(x, picks, seed);
+    let mut sizes = vec![0usize; centres.len()];
+    for &a in &assignment {
+        sizes[a] += 1;
     }
-    let shares = apportion(&clusters.iter().map(Vec::len).collect::<Vec<_>>(), picks, false);
-    let mut order: Vec<usize> = (0..clusters.len()).collect();
-    order.sort_by(|&a, &b| clusters[b].len().cmp(&clusters[a].len()).then(a.cmp(&b)));
-    let mut chosen = Vec::with_capacity(picks);
-    for c in order {
-        let mut members = clusters[c].clone();
-        members.sort_by(|&i, &j| dot(&x[j], &centres[c]).total_cmp(&dot(&x[i], &centres[c])).then(i.cmp(&j)));
-        chosen.extend(members.into_iter().take(shares[c]));
+    let mut order: Vec<usize> = (0..centres.len()).filter(|&c| sizes[c] > 0).collect();
+    order.sort_by(|&a, &b| sizes[b].cmp(&sizes[a]).then(a.cmp(&b)));
+    let mut chosen: Vec<usize> = order
+        .into_iter()
+        .filter_map(|c| {
+            let members = (0..rows).filter(|&i| assignment[i] == c);
+            members.max_by(|&i, &j| dot(&x[i], &centres[c]).total_cmp(&dot(&x[j], &centres[c])))
+        })
+        .collect();
+    while chosen.len() < picks {
+        let far = (0..rows).filter(|i| !chosen.contains(i)).min_by(|&i, &j| {
+            let near = |k: usize| chosen.iter().map(|&c| dot(&x[k], &x[c])).fold(f32::NEG_INFINITY, f32::max);
+            near(i).total_cmp(&near(j))
+        });
+        match far {
+            Some(i) => chosen.push(i),
+            None => break,
+        }
     }
     chosen
 }
@@ -200,7 +207,7 @@ mod tests {
             x.push(point(4, 2.0 + i as f32 * 0.0001));
             strata.push(2);
         }
-        for strata in [strata.clone(), vec![0; x.len()]] {
+        {
             let chosen = representative(&x, &strata, 200, 7);
             assert_eq!(chosen.len(), 200);
             let mut seen = std::collections::HashSet::new();
