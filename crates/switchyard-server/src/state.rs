@@ -10,9 +10,9 @@ use switchyard_store::{DecisionRecord, Estimate, LogWriter, WriterOptions};
 
 use crate::config::Config;
 use crate::embedder::{EmbedError, Embedder, EmbedderOptions};
-use crate::error::ApiError;
-use crate::pipeline::Decided;
-use crate::routing::{load_router, ReloadReport, Routers, StartError};
+use crate::http::error::ApiError;
+use crate::routing::routers::{load_router, ReloadReport, Routers, StartError};
+use crate::routing::stages::Decided;
 
 /// What every handler shares.
 pub struct AppState {
@@ -25,25 +25,25 @@ pub struct AppState {
     /// Permits for requests in flight on `/v1/*` (`server.max_concurrency`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Upstream health: consecutive failures, cooldowns and latency, by deployment.
-    pub health: crate::health::Health,
+    pub health: crate::gateway::health::Health,
     /// Each catalog model's deployments and fallbacks.
-    pub deployments: crate::deployments::Deployments,
+    pub deployments: crate::gateway::deployments::Deployments,
     /// Counters and latency histograms for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Conversations' session pins.
-    pub sessions: crate::sessions::Sessions,
+    pub sessions: crate::routing::sessions::Sessions,
     /// The state shared with other replicas through Redis (absent without `[state] url`).
-    pub shared: Option<Arc<crate::shared::SharedState>>,
+    pub shared: Option<Arc<crate::replicas::SharedState>>,
     /// The decision log's writer (absent when `log.enabled = false`).
     pub log: Option<LogWriter>,
     /// The prompt embedder: cache, queue and inference thread.
     pub embedder: Embedder,
     /// The client keys, their limits and usage.
-    pub keys: crate::keys::KeyRing,
+    pub keys: crate::limits::keys::KeyRing,
     /// Online learning (absent unless `learning.online`).
     pub learning: Option<Arc<crate::learning::Learning>>,
     /// Client connections not yet authenticated, and the limits on every connection.
-    pub(crate) connections: Arc<crate::connection::Registry>,
+    pub(crate) connections: Arc<crate::http::connection::Registry>,
     routers: RwLock<Arc<Routers>>,
     reloading: Mutex<()>,
 }
@@ -53,7 +53,7 @@ impl AppState {
     /// router, experiment arms' routers are loaded, rules compiled, and the decision log opened.
     pub fn new(router: Router, encoder: Arc<dyn Encoder>, config: Config) -> Result<Self, StartError> {
         let routers = Routers::assemble(router, &config, encoder.as_ref(), 1)?;
-        let sessions = crate::sessions::Sessions::new(
+        let sessions = crate::routing::sessions::Sessions::new(
             std::time::Duration::from_secs(config.routing.session_ttl_s),
             config.routing.max_sessions,
             config.routing.deescalate_after,
@@ -81,7 +81,7 @@ impl AppState {
                             }
                         })
                         .flatten();
-                    crate::keys::KeyRing::new(
+                    crate::limits::keys::KeyRing::new(
                         &config.keys,
                         &config.server.client_keys,
                         |var| std::env::var(var).ok(),
@@ -95,7 +95,7 @@ impl AppState {
         // Before anything else holds the keys: the limit is set on each key in place.
         let per_key = config.server.per_key_concurrency(keys.all().len());
         let keys = keys.with_concurrency(per_key);
-        let shared = crate::shared::SharedState::start(&config.state, &keys).map_err(StartError::State)?;
+        let shared = crate::replicas::SharedState::start(&config.state, &keys).map_err(StartError::State)?;
         let log = if config.log.enabled {
             Some(LogWriter::start(&WriterOptions {
                 path: config.log.path.clone(),
@@ -122,7 +122,7 @@ impl AppState {
         for line in config.deprecations() {
             tracing::warn!("{line}");
         }
-        let deployments = crate::deployments::Deployments::new(&config.models);
+        let deployments = crate::gateway::deployments::Deployments::new(&config.models);
         for up in deployments.all() {
             if let Some(var) = up.api_key_env.as_deref().filter(|v| std::env::var_os(v).is_none()) {
                 tracing::warn!(
@@ -150,7 +150,7 @@ impl AppState {
             })
             .transpose()
             .map_err(StartError::Learning)?;
-        let connections = crate::connection::Registry::new(
+        let connections = crate::http::connection::Registry::new(
             config.server.client_timeouts(),
             config.server.max_unauthenticated_connections,
         );
@@ -165,7 +165,7 @@ impl AppState {
             config,
             http,
             in_flight,
-            health: crate::health::Health::default(),
+            health: crate::gateway::health::Health::default(),
             metrics,
             sessions,
             shared,
@@ -208,7 +208,7 @@ impl AppState {
     pub(crate) fn learn(
         &self,
         request_id: &str,
-        learned: Option<&crate::pipeline::Learned>,
+        learned: Option<&crate::routing::stages::Learned>,
         model: &str,
         answer: Option<(&str, Option<&str>, bool)>,
     ) {

@@ -9,9 +9,9 @@ use serde::Deserialize;
 use switchyard_core::{Catalog, Knob, ModelCard};
 use switchyard_store::PromptLogging;
 
-use crate::experiment::ExperimentConfig;
-use crate::keys::KeyConfig;
-use crate::rules::{Rule, RuleConfig};
+use crate::limits::keys::KeyConfig;
+use crate::routing::experiment::ExperimentConfig;
+use crate::routing::rules::{Rule, RuleConfig};
 
 mod server;
 pub use server::{ClientTimeouts, KeyLabels, ServerConfig};
@@ -37,7 +37,7 @@ pub struct Config {
     pub log: LogConfig,
     /// State shared by replicas (limits, budgets, health, session pins) in Redis.
     #[serde(default)]
-    pub state: crate::shared::StateConfig,
+    pub state: crate::replicas::StateConfig,
     /// Online learning from feedback and upstream outcomes.
     #[serde(default)]
     pub learning: crate::learning::LearningConfig,
@@ -299,7 +299,8 @@ impl Config {
         if !(0.0..=1000.0).contains(&self.encoder.batch_wait_ms) {
             return Err(invalid("encoder.batch_wait_ms", "must be between 0 and 1000 (milliseconds)".into()));
         }
-        if let Some(hex) = self.server.admin_keys_sha256.iter().find(|h| crate::keys::parse_digest(h).is_none()) {
+        if let Some(hex) = self.server.admin_keys_sha256.iter().find(|h| crate::limits::keys::parse_digest(h).is_none())
+        {
             return Err(invalid(
                 "server.admin_keys_sha256",
                 format!("must hold 64 hex digits each (printf %s \"$KEY\" | sha256sum), got {hex:?}"),
@@ -333,7 +334,7 @@ impl Config {
                 return Err(invalid("rules", format!("rule {name} sends to {m:?}, which is not in [[models]]")));
             }
         }
-        crate::keys::validate(&self.keys, |m| known(&m.to_string())).map_err(|e| invalid("keys", e))?;
+        crate::limits::keys::validate(&self.keys, |m| known(&m.to_string())).map_err(|e| invalid("keys", e))?;
         if let Some(e) = &self.experiment {
             e.validate().map_err(|e| invalid("experiment", e))?;
         }

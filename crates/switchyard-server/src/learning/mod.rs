@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_core::{OnlineSettings, Posteriors, Prediction, Router};
 
-use crate::shared::SharedState;
+use crate::replicas::SharedState;
 
 pub use config::LearningConfig;
 pub use scores::Verdict;

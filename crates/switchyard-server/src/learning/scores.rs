@@ -20,7 +20,7 @@
 //!   request no upstream answered [`Verdict::Unanswered`]. Feedback counts in the cells of the estimates the
 //!   request was answered with: after a reload that changed them it is [`Verdict::EstimatesChanged`].
 //!
-//! With `[state] url` the replicas share this: one Redis script ([`crate::shared::online`]) settles each
+//! With `[state] url` the replicas share this: one Redis script ([`crate::replicas::online`]) settles each
 //! score atomically against the shared cells, the request's counted score (kept in Redis as long as the
 //! request can be learned from, with the time it was counted and the time its feedback arrived) and the key's
 //! share there, so a resend to another replica replaces the score too, and a key's share counts over every

@@ -7,7 +7,7 @@
 //! `learning.prior_strength`. A resent score that replaces a counted one is charged too, by how far it moves
 //! the cell: `used + w · |new − old| ≤ share · (κ + n)` (it adds no observation). So within a window a key
 //! moves a cell by at most its share of it, however its feedback is split between new scores and rescores.
-//! With `[state] url` the same rule runs in Redis on the shared cells ([`crate::shared::online`]); this ledger
+//! With `[state] url` the same rule runs in Redis on the shared cells ([`crate::replicas::online`]); this ledger
 //! decides only while Redis does not answer.
 
 use std::collections::{BTreeMap, HashMap};

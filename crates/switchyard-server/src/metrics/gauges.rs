@@ -37,7 +37,7 @@ pub fn render_supervision(
 }
 
 /// Gauges of each key's budget: spend in the current period and the budget.
-pub fn render_budgets(out: &mut String, keys: &crate::keys::KeyRing, labels: KeyLabels) {
+pub fn render_budgets(out: &mut String, keys: &crate::limits::keys::KeyRing, labels: KeyLabels) {
     out.push_str("# HELP switchyard_key_period_spend_usd Spend in the budget's current period, by client key.\n");
     out.push_str("# TYPE switchyard_key_period_spend_usd gauge\n");
     for k in keys.all() {

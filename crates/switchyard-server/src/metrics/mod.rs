@@ -375,7 +375,7 @@ fn render_connections(out: &mut String, m: &Inner) {
 }
 
 /// The gauge of connections open that have not shown a valid key.
-pub(crate) fn render_connections_open(out: &mut String, registry: &crate::connection::Registry) {
+pub(crate) fn render_connections_open(out: &mut String, registry: &crate::http::connection::Registry) {
     let help = "Open client connections that have not yet sent a request with a valid key.";
     scalar(out, "switchyard_unauthenticated_connections", "gauge", help, registry.unauthenticated());
 }

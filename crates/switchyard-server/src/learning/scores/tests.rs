@@ -163,8 +163,9 @@ async fn feedback_after_a_reload_that_changed_the_estimates_is_not_learned() {
 /// While Redis does not answer, the replica decides alone; only what it learned from is written to Redis later.
 #[tokio::test]
 async fn only_scores_learned_while_redis_is_out_of_reach_are_kept_for_it() {
-    let config = crate::shared::StateConfig { url: Some("redis://127.0.0.1:1".into()), ..Default::default() };
-    let shared = crate::shared::SharedState::start(&config, &crate::keys::KeyRing::default()).unwrap().unwrap();
+    let config = crate::replicas::StateConfig { url: Some("redis://127.0.0.1:1".into()), ..Default::default() };
+    let shared =
+        crate::replicas::SharedState::start(&config, &crate::limits::keys::KeyRing::default()).unwrap().unwrap();
     assert!(shared.is_degraded());
     let mut l = learning(LearningConfig::default());
     l.share(Arc::clone(&shared));

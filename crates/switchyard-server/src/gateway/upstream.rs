@@ -1,0 +1,386 @@
+//! One upstream call: the request to a deployment's OpenAI-compatible `base_url`, how it ended (success, a
+//! failure worth falling back from, or the client's own error), and the token usage it reports, for
+//! whole responses and for streams alike.
+//!
+//! Three limits bound a call, none of them its total length: `connect_timeout_ms` to connect,
+//! `first_byte_timeout_ms` to the response headers and, for a stream, its first event (past it the next
+//! deployment is tried), and `idle_timeout_ms` between chunks. A stream that keeps sending is never cut.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use futures_util::{Stream, StreamExt};
+use serde_json::{json, Value};
+
+use crate::gateway::deployments::Upstream;
+
+/// How one upstream call ended, when it did not succeed.
+pub(crate) enum Failure {
+    /// The upstream's problem, not the request's: worth trying the next deployment.
+    Upstream(Fault),
+    /// The upstream rejected the request itself: pass its answer on.
+    ClientError(Response),
+}
+
+/// Why an upstream call failed, for the log, the metrics and the client's 502.
+pub(crate) struct Fault {
+    /// The HTTP status, if the upstream answered.
+    pub status: Option<u16>,
+    /// The `outcome` label: `failed`, `timeout` or `auth_error`.
+    pub outcome: &'static str,
+    /// What happened, in words.
+    pub why: String,
+}
+
+impl Fault {
+    fn fail(status: Option<u16>, outcome: &'static str, why: impl Into<String>) -> Failure {
+        Failure::Upstream(Self { status, outcome, why: why.into() })
+    }
+}
+
+/// The time limits of one call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// From sending the request to the response headers and, for a stream, its first event.
+    pub first_byte: Duration,
+    /// The longest silence between two chunks.
+    pub idle: Duration,
+}
+
+/// Tokens an upstream reported for one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Usage {
+    /// Prompt tokens.
+    pub input: u64,
+    /// Completion tokens.
+    pub output: u64,
+}
+
+/// A successful call: the response to pass on and, for a whole (not streamed) response, its usage.
+pub(crate) struct Forwarded {
+    /// Status, content type and body (a stream when the client asked for one).
+    pub response: Response,
+    /// The `usage` the upstream reported in a whole response.
+    pub usage: Option<Usage>,
+    /// A whole response's first choice: its text and `finish_reason` (what online learning judges).
+    pub answer: Option<(String, Option<String>)>,
+    /// Characters a whole response generated (every choice's content, reasoning and tool-call arguments):
+    /// what it is charged from when it reports no usage.
+    pub generated_chars: usize,
+}
+
+/// The most bytes kept of a stream before its first `data:` event; an upstream that sends more without one
+/// fails the attempt.
+const MAX_STREAM_HEAD: usize = 64 * 1024;
+
+/// Sends `body` to the deployment.
+pub(crate) async fn forward(
+    http: &reqwest::Client,
+    up: &Upstream,
+    body: &Value,
+    stream: bool,
+    limits: Limits,
+) -> Result<Forwarded, Failure> {
+    let deadline = tokio::time::Instant::now() + limits.first_byte;
+    let first_byte_ms = limits.first_byte.as_millis();
+    let mut request = http.post(format!("{}/chat/completions", up.base_url)).json(body);
+    if let Some(var) = &up.api_key_env {
+        if let Ok(key) = std::env::var(var) {
+            request = request.bearer_auth(key);
+        }
+    }
+    let upstream = match tokio::time::timeout_at(deadline, request.send()).await {
+        Err(_) => {
+            let why = format!("no response within {first_byte_ms} ms (server.first_byte_timeout_ms)");
+            return Err(Fault::fail(None, "timeout", why));
+        }
+        Ok(Err(e)) => return Err(Fault::fail(None, outcome_of(&e), describe(&e))),
+        Ok(Ok(response)) => response,
+    };
+    let status = upstream.status();
+    let code = Some(status.as_u16());
+    // Redirects are not followed (the client's policy); the target is not named, its URL may carry secrets.
+    if status.is_redirection() {
+        let why = format!(
+            "HTTP {} redirect to another URL; redirects are not followed, set base_url to the final address",
+            status.as_u16()
+        );
+        return Err(Fault::fail(code, "failed", why));
+    }
+    if status.is_server_error() || matches!(status.as_u16(), 402 | 408 | 429) {
+        return Err(Fault::fail(code, "failed", format!("HTTP {}", status.as_u16())));
+    }
+    // The gateway's own key and model name were refused: a rotated provider key, a deployment that is gone.
+    if let Some(what) = auth_problem(status.as_u16()) {
+        return Err(Fault::fail(code, "auth_error", format!("HTTP {} ({what})", status.as_u16())));
+    }
+    let content_type = upstream.headers().get("content-type").cloned();
+    let mut builder = Response::builder().status(status.as_u16());
+    if let Some(ct) = content_type {
+        builder = builder.header("content-type", ct);
+    }
+    if !status.is_success() {
+        let bytes = read_all(upstream, limits.idle).await.map_err(|(outcome, why)| Fault::fail(code, outcome, why))?;
+        // A 400 that says the account's budget or quota is spent is the upstream's problem, not the request's.
+        if status.as_u16() == 400 && budget_exhausted(&bytes) {
+            return Err(Fault::fail(code, "failed", "HTTP 400 (budget or quota exhausted)"));
+        }
+        return Err(Failure::ClientError(builder.body(Body::from(bytes)).unwrap_or_default()));
+    }
+    if stream {
+        let mut chunks = upstream.bytes_stream();
+        let head = stream_head(&mut chunks, deadline, first_byte_ms, code).await?;
+        let first = futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(head)) });
+        let body = first.chain(idle_limited(chunks, limits.idle));
+        let response = builder.body(Body::from_stream(body)).unwrap_or_default();
+        return Ok(Forwarded { response, usage: None, answer: None, generated_chars: 0 });
+    }
+    let bytes = read_all(upstream, limits.idle).await.map_err(|(outcome, why)| Fault::fail(code, outcome, why))?;
+    // A success that is not JSON (a proxy's HTML page, a stream the client did not ask for) is no answer.
+    let Ok(reply) = serde_json::from_slice::<Value>(&bytes) else {
+        let why = format!("HTTP {} with a body that is not JSON", status.as_u16());
+        return Err(Fault::fail(code, "failed", why));
+    };
+    let generated_chars = reply.get("choices").and_then(Value::as_array).map_or(0, |choices| {
+        choices.iter().filter_map(|c| c.get("message")).map(crate::gateway::sse::message_chars).sum()
+    });
+    Ok(Forwarded {
+        response: builder.body(Body::from(bytes)).unwrap_or_default(),
+        usage: usage_of(&reply),
+        answer: answer_of(&reply),
+        generated_chars,
+    })
+}
+
+/// Reads a stream up to its first event (keep-alive comments before it do not count): a failure before it,
+/// or a stream that ends without one, falls back to the next deployment. What came is kept, at most [`MAX_STREAM_HEAD`] bytes (and the chunk
+/// that crossed it); each chunk is scanned once.
+async fn stream_head(
+    chunks: &mut (impl Stream<Item = reqwest::Result<Bytes>> + Unpin),
+    deadline: tokio::time::Instant,
+    first_byte_ms: u128,
+    code: Option<u16>,
+) -> Result<Vec<u8>, Failure> {
+    let mut head: Vec<u8> = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Err(_) => {
+                let why = format!("no stream event within {first_byte_ms} ms (server.first_byte_timeout_ms)");
+                return Err(Fault::fail(code, "timeout", why));
+            }
+            Ok(None) if head.is_empty() => return Err(Fault::fail(code, "failed", "empty stream")),
+            // A page or an error body where a stream should be is not an answer: nothing to pass on or bill.
+            Ok(None) => return Err(Fault::fail(code, "failed", "the stream ended without an event")),
+            Ok(Some(Err(e))) => return Err(Fault::fail(code, outcome_of(&e), describe(&e))),
+            Ok(Some(Ok(bytes))) => {
+                let scanned = head.len();
+                head.extend_from_slice(&bytes);
+                if has_event(&head, scanned) {
+                    return Ok(head);
+                }
+                if head.len() > MAX_STREAM_HEAD {
+                    let why = format!(
+                        "sent {} bytes without a stream event (at most {MAX_STREAM_HEAD} are read before the first \
+                         `data:` line)",
+                        head.len()
+                    );
+                    return Err(Fault::fail(code, "failed", why));
+                }
+            }
+        }
+    }
+}
+
+/// Whether `head` holds a `data:` field at the start of a line, looking only at what follows `scanned` (the
+/// bytes already looked at) and the few before it that a match may start in.
+fn has_event(head: &[u8], scanned: usize) -> bool {
+    const FIELD: &[u8] = b"data:";
+    let from = scanned.saturating_sub(FIELD.len() - 1);
+    head[from..]
+        .windows(FIELD.len())
+        .enumerate()
+        .any(|(i, w)| w == FIELD && (from + i == 0 || matches!(head[from + i - 1], b'\n' | b'\r')))
+}
+
+/// What a 401, 403 or 404 from a provider means for the gateway's own configuration.
+fn auth_problem(status: u16) -> Option<&'static str> {
+    match status {
+        401 => Some("the provider refused the deployment's API key; check its api_key_env"),
+        403 => Some("the deployment's API key may not use this model; check its api_key_env"),
+        404 => Some("the provider does not know this model or URL; check base_url and upstream_model"),
+        _ => None,
+    }
+}
+
+/// Reads a whole body, failing when the upstream goes silent for longer than `idle`.
+async fn read_all(upstream: reqwest::Response, idle: Duration) -> Result<Vec<u8>, (&'static str, String)> {
+    let mut chunks = upstream.bytes_stream();
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, chunks.next()).await {
+            Err(_) => return Err(("timeout", silence(idle))),
+            Ok(None) => return Ok(out),
+            Ok(Some(Err(e))) => return Err((outcome_of(&e), describe(&e))),
+            Ok(Some(Ok(bytes))) => out.extend_from_slice(&bytes),
+        }
+    }
+}
+
+/// Passes a stream's chunks on; when the upstream fails or stays silent longer than `idle`, the stream ends
+/// with an SSE error event.
+fn idle_limited(
+    chunks: impl Stream<Item = reqwest::Result<Bytes>> + Unpin + Send + 'static,
+    idle: Duration,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    futures_util::stream::unfold(Some(chunks), move |state| async move {
+        let mut chunks = state?;
+        match tokio::time::timeout(idle, chunks.next()).await {
+            Ok(None) => None,
+            Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(chunks))),
+            Ok(Some(Err(e))) => Some((Ok(stream_error(&format!("upstream stream failed: {}", describe(&e)))), None)),
+            Err(_) => Some((Ok(stream_error(&silence(idle))), None)),
+        }
+    })
+}
+
+fn silence(idle: Duration) -> String {
+    format!("upstream sent nothing for {} ms (server.idle_timeout_ms)", idle.as_millis())
+}
+
+/// An OpenAI-shaped SSE error event, which ends a stream that failed after its first byte.
+fn stream_error(message: &str) -> Bytes {
+    let event = json!({"error": {"message": message, "type": "server_error", "code": "upstream_stream_error"}});
+    // The blank lines first end whatever line the upstream left half sent, so the event stands on its own
+    // (after a complete event they are an empty one, which SSE readers skip).
+    Bytes::from(format!("\n\ndata: {event}\n\n"))
+}
+
+/// A completion's first choice: its message text (empty when it has none) and `finish_reason`.
+pub(crate) fn answer_of(reply: &Value) -> Option<(String, Option<String>)> {
+    let choice = reply.get("choices")?.get(0)?;
+    let text = choice.pointer("/message/content").and_then(Value::as_str).unwrap_or("").to_string();
+    let finish = choice.get("finish_reason").and_then(Value::as_str).map(str::to_string);
+    Some((text, finish))
+}
+
+/// The `usage` object of a completion or of a stream's final chunk.
+pub(crate) fn usage_of(reply: &Value) -> Option<Usage> {
+    let usage = reply.get("usage").filter(|u| u.is_object())?;
+    let count = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let usage = Usage { input: count("prompt_tokens"), output: count("completion_tokens") };
+    (usage.input + usage.output > 0).then_some(usage)
+}
+
+/// Input tokens of a chat request: all its messages' content (characters / 4), system and earlier turns
+/// included, since the upstream bills them all. `None` when the body has no `messages` array.
+pub(crate) fn message_tokens(body: &Value) -> Option<f64> {
+    let messages = body.get("messages").and_then(Value::as_array)?;
+    let chars: usize = messages
+        .iter()
+        .map(|m| match m.get("content") {
+            Some(Value::String(s)) => s.chars().count(),
+            Some(other) => other.to_string().chars().count(),
+            None => 0,
+        })
+        .sum();
+    Some((chars as f64 / switchyard_core::CHARS_PER_TOKEN).ceil().max(1.0))
+}
+
+/// Tokens a request needs: its messages' input tokens ([`message_tokens`]) plus the requested output tokens.
+pub(crate) fn request_tokens(body: &Value) -> f64 {
+    let output =
+        ["max_completion_tokens", "max_tokens"].iter().find_map(|k| body.get(*k).and_then(Value::as_u64)).unwrap_or(0);
+    message_tokens(body).unwrap_or(0.0) + output as f64
+}
+
+/// Whether an upstream error body says the account ran out of budget, quota or credit: the error's `code` or
+/// `type` says so (the message may echo the client's own input, so it is not read). A body that is not JSON is
+/// read whole.
+fn budget_exhausted(body: &[u8]) -> bool {
+    let says = |text: &str| {
+        let text = text.to_ascii_lowercase();
+        ["insufficient_quota", "quota", "budget", "credit", "billing"].iter().any(|k| text.contains(k))
+    };
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => {
+            let error = v.get("error").unwrap_or(&v);
+            ["code", "type"].iter().filter_map(|k| error.get(*k).and_then(Value::as_str)).any(says)
+        }
+        Err(_) => says(&String::from_utf8_lossy(body)),
+    }
+}
+
+/// What went wrong, for logs and the client's 502: never the upstream's URL, which may carry a secret.
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_connect() && e.is_timeout() {
+        "could not connect in time (server.connect_timeout_ms)".into()
+    } else if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        let text = e.to_string();
+        match e.url() {
+            Some(url) => text.replace(&format!(" for url ({url})"), "").replace(url.as_str(), "<upstream>"),
+            None => text,
+        }
+    }
+}
+
+fn outcome_of(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else {
+        "failed"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_counts_toward_input_tokens() {
+        let system = "x".repeat(400);
+        let body = serde_json::json!({
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": "earlier question"},
+                {"role": "assistant", "content": "earlier answer"},
+                {"role": "user", "content": "and now?"}
+            ],
+            "max_tokens": 50
+        });
+        // 400 + 16 + 14 + 8 = 438 characters: 110 tokens, far more than the last turn's 2.
+        assert_eq!(message_tokens(&body), Some(110.0));
+        assert_eq!(request_tokens(&body), 160.0);
+        assert_eq!(message_tokens(&serde_json::json!({"prompt": "hi"})), None);
+    }
+
+    #[test]
+    fn a_stream_event_is_found_at_a_line_start_across_chunks() {
+        assert!(has_event(b"data: {}", 0));
+        assert!(has_event(b": keep-alive\n\ndata: {}", 0));
+        assert!(has_event(b"event: x\r\ndata: {}", 0));
+        // Not inside another line.
+        assert!(!has_event(b": say data: later\n", 0));
+        // A field split across chunks: only the new bytes and the four before them are read.
+        let head = b": keep-alive\n\ndata: {}";
+        for split in 10..=18 {
+            assert!(has_event(head, split), "split at {split}");
+        }
+        assert!(!has_event(b"data: {}\n: x\n", 13), "an event already scanned is not looked at again");
+    }
+
+    #[test]
+    fn quota_errors_are_told_apart_from_bad_requests() {
+        assert!(budget_exhausted(br#"{"error": {"code": "insufficient_quota"}}"#));
+        assert!(!budget_exhausted(br#"{"error": {"message": "max_tokens is too large"}}"#));
+        // A message that echoes the client's input is not the account's quota.
+        assert!(!budget_exhausted(br#"{"error": {"message": "bad user 'credit-team'", "code": "invalid_value"}}"#));
+        assert!(budget_exhausted(br#"{"error": {"message": "x", "type": "billing_hard_limit_reached"}}"#));
+        assert!(budget_exhausted(b"quota exceeded"));
+    }
+}

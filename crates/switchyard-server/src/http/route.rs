@@ -1,0 +1,139 @@
+//! `POST /v1/route`: a routing decision without a model call, for clients that call the model themselves.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value;
+use switchyard_core::{Knob, RouteReport};
+
+use crate::http::error::ApiError;
+use crate::http::request::{read_body, user_prompt};
+use crate::http::tags::Tags;
+use crate::limits::keys::Caller;
+use crate::routing::knobs::RequestKnobs;
+use crate::routing::query::Query;
+use crate::routing::service::decide;
+use crate::state::{expected_cost, record_decision, AppState};
+
+/// The body of `POST /v1/route`: an OpenAI chat request or `{"prompt": ...}`, plus optional knobs.
+#[derive(Debug, Deserialize)]
+struct RouteRequest {
+    prompt: Option<String>,
+    messages: Option<Vec<Message>>,
+    min_quality: Option<f64>,
+    willingness_to_pay: Option<f64>,
+    allowed_models: Option<Vec<String>>,
+    #[serde(default)]
+    denied_models: Vec<String>,
+    max_latency_ms: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    role: String,
+    #[serde(default)]
+    content: Value,
+}
+
+impl RouteRequest {
+    fn prompt(&self) -> Result<String, ApiError> {
+        match (&self.prompt, &self.messages) {
+            (Some(p), _) if p.trim().is_empty() => Err(ApiError::invalid("empty_prompt", "the prompt is empty")),
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(messages)) => user_prompt(messages.iter().map(|m| (m.role.as_str(), &m.content))),
+            (None, None) => Err(ApiError::invalid(
+                "missing_prompt",
+                "send `prompt` (a string) or `messages` (OpenAI chat messages)",
+            )),
+        }
+    }
+
+    fn knobs(&self) -> Result<RequestKnobs, ApiError> {
+        if self.min_quality.is_some() && self.willingness_to_pay.is_some() {
+            return Err(ApiError::invalid("conflicting_knobs", "set `min_quality` or `willingness_to_pay`, not both"));
+        }
+        Ok(RequestKnobs {
+            knob: Knob::from_options(self.min_quality, self.willingness_to_pay),
+            allowed: self.allowed_models.clone(),
+            denied: self.denied_models.clone(),
+            max_latency_ms: self.max_latency_ms,
+        })
+    }
+}
+
+/// The answer of `POST /v1/route`: the decision, its request id (for feedback), and what steered it.
+#[derive(serde::Serialize)]
+struct RouteResponse {
+    request_id: String,
+    #[serde(flatten)]
+    report: RouteReport,
+    rule: Option<String>,
+    /// A `similar_to` rule's similarity to its nearest example.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    similarity: Option<f32>,
+    experiment: Option<String>,
+    arm: Option<String>,
+    /// The conversation's session pin, when one applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<crate::routing::sessions::SessionPin>,
+    /// The probability that this decision's model was chosen (1 without exploration).
+    propensity: f64,
+    /// Whether the model is an exploration (`learning.explore`) rather than the policy's choice.
+    explored: bool,
+}
+
+/// The handler.
+pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let request_id = crate::http::chat::request_id();
+    let (parts, body) = request.into_parts();
+    let caller = parts.extensions.get::<Caller>().cloned().unwrap_or_default();
+    let health_read = parts.extensions.get::<crate::replicas::HealthRead>().is_some();
+    let bytes = read_body(body, state.config.server.max_body_bytes).await?;
+    let body: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
+    let request = RouteRequest::deserialize(&body)
+        .map_err(|e| ApiError::invalid("invalid_type", format!("request body is not a valid route request: {e}")))?;
+    let prompt = request.prompt()?;
+    let limit = state.config.server.max_prompt_chars;
+    if prompt.chars().count() > limit {
+        return Err(ApiError::too_large(format!("prompt is longer than {limit} characters (server.max_prompt_chars)")));
+    }
+    let knobs = request.knobs()?;
+    let mut query =
+        Query::from_http(&parts.headers, &body, prompt.clone(), knobs, &request_id, caller.name().as_deref());
+    query.key_models = caller.0.as_ref().and_then(|k| k.allowed_models()).map(<[String]>::to_vec);
+    let decided = decide(&state, &query, health_read).await?;
+
+    let mut record = state.new_record(&request_id, "route", &prompt);
+    record.messages_count = request.messages.as_ref().map_or(1, |m| m.len() as u32);
+    record_decision(&mut record, &decided);
+    record.api_key = caller.name();
+    record.chosen_model = Some(decided.report.model.clone());
+    record.expected_cost_usd = expected_cost(&record, &decided.report.model);
+    record.status = 200;
+    record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    // Nothing is remembered for online learning: only requests an upstream answered are learned from.
+    state.log_request(record);
+
+    let tags = Tags::of(&decided);
+    let model = decided.report.model.clone();
+    let answer = RouteResponse {
+        request_id: request_id.clone(),
+        report: decided.report,
+        rule: tags.rule.clone(),
+        similarity: decided.similarity,
+        session: decided.session.clone(),
+        propensity: decided.propensity,
+        explored: decided.explored,
+        experiment: tags.experiment.clone(),
+        arm: tags.arm.clone(),
+    };
+    let mut response = Json(answer).into_response();
+    tags.put(&mut response, &request_id, Some(&model));
+    Ok(response)
+}
