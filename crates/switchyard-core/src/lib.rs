@@ -36,4 +36,4 @@ pub use router::{
     CandidateMetrics, DomainScore, EncoderInfo, FileFingerprint, LengthReport, Manifest, Prediction, RouteReport,
     Router, RouterError, Timing, TrainingInfo, Utility, FORMAT_VERSION, MANIFEST_FILE, TOP_DOMAINS, WEIGHTS_FILE,
 };
-pub use row::{message_text, normalize_prompt, Evidence, LabelledRow, Outcome, Preference, Split, Winner};
+pub use row::{message_text, normalize_prompt, routed_turn, Evidence, LabelledRow, Outcome, Preference, Split, Winner};

@@ -252,8 +252,16 @@ pub fn normalize_prompt(text: &str) -> String {
 
 /// The text of the last user message: a string content, or the text parts of an array content.
 fn last_user_text(messages: &[RawMessage]) -> Option<String> {
-    messages.iter().rev().filter(|m| m.role == "user").find_map(|m| {
-        let text = message_text(&m.content);
+    routed_turn(messages.iter().map(|m| (m.role.as_str(), &m.content)))
+}
+
+/// The turn a router reads in a chat, given its messages as (role, content): the last user message whose text
+/// ([`message_text`]) is not blank. Training and serving both route on this turn, so a conversation whose last
+/// user message is empty (an image alone, say) routes on the user's last words. `None` when no user message
+/// has text.
+pub fn routed_turn<'a>(messages: impl DoubleEndedIterator<Item = (&'a str, &'a Value)>) -> Option<String> {
+    messages.rev().filter(|(role, _)| *role == "user").find_map(|(_, content)| {
+        let text = message_text(content);
         (!text.trim().is_empty()).then_some(text)
     })
 }
@@ -287,6 +295,19 @@ mod tests {
         assert_eq!(row.domain.as_deref(), Some("math"));
         let Evidence::Outcome(o) = row.evidence else { panic!("not an outcome") };
         assert_eq!((o.model.as_str(), o.score, o.output_tokens), ("m", 1.0, Some(3)));
+    }
+
+    #[test]
+    fn the_routed_turn_is_the_last_user_message_with_text() {
+        let (system, first, empty, image) = (
+            serde_json::json!("be brief"),
+            serde_json::json!("first question"),
+            serde_json::json!("  "),
+            serde_json::json!([{"type": "image_url", "image_url": {"url": "data:,"}}]),
+        );
+        let chat = [("system", &system), ("user", &first), ("assistant", &system), ("user", &empty), ("user", &image)];
+        assert_eq!(routed_turn(chat.iter().copied()).as_deref(), Some("first question"));
+        assert_eq!(routed_turn([("system", &system), ("user", &empty)].into_iter()), None);
     }
 
     #[test]

@@ -36,4 +36,5 @@ pub use routing::routers::{encoder_info, load_router, ReloadReport, Routers, Sta
 pub use routing::rules::{Action, Condition, Examples, Rule, RuleConfig, RuleMatch};
 pub use routing::sessions::{PinAction, SessionPin, Sessions};
 pub use routing::stages::{decide, ArmChoice, Decided, Learned, Steering};
+pub use routing::RouteError;
 pub use state::AppState;

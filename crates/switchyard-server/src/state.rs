@@ -2,15 +2,13 @@
 //! whole on reload), upstream deployments and their health, the metrics and the decision log's writer.
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
 
 use switchyard_core::Router;
-use switchyard_encoder::{Embedding, Encoder};
+use switchyard_encoder::Encoder;
 use switchyard_store::{DecisionRecord, Estimate, LogWriter, WriterOptions};
 
 use crate::config::Config;
-use crate::embedder::{EmbedError, Embedder, EmbedderOptions};
-use crate::http::error::ApiError;
+use crate::embedder::{Embedder, EmbedderOptions};
 use crate::routing::routers::{load_router, ReloadReport, Routers, StartError};
 use crate::routing::stages::Decided;
 
@@ -268,21 +266,4 @@ pub(crate) fn record_decision(record: &mut DecisionRecord, decided: &Decided) {
 /// The decision's expected cost for `model`.
 pub(crate) fn expected_cost(record: &DecisionRecord, model: &str) -> Option<f64> {
     record.estimates.iter().find(|e| e.model == model).map(|e| e.cost_usd)
-}
-
-/// Embeds one prompt through the embedder, recording the time in the metrics.
-pub(crate) async fn embed_prompt(state: &AppState, prompt: &str) -> Result<Embedding, ApiError> {
-    let start = Instant::now();
-    let (embedding, timing) = state.embedder.embed(prompt).await.map_err(|e| match e {
-        EmbedError::Busy(_) => {
-            ApiError::RateLimited { code: "encoder_busy", message: e.to_string(), retry_after_s: Some(1) }
-        }
-        EmbedError::Failed(_) => ApiError::internal(e.to_string()),
-    })?;
-    if !timing.cached {
-        state.metrics.encode_parts(Some(timing.tokenize.as_secs_f64()), timing.inference.as_secs_f64());
-        state.metrics.encode_queue(timing.queue.as_secs_f64());
-    }
-    state.metrics.encode(start.elapsed().as_secs_f64());
-    Ok(embedding)
 }

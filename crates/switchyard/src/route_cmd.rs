@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use switchyard_core::{estimate_input_tokens, RouteReport};
 use switchyard_encoder::{Encoder, MiniLm};
-use switchyard_server::{load_router, Config, Decided, Health, Query, RequestKnobs, Routers, Sessions, Steering};
+use switchyard_server::{load_router, Config, Decided, Query, RequestKnobs, Routers, Steering};
 
 use crate::{KnobArgs, ModelArgs};
 
@@ -105,7 +105,6 @@ pub fn run(args: &RouteArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let embedding = encoder.embed_batch(&[args.prompt.as_str()])?.remove(0);
     let encode_ms = start.elapsed().as_secs_f64() * 1e3;
-    let (health, sessions) = (Health::default(), Sessions::default());
     // With online learning on, the decision uses what the server learned (read from its state file).
     let learning = config
         .learning
@@ -116,8 +115,9 @@ pub fn run(args: &RouteArgs) -> anyhow::Result<()> {
     let steering = Steering {
         routers: &routers,
         config: &config,
-        health: &health,
-        sessions: &sessions,
+        // No upstream is called and no conversation is kept: nothing to slow a model down or pin it.
+        health: None,
+        sessions: None,
         learning: learning.as_ref(),
     };
     let Decided { report, rule, similarity, arm, .. } =

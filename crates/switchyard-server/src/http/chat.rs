@@ -6,7 +6,6 @@
 //! are. What an answer is charged is [`crate::gateway::billing`]'s. Streams are passed through chunk by chunk; a failure
 //! before the first event falls back, after it the client gets an SSE error event.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,32 +20,15 @@ use crate::gateway::billing::{self, StreamEnd};
 use crate::http::error::ApiError;
 use crate::http::tags::Tags;
 use crate::limits::keys::Caller;
-use crate::routing::query::Query;
 use crate::routing::service::decide;
-use sha2::Digest;
 
 use crate::gateway::sse::SseTap;
 use crate::gateway::upstream::{forward, request_tokens, Failure, Limits};
-use crate::http::request::{read_body, user_prompt};
+use crate::http::request::{query_of, read_body, request_id, user_prompt, KnobsIn};
 use crate::state::{expected_cost, record_decision, AppState};
 
 /// Names that ask the gateway to route.
 const ROUTED_NAMES: [&str; 2] = ["switchyard", "auto"];
-
-/// Monotonic part of request ids.
-static REQUESTS: AtomicU64 = AtomicU64::new(0);
-
-/// A new request id: `sy-<nanoseconds since the epoch, hex>-<process tag, hex>-<counter, hex>`. The process
-/// tag (from the process id and its start time) keeps ids of replicas sharing one log apart.
-pub(crate) fn request_id() -> String {
-    static TAG: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let nanos = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let tag = TAG.get_or_init(|| {
-        let digest = sha2::Sha256::digest(format!("{}-{}", std::process::id(), nanos()).as_bytes());
-        u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
-    });
-    format!("sy-{:x}-{tag:08x}-{:x}", nanos(), REQUESTS.fetch_add(1, Ordering::Relaxed))
-}
 
 fn last_user_text(body: &Value) -> Result<String, ApiError> {
     let messages = body.get("messages").and_then(Value::as_array).ok_or_else(|| {
@@ -152,9 +134,7 @@ async fn handle(
     let decision_start = Instant::now();
     let mut learned = None;
     let candidates: Vec<String> = if ROUTED_NAMES.contains(&model.as_str()) {
-        let knobs = crate::routing::knobs::from_request(&body, &headers)?;
-        let mut query = Query::from_http(&headers, &body, prompt.clone(), knobs, id, caller.name().as_deref());
-        query.key_models = caller.0.as_ref().and_then(|k| k.allowed_models()).map(<[String]>::to_vec);
+        let query = query_of(&headers, &body, prompt.clone(), KnobsIn::Metadata, id, &caller)?;
         let decided = decide(state, &query, health_read).await?;
         record_decision(&mut record, &decided);
         trace.tags = Tags::of(&decided);

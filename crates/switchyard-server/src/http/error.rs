@@ -153,6 +153,24 @@ impl ApiError {
     }
 }
 
+impl From<crate::routing::RouteError> for ApiError {
+    fn from(e: crate::routing::RouteError) -> Self {
+        use crate::routing::RouteError as R;
+        let code = e.code();
+        match e {
+            R::ModelNotAllowed(message) => Self::Forbidden { code, message },
+            R::EncoderBusy(message) => Self::RateLimited { code, message, retry_after_s: Some(1) },
+            R::EncoderFailed(message) => Self::Internal(message),
+            R::InvalidKnob(message)
+            | R::ConflictingKnobs(message)
+            | R::InvalidPolicy(message)
+            | R::Unsupported(message)
+            | R::IdentifierTooLong(message)
+            | R::InvalidIdentifier(message) => Self::Invalid { code, message },
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"message": self.to_string(), "type": self.kind(), "code": self.code()}});

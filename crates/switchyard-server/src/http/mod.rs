@@ -171,7 +171,7 @@ fn refuse(state: &AppState, caller: &Caller, endpoint: &str, refused: ApiError) 
         "/v1/route" => Some("route"),
         _ => None,
     };
-    let id = crate::http::chat::request_id();
+    let id = crate::http::request::request_id();
     if let Some(kind) = kind {
         let mut record = state.new_record(&id, kind, "");
         record.prompt = None;

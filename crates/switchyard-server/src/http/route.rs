@@ -8,28 +8,22 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
-use switchyard_core::{Knob, RouteReport};
+use switchyard_core::RouteReport;
 
 use crate::http::error::ApiError;
-use crate::http::request::{read_body, user_prompt};
+use crate::http::request::{query_of, read_body, request_id, user_prompt, KnobsIn};
 use crate::http::tags::Tags;
 use crate::limits::keys::Caller;
-use crate::routing::knobs::RequestKnobs;
-use crate::routing::query::Query;
 use crate::routing::service::decide;
 use crate::state::{expected_cost, record_decision, AppState};
 
-/// The body of `POST /v1/route`: an OpenAI chat request or `{"prompt": ...}`, plus optional knobs.
+/// The body of `POST /v1/route`: an OpenAI chat request or `{"prompt": ...}`, plus optional knobs at the top
+/// level (`min_quality`, `willingness_to_pay`, `allowed_models`, `denied_models`, `max_latency_ms`; read by
+/// [`query_of`], as `x-switchyard-*` headers are).
 #[derive(Debug, Deserialize)]
 struct RouteRequest {
     prompt: Option<String>,
     messages: Option<Vec<Message>>,
-    min_quality: Option<f64>,
-    willingness_to_pay: Option<f64>,
-    allowed_models: Option<Vec<String>>,
-    #[serde(default)]
-    denied_models: Vec<String>,
-    max_latency_ms: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,18 +44,6 @@ impl RouteRequest {
                 "send `prompt` (a string) or `messages` (OpenAI chat messages)",
             )),
         }
-    }
-
-    fn knobs(&self) -> Result<RequestKnobs, ApiError> {
-        if self.min_quality.is_some() && self.willingness_to_pay.is_some() {
-            return Err(ApiError::invalid("conflicting_knobs", "set `min_quality` or `willingness_to_pay`, not both"));
-        }
-        Ok(RequestKnobs {
-            knob: Knob::from_options(self.min_quality, self.willingness_to_pay),
-            allowed: self.allowed_models.clone(),
-            denied: self.denied_models.clone(),
-            max_latency_ms: self.max_latency_ms,
-        })
     }
 }
 
@@ -89,7 +71,7 @@ struct RouteResponse {
 /// The handler.
 pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let request_id = crate::http::chat::request_id();
+    let request_id = request_id();
     let (parts, body) = request.into_parts();
     let caller = parts.extensions.get::<Caller>().cloned().unwrap_or_default();
     let health_read = parts.extensions.get::<crate::replicas::HealthRead>().is_some();
@@ -103,10 +85,7 @@ pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Resu
     if prompt.chars().count() > limit {
         return Err(ApiError::too_large(format!("prompt is longer than {limit} characters (server.max_prompt_chars)")));
     }
-    let knobs = request.knobs()?;
-    let mut query =
-        Query::from_http(&parts.headers, &body, prompt.clone(), knobs, &request_id, caller.name().as_deref());
-    query.key_models = caller.0.as_ref().and_then(|k| k.allowed_models()).map(<[String]>::to_vec);
+    let query = query_of(&parts.headers, &body, prompt.clone(), KnobsIn::Body, &request_id, &caller)?;
     let decided = decide(&state, &query, health_read).await?;
 
     let mut record = state.new_record(&request_id, "route", &prompt);

@@ -5,6 +5,7 @@
 //! [`RouteError`], which the HTTP edge maps to a status. The one piece that reads the server's state is
 //! [`service`], which embeds the prompt and counts the decision in the metrics.
 
+mod error;
 pub(crate) mod experiment;
 pub(crate) mod knobs;
 pub(crate) mod query;
@@ -13,3 +14,5 @@ pub(crate) mod rules;
 pub(crate) mod service;
 pub(crate) mod sessions;
 pub(crate) mod stages;
+
+pub use error::RouteError;

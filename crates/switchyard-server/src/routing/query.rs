@@ -1,14 +1,14 @@
 //! A request as the routing pipeline sees it: plain values, no HTTP types, so that the server and the CLI
 //! (`switchyard route --config`) run the same pipeline. The server builds one from a request's headers and
-//! JSON body ([`Query::from_http`]); the CLI from its flags.
+//! JSON body ([`Query::from_request`]); the CLI from its flags.
 
 use std::collections::BTreeMap;
 
-use axum::http::HeaderMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::routing::knobs::RequestKnobs;
+use crate::routing::RouteError;
 
 /// What the pipeline decides from.
 #[derive(Debug, Clone, Default)]
@@ -119,7 +119,7 @@ impl Query {
     /// Checks every client-chosen identifier the server keeps (session ids, `user`, `metadata` keys and
     /// values): at most `max_bytes` each (`server.max_id_bytes`), and no control characters (which would
     /// forge lines in logs). The error names the field and the limit.
-    pub fn check_ids(&self, max_bytes: usize) -> Result<(), crate::http::error::ApiError> {
+    pub fn check_ids(&self, max_bytes: usize) -> Result<(), RouteError> {
         let headers = ["x-session-id", "x-switchyard-session", "x-switchyard-user"];
         let fields = headers
             .iter()
@@ -134,20 +134,17 @@ impl Query {
         Ok(())
     }
 
-    /// The query of an HTTP request: its headers, its JSON body (`metadata`, `user`, `messages`, tools and
-    /// content parts), the prompt already read from it, and its knobs. `key` is the caller's key name.
-    pub fn from_http(
-        headers: &HeaderMap,
+    /// The query of a request: its headers (by lower-case name), its JSON body (`metadata`, `user`,
+    /// `messages`, tools and content parts), the prompt already read from it, and its knobs. `key` is the
+    /// caller's key name.
+    pub fn from_request(
+        headers: BTreeMap<String, String>,
         body: &Value,
         prompt: String,
         knobs: RequestKnobs,
         request_id: &str,
         key: Option<&str>,
     ) -> Self {
-        let headers: BTreeMap<String, String> = headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.trim().to_string())))
-            .collect();
         let metadata: BTreeMap<String, String> = body
             .get("metadata")
             .and_then(Value::as_object)
@@ -185,23 +182,19 @@ impl Query {
 }
 
 /// Refuses an identifier longer than `max_bytes` or holding a control character, naming `field`.
-pub(crate) fn check_id(field: &str, value: &str, max_bytes: usize) -> Result<(), crate::http::error::ApiError> {
+pub(crate) fn check_id(field: &str, value: &str, max_bytes: usize) -> Result<(), RouteError> {
     if value.len() > max_bytes {
         let field = if field.starts_with("`metadata.") && field.len() > 64 { "a `metadata` value" } else { field };
-        return Err(crate::http::error::ApiError::invalid(
-            "identifier_too_long",
-            format!(
-                "{field} is {} bytes; identifiers are limited to {max_bytes} bytes (server.max_id_bytes): send an \
-                 id or a hash of it, not content",
-                value.len()
-            ),
-        ));
+        return Err(RouteError::IdentifierTooLong(format!(
+            "{field} is {} bytes; identifiers are limited to {max_bytes} bytes (server.max_id_bytes): send an id or \
+             a hash of it, not content",
+            value.len()
+        )));
     }
     if value.chars().any(char::is_control) {
-        return Err(crate::http::error::ApiError::invalid(
-            "invalid_identifier",
-            format!("{field} holds a control character (a newline, a tab...); identifiers must be printable text"),
-        ));
+        return Err(RouteError::InvalidIdentifier(format!(
+            "{field} holds a control character (a newline, a tab...); identifiers must be printable text"
+        )));
     }
     Ok(())
 }
@@ -235,11 +228,8 @@ mod tests {
     use super::*;
 
     fn query(headers: &[(&str, &str)], body: Value) -> Query {
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            map.insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
-        }
-        Query::from_http(&map, &body, "p".into(), RequestKnobs::default(), "sy-1", Some("team"))
+        let map = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Query::from_request(map, &body, "p".into(), RequestKnobs::default(), "sy-1", Some("team"))
     }
 
     #[test]

@@ -4,14 +4,17 @@
 
 use std::time::Instant;
 
-use crate::http::error::ApiError;
 use crate::routing::query::Query;
 use crate::routing::stages::{Decided, Steering};
-use crate::state::{embed_prompt, AppState};
+use switchyard_encoder::Embedding;
+
+use crate::embedder::EmbedError;
+use crate::routing::RouteError;
+use crate::state::AppState;
 
 /// Decides where a query goes, on the routers in service now.
 /// `health_read`: the request's admission read the shared health already.
-pub(crate) async fn decide(state: &AppState, query: &Query, health_read: bool) -> Result<Decided, ApiError> {
+pub(crate) async fn decide(state: &AppState, query: &Query, health_read: bool) -> Result<Decided, RouteError> {
     query.check_ids(state.config.server.max_id_bytes)?;
     let routers = state.routers();
     let start = Instant::now();
@@ -24,8 +27,8 @@ pub(crate) async fn decide(state: &AppState, query: &Query, health_read: bool) -
     let steering = Steering {
         routers: &routers,
         config: &state.config,
-        health: &state.health,
-        sessions: &state.sessions,
+        health: Some(&state.health),
+        sessions: Some(&state.sessions),
         learning: state.learning.as_deref(),
     };
     let decided = crate::routing::stages::decide(&steering, query, &embedding, encode_ms)?;
@@ -47,4 +50,19 @@ pub(crate) async fn sync_shared(state: &AppState, query: &Query, health_read: bo
         let conversation = query.conversation.as_ref().filter(|_| pinning).map(|c| c.id.as_str());
         shared.sync(&state.health, &state.deployments, &state.sessions, conversation, health_read).await;
     }
+}
+
+/// Embeds one prompt through the embedder, recording the time in the metrics.
+async fn embed_prompt(state: &AppState, prompt: &str) -> Result<Embedding, RouteError> {
+    let start = Instant::now();
+    let (embedding, timing) = state.embedder.embed(prompt).await.map_err(|e| match e {
+        EmbedError::Busy(_) => RouteError::EncoderBusy(e.to_string()),
+        EmbedError::Failed(_) => RouteError::EncoderFailed(e.to_string()),
+    })?;
+    if !timing.cached {
+        state.metrics.encode_parts(Some(timing.tokenize.as_secs_f64()), timing.inference.as_secs_f64());
+        state.metrics.encode_queue(timing.queue.as_secs_f64());
+    }
+    state.metrics.encode(start.elapsed().as_secs_f64());
+    Ok(embedding)
 }

@@ -13,12 +13,12 @@ use switchyard_encoder::Embedding;
 
 use crate::config::Config;
 use crate::gateway::health::Health;
-use crate::http::error::ApiError;
 use crate::learning::Learning;
 use crate::routing::experiment::StickyKey;
 use crate::routing::query::Query;
 use crate::routing::routers::Routers;
 use crate::routing::sessions::{SessionPin, Sessions};
+use crate::routing::RouteError;
 
 /// The experiment arm a request was assigned to.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,16 +77,17 @@ pub struct Steering<'a> {
     pub routers: &'a Routers,
     /// Tiers, the experiment, the catalog (capabilities) and `[routing]`.
     pub config: &'a Config,
-    /// Upstream latency averages.
-    pub health: &'a Health,
-    /// Session pins.
-    pub sessions: &'a Sessions,
+    /// Upstream latency averages (`None`: no upstream is called, as in the CLI; `max_latency_ms` then denies
+    /// nothing).
+    pub health: Option<&'a Health>,
+    /// Session pins (`None`: conversations are not pinned, as in the CLI).
+    pub sessions: Option<&'a Sessions>,
     /// Online posteriors (`[learning] online`), which move the router's predictions.
     pub learning: Option<&'a Learning>,
 }
 
 /// Decides where a query goes. `encode_ms` is the time its embedding took (reported in the decision).
-pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64) -> Result<Decided, ApiError> {
+pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64) -> Result<Decided, RouteError> {
     let start = Instant::now();
     let routers = s.routers;
     let (mut router, mut arm_knob, mut arm) = (&routers.main, None, None);
@@ -130,13 +131,10 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
     if let Some(only) = &q.key_models {
         let within = narrow(policy.allowed.as_deref(), |m| only.contains(&m.to_string()), router);
         if within.is_empty() {
-            return Err(ApiError::Forbidden {
-                code: "model_not_allowed",
-                message: format!(
-                    "none of the models this request allows is allowed for its key; the key may use {}",
-                    only.join(", ")
-                ),
-            });
+            return Err(RouteError::ModelNotAllowed(format!(
+                "none of the models this request allows is allowed for its key; the key may use {}",
+                only.join(", ")
+            )));
         }
         policy.allowed = Some(within);
         pinned = pinned.filter(|m| only.contains(m));
@@ -149,15 +147,12 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
         let within = narrow(policy.allowed.as_deref(), capable, router);
         if within.is_empty() {
             let flags = q.needs.flags();
-            return Err(ApiError::invalid(
-                "unsupported_request",
-                format!(
-                    "this request sends {}, but no model it may use declares {} in [[models]]; set the flag on the \
-                     catalog models that accept it, or leave this out of the request",
-                    q.needs.describe(),
-                    flags.join(" and ")
-                ),
-            ));
+            return Err(RouteError::Unsupported(format!(
+                "this request sends {}, but no model it may use declares {} in [[models]]; set the flag on the \
+                 catalog models that accept it, or leave this out of the request",
+                q.needs.describe(),
+                flags.join(" and ")
+            )));
         }
         pinned = pinned.filter(|m| capable(m));
         policy.allowed = Some(within);
@@ -172,8 +167,7 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
             base: prediction.models.iter().map(|e| e.model.clone()).zip(base).collect(),
         }
     });
-    let mut decision =
-        policy.decide(&prediction.models).map_err(|e| ApiError::invalid("invalid_policy", e.to_string()))?;
+    let mut decision = policy.decide(&prediction.models).map_err(|e| RouteError::InvalidPolicy(e.to_string()))?;
     let pin_to = |decision: &mut switchyard_core::Decision, model: &str| {
         decision.ranking.retain(|m| m != model);
         decision.ranking.insert(0, model.to_string());
@@ -197,12 +191,14 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
             None => decision.reason = format!("rule {name:?}{similar} applied; {}", decision.reason),
         }
     }
-    if let (Some(c), true, None) = (&q.conversation, s.config.routing.session_pinning, &pinned) {
+    if let (Some(c), Some(sessions), true, None) =
+        (&q.conversation, s.sessions, s.config.routing.session_pinning, &pinned)
+    {
         let cost = |m: &str| prediction.models.iter().find(|e| e.model == m).map(|e| e.expected_cost_usd);
         let usable = |m: &str| {
             policy.allowed.as_ref().is_none_or(|a| a.iter().any(|x| x == m)) && !policy.denied.iter().any(|x| x == m)
         };
-        let pin = s.sessions.apply(&c.id, c.turn, &decision.model, cost, usable, Instant::now());
+        let pin = sessions.apply(&c.id, c.turn, &decision.model, cost, usable, Instant::now());
         if pin.model != decision.model {
             pin_to(&mut decision, &pin.model);
             decision.reason = format!(
