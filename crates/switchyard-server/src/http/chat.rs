@@ -20,7 +20,7 @@ use crate::gateway::billing::{self, StreamEnd};
 use crate::http::error::ApiError;
 use crate::http::tags::Tags;
 use crate::limits::keys::Caller;
-use crate::routing::service::decide;
+use crate::routing::service::resolve;
 
 use crate::gateway::sse::SseTap;
 use crate::gateway::upstream::{forward, request_tokens, Failure, Limits};
@@ -135,7 +135,7 @@ async fn handle(
     let mut learned = None;
     let candidates: Vec<String> = if ROUTED_NAMES.contains(&model.as_str()) {
         let query = query_of(&headers, &body, prompt.clone(), KnobsIn::Metadata, id, &caller)?;
-        let decided = decide(state, &query, health_read).await?;
+        let decided = resolve(state, &query, health_read).await?;
         record_decision(&mut record, &decided);
         trace.tags = Tags::of(&decided);
         learned = decided.learned.clone();

@@ -14,7 +14,7 @@ use crate::http::error::ApiError;
 use crate::http::request::{query_of, read_body, request_id, user_prompt, KnobsIn};
 use crate::http::tags::Tags;
 use crate::limits::keys::Caller;
-use crate::routing::service::decide;
+use crate::routing::service::resolve;
 use crate::state::{expected_cost, record_decision, AppState};
 
 /// The body of `POST /v1/route`: an OpenAI chat request or `{"prompt": ...}`, plus optional knobs at the top
@@ -86,7 +86,7 @@ pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Resu
         return Err(ApiError::too_large(format!("prompt is longer than {limit} characters (server.max_prompt_chars)")));
     }
     let query = query_of(&parts.headers, &body, prompt.clone(), KnobsIn::Body, &request_id, &caller)?;
-    let decided = decide(&state, &query, health_read).await?;
+    let decided = resolve(&state, &query, health_read).await?;
 
     let mut record = state.new_record(&request_id, "route", &prompt);
     record.messages_count = request.messages.as_ref().map_or(1, |m| m.len() as u32);

@@ -12,9 +12,10 @@ use crate::embedder::EmbedError;
 use crate::routing::RouteError;
 use crate::state::AppState;
 
-/// Decides where a query goes, on the routers in service now.
+/// Resolves where a query goes, on the routers in service now: the prompt embedded, the stages run
+/// ([`crate::routing::stages::decide`]), the pin saved and the decision counted.
 /// `health_read`: the request's admission read the shared health already.
-pub(crate) async fn decide(state: &AppState, query: &Query, health_read: bool) -> Result<Decided, RouteError> {
+pub(crate) async fn resolve(state: &AppState, query: &Query, health_read: bool) -> Result<Decided, RouteError> {
     query.check_ids(state.config.server.max_id_bytes)?;
     let routers = state.routers();
     let start = Instant::now();
