@@ -171,6 +171,19 @@ impl From<crate::routing::RouteError> for ApiError {
     }
 }
 
+impl From<crate::gateway::GatewayError> for ApiError {
+    fn from(e: crate::gateway::GatewayError) -> Self {
+        use crate::gateway::GatewayError as G;
+        match e {
+            G::Unsupported(message) => Self::invalid("unsupported_request", message),
+            G::NoUpstream(message) => Self::Unavailable { code: "no_upstream", message },
+            failed @ G::UpstreamsFailed(_) => {
+                Self::BadGateway { code: "upstreams_failed", message: failed.to_string() }
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"message": self.to_string(), "type": self.kind(), "code": self.code()}});
