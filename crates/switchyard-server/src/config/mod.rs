@@ -13,7 +13,7 @@ use crate::limits::keys::KeyConfig;
 use crate::routing::experiment::ExperimentConfig;
 use crate::routing::rules::{Rule, RuleConfig};
 
-mod server;
+pub(crate) mod server;
 pub use server::{ClientTimeouts, KeyLabels, ServerConfig};
 
 /// Everything `switchyard serve` reads from `switchyard.toml`.

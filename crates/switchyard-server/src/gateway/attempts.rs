@@ -14,8 +14,9 @@ use serde_json::Value;
 use switchyard_core::ModelCard;
 use switchyard_store::Attempt;
 
-use crate::config::ServerConfig;
-use crate::gateway::deployments::{Deployments, Upstream};
+use crate::config::server::ServerConfig;
+use crate::gateway::deployment::Upstream;
+use crate::gateway::deployments::Deployments;
 use crate::gateway::error::GatewayError;
 use crate::gateway::health::Health;
 use crate::gateway::upstream::{forward, Failure, Forwarded, Limits};

@@ -15,7 +15,7 @@ use switchyard_core::ModelCard;
 use switchyard_store::DecisionRecord;
 
 use crate::gateway::sse::SseTap;
-use crate::gateway::upstream::Usage;
+use crate::gateway::usage::Usage;
 use crate::limits::keys::Caller;
 use crate::state::AppState;
 
@@ -27,7 +27,7 @@ pub(crate) fn estimate(input: u64, generated_chars: usize) -> Usage {
 
 /// The request's input tokens as estimated from its messages' text.
 pub(crate) fn input_estimate(body: &Value) -> u64 {
-    crate::gateway::upstream::message_tokens(body).unwrap_or(0.0) as u64
+    crate::gateway::usage::message_tokens(body).unwrap_or(0.0) as u64
 }
 
 /// Charges a whole (not streamed) answer: its reported usage or, without one, an estimate (marked in the

@@ -13,24 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use switchyard_core::{Catalog, ModelCard};
 
+use crate::gateway::deployment::Upstream;
 use crate::gateway::health::Health;
-
-/// One deployment of a catalog model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Upstream {
-    /// The deployment's name: in logs, the `deployment` metrics label and `x-switchyard-deployment`.
-    pub name: String,
-    /// The catalog model it serves.
-    pub model: String,
-    /// OpenAI-compatible base URL, without a trailing slash.
-    pub base_url: String,
-    /// Environment variable holding its API key.
-    pub api_key_env: Option<String>,
-    /// The model name sent upstream.
-    pub upstream_model: String,
-    /// Relative share of first tries.
-    pub weight: u32,
-}
 
 /// Every model's deployments and fallbacks, built once from the validated catalog.
 #[derive(Debug, Default)]

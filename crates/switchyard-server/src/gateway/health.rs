@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// Weight of the newest observation in the moving averages.
 const EWMA_WEIGHT: f64 = 0.2;
 
-use crate::gateway::deployments::Upstream;
+use crate::gateway::deployment::Upstream;
 
 /// Per-deployment health. A deployment that fails `server.cooldown_failures` times in a row is skipped for
 /// `server.cooldown_ms`, then tried again; one success resets the count.

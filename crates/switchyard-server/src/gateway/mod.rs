@@ -7,10 +7,12 @@
 pub(crate) mod attempts;
 pub(crate) mod billing;
 pub(crate) mod candidates;
+pub(crate) mod deployment;
 pub(crate) mod deployments;
 mod error;
 pub(crate) mod health;
 pub(crate) mod sse;
 pub(crate) mod upstream;
+pub(crate) mod usage;
 
 pub use error::GatewayError;

@@ -6,7 +6,7 @@
 use axum::body::Bytes;
 use serde_json::Value;
 
-use crate::gateway::upstream::{usage_of, Usage};
+use crate::gateway::usage::{message_chars, usage_of, Usage};
 
 /// Longest SSE line kept whole; a longer one is content, passed on untouched.
 const MAX_LINE: usize = 64 * 1024;
@@ -163,17 +163,6 @@ impl SseTap {
 fn generated_chars(event: &Value) -> usize {
     let Some(choices) = event.get("choices").and_then(Value::as_array) else { return 0 };
     choices.iter().filter_map(|c| c.get("delta")).map(message_chars).sum()
-}
-
-/// Characters of generated text in one message (a whole answer's `message`, or a streamed `delta`): its
-/// content, reasoning and tool-call arguments.
-pub(crate) fn message_chars(message: &Value) -> usize {
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).map_or(0, |s| s.chars().count());
-    let calls = message
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .map_or(0, |calls| calls.iter().map(|c| text(c.get("function").and_then(|f| f.get("arguments")))).sum());
-    text(message.get("content")) + text(message.get("reasoning_content")) + text(message.get("reasoning")) + calls
 }
 
 #[cfg(test)]

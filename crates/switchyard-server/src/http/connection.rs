@@ -7,7 +7,7 @@
 //! - **head**: a request's first bytes arrived, its headers are not complete; closed after
 //!   `server.header_timeout_ms`;
 //! - **busy**: requests in flight. The body's own limit (`server.body_timeout_ms`) is kept per request by
-//!   [`timed_body`]; an answer may take as long as its upstream is allowed to, but a client that stops reading
+//!   [`timed_body`](crate::http::body::timed_body); an answer may take as long as its upstream is allowed to, but a client that stops reading
 //!   it (the connection's writes blocked) is closed after `server.send_timeout_ms`.
 //!
 //! Every connection starts *unauthenticated*, and stays so until a request on it shows a valid key (or, on a
@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tower::Service;
 
-use crate::config::ClientTimeouts;
+use crate::config::server::ClientTimeouts;
 
 /// What a connection is doing, for its watchdog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +167,12 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// Appends the gauge of open connections that have not shown a valid key.
+    pub(crate) fn render(&self, out: &mut String) {
+        let help = "Open client connections that have not yet sent a request with a valid key.";
+        crate::metrics::scalar(out, "switchyard_unauthenticated_connections", "gauge", help, self.unauthenticated());
+    }
+
     /// A registry for connections held to `limits`, with at most `max_unauthenticated` unauthenticated.
     pub(crate) fn new(limits: ClientTimeouts, max_unauthenticated: usize) -> Arc<Self> {
         Arc::new(Self {
@@ -359,25 +365,6 @@ impl Drop for InFlight {
     }
 }
 
-/// The error a request body gives when the client did not send it in time.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive within {0} ms (server.body_timeout_ms)")]
-pub(crate) struct BodyTimedOut(pub u128);
-
-/// `body`, failing with [`BodyTimedOut`] when it is not complete `limit` from now.
-pub(crate) fn timed_body(body: Body, limit: Duration) -> Body {
-    let deadline = Instant::now() + limit;
-    let chunks = futures_util::stream::unfold(Some(body.into_data_stream()), move |state| async move {
-        let mut chunks = state?;
-        match tokio::time::timeout_at(deadline, chunks.next()).await {
-            Ok(Some(chunk)) => Some((chunk.map_err(axum::Error::new), Some(chunks))),
-            Ok(None) => None,
-            Err(_) => Some((Err(axum::Error::new(BodyTimedOut(limit.as_millis()))), None)),
-        }
-    });
-    Body::from_stream(chunks)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,24 +419,5 @@ mod tests {
         registry.closed(&c);
         registry.closed(&d);
         assert_eq!(registry.unauthenticated(), 0);
-    }
-
-    #[tokio::test]
-    async fn a_body_that_stalls_fails_at_its_deadline() {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-        let body = Body::from_stream(tokio_stream(rx));
-        // Eight bytes, then nothing: the body can only end by its deadline.
-        tx.send(Ok(Bytes::from_static(b"12345678"))).await.ok();
-        let err =
-            crate::http::request::read_body(timed_body(body, Duration::from_millis(100)), 1 << 20).await.unwrap_err();
-        assert_eq!(err.status(), axum::http::StatusCode::REQUEST_TIMEOUT, "{err}");
-        assert!(err.to_string().contains("server.body_timeout_ms"), "{err}");
-        drop(tx);
-    }
-
-    fn tokio_stream<T: Send + 'static>(
-        mut rx: tokio::sync::mpsc::Receiver<T>,
-    ) -> impl futures_util::Stream<Item = T> + Send + 'static {
-        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
     }
 }

@@ -5,6 +5,7 @@
 //! The application is built apart from `main` ([`app`]) so tests call it in-process; the shared state is in
 //! [`crate::state`].
 
+pub(crate) mod body;
 pub(crate) mod chat;
 pub(crate) mod connection;
 pub(crate) mod error;
@@ -62,7 +63,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
 /// Starts the clock on the request's body: it must arrive within `server.body_timeout_ms`.
 async fn time_body(State(state): State<Arc<AppState>>, request: Request) -> Request {
     let limit = state.connections.limits().body;
-    request.map(|body| crate::http::connection::timed_body(body, limit))
+    request.map(|body| crate::http::body::timed_body(body, limit))
 }
 
 /// The permits a request holds until its answer (a stream, possibly) has been sent: one of the server's
@@ -264,7 +265,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: axum::http::Header
         shared.render(&mut text);
     }
     crate::metrics::render_budgets(&mut text, &state.keys, state.config.server.metrics_key_labels);
-    crate::metrics::render_connections_open(&mut text, &state.connections);
+    state.connections.render(&mut text);
     if let Some(learning) = &state.learning {
         learning.render(&mut text);
     }

@@ -79,12 +79,12 @@ pub(crate) fn user_prompt<'a>(
 }
 
 /// Reads the whole body, refusing more than the configured limit with a 413, and a body that does not
-/// arrive within `server.body_timeout_ms` ([`crate::http::connection::timed_body`]) with a 408.
+/// arrive within `server.body_timeout_ms` ([`crate::http::body::timed_body`]) with a 408.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(c) = cause {
-            if let Some(late) = c.downcast_ref::<crate::http::connection::BodyTimedOut>() {
+            if let Some(late) = c.downcast_ref::<crate::http::body::BodyTimedOut>() {
                 return ApiError::Timeout(format!("{late}; send the body promptly, or raise the limit"));
             }
             if c.is::<http_body_util::LengthLimitError>() {
@@ -101,6 +101,9 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use axum::body::Bytes;
     use serde_json::json;
 
     use super::*;
@@ -127,5 +130,24 @@ mod tests {
         assert_eq!(e.code(), "empty_prompt");
         let none = turns(&json!([{"role": "system", "content": "x"}]));
         assert_eq!(user_prompt(none.iter().map(|(r, c)| (r.as_str(), c))).unwrap_err().code(), "no_user_message");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_fails_at_its_deadline() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let body = Body::from_stream(tokio_stream(rx));
+        // Eight bytes, then nothing: the body can only end by its deadline.
+        tx.send(Ok(Bytes::from_static(b"12345678"))).await.ok();
+        let err =
+            read_body(crate::http::body::timed_body(body, Duration::from_millis(100)), 1 << 20).await.unwrap_err();
+        assert_eq!(err.status(), axum::http::StatusCode::REQUEST_TIMEOUT, "{err}");
+        assert!(err.to_string().contains("server.body_timeout_ms"), "{err}");
+        drop(tx);
+    }
+
+    fn tokio_stream<T: Send + 'static>(
+        mut rx: tokio::sync::mpsc::Receiver<T>,
+    ) -> impl futures_util::Stream<Item = T> + Send + 'static {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
     }
 }

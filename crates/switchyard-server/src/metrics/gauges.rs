@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::{key_label, scalar};
-use crate::config::KeyLabels;
+use crate::config::server::KeyLabels;
 
 /// Restarts of the supervised threads, and whether each is up.
 pub fn render_supervision(

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use sha2::Digest;
 
-use crate::config::KeyLabels;
+use crate::config::server::KeyLabels;
 
 mod gauges;
 pub use gauges::{render_budgets, render_embedder, render_log, render_supervision};
@@ -372,12 +372,6 @@ fn render_connections(out: &mut String, m: &Inner) {
     for (reason, n) in &m.connections_closed {
         let _ = writeln!(out, "switchyard_connections_closed_total{{reason=\"{reason}\"}} {n}");
     }
-}
-
-/// The gauge of connections open that have not shown a valid key.
-pub(crate) fn render_connections_open(out: &mut String, registry: &crate::http::connection::Registry) {
-    let help = "Open client connections that have not yet sent a request with a valid key.";
-    scalar(out, "switchyard_unauthenticated_connections", "gauge", help, registry.unauthenticated());
 }
 
 fn render_key_counters(out: &mut String, m: &Inner) {

@@ -162,7 +162,7 @@ impl Query {
             })
             .unwrap_or_default();
         let user = body.get("user").and_then(Value::as_str).map(str::to_string).filter(|u| !u.is_empty());
-        let input_tokens = crate::gateway::upstream::message_tokens(body)
+        let input_tokens = crate::gateway::usage::message_tokens(body)
             .unwrap_or_else(|| switchyard_core::estimate_input_tokens(&prompt));
         let mut query = Self {
             prompt,

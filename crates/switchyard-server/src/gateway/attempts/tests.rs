@@ -11,7 +11,7 @@ use serde_json::json;
 use switchyard_core::Catalog;
 
 use super::*;
-use crate::config::KeyLabels;
+use crate::config::server::KeyLabels;
 
 /// Calls per behaviour.
 #[derive(Default)]
