@@ -93,7 +93,10 @@ impl AppState {
         // Before anything else holds the keys: the limit is set on each key in place.
         let per_key = config.server.per_key_concurrency(keys.all().len());
         let keys = keys.with_concurrency(per_key);
-        let shared = crate::replicas::SharedState::start(&config.state, &keys).map_err(StartError::State)?;
+        let shared = crate::replicas::SharedState::start(&config.state).map_err(StartError::State)?;
+        if let Some(shared) = &shared {
+            shared.register(Arc::new(crate::limits::keys::replicated::BudgetResync { keys: keys.all().to_vec() }));
+        }
         let log = if config.log.enabled {
             Some(LogWriter::start(&WriterOptions {
                 path: config.log.path.clone(),

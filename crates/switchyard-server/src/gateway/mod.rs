@@ -11,6 +11,7 @@ pub(crate) mod deployment;
 pub(crate) mod deployments;
 mod error;
 pub(crate) mod health;
+pub(crate) mod replicated;
 pub(crate) mod sse;
 pub(crate) mod upstream;
 pub(crate) mod usage;

@@ -228,7 +228,8 @@ async fn named_model(state: &AppState, model: &str, caller: &Caller, health_read
         });
     }
     if let Some(shared) = &state.shared {
-        shared.sync(&state.health, &state.deployments, &state.sessions, None, health_read).await;
+        crate::routing::replicated::sync(shared, &state.health, &state.deployments, &state.sessions, None, health_read)
+            .await;
     }
     Ok(())
 }

@@ -141,13 +141,24 @@ async fn authenticate(State(state): State<Arc<AppState>>, mut request: Request, 
         let now_ms = switchyard_store::now_ms();
         // The shared limits decide while Redis answers; this replica's own count otherwise.
         let shared = match &state.shared {
-            Some(shared) => shared.admit(&key, admission, now_ms, &state.health, &state.deployments).await,
+            Some(shared) => {
+                let health_key = crate::gateway::replicated::health_key(shared);
+                shared.admit(&key, admission, now_ms, &health_key).await
+            }
             None => None,
         };
-        if let Some(Ok(true)) = shared {
-            request.extensions_mut().insert(crate::replicas::HealthRead);
-        }
-        let verdict = shared.map_or_else(|| key.admit(admission, std::time::Instant::now(), now_ms), |v| v.map(drop));
+        let verdict = match shared {
+            Some(admitted) => {
+                if let Some(read) = &admitted.health {
+                    crate::gateway::replicated::apply_health(read, &state.health, &state.deployments);
+                    if admitted.verdict.is_ok() {
+                        request.extensions_mut().insert(crate::replicas::HealthRead);
+                    }
+                }
+                admitted.verdict
+            }
+            None => key.admit(admission, std::time::Instant::now(), now_ms),
+        };
         if let Err(refused) = verdict {
             return refuse(&state, &caller, &endpoint, refused);
         }

@@ -16,6 +16,7 @@
 //! estimates they were answered with.
 
 pub mod config;
+mod replicated;
 pub mod scores;
 mod share;
 
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 use switchyard_core::{OnlineSettings, Posteriors, Prediction, Router};
 
 use crate::replicas::SharedState;
+use replicated::SharedCells;
 
 pub use config::LearningConfig;
 pub use scores::Verdict;
@@ -144,7 +146,7 @@ pub struct Learning {
     /// Each client key's recent feedback per cell, and the most it may make up of one.
     shares: Mutex<share::Shares>,
     /// With `[state] url`: the replicas' shared cells, and when they were last read.
-    shared: Option<Arc<SharedState>>,
+    shared: Option<Arc<SharedCells>>,
     sync_every: Duration,
     last_sync: Mutex<Option<Instant>>,
     /// How long a prediction stays in Redis for feedback on another replica.
@@ -186,7 +188,7 @@ impl Learning {
     /// Shares the posteriors with the other replicas through Redis: outcomes are added there too, and the
     /// cells are read back every `learning.sync_ms`.
     pub fn share(&mut self, shared: Arc<SharedState>) {
-        self.shared = Some(shared);
+        self.shared = Some(SharedCells::new(shared));
     }
 
     /// Reads the shared cells back from Redis when they are due (every `learning.sync_ms`); Redis's cells

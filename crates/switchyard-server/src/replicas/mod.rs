@@ -1,40 +1,68 @@
-//! State shared by replicas through Redis (or Valkey), `[state] url`: each key's rate limits and budget
-//! (admitted and charged by Lua scripts, so the count is exact across replicas), every deployment's health
-//! (consecutive failures, cooldown, latency and error averages), and conversations' session pins (with their
-//! time to live). Redis's own clock times the limits and cooldowns, so replicas' clocks need not agree.
+//! The store replicas share, Redis (or Valkey) at `[state] url`: the connection, its deadlines, and what
+//! happens when Redis is out of reach. It knows nothing of the features that keep state in it: each owns its
+//! keys, its Lua scripts and what it writes back after an outage, in an `impl SharedState` block or a
+//! [`Resync`] hook of its own — client keys' limits and budgets ([`crate::limits::keys`]), deployments' health
+//! ([`crate::gateway`]), session pins ([`crate::routing`]) and online learning ([`crate::learning`]). Features
+//! depend on this module, never the other way round. Redis's own clock times limits and cooldowns (the scripts
+//! read `TIME`), so replicas' clocks need not agree.
 //!
 //! Redis is read first and is the truth while it answers; the process's own state is kept as well. Every call
 //! has a short deadline (`state.timeout_ms`, 50 ms by default): a call that misses it falls back to the
 //! replica's own state for that request. When a call fails (a refused or reset connection) or three in a row
 //! miss their deadline, the replica marks the shared state degraded (`switchyard_state_degraded 1`, one
 //! warning), serves from its own state (limits then count per replica), and reconnects in the background with a
-//! backoff from 100 ms to 5 s; the reconnection writes the budgets' spend back when Redis lost it. Keys without
-//! limits cost no Redis call.
+//! backoff from 100 ms to 5 s; on the new connection, before it serves a call, each [`Resync`] hook writes back
+//! what Redis lost or missed (budgets' spend), and once the replica is back each catches up (online-learning
+//! outcomes kept meanwhile).
 
 mod config;
-mod online;
-mod pins;
-mod scripts;
-mod wire;
 
-use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
 
 pub use config::StateConfig;
-use scripts::Scripts;
 use switchyard_store::redact;
-use wire::{apply_health, why, StoredPin};
 
-use crate::gateway::deployments::Deployments;
-use crate::gateway::health::Health;
-use crate::http::error::ApiError;
-use crate::limits::keys::{Admission, ClientKey, KeyRing};
-use crate::routing::sessions::Sessions;
+/// Redis's clock in milliseconds, as `now`: the first line of every script.
+const NOW: &str =
+    "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
+
+/// A Lua script that runs atomically inside Redis, with `now` (Redis's clock, in milliseconds) defined first.
+pub(crate) fn script(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{NOW}{body}"))
+}
+
+/// A Redis hash read in a script at Redis's time: its fields and values, flattened.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct HashAt {
+    /// Redis's clock when it was read, in milliseconds.
+    pub now_ms: f64,
+    /// `[field, value, field, value, ...]`.
+    pub fields: Vec<String>,
+}
+
+/// What a feature writes back to Redis after an outage, registered with [`SharedState::register`].
+pub(crate) trait Resync: Send + Sync {
+    /// Runs on every new connection before it serves a call: writes back what Redis lost (it restarted empty)
+    /// or missed (charged here while it was out of reach). An error fails the connection.
+    fn on_connect<'a>(
+        &'a self,
+        shared: &'a SharedState,
+        conn: &'a mut MultiplexedConnection,
+    ) -> Pin<Box<dyn Future<Output = redis::RedisResult<()>> + Send + 'a>>;
+
+    /// Runs once the replica is back on the shared state after an outage (to send what it kept meanwhile).
+    fn reconnected(self: Arc<Self>) {}
+
+    /// Appends the feature's own gauges about the shared state (what waits for Redis).
+    fn render(&self, _out: &mut String) {}
+}
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -56,17 +84,11 @@ pub struct SharedState {
     reconnecting: AtomicBool,
     /// Calls in a row that missed their deadline.
     late: std::sync::atomic::AtomicU32,
-    scripts: Scripts,
     /// Makes members of the limit windows unique across replicas and calls.
     nonce: String,
     counter: AtomicU64,
-    keys: Vec<Arc<ClientKey>>,
-    /// Spend charged while Redis did not answer, by key: the budget period's start and the amount.
-    unsynced: std::sync::Mutex<HashMap<String, (i64, f64)>>,
-    /// Online-learning outcomes counted while Redis did not answer, oldest first.
-    unsynced_online: std::sync::Mutex<std::collections::VecDeque<online::Outcome>>,
-    /// Whether a task is writing `unsynced_online` to Redis.
-    draining: AtomicBool,
+    /// What the features write back after an outage.
+    hooks: std::sync::Mutex<Vec<Arc<dyn Resync>>>,
     /// What the metrics show.
     pub stats: SharedStats,
 }
@@ -92,13 +114,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The backoff of reconnection.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Weight of the newest observation in the health averages (as in [`crate::gateway::health`]).
-const EWMA_WEIGHT: f64 = 0.2;
 
 impl SharedState {
     /// Checks that Redis answers (a blocking PING: call it at start-up, before serving). Unreachable, it is an
     /// error when `state.required`; otherwise the replica starts degraded, with a warning, and keeps trying.
-    pub fn start(config: &StateConfig, keys: &KeyRing) -> Result<Option<Arc<Self>>, String> {
+    pub fn start(config: &StateConfig) -> Result<Option<Arc<Self>>, String> {
         let Some(url) = &config.url else { return Ok(None) };
         let shown = redact(url);
         let client = client(url, config.ca_file.as_deref()).map_err(|e| format!("state.url {shown:?}: {e}"))?;
@@ -136,13 +156,9 @@ impl SharedState {
             degraded: AtomicBool::new(degraded),
             reconnecting: AtomicBool::new(false),
             late: std::sync::atomic::AtomicU32::new(0),
-            scripts: Scripts::new(),
             nonce: format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff),
             counter: AtomicU64::new(0),
-            keys: keys.all().to_vec(),
-            unsynced: std::sync::Mutex::new(HashMap::new()),
-            unsynced_online: std::sync::Mutex::new(std::collections::VecDeque::new()),
-            draining: AtomicBool::new(false),
+            hooks: std::sync::Mutex::new(Vec::new()),
             stats: SharedStats::default(),
         })))
     }
@@ -156,8 +172,27 @@ impl SharedState {
         degraded
     }
 
+    /// Registers a feature's [`Resync`] hook (its writes after an outage, its gauges).
+    pub(crate) fn register(&self, hook: Arc<dyn Resync>) {
+        self.hooks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(hook);
+    }
+
+    fn hooks(&self) -> Vec<Arc<dyn Resync>> {
+        self.hooks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Whether Redis is out of reach now, without starting a reconnection.
+    pub(crate) fn degraded_now(&self) -> bool {
+        self.degraded.load(Ordering::SeqCst)
+    }
+
+    /// A Redis key under the configured prefix: `{prefix}:{name}`.
+    pub(crate) fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
+    }
+
     /// Appends the shared state's metrics: degraded (Redis out of reach), call errors, reconnections, and
-    /// online-learning outcomes waiting for Redis.
+    /// what each feature keeps for Redis.
     pub fn render(self: &Arc<Self>, out: &mut String) {
         use crate::metrics::scalar;
         let help = "1 while Redis is out of reach and limits count per replica.";
@@ -172,9 +207,9 @@ impl SharedState {
             help,
             self.stats.reconnects.load(Ordering::Relaxed),
         );
-        let help = "Online-learning outcomes counted while Redis was out of reach, not yet added there.";
-        let waiting = self.unsynced_online.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len() as u64;
-        scalar(out, "switchyard_state_unsynced_outcomes", "gauge", help, waiting);
+        for hook in self.hooks() {
+            hook.render(out);
+        }
     }
 
     /// Where Redis is, password hidden.
@@ -182,57 +217,26 @@ impl SharedState {
         &self.shown
     }
 
-    fn member(&self) -> String {
+    /// A value unique across replicas and calls (a member of a limit window).
+    pub(crate) fn member(&self) -> String {
         format!("{}-{}", self.nonce, self.counter.fetch_add(1, Ordering::Relaxed))
     }
 
-    fn key_prefix(&self, key: &ClientKey) -> String {
-        // The key's name in braces, so its entries stay apart from other keys' (Redis Cluster is not supported:
-        // the scripts touch the shared health hash too).
-        format!("{}:key:{{{}}}", self.prefix, key.name)
-    }
-
-    /// The key's spend counter for the budget period holding `now_ms` (by this replica's clock), when it
-    /// expires (0: never) and the period's start.
-    fn spend_key(&self, key: &ClientKey, now_ms: i64) -> (String, i64, i64) {
-        let (start, end) = key.budget_period().bounds(now_ms);
-        // A day past the period's end, so a late charge still lands; a total budget never expires.
-        (format!("{}:spend:{start}", self.key_prefix(key)), end.map_or(0, |e| e + 86_400_000), start)
-    }
-
-    /// Opens a connection and writes back any budget spend Redis does not hold (after a Redis restart).
+    /// Opens a connection, and lets every [`Resync`] hook write back what Redis lost or missed.
     async fn open(&self) -> redis::RedisResult<MultiplexedConnection> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(self.timeout.max(Duration::from_millis(500))));
         let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
         redis::cmd("PING").query_async::<String>(&mut conn).await?;
-        // Budgets: Redis gets the spend it does not hold (it restarted empty: this replica's view, which the
-        // decision log seeded at start-up) or the spend it missed (charged here while it was out of reach).
-        let now_ms = switchyard_store::now_ms();
-        let missed = self.unsynced.lock().map(|m| m.clone()).unwrap_or_default();
-        for key in self.keys.iter().filter(|k| k.budget().is_some()) {
-            let (spend, expires, start) = self.spend_key(key, now_ms);
-            let pending = missed.get(&key.name).filter(|(period, _)| *period == start).map_or(0.0, |(_, usd)| *usd);
-            let mut invocation = self.scripts.resync.prepare_invoke();
-            invocation.key(&spend).arg(key.spend_at(now_ms)).arg(pending).arg(expires);
-            invocation.invoke_async::<i64>(&mut conn).await?;
-        }
-        if let Ok(mut unsynced) = self.unsynced.lock() {
-            for (name, (period, usd)) in missed {
-                if let Some(entry) = unsynced.get_mut(&name) {
-                    if entry.0 == period {
-                        entry.1 -= usd;
-                    }
-                }
-            }
-            unsynced.retain(|_, (_, usd)| *usd > 1e-12);
+        for hook in self.hooks() {
+            hook.on_connect(self, &mut conn).await?;
         }
         Ok(conn)
     }
 
     /// The connection, made on first use; `None` while degraded.
-    async fn connection(self: &Arc<Self>) -> Option<MultiplexedConnection> {
+    pub(crate) async fn connection(self: &Arc<Self>) -> Option<MultiplexedConnection> {
         if self.is_degraded() {
             return None;
         }
@@ -262,8 +266,9 @@ impl SharedState {
         }
     }
 
-    /// Runs one call against Redis within the deadline; `None` (and degraded) when it fails.
-    async fn call<T, F, Fut>(self: &Arc<Self>, what: &str, f: F) -> Option<T>
+    /// Runs one call against Redis within the deadline (`what` names it in logs); `None` (and degraded) when it
+    /// fails.
+    pub(crate) async fn call<T, F, Fut>(self: &Arc<Self>, what: &str, f: F) -> Option<T>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
@@ -319,7 +324,7 @@ impl SharedState {
     }
 
     /// Starts the reconnection loop unless it runs (needs a Tokio runtime; without one, nothing happens).
-    fn kick(self: &Arc<Self>) {
+    pub(crate) fn kick(self: &Arc<Self>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         if self.reconnecting.swap(true, Ordering::SeqCst) {
             return;
@@ -339,7 +344,9 @@ impl SharedState {
                         me.reconnecting.store(false, Ordering::SeqCst);
                         me.degraded.store(false, Ordering::SeqCst);
                         tracing::info!("shared state {}: Redis answers again; limits are shared again", me.shown);
-                        me.drain_online();
+                        for hook in me.hooks() {
+                            hook.reconnected();
+                        }
                         return;
                     }
                     // Said once a minute at most (the backoff reaches 5 s): why it keeps failing.
@@ -356,144 +363,21 @@ impl SharedState {
             }
         });
     }
-
-    /// Admits a request against the key's shared limits, and in the same round trip reads every deployment's
-    /// shared health into `health`. `None` when Redis did not answer (use the local limits); else the decision,
-    /// `Ok(true)` when the health was read (a key without limits needs no Redis call: `Ok(false)`).
-    pub async fn admit(
-        self: &Arc<Self>,
-        key: &ClientKey,
-        what: Admission,
-        now_ms: i64,
-        health: &Health,
-        deployments: &Deployments,
-    ) -> Option<Result<bool, ApiError>> {
-        if key.rpm().is_none() && key.tpm().is_none() && key.budget().is_none() {
-            return Some(Ok(false));
-        }
-        let prefix = self.key_prefix(key);
-        let (spend, _, _) = self.spend_key(key, now_ms);
-        let spends = what == Admission::Spend;
-        let mut invocation = self.scripts.admit.prepare_invoke();
-        invocation
-            .key(format!("{prefix}:rpm"))
-            .key(format!("{prefix}:tpm"))
-            .key(&spend)
-            .key(self.health_key())
-            .arg(key.rpm().unwrap_or(0))
-            .arg(key.tpm().unwrap_or(0))
-            .arg(key.budget().unwrap_or(-1.0))
-            .arg(if spends { "1" } else { "0" })
-            .arg(self.member());
-        let (verdict, flat): (Vec<String>, Vec<String>) =
-            self.call("admit", |mut c| async move { invocation.invoke_async(&mut c).await }).await?;
-        let num = |i: usize| verdict.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        let now = num(1);
-        apply_health(now, &flat, health, deployments);
-        let retry = |since: f64| (((since + 60_000.0 - now) / 1000.0).ceil().max(1.0)) as u64;
-        Some(match verdict.first().map(String::as_str) {
-            Some("1") => Err(key.over_rpm(retry(num(2)))),
-            Some("2") => Err(key.over_tpm(num(3) as u64, retry(num(2)))),
-            Some("3") => Err(key.over_budget(num(2), now_ms)),
-            _ => Ok(true),
-        })
-    }
-
-    fn health_key(&self) -> String {
-        format!("{}:health", self.prefix)
-    }
-
-    /// Counts what a call used toward the key's shared tpm window and budget.
-    pub async fn charge(self: &Arc<Self>, key: &ClientKey, tokens: u64, cost_usd: f64, now_ms: i64) {
-        let (tpm, budgeted) = (key.tpm().is_some(), key.budget().is_some());
-        let tokens = if tpm { tokens } else { 0 };
-        if tokens == 0 && !(budgeted && cost_usd > 0.0) {
-            return;
-        }
-        let prefix = self.key_prefix(key);
-        let (spend, expires, start) = self.spend_key(key, now_ms);
-        let mut invocation = self.scripts.charge.prepare_invoke();
-        invocation
-            .key(format!("{prefix}:tpm"))
-            .key(spend)
-            .arg(tokens)
-            .arg(cost_usd.max(0.0))
-            .arg(self.member())
-            .arg(expires)
-            .arg(if budgeted { "1" } else { "0" });
-        // Degraded, the charge is not sent: kept, and added in Redis when the connection is made again. A charge
-        // sent and not answered may have landed, so it is not kept (Redis may then miss one request's cost).
-        if self.degraded.load(Ordering::SeqCst) {
-            if budgeted && cost_usd > 0.0 {
-                if let Ok(mut unsynced) = self.unsynced.lock() {
-                    let entry = unsynced.entry(key.name.clone()).or_insert((start, 0.0));
-                    if entry.0 != start {
-                        *entry = (start, 0.0);
-                    }
-                    entry.1 += cost_usd;
-                }
-            }
-            self.kick();
-            return;
-        }
-        let _: Option<i64> = self.call("charge", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
-    }
-
-    /// Records a call's outcome in the deployment's shared health; `Some(true)` when it put the deployment in
-    /// cooldown.
-    pub async fn observe(
-        self: &Arc<Self>,
-        deployment: &str,
-        ok: bool,
-        elapsed: Duration,
-        threshold: u32,
-        cooldown: Duration,
-    ) -> Option<bool> {
-        let mut invocation = self.scripts.observe.prepare_invoke();
-        invocation
-            .key(self.health_key())
-            .arg(deployment)
-            .arg(if ok { "1" } else { "0" })
-            .arg(elapsed.as_secs_f64() * 1e3)
-            .arg(threshold)
-            .arg(cooldown.as_millis() as u64)
-            .arg(EWMA_WEIGHT);
-        let cooled: i64 = self.call("health", |mut c| async move { invocation.invoke_async(&mut c).await }).await?;
-        Some(cooled == 1)
-    }
-
-    /// Reads every deployment's shared health into `health` (unless `health_read`: the admission read it
-    /// already) and the conversation's pin (if `conversation`) into `sessions`, in one round trip; nothing to read,
-    /// no call. Redis is the truth: a pin it does not hold is dropped here too.
-    pub async fn sync(
-        self: &Arc<Self>,
-        health: &Health,
-        deployments: &Deployments,
-        sessions: &Sessions,
-        conversation: Option<&str>,
-        health_read: bool,
-    ) {
-        if health_read && conversation.is_none() {
-            return;
-        }
-        let mut invocation = self.scripts.read.prepare_invoke();
-        invocation.key(self.health_key());
-        if let Some(id) = conversation {
-            invocation.key(self.pin_key(id));
-        }
-        invocation.arg(if health_read { "0" } else { "1" });
-        let reply: Option<(String, Vec<String>, Option<String>)> =
-            self.call("read", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
-        let Some((now, flat, pin)) = reply else { return };
-        apply_health(now.parse().unwrap_or(0.0), &flat, health, deployments);
-        if let Some(id) = conversation {
-            let stored = pin.and_then(|p| serde_json::from_str::<StoredPin>(&p).ok());
-            sessions.adopt(id, stored.map(|p| (p.model, p.cheaper_turns)), Instant::now());
-        }
-    }
 }
 
 /// The request's deployments' health was read with its admission (a request extension the key middleware
 /// sets), so the handler need not read it again.
 #[derive(Debug, Clone, Copy)]
 pub struct HealthRead;
+
+/// What a failed connection means, for messages: a refused password, or no answer.
+fn why(e: &redis::RedisError) -> String {
+    let text = e.to_string();
+    let auth = e.kind() == redis::ErrorKind::AuthenticationFailed
+        || ["WRONGPASS", "NOAUTH", "invalid password", "invalid username-password"].iter().any(|w| text.contains(w));
+    if auth {
+        format!("Redis refused the password or user in state.url ({text})")
+    } else {
+        format!("Redis does not answer ({text})")
+    }
+}

@@ -9,6 +9,7 @@ mod error;
 pub(crate) mod experiment;
 pub(crate) mod knobs;
 pub(crate) mod query;
+pub(crate) mod replicated;
 pub(crate) mod routers;
 pub(crate) mod rules;
 pub(crate) mod service;

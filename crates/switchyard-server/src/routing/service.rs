@@ -34,7 +34,12 @@ pub(crate) async fn resolve(state: &AppState, query: &Query, health_read: bool) 
     };
     let decided = crate::routing::stages::decide(&steering, query, &embedding, encode_ms)?;
     if let (Some(shared), Some(pin)) = (&state.shared, &decided.session) {
-        shared.save_pin(pin, std::time::Duration::from_secs(state.config.routing.session_ttl_s)).await;
+        crate::routing::replicated::save_pin(
+            shared,
+            pin,
+            std::time::Duration::from_secs(state.config.routing.session_ttl_s),
+        )
+        .await;
     }
     if let Some(rule) = &decided.rule {
         state.metrics.rule(rule);
@@ -49,7 +54,15 @@ pub(crate) async fn sync_shared(state: &AppState, query: &Query, health_read: bo
     if let Some(shared) = &state.shared {
         let pinning = state.config.routing.session_pinning;
         let conversation = query.conversation.as_ref().filter(|_| pinning).map(|c| c.id.as_str());
-        shared.sync(&state.health, &state.deployments, &state.sessions, conversation, health_read).await;
+        crate::routing::replicated::sync(
+            shared,
+            &state.health,
+            &state.deployments,
+            &state.sessions,
+            conversation,
+            health_read,
+        )
+        .await;
     }
 }
 

@@ -164,8 +164,7 @@ async fn feedback_after_a_reload_that_changed_the_estimates_is_not_learned() {
 #[tokio::test]
 async fn only_scores_learned_while_redis_is_out_of_reach_are_kept_for_it() {
     let config = crate::replicas::StateConfig { url: Some("redis://127.0.0.1:1".into()), ..Default::default() };
-    let shared =
-        crate::replicas::SharedState::start(&config, &crate::limits::keys::KeyRing::default()).unwrap().unwrap();
+    let shared = crate::replicas::SharedState::start(&config).unwrap().unwrap();
     assert!(shared.is_degraded());
     let mut l = learning(LearningConfig::default());
     l.share(Arc::clone(&shared));

@@ -19,6 +19,7 @@ use crate::http::error::ApiError;
 pub use crate::limits::budget::BudgetPeriod;
 
 mod config;
+pub(crate) mod replicated;
 pub use config::KeyConfig;
 pub(crate) use config::{bearer, digest, parse_digest, same_digest, validate};
 
@@ -32,6 +33,9 @@ pub struct ClientKey {
     usage: Mutex<KeyUsage>,
     /// Permits for the key's requests in flight (`server.max_concurrency_per_key`), once set.
     slots: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
+    /// Spend charged while the replicas' shared state was out of reach: the budget period's start and the
+    /// amount, written back on the next connection ([`replicated::BudgetResync`]).
+    unsynced: Mutex<Option<(i64, f64)>>,
 }
 
 #[derive(Debug, Default)]
@@ -83,7 +87,7 @@ impl ClientKey {
     fn new(config: KeyConfig, digest: [u8; 32], spent: f64, now_ms: i64) -> Self {
         let usage = KeyUsage { spend_usd: spent, period: config.budget_period.bounds(now_ms), ..KeyUsage::default() };
         let slots = std::sync::OnceLock::new();
-        Self { name: config.name.clone(), digest, config, usage: Mutex::new(usage), slots }
+        Self { name: config.name.clone(), digest, config, usage: Mutex::new(usage), slots, unsynced: Mutex::new(None) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, KeyUsage> {
@@ -231,6 +235,33 @@ impl ClientKey {
     /// Spend in the current budget period, and the budget (for `/metrics`).
     pub fn spend(&self) -> (f64, Option<f64>) {
         (self.lock().spend_usd, self.config.budget_usd)
+    }
+
+    /// Keeps spend the shared state did not get (it was out of reach), for the budget period starting at
+    /// `period`; spend of an earlier period is dropped (that period is over).
+    fn keep_unsynced(&self, period: i64, usd: f64) {
+        let mut unsynced = self.unsynced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = unsynced.get_or_insert((period, 0.0));
+        if entry.0 != period {
+            *entry = (period, 0.0);
+        }
+        entry.1 += usd;
+    }
+
+    /// The spend kept for the shared state: its period's start and the amount.
+    fn unsynced(&self) -> Option<(i64, f64)> {
+        *self.unsynced.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes `usd` of `period`'s kept spend off, once the shared state has it (what was kept meanwhile stays).
+    fn settle_unsynced(&self, period: i64, usd: f64) {
+        let mut unsynced = self.unsynced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = unsynced.as_mut().filter(|e| e.0 == period) {
+            entry.1 -= usd;
+        }
+        if unsynced.is_some_and(|e| e.1 <= 1e-12) {
+            *unsynced = None;
+        }
     }
 }
 

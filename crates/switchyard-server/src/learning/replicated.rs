@@ -32,17 +32,47 @@
 //! request's score. So a request counts once across every replica, and a key's share is counted over all of
 //! them. Only scores this replica learned from while Redis did not answer are written back.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, LazyLock, PoisonError};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
 use redis::Script;
 use switchyard_core::Cell;
 
-use super::SharedState;
 use crate::learning::scores::{millis, Scoring, Settled};
 use crate::learning::Remembered;
+use crate::replicas::{Resync, SharedState};
+
+/// KEYS: a model's online cells (hash: domain -> "n successes predicted"). ARGV: half life, score, predicted,
+/// then (domain, weight) pairs. Each cell's sums are discounted by 2^(-w/half_life), then the observation is
+/// added: the same arithmetic as switchyard_core::Cell::observe, atomically for every replica.
+static LEARN_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    crate::replicas::script(
+        r"
+local half, score, predicted = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV, 2 do
+  local domain, w = ARGV[i], tonumber(ARGV[i + 1])
+  local n, s, p = 0, 0, 0
+  local cell = redis.call('HGET', KEYS[1], domain)
+  if cell then
+    local a, b, c = string.match(cell, '(%S+) (%S+) (%S+)')
+    n, s, p = tonumber(a), tonumber(b), tonumber(c)
+  end
+  local keep = 1
+  if half > 0 then keep = math.pow(0.5, w / half) end
+  n = n * keep + w
+  s = s * keep + w * score
+  p = p * keep + w * predicted
+  redis.call('HSET', KEYS[1], domain, string.format('%.17g %.17g %.17g', n, s, p))
+end
+return 1
+",
+    )
+});
 
 /// KEYS: the model's cells, the request's counted score, the key's share windows. ARGV: half life, score,
 /// predicted, the share (-1: none), κ, the window (ms), when the feedback arrived (ms since the epoch), until
@@ -157,7 +187,7 @@ const REPLAY_TRIES: u8 = 10;
 
 /// One outcome to add to a model's shared cells.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Outcome {
+pub(crate) struct Outcome {
     key: String,
     half_life: f64,
     score: f64,
@@ -169,13 +199,62 @@ pub(super) struct Outcome {
     tries: u8,
 }
 
-impl SharedState {
+/// The online cells in the replicas' shared state, and the outcomes kept for it while it is out of reach.
+pub(crate) struct SharedCells {
+    shared: Arc<SharedState>,
+    /// Outcomes counted while Redis did not answer, oldest first.
+    unsynced: Mutex<VecDeque<Outcome>>,
+    /// Whether a task is writing `unsynced` to Redis.
+    draining: AtomicBool,
+}
+
+impl Resync for SharedCells {
+    fn on_connect<'a>(
+        &'a self,
+        _shared: &'a SharedState,
+        _conn: &'a mut MultiplexedConnection,
+    ) -> Pin<Box<dyn Future<Output = redis::RedisResult<()>> + Send + 'a>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn reconnected(self: Arc<Self>) {
+        self.drain_online();
+    }
+
+    fn render(&self, out: &mut String) {
+        let help = "Online-learning outcomes counted while Redis was out of reach, not yet added there.";
+        let waiting = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner).len() as u64;
+        crate::metrics::scalar(out, "switchyard_state_unsynced_outcomes", "gauge", help, waiting);
+    }
+}
+
+impl SharedCells {
+    /// The cells in `shared`, registered to catch up after an outage.
+    pub(crate) fn new(shared: Arc<SharedState>) -> Arc<Self> {
+        let cells = Arc::new(Self {
+            shared: shared.clone(),
+            unsynced: Mutex::new(VecDeque::new()),
+            draining: AtomicBool::new(false),
+        });
+        shared.register(cells.clone());
+        cells
+    }
+
+    /// Whether Redis is out of reach now (a reconnection starts if it is).
+    pub(crate) fn is_degraded(&self) -> bool {
+        self.shared.is_degraded()
+    }
+
+    fn waiting(&self) -> bool {
+        !self.unsynced.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+    }
+
     fn online_key(&self, model: &str, fingerprint: &str) -> String {
-        format!("{}:online:{model}:{fingerprint}", self.prefix)
+        self.shared.key(&format!("online:{model}:{fingerprint}"))
     }
 
     /// Adds one outcome to a model's shared cells; while Redis does not answer, keeps it for when it does.
-    pub async fn learn(
+    pub(crate) async fn learn(
         self: &Arc<Self>,
         model: &str,
         fingerprint: &str,
@@ -195,27 +274,27 @@ impl SharedState {
         };
         // Degraded, or behind outcomes still waiting, the outcome is not sent: kept, and added in order when the
         // connection is made again.
-        let waiting = !self.unsynced_online.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
-        if self.degraded.load(Ordering::SeqCst) || waiting || self.connection().await.is_none() {
+        if self.shared.degraded_now() || self.waiting() || self.shared.connection().await.is_none() {
             self.keep(outcome);
             return;
         }
         let invocation = self.invocation(&outcome);
-        let _: Option<i64> = self.call("learn", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
+        let _: Option<i64> =
+            self.shared.call("learn", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
     }
 
     /// Queues an outcome Redis did not get, and starts writing the queue back (when Redis answers) or
     /// reconnecting (when it does not).
     fn keep(self: &Arc<Self>, outcome: Outcome) {
         {
-            let mut unsynced = self.unsynced_online.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
             unsynced.push_back(outcome);
             while unsynced.len() > UNSYNCED_CAP {
                 unsynced.pop_front();
             }
         }
-        if self.degraded.load(Ordering::SeqCst) {
-            self.kick();
+        if self.shared.degraded_now() {
+            self.shared.kick();
         } else {
             self.drain_online();
         }
@@ -225,14 +304,13 @@ impl SharedState {
     /// (or outcomes kept during an outage still wait to be written): this replica decides then, and keeps the
     /// score for Redis ([`Self::keep_score`]) if it learned from it.
     pub(crate) async fn score(self: &Arc<Self>, s: &Scoring<'_>) -> Option<Settled> {
-        let waiting = !self.unsynced_online.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
-        if self.degraded.load(Ordering::SeqCst) || waiting || self.connection().await.is_none() {
+        if self.shared.degraded_now() || self.waiting() || self.shared.connection().await.is_none() {
             return None;
         }
         let outcome = self.score_outcome(s);
         let invocation = self.invocation(&outcome);
         let answer: Option<(i64, String)> =
-            self.call("feedback", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
+            self.shared.call("feedback", |mut c| async move { invocation.invoke_async(&mut c).await }).await;
         match answer? {
             (0, _) => Some(Settled::Counted),
             (1, previous) => {
@@ -265,7 +343,7 @@ impl SharedState {
             predicted: o.predicted,
             domains: o.domains.iter().filter(|(_, w)| *w > 0.0).cloned().collect(),
             once: Some(Once {
-                scored_key: format!("{}:scored:{}", self.prefix, s.request_id),
+                scored_key: self.shared.key(&format!("scored:{}", s.request_id)),
                 share_key,
                 share: if s.key.is_some() { s.max_share } else { -1.0 },
                 prior_strength: s.settings.prior_strength,
@@ -278,7 +356,7 @@ impl SharedState {
     }
 
     fn invocation(&self, o: &Outcome) -> redis::ScriptInvocation<'_> {
-        let script: &Script = if o.once.is_some() { &SCORE_SCRIPT } else { &self.scripts.learn };
+        let script: &Script = if o.once.is_some() { &SCORE_SCRIPT } else { &LEARN_SCRIPT };
         let mut invocation = script.prepare_invoke();
         // The cells are KEYS[1] for both scripts.
         invocation.key(&o.key);
@@ -300,7 +378,7 @@ impl SharedState {
     /// (one at a time). Without a connection the queue waits for the next reconnection; of a chunk sent and not
     /// answered, the feedback scores go back to the queue and the upstream signals are dropped (they may have
     /// landed), counted as an error.
-    pub(super) fn drain_online(self: &Arc<Self>) {
+    fn drain_online(self: &Arc<Self>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         if self.draining.swap(true, Ordering::SeqCst) {
             return;
@@ -308,11 +386,11 @@ impl SharedState {
         let me = self.clone();
         runtime.spawn(async move {
             loop {
-                if me.connection().await.is_none() {
+                if me.shared.connection().await.is_none() {
                     break;
                 }
                 let chunk: Vec<Outcome> = {
-                    let mut unsynced = me.unsynced_online.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut unsynced = me.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
                     let n = unsynced.len().min(REPLAY_CHUNK);
                     unsynced.drain(..n).collect()
                 };
@@ -320,19 +398,20 @@ impl SharedState {
                     break;
                 }
                 let mut pipe = redis::pipe();
-                pipe.load_script(&me.scripts.learn).ignore();
+                pipe.load_script(&LEARN_SCRIPT).ignore();
                 pipe.load_script(&SCORE_SCRIPT).ignore();
                 for outcome in &chunk {
                     pipe.invoke_script(&me.invocation(outcome)).ignore();
                 }
-                let sent = me.call("learn (catching up)", |mut c| async move { pipe.query_async::<()>(&mut c).await });
+                let sent =
+                    me.shared.call("learn (catching up)", |mut c| async move { pipe.query_async::<()>(&mut c).await });
                 if sent.await.is_none() {
                     let lost = me.requeue(chunk);
                     if lost > 0 {
                         tracing::warn!(
                             "shared state {}: {lost} online-learning outcomes kept during an outage may not have \
                              reached Redis (they stay in this replica's own cells)",
-                            me.shown,
+                            me.shared.shown(),
                         );
                     }
                     break;
@@ -340,8 +419,7 @@ impl SharedState {
             }
             me.draining.store(false, Ordering::SeqCst);
             // An outcome queued as the loop ended is not left behind.
-            let waiting = !me.unsynced_online.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
-            if waiting && !me.degraded.load(Ordering::SeqCst) {
+            if me.waiting() && !me.shared.degraded_now() {
                 me.drain_online();
             }
         });
@@ -359,7 +437,7 @@ impl SharedState {
             .map(|o| Outcome { tries: o.tries + 1, ..o })
             .collect();
         let kept = again.len();
-        let mut unsynced = self.unsynced_online.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
         for outcome in again.into_iter().rev() {
             unsynced.push_front(outcome);
         }
@@ -370,14 +448,15 @@ impl SharedState {
     }
 
     fn observation_key(&self, request_id: &str) -> String {
-        format!("{}:observation:{request_id}", self.prefix)
+        self.shared.key(&format!("observation:{request_id}"))
     }
 
     /// Keeps what was predicted for the model that answered `request_id`, for `ttl`.
-    pub async fn save_observation(self: &Arc<Self>, request_id: &str, remembered: &Remembered, ttl: Duration) {
+    pub(crate) async fn save_observation(self: &Arc<Self>, request_id: &str, remembered: &Remembered, ttl: Duration) {
         let Ok(value) = serde_json::to_string(remembered) else { return };
         let (key, ms) = (self.observation_key(request_id), ttl.as_millis().max(1) as u64);
         let _: Option<()> = self
+            .shared
             .call("observation", |mut c| async move {
                 redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ms).query_async(&mut c).await
             })
@@ -386,9 +465,10 @@ impl SharedState {
 
     /// What was predicted for the model that answered `request_id`, if a replica kept it and it has not
     /// expired; `None` too when Redis does not answer.
-    pub async fn load_observation(self: &Arc<Self>, request_id: &str) -> Option<Remembered> {
+    pub(crate) async fn load_observation(self: &Arc<Self>, request_id: &str) -> Option<Remembered> {
         let key = self.observation_key(request_id);
         let value: Option<String> = self
+            .shared
             .call("observation", |mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
             .await?;
         serde_json::from_str(&value?).ok()
@@ -396,7 +476,7 @@ impl SharedState {
 
     /// Every model's shared cells, for `(model, fingerprint)` pairs, in one round trip; `None` when Redis does
     /// not answer.
-    pub async fn read_online(
+    pub(crate) async fn read_online(
         self: &Arc<Self>,
         models: &[(String, String)],
     ) -> Option<Vec<(String, BTreeMap<String, Cell>)>> {
@@ -405,7 +485,7 @@ impl SharedState {
             pipe.cmd("HGETALL").arg(self.online_key(model, fingerprint));
         }
         let maps: Vec<std::collections::HashMap<String, String>> =
-            self.call("read online", |mut c| async move { pipe.query_async(&mut c).await }).await?;
+            self.shared.call("read online", |mut c| async move { pipe.query_async(&mut c).await }).await?;
         Some(
             models
                 .iter()
@@ -434,7 +514,7 @@ mod tests {
     #[test]
     fn a_failed_batch_keeps_its_feedback_scores_not_its_signals() {
         let config = crate::replicas::StateConfig { url: Some("redis://127.0.0.1:1".into()), ..Default::default() };
-        let shared = SharedState::start(&config, &crate::limits::keys::KeyRing::default()).unwrap().unwrap();
+        let shared = SharedCells::new(SharedState::start(&config).unwrap().unwrap());
         let outcome = |key: &str, once: bool, tries: u8| Outcome {
             key: key.into(),
             half_life: 200.0,
@@ -452,12 +532,12 @@ mod tests {
             }),
             tries,
         };
-        shared.unsynced_online.lock().unwrap().push_back(outcome("queued after", true, 0));
+        shared.unsynced.lock().unwrap().push_back(outcome("queued after", true, 0));
         let chunk =
             vec![outcome("score", true, 0), outcome("signal", false, 0), outcome("tried", true, REPLAY_TRIES - 1)];
         assert_eq!(shared.requeue(chunk), 2, "the signal (it may have landed) and the score tried too often");
         let queue: Vec<(String, u8)> =
-            shared.unsynced_online.lock().unwrap().iter().map(|o| (o.key.clone(), o.tries)).collect();
+            shared.unsynced.lock().unwrap().iter().map(|o| (o.key.clone(), o.tries)).collect();
         assert_eq!(queue, [("score".to_string(), 1), ("queued after".to_string(), 0)]);
     }
 
