@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::response::Response;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
@@ -24,4 +25,14 @@ pub(crate) fn timed_body(body: Body, limit: Duration) -> Body {
         }
     });
     Body::from_stream(chunks)
+}
+
+/// `response` with `held` kept alive until its body has been sent or dropped (a permit, a guard).
+pub(crate) fn holding<T: Send + Sync + 'static>(response: Response, held: T) -> Response {
+    let (parts, body) = response.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held = &held;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
 }

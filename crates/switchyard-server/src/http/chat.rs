@@ -23,7 +23,7 @@ use crate::gateway::sse::SseTap;
 use crate::gateway::upstream::Forwarded;
 use crate::gateway::usage::request_tokens;
 use crate::http::error::ApiError;
-use crate::http::request::{query_of, read_body, request_id, user_prompt, KnobsIn};
+use crate::http::request::{check_prompt, query_of, read_json, request_id, user_prompt, KnobsIn};
 use crate::http::tags::Tags;
 use crate::limits::keys::Caller;
 use crate::routing::query::Needs;
@@ -87,8 +87,8 @@ async fn handle(
     let headers = request.headers().clone();
     let caller = request.extensions().get::<Caller>().cloned().unwrap_or_default();
     let health_read = request.extensions().get::<crate::replicas::HealthRead>().is_some();
-    let bytes = read_body(request.into_body(), state.config.server.max_body_bytes).await?;
-    let mut chat = ChatRequest::parse(&bytes, state.config.server.max_prompt_chars)?;
+    let body = read_json(request.into_body(), state.config.server.max_body_bytes).await?;
+    let mut chat = ChatRequest::parse(body, state.config.server.max_prompt_chars)?;
     let mut record = state.new_record(id, "chat", &chat.prompt);
     record.messages_count = chat.body.get("messages").and_then(Value::as_array).map_or(0, |m| m.len() as u32);
     record.stream = chat.stream;
@@ -141,12 +141,10 @@ async fn handle(
 }
 
 impl ChatRequest {
-    /// Parses and checks a chat request body: a JSON object with a string `model`, `messages` with a user turn
+    /// Checks a chat request body: a JSON object with a string `model`, `messages` with a user turn
     /// to route on (at most `max_prompt_chars`), and a boolean `stream` if any. A stream is asked for its usage,
     /// so that it is counted like a whole answer; the client gets the usage only if it asked.
-    fn parse(bytes: &[u8], max_prompt_chars: usize) -> Result<Self, ApiError> {
-        let mut body: Value = serde_json::from_slice(bytes)
-            .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
+    fn parse(mut body: Value, max_prompt_chars: usize) -> Result<Self, ApiError> {
         if !body.is_object() {
             return Err(ApiError::invalid("invalid_type", "the request body must be a JSON object"));
         }
@@ -154,11 +152,7 @@ impl ChatRequest {
             ApiError::invalid("missing_model", "`model` must be a string: \"switchyard\" to route, or a catalog model")
         })?;
         let prompt = last_user_text(&body)?;
-        if prompt.chars().count() > max_prompt_chars {
-            return Err(ApiError::too_large(format!(
-                "prompt is longer than {max_prompt_chars} characters (server.max_prompt_chars)"
-            )));
-        }
+        check_prompt(&prompt, max_prompt_chars)?;
         let stream = stream_flag(&body)?;
         let client_wants_usage = body["stream_options"]["include_usage"].as_bool() == Some(true);
         if stream && !client_wants_usage {
@@ -289,5 +283,36 @@ impl Delivery<'_> {
 fn put(headers: &mut HeaderMap, name: &'static str, value: String) {
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.insert(name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_chat_request_is_checked_and_a_stream_asks_for_its_usage() {
+        let body = json!({"model": "switchyard", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+        let chat = ChatRequest::parse(body, 100).unwrap();
+        assert_eq!((chat.model.as_str(), chat.prompt.as_str(), chat.stream), ("switchyard", "hi", true));
+        assert!(!chat.client_wants_usage);
+        assert_eq!(chat.body["stream_options"]["include_usage"], json!(true), "usage is asked for, then taken out");
+        assert!(!chat.capped());
+
+        let asked = json!({"model": "m", "stream": true, "stream_options": {"include_usage": true}, "max_tokens": 5,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let chat = ChatRequest::parse(asked, 100).unwrap();
+        assert!(chat.client_wants_usage && chat.capped());
+
+        let code = |body: Value, max: usize| ChatRequest::parse(body, max).err().map(|e| e.code());
+        let user = json!([{"role": "user", "content": "hello there"}]);
+        assert_eq!(code(json!([1]), 100), Some("invalid_type"));
+        assert_eq!(code(json!({"messages": user}), 100), Some("missing_model"));
+        assert_eq!(code(json!({"model": "m", "messages": []}), 100), Some("missing_messages"));
+        assert_eq!(code(json!({"model": "m", "messages": user}), 5), Some("request_too_large"));
+        assert_eq!(code(json!({"model": "m", "messages": user, "stream": "yes"}), 100), Some("invalid_type"));
+        assert_eq!(code(json!({"model": "m", "messages": user, "stream": null}), 100), None);
     }
 }

@@ -23,8 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use futures_util::StreamExt;
+use axum::body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -306,13 +305,7 @@ pub(crate) async fn serve_connection(
             let mut request = request.map(Body::new);
             request.extensions_mut().insert(handle.clone());
             let response = app.call(request).await?;
-            let guard = InFlight(handle.conn);
-            let (parts, body) = response.into_parts();
-            let body = body.into_data_stream().map(move |chunk: Result<Bytes, axum::Error>| {
-                let _held = &guard;
-                chunk
-            });
-            Ok::<_, std::convert::Infallible>(axum::response::Response::from_parts(parts, Body::from_stream(body)))
+            Ok::<_, std::convert::Infallible>(crate::http::body::holding(response, InFlight(handle.conn)))
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use switchyard_store::{Feedback, FeedbackOutcome, FeedbackReceipt, StoreError};
 
 use crate::http::error::ApiError;
-use crate::http::request::read_body;
+use crate::http::request::read_json;
 use crate::learning::Verdict;
 use crate::limits::keys::Caller;
 use crate::state::AppState;
@@ -33,9 +33,7 @@ const MAX_COMMENT_CHARS: usize = 10_000;
 /// The handler.
 pub async fn feedback(State(state): State<Arc<AppState>>, request: Request) -> Result<Json<Value>, ApiError> {
     let api_key = request.extensions().get::<Caller>().and_then(Caller::name);
-    let bytes = read_body(request.into_body(), state.config.server.max_body_bytes).await?;
-    let body: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
+    let body = read_json(request.into_body(), state.config.server.max_body_bytes).await?;
     let mut feedback = parse(&body)?;
     crate::routing::query::check_id("`request_id`", &feedback.request_id, state.config.server.max_id_bytes)?;
     feedback.api_key = api_key;

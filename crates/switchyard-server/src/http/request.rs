@@ -78,6 +78,23 @@ pub(crate) fn user_prompt<'a>(
     Err(ApiError::invalid("no_user_message", "`messages` has no message with role \"user\""))
 }
 
+/// Reads the whole body ([`read_body`]) as JSON: `invalid_json` when it is not.
+pub(crate) async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
+    let bytes = read_body(body, limit).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))
+}
+
+/// Refuses a prompt of more than `max_chars` characters (`server.max_prompt_chars`) with a 413.
+pub(crate) fn check_prompt(prompt: &str, max_chars: usize) -> Result<(), ApiError> {
+    if prompt.chars().count() > max_chars {
+        return Err(ApiError::too_large(format!(
+            "prompt is longer than {max_chars} characters (server.max_prompt_chars)"
+        )));
+    }
+    Ok(())
+}
+
 /// Reads the whole body, refusing more than the configured limit with a 413, and a body that does not
 /// arrive within `server.body_timeout_ms` ([`crate::http::body::timed_body`]) with a 408.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use switchyard_core::RouteReport;
 
 use crate::http::error::ApiError;
-use crate::http::request::{query_of, read_body, request_id, user_prompt, KnobsIn};
+use crate::http::request::{check_prompt, query_of, read_json, request_id, user_prompt, KnobsIn};
 use crate::http::tags::Tags;
 use crate::limits::keys::Caller;
 use crate::routing::service::resolve;
@@ -75,16 +75,11 @@ pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Resu
     let (parts, body) = request.into_parts();
     let caller = parts.extensions.get::<Caller>().cloned().unwrap_or_default();
     let health_read = parts.extensions.get::<crate::replicas::HealthRead>().is_some();
-    let bytes = read_body(body, state.config.server.max_body_bytes).await?;
-    let body: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::invalid("invalid_json", format!("request body is not valid JSON: {e}")))?;
+    let body = read_json(body, state.config.server.max_body_bytes).await?;
     let request = RouteRequest::deserialize(&body)
         .map_err(|e| ApiError::invalid("invalid_type", format!("request body is not a valid route request: {e}")))?;
     let prompt = request.prompt()?;
-    let limit = state.config.server.max_prompt_chars;
-    if prompt.chars().count() > limit {
-        return Err(ApiError::too_large(format!("prompt is longer than {limit} characters (server.max_prompt_chars)")));
-    }
+    check_prompt(&prompt, state.config.server.max_prompt_chars)?;
     let query = query_of(&parts.headers, &body, prompt.clone(), KnobsIn::Body, &request_id, &caller)?;
     let decided = resolve(&state, &query, health_read).await?;
 
