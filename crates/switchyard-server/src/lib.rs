@@ -18,7 +18,7 @@ mod routing;
 mod state;
 
 pub use config::{
-    ClientTimeouts, Config, ConfigError, EncoderConfig, KeyLabels, LogConfig, RouterConfig, RoutingConfig, ServerConfig,
+    ClientTimeouts, Config, ConfigError, EncoderConfig, KeyLabels, LogConfig, RouterConfig, SessionsConfig, ServerConfig,
 };
 pub use embedder::{EmbedError, EmbedTiming, Embedder, EmbedderOptions, EmbedderStats};
 pub use gateway::health::{Health, SharedHealth};

@@ -52,9 +52,9 @@ impl AppState {
     pub fn new(router: Router, encoder: Arc<dyn Encoder>, config: Config) -> Result<Self, StartError> {
         let routers = Routers::assemble(router, &config, encoder.as_ref(), 1)?;
         let sessions = crate::routing::sessions::Sessions::new(
-            std::time::Duration::from_secs(config.routing.session_ttl_s),
-            config.routing.max_sessions,
-            config.routing.deescalate_after,
+            std::time::Duration::from_secs(config.sessions.session_ttl_s),
+            config.sessions.max_sessions,
+            config.sessions.deescalate_after,
         );
         // Budgets continue from the spend the decision log already holds for their current period. The log is
         // read on a plain thread: a PostgreSQL client must not run on an async one.

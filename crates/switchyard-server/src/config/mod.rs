@@ -26,9 +26,9 @@ pub struct Config {
     /// The router and its default knob.
     #[serde(default)]
     pub router: RouterConfig,
-    /// Conversations: session pins.
-    #[serde(default)]
-    pub routing: RoutingConfig,
+    /// Conversations: session pins (`[sessions]`; `[routing]`, its old name, is still read).
+    #[serde(default, alias = "routing")]
+    pub sessions: SessionsConfig,
     /// Where the encoder model comes from.
     #[serde(default)]
     pub encoder: EncoderConfig,
@@ -97,10 +97,10 @@ impl Default for LogConfig {
     }
 }
 
-/// `[routing]`: how conversations keep their model.
+/// `[sessions]`: how conversations keep their model.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RoutingConfig {
+pub struct SessionsConfig {
     /// Keep a conversation on the model it started with (escalating at once, de-escalating slowly).
     pub session_pinning: bool,
     /// Turns in a row that must all say a cheaper model would do before a conversation moves down.
@@ -111,7 +111,7 @@ pub struct RoutingConfig {
     pub max_sessions: usize,
 }
 
-impl Default for RoutingConfig {
+impl Default for SessionsConfig {
     fn default() -> Self {
         Self { session_pinning: true, deescalate_after: 3, session_ttl_s: 3600, max_sessions: 100_000 }
     }
@@ -272,9 +272,9 @@ impl Config {
             ("server.upstream_timeout_ms", self.server.upstream_timeout_ms.unwrap_or(1)),
             ("server.idle_timeout_ms", self.server.idle_timeout_ms),
             ("server.shutdown_grace_ms", self.server.shutdown_grace_ms),
-            ("routing.deescalate_after", u64::from(self.routing.deescalate_after)),
-            ("routing.session_ttl_s", self.routing.session_ttl_s),
-            ("routing.max_sessions", self.routing.max_sessions as u64),
+            ("sessions.deescalate_after", u64::from(self.sessions.deescalate_after)),
+            ("sessions.session_ttl_s", self.sessions.session_ttl_s),
+            ("sessions.max_sessions", self.sessions.max_sessions as u64),
             ("server.cooldown_failures", u64::from(self.server.cooldown_failures)),
             ("encoder.batch_tokens", self.encoder.batch_tokens as u64),
             ("encoder.queue_capacity", self.encoder.queue_capacity as u64),
@@ -392,6 +392,18 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("switchyard.toml"))
+    }
+
+    #[test]
+    fn sessions_are_read_under_their_old_section_name_too() {
+        let path = Path::new("switchyard.toml");
+        let old = Config::parse("[routing]\ndeescalate_after = 5\n", path).unwrap();
+        let new = Config::parse("[sessions]\ndeescalate_after = 5\n", path).unwrap();
+        assert_eq!((old.sessions.deescalate_after, new.sessions), (5, old.sessions.clone()));
+        let both = Config::parse("[routing]\ndeescalate_after = 5\n[sessions]\nmax_sessions = 9\n", path);
+        assert!(both.unwrap_err().to_string().contains("sessions"));
+        let e = Config::parse("[sessions]\ndeescalate_after = 0\n", path).unwrap_err().to_string();
+        assert!(e.contains("sessions.deescalate_after"), "{e}");
     }
 
     #[test]

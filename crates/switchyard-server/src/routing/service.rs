@@ -37,7 +37,7 @@ pub(crate) async fn resolve(state: &AppState, query: &Query, health_read: bool) 
         crate::routing::replicated::save_pin(
             shared,
             pin,
-            std::time::Duration::from_secs(state.config.routing.session_ttl_s),
+            std::time::Duration::from_secs(state.config.sessions.session_ttl_s),
         )
         .await;
     }
@@ -52,7 +52,7 @@ pub(crate) async fn resolve(state: &AppState, query: &Query, health_read: bool) 
 /// shared state: one round trip to Redis.
 pub(crate) async fn sync_shared(state: &AppState, query: &Query, health_read: bool) {
     if let Some(shared) = &state.shared {
-        let pinning = state.config.routing.session_pinning;
+        let pinning = state.config.sessions.session_pinning;
         let conversation = query.conversation.as_ref().filter(|_| pinning).map(|c| c.id.as_str());
         crate::routing::replicated::sync(
             shared,

@@ -1,6 +1,6 @@
 //! Session pinning: a conversation stays on the model it started with, so that its turns read as one voice
 //! and upstream prompt caches keep working. A later turn that needs a stronger (dearer) model escalates at
-//! once; the conversation moves to a cheaper model only after `routing.deescalate_after` turns in a row that
+//! once; the conversation moves to a cheaper model only after `sessions.deescalate_after` turns in a row that
 //! all say a cheaper one would do.
 //!
 //! Pins live in this process, with a time to live and a bound on their number (the oldest go first); with

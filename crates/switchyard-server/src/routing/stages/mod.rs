@@ -84,7 +84,7 @@ impl Learned {
 pub struct Steering<'a> {
     /// Main and arm routers, and the compiled rules.
     pub routers: &'a Routers,
-    /// Tiers, the experiment, the catalog (capabilities) and `[routing]`.
+    /// Tiers, the experiment, the catalog (capabilities) and `[sessions]`.
     pub config: &'a Config,
     /// Upstream latency averages (`None`: no upstream is called, as in the CLI; `max_latency_ms` then denies
     /// nothing).
@@ -115,12 +115,12 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
     if let Some((rule, how)) = matched {
         steps::pin_by_rule(&mut decision, &rule.config.name, how.similarity, pinned.as_deref(), &policy, &prediction);
     }
-    let session = match (&q.conversation, s.sessions, s.config.routing.session_pinning, &pinned) {
+    let session = match (&q.conversation, s.sessions, s.config.sessions.session_pinning, &pinned) {
         (Some(c), Some(sessions), true, None) => Some(steps::pin_conversation(
             &mut decision,
             c,
             sessions,
-            s.config.routing.deescalate_after,
+            s.config.sessions.deescalate_after,
             &policy,
             &prediction,
         )),
