@@ -18,7 +18,8 @@ mod routing;
 mod state;
 
 pub use config::{
-    ClientTimeouts, Config, ConfigError, EncoderConfig, KeyLabels, LogConfig, RouterConfig, SessionsConfig, ServerConfig,
+    ClientTimeouts, Config, ConfigError, EncoderConfig, KeyLabels, LogConfig, RouterConfig, ServerConfig,
+    SessionsConfig,
 };
 pub use embedder::{EmbedError, EmbedTiming, Embedder, EmbedderOptions, EmbedderStats};
 pub use gateway::health::{Health, SharedHealth};

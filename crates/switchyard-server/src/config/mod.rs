@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 use switchyard_core::{Catalog, Knob, ModelCard};
@@ -55,6 +55,25 @@ pub struct Config {
     /// Client keys with their limits and budgets (`server.client_keys` are keys without limits).
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
+    /// What validation built, kept for serving: the catalog indexed by name, the rules compiled.
+    #[serde(skip)]
+    compiled: Compiled,
+}
+
+/// What validating a config builds, kept so that serving does not build it again.
+#[derive(Debug, Clone, Default)]
+struct Compiled {
+    /// `[[models]]` positions by name.
+    index: HashMap<String, usize>,
+    /// `[[rules]]`, compiled, in order (their `similar_to` examples not yet embedded).
+    rules: Vec<Rule>,
+}
+
+/// Built from the rest of the config, so two configs that agree on it agree on this.
+impl PartialEq for Compiled {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// `[log]`: the decision log (SQLite), written off the request path.
@@ -242,9 +261,9 @@ impl Config {
             let parsed = toml::from_str::<toml::Table>(&format!("v = {value}")).ok().and_then(|mut t| t.remove("v"));
             node.insert(last.to_string(), parsed.unwrap_or_else(|| toml::Value::String(value.clone())));
         }
-        let config: Config =
+        let mut config: Config =
             toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
-        config.validate(path)?;
+        config.compiled = config.check(path)?;
         Ok(config)
     }
 
@@ -260,6 +279,60 @@ impl Config {
 
     /// Checks every value, naming the first bad key.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        self.check(path).map(drop)
+    }
+
+    /// The catalog model named `name`.
+    pub fn model(&self, name: &str) -> Option<&ModelCard> {
+        let indexed = self.compiled.index.get(name).and_then(|&i| self.models.get(i)).filter(|m| m.name == name);
+        // A config changed after it was read is looked through.
+        indexed.or_else(|| self.models.iter().find(|m| m.name == name))
+    }
+
+    /// The rules, compiled (their `similar_to` examples not yet embedded); compiled again if they were changed
+    /// after the config was read.
+    pub fn compiled_rules(&self) -> Result<Vec<Rule>, (String, String)> {
+        let same = self.compiled.rules.len() == self.rules.len()
+            && self.compiled.rules.iter().zip(&self.rules).all(|(c, r)| &c.config == r);
+        if same {
+            return Ok(self.compiled.rules.clone());
+        }
+        self.rules.iter().map(|r| Rule::new(r.clone(), &self.tiers).map_err(|e| (r.name.clone(), e))).collect()
+    }
+
+    /// Checks every value, naming the first bad key, and returns what serving keeps of the check.
+    fn check(&self, path: &Path) -> Result<Compiled, ConfigError> {
+        let invalid = |key, problem: String| ConfigError::Invalid { path: path.to_path_buf(), key, problem };
+        self.check_server(path)?;
+        let rules = self.check_models_and_rules(path)?;
+        if let Some(e) = &self.experiment {
+            e.validate().map_err(|e| invalid("experiment", e))?;
+        }
+        if self.router.min_quality.is_some() && self.router.willingness_to_pay.is_some() {
+            return Err(invalid("router.min_quality", "and router.willingness_to_pay are exclusive; set one".into()));
+        }
+        if let Some(knob) = self.default_knob() {
+            knob.validate().map_err(|e| invalid("router", e.to_string()))?;
+        }
+        self.state.validate().map_err(|e| invalid("state", e))?;
+        self.learning.validate().map_err(|(key, problem)| invalid(key, problem))?;
+        if let Some(url) = &self.log.url {
+            switchyard_store::check_url(url).map_err(|e| invalid("log.url", e))?;
+        }
+        if let Some(n) = self.encoder.max_tokens {
+            if !(2..=512).contains(&n) {
+                return Err(invalid("encoder.max_tokens", format!("must be between 2 and 512, got {n}")));
+            }
+        }
+        if !self.models.is_empty() {
+            Catalog::new(self.models.clone())?;
+        }
+        let index = self.models.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
+        Ok(Compiled { index, rules })
+    }
+
+    /// The `[server]`, `[sessions]` and `[encoder]` numbers, and the keys' formats.
+    fn check_server(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key, problem: String| ConfigError::Invalid { path: path.to_path_buf(), key, problem };
         self.listen_addr().map_err(|e| invalid("server.listen", e))?;
         let counts = [
@@ -315,6 +388,13 @@ impl Config {
                 return Err(invalid(key, "must not contain empty keys".into()));
             }
         }
+        Ok(())
+    }
+
+    /// Tiers, rules and keys name models of the catalog (when there is one); the rules compile.
+    fn check_models_and_rules(&self, path: &Path) -> Result<Vec<Rule>, ConfigError> {
+        let invalid = |key, problem: String| ConfigError::Invalid { path: path.to_path_buf(), key, problem };
+        let mut rules = Vec::with_capacity(self.rules.len());
         let known = |m: &String| self.models.is_empty() || self.models.iter().any(|c| &c.name == m);
         for (name, models) in &self.tiers {
             if models.is_empty() {
@@ -326,38 +406,18 @@ impl Config {
         }
         for (i, rule) in self.rules.iter().enumerate() {
             let name = if rule.name.is_empty() { format!("#{}", i + 1) } else { format!("{:?}", rule.name) };
-            Rule::new(rule.clone(), &self.tiers).map_err(|e| invalid("rules", format!("rule {name}: {e}")))?;
+            let compiled =
+                Rule::new(rule.clone(), &self.tiers).map_err(|e| invalid("rules", format!("rule {name}: {e}")))?;
             if self.rules[..i].iter().any(|r| r.name == rule.name) {
                 return Err(invalid("rules", format!("rule {name} is defined twice")));
             }
             if let Some(m) = rule.then.model.as_ref().filter(|m| !known(m)) {
                 return Err(invalid("rules", format!("rule {name} sends to {m:?}, which is not in [[models]]")));
             }
+            rules.push(compiled);
         }
         crate::limits::keys::validate(&self.keys, |m| known(&m.to_string())).map_err(|e| invalid("keys", e))?;
-        if let Some(e) = &self.experiment {
-            e.validate().map_err(|e| invalid("experiment", e))?;
-        }
-        if self.router.min_quality.is_some() && self.router.willingness_to_pay.is_some() {
-            return Err(invalid("router.min_quality", "and router.willingness_to_pay are exclusive; set one".into()));
-        }
-        if let Some(knob) = self.default_knob() {
-            knob.validate().map_err(|e| invalid("router", e.to_string()))?;
-        }
-        self.state.validate().map_err(|e| invalid("state", e))?;
-        self.learning.validate().map_err(|(key, problem)| invalid(key, problem))?;
-        if let Some(url) = &self.log.url {
-            switchyard_store::check_url(url).map_err(|e| invalid("log.url", e))?;
-        }
-        if let Some(n) = self.encoder.max_tokens {
-            if !(2..=512).contains(&n) {
-                return Err(invalid("encoder.max_tokens", format!("must be between 2 and 512, got {n}")));
-            }
-        }
-        if !self.models.is_empty() {
-            Catalog::new(self.models.clone())?;
-        }
-        Ok(())
+        Ok(rules)
     }
 
     /// Settings that still work but will go: one line each, for a warning at start-up.

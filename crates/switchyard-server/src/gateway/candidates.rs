@@ -22,12 +22,13 @@ pub(crate) fn with_fallbacks(ranking: &[String], deployments: &Deployments) -> V
     models
 }
 
-/// The catalog entries of `candidates` that can serve the request, in order. `allows` is the caller's key;
+/// The catalog entries (`card(name)`) of `candidates` that can serve the request, in order. `allows` is the
+/// caller's key;
 /// `needed_tokens` the conversation plus the requested output. A request that needs what none of the allowed
 /// models declares is the client's error; a request no model can reach is [`GatewayError::NoUpstream`].
 pub(crate) fn reachable<'c>(
     candidates: &[String],
-    catalog: &'c [ModelCard],
+    card: impl Fn(&str) -> Option<&'c ModelCard>,
     allows: impl Fn(&str) -> bool,
     needs: Needs,
     needed_tokens: f64,
@@ -35,7 +36,7 @@ pub(crate) fn reachable<'c>(
     let allowed: Vec<&ModelCard> = candidates
         .iter()
         .filter(|name| allows(name))
-        .filter_map(|name| catalog.iter().find(|m| &m.name == name && m.has_deployment()))
+        .filter_map(|name| card(name).filter(|m| m.has_deployment()))
         .collect();
     let capable: Vec<&ModelCard> = allowed.iter().copied().filter(|m| needs.missing(m).is_empty()).collect();
     if let (true, Some(first)) = (capable.is_empty(), allowed.first()) {
@@ -94,22 +95,23 @@ mod tests {
 
     #[test]
     fn candidates_are_filtered_by_key_deployment_needs_and_context() {
-        let catalog = catalog();
+        let cards = catalog();
+        let catalog = |m: &str| cards.iter().find(|c| c.name == m);
         let all = vec!["small".to_string(), "big".to_string(), "nowhere".to_string()];
         let any = |_: &str| true;
-        let ok = reachable(&all, &catalog, any, Needs::default(), 100.0).unwrap();
+        let ok = reachable(&all, catalog, any, Needs::default(), 100.0).unwrap();
         assert_eq!(names(&ok), ["small", "big"], "a model without a deployment is skipped");
-        let ok = reachable(&all, &catalog, |m| m != "small", Needs::default(), 100.0).unwrap();
+        let ok = reachable(&all, catalog, |m| m != "small", Needs::default(), 100.0).unwrap();
         assert_eq!(names(&ok), ["big"]);
-        let ok = reachable(&all, &catalog, any, Needs::default(), 9000.0).unwrap();
+        let ok = reachable(&all, catalog, any, Needs::default(), 9000.0).unwrap();
         assert_eq!(names(&ok), ["big"], "small's 8,000-token window is too small");
         let tools = Needs { tools: true, ..Needs::default() };
-        assert_eq!(names(&reachable(&all, &catalog, any, tools, 100.0).unwrap()), ["big"]);
+        assert_eq!(names(&reachable(&all, catalog, any, tools, 100.0).unwrap()), ["big"]);
 
         let only_small = vec!["small".to_string()];
-        let e = reachable(&only_small, &catalog, any, tools, 100.0).unwrap_err();
+        let e = reachable(&only_small, catalog, any, tools, 100.0).unwrap_err();
         assert!(matches!(&e, GatewayError::Unsupported(m) if m.contains("small lacks supports_tools")), "{e}");
-        let e = reachable(&only_small, &catalog, any, Needs::default(), 9000.0).unwrap_err();
+        let e = reachable(&only_small, catalog, any, Needs::default(), 9000.0).unwrap_err();
         assert!(matches!(&e, GatewayError::NoUpstream(m) if m.contains("at least 9000 tokens")), "{e}");
     }
 }

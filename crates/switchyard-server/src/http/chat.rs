@@ -111,7 +111,7 @@ async fn handle(
 
     let allows = |m: &str| caller.0.as_ref().is_none_or(|k| k.allows(m));
     let needed = request_tokens(&chat.body);
-    let cards = candidates::reachable(&models, &state.config.models, allows, Needs::of(&chat.body), needed)?;
+    let cards = candidates::reachable(&models, |m| state.config.model(m), allows, Needs::of(&chat.body), needed)?;
     let gateway = Gateway {
         http: &state.http,
         deployments: &state.deployments,
@@ -205,7 +205,7 @@ fn stream_flag(body: &Value) -> Result<bool, ApiError> {
 /// A request that names a catalog model: the caller's key must allow it. The shared health is read, as a
 /// routed request's decision reads it.
 async fn named_model(state: &AppState, model: &str, caller: &Caller, health_read: bool) -> Result<(), ApiError> {
-    if !state.config.models.iter().any(|m| m.name == model) {
+    if state.config.model(model).is_none() {
         return Err(ApiError::NotFound {
             code: "model_not_found",
             message: format!("model {model:?} is not in the catalog; use \"switchyard\" to route, or GET /v1/models"),

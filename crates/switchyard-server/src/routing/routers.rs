@@ -122,8 +122,7 @@ impl Routers {
         if let Some(knob) = config.default_knob() {
             main.manifest.default_policy.knob = knob;
         }
-        let known =
-            |m: &str| config.models.iter().any(|c| c.name == m) || main.manifest.models.iter().any(|c| c.model == m);
+        let known = |m: &str| config.model(m).is_some() || main.manifest.models.iter().any(|c| c.model == m);
         for (tier, models) in &config.tiers {
             if let Some(m) = models.iter().find(|m| !known(m)) {
                 return Err(StartError::UnknownModel { key: format!("tiers.{tier}"), model: m.clone() });
@@ -134,12 +133,10 @@ impl Routers {
                 return Err(StartError::UnknownModel { key: format!("rule {:?}", rule.name), model: m.clone() });
             }
         }
-        let mut rules = Vec::new();
-        for rule in &config.rules {
-            let fail = |problem: String| StartError::Rule { name: rule.name.clone(), problem };
-            let mut compiled = Rule::new(rule.clone(), &config.tiers).map_err(fail)?;
-            compiled.embed_examples(encoder).map_err(fail)?;
-            rules.push(compiled);
+        let mut rules = config.compiled_rules().map_err(|(name, problem)| StartError::Rule { name, problem })?;
+        for rule in &mut rules {
+            let name = rule.config.name.clone();
+            rule.embed_examples(encoder).map_err(|problem| StartError::Rule { name, problem })?;
         }
         let mut arms = Vec::new();
         for arm in config.experiment.iter().flat_map(|e| &e.arms) {

@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use switchyard_core::{RouteReport, Timing};
+use switchyard_core::{ModelCard, RouteReport, Timing};
 use switchyard_encoder::Embedding;
 
 mod steps;
@@ -109,7 +109,8 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
     let mut pinned = steps::apply_rule(&mut policy, matched.map(|(rule, _)| &rule.config.then), &s.config.tiers);
     let models: Vec<String> = router.manifest.models.iter().map(|m| m.model.clone()).collect();
     steps::bound_by_key(&mut policy, &mut pinned, q.key_models.as_deref(), &models)?;
-    let narrowed_for = steps::bound_by_needs(&mut policy, &mut pinned, q.needs, &s.config.models, &models)?;
+    let catalog = (!s.config.models.is_empty()).then_some(card_of(s.config));
+    let narrowed_for = steps::bound_by_needs(&mut policy, &mut pinned, q.needs, catalog, &models)?;
     let (prediction, learned) = steps::predict(router, &embedding.vector, q.input_tokens, s.learning);
     let mut decision = policy.decide(&prediction.models).map_err(|e| RouteError::InvalidPolicy(e.to_string()))?;
     if let Some((rule, how)) = matched {
@@ -145,4 +146,9 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
         explored: exploration.is_some_and(|e| e.explored),
         learned,
     })
+}
+
+/// The catalog lookup of `config`.
+fn card_of<'c>(config: &'c Config) -> impl Fn(&str) -> Option<&'c ModelCard> + 'c {
+    move |m| config.model(m)
 }

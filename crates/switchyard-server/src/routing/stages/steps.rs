@@ -91,19 +91,17 @@ pub(super) fn bound_by_key(
     Ok(())
 }
 
-/// Stage 5: only models whose catalog entry declares what the request sends (tools, images, a JSON schema).
-/// Without a catalog nothing is narrowed. Returns the needs, in words, when it narrowed.
-pub(super) fn bound_by_needs(
+/// Stage 5: only models whose catalog entry (`card(name)`) declares what the request sends (tools, images, a
+/// JSON schema). Without a catalog (`None`) nothing is narrowed. Returns the needs, in words, when it narrowed.
+pub(super) fn bound_by_needs<'c>(
     policy: &mut Policy,
     pinned: &mut Option<String>,
     needs: Needs,
-    catalog: &[ModelCard],
+    card: Option<impl Fn(&str) -> Option<&'c ModelCard>>,
     models: &[String],
 ) -> Result<Option<String>, RouteError> {
-    if !needs.any() || catalog.is_empty() {
-        return Ok(None);
-    }
-    let capable = |m: &str| catalog.iter().find(|c| c.name == m).is_some_and(|c| needs.missing(c).is_empty());
+    let Some(card) = card.filter(|_| needs.any()) else { return Ok(None) };
+    let capable = |m: &str| card(m).is_some_and(|c| needs.missing(c).is_empty());
     let within = narrow(policy.allowed.as_deref(), capable, models);
     if within.is_empty() {
         return Err(RouteError::Unsupported(format!(

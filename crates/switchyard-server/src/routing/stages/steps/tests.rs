@@ -119,22 +119,25 @@ fn needs_keep_only_models_that_declare_them() {
     let card = |name: &str, tools: bool| -> ModelCard {
         toml::from_str(&format!("name = \"{name}\"\nsupports_tools = {tools}\n")).unwrap()
     };
-    let catalog = vec![card("a", false), card("b", true), card("c", true)];
+    let cards = [card("a", false), card("b", true), card("c", true)];
+    let lookup = |m: &str| cards.iter().find(|c| c.name == m);
+    let catalog = Some(&lookup);
     let models = names(&["a", "b", "c"]);
     let tools = Needs { tools: true, ..Needs::default() };
 
     let mut p = policy(Knob::MinQuality(0.5));
     let mut pinned = Some("a".to_string());
-    assert_eq!(bound_by_needs(&mut p, &mut pinned, Needs::default(), &catalog, &models).unwrap(), None);
-    assert_eq!(bound_by_needs(&mut p, &mut pinned, tools, &[], &models).unwrap(), None, "no catalog: no filter");
+    assert_eq!(bound_by_needs(&mut p, &mut pinned, Needs::default(), catalog, &models).unwrap(), None);
+    let none: Option<&fn(&str) -> Option<&'static ModelCard>> = None;
+    assert_eq!(bound_by_needs(&mut p, &mut pinned, tools, none, &models).unwrap(), None, "no catalog: no filter");
     assert_eq!(pinned.as_deref(), Some("a"));
 
-    let narrowed = bound_by_needs(&mut p, &mut pinned, tools, &catalog, &models).unwrap();
+    let narrowed = bound_by_needs(&mut p, &mut pinned, tools, catalog, &models).unwrap();
     assert_eq!(narrowed.as_deref(), Some("tools"));
     assert_eq!((p.allowed.clone(), pinned), (Some(names(&["b", "c"])), None));
 
     let mut p = Policy { allowed: Some(names(&["a"])), ..policy(Knob::MinQuality(0.5)) };
-    let e = bound_by_needs(&mut p, &mut None, tools, &catalog, &models).unwrap_err();
+    let e = bound_by_needs(&mut p, &mut None, tools, catalog, &models).unwrap_err();
     assert_eq!(e.code(), "unsupported_request");
     assert!(e.to_string().contains("supports_tools"), "{e}");
 }
