@@ -56,40 +56,7 @@ impl AppState {
             config.sessions.max_sessions,
             config.sessions.deescalate_after,
         );
-        // Budgets continue from the spend the decision log already holds for their current period. The log is
-        // read on a plain thread: a PostgreSQL client must not run on an async one.
-        let location = config.log.location();
-        let readable = config.log.enabled
-            && match &location {
-                switchyard_store::Location::Sqlite(path) => path.is_file(),
-                switchyard_store::Location::Postgres(_) => true,
-            };
-        let keys = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let mut db = readable
-                        .then(|| match switchyard_store::Database::open(&location) {
-                            Ok(db) => Some(db),
-                            Err(e) => {
-                                tracing::warn!(
-                                    "budgets: cannot read their spend from the decision log ({e}); they start from \
-                                     zero on this replica (with [state] url, Redis holds them)"
-                                );
-                                None
-                            }
-                        })
-                        .flatten();
-                    crate::limits::keys::KeyRing::new(
-                        &config.keys,
-                        &config.server.client_keys,
-                        |var| std::env::var(var).ok(),
-                        |name, since| db.as_mut().and_then(|d| d.spend_of(name, since).ok()).unwrap_or(0.0),
-                        switchyard_store::now_ms(),
-                    )
-                })
-                .join()
-        })
-        .map_err(|_| StartError::Http("reading the budgets' spend panicked".into()))??;
+        let keys = client_keys(&config)?;
         // Before anything else holds the keys: the limit is set on each key in place.
         let per_key = config.server.per_key_concurrency(keys.all().len());
         let keys = keys.with_concurrency(per_key);
@@ -97,18 +64,7 @@ impl AppState {
         if let Some(shared) = &shared {
             shared.register(Arc::new(crate::limits::keys::replicated::BudgetResync { keys: keys.all().to_vec() }));
         }
-        let log = if config.log.enabled {
-            Some(LogWriter::start(&WriterOptions {
-                path: config.log.path.clone(),
-                url: config.log.url.clone(),
-                spool: config.log.spool.clone(),
-                required: config.log.required,
-                queue_capacity: config.log.queue_capacity,
-                retention_days: (config.log.retention_days > 0).then_some(config.log.retention_days),
-            })?)
-        } else {
-            None
-        };
+        let log = open_log(&config)?;
         let in_flight = Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency));
         let embedder = Embedder::start(
             encoder.clone(),
@@ -123,16 +79,7 @@ impl AppState {
         for line in config.deprecations() {
             tracing::warn!("{line}");
         }
-        let deployments = crate::gateway::deployments::Deployments::new(&config.models);
-        for up in deployments.all() {
-            if let Some(var) = up.api_key_env.as_deref().filter(|v| std::env::var_os(v).is_none()) {
-                tracing::warn!(
-                    model = up.model,
-                    deployment = up.name,
-                    "api_key_env {var} is not set: calls to this deployment go without a key"
-                );
-            }
-        }
+        let deployments = deployments(&config);
         let http = reqwest::Client::builder()
             .connect_timeout(config.server.connect_timeout())
             .redirect(reqwest::redirect::Policy::none())
@@ -269,4 +216,75 @@ pub(crate) fn record_decision(record: &mut DecisionRecord, decided: &Decided) {
 /// The decision's expected cost for `model`.
 pub(crate) fn expected_cost(record: &DecisionRecord, model: &str) -> Option<f64> {
     record.estimates.iter().find(|e| e.model == model).map(|e| e.cost_usd)
+}
+
+/// The client keys, their budgets continuing from the spend the decision log already holds for their current
+/// period.
+fn client_keys(config: &Config) -> Result<crate::limits::keys::KeyRing, StartError> {
+    // Budgets continue from the spend the decision log already holds for their current period. The log is
+    // read on a plain thread: a PostgreSQL client must not run on an async one.
+    let location = config.log.location();
+    let readable = config.log.enabled
+        && match &location {
+            switchyard_store::Location::Sqlite(path) => path.is_file(),
+            switchyard_store::Location::Postgres(_) => true,
+        };
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let mut db = readable
+                    .then(|| match switchyard_store::Database::open(&location) {
+                        Ok(db) => Some(db),
+                        Err(e) => {
+                            tracing::warn!(
+                                "budgets: cannot read their spend from the decision log ({e}); they start from \
+                                 zero on this replica (with [state] url, Redis holds them)"
+                            );
+                            None
+                        }
+                    })
+                    .flatten();
+                crate::limits::keys::KeyRing::new(
+                    &config.keys,
+                    &config.server.client_keys,
+                    |var| std::env::var(var).ok(),
+                    |name, since| db.as_mut().and_then(|d| d.spend_of(name, since).ok()).unwrap_or(0.0),
+                    switchyard_store::now_ms(),
+                )
+            })
+            .join()
+    })
+    .map_err(|_| StartError::Http("reading the budgets' spend panicked".into()))?
+    .map_err(StartError::from)
+}
+
+/// The decision log's writer, when the log is on.
+fn open_log(config: &Config) -> Result<Option<LogWriter>, StartError> {
+    Ok(if config.log.enabled {
+        Some(LogWriter::start(&WriterOptions {
+            path: config.log.path.clone(),
+            url: config.log.url.clone(),
+            spool: config.log.spool.clone(),
+            required: config.log.required,
+            queue_capacity: config.log.queue_capacity,
+            retention_days: (config.log.retention_days > 0).then_some(config.log.retention_days),
+        })?)
+    } else {
+        None
+    })
+}
+
+/// Every model's deployments, with a warning for each whose key is not in the environment.
+fn deployments(config: &Config) -> crate::gateway::deployments::Deployments {
+    let deployments = crate::gateway::deployments::Deployments::new(&config.models);
+    for up in deployments.all() {
+        if let Some(var) = up.api_key_env.as_deref().filter(|v| std::env::var_os(v).is_none()) {
+            tracing::warn!(
+                model = up.model,
+                deployment = up.name,
+                "api_key_env {var} is not set: calls to this deployment go without a key"
+            );
+        }
+    }
+    deployments
 }

@@ -254,66 +254,8 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let Ok(m) = self.0.lock() else { return out };
-        out.push_str(
-            "# HELP switchyard_requests_total Requests answered, by endpoint, chosen model, status and experiment arm.\n",
-        );
-        out.push_str("# TYPE switchyard_requests_total counter\n");
-        for ((endpoint, model, status, arm), n) in &m.requests {
-            let _ = writeln!(
-                out,
-                "switchyard_requests_total{{endpoint=\"{}\",model=\"{}\",status=\"{status}\",arm=\"{}\"}} {n}",
-                escape(endpoint),
-                escape(model),
-                escape(arm)
-            );
-        }
-        out.push_str("# HELP switchyard_rule_matches_total Requests a rule matched, by rule.\n");
-        out.push_str("# TYPE switchyard_rule_matches_total counter\n");
-        for (rule, n) in &m.rules {
-            let _ = writeln!(out, "switchyard_rule_matches_total{{rule=\"{}\"}} {n}", escape(rule));
-        }
-        let arm_families = [
-            ("switchyard_arm_requests_total", "Finished requests"),
-            ("switchyard_arm_cost_usd_total", "Spend (observed, else expected)"),
-            ("switchyard_arm_fallbacks_total", "Requests that fell back"),
-        ];
-        for (field, (name, help)) in arm_families.into_iter().enumerate() {
-            let _ = writeln!(out, "# HELP {name} {help}, by experiment and arm.\n# TYPE {name} counter");
-            for ((e, a), &(requests, spend, fallbacks)) in &m.arms {
-                let value = [requests as f64, spend, fallbacks as f64][field];
-                let _ = writeln!(out, "{name}{{experiment=\"{}\",arm=\"{}\"}} {}", escape(e), escape(a), value);
-            }
-        }
-        out.push_str("# HELP switchyard_feedback_total Feedback stored, by outcome (recorded, replaced).\n");
-        out.push_str("# TYPE switchyard_feedback_total counter\n");
-        for (outcome, n) in &m.feedback {
-            let _ = writeln!(out, "switchyard_feedback_total{{outcome=\"{outcome}\"}} {n}");
-        }
-        scalar(&mut out, "switchyard_router_reloads_total", "counter", "Successful router reloads.", m.reloads);
-        let generation = "Generation of the routers in service (1 at start-up).";
-        scalar(&mut out, "switchyard_router_generation", "gauge", generation, m.generation.max(1));
-        out.push_str("# HELP switchyard_upstream_calls_total Upstream calls, by model, deployment and outcome.\n");
-        out.push_str("# TYPE switchyard_upstream_calls_total counter\n");
-        for ((model, deployment, outcome), n) in &m.upstream_calls {
-            let _ = writeln!(
-                out,
-                "switchyard_upstream_calls_total{{model=\"{}\",deployment=\"{}\",outcome=\"{outcome}\"}} {n}",
-                escape(model),
-                escape(deployment)
-            );
-        }
-        out.push_str("# HELP switchyard_tokens_total Tokens reported by upstreams, by model and kind.\n");
-        out.push_str("# TYPE switchyard_tokens_total counter\n");
-        for (model, (input, output, _)) in &m.tokens {
-            let model = escape(model);
-            let _ = writeln!(out, "switchyard_tokens_total{{model=\"{model}\",kind=\"input\"}} {input}");
-            let _ = writeln!(out, "switchyard_tokens_total{{model=\"{model}\",kind=\"output\"}} {output}");
-        }
-        out.push_str("# HELP switchyard_cost_usd_total Estimated spend at catalog list prices, by model.\n");
-        out.push_str("# TYPE switchyard_cost_usd_total counter\n");
-        for (model, (_, _, cost)) in &m.tokens {
-            let _ = writeln!(out, "switchyard_cost_usd_total{{model=\"{}\"}} {cost}", escape(model));
-        }
+        render_request_counters(&mut out, &m);
+        render_upstream_counters(&mut out, &m);
         render_key_counters(&mut out, &m);
         render_connections(&mut out, &m);
         let fallbacks = "Failed upstream attempts (each moves a request on to its next candidate, if any).";
@@ -371,6 +313,74 @@ fn render_connections(out: &mut String, m: &Inner) {
     out.push_str("# TYPE switchyard_connections_closed_total counter\n");
     for (reason, n) in &m.connections_closed {
         let _ = writeln!(out, "switchyard_connections_closed_total{{reason=\"{reason}\"}} {n}");
+    }
+}
+
+/// Requests by endpoint, rule matches, experiment arms, feedback and reloads.
+fn render_request_counters(out: &mut String, m: &Inner) {
+    out.push_str(
+        "# HELP switchyard_requests_total Requests answered, by endpoint, chosen model, status and experiment arm.\n",
+    );
+    out.push_str("# TYPE switchyard_requests_total counter\n");
+    for ((endpoint, model, status, arm), n) in &m.requests {
+        let _ = writeln!(
+            out,
+            "switchyard_requests_total{{endpoint=\"{}\",model=\"{}\",status=\"{status}\",arm=\"{}\"}} {n}",
+            escape(endpoint),
+            escape(model),
+            escape(arm)
+        );
+    }
+    out.push_str("# HELP switchyard_rule_matches_total Requests a rule matched, by rule.\n");
+    out.push_str("# TYPE switchyard_rule_matches_total counter\n");
+    for (rule, n) in &m.rules {
+        let _ = writeln!(out, "switchyard_rule_matches_total{{rule=\"{}\"}} {n}", escape(rule));
+    }
+    let arm_families = [
+        ("switchyard_arm_requests_total", "Finished requests"),
+        ("switchyard_arm_cost_usd_total", "Spend (observed, else expected)"),
+        ("switchyard_arm_fallbacks_total", "Requests that fell back"),
+    ];
+    for (field, (name, help)) in arm_families.into_iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}, by experiment and arm.\n# TYPE {name} counter");
+        for ((e, a), &(requests, spend, fallbacks)) in &m.arms {
+            let value = [requests as f64, spend, fallbacks as f64][field];
+            let _ = writeln!(out, "{name}{{experiment=\"{}\",arm=\"{}\"}} {}", escape(e), escape(a), value);
+        }
+    }
+    out.push_str("# HELP switchyard_feedback_total Feedback stored, by outcome (recorded, replaced).\n");
+    out.push_str("# TYPE switchyard_feedback_total counter\n");
+    for (outcome, n) in &m.feedback {
+        let _ = writeln!(out, "switchyard_feedback_total{{outcome=\"{outcome}\"}} {n}");
+    }
+    scalar(out, "switchyard_router_reloads_total", "counter", "Successful router reloads.", m.reloads);
+    let generation = "Generation of the routers in service (1 at start-up).";
+    scalar(out, "switchyard_router_generation", "gauge", generation, m.generation.max(1));
+}
+
+/// Upstream calls, tokens and spend by model.
+fn render_upstream_counters(out: &mut String, m: &Inner) {
+    out.push_str("# HELP switchyard_upstream_calls_total Upstream calls, by model, deployment and outcome.\n");
+    out.push_str("# TYPE switchyard_upstream_calls_total counter\n");
+    for ((model, deployment, outcome), n) in &m.upstream_calls {
+        let _ = writeln!(
+            out,
+            "switchyard_upstream_calls_total{{model=\"{}\",deployment=\"{}\",outcome=\"{outcome}\"}} {n}",
+            escape(model),
+            escape(deployment)
+        );
+    }
+    out.push_str("# HELP switchyard_tokens_total Tokens reported by upstreams, by model and kind.\n");
+    out.push_str("# TYPE switchyard_tokens_total counter\n");
+    for (model, (input, output, _)) in &m.tokens {
+        let model = escape(model);
+        let _ = writeln!(out, "switchyard_tokens_total{{model=\"{model}\",kind=\"input\"}} {input}");
+        let _ = writeln!(out, "switchyard_tokens_total{{model=\"{model}\",kind=\"output\"}} {output}");
+    }
+    out.push_str("# HELP switchyard_cost_usd_total Estimated spend at catalog list prices, by model.\n");
+    out.push_str("# TYPE switchyard_cost_usd_total counter\n");
+    for (model, (_, _, cost)) in &m.tokens {
+        let _ = writeln!(out, "switchyard_cost_usd_total{{model=\"{}\"}} {cost}", escape(model));
     }
 }
 
