@@ -4,14 +4,40 @@
 //! were logged. The spool is replayed oldest first whenever the database answers again (tried with a backoff of
 //! half a second doubling to five).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::database::{Database, Location};
 use crate::record::{DecisionRecord, Feedback, FeedbackReceipt};
 use crate::spool::Spool;
-use crate::writer::WriterStats;
 use crate::StoreError;
+
+/// Counters of the writer, for metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Records committed to the database.
+    pub written: AtomicU64,
+    /// Records dropped because the queue was full (or the writer had stopped).
+    pub dropped: AtomicU64,
+    /// Records lost to a failed write (e.g. a full disk).
+    pub failed: AtomicU64,
+    /// Records waiting in the queue.
+    pub queued: AtomicU64,
+    /// Requests deleted by retention.
+    pub pruned: AtomicU64,
+    /// Times the writer thread was restarted after a panic.
+    pub restarts: AtomicU64,
+    /// Commits that failed and were tried again.
+    pub retries: AtomicU64,
+    /// The writer is down (between a panic and its restart, or while the database cannot be reopened).
+    pub down: AtomicBool,
+    /// Rows waiting in the spool for PostgreSQL to answer again.
+    pub spooled: AtomicU64,
+    /// Spooled rows replayed into PostgreSQL.
+    pub replayed: AtomicU64,
+    /// Writes to PostgreSQL that failed and sent rows to the spool.
+    pub unreachable: AtomicU64,
+}
 
 /// Waits before a failed commit is tried again; after the last, its rows count as failed.
 const RETRY_DELAYS: [Duration; 3] = [Duration::from_millis(50), Duration::from_millis(250), Duration::from_secs(1)];

@@ -3,7 +3,7 @@
 //! dropped and counted, so a slow disk can never stall traffic.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::database::{Database, Location};
 use crate::record::{now_ms, DecisionRecord, Feedback, FeedbackReceipt};
 use crate::sink::Sink;
+pub use crate::sink::WriterStats;
 use crate::spool::Spool;
 use crate::StoreError;
 
@@ -24,33 +25,6 @@ enum Op {
     Feedback(Feedback, SyncSender<Result<FeedbackReceipt, StoreError>>),
     Flush(SyncSender<()>),
     Shutdown(SyncSender<()>),
-}
-
-/// Counters of the writer, for metrics.
-#[derive(Debug, Default)]
-pub struct WriterStats {
-    /// Records committed to the database.
-    pub written: AtomicU64,
-    /// Records dropped because the queue was full (or the writer had stopped).
-    pub dropped: AtomicU64,
-    /// Records lost to a failed write (e.g. a full disk).
-    pub failed: AtomicU64,
-    /// Records waiting in the queue.
-    pub queued: AtomicU64,
-    /// Requests deleted by retention.
-    pub pruned: AtomicU64,
-    /// Times the writer thread was restarted after a panic.
-    pub restarts: AtomicU64,
-    /// Commits that failed and were tried again.
-    pub retries: AtomicU64,
-    /// The writer is down (between a panic and its restart, or while the database cannot be reopened).
-    pub down: AtomicBool,
-    /// Rows waiting in the spool for PostgreSQL to answer again.
-    pub spooled: AtomicU64,
-    /// Spooled rows replayed into PostgreSQL.
-    pub replayed: AtomicU64,
-    /// Writes to PostgreSQL that failed and sent rows to the spool.
-    pub unreachable: AtomicU64,
 }
 
 /// The first wait before restarting a panicked writer; it doubles up to five seconds.

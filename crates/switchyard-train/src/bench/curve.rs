@@ -154,6 +154,19 @@ pub fn cpt(curve: &[f64], x: f64) -> Option<f64> {
     Some(1.0)
 }
 
+/// One point of the router's sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// "willingness_to_pay" or "min_quality".
+    pub knob_name: String,
+    /// The knob's value.
+    pub knob: f64,
+    /// Mean realised cost per prompt (USD).
+    pub cost: f64,
+    /// Mean score.
+    pub quality: f64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,8 @@ mod set;
 mod sweep;
 
 pub use bootstrap::{bootstrap_intervals, BootstrapOptions, Interval, SplitMix64};
+pub use curve::CurvePoint;
 pub use leave_out::{leave_one_out, Aiq, Estimate, LeaveOutOptions, LeaveOutReport};
 pub use plot::plot;
-pub use run::{run_bench, BenchReport, BootstrapSummary, CurvePoint, Difference, Metrics, RouterMetrics, SingleModel};
+pub use run::{run_bench, BenchReport, BootstrapSummary, Difference, Metrics, RouterMetrics, SingleModel};
 pub use set::{knn_memory, training_prompts, BenchPrompt, BenchSet};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use switchyard_core::{estimate_input_tokens, KnnMemory, ModelEstimate, Prediction, Router};
 
 use super::bootstrap::{BootstrapOptions, Interval};
-use super::curve::{aiq, apgr, cost_to_reach, cpt, hull_quality, share_curve, upper_hull, Point};
+use super::curve::{aiq, apgr, cost_to_reach, cpt, hull_quality, share_curve, upper_hull, CurvePoint, Point};
 use super::resample::{intervals, Inputs, PairInput, LEARNED, VERSUS, ZERO};
 use super::set::BenchSet;
 use super::sweep::Choices;
@@ -66,19 +66,6 @@ pub struct RouterMetrics {
     /// Share of labelled prompts whose top predicted domain is their label (labels the router knows only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain_accuracy: Option<f64>,
-}
-
-/// One point of the router's sweep.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CurvePoint {
-    /// "willingness_to_pay" or "min_quality".
-    pub knob_name: String,
-    /// The knob's value.
-    pub knob: f64,
-    /// Mean realised cost per prompt (USD).
-    pub cost: f64,
-    /// Mean score.
-    pub quality: f64,
 }
 
 /// A single model's operating point.

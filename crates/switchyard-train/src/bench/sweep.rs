@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 
 use switchyard_core::{Knob, ModelEstimate, Policy};
 
-use super::curve::Point;
-use super::run::CurvePoint;
+use super::curve::{CurvePoint, Point};
 use super::set::BenchSet;
 
 /// Willingness-to-pay values swept: 0 and 121 values from 1e-7 to 1e4 USD on a log grid.
