@@ -6,24 +6,28 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
 use switchyard_core::{
-    estimate_input_tokens, CandidateMetrics, Dense, EncoderInfo, Knob, LengthReport, Manifest, Policy, Predictor,
-    PredictorKind, Router, TrainingInfo, FORMAT_VERSION,
+    CandidateMetrics, Dense, EncoderInfo, Knob, LengthReport, Manifest, Policy, Predictor, PredictorKind, Router,
+    TrainingInfo, FORMAT_VERSION,
 };
 use switchyard_encoder::Encoder;
 
 use crate::cache::EmbeddingCache;
 use crate::complexity_labels::ComplexityLabels;
 use crate::dataset::{hex, Dataset, PromptRecord};
-use crate::familiarity::{fit_familiarity, FamiliarityInputs};
 use crate::folds::{sample_groups, Folds};
-use crate::heads::{cross_fit_heads, difficulty_targets};
+use crate::heads::cross_fit_heads;
 use crate::lengths::{fit_lengths, LengthTargets, OutputLengths, MIN_LENGTH_PROMPTS};
-use crate::predictors::{grid, Linking, MlpConfig};
-use crate::profiles::{baselines, Profiles};
+use crate::predictors::MlpConfig;
+use crate::profiles::Profiles;
 use crate::scaling::{calibrate, coherent_priors};
-use crate::select::{best, cross_validate, refit, CvData};
-use crate::targets::Targets;
+use crate::select::{best, refit, CvData};
 use crate::TrainError;
+
+mod inputs;
+use inputs::{
+    check_inputs, cross_validate_candidates, cv_data, embed_labels, embed_prompts, familiarity, linking, membership,
+    selection_sample,
+};
 
 /// Total weight of complexity-labelled prompts, as a share of the logged prompts.
 const LABEL_SHARE: f64 = 0.25;
@@ -96,58 +100,19 @@ pub fn train(
     cache: &mut EmbeddingCache,
     options: &TrainOptions,
 ) -> Result<Router, TrainError> {
-    if dataset.prompts.len() < MIN_PROMPTS {
-        return Err(TrainError::TooFewPrompts { found: dataset.prompts.len(), needed: MIN_PROMPTS });
-    }
-    if options.candidates.is_empty() || options.candidates == [PredictorKind::Ensemble] {
-        return Err(TrainError::Fit(
-            "no predictor candidates: list logistic, mf, mlp, knn or irt (an ensemble is built from them)".into(),
-        ));
-    }
+    check_inputs(dataset, options)?;
     let hashes: Vec<u64> = dataset.prompts.iter().map(|p| p.text_hash).collect();
     let folds = Folds::grouped(&hashes, options.folds, options.seed)?;
-    let texts: Vec<&str> = dataset.prompts.iter().map(|p| p.text.as_str()).collect();
-    let bar = progress_bar(options.progress, texts.len(), "embedding prompts");
-    let embedding_started = std::time::Instant::now();
-    let mut embedded = 0;
-    let vectors = cache.embed(encoder, &texts, options.batch_size, |done, _| {
-        embedded = done;
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
-    tracing::info!(
-        "{} prompts embedded ({embedded} not in the cache) in {:.1} s",
-        texts.len(),
-        embedding_started.elapsed().as_secs_f64()
-    );
+    let vectors = embed_prompts(dataset, encoder, cache, options)?;
 
     let started = std::time::Instant::now();
     let dim = encoder.dim();
     let embeddings = Array2::from_shape_fn((vectors.len(), dim), |(r, c)| vectors[r][c]);
     drop(vectors);
-    let mut sample = sample_groups(&hashes, options.cv_sample.max(MIN_PROMPTS), options.seed);
-    let distinct: std::collections::HashSet<u64> = sample.iter().map(|&r| hashes[r]).collect();
-    if sample.len() < MIN_PROMPTS || distinct.len() < options.folds {
-        // Too few texts fit in the sample to cross-validate (a few texts on very many rows): use every row.
-        sample = (0..hashes.len()).collect();
-    }
-    if sample.len() < hashes.len() {
-        tracing::info!(
-            "{} prompts: choosing the predictor on a sample of {}, then refitting it on all",
-            hashes.len(),
-            sample.len()
-        );
-    }
+    let sample = selection_sample(&hashes, options);
     let prompts: Vec<&PromptRecord> = dataset.prompts.iter().collect();
     let models = dataset.models.len();
-    let labelled = match &options.complexity_labels {
-        Some(labels) => {
-            let texts: Vec<&str> = labels.texts.iter().map(String::as_str).collect();
-            let vectors = cache.embed(encoder, &texts, options.batch_size, |_, _| {})?;
-            Some((Array2::from_shape_fn((vectors.len(), dim), |(r, c)| vectors[r][c]), labels.targets.as_slice()))
-        }
-        None => None,
-    };
+    let labelled = embed_labels(encoder, cache, options)?;
     // The labels' share is of the prompts the heads are fitted on: the sample.
     let weighted = labelled.as_ref().map(|(x, targets)| repeat_labels(x, targets, sample.len()));
     let (heads, features) = cross_fit_heads(
@@ -162,72 +127,21 @@ pub fn train(
     tracing::info!("heads cross-fitted in {:.1} s", started.elapsed().as_secs_f64());
     let domains = dataset.domains.len();
     let domain_probs = features.slice(ndarray::s![.., dim..dim + domains]).to_owned();
-    // Domain membership: the logged label where there is one, else the out-of-fold probabilities.
-    let membership = Array2::from_shape_fn(domain_probs.dim(), |(r, d)| match prompts[r].domain {
-        Some(label) => f32::from(u8::from(label == d)),
-        None => domain_probs[[r, d]],
-    });
-    let linking = Linking {
-        sources: prompts.iter().map(|p| p.source as u32).collect(),
-        source_count: dataset.sources.len().max(1),
-        aggregates: options
-            .profiles
-            .as_ref()
-            .map(|p| p.aggregates(&dataset.models, &dataset.domains, &membership))
-            .unwrap_or_default(),
-    };
-    let cost = Array2::from_shape_fn((prompts.len(), models), |(r, m)| {
-        dataset.costs[m].expected_cost_usd(estimate_input_tokens(&prompts[r].text))
-    });
-    let full = CvData {
-        features,
-        embeddings,
-        targets: Targets::from_prompts(&prompts, models),
-        cost,
-        text_hashes: hashes,
-        folds,
-        linking,
-    };
+    let membership = membership(&prompts, &domain_probs);
+    let linking = linking(dataset, &prompts, options, &membership);
+    let full = cv_data(dataset, &prompts, (features, embeddings), hashes, folds, linking);
     let sampled = (sample.len() < full.text_hashes.len()).then(|| full.subset(&sample));
     // What the choice is made on: every prompt, or the sample.
     let selection = sampled.as_ref().unwrap_or(&full);
 
     let lengths = output_lengths(dataset, &full, options)?;
-    let configs = grid(&options.candidates, options.mlp);
-    let bar = progress_bar(options.progress, 0, "cross-validating predictors");
-    let evaluated = cross_validate(selection, &configs, options.seed, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
+    let evaluated = cross_validate_candidates(selection, options)?;
     tracing::info!("candidates cross-validated at {:.1} s", started.elapsed().as_secs_f64());
     for e in &evaluated {
         log_candidate(&e.metrics);
     }
-    let complexity: Vec<f32> = full.features.column(dim + domains).to_vec();
-    let difficulty = difficulty_targets(&prompts, models);
-    let baseline = baselines(
-        options.profiles.as_ref(),
-        &dataset.models,
-        &dataset.domains,
-        &full.targets,
-        &membership,
-        &difficulty,
-    );
-    let log_lengths: Vec<f32> = prompts.iter().map(|p| estimate_input_tokens(&p.text).ln_1p() as f32).collect();
-    let mut familiarity = fit_familiarity(&FamiliarityInputs {
-        embeddings: &full.embeddings,
-        folds: &full.folds,
-        targets: &full.targets,
-        domain_probs: &domain_probs,
-        membership: &membership,
-        baseline: &baseline,
-        complexity: &complexity,
-        difficulty: &difficulty,
-        log_lengths: &log_lengths,
-        labelled: labelled.as_ref().map(|(x, t)| (x, *t)),
-        seed: options.seed,
-    })?;
+    let mut familiarity =
+        familiarity(dataset, &prompts, &full, (&domain_probs, &membership), labelled.as_ref(), options)?;
     let chosen = best(&evaluated).ok_or_else(|| TrainError::Fit("no predictor candidates were fitted".into()))?;
     let predictor = refit(&evaluated[chosen], &full, &sample, options.seed)?;
     tracing::info!(
@@ -247,7 +161,31 @@ pub fn train(
     validation[chosen].ece = ece_calibrated;
     let validation = rank(validation, chosen);
 
-    let find = |f: fn(&Predictor) -> Option<usize>| match &predictor {
+    let info =
+        TrainingInfo { cv_sample: (sample.len() < prompts.len()).then_some(sample.len()), ..training_info(dataset) };
+    let manifest =
+        manifest(dataset, encoder, &predictor, options, info, validation, lengths.as_ref().map(|l| l.1.clone()));
+    Ok(Router {
+        manifest,
+        heads,
+        predictor,
+        calibration,
+        familiarity: Some(familiarity),
+        lengths: lengths.map(|l| l.0),
+    })
+}
+
+/// The router's manifest: everything that is not a weight.
+fn manifest(
+    dataset: &Dataset,
+    encoder: &dyn Encoder,
+    predictor: &Predictor,
+    options: &TrainOptions,
+    training: TrainingInfo,
+    validation: Vec<CandidateMetrics>,
+    output_lengths: Option<LengthReport>,
+) -> Manifest {
+    let find = |f: fn(&Predictor) -> Option<usize>| match predictor {
         Predictor::Ensemble(members) => members.iter().find_map(f).unwrap_or(0),
         single => f(single).unwrap_or(0),
     };
@@ -259,15 +197,15 @@ pub fn train(
         Predictor::Mf(mf) => Some(mf.latent()),
         _ => None,
     });
-    let members = match &predictor {
+    let members = match predictor {
         Predictor::Ensemble(m) => m.iter().map(Predictor::kind).collect(),
         _ => Vec::new(),
     };
-    let manifest = Manifest {
+    Manifest {
         format_version: FORMAT_VERSION,
         encoder: EncoderInfo {
             id: encoder.id().to_string(),
-            dim,
+            dim: encoder.dim(),
             max_tokens: encoder.max_tokens(),
             files_sha256: encoder.files_digest().map(str::to_string),
         },
@@ -278,24 +216,13 @@ pub fn train(
         latent,
         members,
         default_policy: options.default_policy.clone(),
-        training: TrainingInfo {
-            cv_sample: (sample.len() < prompts.len()).then_some(sample.len()),
-            ..training_info(dataset)
-        },
+        training,
         validation,
-        output_lengths: lengths.as_ref().map(|l| l.1.clone()),
+        output_lengths,
         created_by: format!("switchyard {}", env!("CARGO_PKG_VERSION")),
         profiles: Vec::new(),
         weights_sha256: None,
-    };
-    Ok(Router {
-        manifest,
-        heads,
-        predictor,
-        calibration,
-        familiarity: Some(familiarity),
-        lengths: lengths.map(|l| l.0),
-    })
+    }
 }
 
 /// The complexity-labelled prompts `x` and their `targets`, each repeated so that together they weigh
