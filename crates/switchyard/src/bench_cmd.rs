@@ -131,21 +131,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.leave_out.is_some() {
         return leave_out(args, catalog.as_ref(), &encoder, &mut cache);
     }
-    let (router, train_files) = if let Some(dir) = &args.router {
-        let router = Router::load(dir).with_context(|| format!("cannot load router {}", dir.display()))?;
-        router.check_encoder(&switchyard_server::encoder_info(&encoder))?;
-        // The kNN baselines learn from the router's own training logs when they are still where they were.
-        let files: Vec<PathBuf> = router.manifest.training.files.iter().map(|f| PathBuf::from(&f.path)).collect();
-        let files = if files.iter().all(|f| f.is_file()) { files } else { Vec::new() };
-        (router, files)
-    } else {
-        let dataset =
-            Dataset::from_logs(&args.train_logs, catalog.as_ref(), args.skip_bad_rows, RowFilter::ExcludeTest)?;
-        eprintln!("training on {} prompts, {} models", dataset.prompts.len(), dataset.models.len());
-        let options = TrainOptions { progress: !args.quiet, ..train_options(args) };
-        (train(&dataset, &encoder, &mut cache, &options)?, args.train_logs.clone())
-    };
-
+    let (router, train_files) = router_to_bench(args, catalog.as_ref(), &encoder, &mut cache)?;
     let mut set = BenchSet::from_logs(
         &args.logs,
         &router.manifest.models,
@@ -153,6 +139,49 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.skip_bad_rows,
         RowFilter::TestOrAll,
     )?;
+    let overlap = prepare_held_out(&mut set, &train_files)?;
+    let embeddings = embed(&mut cache, &encoder, set.prompts.iter().map(|p| p.text.as_str()), !args.quiet)?;
+
+    let knn = knn_baselines(args, &router, &set, &train_files, catalog.as_ref(), &encoder, &mut cache)?;
+    let options = BootstrapOptions { resamples: args.bootstrap, seed: args.bootstrap_seed, ..Default::default() };
+    let mut report = run_bench(&set, &embeddings, &router, &knn, &options);
+    report.overlap_dropped = overlap;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let path = args.out.join("report.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let title = args.logs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    plot(&report, &format!("switchyard bench: {title}"), &args.out.join("curve.svg"), &args.out.join("curve.png"))?;
+    print_table(&report, &path);
+    Ok(())
+}
+
+/// The router to evaluate, loaded (`--router`) or trained in this run (`--train-logs`), and its training files
+/// when they are at hand (the kNN baselines learn from them; held-out prompts are checked against them).
+fn router_to_bench(
+    args: &BenchArgs,
+    catalog: Option<&Catalog>,
+    encoder: &MiniLm,
+    cache: &mut EmbeddingCache,
+) -> anyhow::Result<(Router, Vec<PathBuf>)> {
+    Ok(if let Some(dir) = &args.router {
+        let router = Router::load(dir).with_context(|| format!("cannot load router {}", dir.display()))?;
+        router.check_encoder(&switchyard_server::encoder_info(encoder))?;
+        // The kNN baselines learn from the router's own training logs when they are still where they were.
+        let files: Vec<PathBuf> = router.manifest.training.files.iter().map(|f| PathBuf::from(&f.path)).collect();
+        let files = if files.iter().all(|f| f.is_file()) { files } else { Vec::new() };
+        (router, files)
+    } else {
+        let dataset = Dataset::from_logs(&args.train_logs, catalog, args.skip_bad_rows, RowFilter::ExcludeTest)?;
+        eprintln!("training on {} prompts, {} models", dataset.prompts.len(), dataset.models.len());
+        let options = TrainOptions { progress: !args.quiet, ..train_options(args) };
+        (train(&dataset, encoder, cache, &options)?, args.train_logs.clone())
+    })
+}
+
+/// Leaves out held-out prompts that also occur in the training logs (same normalised text), and the models that
+/// did not answer every held-out prompt, saying so. Returns how many prompts were left out for leakage.
+fn prepare_held_out(set: &mut BenchSet, train_files: &[PathBuf]) -> anyhow::Result<usize> {
     // No leakage: a held-out prompt that also occurs in the training logs (same normalised text) is left out.
     let overlap = if train_files.is_empty() {
         eprintln!(
@@ -162,7 +191,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         );
         0
     } else {
-        let seen = training_prompts(&train_files)?;
+        let seen = training_prompts(train_files)?;
         let n = set.drop_prompts_seen_in(&seen);
         if n > 0 {
             eprintln!(
@@ -200,32 +229,32 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         set.models.len(),
         set.unused_rows
     );
-    let embeddings = embed(&mut cache, &encoder, set.prompts.iter().map(|p| p.text.as_str()), !args.quiet)?;
+    Ok(overlap)
+}
 
+/// kNN10 and kNN40 on the training logs, when they are at hand.
+fn knn_baselines(
+    args: &BenchArgs,
+    router: &Router,
+    set: &BenchSet,
+    train_files: &[PathBuf],
+    catalog: Option<&Catalog>,
+    encoder: &MiniLm,
+    cache: &mut EmbeddingCache,
+) -> anyhow::Result<Vec<(String, switchyard_core::KnnMemory)>> {
     let mut knn = Vec::new();
     if train_files.is_empty() {
         eprintln!("note: no training logs at hand (pass --train-logs), so the kNN baselines are left out");
     } else {
         let mut train_set =
-            BenchSet::from_logs(&train_files, &router.manifest.models, catalog.as_ref(), true, RowFilter::ExcludeTest)?;
+            BenchSet::from_logs(train_files, &router.manifest.models, catalog, true, RowFilter::ExcludeTest)?;
         train_set.keep_models(&set.models);
-        let train_embeddings =
-            embed(&mut cache, &encoder, train_set.prompts.iter().map(|p| p.text.as_str()), !args.quiet)?;
+        let train_embeddings = embed(cache, encoder, train_set.prompts.iter().map(|p| p.text.as_str()), !args.quiet)?;
         for k in [10, 40] {
             knn.push((format!("knn{k}"), knn_memory(&train_set, &train_embeddings, k)));
         }
     }
-    let options = BootstrapOptions { resamples: args.bootstrap, seed: args.bootstrap_seed, ..Default::default() };
-    let mut report = run_bench(&set, &embeddings, &router, &knn, &options);
-    report.overlap_dropped = overlap;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    let path = args.out.join("report.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    let title = args.logs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-    plot(&report, &format!("switchyard bench: {title}"), &args.out.join("curve.svg"), &args.out.join("curve.png"))?;
-    print_table(&report, &path);
-    Ok(())
+    Ok(knn)
 }
 
 fn embed<'a>(
@@ -372,6 +401,13 @@ fn leave_out(
     let path = args.out.join("leave-out.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
+    print_leave_out(&report, args);
+    println!("report written to {} (the four routers: {})", path.display(), args.out.join("routers").display());
+    Ok(())
+}
+
+/// The leave-one-out figures, as a table on stdout.
+fn print_leave_out(report: &switchyard_train::bench::LeaveOutReport, args: &BenchArgs) {
     println!(
         "left out {} ({}: removing it costs {:.4} AIQ there), added back from {} prompts ({} rows) of its {} training prompts",
         report.model,
@@ -411,6 +447,4 @@ fn leave_out(
             shares.iter().filter(|&&s| s >= 0.9).count()
         );
     }
-    println!("report written to {} (the four routers: {})", path.display(), args.out.join("routers").display());
-    Ok(())
 }

@@ -201,16 +201,20 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let router = train(&dataset, &encoder as &dyn Encoder, &mut cache, &options)?;
     router.save(&args.out).with_context(|| format!("cannot save the router to {}", args.out.display()))?;
 
+    print_validation(&router, dataset.prompts.len(), options.folds);
+    println!("router written to {}", args.out.display());
+    Ok(())
+}
+
+/// The candidates' cross-validated figures, best first, and the output-length fit, on stderr.
+fn print_validation(router: &switchyard_core::Router, prompts: usize, folds: usize) {
     let sample = match router.manifest.training.cv_sample {
         Some(n) => {
-            format!(" on a sample of {n} of the {} prompts, the chosen one refitted on all", dataset.prompts.len())
+            format!(" on a sample of {n} of the {} prompts, the chosen one refitted on all", prompts)
         }
         None => String::new(),
     };
-    eprintln!(
-        "\ncross-validated over {} folds (grouped by normalised prompt text){sample}, best first:",
-        options.folds
-    );
+    eprintln!("\ncross-validated over {} folds (grouped by normalised prompt text){sample}, best first:", folds);
     eprintln!(
         "{:<10} {:<44} {:>26} {:>9} {:>7} {:>6} {:>7}",
         "predictor", "setting", "utility [95% interval]", "log loss", "Brier", "AUC", "ECE"
@@ -239,6 +243,4 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             l.mae_log, l.mean_only_mae_log, l.prompts
         );
     }
-    println!("router written to {}", args.out.display());
-    Ok(())
 }
