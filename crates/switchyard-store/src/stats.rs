@@ -229,7 +229,16 @@ pub fn stats(store: impl LogRows, since_ms: i64) -> Result<Stats, StoreError> {
             }
         }
     })?;
-    s.by_model = models
+    s.by_model = model_stats(models);
+    s.by_key = keys.into_values().collect();
+    s.by_key.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.key.cmp(&b.key)));
+    s.by_arm = arm_stats(arms);
+    Ok(s)
+}
+
+/// Each model's calls, fallbacks, spend, latency and feedback, most called first.
+fn model_stats(models: BTreeMap<String, ModelAcc>) -> Vec<ModelStats> {
+    let mut by_model: Vec<ModelStats> = models
         .into_iter()
         .map(|(model, a)| ModelStats {
             model,
@@ -241,19 +250,23 @@ pub fn stats(store: impl LogRows, since_ms: i64) -> Result<Stats, StoreError> {
             feedback: a.feedback.interval(),
         })
         .collect();
-    s.by_model.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.model.cmp(&b.model)));
-    s.by_key = keys.into_values().collect();
-    s.by_key.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.key.cmp(&b.key)));
+    by_model.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.model.cmp(&b.model)));
+    by_model
+}
+
+/// Each experiment arm's figures, with its feedback against the experiment's first arm.
+fn arm_stats(arms: BTreeMap<(String, String), ArmAcc>) -> Vec<ArmStats> {
+    let mut by_arm: Vec<ArmStats> = Vec::new();
     let mut first: BTreeMap<String, Moments> = BTreeMap::new();
     for ((experiment, arm), a) in arms {
         let baseline = first.entry(experiment.clone()).or_insert(a.feedback);
-        let is_first = s.by_arm.last().is_none_or(|prev: &ArmStats| prev.experiment != experiment);
+        let is_first = by_arm.last().is_none_or(|prev: &ArmStats| prev.experiment != experiment);
         let feedback_vs_first = (!is_first && a.feedback.n > 0 && baseline.n > 0).then(|| {
             let diff = a.feedback.mean - baseline.mean;
             let se = (a.feedback.variance() / a.feedback.n as f64 + baseline.variance() / baseline.n as f64).sqrt();
             Interval { n: a.feedback.n, mean: diff, low: diff - Z95 * se, high: diff + Z95 * se }
         });
-        s.by_arm.push(ArmStats {
+        by_arm.push(ArmStats {
             experiment,
             arm,
             calls: a.calls,
@@ -265,7 +278,7 @@ pub fn stats(store: impl LogRows, since_ms: i64) -> Result<Stats, StoreError> {
             feedback_vs_first,
         });
     }
-    Ok(s)
+    by_arm
 }
 
 fn show(i: Option<Interval>, digits: usize) -> String {
