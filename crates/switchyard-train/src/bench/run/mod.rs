@@ -14,6 +14,12 @@ use super::set::BenchSet;
 use super::sweep::Choices;
 use crate::metrics;
 
+mod baselines;
+use baselines::{
+    differences, knn_baselines, pair_baselines, point_baselines, preference, router_metrics, single_models,
+    KnnBaselines, Preferences,
+};
+
 /// The cost a router is given for a model it does not know, so that no knob ever chooses it.
 const UNKNOWN_MODEL_COST: f64 = 1e6;
 
@@ -244,116 +250,24 @@ pub fn run_bench(
     let learned = Choices::of_router(set, &answered_estimates(set, in_set_order.clone()));
     let curve = learned.curve();
 
-    let singles: Vec<SingleModel> = set
-        .single_model_points()
-        .into_iter()
-        .zip(&set.models)
-        .filter(|((_, _, n), _)| *n > 0)
-        .map(|((cost, quality, prompts), model)| SingleModel { model: model.clone(), cost, quality, prompts })
-        .collect();
-    let single_points: Vec<Point> = singles.iter().map(|s| Point { cost: s.cost, quality: s.quality }).collect();
-    let c_max = singles.iter().map(|s| s.cost).fold(0.0, f64::max);
-    let point_metrics = |cost: f64, quality: f64| Metrics {
-        aiq: aiq(&[Point { cost, quality }], c_max),
-        cost: Some(cost),
-        quality: Some(quality),
-        ..Metrics::default()
-    };
+    let (singles, single_points, c_max) = single_models(set);
 
-    let mut baselines = BTreeMap::new();
-    for s in &singles {
-        baselines.insert(format!("model:{}", s.model), point_metrics(s.cost, s.quality));
-    }
-    baselines.insert(ZERO.to_string(), Metrics { aiq: aiq(&single_points, c_max), ..Metrics::default() });
-    // Random: each prompt goes to a uniformly random model among those that answered it (expected values).
-    let n = set.prompts.len().max(1) as f64;
-    let mean_over_answered = |v: &dyn Fn(usize, usize) -> Option<f64>| {
-        set.prompts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let vals: Vec<f64> =
-                    (0..set.models.len()).filter_map(|m| if p.score[m].is_some() { v(i, m) } else { None }).collect();
-                vals.iter().sum::<f64>() / vals.len().max(1) as f64
-            })
-            .sum::<f64>()
-            / n
-    };
-    let random = point_metrics(
-        mean_over_answered(&|i, m| set.prompts[i].cost[m]),
-        mean_over_answered(&|i, m| set.prompts[i].score[m]),
-    );
-    baselines.insert("random".to_string(), random);
-    // The oracle point: per prompt, the cheapest model with the best observed score.
-    let (mut oc, mut oq) = (0.0, 0.0);
-    for p in &set.prompts {
-        let best = (0..set.models.len())
-            .filter_map(|m| Some((p.score[m]?, p.cost[m].unwrap_or(0.0))))
-            .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
-        if let Some((s, c)) = best {
-            oq += s;
-            oc += c;
-        }
-    }
-    baselines.insert("oracle_point".to_string(), point_metrics(oc / n, oq / n));
-    // The oracle curve: what knowing every score would buy at each willingness to pay.
-    let oracle = Choices::of_oracle(set);
-    let oracle_curve = oracle.curve();
-    baselines.insert("oracle".to_string(), Metrics { aiq: aiq(&points(&oracle_curve), c_max), ..Metrics::default() });
-
+    let (mut baselines, oracle, oracle_curve) = point_baselines(set, &singles, &single_points, c_max);
     // Two-model sets: APGR and CPT, with the strong model the one of higher mean score.
     let strong =
         (set.models.len() == 2 && singles.len() == 2).then(|| usize::from(singles[1].quality > singles[0].quality));
-    let preference = |est: &[Vec<ModelEstimate>], strong: usize| -> Vec<f64> {
-        est.iter().map(|e| e[strong].p_success - e[1 - strong].p_success).collect()
-    };
-    let mut preferences: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut preferences: Preferences = Vec::new();
     let mut router_curve_metrics = Metrics { aiq: aiq(&points(&curve), c_max), ..Metrics::default() };
     if let Some(strong) = strong {
         let pref = preference(&in_set_order, strong);
         (router_curve_metrics.apgr, router_curve_metrics.cpt50, router_curve_metrics.cpt80) =
             pair_metrics(set, strong, |i| pref[i]);
         preferences.push((LEARNED.to_string(), pref));
-        let score = |i: usize, m: usize| set.prompts[i].score[m].unwrap_or(0.0);
-        let oracle = baselines.entry("oracle".to_string()).or_default();
-        (oracle.apgr, oracle.cpt50, oracle.cpt80) =
-            pair_metrics(set, strong, |i| score(i, strong) - score(i, 1 - strong));
-        let line: Vec<f64> = (0..=10).map(|k| f64::from(k) / 10.0).collect();
-        for name in ["random", ZERO] {
-            // Mixing the two models at random: the straight line from the weak one to the strong one.
-            let m = baselines.entry(name.to_string()).or_default();
-            (m.apgr, m.cpt50, m.cpt80) = (apgr(&line), cpt(&line, 0.5), cpt(&line, 0.8));
-        }
+        pair_baselines(set, strong, &mut baselines);
     }
 
-    let mut baseline_curves = BTreeMap::new();
-    let mut knn_choices = Vec::new();
-    for (name, memory) in knn {
-        let all: Vec<Vec<ModelEstimate>> = embeddings
-            .iter()
-            .zip(&in_set_order)
-            .map(|(e, pred)| {
-                memory
-                    .predict(e)
-                    .into_iter()
-                    .zip(pred)
-                    .map(|(p, r)| ModelEstimate { p_success: f64::from(p), ..r.clone() })
-                    .collect()
-            })
-            .collect();
-        let choices = Choices::of_router(set, &answered_estimates(set, all.clone()));
-        let knn_curve = choices.curve();
-        let mut m = Metrics { aiq: aiq(&points(&knn_curve), c_max), ..Metrics::default() };
-        if let Some(strong) = strong {
-            let pref = preference(&all, strong);
-            (m.apgr, m.cpt50, m.cpt80) = pair_metrics(set, strong, |i| pref[i]);
-            preferences.push((name.clone(), pref));
-        }
-        baselines.insert(name.clone(), m);
-        baseline_curves.insert(name.clone(), knn_curve);
-        knn_choices.push((name.clone(), choices));
-    }
-
+    let KnnBaselines { curves: baseline_curves, choices: knn_choices } =
+        knn_baselines((set, embeddings, &in_set_order), knn, c_max, strong, (&mut baselines, &mut preferences));
     // Intervals: every router on the same resamples.
     let started = Instant::now();
     let mut routers: Vec<(&str, &Choices)> = vec![(LEARNED, &learned), ("oracle", &oracle)];
@@ -378,54 +292,10 @@ pub fn run_bench(
     for (name, m) in &mut baselines {
         attach(m, name);
     }
-    let mut differences = Vec::new();
-    for baseline in VERSUS {
-        let Some(b) = baselines.get(baseline) else {
-            continue;
-        };
-        let pairs = [("aiq", Some(router_curve_metrics.aiq), Some(b.aiq)), ("apgr", router_curve_metrics.apgr, b.apgr)];
-        for (metric, a, b) in pairs.into_iter().filter_map(|(m, a, b)| Some((m, a?, b?))) {
-            differences.push(Difference {
-                metric: metric.to_string(),
-                baseline: baseline.to_string(),
-                value: a - b,
-                ci: ci.get(&format!("{metric}:{LEARNED}-{baseline}")).copied(),
-            });
-        }
-    }
+    let differences = differences(&router_curve_metrics, &baselines, &ci);
 
-    let hull = upper_hull(&points(&curve));
-    let best = singles.iter().max_by(|a, b| a.quality.total_cmp(&b.quality).then(b.cost.total_cmp(&a.cost)));
-    let (quality_at_best, match_share) = match best {
-        Some(b) => {
-            (hull_quality(&hull, b.cost), cost_to_reach(&hull, b.quality).filter(|_| b.cost > 0.0).map(|c| c / b.cost))
-        }
-        None => (0.0, None),
-    };
-    let mut pairs = Vec::new();
-    for (prompt, pred) in set.prompts.iter().zip(&in_set_order) {
-        for (m, e) in pred.iter().enumerate().filter(|(m, _)| order[*m].is_some()) {
-            if let Some(s) = prompt.score[m] {
-                pairs.push((e.p_success as f32, s as f32));
-            }
-        }
-    }
-    let labelled: Vec<bool> = set
-        .prompts
-        .iter()
-        .zip(&predictions)
-        .filter(|(p, _)| p.domain.as_ref().is_some_and(|d| router.manifest.domains.contains(d)))
-        .map(|(p, pred)| pred.domains.first().map(|d| &d.domain) == p.domain.as_ref())
-        .collect();
-    let metrics = RouterMetrics {
-        curve: router_curve_metrics,
-        quality_at_best_single_cost: quality_at_best,
-        cost_share_to_match_best_single: match_share,
-        ece: metrics::ece(&pairs),
-        auc: metrics::auc(&pairs),
-        domain_accuracy: (!labelled.is_empty())
-            .then(|| labelled.iter().filter(|x| **x).count() as f64 / labelled.len() as f64),
-    };
+    let metrics =
+        router_metrics(set, router, (&predictions, &in_set_order, &order), &singles, &curve, router_curve_metrics);
     BenchReport {
         metrics,
         baselines,
