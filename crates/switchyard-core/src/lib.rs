@@ -5,8 +5,6 @@
 //! and the [`Policy`] that turns predictions into a [`Decision`]. It knows nothing of HTTP, training loops
 //! or the encoder's internals.
 
-mod addition;
-mod artifact;
 mod catalog;
 mod cost;
 mod explore;
@@ -15,11 +13,9 @@ mod logs;
 mod online;
 mod policy;
 mod predictor;
-mod roster;
 mod router;
 mod row;
 
-pub use addition::{AddedProfile, ModelHead, NewModel, ProfileBasis};
 pub use catalog::{Catalog, CatalogError, Deployment, ModelCard};
 pub use cost::{estimate_input_tokens, CostSource, ModelCost, CHARS_PER_TOKEN};
 pub use explore::{explore, seed_of, thompson_shares, Exploration, Rng};
@@ -31,9 +27,9 @@ pub use predictor::{
     dot, logit, sigmoid, softmax, softplus, Dense, Factorized, Heads, ItemResponse, KnnMemory, Platt, Predictor,
     PredictorKind,
 };
-pub use roster::{ModelProfile, RosterError};
 pub use router::{
-    CandidateMetrics, DomainScore, EncoderInfo, FileFingerprint, LengthReport, Manifest, Prediction, RouteReport,
-    Router, RouterError, Timing, TrainingInfo, Utility, FORMAT_VERSION, MANIFEST_FILE, TOP_DOMAINS, WEIGHTS_FILE,
+    AddedProfile, CandidateMetrics, DomainScore, EncoderInfo, FileFingerprint, LengthReport, Manifest, ModelHead,
+    ModelProfile, NewModel, Prediction, ProfileBasis, RosterError, RouteReport, Router, RouterError, Timing,
+    TrainingInfo, Utility, FORMAT_VERSION, MANIFEST_FILE, TOP_DOMAINS, WEIGHTS_FILE,
 };
 pub use row::{message_text, normalize_prompt, routed_turn, Evidence, LabelledRow, Outcome, Preference, Split, Winner};

@@ -146,8 +146,8 @@ struct RawMessage {
 }
 
 impl RawRow {
-    fn validate(self) -> Result<LabelledRow, String> {
-        let prompt = match (self.prompt, &self.messages) {
+    fn validate(mut self) -> Result<LabelledRow, String> {
+        let prompt = match (self.prompt.take(), &self.messages) {
             (Some(prompt), _) => prompt,
             (None, Some(messages)) => {
                 last_user_text(messages).ok_or("\"messages\" has no user message with text content")?
@@ -157,7 +157,7 @@ impl RawRow {
         if prompt.trim().is_empty() {
             return Err("the prompt is empty".to_string());
         }
-        let id = match self.id {
+        let id = match self.id.take() {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
             Some(Value::Number(n)) => Some(n.to_string()),
@@ -170,60 +170,7 @@ impl RawRow {
             Some(other) => return Err(format!("\"split\" must be \"train\" or \"test\", got {other:?}")),
         };
         let pairwise = self.model_a.is_some() || self.model_b.is_some() || self.winner.is_some();
-        let evidence = if pairwise {
-            let need = |v: Option<String>, key: &str| {
-                v.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
-                    format!("pairwise row needs \"model_a\", \"model_b\" and \"winner\"; \"{key}\" is missing")
-                })
-            };
-            let model_a = need(self.model_a, "model_a")?;
-            let model_b = need(self.model_b, "model_b")?;
-            let winner = match need(self.winner, "winner")?.as_str() {
-                "model_a" => Winner::A,
-                "model_b" => Winner::B,
-                "tie" | "tie (bothbad)" => Winner::Tie,
-                other => {
-                    return Err(format!(
-                        "\"winner\" must be \"model_a\", \"model_b\", \"tie\" or \"tie (bothbad)\", got {other:?}"
-                    ))
-                }
-            };
-            if model_a == model_b {
-                return Err(format!("\"model_a\" and \"model_b\" are the same model ({model_a:?})"));
-            }
-            Evidence::Pairwise(Preference { model_a, model_b, winner })
-        } else {
-            let model = self.model.filter(|m| !m.trim().is_empty()).ok_or("missing \"model\"")?;
-            let score = self.score.ok_or("missing \"score\" (a number in [0, 1])")?;
-            if !(0.0..=1.0).contains(&score) {
-                return Err(format!("\"score\" must be in [0, 1], got {score}; rescale judge scores into [0, 1]"));
-            }
-            non_negative("cost_usd", self.cost_usd)?;
-            non_negative("latency_ms", self.latency_ms)?;
-            match self.propensity {
-                Some(p) if !(p > 0.0 && p <= 1.0) => {
-                    return Err(format!(
-                        "\"propensity\" must be in (0, 1] (the probability the router chose this model), got {p}"
-                    ))
-                }
-                None if self.explored == Some(true) => {
-                    return Err("an explored row (\"explored\": true) needs its \"propensity\", the probability the \
-                                router chose this model, or its outcome would bias training; export it again with \
-                                `switchyard logs export`, or drop the row"
-                        .to_string())
-                }
-                _ => {}
-            }
-            Evidence::Outcome(Outcome {
-                model,
-                score,
-                cost_usd: self.cost_usd,
-                input_tokens: self.input_tokens,
-                output_tokens: self.output_tokens,
-                latency_ms: self.latency_ms,
-                propensity: self.propensity,
-            })
-        };
+        let evidence = if pairwise { self.preference()? } else { self.outcome()? };
         Ok(LabelledRow {
             prompt,
             id,
@@ -232,6 +179,65 @@ impl RawRow {
             split,
             evidence,
         })
+    }
+
+    /// A pairwise row's evidence, a preference between two models, taken out of the row.
+    fn preference(&mut self) -> Result<Evidence, String> {
+        let need = |v: Option<String>, key: &str| {
+            v.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+                format!("pairwise row needs \"model_a\", \"model_b\" and \"winner\"; \"{key}\" is missing")
+            })
+        };
+        let model_a = need(self.model_a.take(), "model_a")?;
+        let model_b = need(self.model_b.take(), "model_b")?;
+        let winner = match need(self.winner.take(), "winner")?.as_str() {
+            "model_a" => Winner::A,
+            "model_b" => Winner::B,
+            "tie" | "tie (bothbad)" => Winner::Tie,
+            other => {
+                return Err(format!(
+                    "\"winner\" must be \"model_a\", \"model_b\", \"tie\" or \"tie (bothbad)\", got {other:?}"
+                ))
+            }
+        };
+        if model_a == model_b {
+            return Err(format!("\"model_a\" and \"model_b\" are the same model ({model_a:?})"));
+        }
+        Ok(Evidence::Pairwise(Preference { model_a, model_b, winner }))
+    }
+
+    /// A single model's outcome, taken out of the row.
+    fn outcome(&mut self) -> Result<Evidence, String> {
+        let model = self.model.take().filter(|m| !m.trim().is_empty()).ok_or("missing \"model\"")?;
+        let score = self.score.ok_or("missing \"score\" (a number in [0, 1])")?;
+        if !(0.0..=1.0).contains(&score) {
+            return Err(format!("\"score\" must be in [0, 1], got {score}; rescale judge scores into [0, 1]"));
+        }
+        non_negative("cost_usd", self.cost_usd)?;
+        non_negative("latency_ms", self.latency_ms)?;
+        match self.propensity {
+            Some(p) if !(p > 0.0 && p <= 1.0) => {
+                return Err(format!(
+                    "\"propensity\" must be in (0, 1] (the probability the router chose this model), got {p}"
+                ))
+            }
+            None if self.explored == Some(true) => {
+                return Err("an explored row (\"explored\": true) needs its \"propensity\", the probability the \
+                            router chose this model, or its outcome would bias training; export it again with \
+                            `switchyard logs export`, or drop the row"
+                    .to_string())
+            }
+            _ => {}
+        }
+        Ok(Evidence::Outcome(Outcome {
+            model,
+            score,
+            cost_usd: self.cost_usd,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            latency_ms: self.latency_ms,
+            propensity: self.propensity,
+        }))
     }
 }
 

@@ -1,13 +1,17 @@
 //! The models a trained router routes between, as `switchyard profile` shows and edits them: each model's
-//! prices and evidence (the logged outcomes behind its predictions, per domain), and removing a model from every
-//! per-model part of the router (predictor outputs, calibration, priors, output lengths, costs) without
-//! retraining the others.
+//! prices and evidence (the logged outcomes behind its predictions, per domain), a fingerprint of each model's
+//! estimates, and [`RosterError`], why the roster cannot change as asked. Adding a model without retraining the
+//! others is in `add`, removing one in `remove`.
+
+mod add;
+mod remove;
 
 use serde::Serialize;
 
-use crate::addition::AddedProfile;
-use crate::predictor::{Dense, KnnMemory, Predictor};
+use crate::router::manifest::AddedProfile;
 use crate::router::Router;
+
+pub use add::{ModelHead, NewModel};
 
 /// One model of a router, for `switchyard profile list`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -31,7 +35,7 @@ pub struct ModelProfile {
     pub added: Option<AddedProfile>,
 }
 
-/// Why a model cannot be removed.
+/// Why a model cannot be added to or removed from a router.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RosterError {
     /// The router has no such model.
@@ -135,101 +139,5 @@ impl Router {
                 (cost.model.clone(), digest[..8].iter().map(|b| format!("{b:02x}")).collect())
             })
             .collect()
-    }
-
-    /// Removes `name` from every per-model part of the router; the other models' predictions are unchanged.
-    pub fn remove_model(&mut self, name: &str) -> Result<(), RosterError> {
-        let models = &self.manifest.models;
-        let Some(m) = models.iter().position(|c| c.model == name) else {
-            let known = models.iter().map(|c| c.model.as_str()).collect::<Vec<_>>().join(", ");
-            return Err(RosterError::Unknown { name: name.to_string(), known });
-        };
-        if models.len() == 1 {
-            return Err(RosterError::Last(name.to_string()));
-        }
-        // The default policy's lists without the model, checked before anything changes: some remaining model
-        // must stay eligible.
-        let policy = &self.manifest.default_policy;
-        let allowed: Option<Vec<String>> =
-            policy.allowed.as_ref().map(|a| a.iter().filter(|m| *m != name).cloned().collect());
-        let denied: Vec<String> = policy.denied.iter().filter(|m| *m != name).cloned().collect();
-        if allowed.as_ref().is_some_and(Vec::is_empty) {
-            return Err(RosterError::OnlyAllowed(name.to_string()));
-        }
-        let eligible = models.iter().any(|c| {
-            c.model != name && !denied.contains(&c.model) && allowed.as_ref().is_none_or(|a| a.contains(&c.model))
-        });
-        if !eligible {
-            return Err(RosterError::NoneEligible(name.to_string()));
-        }
-        let count = models.len();
-        self.manifest.default_policy.allowed = allowed;
-        self.manifest.default_policy.denied = denied;
-        self.manifest.models.remove(m);
-        self.manifest.profiles.retain(|p| p.model != name);
-        remove_from_predictor(&mut self.predictor, m, count);
-        if m < self.calibration.len() {
-            self.calibration.remove(m);
-        }
-        if let Some(f) = &mut self.familiarity {
-            remove_row(&mut f.priors, m, f.domains);
-            if !f.evidence.is_empty() {
-                remove_row(&mut f.evidence, m, f.domains);
-            }
-            if m < f.length_slopes.len() {
-                f.length_slopes.remove(m);
-            }
-        }
-        if let Some(lengths) = &mut self.lengths {
-            remove_output(lengths, m);
-        }
-        Ok(())
-    }
-}
-
-/// Drops model `m` (of `count`) from a predictor's outputs.
-fn remove_from_predictor(predictor: &mut Predictor, m: usize, count: usize) {
-    match predictor {
-        Predictor::Logistic(dense) => remove_output(dense, m),
-        Predictor::Mlp { output, .. } => remove_output(output, m),
-        Predictor::Mf(f) => remove_output(&mut f.models, m),
-        Predictor::Irt(irt) => remove_output(&mut irt.models, m),
-        Predictor::Knn(memory) => remove_from_memory(memory, m, count),
-        Predictor::Ensemble(members) => {
-            for member in members {
-                remove_from_predictor(member, m, count);
-            }
-        }
-    }
-}
-
-/// Drops output `m` of a layer (its weight row and bias).
-fn remove_output(dense: &mut Dense, m: usize) {
-    if m >= dense.outputs {
-        return;
-    }
-    dense.weight.drain(m * dense.inputs..(m + 1) * dense.inputs);
-    dense.bias.remove(m);
-    dense.outputs -= 1;
-}
-
-/// Drops row `m` of a row-major matrix `width` wide.
-fn remove_row(values: &mut Vec<f32>, m: usize, width: usize) {
-    if (m + 1) * width <= values.len() {
-        values.drain(m * width..(m + 1) * width);
-    }
-}
-
-/// Drops model `m` (of `count`) from a kNN memory's score columns and priors.
-fn remove_from_memory(memory: &mut KnnMemory, m: usize, count: usize) {
-    if count > 0 && memory.scores.len().is_multiple_of(count) {
-        memory.scores = memory
-            .scores
-            .chunks_exact(count)
-            .flat_map(|row| row.iter().enumerate().filter(|(i, _)| *i != m).map(|(_, v)| *v))
-            .collect();
-    }
-    if m < memory.prior.len() {
-        memory.prior.remove(m);
     }
 }

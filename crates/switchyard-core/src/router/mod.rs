@@ -1,225 +1,25 @@
-//! A trained router: its artifact on disk (`manifest.json` + `router.safetensors`) and what it predicts.
+//! A trained router and what it predicts: the [`Router`] (heads, success predictor, calibration, familiarity
+//! and output lengths) turning one prompt embedding into a [`Prediction`] and, under a policy, a decision
+//! ([`RouteReport`]). Its parts live in submodules: the manifest's plain data (`manifest`), the artifact on
+//! disk (`artifact`), and the models it routes between, added and removed without retraining (`roster`).
 
-use std::path::PathBuf;
+mod artifact;
+mod manifest;
+mod roster;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use serde::{Deserialize, Serialize};
 
-use crate::addition::{AddedProfile, ProfileBasis};
-use crate::cost::ModelCost;
 use crate::familiarity::Familiarity;
 use crate::policy::{Decision, ModelEstimate, Policy, PolicyError};
-use crate::predictor::{logit, sigmoid, Dense, Heads, Platt, Predictor, PredictorKind};
+use crate::predictor::{logit, sigmoid, Dense, Heads, Platt, Predictor};
 
-/// The artifact format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
-/// The manifest's file name inside a router folder.
-pub const MANIFEST_FILE: &str = "manifest.json";
-/// The weights' file name inside a router folder.
-pub const WEIGHTS_FILE: &str = "router.safetensors";
-
-/// The encoder a router was trained with; embeddings from any other encoder are meaningless to it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EncoderInfo {
-    /// The encoder's id (model and weights digest).
-    pub id: String,
-    /// Embedding dimension.
-    pub dim: usize,
-    /// Truncation used when embedding training prompts.
-    pub max_tokens: usize,
-    /// SHA-256 of the encoder's tokenizer and config files (canonical JSON), when known; routers written
-    /// before it was recorded have none and are not checked on it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub files_sha256: Option<String>,
-}
-
-impl std::fmt::Display for EncoderInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (dim {}, max_tokens {}", self.id, self.dim, self.max_tokens)?;
-        if let Some(files) = &self.files_sha256 {
-            write!(f, ", tokenizer/config sha256 {}", &files[..files.len().min(12)])?;
-        }
-        f.write_str(")")
-    }
-}
-
-/// One input file of a training run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FileFingerprint {
-    /// The path as given.
-    pub path: String,
-    /// SHA-256 of the file's bytes.
-    pub sha256: String,
-}
-
-/// Where a router's knowledge comes from.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TrainingInfo {
-    /// The log files.
-    pub files: Vec<FileFingerprint>,
-    /// SHA-256 over the files' digests: one value naming the training data.
-    pub fingerprint: String,
-    /// Rows used (training and validation).
-    pub rows: usize,
-    /// Distinct prompts used.
-    pub prompts: usize,
-    /// Bad rows skipped.
-    pub skipped_rows: usize,
-    /// Rows left out because their split is "test".
-    pub test_rows_excluded: usize,
-    /// When the logs had more prompts than training's cross-validation sample: how many prompts the predictor
-    /// was chosen and calibrated on (it was then refitted on all of them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cv_sample: Option<usize>,
-}
-
-/// A routing utility measured on the validation folds, with its bootstrap 95% interval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Utility {
-    /// `"aiq"` (RouterBench, many models) or `"apgr"` (RouteLLM, two models).
-    pub metric: String,
-    /// The value on all validation prompts.
-    pub value: f64,
-    /// Lower end of the 95% interval.
-    pub lo: f64,
-    /// Upper end of the 95% interval.
-    pub hi: f64,
-}
-
-/// Cross-validated metrics of one candidate predictor: every training prompt predicted by the candidate
-/// fitted on the other folds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CandidateMetrics {
-    /// The predictor kind.
-    pub kind: PredictorKind,
-    /// Its hyper-parameters, in words (e.g. `alpha=3`).
-    #[serde(default)]
-    pub config: String,
-    /// Routing utility on the validation folds, the selection criterion; absent when the logs cannot
-    /// measure one (fewer than two models observed on the same prompts).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub utility: Option<Utility>,
-    /// Mean binary cross-entropy against the scores (and the Bradley–Terry loss of pairwise rows); lower is
-    /// better; breaks ties in utility.
-    pub log_loss: f64,
-    /// Mean squared error of P against the scores.
-    pub brier: f64,
-    /// Expected calibration error over 10 equal-width bins, before Platt scaling.
-    pub ece_raw: f64,
-    /// Expected calibration error of the router's final probabilities: after Platt scaling (measured by
-    /// two-fold cross-fitting on the validation prompts) when scaling helps, else the raw ECE.
-    pub ece: f64,
-    /// Area under the ROC curve, successes (score >= 0.5) against failures.
-    pub auc: f64,
-}
-
-/// How well a router predicts output lengths, cross-validated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LengthReport {
-    /// Prompts with a token count.
-    pub prompts: usize,
-    /// Mean absolute error of ln(1 + output tokens), out of fold.
-    pub mae_log: f64,
-    /// The same for each model's mean output length (what a router without length prediction uses).
-    pub mean_only_mae_log: f64,
-    /// The ridge penalty chosen.
-    pub lambda: f64,
-}
-
-/// Everything about a router that is not a weight.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Artifact format version.
-    pub format_version: u32,
-    /// The encoder it was trained with.
-    pub encoder: EncoderInfo,
-    /// The models it routes between, with their costs, in predictor output order.
-    pub models: Vec<ModelCost>,
-    /// Domain labels of the domain head (empty: no domain head).
-    pub domains: Vec<String>,
-    /// The predictor in use and its hyper-parameters.
-    pub predictor: PredictorKind,
-    /// Hidden units of the MLP (the predictor's, or an ensemble member's); 0 without one.
-    #[serde(default)]
-    pub hidden: usize,
-    /// Latent dimension of the matrix-factorisation predictor (the predictor's, or an ensemble member's); 0
-    /// without one.
-    #[serde(default)]
-    pub latent: usize,
-    /// The members of an ensemble predictor, in order (empty otherwise).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub members: Vec<PredictorKind>,
-    /// The policy used when a request names none.
-    pub default_policy: Policy,
-    /// The training data.
-    pub training: TrainingInfo,
-    /// Cross-validated metrics of every candidate predictor setting, the chosen one first.
-    pub validation: Vec<CandidateMetrics>,
-    /// Cross-validated accuracy of the per-prompt output-length prediction (absent: mean lengths are used).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_lengths: Option<LengthReport>,
-    /// Models added after training by `switchyard profile add`, with what their estimates rest on.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub profiles: Vec<AddedProfile>,
-    /// SHA-256 of `router.safetensors`, written by [`Router::save`] and checked by [`Router::load`], so a
-    /// manifest is never read with another save's weights.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weights_sha256: Option<String>,
-    /// The switchyard version that wrote it.
-    pub created_by: String,
-}
-
-/// Why a router cannot be loaded or saved.
-#[derive(Debug, thiserror::Error)]
-pub enum RouterError {
-    /// A file cannot be read or written.
-    #[error("cannot access {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The manifest is not valid JSON for a manifest.
-    #[error("router manifest {path} is not valid: {message}; retrain the router with `switchyard train`")]
-    Manifest {
-        /// The manifest file.
-        path: PathBuf,
-        /// The parser's message.
-        message: String,
-    },
-    /// The artifact was written by an incompatible version.
-    #[error("router {path} has format version {found}, this switchyard reads version {FORMAT_VERSION}; retrain it with this version")]
-    Version {
-        /// The router folder.
-        path: PathBuf,
-        /// The version found.
-        found: u32,
-    },
-    /// The weights file is unreadable or lacks a tensor of the right size.
-    #[error("router weights {path}: {message}; retrain the router with `switchyard train`")]
-    Weights {
-        /// The weights file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// `router.safetensors` is not the file `manifest.json` was saved with: the folder changed while it was
-    /// read, or a file was replaced by hand.
-    #[error("router {path}: router.safetensors does not match manifest.json (weights_sha256); if a save was under way, load again; else write the router again with `switchyard train`")]
-    Torn {
-        /// The router folder.
-        path: PathBuf,
-    },
-    /// The router expects a different encoder than the one running.
-    #[error("router was trained with encoder {expected} but the running encoder is {found}; retrain the router with this encoder, or run the router's (model files and encoder.max_tokens)")]
-    EncoderMismatch {
-        /// The router's encoder.
-        expected: Box<EncoderInfo>,
-        /// The running encoder.
-        found: Box<EncoderInfo>,
-    },
-}
+pub use manifest::{
+    AddedProfile, CandidateMetrics, EncoderInfo, FileFingerprint, LengthReport, Manifest, ProfileBasis, RouterError,
+    TrainingInfo, Utility, FORMAT_VERSION, MANIFEST_FILE, WEIGHTS_FILE,
+};
+pub use roster::{ModelHead, ModelProfile, NewModel, RosterError};
 
 /// A domain label with its probability.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -369,6 +169,11 @@ impl Router {
             });
         }
         Ok(())
+    }
+
+    /// How model `name` was added, when it was added by `profile add` rather than trained.
+    pub fn added_profile(&self, name: &str) -> Option<&AddedProfile> {
+        self.manifest.profiles.iter().find(|p| p.model == name)
     }
 }
 

@@ -5,61 +5,12 @@
 //! bit. The fitting itself belongs to training (`switchyard_train::fit_profile`); this module only checks the
 //! shapes and splices.
 
-use serde::{Deserialize, Serialize};
-
 use crate::cost::ModelCost;
 use crate::predictor::{Dense, KnnMemory, Platt, Predictor};
-use crate::roster::RosterError;
-use crate::router::{FileFingerprint, Router};
+use crate::router::manifest::{AddedProfile, ProfileBasis};
+use crate::router::Router;
 
-/// What an added model's estimates rest on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProfileBasis {
-    /// Outcomes of the model on a labelled eval set.
-    Eval,
-    /// Published per-domain accuracies only: every estimate is the model's prior.
-    Prior,
-    /// An eval set, with published priors for the domains it says little about.
-    EvalAndPrior,
-}
-
-impl std::fmt::Display for ProfileBasis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Eval => "eval",
-            Self::Prior => "prior",
-            Self::EvalAndPrior => "eval+prior",
-        })
-    }
-}
-
-/// The manifest's record of a model added by `switchyard profile add` (or merged by `profile update`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AddedProfile {
-    /// The model.
-    pub model: String,
-    /// What its estimates rest on.
-    pub basis: ProfileBasis,
-    /// Eval rows (outcomes of this model) it was fitted on.
-    pub rows: usize,
-    /// Distinct prompts among them.
-    pub prompts: usize,
-    /// The eval files, with their digests (what `profile update` merges new rows into).
-    #[serde(default)]
-    pub files: Vec<FileFingerprint>,
-    /// Published P(success) per domain given as priors (`--prior`), in the order given.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub priors: Vec<(String, f64)>,
-    /// Cross-validated log loss of the fitted predictor output on the eval prompts (absent without eval rows).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cv_log_loss: Option<f64>,
-    /// Log loss of a constant (the eval set's mean) on the same folds, for comparison.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub constant_log_loss: Option<f64>,
-    /// Seconds since the Unix epoch when it was added.
-    pub added_unix: u64,
-}
+use super::RosterError;
 
 /// The new model's output in one predictor (an ensemble has one per member, in member order).
 #[derive(Debug, Clone, PartialEq)]
@@ -157,11 +108,6 @@ impl Router {
         *self = next;
         Ok(())
     }
-
-    /// How model `name` was added, when it was added by `profile add` rather than trained.
-    pub fn added_profile(&self, name: &str) -> Option<&AddedProfile> {
-        self.manifest.profiles.iter().find(|p| p.model == name)
-    }
 }
 
 fn shape(detail: String) -> RosterError {
@@ -225,8 +171,8 @@ fn append_column(memory: &mut KnnMemory, scores: &[f32], prior: f32, count: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::tests::{predictors, tiny};
     use crate::cost::CostSource;
+    use crate::router::test_support::{predictors, tiny};
 
     /// A head of the right shape for `predictor`, with distinct values.
     fn head_for(predictor: &Predictor) -> ModelHead {
