@@ -119,31 +119,10 @@ pub fn fit_familiarity(inputs: &FamiliarityInputs<'_>) -> Result<Familiarity, Tr
         _ => (Vec::new(), Vec::new()),
     };
 
-    let models = targets.models();
-    let domains = membership.ncols().max(1);
-    // Per-domain priors: each model's difficulty-adjusted mean there, pulled toward its baseline; the
-    // weight behind the mean, plus the pairwise rows it appears in, is the model's evidence in the domain.
     let one = Array2::ones((targets.value.nrows(), 1));
     let membership = if membership.ncols() == 0 { &one } else { membership };
-    let (means, weight) = targets.domain_means(membership, difficulty);
-    let mut priors = vec![0f32; models * domains];
-    let mut evidence = vec![0f32; models * domains];
-    for m in 0..models {
-        for d in 0..domains {
-            let w = weight[[m, d]];
-            priors[m * domains + d] =
-                ((w * means[[m, d]] + PRIOR_STRENGTH * baseline[[m, d]]) / (w + PRIOR_STRENGTH)).clamp(0.02, 0.98);
-            evidence[m * domains + d] = w;
-        }
-    }
-    // Pairwise rows are evidence of both models too (they have no outcome mean, so no prior of their own).
-    for pair in &targets.pairs {
-        for m in [pair.a, pair.b] {
-            for d in 0..domains {
-                evidence[m * domains + d] += membership[[pair.row, d]];
-            }
-        }
-    }
+    let (models, domains) = (targets.models(), membership.ncols());
+    let (priors, evidence) = priors_and_evidence(targets, membership, baseline, difficulty);
     // Each domain's typical (out-of-fold) complexity, where the difficulty term is centred.
     let domain_complexity = domain_average(membership, complexity);
     let base_complexity = complexity.iter().sum::<f32>() / complexity.len().max(1) as f32;
@@ -200,6 +179,38 @@ pub fn fit_familiarity(inputs: &FamiliarityInputs<'_>) -> Result<Familiarity, Tr
         labelled_complexity,
         domain_complexity,
     })
+}
+
+/// Per-domain priors: each model's difficulty-adjusted mean there, pulled toward its baseline; the weight behind
+/// the mean, plus the pairwise rows it appears in, is the model's evidence in the domain. Both are
+/// `models × domains`, row-major.
+fn priors_and_evidence(
+    targets: &Targets,
+    membership: &Array2<f32>,
+    baseline: &Array2<f32>,
+    difficulty: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let (models, domains) = (targets.models(), membership.ncols());
+    let (means, weight) = targets.domain_means(membership, difficulty);
+    let mut priors = vec![0f32; models * domains];
+    let mut evidence = vec![0f32; models * domains];
+    for m in 0..models {
+        for d in 0..domains {
+            let w = weight[[m, d]];
+            priors[m * domains + d] =
+                ((w * means[[m, d]] + PRIOR_STRENGTH * baseline[[m, d]]) / (w + PRIOR_STRENGTH)).clamp(0.02, 0.98);
+            evidence[m * domains + d] = w;
+        }
+    }
+    // Pairwise rows are evidence of both models too (they have no outcome mean, so no prior of their own).
+    for pair in &targets.pairs {
+        for m in [pair.a, pair.b] {
+            for d in 0..domains {
+                evidence[m * domains + d] += membership[[pair.row, d]];
+            }
+        }
+    }
+    (priors, evidence)
 }
 
 /// The labelled prompts a router keeps to vote on complexity: all of them up to [`MAX_LABELLED`], else that

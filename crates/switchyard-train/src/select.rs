@@ -190,19 +190,8 @@ pub fn cross_validate(
             done += 1;
             progress(done, total);
         }
-        if let Some(max_k) = knn.iter().map(|c| c.k).max() {
-            // The memory the deployed predictor would keep from these training rows.
-            let keep = memory_rows(et.nrows());
-            let (et, tt) = if keep.len() < et.nrows() { (rows(&et, &keep), tt.rows(&keep)) } else { (et, tt) };
-            let neighbours = nearest(&ev, &et, max_k)?;
-            let mut memory = knn_memory(&et, &tt, knn[0]);
-            for (c, config) in knn.iter().enumerate() {
-                (memory.k, memory.alpha, memory.power) = (config.k, config.alpha, config.power);
-                for (r, &i) in val.iter().enumerate() {
-                    let p = memory.predict_from(&neighbours[r]);
-                    oof[others.len() + c].row_mut(i).assign(&ndarray::Array1::from(p));
-                }
-            }
+        if !knn.is_empty() {
+            knn_fold(&knn, (&et, &tt), &ev, &val, &mut oof[others.len()..])?;
             done += 1;
             progress(done, total);
         }
@@ -217,6 +206,45 @@ pub fn cross_validate(
             Evaluated { configs: vec![config], oof, metrics, epochs: epochs.next().unwrap_or_default() }
         })
         .collect();
+    if let Some(ensemble) = ensemble_of_bests(data, &evaluated, seed) {
+        evaluated.push(ensemble);
+    }
+    Ok(evaluated)
+}
+
+/// One fold of every kNN setting: the memory the deployed predictor would keep from the fold's training rows
+/// (`train`), its out-of-fold predictions on the validation rows written into `oof` (one per setting).
+fn knn_fold(
+    knn: &[KnnConfig],
+    (et, tt): (&Array2<f32>, &Targets),
+    ev: &Array2<f32>,
+    val: &[usize],
+    oof: &mut [Array2<f32>],
+) -> Result<(), TrainError> {
+    let Some(max_k) = knn.iter().map(|c| c.k).max() else { return Ok(()) };
+    let keep = memory_rows(et.nrows());
+    let kept;
+    let (et, tt) = if keep.len() < et.nrows() {
+        kept = (rows(et, &keep), tt.rows(&keep));
+        (&kept.0, &kept.1)
+    } else {
+        (et, tt)
+    };
+    let neighbours = nearest(ev, et, max_k)?;
+    let mut memory = knn_memory(et, tt, knn[0]);
+    for (c, config) in knn.iter().enumerate() {
+        (memory.k, memory.alpha, memory.power) = (config.k, config.alpha, config.power);
+        for (r, &i) in val.iter().enumerate() {
+            let p = memory.predict_from(&neighbours[r]);
+            oof[c].row_mut(i).assign(&ndarray::Array1::from(p));
+        }
+    }
+    Ok(())
+}
+
+/// The ensemble of each kind's best setting (its mean probability), when there are two kinds or more.
+fn ensemble_of_bests(data: &CvData, evaluated: &[Evaluated], seed: u64) -> Option<Evaluated> {
+    let (n, models) = data.targets.value.dim();
     // The ensemble: the mean probability of each kind's best setting.
     let mut best_of_kind: Vec<usize> = Vec::new();
     for i in 0..evaluated.len() {
@@ -227,7 +255,10 @@ pub fn cross_validate(
             None => best_of_kind.push(i),
         }
     }
-    if best_of_kind.len() >= 2 {
+    if best_of_kind.len() < 2 {
+        return None;
+    }
+    {
         let mut mean = Array2::<f32>::zeros((n, models));
         for &b in &best_of_kind {
             mean += &evaluated[b].oof;
@@ -237,9 +268,8 @@ pub fn cross_validate(
         let describe = configs.iter().map(|c| format!("{}({c})", c.kind())).collect::<Vec<_>>().join(" + ");
         let metrics = metrics(PredictorKind::Ensemble, describe, data, &mean, seed);
         let epochs = best_of_kind.iter().flat_map(|&b| evaluated[b].epochs.clone()).collect();
-        evaluated.push(Evaluated { configs, oof: mean, metrics, epochs });
+        Some(Evaluated { configs, oof: mean, metrics, epochs })
     }
-    Ok(evaluated)
 }
 
 /// The index of the best candidate.

@@ -196,6 +196,18 @@ impl Problem {
     }
 }
 
+/// The number of sources (at least 1), once every prompt's source index is checked against it.
+fn check_sources(linking: &Linking, n: usize) -> Result<usize, TrainError> {
+    let sources = linking.source_count.max(1);
+    if !linking.sources.is_empty() && linking.sources.len() != n {
+        return Err(TrainError::Fit(format!("{} source indices for {n} prompts", linking.sources.len())));
+    }
+    if linking.sources.iter().any(|&s| s as usize >= sources) {
+        return Err(TrainError::Fit(format!("a source index is not below the {sources} sources")));
+    }
+    Ok(sources)
+}
+
 /// Fits the IRT predictor on soft targets and pairwise rows, with the sources and aggregates of `linking`
 /// (one entry per row of `features`, or none).
 pub fn fit_irt(
@@ -209,13 +221,7 @@ pub fn fit_irt(
     let (n, nf) = features.dim();
     let models = targets.models();
     let k = config.skills.max(1);
-    let sources = linking.source_count.max(1);
-    if !linking.sources.is_empty() && linking.sources.len() != n {
-        return Err(TrainError::Fit(format!("{} source indices for {n} prompts", linking.sources.len())));
-    }
-    if linking.sources.iter().any(|&s| s as usize >= sources) {
-        return Err(TrainError::Fit(format!("a source index is not below the {sources} sources")));
-    }
+    let sources = check_sources(linking, n)?;
     let observations = (f64::from(targets.weight.sum()) + targets.pairs.len() as f64).max(1e-6);
     let problem = Problem {
         x: tensor(features, &device)?,
