@@ -129,6 +129,8 @@ fn strongest(set: &BenchSet) -> Option<String> {
 
 /// Runs the leave-one-out comparison (see the module docs). `dataset` is the training data, `train_paths`
 /// its files (the model's rows are sampled from them), `set` the held-out prompts with `embeddings`.
+// Long: one run's steps in the order the module docs give them (train full and without, add back, retrain,
+// measure the four on the same resamples), each a call; splitting it would only pass its dozen inputs around.
 #[allow(clippy::too_many_arguments)]
 pub fn leave_one_out(
     dataset: &Dataset,
@@ -152,18 +154,7 @@ pub fn leave_one_out(
     let full = train(dataset, encoder, cache, train_options)?;
     let (train_set, train_embeddings) = training;
     let weights = importance(&full, train_set, train_embeddings);
-    let (model, picked) = match &options.model {
-        Some(m) => (m.clone(), "given".to_string()),
-        None if options.strongest => {
-            let best = strongest(train_set).ok_or_else(|| TrainError::Fit("the training rows have no model".into()))?;
-            (best, "the model with the highest mean success in the training rows".to_string())
-        }
-        None => {
-            let best = weights.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|(m, _)| m.clone());
-            let best = best.ok_or_else(|| TrainError::Fit("the full router has no model to leave out".into()))?;
-            (best, "the model the full router's AIQ on the training prompts depends on most".to_string())
-        }
-    };
+    let (model, picked) = pick(options, train_set, &weights)?;
     let training_aiq_loss = weights.iter().find(|(m, _)| *m == model).map_or(0.0, |s| s.1);
     let loo_data = dataset.without_model(&model).ok_or_else(|| no_model(&model))?;
     if loo_data.models.is_empty() {
@@ -184,19 +175,7 @@ pub fn leave_one_out(
     let without = train(&loo_data, encoder, cache, train_options)?;
 
     let mut eval = read.clone();
-    // The prompts `profile add` gets: representative ones (as a user would pick them to evaluate a new
-    // model on), or a seeded random sample.
-    let eval_embeddings = if options.representative {
-        let all = embed_eval(cache, encoder, &eval, false)?;
-        let rows: Vec<Vec<f32>> = all.rows().into_iter().map(|r| r.to_vec()).collect();
-        let strata = domain_strata(&without, &rows);
-        let chosen = representative(&rows, &strata, options.rows, options.seed);
-        eval.keep(&chosen);
-        all.select(ndarray::Axis(0), &chosen)
-    } else {
-        eval.sample(options.rows, options.seed);
-        embed_eval(cache, encoder, &eval, false)?
-    };
+    let eval_embeddings = profile_sample(&mut eval, &without, encoder, cache, options)?;
     let cost = full.manifest.models.iter().find(|c| c.model == model).cloned();
     let added = add_back(&without, &model, cost.as_ref(), &eval, &eval_embeddings, options.seed)?;
     let sampled: HashSet<u64> = eval.prompts.iter().map(|p| p.text_hash).collect();
@@ -208,23 +187,13 @@ pub fn leave_one_out(
             router.save(&dir.join(name)).map_err(|e| TrainError::Fit(format!("cannot save the {name} router: {e}")))?;
         }
     }
-    let full_report = run_bench(set, embeddings, &full, knn, bootstrap);
-    let mut aiq = BTreeMap::new();
-    aiq.insert("full".to_string(), Aiq::from(&full_report.metrics.curve));
-    for (name, router) in [("without", &without), ("added", &added), ("retrained", &retrained)] {
-        let report = run_bench(set, embeddings, router, &[], bootstrap);
-        aiq.insert(name.to_string(), Aiq::from(&report.metrics.curve));
-    }
-    for name in ["zero_router", "knn40"] {
-        if let Some(m) = full_report.baselines.get(name) {
-            aiq.insert(name.to_string(), Aiq::from(m));
-        }
-    }
+    let aiq = routers_aiq(set, embeddings, knn, bootstrap, [&full, &without, &added, &retrained]);
     let full_choices = router_choices(set, embeddings, &full);
-    let without_choices = router_choices(set, embeddings, &without);
-    let added_choices = router_choices(set, embeddings, &added);
-    let retrained_choices = router_choices(set, embeddings, &retrained);
-    let others = [("without", &without_choices), ("added", &added_choices), ("retrained", &retrained_choices)];
+    let others = [
+        ("without", &router_choices(set, embeddings, &without)),
+        ("added", &router_choices(set, embeddings, &added)),
+        ("retrained", &router_choices(set, embeddings, &retrained)),
+    ];
     let ci = gain_shares(set, &full_choices, &others, &[("added", "retrained")], bootstrap);
     let zero = aiq.get("zero_router").map_or(0.0, |a| a.aiq);
     let gain = aiq["full"].aiq - zero;
@@ -232,18 +201,13 @@ pub fn leave_one_out(
         value: if gain > 0.0 { (aiq[name].aiq - zero) / gain } else { f64::NAN },
         ci: ci.get(&format!("share:{name}")).copied(),
     };
-    let mut resampled_shares = Vec::with_capacity(options.repeats);
     // Without a gain there is no share to measure.
-    let repeats = if gain > 0.0 { options.repeats as u64 } else { 0 };
-    for r in 1..=repeats {
-        let seed = options.seed.wrapping_add(r);
-        let mut sample = read.clone();
-        sample.sample(options.rows, seed);
-        let sample_embeddings = embed_eval(cache, encoder, &sample, false)?;
-        let again = add_back(&without, &model, cost.as_ref(), &sample, &sample_embeddings, seed)?;
-        let aiq = estimates_aiq(set, &set_estimates(set, embeddings, &again), None);
-        resampled_shares.push((aiq - zero) / gain);
-    }
+    let resampled_shares = if gain > 0.0 {
+        let base = Baseline { without: &without, model: &model, cost: cost.as_ref(), zero, gain };
+        resampled_shares(&read, set, embeddings, encoder, cache, options, &base)?
+    } else {
+        Vec::new()
+    };
     Ok(LeaveOutReport {
         resampled_shares,
         picked,
@@ -267,6 +231,109 @@ pub fn leave_one_out(
         aiq,
         model,
     })
+}
+
+/// The model to leave out, and how it was picked: given, the strongest, or the one the full router's AIQ on the
+/// training prompts depends on most (`weights`, from [`importance`]).
+fn pick(
+    options: &LeaveOutOptions,
+    train_set: &BenchSet,
+    weights: &[(String, f64)],
+) -> Result<(String, String), TrainError> {
+    Ok(match &options.model {
+        Some(m) => (m.clone(), "given".to_string()),
+        None if options.strongest => {
+            let best = strongest(train_set).ok_or_else(|| TrainError::Fit("the training rows have no model".into()))?;
+            (best, "the model with the highest mean success in the training rows".to_string())
+        }
+        None => {
+            let best = weights.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|(m, _)| m.clone());
+            let best = best.ok_or_else(|| TrainError::Fit("the full router has no model to leave out".into()))?;
+            (best, "the model the full router's AIQ on the training prompts depends on most".to_string())
+        }
+    })
+}
+
+/// The prompts `profile add` gets, kept in `eval`: representative ones (as a user would pick them to evaluate a
+/// new model on, with [`representative`] over `without`'s domains), or a seeded random sample. Returns their
+/// embeddings.
+fn profile_sample(
+    eval: &mut EvalRows,
+    without: &Router,
+    encoder: &dyn Encoder,
+    cache: &mut EmbeddingCache,
+    options: &LeaveOutOptions,
+) -> Result<ndarray::Array2<f32>, TrainError> {
+    // The prompts `profile add` gets: representative ones (as a user would pick them to evaluate a new
+    // model on), or a seeded random sample.
+    Ok(if options.representative {
+        let all = embed_eval(cache, encoder, eval, false)?;
+        let rows: Vec<Vec<f32>> = all.rows().into_iter().map(|r| r.to_vec()).collect();
+        let strata = domain_strata(without, &rows);
+        let chosen = representative(&rows, &strata, options.rows, options.seed);
+        eval.keep(&chosen);
+        all.select(ndarray::Axis(0), &chosen)
+    } else {
+        eval.sample(options.rows, options.seed);
+        embed_eval(cache, encoder, eval, false)?
+    })
+}
+
+/// Each router's AIQ on the held-out prompts (`routers`: full, without, added, retrained), with the zero
+/// router's and kNN40's from the full router's run.
+fn routers_aiq(
+    set: &BenchSet,
+    embeddings: &[Vec<f32>],
+    knn: &[(String, KnnMemory)],
+    bootstrap: &BootstrapOptions,
+    [full, without, added, retrained]: [&Router; 4],
+) -> BTreeMap<String, Aiq> {
+    let full_report = run_bench(set, embeddings, full, knn, bootstrap);
+    let mut aiq = BTreeMap::new();
+    aiq.insert("full".to_string(), Aiq::from(&full_report.metrics.curve));
+    for (name, router) in [("without", without), ("added", added), ("retrained", retrained)] {
+        let report = run_bench(set, embeddings, router, &[], bootstrap);
+        aiq.insert(name.to_string(), Aiq::from(&report.metrics.curve));
+    }
+    for name in ["zero_router", "knn40"] {
+        if let Some(m) = full_report.baselines.get(name) {
+            aiq.insert(name.to_string(), Aiq::from(m));
+        }
+    }
+    aiq
+}
+
+/// What each further sample is added back to and measured against.
+struct Baseline<'a> {
+    without: &'a Router,
+    model: &'a str,
+    cost: Option<&'a switchyard_core::ModelCost>,
+    zero: f64,
+    gain: f64,
+}
+
+/// The share of the full router's gain recovered when the model is added back from each further random sample
+/// (`options.repeats` of them, seeds `seed + 1`, `seed + 2`, ...).
+fn resampled_shares(
+    read: &EvalRows,
+    set: &BenchSet,
+    embeddings: &[Vec<f32>],
+    encoder: &dyn Encoder,
+    cache: &mut EmbeddingCache,
+    options: &LeaveOutOptions,
+    base: &Baseline<'_>,
+) -> Result<Vec<f64>, TrainError> {
+    let mut shares = Vec::with_capacity(options.repeats);
+    for r in 1..=options.repeats as u64 {
+        let seed = options.seed.wrapping_add(r);
+        let mut sample = read.clone();
+        sample.sample(options.rows, seed);
+        let sample_embeddings = embed_eval(cache, encoder, &sample, false)?;
+        let again = add_back(base.without, base.model, base.cost, &sample, &sample_embeddings, seed)?;
+        let aiq = estimates_aiq(set, &set_estimates(set, embeddings, &again), None);
+        shares.push((aiq - base.zero) / base.gain);
+    }
+    Ok(shares)
 }
 
 /// `without` with `model` added back by `profile add` from `eval` (at the full router's prices, `cost`).

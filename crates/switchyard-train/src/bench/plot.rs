@@ -163,6 +163,8 @@ fn zoom_frame(hulls: &[Hull], whole: Frame) -> Frame {
     Frame { x, y: ((qlo - margin).max(0.0), (qhi + margin).min(1.0)) }
 }
 
+// Long: one panel drawn top to bottom (axes, grid, hull, curves, points, legend); each part is a few lines of
+// plotting that reads best in drawing order.
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     report: &BenchReport,
