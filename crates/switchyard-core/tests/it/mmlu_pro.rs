@@ -11,18 +11,14 @@
 //! give 0.602; the rest must come from telling hard questions from easy ones by their embedding, and
 //! MiniLM's embedding of a ten-option exam question carries little of that.
 //!
-//! `cargo test --release -p switchyard --test mmlu_pro -- --nocapture` prints the figures; with
+//! `cargo test --release -p switchyard-core --test it mmlu_pro -- --nocapture` prints the figures; with
 //! `MMLU_PRO_ROUTER=DIR` it scores the router in DIR instead (the assertions are the default router's).
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::collections::BTreeMap;
 
-use common::{encoder, workspace_root};
 use switchyard_core::{estimate_input_tokens, read_logs, Evidence, Router, Split};
 use switchyard_encoder::Encoder;
+use switchyard_testkit::{encoder, workspace_root};
 
 /// MMLU-Pro's model versions and the catalog names the default router's data maps them to
 /// (`training-data/default/README.md` says what the mapping assumes).
@@ -118,7 +114,7 @@ fn spearman(a: &[f64], b: &[f64]) -> f64 {
 fn default_router_is_coherent_on_the_mmlu_pro_test_split() {
     // MMLU_PRO_ROUTER scores another router the same way (one trained on MMLU-Pro alone names the models by
     // their MMLU-Pro versions); the bars below are the default router's.
-    let dir = std::env::var_os("MMLU_PRO_ROUTER").map_or_else(|| workspace_root().join("models/default"), Into::into);
+    let dir = std::env::var_os("MMLU_PRO_ROUTER").map_or_else(switchyard_testkit::default_router, Into::into);
     let router = Router::load(&dir).unwrap();
     let position = |name: &str| router.manifest.models.iter().position(|m| m.model == name);
     let index: Vec<usize> =

@@ -1,14 +1,12 @@
 //! The shipped training data obeys the labelled-log contract, agrees with its catalogs, and splits cleanly: no
-//! prompt id and no normalised prompt text has rows on both sides of the train/test split.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+//! prompt id and no normalised prompt text has rows on both sides of the train/test split, within a set or
+//! across sets (the default set reuses the others' rows, and a text in one set's train split must not be in
+//! another's test split).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::workspace_root;
 use switchyard_core::{normalize_prompt, read_logs, Catalog, Evidence, Split};
+use switchyard_testkit::workspace_root;
 
 /// (set, models in its catalog, distinct prompts)
 const SETS: [(&str, usize, usize); 6] = [
@@ -20,8 +18,19 @@ const SETS: [(&str, usize, usize); 6] = [
     ("default", 15, 8957 + 8839),
 ];
 
+/// The side of the split a key (an id or a normalised text) was first seen on, and the set it was seen in.
+type Sides = BTreeMap<String, (Split, &'static str)>;
+
+/// Records `key` on `split` in `set`; panics if an earlier row (of this set or another) put it on the other side.
+fn one_side(seen: &mut Sides, what: &str, key: String, split: Split, set: &'static str) {
+    let (first, where_) = *seen.entry(key.clone()).or_insert((split, set));
+    assert_eq!(first, split, "{what} {key:?}: {first:?} in {where_}, {split:?} in {set}");
+}
+
 #[test]
 fn every_set_reads_cleanly_and_matches_its_catalog() {
+    // Across every set: which side each id and each normalised text is on.
+    let (mut all_ids, mut all_texts) = (Sides::new(), Sides::new());
     for (set, models, prompts) in SETS {
         let dir = workspace_root().join("training-data").join(set);
         let catalog = Catalog::load(&dir.join("catalog.toml")).unwrap();
@@ -37,14 +46,17 @@ fn every_set_reads_cleanly_and_matches_its_catalog() {
             used.insert(o.model.clone());
             scores.push(o.score);
             let split = row.split.expect("every shipped row has a split");
-            // A prompt's rows must all be on one side of the split.
-            let previous = ids.insert(row.id.clone().expect("every shipped row has an id"), split);
-            assert!(previous.is_none() || previous == Some(split), "{set}: prompt {:?} on both sides", row.id);
+            let id = row.id.clone().expect("every shipped row has an id");
+            // A prompt's rows must all be on one side of the split, in this set and in every other.
+            let previous = ids.insert(id.clone(), split);
+            assert!(previous.is_none() || previous == Some(split), "{set}: prompt {id:?} on both sides");
+            one_side(&mut all_ids, "prompt id", id, split, set);
             // So must all rows of one text (the last user turn for chat rows), up to spacing and case: else the
             // test split would score prompts the router was trained on.
             let text = normalize_prompt(&row.prompt);
-            let previous = texts.insert(text, split);
+            let previous = texts.insert(text.clone(), split);
             assert!(previous.is_none() || previous == Some(split), "{set}: text {:?} on both sides", row.prompt);
+            one_side(&mut all_texts, "text", text, split, set);
         })
         .unwrap();
         assert_eq!(summary.skipped, 0);

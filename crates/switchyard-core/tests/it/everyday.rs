@@ -1,21 +1,17 @@
-//! The bundled default router on everyday prompts: `tests/fixtures/everyday-prompts.jsonl` (40 easy and 64
-//! hard prompts written for this test, never used in training; the complexity labels the router learned
+//! The bundled default router on everyday prompts: this crate's `tests/fixtures/everyday-prompts.jsonl` (40 easy
+//! and 64 hard prompts written for this test, never used in training; the complexity labels the router learned
 //! from are a different, disjoint set in `training-data/complexity/`). Complexity must rank the hard prompts
 //! above the easy ones, and the router at its default knob must spend far less on the easy ones. On every
 //! hard prompt (proofs, algorithms, code, science, law, medicine, systems design) a frontier model must have
 //! the highest P(success), and the default knob must never send one to a model of 10B parameters or less or
 //! to claude-3-haiku.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{encoder, workspace_root};
 use serde_json::Value;
 use switchyard_core::{estimate_input_tokens, normalize_prompt, Router};
 use switchyard_encoder::Encoder;
+use switchyard_testkit::{encoder, workspace_root};
 
 /// The default catalog's frontier models: the largest model of each provider (2024).
 const FRONTIER: [&str; 6] =
@@ -33,7 +29,10 @@ struct Routed {
 }
 
 fn fixture() -> Vec<(String, bool)> {
-    let text = std::fs::read_to_string(workspace_root().join("tests/fixtures/everyday-prompts.jsonl")).unwrap();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/everyday-prompts.jsonl"),
+    )
+    .unwrap();
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
@@ -91,7 +90,7 @@ fn the_test_prompts_are_not_training_prompts() {
 
 #[test]
 fn default_router_ranks_and_prices_everyday_prompts_sensibly() {
-    let router = Router::load(&workspace_root().join("models/default")).unwrap();
+    let router = Router::load(&switchyard_testkit::default_router()).unwrap();
     let routed = route_all(&router);
     let (hard, easy): (Vec<&Routed>, Vec<&Routed>) = routed.iter().partition(|r| r.hard);
 
@@ -129,7 +128,7 @@ fn default_router_ranks_and_prices_everyday_prompts_sensibly() {
 
 #[test]
 fn default_router_sends_hard_prompts_to_frontier_models() {
-    let router = Router::load(&workspace_root().join("models/default")).unwrap();
+    let router = Router::load(&switchyard_testkit::default_router()).unwrap();
     let routed = route_all(&router);
     let hard: Vec<&Routed> = routed.iter().filter(|r| r.hard).collect();
     let not_frontier: Vec<String> = hard

@@ -1,10 +1,6 @@
 //! The real all-MiniLM-L6-v2 encoder against an independent reference, batching, and truncation.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
-use common::{encoder, max_abs_diff, model_files, workspace_root};
 use switchyard_encoder::{embed_all, Encoder, EncoderError, EncoderOptions, MiniLm, PromptTokenizer};
+use switchyard_testkit::{encoder, max_abs_diff, model_files};
 
 #[derive(serde::Deserialize)]
 struct Reference {
@@ -14,7 +10,7 @@ struct Reference {
 }
 
 fn references() -> Vec<Reference> {
-    let path = workspace_root().join("tests/fixtures/minilm-l6-v2-reference.jsonl");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm-l6-v2-reference.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
     text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
 }

@@ -4,10 +4,6 @@
 //! prompt's hidden difficulty) and sent easy math to one model and hard math to the other: naive training
 //! believes the model that got the easy prompts is best at math; inverse-propensity training recovers the truth.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use switchyard_core::{estimate_input_tokens, PredictorKind, Router};
 use switchyard_train::{train, Dataset, EmbeddingCache, RowFilter, TrainOptions};
 
@@ -113,7 +109,7 @@ fn inverse_propensity_training_recovers_the_true_best_model_where_naive_training
     let (rows, prompts) = logs(&mut Rng(0x5EED));
     let path = dir.path().join("exported.jsonl");
     std::fs::write(&path, rows).unwrap();
-    let encoder = common::encoder();
+    let encoder = switchyard_testkit::encoder();
     let mut cache = EmbeddingCache::open(&dir.path().join("cache"), encoder).unwrap();
     let options = TrainOptions { candidates: vec![PredictorKind::Logistic], folds: 3, ..TrainOptions::default() };
 
