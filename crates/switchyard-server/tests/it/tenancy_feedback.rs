@@ -8,10 +8,6 @@
 //! either replica still counts once (also after Redis forgets it), a key's share is counted over both, and a
 //! score replayed after an outage does not replace a later one.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,13 +16,13 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::upstream;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use switchyard_core::Router;
 use switchyard_encoder::{EncoderOptions, MiniLm};
 use switchyard_server::{app, AppState, Config};
+use switchyard_testkit::upstream;
 use tower::ServiceExt;
 
 const MODEL: &str = "gemini-2.0-flash";
@@ -46,7 +42,7 @@ fn gateway(addr: SocketAddr, dir: &Path) -> Arc<AppState> {
 /// As [`gateway`], with more config (`extra`: `[learning]` keys, then other tables) and its online state in
 /// `dir/state_file`.
 fn replica(addr: SocketAddr, dir: &Path, extra: &str, state_file: &str) -> Arc<AppState> {
-    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
+    let router = Router::load(&switchyard_testkit::default_router()).unwrap();
     let text = format!(
         "[log]\npath = {:?}\n[learning]\nonline = true\nsync_ms = 0\nstate_file = {:?}\n{extra}\n\
          [[keys]]\nname = \"attacker\"\nkey_sha256 = \"{}\"\n\
@@ -60,7 +56,7 @@ fn replica(addr: SocketAddr, dir: &Path, extra: &str, state_file: &str) -> Arc<A
         upstream::catalog(addr)
     );
     let config = Config::parse(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+    let encoder = MiniLm::load(switchyard_testkit::model_files(), EncoderOptions::default()).unwrap();
     Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap())
 }
 
@@ -246,7 +242,7 @@ async fn feedback_takes_a_slot_of_the_keys_rpm() {
 /// shared cells, and the attacker's share of a cell is counted over both replicas, not per replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_sharing_redis_count_a_score_once_and_a_keys_share_over_both() {
-    let redis = tokio::task::spawn_blocking(common::redis::Redis::start).await.unwrap();
+    let redis = tokio::task::spawn_blocking(switchyard_testkit::redis::Redis::start).await.unwrap();
     let (addr, _fake) = upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let state = format!("[state]\nurl = \"{}\"\ntimeout_ms = 1000", redis.url);
@@ -362,7 +358,7 @@ async fn a_chat_request_no_upstream_answered_is_not_learned_from() {
 /// Redis: that replica forgets it when Redis does (with the answer's time, not the resend's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_counts_once_after_redis_forgets_it() {
-    let redis = tokio::task::spawn_blocking(common::redis::Redis::start).await.unwrap();
+    let redis = tokio::task::spawn_blocking(switchyard_testkit::redis::Redis::start).await.unwrap();
     let (addr, _fake) = upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let extra = format!("feedback_window_s = 3\n[state]\nurl = \"{}\"\ntimeout_ms = 1000", redis.url);
@@ -389,8 +385,8 @@ async fn a_request_counts_once_after_redis_forgets_it() {
 /// score sent later that another replica counted meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_score_replayed_after_an_outage_does_not_replace_a_later_one() {
-    let redis = tokio::task::spawn_blocking(common::redis::Redis::start).await.unwrap();
-    let proxy = Proxy::start(redis.port).await;
+    let redis = tokio::task::spawn_blocking(switchyard_testkit::redis::Redis::start).await.unwrap();
+    let proxy = Proxy::start(redis.socket()).await;
     let (addr, _fake) = upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let state = |url: &str| format!("[state]\nurl = \"{url}\"\ntimeout_ms = 1000");
@@ -423,9 +419,9 @@ async fn a_score_replayed_after_an_outage_does_not_replace_a_later_one() {
     drop(redis);
 }
 
-/// Waits (up to 10 s) until Redis holds `key` (`present`) or no longer does.
-async fn redis_until(redis: &common::redis::Redis, key: &str, present: bool) {
-    for _ in 0..500 {
+/// Waits (up to 60 s) until Redis holds `key` (`present`) or no longer does.
+async fn redis_until(redis: &switchyard_testkit::redis::Redis, key: &str, present: bool) {
+    for _ in 0..3000 {
         if redis.get(key).is_some() == present {
             return;
         }
@@ -434,9 +430,9 @@ async fn redis_until(redis: &common::redis::Redis, key: &str, present: bool) {
     panic!("Redis {} {key}", if present { "never held" } else { "still holds" });
 }
 
-/// Waits (up to 20 s) until `state`'s metrics contain `line`.
+/// Waits (up to 60 s) until `state`'s metrics contain `line`.
 async fn until(state: &Arc<AppState>, line: &str) {
-    for _ in 0..400 {
+    for _ in 0..1200 {
         if metrics(state).await.contains(line) {
             return;
         }
@@ -445,8 +441,9 @@ async fn until(state: &Arc<AppState>, line: &str) {
     panic!("never {line:?}:\n{}", metrics(state).await);
 }
 
-/// A TCP proxy to a local port that can be cut (its connections closed, new ones closed as they come) and
-/// mended: one replica loses Redis while another keeps it.
+/// A TCP proxy (on a loopback port it holds from the start) to Redis's unix socket that can be cut (its
+/// connections closed, new ones closed as they come) and mended: one replica loses Redis while another keeps
+/// it.
 struct Proxy {
     port: u16,
     open: Arc<AtomicBool>,
@@ -454,7 +451,7 @@ struct Proxy {
 }
 
 impl Proxy {
-    async fn start(target: u16) -> Self {
+    async fn start(target: std::path::PathBuf) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let proxy = Self { port, open: Arc::new(AtomicBool::new(true)), links: Arc::default() };
@@ -464,8 +461,9 @@ impl Proxy {
                 if !open.load(Ordering::SeqCst) {
                     continue;
                 }
+                let target = target.clone();
                 links.lock().unwrap().push(tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                    if let Ok(mut server) = tokio::net::UnixStream::connect(&target).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
                 }));

@@ -2,21 +2,17 @@
 //! protocol (plain and streaming) and can be told to fail: routing, pass-through, fallback on 500, 429,
 //! timeouts and refused connections, client errors passed on, streaming, and failures mid-stream.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::upstream::{self, Fake, Mode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use switchyard_core::Router;
 use switchyard_encoder::{EncoderOptions, MiniLm};
 use switchyard_server::{app, AppState, Config};
+use switchyard_testkit::upstream::{self, Fake, Mode};
 use tower::ServiceExt;
 
 struct Setup {
@@ -24,10 +20,12 @@ struct Setup {
     modes: Arc<Fake>,
     /// Holds the decision log.
     dir: tempfile::TempDir,
+    /// The address the `refused` models point at, reserved for as long as the test runs.
+    _closed: upstream::Closed,
 }
 
 /// The default router, and every catalog model served by one fake upstream (`refused` models point at a
-/// port nobody listens on).
+/// loopback address that refuses connections).
 async fn setup(refused: &[&str]) -> Setup {
     setup_with(refused, "", &[]).await
 }
@@ -35,17 +33,14 @@ async fn setup(refused: &[&str]) -> Setup {
 /// As [`setup`], with extra `[server]` settings.
 async fn setup_with(refused: &[&str], server: &str, small_window: &[&str]) -> Setup {
     let (addr, modes) = upstream::start().await;
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
-    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
+    let closed = upstream::closed();
+    let router = Router::load(&switchyard_testkit::default_router()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("decisions.sqlite");
     let mut config =
         format!("[log]\npath = {log:?}\n[server]\nfirst_byte_timeout_ms = 500\nmax_attempts = 4\n{server}");
     for m in &router.manifest.models {
-        let at = if refused.contains(&m.model.as_str()) { closed } else { addr };
+        let at = if refused.contains(&m.model.as_str()) { closed.addr } else { addr };
         config.push_str(&format!(
             "[[models]]\nname = \"{}\"\nbase_url = \"http://{at}/v1\"\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0\n",
             m.model
@@ -55,8 +50,8 @@ async fn setup_with(refused: &[&str], server: &str, small_window: &[&str]) -> Se
         }
     }
     let config = Config::parse(&config, std::path::Path::new("test.toml")).unwrap();
-    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
-    Setup { state: Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap()), modes, dir }
+    let encoder = MiniLm::load(switchyard_testkit::model_files(), EncoderOptions::default()).unwrap();
+    Setup { state: Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap()), modes, dir, _closed: closed }
 }
 
 const PROMPT: &str = "Summarise the causes of the French Revolution in three sentences.";
@@ -93,6 +88,13 @@ fn logged(s: &Setup, request_id: &str) -> switchyard_store::DecisionRecord {
         })
         .unwrap();
     found.unwrap_or_else(|| panic!("request {request_id} is not in the decision log"))
+}
+
+/// The line of `/metrics` that starts with `prefix` (empty when there is none).
+async fn metric_line(s: &Setup, prefix: &str) -> String {
+    let response = app(s.state.clone()).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    text.lines().find(|l| l.starts_with(prefix)).unwrap_or_default().to_string()
 }
 
 fn header<'a>(h: &'a axum::http::HeaderMap, name: &str) -> &'a str {
@@ -230,14 +232,17 @@ async fn streams_pass_through_and_fail_cleanly() {
     assert_eq!((status, header(&h, "x-switchyard-model")), (StatusCode::OK, ranking[1].as_str()));
     assert!(text.contains("\"hel\"") && text.contains("upstream_stream_error") && !text.contains("[DONE]"), "{text}");
 
-    // An upstream whose stream never reports usage is charged an estimate: the request's text, and the
-    // generated "<0><1><2>" (9 characters) at four characters a token.
+    // An upstream whose stream never reports usage is charged an estimate at four characters a token: the
+    // request's text (PROMPT, rounded up to whole tokens), and the generated "<0><1><2>" (9 characters: 3).
     s.modes.modes.lock().unwrap().insert(ranking[0].clone(), Mode::LongStream(3, 5));
     let (status, h, _) = send(&s, "/v1/chat/completions", chat("switchyard", true)).await;
     assert_eq!((status, header(&h, "x-switchyard-model")), (StatusCode::OK, ranking[0].as_str()));
     let record = logged(&s, header(&h, "x-switchyard-request-id"));
-    assert_eq!(record.output_tokens, Some(3));
-    assert!(record.input_tokens.is_some_and(|t| t > 0) && record.cost_usd.is_some_and(|c| c > 0.0), "{record:?}");
+    let input = PROMPT.chars().count().div_ceil(4) as u64;
+    assert_eq!((record.input_tokens, record.output_tokens, record.usage_estimated), (Some(input), Some(3), true));
+    // At $1 and $2 per million tokens.
+    let cost = (input as f64 + 3.0 * 2.0) * 1e-6;
+    assert!(record.cost_usd.is_some_and(|c| (c - cost).abs() < 1e-12), "{record:?}, expected ${cost}");
 }
 
 #[tokio::test]
@@ -260,9 +265,12 @@ async fn malformed_gateway_requests_get_openai_errors() {
     }
 }
 
+/// The cooldown is long (30 s), so that no machine is slow enough for it to end between the failures and the
+/// request that must skip the deployment; its end is then observed (`switchyard_upstream_cooling` turns 0), not
+/// waited out by the clock.
 #[tokio::test]
 async fn failing_upstreams_cool_down_and_recover() {
-    let s = setup_with(&[], "cooldown_failures = 2\ncooldown_ms = 400\n", &[]).await;
+    let s = setup_with(&[], "cooldown_failures = 2\ncooldown_ms = 30000\n", &[]).await;
     let first = ranking(&s).await;
     s.modes.modes.lock().unwrap().insert(first[0].clone(), Mode::Fail500);
     for _ in 0..2 {
@@ -278,7 +286,13 @@ async fn failing_upstreams_cool_down_and_recover() {
     assert_eq!((header(&h, "x-switchyard-model"), header(&h, "x-switchyard-fallbacks")), (first[1].as_str(), "0"));
     assert_eq!(calls(&s), 2);
     // After the cooldown it is tried again, and answers.
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    let cooling = format!("switchyard_upstream_cooling{{model=\"{0}\",deployment=\"{0}\"}} ", first[0]);
+    assert_eq!(metric_line(&s, &cooling).await, format!("{cooling}1"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while metric_line(&s, &cooling).await != format!("{cooling}0") {
+        assert!(std::time::Instant::now() < deadline, "the 30 s cooldown did not end within 90 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (status, h, _) = send(&s, "/v1/chat/completions", chat("switchyard", false)).await;
     assert_eq!((status, header(&h, "x-switchyard-model")), (StatusCode::OK, first[0].as_str()));
     assert_eq!(calls(&s), 3);

@@ -3,10 +3,6 @@
 //! propensity into the decision log and `logs export`, and rule- or session-pinned requests never explore.
 //! A config with the share outside [0, 0.5] is refused.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -30,7 +26,7 @@ const PROMPTS: [&str; 8] = [
 ];
 
 fn config_text(dir: &std::path::Path, learning: &str) -> String {
-    let router = common::workspace_root().join("models/default");
+    let router = switchyard_testkit::default_router();
     format!(
         "[log]\npath = {:?}\n[router]\npath = {router:?}\n[learning]\n{learning}\n\
          [[rules]]\nname = \"translations\"\nwhen = {{ keywords = [\"translate\"] }}\nthen = {{ model = \"gpt-4o-mini\" }}\n",
@@ -53,8 +49,8 @@ async fn the_explored_share_is_the_setting_and_every_decision_logs_its_propensit
     let dir = tempfile::tempdir().unwrap();
     let text = config_text(dir.path(), "explore = 0.05\nexplore_floor = 0.5");
     let config = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
-    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
-    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+    let router = Router::load(&switchyard_testkit::default_router()).unwrap();
+    let encoder = MiniLm::load(switchyard_testkit::model_files(), EncoderOptions::default()).unwrap();
     let state = Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap());
 
     // More than the 5,000 asked for, so that ±1 point is over 4 standard deviations of the binomial noise.

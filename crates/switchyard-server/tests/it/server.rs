@@ -1,10 +1,6 @@
 //! The HTTP API in-process, with the bundled default router and the real encoder: routing decisions, the
 //! model list, health, authentication, and the documented status and error body for each kind of bad input.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -12,7 +8,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use switchyard_core::Router;
-use switchyard_encoder::{EncoderOptions, MiniLm};
+use switchyard_encoder::{Encoder, EncoderOptions, MiniLm, TokenizedText};
 use switchyard_server::{app, AppState, Config};
 use tower::ServiceExt;
 
@@ -20,8 +16,8 @@ fn state(config: &str) -> Arc<AppState> {
     // These tests are about the API, not the decision log.
     let config = format!("{config}\n[log]\nenabled = false\n");
     let config = Config::parse(&config, std::path::Path::new("test.toml")).unwrap();
-    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
-    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+    let router = Router::load(&switchyard_testkit::default_router()).unwrap();
+    let encoder = MiniLm::load(switchyard_testkit::model_files(), EncoderOptions::default()).unwrap();
     Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap())
 }
 
@@ -155,9 +151,91 @@ fn prompts(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// The real encoder behind a gate: a forward pass starts (and is counted), then waits while the gate is shut.
+/// A test shuts it to hold the inference thread in one pass while it queues the prompts it wants batched.
+struct Gated {
+    inner: MiniLm,
+    shut: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    passes: std::sync::atomic::AtomicUsize,
+}
+
+impl Gated {
+    fn set(&self, shut: bool) {
+        *self.shut.lock().unwrap() = shut;
+        self.opened.notify_all();
+    }
+
+    fn passes(&self) -> usize {
+        self.passes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Encoder for Gated {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+    fn files_digest(&self) -> Option<&str> {
+        self.inner.files_digest()
+    }
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn max_tokens(&self) -> usize {
+        self.inner.max_tokens()
+    }
+    fn tokenize(&self, text: &str) -> switchyard_encoder::Result<TokenizedText> {
+        self.inner.tokenize(text)
+    }
+    fn embed_tokens(&self, batch: &[TokenizedText]) -> switchyard_encoder::Result<Vec<Vec<f32>>> {
+        self.passes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut shut = self.shut.lock().unwrap();
+        while *shut {
+            shut = self.opened.wait(shut).unwrap();
+        }
+        drop(shut);
+        self.inner.embed_tokens(batch)
+    }
+}
+
+/// Waits (up to 60 s) until `ready` holds.
+async fn until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not happen within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// A counter or gauge without labels from `/metrics`.
+async fn counter(s: &Arc<AppState>, name: &str) -> f64 {
+    let (_, text) = metrics_text(s).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name}"))
+        .parse()
+        .unwrap()
+}
+
+/// An idle server embeds each prompt at once and alone; a busy one takes everything queued (within
+/// `encoder.batch_tokens`) into its next pass, and each prompt is decided as if alone. The inference thread is
+/// held in a pass while 47 prompts queue, so which prompts share a pass is known, not left to timing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_prompts_are_batched_and_decided_as_if_alone() {
-    let s = state("[encoder]\ncache_entries = 0\n");
+    let config = Config::parse(
+        "[log]\nenabled = false\n[encoder]\ncache_entries = 0\nbatch_tokens = 4096\n",
+        std::path::Path::new("test.toml"),
+    )
+    .unwrap();
+    let router = Router::load(&switchyard_testkit::default_router()).unwrap();
+    let inner = MiniLm::load(switchyard_testkit::model_files(), EncoderOptions::default()).unwrap();
+    let gated = Arc::new(Gated {
+        inner,
+        shut: std::sync::Mutex::new(false),
+        opened: std::sync::Condvar::new(),
+        passes: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let s = Arc::new(AppState::new(router, gated.clone(), config).unwrap());
     let prompts = prompts(48);
     let mut alone = Vec::new();
     for p in &prompts {
@@ -165,13 +243,26 @@ async fn concurrent_prompts_are_batched_and_decided_as_if_alone() {
         assert_eq!(status, StatusCode::OK, "{body}");
         alone.push(body);
     }
-    let tasks: Vec<_> = prompts
-        .iter()
-        .map(|p| {
-            let (s, body) = (s.clone(), post(json!({"prompt": p})));
-            tokio::spawn(async move { call(&s, "POST", "/v1/route", None, body).await })
-        })
-        .collect();
+    // One at a time: each prompt was a pass of its own.
+    assert_eq!(counter(&s, "switchyard_encode_batches_total").await, 48.0);
+    assert_eq!(counter(&s, "switchyard_encode_batched_prompts_total").await, 48.0);
+
+    // The first prompt holds the inference thread (its pass waits at the gate); the other 47 queue meanwhile.
+    let before = gated.passes();
+    gated.set(true);
+    let send = |p: &String| {
+        let (s, body) = (s.clone(), post(json!({"prompt": p})));
+        tokio::spawn(async move { call(&s, "POST", "/v1/route", None, body).await })
+    };
+    let mut tasks = vec![send(&prompts[0])];
+    until("the first prompt's pass", || gated.passes() == before + 1).await;
+    tasks.extend(prompts[1..].iter().map(send));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while counter(&s, "switchyard_encode_queue_depth").await < 47.0 {
+        assert!(std::time::Instant::now() < deadline, "the 47 prompts did not queue within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    gated.set(false);
     for (task, want) in tasks.into_iter().zip(&alone) {
         let (status, got) = task.await.unwrap();
         assert_eq!(status, StatusCode::OK, "{got}");
@@ -179,30 +270,27 @@ async fn concurrent_prompts_are_batched_and_decided_as_if_alone() {
         let (a, b) = (got["complexity"].as_f64().unwrap(), want["complexity"].as_f64().unwrap());
         assert!((a - b).abs() < 1e-5, "complexity {a} batched vs {b} alone");
     }
-    let (_, text) = metrics_text(&s).await;
-    let counter = |name: &str| -> u64 {
-        text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).unwrap().trim().parse().unwrap()
-    };
-    let (batches, batched) =
-        (counter("switchyard_encode_batches_total"), counter("switchyard_encode_batched_prompts_total"));
-    assert_eq!(batched, 96);
-    assert!(batches < 96, "48 concurrent prompts were never batched ({batches} passes)");
+    // The held pass of one, then one pass of the 47 that queued behind it.
+    assert_eq!(counter(&s, "switchyard_encode_batches_total").await, 50.0);
+    assert_eq!(counter(&s, "switchyard_encode_batched_prompts_total").await, 96.0);
+    assert_eq!(gated.passes(), before + 2);
 }
 
 /// `encoder.batch_wait_ms` only applies under load: requests one at a time are each a pass of one and never
-/// wait, however long the configured wait (here 800 ms, against passes of a few). When a busy embedder
-/// waits is checked deterministically next to the batcher (`embedder.rs`); a burst through HTTP cannot
-/// fix which prompts share a pass.
+/// wait, however long the configured wait (here the longest allowed, 1 s). The queue-wait histogram says
+/// whether they waited: all four together waited less than one configured wait (each would have waited a whole
+/// one). When a busy embedder waits is checked deterministically next to the batcher (`embedder.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idle_server_never_waits_for_a_batch() {
-    let s = state("[encoder]\ncache_entries = 0\nbatch_wait_ms = 800\n");
+    let s = state("[encoder]\ncache_entries = 0\nbatch_wait_ms = 1000\n");
     for p in prompts(4) {
-        let start = std::time::Instant::now();
         let (status, body) = call(&s, "POST", "/v1/route", None, post(json!({"prompt": p}))).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let took = start.elapsed();
-        assert!(took < std::time::Duration::from_millis(400), "an idle request waited {took:?}");
     }
+    assert_eq!(counter(&s, "switchyard_encode_batches_total").await, 4.0);
+    assert_eq!(counter(&s, "switchyard_encode_queue_seconds_count").await, 4.0);
+    let waited = counter(&s, "switchyard_encode_queue_seconds_sum").await;
+    assert!(waited < 1.0, "four idle requests waited {waited} s in the queue in all (batch_wait_ms = 1000)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2,10 +2,6 @@
 //! `/readyz` answers 503 naming it until then, the restart is counted, and prompts that were waiting are
 //! answered afterwards.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,10 +60,10 @@ async fn route(state: &Arc<AppState>, prompt: &str) -> (StatusCode, Value) {
 
 #[tokio::test]
 async fn a_panicking_inference_thread_is_restarted_and_readyz_says_so_meanwhile() {
-    let inner = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+    let inner = MiniLm::load(switchyard_testkit::model_files(), EncoderOptions::default()).unwrap();
     let poison = inner.tokenize("poison prompt that crashes the model").unwrap().ids;
     let encoder = Arc::new(PanicsOn { inner, poison });
-    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
+    let router = Router::load(&switchyard_testkit::default_router()).unwrap();
     let config = Config::parse("[log]\nenabled = false\n", std::path::Path::new("t.toml")).unwrap();
     let state = Arc::new(AppState::new(router, encoder, config).unwrap());
     assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);

@@ -2,20 +2,16 @@
 //! servers started for the test: outcomes learned on one replica move the other's estimates, feedback sent to
 //! either is learned, and outcomes learned while Redis is down reach the other replica once it is back.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::pg::Postgres;
-use common::redis::Redis;
-use common::replicas::{call, header, metric, replica, until_metric};
-use common::upstream;
 use serde_json::{json, Value};
 use switchyard_server::AppState;
+use switchyard_testkit::pg::Postgres;
+use switchyard_testkit::redis::Redis;
+use switchyard_testkit::replicas::{call, header, metric, replica, until_metric};
+use switchyard_testkit::upstream;
 
 const MODEL: &str = "llama-3.1-8b-instruct";
 

@@ -2,10 +2,6 @@
 //! metadata, keywords, regex, length) firing before the learned policy, sticky A/B arms with their own
 //! routers and knobs, feedback on logged requests, arm statistics, and hot reloads through the admin endpoint.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -13,6 +9,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use switchyard_core::Router;
 use switchyard_encoder::{EncoderOptions, MiniLm};
 use switchyard_server::{app, AppState, Config};
@@ -30,11 +27,11 @@ fn setup(extra: &str) -> Setup {
 fn setup_logging(extra: &str, log_enabled: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("decisions.sqlite");
-    let router_path = common::workspace_root().join("models/default");
+    let router_path = switchyard_testkit::default_router();
     let text = format!("[log]\nenabled = {log_enabled}\npath = {log:?}\n[router]\npath = {router_path:?}\n{extra}");
     let config = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
     let router = Router::load(&router_path).unwrap();
-    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+    let encoder = MiniLm::load(switchyard_testkit::model_files(), EncoderOptions::default()).unwrap();
     Setup { state: Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap()), dir }
 }
 
@@ -138,16 +135,19 @@ fn rules_naming_unknown_models_or_tiers_are_refused_at_start() {
     ] {
         let config =
             Config::parse(&format!("[log]\nenabled = false\n{extra}"), std::path::Path::new("t.toml")).unwrap();
-        let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
-        let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+        let router = Router::load(&switchyard_testkit::default_router()).unwrap();
+        let encoder = MiniLm::load(switchyard_testkit::model_files(), EncoderOptions::default()).unwrap();
         let err = AppState::new(router, Arc::new(encoder), config).err().unwrap().to_string();
         assert!(err.contains(needle) && err.contains("neither in [[models]] nor in the router"), "{err}");
     }
 }
 
+/// Of the users `user-0` to `user-119`, those the hash puts in the frugal arm of "frugal-test".
+const FRUGAL_USERS: usize = 59;
+
 #[tokio::test]
 async fn experiment_arms_are_sticky_weighted_and_compared() {
-    let arm_router = common::workspace_root().join("models/default");
+    let arm_router = switchyard_testkit::default_router();
     let s = setup(&format!(
         "[experiment]\nname = \"frugal-test\"\nkey = \"user\"\n\
          [[experiment.arms]]\nname = \"control\"\nweight = 1\n\
@@ -179,9 +179,16 @@ async fn experiment_arms_are_sticky_weighted_and_compared() {
             ids.push((v["request_id"].as_str().unwrap().to_string(), arm));
         }
     }
+    // Each user's arm is the documented hash: SHA-256 of the experiment name and the user id (a NUL between),
+    // its first 53 bits read as a point in [0, 1), in the first arm's half or the second's. For these 120 users
+    // that puts 59 in the frugal arm, whatever the machine.
+    for (user, arm) in &arm_of {
+        let digest = Sha256::digest(format!("frugal-test\u{0}{user}").as_bytes());
+        let point = (u64::from_be_bytes(digest[..8].try_into().unwrap()) >> 11) as f64 / (1u64 << 53) as f64;
+        assert_eq!(arm, if point < 0.5 { "control" } else { "frugal" }, "{user}");
+    }
     let frugal = arm_of.values().filter(|a| *a == "frugal").count();
-    // 120 users at 50/50: sd 5.5 users; 30 is more than five of them.
-    assert!((frugal as i64 - 60).abs() <= 30, "{frugal} of 120 users in the frugal arm");
+    assert_eq!(frugal, FRUGAL_USERS, "users in the frugal arm");
 
     // Feedback: the control arm does better. `logs stats` compares arms with intervals.
     for (id, arm) in &ids {
@@ -253,12 +260,12 @@ async fn admin_reload_swaps_routers_and_keeps_them_on_failure() {
     let router_dir = dir.path().join("router");
     std::fs::create_dir(&router_dir).unwrap();
     for f in ["manifest.json", "router.safetensors"] {
-        std::fs::copy(common::workspace_root().join("models/default").join(f), router_dir.join(f)).unwrap();
+        std::fs::copy(switchyard_testkit::default_router().join(f), router_dir.join(f)).unwrap();
     }
     let log = dir.path().join("decisions.sqlite");
     let text = format!("[log]\npath = {log:?}\n[router]\npath = {router_dir:?}\n[server]\nadmin_keys = [\"adm-1\"]\n");
     let config = Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
-    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
+    let encoder = MiniLm::load(switchyard_testkit::model_files(), EncoderOptions::default()).unwrap();
     let state = Arc::new(AppState::new(Router::load(&router_dir).unwrap(), Arc::new(encoder), config).unwrap());
     let s = Setup { state, dir };
 
@@ -295,7 +302,7 @@ async fn the_grafana_dashboard_queries_only_metrics_the_server_exports() {
     let (status, _, _) = call(&s, "/v1/feedback", &[], json!({"request_id": id, "score": 1})).await;
     assert_eq!(status, StatusCode::OK);
     let exported = metrics(&s).await;
-    let path = common::workspace_root().join("crates/switchyard-server/dashboards/grafana.json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/grafana.json");
     let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let panels = dashboard["panels"].as_array().unwrap();
     let mut ids = std::collections::HashSet::new();
@@ -335,7 +342,7 @@ async fn the_grafana_dashboard_queries_only_metrics_the_server_exports() {
     }
     // The alerting rules query only exported metrics too.
     let rules = std::fs::read_to_string(
-        common::workspace_root().join("crates/switchyard-server/dashboards/prometheus-rules.yml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/prometheus-rules.yml"),
     )
     .unwrap();
     for name in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("switchyard_"))
@@ -348,7 +355,7 @@ async fn the_grafana_dashboard_queries_only_metrics_the_server_exports() {
 /// whose observed success falls 15 points below the router's prediction, and for no other.
 #[test]
 fn the_prometheus_rules_pass_promtool() {
-    let dir = common::workspace_root().join("crates/switchyard-server/dashboards");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
     for args in [["check", "rules", "prometheus-rules.yml"], ["test", "rules", "prometheus-rules.test.yml"]] {
         let out = std::process::Command::new("promtool").args(args).current_dir(&dir).output().unwrap_or_else(|e| {
             panic!("promtool is needed for this test ({e}): install the Debian package `prometheus`")

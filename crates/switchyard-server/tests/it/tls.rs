@@ -3,25 +3,21 @@
 //! server is told to trust (`sslrootcert` in `log.url`, `state.ca_file`). Without the CA, the connection fails
 //! on the certificate and the error says so.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::pg::Postgres;
-use common::redis::Redis;
-use common::tls::Certs;
-use common::upstream;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use switchyard_core::Router;
 use switchyard_encoder::{EncoderOptions, MiniLm};
 use switchyard_server::{app, AppState, Config};
 use switchyard_store::{Database, Location};
+use switchyard_testkit::pg::Postgres;
+use switchyard_testkit::redis::Redis;
+use switchyard_testkit::tls::Certs;
+use switchyard_testkit::upstream;
 use tower::ServiceExt;
 
 #[test]
@@ -45,8 +41,8 @@ fn the_decision_log_reaches_postgres_over_verified_tls() {
     let spool = certs.dir().join("spool.sqlite");
     let text = format!("[log]\nurl = \"{}?sslmode=require\"\nspool = {:?}\n", pg.url, spool.display().to_string());
     let config = Config::parse(&text, Path::new("tls.toml")).unwrap();
-    let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
-    let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
+    let encoder = MiniLm::load(switchyard_testkit::model_files(), EncoderOptions::default()).unwrap();
+    let router = Router::load(&switchyard_testkit::default_router()).unwrap();
     let err = AppState::new(router, Arc::new(encoder), config).err().unwrap().to_string();
     assert!(err.to_lowercase().contains("certificate") && err.contains("check log.url"), "{err}");
     // A root file that is not a certificate is named.
@@ -74,8 +70,8 @@ async fn the_shared_state_reaches_redis_over_verified_tls() {
             upstream::catalog(addr)
         );
         let config = Config::parse(&text, Path::new("tls.toml")).unwrap_or_else(|e| panic!("{e}"));
-        let encoder = MiniLm::load(common::model_files(), EncoderOptions::default()).unwrap();
-        let router = Router::load(&common::workspace_root().join("models/default")).unwrap();
+        let encoder = MiniLm::load(switchyard_testkit::model_files(), EncoderOptions::default()).unwrap();
+        let router = Router::load(&switchyard_testkit::default_router()).unwrap();
         AppState::new(router, Arc::new(encoder), config)
     };
     // Without the CA the certificate is not trusted: with state.required, no start.
