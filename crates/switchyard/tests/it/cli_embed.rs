@@ -1,20 +1,17 @@
 //! `switchyard embed` and `switchyard model fetch` as a user runs them, including bad model files and input.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{max_abs_diff, model_files, workspace_root};
 use switchyard_encoder::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use switchyard_testkit::{max_abs_diff, model_files};
 
+/// `switchyard` as a user runs it: no `--model-dir` or `SWITCHYARD_MODEL_DIR`, in a folder whose
+/// `models/all-MiniLM-L6-v2/` holds the model (the tests' own, outside the source tree).
 fn switchyard(args: &[&str]) -> Output {
     model_files(); // make sure models/all-MiniLM-L6-v2 exists before the binary looks for it
-    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+    switchyard_testkit::cli(crate::BIN)
         .args(args)
-        .current_dir(workspace_root())
-        .env("HF_HUB_OFFLINE", "1")
+        .current_dir(switchyard_testkit::model_home())
         .env_remove("SWITCHYARD_MODEL_DIR")
         .output()
         .unwrap()

@@ -1,26 +1,22 @@
 //! `switchyard serve` as a process: SIGTERM while a request is in flight lets that request finish, refuses
 //! new connections, then exits cleanly.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::upstream::{self, Mode};
 use serde_json::json;
 use switchyard_core::Router;
+use switchyard_testkit::upstream::{self, Mode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests() {
-    common::model_files();
+    switchyard_testkit::model_files();
     let (upstream_addr, fake) = upstream::start().await;
-    for m in Router::load(&common::workspace_root().join("models/default")).unwrap().manifest.models {
+    for m in Router::load(&switchyard_testkit::default_router()).unwrap().manifest.models {
         // Every upstream takes 3 s to answer.
         fake.modes.lock().unwrap().insert(m.model.clone(), Mode::Slow);
     }
-    let mut server = common::serve::spawn("first_byte_timeout_ms = 10000", upstream_addr).await;
+    let mut server = switchyard_testkit::serve::spawn(crate::BIN, "first_byte_timeout_ms = 10000", upstream_addr).await;
     let client = reqwest::Client::new();
     let base = server.base.clone();
 
@@ -32,7 +28,8 @@ async fn sigterm_drains_in_flight_requests() {
             client.post(url).json(&body).send().await
         }
     });
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // SIGTERM once the request has reached the upstream (which answers 3 s later): it is in flight.
+    fake.until_calls(1).await;
     let status = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap();
     assert!(status.success());
 
@@ -42,28 +39,27 @@ async fn sigterm_drains_in_flight_requests() {
     assert!(response.text().await.unwrap().contains("hello from"));
 
     // Then the process exits by itself, successfully, and stops listening.
-    let mut exited = None;
-    for _ in 0..100 {
-        if let Some(code) = server.child.try_wait().unwrap() {
-            exited = Some(code);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let Some(code) = exited else { panic!("serve did not exit after SIGTERM") };
+    let Some(code) = server.exited_within(Duration::from_secs(60)).await else {
+        panic!("serve did not exit within 60 s of SIGTERM:\n{}", server.log())
+    };
     assert!(code.success(), "exit status {code}");
     assert!(client.get(format!("{base}/healthz")).send().await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_stuck_stream_exits_within_the_grace_period() {
-    common::model_files();
+    switchyard_testkit::model_files();
     let (upstream_addr, fake) = upstream::start().await;
-    for m in Router::load(&common::workspace_root().join("models/default")).unwrap().manifest.models {
+    for m in Router::load(&switchyard_testkit::default_router()).unwrap().manifest.models {
         // Two chunks, then silence that never ends (and an idle limit far beyond the test).
         fake.modes.lock().unwrap().insert(m.model.clone(), Mode::StallAfter(2));
     }
-    let mut server = common::serve::spawn("shutdown_grace_ms = 1500\nidle_timeout_ms = 600000", upstream_addr).await;
+    let mut server = switchyard_testkit::serve::spawn(
+        crate::BIN,
+        "shutdown_grace_ms = 1500\nidle_timeout_ms = 600000",
+        upstream_addr,
+    )
+    .await;
     let client = reqwest::Client::new();
     let body = json!({"model": "switchyard", "stream": true, "messages": [{"role": "user", "content": "Tell me a long story."}]});
     let response = client.post(format!("{}/v1/chat/completions", server.base)).json(&body).send().await.unwrap();
@@ -101,14 +97,13 @@ async fn sigterm_with_a_stuck_stream_exits_within_the_grace_period() {
 /// refused at start-up, with both named.
 #[test]
 fn a_router_for_another_encoder_setting_is_a_start_up_error() {
-    common::model_files();
+    switchyard_testkit::model_files();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("switchyard.toml");
     std::fs::write(&config, "[log]\nenabled = false\n[encoder]\nmax_tokens = 128\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .current_dir(common::workspace_root())
-        .env("HF_HUB_OFFLINE", "1")
+    let router = switchyard_testkit::default_router();
+    let out = switchyard_testkit::cli(crate::BIN)
+        .args(["serve", "--config", config.to_str().unwrap(), "--router", router.to_str().unwrap()])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -1,17 +1,13 @@
 //! The official `openai` Python SDK against a real `switchyard serve` process: a routed call, a streamed
 //! call (with and without usage), typed errors and a key's rate limit, with unchanged client code except
-//! `base_url`. The SDK is installed from PyPI into
-//! a virtual environment under the target folder the first time.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+//! `base_url` (`tests/openai_sdk_client.py`). The SDK is installed from PyPI into a virtual environment under
+//! the target folder the first time.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::upstream;
 use sha2::Digest;
+use switchyard_testkit::upstream;
 
 /// A Python with the `openai` package: a virtual environment made (once) under the target folder.
 fn python_with_openai() -> PathBuf {
@@ -32,15 +28,16 @@ fn python_with_openai() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_sdk_works_against_serve() {
-    common::model_files();
+    switchyard_testkit::model_files();
     let python = tokio::task::spawn_blocking(python_with_openai).await.unwrap();
     let (upstream_addr, _fake) = upstream::start().await;
     // A second key, limited to two requests a minute: the SDK sees the third refused as a typed error.
     let limited: String = sha2::Sha256::digest(b"sk-limited").iter().map(|b| format!("{b:02x}")).collect();
     let keys = format!("[[keys]]\nname = \"sdk-limited\"\nkey_sha256 = \"{limited}\"\nrpm = 2\n");
-    let server = common::serve::spawn_with("client_keys = [\"sk-test\"]", &keys, upstream_addr).await;
+    let server =
+        switchyard_testkit::serve::spawn_with(crate::BIN, "client_keys = [\"sk-test\"]", &keys, upstream_addr).await;
 
-    let script = common::workspace_root().join("tests/openai_sdk_client.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_sdk_client.py");
     let base_url = format!("{}/v1", server.base);
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python).arg(script).arg(base_url).arg("sk-test").arg("sk-limited").output().unwrap()

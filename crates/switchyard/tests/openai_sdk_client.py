@@ -1,6 +1,6 @@
 """Drives a running `switchyard serve` with the official OpenAI Python SDK, changing nothing but base_url.
 
-Usage: python3 tests/openai_sdk_client.py BASE_URL API_KEY LIMITED_KEY   (run by tests/openai_sdk.rs)
+Usage: python3 crates/switchyard/tests/openai_sdk_client.py BASE_URL API_KEY LIMITED_KEY   (run by tests/it/openai_sdk.rs)
 Prints one line per check and exits non-zero on the first failure.
 """
 import sys

@@ -2,12 +2,6 @@
 //! without retraining (from a small eval set, or from published priors alone): the other models' estimates
 //! stay exactly what they were, and the router still decides.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
-use std::process::Command;
-
 use serde_json::Value;
 use switchyard_core::{ProfileBasis, RosterError, Router};
 
@@ -19,27 +13,21 @@ const PROMPTS: [&str; 4] = [
 ];
 
 fn switchyard(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_switchyard")).args(args).env("HF_HUB_OFFLINE", "1").output().unwrap()
+    switchyard_testkit::cli(crate::BIN).args(args).output().unwrap()
 }
 
 /// `switchyard` with the encoder and an embedding cache of its own (for commands that embed).
 fn switchyard_encoding(args: &[&str], cache: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("SWITCHYARD_MODEL_DIR", common::workspace_root().join("models/all-MiniLM-L6-v2"))
-        .env("SWITCHYARD_CACHE_DIR", cache)
-        .output()
-        .unwrap()
+    switchyard_testkit::cli(crate::BIN).args(args).env("SWITCHYARD_CACHE_DIR", cache).output().unwrap()
 }
 
 /// A copy of the bundled default router in `work/router`.
 fn bundled_router(work: &std::path::Path) -> std::path::PathBuf {
-    let _ = common::model_files();
+    let _ = switchyard_testkit::model_files();
     let dir = work.join("router");
     std::fs::create_dir(&dir).unwrap();
     for f in ["manifest.json", "router.safetensors"] {
-        std::fs::copy(common::workspace_root().join("models/default").join(f), dir.join(f)).unwrap();
+        std::fs::copy(switchyard_testkit::default_router().join(f), dir.join(f)).unwrap();
     }
     dir
 }
@@ -47,7 +35,8 @@ fn bundled_router(work: &std::path::Path) -> std::path::PathBuf {
 /// The bundled training logs' rows, as JSON.
 fn default_logs() -> Vec<Value> {
     use std::io::BufRead;
-    let file = std::fs::File::open(common::workspace_root().join("training-data/default/logs.jsonl.gz")).unwrap();
+    let file =
+        std::fs::File::open(switchyard_testkit::workspace_root().join("training-data/default/logs.jsonl.gz")).unwrap();
     std::io::BufReader::new(flate2::read::GzDecoder::new(file))
         .lines()
         .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
@@ -79,10 +68,10 @@ fn a_model_is_removed_and_the_others_predict_as_before() {
     let dir = work.path().join("router");
     std::fs::create_dir(&dir).unwrap();
     for f in ["manifest.json", "router.safetensors"] {
-        std::fs::copy(common::workspace_root().join("models/default").join(f), dir.join(f)).unwrap();
+        std::fs::copy(switchyard_testkit::default_router().join(f), dir.join(f)).unwrap();
     }
     let before = Router::load(&dir).unwrap();
-    let embeddings = switchyard_encoder::embed_all(common::encoder(), &PROMPTS, 8).unwrap();
+    let embeddings = switchyard_encoder::embed_all(switchyard_testkit::encoder(), &PROMPTS, 8).unwrap();
 
     // The list names every model with its evidence.
     let out = switchyard(&["profile", "list", "--router", dir.to_str().unwrap(), "--json"]);
@@ -183,7 +172,7 @@ fn a_model_is_added_back_from_its_eval_rows_without_touching_the_others() {
     // The others predict exactly as before; the added model tracks its held-out outcomes, and what the
     // router trained on all of its rows predicted.
     let texts: Vec<&str> = held.iter().map(|r| r["prompt"].as_str().unwrap()).collect();
-    let embeddings = switchyard_encoder::embed_all(common::encoder(), &texts, 16).unwrap();
+    let embeddings = switchyard_encoder::embed_all(switchyard_testkit::encoder(), &texts, 16).unwrap();
     let (mut versus_outcome, mut versus_trained) = (Vec::new(), Vec::new());
     for (e, row) in embeddings.iter().zip(&held) {
         let input = e.tokens as f64;
@@ -342,7 +331,7 @@ fn a_prior_only_model_is_chosen_in_its_strong_domains_only() {
         "What is the capital of Peru?",
     ];
     let choose = |texts: &[&str]| -> Vec<(String, bool)> {
-        let embeddings = switchyard_encoder::embed_all(common::encoder(), texts, 8).unwrap();
+        let embeddings = switchyard_encoder::embed_all(switchyard_testkit::encoder(), texts, 8).unwrap();
         embeddings
             .iter()
             .map(|e| {
@@ -367,10 +356,10 @@ fn a_prior_only_model_is_chosen_in_its_strong_domains_only() {
 /// report holds every router's AIQ and the shares, and the three routers are saved.
 #[test]
 fn leave_one_out_adds_the_model_back_and_reports_its_share_of_the_gain() {
-    let _ = common::model_files();
+    let _ = switchyard_testkit::model_files();
     let work = tempfile::tempdir().unwrap();
-    let logs = common::workspace_root().join("training-data/routellm/logs.jsonl.gz");
-    let catalog = common::workspace_root().join("training-data/routellm/catalog.toml");
+    let logs = switchyard_testkit::workspace_root().join("training-data/routellm/logs.jsonl.gz");
+    let catalog = switchyard_testkit::workspace_root().join("training-data/routellm/catalog.toml");
     let out = work.path().join("out");
     #[rustfmt::skip]
     let args = [
@@ -425,10 +414,10 @@ fn leave_one_out_adds_the_model_back_and_reports_its_share_of_the_gain() {
 /// with the higher mean success in the training rows) left out and added back.
 #[test]
 fn the_strongest_model_can_be_the_one_left_out() {
-    let _ = common::model_files();
+    let _ = switchyard_testkit::model_files();
     let work = tempfile::tempdir().unwrap();
-    let logs = common::workspace_root().join("training-data/routellm/logs.jsonl.gz");
-    let catalog = common::workspace_root().join("training-data/routellm/catalog.toml");
+    let logs = switchyard_testkit::workspace_root().join("training-data/routellm/logs.jsonl.gz");
+    let catalog = switchyard_testkit::workspace_root().join("training-data/routellm/catalog.toml");
     let out = work.path().join("out");
     #[rustfmt::skip]
     let args = [
@@ -447,7 +436,7 @@ fn the_strongest_model_can_be_the_one_left_out() {
 /// `profile prompts` picks prompts in the logs' mix over the router's domains and prints both mixes.
 #[test]
 fn profile_prompts_follow_the_logs_mix() {
-    let _ = common::model_files();
+    let _ = switchyard_testkit::model_files();
     let work = tempfile::tempdir().unwrap();
     // 240 prompts of the default logs: 120 math, 80 code, 40 of other domains.
     let mut seen = std::collections::HashSet::new();
@@ -475,7 +464,7 @@ fn profile_prompts_follow_the_logs_mix() {
     }
     let logs = work.path().join("logs.jsonl");
     std::fs::write(&logs, lines).unwrap();
-    let router = common::workspace_root().join("models/default");
+    let router = switchyard_testkit::default_router();
     let args = ["profile", "prompts", "--quiet", "--logs", logs.to_str().unwrap(), "--n", "24", "--router"];
     let mut args = args.to_vec();
     args.push(router.to_str().unwrap());
@@ -568,7 +557,7 @@ fn a_new_model_better_than_all_gets_the_highest_p_in_every_domain() {
     let router = Router::load(&dir).unwrap();
     // Mean P per domain on the held-out prompts: the new model's is the highest in every domain with 10 of them.
     let texts: Vec<&str> = held.iter().map(|(_, (p, _))| p.as_str()).collect();
-    let embeddings = switchyard_encoder::embed_all(common::encoder(), &texts, 16).unwrap();
+    let embeddings = switchyard_encoder::embed_all(switchyard_testkit::encoder(), &texts, 16).unwrap();
     let mut sums: std::collections::BTreeMap<&str, (Vec<f64>, usize)> = std::collections::BTreeMap::new();
     for (e, (_, (_, domain))) in embeddings.iter().zip(&held) {
         let prediction = router.predict(&e.vector, e.tokens as f64);

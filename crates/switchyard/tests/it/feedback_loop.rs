@@ -2,17 +2,13 @@
 //! (SIGHUP) that swaps in the new router while a request is in flight; and decision-log rows surviving a
 //! server killed with SIGKILL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::upstream::{self, Mode};
 use serde_json::{json, Value};
 use switchyard_store::Store;
+use switchyard_testkit::upstream::{self, Mode};
 
 const MODELS: [&str; 3] = ["gpt-4o", "gpt-4o-mini", "llama-3.1-8b-instruct"];
 
@@ -43,13 +39,7 @@ const CHAT: [&str; 10] = [
 ];
 
 fn switchyard(args: &[&str], cwd: &Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .current_dir(cwd)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("SWITCHYARD_MODEL_DIR", common::workspace_root().join("models/all-MiniLM-L6-v2"))
-        .output()
-        .unwrap();
+    let out = switchyard_testkit::cli(crate::BIN).args(args).current_dir(cwd).output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -63,16 +53,18 @@ async fn ready(client: &reqwest::Client, base: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_feedback_export_train_and_hot_reload() {
-    common::model_files();
+    switchyard_testkit::model_files();
     let (upstream_addr, fake) = upstream::start().await;
     let work = tempfile::tempdir().unwrap();
     let router_dir = work.path().join("router");
     std::fs::create_dir(&router_dir).unwrap();
     for f in ["manifest.json", "router.safetensors"] {
-        std::fs::copy(common::workspace_root().join("models/default").join(f), router_dir.join(f)).unwrap();
+        std::fs::copy(switchyard_testkit::default_router().join(f), router_dir.join(f)).unwrap();
     }
     let tables = format!("[router]\npath = {router_dir:?}\n");
-    let server = common::serve::spawn_with("first_byte_timeout_ms = 10000", &tables, upstream_addr).await;
+    let server =
+        switchyard_testkit::serve::spawn_with(crate::BIN, "first_byte_timeout_ms = 10000", &tables, upstream_addr)
+            .await;
     let db = server.dir.path().join("decisions.sqlite");
     let client = reqwest::Client::new();
     let base = server.base.clone();
@@ -157,6 +149,7 @@ async fn serve_feedback_export_train_and_hot_reload() {
     for m in switchyard_core::Router::load(&router_dir).unwrap().manifest.models {
         fake.modes.lock().unwrap().insert(m.model, Mode::Slow);
     }
+    let calls = fake.total_calls();
     let in_flight = tokio::spawn({
         let (client, url) = (client.clone(), format!("{base}/v1/chat/completions"));
         async move {
@@ -164,13 +157,14 @@ async fn serve_feedback_export_train_and_hot_reload() {
             client.post(url).json(&body).send().await
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It was routed (by the old router) once it reaches the upstream.
+    fake.until_calls(calls + 1).await;
     for f in ["manifest.json", "router.safetensors"] {
         std::fs::copy(new_router.join(f), router_dir.join(f)).unwrap();
     }
     assert!(Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().unwrap().success());
     let mut after = before.clone();
-    for _ in 0..100 {
+    for _ in 0..1200 {
         after = ready(&client, &base).await;
         if after["router_generation"] == 2 {
             break;
@@ -203,9 +197,9 @@ async fn serve_feedback_export_train_and_hot_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_rows_survive_a_killed_server() {
-    common::model_files();
+    switchyard_testkit::model_files();
     let (upstream_addr, _fake) = upstream::start().await;
-    let mut server = common::serve::spawn("", upstream_addr).await;
+    let mut server = switchyard_testkit::serve::spawn(crate::BIN, "", upstream_addr).await;
     let db = server.dir.path().join("decisions.sqlite");
     let client = reqwest::Client::new();
     let url = format!("{}/v1/chat/completions", server.base);
@@ -222,7 +216,7 @@ async fn log_rows_survive_a_killed_server() {
     }
     // The rows are committed (another connection sees them) while the server runs.
     let mut committed = 0;
-    for _ in 0..100 {
+    for _ in 0..1200 {
         committed = Store::open(&db).unwrap().count().unwrap();
         if committed == 30 {
             break;
@@ -230,9 +224,13 @@ async fn log_rows_survive_a_killed_server() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(committed, 30);
-    // Kill it with SIGKILL in the middle of a burst of writes.
+    // Kill it with SIGKILL in the middle of a burst of writes: once rows of the burst are being committed.
     let burst: Vec<_> = (30..230).map(|i| tokio::spawn(send(i))).collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while Store::open(&db).unwrap().count().unwrap() <= 30 {
+        assert!(std::time::Instant::now() < deadline, "no row of the burst was committed within 60 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     for b in burst {
