@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""How a router decides on everyday prompts: tests/fixtures/everyday-prompts.jsonl (40 easy, 64 hard,
-written for switchyard) routed with `switchyard route`, at the router's default knob or the one given.
+"""How a router decides on everyday prompts: crates/switchyard-core/tests/fixtures/everyday-prompts.jsonl (40 easy,
+64 hard, written for switchyard) routed with `switchyard route`, at the router's default knob or the one given.
 
 Usage:  python3 scripts/everyday.py [ROUTER_DIR] [route options, e.g. --willingness-to-pay 0.01]
 Prints the AUC of complexity for hard against easy prompts, how many easy prompts went to the dearest third of
@@ -21,7 +21,8 @@ price = {m["model"]: 300 * (m["input_usd_per_mtok"] + m["output_usd_per_mtok"]) 
 by_price = sorted(price, key=price.get)
 dearest_third = set(by_price[len(by_price) - len(by_price) // 3:])
 cheapest_half = set(by_price[: len(by_price) // 2])
-rows = [json.loads(line) for line in open(root / "tests/fixtures/everyday-prompts.jsonl") if line.strip()]
+fixture = root / "crates/switchyard-core/tests/fixtures/everyday-prompts.jsonl"
+rows = [json.loads(line) for line in open(fixture) if line.strip()]
 results = []
 for row in rows:
     out = subprocess.run([str(root / "target/release/switchyard"), "route", "--router", router, *knob, row["prompt"]],

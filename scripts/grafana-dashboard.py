@@ -3,7 +3,7 @@
 
 Run from the repository root: python3 scripts/grafana-dashboard.py
 Import the JSON in Grafana (Dashboards > New > Import) and pick a Prometheus data source that scrapes
-switchyard's GET /metrics. tests/steering.rs checks that every query names a metric the server exports.
+switchyard's GET /metrics. crates/switchyard-server/tests/it/steering.rs checks that every query names a metric the server exports.
 """
 import json
 import pathlib

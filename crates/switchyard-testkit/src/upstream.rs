@@ -1,0 +1,321 @@
+//! A fake OpenAI-protocol upstream on a real loopback port, told per model how to answer; and a loopback
+//! address that refuses connections.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+/// How the fake upstream answers for one model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// Answers at once ("hello from MODEL", 5 prompt and 3 completion tokens), whole or streamed.
+    Ok,
+    /// 500.
+    Fail500,
+    /// 429.
+    Fail429,
+    /// 402: the account needs credit.
+    PaymentRequired,
+    /// 400 whose body says the quota is spent.
+    QuotaExhausted,
+    /// Answers after 3 s.
+    Slow,
+    /// Answers after 150 ms.
+    Delayed,
+    /// 400, the client's error (`upstream_says_no`).
+    BadRequest,
+    /// Streams two chunks (and usage, when asked), then resets the connection.
+    DropMidStream,
+    /// 401: the provider refused the key.
+    Unauthorized,
+    /// 403: the key may not use the model.
+    Forbidden,
+    /// 404: the provider does not know the model.
+    NotFound,
+    /// Never answers (within any test's limits).
+    Silent,
+    /// Sends the stream's headers and keep-alive comments, but no event.
+    SilentStream,
+    /// Streams this many chunks, this many milliseconds apart.
+    LongStream(usize, u64),
+    /// Streams this many chunks, then goes silent without ending the stream.
+    StallAfter(usize),
+    /// Answers, but with a refusal (whole, or streamed to a `finish_reason` of "stop").
+    Refuse,
+    /// Answers without `usage` (whole), or streams without a usage event even when asked for one.
+    NoUsage,
+    /// Answers 200 with an HTML page instead of JSON.
+    NotJson,
+    /// Answers 307, redirecting to `/v1/moved/chat/completions` (which counts its calls in `Fake::moved`).
+    Redirect,
+    /// Streams [`HUGE_HEAD`] bytes of long comment lines before its first event, then a normal stream.
+    HugeHead,
+    /// Streams a first event, a [`JUNK_LINE`]-byte comment line, a second event and `[DONE]`, without usage.
+    JunkStream,
+    /// A whole answer of [`LARGE_ANSWER`] bytes of text.
+    Large,
+}
+
+/// Bytes of comment lines [`Mode::HugeHead`] sends before its first event.
+pub const HUGE_HEAD: usize = 8 * 1024 * 1024;
+
+/// Bytes of the comment line [`Mode::JunkStream`] sends between its events.
+pub const JUNK_LINE: usize = 1024 * 1024;
+
+/// The length of a [`Mode::Large`] answer: far more than a loopback connection's buffers hold.
+pub const LARGE_ANSWER: usize = 16 * 1024 * 1024;
+
+/// The fake upstream's behaviour per model, and how many calls each model received.
+#[derive(Default)]
+pub struct Fake {
+    /// How each model answers (default: Ok).
+    pub modes: Mutex<HashMap<String, Mode>>,
+    /// Calls received per model.
+    pub calls: Mutex<HashMap<String, usize>>,
+    /// Calls that reached the target of [`Mode::Redirect`].
+    pub moved: std::sync::atomic::AtomicUsize,
+}
+
+impl Fake {
+    /// Calls received so far, all models together.
+    pub fn total_calls(&self) -> usize {
+        self.calls.lock().unwrap().values().sum()
+    }
+
+    /// Waits until at least `n` calls have reached the upstream in all (a request is in flight there), for up
+    /// to 60 s.
+    pub async fn until_calls(&self, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.total_calls() < n {
+            assert!(std::time::Instant::now() < deadline, "the upstream never received {n} calls in 60 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
+    let model = body["model"].as_str().unwrap_or_default().to_string();
+    *fake.calls.lock().unwrap().entry(model.clone()).or_default() += 1;
+    let mode = fake.modes.lock().unwrap().get(&model).copied().unwrap_or(Mode::Ok);
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    match mode {
+        Mode::Fail500 => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": {"message": "boom"}}))).into_response()
+        }
+        Mode::PaymentRequired => {
+            return (StatusCode::PAYMENT_REQUIRED, Json(json!({"error": {"message": "add credit"}}))).into_response()
+        }
+        Mode::QuotaExhausted => {
+            let body = json!({"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}});
+            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        }
+        Mode::Fail429 => {
+            return (StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": {"message": "slow down"}}))).into_response()
+        }
+        Mode::BadRequest => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": {"message": "bad max_tokens", "code": "upstream_says_no"}})),
+            )
+                .into_response()
+        }
+        Mode::Unauthorized | Mode::Forbidden | Mode::NotFound => {
+            let status = match mode {
+                Mode::Unauthorized => StatusCode::UNAUTHORIZED,
+                Mode::Forbidden => StatusCode::FORBIDDEN,
+                _ => StatusCode::NOT_FOUND,
+            };
+            let body = json!({"error": {"message": "Incorrect API key provided: sk-***", "code": "invalid_api_key"}});
+            return (status, Json(body)).into_response();
+        }
+        Mode::Silent => tokio::time::sleep(Duration::from_secs(600)).await,
+        Mode::Slow => tokio::time::sleep(Duration::from_secs(3)).await,
+        Mode::Delayed => tokio::time::sleep(Duration::from_millis(150)).await,
+        Mode::SilentStream => {
+            let comments = futures_util::StreamExt::then(futures_util::stream::iter(0..600), |_| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, std::io::Error>(axum::body::Bytes::from(": keep-alive\n\n"))
+            });
+            let body = Body::from_stream(comments);
+            return Response::builder().header("content-type", "text/event-stream").body(body).unwrap();
+        }
+        Mode::LongStream(n, every_ms) => return long_stream(&model, n, Duration::from_millis(every_ms), false),
+        Mode::StallAfter(n) => return long_stream(&model, n, Duration::from_millis(10), true),
+        Mode::NotJson => {
+            let page = "<html><body>502 Bad Gateway (nginx)</body></html>";
+            return Response::builder().header("content-type", "text/html").body(Body::from(page)).unwrap();
+        }
+        Mode::Redirect => {
+            let to = "/v1/moved/chat/completions";
+            return Response::builder()
+                .status(StatusCode::TEMPORARY_REDIRECT)
+                .header("location", to)
+                .body(Body::empty())
+                .unwrap();
+        }
+        Mode::HugeHead | Mode::JunkStream if stream => return junk_stream(&model, mode),
+        Mode::Ok
+        | Mode::DropMidStream
+        | Mode::Refuse
+        | Mode::NoUsage
+        | Mode::HugeHead
+        | Mode::JunkStream
+        | Mode::Large => {}
+    }
+    let answer = if mode == Mode::Refuse {
+        "I'm sorry, but I can't help with that.".to_string()
+    } else if mode == Mode::Large {
+        "x".repeat(LARGE_ANSWER)
+    } else {
+        format!("hello from {model}")
+    };
+    if stream && mode == Mode::Refuse {
+        let c = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+            "choices": [{"index": 0, "delta": {"content": answer}, "finish_reason": "stop"}]});
+        let body = format!("data: {c}\n\ndata: [DONE]\n\n");
+        return Response::builder().header("content-type", "text/event-stream").body(Body::from(body)).unwrap();
+    }
+    if stream {
+        let chunk = |text: &str| {
+            let c = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(format!("data: {c}\n\n")))
+        };
+        let mut items = vec![chunk("hel"), chunk("lo")];
+        if body["stream_options"]["include_usage"].as_bool() == Some(true) && mode != Mode::NoUsage {
+            let usage = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model, "choices": [],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}});
+            items.push(Ok(axum::body::Bytes::from(format!("data: {usage}\n\n"))));
+        }
+        if mode == Mode::DropMidStream {
+            items.push(Err(std::io::Error::other("connection reset")));
+        } else {
+            items.push(Ok(axum::body::Bytes::from("data: [DONE]\n\n")));
+        }
+        // A pause before each chunk lets it reach the client before a later failure resets the connection.
+        let paced = futures_util::StreamExt::then(futures_util::stream::iter(items), |item| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            item
+        });
+        let body = Body::from_stream(paced);
+        return Response::builder().header("content-type", "text/event-stream").body(body).unwrap();
+    }
+    let mut reply = json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}});
+    if mode == Mode::NoUsage {
+        reply.as_object_mut().unwrap().remove("usage");
+    }
+    Json(reply).into_response()
+}
+
+/// The target of [`Mode::Redirect`]: a whole answer, counted in `Fake::moved`.
+async fn moved(State(fake): State<Arc<Fake>>) -> Response {
+    fake.moved.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Json(json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": "moved",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello from the redirect target"},
+        "finish_reason": "stop"}], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}))
+    .into_response()
+}
+
+/// The streams of [`Mode::HugeHead`] (comment lines of 256 KiB up to [`HUGE_HEAD`] bytes, then "hel", "lo",
+/// usage and `[DONE]`) and [`Mode::JunkStream`] ("hel", one [`JUNK_LINE`]-byte comment line, "lo", `[DONE]`).
+fn junk_stream(model: &str, mode: Mode) -> Response {
+    let event = |text: &str| {
+        let c = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+        format!("data: {c}\n\n")
+    };
+    let line = |len: usize| format!(": {}\n", "x".repeat(len - 3));
+    let mut parts: Vec<String> = Vec::new();
+    if mode == Mode::HugeHead {
+        parts.extend((0..HUGE_HEAD / (256 * 1024)).map(|_| line(256 * 1024)));
+        parts.extend([event("hel"), event("lo")]);
+        let usage = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model, "choices": [],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}});
+        parts.push(format!("data: {usage}\n\n"));
+    } else {
+        parts.extend([event("hel"), line(JUNK_LINE), event("lo")]);
+    }
+    parts.push("data: [DONE]\n\n".into());
+    let chunks =
+        futures_util::stream::iter(parts.into_iter().map(|p| Ok::<_, std::io::Error>(axum::body::Bytes::from(p))));
+    Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(chunks)).unwrap()
+}
+
+/// A stream of `n` numbered chunks, `every` apart, then `[DONE]`, or (when `stall`) silence that never ends.
+fn long_stream(model: &str, n: usize, every: Duration, stall: bool) -> Response {
+    let model = model.to_string();
+    let chunks = futures_util::StreamExt::then(futures_util::stream::iter(0..=n), move |i| {
+        let model = model.clone();
+        async move {
+            if i == n {
+                if stall {
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                }
+                return Ok::<_, std::io::Error>(axum::body::Bytes::from("data: [DONE]\n\n"));
+            }
+            if i > 0 {
+                tokio::time::sleep(every).await;
+            }
+            let c = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+                "choices": [{"index": 0, "delta": {"content": format!("<{i}>")}, "finish_reason": null}]});
+            Ok(axum::body::Bytes::from(format!("data: {c}\n\n")))
+        }
+    });
+    Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(chunks)).unwrap()
+}
+
+/// Starts the fake upstream on a free loopback port; its base URL is `http://ADDR/v1`.
+pub async fn start() -> (SocketAddr, Arc<Fake>) {
+    let fake: Arc<Fake> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(upstream))
+        .route("/v1/moved/chat/completions", axum::routing::any(moved))
+        .with_state(fake.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, fake)
+}
+
+/// `[[models]]` tables for every model of the default router, each served at `addr` and priced at $1 (input)
+/// and $2 (output) per million tokens: the fake upstream's 5 + 3 tokens cost $0.000011 a call.
+pub fn catalog(addr: SocketAddr) -> String {
+    let router = switchyard_core::Router::load(&crate::default_router()).unwrap();
+    router
+        .manifest
+        .models
+        .iter()
+        .map(|m| {
+            format!(
+                "[[models]]\nname = \"{}\"\nbase_url = \"http://{addr}/v1\"\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0\n",
+                m.model
+            )
+        })
+        .collect()
+}
+
+/// A loopback address nobody listens on, held for as long as this lives: its port is bound (so no other
+/// server can take it) but not listening, so a connection to it is refused at once.
+pub struct Closed {
+    _socket: tokio::net::TcpSocket,
+    /// The address.
+    pub addr: SocketAddr,
+}
+
+/// Reserves a [`Closed`] address.
+pub fn closed() -> Closed {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    Closed { _socket: socket, addr }
+}
