@@ -101,6 +101,7 @@ impl Fake {
     }
 }
 
+// Long: the stand-in upstream's behaviours, one match arm each, read best side by side.
 async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
     let model = body["model"].as_str().unwrap_or_default().to_string();
     *fake.calls.lock().unwrap().entry(model.clone()).or_default() += 1;

@@ -52,6 +52,7 @@ async fn ready(client: &reqwest::Client, base: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Long: one end-to-end scenario on a real process; each step needs the state the one before left.
 async fn serve_feedback_export_train_and_hot_reload() {
     switchyard_testkit::model_files();
     let (upstream_addr, fake) = upstream::start().await;

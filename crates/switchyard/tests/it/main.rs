@@ -12,6 +12,7 @@ mod keys;
 mod online;
 mod openai_sdk;
 mod postgres;
+mod profile_launch;
 mod profiles;
 mod replicas;
 mod serve_process;

@@ -50,6 +50,7 @@ fn switchyard(args: &[&str]) -> std::process::Output {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Long: one end-to-end scenario on a real PostgreSQL; each step needs the rows the one before wrote.
 async fn the_decision_log_lives_in_postgres() {
     let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
     let (addr, _) = upstream::start().await;

@@ -40,6 +40,7 @@ const HARD: &str =
     "Design a lock-free concurrent hash map in C++ with safe memory reclamation, and prove it linearizable.";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Long: one scenario on two real replicas sharing Redis and PostgreSQL; each step builds on the last.
 async fn two_replicas_share_limits_budgets_cooldowns_pins_and_one_log() {
     let Pair { pg, redis, fake, a, b, dir: _dir } = pair().await;
     fake.modes.lock().unwrap().insert("broken".into(), Mode::Fail500);

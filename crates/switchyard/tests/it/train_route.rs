@@ -31,6 +31,7 @@ fn switchyard(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
+// Long: one CLI scenario: train, route, then each bad input on the router it trained.
 fn cli_trains_then_routes_and_reports_bad_input() {
     switchyard_testkit::model_files();
     let dir = tempfile::tempdir().unwrap();
@@ -171,6 +172,7 @@ fn cli_trains_then_routes_and_reports_bad_input() {
 /// `switchyard bench` trains in the same run, sweeps, compares with every baseline and writes the report
 /// and the plots.
 #[test]
+// Long: one bench run, then each of its outputs checked in turn.
 fn cli_bench_writes_report_and_plots() {
     switchyard_testkit::model_files();
     let dir = tempfile::tempdir().unwrap();
