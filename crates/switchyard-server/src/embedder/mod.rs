@@ -328,7 +328,7 @@ fn answer(encoder: &dyn Encoder, mut batch: Vec<Pending>, stats: &EmbedderStats)
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use switchyard_encoder::{EncoderOptions, MiniLm, ModelLocator, DEFAULT_MODEL_DIR};
+    use switchyard_encoder::{EncoderOptions, MiniLm};
 
     type Reply = tokio::sync::oneshot::Receiver<Result<(Vec<f32>, EmbedTiming), String>>;
 
@@ -350,9 +350,9 @@ mod tests {
     /// not how fast the encoder is.
     #[test]
     fn an_idle_batcher_never_waits_and_a_busy_one_waits_to_refill() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let files = ModelLocator::new(root.join(DEFAULT_MODEL_DIR)).with_hub_network(false).locate().unwrap();
-        let encoder = Arc::new(MiniLm::load(&files, EncoderOptions::default()).unwrap());
+        // The test model, fetched outside the source tree and shared by every test binary.
+        let files = switchyard_testkit::model_files();
+        let encoder = Arc::new(MiniLm::load(files, EncoderOptions::default()).unwrap());
         let (tx, rx) = mpsc::sync_channel(16);
         let burst: Vec<Reply> =
             (0..5).map(|i| queue(&encoder, &tx, &format!("Question {i}: which model answers this?"))).collect();
