@@ -4,18 +4,13 @@
 //! checked in the server and in the CLI's `route --config` alike, is in the `switchyard` crate's tests.)
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{json, Value};
 use switchyard_core::Router;
-use switchyard_encoder::{EncoderOptions, MiniLm};
-use switchyard_server::{app, AppState, Config};
+use switchyard_server::AppState;
 use switchyard_testkit::upstream::{self, Fake};
-use tower::ServiceExt;
 
 /// Every model of the default router behind one upstream; `extra` is added to the config, `capable` models
 /// declare `supports_tools`.
@@ -31,9 +26,7 @@ fn gateway(addr: SocketAddr, extra: &str, capable: &[&str]) -> Arc<AppState> {
             text.push_str("supports_tools = true\n");
         }
     }
-    let config = Config::parse(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let encoder = MiniLm::load(switchyard_testkit::model_files(), EncoderOptions::default()).unwrap();
-    Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap())
+    switchyard_testkit::app::state(&text)
 }
 
 async fn post(
@@ -42,14 +35,8 @@ async fn post(
     headers: &[(&str, &str)],
     body: Value,
 ) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let mut request = Request::post(uri).header("content-type", "application/json");
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let response = app(state.clone()).oneshot(request.body(Body::from(body.to_string())).unwrap()).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let (status, headers, bytes) = switchyard_testkit::app::post(state, uri, headers, &body).await;
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 fn header(h: &axum::http::HeaderMap, name: &str) -> String {

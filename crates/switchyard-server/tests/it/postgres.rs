@@ -9,39 +9,29 @@ use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{json, Value};
 use switchyard_core::Router;
 use switchyard_encoder::{EncoderOptions, MiniLm};
-use switchyard_server::{app, AppState, Config};
+use switchyard_server::{AppState, Config};
 use switchyard_testkit::pg::Postgres;
 use switchyard_testkit::upstream;
-use tower::ServiceExt;
 
 fn gateway(addr: SocketAddr, url: &str, spool: &Path, keys: &str) -> Arc<AppState> {
-    let router = Router::load(&switchyard_testkit::default_router()).unwrap();
+    let _router = Router::load(&switchyard_testkit::default_router()).unwrap();
     let text = format!(
         "[log]\nurl = \"{url}\"\nspool = {:?}\n{keys}\n{}",
         spool.display().to_string(),
         upstream::catalog(addr)
     );
-    let config = Config::parse(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let encoder = MiniLm::load(switchyard_testkit::model_files(), EncoderOptions::default()).unwrap();
-    Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap_or_else(|e| panic!("{e}")))
+    switchyard_testkit::app::state(&text)
 }
 
 async fn post(state: &Arc<AppState>, uri: &str, key: &str, body: Value) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let request = Request::post(uri)
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {key}"))
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let response = app(state.clone()).oneshot(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let bearer = format!("Bearer {key}");
+    let (status, headers, bytes) =
+        switchyard_testkit::app::post(state, uri, &[("authorization", &bearer)], &body).await;
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

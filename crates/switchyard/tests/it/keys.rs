@@ -6,16 +6,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use switchyard_core::Router;
-use switchyard_encoder::{EncoderOptions, MiniLm};
-use switchyard_server::{app, AppState, Config};
+use switchyard_server::AppState;
 use switchyard_testkit::upstream;
-use tower::ServiceExt;
 
 fn sha256(secret: &str) -> String {
     Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
@@ -24,12 +20,10 @@ fn sha256(secret: &str) -> String {
 /// Every model of the default router served by one upstream (5 prompt and 3 completion tokens a call, at $1
 /// and $2 per million: $0.000011 a call), `[[keys]]` as given, and the decision log at `log`.
 fn gateway(addr: SocketAddr, keys: &str, log: &Path) -> Arc<AppState> {
-    let router = Router::load(&switchyard_testkit::default_router()).unwrap();
+    let _router = Router::load(&switchyard_testkit::default_router()).unwrap();
     let catalog = upstream::catalog(addr);
     let text = format!("[log]\npath = {log:?}\n[server]\nclient_keys = [\"plain-key\"]\n{keys}\n{catalog}");
-    let config = Config::parse(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let encoder = MiniLm::load(switchyard_testkit::model_files(), EncoderOptions::default()).unwrap();
-    Arc::new(AppState::new(router, Arc::new(encoder), config).unwrap())
+    switchyard_testkit::app::state(&text)
 }
 
 async fn call(
@@ -38,14 +32,10 @@ async fn call(
     uri: &str,
     body: Value,
 ) -> (StatusCode, axum::http::HeaderMap, String) {
-    let mut request = Request::post(uri).header("content-type", "application/json");
-    if let Some(key) = key {
-        request = request.header("authorization", format!("Bearer {key}"));
-    }
-    let response = app(state.clone()).oneshot(request.body(Body::from(body.to_string())).unwrap()).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    (parts.status, parts.headers, String::from_utf8_lossy(&bytes).into_owned())
+    let bearer = key.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = bearer.as_deref().map(|b| ("authorization", b)).into_iter().collect();
+    let (status, headers, bytes) = switchyard_testkit::app::post(state, uri, &headers, &body).await;
+    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn chat(model: &str, stream: bool) -> Value {
