@@ -6,6 +6,7 @@
 //! graceful shutdown; the rules and A/B experiments that steer decisions; the decision log's feedback
 //! endpoint; and hot reloads of the routers. It knows nothing of training.
 
+mod anthropic;
 mod config;
 mod embedder;
 mod gateway;

@@ -30,7 +30,7 @@ mod utility;
 use std::path::PathBuf;
 
 pub use addition::{
-    domain_strata, embed_eval, fit_profile, representative, EvalPrompt, EvalRows, Prices, ProfileFit, ProfileRequest,
+    embed_eval, fit_profile, representative, strata, EvalPrompt, EvalRows, Prices, ProfileFit, ProfileRequest, Stratum,
     MIN_PROFILE_PROMPTS,
 };
 pub use cache::{default_cache_dir, EmbeddingCache};

@@ -9,8 +9,8 @@ use clap::Args;
 use switchyard_core::{Catalog, ProfileBasis, Router};
 use switchyard_encoder::MiniLm;
 use switchyard_train::{
-    default_cache_dir, domain_strata, embed_eval, fit_profile, representative, EmbeddingCache, EvalRows, Prices,
-    ProfileRequest,
+    default_cache_dir, embed_eval, fit_profile, representative, strata, EmbeddingCache, EvalRows, Prices,
+    ProfileRequest, Stratum,
 };
 
 use crate::ModelArgs;
@@ -132,9 +132,9 @@ pub struct PromptsArgs {
 }
 
 /// Runs `profile prompts`: prompts that represent the traffic, one JSON object per line, to run a new model
-/// on and label. The picks follow the logs' mix over the router's domains (shared in proportion to their
-/// prompts) and cover each domain (k-means, the prompt nearest each centre). The sample's mix is printed next
-/// to the logs'.
+/// on and label. A stratified sample: the picks follow the logs' mix over the router's domains (shared in
+/// proportion to their prompts) and, within a domain, over its complexity (a systematic draw along the
+/// complexity order). The sample's mix is printed next to the logs'.
 pub fn prompts(args: &PromptsArgs) -> anyhow::Result<()> {
     if args.n == 0 {
         bail!("--n 0 picks nothing: give how many prompts to pick (200 is plenty for `profile add`)");
@@ -156,8 +156,8 @@ pub fn prompts(args: &PromptsArgs) -> anyhow::Result<()> {
     let (encoder, mut cache) = args.eval.encoder()?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = switchyard_train::embed_texts(&mut cache, &encoder, &refs, 32, !args.eval.quiet)?;
-    let strata = domain_strata(&router, &vectors);
-    let chosen = representative(&vectors, &strata, args.n, args.eval.seed);
+    let strata = strata(&router, &vectors);
+    let chosen = representative(&strata, args.n, args.eval.seed);
     eprint!("{}", mix_table(&domains, &strata, &chosen));
     let mut out = String::new();
     for i in &chosen {
@@ -171,20 +171,33 @@ pub fn prompts(args: &PromptsArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The share of each domain in the logs (`strata`, one per prompt) and in the sample (`chosen`), as a table.
-fn mix_table(domains: &[String], strata: &[usize], chosen: &[usize]) -> String {
-    let share = |rows: &mut dyn Iterator<Item = usize>, d: usize, n: usize| {
-        100.0 * rows.filter(|&s| s == d).count() as f64 / n.max(1) as f64
+/// The share of each domain and of each complexity band in the logs (`strata`, one per prompt) and in the
+/// sample (`chosen`), as a table.
+fn mix_table(domains: &[String], strata: &[Stratum], chosen: &[usize]) -> String {
+    const BANDS: [(&str, f64, f64); 3] = [
+        ("complexity < 0.33", 0.0, 1.0 / 3.0),
+        ("complexity 0.33-0.67", 1.0 / 3.0, 2.0 / 3.0),
+        ("complexity >= 0.67", 2.0 / 3.0, 2.0),
+    ];
+    let share = |test: &dyn Fn(&Stratum) -> bool, rows: &mut dyn Iterator<Item = &Stratum>, n: usize| {
+        100.0 * rows.filter(|s| test(s)).count() as f64 / n.max(1) as f64
     };
-    let mut out = String::from("domain                 logs %  sample %\n");
-    for (d, name) in domains.iter().enumerate() {
-        let logs = share(&mut strata.iter().copied(), d, strata.len());
-        let sample = share(&mut chosen.iter().map(|&i| strata[i]), d, chosen.len());
+    let mut lines = Vec::new();
+    let names = domains
+        .iter()
+        .enumerate()
+        .map(|(d, name)| (name.as_str(), Box::new(move |s: &Stratum| s.domain == d) as Box<dyn Fn(&Stratum) -> bool>));
+    let bands = BANDS.iter().map(|&(name, lo, hi)| {
+        (name, Box::new(move |s: &Stratum| s.complexity >= lo && s.complexity < hi) as Box<dyn Fn(&Stratum) -> bool>)
+    });
+    for (name, test) in names.chain(bands) {
+        let logs = share(&*test, &mut strata.iter(), strata.len());
+        let sample = share(&*test, &mut chosen.iter().map(|&i| &strata[i]), chosen.len());
         if logs > 0.0 || sample > 0.0 {
-            out.push_str(&format!("{name:<22} {logs:>6.1}  {sample:>8.1}\n"));
+            lines.push(format!("{name:<22} {logs:>6.1}  {sample:>8.1}"));
         }
     }
-    out
+    format!("{:<22} {:>6}  {:>8}\n{}\n", "domain / band", "logs %", "sample %", lines.join("\n"))
 }
 
 /// Runs `profile add`.

@@ -32,7 +32,7 @@ use crate::dataset::{fingerprint, text_hash};
 use crate::TrainError;
 
 pub use fit::ProfileFit;
-pub use select::{domain_strata, representative};
+pub use select::{representative, strata, Stratum};
 
 /// Fewest distinct eval prompts a model can be added from.
 pub const MIN_PROFILE_PROMPTS: usize = 50;

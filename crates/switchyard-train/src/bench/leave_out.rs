@@ -27,7 +27,7 @@ use super::bootstrap::{BootstrapOptions, Interval};
 use super::resample::gain_shares;
 use super::run::{estimates_aiq, router_choices, run_bench, set_estimates, Metrics};
 use super::set::BenchSet;
-use crate::addition::{domain_strata, embed_eval, fit_profile, representative, EvalRows, Prices, ProfileRequest};
+use crate::addition::{embed_eval, fit_profile, representative, strata, EvalRows, Prices, ProfileRequest};
 use crate::{train, Dataset, EmbeddingCache, TrainError, TrainOptions};
 
 /// What to leave out and how to add it back.
@@ -269,8 +269,7 @@ fn profile_sample(
     Ok(if options.representative {
         let all = embed_eval(cache, encoder, eval, false)?;
         let rows: Vec<Vec<f32>> = all.rows().into_iter().map(|r| r.to_vec()).collect();
-        let strata = domain_strata(without, &rows);
-        let chosen = representative(&rows, &strata, options.rows, options.seed);
+        let chosen = representative(&strata(without, &rows), options.rows, options.seed);
         eval.keep(&chosen);
         all.select(ndarray::Axis(0), &chosen)
     } else {
