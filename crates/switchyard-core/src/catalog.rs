@@ -26,6 +26,9 @@ pub struct ModelCard {
     /// Name of the environment variable holding the upstream's API key (server only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
+    /// The API the upstream at `base_url` speaks (server only; default OpenAI's).
+    #[serde(default, skip_serializing_if = "UpstreamApi::is_openai")]
+    pub api: UpstreamApi,
     /// The model's context window in tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u64>,
@@ -71,9 +74,29 @@ pub struct Deployment {
     /// The model name sent upstream (default: the catalog name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_model: Option<String>,
+    /// The API the endpoint speaks (default OpenAI's).
+    #[serde(default, skip_serializing_if = "UpstreamApi::is_openai")]
+    pub api: UpstreamApi,
     /// Share of traffic relative to the model's other deployments (default 1).
     #[serde(default = "default_weight")]
     pub weight: u32,
+}
+
+/// The API an upstream speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamApi {
+    /// OpenAI's chat completions: `base_url` + `/chat/completions`, `Authorization: Bearer`.
+    #[default]
+    Openai,
+    /// Anthropic's Messages API: `base_url` + `/v1/messages`, `x-api-key` and `anthropic-version`.
+    Anthropic,
+}
+
+impl UpstreamApi {
+    fn is_openai(&self) -> bool {
+        *self == Self::Openai
+    }
 }
 
 fn default_weight() -> u32 {
@@ -104,6 +127,7 @@ impl ModelCard {
                 base_url: url.clone(),
                 api_key_env: self.api_key_env.clone(),
                 upstream_model: None,
+                api: self.api,
                 weight: 1,
             };
             return vec![(self.name.clone(), d)];

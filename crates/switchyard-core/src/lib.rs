@@ -16,7 +16,7 @@ mod predictor;
 mod router;
 mod row;
 
-pub use catalog::{Catalog, CatalogError, Deployment, ModelCard};
+pub use catalog::{Catalog, CatalogError, Deployment, ModelCard, UpstreamApi};
 pub use cost::{estimate_input_tokens, CostSource, ModelCost, CHARS_PER_TOKEN};
 pub use explore::{explore, seed_of, thompson_shares, Exploration, Rng};
 pub use familiarity::{Familiarity, Placement, OOD_START};

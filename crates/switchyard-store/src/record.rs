@@ -48,7 +48,7 @@ pub struct DecisionRecord {
     pub request_id: String,
     /// When the request arrived, milliseconds since the Unix epoch.
     pub ts_ms: i64,
-    /// `route` (a decision only) or `chat` (the gateway).
+    /// `route` (a decision only), or `chat` or `messages` (the gateway, by OpenAI's or Anthropic's API).
     pub endpoint: String,
     /// The prompt the router read (absent when prompts are logged as hashes only).
     pub prompt: Option<String>,
@@ -159,7 +159,8 @@ pub enum FeedbackOutcome {
 pub struct FeedbackReceipt {
     /// Recorded or replaced.
     pub outcome: FeedbackOutcome,
-    /// The scored request's endpoint: `chat` (the gateway) or `route` (a decision only).
+    /// The scored request's endpoint: `chat` or `messages` (the gateway, by OpenAI's or Anthropic's API) or
+    /// `route` (a decision only).
     pub endpoint: String,
     /// The model that answered it (for `route`, the decided model).
     pub chosen_model: Option<String>,
@@ -170,7 +171,7 @@ impl FeedbackReceipt {
     /// that its score speaks of an answer the server saw. A `/v1/route` decision's score speaks of a call the
     /// client made itself, if any.
     pub fn answered_upstream(&self) -> bool {
-        self.endpoint == "chat" && self.chosen_model.is_some()
+        matches!(self.endpoint.as_str(), "chat" | "messages") && self.chosen_model.is_some()
     }
 }
 

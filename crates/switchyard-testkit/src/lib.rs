@@ -12,13 +12,15 @@
 //!   TLS connections on a loopback port;
 //! - [`tls`]: a private certificate authority and a server certificate, made with `openssl`;
 //! - with the `server` feature: [`app`] (the server's app driven in-process), [`redis`] (a real `redis-server` on a unix socket, or TLS on a loopback port),
-//!   [`upstream`] (a stand-in OpenAI-protocol upstream), [`serve`] (`switchyard serve` as a process) and
+//!   [`upstream`] (a stand-in upstream of OpenAI's API, and of Anthropic's in [`anthropic`]), [`serve`] (`switchyard serve` as a process) and
 //!   [`replicas`] (two in-process servers sharing one PostgreSQL and one Redis);
 //! - the paths of the workspace's shared files ([`workspace_root`], [`default_router`]).
 //!
 //! Helpers fail loudly (they panic with what to install or fix); a test never skips for want of a server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[cfg(feature = "server")]
+pub mod anthropic;
 #[cfg(feature = "server")]
 pub mod app;
 pub mod pg;

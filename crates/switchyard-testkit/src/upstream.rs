@@ -1,4 +1,5 @@
-//! A fake OpenAI-protocol upstream on a real loopback port, told per model how to answer; and a loopback
+//! A stand-in upstream on a real loopback port (OpenAI's API here, Anthropic's in [`crate::anthropic`]), told
+//! per model how to answer; and a loopback
 //! address that refuses connections.
 
 use std::collections::HashMap;
@@ -209,8 +210,22 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
         let body = Body::from_stream(paced);
         return Response::builder().header("content-type", "text/event-stream").body(body).unwrap();
     }
+    // Tools: a call of the first tool with {"city": "Paris"}, then, after its result, what the tool said.
+    let last = body["messages"].as_array().and_then(|m| m.last()).cloned().unwrap_or_default();
+    let (message, finish) = match (&body["tools"][0]["function"]["name"], last["role"].as_str()) {
+        (_, Some("tool")) => (
+            json!({"role": "assistant", "content": format!("the tool said: {}", last["content"].as_str().unwrap_or_default())}),
+            "stop",
+        ),
+        (Value::String(name), _) if mode == Mode::Ok => (
+            json!({"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": name, "arguments": "{\"city\": \"Paris\"}"}}]}),
+            "tool_calls",
+        ),
+        _ => (json!({"role": "assistant", "content": answer}), "stop"),
+    };
     let mut reply = json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}});
     if mode == Mode::NoUsage {
         reply.as_object_mut().unwrap().remove("usage");
@@ -275,13 +290,15 @@ fn long_stream(model: &str, n: usize, every: Duration, stall: bool) -> Response 
     Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(chunks)).unwrap()
 }
 
-/// Starts the fake upstream on a free loopback port; its base URL is `http://ADDR/v1`.
+/// Starts the fake upstream on a free loopback port; its base URL is `http://ADDR/v1` (OpenAI's API), and
+/// `http://ADDR` for Anthropic's ([`crate::anthropic`]).
 pub async fn start() -> (SocketAddr, Arc<Fake>) {
     let fake: Arc<Fake> = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(upstream))
+        .route("/v1/messages", axum::routing::post(crate::anthropic::messages))
         .route("/v1/moved/chat/completions", axum::routing::any(moved))
         .with_state(fake.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -8,8 +8,11 @@ pub struct Upstream {
     pub name: String,
     /// The catalog model it serves.
     pub model: String,
-    /// OpenAI-compatible base URL, without a trailing slash.
+    /// Base URL, without a trailing slash.
     pub base_url: String,
+    /// The API it speaks: OpenAI's (`base_url` + `/chat/completions`) or Anthropic's (`base_url` +
+    /// `/v1/messages`, the request and answer translated by [`crate::anthropic`]).
+    pub api: switchyard_core::UpstreamApi,
     /// Environment variable holding its API key.
     pub api_key_env: Option<String>,
     /// The model name sent upstream.

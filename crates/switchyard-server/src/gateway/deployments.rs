@@ -39,6 +39,7 @@ impl Deployments {
                         name,
                         model: card.name.clone(),
                         base_url: d.base_url.trim_end_matches('/').to_string(),
+                        api: d.api,
                         api_key_env: d.api_key_env,
                         upstream_model: d.upstream_model.unwrap_or_else(|| card.name.clone()),
                         weight: d.weight.max(1),

@@ -178,6 +178,7 @@ mod tests {
             name: name.into(),
             model: model.into(),
             base_url: "http://x".into(),
+            api: switchyard_core::UpstreamApi::Openai,
             api_key_env: None,
             upstream_model: model.into(),
             weight: 1,

@@ -1,4 +1,5 @@
-//! One upstream call: the request to a deployment's OpenAI-compatible `base_url`, how it ended (success, a
+//! One upstream call: the request to a deployment's `base_url` (OpenAI's API, or Anthropic's translated both
+//! ways by [`crate::anthropic`]), how it ended (success, a
 //! failure worth falling back from, or the client's own error), and the token usage it reports, for
 //! whole responses and for streams alike.
 //!
@@ -13,6 +14,8 @@ use axum::body::{Body, Bytes};
 use axum::response::Response;
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
+
+use switchyard_core::UpstreamApi;
 
 use crate::gateway::deployment::Upstream;
 use crate::gateway::usage::{answer_of, usage_of, Usage};
@@ -77,12 +80,24 @@ pub(crate) async fn forward(
 ) -> Result<Forwarded, Failure> {
     let deadline = tokio::time::Instant::now() + limits.first_byte;
     let first_byte_ms = limits.first_byte.as_millis();
-    let mut request = http.post(format!("{}/chat/completions", up.base_url)).json(body);
-    if let Some(var) = &up.api_key_env {
-        if let Ok(key) = std::env::var(var) {
-            request = request.bearer_auth(key);
+    let anthropic = up.api == UpstreamApi::Anthropic;
+    let key = up.api_key_env.as_ref().and_then(|var| std::env::var(var).ok());
+    let request = if anthropic {
+        let request = http
+            .post(format!("{}/v1/messages", up.base_url))
+            .header("anthropic-version", crate::anthropic::VERSION)
+            .json(&crate::anthropic::request::from_openai(body, &up.upstream_model));
+        match key {
+            Some(key) => request.header("x-api-key", key),
+            None => request,
         }
-    }
+    } else {
+        let request = http.post(format!("{}/chat/completions", up.base_url)).json(body);
+        match key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    };
     let upstream = match tokio::time::timeout_at(deadline, request.send()).await {
         Err(_) => {
             let why = format!("no response within {first_byte_ms} ms (server.first_byte_timeout_ms)");
@@ -119,21 +134,38 @@ pub(crate) async fn forward(
         if status.as_u16() == 400 && budget_exhausted(&bytes) {
             return Err(Fault::fail(code, "failed", "HTTP 400 (budget or quota exhausted)"));
         }
+        let bytes = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(error) if anthropic => crate::anthropic::openai_error(error).to_string().into_bytes(),
+            _ => bytes,
+        };
         return Err(Failure::ClientError(builder.body(Body::from(bytes)).unwrap_or_default()));
     }
     if stream {
         let mut chunks = upstream.bytes_stream();
         let head = stream_head(&mut chunks, deadline, first_byte_ms, code).await?;
-        let first = futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(head)) });
-        let body = first.chain(idle_limited(chunks, limits.idle));
-        let response = builder.body(Body::from_stream(body)).unwrap_or_default();
+        let body = if anthropic {
+            // The whole stream, head included, as OpenAI chunks; the idle limit watches the translated chunks.
+            let all = futures_util::stream::iter([Ok(Bytes::from(head))]).chain(chunks);
+            Body::from_stream(idle_limited(Box::pin(to_openai_chunks(all)), limits.idle))
+        } else {
+            let first = futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(head)) });
+            Body::from_stream(first.chain(idle_limited(chunks, limits.idle)))
+        };
+        let response = builder.header("content-type", "text/event-stream").body(body).unwrap_or_default();
         return Ok(Forwarded { response, usage: None, answer: None, generated_chars: 0 });
     }
     let bytes = read_all(upstream, limits.idle).await.map_err(|(outcome, why)| Fault::fail(code, outcome, why))?;
     // A success that is not JSON (a proxy's HTML page, a stream the client did not ask for) is no answer.
-    let Ok(reply) = serde_json::from_slice::<Value>(&bytes) else {
+    let Ok(mut reply) = serde_json::from_slice::<Value>(&bytes) else {
         let why = format!("HTTP {} with a body that is not JSON", status.as_u16());
         return Err(Fault::fail(code, "failed", why));
+    };
+    let bytes = if anthropic {
+        reply = crate::anthropic::response::to_openai(&reply, unix_now());
+        builder = builder.header("content-type", "application/json");
+        reply.to_string().into_bytes()
+    } else {
+        bytes
     };
     let generated_chars = reply.get("choices").and_then(Value::as_array).map_or(0, |choices| {
         choices.iter().filter_map(|c| c.get("message")).map(crate::gateway::usage::message_chars).sum()
@@ -144,6 +176,28 @@ pub(crate) async fn forward(
         answer: answer_of(&reply),
         generated_chars,
     })
+}
+
+/// An Anthropic upstream's event stream as OpenAI chunks ([`crate::anthropic::stream::ToOpenAi`]).
+fn to_openai_chunks(
+    events: impl Stream<Item = reqwest::Result<Bytes>> + Unpin + Send + 'static,
+) -> impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static {
+    let start = (events, crate::anthropic::stream::ToOpenAi::new(unix_now()), false);
+    futures_util::stream::unfold(start, |(mut events, mut t, ended)| async move {
+        if ended {
+            return None;
+        }
+        match events.next().await {
+            Some(Ok(chunk)) => Some((Ok(t.feed(&chunk)), (events, t, false))),
+            Some(Err(e)) => Some((Err(e), (events, t, true))),
+            None => Some((Ok(t.finish()), (events, t, true))),
+        }
+    })
+}
+
+/// Seconds since the Unix epoch: a translated answer's `created`.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Reads a stream up to its first event (keep-alive comments before it do not count): a failure before it,

@@ -47,10 +47,14 @@ pub(super) async fn authenticate(State(state): State<Arc<AppState>>, mut request
         let slots: Slots = (slot, None);
         return holding(next.run(request).await, slots);
     }
-    let key = match bearer(request.headers().get(AUTHORIZATION)).map(|p| state.keys.find(p)) {
+    let key = match presented_key(request.headers()).map(|p| state.keys.find(p)) {
         Some(Some(key)) => key,
         Some(None) => return ApiError::unauthorized("invalid API key; use one of the server's keys").into_response(),
-        None => return ApiError::unauthorized("missing API key; send `Authorization: Bearer <key>`").into_response(),
+        None => {
+            let missing = "missing API key; send `Authorization: Bearer <key>` (or `x-api-key: <key>`, as Anthropic's \
+                           clients do)";
+            return ApiError::unauthorized(missing).into_response();
+        }
     };
     let caller = Caller(Some(key.clone()));
     let endpoint = request.uri().path().to_string();
@@ -72,7 +76,7 @@ pub(super) async fn authenticate(State(state): State<Arc<AppState>>, mut request
         Err(busy) => return refuse(&state, &caller, &endpoint, busy),
     };
     let admission = match endpoint.as_str() {
-        "/v1/chat/completions" => Some(Admission::Spend),
+        "/v1/chat/completions" | "/v1/messages" => Some(Admission::Spend),
         "/v1/route" | "/v1/feedback" => Some(Admission::Decide),
         _ => None,
     };
@@ -119,6 +123,7 @@ fn refuse(state: &AppState, caller: &Caller, endpoint: &str, refused: ApiError) 
     tracing::info!(key = name, "refused: {refused}");
     let kind = match endpoint {
         "/v1/chat/completions" => Some("chat"),
+        "/v1/messages" => Some("messages"),
         "/v1/route" => Some("route"),
         _ => None,
     };
@@ -155,6 +160,13 @@ pub(super) async fn authenticate_admin(State(state): State<Arc<AppState>>, reque
         ApiError::unauthorized("admin endpoints need `Authorization: Bearer <one of server.admin_keys>`")
             .into_response()
     }
+}
+
+/// The client key a request presents: `Authorization: Bearer <key>` (OpenAI's clients), else `x-api-key`
+/// (Anthropic's).
+fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    bearer(headers.get(AUTHORIZATION))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|k| !k.is_empty()))
 }
 
 /// Whether the request's bearer key is one of the admin keys: digests compared in constant time, every key

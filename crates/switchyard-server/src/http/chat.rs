@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -61,10 +62,20 @@ struct ChatRequest {
 
 /// The gateway handler.
 pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    match read_json(body, state.config.server.max_body_bytes).await {
+        Ok(body) => serve(&state, &parts, body, "chat").await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Serves a chat request (`body`, in OpenAI's shape) for `endpoint` (the log's name for the API it came
+/// in by): decide its candidates, try them, deliver the answer. The Messages API comes here translated.
+pub(crate) async fn serve(state: &Arc<AppState>, parts: &Parts, body: Value, endpoint: &'static str) -> Response {
     let started = Instant::now();
     let id = request_id();
     let mut trace = Trace::default();
-    let mut response = match handle(&state, request, &id, &mut trace, started).await {
+    let mut response = match handle(state, parts, body, endpoint, &id, &mut trace, started).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -79,24 +90,25 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Reque
 
 async fn handle(
     state: &Arc<AppState>,
-    request: Request,
+    parts: &Parts,
+    body: Value,
+    endpoint: &'static str,
     id: &str,
     trace: &mut Trace,
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let headers = request.headers().clone();
-    let caller = request.extensions().get::<Caller>().cloned().unwrap_or_default();
-    let health_read = request.extensions().get::<crate::replicas::HealthRead>().is_some();
-    let body = read_json(request.into_body(), state.config.server.max_body_bytes).await?;
+    let headers = &parts.headers;
+    let caller = parts.extensions.get::<Caller>().cloned().unwrap_or_default();
+    let health_read = parts.extensions.get::<crate::replicas::HealthRead>().is_some();
     let mut chat = ChatRequest::parse(body, state.config.server.max_prompt_chars)?;
-    let mut record = state.new_record(id, "chat", &chat.prompt);
+    let mut record = state.new_record(id, endpoint, &chat.prompt);
     record.messages_count = chat.body.get("messages").and_then(Value::as_array).map_or(0, |m| m.len() as u32);
     record.stream = chat.stream;
     record.api_key = caller.name();
 
     let decision_start = Instant::now();
     let (models, learned) = if ROUTED_NAMES.contains(&chat.model.as_str()) {
-        let query = query_of(&headers, &chat.body, chat.prompt.clone(), KnobsIn::Metadata, id, &caller)?;
+        let query = query_of(headers, &chat.body, chat.prompt.clone(), KnobsIn::Metadata, id, &caller)?;
         let decided = resolve(state, &query, health_read).await?;
         record_decision(&mut record, &decided);
         trace.tags = Tags::of(&decided);

@@ -11,6 +11,7 @@ pub(crate) mod chat;
 pub(crate) mod connection;
 pub(crate) mod error;
 pub(crate) mod feedback;
+mod messages;
 mod ops;
 pub(crate) mod request;
 pub(crate) mod route;
@@ -31,24 +32,31 @@ use crate::limits::keys::Caller;
 use crate::state::AppState;
 
 /// Builds the application: `POST /v1/route`, `POST /v1/chat/completions`, `GET /v1/models`,
-/// `POST /v1/feedback` (behind the client keys), `POST /admin/reload` (behind the admin keys), `GET /healthz`,
+/// `POST /v1/feedback`, `POST /v1/messages` and `POST /v1/messages/count_tokens` (behind the client keys), `POST /admin/reload` (behind the admin keys), `GET /healthz`,
 /// `GET /readyz`, `GET /metrics`.
 pub fn app(state: Arc<AppState>) -> axum::Router {
-    let v1 = axum::Router::new()
-        .route("/v1/route", post(crate::http::route::route))
-        .route("/v1/chat/completions", post(crate::http::chat::chat_completions))
-        .route("/v1/models", get(ops::models))
-        .route("/v1/feedback", post(crate::http::feedback::feedback))
-        // Outermost last: metrics, the body's time limit, then authentication with the concurrency limits and
-        // the key's other limits.
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
-        .route_layer(middleware::map_request_with_state(state.clone(), time_body))
-        .route_layer(middleware::from_fn_with_state(state.clone(), record));
+    let v1 = client_layers(
+        axum::Router::new()
+            .route("/v1/route", post(crate::http::route::route))
+            .route("/v1/chat/completions", post(crate::http::chat::chat_completions))
+            .route("/v1/models", get(ops::models))
+            .route("/v1/feedback", post(crate::http::feedback::feedback)),
+        &state,
+    );
+    // Anthropic's Messages API: the same layers, and every error in Anthropic's shape.
+    let anthropic = client_layers(
+        axum::Router::new()
+            .route("/v1/messages", post(messages::messages))
+            .route("/v1/messages/count_tokens", post(messages::count_tokens)),
+        &state,
+    )
+    .route_layer(middleware::from_fn(messages::anthropic_errors));
     let admin = axum::Router::new()
         .route("/admin/reload", post(ops::reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate_admin));
     axum::Router::new()
         .merge(v1)
+        .merge(anthropic)
         .merge(admin)
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -57,6 +65,15 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
             ApiError::NotFound { code: "not_found", message: "no such endpoint; see the README for the API".into() }
         })
         .with_state(state)
+}
+
+/// The layers around every client route; outermost last: metrics, the body's time limit, then authentication
+/// with the concurrency limits and the key's other limits.
+fn client_layers(routes: axum::Router<Arc<AppState>>, state: &Arc<AppState>) -> axum::Router<Arc<AppState>> {
+    routes
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .route_layer(middleware::map_request_with_state(state.clone(), time_body))
+        .route_layer(middleware::from_fn_with_state(state.clone(), record))
 }
 
 /// Starts the clock on the request's body: it must arrive within `server.body_timeout_ms`.
