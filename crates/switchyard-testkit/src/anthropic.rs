@@ -51,9 +51,8 @@ pub(crate) async fn messages(State(fake): State<Arc<Fake>>, headers: HeaderMap, 
     if headers.get("anthropic-version").is_none() {
         return error(StatusCode::BAD_REQUEST, "invalid_request_error", "anthropic-version: header is required");
     }
-    if headers.contains_key("authorization") {
-        return error(StatusCode::UNAUTHORIZED, "authentication_error", "use x-api-key, not Authorization");
-    }
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    fake.anthropic_keys.lock().unwrap().push(key.to_string());
     let model = body["model"].as_str().unwrap_or_default().to_string();
     *fake.calls.lock().unwrap().entry(model.clone()).or_default() += 1;
     if !body["max_tokens"].is_u64() {

@@ -53,8 +53,8 @@ pub async fn spawn(bin: &str, server: &str, upstream: SocketAddr) -> ServeProces
     spawn_with(bin, server, "", upstream).await
 }
 
-/// As [`spawn`], with more config tables (e.g. `[router]`) after `[server]`. Without a `[router]` table the
-/// bundled default router is served.
+/// As [`spawn`], with more config tables (e.g. `[router]`, or `[[models]]` of the router's models, which then
+/// replace the default ones) after `[server]`. Without a `[router]` table the bundled default router is served.
 pub async fn spawn_with(bin: &str, server: &str, tables: &str, upstream: SocketAddr) -> ServeProcess {
     let router_path = crate::default_router();
     let router = Router::load(&router_path).unwrap();
@@ -64,7 +64,8 @@ pub async fn spawn_with(bin: &str, server: &str, tables: &str, upstream: SocketA
     if !tables.lines().any(|l| l.trim() == "[router]") {
         config.push_str(&format!("[router]\npath = {:?}\n", router_path.display().to_string()));
     }
-    for m in &router.manifest.models {
+    // Every model of the router at the stand-in's OpenAI side, unless `tables` declares it.
+    for m in router.manifest.models.iter().filter(|m| !tables.contains(&format!("name = \"{}\"", m.model))) {
         config.push_str(&format!("[[models]]\nname = \"{}\"\nbase_url = \"http://{upstream}/v1\"\n", m.model));
     }
     let config_path = dir.path().join("switchyard.toml");

@@ -81,6 +81,8 @@ pub struct Fake {
     pub modes: Mutex<HashMap<String, Mode>>,
     /// Calls received per model.
     pub calls: Mutex<HashMap<String, usize>>,
+    /// The `x-api-key` of each call to the Anthropic side (empty when there was none).
+    pub anthropic_keys: Mutex<Vec<String>>,
     /// Calls that reached the target of [`Mode::Redirect`].
     pub moved: std::sync::atomic::AtomicUsize,
 }
@@ -185,6 +187,11 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
         let body = format!("data: {c}\n\ndata: [DONE]\n\n");
         return Response::builder().header("content-type", "text/event-stream").body(Body::from(body)).unwrap();
     }
+    let tool = body["tools"][0]["function"]["name"].as_str().filter(|_| mode == Mode::Ok);
+    let last_role = body["messages"].as_array().and_then(|m| m.last()).map(|m| m["role"].clone());
+    if let (true, Some(tool), false) = (stream, tool, last_role == Some(json!("tool"))) {
+        return tool_stream(&model, tool, body["stream_options"]["include_usage"].as_bool() == Some(true));
+    }
     if stream {
         let chunk = |text: &str| {
             let c = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
@@ -231,6 +238,33 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
         reply.as_object_mut().unwrap().remove("usage");
     }
     Json(reply).into_response()
+}
+
+/// A streamed call of `tool` with `{"city": "Paris"}`, its arguments in two pieces, as OpenAI streams one.
+fn tool_stream(model: &str, tool: &str, usage: bool) -> Response {
+    let chunk = |delta: Value, finish: Value| {
+        let c = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {c}\n\n")
+    };
+    let mut parts = vec![chunk(
+        json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": tool, "arguments": ""}}]}),
+        Value::Null,
+    )];
+    for piece in ["{\"city\": ", "\"Paris\"}"] {
+        parts.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}), Value::Null));
+    }
+    parts.push(chunk(json!({}), json!("tool_calls")));
+    if usage {
+        let u = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model, "choices": [],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}});
+        parts.push(format!("data: {u}\n\n"));
+    }
+    parts.push("data: [DONE]\n\n".into());
+    let chunks =
+        futures_util::stream::iter(parts.into_iter().map(|p| Ok::<_, std::io::Error>(axum::body::Bytes::from(p))));
+    Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(chunks)).unwrap()
 }
 
 /// The target of [`Mode::Redirect`]: a whole answer, counted in `Fake::moved`.

@@ -22,8 +22,9 @@ fn gateway(addr: SocketAddr, extra: &str, claude_falls_back_to: Option<&str>) ->
     let router = Router::load(&switchyard_testkit::default_router()).unwrap();
     let mut text = format!("[log]\nenabled = false\n{extra}\n");
     for m in &router.manifest.models {
+        // The Anthropic deployment's key: an environment variable cargo sets for every test process.
         let (url, api) = if m.model == CLAUDE {
-            (format!("http://{addr}"), "anthropic")
+            (format!("http://{addr}\"\napi_key_env = \"CARGO_PKG_NAME"), "anthropic")
         } else {
             (format!("http://{addr}/v1"), "openai")
         };
@@ -192,6 +193,7 @@ async fn an_anthropic_deployment_serves_openai_clients_and_fallbacks_cross_apis(
     assert_eq!(v["choices"][0]["message"]["content"], format!("hello from {CLAUDE}"));
     assert_eq!((v["usage"]["prompt_tokens"].as_u64(), v["usage"]["completion_tokens"].as_u64()), (Some(5), Some(3)));
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(fake.anthropic_keys.lock().unwrap().as_slice(), ["switchyard-server"], "x-api-key, from api_key_env");
 
     // Streamed: OpenAI chunks, usage only when asked for.
     let (_, _, bytes) = post(&state, "/v1/chat/completions", &[], chat(json!({"stream": true}))).await;

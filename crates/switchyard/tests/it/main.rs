@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod anthropic_sdk;
 mod billing;
 mod cli_embed;
 mod conversations;

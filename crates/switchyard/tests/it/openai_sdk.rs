@@ -9,19 +9,20 @@ use std::process::Command;
 use sha2::Digest;
 use switchyard_testkit::upstream;
 
-/// A Python with the `openai` package: a virtual environment made (once) under the target folder.
-fn python_with_openai() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("openai-venv");
+/// A Python with the package `spec` (importable as `import`): a virtual environment `venv` made (once) under
+/// the target folder and the package installed from PyPI.
+pub(crate) fn python_with(venv: &str, import: &str, spec: &str) -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(venv);
     let python = venv.join("bin").join("python");
-    let ready = || Command::new(&python).args(["-c", "import openai"]).status().is_ok_and(|s| s.success());
+    let ready = || Command::new(&python).args(["-c", &format!("import {import}")]).status().is_ok_and(|s| s.success());
     if !ready() {
         let status = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 is needed");
         assert!(status.success(), "cannot create a virtual environment at {}", venv.display());
         let status = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "openai>=1.40,<3"])
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec])
             .status()
             .unwrap();
-        assert!(status.success() && ready(), "cannot install the openai package from PyPI");
+        assert!(status.success() && ready(), "cannot install {spec} from PyPI");
     }
     python
 }
@@ -29,7 +30,7 @@ fn python_with_openai() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_sdk_works_against_serve() {
     switchyard_testkit::model_files();
-    let python = tokio::task::spawn_blocking(python_with_openai).await.unwrap();
+    let python = tokio::task::spawn_blocking(|| python_with("openai-venv", "openai", "openai>=1.40,<3")).await.unwrap();
     let (upstream_addr, _fake) = upstream::start().await;
     // A second key, limited to two requests a minute: the SDK sees the third refused as a typed error.
     let limited: String = sha2::Sha256::digest(b"sk-limited").iter().map(|b| format!("{b:02x}")).collect();
