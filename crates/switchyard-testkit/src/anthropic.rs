@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::upstream::{Fake, Mode};
+use crate::fake::{Fake, Mode};
 
 /// Anthropic's error response.
 fn error(status: StatusCode, kind: &str, message: &str) -> Response {

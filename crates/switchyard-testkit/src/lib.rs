@@ -23,6 +23,8 @@
 pub mod anthropic;
 #[cfg(feature = "server")]
 pub mod app;
+#[cfg(feature = "server")]
+mod fake;
 pub mod pg;
 #[cfg(feature = "server")]
 pub mod redis;

@@ -81,23 +81,7 @@ pub(crate) async fn forward(
     let deadline = tokio::time::Instant::now() + limits.first_byte;
     let first_byte_ms = limits.first_byte.as_millis();
     let anthropic = up.api == UpstreamApi::Anthropic;
-    let key = up.api_key_env.as_ref().and_then(|var| std::env::var(var).ok());
-    let request = if anthropic {
-        let request = http
-            .post(format!("{}/v1/messages", up.base_url))
-            .header("anthropic-version", crate::anthropic::VERSION)
-            .json(&crate::anthropic::request::from_openai(body, &up.upstream_model));
-        match key {
-            Some(key) => request.header("x-api-key", key),
-            None => request,
-        }
-    } else {
-        let request = http.post(format!("{}/chat/completions", up.base_url)).json(body);
-        match key {
-            Some(key) => request.bearer_auth(key),
-            None => request,
-        }
-    };
+    let request = request_to(http, up, body);
     let upstream = match tokio::time::timeout_at(deadline, request.send()).await {
         Err(_) => {
             let why = format!("no response within {first_byte_ms} ms (server.first_byte_timeout_ms)");
@@ -108,20 +92,8 @@ pub(crate) async fn forward(
     };
     let status = upstream.status();
     let code = Some(status.as_u16());
-    // Redirects are not followed (the client's policy); the target is not named, its URL may carry secrets.
-    if status.is_redirection() {
-        let why = format!(
-            "HTTP {} redirect to another URL; redirects are not followed, set base_url to the final address",
-            status.as_u16()
-        );
-        return Err(Fault::fail(code, "failed", why));
-    }
-    if status.is_server_error() || matches!(status.as_u16(), 402 | 408 | 429) {
-        return Err(Fault::fail(code, "failed", format!("HTTP {}", status.as_u16())));
-    }
-    // The gateway's own key and model name were refused: a rotated provider key, a deployment that is gone.
-    if let Some(what) = auth_problem(status.as_u16()) {
-        return Err(Fault::fail(code, "auth_error", format!("HTTP {} ({what})", status.as_u16())));
+    if let Some(failure) = failed_status(status) {
+        return Err(failure);
     }
     let content_type = upstream.headers().get("content-type").cloned();
     let mut builder = Response::builder().status(status.as_u16());
@@ -143,14 +115,7 @@ pub(crate) async fn forward(
     if stream {
         let mut chunks = upstream.bytes_stream();
         let head = stream_head(&mut chunks, deadline, first_byte_ms, code).await?;
-        let body = if anthropic {
-            // The whole stream, head included, as OpenAI chunks; the idle limit watches the translated chunks.
-            let all = futures_util::stream::iter([Ok(Bytes::from(head))]).chain(chunks);
-            Body::from_stream(idle_limited(Box::pin(to_openai_chunks(all)), limits.idle))
-        } else {
-            let first = futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(head)) });
-            Body::from_stream(first.chain(idle_limited(chunks, limits.idle)))
-        };
+        let body = stream_body(head, chunks, anthropic, limits.idle);
         let response = builder.header("content-type", "text/event-stream").body(body).unwrap_or_default();
         return Ok(Forwarded { response, usage: None, answer: None, generated_chars: 0 });
     }
@@ -176,6 +141,62 @@ pub(crate) async fn forward(
         answer: answer_of(&reply),
         generated_chars,
     })
+}
+
+/// A status that fails the attempt before its body is read: a redirect (not followed: the client's policy; the
+/// target is not named, its URL may carry secrets), a server error, 402, 408, 429, or the gateway's own key or
+/// model name refused (a rotated provider key, a deployment that is gone).
+fn failed_status(status: reqwest::StatusCode) -> Option<Failure> {
+    let code = Some(status.as_u16());
+    if status.is_redirection() {
+        let why = format!(
+            "HTTP {} redirect to another URL; redirects are not followed, set base_url to the final address",
+            status.as_u16()
+        );
+        return Some(Fault::fail(code, "failed", why));
+    }
+    if status.is_server_error() || matches!(status.as_u16(), 402 | 408 | 429) {
+        return Some(Fault::fail(code, "failed", format!("HTTP {}", status.as_u16())));
+    }
+    auth_problem(status.as_u16())
+        .map(|what| Fault::fail(code, "auth_error", format!("HTTP {} ({what})", status.as_u16())))
+}
+
+/// The request to a deployment: OpenAI's chat completions with a bearer key, or Anthropic's Messages API
+/// (the body translated) with `x-api-key` and `anthropic-version`.
+fn request_to(http: &reqwest::Client, up: &Upstream, body: &Value) -> reqwest::RequestBuilder {
+    let key = up.api_key_env.as_ref().and_then(|var| std::env::var(var).ok());
+    if up.api == UpstreamApi::Anthropic {
+        let request = http
+            .post(format!("{}/v1/messages", up.base_url))
+            .header("anthropic-version", crate::anthropic::VERSION)
+            .json(&crate::anthropic::request::from_openai(body, &up.upstream_model));
+        return match key {
+            Some(key) => request.header("x-api-key", key),
+            None => request,
+        };
+    }
+    let request = http.post(format!("{}/chat/completions", up.base_url)).json(body);
+    match key {
+        Some(key) => request.bearer_auth(key),
+        None => request,
+    }
+}
+
+/// A stream's body for the client: the head already read, then the rest under the idle limit; an Anthropic
+/// stream, head included, as OpenAI chunks (the idle limit then watches the translated chunks).
+fn stream_body(
+    head: Vec<u8>,
+    chunks: impl Stream<Item = reqwest::Result<Bytes>> + Unpin + Send + 'static,
+    anthropic: bool,
+    idle: Duration,
+) -> Body {
+    if anthropic {
+        let all = futures_util::stream::iter([Ok(Bytes::from(head))]).chain(chunks);
+        return Body::from_stream(idle_limited(Box::pin(to_openai_chunks(all)), idle));
+    }
+    let first = futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(head)) });
+    Body::from_stream(first.chain(idle_limited(chunks, idle)))
 }
 
 /// An Anthropic upstream's event stream as OpenAI chunks ([`crate::anthropic::stream::ToOpenAi`]).
