@@ -287,6 +287,15 @@ impl Catalog {
         if card.api_key_env.is_some() && card.base_url.is_none() {
             return Err("api_key_env needs base_url on the model (or goes in each [[models.deployments]])".into());
         }
+        if let Some((which, url)) = card.endpoints().into_iter().find_map(|(name, d)| {
+            (d.api == UpstreamApi::Anthropic && d.base_url.trim_end_matches('/').ends_with("/v1"))
+                .then_some((name, d.base_url))
+        }) {
+            return Err(format!(
+                "deployment {which}: an Anthropic base_url is the API's root (e.g. https://api.anthropic.com), and the \
+                 gateway adds /v1/messages; drop the /v1 from {url:?}"
+            ));
+        }
         for (i, d) in card.deployments.iter().enumerate() {
             let which = d.name.clone().unwrap_or_else(|| format!("#{}", i + 1));
             if !(d.base_url.starts_with("http://") || d.base_url.starts_with("https://")) {

@@ -108,6 +108,11 @@ fn bad_deployments_and_fallbacks_name_the_problem() {
             "weight must be at least 1",
         ),
         (
+            "[[models]]\nname = \"a\"\nbase_url = \"https://api.anthropic.com/v1\"\napi = \"anthropic\"\n".to_string(),
+            "deployment a: an Anthropic base_url is the API's root",
+        ),
+        ("[[models]]\nname = \"a\"\nbase_url = \"http://x\"\napi = \"gemini\"\n".to_string(), "unknown variant `gemini`"),
+        (
             "[[models]]\nname = \"a\"\n[[models.deployments]]\nbase_url = \"http://x\"\n[[models.deployments]]\nbase_url = \"http://x/\"\n"
                 .to_string(),
             "deployment #2 repeats",

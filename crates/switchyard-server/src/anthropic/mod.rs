@@ -94,6 +94,17 @@ pub(crate) fn anthropic_error(status: u16, body: &Value) -> Value {
     error_body(status, &message)
 }
 
+/// A tool call's id as Anthropic accepts it (`^[a-zA-Z0-9_-]+$`): other characters become `_` (the same
+/// mapping for a call and its result, so they still pair up); a missing id becomes `toolu_<index>`.
+pub(crate) fn tool_id(id: Option<&str>, index: usize) -> String {
+    match id.filter(|id| !id.is_empty()) {
+        Some(id) => {
+            id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+        }
+        None => format!("toolu_{index}"),
+    }
+}
+
 /// The text of an Anthropic content value: a string, or the text blocks of an array (other blocks skipped).
 pub(crate) fn text_of(content: &Value) -> String {
     match content {
@@ -126,5 +137,7 @@ mod tests {
         assert_eq!(anthropic, json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}));
         assert_eq!(openai_error(anthropic)["error"]["message"], "slow down");
         assert_eq!(openai_error(json!({"detail": "x"})), json!({"detail": "x"}), "another shape passes as it is");
+        assert_eq!(tool_id(Some("functions.get_weather:0"), 3), "functions_get_weather_0");
+        assert_eq!((tool_id(Some("call_1"), 0), tool_id(None, 2)), ("call_1".to_string(), "toolu_2".to_string()));
     }
 }

@@ -204,7 +204,11 @@ pub(crate) fn from_openai(body: &Value, model: &str) -> Value {
             "tool" => ("user", vec![tool_result_block(message)]),
             _ => ("user", user_blocks(content)),
         };
-        // Consecutive turns of one role are one Messages turn (tool results, then the user's words).
+        // Anthropic refuses empty turns; consecutive turns of one role are one Messages turn (tool results,
+        // then the user's words).
+        if blocks.is_empty() {
+            continue;
+        }
         match turns.last_mut() {
             Some((last, existing)) if last == role => existing.extend(blocks),
             _ => turns.push((role.to_string(), blocks)),
@@ -221,7 +225,8 @@ pub(crate) fn from_openai(body: &Value, model: &str) -> Value {
     if let Some(t) = body.get("temperature").and_then(Value::as_f64) {
         out.insert("temperature".into(), json!(t.min(1.0)));
     }
-    if let Some(p) = body.get("top_p").filter(|v| v.is_number()) {
+    // Recent Anthropic models refuse both at once; temperature is the one clients usually mean.
+    if let Some(p) = body.get("top_p").filter(|v| v.is_number() && !out.contains_key("temperature")) {
         out.insert("top_p".into(), p.clone());
     }
     match body.get("stop") {
@@ -263,11 +268,15 @@ fn openai_text(content: &Value) -> String {
 /// An OpenAI user message's content as Messages blocks.
 fn user_blocks(content: &Value) -> Vec<Value> {
     match content {
+        Value::String(s) if s.is_empty() => Vec::new(),
         Value::String(s) => vec![json!({"type": "text", "text": s})],
         Value::Array(parts) => parts
             .iter()
             .filter_map(|part| match part.get("type").and_then(Value::as_str) {
-                Some("text") => Some(json!({"type": "text", "text": part.get("text").cloned().unwrap_or_default()})),
+                Some("text") => {
+                    let text = part.get("text").and_then(Value::as_str).filter(|t| !t.is_empty())?;
+                    Some(json!({"type": "text", "text": text}))
+                }
                 Some("image_url") => {
                     let url = part.pointer("/image_url/url").and_then(Value::as_str).unwrap_or_default();
                     Some(image_block(url))
@@ -296,12 +305,12 @@ fn assistant_blocks(message: &Value) -> Vec<Value> {
     if !text.is_empty() {
         blocks.push(json!({"type": "text", "text": text}));
     }
-    for call in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+    for (i, call) in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
         let input = serde_json::from_str::<Value>(arguments).ok().filter(Value::is_object).unwrap_or_else(|| json!({}));
         blocks.push(json!({
             "type": "tool_use",
-            "id": call.get("id").cloned().unwrap_or_default(),
+            "id": super::tool_id(call.get("id").and_then(Value::as_str), i),
             "name": call.pointer("/function/name").cloned().unwrap_or_default(),
             "input": input,
         }));
@@ -313,7 +322,7 @@ fn assistant_blocks(message: &Value) -> Vec<Value> {
 fn tool_result_block(message: &Value) -> Value {
     json!({
         "type": "tool_result",
-        "tool_use_id": message.get("tool_call_id").cloned().unwrap_or_default(),
+        "tool_use_id": super::tool_id(message.get("tool_call_id").and_then(Value::as_str), 0),
         "content": openai_text(message.get("content").unwrap_or(&Value::Null)),
     })
 }

@@ -15,16 +15,20 @@ pub(crate) fn from_openai(completion: &Value) -> Value {
     if let Some(text) = message.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
         content.push(json!({"type": "text", "text": text}));
     }
-    for call in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+    for (i, call) in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
         let input = serde_json::from_str::<Value>(arguments).ok().filter(Value::is_object).unwrap_or_else(|| json!({}));
         content.push(json!({
             "type": "tool_use",
-            "id": call.get("id").cloned().unwrap_or_default(),
+            "id": super::tool_id(call.get("id").and_then(Value::as_str), i),
             "name": call.pointer("/function/name").cloned().unwrap_or_default(),
             "input": input,
         }));
     }
+    // Some OpenAI-compatible servers end a tool call with "stop": the calls are what the client must act on.
+    let finish = choice.get("finish_reason").and_then(Value::as_str);
+    let called = content.iter().any(|b| b["type"] == "tool_use");
+    let stop = if called && finish != Some("length") { "tool_use" } else { stop_reason(finish) };
     let id = completion.get("id").and_then(Value::as_str).unwrap_or("switchyard");
     json!({
         "id": if id.starts_with("msg_") { id.to_string() } else { format!("msg_{id}") },
@@ -32,7 +36,7 @@ pub(crate) fn from_openai(completion: &Value) -> Value {
         "role": "assistant",
         "model": completion.get("model").cloned().unwrap_or_default(),
         "content": content,
-        "stop_reason": stop_reason(choice.get("finish_reason").and_then(Value::as_str)),
+        "stop_reason": stop,
         "stop_sequence": null,
         "usage": usage_from_openai(completion.get("usage")),
     })
@@ -55,12 +59,12 @@ pub(crate) fn usage_from_openai(usage: Option<&Value>) -> Value {
 pub(crate) fn usage_to_openai(usage: Option<&Value>) -> Value {
     let get = |key: &str| usage.and_then(|u| u.get(key)).and_then(Value::as_u64).unwrap_or(0);
     let cached = get("cache_read_input_tokens");
-    let prompt = get("input_tokens") + get("cache_creation_input_tokens") + cached;
+    let prompt = get("input_tokens").saturating_add(get("cache_creation_input_tokens")).saturating_add(cached);
     let completion = get("output_tokens");
     json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        "total_tokens": prompt.saturating_add(completion),
         "prompt_tokens_details": {"cached_tokens": cached},
     })
 }
@@ -141,5 +145,8 @@ mod tests {
         assert_eq!(message["content"], json!([{"type": "tool_use", "id": "c1", "name": "f", "input": {}}]));
         assert_eq!(message["stop_reason"], "max_tokens");
         assert_eq!(message["usage"]["input_tokens"], 0);
+        let mut stopped = completion.clone();
+        stopped["choices"][0]["finish_reason"] = json!("stop");
+        assert_eq!(from_openai(&stopped)["stop_reason"], "tool_use", "tool calls ended by \"stop\" are still calls");
     }
 }

@@ -22,20 +22,29 @@ struct Event {
 #[derive(Debug, Default)]
 struct Events {
     buffer: Vec<u8>,
+    /// How much of `buffer` was searched for an event's end already.
+    scanned: usize,
     overflow: bool,
 }
 
 impl Events {
-    /// The events that `chunk` completes.
+    /// The events that `chunk` completes (each byte is searched once; the buffer is drained once a chunk).
     fn push(&mut self, chunk: &[u8]) -> Vec<Event> {
         self.buffer.extend(chunk.iter().filter(|&&b| b != b'\r'));
         let mut events = Vec::new();
-        while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
-            let raw: Vec<u8> = self.buffer.drain(..end + 2).collect();
-            events.extend(parse(&raw));
+        let mut start = 0;
+        let mut from = self.scanned.saturating_sub(1);
+        while let Some(at) = self.buffer[from..].windows(2).position(|w| w == b"\n\n") {
+            let end = from + at + 2;
+            events.extend(parse(&self.buffer[start..end]));
+            start = end;
+            from = end;
         }
+        self.buffer.drain(..start);
+        self.scanned = self.buffer.len();
         if self.buffer.len() > MAX_EVENT {
             self.buffer.clear();
+            self.scanned = 0;
             self.overflow = true;
         }
         events
@@ -43,6 +52,7 @@ impl Events {
 
     /// The last event, when the stream ends without a blank line after it.
     fn finish(&mut self) -> Option<Event> {
+        self.scanned = 0;
         let raw = std::mem::take(&mut self.buffer);
         parse(&raw)
     }
@@ -63,6 +73,16 @@ fn parse(raw: &[u8]) -> Option<Event> {
     (name.is_some() || !data.is_empty()).then(|| Event { name, data: data.join("\n") })
 }
 
+/// The message of an Anthropic stream's first event when that event is an `error` (what `head`, the stream's
+/// start, holds of it).
+pub(crate) fn first_event_error(head: &[u8]) -> Option<String> {
+    let mut events = Events::default();
+    let first = events.push(head).into_iter().next().or_else(|| events.finish())?;
+    let data: Value = serde_json::from_str(&first.data).ok()?;
+    let is_error = first.name.as_deref() == Some("error") || data.get("type").and_then(Value::as_str) == Some("error");
+    is_error.then(|| data.pointer("/error/message").and_then(Value::as_str).unwrap_or("unknown error").to_string())
+}
+
 /// An OpenAI `data:` event.
 fn openai_event(value: &Value) -> String {
     format!("data: {value}\n\n")
@@ -81,8 +101,9 @@ pub(crate) struct ToOpenAi {
     created: u64,
     id: String,
     model: String,
-    /// The OpenAI tool-call index of each Anthropic content block that is a tool call.
-    tools: Vec<(u64, usize)>,
+    /// Each Anthropic content block that is a tool call: its index, its OpenAI tool-call index, and whether
+    /// any of its input came.
+    tools: Vec<(u64, usize, bool)>,
     usage: Value,
     stop_reason: Option<String>,
     done: bool,
@@ -119,10 +140,18 @@ impl ToOpenAi {
         Bytes::from(out)
     }
 
-    /// What is left when the upstream's stream ends.
+    /// What is left when the upstream's stream ends: a stream cut before `message_stop` ends with an error
+    /// event (the answer is incomplete, and must not pass for a whole one).
     pub(crate) fn finish(&mut self) -> Bytes {
         let last = self.events.finish();
-        Bytes::from(last.map(|e| self.event(&e)).unwrap_or_default())
+        let mut out = last.map(|e| self.event(&e)).unwrap_or_default();
+        if !self.done {
+            self.done = true;
+            let error =
+                json!({"error": {"message": "the upstream's stream ended before message_stop", "type": "api_error"}});
+            out.push_str(&openai_event(&error));
+        }
+        Bytes::from(out)
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> String {
@@ -130,6 +159,26 @@ impl ToOpenAi {
             "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }))
+    }
+
+    /// A `content_block_start`: a tool call's first chunk (its id and name), or a text block's first text.
+    fn block_start(&mut self, data: &Value) -> String {
+        let block = data.get("content_block").unwrap_or(&Value::Null);
+        let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
+        match block.get("type").and_then(Value::as_str) {
+            Some("tool_use") => {
+                let tool = self.tools.len();
+                self.tools.push((index, tool, false));
+                let call = json!({"index": tool, "id": block.get("id"), "type": "function",
+                    "function": {"name": block.get("name"), "arguments": ""}});
+                self.chunk(json!({"tool_calls": [call]}), None)
+            }
+            Some("text") => match block.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                Some(text) => self.chunk(json!({"content": text}), None),
+                None => String::new(),
+            },
+            _ => String::new(),
+        }
     }
 
     fn event(&mut self, event: &Event) -> String {
@@ -146,35 +195,33 @@ impl ToOpenAi {
                 merge(&mut self.usage, message.get("usage"));
                 self.chunk(json!({"role": "assistant", "content": ""}), None)
             }
-            "content_block_start" => {
-                let block = data.get("content_block").unwrap_or(&Value::Null);
-                let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
-                match block.get("type").and_then(Value::as_str) {
-                    Some("tool_use") => {
-                        let tool = self.tools.len();
-                        self.tools.push((index, tool));
-                        let call = json!({"index": tool, "id": block.get("id"), "type": "function",
-                            "function": {"name": block.get("name"), "arguments": ""}});
-                        self.chunk(json!({"tool_calls": [call]}), None)
-                    }
-                    Some("text") => match block.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                        Some(text) => self.chunk(json!({"content": text}), None),
-                        None => String::new(),
-                    },
-                    _ => String::new(),
-                }
-            }
+            "content_block_start" => self.block_start(&data),
             "content_block_delta" => {
                 let delta = data.get("delta").unwrap_or(&Value::Null);
                 let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
                 match delta.get("type").and_then(Value::as_str) {
                     Some("text_delta") => self.chunk(json!({"content": delta.get("text")}), None),
                     Some("input_json_delta") => {
-                        let Some(&(_, tool)) = self.tools.iter().find(|(i, _)| *i == index) else {
+                        let partial = delta.get("partial_json").and_then(Value::as_str).unwrap_or_default();
+                        let Some(entry) = self.tools.iter_mut().find(|(i, _, _)| *i == index) else {
                             return String::new();
                         };
-                        let call = json!({"index": tool, "function": {"arguments": delta.get("partial_json")}});
+                        if partial.is_empty() {
+                            return String::new();
+                        }
+                        entry.2 = true;
+                        let call = json!({"index": entry.1, "function": {"arguments": partial}});
                         self.chunk(json!({"tool_calls": [call]}), None)
+                    }
+                    _ => String::new(),
+                }
+            }
+            "content_block_stop" => {
+                // A call without input is `{}`, as in a whole answer (an empty string is not JSON).
+                let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
+                match self.tools.iter().find(|(i, _, _)| *i == index) {
+                    Some(&(_, tool, false)) => {
+                        self.chunk(json!({"tool_calls": [{"index": tool, "function": {"arguments": "{}"}}]}), None)
                     }
                     _ => String::new(),
                 }
@@ -324,7 +371,8 @@ impl FromOpenAi {
         let index = match self.tools.iter().find(|(t, _)| *t == tool) {
             Some(&(_, block)) => block,
             None => {
-                let block = json!({"type": "tool_use", "id": call.get("id").cloned().unwrap_or_default(),
+                let id = super::tool_id(call.get("id").and_then(Value::as_str), self.tools.len());
+                let block = json!({"type": "tool_use", "id": id,
                     "name": call.pointer("/function/name").cloned().unwrap_or_default(), "input": {}});
                 let index = self.start(out, block, Open::Tool);
                 self.tools.push((tool, index));
@@ -361,15 +409,23 @@ impl FromOpenAi {
         }
         self.done = true;
         if !self.started {
+            let error = json!({"error": {"message": "the upstream's stream ended without an answer"}});
+            out.push_str(&anthropic_event(&anthropic_error(502, &error)));
             return;
         }
         self.stop_block(out);
+        // Some OpenAI-compatible servers end a tool call with "stop": the calls are what the client must act on.
+        let stop = match self.finish.as_deref() {
+            Some("length") => "max_tokens",
+            _ if !self.tools.is_empty() => "tool_use",
+            finish => stop_reason(finish),
+        };
         let mut usage = usage_from_openai(self.usage.as_ref());
         if let Some(u) = usage.as_object_mut() {
             u.remove("cache_creation_input_tokens");
         }
         let delta = json!({"type": "message_delta",
-            "delta": {"stop_reason": stop_reason(self.finish.as_deref()), "stop_sequence": null}, "usage": usage});
+            "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": usage});
         out.push_str(&anthropic_event(&delta));
         out.push_str(&anthropic_event(&json!({"type": "message_stop"})));
     }

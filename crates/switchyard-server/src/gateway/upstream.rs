@@ -115,6 +115,10 @@ pub(crate) async fn forward(
     if stream {
         let mut chunks = upstream.bytes_stream();
         let head = stream_head(&mut chunks, deadline, first_byte_ms, code).await?;
+        // Anthropic may answer 200 and then an `error` event (overloaded): nothing was sent, so fall back.
+        if let Some(why) = anthropic.then(|| crate::anthropic::stream::first_event_error(&head)).flatten() {
+            return Err(Fault::fail(code, "failed", format!("the stream's first event was an error: {why}")));
+        }
         let body = stream_body(head, chunks, anthropic, limits.idle);
         let response = builder.header("content-type", "text/event-stream").body(body).unwrap_or_default();
         return Ok(Forwarded { response, usage: None, answer: None, generated_chars: 0 });

@@ -112,3 +112,22 @@ fn a_malformed_messages_request_says_what_is_wrong() {
     assert!(err(bad_image).contains("\"base64\" or \"url\""));
     assert!(err(json!({"messages": [], "tool_choice": {"type": "maybe"}})).contains("tool_choice.type"));
 }
+
+#[test]
+fn what_anthropic_refuses_is_not_sent() {
+    let body = json!({"temperature": 0.3, "top_p": 0.9, "messages": [
+        {"role": "user", "content": ""},
+        {"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "Weather?"}]},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "functions.weather:0", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "functions.weather:0", "content": "18 C"},
+        {"role": "assistant", "content": ""}
+    ]});
+    let out = from_openai(&body, "claude");
+    assert!(out.get("top_p").is_none(), "temperature and top_p together are refused");
+    let turns = out["messages"].as_array().unwrap();
+    assert_eq!(turns.len(), 3, "no empty turn, no empty text block: {out}");
+    assert_eq!(turns[0]["content"], json!([{"type": "text", "text": "Weather?"}]));
+    assert_eq!(turns[1]["content"][0]["id"], "functions_weather_0", "an id Anthropic accepts");
+    assert_eq!(turns[2]["content"][0]["tool_use_id"], "functions_weather_0", "and its result still pairs with it");
+}

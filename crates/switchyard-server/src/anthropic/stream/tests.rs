@@ -138,3 +138,63 @@ fn errors_and_cut_streams_end_as_error_events() {
     assert_eq!(data(&out)[0]["error"]["message"], "upstream went silent");
     assert!(f.finish().is_empty(), "nothing after the error");
 }
+
+#[test]
+fn a_cut_anthropic_stream_and_a_call_without_input_are_not_passed_off_as_whole() {
+    // Cut after the text: the OpenAI client gets an error event, not a stream that merely ends.
+    let cut: String = anthropic_stream().split("event: content_block_stop").next().unwrap().to_string();
+    let mut t = ToOpenAi::new(1);
+    let mut out = String::from_utf8(t.feed(cut.as_bytes()).to_vec()).unwrap();
+    out.push_str(std::str::from_utf8(&t.finish()).unwrap());
+    assert!(!out.contains("[DONE]"));
+    assert_eq!(data(&out).last().unwrap()["error"]["type"], "api_error", "{out}");
+
+    // A tool call whose input never came: its arguments are "{}", which parses.
+    let events = [
+        json!({"type": "message_start", "message": {"id": "msg_2", "model": "m", "usage": {"input_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_9",
+            "name": "now", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ""}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 2}}),
+        json!({"type": "message_stop"}),
+    ];
+    let text: String = events.iter().map(anthropic_event).collect();
+    let mut t = ToOpenAi::new(1);
+    let out = String::from_utf8(t.feed(text.as_bytes()).to_vec()).unwrap();
+    let arguments: String = data(&out)
+        .iter()
+        .filter_map(|c| c.pointer("/choices/0/delta/tool_calls/0/function/arguments")?.as_str())
+        .collect();
+    assert_eq!(arguments, "{}");
+    assert!(t.finish().is_empty(), "nothing after message_stop");
+}
+
+#[test]
+fn openai_tool_calls_ending_in_stop_are_tool_use_and_an_empty_stream_is_an_error() {
+    let chunks = [
+        json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
+            "id": "functions.now:0", "type": "function", "function": {"name": "now", "arguments": "{}"}}]}}]}),
+        json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+    ];
+    let mut text: String = chunks.iter().map(openai_event).collect();
+    text.push_str("data: [DONE]\n\n");
+    let mut f = FromOpenAi::default();
+    let events = data(std::str::from_utf8(&f.feed(text.as_bytes())).unwrap());
+    assert_eq!(events[2]["content_block"]["id"], "functions_now_0", "an id Anthropic's clients accept");
+    let delta = events.iter().find(|e| e["type"] == "message_delta").unwrap();
+    assert_eq!(delta["delta"]["stop_reason"], "tool_use", "the client must act on the call");
+
+    let mut f = FromOpenAi::default();
+    let out = String::from_utf8(f.feed(b"data: [DONE]\n\n").to_vec()).unwrap();
+    assert_eq!(data(&out)[0]["type"], "error", "no answer is not an empty success: {out}");
+}
+
+#[test]
+fn an_error_as_the_first_event_is_found_in_the_head() {
+    let overloaded =
+        anthropic_event(&json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}));
+    assert_eq!(first_event_error(overloaded.as_bytes()).as_deref(), Some("Overloaded"));
+    assert_eq!(first_event_error(anthropic_stream().as_bytes()), None);
+    assert_eq!(first_event_error(b"event: error\ndata: {\"type\": \"err"), None, "a partial event is not judged");
+}
