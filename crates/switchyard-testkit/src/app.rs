@@ -37,3 +37,14 @@ pub async fn post(
     let bytes = body.collect().await.unwrap().to_bytes();
     (parts.status, parts.headers, bytes.to_vec())
 }
+
+/// [`post`], with the body read as JSON (`Value::Null` when it is not JSON).
+pub async fn post_json(
+    state: &Arc<AppState>,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (StatusCode, HeaderMap, Value) {
+    let (status, headers, bytes) = post(state, uri, headers, &body).await;
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}

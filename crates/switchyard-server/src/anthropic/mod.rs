@@ -105,6 +105,26 @@ pub(crate) fn tool_id(id: Option<&str>, index: usize) -> String {
     }
 }
 
+/// An OpenAI message's tool calls as Messages `tool_use` blocks (arguments parsed; arguments that are not a
+/// JSON object become `{}`; ids made valid by [`tool_id`]).
+pub(crate) fn tool_use_blocks(message: &Value) -> Vec<Value> {
+    let calls = message.get("tool_calls").and_then(Value::as_array).into_iter().flatten();
+    calls
+        .enumerate()
+        .map(|(i, call)| {
+            let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
+            let input =
+                serde_json::from_str::<Value>(arguments).ok().filter(Value::is_object).unwrap_or_else(|| json!({}));
+            json!({
+                "type": "tool_use",
+                "id": tool_id(call.get("id").and_then(Value::as_str), i),
+                "name": call.pointer("/function/name").cloned().unwrap_or_default(),
+                "input": input,
+            })
+        })
+        .collect()
+}
+
 /// The text of an Anthropic content value: a string, or the text blocks of an array (other blocks skipped).
 pub(crate) fn text_of(content: &Value) -> String {
     match content {

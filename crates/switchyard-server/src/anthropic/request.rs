@@ -305,16 +305,7 @@ fn assistant_blocks(message: &Value) -> Vec<Value> {
     if !text.is_empty() {
         blocks.push(json!({"type": "text", "text": text}));
     }
-    for (i, call) in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
-        let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
-        let input = serde_json::from_str::<Value>(arguments).ok().filter(Value::is_object).unwrap_or_else(|| json!({}));
-        blocks.push(json!({
-            "type": "tool_use",
-            "id": super::tool_id(call.get("id").and_then(Value::as_str), i),
-            "name": call.pointer("/function/name").cloned().unwrap_or_default(),
-            "input": input,
-        }));
-    }
+    blocks.extend(super::tool_use_blocks(message));
     blocks
 }
 

@@ -15,16 +15,7 @@ pub(crate) fn from_openai(completion: &Value) -> Value {
     if let Some(text) = message.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
         content.push(json!({"type": "text", "text": text}));
     }
-    for (i, call) in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
-        let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
-        let input = serde_json::from_str::<Value>(arguments).ok().filter(Value::is_object).unwrap_or_else(|| json!({}));
-        content.push(json!({
-            "type": "tool_use",
-            "id": super::tool_id(call.get("id").and_then(Value::as_str), i),
-            "name": call.pointer("/function/name").cloned().unwrap_or_default(),
-            "input": input,
-        }));
-    }
+    content.extend(super::tool_use_blocks(message));
     // Some OpenAI-compatible servers end a tool call with "stop": the calls are what the client must act on.
     let finish = choice.get("finish_reason").and_then(Value::as_str);
     let called = content.iter().any(|b| b["type"] == "tool_use");

@@ -40,14 +40,12 @@ fn gateway(addr: SocketAddr, extra: &str, claude_falls_back_to: Option<&str>) ->
     switchyard_testkit::app::state(&text)
 }
 
-async fn post(
-    state: &Arc<AppState>,
-    uri: &str,
-    headers: &[(&str, &str)],
-    body: Value,
-) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+async fn post(state: &Arc<AppState>, uri: &str, headers: &[(&str, &str)], body: Value) -> Reply {
     switchyard_testkit::app::post(state, uri, headers, &body).await
 }
+
+/// A status, the headers and the body's bytes.
+type Reply = (StatusCode, axum::http::HeaderMap, Vec<u8>);
 
 fn json_of(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap_or(Value::Null)

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use switchyard_core::Router;
 use switchyard_server::AppState;
+use switchyard_testkit::app::post_json as post;
 use switchyard_testkit::upstream;
 
 /// Every model of the default router behind one upstream; `extra` is added to the config.
@@ -24,16 +25,6 @@ fn gateway(addr: SocketAddr, extra: &str) -> Arc<AppState> {
         ));
     }
     switchyard_testkit::app::state(&text)
-}
-
-async fn post(
-    state: &Arc<AppState>,
-    uri: &str,
-    headers: &[(&str, &str)],
-    body: Value,
-) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let (status, headers, bytes) = switchyard_testkit::app::post(state, uri, headers, &body).await;
-    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 fn header(h: &axum::http::HeaderMap, name: &str) -> String {
