@@ -10,6 +10,7 @@
 #   scripts/leave-out-all.sh                       # every set, both picks, seeds 17 1 2 3 4
 #   SETS="routellm" SEEDS="17 1" scripts/leave-out-all.sh
 #   scripts/leave-out-all.sh --summary-only        # rewrite the table from the runs on disk
+#   BIN=/tmp/switchyard THREADS=1 scripts/leave-out-all.sh   # a binary built before (no build), one core
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SETS=${SETS:-"llmrouter zeroeval routellm mmlu-pro"}
@@ -17,8 +18,13 @@ PICKS=${PICKS:-"strongest auto"}
 SEEDS=${SEEDS:-"17 1 2 3 4"}
 ROWS=${ROWS:-200}
 BOOTSTRAP=${BOOTSTRAP:-1000}
+BIN=${BIN:-}
+THREADS=${THREADS:-}
 if [ "${1:-}" != "--summary-only" ]; then
-  cargo build --release -p switchyard
+  if [ -z "$BIN" ]; then
+    cargo build --release -p switchyard
+    BIN=./target/release/switchyard
+  fi
   for pick in $PICKS; do
     for set in $SETS; do
       for seed in $SEEDS; do
@@ -26,7 +32,7 @@ if [ "${1:-}" != "--summary-only" ]; then
         [ -f "$out/leave-out.json" ] && continue
         echo "== $set $pick seed $seed" >&2
         mkdir -p "$out"
-        ./target/release/switchyard bench --quiet \
+        "$BIN" bench --quiet ${THREADS:+--threads "$THREADS"} \
           --train-logs "training-data/$set/logs.jsonl.gz" \
           --logs "training-data/$set/logs.jsonl.gz" \
           --catalog "training-data/$set/catalog.toml" \

@@ -7,6 +7,7 @@
 //! endpoint; and hot reloads of the routers. It knows nothing of training.
 
 mod anthropic;
+pub mod cache;
 mod config;
 mod embedder;
 mod gateway;

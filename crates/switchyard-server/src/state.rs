@@ -40,6 +40,8 @@ pub struct AppState {
     pub keys: crate::limits::keys::KeyRing,
     /// Online learning (absent unless `learning.online`).
     pub learning: Option<Arc<crate::learning::Learning>>,
+    /// The response cache (absent unless `cache.mode` is set).
+    pub cache: Option<Arc<crate::cache::ResponseCache>>,
     /// Client connections not yet authenticated, and the limits on every connection.
     pub(crate) connections: Arc<crate::http::connection::Registry>,
     routers: RwLock<Arc<Routers>>,
@@ -103,7 +105,9 @@ impl AppState {
             config.server.max_unauthenticated_connections,
         );
         let metrics = crate::metrics::Metrics::new(config.server.metrics_key_labels);
+        let cache = crate::cache::ResponseCache::new(&config.cache, shared.clone()).map(Arc::new);
         Ok(Self {
+            cache,
             connections,
             learning,
             embedder,

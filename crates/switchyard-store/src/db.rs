@@ -11,8 +11,9 @@ use crate::record::{Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome
 use crate::StoreError;
 
 /// The schema version this build writes (`PRAGMA user_version`). Version 2 added `api_key` and `session`;
-/// version 3, `propensity` and `explored`; version 4, `usage_estimated`.
-pub const SCHEMA_VERSION: i64 = 4;
+/// version 3, `propensity` and `explored`; version 4, `usage_estimated`; version 5, `cache_hit` and
+/// `cache_saved_usd`.
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS decisions (
@@ -43,7 +44,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     session TEXT,
     propensity REAL,
     explored INTEGER,
-    usage_estimated INTEGER
+    usage_estimated INTEGER,
+    cache_hit INTEGER,
+    cache_saved_usd REAL
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -55,13 +58,15 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 ";
 
-/// Columns versions 2 to 4 added to `decisions`, with their types.
-const ADDED_SINCE_1: [(&str, &str); 5] = [
+/// Columns versions 2 to 5 added to `decisions`, with their types.
+const ADDED_SINCE_1: [(&str, &str); 7] = [
     ("api_key", "TEXT"),
     ("session", "TEXT"),
     ("propensity", "REAL"),
     ("explored", "INTEGER"),
     ("usage_estimated", "INTEGER"),
+    ("cache_hit", "INTEGER"),
+    ("cache_saved_usd", "REAL"),
 ];
 
 /// A logged request joined with its feedback, as export and stats read it.
@@ -132,9 +137,9 @@ impl Store {
                 "INSERT OR REPLACE INTO decisions (request_id, ts_ms, endpoint, prompt, prompt_sha256, messages_count,
                  user_id, experiment, arm, rule, policy, estimates, decided_model, chosen_model, attempts, status,
                  input_tokens, output_tokens, cost_usd, expected_cost_usd, decision_ms, latency_ms, stream, api_key,
-                 session, propensity, explored, usage_estimated)
+                 session, propensity, explored, usage_estimated, cache_hit, cache_saved_usd)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                 ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
+                 ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -166,6 +171,8 @@ impl Store {
                     r.propensity,
                     r.explored,
                     r.usage_estimated,
+                    r.cache_hit,
+                    r.cache_saved_usd,
                 ])?;
             }
         }
@@ -248,7 +255,8 @@ impl Store {
             "SELECT d.request_id, d.ts_ms, d.endpoint, d.prompt, d.prompt_sha256, d.messages_count, d.user_id,
              d.experiment, d.arm, d.rule, d.policy, d.estimates, d.decided_model, d.chosen_model, d.attempts,
              d.status, d.input_tokens, d.output_tokens, d.cost_usd, d.expected_cost_usd, d.decision_ms,
-             d.latency_ms, d.stream, f.score, d.api_key, d.session, d.propensity, d.explored, d.usage_estimated
+             d.latency_ms, d.stream, f.score, d.api_key, d.session, d.propensity, d.explored, d.usage_estimated,
+             d.cache_hit, d.cache_saved_usd
              FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id
              WHERE d.ts_ms >= ?1 ORDER BY d.ts_ms, d.request_id",
         )?;
@@ -271,6 +279,8 @@ impl Store {
                 propensity: row.get(26)?,
                 explored: row.get::<_, Option<bool>>(27)?.unwrap_or(false),
                 usage_estimated: row.get::<_, Option<bool>>(28)?.unwrap_or(false),
+                cache_hit: row.get::<_, Option<bool>>(29)?.unwrap_or(false),
+                cache_saved_usd: row.get(30)?,
                 experiment: row.get(7)?,
                 arm: row.get(8)?,
                 rule: row.get(9)?,
@@ -411,7 +421,7 @@ mod tests {
             let conn = Connection::open(&path).unwrap();
             let v1 = SCHEMA
                 .replace(",\n    api_key TEXT,\n    session TEXT,\n    propensity REAL,\n    explored INTEGER", "")
-                .replace(",\n    usage_estimated INTEGER\n", "\n");
+                .replace(",\n    usage_estimated INTEGER,\n    cache_hit INTEGER,\n    cache_saved_usd REAL\n", "\n");
             assert!(!v1.contains("api_key"));
             conn.execute_batch(&v1).unwrap();
             conn.execute_batch(
@@ -429,6 +439,8 @@ mod tests {
         keyed.propensity = Some(0.04);
         keyed.explored = true;
         keyed.usage_estimated = true;
+        keyed.cache_hit = true;
+        keyed.cache_saved_usd = Some(0.125);
         store.insert(&[keyed.clone()]).unwrap();
         let mut rows = Vec::new();
         store.for_each(0, |r| rows.push(r.record)).unwrap();

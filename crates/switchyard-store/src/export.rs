@@ -56,8 +56,9 @@ pub fn labelled_row(request: &LoggedRequest) -> Result<Value, Skip> {
     row.insert("model".into(), json!(model));
     row.insert("score".into(), json!(score));
     // Observed values only: the decision's expected cost is a prediction, not evidence, and stays apart; so
-    // do tokens and cost the gateway estimated because the upstream reported none (the row says so).
-    let observed = |v: Option<Value>| v.filter(|_| !r.usage_estimated);
+    // do tokens and cost the gateway estimated because the upstream reported none (the row says so), and a
+    // cache hit's (no call was made; the row says so too).
+    let observed = |v: Option<Value>| v.filter(|_| !r.usage_estimated && !r.cache_hit);
     let optional = [
         ("cost_usd", observed(r.cost_usd.map(Value::from))),
         ("input_tokens", observed(r.input_tokens.map(Value::from))),
@@ -85,6 +86,9 @@ pub fn labelled_row(request: &LoggedRequest) -> Result<Value, Skip> {
     }
     if r.usage_estimated {
         row.insert("usage_estimated".into(), json!(true));
+    }
+    if r.cache_hit {
+        row.insert("cache_hit".into(), json!(true));
     }
     row.insert("timestamp".into(), json!(format_rfc3339(r.ts_ms)));
     Ok(Value::Object(row))

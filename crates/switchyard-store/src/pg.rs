@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     session TEXT,
     propensity DOUBLE PRECISION,
     explored BOOLEAN,
-    usage_estimated BOOLEAN
+    usage_estimated BOOLEAN,
+    cache_hit BOOLEAN,
+    cache_saved_usd DOUBLE PRECISION
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -160,7 +162,9 @@ impl PgStore {
             .batch_execute(
                 "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS propensity DOUBLE PRECISION;
                  ALTER TABLE decisions ADD COLUMN IF NOT EXISTS explored BOOLEAN;
-                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS usage_estimated BOOLEAN;",
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS usage_estimated BOOLEAN;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS cache_hit BOOLEAN;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS cache_saved_usd DOUBLE PRECISION;",
             )
             .map_err(connect)?;
         client

@@ -8,7 +8,7 @@ use crate::record::{Attempt, DecisionRecord, Estimate};
 use crate::StoreError;
 
 /// The columns of `decisions`, in insert order.
-pub(crate) const COLUMNS: [&str; 28] = [
+pub(crate) const COLUMNS: [&str; 30] = [
     "request_id",
     "ts_ms",
     "endpoint",
@@ -37,6 +37,8 @@ pub(crate) const COLUMNS: [&str; 28] = [
     "propensity",
     "explored",
     "usage_estimated",
+    "cache_hit",
+    "cache_saved_usd",
 ];
 
 /// PostgreSQL's text cannot hold NUL, which a prompt may carry: it becomes U+FFFD (the SHA-256 is of the original).
@@ -78,6 +80,8 @@ pub(crate) struct Encoded {
     propensity: Option<f64>,
     explored: bool,
     usage_estimated: bool,
+    cache_hit: bool,
+    cache_saved_usd: Option<f64>,
 }
 
 impl Encoded {
@@ -112,11 +116,13 @@ impl Encoded {
             propensity: r.propensity,
             explored: r.explored,
             usage_estimated: r.usage_estimated,
+            cache_hit: r.cache_hit,
+            cache_saved_usd: r.cache_saved_usd,
         })
     }
 
     /// The values, in [`COLUMNS`] order.
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 28] {
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 30] {
         [
             &self.request_id,
             &self.ts_ms,
@@ -146,6 +152,8 @@ impl Encoded {
             &self.propensity,
             &self.explored,
             &self.usage_estimated,
+            &self.cache_hit,
+            &self.cache_saved_usd,
         ]
     }
 }
@@ -182,5 +190,7 @@ pub(crate) fn decode(row: &Row) -> DecisionRecord {
         propensity: row.get(25),
         explored: row.get::<_, Option<bool>>(26).unwrap_or(false),
         usage_estimated: row.get::<_, Option<bool>>(27).unwrap_or(false),
+        cache_hit: row.get::<_, Option<bool>>(28).unwrap_or(false),
+        cache_saved_usd: row.get(29),
     }
 }

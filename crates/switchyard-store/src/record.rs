@@ -106,6 +106,12 @@ pub struct DecisionRecord {
     /// Whether the tokens and cost are an estimate (the upstream reported no usage).
     #[serde(default)]
     pub usage_estimated: bool,
+    /// Whether the answer came from the response cache (no upstream call: `cost_usd` is 0).
+    #[serde(default)]
+    pub cache_hit: bool,
+    /// On a cache hit, what the cached answer cost when it was made: the spend the hit saved.
+    #[serde(default)]
+    pub cache_saved_usd: Option<f64>,
 }
 
 impl DecisionRecord {

@@ -110,6 +110,12 @@ async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Res
             Ok::<_, std::io::Error>(axum::body::Bytes::from(format!("data: {c}\n\n")))
         };
         let mut items = vec![chunk("hel"), chunk("lo")];
+        if mode != Mode::DropMidStream {
+            // As OpenAI ends a choice: an empty delta with its finish reason.
+            let end = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000,
+                "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+            items.push(Ok(axum::body::Bytes::from(format!("data: {end}\n\n"))));
+        }
         if body["stream_options"]["include_usage"].as_bool() == Some(true) && mode != Mode::NoUsage {
             let usage = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model, "choices": [],
                 "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}});

@@ -41,6 +41,9 @@ pub struct Config {
     /// Online learning from feedback and upstream outcomes.
     #[serde(default)]
     pub learning: crate::learning::LearningConfig,
+    /// The response cache (off unless `mode` is set).
+    #[serde(default)]
+    pub cache: crate::cache::CacheConfig,
     /// Named sets of models that rules can restrict the choice to, e.g. `premium = ["gpt-4o", "o1"]`.
     #[serde(default)]
     pub tiers: BTreeMap<String, Vec<String>>,
@@ -316,6 +319,7 @@ impl Config {
         }
         self.state.validate().map_err(|e| invalid("state", e))?;
         self.learning.validate().map_err(|(key, problem)| invalid(key, problem))?;
+        self.cache.validate().map_err(|(key, problem)| invalid(key, problem))?;
         if let Some(url) = &self.log.url {
             switchyard_store::check_url(url).map_err(|e| invalid("log.url", e))?;
         }

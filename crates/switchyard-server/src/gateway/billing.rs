@@ -14,6 +14,8 @@ use serde_json::Value;
 use switchyard_core::ModelCard;
 use switchyard_store::DecisionRecord;
 
+use crate::cache::replay::Assembler;
+use crate::cache::{ResponseCache, Ticket};
 use crate::gateway::sse::SseTap;
 use crate::gateway::usage::Usage;
 use crate::limits::keys::Caller;
@@ -100,6 +102,23 @@ pub(crate) struct StreamEnd {
     pub learned: Option<crate::routing::stages::Learned>,
     /// Whether the caller set `max_tokens`.
     pub capped: bool,
+    /// Where a completed stream's answer is kept in the response cache.
+    pub cache: Option<StreamCache>,
+}
+
+/// A stream's answer on its way into the response cache: assembled from its chunks as they pass.
+pub(crate) struct StreamCache {
+    cache: Arc<ResponseCache>,
+    ticket: Ticket,
+    assembler: Assembler,
+}
+
+impl StreamCache {
+    /// Assembles the stream for `ticket`.
+    pub fn new(cache: Arc<ResponseCache>, ticket: Ticket) -> Self {
+        let assembler = Assembler::new(cache.max_entry_bytes());
+        Self { cache, ticket, assembler }
+    }
 }
 
 impl Drop for StreamEnd {
@@ -130,6 +149,12 @@ impl Drop for StreamEnd {
             let answer = Some((self.tap.head.as_str(), Some(finish), self.capped));
             self.state.learn(&record.request_id, self.learned.as_ref(), &self.card.name, answer);
         }
+        // A completed stream's answer is kept (an unfinished one assembles to nothing).
+        if let Some(StreamCache { cache, ticket, assembler }) = self.cache.take() {
+            if let Some(answer) = assembler.answer() {
+                cache.store(ticket, answer, &self.card.name, cost);
+            }
+        }
         record.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
         self.state.log_request(record);
     }
@@ -142,7 +167,17 @@ impl StreamEnd {
         let end = std::sync::Arc::new(std::sync::Mutex::new(self));
         let tail = end.clone();
         let chunks = body.into_data_stream().map(move |chunk| {
-            chunk.map(|bytes| end.lock().map_or_else(|_| bytes.clone(), |mut e| e.tap.feed(bytes.clone())))
+            chunk.map(|bytes| {
+                end.lock().map_or_else(
+                    |_| bytes.clone(),
+                    |mut e| {
+                        if let Some(c) = e.cache.as_mut() {
+                            c.assembler.feed(&bytes);
+                        }
+                        e.tap.feed(bytes.clone())
+                    },
+                )
+            })
         });
         // The end of the stream: what the tap still holds (a last line without its newline), then the
         // record is logged as the tap drops.

@@ -64,6 +64,8 @@ pub(crate) struct Forwarded {
     /// Characters a whole response generated (every choice's content, reasoning and tool-call arguments):
     /// what it is charged from when it reports no usage.
     pub generated_chars: usize,
+    /// A whole response, in OpenAI's shape (what the response cache keeps).
+    pub whole: Option<Value>,
 }
 
 /// The most bytes kept of a stream before its first `data:` event; an upstream that sends more without one
@@ -121,7 +123,7 @@ pub(crate) async fn forward(
         }
         let body = stream_body(head, chunks, anthropic, limits.idle);
         let response = builder.header("content-type", "text/event-stream").body(body).unwrap_or_default();
-        return Ok(Forwarded { response, usage: None, answer: None, generated_chars: 0 });
+        return Ok(Forwarded { response, usage: None, answer: None, generated_chars: 0, whole: None });
     }
     let bytes = read_all(upstream, limits.idle).await.map_err(|(outcome, why)| Fault::fail(code, outcome, why))?;
     // A success that is not JSON (a proxy's HTML page, a stream the client did not ask for) is no answer.
@@ -144,6 +146,7 @@ pub(crate) async fn forward(
         usage: usage_of(&reply),
         answer: answer_of(&reply),
         generated_chars,
+        whole: Some(reply),
     })
 }
 

@@ -17,12 +17,14 @@ use serde_json::Value;
 use switchyard_core::ModelCard;
 use switchyard_store::DecisionRecord;
 
+use crate::cache::{ResponseCache, Ticket};
 use crate::gateway::attempts::{Gateway, Reply};
 use crate::gateway::billing::{self, StreamEnd};
 use crate::gateway::candidates;
 use crate::gateway::sse::SseTap;
 use crate::gateway::upstream::Forwarded;
 use crate::gateway::usage::request_tokens;
+use crate::http::cached::{self, CacheOutcome};
 use crate::http::error::ApiError;
 use crate::http::request::{check_prompt, query_of, read_json, request_id, user_prompt, KnobsIn};
 use crate::http::tags::Tags;
@@ -44,6 +46,8 @@ struct Trace {
     tags: Tags,
     /// The model that answered, the upstream's error included.
     answered: Option<String>,
+    /// What the response cache did, when there is one.
+    cache: Option<CacheOutcome>,
 }
 
 /// A chat request as the gateway forwards it.
@@ -80,6 +84,9 @@ pub(crate) async fn serve(state: &Arc<AppState>, parts: &Parts, body: Value, end
         Err(e) => e.into_response(),
     };
     trace.tags.put(&mut response, &id, trace.answered.as_deref());
+    if let Some(outcome) = trace.cache {
+        put(response.headers_mut(), "x-switchyard-cache", outcome.as_str().into());
+    }
     if let Some(mut record) = trace.record {
         record.status = response.status().as_u16();
         record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -119,6 +126,13 @@ async fn handle(
         (state.deployments.with_fallbacks(&chat.model), None)
     };
     let decision_ms = decision_start.elapsed().as_secs_f64() * 1e3;
+    let ticket = match from_cache(state, headers, &chat, &caller, &mut record, trace).await {
+        Cached::Hit(response) => {
+            trace.record = Some(record);
+            return Ok(response);
+        }
+        Cached::Miss(ticket) => ticket,
+    };
     let record = trace.record.insert(record);
 
     let allows = |m: &str| caller.0.as_ref().is_none_or(|k| k.allows(m));
@@ -143,13 +157,52 @@ async fn handle(
         }
     };
     tracing::info!(request = id, model = %answered.card.name, deployment = %deployment, fallbacks = answered.fallbacks, "forwarded");
-    let delivery = Delivery { state, card: answered.card, caller: &caller, learned, started, id };
+    let delivery = Delivery { state, card: answered.card, caller: &caller, learned, started, id, ticket };
     let mut response = delivery.deliver(&chat, forwarded, trace).await;
     let h = response.headers_mut();
     put(h, "x-switchyard-deployment", deployment);
     put(h, "x-switchyard-decision-ms", format!("{decision_ms:.3}"));
     put(h, "x-switchyard-fallbacks", answered.fallbacks.to_string());
     Ok(response)
+}
+
+/// What the response cache did for a request.
+enum Cached {
+    /// The answer, from the cache.
+    Hit(Response),
+    /// Not there (or not looked up): where to keep the answer, if it may be kept.
+    Miss(Option<(Arc<ResponseCache>, Ticket)>),
+}
+
+/// The response cache's part of a request, once its model is decided: the request's ticket, and a hit's
+/// response (the record then says so).
+async fn from_cache(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    chat: &ChatRequest,
+    caller: &Caller,
+    record: &mut DecisionRecord,
+    trace: &mut Trace,
+) -> Cached {
+    let (Some(cache), Some(model)) = (&state.cache, record.decided_model.as_deref()) else {
+        return Cached::Miss(None);
+    };
+    let key = caller.name();
+    let ticket = cached::ticket(state, cache, headers, &chat.body, &chat.prompt, key.as_deref(), model).await;
+    let Some(ticket) = ticket else {
+        trace.cache = Some(CacheOutcome::Bypass);
+        return Cached::Miss(None);
+    };
+    trace.cache = Some(CacheOutcome::Miss);
+    if ticket.lookup {
+        if let Some(hit) = cache.lookup(&ticket).await {
+            cached::record_hit(record, &hit);
+            trace.answered = Some(hit.entry.model.clone());
+            trace.cache = Some(CacheOutcome::Hit);
+            return Cached::Hit(cached::response(&hit, chat.stream, chat.client_wants_usage));
+        }
+    }
+    Cached::Miss(Some((cache.clone(), ticket)))
 }
 
 impl ChatRequest {
@@ -248,6 +301,8 @@ struct Delivery<'a> {
     learned: Option<Learned>,
     started: Instant,
     id: &'a str,
+    /// Where to keep the answer in the response cache.
+    ticket: Option<(Arc<ResponseCache>, Ticket)>,
 }
 
 impl Delivery<'_> {
@@ -270,6 +325,9 @@ impl Delivery<'_> {
             if billing::charge_whole(state, self.card, self.caller, record, forwarded.usage, estimate).await {
                 put(response.headers_mut(), "x-switchyard-usage", "estimated".into());
             }
+            if let (Some((cache, ticket)), Some(answer)) = (self.ticket, forwarded.whole) {
+                cache.store(ticket, answer, &self.card.name, record.cost_usd.unwrap_or(0.0));
+            }
             return response;
         }
         // The record goes with the stream and is logged when it ends, with the usage it reported.
@@ -285,6 +343,7 @@ impl Delivery<'_> {
             input_estimate: billing::input_estimate(&chat.body),
             learned: self.learned,
             capped,
+            cache: self.ticket.map(|(cache, ticket)| billing::StreamCache::new(cache, ticket)),
         };
         response = end.attach(response);
         response

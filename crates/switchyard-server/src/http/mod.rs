@@ -7,6 +7,7 @@
 
 mod auth;
 pub(crate) mod body;
+mod cached;
 pub(crate) mod chat;
 pub(crate) mod connection;
 pub(crate) mod error;

@@ -43,6 +43,9 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>, headers: axum::h
         crate::metrics::render_log(&mut text, log.stats());
     }
     crate::metrics::render_embedder(&mut text, &state.embedder);
+    if let Some(cache) = &state.cache {
+        cache.render(&mut text);
+    }
     if let Some(shared) = &state.shared {
         shared.render(&mut text);
     }

@@ -6,6 +6,7 @@
 
 mod anthropic;
 mod billing;
+mod cache;
 mod conversations;
 mod explore;
 mod gateway;

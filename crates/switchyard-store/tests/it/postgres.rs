@@ -69,7 +69,7 @@ fn a_row_postgres_refuses_is_counted_and_does_not_hold_the_others() {
 }
 
 #[test]
-fn a_version_2_table_gains_the_propensity_columns_and_keeps_its_rows() {
+fn a_version_2_table_gains_the_later_columns_and_keeps_its_rows() {
     use switchyard_store::{Database, DecisionRecord, Location, PromptLogging};
     let pg = Postgres::start();
     let location = Location::Postgres(pg.url.clone());
@@ -89,24 +89,27 @@ fn a_version_2_table_gains_the_propensity_columns_and_keeps_its_rows() {
     drop(db);
     // The table as a version 2 build left it.
     pg.sql(
-        "ALTER TABLE decisions DROP COLUMN propensity, DROP COLUMN explored, DROP COLUMN usage_estimated; \
+        "ALTER TABLE decisions DROP COLUMN propensity, DROP COLUMN explored, DROP COLUMN usage_estimated, \
+         DROP COLUMN cache_hit, DROP COLUMN cache_saved_usd; \
          UPDATE switchyard_meta SET value = 2 WHERE key = 'schema_version'",
     );
     let mut db = Database::open(&location).unwrap();
     let mut explored = record("new");
     (explored.propensity, explored.explored, explored.usage_estimated) = (Some(0.04), true, true);
+    (explored.cache_hit, explored.cache_saved_usd) = (true, Some(0.5));
     db.insert(&[explored]).unwrap();
     let rows = pg.sql(
         "SELECT request_id || '|' || COALESCE(propensity::text, '-') || '|' || COALESCE(explored::text, '-') \
          || '|' || COALESCE(usage_estimated::text, '-') FROM decisions ORDER BY request_id",
     );
     assert_eq!(rows.trim(), "new|0.04|true|true\nold|-|-|-");
-    assert_eq!(pg.sql("SELECT value FROM switchyard_meta WHERE key = 'schema_version'").trim(), "4");
+    assert_eq!(pg.sql("SELECT value FROM switchyard_meta WHERE key = 'schema_version'").trim(), "5");
     let mut read = Vec::new();
     switchyard_store::LogRows::each_logged(&mut db, i64::MIN, &mut |r| read.push(r.record)).unwrap();
-    let mut flags: Vec<(&str, bool)> = read.iter().map(|r| (r.request_id.as_str(), r.usage_estimated)).collect();
-    flags.sort();
-    assert_eq!(flags, [("new", true), ("old", false)]);
+    let mut flags: Vec<(&str, bool, bool, Option<f64>)> =
+        read.iter().map(|r| (r.request_id.as_str(), r.usage_estimated, r.cache_hit, r.cache_saved_usd)).collect();
+    flags.sort_by(|a, b| a.0.cmp(b.0));
+    assert_eq!(flags, [("new", true, true, Some(0.5)), ("old", false, false, None)]);
 }
 
 /// Feedback in PostgreSQL finds a request only with the key it was made with (`IS NOT DISTINCT FROM`: no key
