@@ -53,8 +53,8 @@ pub struct CacheStats {
     pub bypassed: AtomicU64,
     /// Answers stored.
     pub stores: AtomicU64,
-    /// Upstream spend the hits saved, in micro-USD.
-    pub saved_micro_usd: AtomicU64,
+    /// Upstream spend the hits saved, in nano-USD.
+    pub saved_nano_usd: AtomicU64,
 }
 
 /// A hit: the cached answer and how similar its prompt was.
@@ -115,8 +115,10 @@ impl ResponseCache {
         if hit.is_none() {
             if let Some(shared) = &self.shared {
                 if let Some((entry, similarity)) = shared.cache_find(&ticket.scope, &probe).await {
-                    let bytes = entry.answer.to_string().len();
-                    self.local().insert(ticket.scope, entry.clone(), bytes, now_ms);
+                    let bytes = entry.answer.to_string().len() + entry.prompt.len();
+                    if bytes <= self.config.max_entry_bytes {
+                        self.local().insert(ticket.scope, entry.clone(), bytes, now_ms);
+                    }
                     hit = Some(Hit { entry: Arc::new(entry), similarity });
                 }
             }
@@ -124,8 +126,8 @@ impl ResponseCache {
         match &hit {
             Some(h) => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                let micro = (h.entry.cost_usd.max(0.0) * 1e6).round() as u64;
-                self.stats.saved_micro_usd.fetch_add(micro, Ordering::Relaxed);
+                let nano = (h.entry.cost_usd.max(0.0) * 1e9).round() as u64;
+                self.stats.saved_nano_usd.fetch_add(nano, Ordering::Relaxed);
             }
             None => {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
@@ -175,7 +177,7 @@ impl ResponseCache {
         let help = "Answers stored in the response cache.";
         scalar(out, "switchyard_cache_stores_total", "counter", help, s.stores.load(Ordering::Relaxed));
         let help = "Upstream spend the response cache's hits saved, USD (what the cached answers cost).";
-        let saved = s.saved_micro_usd.load(Ordering::Relaxed) as f64 / 1e6;
+        let saved = s.saved_nano_usd.load(Ordering::Relaxed) as f64 / 1e9;
         scalar(out, "switchyard_cache_saved_usd_total", "counter", help, saved);
         let (entries, bytes) = {
             let local = self.local();

@@ -140,8 +140,13 @@ impl Assembler {
         }
     }
 
-    /// The whole answer, when the stream completed (every choice finished) and nothing spoiled it.
-    pub fn answer(self) -> Option<Value> {
+    /// The whole answer, when the stream completed (every choice finished) and nothing spoiled it. A last line
+    /// without its newline counts.
+    pub fn answer(mut self) -> Option<Value> {
+        let last = std::mem::take(&mut self.line);
+        if !last.is_empty() && !self.spoiled {
+            self.line_done(&last);
+        }
         if self.spoiled || self.choices.is_empty() || self.choices.iter().any(|c| c.finish.is_none()) {
             return None;
         }

@@ -16,7 +16,8 @@ use crate::replicas::SharedState;
 /// Most answers a scope keeps in Redis (the soonest to expire go first).
 const SCOPE_CAP: usize = 256;
 
-/// KEYS: index hash, answer key. ARGV: field, index value, answer, ttl ms, cap.
+/// KEYS: index hash, answer key. ARGV: field, index value, answer, ttl ms, cap, answer keys' prefix. Past the
+/// cap, the fields soonest to expire go, with their answers (a field is `{expiry:013}:{id}`).
 static PUT: LazyLock<Script> = LazyLock::new(|| {
     crate::replicas::script(
         r"
@@ -28,7 +29,10 @@ local n = redis.call('HLEN', KEYS[1])
 if n > cap then
   local fields = redis.call('HKEYS', KEYS[1])
   table.sort(fields)
-  for i = 1, n - cap do redis.call('HDEL', KEYS[1], fields[i]) end
+  for i = 1, n - cap do
+    redis.call('HDEL', KEYS[1], fields[i])
+    redis.call('DEL', ARGV[6] .. string.sub(fields[i], 15))
+  end
 end
 return n
 ",
@@ -107,6 +111,7 @@ impl SharedState {
         let field = format!("{:013}:{id}", entry.expires_ms.max(0));
         let (index, answer_key, answer) =
             (self.cache_index_key(scope), self.cache_answer_key(&id), entry.answer.to_string());
+        let answers = self.cache_answer_key("");
         let _: Option<i64> = self
             .call("cache put", |mut c| async move {
                 PUT.key(index)
@@ -116,6 +121,7 @@ impl SharedState {
                     .arg(answer)
                     .arg(ttl_ms.max(1))
                     .arg(SCOPE_CAP)
+                    .arg(answers)
                     .invoke_async(&mut c)
                     .await
             })

@@ -22,9 +22,9 @@ pub enum Use {
     },
 }
 
-/// Whether `body` (in OpenAI's shape) may use the cache: `cache-control: no-store` bypasses it; `no-cache`
-/// skips the lookup but stores the fresh answer; an answer is reusable at `temperature` 0, or when the client
-/// says so (`x-switchyard-cache: reuse`).
+/// Whether `body` (in OpenAI's shape) may use the cache: `cache-control: no-store` bypasses it, and so does
+/// asking for `logprobs`; `no-cache` skips the lookup but stores the fresh answer; an answer is reusable at
+/// `temperature` 0, or when the client says so (`x-switchyard-cache: reuse`).
 pub fn allowed(headers: &HeaderMap, body: &Value) -> Use {
     let directives: Vec<String> = headers
         .get_all("cache-control")
@@ -35,6 +35,10 @@ pub fn allowed(headers: &HeaderMap, body: &Value) -> Use {
         .collect();
     if directives.iter().any(|d| d == "no-store") {
         return Use::Bypass("no-store");
+    }
+    // Log probabilities are not kept with a cached answer.
+    if body.get("logprobs").is_some_and(|v| v != &Value::Bool(false) && !v.is_null()) {
+        return Use::Bypass("logprobs");
     }
     let reuse =
         headers.get(REUSE_HEADER).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("reuse"));
@@ -113,9 +117,10 @@ fn canonical(value: &Value, out: &mut String) {
     }
 }
 
-/// The prompt as exact matching compares it: whitespace runs as one space, trimmed.
-pub fn exact_text(prompt: &str) -> String {
-    prompt.split_whitespace().collect::<Vec<_>>().join(" ")
+/// The prompt as exact matching compares it: trimmed at both ends (inside, whitespace is kept: it is code's
+/// indentation, a table's layout).
+pub fn exact_text(prompt: &str) -> &str {
+    prompt.trim()
 }
 
 #[cfg(test)]
@@ -153,9 +158,17 @@ mod tests {
             }
             assert_ne!(base, scope(Some("team-a"), "gpt-4o", &changed), "{path}");
         }
-        let mut tools = body("x");
-        tools["tools"] = json!([{"type": "function", "function": {"name": "f"}}]);
-        assert_ne!(base, scope(Some("team-a"), "gpt-4o", &tools));
+        for (field, value) in [
+            ("tools", json!([{"type": "function", "function": {"name": "f"}}])),
+            ("n", json!(2)),
+            ("seed", json!(7)),
+            ("response_format", json!({"type": "json_object"})),
+            ("max_tokens", json!(5)),
+        ] {
+            let mut changed = body("x");
+            changed[field] = value;
+            assert_ne!(base, scope(Some("team-a"), "gpt-4o", &changed), "{field}");
+        }
         // An image in the last turn is part of the scope; its text is not.
         let image = |url: &str, text: &str| {
             json!({"temperature": 0, "messages": [{"role": "user", "content": [
@@ -183,6 +196,8 @@ mod tests {
         let mut no_store = HeaderMap::new();
         no_store.insert("cache-control", HeaderValue::from_static("no-store"));
         assert_eq!(allowed(&no_store, &json!({"temperature": 0})), Use::Bypass("no-store"));
-        assert_eq!(exact_text("  What is\n\tthis? "), "What is this?");
+        assert_eq!(exact_text("  if x:\n\treturn 1 "), "if x:\n\treturn 1");
+        assert_eq!(allowed(&none, &json!({"temperature": 0, "logprobs": true})), Use::Bypass("logprobs"));
+        assert_eq!(allowed(&none, &json!({"temperature": 0, "logprobs": false})), Use::Allowed { lookup: true });
     }
 }

@@ -119,7 +119,7 @@ impl Local {
     /// Adds an answer of `bytes` bytes under `scope`, evicting the oldest answers past the bounds (and this
     /// scope's expired ones). The same prompt in the same scope replaces the older answer.
     pub fn insert(&mut self, scope: [u8; 32], entry: Entry, bytes: usize, now_ms: i64) {
-        let exact = exact_text(&entry.prompt);
+        let exact = exact_text(&entry.prompt).to_string();
         let stale: Vec<u64> = self
             .scopes
             .get(&scope)
@@ -200,8 +200,9 @@ mod tests {
         let scope = [1u8; 32];
         local.insert(scope, entry("What is the capital of France?", vec![1.0, 0.0], 1_000), 100, 0);
         let near = [0.95f32, 0.312];
-        // Exact: whitespace only.
-        assert!(local.find(&scope, &probe(" What is the capital  of France?", &near, CacheMode::Exact, 10)).is_some());
+        // Exact: the same text, trimmed.
+        assert!(local.find(&scope, &probe(" What is the capital of France?\n", &near, CacheMode::Exact, 10)).is_some());
+        assert!(local.find(&scope, &probe("What is the capital  of France?", &near, CacheMode::Exact, 10)).is_none());
         assert!(local.find(&scope, &probe("Capital of France?", &near, CacheMode::Exact, 10)).is_none());
         // Semantic: close and worded alike.
         let hit = local.find(&scope, &probe("what's the capital of France", &near, CacheMode::Semantic, 10));

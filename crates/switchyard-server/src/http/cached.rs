@@ -38,7 +38,8 @@ impl CacheOutcome {
 
 /// The request's ticket into the cache (none without a cache, or when the request may not use it): its scope
 /// (the caller's key, `model`, the body without the last user text) and, in semantic mode, the prompt's
-/// routing embedding (already computed by a routed decision, so read from the embedder's cache).
+/// routing embedding (already computed by a routed decision, so read from the embedder's cache; none for a
+/// prompt longer than the encoder reads).
 pub(crate) async fn ticket(
     state: &AppState,
     cache: &ResponseCache,
@@ -58,6 +59,9 @@ pub(crate) async fn ticket(
     };
     let embedding = if cache.mode() == CacheMode::Semantic {
         match state.embedder.embed(prompt).await {
+            // A prompt cut to the encoder's length is matched by its exact text only: two long prompts that
+            // share their start embed alike.
+            Ok((embedding, _)) if embedding.truncated => None,
             Ok((embedding, _)) => Some(embedding.vector),
             Err(e) => {
                 tracing::warn!("response cache: cannot embed the prompt ({e}); looking up its exact text only");

@@ -147,6 +147,8 @@ async fn handle(
         server: &state.config.server,
     };
     let answered = gateway.attempt(&cards, &mut chat.body, chat.stream, &mut record.attempts, id).await?;
+    // Only the resolved model's answer is kept under its scope (not a fallback's).
+    let ticket = ticket.filter(|_| record.decided_model.as_deref() == Some(answered.card.name.as_str()));
     trace.answered = Some(answered.card.name.clone());
     let deployment = answered.upstream.name.clone();
     let forwarded = match answered.reply {

@@ -12,7 +12,7 @@ use switchyard_server::cache::guard;
 use switchyard_server::{AppState, Config};
 use switchyard_testkit::redis::Redis;
 use switchyard_testkit::replicas::{call, digest, header, metric};
-use switchyard_testkit::upstream::{self, Fake};
+use switchyard_testkit::upstream::{self, Fake, Mode};
 
 /// Hits of one kind of pair at a similarity: (hits, pairs).
 fn hits(pairs: &[(Value, f32)], kind: &str, similarity: f32) -> (usize, usize) {
@@ -233,24 +233,63 @@ async fn two_replicas_share_answers_through_redis() {
     // The shared copy is written in the background: wait until Redis holds it.
     let client = redis::Client::open(redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    loop {
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg("switchyard:cache:answer:*").query_async(&mut conn).await.unwrap();
-        if !keys.is_empty() {
-            break;
+    let written = async {
+        loop {
+            if !answer_keys(&mut conn).await.is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), written).await.expect("the answer reaches Redis");
     let (cache, _, _) = ask(&b, "a-key", &[], chat(&model, "how many legs does a spider have", 0.0, false)).await;
     assert_eq!((cache.as_str(), calls(&fake)), ("hit", 1), "the other replica's answer, reworded");
     assert_eq!(ask(&b, "b-key", &[], first).await.0, "miss", "never across keys, in Redis either");
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(
-            redis::cmd("KEYS").arg("switchyard:cache:answer:*").query_async::<Vec<String>>(&mut conn).await.unwrap()[0]
-                .clone(),
-        )
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let key = answer_keys(&mut conn).await.swap_remove(0);
+    let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await.unwrap();
     assert!(ttl > 0 && ttl <= 3_600_000, "the answer expires with cache.ttl_s: {ttl}");
+}
+
+/// The cached answers' keys in Redis.
+async fn answer_keys(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    redis::cmd("KEYS").arg("switchyard:cache:answer:*").query_async(conn).await.unwrap()
+}
+
+#[tokio::test]
+async fn routed_requests_hit_and_cut_streams_and_fallback_answers_are_not_kept() {
+    let (addr, fake) = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = server(addr, dir.path(), "");
+    // A routed request's scope is its decision: the same prompt routes the same way and hits.
+    let routed = chat("switchyard", "Translate 'good night' into French.", 0.0, false);
+    let (status, h, _) = call(&state, "POST", "/v1/chat/completions", "a-key", &[], routed.clone()).await;
+    assert_eq!((status.as_u16(), header(&h, "x-switchyard-cache").as_str()), (200, "miss"));
+    let decided = header(&h, "x-switchyard-model");
+    let (_, h, _) = call(&state, "POST", "/v1/chat/completions", "a-key", &[], routed).await;
+    assert_eq!((header(&h, "x-switchyard-cache"), header(&h, "x-switchyard-model")), ("hit".into(), decided));
+    assert_eq!(calls(&fake), 1);
+
+    // A stream cut before its end is not kept.
+    let model = a_model();
+    fake.modes.lock().unwrap().insert(model.clone(), Mode::DropMidStream);
+    let prompt = "List the noble gases.";
+    let (_, _, cut) = call(&state, "POST", "/v1/chat/completions", "a-key", &[], chat(&model, prompt, 0.0, true)).await;
+    assert!(!streamed_text(&cut).1, "the stream was cut: {cut}");
+    fake.modes.lock().unwrap().insert(model.clone(), Mode::Ok);
+    assert_eq!(ask(&state, "a-key", &[], chat(&model, prompt, 0.0, false)).await.0, "miss");
+    assert_eq!(calls(&fake), 3);
+
+    // A fallback's answer is not kept under the failed model's scope.
+    let stores = metric(&state, "switchyard_cache_stores_total").await;
+    let ranking = {
+        let (_, _, body) =
+            call(&state, "POST", "/v1/route", "a-key", &[], json!({"prompt": "Spell 'necessary'."})).await;
+        serde_json::from_str::<Value>(&body).unwrap()["model"].as_str().unwrap().to_string()
+    };
+    fake.modes.lock().unwrap().insert(ranking.clone(), Mode::Fail500);
+    let spell = chat("switchyard", "Spell 'necessary'.", 0.0, false);
+    let (status, h, _) = call(&state, "POST", "/v1/chat/completions", "a-key", &[], spell).await;
+    assert_eq!(status.as_u16(), 200);
+    assert_ne!(header(&h, "x-switchyard-model"), ranking, "a fallback answered");
+    assert_eq!(metric(&state, "switchyard_cache_stores_total").await, stores, "and was not kept");
 }

@@ -3,212 +3,29 @@
 //! and "the smallest"). Sentence embeddings score such near misses as close as rewordings, so a semantic hit
 //! also needs the two prompts to agree on their words:
 //!
-//! - **the same salient tokens:** numbers (digits and number words), ordinals, negations, and names (capitalised
-//!   words not at a sentence's start) of either prompt must occur in the other;
+//! - **the same salient tokens:** numbers (digits and number words), ordinals, operators ("+", "!="),
+//!   negations, and names (capitalised words not at a sentence's start) of either prompt must occur in the other;
 //! - **the same negations**, counted: "with" and "without", "does" and "does not" differ;
-//! - **no substitution:** after dropping function and politeness words, the content words only one prompt has
-//!   must all be on one side (words added, as in "Hi there! What year did the Titanic sink?", or dropped), never
-//!   some on each (a word replaced: "adult" and "infant", "buyer" and "seller"). Spelling slips (one edit, or
-//!   two letters swapped) and inflections ("making", "make") count as the same word;
+//! - **no word replaced, none slipped in:** after dropping function and politeness words, the content words only
+//!   one prompt has must all be on one side (never "adult" in one and "infant" in the other), and there they
+//!   must come before or after all the shared ones (a greeting, a closing request), never among them ("eat
+//!   chicken", "eat raw chicken"). Spelling slips (one edit or two letters swapped, in words of five letters or
+//!   more) and inflections ("making", "make") count as the same word. Question words ("when", "why") and
+//!   direction words ("from", "over", "under") are content words;
 //! - **no swap:** two shared words close together (four tokens or fewer apart) must not trade places
 //!   ("a tenant to a landlord", "a landlord to a tenant"; "45 minus 18", "18 minus 45").
 //!
-//! The rules cost rewordings that replace a word by a synonym ("causes", "drivers") or move a short phrase
-//! across a neighbour; a missed hit costs one upstream call, a wrong hit serves a wrong answer. Measured on
-//! the paraphrase sets under `tests/data` (see the README's cache section).
+//! Words are runs of letters in any script, so a prompt in another language is held to the same rules (its
+//! negations and number words are not known, so a slipped-in "не" is refused as a slipped-in word). The rules
+//! cost rewordings that replace a word by a synonym ("causes", "drivers"), insert one, or move a short phrase
+//! across a neighbour; a missed hit costs one upstream call, a wrong hit serves a wrong answer. Measured on the
+//! paraphrase sets under `tests/data` (see the README's cache section).
 
 use std::collections::HashSet;
 
-/// Function, question and politeness words: they carry the request's tone, not what it asks.
-const STYLE: &[&str] = &[
-    "a",
-    "an",
-    "the",
-    "and",
-    "or",
-    "but",
-    "so",
-    "of",
-    "to",
-    "in",
-    "on",
-    "at",
-    "for",
-    "from",
-    "with",
-    "by",
-    "about",
-    "as",
-    "into",
-    "onto",
-    "over",
-    "under",
-    "than",
-    "then",
-    "that",
-    "this",
-    "these",
-    "those",
-    "there",
-    "here",
-    "is",
-    "are",
-    "was",
-    "were",
-    "be",
-    "been",
-    "being",
-    "am",
-    "do",
-    "does",
-    "did",
-    "doing",
-    "done",
-    "have",
-    "has",
-    "had",
-    "having",
-    "can",
-    "could",
-    "would",
-    "should",
-    "will",
-    "shall",
-    "may",
-    "might",
-    "must",
-    "i",
-    "me",
-    "my",
-    "mine",
-    "we",
-    "us",
-    "our",
-    "you",
-    "your",
-    "yours",
-    "he",
-    "him",
-    "his",
-    "she",
-    "her",
-    "it",
-    "its",
-    "they",
-    "them",
-    "their",
-    "what",
-    "whats",
-    "which",
-    "who",
-    "whom",
-    "whose",
-    "when",
-    "where",
-    "why",
-    "how",
-    "please",
-    "kindly",
-    "thanks",
-    "thank",
-    "hi",
-    "hello",
-    "hey",
-    "just",
-    "quick",
-    "quickly",
-    "briefly",
-    "simply",
-    "really",
-    "very",
-    "actually",
-    "basically",
-    "maybe",
-    "some",
-    "any",
-    "tell",
-    "give",
-    "let",
-    "know",
-    "want",
-    "need",
-    "like",
-    "wondering",
-    "wonder",
-    "wondered",
-    "curious",
-    "help",
-    "mind",
-    "trouble",
-    "if",
-    "also",
-    "too",
-    "again",
-    "honestly",
-    "alright",
-    "okay",
-    "ok",
-    "hmm",
-    "well",
-    "good",
-    "morning",
-    "afternoon",
-    "evening",
-    "question",
-    "questions",
-    "anyway",
-    "one",
-    "explain",
-    "describe",
-];
+mod words;
 
-/// Words that negate or exclude.
-const NEGATIONS: &[&str] = &["not", "no", "never", "without", "none", "nothing", "nobody", "neither", "nor", "except"];
-
-/// Negated auxiliaries typed without their apostrophe, read as the auxiliary and "not".
-const BARE_NEGATIONS: &[(&str, &str)] = &[
-    ("dont", "do"),
-    ("doesnt", "does"),
-    ("didnt", "did"),
-    ("cant", "can"),
-    ("wont", "will"),
-    ("isnt", "is"),
-    ("arent", "are"),
-    ("wasnt", "was"),
-    ("werent", "were"),
-    ("shouldnt", "should"),
-    ("wouldnt", "would"),
-    ("couldnt", "could"),
-    ("havent", "have"),
-    ("hasnt", "has"),
-    ("hadnt", "had"),
-];
-
-/// Number words, as digits.
-const NUMBER_WORDS: &[(&str, &str)] = &[
-    ("zero", "0"),
-    ("two", "2"),
-    ("three", "3"),
-    ("four", "4"),
-    ("five", "5"),
-    ("six", "6"),
-    ("seven", "7"),
-    ("eight", "8"),
-    ("nine", "9"),
-    ("ten", "10"),
-    ("eleven", "11"),
-    ("twelve", "12"),
-    ("twenty", "20"),
-    ("hundred", "100"),
-    ("thousand", "1000"),
-    ("million", "1000000"),
-    ("billion", "1000000000"),
-    ("dozen", "12"),
-];
-
-/// Ordinals, as `#n` (`#-1`: the last).
-const ORDINALS: &[(&str, &str)] =
-    &[("first", "#1"), ("second", "#2"), ("third", "#3"), ("fourth", "#4"), ("fifth", "#5"), ("last", "#-1")];
+use words::{BARE_NEGATIONS, NEGATIONS, NUMBER_WORDS, OPERATORS, ORDINALS, STYLE};
 
 /// Shared words this close (in tokens) that trade places make a swap.
 const SWAP_WINDOW: usize = 4;
@@ -235,9 +52,13 @@ impl Token {
         self.norm.starts_with(|c: char| c.is_ascii_digit() || c == '#')
     }
 
-    /// Numbers, ordinals, negations and names.
+    fn is_operator(&self) -> bool {
+        self.norm.starts_with(|c: char| OPERATORS.contains(c) || c == '!')
+    }
+
+    /// Numbers, ordinals, operators, negations and names.
     fn is_salient(&self) -> bool {
-        self.is_number() || self.is_negation() || self.name
+        self.is_number() || self.is_operator() || self.is_negation() || self.name
     }
 
     /// A word that says what is asked (not a style word or a negation).
@@ -250,7 +71,7 @@ impl Token {
 /// module docs.
 pub fn compatible(cached: &str, asked: &str) -> bool {
     let (a, b) = (tokens(cached), tokens(asked));
-    salient_agree(&a, &b) && negations(&a) == negations(&b) && !substituted(&a, &b) && !swapped(&a, &b)
+    salient_agree(&a, &b) && negations(&a) == negations(&b) && words_kept(&a, &b) && !swapped(&a, &b)
 }
 
 /// Every salient token of each prompt occurs in the other.
@@ -267,17 +88,40 @@ fn negations(tokens: &[Token]) -> Vec<&str> {
     out
 }
 
-/// Content words only one prompt has, on both sides (a word replaced by another).
-fn substituted(a: &[Token], b: &[Token]) -> bool {
+/// The content words agree: those only one prompt has (up to spelling slips and inflections) are on one side
+/// only (none replaced by another), and there they lie before or after every shared content word (a greeting,
+/// a closing "please"), never among them ("eat chicken", "eat raw chicken").
+fn words_kept(a: &[Token], b: &[Token]) -> bool {
     let content = |tokens: &[Token]| -> HashSet<String> {
         tokens.iter().filter(|t| t.is_content()).map(|t| t.norm.clone()).collect()
     };
     let (ca, cb) = (content(a), content(b));
     let only_a: Vec<&String> = ca.difference(&cb).collect();
     let only_b: Vec<&String> = cb.difference(&ca).collect();
-    let unmatched_a = only_a.iter().any(|x| !only_b.iter().any(|y| same_word(x, y)));
-    let unmatched_b = only_b.iter().any(|y| !only_a.iter().any(|x| same_word(x, y)));
-    unmatched_a && unmatched_b
+    let unmatched_a: HashSet<&str> =
+        only_a.iter().filter(|x| !only_b.iter().any(|y| same_word(x, y))).map(|x| x.as_str()).collect();
+    let unmatched_b: HashSet<&str> =
+        only_b.iter().filter(|y| !only_a.iter().any(|x| same_word(x, y))).map(|y| y.as_str()).collect();
+    if !unmatched_a.is_empty() && !unmatched_b.is_empty() {
+        return false;
+    }
+    at_edges(a, &unmatched_a) && at_edges(b, &unmatched_b)
+}
+
+/// Every content token of `tokens` in `added` lies before the first or after the last of the others.
+fn at_edges(tokens: &[Token], added: &HashSet<&str>) -> bool {
+    if added.is_empty() {
+        return true;
+    }
+    let content: Vec<(usize, bool)> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.is_content())
+        .map(|(i, t)| (i, added.contains(t.norm.as_str())))
+        .collect();
+    let shared = content.iter().filter(|(_, added)| !added).map(|(i, _)| *i);
+    let (Some(first), Some(last)) = (shared.clone().min(), shared.max()) else { return false };
+    content.iter().filter(|(_, added)| *added).all(|(i, _)| *i < first || *i > last)
 }
 
 /// Two shared content words close together in both prompts, in the opposite order.
@@ -302,12 +146,13 @@ fn swapped(a: &[Token], b: &[Token]) -> bool {
     })
 }
 
-/// The same word: equal stems, or (four letters or more) one edit or two neighbouring letters swapped.
+/// The same word: equal stems, or (five letters or more, the same first letter) one edit or two neighbouring
+/// letters swapped.
 fn same_word(x: &str, y: &str) -> bool {
     if stem(x) == stem(y) {
         return true;
     }
-    if x.chars().next() != y.chars().next() || x.chars().count().min(y.chars().count()) < 4 {
+    if x.chars().next() != y.chars().next() || x.chars().count().min(y.chars().count()) < 5 {
         return false;
     }
     edit_distance(x, y) <= 1 || transposed(x, y)
@@ -351,49 +196,72 @@ fn transposed(x: &str, y: &str) -> bool {
 }
 
 /// The prompt's words: contractions opened ("can't" → "can not"), possessive and other clitics dropped, each
-/// word normalised, and marked as a name when it is capitalised mid-sentence.
+/// word normalised, and marked as a name when it is capitalised mid-sentence. Words are runs of letters and
+/// digits in any script; numbers keep their decimal point, time colon and thousands separators; runs of
+/// operator characters are tokens of their own.
 fn tokens(text: &str) -> Vec<Token> {
     let text = expand_contractions(text);
     let mut out = Vec::new();
     let mut sentence_start = true;
     let mut chars = text.char_indices().peekable();
     while let Some(&(start, c)) = chars.peek() {
-        if c.is_ascii_alphabetic() || c.is_ascii_digit() {
-            let numeric = c.is_ascii_digit();
-            let mut end = start;
-            while let Some(&(i, d)) = chars.peek() {
-                let keep = if numeric {
-                    d.is_ascii_digit() || (matches!(d, '.' | ',' | ':') && next_is_digit(&text, i))
-                } else {
-                    d.is_ascii_alphanumeric() || matches!(d, '+' | '#')
-                };
-                if !keep {
-                    break;
-                }
-                end = i + d.len_utf8();
-                chars.next();
-            }
-            let word = &text[start..end];
-            match BARE_NEGATIONS.iter().find(|(bare, _)| word.eq_ignore_ascii_case(bare)) {
-                Some((_, auxiliary)) => {
-                    out.push(token(auxiliary, sentence_start));
-                    out.push(token("not", false));
-                }
-                None => out.push(token(word, sentence_start)),
-            }
-            sentence_start = false;
+        let kind = if c.is_ascii_digit() {
+            Run::Number
+        } else if c.is_alphanumeric() {
+            Run::Word
+        } else if OPERATORS.contains(c) || (c == '!' && text[start + 1..].starts_with('=')) {
+            Run::Operator
         } else {
             if matches!(c, '.' | '!' | '?' | ':' | ';' | '\n') {
                 sentence_start = true;
             }
             chars.next();
+            continue;
+        };
+        let mut end = start;
+        while let Some(&(i, d)) = chars.peek() {
+            let keep = match kind {
+                Run::Number => d.is_ascii_digit() || number_separator(&text, i, d),
+                Run::Word => d.is_alphanumeric() || matches!(d, '+' | '#'),
+                Run::Operator => OPERATORS.contains(d) || (i == start && d == '!'),
+            };
+            if !keep {
+                break;
+            }
+            end = i + d.len_utf8();
+            chars.next();
         }
+        let word = &text[start..end];
+        match BARE_NEGATIONS.iter().find(|(bare, _)| word.eq_ignore_ascii_case(bare)) {
+            Some((_, auxiliary)) => {
+                out.push(token(auxiliary, sentence_start));
+                out.push(token("not", false));
+            }
+            None => out.push(token(word, sentence_start)),
+        }
+        sentence_start = false;
     }
     out
 }
 
-fn next_is_digit(text: &str, i: usize) -> bool {
-    text[i + 1..].chars().next().is_some_and(|c| c.is_ascii_digit())
+/// What a run of characters makes.
+#[derive(Clone, Copy)]
+enum Run {
+    Number,
+    Word,
+    Operator,
+}
+
+/// A separator inside a number: "." or ":" before a digit, "," before exactly three digits (a decimal comma,
+/// "3,5", ends the number).
+fn number_separator(text: &str, i: usize, c: char) -> bool {
+    let rest = &text[i + c.len_utf8()..];
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    match c {
+        '.' | ':' => digits > 0,
+        ',' => digits == 3,
+        _ => false,
+    }
 }
 
 fn token(word: &str, sentence_start: bool) -> Token {
@@ -420,43 +288,53 @@ fn normalise(lower: &str) -> String {
         "ca" => return "can".into(),
         _ => {}
     }
-    if lower.len() > 3 && lower.ends_with('s') && !lower.ends_with("ss") {
-        return lower[..lower.len() - 1].to_string();
+    match lower.strip_suffix('s') {
+        Some(singular) if singular.chars().count() >= 3 && !singular.ends_with('s') => singular.to_string(),
+        _ => lower.to_string(),
     }
-    lower.to_string()
 }
 
-/// "n't" as " not", "cannot" as "can not", and clitics ('s, 're, 've, 'll, 'd, 'm) dropped.
+/// Whether `text` starts with the ASCII `prefix`, ignoring ASCII case.
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+}
+
+/// Whether the character at byte `at` of `text` is a letter.
+fn letter_at(text: &str, at: usize) -> bool {
+    text.get(at..).and_then(|r| r.chars().next()).is_some_and(char::is_alphabetic)
+}
+
+/// "n't" as " not", "cannot" as "can not", and clitics ('s, 're, 've, 'll, 'd, 'm) dropped. Works on the text as
+/// it is (any script): only ASCII letters are compared, ignoring their case.
 fn expand_contractions(text: &str) -> String {
     let text = text.replace('\u{2019}', "'");
     let mut out = String::with_capacity(text.len() + 8);
-    let lower = text.to_lowercase();
-    let bytes = text.as_bytes();
+    let mut after_letter = false;
     let mut i = 0;
-    while i < text.len() {
-        let rest = &lower[i..];
-        if rest.starts_with("n't") && i > 0 && bytes[i - 1].is_ascii_alphabetic() {
+    while let Some(ch) = text[i..].chars().next() {
+        let rest = &text[i..];
+        if after_letter && starts_with_ignore_case(rest, "n't") {
             out.push_str(" not");
-            i += 3;
+            (i, after_letter) = (i + 3, false);
             continue;
         }
-        if rest.starts_with("cannot") && (i == 0 || !bytes[i - 1].is_ascii_alphabetic()) {
-            out.push_str(&text[i..i + 3]);
+        if !after_letter && starts_with_ignore_case(rest, "cannot") && !letter_at(rest, 6) {
+            out.push_str(&rest[..3]);
             out.push_str(" not");
-            i += 6;
+            (i, after_letter) = (i + 6, false);
             continue;
         }
-        if rest.starts_with('\'') {
-            let clitic = ["s", "re", "ve", "ll", "d", "m"].iter().find(|c| {
-                rest[1..].starts_with(**c) && !rest[1 + c.len()..].starts_with(|ch: char| ch.is_ascii_alphabetic())
-            });
+        if ch == '\'' {
+            let clitic = ["s", "re", "ve", "ll", "d", "m"]
+                .iter()
+                .find(|c| after_letter && starts_with_ignore_case(&rest[1..], c) && !letter_at(&rest[1..], c.len()));
             if let Some(c) = clitic {
-                i += 1 + c.len();
+                (i, after_letter) = (i + 1 + c.len(), false);
                 continue;
             }
         }
-        let ch = text[i..].chars().next().unwrap_or(' ');
         out.push(ch);
+        after_letter = ch.is_alphabetic();
         i += ch.len_utf8();
     }
     out
