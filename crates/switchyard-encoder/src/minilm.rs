@@ -242,7 +242,9 @@ fn files_digest(tokenizer: &std::path::Path, config: &std::path::Path, fix: &str
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn write_canonical(value: &serde_json::Value, out: &mut String) {
+/// Writes `value` as JSON with every object's keys sorted, so that equal values give equal text whatever their
+/// keys' order (what fingerprints and cache keys hash).
+pub fn write_canonical(value: &serde_json::Value, out: &mut String) {
     match value {
         serde_json::Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();

@@ -67,7 +67,7 @@ pub fn scope(key: Option<&str>, model: &str, body: &Value) -> [u8; 32] {
         blank_text(last);
     }
     let mut text = String::new();
-    canonical(&serde_json::json!({"key": key, "model": model, "body": body}), &mut text);
+    switchyard_encoder::write_canonical(&serde_json::json!({"key": key, "model": model, "body": body}), &mut text);
     Sha256::digest(text.as_bytes()).into()
 }
 
@@ -83,37 +83,6 @@ fn blank_text(message: &mut Value) {
             }
         }
         _ => {}
-    }
-}
-
-/// JSON with object keys sorted, so that equal bodies give equal text whatever their keys' order.
-fn canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                canonical(&map[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
     }
 }
 
