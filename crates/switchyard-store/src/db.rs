@@ -12,8 +12,9 @@ use crate::StoreError;
 
 /// The schema version this build writes (`PRAGMA user_version`). Version 2 added `api_key` and `session`;
 /// version 3, `propensity` and `explored`; version 4, `usage_estimated`; version 5, `cache_hit` and
-/// `cache_saved_usd`.
-pub const SCHEMA_VERSION: i64 = 5;
+/// `cache_saved_usd`; version 6, the answer: `response`, `response_sha256`, `response_truncated`,
+/// `finish_reason`, `tool_calls`.
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS decisions (
@@ -46,7 +47,12 @@ CREATE TABLE IF NOT EXISTS decisions (
     explored INTEGER,
     usage_estimated INTEGER,
     cache_hit INTEGER,
-    cache_saved_usd REAL
+    cache_saved_usd REAL,
+    response TEXT,
+    response_sha256 TEXT,
+    response_truncated INTEGER,
+    finish_reason TEXT,
+    tool_calls TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -58,8 +64,8 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 ";
 
-/// Columns versions 2 to 5 added to `decisions`, with their types.
-const ADDED_SINCE_1: [(&str, &str); 7] = [
+/// Columns versions 2 to 6 added to `decisions`, with their types.
+const ADDED_SINCE_1: [(&str, &str); 12] = [
     ("api_key", "TEXT"),
     ("session", "TEXT"),
     ("propensity", "REAL"),
@@ -67,6 +73,11 @@ const ADDED_SINCE_1: [(&str, &str); 7] = [
     ("usage_estimated", "INTEGER"),
     ("cache_hit", "INTEGER"),
     ("cache_saved_usd", "REAL"),
+    ("response", "TEXT"),
+    ("response_sha256", "TEXT"),
+    ("response_truncated", "INTEGER"),
+    ("finish_reason", "TEXT"),
+    ("tool_calls", "TEXT"),
 ];
 
 /// A logged request joined with its feedback, as export and stats read it.
@@ -137,9 +148,10 @@ impl Store {
                 "INSERT OR REPLACE INTO decisions (request_id, ts_ms, endpoint, prompt, prompt_sha256, messages_count,
                  user_id, experiment, arm, rule, policy, estimates, decided_model, chosen_model, attempts, status,
                  input_tokens, output_tokens, cost_usd, expected_cost_usd, decision_ms, latency_ms, stream, api_key,
-                 session, propensity, explored, usage_estimated, cache_hit, cache_saved_usd)
+                 session, propensity, explored, usage_estimated, cache_hit, cache_saved_usd, response,
+                 response_sha256, response_truncated, finish_reason, tool_calls)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                 ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
+                 ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -173,6 +185,11 @@ impl Store {
                     r.usage_estimated,
                     r.cache_hit,
                     r.cache_saved_usd,
+                    r.response,
+                    r.response_sha256,
+                    r.response_truncated,
+                    r.finish_reason,
+                    r.tool_calls.as_ref().map(|c| c.to_string()),
                 ])?;
             }
         }
@@ -256,7 +273,8 @@ impl Store {
              d.experiment, d.arm, d.rule, d.policy, d.estimates, d.decided_model, d.chosen_model, d.attempts,
              d.status, d.input_tokens, d.output_tokens, d.cost_usd, d.expected_cost_usd, d.decision_ms,
              d.latency_ms, d.stream, f.score, d.api_key, d.session, d.propensity, d.explored, d.usage_estimated,
-             d.cache_hit, d.cache_saved_usd
+             d.cache_hit, d.cache_saved_usd, d.response, d.response_sha256, d.response_truncated, d.finish_reason,
+             d.tool_calls
              FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id
              WHERE d.ts_ms >= ?1 ORDER BY d.ts_ms, d.request_id",
         )?;
@@ -281,6 +299,11 @@ impl Store {
                 usage_estimated: row.get::<_, Option<bool>>(28)?.unwrap_or(false),
                 cache_hit: row.get::<_, Option<bool>>(29)?.unwrap_or(false),
                 cache_saved_usd: row.get(30)?,
+                response: row.get(31)?,
+                response_sha256: row.get(32)?,
+                response_truncated: row.get::<_, Option<bool>>(33)?.unwrap_or(false),
+                finish_reason: row.get(34)?,
+                tool_calls: json(35)?.and_then(|c| serde_json::from_str(&c).ok()),
                 experiment: row.get(7)?,
                 arm: row.get(8)?,
                 rule: row.get(9)?,
@@ -421,7 +444,12 @@ mod tests {
             let conn = Connection::open(&path).unwrap();
             let v1 = SCHEMA
                 .replace(",\n    api_key TEXT,\n    session TEXT,\n    propensity REAL,\n    explored INTEGER", "")
-                .replace(",\n    usage_estimated INTEGER,\n    cache_hit INTEGER,\n    cache_saved_usd REAL\n", "\n");
+                .replace(",\n    usage_estimated INTEGER,\n    cache_hit INTEGER,\n    cache_saved_usd REAL", "")
+                .replace(
+                    ",\n    response TEXT,\n    response_sha256 TEXT,\n    response_truncated INTEGER,\n    finish_reason \
+                     TEXT,\n    tool_calls TEXT\n",
+                    "\n",
+                );
             assert!(!v1.contains("api_key"));
             conn.execute_batch(&v1).unwrap();
             conn.execute_batch(
@@ -441,6 +469,12 @@ mod tests {
         keyed.usage_estimated = true;
         keyed.cache_hit = true;
         keyed.cache_saved_usd = Some(0.125);
+        keyed.set_response(
+            &serde_json::json!({"choices": [{"message": {"content": "four", "tool_calls": [{"id": "c"}]},
+                "finish_reason": "stop"}]}),
+            crate::ResponseLogging::Full,
+            100,
+        );
         store.insert(&[keyed.clone()]).unwrap();
         let mut rows = Vec::new();
         store.for_each(0, |r| rows.push(r.record)).unwrap();

@@ -90,6 +90,19 @@ pub fn labelled_row(request: &LoggedRequest) -> Result<Value, Skip> {
     if r.cache_hit {
         row.insert("cache_hit".into(), json!(true));
     }
+    // The answer, for an offline judge (training reads past it).
+    if let Some(response) = &r.response {
+        row.insert("response".into(), json!(response));
+        if r.response_truncated {
+            row.insert("response_truncated".into(), json!(true));
+        }
+    }
+    if let Some(calls) = &r.tool_calls {
+        row.insert("tool_calls".into(), calls.clone());
+    }
+    if let Some(finish) = &r.finish_reason {
+        row.insert("finish_reason".into(), json!(finish));
+    }
     row.insert("timestamp".into(), json!(format_rfc3339(r.ts_ms)));
     Ok(Value::Object(row))
 }
@@ -254,6 +267,8 @@ mod tests {
             usage_estimated: true,
             ..DecisionRecord::default()
         };
+        let answer = serde_json::json!({"choices": [{"message": {"content": "4"}, "finish_reason": "stop"}]});
+        r.set_response(&answer, crate::ResponseLogging::Full, 100);
         r.set_prompt("What is 2 + 2?", PromptLogging::Full);
         store.insert(&[r]).unwrap();
         let fb = Feedback { request_id: "estimated".into(), api_key: None, score: 1.0, comment: None, ts_ms: now_ms() };
@@ -262,6 +277,7 @@ mod tests {
         export(&store, 0, &mut out).unwrap();
         let row = switchyard_row(&String::from_utf8(out).unwrap());
         assert_eq!(row["usage_estimated"], true);
+        assert_eq!((row["response"].as_str(), row["finish_reason"].as_str()), (Some("4"), Some("stop")));
         for field in ["cost_usd", "input_tokens", "output_tokens"] {
             assert!(row.get(field).is_none(), "{field} was estimated, not observed: {row}");
         }

@@ -13,6 +13,7 @@ mod pg;
 mod pg_row;
 mod pg_tls;
 mod record;
+mod response;
 mod sink;
 mod spool;
 mod stats;
@@ -28,6 +29,7 @@ pub use pg::{check_url, redact, PgStore};
 pub use record::{
     now_ms, prompt_hash, Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome, FeedbackReceipt, PromptLogging,
 };
+pub use response::ResponseLogging;
 pub use spool::Spool;
 pub use stats::{stats, wilson, ArmStats, Interval, ModelStats, Stats};
 pub use time::{civil_from_days, days_from_civil, format_rfc3339, parse_since};

@@ -49,7 +49,12 @@ CREATE TABLE IF NOT EXISTS decisions (
     explored BOOLEAN,
     usage_estimated BOOLEAN,
     cache_hit BOOLEAN,
-    cache_saved_usd DOUBLE PRECISION
+    cache_saved_usd DOUBLE PRECISION,
+    response TEXT,
+    response_sha256 TEXT,
+    response_truncated BOOLEAN,
+    finish_reason TEXT,
+    tool_calls TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -164,7 +169,12 @@ impl PgStore {
                  ALTER TABLE decisions ADD COLUMN IF NOT EXISTS explored BOOLEAN;
                  ALTER TABLE decisions ADD COLUMN IF NOT EXISTS usage_estimated BOOLEAN;
                  ALTER TABLE decisions ADD COLUMN IF NOT EXISTS cache_hit BOOLEAN;
-                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS cache_saved_usd DOUBLE PRECISION;",
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS cache_saved_usd DOUBLE PRECISION;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS response TEXT;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS response_sha256 TEXT;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS response_truncated BOOLEAN;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS finish_reason TEXT;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS tool_calls TEXT;",
             )
             .map_err(connect)?;
         client

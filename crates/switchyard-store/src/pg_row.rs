@@ -8,7 +8,7 @@ use crate::record::{Attempt, DecisionRecord, Estimate};
 use crate::StoreError;
 
 /// The columns of `decisions`, in insert order.
-pub(crate) const COLUMNS: [&str; 30] = [
+pub(crate) const COLUMNS: [&str; 35] = [
     "request_id",
     "ts_ms",
     "endpoint",
@@ -39,6 +39,11 @@ pub(crate) const COLUMNS: [&str; 30] = [
     "usage_estimated",
     "cache_hit",
     "cache_saved_usd",
+    "response",
+    "response_sha256",
+    "response_truncated",
+    "finish_reason",
+    "tool_calls",
 ];
 
 /// PostgreSQL's text cannot hold NUL, which a prompt may carry: it becomes U+FFFD (the SHA-256 is of the original).
@@ -82,6 +87,11 @@ pub(crate) struct Encoded {
     usage_estimated: bool,
     cache_hit: bool,
     cache_saved_usd: Option<f64>,
+    response: Option<String>,
+    response_sha256: Option<String>,
+    response_truncated: bool,
+    finish_reason: Option<String>,
+    tool_calls: Option<String>,
 }
 
 impl Encoded {
@@ -118,11 +128,16 @@ impl Encoded {
             usage_estimated: r.usage_estimated,
             cache_hit: r.cache_hit,
             cache_saved_usd: r.cache_saved_usd,
+            response: r.response.as_deref().map(text),
+            response_sha256: r.response_sha256.clone(),
+            response_truncated: r.response_truncated,
+            finish_reason: r.finish_reason.as_deref().map(text),
+            tool_calls: r.tool_calls.as_ref().map(|c| text(&c.to_string())),
         })
     }
 
     /// The values, in [`COLUMNS`] order.
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 30] {
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 35] {
         [
             &self.request_id,
             &self.ts_ms,
@@ -154,6 +169,11 @@ impl Encoded {
             &self.usage_estimated,
             &self.cache_hit,
             &self.cache_saved_usd,
+            &self.response,
+            &self.response_sha256,
+            &self.response_truncated,
+            &self.finish_reason,
+            &self.tool_calls,
         ]
     }
 }
@@ -192,5 +212,10 @@ pub(crate) fn decode(row: &Row) -> DecisionRecord {
         usage_estimated: row.get::<_, Option<bool>>(27).unwrap_or(false),
         cache_hit: row.get::<_, Option<bool>>(28).unwrap_or(false),
         cache_saved_usd: row.get(29),
+        response: text(30),
+        response_sha256: text(31),
+        response_truncated: row.get::<_, Option<bool>>(32).unwrap_or(false),
+        finish_reason: text(33),
+        tool_calls: text(34).and_then(|c| serde_json::from_str(&c).ok()),
     }
 }

@@ -112,6 +112,21 @@ pub struct DecisionRecord {
     /// On a cache hit, what the cached answer cost when it was made: the spend the hit saved.
     #[serde(default)]
     pub cache_saved_usd: Option<f64>,
+    /// The answer's text as `log.responses` keeps it (whole, or cut at `log.max_response_chars`).
+    #[serde(default)]
+    pub response: Option<String>,
+    /// SHA-256 of the answer's whole text, hex.
+    #[serde(default)]
+    pub response_sha256: Option<String>,
+    /// Whether `response` was cut.
+    #[serde(default)]
+    pub response_truncated: bool,
+    /// The answer's finish reason (`stop`, `length`, `tool_calls`, ...).
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    /// The answer's tool calls, as the OpenAI API gives them.
+    #[serde(default)]
+    pub tool_calls: Option<serde_json::Value>,
 }
 
 impl DecisionRecord {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 use switchyard_core::{Catalog, Knob, ModelCard};
-use switchyard_store::PromptLogging;
+use switchyard_store::{PromptLogging, ResponseLogging};
 
 use crate::limits::keys::KeyConfig;
 use crate::routing::experiment::ExperimentConfig;
@@ -98,6 +98,11 @@ pub struct LogConfig {
     pub required: bool,
     /// `full` keeps prompt text (export needs it); `hash` keeps only its SHA-256.
     pub prompts: PromptLogging,
+    /// What is kept of each answer: `full`, `truncate` (the first `max_response_chars` characters), `hash` (its
+    /// SHA-256) or `off`. By default it follows `prompts`: `truncate` when prompts are kept, `hash` when not.
+    pub responses: Option<ResponseLogging>,
+    /// Characters of an answer kept by `responses = "truncate"`.
+    pub max_response_chars: usize,
     /// Rows waiting to be written before new ones are dropped (and counted) rather than slow requests down.
     pub queue_capacity: usize,
     /// Delete requests older than this many days (0: keep everything).
@@ -113,6 +118,8 @@ impl Default for LogConfig {
             spool: PathBuf::from("logs/spool.sqlite"),
             required: false,
             prompts: PromptLogging::Full,
+            responses: None,
+            max_response_chars: 4000,
             queue_capacity: 10_000,
             retention_days: 30,
         }
@@ -230,6 +237,15 @@ impl LogConfig {
         self.url
             .clone()
             .map_or_else(|| switchyard_store::Location::Sqlite(self.path.clone()), switchyard_store::Location::Postgres)
+    }
+
+    /// What is kept of answers: `responses`, else what `prompts` implies (whoever keeps prompts keeps answers,
+    /// cut at `max_response_chars`; hashed prompts mean hashed answers).
+    pub fn response_logging(&self) -> ResponseLogging {
+        self.responses.unwrap_or(match self.prompts {
+            PromptLogging::Full => ResponseLogging::Truncate,
+            PromptLogging::Hash => ResponseLogging::Hash,
+        })
     }
 }
 
@@ -356,6 +372,7 @@ impl Config {
             ("encoder.batch_tokens", self.encoder.batch_tokens as u64),
             ("encoder.queue_capacity", self.encoder.queue_capacity as u64),
             ("log.queue_capacity", self.log.queue_capacity as u64),
+            ("log.max_response_chars", self.log.max_response_chars as u64),
             ("server.header_timeout_ms", self.server.header_timeout_ms),
             ("server.body_timeout_ms", self.server.body_timeout_ms),
             ("server.keepalive_timeout_ms", self.server.keepalive_timeout_ms),

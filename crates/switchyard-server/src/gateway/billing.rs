@@ -102,22 +102,24 @@ pub(crate) struct StreamEnd {
     pub learned: Option<crate::routing::stages::Learned>,
     /// Whether the caller set `max_tokens`.
     pub capped: bool,
-    /// Where a completed stream's answer is kept in the response cache.
-    pub cache: Option<StreamCache>,
+    /// The stream's answer, assembled for the decision log and the response cache (none when neither keeps it).
+    pub answer: Option<StreamAnswer>,
 }
 
-/// A stream's answer on its way into the response cache: assembled from its chunks as they pass.
-pub(crate) struct StreamCache {
-    cache: Arc<ResponseCache>,
-    ticket: Ticket,
+/// Most bytes of a stream assembled into its answer (a longer one is neither logged nor cached).
+const MAX_ASSEMBLED: usize = 8 * 1024 * 1024;
+
+/// A stream's answer, assembled from its chunks as they pass: for the decision log (`log.responses`) and,
+/// with a ticket, the response cache.
+pub(crate) struct StreamAnswer {
     assembler: Assembler,
+    cache: Option<(Arc<ResponseCache>, Ticket)>,
 }
 
-impl StreamCache {
-    /// Assembles the stream for `ticket`.
-    pub fn new(cache: Arc<ResponseCache>, ticket: Ticket) -> Self {
-        let assembler = Assembler::new(cache.max_entry_bytes());
-        Self { cache, ticket, assembler }
+impl StreamAnswer {
+    /// An assembler for a stream whose answer the log keeps (`log`) or the cache (`cache`); none if neither.
+    pub fn new(log: bool, cache: Option<(Arc<ResponseCache>, Ticket)>) -> Option<Self> {
+        (log || cache.is_some()).then(|| Self { assembler: Assembler::new(MAX_ASSEMBLED), cache })
     }
 }
 
@@ -149,10 +151,14 @@ impl Drop for StreamEnd {
             let answer = Some((self.tap.head.as_str(), Some(finish), self.capped));
             self.state.learn(&record.request_id, self.learned.as_ref(), &self.card.name, answer);
         }
-        // A completed stream's answer is kept (an unfinished one assembles to nothing).
-        if let Some(StreamCache { cache, ticket, assembler }) = self.cache.take() {
+        // A completed stream's answer is logged and cached (an unfinished one assembles to nothing).
+        if let Some(StreamAnswer { assembler, cache }) = self.answer.take() {
             if let Some(answer) = assembler.answer() {
-                cache.store(ticket, answer, &self.card.name, cost);
+                let log = &self.state.config.log;
+                record.set_response(&answer, log.response_logging(), log.max_response_chars);
+                if let Some((cache, ticket)) = cache {
+                    cache.store(ticket, answer, &self.card.name, cost);
+                }
             }
         }
         record.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
@@ -171,8 +177,8 @@ impl StreamEnd {
                 end.lock().map_or_else(
                     |_| bytes.clone(),
                     |mut e| {
-                        if let Some(c) = e.cache.as_mut() {
-                            c.assembler.feed(&bytes);
+                        if let Some(a) = e.answer.as_mut() {
+                            a.assembler.feed(&bytes);
                         }
                         e.tap.feed(bytes.clone())
                     },

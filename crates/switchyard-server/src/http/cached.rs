@@ -76,7 +76,8 @@ pub(crate) async fn ticket(
 
 /// What the decision log keeps of a hit: the model whose answer was served, no upstream call and no cost, and
 /// the spend the hit saved.
-pub(crate) fn record_hit(record: &mut DecisionRecord, hit: &Hit) {
+pub(crate) fn record_hit(record: &mut DecisionRecord, hit: &Hit, log: &crate::config::LogConfig) {
+    record.set_response(&hit.entry.answer, log.response_logging(), log.max_response_chars);
     record.chosen_model = Some(hit.entry.model.clone());
     record.expected_cost_usd = expected_cost(record, &hit.entry.model);
     record.cache_hit = true;

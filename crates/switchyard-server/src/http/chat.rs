@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use switchyard_core::ModelCard;
-use switchyard_store::DecisionRecord;
+use switchyard_store::{DecisionRecord, ResponseLogging};
 
 use crate::cache::{ResponseCache, Ticket};
 use crate::gateway::attempts::{Gateway, Reply};
@@ -198,7 +198,7 @@ async fn from_cache(
     trace.cache = Some(CacheOutcome::Miss);
     if ticket.lookup {
         if let Some(hit) = cache.lookup(&ticket).await {
-            cached::record_hit(record, &hit);
+            cached::record_hit(record, &hit, &state.config.log);
             trace.answered = Some(hit.entry.model.clone());
             trace.cache = Some(CacheOutcome::Hit);
             return Cached::Hit(cached::response(&hit, chat.stream, chat.client_wants_usage));
@@ -327,8 +327,12 @@ impl Delivery<'_> {
             if billing::charge_whole(state, self.card, self.caller, record, forwarded.usage, estimate).await {
                 put(response.headers_mut(), "x-switchyard-usage", "estimated".into());
             }
-            if let (Some((cache, ticket)), Some(answer)) = (self.ticket, forwarded.whole) {
-                cache.store(ticket, answer, &self.card.name, record.cost_usd.unwrap_or(0.0));
+            if let Some(answer) = forwarded.whole {
+                let log = &state.config.log;
+                record.set_response(&answer, log.response_logging(), log.max_response_chars);
+                if let Some((cache, ticket)) = self.ticket {
+                    cache.store(ticket, answer, &self.card.name, record.cost_usd.unwrap_or(0.0));
+                }
             }
             return response;
         }
@@ -345,7 +349,10 @@ impl Delivery<'_> {
             input_estimate: billing::input_estimate(&chat.body),
             learned: self.learned,
             capped,
-            cache: self.ticket.map(|(cache, ticket)| billing::StreamCache::new(cache, ticket)),
+            answer: billing::StreamAnswer::new(
+                state.config.log.response_logging() != ResponseLogging::Off,
+                self.ticket,
+            ),
         };
         response = end.attach(response);
         response

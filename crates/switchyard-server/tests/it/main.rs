@@ -11,6 +11,7 @@ mod conversations;
 mod explore;
 mod gateway;
 mod keys;
+mod log_responses;
 mod postgres;
 mod replicas;
 mod replicas_online;

@@ -90,26 +90,34 @@ fn a_version_2_table_gains_the_later_columns_and_keeps_its_rows() {
     // The table as a version 2 build left it.
     pg.sql(
         "ALTER TABLE decisions DROP COLUMN propensity, DROP COLUMN explored, DROP COLUMN usage_estimated, \
-         DROP COLUMN cache_hit, DROP COLUMN cache_saved_usd; \
+         DROP COLUMN cache_hit, DROP COLUMN cache_saved_usd, DROP COLUMN response, DROP COLUMN response_sha256, \
+         DROP COLUMN response_truncated, DROP COLUMN finish_reason, DROP COLUMN tool_calls; \
          UPDATE switchyard_meta SET value = 2 WHERE key = 'schema_version'",
     );
     let mut db = Database::open(&location).unwrap();
     let mut explored = record("new");
     (explored.propensity, explored.explored, explored.usage_estimated) = (Some(0.04), true, true);
     (explored.cache_hit, explored.cache_saved_usd) = (true, Some(0.5));
+    let answer = serde_json::json!({"choices": [{"message": {"content": "an answer"}, "finish_reason": "stop"}]});
+    explored.set_response(&answer, switchyard_store::ResponseLogging::Truncate, 2);
     db.insert(&[explored]).unwrap();
     let rows = pg.sql(
         "SELECT request_id || '|' || COALESCE(propensity::text, '-') || '|' || COALESCE(explored::text, '-') \
          || '|' || COALESCE(usage_estimated::text, '-') FROM decisions ORDER BY request_id",
     );
     assert_eq!(rows.trim(), "new|0.04|true|true\nold|-|-|-");
-    assert_eq!(pg.sql("SELECT value FROM switchyard_meta WHERE key = 'schema_version'").trim(), "5");
+    assert_eq!(pg.sql("SELECT value FROM switchyard_meta WHERE key = 'schema_version'").trim(), "6");
     let mut read = Vec::new();
     switchyard_store::LogRows::each_logged(&mut db, i64::MIN, &mut |r| read.push(r.record)).unwrap();
     let mut flags: Vec<(&str, bool, bool, Option<f64>)> =
         read.iter().map(|r| (r.request_id.as_str(), r.usage_estimated, r.cache_hit, r.cache_saved_usd)).collect();
     flags.sort_by(|a, b| a.0.cmp(b.0));
     assert_eq!(flags, [("new", true, true, Some(0.5)), ("old", false, false, None)]);
+    let new = read.iter().find(|r| r.request_id == "new").unwrap();
+    assert_eq!(
+        (new.response.as_deref(), new.response_truncated, new.finish_reason.as_deref()),
+        (Some("an"), true, Some("stop"))
+    );
 }
 
 /// Feedback in PostgreSQL finds a request only with the key it was made with (`IS NOT DISTINCT FROM`: no key

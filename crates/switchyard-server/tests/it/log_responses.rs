@@ -1,0 +1,99 @@
+//! What the decision log keeps of answers (`log.responses`): whole and streamed answers, tool calls (whole and
+//! streamed), the cut at `max_response_chars`, and hashed answers, through the gateway to the stand-in upstream.
+
+use serde_json::{json, Value};
+use switchyard_store::DecisionRecord;
+use switchyard_testkit::replicas::{call, header};
+use switchyard_testkit::upstream;
+
+/// A server logging answers as `log` says (TOML lines of `[log]`), every catalog model on the stand-in upstream.
+async fn server(dir: &std::path::Path, log: &str) -> std::sync::Arc<switchyard_server::AppState> {
+    let (addr, _fake) = upstream::start().await;
+    switchyard_testkit::app::state(&format!(
+        "[log]\npath = {:?}\n{log}\n{}",
+        dir.join("decisions.sqlite").display().to_string(),
+        upstream::catalog(addr)
+            .replace("output_usd_per_mtok = 2.0\n", "output_usd_per_mtok = 2.0\nsupports_tools = true\n")
+    ))
+}
+
+/// Sends `body` and returns the decision log's record of it.
+async fn logged(
+    state: &std::sync::Arc<switchyard_server::AppState>,
+    dir: &std::path::Path,
+    body: Value,
+) -> DecisionRecord {
+    let (status, h, text) = call(state, "POST", "/v1/chat/completions", "", &[], body).await;
+    assert_eq!(status, 200, "{text}");
+    let id = header(&h, "x-switchyard-request-id");
+    state.log.as_ref().unwrap().flush();
+    let store = switchyard_store::Store::open(&dir.join("decisions.sqlite")).unwrap();
+    let mut found = None;
+    store
+        .for_each(i64::MIN, |r| {
+            if r.record.request_id == id {
+                found = Some(r.record);
+            }
+        })
+        .unwrap();
+    found.unwrap_or_else(|| panic!("{id} is not in the log"))
+}
+
+fn chat(model: &str, stream: bool, tools: bool) -> Value {
+    let mut body =
+        json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "Weather in Paris?"}]});
+    if tools {
+        body["tools"] =
+            json!([{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]);
+    }
+    body
+}
+
+fn a_model() -> String {
+    let router = switchyard_core::Router::load(&switchyard_testkit::default_router()).unwrap();
+    router.manifest.models[0].model.clone()
+}
+
+#[tokio::test]
+async fn answers_whole_and_streamed_and_tool_calls_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = server(dir.path(), "responses = \"full\"").await;
+    let model = a_model();
+    let whole = logged(&state, dir.path(), chat(&model, false, false)).await;
+    assert_eq!(whole.response, Some(format!("hello from {model}")));
+    assert_eq!((whole.finish_reason.as_deref(), whole.response_truncated), (Some("stop"), false));
+    assert_eq!(whole.response_sha256, Some(switchyard_store::prompt_hash(&format!("hello from {model}"))));
+    // A stream is assembled from its deltas.
+    let streamed = logged(&state, dir.path(), chat(&model, true, false)).await;
+    assert_eq!((streamed.response.as_deref(), streamed.finish_reason.as_deref()), (Some("hello"), Some("stop")));
+    // Tool calls, whole and streamed (its arguments in pieces, joined).
+    for stream in [false, true] {
+        let tools = logged(&state, dir.path(), chat(&model, stream, true)).await;
+        let calls = tools.tool_calls.unwrap_or_else(|| panic!("stream {stream}: no tool calls"));
+        assert_eq!(calls[0]["function"]["name"], "weather", "stream {stream}");
+        let arguments: Value = serde_json::from_str(calls[0]["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(arguments, json!({"city": "Paris"}), "stream {stream}");
+        assert_eq!(tools.finish_reason.as_deref(), Some("tool_calls"), "stream {stream}");
+    }
+}
+
+#[tokio::test]
+async fn answers_are_cut_at_the_limit_or_hashed_as_prompts_are() {
+    let model = a_model();
+    let dir = tempfile::tempdir().unwrap();
+    let state = server(dir.path(), "max_response_chars = 5").await;
+    let cut = logged(&state, dir.path(), chat(&model, false, false)).await;
+    assert_eq!((cut.response.as_deref(), cut.response_truncated), (Some("hello"), true), "prompts kept: truncate");
+    assert_eq!(cut.response_sha256, Some(switchyard_store::prompt_hash(&format!("hello from {model}"))));
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = server(dir.path(), "prompts = \"hash\"").await;
+    let hashed = logged(&state, dir.path(), chat(&model, true, true)).await;
+    assert_eq!((hashed.prompt, hashed.response, hashed.tool_calls), (None, None, None), "nothing in clear");
+    assert!(hashed.response_sha256.is_some() && hashed.finish_reason.as_deref() == Some("tool_calls"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = server(dir.path(), "responses = \"off\"").await;
+    let off = logged(&state, dir.path(), chat(&model, false, false)).await;
+    assert_eq!((off.response, off.response_sha256, off.finish_reason), (None, None, None));
+}
