@@ -72,6 +72,14 @@ impl Database {
         }
     }
 
+    /// The request logged under `request_id`, with its feedback.
+    pub fn request(&mut self, request_id: &str) -> Result<Option<LoggedRequest>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.request(request_id),
+            Self::Postgres(p) => p.request(request_id),
+        }
+    }
+
     /// Deletes requests older than `cutoff_ms`.
     pub fn prune(&mut self, cutoff_ms: i64) -> Result<usize, StoreError> {
         match self {

@@ -267,8 +267,25 @@ impl Store {
     }
 
     /// Calls `f` for every request logged at or after `since_ms`, oldest first, with its feedback.
-    pub fn for_each(&self, since_ms: i64, mut f: impl FnMut(LoggedRequest)) -> Result<(), StoreError> {
-        let mut stmt = self.conn.prepare(
+    pub fn for_each(&self, since_ms: i64, f: impl FnMut(LoggedRequest)) -> Result<(), StoreError> {
+        self.select("d.ts_ms >= ?1 ORDER BY d.ts_ms, d.request_id", &since_ms, f)
+    }
+
+    /// The request logged under `request_id`, with its feedback.
+    pub fn request(&self, request_id: &str) -> Result<Option<LoggedRequest>, StoreError> {
+        let mut found = None;
+        self.select("d.request_id = ?1", &request_id, |r| found = Some(r))?;
+        Ok(found)
+    }
+
+    /// Calls `f` for every request matching `condition` (SQL after `WHERE`, with one parameter).
+    fn select(
+        &self,
+        condition: &str,
+        param: &dyn rusqlite::ToSql,
+        mut f: impl FnMut(LoggedRequest),
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT d.request_id, d.ts_ms, d.endpoint, d.prompt, d.prompt_sha256, d.messages_count, d.user_id,
              d.experiment, d.arm, d.rule, d.policy, d.estimates, d.decided_model, d.chosen_model, d.attempts,
              d.status, d.input_tokens, d.output_tokens, d.cost_usd, d.expected_cost_usd, d.decision_ms,
@@ -276,9 +293,9 @@ impl Store {
              d.cache_hit, d.cache_saved_usd, d.response, d.response_sha256, d.response_truncated, d.finish_reason,
              d.tool_calls
              FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id
-             WHERE d.ts_ms >= ?1 ORDER BY d.ts_ms, d.request_id",
-        )?;
-        let mut rows = stmt.query([since_ms])?;
+             WHERE {condition}"
+        ))?;
+        let mut rows = stmt.query([param])?;
         while let Some(row) = rows.next()? {
             let json = |i: usize| -> Result<Option<String>, rusqlite::Error> { row.get(i) };
             let policy = json(10)?.and_then(|p| serde_json::from_str(&p).ok());

@@ -310,15 +310,31 @@ impl PgStore {
     }
 
     /// Calls `f` for every request logged at or after `since_ms`, oldest first, with its feedback.
-    pub fn for_each(&mut self, since_ms: i64, mut f: impl FnMut(LoggedRequest)) -> Result<(), StoreError> {
+    pub fn for_each(&mut self, since_ms: i64, f: impl FnMut(LoggedRequest)) -> Result<(), StoreError> {
+        self.select("d.ts_ms >= $1 ORDER BY d.ts_ms, d.request_id", &since_ms, f)
+    }
+
+    /// The request logged under `request_id`, with its feedback.
+    pub fn request(&mut self, request_id: &str) -> Result<Option<LoggedRequest>, StoreError> {
+        let mut found = None;
+        self.select("d.request_id = $1", &request_id, |r| found = Some(r))?;
+        Ok(found)
+    }
+
+    /// Calls `f` for every request matching `condition` (SQL after `WHERE`, with one parameter).
+    fn select(
+        &mut self,
+        condition: &str,
+        param: &(dyn ToSql + Sync),
+        mut f: impl FnMut(LoggedRequest),
+    ) -> Result<(), StoreError> {
         self.ensure_connected()?;
         let columns: Vec<String> = COLUMNS.iter().map(|c| format!("d.{c}")).collect();
         let sql = format!(
-            "SELECT {}, f.score FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id
-             WHERE d.ts_ms >= $1 ORDER BY d.ts_ms, d.request_id",
+            "SELECT {}, f.score FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id WHERE {condition}",
             columns.join(", ")
         );
-        let rows = self.client.query(sql.as_str(), &[&since_ms]).map_err(|e| self.fail(e))?;
+        let rows = self.client.query(sql.as_str(), &[param]).map_err(|e| self.fail(e))?;
         for row in rows {
             let record = decode(&row);
             f(LoggedRequest { record, feedback: row.get(COLUMNS.len()) });

@@ -19,6 +19,24 @@ pub enum LogsCommand {
     Export(ExportArgs),
     /// Summarise traffic, spend, fallbacks and feedback by model and by experiment arm (95% intervals).
     Stats(StatsArgs),
+    /// Print one request whole: the prompt, the decision with every model's estimate, every upstream attempt,
+    /// the answer (as `log.responses` kept it), the cost and the feedback.
+    Show(ShowArgs),
+}
+
+/// Arguments of `logs show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The request id (`x-switchyard-request-id`, or `request_id` in an export).
+    #[arg(value_name = "REQUEST_ID")]
+    request_id: String,
+
+    #[command(flatten)]
+    source: Source,
+
+    /// Print the logged record as JSON instead.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Which decision log, and from when.
@@ -126,6 +144,24 @@ pub fn run(command: &LogsCommand) -> anyhow::Result<()> {
             eprintln!("{summary}");
             if summary.written == 0 {
                 eprintln!("nothing to train on yet: send feedback with POST /v1/feedback");
+            }
+            Ok(())
+        }
+        LogsCommand::Show(args) => {
+            let (mut store, _) = args.source.open()?;
+            let Some(request) = store.request(&args.request_id)? else {
+                anyhow::bail!(
+                    "no request {:?} in the decision log (ids are in x-switchyard-request-id; `logs export` lists them \
+                     as request_id)",
+                    args.request_id
+                );
+            };
+            if args.json {
+                let mut value = serde_json::to_value(&request.record)?;
+                value["feedback"] = serde_json::json!(request.feedback);
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", crate::logs_show::render(&request));
             }
             Ok(())
         }

@@ -5,6 +5,7 @@ mod bench_cmd;
 mod calibrate_cmd;
 mod embed;
 mod logs_cmd;
+mod logs_show;
 mod profile_add_cmd;
 mod profile_cmd;
 mod route_cmd;

@@ -73,6 +73,7 @@ async fn serve_feedback_export_train_and_hot_reload() {
     // Traffic: every prompt to each of three models, plus routed requests; feedback on the model calls.
     // The small model fails at maths, the big one never does.
     let mut scored = 0;
+    let mut last_id = String::new();
     for model in MODELS {
         for (i, prompt) in MATH.iter().chain(CHAT.iter()).enumerate() {
             let body =
@@ -92,6 +93,7 @@ async fn serve_feedback_export_train_and_hot_reload() {
                 client.post(format!("{base}/v1/feedback")).json(&feedback).send().await.unwrap().json().await.unwrap();
             assert_eq!(answer["status"], "recorded", "{answer}");
             scored += 1;
+            last_id = id;
         }
     }
     for prompt in ["Tell me a joke.", "What is 9 * 9?"] {
@@ -113,6 +115,17 @@ async fn serve_feedback_export_train_and_hot_reload() {
     assert!(stderr.contains(&format!("{scored} rows written")) && stderr.contains("2 without feedback"), "{stderr}");
     let rows = std::fs::read_to_string(&export).unwrap();
     assert_eq!(rows.lines().count(), scored);
+    // The answers are exported for an offline judge (and `logs show` prints one request whole).
+    assert!(rows.lines().all(|l| l.contains("\"response\":\"hello from ") && l.contains("\"finish_reason\":\"stop\"")));
+    let (ok, shown, stderr) = switchyard(&["logs", "show", &last_id, "--db", db_arg], cwd);
+    assert!(ok, "{stderr}");
+    for part in
+        [format!("request   {last_id}"), "answer\n    hello from ".into(), "feedback  1".into(), "attempt 1 ".into()]
+    {
+        assert!(shown.contains(&part), "{part:?} in\n{shown}");
+    }
+    let (ok, _, stderr) = switchyard(&["logs", "show", "sy-nope", "--db", db_arg], cwd);
+    assert!(!ok && stderr.contains("no request \"sy-nope\""), "{stderr}");
     let (ok, _, stderr) =
         switchyard(&["logs", "export", "--db", db_arg, "--since", "2000-01-01T00:00:00Z", "--out", "-"], cwd);
     assert!(ok && stderr.contains(&format!("{scored} rows written")), "{stderr}");

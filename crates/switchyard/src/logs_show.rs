@@ -1,0 +1,176 @@
+//! `switchyard logs show REQUEST_ID`: one logged request whole, as text.
+
+use std::fmt::Write;
+
+use switchyard_store::LoggedRequest;
+
+/// One request as `logs show` prints it: what was asked, the decision with every model's estimate (best P
+/// first), every upstream attempt, the answer, the cost and the feedback.
+pub fn render(request: &LoggedRequest) -> String {
+    let r = &request.record;
+    let mut out = String::new();
+    let when = switchyard_store::format_rfc3339(r.ts_ms);
+    let _ = writeln!(out, "request   {} at {when} ({}, {})", r.request_id, r.endpoint, stream_word(r.stream));
+    let _ = writeln!(
+        out,
+        "caller    key {}, user {}",
+        r.api_key.as_deref().unwrap_or("-"),
+        r.user.as_deref().unwrap_or("-")
+    );
+    match &r.prompt {
+        Some(prompt) => {
+            let _ =
+                writeln!(out, "prompt    ({} message(s); the last user turn)\n{}", r.messages_count, indent(prompt));
+        }
+        None => {
+            let _ = writeln!(out, "prompt    sha256 {} (log.prompts = \"hash\")", r.prompt_sha256);
+        }
+    }
+    decision(r, &mut out);
+    for (i, a) in r.attempts.iter().enumerate() {
+        let status = a.status.map_or_else(|| "no answer".to_string(), |s| format!("HTTP {s}"));
+        let _ = writeln!(
+            out,
+            "attempt {} {} via {}: {status} in {:.0} ms{}",
+            i + 1,
+            a.model,
+            a.deployment.as_deref().unwrap_or("-"),
+            a.latency_ms,
+            a.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+        );
+    }
+    answer(r, &mut out);
+    let _ = match request.feedback {
+        Some(score) => writeln!(out, "feedback  {score}"),
+        None => writeln!(out, "feedback  none"),
+    };
+    out
+}
+
+fn stream_word(stream: bool) -> &'static str {
+    if stream {
+        "streamed"
+    } else {
+        "whole"
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// The decision: the model decided, what steered it, and every model's estimate, best P first.
+fn decision(r: &switchyard_store::DecisionRecord, out: &mut String) {
+    let steered: Vec<String> = [
+        r.rule.as_ref().map(|x| format!("rule {x}")),
+        r.experiment.as_ref().map(|x| format!("experiment {x} arm {}", r.arm.as_deref().unwrap_or("-"))),
+        r.session.as_ref().map(|s| format!("session {s}")),
+        r.policy.as_ref().map(|p| format!("policy {p}")),
+        r.explored.then(|| "explored".to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let _ = writeln!(
+        out,
+        "decided   {}{}",
+        r.decided_model.as_deref().unwrap_or("-"),
+        if steered.is_empty() { String::new() } else { format!(" ({})", steered.join(", ")) }
+    );
+    let mut ranked = r.estimates.clone();
+    ranked.sort_by(|a, b| b.p.total_cmp(&a.p));
+    for e in ranked {
+        let _ = writeln!(out, "    P {:.3}  expected ${:.6}  {}", e.p, e.cost_usd, e.model);
+    }
+}
+
+/// The answer: who answered, its text (or hash) and tool calls, tokens and cost, a cache hit.
+fn answer(r: &switchyard_store::DecisionRecord, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "answered  {} with HTTP {}, finish {}, in {:.0} ms{}",
+        r.chosen_model.as_deref().unwrap_or("-"),
+        r.status,
+        r.finish_reason.as_deref().unwrap_or("-"),
+        r.latency_ms,
+        if r.cache_hit {
+            format!(", from the response cache (saved ${:.6})", r.cache_saved_usd.unwrap_or(0.0))
+        } else {
+            String::new()
+        }
+    );
+    match (&r.response, &r.response_sha256) {
+        (Some(text), _) => {
+            let cut = if r.response_truncated { " (cut at log.max_response_chars)" } else { "" };
+            let _ = writeln!(out, "answer{cut}\n{}", indent(text));
+        }
+        (None, Some(hash)) => {
+            let _ = writeln!(out, "answer    sha256 {hash} (log.responses = \"hash\")");
+        }
+        (None, None) => {
+            let _ = writeln!(out, "answer    not logged");
+        }
+    }
+    if let Some(calls) = &r.tool_calls {
+        let _ = writeln!(out, "tool calls\n{}", indent(&serde_json::to_string_pretty(calls).unwrap_or_default()));
+    }
+    let tokens = |t: Option<u64>| t.map_or_else(|| "-".to_string(), |t| t.to_string());
+    let _ = writeln!(
+        out,
+        "usage     {} in, {} out, ${:.6}{}",
+        tokens(r.input_tokens),
+        tokens(r.output_tokens),
+        r.cost_usd.unwrap_or(0.0),
+        if r.usage_estimated { " (estimated)" } else { "" }
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_store::{Attempt, DecisionRecord, Estimate, PromptLogging, ResponseLogging};
+
+    use super::*;
+
+    #[test]
+    fn a_request_is_shown_whole() {
+        let mut r = DecisionRecord {
+            request_id: "sy-1".into(),
+            endpoint: "chat".into(),
+            decided_model: Some("big".into()),
+            chosen_model: Some("small".into()),
+            estimates: vec![
+                Estimate { model: "small".into(), p: 0.4, cost_usd: 0.001 },
+                Estimate { model: "big".into(), p: 0.9, cost_usd: 0.01 },
+            ],
+            attempts: vec![
+                Attempt {
+                    model: "big".into(),
+                    deployment: Some("big-eu".into()),
+                    status: Some(500),
+                    latency_ms: 12.0,
+                    error: Some("HTTP 500".into()),
+                },
+                Attempt { model: "small".into(), deployment: None, status: Some(200), latency_ms: 30.0, error: None },
+            ],
+            status: 200,
+            ..DecisionRecord::default()
+        };
+        r.set_prompt("What is 2 + 2?", PromptLogging::Full);
+        let answer = serde_json::json!({"choices": [{"message": {"content": "4"}, "finish_reason": "stop"}]});
+        r.set_response(&answer, ResponseLogging::Full, 100);
+        let text = render(&LoggedRequest { record: r, feedback: Some(0.0) });
+        for expected in [
+            "request   sy-1",
+            "    What is 2 + 2?",
+            "decided   big",
+            "attempt 1 big via big-eu: HTTP 500 in 12 ms (HTTP 500)",
+            "answered  small with HTTP 200, finish stop",
+            "answer\n    4",
+            "feedback  0",
+        ] {
+            assert!(text.contains(expected), "{expected:?} in\n{text}");
+        }
+        // Best P first.
+        assert!(text.find("P 0.900").unwrap() < text.find("P 0.400").unwrap(), "{text}");
+    }
+}
