@@ -76,6 +76,8 @@ pub struct Fake {
     pub anthropic_keys: Mutex<Vec<String>>,
     /// Calls that reached the target of [`Mode::Redirect`].
     pub moved: std::sync::atomic::AtomicUsize,
+    /// Every request body the OpenAI side received, in order.
+    pub bodies: Mutex<Vec<serde_json::Value>>,
 }
 
 impl Fake {

@@ -19,6 +19,7 @@ pub use crate::fake::{Fake, Mode, HUGE_HEAD, JUNK_LINE, LARGE_ANSWER};
 async fn upstream(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
     let model = body["model"].as_str().unwrap_or_default().to_string();
     *fake.calls.lock().unwrap().entry(model.clone()).or_default() += 1;
+    fake.bodies.lock().unwrap().push(body.clone());
     let mode = fake.modes.lock().unwrap().get(&model).copied().unwrap_or(Mode::Ok);
     let stream = body["stream"].as_bool().unwrap_or(false);
     match mode {

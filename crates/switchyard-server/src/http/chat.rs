@@ -119,6 +119,7 @@ async fn handle(
         let decided = resolve(state, &query, health_read).await?;
         record_decision(&mut record, &decided);
         trace.tags = Tags::of(&decided);
+        arm_system_prompt(state, decided.arm.as_ref(), &mut chat.body);
         (candidates::with_fallbacks(&decided.report.ranking, &state.deployments), decided.learned)
     } else {
         named_model(state, &chat.model, &caller, health_read).await?;
@@ -267,6 +268,15 @@ fn stream_flag(body: &Value) -> Result<bool, ApiError> {
         "invalid_type",
         format!("`stream` must be true or false, not {kind}; leave it out (or false) for a whole answer"),
     ))
+}
+
+/// An experiment arm's system prompt on the request as it is forwarded (and as the cache scopes it).
+fn arm_system_prompt(state: &AppState, arm: Option<&crate::routing::stages::ArmChoice>, body: &mut Value) {
+    let experiment = state.config.experiment.as_ref();
+    let Some(config) = arm.and_then(|a| experiment?.arms.iter().find(|c| c.name == a.arm)) else { return };
+    if let Some(messages) = body.get_mut("messages").and_then(Value::as_array_mut) {
+        config.apply_system_prompt(messages);
+    }
 }
 
 /// A request that names a catalog model: the caller's key must allow it. The shared health is read, as a

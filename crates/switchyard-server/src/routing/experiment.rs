@@ -1,5 +1,6 @@
-//! A/B experiments: traffic split between arms (each its own router and/or knob) by a sticky hash of the
-//! user or session id, with configured weights. The same id always lands in the same arm.
+//! A/B experiments: traffic split between arms by a sticky hash of the user or session id, with configured
+//! weights; the same id always lands in the same arm. An arm may set its own router, knob, system prompt or
+//! model; an experiment may be scoped with a rule's `when` clause (requests outside it are not in it).
 
 use std::path::PathBuf;
 
@@ -18,8 +19,22 @@ pub struct ExperimentConfig {
     /// What makes an assignment sticky: `user` or `session`.
     #[serde(default)]
     pub key: StickyKey,
+    /// Only requests that match this (a rule's `when` clause: header, metadata, regex, keywords, length,
+    /// similar_to) are in the experiment; without it, every routed request is.
+    pub when: Option<crate::routing::rules::Condition>,
     /// The arms (at least two).
     pub arms: Vec<ArmConfig>,
+}
+
+/// How an arm's `system_prompt` meets the request's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemMode {
+    /// Before the request's system prompt (a new system message when it has none).
+    #[default]
+    Prepend,
+    /// Instead of the request's system prompt(s).
+    Replace,
 }
 
 /// Which id an experiment hashes.
@@ -47,6 +62,13 @@ pub struct ArmConfig {
     pub min_quality: Option<f64>,
     /// A willingness to pay for this arm (default: the router's).
     pub willingness_to_pay: Option<f64>,
+    /// A system prompt this arm's requests reach the model with (`system_mode` says how).
+    pub system_prompt: Option<String>,
+    /// `prepend` (default) or `replace` the request's own system prompt.
+    #[serde(default)]
+    pub system_mode: SystemMode,
+    /// Send this arm's requests to this catalog model (the learned ranking still supplies the fallbacks).
+    pub model: Option<String>,
 }
 
 impl StickyKey {
@@ -66,6 +88,25 @@ impl ArmConfig {
     /// The knob this arm sets, if any.
     pub fn knob(&self) -> Option<Knob> {
         Knob::from_options(self.min_quality, self.willingness_to_pay)
+    }
+
+    /// Puts this arm's system prompt on a chat request's `messages` (OpenAI's shape): before the first system
+    /// message's text, or as a new first message (`prepend`); in place of every system message (`replace`).
+    pub fn apply_system_prompt(&self, messages: &mut Vec<serde_json::Value>) {
+        let Some(prompt) = &self.system_prompt else { return };
+        let is_system = |m: &serde_json::Value| {
+            m.get("role").and_then(serde_json::Value::as_str).is_some_and(|r| r == "system" || r == "developer")
+        };
+        if self.system_mode == SystemMode::Replace {
+            messages.retain(|m| !is_system(m));
+        }
+        if let Some(first) = messages.first_mut().filter(|m| is_system(m)) {
+            if let Some(text) = first.get("content").and_then(serde_json::Value::as_str) {
+                first["content"] = serde_json::Value::String(format!("{prompt}\n\n{text}"));
+                return;
+            }
+        }
+        messages.insert(0, serde_json::json!({"role": "system", "content": prompt}));
     }
 }
 
@@ -93,6 +134,9 @@ impl ExperimentConfig {
             }
             if let Some(k) = arm.knob() {
                 k.validate().map_err(|e| format!("experiment arm {:?}: {e}", arm.name))?;
+            }
+            if arm.system_prompt.as_deref().is_some_and(|p| p.trim().is_empty()) {
+                return Err(format!("experiment arm {:?}: system_prompt is empty; leave it out instead", arm.name));
             }
         }
         Ok(())
@@ -134,8 +178,12 @@ mod tests {
                     router: None,
                     min_quality: None,
                     willingness_to_pay: None,
+                    system_prompt: None,
+                    system_mode: SystemMode::Prepend,
+                    model: None,
                 })
                 .collect(),
+            when: None,
         }
     }
 
@@ -174,6 +222,24 @@ mod tests {
         let session = StickyKey::Session;
         assert_eq!(session.id(&query(&[("x-switchyard-user", "u3")], Some("u1"), &[])), None);
         assert_eq!(session.id(&query(&[], None, &[("session_id", "s")])).as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn an_arm_prepends_or_replaces_the_system_prompt() {
+        use serde_json::json;
+        let mut arm = experiment(&[1.0, 1.0]).arms.remove(0);
+        arm.system_prompt = Some("Be terse.".into());
+        let user = json!({"role": "user", "content": "hi"});
+        let mut bare = vec![user.clone()];
+        arm.apply_system_prompt(&mut bare);
+        assert_eq!(bare, [json!({"role": "system", "content": "Be terse."}), user.clone()]);
+        let mut own = vec![json!({"role": "system", "content": "You are a pirate."}), user.clone()];
+        arm.apply_system_prompt(&mut own);
+        assert_eq!(own[0]["content"], "Be terse.\n\nYou are a pirate.");
+        arm.system_mode = SystemMode::Replace;
+        let mut replaced = vec![json!({"role": "system", "content": "You are a pirate."}), user.clone()];
+        arm.apply_system_prompt(&mut replaced);
+        assert_eq!(replaced, [json!({"role": "system", "content": "Be terse."}), user]);
     }
 
     #[test]

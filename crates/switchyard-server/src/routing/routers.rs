@@ -21,6 +21,8 @@ pub struct Routers {
     pub arms: Vec<Option<Arc<Router>>>,
     /// The config's rules, compiled, in order; a `similar_to` rule's examples embedded with the encoder.
     pub rules: Vec<Rule>,
+    /// The experiment's `when` clause, compiled as a rule's is (absent: every request is in the experiment).
+    pub experiment_scope: Option<Rule>,
     /// 1 at start-up, +1 per successful reload.
     pub generation: u64,
 }
@@ -97,6 +99,18 @@ pub fn encoder_info(encoder: &dyn Encoder) -> switchyard_core::EncoderInfo {
     }
 }
 
+/// The experiment's `when` clause as a compiled rule (its `similar_to` examples embedded), if it has one.
+fn experiment_scope(config: &Config, encoder: &dyn Encoder) -> Result<Option<Rule>, StartError> {
+    let Some((e, when)) = config.experiment.as_ref().and_then(|e| e.when.clone().map(|w| (e, w))) else {
+        return Ok(None);
+    };
+    let name = format!("experiment {:?} when", e.name);
+    let rule = crate::routing::rules::RuleConfig { name: name.clone(), when, then: Default::default() };
+    let mut rule = Rule::scope(rule).map_err(|problem| StartError::Rule { name: name.clone(), problem })?;
+    rule.embed_examples(encoder).map_err(|problem| StartError::Rule { name, problem })?;
+    Ok(Some(rule))
+}
+
 /// Loads a router folder and checks it against the encoder.
 pub fn load_router(path: &Path, key: &str, encoder: &dyn Encoder) -> Result<Router, StartError> {
     let wrap = |source| StartError::Router { path: path.to_path_buf(), key: key.to_string(), source };
@@ -140,10 +154,17 @@ impl Routers {
         }
         let mut arms = Vec::new();
         for arm in config.experiment.iter().flat_map(|e| &e.arms) {
+            if let Some(m) = arm.model.as_ref().filter(|m| !known(m)) {
+                return Err(StartError::UnknownModel {
+                    key: format!("experiment arm {:?}", arm.name),
+                    model: m.clone(),
+                });
+            }
             let key = format!("experiment arm {:?} router", arm.name);
             arms.push(arm.router.as_deref().map(|p| load_router(p, &key, encoder).map(Arc::new)).transpose()?);
         }
-        Ok(Self { main: Arc::new(main), arms, rules, generation })
+        let experiment_scope = experiment_scope(config, encoder)?;
+        Ok(Self { main: Arc::new(main), arms, rules, experiment_scope, generation })
     }
 
     /// What a reload answers.

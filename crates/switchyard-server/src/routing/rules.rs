@@ -131,8 +131,9 @@ fn read_examples(examples: &Examples) -> Result<Vec<String>, String> {
 }
 
 impl Rule {
-    /// Compiles a configured rule, checking it against the tiers. The error says what is wrong.
-    pub fn new(config: RuleConfig, tiers: &BTreeMap<String, Vec<String>>) -> Result<Self, String> {
+    /// A rule's `when` alone, compiled (its `then` is not checked): what scopes an experiment. The error says
+    /// what is wrong.
+    pub fn scope(config: RuleConfig) -> Result<Self, String> {
         let c = &config.when;
         if config.name.trim().is_empty() {
             return Err("needs a non-empty `name`".into());
@@ -187,7 +188,14 @@ impl Rule {
                     .map_err(|e| format!("when.keywords cannot be matched: {e}"))
             })
             .transpose()?;
-        let t = &config.then;
+        let threshold = c.threshold.unwrap_or(1.0) as f32;
+        Ok(Self { config, regex, keywords, examples, vectors: Vec::new(), threshold })
+    }
+
+    /// Compiles a configured rule, checking it against the tiers. The error says what is wrong.
+    pub fn new(config: RuleConfig, tiers: &BTreeMap<String, Vec<String>>) -> Result<Self, String> {
+        let rule = Self::scope(config)?;
+        let t = &rule.config.then;
         let targets = usize::from(t.model.is_some()) + usize::from(t.tier.is_some());
         if t.min_quality.is_some() && t.willingness_to_pay.is_some() {
             return Err("set then.min_quality or then.willingness_to_pay, not both".into());
@@ -206,8 +214,7 @@ impl Rule {
                 return Err(format!("then.tier {tier:?} is not defined in [tiers]"));
             }
         }
-        let threshold = c.threshold.unwrap_or(1.0) as f32;
-        Ok(Self { config, regex, keywords, examples, vectors: Vec::new(), threshold })
+        Ok(rule)
     }
 
     /// Embeds a semantic rule's examples (at start-up and on reload); other rules have nothing to embed.

@@ -98,7 +98,8 @@ pub struct Steering<'a> {
 /// Decides where a query goes. `encode_ms` is the time its embedding took (reported in the decision).
 pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64) -> Result<Decided, RouteError> {
     let start = Instant::now();
-    let arm = steps::arm(s.config.experiment.as_ref(), &s.routers.main, &s.routers.arms, q);
+    let (experiment, scope) = (s.config.experiment.as_ref(), s.routers.experiment_scope.as_ref());
+    let arm = steps::arm(experiment, scope, &s.routers.main, &s.routers.arms, q, &embedding.vector);
     let router = arm.router;
     let mut default = router.manifest.default_policy.clone();
     if let Some(k) = arm.knob {
@@ -106,7 +107,10 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
     }
     let mut policy = q.knobs.clone().apply(&default, router, s.health)?;
     let matched = crate::routing::rules::first_match(&s.routers.rules, q, &embedding.vector);
-    let mut pinned = steps::apply_rule(&mut policy, matched.map(|(rule, _)| &rule.config.then), &s.config.tiers);
+    let rule_pin = steps::apply_rule(&mut policy, matched.map(|(rule, _)| &rule.config.then), &s.config.tiers);
+    // An arm's model stands where a rule's pin would (a rule's pin wins).
+    let arm_pins = rule_pin.is_none() && arm.model.is_some();
+    let mut pinned = rule_pin.or(arm.model.clone());
     let models: Vec<String> = router.manifest.models.iter().map(|m| m.model.clone()).collect();
     steps::bound_by_key(&mut policy, &mut pinned, q.key_models.as_deref(), &models)?;
     let catalog = (!s.config.models.is_empty()).then_some(card_of(s.config));
@@ -114,7 +118,11 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
     let (prediction, learned) = steps::predict(router, &embedding.vector, q.input_tokens, s.learning);
     let mut decision = policy.decide(&prediction.models).map_err(|e| RouteError::InvalidPolicy(e.to_string()))?;
     if let Some((rule, how)) = matched {
-        steps::pin_by_rule(&mut decision, &rule.config.name, how.similarity, pinned.as_deref(), &policy, &prediction);
+        let pin = pinned.as_deref().filter(|_| !arm_pins);
+        steps::pin_by_rule(&mut decision, &rule.config.name, how.similarity, pin, &policy, &prediction);
+    }
+    if let (Some(model), Some(choice), true) = (pinned.as_deref(), &arm.choice, arm_pins) {
+        steps::pin_by_arm(&mut decision, &choice.arm, model, &policy, &prediction);
     }
     let session = match (&q.conversation, s.sessions, s.config.sessions.session_pinning, &pinned) {
         (Some(c), Some(sessions), true, None) => Some(steps::pin_conversation(

@@ -11,7 +11,7 @@ use super::{ArmChoice, Learned};
 use crate::learning::{Learning, LearningConfig};
 use crate::routing::experiment::{ExperimentConfig, StickyKey};
 use crate::routing::query::{Conversation, Needs, Query};
-use crate::routing::rules::Action;
+use crate::routing::rules::{Action, Rule};
 use crate::routing::sessions::{SessionPin, Sessions};
 use crate::routing::RouteError;
 
@@ -25,25 +25,31 @@ pub(super) struct Arm<'a> {
     pub choice: Option<ArmChoice>,
     /// The user or session id the request carried (the experiment's sticky key, else the user).
     pub user: Option<String>,
+    /// The model the arm sends its requests to, if it names one.
+    pub model: Option<String>,
 }
 
 /// Stage 1: assigns the request to an arm of `experiment` by its sticky id (the request id when it carries
-/// none). `arms` holds each arm's own router, in the experiment's order.
+/// none), when the request is in the experiment's scope (`scope`, its `when` clause, matched on the query and
+/// the prompt's `embedding`). `arms` holds each arm's own router, in the experiment's order.
 pub(super) fn arm<'a>(
     experiment: Option<&ExperimentConfig>,
+    scope: Option<&Rule>,
     main: &'a Router,
     arms: &'a [Option<Arc<Router>>],
     q: &Query,
+    embedding: &[f32],
 ) -> Arm<'a> {
-    let Some(e) = experiment else {
-        return Arm { router: main, knob: None, choice: None, user: StickyKey::User.id(q) };
+    let outside = scope.is_some_and(|rule| rule.matches(q, embedding).is_none());
+    let Some(e) = experiment.filter(|_| !outside) else {
+        return Arm { router: main, knob: None, choice: None, user: StickyKey::User.id(q), model: None };
     };
     let user = e.key.id(q);
     let i = e.assign(user.as_deref().unwrap_or(&q.request_id));
     let router = arms.get(i).and_then(Option::as_deref).unwrap_or(main);
     let config = &e.arms[i];
     let choice = Some(ArmChoice { experiment: e.name.clone(), arm: config.name.clone() });
-    Arm { router, knob: config.knob(), choice, user }
+    Arm { router, knob: config.knob(), choice, user, model: config.model.clone() }
 }
 
 /// Stage 3: a matching rule's knob replaces the policy's; its tier narrows the allowed models (to the tier's
@@ -155,6 +161,12 @@ pub(super) fn pin_by_rule(
         }
         None => decision.reason = format!("rule {rule:?}{similar} applied; {}", decision.reason),
     }
+}
+
+/// Stage 8 for an experiment arm that names a model (and no rule pinned one): the arm's model.
+pub(super) fn pin_by_arm(decision: &mut Decision, arm: &str, model: &str, policy: &Policy, prediction: &Prediction) {
+    pin_to(decision, model, policy, prediction);
+    decision.reason = format!("experiment arm {arm:?} sends this request to {model}");
 }
 
 /// Stage 9: the conversation's session pin — a dearer choice escalates at once, a cheaper one only after

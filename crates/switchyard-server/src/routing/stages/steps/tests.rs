@@ -46,7 +46,7 @@ fn default_router() -> Router {
 fn an_arm_brings_its_router_knob_and_sticky_id() {
     let main = default_router();
     let q = Query { request_id: "sy-1".into(), user: Some("u-7".into()), ..Query::default() };
-    let none = arm(None, &main, &[], &q);
+    let none = arm(None, None, &main, &[], &q, &[]);
     assert!(std::ptr::eq(none.router, &main) && none.choice.is_none() && none.knob.is_none());
     assert_eq!(none.user.as_deref(), Some("u-7"));
 
@@ -61,8 +61,8 @@ fn an_arm_brings_its_router_knob_and_sticky_id() {
     let mut seen = std::collections::BTreeSet::new();
     for u in 0..64 {
         let q = Query { user: Some(format!("u-{u}")), ..Query::default() };
-        let a = arm(Some(&experiment), &main, &routers, &q);
-        let again = arm(Some(&experiment), &main, &routers, &q);
+        let a = arm(Some(&experiment), None, &main, &routers, &q, &[]);
+        let again = arm(Some(&experiment), None, &main, &routers, &q, &[]);
         let choice = a.choice.clone().unwrap();
         assert_eq!(Some(&choice), again.choice.as_ref());
         assert_eq!(choice.experiment, "bar");
@@ -73,6 +73,16 @@ fn an_arm_brings_its_router_knob_and_sticky_id() {
         seen.insert(choice.arm);
     }
     assert_eq!(seen.len(), 2);
+
+    // Scoped by a `when` clause: a request outside it is in no arm.
+    let scope = crate::routing::rules::Rule::scope(
+        toml::from_str("name = \"legal\"\nwhen = { keywords = [\"contract\"] }\nthen = {}").unwrap(),
+    )
+    .unwrap();
+    let asks = |prompt: &str| Query { prompt: prompt.into(), user: Some("u-1".into()), ..Query::default() };
+    let inside = arm(Some(&experiment), Some(&scope), &main, &routers, &asks("Review this contract clause"), &[]);
+    let outside = arm(Some(&experiment), Some(&scope), &main, &routers, &asks("Write a poem"), &[]);
+    assert!(inside.choice.is_some() && outside.choice.is_none() && std::ptr::eq(outside.router, &main));
 }
 
 #[test]

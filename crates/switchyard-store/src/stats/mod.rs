@@ -111,6 +111,17 @@ pub struct ArmStats {
     pub error_rate: Option<Interval>,
     /// Mean feedback minus the first arm's, with a Welch-style 95% interval (absent for the first arm).
     pub feedback_vs_first: Option<Interval>,
+    /// Whether that interval leaves out 0.
+    pub significant: Option<bool>,
+    /// Not yet significant: about how many more scored requests per arm would make a difference this large
+    /// significant (at the variances seen so far).
+    pub more_needed: Option<u64>,
+    /// Share of answered requests cut at the length limit (`finish_reason` = `length`), from the logged answers.
+    pub cut_rate: Option<Interval>,
+    /// Share of answered requests whose answer was empty (no text, no tool call), from the logged answers.
+    pub empty_rate: Option<Interval>,
+    /// Latency, milliseconds.
+    pub latency_ms: Option<Interval>,
 }
 
 /// Traffic, tokens and spend of one client key.
@@ -170,6 +181,11 @@ struct ArmAcc {
     feedback: Moments,
     fallbacks: u64,
     errors: u64,
+    latency: Moments,
+    /// Answers logged with a finish reason, and how many of them were cut or empty.
+    judged: u64,
+    cut: u64,
+    empty: u64,
 }
 
 /// Summarises requests logged at or after `since_ms`.
@@ -224,6 +240,12 @@ pub fn stats(store: impl LogRows, since_ms: i64) -> Result<Stats, StoreError> {
             acc.spend.add(r.cost_usd.or(r.expected_cost_usd).unwrap_or(0.0));
             acc.fallbacks += u64::from(r.fell_back());
             acc.errors += u64::from(r.status >= 400);
+            acc.latency.add(r.latency_ms);
+            if r.finish_reason.is_some() {
+                acc.judged += 1;
+                acc.cut += u64::from(r.finish_reason.as_deref() == Some("length"));
+                acc.empty += u64::from(r.response.as_deref() == Some("") && r.tool_calls.is_none());
+            }
             if let Some(f) = feedback {
                 acc.feedback.add(f);
             }
@@ -266,6 +288,10 @@ fn arm_stats(arms: BTreeMap<(String, String), ArmAcc>) -> Vec<ArmStats> {
             let se = (a.feedback.variance() / a.feedback.n as f64 + baseline.variance() / baseline.n as f64).sqrt();
             Interval { n: a.feedback.n, mean: diff, low: diff - Z95 * se, high: diff + Z95 * se }
         });
+        let significant = feedback_vs_first.map(|d| d.low > 0.0 || d.high < 0.0);
+        let more_needed = feedback_vs_first
+            .filter(|_| significant == Some(false))
+            .and_then(|d| more_needed(d.mean, &a.feedback, baseline));
         by_arm.push(ArmStats {
             experiment,
             arm,
@@ -276,9 +302,25 @@ fn arm_stats(arms: BTreeMap<(String, String), ArmAcc>) -> Vec<ArmStats> {
             fallback_rate: wilson(a.fallbacks, a.calls),
             error_rate: wilson(a.errors, a.calls),
             feedback_vs_first,
+            significant,
+            more_needed,
+            cut_rate: wilson(a.cut, a.judged),
+            empty_rate: wilson(a.empty, a.judged),
+            latency_ms: a.latency.interval(),
         });
     }
     by_arm
+}
+
+/// More scored requests per arm (beyond the smaller arm's) that would make a difference of `diff` significant at
+/// the variances seen: n with z·√((v₁ + v₂)/n) < |diff|. `None` when there is no difference to detect.
+fn more_needed(diff: f64, a: &Moments, b: &Moments) -> Option<u64> {
+    let spread = a.variance() + b.variance();
+    if diff.abs() < 1e-9 || spread <= 0.0 {
+        return None;
+    }
+    let n = (Z95 * Z95 * spread / (diff * diff)).ceil() as u64;
+    Some(n.saturating_sub(a.n.min(b.n)).max(1))
 }
 
 fn show(i: Option<Interval>, digits: usize) -> String {
@@ -339,10 +381,16 @@ impl std::fmt::Display for Stats {
             let _ =
                 writeln!(out, "\nexperiment arms (95% confidence intervals; the difference is against the first arm)");
             for a in &self.by_arm {
+                let verdict = match (a.significant, a.more_needed) {
+                    (Some(true), _) => " (significant)".to_string(),
+                    (Some(false), Some(n)) => format!(" (not significant; about {n} more scored requests per arm)"),
+                    (Some(false), None) => " (not significant)".to_string(),
+                    (None, _) => String::new(),
+                };
                 let _ = writeln!(
                     out,
-                    "{} / {}: {} calls, spend ${:.4}, per call {}, feedback {} (n {}), vs first {}, fallback rate {}, \
-                     error rate {}",
+                    "{} / {}: {} calls, spend ${:.4}, per call {}, feedback {} (n {}), vs first {}{verdict}, \
+                     fallback rate {}, error rate {}, cut answers {}, empty answers {}, latency ms {}",
                     a.experiment,
                     a.arm,
                     a.calls,
@@ -353,6 +401,9 @@ impl std::fmt::Display for Stats {
                     show(a.feedback_vs_first, 3),
                     show(a.fallback_rate, 3),
                     show(a.error_rate, 3),
+                    show(a.cut_rate, 3),
+                    show(a.empty_rate, 3),
+                    show(a.latency_ms, 0),
                 );
             }
         }
@@ -361,109 +412,4 @@ impl std::fmt::Display for Stats {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::record::{Attempt, DecisionRecord, Feedback};
-    use crate::Store;
-
-    #[test]
-    fn wilson_matches_a_textbook_value() {
-        // 8 of 10: Wilson 95% interval [0.490, 0.943] (Newcombe 1998, table I method 3 style).
-        let i = wilson(8, 10).unwrap();
-        assert!((i.low - 0.4902).abs() < 1e-3 && (i.high - 0.9433).abs() < 1e-3, "{i:?}");
-        let zero = wilson(0, 20).unwrap();
-        assert_eq!(zero.low, 0.0);
-        assert!(zero.high > 0.1 && zero.high < 0.2);
-        assert!(wilson(0, 0).is_none());
-    }
-
-    #[test]
-    fn arms_are_compared_with_intervals() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("log.sqlite")).unwrap();
-        let mut records = Vec::new();
-        let mut feedback = Vec::new();
-        for i in 0..200 {
-            let arm = if i % 2 == 0 { "a" } else { "b" };
-            let ok = Attempt { model: "m".into(), deployment: None, status: Some(200), latency_ms: 5.0, error: None };
-            let failed = Attempt {
-                model: "n".into(),
-                deployment: None,
-                status: Some(500),
-                latency_ms: 5.0,
-                error: Some("x".into()),
-            };
-            let attempts = if arm == "b" && i % 10 == 1 { vec![failed, ok] } else { vec![ok] };
-            records.push(DecisionRecord {
-                request_id: format!("r{i}"),
-                ts_ms: i,
-                endpoint: "chat".into(),
-                experiment: Some("e".into()),
-                arm: Some(arm.into()),
-                chosen_model: Some("m".into()),
-                status: 200,
-                cost_usd: Some(if arm == "a" { 0.01 } else { 0.002 }),
-                attempts,
-                latency_ms: 10.0,
-                ..DecisionRecord::default()
-            });
-            // Arm a scores 0.9 on average, arm b 0.6.
-            let score = if arm == "a" { [1.0, 0.8][i as usize / 2 % 2] } else { [0.5, 0.7][i as usize / 2 % 2] };
-            feedback.push(Feedback { request_id: format!("r{i}"), api_key: None, score, comment: None, ts_ms: 0 });
-        }
-        store.insert(&records).unwrap();
-        for f in &feedback {
-            store.feedback(f).unwrap();
-        }
-        let s = stats(&store, 0).unwrap();
-        assert_eq!((s.requests, s.with_feedback, s.fallbacks), (200, 200, 20));
-        assert!((s.spend_usd - (100.0 * 0.01 + 100.0 * 0.002)).abs() < 1e-9);
-        let [a, b] = &s.by_arm[..] else { panic!("two arms expected: {:?}", s.by_arm) };
-        assert_eq!((a.arm.as_str(), a.calls, b.calls), ("a", 100, 100));
-        let fa = a.feedback.unwrap();
-        assert!((fa.mean - 0.9).abs() < 1e-9 && fa.low < 0.9 && fa.high > 0.9);
-        let diff = b.feedback_vs_first.unwrap();
-        assert!((diff.mean + 0.3).abs() < 1e-9 && diff.high < 0.0, "b is clearly worse: {diff:?}");
-        assert!(a.feedback_vs_first.is_none());
-        assert_eq!(b.fallback_rate.unwrap().mean, 0.2);
-        assert_eq!(a.fallback_rate.unwrap().mean, 0.0);
-        assert!((b.spend_per_call.unwrap().mean - 0.002).abs() < 1e-12);
-        let text = s.to_string();
-        assert!(text.contains("e / b: 100 calls"), "{text}");
-    }
-
-    #[test]
-    fn keys_are_summed_with_tokens_spend_and_refusals() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("log.sqlite")).unwrap();
-        let row = |i: i64, key: Option<&str>, status: u16| DecisionRecord {
-            request_id: format!("r{i}"),
-            ts_ms: i,
-            endpoint: "chat".into(),
-            api_key: key.map(str::to_string),
-            status,
-            input_tokens: (status == 200).then_some(10),
-            output_tokens: (status == 200).then_some(4),
-            cost_usd: (status == 200).then_some(0.5),
-            ..DecisionRecord::default()
-        };
-        store
-            .insert(&[
-                row(1, Some("a"), 200),
-                row(2, Some("a"), 200),
-                row(3, Some("a"), 429),
-                row(4, Some("b"), 200),
-                row(5, None, 200),
-            ])
-            .unwrap();
-        let s = stats(&store, 0).unwrap();
-        let a = &s.by_key[0];
-        assert_eq!((a.key.as_str(), a.requests, a.limited, a.errors), ("a", 3, 1, 1));
-        assert_eq!((a.input_tokens, a.output_tokens, a.spend_usd), (20, 8, 1.0));
-        let names: Vec<&str> = s.by_key.iter().map(|k| k.key.as_str()).collect();
-        assert_eq!(names, ["a", "-", "b"]);
-        let table = s.key_table();
-        assert!(table.lines().nth(1).is_some_and(|l| l.starts_with('a') && l.contains("1.0000")), "{table}");
-        assert!(s.to_string().contains("limited"));
-    }
-}
+mod tests;
