@@ -360,7 +360,7 @@ impl Delivery<'_> {
             learned: self.learned,
             capped,
             answer: billing::StreamAnswer::new(
-                state.config.log.response_logging() != ResponseLogging::Off,
+                state.config.log.enabled && state.config.log.response_logging() != ResponseLogging::Off,
                 self.ticket,
             ),
         };

@@ -49,8 +49,11 @@ async fn a_forced_model_arm_is_scoped_to_its_when_clause() {
     let dir = tempfile::tempdir().unwrap();
     let router = switchyard_core::Router::load(&switchyard_testkit::default_router()).unwrap();
     let forced = router.manifest.models.last().unwrap().model.clone();
+    let cheap = router.manifest.models[0].model.clone();
     let state = switchyard_testkit::app::state(&format!(
-        "[log]\npath = {:?}\n[experiment]\nname = \"legal\"\nwhen = {{ keywords = [\"contract\"] }}\n\
+        "[log]\npath = {:?}\n[tiers]\ncheap = [\"{cheap}\"]\n\
+         [[rules]]\nname = \"clauses\"\nwhen = {{ keywords = [\"clause\"] }}\nthen = {{ tier = \"cheap\" }}\n\
+         [experiment]\nname = \"legal\"\nwhen = {{ keywords = [\"contract\"] }}\n\
          [[experiment.arms]]\nname = \"router\"\nweight = 1\n\
          [[experiment.arms]]\nname = \"forced\"\nweight = 1\nmodel = \"{forced}\"\n{}",
         dir.path().join("decisions.sqlite").display().to_string(),
@@ -68,6 +71,14 @@ async fn a_forced_model_arm_is_scoped_to_its_when_clause() {
         }
     }
     assert!(forced_seen > 0 && forced_seen < 16, "{forced_seen} of 16 in the forced arm");
+    // A rule's tier bounds the arm's model: within it, the forced arm's requests stay in the tier.
+    for u in 0..16 {
+        let prompt = "Draft a contract clause about late payment.";
+        let (_, h, _) = call(&state, "POST", "/v1/chat/completions", "", &[], chat(prompt, &format!("u{u}"))).await;
+        if header(&h, "x-switchyard-arm") == "forced" {
+            assert_eq!(header(&h, "x-switchyard-model"), cheap, "the tier, not the arm's {forced}");
+        }
+    }
     let (_, h, _) =
         call(&state, "POST", "/v1/chat/completions", "", &[], chat("Write a haiku about rain.", "u1")).await;
     assert_eq!((header(&h, "x-switchyard-experiment"), header(&h, "x-switchyard-arm")), (String::new(), String::new()));

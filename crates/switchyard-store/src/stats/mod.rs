@@ -13,6 +13,9 @@ use crate::StoreError;
 /// z for a two-sided 95% interval.
 const Z95: f64 = 1.959_963_985;
 
+/// Scored requests each arm needs before `logs stats` says whether their difference is significant.
+const MIN_VERDICT: u64 = 10;
+
 /// A mean with its 95% confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Interval {
@@ -118,7 +121,8 @@ pub struct ArmStats {
     pub more_needed: Option<u64>,
     /// Share of answered requests cut at the length limit (`finish_reason` = `length`), from the logged answers.
     pub cut_rate: Option<Interval>,
-    /// Share of answered requests whose answer was empty (no text, no tool call), from the logged answers.
+    /// Share of answered requests whose answer was empty (no text, no tool call), of those logged with their text
+    /// (none under `log.responses = "hash"`).
     pub empty_rate: Option<Interval>,
     /// Latency, milliseconds.
     pub latency_ms: Option<Interval>,
@@ -182,9 +186,11 @@ struct ArmAcc {
     fallbacks: u64,
     errors: u64,
     latency: Moments,
-    /// Answers logged with a finish reason, and how many of them were cut or empty.
+    /// Answers logged with a finish reason, and how many of them were cut; answers logged with their text, and
+    /// how many of them were empty.
     judged: u64,
     cut: u64,
+    with_text: u64,
     empty: u64,
 }
 
@@ -244,7 +250,10 @@ pub fn stats(store: impl LogRows, since_ms: i64) -> Result<Stats, StoreError> {
             if r.finish_reason.is_some() {
                 acc.judged += 1;
                 acc.cut += u64::from(r.finish_reason.as_deref() == Some("length"));
-                acc.empty += u64::from(r.response.as_deref() == Some("") && r.tool_calls.is_none());
+            }
+            if let Some(text) = &r.response {
+                acc.with_text += 1;
+                acc.empty += u64::from(text.is_empty() && r.tool_calls.is_none());
             }
             if let Some(f) = feedback {
                 acc.feedback.add(f);
@@ -288,7 +297,9 @@ fn arm_stats(arms: BTreeMap<(String, String), ArmAcc>) -> Vec<ArmStats> {
             let se = (a.feedback.variance() / a.feedback.n as f64 + baseline.variance() / baseline.n as f64).sqrt();
             Interval { n: a.feedback.n, mean: diff, low: diff - Z95 * se, high: diff + Z95 * se }
         });
-        let significant = feedback_vs_first.map(|d| d.low > 0.0 || d.high < 0.0);
+        // A verdict needs enough scores on both sides to estimate their spread.
+        let enough = a.feedback.n >= MIN_VERDICT && baseline.n >= MIN_VERDICT;
+        let significant = feedback_vs_first.filter(|d| enough && d.high > d.low).map(|d| d.low > 0.0 || d.high < 0.0);
         let more_needed = feedback_vs_first
             .filter(|_| significant == Some(false))
             .and_then(|d| more_needed(d.mean, &a.feedback, baseline));
@@ -305,7 +316,7 @@ fn arm_stats(arms: BTreeMap<(String, String), ArmAcc>) -> Vec<ArmStats> {
             significant,
             more_needed,
             cut_rate: wilson(a.cut, a.judged),
-            empty_rate: wilson(a.empty, a.judged),
+            empty_rate: wilson(a.empty, a.with_text),
             latency_ms: a.latency.interval(),
         });
     }

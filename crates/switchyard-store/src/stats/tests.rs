@@ -123,3 +123,30 @@ fn a_small_difference_says_how_many_more_requests_it_needs() {
     assert!((150..=157).contains(&more), "{more}");
     assert_eq!(more_needed(0.0, &a, &b), None);
 }
+
+#[test]
+fn no_verdict_without_enough_scores_and_no_empty_rate_without_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("log.sqlite")).unwrap();
+    // One scored request per arm (1 against 0): a difference, but no spread to judge it by.
+    for (i, (arm, score)) in [("a", 1.0), ("b", 0.0)].into_iter().enumerate() {
+        let record = DecisionRecord {
+            request_id: format!("r{i}"),
+            endpoint: "chat".into(),
+            experiment: Some("e".into()),
+            arm: Some(arm.into()),
+            status: 200,
+            finish_reason: Some("stop".into()),
+            response_sha256: Some("x".into()),
+            ..DecisionRecord::default()
+        };
+        store.insert(&[record]).unwrap();
+        store
+            .feedback(&Feedback { request_id: format!("r{i}"), api_key: None, score, comment: None, ts_ms: 0 })
+            .unwrap();
+    }
+    let s = stats(&store, i64::MIN).unwrap();
+    let b = &s.by_arm[1];
+    assert_eq!((b.significant, b.more_needed), (None, None), "{b:?}");
+    assert!(b.empty_rate.is_none() && b.cut_rate.is_some(), "hashed answers: no empty rate");
+}

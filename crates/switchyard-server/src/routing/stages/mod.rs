@@ -108,13 +108,19 @@ pub fn decide(s: &Steering<'_>, q: &Query, embedding: &Embedding, encode_ms: f64
     let mut policy = q.knobs.clone().apply(&default, router, s.health)?;
     let matched = crate::routing::rules::first_match(&s.routers.rules, q, &embedding.vector);
     let rule_pin = steps::apply_rule(&mut policy, matched.map(|(rule, _)| &rule.config.then), &s.config.tiers);
-    // An arm's model stands where a rule's pin would (a rule's pin wins).
-    let arm_pins = rule_pin.is_none() && arm.model.is_some();
-    let mut pinned = rule_pin.or(arm.model.clone());
+    // An arm's model stands where a rule's pin would (a rule's pin wins), within what the rule's tier, the
+    // request, the key and the request's needs allow.
+    let arm_model = arm.model.clone().filter(|_| rule_pin.is_none());
+    let mut pinned = rule_pin.or(arm_model.clone());
     let models: Vec<String> = router.manifest.models.iter().map(|m| m.model.clone()).collect();
     steps::bound_by_key(&mut policy, &mut pinned, q.key_models.as_deref(), &models)?;
     let catalog = (!s.config.models.is_empty()).then_some(card_of(s.config));
     let narrowed_for = steps::bound_by_needs(&mut policy, &mut pinned, q.needs, catalog, &models)?;
+    let allowed = |m: &String| policy.allowed.as_ref().is_none_or(|a| a.contains(m));
+    let arm_pins = arm_model.is_some() && pinned == arm_model && pinned.as_ref().is_some_and(allowed);
+    if arm_model.is_some() && !arm_pins {
+        pinned = None;
+    }
     let (prediction, learned) = steps::predict(router, &embedding.vector, q.input_tokens, s.learning);
     let mut decision = policy.decide(&prediction.models).map_err(|e| RouteError::InvalidPolicy(e.to_string()))?;
     if let Some((rule, how)) = matched {
