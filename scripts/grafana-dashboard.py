@@ -108,6 +108,23 @@ panels += [
         'sum by (experiment, arm) (rate(switchyard_arm_requests_total[$__rate_interval]))', "{{experiment}}/{{arm}}")], 16, y, w=8),
 ]; y += 8
 panels += [
+    panel("Mean feedback by arm", "percentunit", [q(
+        'sum by (experiment, arm) (increase(switchyard_arm_feedback_score_total[$__range])) / '
+        'sum by (experiment, arm) (increase(switchyard_arm_feedback_total[$__range]))', "{{experiment}}/{{arm}}")], 0, y, w=6,
+        description="The first feedback score of each request, averaged over the dashboard's time range. "
+        "`switchyard logs stats` gives the same comparison with intervals and says whether it is significant."),
+    panel("Requests with feedback by arm", "short", [q(
+        'sum by (experiment, arm) (increase(switchyard_arm_feedback_total[$__range]))', "{{experiment}}/{{arm}}")],
+        6, y, w=6, description="How much evidence the mean feedback rests on."),
+    panel("Mean latency by arm", "s", [q(
+        'sum by (experiment, arm) (rate(switchyard_arm_latency_seconds_total[$__rate_interval])) / '
+        'sum by (experiment, arm) (rate(switchyard_arm_requests_total[$__rate_interval]))', "{{experiment}}/{{arm}}")], 12, y, w=6),
+    panel("Cut answers by arm", "percentunit", [q(
+        'sum by (experiment, arm) (rate(switchyard_arm_cut_total[$__rate_interval])) / '
+        'sum by (experiment, arm) (rate(switchyard_arm_requests_total[$__rate_interval]))', "{{experiment}}/{{arm}}")], 18, y, w=6,
+        description="Share of answers that stopped at the token limit (finish_reason length)."),
+]; y += 8
+panels += [
     panel("Rule matches per second", "reqps",
           [q('sum by (rule) (rate(switchyard_rule_matches_total[$__rate_interval]))', "{{rule}}")], 0, y, w=8),
     panel("Feedback per second", "reqps",

@@ -176,7 +176,13 @@ impl AppState {
     /// Hands a finished request to the decision log (dropped and counted if its queue is full).
     pub fn log_request(&self, record: DecisionRecord) {
         if let (Some(experiment), Some(arm)) = (&record.experiment, &record.arm) {
-            self.metrics.arm(experiment, arm, record.cost_usd.or(record.expected_cost_usd), record.fell_back());
+            let finished = crate::metrics::ArmRequest {
+                spend_usd: record.cost_usd.or(record.expected_cost_usd),
+                fell_back: record.fell_back(),
+                latency_s: record.latency_ms / 1e3,
+                cut: record.finish_reason.as_deref() == Some("length"),
+            };
+            self.metrics.arm(experiment, arm, finished);
         }
         if let Some(log) = &self.log {
             log.log(record);

@@ -29,9 +29,9 @@ pub use pg::{check_url, redact, PgStore};
 pub use record::{
     now_ms, prompt_hash, Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome, FeedbackReceipt, PromptLogging,
 };
-pub use response::ResponseLogging;
+pub use response::{starts_like_refusal, ResponseLogging, REFUSAL_PATTERNS};
 pub use spool::Spool;
-pub use stats::{stats, wilson, ArmStats, Interval, ModelStats, Stats};
+pub use stats::{stats, stats_with, wilson, ArmStats, Interval, ModelStats, Stats};
 pub use time::{civil_from_days, days_from_civil, format_rfc3339, parse_since};
 pub use writer::{LogWriter, WriterOptions, WriterStats};
 

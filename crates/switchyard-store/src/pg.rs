@@ -250,7 +250,7 @@ impl PgStore {
         let mut tx = self.client.transaction().map_err(fail)?;
         let known = tx
             .query_opt(
-                "SELECT endpoint, chosen_model FROM decisions
+                "SELECT endpoint, chosen_model, experiment, arm FROM decisions
                  WHERE request_id = $1 AND api_key IS NOT DISTINCT FROM $2",
                 &[&feedback.request_id, &feedback.api_key],
             )
@@ -270,7 +270,8 @@ impl PgStore {
         tx.commit().map_err(fail)?;
         let updates: i64 = row.get(0);
         let outcome = if updates == 1 { FeedbackOutcome::Recorded } else { FeedbackOutcome::Replaced(updates as u32) };
-        Ok(FeedbackReceipt { outcome, endpoint: known.get(0), chosen_model: known.get(1) })
+        let arm = known.get::<_, Option<String>>(2).zip(known.get::<_, Option<String>>(3));
+        Ok(FeedbackReceipt { outcome, endpoint: known.get(0), chosen_model: known.get(1), arm })
     }
 
     /// Deletes requests (and their feedback) older than `cutoff_ms`; returns how many requests went.

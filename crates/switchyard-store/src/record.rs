@@ -185,6 +185,8 @@ pub struct FeedbackReceipt {
     pub endpoint: String,
     /// The model that answered it (for `route`, the decided model).
     pub chosen_model: Option<String>,
+    /// The experiment the scored request took part in, and its arm, if any.
+    pub arm: Option<(String, String)>,
 }
 
 impl FeedbackReceipt {

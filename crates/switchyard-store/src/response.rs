@@ -6,6 +6,26 @@ use serde_json::Value;
 
 use crate::record::{prompt_hash, DecisionRecord};
 
+/// Phrases that mark an answer as a refusal when it starts with one (compared without case): the default of
+/// `learning.refusal_patterns`, and what `logs stats` counts as a refused answer.
+pub const REFUSAL_PATTERNS: [&str; 8] = [
+    "i'm sorry, but i can't",
+    "i’m sorry, but i can’t",
+    "i am sorry, but i cannot",
+    "i can't help with",
+    "i cannot help with",
+    "i can't assist with",
+    "i cannot assist with",
+    "as an ai language model, i cannot",
+];
+
+/// Whether `text` starts like a refusal: its first 200 characters, lowercased and trimmed, start with one of
+/// `patterns` (lowercase).
+pub fn starts_like_refusal(text: &str, patterns: &[String]) -> bool {
+    let start: String = text.trim().chars().take(200).collect::<String>().to_lowercase();
+    patterns.iter().any(|p| start.starts_with(p.as_str()))
+}
+
 /// How answers are kept in the log (`log.responses`; by default `truncate` when prompts are kept in full,
 /// `hash` when they are hashed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ mod cache;
 mod calibrate;
 mod complexity_labels;
 mod dataset;
+mod failures;
 mod familiarity;
 mod folds;
 mod heads;
@@ -37,6 +38,9 @@ pub use cache::{default_cache_dir, EmbeddingCache};
 pub use calibrate::{calibrate, outcome, Calibration, CalibrationTarget, KnobKind};
 pub use complexity_labels::{ComplexityLabels, LabelError};
 pub use dataset::{fingerprint, read_prompts, text_hash, Dataset, PromptRecord, RowFilter, MAX_IPS_WEIGHT};
+pub use failures::{
+    failure_report, Band, FailureGroup, FailureOptions, FailureReport, GroupKey, Interval, LoggedOutcome,
+};
 pub use familiarity::{fit_familiarity, FamiliarityInputs, MAX_CENTROIDS};
 pub use folds::Folds;
 pub use heads::{cross_fit_heads, difficulty_targets, fit_complexity_head, fit_domain_head};

@@ -1,12 +1,13 @@
 //! `switchyard logs`: the decision log the server writes, exported as labelled logs or summarised.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use switchyard_server::{Config, LogConfig};
-use switchyard_store::{export, now_ms, parse_since, stats, Database, Location};
+use switchyard_store::{export, stats_with};
+
+use crate::logs_source::Source;
 
 /// `switchyard logs ...`.
 #[derive(Debug, Subcommand)]
@@ -22,6 +23,10 @@ pub enum LogsCommand {
     /// Print one request whole: the prompt, the decision with every model's estimate, every upstream attempt,
     /// the answer (as `log.responses` kept it), the cost and the feedback.
     Show(ShowArgs),
+    /// List where each model does worse than the router predicted: logged requests with feedback, grouped by
+    /// the router's domain and complexity band and by clusters of their prompts, each with the observed and
+    /// predicted success, an interval, cut and empty answers, and example request ids.
+    Failures(crate::logs_failures::FailuresArgs),
 }
 
 /// Arguments of `logs show`.
@@ -37,24 +42,6 @@ pub struct ShowArgs {
     /// Print the logged record as JSON instead.
     #[arg(long)]
     json: bool,
-}
-
-/// Which decision log, and from when.
-#[derive(Debug, Args)]
-pub struct Source {
-    /// The decision log: a SQLite file or a postgres://user:pass@host:port/db URL. Default: log.url or
-    /// log.path of --config, else of ./switchyard.toml, else logs/decisions.sqlite.
-    #[arg(long, value_name = "FILE|URL")]
-    db: Option<String>,
-
-    /// The server's config, to find log.path.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-
-    /// Only requests since then: a duration back from now (30m, 24h, 7d), a date (2026-11-01) or a UTC time
-    /// (2026-11-01T12:00:00Z).
-    #[arg(long, value_name = "WHEN")]
-    since: Option<String>,
 }
 
 /// Arguments of `logs export`.
@@ -90,33 +77,6 @@ pub enum StatsBy {
     Key,
     /// Per model that answered.
     Model,
-}
-
-impl Source {
-    fn open(&self) -> anyhow::Result<(Database, i64)> {
-        let location = match (&self.db, &self.config) {
-            (Some(db), _) => Location::parse(db),
-            (None, Some(config)) => Config::load(config)?.log.location(),
-            (None, None) if Path::new("switchyard.toml").is_file() => {
-                Config::load(Path::new("switchyard.toml"))?.log.location()
-            }
-            (None, None) => LogConfig::default().location(),
-        };
-        if let Location::Sqlite(path) = &location {
-            if !path.is_file() {
-                anyhow::bail!(
-                    "no decision log at {}: start `switchyard serve` (with log.enabled = true) first, or pass --db",
-                    path.display()
-                );
-            }
-        }
-        if let Location::Postgres(url) = &location {
-            switchyard_store::check_url(url).map_err(|e| anyhow::anyhow!("--db {e}"))?;
-        }
-        let store = Database::open(&location)?;
-        let since = self.since.as_deref().map(|s| parse_since(s, now_ms())).transpose().map_err(anyhow::Error::msg)?;
-        Ok((store, since.unwrap_or(i64::MIN)))
-    }
 }
 
 /// Runs `switchyard logs`.
@@ -165,9 +125,10 @@ pub fn run(command: &LogsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        LogsCommand::Failures(args) => crate::logs_failures::run(args),
         LogsCommand::Stats(args) => {
             let (mut store, since) = args.source.open()?;
-            let s = stats(&mut store, since)?;
+            let s = stats_with(&mut store, since, &args.source.refusal_patterns()?)?;
             match (args.json, args.by) {
                 (true, None) => println!("{}", serde_json::to_string_pretty(&s)?),
                 (true, Some(StatsBy::Key)) => println!("{}", serde_json::to_string_pretty(&s.by_key)?),

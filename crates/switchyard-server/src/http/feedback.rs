@@ -96,6 +96,9 @@ async fn answer(state: &AppState, feedback: &Feedback, receipt: &FeedbackReceipt
         FeedbackOutcome::Replaced(n) => ("replaced", n),
     };
     state.metrics.feedback(status);
+    if let (FeedbackOutcome::Recorded, Some((experiment, arm))) = (receipt.outcome, &receipt.arm) {
+        state.metrics.arm_feedback(experiment, arm, feedback.score);
+    }
     let mut answer = json!({"request_id": feedback.request_id, "status": status, "updates": updates});
     let verdict = learn(state, feedback, receipt).await;
     answer["learned"] = json!(verdict.learned());
@@ -182,6 +185,7 @@ mod tests {
             outcome: FeedbackOutcome::Recorded,
             endpoint: endpoint.into(),
             chosen_model: chosen.map(Into::into),
+            arm: None,
         };
         assert_eq!(unlearnable(&receipt("chat", Some("m"))), None);
         assert_eq!(unlearnable(&receipt("route", Some("m"))), Some(Verdict::RoutedOnly));

@@ -5,17 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use switchyard_core::OnlineSettings;
 
-/// Phrases that mark an answer as a refusal when it starts with one (compared without case).
-const REFUSALS: [&str; 8] = [
-    "i'm sorry, but i can't",
-    "i’m sorry, but i can’t",
-    "i am sorry, but i cannot",
-    "i can't help with",
-    "i cannot help with",
-    "i can't assist with",
-    "i cannot assist with",
-    "as an ai language model, i cannot",
-];
+use switchyard_store::REFUSAL_PATTERNS as REFUSALS;
 
 /// Longest `feedback_window_s`: 30 days.
 pub const MAX_FEEDBACK_WINDOW_S: u64 = 30 * 86_400;

@@ -297,8 +297,7 @@ impl Learning {
         if trimmed.is_empty() && finish_reason != Some("tool_calls") {
             return Some(Source::Empty);
         }
-        let start: String = trimmed.chars().take(200).collect::<String>().to_lowercase();
-        if self.refusals.iter().any(|r| start.starts_with(r.as_str())) {
+        if switchyard_store::starts_like_refusal(trimmed, &self.refusals) {
             return Some(Source::Refusal);
         }
         if caller_max_tokens && finish_reason == Some("length") {

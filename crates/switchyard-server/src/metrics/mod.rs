@@ -57,6 +57,31 @@ impl Histogram {
     }
 }
 
+/// One finished request in an experiment arm, as [`Metrics::arm`] counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ArmRequest {
+    /// Its spend: observed, else expected.
+    pub spend_usd: Option<f64>,
+    /// Whether it fell back.
+    pub fell_back: bool,
+    /// Seconds from its arrival to the end of its answer.
+    pub latency_s: f64,
+    /// Whether its answer was cut at the token limit.
+    pub cut: bool,
+}
+
+/// An arm's running sums.
+#[derive(Debug, Default)]
+struct ArmTally {
+    requests: u64,
+    spend_usd: f64,
+    fallbacks: u64,
+    latency_s: f64,
+    cut: u64,
+    scored: u64,
+    score_sum: f64,
+}
+
 #[derive(Debug)]
 struct Inner {
     requests: BTreeMap<(String, String, u16, String), u64>,
@@ -66,7 +91,7 @@ struct Inner {
     key_refusals: BTreeMap<(String, &'static str), u64>,
     rules: BTreeMap<String, u64>,
     /// Per experiment/arm: requests, spend (observed, else expected), requests that fell back.
-    arms: BTreeMap<(String, String), (u64, f64, u64)>,
+    arms: BTreeMap<(String, String), ArmTally>,
     feedback: BTreeMap<&'static str, u64>,
     reloads: u64,
     generation: u64,
@@ -170,13 +195,25 @@ impl Metrics {
         self.with(|m| *m.rules.entry(name.to_string()).or_default() += 1);
     }
 
-    /// One finished request in an experiment arm: its spend (observed, else expected) and whether it fell back.
-    pub fn arm(&self, experiment: &str, arm: &str, spend_usd: Option<f64>, fell_back: bool) {
+    /// One finished request in an experiment arm: its spend (observed, else expected), whether it fell back,
+    /// its latency and whether its answer was cut at the token limit.
+    pub fn arm(&self, experiment: &str, arm: &str, finished: ArmRequest) {
         self.with(|m| {
             let a = m.arms.entry((experiment.to_string(), arm.to_string())).or_default();
-            a.0 += 1;
-            a.1 += spend_usd.unwrap_or(0.0);
-            a.2 += u64::from(fell_back);
+            a.requests += 1;
+            a.spend_usd += finished.spend_usd.unwrap_or(0.0);
+            a.fallbacks += u64::from(finished.fell_back);
+            a.latency_s += finished.latency_s;
+            a.cut += u64::from(finished.cut);
+        });
+    }
+
+    /// The first feedback score for a request in an experiment arm (a replaced score is not counted again).
+    pub fn arm_feedback(&self, experiment: &str, arm: &str, score: f64) {
+        self.with(|m| {
+            let a = m.arms.entry((experiment.to_string(), arm.to_string())).or_default();
+            a.scored += 1;
+            a.score_sum += score;
         });
     }
 
@@ -336,16 +373,20 @@ fn render_request_counters(out: &mut String, m: &Inner) {
     for (rule, n) in &m.rules {
         let _ = writeln!(out, "switchyard_rule_matches_total{{rule=\"{}\"}} {n}", escape(rule));
     }
-    let arm_families = [
-        ("switchyard_arm_requests_total", "Finished requests"),
-        ("switchyard_arm_cost_usd_total", "Spend (observed, else expected)"),
-        ("switchyard_arm_fallbacks_total", "Requests that fell back"),
+    type Family = (&'static str, &'static str, fn(&ArmTally) -> f64);
+    let arm_families: [Family; 7] = [
+        ("switchyard_arm_requests_total", "Finished requests", |a| a.requests as f64),
+        ("switchyard_arm_cost_usd_total", "Spend (observed, else expected)", |a| a.spend_usd),
+        ("switchyard_arm_fallbacks_total", "Requests that fell back", |a| a.fallbacks as f64),
+        ("switchyard_arm_latency_seconds_total", "Seconds from arrival to the end of the answer", |a| a.latency_s),
+        ("switchyard_arm_cut_total", "Answers cut at the token limit (finish_reason length)", |a| a.cut as f64),
+        ("switchyard_arm_feedback_total", "Requests with feedback (the first score of each)", |a| a.scored as f64),
+        ("switchyard_arm_feedback_score_total", "Sum of those first feedback scores", |a| a.score_sum),
     ];
-    for (field, (name, help)) in arm_families.into_iter().enumerate() {
+    for (name, help, value) in arm_families {
         let _ = writeln!(out, "# HELP {name} {help}, by experiment and arm.\n# TYPE {name} counter");
-        for ((e, a), &(requests, spend, fallbacks)) in &m.arms {
-            let value = [requests as f64, spend, fallbacks as f64][field];
-            let _ = writeln!(out, "{name}{{experiment=\"{}\",arm=\"{}\"}} {}", escape(e), escape(a), value);
+        for ((e, a), tally) in &m.arms {
+            let _ = writeln!(out, "{name}{{experiment=\"{}\",arm=\"{}\"}} {}", escape(e), escape(a), value(tally));
         }
     }
     out.push_str("# HELP switchyard_feedback_total Feedback stored, by outcome (recorded, replaced).\n");

@@ -302,6 +302,14 @@ async fn the_grafana_dashboard_queries_only_metrics_the_server_exports() {
     let (status, _, _) = call(&s, "/v1/feedback", &[], json!({"request_id": id, "score": 1})).await;
     assert_eq!(status, StatusCode::OK);
     let exported = metrics(&s).await;
+    // The experiment comparison: the scored request's arm has one score of 1.
+    let arm = headers["x-switchyard-arm"].to_str().unwrap();
+    for line in [
+        format!("switchyard_arm_feedback_total{{experiment=\"e\",arm=\"{arm}\"}} 1"),
+        format!("switchyard_arm_feedback_score_total{{experiment=\"e\",arm=\"{arm}\"}} 1"),
+    ] {
+        assert!(exported.contains(&line), "{line} in\n{exported}");
+    }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/grafana.json");
     let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let panels = dashboard["panels"].as_array().unwrap();
@@ -335,6 +343,10 @@ async fn the_grafana_dashboard_queries_only_metrics_the_server_exports() {
         "switchyard_upstream_cooling",
         "switchyard_arm_requests_total",
         "switchyard_arm_cost_usd_total",
+        "switchyard_arm_feedback_score_total",
+        "switchyard_arm_feedback_total",
+        "switchyard_arm_latency_seconds_total",
+        "switchyard_arm_cut_total",
         "switchyard_predicted_success",
         "switchyard_observed_success",
     ] {

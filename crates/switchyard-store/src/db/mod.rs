@@ -206,14 +206,15 @@ impl Store {
             return Err(StoreError::BadScore(feedback.score));
         }
         let tx = self.conn.transaction()?;
-        let known: Option<(String, Option<String>)> = tx
+        type Known = (String, Option<String>, Option<String>, Option<String>);
+        let known: Option<Known> = tx
             .query_row(
-                "SELECT endpoint, chosen_model FROM decisions WHERE request_id = ?1 AND api_key IS ?2",
+                "SELECT endpoint, chosen_model, experiment, arm FROM decisions WHERE request_id = ?1 AND api_key IS ?2",
                 params![feedback.request_id, feedback.api_key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let Some((endpoint, chosen_model)) = known else {
+        let Some((endpoint, chosen_model, experiment, arm)) = known else {
             return Err(StoreError::UnknownRequest(feedback.request_id.clone()));
         };
         let updates: Option<u32> = tx
@@ -226,7 +227,7 @@ impl Store {
         )?;
         tx.commit()?;
         let outcome = if updates == 1 { FeedbackOutcome::Recorded } else { FeedbackOutcome::Replaced(updates) };
-        Ok(FeedbackReceipt { outcome, endpoint, chosen_model })
+        Ok(FeedbackReceipt { outcome, endpoint, chosen_model, arm: experiment.zip(arm) })
     }
 
     /// Deletes requests (and their feedback) older than `cutoff_ms`; returns how many requests went.

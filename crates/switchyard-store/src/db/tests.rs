@@ -32,11 +32,13 @@ fn records_round_trip_with_feedback() {
     let mut store = Store::open(&dir.path().join("sub/log.sqlite")).unwrap();
     let mut a = record("a", 1000, "m1");
     a.arm = Some("treatment".into());
+    a.experiment = Some("tone".into());
     a.policy = Some(serde_json::json!({"knob": {"min_quality": 0.7}}));
     store.insert(&[a.clone(), record("b", 2000, "m2")]).unwrap();
     let fb = |id: &str, score| Feedback { request_id: id.into(), api_key: None, score, comment: None, ts_ms: 1 };
     let first = store.feedback(&fb("a", 0.25)).unwrap();
     assert_eq!((first.outcome, first.endpoint.as_str(), first.answered_upstream()), (Recorded, "chat", true));
+    assert_eq!(first.arm, Some(("tone".into(), "treatment".into())), "the receipt names the request's arm");
     assert_eq!(store.feedback(&fb("a", 1.0)).unwrap().outcome, FeedbackOutcome::Replaced(2));
     assert!(matches!(store.feedback(&fb("zzz", 1.0)), Err(StoreError::UnknownRequest(id)) if id == "zzz"));
     assert!(matches!(store.feedback(&fb("a", 1.5)), Err(StoreError::BadScore(_))));

@@ -124,6 +124,8 @@ pub struct ArmStats {
     /// Share of answered requests whose answer was empty (no text, no tool call), of those logged with their text
     /// (none under `log.responses = "hash"`).
     pub empty_rate: Option<Interval>,
+    /// Share of those answers that start like a refusal (`learning.refusal_patterns`).
+    pub refusal_rate: Option<Interval>,
     /// Latency, milliseconds.
     pub latency_ms: Option<Interval>,
 }
@@ -192,10 +194,18 @@ struct ArmAcc {
     cut: u64,
     with_text: u64,
     empty: u64,
+    refused: u64,
 }
 
-/// Summarises requests logged at or after `since_ms`.
+/// Summarises requests logged at or after `since_ms`, counting answers that start with one of the default
+/// [`crate::REFUSAL_PATTERNS`] as refusals.
 pub fn stats(store: impl LogRows, since_ms: i64) -> Result<Stats, StoreError> {
+    let defaults: Vec<String> = crate::REFUSAL_PATTERNS.iter().map(|p| (*p).to_string()).collect();
+    stats_with(store, since_ms, &defaults)
+}
+
+/// [`stats`], with the refusal patterns given (lowercase, as `learning.refusal_patterns`).
+pub fn stats_with(store: impl LogRows, since_ms: i64, refusal_patterns: &[String]) -> Result<Stats, StoreError> {
     let mut s = Stats {
         requests: 0,
         with_feedback: 0,
@@ -254,6 +264,7 @@ pub fn stats(store: impl LogRows, since_ms: i64) -> Result<Stats, StoreError> {
             if let Some(text) = &r.response {
                 acc.with_text += 1;
                 acc.empty += u64::from(text.is_empty() && r.tool_calls.is_none());
+                acc.refused += u64::from(crate::starts_like_refusal(text, refusal_patterns));
             }
             if let Some(f) = feedback {
                 acc.feedback.add(f);
@@ -317,6 +328,7 @@ fn arm_stats(arms: BTreeMap<(String, String), ArmAcc>) -> Vec<ArmStats> {
             more_needed,
             cut_rate: wilson(a.cut, a.judged),
             empty_rate: wilson(a.empty, a.with_text),
+            refusal_rate: wilson(a.refused, a.with_text),
             latency_ms: a.latency.interval(),
         });
     }
@@ -401,7 +413,7 @@ impl std::fmt::Display for Stats {
                 let _ = writeln!(
                     out,
                     "{} / {}: {} calls, spend ${:.4}, per call {}, feedback {} (n {}), vs first {}{verdict}, \
-                     fallback rate {}, error rate {}, cut answers {}, empty answers {}, latency ms {}",
+                     fallback rate {}, error rate {}, cut answers {}, empty answers {}, refusals {}, latency ms {}",
                     a.experiment,
                     a.arm,
                     a.calls,
@@ -414,6 +426,7 @@ impl std::fmt::Display for Stats {
                     show(a.error_rate, 3),
                     show(a.cut_rate, 3),
                     show(a.empty_rate, 3),
+                    show(a.refusal_rate, 3),
                     show(a.latency_ms, 0),
                 );
             }

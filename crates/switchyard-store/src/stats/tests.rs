@@ -41,9 +41,16 @@ fn arms_are_compared_with_intervals() {
             cost_usd: Some(if arm == "a" { 0.01 } else { 0.002 }),
             attempts,
             latency_ms: 10.0,
-            // Half of b's answers are cut; a quarter of a's are empty.
+            // Half of b's answers are cut, a tenth of them refused; a quarter of a's are empty.
             finish_reason: Some(if arm == "b" && i % 4 == 1 { "length" } else { "stop" }.into()),
-            response: Some(if arm == "a" && i % 8 == 0 { "" } else { "an answer" }.into()),
+            response: Some(
+                match (arm, i % 8, i % 20) {
+                    ("a", 0, _) => "",
+                    ("b", _, 3) => "  I'm sorry, but I can't help with that.",
+                    _ => "an answer",
+                }
+                .into(),
+            ),
             ..DecisionRecord::default()
         });
         // Arm a scores 0.9 on average, arm b 0.6.
@@ -67,6 +74,10 @@ fn arms_are_compared_with_intervals() {
     assert_eq!((b.significant, b.more_needed, a.significant), (Some(true), None, None));
     assert_eq!((b.cut_rate.unwrap().mean, a.cut_rate.unwrap().mean), (0.5, 0.0));
     assert_eq!((a.empty_rate.unwrap().mean, b.empty_rate.unwrap().mean), (0.25, 0.0));
+    assert_eq!((a.refusal_rate.unwrap().mean, b.refusal_rate.unwrap().mean), (0.0, 0.1));
+    // With the config's own patterns, only those count.
+    let custom = stats_with(&store, 0, &["an answer".to_string()]).unwrap();
+    assert_eq!(custom.by_arm[0].refusal_rate.unwrap().mean, 0.75);
     assert!((a.latency_ms.unwrap().mean - 10.0).abs() < 1e-9);
     assert_eq!(b.fallback_rate.unwrap().mean, 0.2);
     assert_eq!(a.fallback_rate.unwrap().mean, 0.0);

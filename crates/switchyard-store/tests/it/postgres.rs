@@ -140,7 +140,9 @@ fn feedback_finds_only_requests_made_with_the_same_key() {
         r.set_prompt("hello", switchyard_store::PromptLogging::Full);
         r
     };
-    db.insert(&[record("keyed", Some("team-a"), "chat"), record("open", None, "route")]).unwrap();
+    let mut keyed = record("keyed", Some("team-a"), "chat");
+    (keyed.experiment, keyed.arm) = (Some("tone".into()), Some("formal".into()));
+    db.insert(&[keyed, record("open", None, "route")]).unwrap();
     let fb = |id: &str, key: Option<&str>| Feedback {
         request_id: id.into(),
         api_key: key.map(str::to_string),
@@ -158,6 +160,7 @@ fn feedback_finds_only_requests_made_with_the_same_key() {
     assert_eq!(pg.sql("SELECT COUNT(*) FROM feedback").trim(), "0", "refused feedback stored nothing");
     let own = db.feedback(&fb("keyed", Some("team-a"))).unwrap();
     assert_eq!((own.outcome, own.answered_upstream()), (FeedbackOutcome::Recorded, true));
+    assert_eq!(own.arm, Some(("tone".into(), "formal".into())), "the receipt names the request's arm");
     let open = db.feedback(&fb("open", None)).unwrap();
     assert_eq!((open.outcome, open.answered_upstream()), (FeedbackOutcome::Recorded, false), "a /v1/route decision");
     assert_eq!(db.feedback(&fb("open", None)).unwrap().outcome, FeedbackOutcome::Replaced(2));

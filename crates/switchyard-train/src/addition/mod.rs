@@ -18,7 +18,9 @@
 
 mod fit;
 mod priors;
+mod row;
 mod select;
+mod widen;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -124,6 +124,48 @@ async fn serve_feedback_export_train_and_hot_reload() {
     {
         assert!(shown.contains(&part), "{part:?} in\n{shown}");
     }
+    // `logs failures`: the small model's maths answers all scored 0 while the router expected better, so that
+    // (model, domain) comes first, with its failing requests as examples.
+    let router_arg = router_dir.to_str().unwrap();
+    let failures = ["logs", "failures", "--db", db_arg, "--router", router_arg, "--min-requests", "5", "--cache-dir"];
+    let cache_arg = work.path().join("cache");
+    let mut args = failures.to_vec();
+    args.extend([cache_arg.to_str().unwrap(), "--json", "--clusters", "2"]);
+    let (ok, stdout, stderr) = switchyard(&args, cwd);
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["scored"], scored, "{report:#}");
+    let first = &report["by_domain"][0];
+    assert_eq!(
+        (first["model"].as_str(), first["domain"].as_str()),
+        (Some("llama-3.1-8b-instruct"), Some("math")),
+        "{report:#}"
+    );
+    assert_eq!(first["observed"], 0.0);
+    assert!(first["gap_ci"]["hi"].as_f64().unwrap() < 0.0, "{first}");
+    let examples: Vec<&str> = first["examples"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(examples.len(), 3);
+    // Each example is a maths request the small model answered.
+    for id in &examples {
+        let (ok, shown, stderr) = switchyard(&["logs", "show", id, "--db", db_arg, "--json"], cwd);
+        assert!(ok, "{stderr}");
+        let shown: Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(shown["chosen_model"], "llama-3.1-8b-instruct");
+        assert!(MATH.contains(&shown["prompt"].as_str().unwrap()), "{shown}");
+        assert_eq!(shown["feedback"], 0.0);
+    }
+    // Of two clusters of the prompts (which split short prompts by more than their topic), the worst is the
+    // small model's, below its prediction.
+    let cluster = &report["by_cluster"][0];
+    assert_eq!(cluster["model"], "llama-3.1-8b-instruct", "{report:#}");
+    assert!(cluster["gap"].as_f64().unwrap() < 0.0, "{cluster}");
+    // The table says the same, and --model keeps one model's groups.
+    let mut args = failures.to_vec();
+    args.extend([cache_arg.to_str().unwrap(), "--model", "gpt-4o"]);
+    let (ok, stdout, stderr) = switchyard(&args, cwd);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("by domain and complexity band") && stdout.contains("by cluster"), "{stdout}");
+    assert!(stdout.contains("  gpt-4o ") && !stdout.contains("llama-3.1-8b-instruct "), "{stdout}");
     let (ok, _, stderr) = switchyard(&["logs", "show", "sy-nope", "--db", db_arg], cwd);
     assert!(!ok && stderr.contains("no request \"sy-nope\""), "{stderr}");
     let (ok, _, stderr) =

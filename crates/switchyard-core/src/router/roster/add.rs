@@ -30,6 +30,19 @@ pub enum ModelHead {
         /// The model's mean score (the Beta prior's mean).
         prior: f32,
     },
+    /// A row of a factorised predictor's model layer (or an MLP's output layer) plus a direction of its own
+    /// over the features: P = σ(weight·rep + bias + direction·f + the layer's offset). The direction is spliced
+    /// in as one more latent unit (MF) or as a pair of hidden units ReLU(d·f) − ReLU(−d·f) (MLP), on which
+    /// every existing model weighs 0, so their estimates do not change. This lets eval rows say what the
+    /// shared representation, learned without the model, cannot.
+    Widened {
+        /// One weight per input of the last layer as trained.
+        weight: Vec<f32>,
+        /// The bias.
+        bias: f32,
+        /// One weight per feature.
+        direction: Vec<f32>,
+    },
     /// One head per ensemble member.
     Ensemble(Vec<ModelHead>),
 }
@@ -69,6 +82,15 @@ impl Router {
         next.manifest.profiles.retain(|p| p.model != name);
         let count = next.manifest.models.len();
         append_head(&mut next.predictor, &model.head, count)?;
+        // A widened head grows the MF latent space or the MLP's hidden layer, which the manifest records.
+        next.manifest.hidden = find_width(&next.predictor, |p| match p {
+            Predictor::Mlp { hidden, .. } => Some(hidden.outputs),
+            _ => None,
+        });
+        next.manifest.latent = find_width(&next.predictor, |p| match p {
+            Predictor::Mf(mf) => Some(mf.latent()),
+            _ => None,
+        });
         if let Some(f) = &mut next.familiarity {
             let width = f.domains;
             if model.priors.len() != width || model.evidence.len() != width {
@@ -110,6 +132,14 @@ impl Router {
     }
 }
 
+/// The first width `f` reads in `predictor` or its members (0 when none has it), as training records it.
+fn find_width(predictor: &Predictor, f: fn(&Predictor) -> Option<usize>) -> usize {
+    match predictor {
+        Predictor::Ensemble(members) => members.iter().find_map(f).unwrap_or(0),
+        single => f(single).unwrap_or(0),
+    }
+}
+
 fn shape(detail: String) -> RosterError {
     RosterError::Shape(detail)
 }
@@ -121,6 +151,25 @@ fn append_head(predictor: &mut Predictor, head: &ModelHead, count: usize) -> Res
         (Predictor::Mlp { output, .. }, ModelHead::Row { weight, bias }) => append_row(output, weight, *bias),
         (Predictor::Mf(mf), ModelHead::Row { weight, bias }) => append_row(&mut mf.models, weight, *bias),
         (Predictor::Irt(irt), ModelHead::Row { weight, bias }) => append_row(&mut irt.models, weight, *bias),
+        (Predictor::Mf(mf), ModelHead::Widened { weight, bias, direction }) => {
+            check_row(&mf.models, weight, *bias)?;
+            let mut project = mf.project.clone();
+            append_row(&mut project, direction, 0.0)?;
+            let mut models = widen(&mf.models, 1)?;
+            append_row(&mut models, &[weight.as_slice(), &[1.0]].concat(), *bias)?;
+            (mf.project, mf.models) = (project, models);
+            Ok(())
+        }
+        (Predictor::Mlp { hidden, output }, ModelHead::Widened { weight, bias, direction }) => {
+            check_row(output, weight, *bias)?;
+            let mut wider = hidden.clone();
+            append_row(&mut wider, direction, 0.0)?;
+            append_row(&mut wider, &direction.iter().map(|d| -d).collect::<Vec<_>>(), 0.0)?;
+            let mut out = widen(output, 2)?;
+            append_row(&mut out, &[weight.as_slice(), &[1.0, -1.0]].concat(), *bias)?;
+            (*hidden, *output) = (wider, out);
+            Ok(())
+        }
         (Predictor::Knn(memory), ModelHead::Knn { scores, prior }) => append_column(memory, scores, *prior, count),
         (Predictor::Ensemble(members), ModelHead::Ensemble(heads)) if members.len() == heads.len() => {
             // Check every member before changing any.
@@ -137,13 +186,33 @@ fn append_head(predictor: &mut Predictor, head: &ModelHead, count: usize) -> Res
     }
 }
 
-fn append_row(layer: &mut Dense, weight: &[f32], bias: f32) -> Result<(), RosterError> {
+fn check_row(layer: &Dense, weight: &[f32], bias: f32) -> Result<(), RosterError> {
     if weight.len() != layer.inputs {
         return Err(shape(format!("a layer row needs {} weights, got {}", layer.inputs, weight.len())));
     }
     if !bias.is_finite() || weight.iter().any(|w| !w.is_finite()) {
         return Err(shape("a layer row has a weight that is not a finite number".into()));
     }
+    Ok(())
+}
+
+/// `layer` with `extra` more inputs, on which every existing output weighs 0.
+fn widen(layer: &Dense, extra: usize) -> Result<Dense, RosterError> {
+    let inputs = layer.inputs + extra;
+    let mut weight = Vec::with_capacity(layer.outputs * inputs);
+    for row in layer.weight.chunks_exact(layer.inputs.max(1)).take(layer.outputs) {
+        weight.extend_from_slice(row);
+        weight.extend(std::iter::repeat_n(0.0, extra));
+    }
+    if layer.inputs == 0 {
+        weight = vec![0.0; layer.outputs * inputs];
+    }
+    Dense::new(layer.outputs, inputs, weight, layer.bias.clone())
+        .ok_or_else(|| shape(format!("a layer of {} outputs has {} weights", layer.outputs, layer.weight.len())))
+}
+
+fn append_row(layer: &mut Dense, weight: &[f32], bias: f32) -> Result<(), RosterError> {
+    check_row(layer, weight, bias)?;
     layer.weight.extend_from_slice(weight);
     layer.bias.push(bias);
     layer.outputs += 1;
@@ -243,6 +312,54 @@ mod tests {
             // Removing it again gives back the router's predictions exactly.
             router.remove_model("newcomer").unwrap();
             assert!(router.manifest.profiles.is_empty());
+            assert_eq!(router.predict(&[0.6, 0.8], 10.0), before.predict(&[0.6, 0.8], 10.0), "{kind}");
+        }
+    }
+
+    /// The representation an MF or MLP predictor's last layer reads, and the MF's offset (−difficulty).
+    fn representation(predictor: &Predictor, f: &[f32]) -> (Vec<f32>, f32) {
+        match predictor {
+            Predictor::Mf(mf) => (mf.project.forward(f), -mf.difficulty.forward(f)[0]),
+            Predictor::Mlp { hidden, .. } => (hidden.forward(f).into_iter().map(|v| v.max(0.0)).collect(), 0.0),
+            _ => (Vec::new(), 0.0),
+        }
+    }
+
+    #[test]
+    fn a_widened_model_adds_its_own_direction_and_leaves_the_others_bit_for_bit() {
+        for (predictor, hidden) in predictors() {
+            let inputs = match &predictor {
+                Predictor::Mf(mf) => mf.models.inputs,
+                Predictor::Mlp { output, .. } => output.inputs,
+                _ => continue,
+            };
+            let kind = predictor.kind();
+            let before = tiny(predictor, hidden);
+            let weight: Vec<f32> = (0..inputs).map(|i| 0.2 - i as f32 * 0.05).collect();
+            let width = before.heads.features(&[1.0, 0.0]).len();
+            let direction: Vec<f32> = (0..width).map(|i| 1.5 - i as f32 * 0.7).collect();
+            let mut model = new_model(&before, "newcomer");
+            model.head = ModelHead::Widened { weight: weight.clone(), bias: 0.1, direction: direction.clone() };
+            let mut router = before.clone();
+            router.add_model(model, false).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            router.save(dir.path()).unwrap();
+            let loaded = Router::load(dir.path()).unwrap();
+            assert_eq!(loaded.predictor, router.predictor, "{kind}");
+            assert_eq!(loaded.predict(&[0.6, 0.8], 10.0), router.predict(&[0.6, 0.8], 10.0), "{kind}: after a save");
+            for x in [[1f32, 0.], [0., 1.], [0.6, 0.8]] {
+                let f = before.heads.features(&x);
+                let (old, new) = (before.predictor.predict(&f, &x), loaded.predictor.predict(&f, &x));
+                assert_eq!(
+                    old.iter().map(|p| p.to_bits()).collect::<Vec<_>>(),
+                    new[..2].iter().map(|p| p.to_bits()).collect::<Vec<_>>(),
+                    "{kind}"
+                );
+                let (rep, off) = representation(&before.predictor, &f);
+                let want = crate::sigmoid(crate::dot(&weight, &rep) + 0.1 + crate::dot(&direction, &f) + off);
+                assert!((new[2] - want).abs() < 1e-5, "{kind}: {} against {want}", new[2]);
+            }
+            router.remove_model("newcomer").unwrap();
             assert_eq!(router.predict(&[0.6, 0.8], 10.0), before.predict(&[0.6, 0.8], 10.0), "{kind}");
         }
     }
