@@ -9,6 +9,7 @@
 mod database;
 mod db;
 mod export;
+mod messages;
 mod pg;
 mod pg_row;
 mod pg_tls;

@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     response_sha256 TEXT,
     response_truncated BOOLEAN,
     finish_reason TEXT,
-    tool_calls TEXT
+    tool_calls TEXT,
+    messages TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -174,7 +175,8 @@ impl PgStore {
                  ALTER TABLE decisions ADD COLUMN IF NOT EXISTS response_sha256 TEXT;
                  ALTER TABLE decisions ADD COLUMN IF NOT EXISTS response_truncated BOOLEAN;
                  ALTER TABLE decisions ADD COLUMN IF NOT EXISTS finish_reason TEXT;
-                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS tool_calls TEXT;",
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS tool_calls TEXT;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS messages TEXT;",
             )
             .map_err(connect)?;
         client

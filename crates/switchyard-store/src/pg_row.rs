@@ -8,7 +8,7 @@ use crate::record::{Attempt, DecisionRecord, Estimate};
 use crate::StoreError;
 
 /// The columns of `decisions`, in insert order.
-pub(crate) const COLUMNS: [&str; 35] = [
+pub(crate) const COLUMNS: [&str; 36] = [
     "request_id",
     "ts_ms",
     "endpoint",
@@ -44,6 +44,7 @@ pub(crate) const COLUMNS: [&str; 35] = [
     "response_truncated",
     "finish_reason",
     "tool_calls",
+    "messages",
 ];
 
 /// PostgreSQL's text cannot hold NUL, which a prompt may carry: it becomes U+FFFD (the SHA-256 is of the original).
@@ -92,6 +93,7 @@ pub(crate) struct Encoded {
     response_truncated: bool,
     finish_reason: Option<String>,
     tool_calls: Option<String>,
+    messages: Option<String>,
 }
 
 impl Encoded {
@@ -133,11 +135,12 @@ impl Encoded {
             response_truncated: r.response_truncated,
             finish_reason: r.finish_reason.as_deref().map(text),
             tool_calls: r.tool_calls.as_ref().map(|c| text(&c.to_string())),
+            messages: r.messages.as_ref().map(|m| text(&m.to_string())),
         })
     }
 
     /// The values, in [`COLUMNS`] order.
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 35] {
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 36] {
         [
             &self.request_id,
             &self.ts_ms,
@@ -174,6 +177,7 @@ impl Encoded {
             &self.response_truncated,
             &self.finish_reason,
             &self.tool_calls,
+            &self.messages,
         ]
     }
 }
@@ -217,5 +221,6 @@ pub(crate) fn decode(row: &Row) -> DecisionRecord {
         response_truncated: row.get::<_, Option<bool>>(32).unwrap_or(false),
         finish_reason: text(33),
         tool_calls: text(34).and_then(|c| serde_json::from_str(&c).ok()),
+        messages: text(35).and_then(|m| serde_json::from_str(&m).ok()),
     }
 }

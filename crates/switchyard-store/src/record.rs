@@ -127,6 +127,11 @@ pub struct DecisionRecord {
     /// The answer's tool calls, as the OpenAI API gives them.
     #[serde(default)]
     pub tool_calls: Option<serde_json::Value>,
+    /// The request's messages in OpenAI's shape, when it had more than the prompt (an earlier turn, a system
+    /// prompt) and prompts are logged in full: each text cut at `log.max_response_chars`, images and audio
+    /// replaced by a note of their kind (see [`DecisionRecord::set_messages`]).
+    #[serde(default)]
+    pub messages: Option<serde_json::Value>,
 }
 
 impl DecisionRecord {

@@ -17,6 +17,12 @@ pub fn render(request: &LoggedRequest) -> String {
         r.api_key.as_deref().unwrap_or("-"),
         r.user.as_deref().unwrap_or("-")
     );
+    if let Some(messages) = r.messages.as_ref().and_then(serde_json::Value::as_array) {
+        let _ = writeln!(out, "messages  ({})", messages.len());
+        for m in messages {
+            let _ = writeln!(out, "{}", message(m));
+        }
+    }
     match &r.prompt {
         Some(prompt) => {
             let _ =
@@ -55,8 +61,43 @@ fn stream_word(stream: bool) -> &'static str {
     }
 }
 
+/// `text` indented by four spaces, with control characters other than line breaks and tabs shown escaped
+/// (so that a logged text cannot move the cursor or recolour the terminal).
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    text.lines().map(|l| format!("    {}", printable(l))).collect::<Vec<_>>().join("\n")
+}
+
+fn printable(line: &str) -> String {
+    line.chars()
+        .map(|c| if c.is_control() && c != '\t' { c.escape_unicode().to_string() } else { c.to_string() })
+        .collect()
+}
+
+/// One logged message: its role, then its text (a part that is not text shown by its kind), indented.
+fn message(m: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let role = m.get("role").and_then(Value::as_str).unwrap_or("?");
+    let text = match m.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .map(|p| match p.get("text").and_then(Value::as_str) {
+                Some(t) => t.to_string(),
+                None => format!("[{}]", p.get("type").and_then(Value::as_str).unwrap_or("part")),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    };
+    let mut notes = Vec::new();
+    if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
+        notes.push(format!("{} tool call(s)", calls.len()));
+    }
+    if m.get("truncated").and_then(Value::as_bool) == Some(true) {
+        notes.push("cut at log.max_response_chars".to_string());
+    }
+    let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
+    format!("  {role}{notes}\n{}", indent(&text))
 }
 
 /// The decision: the model decided, what steered it, and every model's estimate, best P first.
@@ -172,5 +213,27 @@ mod tests {
         }
         // Best P first.
         assert!(text.find("P 0.900").unwrap() < text.find("P 0.400").unwrap(), "{text}");
+    }
+
+    #[test]
+    fn a_conversation_is_shown_and_control_characters_are_escaped() {
+        let mut r = DecisionRecord { request_id: "sy-2".into(), messages_count: 3, ..DecisionRecord::default() };
+        let messages = serde_json::json!([
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Look"}, {"type": "image_url", "image_url": {}}]},
+            {"role": "user", "content": "Say \u{1b}[31mred"}
+        ]);
+        r.set_messages(Some(&messages), PromptLogging::Full, 4);
+        r.set_prompt("Say \u{1b}[31mred", PromptLogging::Full);
+        let text = render(&LoggedRequest { record: r, feedback: None });
+        for expected in [
+            "messages  (3)",
+            "  system (cut at log.max_response_chars)\n    Be b",
+            "  user\n    Look\n    [image_url]",
+            "    Say \\u{1b}[31mred",
+        ] {
+            assert!(text.contains(expected), "{expected:?} in\n{text}");
+        }
+        assert!(!text.contains('\u{1b}'), "no raw escape reaches the terminal");
     }
 }

@@ -110,6 +110,8 @@ async fn handle(
     let mut chat = ChatRequest::parse(body, state.config.server.max_prompt_chars)?;
     let mut record = state.new_record(id, endpoint, &chat.prompt);
     record.messages_count = chat.body.get("messages").and_then(Value::as_array).map_or(0, |m| m.len() as u32);
+    let log = &state.config.log;
+    record.set_messages(chat.body.get("messages"), log.prompts, log.max_response_chars);
     record.stream = chat.stream;
     record.api_key = caller.name();
 

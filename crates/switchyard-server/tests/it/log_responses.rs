@@ -12,8 +12,10 @@ async fn server(dir: &std::path::Path, log: &str) -> std::sync::Arc<switchyard_s
     switchyard_testkit::app::state(&format!(
         "[log]\npath = {:?}\n{log}\n{}",
         dir.join("decisions.sqlite").display().to_string(),
-        upstream::catalog(addr)
-            .replace("output_usd_per_mtok = 2.0\n", "output_usd_per_mtok = 2.0\nsupports_tools = true\n")
+        upstream::catalog(addr).replace(
+            "output_usd_per_mtok = 2.0\n",
+            "output_usd_per_mtok = 2.0\nsupports_tools = true\nsupports_vision = true\n"
+        )
     ))
 }
 
@@ -96,4 +98,33 @@ async fn answers_are_cut_at_the_limit_or_hashed_as_prompts_are() {
     let state = server(dir.path(), "responses = \"off\"").await;
     let off = logged(&state, dir.path(), chat(&model, false, false)).await;
     assert_eq!((off.response, off.response_sha256, off.finish_reason), (None, None, None));
+}
+
+#[tokio::test]
+async fn a_conversation_is_logged_with_its_messages_and_images_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = server(dir.path(), "max_response_chars = 12").await;
+    let messages = json!([
+        {"role": "system", "content": "You answer in one short sentence."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": [
+            {"type": "text", "text": "What is in this picture?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+        ]}
+    ]);
+    let r = logged(&state, dir.path(), json!({"model": a_model(), "messages": messages})).await;
+    assert_eq!(r.messages_count, 4);
+    let kept = r.messages.expect("the conversation is logged");
+    assert_eq!(kept[0], json!({"role": "system", "content": "You answer i", "truncated": true}));
+    assert_eq!(kept[2], json!({"role": "assistant", "content": "Hello!"}));
+    assert_eq!(kept[3]["content"][1], json!({"type": "image_url", "omitted": true}));
+    assert!(!kept.to_string().contains("base64"), "no image bytes in the log");
+    // A lone user message is the prompt already; with prompts hashed, nothing of the conversation is kept.
+    let lone = logged(&state, dir.path(), chat(&a_model(), false, false)).await;
+    assert!(lone.messages.is_none());
+    let hashed_dir = tempfile::tempdir().unwrap();
+    let hashed = server(hashed_dir.path(), "prompts = \"hash\"").await;
+    let r = logged(&hashed, hashed_dir.path(), json!({"model": a_model(), "messages": messages})).await;
+    assert!(r.messages.is_none() && r.prompt.is_none());
 }

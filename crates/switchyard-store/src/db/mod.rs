@@ -13,8 +13,8 @@ use crate::StoreError;
 /// The schema version this build writes (`PRAGMA user_version`). Version 2 added `api_key` and `session`;
 /// version 3, `propensity` and `explored`; version 4, `usage_estimated`; version 5, `cache_hit` and
 /// `cache_saved_usd`; version 6, the answer: `response`, `response_sha256`, `response_truncated`,
-/// `finish_reason`, `tool_calls`.
-pub const SCHEMA_VERSION: i64 = 6;
+/// `finish_reason`, `tool_calls`; version 7, the request's `messages`.
+pub const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS decisions (
@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     response_sha256 TEXT,
     response_truncated INTEGER,
     finish_reason TEXT,
-    tool_calls TEXT
+    tool_calls TEXT,
+    messages TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -65,7 +66,7 @@ CREATE TABLE IF NOT EXISTS feedback (
 ";
 
 /// Columns versions 2 to 6 added to `decisions`, with their types.
-const ADDED_SINCE_1: [(&str, &str); 12] = [
+const ADDED_SINCE_1: [(&str, &str); 13] = [
     ("api_key", "TEXT"),
     ("session", "TEXT"),
     ("propensity", "REAL"),
@@ -78,6 +79,7 @@ const ADDED_SINCE_1: [(&str, &str); 12] = [
     ("response_truncated", "INTEGER"),
     ("finish_reason", "TEXT"),
     ("tool_calls", "TEXT"),
+    ("messages", "TEXT"),
 ];
 
 /// A logged request joined with its feedback, as export and stats read it.
@@ -149,9 +151,9 @@ impl Store {
                  user_id, experiment, arm, rule, policy, estimates, decided_model, chosen_model, attempts, status,
                  input_tokens, output_tokens, cost_usd, expected_cost_usd, decision_ms, latency_ms, stream, api_key,
                  session, propensity, explored, usage_estimated, cache_hit, cache_saved_usd, response,
-                 response_sha256, response_truncated, finish_reason, tool_calls)
+                 response_sha256, response_truncated, finish_reason, tool_calls, messages)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                 ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)",
+                 ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -190,6 +192,7 @@ impl Store {
                     r.response_truncated,
                     r.finish_reason,
                     r.tool_calls.as_ref().map(|c| c.to_string()),
+                    r.messages.as_ref().map(|m| m.to_string()),
                 ])?;
             }
         }
@@ -292,7 +295,7 @@ impl Store {
              d.status, d.input_tokens, d.output_tokens, d.cost_usd, d.expected_cost_usd, d.decision_ms,
              d.latency_ms, d.stream, f.score, d.api_key, d.session, d.propensity, d.explored, d.usage_estimated,
              d.cache_hit, d.cache_saved_usd, d.response, d.response_sha256, d.response_truncated, d.finish_reason,
-             d.tool_calls
+             d.tool_calls, d.messages
              FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id
              WHERE {condition}"
         ))?;
@@ -322,6 +325,7 @@ impl Store {
                 response_truncated: row.get::<_, Option<bool>>(33)?.unwrap_or(false),
                 finish_reason: row.get(34)?,
                 tool_calls: json(35)?.and_then(|c| serde_json::from_str(&c).ok()),
+                messages: json(36)?.and_then(|m| serde_json::from_str(&m).ok()),
                 experiment: row.get(7)?,
                 arm: row.get(8)?,
                 rule: row.get(9)?,

@@ -100,13 +100,16 @@ fn a_version_2_table_gains_the_later_columns_and_keeps_its_rows() {
     (explored.cache_hit, explored.cache_saved_usd) = (true, Some(0.5));
     let answer = serde_json::json!({"choices": [{"message": {"content": "an answer"}, "finish_reason": "stop"}]});
     explored.set_response(&answer, switchyard_store::ResponseLogging::Truncate, 2);
+    let conversation =
+        serde_json::json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]);
+    explored.set_messages(Some(&conversation), switchyard_store::PromptLogging::Full, 100);
     db.insert(&[explored]).unwrap();
     let rows = pg.sql(
         "SELECT request_id || '|' || COALESCE(propensity::text, '-') || '|' || COALESCE(explored::text, '-') \
          || '|' || COALESCE(usage_estimated::text, '-') FROM decisions ORDER BY request_id",
     );
     assert_eq!(rows.trim(), "new|0.04|true|true\nold|-|-|-");
-    assert_eq!(pg.sql("SELECT value FROM switchyard_meta WHERE key = 'schema_version'").trim(), "6");
+    assert_eq!(pg.sql("SELECT value FROM switchyard_meta WHERE key = 'schema_version'").trim(), "7");
     let mut read = Vec::new();
     switchyard_store::LogRows::each_logged(&mut db, i64::MIN, &mut |r| read.push(r.record)).unwrap();
     let mut flags: Vec<(&str, bool, bool, Option<f64>)> =
@@ -118,6 +121,7 @@ fn a_version_2_table_gains_the_later_columns_and_keeps_its_rows() {
         (new.response.as_deref(), new.response_truncated, new.finish_reason.as_deref()),
         (Some("an"), true, Some("stop"))
     );
+    assert_eq!(new.messages.as_ref(), Some(&conversation), "the conversation survives the round trip");
 }
 
 /// Feedback in PostgreSQL finds a request only with the key it was made with (`IS NOT DISTINCT FROM`: no key
