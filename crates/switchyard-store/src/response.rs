@@ -58,7 +58,16 @@ impl DecisionRecord {
         }
         let calls = message.and_then(|m| m.get("tool_calls")).filter(|c| c.as_array().is_some_and(|a| !a.is_empty()));
         self.tool_calls = calls.cloned();
-        let cut = logging == ResponseLogging::Truncate && text.chars().count() > max_chars;
+        let mut cut = logging == ResponseLogging::Truncate && text.chars().count() > max_chars;
+        // Under truncate, a tool call's arguments are cut at the same length (they can be as long as a text).
+        if let (ResponseLogging::Truncate, Some(Value::Array(list))) = (logging, self.tool_calls.as_mut()) {
+            for args in list.iter_mut().filter_map(|c| c.pointer_mut("/function/arguments")) {
+                if let Some(long) = args.as_str().filter(|a| a.chars().count() > max_chars) {
+                    *args = Value::String(long.chars().take(max_chars).collect());
+                    cut = true;
+                }
+            }
+        }
         self.response_truncated = cut;
         self.response = Some(if cut { text.chars().take(max_chars).collect() } else { text.to_string() });
     }
@@ -86,6 +95,18 @@ mod tests {
         cut.set_response(&answer("héllo wörld"), ResponseLogging::Truncate, 3);
         assert_eq!((cut.response.as_deref(), cut.response_truncated), (Some("hél"), true));
         assert_eq!(cut.response_sha256, full.response_sha256, "the hash is of the whole text");
+        // Long tool-call arguments are cut at the same length, and the row says it was cut.
+        let mut long = answer("ok");
+        long["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = json!("{\"city\": \"Paris\"}");
+        let mut args = DecisionRecord::default();
+        args.set_response(&long, ResponseLogging::Truncate, 5);
+        assert_eq!(args.tool_calls.as_ref().map(|c| c[0]["function"]["arguments"].clone()), Some(json!("{\"cit")));
+        assert!(args.response_truncated);
+        args.set_response(&long, ResponseLogging::Full, 5);
+        assert_eq!(
+            args.tool_calls.as_ref().map(|c| c[0]["function"]["arguments"].clone()),
+            Some(json!("{\"city\": \"Paris\"}"))
+        );
         let mut hashed = DecisionRecord::default();
         hashed.set_response(&answer("secret"), ResponseLogging::Hash, 3);
         assert_eq!((hashed.response, hashed.tool_calls), (None, None));

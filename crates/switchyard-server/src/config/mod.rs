@@ -247,6 +247,20 @@ impl LogConfig {
             PromptLogging::Hash => ResponseLogging::Hash,
         })
     }
+
+    /// Settings that are allowed but probably not meant, each as a sentence for the start-up log: answers kept
+    /// in clear while prompts are hashed (an answer often repeats its prompt).
+    pub fn warnings(&self) -> Vec<String> {
+        let clear = matches!(self.response_logging(), ResponseLogging::Full | ResponseLogging::Truncate);
+        if self.enabled && self.prompts == PromptLogging::Hash && clear {
+            return vec![
+                "log.prompts = \"hash\" but log.responses keeps answers in clear, and answers often quote their \
+                 prompts; set log.responses = \"hash\" to keep neither"
+                    .into(),
+            ];
+        }
+        Vec::new()
+    }
 }
 
 impl Config {

@@ -126,3 +126,12 @@ fn errors_name_the_key() {
         assert!(err.contains(needle) && err.contains("switchyard.toml") || err.contains(needle), "{text:?}: {err}");
     }
 }
+
+#[test]
+fn answers_kept_in_clear_beside_hashed_prompts_are_warned_about() {
+    let warned = parse("[log]\nprompts = \"hash\"\nresponses = \"full\"\n").unwrap();
+    assert!(warned.log.warnings()[0].contains("log.responses = \"hash\""), "{:?}", warned.log.warnings());
+    for quiet in ["[log]\nprompts = \"hash\"\n", "[log]\nresponses = \"full\"\n", ""] {
+        assert!(parse(quiet).unwrap().log.warnings().is_empty(), "{quiet}");
+    }
+}

@@ -16,6 +16,9 @@ pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let models = state.routers().main.manifest.models.len();
     tracing::info!("switchyard listening on http://{} ({models} models)", listener.local_addr()?);
+    for warning in state.config.log.warnings() {
+        tracing::warn!("{warning}");
+    }
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(state.clone()));
     if let Some(learning) = state.learning.clone() {
