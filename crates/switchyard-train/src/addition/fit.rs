@@ -135,9 +135,8 @@ fn leaf(
     // A factorised or MLP predictor's representation was learned without the new model; a direction of its
     // own over the features is kept where it predicts the eval rows better out of fold.
     if matches!(predictor, Predictor::Mf(_) | Predictor::Mlp { .. }) {
-        let plain = weighted_log_loss(&oof.iter().copied().zip(fit.targets.iter().copied()).collect::<Vec<_>>());
         let widened = super::widen::Widening { rows: &rows, features: &fit.features, mix_lambda, lambda };
-        if let Some(found) = widened.fit(folds, plain)? {
+        if let Some(found) = widened.fit(folds, &oof)? {
             return Ok(found);
         }
     }
