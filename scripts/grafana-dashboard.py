@@ -12,8 +12,12 @@ OUT = pathlib.Path("crates/switchyard-server/dashboards/grafana.json")
 DS = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 
 
-def q(expr, legend):
-    return {"expr": expr, "legendFormat": legend, "datasource": DS}
+def q(expr, legend, instant=False):
+    target = {"expr": expr, "legendFormat": legend, "datasource": DS}
+    if instant:
+        # One value over the dashboard's whole time range (a stat or bar gauge), not a series of trailing windows.
+        target.update({"instant": True, "range": False})
+    return target
 
 
 def row(title, y):
@@ -108,21 +112,24 @@ panels += [
         'sum by (experiment, arm) (rate(switchyard_arm_requests_total[$__rate_interval]))', "{{experiment}}/{{arm}}")], 16, y, w=8),
 ]; y += 8
 panels += [
-    panel("Mean feedback by arm", "percentunit", [q(
+    panel("Mean feedback by arm (time range)", "percentunit", [q(
         'sum by (experiment, arm) (increase(switchyard_arm_feedback_score_total[$__range])) / '
-        'sum by (experiment, arm) (increase(switchyard_arm_feedback_total[$__range]))', "{{experiment}}/{{arm}}")], 0, y, w=6,
-        description="The first feedback score of each request, averaged over the dashboard's time range. "
-        "`switchyard logs stats` gives the same comparison with intervals and says whether it is significant."),
-    panel("Requests with feedback by arm", "short", [q(
-        'sum by (experiment, arm) (increase(switchyard_arm_feedback_total[$__range]))', "{{experiment}}/{{arm}}")],
-        6, y, w=6, description="How much evidence the mean feedback rests on."),
+        'sum by (experiment, arm) (increase(switchyard_arm_feedback_total[$__range]))', "{{experiment}}/{{arm}}",
+        instant=True)], 0, y, w=6, kind="bargauge",
+        description="The first feedback score of each request, averaged over the dashboard's time range (a later "
+        "score for the same request is not counted again). `switchyard logs stats` compares the arms on the latest "
+        "scores, with intervals, and says whether the difference is significant."),
+    panel("Requests with feedback by arm (time range)", "short", [q(
+        'sum by (experiment, arm) (increase(switchyard_arm_feedback_total[$__range]))', "{{experiment}}/{{arm}}",
+        instant=True)], 6, y, w=6, kind="bargauge", description="How much evidence the mean feedback rests on."),
     panel("Mean latency by arm", "s", [q(
         'sum by (experiment, arm) (rate(switchyard_arm_latency_seconds_total[$__rate_interval])) / '
         'sum by (experiment, arm) (rate(switchyard_arm_requests_total[$__rate_interval]))', "{{experiment}}/{{arm}}")], 12, y, w=6),
     panel("Cut answers by arm", "percentunit", [q(
         'sum by (experiment, arm) (rate(switchyard_arm_cut_total[$__rate_interval])) / '
-        'sum by (experiment, arm) (rate(switchyard_arm_requests_total[$__rate_interval]))', "{{experiment}}/{{arm}}")], 18, y, w=6,
-        description="Share of answers that stopped at the token limit (finish_reason length)."),
+        'sum by (experiment, arm) (rate(switchyard_arm_judged_total[$__rate_interval]))', "{{experiment}}/{{arm}}")], 18, y, w=6,
+        description="Share of the answers with a known finish reason that stopped at the token limit (finish_reason "
+        "length). The finish reason is known when the decision log keeps answers (log.responses other than off)."),
 ]; y += 8
 panels += [
     panel("Rule matches per second", "reqps",

@@ -180,7 +180,7 @@ impl AppState {
                 spend_usd: record.cost_usd.or(record.expected_cost_usd),
                 fell_back: record.fell_back(),
                 latency_s: record.latency_ms / 1e3,
-                cut: record.finish_reason.as_deref() == Some("length"),
+                cut: record.finish_reason.as_deref().map(|f| f == "length"),
             };
             self.metrics.arm(experiment, arm, finished);
         }

@@ -1,7 +1,12 @@
-//! Where each model fails (`switchyard logs failures`): logged requests grouped by the router's domain and
-//! complexity band, and by clusters over their embeddings; for each (model, group), the model's observed
-//! success (the feedback) against what the router predicted for it, furthest below first, with an interval,
-//! the quality signals (cut and empty answers) and example request ids.
+//! Where each model fails (`switchyard logs failures`): scored requests grouped by the router's domain, by
+//! domain and complexity band, and by clusters over their embeddings; for each (model, group), the model's
+//! observed success (the feedback) against what the router predicted for it, with an interval, the quality
+//! signals (cut, empty and refused answers) and example request ids. Groups are ranked by the upper end of
+//! the gap's interval: the ones most surely below their prediction first.
+//!
+//! Two biases the caller should say out loud: a routed request's logged P is the one that won the policy's
+//! choice, so it leans high where estimates are noisy (the winner's curse); and people score failures more
+//! often than successes. The report counts the routed requests of every group for that reason.
 //!
 //! This module owns the grouping and the arithmetic. It never opens the decision log or runs the encoder:
 //! the caller hands it each request's outcome and embedding.
@@ -30,18 +35,19 @@ pub struct LoggedOutcome {
     pub model: String,
     /// The prompt the router read.
     pub prompt: String,
-    /// Its feedback score in [0, 1], if any.
-    pub score: Option<f64>,
+    /// Its feedback score in [0, 1].
+    pub score: f64,
     /// The router's P(success) for the model at decision time, when the log has it (a routed request).
     pub predicted: Option<f64>,
     /// Input tokens (for a prediction made now).
     pub input_tokens: f64,
-    /// Whether the answer was cut at the token limit (`finish_reason` "length").
-    pub cut: bool,
-    /// Whether the answer was empty (known only when the log keeps answers).
-    pub empty: bool,
-    /// Whether the answer starts like a refusal (known only when the log keeps answers).
-    pub refused: bool,
+    /// Whether the answer was cut at the token limit (`finish_reason` "length"); `None` when the log has no
+    /// finish reason.
+    pub cut: Option<bool>,
+    /// Whether the answer was empty; `None` when the log does not keep answers.
+    pub empty: Option<bool>,
+    /// Whether the answer starts like a refusal; `None` when the log does not keep answers.
+    pub refused: Option<bool>,
 }
 
 /// A band of the router's complexity score.
@@ -125,24 +131,25 @@ pub struct FailureGroup {
     /// The group.
     #[serde(flatten)]
     pub key: GroupKey,
-    /// Its requests answered by the model.
-    pub requests: usize,
-    /// Of them, those with feedback.
+    /// Its scored requests answered by the model.
     pub scored: usize,
+    /// Of them, routed ones (the prediction is the one the policy chose on, which leans high).
+    pub routed: usize,
     /// Mean feedback.
     pub observed: f64,
     /// Mean predicted P(success) on the scored requests.
     pub predicted: f64,
     /// observed − predicted: negative where the model does worse than the router expects.
     pub gap: f64,
-    /// The gap's 95% interval (normal, over the per-request differences).
+    /// The gap's 95% interval (normal, over the per-request differences, their variance at least that of a
+    /// Bernoulli outcome at the group's smoothed rate).
     pub gap_ci: Interval,
-    /// Share of the requests whose answer was cut at the token limit.
-    pub cut_rate: f64,
-    /// Share of the requests whose answer was empty.
-    pub empty_rate: f64,
-    /// Share of the requests whose answer starts like a refusal.
-    pub refusal_rate: f64,
+    /// Share of the answers with a logged finish reason that were cut at the token limit.
+    pub cut_rate: Option<f64>,
+    /// Share of the answers logged with their text that were empty.
+    pub empty_rate: Option<f64>,
+    /// Share of the answers logged with their text that start like a refusal.
+    pub refusal_rate: Option<f64>,
     /// Request ids of its worst-scored requests (lowest feedback, latest first).
     pub examples: Vec<String>,
 }
@@ -150,7 +157,7 @@ pub struct FailureGroup {
 /// Options of [`failure_report`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailureOptions {
-    /// Only groups with at least this many scored requests.
+    /// Only groups with at least this many scored requests (at least 2).
     pub min_requests: usize,
     /// Clusters of the embeddings (`None`: √(requests / 2), between 2 and 16).
     pub clusters: Option<usize>,
@@ -163,12 +170,12 @@ pub struct FailureOptions {
 /// The report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FailureReport {
-    /// Requests analysed.
-    pub requests: usize,
-    /// Of them, with feedback.
+    /// Scored requests analysed.
     pub scored: usize,
-    /// Scored requests whose prediction was made now, from the router, because the log has none for the
-    /// model (a request that named its model).
+    /// Of them, routed (their prediction is the one logged at decision time).
+    pub routed: usize,
+    /// Of them, those whose prediction was made now, from the router, because the log has none for the model
+    /// (a request that named its model).
     pub predicted_now: usize,
     /// Requests left out: answered by a model the router does not know, with no logged prediction.
     pub unknown_model: usize,
@@ -176,19 +183,28 @@ pub struct FailureReport {
     pub clusters: usize,
     /// The `min_requests` the groups were filtered by.
     pub min_requests: usize,
-    /// Groups by domain (all bands, then each band), furthest below the prediction first.
+    /// Groups measured (with at least `min_requests`): about 1 in 40 of them has an interval wholly below 0
+    /// by chance alone.
+    pub groups_tested: usize,
+    /// Groups by domain, most surely below their prediction first.
     pub by_domain: Vec<FailureGroup>,
-    /// Groups by cluster, furthest below first.
+    /// Groups by domain and complexity band, the same way.
+    pub by_band: Vec<FailureGroup>,
+    /// Groups by cluster, the same way.
     pub by_cluster: Vec<FailureGroup>,
 }
 
 /// Running sums of one (model, group).
 #[derive(Default)]
 struct Tally {
-    requests: usize,
+    /// Answers with a logged finish reason, and how many were cut.
+    judged: usize,
     cut: usize,
+    /// Answers logged with their text, and how many were empty or refusals.
+    with_text: usize,
     empty: usize,
     refused: usize,
+    routed: usize,
     /// (score, predicted, index) of the scored requests.
     scored: Vec<(f64, f64, usize)>,
 }
@@ -203,111 +219,127 @@ pub fn failure_report(
     if embeddings.nrows() != outcomes.len() {
         return Err(TrainError::Fit(format!("{} embeddings for {} requests", embeddings.nrows(), outcomes.len())));
     }
-    let rows: Vec<Vec<f32>> = embeddings.rows().into_iter().map(|r| r.to_vec()).collect();
     let k = options.clusters.unwrap_or_else(|| ((outcomes.len() as f64 / 2.0).sqrt() as usize).clamp(2, 16));
-    let k = k.clamp(1, outcomes.len().max(1));
     let (assign, labels) = clusters(embeddings, outcomes, k, options.seed)?;
-    let mut tallies: BTreeMap<(String, GroupKey), Tally> = BTreeMap::new();
     let mut report = FailureReport {
-        requests: 0,
         scored: 0,
+        routed: 0,
         predicted_now: 0,
         unknown_model: 0,
         clusters: labels.len(),
-        min_requests: options.min_requests,
+        min_requests: options.min_requests.max(2),
+        groups_tested: 0,
         by_domain: Vec::new(),
+        by_band: Vec::new(),
         by_cluster: Vec::new(),
     };
-    for (i, (outcome, x)) in outcomes.iter().zip(&rows).enumerate() {
+    let mut tallies: BTreeMap<(String, GroupKey), Tally> = BTreeMap::new();
+    for (i, (outcome, x)) in outcomes.iter().zip(embeddings.rows()).enumerate() {
         if options.model.as_ref().is_some_and(|m| *m != outcome.model) {
             continue;
         }
-        let prediction = router.predict(x, outcome.input_tokens);
+        let x = x.to_vec();
+        let prediction = router.predict(&x, outcome.input_tokens);
         let now = prediction.models.iter().find(|m| m.model == outcome.model).map(|m| m.p_success);
         let Some(predicted) = outcome.predicted.or(now) else {
             report.unknown_model += 1;
             continue;
         };
-        report.requests += 1;
-        if outcome.score.is_some() {
-            report.scored += 1;
-            report.predicted_now += usize::from(outcome.predicted.is_none());
-        }
+        report.scored += 1;
+        report.routed += usize::from(outcome.predicted.is_some());
+        report.predicted_now += usize::from(outcome.predicted.is_none());
         let domain = prediction.domains.first().map_or_else(|| "all".to_string(), |d| d.domain.clone());
-        let band = Band::of(prediction.complexity);
         let cluster = assign.get(i).copied().unwrap_or(0);
         let keys = [
             GroupKey::Domain { domain: domain.clone(), band: None },
-            GroupKey::Domain { domain, band: Some(band) },
+            GroupKey::Domain { domain, band: Some(Band::of(prediction.complexity)) },
             GroupKey::Cluster { cluster, label: labels.get(cluster).cloned().unwrap_or_default() },
         ];
         for key in keys {
-            let tally = tallies.entry((outcome.model.clone(), key)).or_default();
-            tally.requests += 1;
-            tally.cut += usize::from(outcome.cut);
-            tally.empty += usize::from(outcome.empty);
-            tally.refused += usize::from(outcome.refused);
-            if let Some(score) = outcome.score {
-                tally.scored.push((score.clamp(0.0, 1.0), predicted, i));
-            }
+            tallies.entry((outcome.model.clone(), key)).or_default().add(outcome, predicted, i);
         }
     }
     for ((model, key), tally) in tallies {
-        if tally.scored.len() < options.min_requests.max(1) {
+        if tally.scored.len() < report.min_requests {
             continue;
         }
+        report.groups_tested += 1;
         let group = measure(model, key, &tally, outcomes);
         match group.key {
-            GroupKey::Domain { .. } => report.by_domain.push(group),
+            GroupKey::Domain { band: None, .. } => report.by_domain.push(group),
+            GroupKey::Domain { .. } => report.by_band.push(group),
             GroupKey::Cluster { .. } => report.by_cluster.push(group),
         }
     }
-    for groups in [&mut report.by_domain, &mut report.by_cluster] {
-        groups.sort_by(|a, b| a.gap.total_cmp(&b.gap).then_with(|| b.scored.cmp(&a.scored)));
+    for groups in [&mut report.by_domain, &mut report.by_band, &mut report.by_cluster] {
+        groups.sort_by(|a, b| a.gap_ci.hi.total_cmp(&b.gap_ci.hi).then(a.gap.total_cmp(&b.gap)));
     }
     Ok(report)
 }
 
-/// One (model, group)'s figures from its tally.
+impl Tally {
+    fn add(&mut self, outcome: &LoggedOutcome, predicted: f64, index: usize) {
+        if let Some(cut) = outcome.cut {
+            self.judged += 1;
+            self.cut += usize::from(cut);
+        }
+        if let (Some(empty), Some(refused)) = (outcome.empty, outcome.refused) {
+            self.with_text += 1;
+            self.empty += usize::from(empty);
+            self.refused += usize::from(refused);
+        }
+        self.routed += usize::from(outcome.predicted.is_some());
+        self.scored.push((outcome.score.clamp(0.0, 1.0), predicted, index));
+    }
+}
+
+/// One (model, group)'s figures from its tally (at least two scored requests).
 fn measure(model: String, key: GroupKey, tally: &Tally, outcomes: &[LoggedOutcome]) -> FailureGroup {
     let n = tally.scored.len() as f64;
     let observed = tally.scored.iter().map(|s| s.0).sum::<f64>() / n;
     let predicted = tally.scored.iter().map(|s| s.1).sum::<f64>() / n;
     let gap = observed - predicted;
-    let variance =
-        if n > 1.0 { tally.scored.iter().map(|s| (s.0 - s.1 - gap).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.25 };
+    let sample = tally.scored.iter().map(|s| (s.0 - s.1 - gap).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    // A group whose outcomes are all 0 (or all 1) has almost no sample variance; an outcome is still a draw,
+    // so the variance is at least a Bernoulli's at the group's smoothed rate (Agresti–Coull).
+    let smoothed = (observed * n + 2.0) / (n + 4.0);
+    let variance = sample.max(smoothed * (1.0 - smoothed));
     let half = 1.96 * (variance / n).sqrt();
     let mut worst: Vec<(f64, usize)> = tally.scored.iter().map(|s| (s.0, s.2)).collect();
     worst.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
-    let requests = tally.requests.max(1) as f64;
+    let rate = |k: usize, of: usize| (of > 0).then(|| k as f64 / of as f64);
     FailureGroup {
         model,
         key,
-        requests: tally.requests,
         scored: tally.scored.len(),
+        routed: tally.routed,
         observed,
         predicted,
         gap,
         gap_ci: Interval { lo: gap - half, hi: gap + half },
-        cut_rate: tally.cut as f64 / requests,
-        empty_rate: tally.empty as f64 / requests,
-        refusal_rate: tally.refused as f64 / requests,
+        cut_rate: rate(tally.cut, tally.judged),
+        empty_rate: rate(tally.empty, tally.with_text),
+        refusal_rate: rate(tally.refused, tally.with_text),
         examples: worst.iter().take(EXAMPLES).map(|&(_, i)| outcomes[i].request_id.clone()).collect(),
     }
 }
 
-/// Each request's cluster (spherical k-means, `k` centres), and each cluster's label: the prompt nearest its
-/// centre, on one line and cut to [`LABEL_CHARS`] characters.
+/// Each request's cluster (spherical k-means with `k` centres over the distinct prompts, so that a prompt
+/// sent many times does not seed several centres), numbered from 0 with no empty cluster, and each cluster's
+/// label: the prompt nearest its centre, on one line and cut to [`LABEL_CHARS`] characters.
 fn clusters(
     embeddings: &Array2<f32>,
     outcomes: &[LoggedOutcome],
     k: usize,
     seed: u64,
 ) -> Result<(Vec<usize>, Vec<String>), TrainError> {
-    if outcomes.is_empty() {
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<usize> = (0..outcomes.len()).filter(|&i| seen.insert(outcomes[i].prompt.as_str())).collect();
+    if distinct.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let centres = crate::familiarity::centroids(embeddings, k, seed)?;
+    let unique = embeddings.select(ndarray::Axis(0), &distinct);
+    let centres = crate::familiarity::centroids(&unique, k.clamp(1, distinct.len()), seed)?;
     let mut assign = Vec::with_capacity(outcomes.len());
     let mut nearest: Vec<Option<(f32, usize)>> = vec![None; centres.nrows()];
     for (i, row) in embeddings.rows().into_iter().enumerate() {
@@ -322,8 +354,16 @@ fn clusters(
             nearest[c] = Some((sim, i));
         }
     }
-    let labels = nearest.iter().map(|n| n.map_or_else(String::new, |(_, i)| label(&outcomes[i].prompt))).collect();
-    Ok((assign, labels))
+    // Renumber the clusters that have members.
+    let mut number = vec![usize::MAX; centres.nrows()];
+    let mut labels = Vec::new();
+    for (c, n) in nearest.iter().enumerate() {
+        if let Some((_, i)) = n {
+            number[c] = labels.len();
+            labels.push(label(&outcomes[*i].prompt));
+        }
+    }
+    Ok((assign.into_iter().map(|c| number[c]).collect(), labels))
 }
 
 /// A prompt on one line, cut to [`LABEL_CHARS`] characters.
@@ -359,28 +399,43 @@ mod tests {
 
     #[test]
     fn a_group_measures_its_gap_with_an_interval_and_lists_its_worst_requests() {
+        // 40 scored requests, a quarter successes, predicted 0.8; half have a finish reason, half of those cut.
         let outcomes: Vec<LoggedOutcome> = (0..40)
             .map(|i| LoggedOutcome {
                 request_id: format!("r{i}"),
-                score: Some(f64::from(u8::from(i % 4 == 0))),
+                score: f64::from(u8::from(i % 4 == 0)),
+                predicted: (i < 10).then_some(0.8),
+                cut: (i % 2 == 0).then_some(i % 4 == 0),
                 ..Default::default()
             })
             .collect();
-        let tally = Tally {
-            requests: 42,
-            cut: 21,
-            empty: 0,
-            refused: 0,
-            scored: (0..40).map(|i| (outcomes[i].score.unwrap_or(0.0), 0.8, i)).collect(),
-        };
+        let mut tally = Tally::default();
+        for (i, o) in outcomes.iter().enumerate() {
+            tally.add(o, 0.8, i);
+        }
         let key = GroupKey::Domain { domain: "math".into(), band: None };
         let g = measure("m".into(), key, &tally, &outcomes);
         assert!((g.observed - 0.25).abs() < 1e-12 && (g.gap + 0.55).abs() < 1e-12, "{g:?}");
-        // sd of the differences is that of a 0/1 with p = 0.25 (n − 1 denominator): √(0.25·0.75·40/39).
-        let half = 1.96 * (0.25 * 0.75 * 40.0 / 39.0 / 40.0f64).sqrt();
+        // The sample variance, 0.25·0.75·40/39 = 0.192, is below the floor at the smoothed rate 12/44.
+        let smoothed = 12.0 / 44.0;
+        let half = 1.96 * (smoothed * (1.0 - smoothed) / 40.0f64).sqrt();
         assert!((g.gap_ci.lo - (g.gap - half)).abs() < 1e-9 && (g.gap_ci.hi - (g.gap + half)).abs() < 1e-9);
-        assert_eq!((g.cut_rate, g.requests, g.scored), (0.5, 42, 40));
+        assert_eq!((g.cut_rate, g.empty_rate, g.scored, g.routed), (Some(0.5), None, 40, 10));
         // The failures, latest first.
         assert_eq!(g.examples, ["r39", "r38", "r37"]);
+    }
+
+    #[test]
+    fn a_group_that_always_fails_still_has_an_interval_of_some_width() {
+        let outcomes: Vec<LoggedOutcome> = (0..5).map(|_| LoggedOutcome::default()).collect();
+        let mut tally = Tally::default();
+        for (i, o) in outcomes.iter().enumerate() {
+            tally.add(o, 0.7, i);
+        }
+        let g = measure("m".into(), GroupKey::Domain { domain: "d".into(), band: None }, &tally, &outcomes);
+        assert!((g.gap + 0.7).abs() < 1e-12);
+        // The floor: a Bernoulli at (0 + 2) / (5 + 4).
+        let half = 1.96 * ((2.0 / 9.0) * (7.0 / 9.0) / 5.0f64).sqrt();
+        assert!((g.gap_ci.hi - (-0.7 + half)).abs() < 1e-9, "{g:?}");
     }
 }

@@ -62,7 +62,9 @@ struct Read {
     /// What counts as a refusal (lowercase).
     refusals: Vec<String>,
     outcomes: Vec<LoggedOutcome>,
-    /// Requests whose prompt was logged as a hash only.
+    /// Answered requests without feedback (not analysed).
+    unscored: usize,
+    /// Scored requests whose prompt was logged as a hash only.
     without_prompt: usize,
     /// Requests no model answered.
     unanswered: usize,
@@ -75,42 +77,52 @@ impl Read {
             self.unanswered += 1;
             return;
         };
+        let Some(score) = request.feedback else {
+            self.unscored += 1;
+            return;
+        };
         let Some(prompt) = r.prompt else {
             self.without_prompt += 1;
             return;
         };
+        let text = r.response.as_deref();
         self.outcomes.push(LoggedOutcome {
             predicted: r.estimates.iter().find(|e| e.model == model).map(|e| e.p),
             request_id: r.request_id,
             model,
             input_tokens: r.input_tokens.map_or_else(|| switchyard_core::estimate_input_tokens(&prompt), |t| t as f64),
             prompt,
-            score: request.feedback,
-            cut: r.finish_reason.as_deref() == Some("length"),
-            empty: r.response.as_deref().is_some_and(str::is_empty) && r.tool_calls.is_none(),
-            refused: r.response.as_deref().is_some_and(|t| starts_like_refusal(t, &self.refusals)),
+            score,
+            cut: r.finish_reason.as_deref().map(|f| f == "length"),
+            empty: text.map(|t| t.is_empty() && r.tool_calls.is_none()),
+            refused: text.map(|t| starts_like_refusal(t, &self.refusals)),
         });
     }
 }
 
 /// Runs `switchyard logs failures`.
 pub fn run(args: &FailuresArgs) -> anyhow::Result<()> {
+    let config = args.source.config()?;
     let (mut store, since) = args.source.open()?;
     let mut read = Read { refusals: args.source.refusal_patterns()?, ..Read::default() };
     store.each_logged(since, &mut |request| read.add(request))?;
-    let encoder = MiniLm::from_locator(&args.encoder.locator(), args.encoder.options())?;
-    let router_path = match &args.router {
-        Some(path) => path.clone(),
-        None => args.source.router_path()?,
+    let (locator, options) = args.encoder.serving(config.as_ref().map(|c| &c.encoder));
+    let encoder = MiniLm::from_locator(&locator, options)?;
+    let router_path = match (&args.router, &config) {
+        (Some(path), _) => path.clone(),
+        (None, Some(config)) => config.router.path.clone(),
+        (None, None) => PathBuf::from("models/default"),
     };
     let router = load_router(&router_path, "--router", &encoder)
         .with_context(|| format!("cannot load the router in {}", router_path.display()))?;
     if read.outcomes.is_empty() {
         anyhow::bail!(
-            "nothing to analyse: the log has no answered request with its prompt since then ({} unanswered, {} \
-             with the prompt logged as a hash only)",
-            read.unanswered,
-            read.without_prompt
+            "nothing to analyse: no answered request with feedback and its prompt since then ({} answered without \
+             feedback, {} scored with the prompt logged as a hash only, {} unanswered); send feedback with POST \
+             /v1/feedback",
+            read.unscored,
+            read.without_prompt,
+            read.unanswered
         );
     }
     let dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
@@ -128,6 +140,7 @@ pub fn run(args: &FailuresArgs) -> anyhow::Result<()> {
     let report = failure_report(&router, &read.outcomes, &embeddings, &options)?;
     if args.json {
         let mut value = serde_json::to_value(&report)?;
+        value["unscored"] = read.unscored.into();
         value["without_prompt"] = read.without_prompt.into();
         value["unanswered"] = read.unanswered.into();
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -137,28 +150,35 @@ pub fn run(args: &FailuresArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The report as text: a summary line, then the groups by domain and by cluster.
+/// The report as text: a summary, then the groups by domain, by domain and band, and by cluster.
 fn render(report: &FailureReport, read: &Read, top: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} answered requests analysed, {} with feedback ({} predicted now: the log has no estimate for a model \
-         the request named); left out: {} with the prompt logged as a hash only, {} unanswered, {} answered by a \
-         model the router does not know",
-        report.requests,
+        "{} requests with feedback analysed ({} routed, {} whose model was named: predicted now by the router); \
+         left out: {} answered without feedback, {} with the prompt logged as a hash only, {} unanswered, {} \
+         answered by a model the router does not know",
         report.scored,
+        report.routed,
         report.predicted_now,
+        read.unscored,
         read.without_prompt,
         read.unanswered,
         report.unknown_model
     );
     let _ = writeln!(
         out,
-        "groups with at least {} requests with feedback; gap = observed feedback − predicted P(success), 95% \
-         interval; furthest below first",
-        report.min_requests
+        "{} groups with at least {} scored requests; gap = mean feedback − mean predicted P(success), 95% \
+         interval; most surely below the prediction first. A routed request's P is the one the policy chose on, \
+         so it leans high; about 1 group in 40 lies wholly below 0 by chance.",
+        report.groups_tested, report.min_requests
     );
-    for (title, groups) in [("by domain and complexity band", &report.by_domain), ("by cluster", &report.by_cluster)] {
+    let tables = [
+        ("by domain", &report.by_domain),
+        ("by domain and complexity band", &report.by_band),
+        ("by cluster of the prompts", &report.by_cluster),
+    ];
+    for (title, groups) in tables {
         let _ = writeln!(out, "\n{title} ({} groups)", groups.len());
         if groups.is_empty() {
             let _ = writeln!(out, "  none: too few requests with feedback (lower --min-requests)");
@@ -172,21 +192,22 @@ fn render(report: &FailureReport, read: &Read, top: usize) -> String {
 }
 
 fn line(g: &FailureGroup) -> String {
+    let rate = |r: Option<f64>| r.map_or_else(|| "-".to_string(), |r| format!("{:.0}%", r * 100.0));
     format!(
-        "  {:<28} {}\n    {} requests, {} scored: observed {:.2}, predicted {:.2}, gap {:+.2} [{:+.2}, {:+.2}]; cut \
-         {:.0}%, empty {:.0}%, refused {:.0}%; e.g. {}",
+        "  {:<28} {}\n    {} scored ({} routed): observed {:.2}, predicted {:.2}, gap {:+.2} [{:+.2}, {:+.2}]; cut {}, \
+         empty {}, refused {}; e.g. {}",
         g.model,
         g.key,
-        g.requests,
         g.scored,
+        g.routed,
         g.observed,
         g.predicted,
         g.gap,
         g.gap_ci.lo,
         g.gap_ci.hi,
-        g.cut_rate * 100.0,
-        g.empty_rate * 100.0,
-        g.refusal_rate * 100.0,
+        rate(g.cut_rate),
+        rate(g.empty_rate),
+        rate(g.refusal_rate),
         g.examples.join(", ")
     )
 }

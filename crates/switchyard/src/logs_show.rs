@@ -15,7 +15,7 @@ pub fn render(request: &LoggedRequest) -> String {
         out,
         "caller    key {}, user {}",
         r.api_key.as_deref().unwrap_or("-"),
-        r.user.as_deref().unwrap_or("-")
+        printable(r.user.as_deref().unwrap_or("-"))
     );
     if let Some(messages) = r.messages.as_ref().and_then(serde_json::Value::as_array) {
         let _ = writeln!(out, "messages  ({})", messages.len());
@@ -39,10 +39,10 @@ pub fn render(request: &LoggedRequest) -> String {
             out,
             "attempt {} {} via {}: {status} in {:.0} ms{}",
             i + 1,
-            a.model,
-            a.deployment.as_deref().unwrap_or("-"),
+            printable(&a.model),
+            printable(a.deployment.as_deref().unwrap_or("-")),
             a.latency_ms,
-            a.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+            a.error.as_deref().map(|e| format!(" ({})", printable(e))).unwrap_or_default()
         );
     }
     answer(r, &mut out);
@@ -76,7 +76,10 @@ fn printable(line: &str) -> String {
 /// One logged message: its role, then its text (a part that is not text shown by its kind), indented.
 fn message(m: &serde_json::Value) -> String {
     use serde_json::Value;
-    let role = m.get("role").and_then(Value::as_str).unwrap_or("?");
+    if let Some(n) = m.get("omitted_messages").and_then(Value::as_u64) {
+        return format!("  ({n} earlier message(s) not kept: log.max_response_chars bounds what is logged)");
+    }
+    let role = printable(m.get("role").and_then(Value::as_str).unwrap_or("?"));
     let text = match m.get("content") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => parts
@@ -92,6 +95,9 @@ fn message(m: &serde_json::Value) -> String {
     let mut notes = Vec::new();
     if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
         notes.push(format!("{} tool call(s)", calls.len()));
+    }
+    if let Some(why) = m.get("omitted").and_then(Value::as_str) {
+        notes.push(printable(why));
     }
     if m.get("truncated").and_then(Value::as_bool) == Some(true) {
         notes.push("cut at log.max_response_chars".to_string());
@@ -217,13 +223,18 @@ mod tests {
 
     #[test]
     fn a_conversation_is_shown_and_control_characters_are_escaped() {
-        let mut r = DecisionRecord { request_id: "sy-2".into(), messages_count: 3, ..DecisionRecord::default() };
+        let mut r = DecisionRecord {
+            request_id: "sy-2".into(),
+            messages_count: 3,
+            user: Some("u\u{7}".into()),
+            ..DecisionRecord::default()
+        };
         let messages = serde_json::json!([
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": [{"type": "text", "text": "Look"}, {"type": "image_url", "image_url": {}}]},
-            {"role": "user", "content": "Say \u{1b}[31mred"}
+            {"role": "user\u{1b}[2J", "content": "Say \u{1b}[31mred"}
         ]);
-        r.set_messages(Some(&messages), PromptLogging::Full, 4);
+        r.set_messages(Some(&messages), PromptLogging::Full, ResponseLogging::Full, 4);
         r.set_prompt("Say \u{1b}[31mred", PromptLogging::Full);
         let text = render(&LoggedRequest { record: r, feedback: None });
         for expected in [
@@ -234,6 +245,7 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected:?} in\n{text}");
         }
-        assert!(!text.contains('\u{1b}'), "no raw escape reaches the terminal");
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "no raw escape reaches the terminal");
+        assert!(text.contains("user\\u{1b}[2J") && text.contains("user u\\u{7}"), "{text}");
     }
 }

@@ -26,25 +26,23 @@ pub struct Source {
 }
 
 impl Source {
-    /// The router the server serves: the config's router.path (of --config, else of ./switchyard.toml), else
-    /// models/default.
-    pub(crate) fn router_path(&self) -> anyhow::Result<PathBuf> {
-        Ok(match &self.config {
-            Some(config) => Config::load(config)?.router.path,
-            None if Path::new("switchyard.toml").is_file() => Config::load(Path::new("switchyard.toml"))?.router.path,
-            None => PathBuf::from("models/default"),
+    /// The server's config: --config, else ./switchyard.toml when no --db says where the log is; `None`
+    /// otherwise (then the defaults apply).
+    pub(crate) fn config(&self) -> anyhow::Result<Option<Config>> {
+        Ok(match (&self.config, &self.db) {
+            (Some(path), _) => Some(Config::load(path)?),
+            (None, None) if Path::new("switchyard.toml").is_file() => Some(Config::load(Path::new("switchyard.toml"))?),
+            _ => None,
         })
     }
 
-    /// The answers `logs stats` counts as refusals: the config's `learning.refusal_patterns` (of --config, else
-    /// of ./switchyard.toml), else the defaults.
+    /// The answers counted as refusals: the config's `learning.refusal_patterns` (see [`Source::config`]),
+    /// else the defaults.
     pub(crate) fn refusal_patterns(&self) -> anyhow::Result<Vec<String>> {
-        let config = match &self.config {
-            Some(config) => Config::load(config)?,
-            None if Path::new("switchyard.toml").is_file() => Config::load(Path::new("switchyard.toml"))?,
-            None => return Ok(switchyard_store::REFUSAL_PATTERNS.iter().map(|p| (*p).to_string()).collect()),
-        };
-        Ok(config.learning.refusal_patterns.iter().map(|p| p.trim().to_lowercase()).collect())
+        Ok(match self.config()? {
+            Some(config) => config.learning.refusal_patterns.iter().map(|p| p.trim().to_lowercase()).collect(),
+            None => switchyard_store::REFUSAL_PATTERNS.iter().map(|p| (*p).to_string()).collect(),
+        })
     }
 
     /// The decision log, and the start of the --since window (milliseconds since the epoch).

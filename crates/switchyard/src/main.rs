@@ -167,6 +167,17 @@ impl ModelArgs {
     fn options(&self) -> EncoderOptions {
         EncoderOptions::with_max_tokens(self.max_tokens)
     }
+
+    /// The encoder a server's `[encoder]` describes, where these arguments leave it open: its model folder
+    /// unless --model-dir is given, its max_tokens unless --max-tokens differs from the default.
+    fn serving(&self, config: Option<&switchyard_server::EncoderConfig>) -> (ModelLocator, EncoderOptions) {
+        let dir = self.model_dir.clone().or_else(|| config.and_then(|c| c.model_dir.clone()));
+        let max_tokens = match config.and_then(|c| c.max_tokens) {
+            Some(served) if self.max_tokens == DEFAULT_MAX_TOKENS => served,
+            _ => self.max_tokens,
+        };
+        (ModelLocator::new(DEFAULT_MODEL_DIR).with_explicit_dir(dir), EncoderOptions::with_max_tokens(max_tokens))
+    }
 }
 
 fn main() -> ExitCode {

@@ -324,6 +324,18 @@ fn fit(
             fitted.lambda.unwrap_or(f64::NAN)
         ),
     }
+    if !p.widened.is_empty() {
+        let kind = |i: usize| match &router.predictor {
+            switchyard_core::Predictor::Ensemble(members) => members.get(i).map(|m| format!("the {} member", m.kind())),
+            single => Some(format!("the {} predictor", single.kind())),
+        };
+        let members: Vec<String> = p.widened.iter().filter_map(|&i| kind(i)).collect();
+        eprintln!(
+            "{model}: its eval rows say more than the router's shared representation can, so it has a direction of \
+             its own over the features in {} (the other models' estimates are unchanged)",
+            members.join(", ")
+        );
+    }
     let domains =
         if router.manifest.domains.is_empty() { vec!["all".to_string()] } else { router.manifest.domains.clone() };
     let shown: Vec<String> = domains

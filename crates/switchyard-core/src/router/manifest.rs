@@ -267,6 +267,10 @@ pub struct AddedProfile {
     /// Log loss of a constant (the eval set's mean) on the same folds, for comparison.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constant_log_loss: Option<f64>,
+    /// Predictor members (0 for a single predictor) in which the model has a direction of its own over the
+    /// features, because the shared representation missed what its eval rows say (see `ModelHead::Widened`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub widened: Vec<usize>,
     /// Seconds since the Unix epoch when it was added.
     pub added_unix: u64,
 }

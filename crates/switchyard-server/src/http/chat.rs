@@ -111,7 +111,7 @@ async fn handle(
     let mut record = state.new_record(id, endpoint, &chat.prompt);
     record.messages_count = chat.body.get("messages").and_then(Value::as_array).map_or(0, |m| m.len() as u32);
     let log = &state.config.log;
-    record.set_messages(chat.body.get("messages"), log.prompts, log.max_response_chars);
+    record.set_messages(chat.body.get("messages"), log.prompts, log.response_logging(), log.max_response_chars);
     record.stream = chat.stream;
     record.api_key = caller.name();
 

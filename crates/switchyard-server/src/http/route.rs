@@ -85,7 +85,8 @@ pub async fn route(State(state): State<Arc<AppState>>, request: Request) -> Resu
 
     let mut record = state.new_record(&request_id, "route", &prompt);
     record.messages_count = request.messages.as_ref().map_or(1, |m| m.len() as u32);
-    record.set_messages(body.get("messages"), state.config.log.prompts, state.config.log.max_response_chars);
+    let log = &state.config.log;
+    record.set_messages(body.get("messages"), log.prompts, log.response_logging(), log.max_response_chars);
     record_decision(&mut record, &decided);
     record.api_key = caller.name();
     record.chosen_model = Some(decided.report.model.clone());

@@ -66,8 +66,8 @@ pub struct ArmRequest {
     pub fell_back: bool,
     /// Seconds from its arrival to the end of its answer.
     pub latency_s: f64,
-    /// Whether its answer was cut at the token limit.
-    pub cut: bool,
+    /// Whether its answer was cut at the token limit: `None` when its finish reason is not known.
+    pub cut: Option<bool>,
 }
 
 /// An arm's running sums.
@@ -77,6 +77,7 @@ struct ArmTally {
     spend_usd: f64,
     fallbacks: u64,
     latency_s: f64,
+    judged: u64,
     cut: u64,
     scored: u64,
     score_sum: f64,
@@ -204,7 +205,10 @@ impl Metrics {
             a.spend_usd += finished.spend_usd.unwrap_or(0.0);
             a.fallbacks += u64::from(finished.fell_back);
             a.latency_s += finished.latency_s;
-            a.cut += u64::from(finished.cut);
+            if let Some(cut) = finished.cut {
+                a.judged += 1;
+                a.cut += u64::from(cut);
+            }
         });
     }
 
@@ -374,11 +378,12 @@ fn render_request_counters(out: &mut String, m: &Inner) {
         let _ = writeln!(out, "switchyard_rule_matches_total{{rule=\"{}\"}} {n}", escape(rule));
     }
     type Family = (&'static str, &'static str, fn(&ArmTally) -> f64);
-    let arm_families: [Family; 7] = [
+    let arm_families: [Family; 8] = [
         ("switchyard_arm_requests_total", "Finished requests", |a| a.requests as f64),
         ("switchyard_arm_cost_usd_total", "Spend (observed, else expected)", |a| a.spend_usd),
         ("switchyard_arm_fallbacks_total", "Requests that fell back", |a| a.fallbacks as f64),
         ("switchyard_arm_latency_seconds_total", "Seconds from arrival to the end of the answer", |a| a.latency_s),
+        ("switchyard_arm_judged_total", "Answers with a known finish reason", |a| a.judged as f64),
         ("switchyard_arm_cut_total", "Answers cut at the token limit (finish_reason length)", |a| a.cut as f64),
         ("switchyard_arm_feedback_total", "Requests with feedback (the first score of each)", |a| a.scored as f64),
         ("switchyard_arm_feedback_score_total", "Sum of those first feedback scores", |a| a.score_sum),
@@ -457,31 +462,4 @@ pub(crate) fn escape(value: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_counters_and_cumulative_buckets() {
-        let m = Metrics::default();
-        m.request("/v1/route", "gpt-4o-mini", 200, "-");
-        m.request("/v1/route", "gpt-4o-mini", 200, "-");
-        m.decision(0.003, 0.4);
-        m.decision(0.2, 1.0);
-        m.fallback();
-        let text = m.render();
-        assert!(
-            text.contains(
-                "switchyard_requests_total{endpoint=\"/v1/route\",model=\"gpt-4o-mini\",status=\"200\",arm=\"-\"} 2"
-            ),
-            "{text}"
-        );
-        assert!(text.contains("switchyard_decision_seconds_bucket{le=\"0.005\"} 1"), "{text}");
-        assert!(text.contains("switchyard_decision_seconds_bucket{le=\"0.25\"} 2"), "{text}");
-        assert!(text.contains("switchyard_decision_seconds_bucket{le=\"+Inf\"} 2"), "{text}");
-        assert!(text.contains("switchyard_decision_seconds_count 2") && text.contains("switchyard_fallbacks_total 1"));
-        assert!(text.contains("switchyard_route_ood_bucket{le=\"0.5\"} 1"), "{text}");
-        assert!(text.contains("switchyard_route_ood_bucket{le=\"0.999\"} 1"), "{text}");
-        assert!(text.contains("switchyard_route_ood_bucket{le=\"1\"} 2"), "{text}");
-        assert_eq!(escape("a\"b"), "a\\\"b");
-    }
-}
+mod tests;

@@ -287,6 +287,23 @@ async fn admin_reload_swaps_routers_and_keeps_them_on_failure() {
     assert!(metrics(&s).await.contains("switchyard_router_generation 2"));
 }
 
+/// The experiment comparison's counters after one scored `/v1/route` decision in `arm` (of experiment "e").
+fn check_arm_counters(exported: &str, arm: &str) {
+    // The experiment comparison: the scored request's arm has one score of 1.
+    for line in [
+        format!("switchyard_arm_feedback_total{{experiment=\"e\",arm=\"{arm}\"}} 1"),
+        format!("switchyard_arm_feedback_score_total{{experiment=\"e\",arm=\"{arm}\"}} 1"),
+        // A /v1/route decision has no answer, so no finish reason: it is not judged for cut answers.
+        format!("switchyard_arm_judged_total{{experiment=\"e\",arm=\"{arm}\"}} 0"),
+        format!("switchyard_arm_cut_total{{experiment=\"e\",arm=\"{arm}\"}} 0"),
+    ] {
+        assert!(exported.contains(&line), "{line} in\n{exported}");
+    }
+    let latency = format!("switchyard_arm_latency_seconds_total{{experiment=\"e\",arm=\"{arm}\"}} ");
+    let seconds: f64 = exported.lines().find_map(|l| l.strip_prefix(&latency)).unwrap().parse().unwrap();
+    assert!(seconds > 0.0 && seconds < 60.0, "{seconds}");
+}
+
 #[tokio::test]
 async fn the_grafana_dashboard_queries_only_metrics_the_server_exports() {
     let learning = tempfile::tempdir().unwrap();
@@ -302,14 +319,7 @@ async fn the_grafana_dashboard_queries_only_metrics_the_server_exports() {
     let (status, _, _) = call(&s, "/v1/feedback", &[], json!({"request_id": id, "score": 1})).await;
     assert_eq!(status, StatusCode::OK);
     let exported = metrics(&s).await;
-    // The experiment comparison: the scored request's arm has one score of 1.
-    let arm = headers["x-switchyard-arm"].to_str().unwrap();
-    for line in [
-        format!("switchyard_arm_feedback_total{{experiment=\"e\",arm=\"{arm}\"}} 1"),
-        format!("switchyard_arm_feedback_score_total{{experiment=\"e\",arm=\"{arm}\"}} 1"),
-    ] {
-        assert!(exported.contains(&line), "{line} in\n{exported}");
-    }
+    check_arm_counters(&exported, headers["x-switchyard-arm"].to_str().unwrap());
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/grafana.json");
     let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let panels = dashboard["panels"].as_array().unwrap();
@@ -347,6 +357,7 @@ async fn the_grafana_dashboard_queries_only_metrics_the_server_exports() {
         "switchyard_arm_feedback_total",
         "switchyard_arm_latency_seconds_total",
         "switchyard_arm_cut_total",
+        "switchyard_arm_judged_total",
         "switchyard_predicted_success",
         "switchyard_observed_success",
     ] {

@@ -102,7 +102,12 @@ fn a_version_2_table_gains_the_later_columns_and_keeps_its_rows() {
     explored.set_response(&answer, switchyard_store::ResponseLogging::Truncate, 2);
     let conversation =
         serde_json::json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]);
-    explored.set_messages(Some(&conversation), switchyard_store::PromptLogging::Full, 100);
+    explored.set_messages(
+        Some(&conversation),
+        switchyard_store::PromptLogging::Full,
+        switchyard_store::ResponseLogging::Full,
+        100,
+    );
     db.insert(&[explored]).unwrap();
     let rows = pg.sql(
         "SELECT request_id || '|' || COALESCE(propensity::text, '-') || '|' || COALESCE(explored::text, '-') \

@@ -257,10 +257,23 @@ pub fn fit_profile(router: &Router, request: &ProfileRequest<'_>) -> Result<(New
         priors: request.priors.to_vec(),
         cv_log_loss: fitted.cv_log_loss,
         constant_log_loss: fitted.constant_log_loss,
+        widened: widened_members(&head),
         added_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
     let model = NewModel { cost, head, calibration: fitted.calibration, priors, evidence, length, profile };
     Ok((model, fitted))
+}
+
+/// The members of `head` (0 for a single predictor) that are widened.
+fn widened_members(head: &switchyard_core::ModelHead) -> Vec<usize> {
+    use switchyard_core::ModelHead;
+    match head {
+        ModelHead::Widened { .. } => vec![0],
+        ModelHead::Ensemble(heads) => {
+            heads.iter().enumerate().filter(|(_, h)| matches!(h, ModelHead::Widened { .. })).map(|(i, _)| i).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The new model's cost: list prices when given, else the eval rows' mean observed cost.

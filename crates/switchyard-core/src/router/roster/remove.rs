@@ -39,6 +39,15 @@ impl Router {
         self.manifest.models.remove(m);
         self.manifest.profiles.retain(|p| p.model != name);
         remove_from_predictor(&mut self.predictor, m, count);
+        prune_unused(&mut self.predictor);
+        self.manifest.hidden = super::add::find_width(&self.predictor, |p| match p {
+            Predictor::Mlp { hidden, .. } => Some(hidden.outputs),
+            _ => None,
+        });
+        self.manifest.latent = super::add::find_width(&self.predictor, |p| match p {
+            Predictor::Mf(mf) => Some(mf.latent()),
+            _ => None,
+        });
         if m < self.calibration.len() {
             self.calibration.remove(m);
         }
@@ -72,6 +81,60 @@ fn remove_from_predictor(predictor: &mut Predictor, m: usize, count: usize) {
             }
         }
     }
+}
+
+/// Drops the MF latent units and MLP hidden units on which no model weighs anything (those a widened model
+/// brought, once it is removed): they add nothing to any estimate, so no estimate changes.
+fn prune_unused(predictor: &mut Predictor) {
+    match predictor {
+        Predictor::Mf(f) if f.models.outputs > 0 => {
+            let used = used_inputs(&f.models);
+            if used.iter().any(|u| !u) {
+                f.models = keep_inputs(&f.models, &used);
+                f.project = keep_outputs(&f.project, &used);
+            }
+        }
+        Predictor::Mlp { hidden, output } if output.outputs > 0 => {
+            let used = used_inputs(output);
+            if used.iter().any(|u| !u) {
+                *output = keep_inputs(output, &used);
+                *hidden = keep_outputs(hidden, &used);
+            }
+        }
+        Predictor::Ensemble(members) => members.iter_mut().for_each(prune_unused),
+        _ => {}
+    }
+}
+
+/// For each input of `layer`, whether any output weighs it.
+fn used_inputs(layer: &Dense) -> Vec<bool> {
+    let mut used = vec![false; layer.inputs];
+    for row in layer.weight.chunks_exact(layer.inputs.max(1)) {
+        used.iter_mut().zip(row).for_each(|(u, w)| *u |= *w != 0.0);
+    }
+    used
+}
+
+/// `layer` with only the inputs marked in `keep`.
+fn keep_inputs(layer: &Dense, keep: &[bool]) -> Dense {
+    let inputs = keep.iter().filter(|k| **k).count();
+    let weight = layer
+        .weight
+        .chunks_exact(layer.inputs.max(1))
+        .flat_map(|row| row.iter().zip(keep).filter(|(_, k)| **k).map(|(w, _)| *w))
+        .collect();
+    Dense { outputs: layer.outputs, inputs, weight, bias: layer.bias.clone() }
+}
+
+/// `layer` with only the outputs marked in `keep`.
+fn keep_outputs(layer: &Dense, keep: &[bool]) -> Dense {
+    let rows = layer.weight.chunks_exact(layer.inputs.max(1)).zip(&layer.bias).zip(keep).filter(|(_, k)| **k);
+    let (mut weight, mut bias) = (Vec::new(), Vec::new());
+    for ((row, b), _) in rows {
+        weight.extend_from_slice(row);
+        bias.push(*b);
+    }
+    Dense { outputs: bias.len(), inputs: layer.inputs, weight, bias }
 }
 
 /// Drops output `m` of a layer (its weight row and bias).
