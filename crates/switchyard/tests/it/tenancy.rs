@@ -154,7 +154,10 @@ async fn unauthenticated_connections_have_a_small_pool_and_idle_ones_close() {
     idle.write_all(request.as_bytes()).await.unwrap();
     let got = until_closed(&mut idle).await;
     assert!(got.starts_with("HTTP/1.1 200") && !got.contains("still open"), "{got}");
-    let metrics = client.get(format!("{}/metrics", process.base)).send().await.unwrap().text().await.unwrap();
+    // A client without pooled connections: the one above sat idle past keepalive_timeout_ms, so the server has
+    // closed it, and reusing it would race that close.
+    let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let metrics = fresh.get(format!("{}/metrics", process.base)).send().await.unwrap().text().await.unwrap();
     let evicted = metrics
         .lines()
         .find_map(|l| l.strip_prefix("switchyard_connections_closed_total{reason=\"unauthenticated_evicted\"} "))
