@@ -148,7 +148,11 @@ fn answer(r: &switchyard_store::DecisionRecord, out: &mut String) {
     );
     match (&r.response, &r.response_sha256) {
         (Some(text), _) => {
-            let cut = if r.response_truncated { " (cut at log.max_response_chars)" } else { "" };
+            let cut = if r.response_truncated {
+                " (the text or a tool call's arguments cut at log.max_response_chars)"
+            } else {
+                ""
+            };
             let _ = writeln!(out, "answer{cut}\n{}", indent(text));
         }
         (None, Some(hash)) => {
