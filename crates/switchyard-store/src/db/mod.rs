@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 ";
 
-/// Columns versions 2 to 6 added to `decisions`, with their types.
+/// Columns versions 2 to 7 added to `decisions`, with their types.
 const ADDED_SINCE_1: [(&str, &str); 13] = [
     ("api_key", "TEXT"),
     ("session", "TEXT"),
