@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use switchyard_store::{export, stats_with};
+use switchyard_store::{export, stats_with, StatsOptions};
 
 use crate::logs_source::Source;
 
@@ -68,6 +68,38 @@ pub struct StatsArgs {
     /// Print only one breakdown: by client key (requests, refusals, tokens, spend) or by model.
     #[arg(long, value_enum)]
     by: Option<StatsBy>,
+
+    /// The experiment arm the others are compared with, as EXPERIMENT=ARM or ARM (every experiment with an arm
+    /// of that name). Default: the config's `[experiment]` first arm, else each experiment's first arm by name.
+    #[arg(long, value_name = "[EXPERIMENT=]ARM")]
+    control: Option<String>,
+}
+
+impl StatsArgs {
+    /// How to read the log: the config's refusal patterns and the control arm.
+    fn options(&self) -> anyhow::Result<StatsOptions> {
+        let config = self.source.config()?;
+        let mut options = StatsOptions::default();
+        if let Some(config) = &config {
+            options.refusal_patterns =
+                config.learning.refusal_patterns.iter().map(|p| p.trim().to_lowercase()).collect();
+            if let Some(e) = &config.experiment {
+                if let Some(first) = e.arms.first() {
+                    options.control.insert(e.name.clone(), first.name.clone());
+                }
+            }
+        }
+        match self.control.as_deref().map(|c| c.split_once('=').map_or(("*", c), |(e, a)| (e, a))) {
+            Some((_, "")) | Some(("", _)) => {
+                anyhow::bail!("--control takes EXPERIMENT=ARM or ARM, got {:?}", self.control.as_deref().unwrap_or(""))
+            }
+            Some((experiment, arm)) => {
+                options.control = [(experiment.trim().to_string(), arm.trim().to_string())].into();
+            }
+            None => {}
+        }
+        Ok(options)
+    }
 }
 
 /// The breakdowns `logs stats --by` prints.
@@ -128,7 +160,7 @@ pub fn run(command: &LogsCommand) -> anyhow::Result<()> {
         LogsCommand::Failures(args) => crate::logs_failures::run(args),
         LogsCommand::Stats(args) => {
             let (mut store, since) = args.source.open()?;
-            let s = stats_with(&mut store, since, &args.source.refusal_patterns()?)?;
+            let s = stats_with(&mut store, since, &args.options()?)?;
             match (args.json, args.by) {
                 (true, None) => println!("{}", serde_json::to_string_pretty(&s)?),
                 (true, Some(StatsBy::Key)) => println!("{}", serde_json::to_string_pretty(&s.by_key)?),
@@ -138,5 +170,35 @@ pub fn run(command: &LogsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: StatsArgs,
+    }
+
+    fn options(control: &str) -> anyhow::Result<StatsOptions> {
+        Wrapper::try_parse_from(["stats", "--db", "/nowhere.sqlite", "--control", control])?.args.options()
+    }
+
+    #[test]
+    fn the_control_arm_is_read_for_one_experiment_or_all() {
+        let one = options("tone=formal").unwrap();
+        assert_eq!(one.control, [("tone".to_string(), "formal".to_string())].into());
+        let all = options("formal").unwrap();
+        assert_eq!(all.control, [("*".to_string(), "formal".to_string())].into());
+        for bad in ["=formal", "tone="] {
+            assert!(options(bad).unwrap_err().to_string().contains("--control takes EXPERIMENT=ARM"), "{bad}");
+        }
+        // With --db and no --config, no config is read: the default refusal patterns apply.
+        assert_eq!(one.refusal_patterns, StatsOptions::default().refusal_patterns);
     }
 }

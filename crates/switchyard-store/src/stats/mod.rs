@@ -197,15 +197,33 @@ struct ArmAcc {
     refused: u64,
 }
 
-/// Summarises requests logged at or after `since_ms`, counting answers that start with one of the default
-/// [`crate::REFUSAL_PATTERNS`] as refusals.
-pub fn stats(store: impl LogRows, since_ms: i64) -> Result<Stats, StoreError> {
-    let defaults: Vec<String> = crate::REFUSAL_PATTERNS.iter().map(|p| (*p).to_string()).collect();
-    stats_with(store, since_ms, &defaults)
+/// How [`stats_with`] reads the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsOptions {
+    /// Answers starting with one of these (lowercase) count as refusals (`learning.refusal_patterns`).
+    pub refusal_patterns: Vec<String>,
+    /// Each experiment's control arm, which the other arms are compared with (`"*"`: every experiment with an
+    /// arm of that name; an experiment named nowhere compares with its first arm by name).
+    pub control: BTreeMap<String, String>,
 }
 
-/// [`stats`], with the refusal patterns given (lowercase, as `learning.refusal_patterns`).
-pub fn stats_with(store: impl LogRows, since_ms: i64, refusal_patterns: &[String]) -> Result<Stats, StoreError> {
+impl Default for StatsOptions {
+    fn default() -> Self {
+        Self {
+            refusal_patterns: crate::REFUSAL_PATTERNS.iter().map(|p| (*p).to_string()).collect(),
+            control: BTreeMap::new(),
+        }
+    }
+}
+
+/// Summarises requests logged at or after `since_ms`, with the default [`StatsOptions`].
+pub fn stats(store: impl LogRows, since_ms: i64) -> Result<Stats, StoreError> {
+    stats_with(store, since_ms, &StatsOptions::default())
+}
+
+/// [`stats`], reading the log as `options` say.
+pub fn stats_with(store: impl LogRows, since_ms: i64, options: &StatsOptions) -> Result<Stats, StoreError> {
+    let refusal_patterns = &options.refusal_patterns;
     let mut s = Stats {
         requests: 0,
         with_feedback: 0,
@@ -274,7 +292,7 @@ pub fn stats_with(store: impl LogRows, since_ms: i64, refusal_patterns: &[String
     s.by_model = model_stats(models);
     s.by_key = keys.into_values().collect();
     s.by_key.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.key.cmp(&b.key)));
-    s.by_arm = arm_stats(arms);
+    s.by_arm = arm_stats(arms, &options.control);
     Ok(s)
 }
 
@@ -296,11 +314,15 @@ fn model_stats(models: BTreeMap<String, ModelAcc>) -> Vec<ModelStats> {
     by_model
 }
 
-/// Each experiment arm's figures, with its feedback against the experiment's first arm.
-fn arm_stats(arms: BTreeMap<(String, String), ArmAcc>) -> Vec<ArmStats> {
+/// Each experiment arm's figures, the control first (see [`StatsOptions::control`]), with each other arm's
+/// feedback against the control's.
+fn arm_stats(arms: BTreeMap<(String, String), ArmAcc>, control: &BTreeMap<String, String>) -> Vec<ArmStats> {
+    let mut ordered: Vec<((String, String), ArmAcc)> = arms.into_iter().collect();
+    // Stable: within an experiment the control comes first, the rest keep their order by name.
+    ordered.sort_by_key(|((e, a), _)| (e.clone(), control.get(e).or_else(|| control.get("*")) != Some(a)));
     let mut by_arm: Vec<ArmStats> = Vec::new();
     let mut first: BTreeMap<String, Moments> = BTreeMap::new();
-    for ((experiment, arm), a) in arms {
+    for ((experiment, arm), a) in ordered {
         let baseline = first.entry(experiment.clone()).or_insert(a.feedback);
         let is_first = by_arm.last().is_none_or(|prev: &ArmStats| prev.experiment != experiment);
         let feedback_vs_first = (!is_first && a.feedback.n > 0 && baseline.n > 0).then(|| {
@@ -402,7 +424,7 @@ impl std::fmt::Display for Stats {
         }
         if !self.by_arm.is_empty() {
             let _ =
-                writeln!(out, "\nexperiment arms (95% confidence intervals; the difference is against the first arm)");
+                writeln!(out, "\nexperiment arms (95% confidence intervals; each difference is against the experiment's control, listed first)");
             for a in &self.by_arm {
                 let verdict = match (a.significant, a.more_needed) {
                     (Some(true), _) => " (significant)".to_string(),
@@ -412,7 +434,7 @@ impl std::fmt::Display for Stats {
                 };
                 let _ = writeln!(
                     out,
-                    "{} / {}: {} calls, spend ${:.4}, per call {}, feedback {} (n {}), vs first {}{verdict}, \
+                    "{} / {}: {} calls, spend ${:.4}, per call {}, feedback {} (n {}), vs control {}{verdict}, \
                      fallback rate {}, error rate {}, cut answers {}, empty answers {}, refusals {}, latency ms {}",
                     a.experiment,
                     a.arm,

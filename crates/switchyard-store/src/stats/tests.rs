@@ -76,8 +76,16 @@ fn arms_are_compared_with_intervals() {
     assert_eq!((a.empty_rate.unwrap().mean, b.empty_rate.unwrap().mean), (0.25, 0.0));
     assert_eq!((a.refusal_rate.unwrap().mean, b.refusal_rate.unwrap().mean), (0.0, 0.1));
     // With the config's own patterns, only those count.
-    let custom = stats_with(&store, 0, &["an answer".to_string()]).unwrap();
+    let options = StatsOptions { refusal_patterns: vec!["an answer".to_string()], ..StatsOptions::default() };
+    let custom = stats_with(&store, 0, &options).unwrap();
     assert_eq!(custom.by_arm[0].refusal_rate.unwrap().mean, 0.75);
+    // With b as the control, b comes first and a is compared with it.
+    let options = StatsOptions { control: [("e".to_string(), "b".to_string())].into(), ..StatsOptions::default() };
+    let s = stats_with(&store, 0, &options).unwrap();
+    assert_eq!((s.by_arm[0].arm.as_str(), s.by_arm[1].arm.as_str()), ("b", "a"));
+    assert!(s.by_arm[0].feedback_vs_first.is_none());
+    assert!((s.by_arm[1].feedback_vs_first.unwrap().mean - 0.3).abs() < 1e-9);
+    assert!(s.to_string().contains("against the experiment's control, listed first"));
     assert!((a.latency_ms.unwrap().mean - 10.0).abs() < 1e-9);
     assert_eq!(b.fallback_rate.unwrap().mean, 0.2);
     assert_eq!(a.fallback_rate.unwrap().mean, 0.0);
