@@ -153,6 +153,7 @@ fn append_head(predictor: &mut Predictor, head: &ModelHead, count: usize) -> Res
         (Predictor::Irt(irt), ModelHead::Row { weight, bias }) => append_row(&mut irt.models, weight, *bias),
         (Predictor::Mf(mf), ModelHead::Widened { weight, bias, direction }) => {
             check_row(&mf.models, weight, *bias)?;
+            check_direction(direction)?;
             let mut project = mf.project.clone();
             append_row(&mut project, direction, 0.0)?;
             let mut models = widen(&mf.models, 1)?;
@@ -162,6 +163,7 @@ fn append_head(predictor: &mut Predictor, head: &ModelHead, count: usize) -> Res
         }
         (Predictor::Mlp { hidden, output }, ModelHead::Widened { weight, bias, direction }) => {
             check_row(output, weight, *bias)?;
+            check_direction(direction)?;
             let mut wider = hidden.clone();
             append_row(&mut wider, direction, 0.0)?;
             append_row(&mut wider, &direction.iter().map(|d| -d).collect::<Vec<_>>(), 0.0)?;
@@ -194,6 +196,19 @@ fn check_row(layer: &Dense, weight: &[f32], bias: f32) -> Result<(), RosterError
         return Err(shape("a layer row has a weight that is not a finite number".into()));
     }
     Ok(())
+}
+
+/// Most weight a widened head's direction may put on one feature: far beyond any fitted one, and small enough
+/// that the unit it becomes stays finite (an infinite unit times an existing model's 0 weight would be NaN).
+const MAX_DIRECTION_WEIGHT: f32 = 1e4;
+
+fn check_direction(direction: &[f32]) -> Result<(), RosterError> {
+    match direction.iter().find(|d| !d.is_finite() || d.abs() > MAX_DIRECTION_WEIGHT) {
+        Some(d) => {
+            Err(shape(format!("a direction weight of {d} is not a finite number within ±{MAX_DIRECTION_WEIGHT}")))
+        }
+        None => Ok(()),
+    }
 }
 
 /// `layer` with `extra` more inputs, on which every existing output weighs 0.
@@ -371,6 +386,20 @@ mod tests {
     }
 
     #[test]
+    fn a_direction_too_large_to_stay_finite_is_refused() {
+        let (predictor, hidden) = predictors().remove(1);
+        let Predictor::Mlp { output, .. } = &predictor else { panic!("the second test predictor is the MLP") };
+        let inputs = output.inputs;
+        let router = tiny(predictor, hidden);
+        let mut target = router.clone();
+        let mut bad = new_model(&router, "newcomer");
+        let width = router.heads.features(&[1.0, 0.0]).len();
+        bad.head = ModelHead::Widened { weight: vec![0.0; inputs], bias: 0.0, direction: vec![1e9; width] };
+        assert!(matches!(target.add_model(bad, false), Err(RosterError::Shape(m)) if m.contains("direction")));
+        assert_eq!(target, router);
+    }
+
+    #[test]
     fn a_model_that_does_not_fit_changes_nothing() {
         let (predictor, hidden) = predictors().remove(0);
         let router = tiny(predictor, hidden);
@@ -384,6 +413,7 @@ mod tests {
         let mut bad = new_model(&router, "newcomer");
         bad.head = ModelHead::Knn { scores: vec![0.5; 2], prior: 0.5 };
         assert!(matches!(target.add_model(bad, false), Err(RosterError::Shape(_))));
+
         assert_eq!(target, router);
         let taken = new_model(&router, "strong");
         assert_eq!(target.add_model(taken.clone(), false), Err(RosterError::Exists("strong".into())));
