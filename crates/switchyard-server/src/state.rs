@@ -221,6 +221,8 @@ pub(crate) fn record_decision(record: &mut DecisionRecord, decided: &Decided) {
     record.decision_ms = Some(report.timing_ms.encode + report.timing_ms.decide);
     record.propensity = Some(decided.propensity);
     record.explored = decided.explored;
+    record.domain = report.domains.first().map(|d| d.domain.clone());
+    record.complexity = Some(report.complexity);
 }
 
 /// The decision's expected cost for `model`.

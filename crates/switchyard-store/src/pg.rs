@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     response_truncated BOOLEAN,
     finish_reason TEXT,
     tool_calls TEXT,
-    messages TEXT
+    messages TEXT,
+    domain TEXT,
+    complexity DOUBLE PRECISION
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -176,7 +178,9 @@ impl PgStore {
                  ALTER TABLE decisions ADD COLUMN IF NOT EXISTS response_truncated BOOLEAN;
                  ALTER TABLE decisions ADD COLUMN IF NOT EXISTS finish_reason TEXT;
                  ALTER TABLE decisions ADD COLUMN IF NOT EXISTS tool_calls TEXT;
-                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS messages TEXT;",
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS messages TEXT;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS domain TEXT;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS complexity DOUBLE PRECISION;",
             )
             .map_err(connect)?;
         client

@@ -8,7 +8,7 @@ use crate::record::{Attempt, DecisionRecord, Estimate};
 use crate::StoreError;
 
 /// The columns of `decisions`, in insert order.
-pub(crate) const COLUMNS: [&str; 36] = [
+pub(crate) const COLUMNS: [&str; 38] = [
     "request_id",
     "ts_ms",
     "endpoint",
@@ -45,6 +45,8 @@ pub(crate) const COLUMNS: [&str; 36] = [
     "finish_reason",
     "tool_calls",
     "messages",
+    "domain",
+    "complexity",
 ];
 
 /// PostgreSQL's text cannot hold NUL, which a prompt may carry: it becomes U+FFFD (the SHA-256 is of the original).
@@ -94,6 +96,8 @@ pub(crate) struct Encoded {
     finish_reason: Option<String>,
     tool_calls: Option<String>,
     messages: Option<String>,
+    domain: Option<String>,
+    complexity: Option<f64>,
 }
 
 impl Encoded {
@@ -136,11 +140,13 @@ impl Encoded {
             finish_reason: r.finish_reason.as_deref().map(text),
             tool_calls: r.tool_calls.as_ref().map(|c| text(&c.to_string())),
             messages: r.messages.as_ref().map(|m| text(&m.to_string())),
+            domain: r.domain.as_deref().map(text),
+            complexity: r.complexity,
         })
     }
 
     /// The values, in [`COLUMNS`] order.
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 36] {
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 38] {
         [
             &self.request_id,
             &self.ts_ms,
@@ -178,6 +184,8 @@ impl Encoded {
             &self.finish_reason,
             &self.tool_calls,
             &self.messages,
+            &self.domain,
+            &self.complexity,
         ]
     }
 }
@@ -222,5 +230,7 @@ pub(crate) fn decode(row: &Row) -> DecisionRecord {
         finish_reason: text(33),
         tool_calls: text(34).and_then(|c| serde_json::from_str(&c).ok()),
         messages: text(35).and_then(|m| serde_json::from_str(&m).ok()),
+        domain: text(36),
+        complexity: row.get(37),
     }
 }

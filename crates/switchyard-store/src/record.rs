@@ -132,6 +132,13 @@ pub struct DecisionRecord {
     /// replaced by a note of their kind (see [`DecisionRecord::set_messages`]).
     #[serde(default)]
     pub messages: Option<serde_json::Value>,
+    /// The router's most likely domain for the prompt at decision time (absent when the request named its
+    /// model, or the router has no domains).
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// The router's complexity score for the prompt at decision time, in [0, 1].
+    #[serde(default)]
+    pub complexity: Option<f64>,
 }
 
 impl DecisionRecord {

@@ -114,6 +114,8 @@ fn decision(r: &switchyard_store::DecisionRecord, out: &mut String) {
         r.session.as_ref().map(|s| format!("session {s}")),
         r.policy.as_ref().map(|p| format!("policy {p}")),
         r.explored.then(|| "explored".to_string()),
+        r.domain.as_ref().map(|d| format!("domain {d}")),
+        r.complexity.map(|c| format!("complexity {c:.2}")),
     ]
     .into_iter()
     .flatten()
@@ -204,6 +206,8 @@ mod tests {
                 Attempt { model: "small".into(), deployment: None, status: Some(200), latency_ms: 30.0, error: None },
             ],
             status: 200,
+            domain: Some("math".into()),
+            complexity: Some(0.125),
             ..DecisionRecord::default()
         };
         r.set_prompt("What is 2 + 2?", PromptLogging::Full);
@@ -213,7 +217,7 @@ mod tests {
         for expected in [
             "request   sy-1",
             "    What is 2 + 2?",
-            "decided   big",
+            "decided   big (domain math, complexity 0.12)",
             "attempt 1 big via big-eu: HTTP 500 in 12 ms (HTTP 500)",
             "answered  small with HTTP 200, finish stop",
             "answer\n    4",

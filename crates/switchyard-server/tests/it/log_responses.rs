@@ -128,3 +128,17 @@ async fn a_conversation_is_logged_with_its_messages_and_images_left_out() {
     let r = logged(&hashed, hashed_dir.path(), json!({"model": a_model(), "messages": messages})).await;
     assert!(r.messages.is_none() && r.prompt.is_none());
 }
+
+#[tokio::test]
+async fn a_routed_request_logs_the_domain_and_complexity_it_was_decided_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = server(dir.path(), "").await;
+    let body = json!({"model": "switchyard", "messages": [{"role": "user", "content": "Solve for x: 3x + 7 = 22."}]});
+    let routed = logged(&state, dir.path(), body).await;
+    let router = state.routers().main.clone();
+    assert!(router.manifest.domains.contains(routed.domain.as_ref().unwrap()), "{:?}", routed.domain);
+    assert!((0.0..=1.0).contains(&routed.complexity.unwrap()));
+    // A request that names its model is not decided: nothing to log.
+    let named = logged(&state, dir.path(), chat(&a_model(), false, false)).await;
+    assert_eq!((named.domain, named.complexity), (None, None));
+}

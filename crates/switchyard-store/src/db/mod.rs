@@ -13,8 +13,9 @@ use crate::StoreError;
 /// The schema version this build writes (`PRAGMA user_version`). Version 2 added `api_key` and `session`;
 /// version 3, `propensity` and `explored`; version 4, `usage_estimated`; version 5, `cache_hit` and
 /// `cache_saved_usd`; version 6, the answer: `response`, `response_sha256`, `response_truncated`,
-/// `finish_reason`, `tool_calls`; version 7, the request's `messages`.
-pub const SCHEMA_VERSION: i64 = 7;
+/// `finish_reason`, `tool_calls`; version 7, the request's `messages`; version 8, the decision's `domain` and
+/// `complexity`.
+pub const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS decisions (
@@ -53,7 +54,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     response_truncated INTEGER,
     finish_reason TEXT,
     tool_calls TEXT,
-    messages TEXT
+    messages TEXT,
+    domain TEXT,
+    complexity REAL
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -65,8 +68,8 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 ";
 
-/// Columns versions 2 to 7 added to `decisions`, with their types.
-const ADDED_SINCE_1: [(&str, &str); 13] = [
+/// Columns versions 2 to 8 added to `decisions`, with their types.
+const ADDED_SINCE_1: [(&str, &str); 15] = [
     ("api_key", "TEXT"),
     ("session", "TEXT"),
     ("propensity", "REAL"),
@@ -80,6 +83,8 @@ const ADDED_SINCE_1: [(&str, &str); 13] = [
     ("finish_reason", "TEXT"),
     ("tool_calls", "TEXT"),
     ("messages", "TEXT"),
+    ("domain", "TEXT"),
+    ("complexity", "REAL"),
 ];
 
 /// A logged request joined with its feedback, as export and stats read it.
@@ -151,9 +156,9 @@ impl Store {
                  user_id, experiment, arm, rule, policy, estimates, decided_model, chosen_model, attempts, status,
                  input_tokens, output_tokens, cost_usd, expected_cost_usd, decision_ms, latency_ms, stream, api_key,
                  session, propensity, explored, usage_estimated, cache_hit, cache_saved_usd, response,
-                 response_sha256, response_truncated, finish_reason, tool_calls, messages)
+                 response_sha256, response_truncated, finish_reason, tool_calls, messages, domain, complexity)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                 ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)",
+                 ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -193,6 +198,8 @@ impl Store {
                     r.finish_reason,
                     r.tool_calls.as_ref().map(|c| c.to_string()),
                     r.messages.as_ref().map(|m| m.to_string()),
+                    r.domain,
+                    r.complexity,
                 ])?;
             }
         }
@@ -295,7 +302,7 @@ impl Store {
              d.status, d.input_tokens, d.output_tokens, d.cost_usd, d.expected_cost_usd, d.decision_ms,
              d.latency_ms, d.stream, f.score, d.api_key, d.session, d.propensity, d.explored, d.usage_estimated,
              d.cache_hit, d.cache_saved_usd, d.response, d.response_sha256, d.response_truncated, d.finish_reason,
-             d.tool_calls, d.messages
+             d.tool_calls, d.messages, d.domain, d.complexity
              FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id
              WHERE {condition}"
         ))?;
@@ -326,6 +333,8 @@ impl Store {
                 finish_reason: row.get(34)?,
                 tool_calls: json(35)?.and_then(|c| serde_json::from_str(&c).ok()),
                 messages: json(36)?.and_then(|m| serde_json::from_str(&m).ok()),
+                domain: row.get(37)?,
+                complexity: row.get(38)?,
                 experiment: row.get(7)?,
                 arm: row.get(8)?,
                 rule: row.get(9)?,

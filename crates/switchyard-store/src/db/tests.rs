@@ -33,6 +33,7 @@ fn records_round_trip_with_feedback() {
     let mut a = record("a", 1000, "m1");
     a.arm = Some("treatment".into());
     a.experiment = Some("tone".into());
+    (a.domain, a.complexity) = (Some("math".into()), Some(0.625));
     a.policy = Some(serde_json::json!({"knob": {"min_quality": 0.7}}));
     store.insert(&[a.clone(), record("b", 2000, "m2")]).unwrap();
     let fb = |id: &str, score| Feedback { request_id: id.into(), api_key: None, score, comment: None, ts_ms: 1 };

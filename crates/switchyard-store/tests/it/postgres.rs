@@ -102,6 +102,7 @@ fn a_version_2_table_gains_the_later_columns_and_keeps_its_rows() {
     explored.set_response(&answer, switchyard_store::ResponseLogging::Truncate, 2);
     let conversation =
         serde_json::json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]);
+    (explored.domain, explored.complexity) = (Some("law".into()), Some(0.25));
     explored.set_messages(
         Some(&conversation),
         switchyard_store::PromptLogging::Full,
@@ -114,7 +115,7 @@ fn a_version_2_table_gains_the_later_columns_and_keeps_its_rows() {
          || '|' || COALESCE(usage_estimated::text, '-') FROM decisions ORDER BY request_id",
     );
     assert_eq!(rows.trim(), "new|0.04|true|true\nold|-|-|-");
-    assert_eq!(pg.sql("SELECT value FROM switchyard_meta WHERE key = 'schema_version'").trim(), "7");
+    assert_eq!(pg.sql("SELECT value FROM switchyard_meta WHERE key = 'schema_version'").trim(), "8");
     let mut read = Vec::new();
     switchyard_store::LogRows::each_logged(&mut db, i64::MIN, &mut |r| read.push(r.record)).unwrap();
     let mut flags: Vec<(&str, bool, bool, Option<f64>)> =
@@ -127,6 +128,7 @@ fn a_version_2_table_gains_the_later_columns_and_keeps_its_rows() {
         (Some("an"), true, Some("stop"))
     );
     assert_eq!(new.messages.as_ref(), Some(&conversation), "the conversation survives the round trip");
+    assert_eq!((new.domain.as_deref(), new.complexity), (Some("law"), Some(0.25)));
 }
 
 /// Feedback in PostgreSQL finds a request only with the key it was made with (`IS NOT DISTINCT FROM`: no key
