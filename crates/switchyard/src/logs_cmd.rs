@@ -79,10 +79,9 @@ impl StatsArgs {
     /// How to read the log: the config's refusal patterns and the control arm.
     fn options(&self) -> anyhow::Result<StatsOptions> {
         let config = self.source.config()?;
-        let mut options = StatsOptions::default();
+        let mut options =
+            StatsOptions { refusal_patterns: Source::refusal_patterns(config.as_ref()), ..StatsOptions::default() };
         if let Some(config) = &config {
-            options.refusal_patterns =
-                config.learning.refusal_patterns.iter().map(|p| p.trim().to_lowercase()).collect();
             if let Some(e) = &config.experiment {
                 if let Some(first) = e.arms.first() {
                     options.control.insert(e.name.clone(), first.name.clone());

@@ -104,7 +104,7 @@ impl Read {
 pub fn run(args: &FailuresArgs) -> anyhow::Result<()> {
     let config = args.source.config()?;
     let (mut store, since) = args.source.open()?;
-    let mut read = Read { refusals: args.source.refusal_patterns()?, ..Read::default() };
+    let mut read = Read { refusals: Source::refusal_patterns(config.as_ref()), ..Read::default() };
     store.each_logged(since, &mut |request| read.add(request))?;
     let (locator, options) = args.encoder.serving(config.as_ref().map(|c| &c.encoder));
     let encoder = MiniLm::from_locator(&locator, options)?;

@@ -36,13 +36,12 @@ impl Source {
         })
     }
 
-    /// The answers counted as refusals: the config's `learning.refusal_patterns` (see [`Source::config`]),
-    /// else the defaults.
-    pub(crate) fn refusal_patterns(&self) -> anyhow::Result<Vec<String>> {
-        Ok(match self.config()? {
+    /// The answers counted as refusals: `config`'s `learning.refusal_patterns` (lowercase), else the defaults.
+    pub(crate) fn refusal_patterns(config: Option<&Config>) -> Vec<String> {
+        match config {
             Some(config) => config.learning.refusal_patterns.iter().map(|p| p.trim().to_lowercase()).collect(),
             None => switchyard_store::REFUSAL_PATTERNS.iter().map(|p| (*p).to_string()).collect(),
-        })
+        }
     }
 
     /// The decision log, and the start of the --since window (milliseconds since the epoch).
