@@ -104,6 +104,18 @@ impl Database {
         }
     }
 
+    /// The dashboard's view of `query`'s range (see `docs/admin-stats.md`), prices from `pricing`.
+    pub fn dashboard(
+        &mut self,
+        query: &crate::DashboardQuery,
+        pricing: &crate::Pricing<'_>,
+    ) -> Result<crate::Dashboard, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.dashboard(query, pricing),
+            Self::Postgres(p) => p.dashboard(query, pricing),
+        }
+    }
+
     /// Where it is, for messages (a PostgreSQL password hidden).
     pub fn shown(&self) -> String {
         match self {

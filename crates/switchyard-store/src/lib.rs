@@ -6,12 +6,15 @@
 //! bounded queue; client feedback attached to those records; the export of
 //! logged, scored requests as labelled logs for `switchyard train`; and the traffic statistics of `logs stats`.
 
+mod dashboard;
 mod database;
 mod db;
+mod derived;
 mod export;
 mod messages;
 mod pg;
 mod pg_row;
+mod pg_dashboard;
 mod pg_tls;
 mod record;
 mod response;
@@ -23,6 +26,11 @@ mod writer;
 
 use std::path::PathBuf;
 
+pub use dashboard::{
+    band, ArmRow, Budget, CacheRow, Dashboard, DashboardQuery, DeploymentRow, KeyRow, Limit, LogInfo, ModelRow,
+    Pricing, QualityRow, Range, Ranked, Recent, RecentAttempt, Reference, Savings, SavingsRow, Series, Totals, TrafficRow,
+    MAX_BUCKETS, MAX_RECENT,
+};
 pub use database::{Database, Location, LogRows};
 pub use db::{LoggedRequest, Store, SCHEMA_VERSION};
 pub use export::{export, labelled_row, ExportSummary, Skip};

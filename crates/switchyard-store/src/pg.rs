@@ -57,7 +57,13 @@ CREATE TABLE IF NOT EXISTS decisions (
     tool_calls TEXT,
     messages TEXT,
     domain TEXT,
-    complexity DOUBLE PRECISION
+    complexity DOUBLE PRECISION,
+    chosen_p DOUBLE PRECISION,
+    attempts_n BIGINT,
+    deployment TEXT,
+    upstream_ms DOUBLE PRECISION,
+    failed_deployments TEXT,
+    score DOUBLE PRECISION
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -72,12 +78,12 @@ CREATE TABLE IF NOT EXISTS feedback (
 /// The advisory lock that serialises schema creation across replicas.
 const DDL_LOCK: i64 = 7_215_320_418;
 
-/// Rows per INSERT statement (28 parameters each, well under PostgreSQL's 65,535).
+/// Rows per INSERT statement (43 parameters each, well under PostgreSQL's 65,535).
 const ROWS_PER_STATEMENT: usize = 200;
 
 /// A decision log in PostgreSQL.
 pub struct PgStore {
-    client: Client,
+    pub(crate) client: Client,
     /// The URL, for reconnecting.
     url: String,
     /// The URL without its password, for messages.
@@ -180,9 +186,19 @@ impl PgStore {
                  ALTER TABLE decisions ADD COLUMN IF NOT EXISTS tool_calls TEXT;
                  ALTER TABLE decisions ADD COLUMN IF NOT EXISTS messages TEXT;
                  ALTER TABLE decisions ADD COLUMN IF NOT EXISTS domain TEXT;
-                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS complexity DOUBLE PRECISION;",
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS complexity DOUBLE PRECISION;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS chosen_p DOUBLE PRECISION;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS attempts_n BIGINT;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS deployment TEXT;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS upstream_ms DOUBLE PRECISION;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS failed_deployments TEXT;
+                 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS score DOUBLE PRECISION;",
             )
             .map_err(connect)?;
+        if version.is_some_and(|v| v < 9) {
+            crate::pg_dashboard::backfill(&mut client, &shown)?;
+        }
+        client.batch_execute(crate::pg_dashboard::STATS_INDEX).map_err(connect)?;
         client
             .execute(
                 "INSERT INTO switchyard_meta (key, value) VALUES ('schema_version', $1)
@@ -196,7 +212,7 @@ impl PgStore {
 
     /// Connects again when the connection was lost (a server restart, a failover, an idle proxy): the
     /// `postgres` client never reconnects by itself.
-    fn ensure_connected(&mut self) -> Result<(), StoreError> {
+    pub(crate) fn ensure_connected(&mut self) -> Result<(), StoreError> {
         if self.client.is_closed() {
             tracing::warn!("decision log {}: connection lost; connecting again", self.shown);
             *self = Self::open(&self.url)?;
@@ -209,7 +225,7 @@ impl PgStore {
         &self.shown
     }
 
-    fn fail(&self, source: postgres::Error) -> StoreError {
+    pub(crate) fn fail(&self, source: postgres::Error) -> StoreError {
         StoreError::postgres(&self.shown, source)
     }
 
@@ -273,6 +289,8 @@ impl PgStore {
                 &[&feedback.request_id, &feedback.score, &feedback.comment, &feedback.ts_ms],
             )
             .map_err(fail)?;
+        tx.execute("UPDATE decisions SET score = $2 WHERE request_id = $1", &[&feedback.request_id, &feedback.score])
+            .map_err(fail)?;
         tx.commit().map_err(fail)?;
         let updates: i64 = row.get(0);
         let outcome = if updates == 1 { FeedbackOutcome::Recorded } else { FeedbackOutcome::Replaced(updates as u32) };
@@ -318,21 +336,34 @@ impl PgStore {
 
     /// Calls `f` for every request logged at or after `since_ms`, oldest first, with its feedback.
     pub fn for_each(&mut self, since_ms: i64, f: impl FnMut(LoggedRequest)) -> Result<(), StoreError> {
-        self.select("d.ts_ms >= $1 ORDER BY d.ts_ms, d.request_id", &since_ms, f)
+        self.select("d.ts_ms >= $1 ORDER BY d.ts_ms, d.request_id", &[&since_ms], f)
+    }
+
+    /// Calls `f` for the newest `limit` requests logged in `from_ms..to_ms`, newest first.
+    pub(crate) fn newest(
+        &mut self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+        f: impl FnMut(LoggedRequest),
+    ) -> Result<(), StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let condition = "d.ts_ms >= $1 AND d.ts_ms < $2 ORDER BY d.ts_ms DESC, d.request_id DESC LIMIT $3";
+        self.select(condition, &[&from_ms, &to_ms, &limit], f)
     }
 
     /// The request logged under `request_id`, with its feedback.
     pub fn request(&mut self, request_id: &str) -> Result<Option<LoggedRequest>, StoreError> {
         let mut found = None;
-        self.select("d.request_id = $1", &request_id, |r| found = Some(r))?;
+        self.select("d.request_id = $1", &[&request_id], |r| found = Some(r))?;
         Ok(found)
     }
 
-    /// Calls `f` for every request matching `condition` (SQL after `WHERE`, with one parameter).
+    /// Calls `f` for every request matching `condition` (SQL after `WHERE`, with its parameters).
     fn select(
         &mut self,
         condition: &str,
-        param: &(dyn ToSql + Sync),
+        params: &[&(dyn ToSql + Sync)],
         mut f: impl FnMut(LoggedRequest),
     ) -> Result<(), StoreError> {
         self.ensure_connected()?;
@@ -341,7 +372,7 @@ impl PgStore {
             "SELECT {}, f.score FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id WHERE {condition}",
             columns.join(", ")
         );
-        let rows = self.client.query(sql.as_str(), &[param]).map_err(|e| self.fail(e))?;
+        let rows = self.client.query(sql.as_str(), params).map_err(|e| self.fail(e))?;
         for row in rows {
             let record = decode(&row);
             f(LoggedRequest { record, feedback: row.get(COLUMNS.len()) });

@@ -4,11 +4,12 @@
 use postgres::types::ToSql;
 use postgres::Row;
 
+use crate::derived::Derived;
 use crate::record::{Attempt, DecisionRecord, Estimate};
 use crate::StoreError;
 
 /// The columns of `decisions`, in insert order.
-pub(crate) const COLUMNS: [&str; 38] = [
+pub(crate) const COLUMNS: [&str; 43] = [
     "request_id",
     "ts_ms",
     "endpoint",
@@ -47,6 +48,11 @@ pub(crate) const COLUMNS: [&str; 38] = [
     "messages",
     "domain",
     "complexity",
+    "chosen_p",
+    "attempts_n",
+    "deployment",
+    "upstream_ms",
+    "failed_deployments",
 ];
 
 /// PostgreSQL's text cannot hold NUL, which a prompt may carry: it becomes U+FFFD (the SHA-256 is of the original).
@@ -98,6 +104,7 @@ pub(crate) struct Encoded {
     messages: Option<String>,
     domain: Option<String>,
     complexity: Option<f64>,
+    derived: Derived,
 }
 
 impl Encoded {
@@ -142,11 +149,12 @@ impl Encoded {
             messages: r.messages.as_ref().map(|m| text(&m.to_string())),
             domain: r.domain.as_deref().map(text),
             complexity: r.complexity,
+            derived: Derived::of(r),
         })
     }
 
     /// The values, in [`COLUMNS`] order.
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 38] {
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 43] {
         [
             &self.request_id,
             &self.ts_ms,
@@ -186,6 +194,11 @@ impl Encoded {
             &self.messages,
             &self.domain,
             &self.complexity,
+            &self.derived.chosen_p,
+            &self.derived.attempts_n,
+            &self.derived.deployment,
+            &self.derived.upstream_ms,
+            &self.derived.failed_deployments,
         ]
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::derived::Derived;
 use crate::record::{Attempt, DecisionRecord, Estimate, Feedback, FeedbackOutcome, FeedbackReceipt};
 use crate::StoreError;
 
@@ -14,8 +15,9 @@ use crate::StoreError;
 /// version 3, `propensity` and `explored`; version 4, `usage_estimated`; version 5, `cache_hit` and
 /// `cache_saved_usd`; version 6, the answer: `response`, `response_sha256`, `response_truncated`,
 /// `finish_reason`, `tool_calls`; version 7, the request's `messages`; version 8, the decision's `domain` and
-/// `complexity`.
-pub const SCHEMA_VERSION: i64 = 8;
+/// `complexity`; version 9, columns derived for the dashboard's covering index (`chosen_p`, `attempts_n`,
+/// `deployment`, `upstream_ms`, `failed_deployments`) and the feedback `score` kept on the request.
+pub const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS decisions (
@@ -56,7 +58,13 @@ CREATE TABLE IF NOT EXISTS decisions (
     tool_calls TEXT,
     messages TEXT,
     domain TEXT,
-    complexity REAL
+    complexity REAL,
+    chosen_p REAL,
+    attempts_n INTEGER,
+    deployment TEXT,
+    upstream_ms REAL,
+    failed_deployments TEXT,
+    score REAL
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (ts_ms);
 CREATE TABLE IF NOT EXISTS feedback (
@@ -68,8 +76,8 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 ";
 
-/// Columns versions 2 to 8 added to `decisions`, with their types.
-const ADDED_SINCE_1: [(&str, &str); 15] = [
+/// Columns versions 2 to 9 added to `decisions`, with their types.
+const ADDED_SINCE_1: [(&str, &str); 21] = [
     ("api_key", "TEXT"),
     ("session", "TEXT"),
     ("propensity", "REAL"),
@@ -85,7 +93,19 @@ const ADDED_SINCE_1: [(&str, &str); 15] = [
     ("messages", "TEXT"),
     ("domain", "TEXT"),
     ("complexity", "REAL"),
+    ("chosen_p", "REAL"),
+    ("attempts_n", "INTEGER"),
+    ("deployment", "TEXT"),
+    ("upstream_ms", "REAL"),
+    ("failed_deployments", "TEXT"),
+    ("score", "REAL"),
 ];
+
+/// The dashboard's covering index: a time range is summed from the index alone, never touching the pages
+/// that hold prompts and answers.
+pub(crate) const STATS_INDEX: &str = "CREATE INDEX IF NOT EXISTS decisions_stats ON decisions (ts_ms, endpoint, status,
+    chosen_model, domain, complexity, api_key, experiment, arm, cost_usd, input_tokens, output_tokens, latency_ms,
+    cache_hit, cache_saved_usd, attempts_n, deployment, upstream_ms, failed_deployments, score, chosen_p);";
 
 /// A logged request joined with its feedback, as export and stats read it.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,8 +158,13 @@ impl Store {
                 conn.execute_batch(&format!("ALTER TABLE decisions ADD COLUMN {column} {kind};")).map_err(open_err)?;
             }
         }
-        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};")).map_err(open_err)?;
-        Ok(Self { conn, path: path.to_path_buf() })
+        let mut store = Self { conn, path: path.to_path_buf() };
+        if version < 9 {
+            store.backfill()?;
+        }
+        store.conn.execute_batch(STATS_INDEX).map_err(open_err)?;
+        store.conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};")).map_err(open_err)?;
+        Ok(store)
     }
 
     /// The file.
@@ -156,11 +181,14 @@ impl Store {
                  user_id, experiment, arm, rule, policy, estimates, decided_model, chosen_model, attempts, status,
                  input_tokens, output_tokens, cost_usd, expected_cost_usd, decision_ms, latency_ms, stream, api_key,
                  session, propensity, explored, usage_estimated, cache_hit, cache_saved_usd, response,
-                 response_sha256, response_truncated, finish_reason, tool_calls, messages, domain, complexity)
+                 response_sha256, response_truncated, finish_reason, tool_calls, messages, domain, complexity,
+                 chosen_p, attempts_n, deployment, upstream_ms, failed_deployments, score)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                 ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)",
+                 ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40,
+                 ?41, ?42, ?43, (SELECT score FROM feedback WHERE request_id = ?1))",
             )?;
             for r in records {
+                let derived = Derived::of(r);
                 stmt.execute(params![
                     r.request_id,
                     r.ts_ms,
@@ -200,6 +228,11 @@ impl Store {
                     r.messages.as_ref().map(|m| m.to_string()),
                     r.domain,
                     r.complexity,
+                    derived.chosen_p,
+                    derived.attempts_n,
+                    derived.deployment,
+                    derived.upstream_ms,
+                    derived.failed_deployments,
                 ])?;
             }
         }
@@ -235,6 +268,7 @@ impl Store {
             "INSERT OR REPLACE INTO feedback (request_id, score, comment, ts_ms, updates) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![feedback.request_id, feedback.score, feedback.comment, feedback.ts_ms, updates],
         )?;
+        tx.execute("UPDATE decisions SET score = ?2 WHERE request_id = ?1", params![feedback.request_id, feedback.score])?;
         tx.commit()?;
         let outcome = if updates == 1 { FeedbackOutcome::Recorded } else { FeedbackOutcome::Replaced(updates) };
         Ok(FeedbackReceipt { outcome, endpoint, chosen_model, arm: experiment.zip(arm) })
@@ -279,21 +313,39 @@ impl Store {
 
     /// Calls `f` for every request logged at or after `since_ms`, oldest first, with its feedback.
     pub fn for_each(&self, since_ms: i64, f: impl FnMut(LoggedRequest)) -> Result<(), StoreError> {
-        self.select("d.ts_ms >= ?1 ORDER BY d.ts_ms, d.request_id", &since_ms, f)
+        self.select("d.ts_ms >= ?1 ORDER BY d.ts_ms, d.request_id", &[&since_ms], f)
+    }
+
+    /// Calls `f` for the newest `limit` requests logged in `from_ms..to_ms`, newest first.
+    pub(crate) fn newest(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+        f: impl FnMut(LoggedRequest),
+    ) -> Result<(), StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let condition = "d.ts_ms >= ?1 AND d.ts_ms < ?2 ORDER BY d.ts_ms DESC, d.request_id DESC LIMIT ?3";
+        self.select(condition, &[&from_ms, &to_ms, &limit], f)
+    }
+
+    /// The connection, for the dashboard's scan.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// The request logged under `request_id`, with its feedback.
     pub fn request(&self, request_id: &str) -> Result<Option<LoggedRequest>, StoreError> {
         let mut found = None;
-        self.select("d.request_id = ?1", &request_id, |r| found = Some(r))?;
+        self.select("d.request_id = ?1", &[&request_id], |r| found = Some(r))?;
         Ok(found)
     }
 
-    /// Calls `f` for every request matching `condition` (SQL after `WHERE`, with one parameter).
+    /// Calls `f` for every request matching `condition` (SQL after `WHERE`, with its parameters).
     fn select(
         &self,
         condition: &str,
-        param: &dyn rusqlite::ToSql,
+        params: &[&dyn rusqlite::ToSql],
         mut f: impl FnMut(LoggedRequest),
     ) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare(&format!(
@@ -306,7 +358,7 @@ impl Store {
              FROM decisions d LEFT JOIN feedback f ON f.request_id = d.request_id
              WHERE {condition}"
         ))?;
-        let mut rows = stmt.query([param])?;
+        let mut rows = stmt.query(params)?;
         while let Some(row) = rows.next()? {
             let json = |i: usize| -> Result<Option<String>, rusqlite::Error> { row.get(i) };
             let policy = json(10)?.and_then(|p| serde_json::from_str(&p).ok());
@@ -358,5 +410,6 @@ impl Store {
     }
 }
 
+mod backfill;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

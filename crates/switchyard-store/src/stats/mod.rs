@@ -31,14 +31,14 @@ pub struct Interval {
 
 /// Running sums of one quantity (Welford), for a mean and its normal-approximation interval.
 #[derive(Debug, Clone, Copy, Default)]
-struct Moments {
-    n: u64,
+pub(crate) struct Moments {
+    pub(crate) n: u64,
     mean: f64,
     m2: f64,
 }
 
 impl Moments {
-    fn add(&mut self, x: f64) {
+    pub(crate) fn add(&mut self, x: f64) {
         self.n += 1;
         let delta = x - self.mean;
         self.mean += delta / self.n as f64;
@@ -54,7 +54,7 @@ impl Moments {
     }
 
     /// Mean ± z·s/√n; `None` without observations.
-    fn interval(&self) -> Option<Interval> {
+    pub(crate) fn interval(&self) -> Option<Interval> {
         (self.n > 0).then(|| {
             let half = Z95 * (self.variance() / self.n as f64).sqrt();
             Interval { n: self.n, mean: self.mean, low: self.mean - half, high: self.mean + half }
