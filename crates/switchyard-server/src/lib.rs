@@ -9,6 +9,7 @@
 mod anthropic;
 pub mod cache;
 mod config;
+pub mod dashboard;
 mod embedder;
 mod gateway;
 mod http;

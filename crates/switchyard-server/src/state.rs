@@ -44,6 +44,8 @@ pub struct AppState {
     pub cache: Option<Arc<crate::cache::ResponseCache>>,
     /// Client connections not yet authenticated, and the limits on every connection.
     pub(crate) connections: Arc<crate::http::connection::Registry>,
+    /// The connection the dashboard reads the decision log through.
+    pub(crate) dashboard: crate::dashboard::Reader,
     routers: RwLock<Arc<Routers>>,
     reloading: Mutex<()>,
 }
@@ -109,6 +111,7 @@ impl AppState {
         Ok(Self {
             cache,
             connections,
+            dashboard: crate::dashboard::Reader::default(),
             learning,
             embedder,
             encoder,

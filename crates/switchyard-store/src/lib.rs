@@ -41,7 +41,7 @@ pub use record::{
 pub use response::{starts_like_refusal, ResponseLogging, REFUSAL_PATTERNS};
 pub use spool::Spool;
 pub use stats::{stats, stats_with, wilson, ArmStats, Interval, ModelStats, Stats, StatsOptions};
-pub use time::{civil_from_days, days_from_civil, format_rfc3339, parse_since};
+pub use time::{civil_from_days, days_from_civil, format_rfc3339, parse_duration_ms, parse_since};
 pub use writer::{LogWriter, WriterOptions, WriterStats};
 
 /// What can go wrong with the decision log.

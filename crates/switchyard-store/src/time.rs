@@ -1,5 +1,20 @@
 //! Timestamps for humans: `--since` values in, RFC 3339 out (UTC, no time-zone database needed).
 
+/// Reads a duration (`90s`, `30m`, `24h`, `7d`, `2w`) as milliseconds; `None` if it is not one.
+pub fn parse_duration_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let unit = text.chars().last().filter(|c| matches!(c, 's' | 'm' | 'h' | 'd' | 'w'))?;
+    let n = text[..text.len() - 1].parse::<u32>().ok()?;
+    let seconds: i64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => 7 * 86_400,
+    };
+    Some(i64::from(n) * seconds * 1000)
+}
+
 /// Reads a `--since` value: a duration back from `now_ms` (`30m`, `24h`, `7d`), a date (`2026-11-01`, midnight
 /// UTC) or an RFC 3339 UTC time (`2026-11-01T12:00:00Z`). Returns milliseconds since the Unix epoch.
 pub fn parse_since(text: &str, now_ms: i64) -> Result<i64, String> {
@@ -7,17 +22,8 @@ pub fn parse_since(text: &str, now_ms: i64) -> Result<i64, String> {
     let bad = || {
         format!("cannot read {text:?} as a time: use a duration (30m, 24h, 7d), a date (2026-11-01) or 2026-11-01T12:00:00Z")
     };
-    if let Some(unit) = text.chars().last().filter(|c| matches!(c, 's' | 'm' | 'h' | 'd' | 'w')) {
-        if let Ok(n) = text[..text.len() - 1].parse::<u32>() {
-            let seconds: i64 = match unit {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86_400,
-                _ => 7 * 86_400,
-            };
-            return Ok(now_ms - i64::from(n) * seconds * 1000);
-        }
+    if let Some(ms) = parse_duration_ms(text) {
+        return Ok(now_ms - ms);
     }
     let (date, time) = match text.split_once(['T', ' ']) {
         Some((d, t)) => (d, Some(t)),

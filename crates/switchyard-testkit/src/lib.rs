@@ -21,6 +21,8 @@
 
 #[cfg(feature = "server")]
 pub mod anthropic;
+#[cfg(feature = "browser")]
+pub mod browser;
 #[cfg(feature = "server")]
 pub mod app;
 #[cfg(feature = "server")]

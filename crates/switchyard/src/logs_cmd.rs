@@ -27,6 +27,10 @@ pub enum LogsCommand {
     /// the router's domain and complexity band and by clusters of their prompts, each with the observed and
     /// predicted success, an interval, cut and empty answers, and example request ids.
     Failures(crate::logs_failures::FailuresArgs),
+    /// Write the dashboard's views of a range (requests and spend over time, savings against a reference
+    /// model, quality, traffic, keys, experiments, deployments, the cache, recent decisions) as one static
+    /// HTML file to attach to an email or a pull request.
+    Report(crate::logs_report::ReportArgs),
 }
 
 /// Arguments of `logs show`.
@@ -157,6 +161,7 @@ pub fn run(command: &LogsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         LogsCommand::Failures(args) => crate::logs_failures::run(args),
+        LogsCommand::Report(args) => crate::logs_report::run(args),
         LogsCommand::Stats(args) => {
             let (mut store, since) = args.source.open()?;
             let s = stats_with(&mut store, since, &args.options()?)?;

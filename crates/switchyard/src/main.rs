@@ -6,6 +6,7 @@ mod calibrate_cmd;
 mod embed;
 mod logs_cmd;
 mod logs_failures;
+mod logs_report;
 mod logs_show;
 mod logs_source;
 mod profile_add_cmd;

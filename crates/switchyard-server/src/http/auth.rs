@@ -146,20 +146,57 @@ fn refuse(state: &AppState, caller: &Caller, endpoint: &str, refused: ApiError) 
 /// Admin endpoints need one of `server.admin_keys` or `server.admin_keys_sha256`; without any configured
 /// they are off.
 pub(super) async fn authenticate_admin(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let server = &state.config.server;
-    if server.admin_keys.is_empty() && server.admin_keys_sha256.is_empty() {
-        return ApiError::Forbidden {
-            code: "admin_disabled",
-            message: "admin endpoints are off: set server.admin_keys (or send SIGHUP to reload)".into(),
-        }
-        .into_response();
+    if let Some(off) = admin_off(&state.config.server) {
+        return off.into_response();
     }
-    if is_admin(server, request.headers()) {
+    if is_admin(&state.config.server, request.headers()) {
         next.run(request).await
     } else {
         ApiError::unauthorized("admin endpoints need `Authorization: Bearer <one of server.admin_keys>`")
             .into_response()
     }
+}
+
+/// `GET /admin/stats` takes an admin key, or the dashboard's session cookie (`POST /ui/login`).
+pub(super) async fn authenticate_dashboard(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let server = &state.config.server;
+    if let Some(off) = admin_off(server) {
+        return off.into_response();
+    }
+    if is_admin(server, request.headers()) || has_session(server, request.headers()) {
+        next.run(request).await
+    } else {
+        ApiError::unauthorized(
+            "the dashboard's data needs `Authorization: Bearer <one of server.admin_keys>` or a session from /ui",
+        )
+        .into_response()
+    }
+}
+
+/// The refusal when no admin key is configured.
+pub(super) fn admin_off(server: &ServerConfig) -> Option<ApiError> {
+    (server.admin_keys.is_empty() && server.admin_keys_sha256.is_empty()).then(|| ApiError::Forbidden {
+        code: "admin_disabled",
+        message: "admin endpoints and the dashboard are off: set server.admin_keys (or send SIGHUP to reload)".into(),
+    })
+}
+
+/// The digests of the admin keys.
+pub(super) fn admin_digests(server: &ServerConfig) -> Vec<[u8; 32]> {
+    let plain = server.admin_keys.iter().map(|k| digest(k.trim()));
+    let hashed = server.admin_keys_sha256.iter().filter_map(|h| parse_digest(h));
+    plain.chain(hashed).collect()
+}
+
+/// Whether the request carries a live dashboard session.
+pub(super) fn has_session(server: &ServerConfig, headers: &axum::http::HeaderMap) -> bool {
+    crate::dashboard::session::from_headers(headers).is_some_and(|token| {
+        crate::dashboard::session::valid(token, &admin_digests(server), switchyard_store::now_ms())
+    })
 }
 
 /// The client key a request presents: `Authorization: Bearer <key>` (OpenAI's clients), else `x-api-key`
@@ -173,10 +210,15 @@ fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
 /// compared whatever the first ones say.
 fn is_admin(server: &ServerConfig, headers: &axum::http::HeaderMap) -> bool {
     let Some(presented) = bearer(headers.get(AUTHORIZATION)) else { return false };
-    let presented = digest(presented);
-    let plain = server.admin_keys.iter().map(|k| digest(k.trim()));
-    let hashed = server.admin_keys_sha256.iter().filter_map(|h| parse_digest(h));
-    plain.chain(hashed).fold(false, |found, d| same_digest(&d, &presented) | found)
+    admin_digest(server, presented).is_some()
+}
+
+/// The digest of the admin key `presented`, if it is one: every key compared in constant time, whatever the
+/// first ones say.
+pub(super) fn admin_digest(server: &ServerConfig, presented: &str) -> Option<[u8; 32]> {
+    let presented = digest(presented.trim());
+    let found = admin_digests(server).iter().fold(false, |found, d| same_digest(d, &presented) | found);
+    found.then_some(presented)
 }
 
 /// Whether the request may read `/metrics`: anyone when `server.metrics_keys` is empty, else a metrics key

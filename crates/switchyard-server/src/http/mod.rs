@@ -18,6 +18,7 @@ pub(crate) mod request;
 pub(crate) mod route;
 pub(crate) mod serve;
 pub(crate) mod tags;
+pub(crate) mod ui;
 
 use std::sync::Arc;
 
@@ -33,8 +34,9 @@ use crate::limits::keys::Caller;
 use crate::state::AppState;
 
 /// Builds the application: `POST /v1/route`, `POST /v1/chat/completions`, `GET /v1/models`,
-/// `POST /v1/feedback`, `POST /v1/messages` and `POST /v1/messages/count_tokens` (behind the client keys), `POST /admin/reload` (behind the admin keys), `GET /healthz`,
-/// `GET /readyz`, `GET /metrics`.
+/// `POST /v1/feedback`, `POST /v1/messages` and `POST /v1/messages/count_tokens` (behind the client keys),
+/// `POST /admin/reload` and `GET /admin/stats` (behind the admin keys), the dashboard (`/ui`, its assets,
+/// `POST /ui/login` and `/ui/logout`), `GET /healthz`, `GET /readyz`, `GET /metrics`.
 pub fn app(state: Arc<AppState>) -> axum::Router {
     let v1 = client_layers(
         axum::Router::new()
@@ -55,10 +57,19 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
     let admin = axum::Router::new()
         .route("/admin/reload", post(ops::reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate_admin));
+    let dashboard = axum::Router::new()
+        .route("/admin/stats", get(ui::stats))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate_dashboard));
     axum::Router::new()
         .merge(v1)
         .merge(anthropic)
         .merge(admin)
+        .merge(dashboard)
+        .route("/ui", get(ui::index))
+        .route("/ui/app.js", get(ui::app_js))
+        .route("/ui/app.css", get(ui::app_css))
+        .route("/ui/login", post(ui::login))
+        .route("/ui/logout", post(ui::logout))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ops::ready))

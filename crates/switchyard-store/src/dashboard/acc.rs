@@ -6,7 +6,7 @@ use super::{
     band, ArmRow, CacheRow, DashboardQuery, DeploymentRow, KeyRow, ModelRow, Pricing, QualityRow, Reference,
     Savings, SavingsRow, Series, Totals, TrafficRow,
 };
-use crate::stats::{wilson, Moments};
+use crate::stats::{wilson, Interval, Moments};
 
 /// One row as the covering index gives it ([`super::STAT_COLUMNS`], in order); texts borrowed from the row.
 #[derive(Debug, Clone, Default)]
@@ -231,7 +231,7 @@ impl Acc {
     pub(crate) fn finish(self, query: &DashboardQuery, pricing: &Pricing<'_>) -> Panels {
         let mut totals = self.totals;
         totals.scored = self.feedback.n;
-        totals.feedback = self.feedback.interval();
+        totals.feedback = self.feedback.interval().map(unit);
         let savings = savings(&self.models, pricing, totals.requests);
         let gateway = totals.gateway;
         let mut models: Vec<(String, ModelAcc)> = self.models.into_iter().collect();
@@ -278,6 +278,11 @@ impl Acc {
     }
 }
 
+/// A feedback interval kept within [0, 1], where scores lie.
+fn unit(i: Interval) -> Interval {
+    Interval { low: i.low.max(0.0), high: i.high.min(1.0), ..i }
+}
+
 fn arm_row(((experiment, arm), a): ((String, String), ArmAcc)) -> ArmRow {
     ArmRow {
         experiment,
@@ -287,7 +292,7 @@ fn arm_row(((experiment, arm), a): ((String, String), ArmAcc)) -> ArmRow {
         spend_per_request: (a.requests > 0).then(|| a.spend / a.requests as f64),
         fallback_rate: wilson(a.fallbacks, a.gateway),
         scored: a.feedback.n,
-        feedback: a.feedback.interval(),
+        feedback: a.feedback.interval().map(unit),
     }
 }
 
@@ -369,7 +374,7 @@ impl Panels {
                 domain,
                 requests: d.requests,
                 scored: d.feedback.n,
-                feedback: d.feedback.interval(),
+                feedback: d.feedback.interval().map(unit),
                 predicted: d.predicted.interval().map(|i| i.mean),
             });
         }
@@ -383,7 +388,7 @@ impl Panels {
             fallbacks: m.fallbacks,
             latency_ms: m.latency.interval().map(|i| i.mean),
             scored: m.feedback.n,
-            feedback: m.feedback.interval(),
+            feedback: m.feedback.interval().map(unit),
             predicted: m.predicted.interval().map(|i| i.mean),
         });
     }

@@ -187,6 +187,13 @@ impl ClientKey {
         self.config.tpm
     }
 
+    /// Requests admitted and tokens reported in the last minute (this replica's count).
+    pub fn minute_use(&self, now: Instant) -> (u64, u64) {
+        let mut u = self.lock();
+        u.expire(now);
+        (u.requests.len() as u64, u.tokens_in_window)
+    }
+
     /// The budget in USD, if any.
     pub fn budget(&self) -> Option<f64> {
         self.config.budget_usd

@@ -5,7 +5,7 @@
  * no libraries, charts are hand-made inline SVG. Two modes:
  *   - live (/ui): fetches /admin/stats with the range/reference controls; 401/403 sends the browser to /ui
  *     (the login page);
- *   - report (`switchyard logs report`): the data is inlined as <script type="application/json" id="data">
+ *   - report (`switchyard logs report`): the data is inlined as a JSON script element with id "data",
  *     and the re-fetching controls are hidden.
  * Every value from the log goes into the page through textContent or attributes, never as HTML.
  * Test hooks: every number carries its raw JSON value in data-value; table cells carry data-field;
@@ -57,12 +57,11 @@
       if (s.split('.')[1].length < 2) s = a.toFixed(2);
       return sign + '$' + s;
     },
-    usdShort(v) {
-      const a = Math.abs(v);
-      if (a >= 1000) return '$' + (v / 1000).toFixed(a >= 10000 ? 0 : 1) + 'k';
-      if (a >= 10 || a === 0) return '$' + v.toFixed(0);
-      if (a >= 1) return '$' + v.toFixed(1).replace(/\.0$/, '');
-      return '$' + Number(v.toPrecision(2));
+    /** An axis tick in USD, with as many decimals as the tick step needs. */
+    usdTick(v, step) {
+      if (step >= 1000) return '$' + nf.format(v / 1000) + 'k';
+      if (step >= 1) return '$' + nf.format(v);
+      return '$' + v.toFixed(Math.min(8, Math.max(2, (String(step).split('.')[1] || '').length)));
     },
     countShort(v) {
       if (Math.abs(v) >= 1e6) return (v / 1e6).toFixed(1).replace(/\.0$/, '') + 'M';
@@ -71,7 +70,7 @@
     },
     pct: (v) => (v * 100).toFixed(1) + '%',
     score: (v) => v.toFixed(2),
-    signed: (v) => (v > 0 ? '+' : v < 0 ? '−' : '±') + Math.abs(v).toFixed(2),
+    signed: (v) => { const r = Math.round(v * 100) / 100; return (r > 0 ? '+' : r < 0 ? '−' : '±') + Math.abs(r).toFixed(2); },
     ms: (v) => (v >= 1000 ? (v / 1000).toFixed(2) + ' s' : Math.round(v) + ' ms'),
     tokens: (v) => fmt.countShort(v),
   };
@@ -81,16 +80,33 @@
     const f = rate ? (v) => (v * 100).toFixed(1) : fmt.score;
     return `${rate ? fmt.pct(iv.mean) : f(iv.mean)} (${f(iv.low)}–${f(iv.high)}${rate ? '%' : ''})`;
   }
-  const fmtTime = (ms) => new Date(ms).toLocaleString(undefined,
-    { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
-  const fmtDateTime = (ms) => new Date(ms).toLocaleString(undefined,
-    { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
-  function fmtTick(ms, bucketMs, spanMs) {
-    const d = new Date(ms);
-    if (bucketMs >= 86400000) return d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
-    const hm = d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
-    return spanMs > 86400000 ? d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' }) + ' ' + hm : hm;
+  // Local time, in the browser's locale (formatters made once: making one per value is slow).
+  const dtf = (o) => { const f = new Intl.DateTimeFormat(undefined, o); return (ms) => f.format(new Date(ms)); };
+  const fmtTime = dtf({ month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', second: '2-digit' });
+  const fmtDateTime = dtf({ year: 'numeric', month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit' });
+  const fmtDay = dtf({ month: 'short', day: 'numeric' });
+  const fmtHour = dtf({ hour: 'numeric', minute: '2-digit' });
+  const DAY = 86400000;
+  const localMs = (ms) => ms - new Date(ms).getTimezoneOffset() * 60000;
+  /** A time-axis label: the date at local midnight (or for steps of days), else the time of day. */
+  function fmtTick(ms, step) {
+    return step >= DAY || localMs(ms) % DAY === 0 ? fmtDay(ms) : fmtHour(ms);
   }
+  /** Indexes of the buckets to label: those on a round local time, as many as fit in px pixels. */
+  function timeTicks(buckets, bucketMs, px) {
+    const n = buckets.length, most = Math.max(2, Math.floor(px / 78));
+    const span = n * bucketMs;
+    const steps = [6e4, 12e4, 3e5, 6e5, 9e5, 18e5, 36e5, 72e5, 108e5, 216e5, 432e5, DAY, 2 * DAY, 7 * DAY, 14 * DAY];
+    const step = steps.find((s) => s >= bucketMs && span / s <= most);
+    let idx = step ? buckets.map((b, i) => (localMs(b) % step === 0 ? i : -1)).filter((i) => i >= 0) : [];
+    if (idx.length < 2) { // odd bucket widths: every k-th bucket
+      const k = Math.max(1, Math.ceil(n / most));
+      idx = buckets.map((_, i) => i).filter((i) => i % k === 0);
+    }
+    return { idx, step: step || bucketMs };
+  }
+  /** A label cut to about px pixels of 12px text. */
+  const fitLabel = (s, px) => { const n = Math.max(4, Math.floor(px / 6.6)); return s.length > n ? s.slice(0, n - 1) + '…' : s; };
   const fmtBucket = (ms) => (ms % 86400000 === 0 ? ms / 86400000 + 'd' : ms % 3600000 === 0 ? ms / 3600000 + 'h'
     : ms % 60000 === 0 ? ms / 60000 + 'm' : ms / 1000 + 's');
 
@@ -103,7 +119,7 @@
 
   const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f',
     '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#8c8c8c'];
-  const BANDS = [['low', '#c6dbef'], ['mid', '#6baed6'], ['high', '#08519c']];
+  const BANDS = [['low', '#fdd0a2'], ['mid', '#fd8d3c'], ['high', '#a63603']];
   let colours = new Map();
 
   function hash(s) { // FNV-1a
@@ -162,10 +178,10 @@
   }
 
   /** A small usage bar (used of limit) for a table cell. */
-  function usageBar(used, limit) {
+  function usageBar(used, limit, fill) {
     if (!isNum(used) || !isNum(limit) || limit <= 0) return null;
     const f = Math.min(1, Math.max(0, used / limit)), w = 56;
-    const c = f >= 0.9 ? '#d6404e' : f >= 0.7 ? '#e3a21a' : '#3e9b5d';
+    const c = fill || (f >= 0.9 ? '#d6404e' : f >= 0.7 ? '#e3a21a' : '#3e9b5d');
     return svg('svg', { class: 'usage', width: w, height: 6, 'aria-hidden': 'true' },
       svg('rect', { width: w, height: 6, rx: 3, fill: '#e6e9ee' }),
       svg('rect', { width: Math.max(f * w, f > 0 ? 2 : 0), height: 6, rx: 3, fill: c }));
@@ -200,7 +216,7 @@
     clear(box).append(el('div', { class: 'chart-empty' }, msg || 'No data in this range'));
   }
   const line = (x1, y1, x2, y2, cls) => svg('line', { x1, y1, x2, y2, class: cls });
-  const label = (x, y, s, attrs) => svg('text', { x, y, ...attrs }, s);
+  const label = (x, y, s, attrs, ...more) => svg('text', { x, y, ...attrs }, s, ...more);
 
   /** Stacked bars over the range's buckets, one colour per model (series[key]). */
   function timeChart(box, data, key, tickFmt, valFmt, integer) {
@@ -210,74 +226,85 @@
     const n = buckets.length;
     const totals = buckets.map((_, i) => series.reduce((a, s) => a + (s[key][i] || 0), 0));
     const yt = ticks(Math.max(...totals), 4, integer);
-    const ymax = yt[yt.length - 1];
+    const ymax = yt[yt.length - 1], step = yt[1] - yt[0];
     const { root, width, height } = frame(box, 220);
     const m = { l: 48, r: 8, t: 8, b: 24 };
     const pw = width - m.l - m.r, ph = height - m.t - m.b;
     const y = (v) => m.t + ph - (v / ymax) * ph;
     for (const t of yt) {
       root.append(line(m.l, y(t), width - m.r, y(t), t === 0 ? 'axis' : 'grid'),
-        label(m.l - 6, y(t) + 4, tickFmt(t), { class: 'tick', 'text-anchor': 'end' }));
+        label(m.l - 6, y(t) + 4, tickFmt(t, step), { class: 'tick', 'text-anchor': 'end' }));
     }
     const bw = pw / n, gap = bw > 4 ? Math.min(2, bw * 0.15) : 0;
-    const span = data.range.to_ms - data.range.from_ms;
-    buckets.forEach((b, i) => {
-      const x = m.l + i * bw + gap / 2;
-      const lines = [`${fmtTime(b)} · total ${valFmt(totals[i])}`];
-      const g = svg('g', { class: 'bucket' });
-      let acc = 0;
-      for (const s of series) {
+    // One path per model (its bars, stacked on the models before it), then a transparent hover
+    // rectangle per bucket that carries the bucket's tooltip: few nodes even with 2,000 buckets.
+    const r2 = (v) => Math.round(v * 100) / 100, bwi = r2(Math.max(bw - gap, 0.5));
+    const acc = new Array(n).fill(0);
+    for (const s of series) {
+      let d = '';
+      for (let i = 0; i < n; i++) {
         const v = s[key][i] || 0;
         if (v <= 0) continue;
-        lines.push(`${s.model}: ${valFmt(v)}`);
-        g.append(svg('rect', { x, y: y(acc + v), width: Math.max(bw - gap, 0.5), height: Math.max(y(acc) - y(acc + v), 0.5), fill: colour(s.model) }));
-        acc += v;
+        const top = y(acc[i] + v), bottom = y(acc[i]);
+        d += `M${r2(m.l + i * bw + gap / 2)} ${r2(top)}h${bwi}V${r2(Math.max(bottom, top + 0.5))}h${-bwi}Z`;
+        acc[i] += v;
       }
-      g.prepend(svg('title', null, lines.join('\n')),
-        svg('rect', { x: m.l + i * bw, y: m.t, width: bw, height: ph, class: 'hover' }));
-      root.append(g);
+      root.append(svg('path', { d, fill: colour(s.model) }));
+    }
+    buckets.forEach((b, i) => {
+      const lines = [`${fmtTime(b)} · total ${valFmt(totals[i])}`];
+      for (const s of series) if (s[key][i] > 0) lines.push(`${s.model}: ${valFmt(s[key][i])}`);
+      root.append(svg('rect', { x: r2(m.l + i * bw), y: m.t, width: r2(bw), height: ph, class: 'hover' },
+        svg('title', null, lines.join('\n'))));
     });
-    const every = Math.max(1, Math.ceil(n / Math.max(1, Math.floor(pw / (span > 86400000 && data.range.bucket_ms < 86400000 ? 110 : 64)))));
-    for (let i = 0; i < n; i += every) {
+    const tt = timeTicks(buckets, data.range.bucket_ms, pw);
+    for (const i of tt.idx) {
       const x = m.l + i * bw;
       root.append(line(x, m.t + ph, x, m.t + ph + 4, 'axis'),
-        label(x, height - 6, fmtTick(buckets[i], data.range.bucket_ms, span), { class: 'tick', 'text-anchor': i === 0 ? 'start' : 'middle' }));
+        label(Math.max(x, m.l - 14), height - 6, fmtTick(buckets[i], tt.step), { class: 'tick', 'text-anchor': 'middle' }));
     }
   }
 
   /**
-   * Horizontal interval chart: rows [{label, colour, iv, predicted?}]; a dot at iv.mean with a bar low..high,
-   * and an open diamond at predicted.
+   * Horizontal interval chart: rows [{label, colour, iv, predicted?, sub?}]; a dot at iv.mean with a bar
+   * low..high, and an open diamond at predicted. Sub rows (a model's domains) are smaller and indented.
    */
   function intervalChart(box, rows, opts) {
     rows = rows.filter((r) => r.iv || isNum(r.predicted));
     if (!rows.length) return emptyChart(box, opts.empty);
-    const rh = 28, m = { l: Math.min(220, 16 + 7 * Math.max(...rows.map((r) => r.label.length))), r: 16, t: 8, b: 26 };
-    const { root, width, height } = frame(box, m.t + m.b + rows.length * rh);
+    const rhOf = (r) => (r.sub ? 22 : 30);
+    const m = { l: Math.min(200, 24 + 7 * Math.max(...rows.map((r) => r.label.length))), r: 16, t: 8, b: 26 };
+    const { root, width, height } = frame(box, m.t + m.b + rows.reduce((a, r) => a + rhOf(r), 0));
     const vals = rows.flatMap((r) => [r.iv && r.iv.low, r.iv && r.iv.high, r.predicted]).filter(isNum);
-    const lo = Math.min(0, ...vals), hi = Math.max(1, ...vals);
+    // Zoom on the data, staying within 0..1 when the data does; ticks on a nice step.
+    const mn = Math.min(...vals), mx = Math.max(...vals), pad = Math.max(0.05, (mx - mn) * 0.1);
+    let lo = mn >= 0 ? Math.max(0, mn - pad) : mn - pad, hi = mx <= 1 ? Math.min(1, mx + pad) : mx + pad;
+    const step = niceStep(Math.max(hi - lo, 0.1) / 5);
+    lo = Math.floor(lo / step + 1e-9) * step; hi = Math.ceil(hi / step - 1e-9) * step;
+    if (hi <= lo) hi = lo + step;
     const pw = width - m.l - m.r;
     const x = (v) => m.l + ((v - lo) / (hi - lo)) * pw;
-    for (let i = 0; i <= 5; i++) {
-      const v = lo + ((hi - lo) * i) / 5;
+    for (let v = lo, i = 0; v <= hi + step * 1e-6; v += step, i++) {
       root.append(line(x(v), m.t, x(v), height - m.b, i === 0 ? 'axis' : 'grid'),
         label(x(v), height - 8, fmt.score(v), { class: 'tick', 'text-anchor': 'middle' }));
     }
-    rows.forEach((r, i) => {
-      const cy = m.t + i * rh + rh / 2;
+    let top = m.t;
+    rows.forEach((r) => {
+      const rh = rhOf(r), cy = top + rh / 2, k = r.sub ? 0.75 : 1;
+      top += rh;
       const g = svg('g', { class: 'row' }, svg('title', null, [r.label,
         r.iv ? `${opts.what}: ${fmtInterval(r.iv)} over ${fmt.count(r.iv.n)}` : `${opts.what}: none`,
         isNum(r.predicted) ? `predicted: ${fmt.score(r.predicted)}` : null].filter(Boolean).join('\n')));
       g.append(svg('rect', { x: 0, y: cy - rh / 2, width, height: rh, class: 'hover' }),
-        label(m.l - 8, cy + 4, r.label, { class: 'row-label', 'text-anchor': 'end' }));
+        label(m.l - 8, cy + 4, fitLabel(r.label, m.l - (r.sub ? 28 : 12)), { class: r.sub ? 'row-label sub' : 'row-label', 'text-anchor': 'end' }));
       if (r.iv) {
-        const a = x(r.iv.low), b = x(r.iv.high);
-        g.append(line(a, cy, b, cy, 'err'), line(a, cy - 5, a, cy + 5, 'err'), line(b, cy - 5, b, cy + 5, 'err'),
-          svg('circle', { cx: x(r.iv.mean), cy, r: 5, fill: r.colour, class: 'dot' }));
+        const a = x(r.iv.low), b = x(r.iv.high), e = 5 * k;
+        g.append(line(a, cy, b, cy, r.sub ? 'err sub' : 'err'), line(a, cy - e, a, cy + e, 'err'), line(b, cy - e, b, cy + e, 'err'),
+          svg('circle', { cx: x(r.iv.mean), cy, r: 5 * k, fill: r.colour, class: 'dot' }));
       }
       if (isNum(r.predicted)) {
-        const px = x(r.predicted);
-        g.append(svg('path', { d: `M${px} ${cy - 6}L${px + 6} ${cy}L${px} ${cy + 6}L${px - 6} ${cy}Z`, class: 'pred' }));
+        const px = x(r.predicted), d = 6 * k;
+        g.append(svg('path', { d: `M${px} ${cy - d}L${px + d} ${cy}L${px} ${cy + d}L${px - d} ${cy}Z`, class: 'pred' }));
       }
       root.append(g);
     });
@@ -312,25 +339,27 @@
   function renderKpis(data) {
     const t = data.totals, s = data.savings, c = data.cache, ref = s.reference;
     const fb = t.feedback && isNum(t.feedback.mean) ? t.feedback : null;
-    const share = (a, b) => (b > 0 ? fmt.pct(a / b) : DASH);
+    const hr = c.hit_rate && isNum(c.hit_rate.mean) ? c.hit_rate : null;
+    const usd = (v) => (isNum(v) ? fmt.usd(v) : '');
     clear($('kpis')).append(
       kpi('kpi-requests', 'Requests', n0(t.requests), fmt.count(t.requests),
-        `${fmt.count(t.routed)} routed · ${fmt.count(t.gateway)} via gateway`),
-      kpi('kpi-spend', 'Spend', n0(t.spend_usd), fmt.usd(t.spend_usd),
-        `${fmt.tokens(t.input_tokens)} in · ${fmt.tokens(t.output_tokens)} out tokens`),
-      kpi('kpi-saved', 'Saved', n0(s.saved_usd), isNum(s.saved_usd) ? fmt.usd(s.saved_usd) : '',
-        ref ? `vs. all on ${ref.model}` : 'no reference model'),
+        [num(t.routed, fmt.count), ' routed · ', num(t.gateway, fmt.count), ' via gateway']),
+      kpi('kpi-spend', 'Spend', n0(t.spend_usd), usd(t.spend_usd),
+        [num(t.input_tokens, fmt.tokens), ' in · ', num(t.output_tokens, fmt.tokens), ' out tokens']),
+      kpi('kpi-saved', 'Saved', n0(s.saved_usd), usd(s.saved_usd), ref ? `vs. all on ${ref.model}` : 'no reference model'),
       kpi('kpi-saved-share', 'Saved share', n0(s.saved_share), isNum(s.saved_share) ? fmt.pct(s.saved_share) : '',
         'of the reference spend'),
-      kpi('kpi-reference-usd', 'At reference prices', n0(s.reference_usd), isNum(s.reference_usd) ? fmt.usd(s.reference_usd) : '',
-        `${fmt.count(s.priced_requests)} priced · ${fmt.count(s.unpriced_requests)} unpriced`),
+      kpi('kpi-reference-usd', 'At reference prices', n0(s.reference_usd), usd(s.reference_usd),
+        [num(s.priced_requests, fmt.count), ' priced · ', num(s.unpriced_requests, fmt.count), ' unpriced']),
       kpi('kpi-reference-model', 'Reference model', ref ? ref.model : null, ref ? ref.model : '',
-        ref ? `$${ref.input_usd_per_mtok} / $${ref.output_usd_per_mtok} per Mtok · ${ref.picked === 'request' ? 'chosen' : 'dearest used'}` : ''),
-      kpi('kpi-feedback', 'Feedback', fb ? fb.mean : null, fmtInterval(fb), `${fmt.count(t.scored)} scored requests`),
+        ref ? [num(ref.input_usd_per_mtok, fmt.usd), ' / ', num(ref.output_usd_per_mtok, fmt.usd),
+          ` per Mtok · ${ref.picked === 'request' ? 'chosen' : 'dearest used'}`] : ''),
+      kpi('kpi-feedback', 'Feedback', fb ? fb.mean : null, fmtInterval(fb), [num(t.scored, fmt.count), ' scored requests']),
       kpi('kpi-cache-hits', 'Cache hits', n0(c.hits), fmt.count(c.hits || 0),
-        c.hit_rate ? `${fmt.pct(c.hit_rate.mean)} of gateway requests` : 'no gateway requests'),
-      kpi('kpi-cache-saved', 'Saved by cache', n0(c.saved_usd), isNum(c.saved_usd) ? fmt.usd(c.saved_usd) : '', 'model calls not made'),
-      kpi('kpi-errors', 'Errors', n0(t.errors), fmt.count(t.errors || 0), `${share(t.errors, t.requests)} of requests (status ≥ 400)`),
+        hr ? [num(hr.mean, fmt.pct), ' of gateway requests'] : 'no gateway requests'),
+      kpi('kpi-cache-saved', 'Saved by cache', n0(c.saved_usd), usd(c.saved_usd), 'model calls not made'),
+      kpi('kpi-errors', 'Errors', n0(t.errors), fmt.count(t.errors || 0),
+        t.requests > 0 ? [num(t.errors / t.requests, fmt.pct), ' of requests (status ≥ 400)'] : 'status ≥ 400'),
     );
     $('kpi-errors').classList.toggle('bad', t.errors > 0);
     $('kpi-saved').classList.toggle('good', s.saved_usd > 0);
@@ -338,15 +367,15 @@
 
   function renderTime(data) {
     timeChart($('chart-requests'), data, 'requests', fmt.countShort, fmt.count, true);
-    timeChart($('chart-spend'), data, 'spend_usd', fmt.usdShort, fmt.usd, false);
+    timeChart($('chart-spend'), data, 'spend_usd', fmt.usdTick, fmt.usd, false);
     legend($('legend-models'), (data.series || []).map((s) => [s.model, colour(s.model)]));
     fillTable($('models'), [
       text('Model', 'model', (r) => r.model, { show: (v) => modelLabel(v) }),
       col('Requests', 'requests', (r) => r.requests, fmt.count),
       col('Errors', 'errors', (r) => r.errors, fmt.count, { cls: (r) => (r.errors > 0 ? 'bad' : null) }),
       col('Spend', 'spend_usd', (r) => r.spend_usd, fmt.usd),
-      col('Input tokens', 'input_tokens', (r) => r.input_tokens, fmt.count),
-      col('Output tokens', 'output_tokens', (r) => r.output_tokens, fmt.count),
+      col('In tokens', 'input_tokens', (r) => r.input_tokens, fmt.count),
+      col('Out tokens', 'output_tokens', (r) => r.output_tokens, fmt.count),
       col('Fallbacks', 'fallbacks', (r) => r.fallbacks, fmt.count, { help: 'answered after more than one attempt' }),
       col('Latency', 'latency_ms', (r) => r.latency_ms, fmt.ms, { help: 'mean end-to-end latency' }),
       col('Scored', 'scored', (r) => r.scored, fmt.count),
@@ -357,18 +386,20 @@
 
   function renderSavings(data) {
     const s = data.savings, ref = s.reference;
-    $('savings-reference').textContent = ref ? ref.model : 'the reference model (none: no priced model in the range)';
+    $('savings-reference').textContent = ref ? ref.model : 'a reference model (none: no priced model in this range)';
     fillTable($('savings'), [
       text('Model', 'model', (r) => r.model, { show: (v) => modelLabel(v) }),
       col('Requests', 'requests', (r) => r.requests, fmt.count),
       col('Spend', 'spend_usd', (r) => r.spend_usd, fmt.usd),
       col('At reference', 'reference_usd', (r) => r.reference_usd, fmt.usd),
-      col('Saved', 'saved_usd', (r) => r.saved_usd, fmt.usd, { cls: (r) => (r.saved_usd < 0 ? 'bad' : r.saved_usd > 0 ? 'good' : null) }),
+      col('Saved', 'saved_usd', (r) => r.saved_usd, fmt.usd, { cls: (r) => (r.saved_usd < -1e-9 ? 'bad' : r.saved_usd > 1e-9 ? 'good' : null) }),
     ], s.by_model, (r) => ({ 'data-model': r.model }));
     const facts = clear($('savings-facts'));
     if (ref) {
-      facts.append(`${ref.model}: $${ref.input_usd_per_mtok} in / $${ref.output_usd_per_mtok} out per million tokens (${ref.picked === 'request' ? 'chosen here' : 'the dearest model used'}). `,
-        `${fmt.count(s.priced_requests)} priced requests; ${fmt.count(s.unpriced_requests)} not priced (route-only, cache hits, errors without usage).`);
+      facts.append(`${ref.model}: `, num(ref.input_usd_per_mtok, fmt.usd), ' in / ', num(ref.output_usd_per_mtok, fmt.usd),
+        ` out per million tokens (${ref.picked === 'request' ? 'chosen here' : 'the dearest model used'}). `,
+        num(s.priced_requests, fmt.count), ' priced requests; ', num(s.unpriced_requests, fmt.count),
+        ' not priced (route-only, cache hits, errors without usage).');
     }
     // The chart: actual spend (stacked by model) against the same requests at the reference's prices.
     const box = $('chart-savings');
@@ -376,10 +407,10 @@
     const { root, width } = frame(box, 150);
     const m = { l: 120, r: 16 }, pw = width - m.l - m.r;
     const xt = ticks(Math.max(s.reference_usd, s.spend_usd), 4);
-    const xmax = xt[xt.length - 1];
+    const xmax = xt[xt.length - 1], step = xt[1] - xt[0];
     const x = (v) => m.l + (v / xmax) * pw;
     for (const t of xt) root.append(line(x(t), 8, x(t), 112, t === 0 ? 'axis' : 'grid'),
-      label(x(t), 128, fmt.usdShort(t), { class: 'tick', 'text-anchor': 'middle' }));
+      label(x(t), 128, fmt.usdTick(t, step), { class: 'tick', 'text-anchor': 'middle' }));
     root.append(label(m.l - 8, 38, 'Actual spend', { class: 'row-label', 'text-anchor': 'end' }),
       label(m.l - 8, 88, 'At reference', { class: 'row-label', 'text-anchor': 'end' }));
     let acc = 0;
@@ -398,9 +429,14 @@
   }
 
   function renderQuality(data) {
-    intervalChart($('chart-quality'), (data.models || []).map((r) => ({
-      label: r.model, colour: colour(r.model), iv: r.feedback && isNum(r.feedback.mean) ? r.feedback : null, predicted: r.predicted,
-    })), { what: 'observed', empty: 'No scored requests in this range' });
+    // A row per model, then one per domain of that model.
+    const ivOf = (r) => (r.feedback && isNum(r.feedback.mean) ? r.feedback : null);
+    const rows = (data.models || []).flatMap((r) => [
+      { label: r.model, colour: colour(r.model), iv: ivOf(r), predicted: r.predicted },
+      ...(data.quality || []).filter((q) => q.model === r.model)
+        .map((q) => ({ label: q.domain ?? '(none)', colour: colour(r.model), iv: ivOf(q), predicted: q.predicted, sub: true })),
+    ]);
+    intervalChart($('chart-quality'), rows, { what: 'observed', empty: 'No scored requests in this range' });
     const chart = $('chart-quality');
     if (chart.querySelector('svg')) {
       chart.append(el('div', { class: 'legend' },
@@ -427,7 +463,7 @@
       text('Complexity', 'band', (r) => r.band, { show: (v) => el('span', { class: 'band band-' + v }, v) }),
       col('Requests', 'requests', (r) => r.requests, fmt.count),
     ], rows, (r) => ({ 'data-model': r.model, 'data-domain': r.domain ?? '', 'data-band': r.band }));
-    legend($('legend-bands'), BANDS.map(([b, c]) => [b + ' complexity', c]));
+    legend($('legend-bands'), rows.length ? BANDS.map(([b, c]) => [b + ' complexity', c]) : []);
     const box = $('chart-traffic');
     if (!rows.length) return emptyChart(box);
     // Grid: a row per model, a column per domain; cell shade = requests, bottom strip = split by band.
@@ -445,32 +481,33 @@
       cells.set(k, c);
     }
     const max = Math.max(...[...cells.values()].map((c) => c.total));
-    const ch = 40, m = { l: Math.min(200, 16 + 7 * Math.max(...models.map((s) => s.length))), t: 24, r: 4 };
+    const ch = 46, m = { l: Math.min(220, 36 + 7 * Math.max(...models.map((s) => s.length))), t: 24, r: 4 };
     const { root, width } = frame(box, m.t + models.length * ch + 4);
     const cw = (width - m.l - m.r) / domains.length;
-    domains.forEach((d, j) => root.append(label(m.l + j * cw + cw / 2, 16, d === '' ? '(none)' : d, { class: 'col-label', 'text-anchor': 'middle' })));
+    domains.forEach((d, j) => root.append(label(m.l + j * cw + cw / 2, 16, d === '' ? '(none)' : fitLabel(d, cw - 6), { class: 'col-label', 'text-anchor': 'middle' })));
     models.forEach((mo, i) => {
       const y0 = m.t + i * ch;
       root.append(svg('rect', { x: 4, y: y0 + ch / 2 - 5, width: 10, height: 10, rx: 2, fill: colour(mo) }),
-        label(m.l - 8, y0 + ch / 2 + 4, mo, { class: 'row-label', 'text-anchor': 'end' }));
+        label(m.l - 8, y0 + ch / 2 + 4, fitLabel(mo, m.l - 30), { class: 'row-label', 'text-anchor': 'end' }, svg('title', null, mo)));
       domains.forEach((d, j) => {
         const c = cells.get(`${mo}\u0000${d}`) || { total: 0 };
         const x0 = m.l + j * cw + 2, w = cw - 4, h = ch - 4;
         const f = c.total / max;
         const g = svg('g', null, svg('title', null, `${mo} · ${d || '(none)'}: ${fmt.count(c.total)} requests` +
           BANDS.map(([b]) => `\n${b}: ${fmt.count(c[b] || 0)}`).join('')));
+        const sh = 7; // the band strip's height, at the bottom of the cell
         g.append(svg('rect', { x: x0, y: y0 + 2, width: w, height: h, rx: 3, class: 'cell-bg' }));
         if (c.total > 0) {
-          g.append(svg('rect', { x: x0, y: y0 + 2, width: w, height: h, rx: 3, fill: '#2f6db5', 'fill-opacity': (0.08 + 0.6 * f).toFixed(3) }));
+          g.append(svg('rect', { x: x0, y: y0 + 2, width: w, height: h - sh - 1, rx: 3, fill: '#2f6db5', 'fill-opacity': (0.1 + 0.65 * f).toFixed(3) }));
           let acc = 0;
           for (const [b, colr] of BANDS) {
             const v = c[b] || 0;
             if (!v) continue;
-            g.append(svg('rect', { x: x0 + (acc / c.total) * w, y: y0 + h - 4, width: (v / c.total) * w, height: 6, fill: colr }));
+            g.append(svg('rect', { x: x0 + (acc / c.total) * w, y: y0 + 2 + h - sh, width: (v / c.total) * w, height: sh, fill: colr }));
             acc += v;
           }
         }
-        g.append(label(x0 + w / 2, y0 + h / 2 + 3, c.total ? fmt.count(c.total) : '·',
+        g.append(label(x0 + w / 2, y0 + 2 + (h - sh) / 2 + 4, c.total ? fmt.count(c.total) : '·',
           { class: f > 0.55 ? 'cell-label inv' : 'cell-label', 'text-anchor': 'middle' }));
         root.append(g);
       });
@@ -532,7 +569,7 @@
   function renderCache(data) {
     const c = data.cache, hr = c.hit_rate && isNum(c.hit_rate.mean) ? c.hit_rate : null;
     const rateTile = kpi('cache-hit-rate', 'Hit rate', hr ? hr.mean : null, fmtInterval(hr, true),
-      hr ? `${fmt.count(c.hits)} of ${fmt.count(hr.n)} gateway requests, 95% interval` : 'no gateway requests');
+      hr ? [num(c.hits, fmt.count), ' of ', num(hr.n, fmt.count), ' gateway requests, 95% interval'] : 'no gateway requests');
     clear($('cache')).append(rateTile,
       kpi('cache-hits', 'Hits', n0(c.hits), fmt.count(c.hits || 0), 'answered from the cache'),
       kpi('cache-saved', 'Saved', n0(c.saved_usd), isNum(c.saved_usd) ? fmt.usd(c.saved_usd) : '', 'what the model calls would have cost'));
@@ -600,7 +637,7 @@
     item('Domain · complexity', [r.domain ?? DASH, ' · ', num(r.complexity, fmt.score)]);
     item('P · expected · cost', [num(r.p, fmt.score), ' · ', num(r.expected_cost_usd, fmt.usd), ' · ', num(r.cost_usd, fmt.usd)]);
     item('Latency', [num(r.latency_ms, fmt.ms), r.cache_hit ? ' · cache hit' : '', r.fallbacks ? ` · ${r.fallbacks} fallback(s)` : '']);
-    const hasPrompt = typeof r.prompt === 'string' && r.prompt !== '';
+    const hasPrompt = current && current.log.prompts === 'full' && typeof r.prompt === 'string' && r.prompt !== '';
     $('decision-prompt-wrap').hidden = !hasPrompt;
     $('decision-prompt').textContent = hasPrompt ? r.prompt : '';
     const ranking = r.ranking || [];
@@ -608,8 +645,8 @@
     fillTable($('ranking'), [
       col('#', 'rank', (x) => ranking.indexOf(x) + 1, fmt.int),
       text('Model', 'model', (x) => x.model, { show: (v) => modelLabel(v) }),
-      col('P', 'p', (x) => x.p, fmt.score, { extra: (x) => usageBar(x.p, 1) }),
-      col('Cost', 'cost_usd', (x) => x.cost_usd, fmt.usd, { extra: (x) => (maxCost > 0 ? usageBar(x.cost_usd, maxCost) : null) }),
+      col('P', 'p', (x) => x.p, fmt.score, { extra: (x) => usageBar(x.p, 1, '#2f6db5') }),
+      col('Cost', 'cost_usd', (x) => x.cost_usd, fmt.usd, { extra: (x) => (maxCost > 0 ? usageBar(x.cost_usd, maxCost, '#9aa3b5') : null) }),
     ], ranking, (x) => ({
       'data-model': x.model,
       class: [x.model === r.chosen_model ? 'chosen' : '', x.model === r.decided_model && r.decided_model !== r.chosen_model ? 'decided' : '']
@@ -622,13 +659,13 @@
       col('Latency', 'latency_ms', (a) => a.latency_ms, fmt.ms),
       text('Error', 'error', (a) => a.error),
     ], r.attempts || []);
-    $('decision').hidden = false;
-    $('recent-layout').classList.add('with-detail');
+    const panel = $('decision');
+    panel.hidden = false;
+    if (getComputedStyle(panel).position !== 'fixed') panel.scrollIntoView({ block: 'nearest' });
   }
 
   function hideDecision() {
     $('decision').hidden = true;
-    $('recent-layout').classList.remove('with-detail');
     for (const o of $('recent').querySelectorAll('tr.selected')) o.classList.remove('selected');
   }
 
@@ -693,6 +730,8 @@
       if (!res.ok) return fail((body && body.error && body.error.message) || `The server answered ${res.status} ${res.statusText}.`);
       if (!body || !body.range) return fail('The server sent an answer that is not the stats JSON.');
       render(body, false);
+      // Keep the choices in the address (without the defaults), so that a reload shows the same view.
+      if (params.from === '24h') q.delete('from');
       const u = new URL(window.location.href);
       u.search = q.toString();
       window.history.replaceState(null, '', u);
