@@ -8,6 +8,7 @@ mod anthropic;
 mod billing;
 mod cache;
 mod conversations;
+mod dashboard;
 mod experiments;
 mod explore;
 mod gateway;
