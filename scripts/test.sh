@@ -12,6 +12,8 @@
 #   prometheus       promtool checks the alerting rules
 #   python3-pip      the encoder model comes from PyPI (a wheel, fetched once into cargo's target folder)
 #   python3-venv     the OpenAI SDK test installs `openai` from PyPI into a virtual environment
+#   chromium         the dashboard's test renders /ui in a real headless browser
+#   chromium-driver  ... driven over WebDriver by chromedriver
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +32,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then
     echo "the tests need these (Debian package names): ${missing[*]}; install them, then run this again" >&2

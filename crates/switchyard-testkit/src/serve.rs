@@ -56,6 +56,17 @@ pub async fn spawn(bin: &str, server: &str, upstream: SocketAddr) -> ServeProces
 /// As [`spawn`], with more config tables (e.g. `[router]`, or `[[models]]` of the router's models, which then
 /// replace the default ones) after `[server]`. Without a `[router]` table the bundled default router is served.
 pub async fn spawn_with(bin: &str, server: &str, tables: &str, upstream: SocketAddr) -> ServeProcess {
+    spawn_with_env(bin, server, tables, upstream, &[]).await
+}
+
+/// As [`spawn_with`], with environment variables set for the server (e.g. an upstream's API key).
+pub async fn spawn_with_env(
+    bin: &str,
+    server: &str,
+    tables: &str,
+    upstream: SocketAddr,
+    env: &[(&str, &str)],
+) -> ServeProcess {
     let router_path = crate::default_router();
     let router = Router::load(&router_path).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -73,6 +84,7 @@ pub async fn spawn_with(bin: &str, server: &str, tables: &str, upstream: SocketA
     let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
     let child = crate::cli(bin)
         .args(["serve", "--config", config_path.to_str().unwrap()])
+        .envs(env.iter().copied())
         .current_dir(dir.path())
         .stdout(Stdio::null())
         .stderr(log)

@@ -8,6 +8,7 @@ mod anthropic_sdk;
 mod billing;
 mod cli_embed;
 mod conversations;
+mod dashboard;
 mod feedback_loop;
 mod keys;
 mod online;
