@@ -19,6 +19,7 @@ mod metrics;
 mod replicas;
 mod routing;
 mod state;
+pub mod ui;
 
 pub use config::{
     ClientTimeouts, Config, ConfigError, EncoderConfig, KeyLabels, LogConfig, RouterConfig, ServerConfig,

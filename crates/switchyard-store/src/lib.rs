@@ -11,10 +11,12 @@ mod database;
 mod db;
 mod derived;
 mod export;
+mod interval;
 mod messages;
 mod pg;
-mod pg_row;
 mod pg_dashboard;
+mod pg_migrate;
+mod pg_row;
 mod pg_tls;
 mod record;
 mod response;
@@ -28,8 +30,8 @@ use std::path::PathBuf;
 
 pub use dashboard::{
     band, ArmRow, Budget, CacheRow, Dashboard, DashboardQuery, DeploymentRow, KeyRow, Limit, LogInfo, ModelRow,
-    Pricing, QualityRow, Range, Ranked, Recent, RecentAttempt, Reference, Savings, SavingsRow, Series, Totals, TrafficRow,
-    MAX_BUCKETS, MAX_RECENT,
+    Pricing, QualityRow, Range, Ranked, Recent, RecentAttempt, Reference, Savings, SavingsRow, Series, Totals,
+    TrafficRow, MAX_BUCKETS, MAX_RECENT,
 };
 pub use database::{Database, Location, LogRows};
 pub use db::{LoggedRequest, Store, SCHEMA_VERSION};

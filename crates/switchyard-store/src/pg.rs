@@ -196,9 +196,9 @@ impl PgStore {
             )
             .map_err(connect)?;
         if version.is_some_and(|v| v < 9) {
-            crate::pg_dashboard::backfill(&mut client, &shown)?;
+            crate::pg_migrate::backfill(&mut client, &shown)?;
         }
-        client.batch_execute(crate::pg_dashboard::STATS_INDEX).map_err(connect)?;
+        client.batch_execute(crate::pg_migrate::STATS_INDEX).map_err(connect)?;
         client
             .execute(
                 "INSERT INTO switchyard_meta (key, value) VALUES ('schema_version', $1)

@@ -25,10 +25,12 @@ fn binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
 
 /// Starts chromedriver and a headless Chromium with a `width` × `height` window.
 pub async fn start(width: u32, height: u32) -> Browser {
-    let chromedriver = binary("CHROMEDRIVER", &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
-        .expect("chromedriver is missing: install Debian's chromium and chromium-driver (scripts/test.sh --setup-only does)");
-    let chromium = binary("CHROMIUM", &["/usr/bin/chromium", "/usr/lib/chromium/chromium"])
-        .expect("chromium is missing: install Debian's chromium and chromium-driver (scripts/test.sh --setup-only does)");
+    let chromedriver = binary("CHROMEDRIVER", &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]).expect(
+        "chromedriver is missing: install Debian's chromium and chromium-driver (scripts/test.sh --setup-only does)",
+    );
+    let chromium = binary("CHROMIUM", &["/usr/bin/chromium", "/usr/lib/chromium/chromium"]).expect(
+        "chromium is missing: install Debian's chromium and chromium-driver (scripts/test.sh --setup-only does)",
+    );
     let profile = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
     for port in crate::loopback_ports() {

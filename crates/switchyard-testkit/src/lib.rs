@@ -21,10 +21,10 @@
 
 #[cfg(feature = "server")]
 pub mod anthropic;
-#[cfg(feature = "browser")]
-pub mod browser;
 #[cfg(feature = "server")]
 pub mod app;
+#[cfg(feature = "browser")]
+pub mod browser;
 #[cfg(feature = "server")]
 mod fake;
 pub mod pg;

@@ -81,7 +81,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     if hashed || args.no_prompts {
         dashboard.hide_prompts();
     }
-    let html = switchyard_server::dashboard::report_html(&dashboard)?;
+    let html = switchyard_server::ui::report_html(&dashboard)?;
     write(&args.out, &html)?;
     let s = &dashboard.savings;
     let against = s.reference.as_ref().map_or_else(|| "no priced model".to_string(), |r| r.model.clone());
@@ -99,7 +99,10 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
 }
 
 /// Prices by model: the router's profiles, overridden by the config's catalog.
-fn prices(args: &ReportArgs, config: Option<&switchyard_server::Config>) -> anyhow::Result<BTreeMap<String, (f64, f64)>> {
+fn prices(
+    args: &ReportArgs,
+    config: Option<&switchyard_server::Config>,
+) -> anyhow::Result<BTreeMap<String, (f64, f64)>> {
     let path = match (&args.router, config) {
         (Some(path), _) => path.clone(),
         (None, Some(config)) => config.router.path.clone(),

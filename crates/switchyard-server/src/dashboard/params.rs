@@ -32,7 +32,8 @@ fn instant(name: &str, text: &str, now_ms: i64, back_from: i64) -> Result<i64, S
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
-    parse_since(text, back_from).map_err(|e| format!("`{name}`: {e}, or milliseconds since the epoch (now is {now_ms})"))
+    parse_since(text, back_from)
+        .map_err(|e| format!("`{name}`: {e}, or milliseconds since the epoch (now is {now_ms})"))
 }
 
 impl StatsParams {
@@ -48,15 +49,16 @@ impl StatsParams {
             Some(text) => match (text.parse::<i64>(), parse_duration_ms(text)) {
                 (Ok(ms), _) => ms,
                 (_, Some(ms)) => ms,
-                _ => return Err(format!("`bucket`: cannot read {text:?}; use a duration (5m, 1h, 1d) or milliseconds")),
+                _ => {
+                    return Err(format!("`bucket`: cannot read {text:?}; use a duration (5m, 1h, 1d) or milliseconds"))
+                }
             },
         };
         let recent = match self.recent.as_deref() {
             None => DEFAULT_RECENT,
-            Some(text) => text
-                .trim()
-                .parse::<usize>()
-                .map_err(|_| format!("`recent`: cannot read {text:?}; use a count from 0 to {}", switchyard_store::MAX_RECENT))?,
+            Some(text) => text.trim().parse::<usize>().map_err(|_| {
+                format!("`recent`: cannot read {text:?}; use a count from 0 to {}", switchyard_store::MAX_RECENT)
+            })?,
         };
         DashboardQuery::new(from, to, bucket, recent)
     }

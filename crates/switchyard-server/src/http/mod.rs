@@ -17,8 +17,9 @@ mod ops;
 pub(crate) mod request;
 pub(crate) mod route;
 pub(crate) mod serve;
+mod stats;
 pub(crate) mod tags;
-pub(crate) mod ui;
+mod ui;
 
 use std::sync::Arc;
 
@@ -58,7 +59,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .route("/admin/reload", post(ops::reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate_admin));
     let dashboard = axum::Router::new()
-        .route("/admin/stats", get(ui::stats))
+        .route("/admin/stats", get(stats::stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate_dashboard));
     axum::Router::new()
         .merge(v1)

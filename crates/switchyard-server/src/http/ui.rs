@@ -1,32 +1,21 @@
-//! The dashboard: `GET /ui` (the page, or the sign-in form), its two assets, `POST /ui/login` and
-//! `POST /ui/logout`, and `GET /admin/stats`, the JSON the page draws. The page is one embedded HTML file
-//! with its script and stylesheet, served under a Content-Security-Policy that allows nothing but them and
-//! calls back to this server; everything it shows comes from `/admin/stats`.
+//! The dashboard's page: `GET /ui` (the page, or the sign-in form), its two assets, `POST /ui/login` and
+//! `POST /ui/logout`. The page ([`crate::ui`]) is served under a Content-Security-Policy that allows nothing
+//! but its own script and stylesheet and calls back to this server; everything it shows comes from
+//! `GET /admin/stats` ([`super::stats`]).
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Form, Json};
+use axum::Form;
 use serde::Deserialize;
 
-use crate::dashboard::params::StatsParams;
 use crate::dashboard::session;
-use crate::dashboard::DashboardError;
 use crate::http::auth::{admin_digest, admin_off, has_session};
-use crate::http::error::ApiError;
 use crate::state::AppState;
-
-/// The page.
-pub const INDEX_HTML: &str = include_str!("../ui/assets/index.html");
-/// The sign-in form.
-const LOGIN_HTML: &str = include_str!("../ui/assets/login.html");
-/// The page's script.
-pub const APP_JS: &str = include_str!("../ui/assets/app.js");
-/// The page's stylesheet.
-pub const APP_CSS: &str = include_str!("../ui/assets/app.css");
+use crate::ui::{APP_CSS, APP_JS, INDEX_HTML, LOGIN_HTML};
 
 /// Only the page's own script, stylesheet and calls back to this server.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -99,7 +88,11 @@ fn over_https(headers: &HeaderMap) -> bool {
 }
 
 /// `POST /ui/login`: an admin key becomes a session cookie (HttpOnly, SameSite=Strict), then back to `/ui`.
-pub(super) async fn login(State(state): State<Arc<AppState>>, headers: HeaderMap, Form(login): Form<Login>) -> Response {
+pub(super) async fn login(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(login): Form<Login>,
+) -> Response {
     let server = &state.config.server;
     if let Some(off) = admin_off(server) {
         return login_page(StatusCode::FORBIDDEN, Some(&off.to_string()));
@@ -131,23 +124,4 @@ fn redirect_with_cookie(cookie: &str) -> Response {
     }
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// `GET /admin/stats`: the decision log's view of a range (`docs/admin-stats.md`).
-pub(super) async fn stats(
-    State(state): State<Arc<AppState>>,
-    params: Result<Query<StatsParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::Invalid {
-        code: "invalid_query",
-        message: format!("{}; the parameters are from, to, bucket, reference and recent", e.body_text()),
-    })?;
-    let view = crate::dashboard::view(&state, &params).await.map_err(|e| match e {
-        DashboardError::BadQuery(message) => ApiError::Invalid { code: "invalid_query", message },
-        DashboardError::LogOff => ApiError::NotFound { code: "log_disabled", message: e.to_string() },
-        DashboardError::Log(_) => ApiError::Unavailable { code: "log_unavailable", message: e.to_string() },
-    })?;
-    let mut response = Json(view).into_response();
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
 }

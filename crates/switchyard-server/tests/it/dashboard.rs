@@ -44,8 +44,10 @@ async fn raw(
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
-    let response =
-        switchyard_server::app(state.clone()).oneshot(request.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let response = switchyard_server::app(state.clone())
+        .oneshot(request.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
     (parts.status, parts.headers, String::from_utf8_lossy(&bytes).to_string())
@@ -125,7 +127,8 @@ async fn stats_sum_the_gateway_traffic_and_refuse_bad_queries_by_name() {
     assert_eq!(status, 200, "{body}");
     state.log.as_ref().unwrap().flush();
     let admin = format!("Bearer {ADMIN}");
-    let (status, _, body) = raw(&state, "GET", "/admin/stats?from=1h&recent=10", &[("authorization", &admin)], "").await;
+    let (status, _, body) =
+        raw(&state, "GET", "/admin/stats?from=1h&recent=10", &[("authorization", &admin)], "").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let stats: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(stats["totals"]["requests"], 3);
@@ -136,7 +139,8 @@ async fn stats_sum_the_gateway_traffic_and_refuse_bad_queries_by_name() {
     assert!((spend - 3.0 * 0.000011).abs() < 1e-12, "{spend}");
     assert!(stats["savings"]["saved_usd"].as_f64().unwrap().abs() < 1e-12, "every model has the same price");
     assert_eq!(stats["log"], json!({"backend": "sqlite", "prompts": "full"}));
-    let recent: Vec<&str> = stats["recent"].as_array().unwrap().iter().map(|r| r["request_id"].as_str().unwrap()).collect();
+    let recent: Vec<&str> =
+        stats["recent"].as_array().unwrap().iter().map(|r| r["request_id"].as_str().unwrap()).collect();
     assert_eq!(recent, [ids[2].as_str(), ids[1].as_str(), ids[0].as_str()], "newest first");
     assert!(stats["recent"][0]["ranking"].as_array().unwrap().len() > 1, "the whole ranking");
     // Keys: the log's requests and spend, the server's limits and use.
@@ -147,7 +151,10 @@ async fn stats_sum_the_gateway_traffic_and_refuse_bad_queries_by_name() {
     assert_eq!(a["budget"]["usd"], 5.0);
     assert!((a["budget"]["spent_usd"].as_f64().unwrap() - 2.0 * 0.000011).abs() < 1e-12);
     let b = keys.iter().find(|k| k["name"] == "team-b").unwrap();
-    assert_eq!((b["tpm"]["limit"].as_u64(), b["tpm"]["used"].as_u64(), &b["budget"]), (Some(100_000), Some(8), &Value::Null));
+    assert_eq!(
+        (b["tpm"]["limit"].as_u64(), b["tpm"]["used"].as_u64(), &b["budget"]),
+        (Some(100_000), Some(8), &Value::Null)
+    );
     // No key's secret, and no admin key, in the data.
     for secret in ["key-a", "key-b", ADMIN] {
         assert!(!body.contains(secret), "{secret} in /admin/stats");
@@ -161,7 +168,8 @@ async fn stats_sum_the_gateway_traffic_and_refuse_bad_queries_by_name() {
         ("reference=no-such-model", "`reference`"),
         ("colour=blue", "unknown field `colour`"),
     ] {
-        let (status, _, body) = raw(&state, "GET", &format!("/admin/stats?{query}"), &[("authorization", &admin)], "").await;
+        let (status, _, body) =
+            raw(&state, "GET", &format!("/admin/stats?{query}"), &[("authorization", &admin)], "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
         assert!(body.contains(names), "{query}: {body}");
     }

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 
 use super::{
-    band, ArmRow, CacheRow, DashboardQuery, DeploymentRow, KeyRow, ModelRow, Pricing, QualityRow, Reference,
-    Savings, SavingsRow, Series, Totals, TrafficRow,
+    band, ArmRow, CacheRow, DashboardQuery, DeploymentRow, KeyRow, ModelRow, Pricing, QualityRow, Reference, Savings,
+    SavingsRow, Series, Totals, TrafficRow,
 };
-use crate::stats::{wilson, Interval, Moments};
+use crate::interval::{wilson, Interval, Moments};
 
 /// One row as the covering index gives it ([`super::STAT_COLUMNS`], in order); texts borrowed from the row.
 #[derive(Debug, Clone, Default)]
@@ -316,12 +316,13 @@ fn savings(models: &HashMap<String, ModelAcc>, pricing: &Pricing<'_>, requests: 
     }
     .map(|(model, (i, o), picked)| Reference { model, input_usd_per_mtok: i, output_usd_per_mtok: o, picked });
     let mut s = Savings { candidates, ..Savings::default() };
-    for (model, m) in models.iter().filter(|(_, m)| m.priced > 0) {
-        let at_reference = reference
-            .as_ref()
-            .map_or(m.priced_spend, |r| {
-                (m.priced_input as f64 * r.input_usd_per_mtok + m.priced_output as f64 * r.output_usd_per_mtok) / 1e6
-            });
+    let mut priced: Vec<(&String, &ModelAcc)> = models.iter().filter(|(_, m)| m.priced > 0).collect();
+    // Summed in one order whatever the map's, so a view is the same from one call to the next.
+    priced.sort_by(|a, b| a.0.cmp(b.0));
+    for (model, m) in priced {
+        let at_reference = reference.as_ref().map_or(m.priced_spend, |r| {
+            (m.priced_input as f64 * r.input_usd_per_mtok + m.priced_output as f64 * r.output_usd_per_mtok) / 1e6
+        });
         s.priced_requests += m.priced;
         s.spend_usd += m.priced_spend;
         s.reference_usd += at_reference;
@@ -395,7 +396,9 @@ impl Panels {
 
     /// Most requests first, then by name.
     fn sort(&mut self) {
-        self.quality.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| (&a.model, &a.domain).cmp(&(&b.model, &b.domain))));
+        self.quality.sort_by(|a, b| {
+            b.requests.cmp(&a.requests).then_with(|| (&a.model, &a.domain).cmp(&(&b.model, &b.domain)))
+        });
         self.traffic.sort_by(|a, b| {
             b.requests.cmp(&a.requests).then_with(|| (&a.model, &a.domain, a.band).cmp(&(&b.model, &b.domain, b.band)))
         });

@@ -16,9 +16,9 @@ mod tests;
 
 use serde::Serialize;
 
-pub use recent::{Recent, RecentAttempt, Ranked};
+pub use recent::{Ranked, Recent, RecentAttempt};
 
-use crate::stats::Interval;
+use crate::interval::Interval;
 
 /// The upper edges of the low and middle bands of the router's complexity score.
 pub const BAND_EDGES: [f64; 2] = [1.0 / 3.0, 2.0 / 3.0];
@@ -73,8 +73,18 @@ impl DashboardQuery {
     /// 15 minutes, 1, 3, 6 and 12 hours, 1 and 7 days that does.
     pub fn auto_bucket(from_ms: i64, to_ms: i64, max: i64) -> i64 {
         const MINUTE: i64 = 60_000;
-        const STEPS: [i64; 10] =
-            [MINUTE, 5 * MINUTE, 15 * MINUTE, 60 * MINUTE, 180 * MINUTE, 360 * MINUTE, 720 * MINUTE, 1440 * MINUTE, 10_080 * MINUTE, 43_200 * MINUTE];
+        const STEPS: [i64; 10] = [
+            MINUTE,
+            5 * MINUTE,
+            15 * MINUTE,
+            60 * MINUTE,
+            180 * MINUTE,
+            360 * MINUTE,
+            720 * MINUTE,
+            1440 * MINUTE,
+            10_080 * MINUTE,
+            43_200 * MINUTE,
+        ];
         let span = (to_ms - from_ms).max(1);
         STEPS.into_iter().find(|s| ceil_div(span, *s) <= max).unwrap_or(STEPS[STEPS.len() - 1])
     }

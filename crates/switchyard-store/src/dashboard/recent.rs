@@ -117,7 +117,8 @@ impl Recent {
 
 /// Why the answering model was chosen.
 fn reason(r: &DecisionRecord) -> String {
-    let pinned = r.session.as_ref().and_then(|s| s.get("turn")).and_then(serde_json::Value::as_u64).is_some_and(|t| t > 1);
+    let pinned =
+        r.session.as_ref().and_then(|s| s.get("turn")).and_then(serde_json::Value::as_u64).is_some_and(|t| t > 1);
     if r.cache_hit {
         "cache".into()
     } else if let Some(rule) = &r.rule {

@@ -16,9 +16,9 @@ impl Store {
         let mut rows = stmt.query([query.from_ms, query.to_ms])?;
         while let Some(r) = rows.next()? {
             let text = |i: usize| -> Result<Option<&str>, rusqlite::Error> {
-                r.get_ref(i)?.as_str_or_null().map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-                })
+                r.get_ref(i)?
+                    .as_str_or_null()
+                    .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
             };
             acc.add(&StatRow {
                 ts_ms: r.get(0)?,

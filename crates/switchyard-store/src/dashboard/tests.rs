@@ -40,12 +40,25 @@ fn sample() -> (tempfile::TempDir, Store) {
     let mut fell_back = routed("c", 2 * HOUR + 5, "small", (2_000, 1_000), "code", 0.9);
     fell_back.decided_model = Some("big".into());
     fell_back.attempts = vec![
-        Attempt { model: "big".into(), deployment: Some("big-eu".into()), status: Some(503), latency_ms: 5.0, error: Some("503".into()) },
-        Attempt { model: "small".into(), deployment: Some("small-us".into()), status: Some(200), latency_ms: 30.0, error: None },
+        Attempt {
+            model: "big".into(),
+            deployment: Some("big-eu".into()),
+            status: Some(503),
+            latency_ms: 5.0,
+            error: Some("503".into()),
+        },
+        Attempt {
+            model: "small".into(),
+            deployment: Some("small-us".into()),
+            status: Some(200),
+            latency_ms: 30.0,
+            error: None,
+        },
     ];
     fell_back.api_key = Some("team-a".into());
     let mut decision = routed("d", 2 * HOUR + 6, "big", (0, 0), "math", 0.2);
-    (decision.endpoint, decision.input_tokens, decision.output_tokens, decision.cost_usd) = ("route".into(), None, None, None);
+    (decision.endpoint, decision.input_tokens, decision.output_tokens, decision.cost_usd) =
+        ("route".into(), None, None, None);
     decision.attempts.clear();
     let mut hit = routed("e", 2 * HOUR + 7, "small", (500, 100), "chat", 0.1);
     (hit.cache_hit, hit.cost_usd, hit.cache_saved_usd) = (true, Some(0.0), Some(0.002));

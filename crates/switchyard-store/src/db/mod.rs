@@ -268,7 +268,10 @@ impl Store {
             "INSERT OR REPLACE INTO feedback (request_id, score, comment, ts_ms, updates) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![feedback.request_id, feedback.score, feedback.comment, feedback.ts_ms, updates],
         )?;
-        tx.execute("UPDATE decisions SET score = ?2 WHERE request_id = ?1", params![feedback.request_id, feedback.score])?;
+        tx.execute(
+            "UPDATE decisions SET score = ?2 WHERE request_id = ?1",
+            params![feedback.request_id, feedback.score],
+        )?;
         tx.commit()?;
         let outcome = if updates == 1 { FeedbackOutcome::Recorded } else { FeedbackOutcome::Replaced(updates) };
         Ok(FeedbackReceipt { outcome, endpoint, chosen_model, arm: experiment.zip(arm) })

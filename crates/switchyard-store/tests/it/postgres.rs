@@ -1,6 +1,6 @@
 //! The decision log in a real PostgreSQL (a cluster made by initdb for each test, on a unix socket): a schema
 //! newer than the binary and bad URLs are clear errors, a row PostgreSQL refuses is counted without holding the
-//! others, an older table gains the new columns, and feedback finds only requests made with the same key. (The
+//! others, an older table gains the new columns, feedback finds only requests made with the same key, and the dashboard reads the same view as from SQLite. (The
 //! server writing there, through outages, is tested in switchyard-server; the CLI reading it, and a URL it
 //! cannot read, in switchyard.)
 
@@ -115,7 +115,7 @@ fn a_version_2_table_gains_the_later_columns_and_keeps_its_rows() {
          || '|' || COALESCE(usage_estimated::text, '-') FROM decisions ORDER BY request_id",
     );
     assert_eq!(rows.trim(), "new|0.04|true|true\nold|-|-|-");
-    assert_eq!(pg.sql("SELECT value FROM switchyard_meta WHERE key = 'schema_version'").trim(), "8");
+    assert_eq!(pg.sql("SELECT value FROM switchyard_meta WHERE key = 'schema_version'").trim(), "9");
     let mut read = Vec::new();
     switchyard_store::LogRows::each_logged(&mut db, i64::MIN, &mut |r| read.push(r.record)).unwrap();
     let mut flags: Vec<(&str, bool, bool, Option<f64>)> =
@@ -175,4 +175,129 @@ fn feedback_finds_only_requests_made_with_the_same_key() {
     let open = db.feedback(&fb("open", None)).unwrap();
     assert_eq!((open.outcome, open.answered_upstream()), (FeedbackOutcome::Recorded, false), "a /v1/route decision");
     assert_eq!(db.feedback(&fb("open", None)).unwrap().outcome, FeedbackOutcome::Replaced(2));
+}
+
+/// Whether two JSON values are equal but for sums that may differ in the last bits (rows summed in another
+/// order).
+fn close(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1.0)
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| close(x, y)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| close(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Requests of two models over two hours: one fell back from a failed deployment, one is a `/v1/route`
+/// decision, one a cache hit.
+fn dashboard_records() -> Vec<switchyard_store::DecisionRecord> {
+    use switchyard_store::{Attempt, DecisionRecord, Estimate, PromptLogging};
+    let record = |id: &str, ts_ms: i64, model: &str, tokens: Option<(u64, u64)>, price: f64| {
+        let attempt = |deployment: &str, status| Attempt {
+            model: model.into(),
+            deployment: Some(deployment.into()),
+            status: Some(status),
+            latency_ms: 20.0,
+            error: None,
+        };
+        let mut r = DecisionRecord {
+            request_id: id.into(),
+            ts_ms,
+            endpoint: if tokens.is_some() { "chat" } else { "route" }.into(),
+            status: 200,
+            chosen_model: Some(model.into()),
+            decided_model: Some(model.into()),
+            estimates: vec![
+                Estimate { model: "big".into(), p: 0.9, cost_usd: 0.01 },
+                Estimate { model: "small".into(), p: 0.6, cost_usd: 0.001 },
+            ],
+            attempts: tokens.map(|_| vec![attempt(&format!("{model}-1"), 200)]).unwrap_or_default(),
+            input_tokens: tokens.map(|t| t.0),
+            output_tokens: tokens.map(|t| t.1),
+            cost_usd: tokens.map(|(i, o)| (i + o) as f64 * price / 1e6),
+            latency_ms: 50.0,
+            api_key: Some("team".into()),
+            domain: Some("math".into()),
+            complexity: Some(0.5),
+            ..DecisionRecord::default()
+        };
+        r.set_prompt(id, PromptLogging::Full);
+        r
+    };
+    let mut fell_back = record("c", 3_600_500, "small", Some((300, 100)), 1.0);
+    fell_back.attempts.insert(
+        0,
+        Attempt {
+            model: "big".into(),
+            deployment: Some("big-1".into()),
+            status: Some(503),
+            latency_ms: 3.0,
+            error: None,
+        },
+    );
+    let mut hit = record("e", 3_600_700, "small", Some((50, 10)), 1.0);
+    (hit.cache_hit, hit.cost_usd, hit.cache_saved_usd, hit.attempts) = (true, Some(0.0), Some(0.01), Vec::new());
+    vec![
+        record("a", 1_000, "big", Some((1_000, 500)), 10.0),
+        record("b", 2_000, "small", Some((2_000, 800)), 1.0),
+        fell_back,
+        record("d", 3_600_600, "big", None, 10.0),
+        hit,
+    ]
+}
+
+/// The dashboard reads the same sums from PostgreSQL as from SQLite, and a table of schema 8 gets the derived
+/// columns and feedback scores filled in when a build of schema 9 opens it.
+#[test]
+fn the_dashboard_reads_the_same_view_from_postgresql_as_from_sqlite() {
+    use switchyard_store::{DashboardQuery, Database, Feedback, Location, Pricing, Store};
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sqlite = Store::open(&dir.path().join("log.sqlite")).unwrap();
+    let mut postgres = Database::open(&Location::Postgres(pg.url.clone())).unwrap();
+    let records = dashboard_records();
+    sqlite.insert(&records).unwrap();
+    postgres.insert(&records).unwrap();
+    for (id, score) in [("a", 1.0), ("b", 0.0), ("c", 1.0)] {
+        let fb = Feedback { request_id: id.into(), api_key: Some("team".into()), score, comment: None, ts_ms: 1 };
+        sqlite.feedback(&fb).unwrap();
+        postgres.feedback(&fb).unwrap();
+    }
+    let price = |m: &str| match m {
+        "big" => Some((10.0, 10.0)),
+        "small" => Some((1.0, 1.0)),
+        _ => None,
+    };
+    let pricing = Pricing { price: &price, candidates: vec![], reference: None };
+    let query = DashboardQuery::new(0, 7_200_000, 3_600_000, 10).unwrap();
+    let comparable = |d: switchyard_store::Dashboard| {
+        let mut v = serde_json::to_value(d).unwrap();
+        for volatile in ["generated_ms", "query_ms", "log"] {
+            v.as_object_mut().unwrap().remove(volatile);
+        }
+        v
+    };
+    let from_sqlite = comparable(sqlite.dashboard(&query, &pricing).unwrap());
+    let from_postgres = comparable(postgres.dashboard(&query, &pricing).unwrap());
+    assert_eq!(from_postgres["totals"]["requests"], 5);
+    assert_eq!(from_postgres["totals"]["scored"], 3);
+    assert_eq!(from_postgres["savings"]["priced_requests"], 3);
+    assert!(close(&from_sqlite, &from_postgres), "the same view from either backend:\n{from_sqlite}\n{from_postgres}");
+
+    // A table of schema 8: the derived columns and scores empty, no covering index.
+    pg.sql(
+        "DROP INDEX decisions_stats; UPDATE decisions SET chosen_p = NULL, attempts_n = NULL, deployment = NULL, \
+         upstream_ms = NULL, failed_deployments = NULL, score = NULL; \
+         UPDATE switchyard_meta SET value = 8 WHERE key = 'schema_version'",
+    );
+    drop(postgres);
+    let mut postgres = Database::open(&Location::Postgres(pg.url.clone())).unwrap();
+    assert!(close(&comparable(postgres.dashboard(&query, &pricing).unwrap()), &from_sqlite), "filled in on open");
+    assert_eq!(pg.sql("SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'decisions_stats'").trim(), "1");
 }

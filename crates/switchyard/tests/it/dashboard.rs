@@ -104,6 +104,42 @@ async fn logged(server: &ServeProcess, n: usize, scored: usize) -> Vec<switchyar
     }
 }
 
+/// What the page should show, computed here from the decision log's rows.
+struct Expected {
+    spend: f64,
+    /// The dearest model the router sent a request to.
+    reference: String,
+    /// The gateway's answers at the reference's prices.
+    at_reference: f64,
+    saved: f64,
+    models: BTreeSet<String>,
+}
+
+/// Totals by hand, and the savings against the dearest model the router routed to.
+fn by_hand(rows: &[switchyard_store::LoggedRequest]) -> Expected {
+    let prices = prices();
+    let spend: f64 = rows.iter().filter_map(|r| r.record.cost_usd).sum();
+    let reference = rows
+        .iter()
+        .filter(|r| r.record.complexity.is_some())
+        .filter_map(|r| r.record.chosen_model.clone())
+        .max_by(|a, b| {
+            let total = |m: &str| prices[m].0 + prices[m].1;
+            total(a).total_cmp(&total(b)).then_with(|| b.cmp(a))
+        })
+        .unwrap();
+    let (ri, ro) = prices[&reference];
+    let priced: Vec<_> = rows.iter().filter(|r| r.record.endpoint == "chat").collect();
+    let at_reference: f64 = priced
+        .iter()
+        .map(|r| (r.record.input_tokens.unwrap() as f64 * ri + r.record.output_tokens.unwrap() as f64 * ro) / 1e6)
+        .sum();
+    let saved = at_reference - priced.iter().filter_map(|r| r.record.cost_usd).sum::<f64>();
+    let models = rows.iter().filter_map(|r| r.record.chosen_model.clone()).collect();
+    eprintln!("routed to {models:?}; reference {reference}; saved {saved} of {at_reference}");
+    Expected { spend, reference, at_reference, saved, models }
+}
+
 /// An element's `data-value`.
 async fn value(client: &Client, css: &str) -> String {
     let element = client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
@@ -129,27 +165,10 @@ async fn the_dashboard_shows_what_the_log_holds_and_what_routing_saved() {
     let ids = traffic(&server.base).await;
     let rows = logged(&server, ids.len(), 3).await;
 
-    // By hand, from the log: totals, and the savings against the dearest model the router routed to.
+    let expect = by_hand(&rows);
     let prices = prices();
-    let spend: f64 = rows.iter().filter_map(|r| r.record.cost_usd).sum();
-    let reference = rows
-        .iter()
-        .filter(|r| r.record.complexity.is_some())
-        .filter_map(|r| r.record.chosen_model.clone())
-        .max_by(|a, b| {
-            let total = |m: &str| prices[m].0 + prices[m].1;
-            total(a).total_cmp(&total(b)).then_with(|| b.cmp(a))
-        })
-        .unwrap();
-    let (ri, ro) = prices[&reference];
-    let priced: Vec<_> = rows.iter().filter(|r| r.record.endpoint == "chat").collect();
-    let at_reference: f64 = priced
-        .iter()
-        .map(|r| (r.record.input_tokens.unwrap() as f64 * ri + r.record.output_tokens.unwrap() as f64 * ro) / 1e6)
-        .sum();
-    let saved = at_reference - priced.iter().filter_map(|r| r.record.cost_usd).sum::<f64>();
-    let models: BTreeSet<&str> = rows.iter().filter_map(|r| r.record.chosen_model.as_deref()).collect();
-    eprintln!("routed to {models:?}; reference {reference}; saved {saved} of {at_reference}");
+    let models = &expect.models;
+    let (spend, reference, at_reference, saved) = (expect.spend, &expect.reference, expect.at_reference, expect.saved);
 
     let browser = switchyard_testkit::browser::start(1400, 2000).await;
     let client = &browser.client;
@@ -163,15 +182,15 @@ async fn the_dashboard_shows_what_the_log_holds_and_what_routing_saved() {
 
     assert_eq!(number(client, "#kpi-requests").await as usize, ids.len());
     assert!((number(client, "#kpi-spend").await - spend).abs() < 1e-12, "spend");
-    assert_eq!(value(client, "#kpi-reference-model").await, reference);
+    assert_eq!(&value(client, "#kpi-reference-model").await, reference);
     assert!((number(client, "#kpi-reference-usd").await - at_reference).abs() < 1e-12);
     assert!((number(client, "#kpi-saved").await - saved).abs() < 1e-12, "saved");
     if at_reference > 0.0 {
         assert!((number(client, "#kpi-saved-share").await - saved / at_reference).abs() < 1e-9);
     }
     // Per model and per key, as the log has them.
-    for model in &models {
-        let n = rows.iter().filter(|r| r.record.chosen_model.as_deref() == Some(*model)).count();
+    for model in models {
+        let n = rows.iter().filter(|r| r.record.chosen_model.as_ref() == Some(model)).count();
         let css = format!("#models tr[data-model='{model}'] td[data-field='requests']");
         assert_eq!(number(client, &css).await as usize, n, "{model}");
     }
@@ -216,7 +235,37 @@ async fn the_dashboard_shows_what_the_log_holds_and_what_routing_saved() {
     for secret in [ADMIN, KEY_A, KEY_B, UPSTREAM_SECRET] {
         assert!(!page.contains(secret), "a secret in the page");
     }
+    report(client, &server, ids.len(), &expect).await;
     browser.close().await;
+}
+
+/// `switchyard logs report` writes the same view as one file, which opens in the browser without a server;
+/// bad arguments are refused by name.
+async fn report(client: &Client, server: &ServeProcess, requests: usize, expect: &Expected) {
+    let config = server.dir.path().join("switchyard.toml");
+    let out = server.dir.path().join("report.html");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["logs", "report", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        switchyard_testkit::cli(crate::BIN).args(&args).output().unwrap()
+    };
+    let done = run(&["--since", "1d"]);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("{requests} requests")), "{stderr}");
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("<script type=\"application/json\" id=\"data\">") && !html.contains("src=\"/ui/app.js\""));
+    client.goto(&format!("file://{}", out.display())).await.unwrap();
+    client.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css("body[data-state='ready']")).await.unwrap();
+    assert_eq!(number(client, "#kpi-requests").await as usize, requests);
+    assert!((number(client, "#kpi-saved").await - expect.saved).abs() < 1e-12, "the report's saving");
+    for (bad, named) in
+        [(&["--reference", "no-such-model"][..], "--reference"), (&["--bucket", "weekly"][..], "--bucket")]
+    {
+        let refused = run(bad);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && stderr.contains(named), "{stderr}");
+    }
 }
 
 #[tokio::test]
@@ -243,10 +292,7 @@ async fn without_an_admin_key_the_page_and_its_data_are_refused_and_no_secret_sh
     let cookies = client.get_all_cookies().await.unwrap();
     assert!(cookies.iter().all(|c| c.name() != "switchyard_ui"), "no session for a client key");
     // A fetch of the data from the page, without a session, is refused too.
-    let status = client
-        .execute_async("fetch('/admin/stats').then(r => arguments[0](r.status))", vec![])
-        .await
-        .unwrap();
+    let status = client.execute_async("fetch('/admin/stats').then(r => arguments[0](r.status))", vec![]).await.unwrap();
     assert_eq!(status, json!(401));
     let login_page = client.source().await.unwrap();
 

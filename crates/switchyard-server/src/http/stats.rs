@@ -1,0 +1,110 @@
+//! `GET /admin/stats`: the decision log's view of a range (`docs/admin-stats.md`), with the prices, keys and
+//! deployments this server knows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::header::CACHE_CONTROL;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use switchyard_store::{Budget, Limit, PromptLogging};
+
+use crate::dashboard::params::StatsParams;
+use crate::dashboard::{DashboardError, Live, LiveDeployment, LiveKey};
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+/// `GET /admin/stats`.
+pub(super) async fn stats(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<StatsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::Invalid {
+        code: "invalid_query",
+        message: format!("{}; the parameters are from, to, bucket, reference and recent", e.body_text()),
+    })?;
+    let view = view(&state, &params).await.map_err(|e| match e {
+        DashboardError::BadQuery(message) => ApiError::Invalid { code: "invalid_query", message },
+        DashboardError::LogOff => ApiError::NotFound { code: "log_disabled", message: e.to_string() },
+        DashboardError::Log(_) => ApiError::Unavailable { code: "log_unavailable", message: e.to_string() },
+    })?;
+    let mut response = Json(view).into_response();
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// The view `params` asks for, read on a blocking thread, with this server's live state filled in.
+async fn view(state: &Arc<AppState>, params: &StatsParams) -> Result<switchyard_store::Dashboard, DashboardError> {
+    if !state.config.log.enabled {
+        return Err(DashboardError::LogOff);
+    }
+    let now = switchyard_store::now_ms();
+    let query = params.query(now).map_err(DashboardError::BadQuery)?;
+    let prices = prices(state);
+    if let Some(reference) = params.reference.as_ref().filter(|r| !prices.contains_key(*r)) {
+        let known: Vec<&str> = prices.keys().map(String::as_str).collect();
+        return Err(DashboardError::BadQuery(format!(
+            "`reference` {reference:?} has no price in the catalog; pick one of: {}",
+            known.join(", ")
+        )));
+    }
+    let (worker, reference) = (state.clone(), params.reference.clone());
+    let mut view = tokio::task::spawn_blocking(move || {
+        worker.dashboard.read(&worker.config.log.location(), &query, &prices, reference)
+    })
+    .await
+    .map_err(|e| DashboardError::Log(format!("the reading thread failed: {e}")))??;
+    live(state, now).apply(&mut view);
+    Ok(view)
+}
+
+/// Every model's price, USD per million input and output tokens: the router's profiles, overridden by the
+/// config's catalog (what the gateway charges).
+fn prices(state: &AppState) -> BTreeMap<String, (f64, f64)> {
+    let mut prices: BTreeMap<String, (f64, f64)> = state
+        .routers()
+        .main
+        .profiles()
+        .into_iter()
+        .map(|p| (p.model, (p.input_usd_per_mtok, p.output_usd_per_mtok)))
+        .collect();
+    for card in &state.config.models {
+        prices.insert(card.name.clone(), (card.input_usd_per_mtok, card.output_usd_per_mtok));
+    }
+    prices
+}
+
+/// Keys' limits and use, deployments' cooldowns, and whether prompts may be shown, as of now.
+fn live(state: &AppState, now_ms: i64) -> Live {
+    let now = std::time::Instant::now();
+    let keys = state
+        .keys
+        .all()
+        .iter()
+        .map(|key| {
+            let (requests, tokens) = key.minute_use(now);
+            LiveKey {
+                name: key.name.clone(),
+                budget: key.budget().map(|usd| Budget {
+                    usd,
+                    period: key.budget_period().word().to_string(),
+                    spent_usd: key.spend_at(now_ms),
+                }),
+                rpm: key.rpm().map(|limit| Limit { limit: u64::from(limit), used: requests }),
+                tpm: key.tpm().map(|limit| Limit { limit, used: tokens }),
+            }
+        })
+        .collect();
+    let deployments = state
+        .deployments
+        .all()
+        .map(|up| LiveDeployment {
+            name: up.name.clone(),
+            model: up.model.clone(),
+            cooling: state.health.cooling(&up.name),
+        })
+        .collect();
+    Live { keys, deployments, prompts_full: state.config.log.prompts == PromptLogging::Full }
+}

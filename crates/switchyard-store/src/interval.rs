@@ -1,0 +1,65 @@
+//! Means and rates with their 95% confidence intervals: Welford's running moments with the normal
+//! approximation for means (feedback, spend), Wilson's score interval for rates.
+
+use serde::Serialize;
+
+/// z for a two-sided 95% interval.
+pub(crate) const Z95: f64 = 1.959_963_985;
+
+/// A mean with its 95% confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    /// Observations.
+    pub n: u64,
+    /// The mean (a rate for yes/no observations).
+    pub mean: f64,
+    /// Lower bound.
+    pub low: f64,
+    /// Upper bound.
+    pub high: f64,
+}
+
+/// Running sums of one quantity (Welford), for a mean and its normal-approximation interval.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Moments {
+    pub(crate) n: u64,
+    pub(crate) mean: f64,
+    m2: f64,
+}
+
+impl Moments {
+    pub(crate) fn add(&mut self, x: f64) {
+        self.n += 1;
+        let delta = x - self.mean;
+        self.mean += delta / self.n as f64;
+        self.m2 += delta * (x - self.mean);
+    }
+
+    pub(crate) fn variance(&self) -> f64 {
+        if self.n > 1 {
+            self.m2 / (self.n - 1) as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// Mean ± z·s/√n; `None` without observations.
+    pub(crate) fn interval(&self) -> Option<Interval> {
+        (self.n > 0).then(|| {
+            let half = Z95 * (self.variance() / self.n as f64).sqrt();
+            Interval { n: self.n, mean: self.mean, low: self.mean - half, high: self.mean + half }
+        })
+    }
+}
+
+/// The Wilson score interval of `k` successes in `n` trials (sound at small n and at rates near 0 or 1).
+pub fn wilson(k: u64, n: u64) -> Option<Interval> {
+    if n == 0 {
+        return None;
+    }
+    let (nf, p) = (n as f64, k as f64 / n as f64);
+    let z2 = Z95 * Z95;
+    let centre = (p + z2 / (2.0 * nf)) / (1.0 + z2 / nf);
+    let half = Z95 / (1.0 + z2 / nf) * (p * (1.0 - p) / nf + z2 / (4.0 * nf * nf)).sqrt();
+    Some(Interval { n, mean: p, low: (centre - half).max(0.0), high: (centre + half).min(1.0) })
+}
