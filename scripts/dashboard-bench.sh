@@ -126,6 +126,7 @@ median30=$median
 measure 7d 7d 5
 measure 24h 24h 5
 echo "(seconds: curl's time_total, a new connection each call; query_ms: the server's time to read and sum the log, median)"
+echo "load average after the calls (1, 5, 15 min; other work on this machine slows the figures): $(cut -d' ' -f1-3 /proc/loadavg)"
 
 mb() { awk -v b="$1" 'BEGIN {printf "%.1f MB", b / 1e6}'; }
 size=$(( $(stat -c %s "$log") + $( [ -f "$log-wal" ] && stat -c %s "$log-wal" || echo 0) ))

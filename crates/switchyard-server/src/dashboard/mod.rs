@@ -137,3 +137,40 @@ impl Live {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_store::{DashboardQuery, Pricing, Store};
+
+    fn empty_view() -> Dashboard {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("log.sqlite")).unwrap();
+        let pricing = Pricing { price: &|_| None, candidates: Vec::new(), reference: None };
+        store.dashboard(&DashboardQuery::new(0, 1_000, 1_000, 10).unwrap(), &pricing).unwrap()
+    }
+
+    #[test]
+    fn live_state_adds_idle_keys_and_deployments_and_hides_prompts() {
+        let mut view = empty_view();
+        view.keys.push(KeyRow { name: "busy".into(), requests: 3, spend_usd: 0.5, budget: None, rpm: None, tpm: None });
+        view.recent.push(switchyard_store::Recent::of(switchyard_store::DecisionRecord {
+            prompt: Some("a secret plan".into()),
+            ..Default::default()
+        }));
+        let live = Live {
+            keys: vec![
+                LiveKey { name: "busy".into(), budget: None, rpm: Some(Limit { limit: 10, used: 2 }), tpm: None },
+                LiveKey { name: "idle".into(), budget: None, rpm: None, tpm: None },
+            ],
+            deployments: vec![LiveDeployment { name: "m#1".into(), model: "m".into(), cooling: true }],
+            prompts_full: false,
+        };
+        live.apply(&mut view);
+        let keys: Vec<(&str, u64, Option<u64>)> =
+            view.keys.iter().map(|k| (k.name.as_str(), k.requests, k.rpm.as_ref().map(|r| r.used))).collect();
+        assert_eq!(keys, [("busy", 3, Some(2)), ("idle", 0, None)]);
+        assert_eq!((view.deployments.len(), view.deployments[0].cooling, view.deployments[0].calls), (1, true, 0));
+        assert_eq!((view.log.prompts.as_deref(), view.recent[0].prompt.as_deref()), (Some("hash"), None));
+    }
+}

@@ -26,3 +26,27 @@ pub fn report_html(dashboard: &Dashboard) -> Result<String, serde_json::Error> {
         )
         .replace("<!--DATA-->", &format!("<script type=\"application/json\" id=\"data\">{data}</script>")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_store::{DashboardQuery, Pricing, Store};
+
+    #[test]
+    fn the_report_inlines_the_assets_and_no_logged_text_can_close_its_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("log.sqlite")).unwrap();
+        let pricing = Pricing { price: &|_| None, candidates: Vec::new(), reference: None };
+        let mut view = store.dashboard(&DashboardQuery::new(0, 1_000, 1_000, 10).unwrap(), &pricing).unwrap();
+        view.recent.push(switchyard_store::Recent::of(switchyard_store::DecisionRecord {
+            prompt: Some("</script><script>alert(1)</script>".into()),
+            ..Default::default()
+        }));
+        let html = report_html(&view).unwrap();
+        assert!(!html.contains("src=\"/ui/app.js\"") && !html.contains("href=\"/ui/app.css\""), "assets inlined");
+        assert!(html.contains("<script type=\"application/json\" id=\"data\">"));
+        assert!(!html.contains("</script><script>alert(1)"), "the prompt cannot end the data's script");
+        assert!(html.contains("\\u003c/script>\\u003cscript>alert(1)"), "it is kept, escaped");
+        assert_eq!(html.matches("<!--DATA-->").count(), 0);
+    }
+}
