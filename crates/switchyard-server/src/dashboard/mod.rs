@@ -60,6 +60,17 @@ impl Reader {
     }
 }
 
+impl Drop for Reader {
+    /// A PostgreSQL client closes by running its own small runtime, which must not happen on an async thread
+    /// (the server's state may be dropped on one): the connection is closed on a plain thread.
+    fn drop(&mut self) {
+        let held = self.0.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(db) = held {
+            let _ = std::thread::spawn(move || drop(db)).join();
+        }
+    }
+}
+
 /// A client key as this server sees it now.
 #[derive(Debug, Clone)]
 pub struct LiveKey {

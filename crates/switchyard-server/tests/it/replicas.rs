@@ -146,7 +146,7 @@ async fn a_config_without_budgets_or_keys_shares_health_and_pins_too() {
     let router = || Router::load(&switchyard_testkit::default_router()).unwrap();
     let text = |name: &str| {
         format!(
-            "[server]\ncooldown_failures = 1\ncooldown_ms = 60000\n[log]\nurl = \"{}\"\nspool = {:?}\n\
+            "[server]\ncooldown_failures = 1\ncooldown_ms = 60000\nadmin_keys = [\"ops\"]\n[log]\nurl = \"{}\"\nspool = {:?}\n\
              [state]\nurl = \"{}\"\n{}\n{}",
             pg.url,
             dir.path().join(name).display().to_string(),
@@ -185,6 +185,29 @@ async fn a_config_without_budgets_or_keys_shares_health_and_pins_too() {
         assert_eq!(metric(r, "switchyard_state_errors_total").await, Some(0.0));
     }
     assert!(redis.query(&["HGET", "switchyard:health", "flaky-a"]).contains("cool_until"));
+    // The dashboard reads the shared log: each replica shows both replicas' requests, the failed call against
+    // its deployment, and the shared cooldown.
+    for r in [&a, &b] {
+        r.log.as_ref().unwrap().flush();
+    }
+    for r in [&a, &b] {
+        let (status, _, text) = call(r, "GET", "/admin/stats?from=1h", "ops", &[], Value::Null).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let stats: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (stats["totals"]["requests"].as_u64(), stats["log"]["backend"].as_str()),
+            (Some(4), Some("postgres"))
+        );
+        let deployment =
+            |name: &str| stats["deployments"].as_array().unwrap().iter().find(|d| d["deployment"] == name).cloned();
+        let failed = deployment("flaky-a").unwrap();
+        assert_eq!(
+            (failed["calls"].as_u64(), failed["failures"].as_u64(), &failed["cooling"]),
+            (Some(1), Some(1), &json!(true))
+        );
+        assert_eq!(deployment("flaky-b").unwrap()["calls"].as_u64(), Some(2));
+        assert_eq!(stats["models"].as_array().unwrap().iter().find(|m| m["model"] == "flaky").unwrap()["fallbacks"], 1);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
