@@ -18,6 +18,10 @@ mod row;
 
 pub use catalog::{Catalog, CatalogError, Deployment, ModelCard, UpstreamApi};
 pub use cost::{estimate_input_tokens, CostSource, ModelCost, CHARS_PER_TOKEN};
+
+/// The upper edges of the low and middle bands of the router's complexity score (in [0, 1]), as the decision
+/// log's views and `logs failures` group requests: low below 1/3, mid below 2/3, high from 2/3.
+pub const COMPLEXITY_BAND_EDGES: [f64; 2] = [1.0 / 3.0, 2.0 / 3.0];
 pub use explore::{explore, seed_of, thompson_shares, Exploration, Rng};
 pub use familiarity::{Familiarity, Placement, OOD_START};
 pub use logs::{read_logs, LogError, LogReader, ReadSummary, RowError};

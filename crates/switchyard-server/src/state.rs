@@ -46,6 +46,8 @@ pub struct AppState {
     pub(crate) connections: Arc<crate::http::connection::Registry>,
     /// The connection the dashboard reads the decision log through.
     pub(crate) dashboard: crate::dashboard::Reader,
+    /// The secret the dashboard's sign-in sessions are signed with.
+    pub(crate) session_secret: crate::dashboard::session::Secret,
     routers: RwLock<Arc<Routers>>,
     reloading: Mutex<()>,
 }
@@ -112,6 +114,8 @@ impl AppState {
             cache,
             connections,
             dashboard: crate::dashboard::Reader::default(),
+            session_secret: crate::dashboard::session::Secret::new(config.server.session_secret_env.as_deref())
+                .map_err(StartError::SessionSecret)?,
             learning,
             embedder,
             encoder,

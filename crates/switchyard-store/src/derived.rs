@@ -36,7 +36,7 @@ impl Derived {
     pub(crate) fn of(r: &DecisionRecord) -> Self {
         let model = r.chosen_model.as_deref().or(r.decided_model.as_deref());
         let chosen_p = model.and_then(|m| r.estimates.iter().find(|e| e.model == m)).map(|e| e.p);
-        let answered = r.attempts.last().filter(|a| a.status.is_some_and(|s| (200..300).contains(&s)));
+        let answered = r.attempts.last().filter(|a| a.status.is_some_and(|s| answered(s, r.status)));
         let name = |a: &crate::record::Attempt| a.deployment.clone().unwrap_or_else(|| a.model.clone());
         let failed: Vec<FailedCall> = r.attempts[..r.attempts.len() - usize::from(answered.is_some())]
             .iter()
@@ -50,6 +50,14 @@ impl Derived {
             failed_deployments: (!failed.is_empty()).then(|| serde_json::to_string(&failed).unwrap_or_default()),
         }
     }
+}
+
+/// Whether a call that got `status` answered the request, which was answered with `request_status`: a
+/// success, or a client error the gateway passed on as the answer (the request was at fault, not the
+/// deployment). A refused key (401, 403) or a rate limit (429) is the deployment's failure.
+fn answered(status: u16, request_status: u16) -> bool {
+    (200..300).contains(&status)
+        || (status == request_status && (400..500).contains(&status) && !matches!(status, 401 | 403 | 429))
 }
 
 /// The derived columns of a row an older build wrote, from its model columns and JSON (a column that does
@@ -96,6 +104,22 @@ mod tests {
         assert_eq!((d.attempts_n, d.deployment.as_deref(), d.upstream_ms), (2, Some("small"), Some(40.0)));
         let failed = failed_calls(d.failed_deployments.as_deref().unwrap_or("[]"));
         assert_eq!(failed, vec![FailedCall { deployment: "big-eu".into(), model: "big".into() }]);
+    }
+
+    #[test]
+    fn a_client_error_passed_on_is_an_answer_and_a_refused_key_a_failure() {
+        let r = |upstream: u16, request: u16| DecisionRecord {
+            status: request,
+            attempts: vec![attempt("m", Some("m#1"), Some(upstream), 9.0)],
+            ..DecisionRecord::default()
+        };
+        let bad_request = Derived::of(&r(400, 400));
+        assert_eq!((bad_request.deployment.as_deref(), bad_request.failed_deployments), (Some("m#1"), None));
+        for (upstream, request) in [(401, 401), (429, 429), (500, 502), (400, 502)] {
+            let d = Derived::of(&r(upstream, request));
+            assert_eq!(d.deployment, None, "{upstream} → {request}");
+            assert!(d.failed_deployments.is_some());
+        }
     }
 
     #[test]

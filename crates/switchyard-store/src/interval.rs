@@ -43,6 +43,19 @@ impl Moments {
         }
     }
 
+    /// The interval of a mean of scores in [0, 1]: mean ± z·s/√n, with the variance at least a Bernoulli's at
+    /// the smoothed mean ((Σ + 1) / (n + 2)), so a few equal scores do not make a zero-width interval; kept
+    /// within [0, 1]. `None` without observations.
+    pub(crate) fn score_interval(&self) -> Option<Interval> {
+        (self.n > 0).then(|| {
+            let n = self.n as f64;
+            let smoothed = (self.mean * n + 1.0) / (n + 2.0);
+            let variance = self.variance().max(smoothed * (1.0 - smoothed));
+            let half = Z95 * (variance / n).sqrt();
+            Interval { n: self.n, mean: self.mean, low: (self.mean - half).max(0.0), high: (self.mean + half).min(1.0) }
+        })
+    }
+
     /// Mean ± z·s/√n; `None` without observations.
     pub(crate) fn interval(&self) -> Option<Interval> {
         (self.n > 0).then(|| {
@@ -62,4 +75,27 @@ pub fn wilson(k: u64, n: u64) -> Option<Interval> {
     let centre = (p + z2 / (2.0 * nf)) / (1.0 + z2 / nf);
     let half = Z95 / (1.0 + z2 / nf) * (p * (1.0 - p) / nf + z2 / (4.0 * nf * nf)).sqrt();
     Some(Interval { n, mean: p, low: (centre - half).max(0.0), high: (centre + half).min(1.0) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_scores_still_have_an_honest_width() {
+        let mut m = Moments::default();
+        for _ in 0..5 {
+            m.add(1.0);
+        }
+        let i = m.score_interval().unwrap();
+        assert_eq!((i.mean, i.high), (1.0, 1.0));
+        assert!(i.low < 0.8, "{i:?}");
+        // Many varied scores: the sample variance rules.
+        let mut m = Moments::default();
+        for k in 0..1000 {
+            m.add(f64::from(k % 2));
+        }
+        let i = m.score_interval().unwrap();
+        assert!((i.high - i.low - 2.0 * Z95 * (0.25f64 / 1000.0).sqrt()).abs() < 1e-3, "{i:?}");
+    }
 }

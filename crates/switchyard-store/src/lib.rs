@@ -31,7 +31,7 @@ use std::path::PathBuf;
 pub use dashboard::{
     band, ArmRow, Budget, CacheRow, Dashboard, DashboardQuery, DeploymentRow, KeyRow, Limit, LogInfo, ModelRow,
     Pricing, QualityRow, Range, Ranked, Recent, RecentAttempt, Reference, Savings, SavingsRow, Series, Totals,
-    TrafficRow, MAX_BUCKETS, MAX_RECENT,
+    TrafficRow, MAX_BUCKETS, MAX_RECENT, MAX_TIME_MS,
 };
 pub use database::{Database, Location, LogRows};
 pub use db::{LoggedRequest, Store, SCHEMA_VERSION};

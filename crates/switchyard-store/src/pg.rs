@@ -160,8 +160,13 @@ impl PgStore {
         // Replicas starting together take turns (concurrent CREATE ... IF NOT EXISTS is not race-free in
         // PostgreSQL), and the version is read and written under the same lock, never lowered: an older build
         // cannot write its version over a newer one's. The lock is the session's, so an error (which drops the
-        // connection) releases it too.
-        client.batch_execute(&format!("SELECT pg_advisory_lock({DDL_LOCK});")).map_err(connect)?;
+        // connection) releases it too. No statement timeout while waiting: another replica may be migrating a
+        // large log.
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = 0; SELECT pg_advisory_lock({DDL_LOCK}); RESET statement_timeout;"
+            ))
+            .map_err(connect)?;
         let version: Option<i64> = client
             .query_opt("SELECT value FROM switchyard_meta WHERE key = 'schema_version'", &[])
             .ok()
@@ -195,10 +200,7 @@ impl PgStore {
                  ALTER TABLE decisions ADD COLUMN IF NOT EXISTS score DOUBLE PRECISION;",
             )
             .map_err(connect)?;
-        if version.is_some_and(|v| v < 9) {
-            crate::pg_migrate::backfill(&mut client, &shown)?;
-        }
-        client.batch_execute(crate::pg_migrate::STATS_INDEX).map_err(connect)?;
+        crate::pg_migrate::migrate(&mut client, &shown)?;
         client
             .execute(
                 "INSERT INTO switchyard_meta (key, value) VALUES ('schema_version', $1)

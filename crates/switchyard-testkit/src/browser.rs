@@ -33,7 +33,10 @@ pub async fn start(width: u32, height: u32) -> Browser {
     );
     let profile = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
-    for port in crate::loopback_ports() {
+    for _ in 0..10 {
+        // A port the system just gave out and nobody holds (a clash with another process is then unlikely, and
+        // caught below: our chromedriver exits, or is not the one answering).
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut driver = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -53,7 +56,9 @@ pub async fn start(width: u32, height: u32) -> Browser {
             assert!(Instant::now() < deadline, "chromedriver on port {port} did not answer within 30 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        if !ready {
+        // Answering, and still running (a chromedriver that could not bind exits at once).
+        if !ready || driver.try_wait().unwrap().is_some() {
+            let _ = driver.kill();
             continue;
         }
         let capabilities = json!({
@@ -81,7 +86,7 @@ pub async fn start(width: u32, height: u32) -> Browser {
             .unwrap_or_else(|e| panic!("chromedriver could not start {}: {e}", chromium.display()));
         return Browser { client, driver, _profile: profile };
     }
-    panic!("no free loopback port for chromedriver");
+    panic!("chromedriver did not start on any of 10 free loopback ports");
 }
 
 impl Browser {

@@ -19,8 +19,7 @@ use switchyard_core::Router;
 
 use crate::TrainError;
 
-/// The upper edges of the low and middle complexity bands.
-const BAND_EDGES: [f64; 2] = [1.0 / 3.0, 2.0 / 3.0];
+use switchyard_core::COMPLEXITY_BAND_EDGES as BAND_EDGES;
 /// Request ids listed per group.
 const EXAMPLES: usize = 3;
 /// Characters of a cluster's central prompt shown as its label.

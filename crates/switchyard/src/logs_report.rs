@@ -46,9 +46,10 @@ pub struct ReportArgs {
     #[arg(long, value_name = "DIR")]
     router: Option<PathBuf>,
 
-    /// Leave the prompts out of the recent decisions (they are in only when log.prompts is "full").
+    /// Put the recent decisions' prompts in the file (left out by default: a report is meant to be shared;
+    /// never in when the config's log.prompts is "hash").
     #[arg(long)]
-    no_prompts: bool,
+    prompts: bool,
 }
 
 /// Runs `logs report`.
@@ -77,8 +78,9 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         Pricing { price: &price, candidates: prices.keys().cloned().collect(), reference: args.reference.clone() };
     let mut dashboard = db.dashboard(&query, &pricing)?;
     let hashed = config.as_ref().is_some_and(|c| c.log.prompts == PromptLogging::Hash);
-    dashboard.log.prompts = Some(if hashed || args.no_prompts { "hash" } else { "full" }.into());
-    if hashed || args.no_prompts {
+    let shown = args.prompts && !hashed;
+    dashboard.log.prompts = Some(if shown { "full" } else { "hash" }.into());
+    if !shown {
         dashboard.hide_prompts();
     }
     let html = switchyard_server::ui::report_html(&dashboard)?;

@@ -43,6 +43,10 @@ pub struct ServerConfig {
     /// SHA-256 digests (hex) of more admin keys, for files that must not hold the keys themselves
     /// (`printf %s "$KEY" | sha256sum`).
     pub admin_keys_sha256: Vec<String>,
+    /// Environment variable holding the secret (at least 32 characters) that signs the dashboard's sign-in
+    /// sessions. Give replicas the same one so a session works on all of them; without it each process makes
+    /// its own at start-up, so sessions end when it restarts.
+    pub session_secret_env: Option<String>,
     /// Time a client has to send a request's headers, in milliseconds, from its first byte. Past it the
     /// connection is closed.
     pub header_timeout_ms: u64,
@@ -146,6 +150,7 @@ impl Default for ServerConfig {
             cooldown_failures: 3,
             cooldown_ms: 30_000,
             admin_keys_sha256: Vec::new(),
+            session_secret_env: None,
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             keepalive_timeout_ms: 60_000,

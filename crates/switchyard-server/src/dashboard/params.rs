@@ -43,6 +43,9 @@ impl StatsParams {
             Some(text) => instant("to", text, now_ms, now_ms)?,
             None => now_ms,
         };
+        if !(0..=switchyard_store::MAX_TIME_MS).contains(&to) {
+            return Err(format!("`to` ({to}) is outside 1970 to 2200; give a time in that span"));
+        }
         let from = instant("from", self.from.as_deref().unwrap_or(DEFAULT_FROM), now_ms, to)?;
         let bucket = match self.bucket.as_deref().map(str::trim) {
             None | Some("") => DashboardQuery::auto_bucket(from, to, AUTO_BUCKETS),
@@ -101,6 +104,8 @@ mod tests {
         assert!(params(None, Some("soon"), None).query(NOW).unwrap_err().starts_with("`to`"));
         assert!(params(None, None, Some("weekly")).query(NOW).unwrap_err().starts_with("`bucket`"));
         assert!(params(Some("30d"), None, Some("1m")).query(NOW).unwrap_err().contains("at most 2000"));
+        assert!(params(None, Some("-9223372036854775808"), None).query(NOW).unwrap_err().contains("1970 to 2200"));
+        assert!(params(Some("-5"), None, None).query(NOW).unwrap_err().contains("`from`"));
         let recent = StatsParams { recent: Some("all".into()), ..StatsParams::default() };
         assert!(recent.query(NOW).unwrap_err().starts_with("`recent`"));
     }

@@ -1,7 +1,9 @@
 //! The dashboard's sign-in: an admin key posted once to `/ui/login` becomes a session cookie, so the key is
-//! never in a URL, a page or the browser's storage. The cookie holds its expiry and an HMAC-SHA256 of it under
-//! the admin key's digest: any replica with the same admin keys accepts it, it cannot be made without a key,
-//! and removing the key from the config ends its sessions.
+//! never in a URL, a page or the browser's storage. The cookie holds its expiry and an HMAC-SHA256, under the
+//! server's session secret, of the expiry and the admin key's digest. It cannot be made without the secret
+//! (knowing a key's digest, as `admin_keys_sha256` holds it, is not enough); replicas given the same secret
+//! (`server.session_secret_env`) accept each other's sessions; removing the key from the config ends its
+//! sessions.
 
 use sha2::{Digest, Sha256};
 
@@ -9,6 +11,10 @@ use sha2::{Digest, Sha256};
 pub const COOKIE: &str = "switchyard_ui";
 /// How long a session lasts, milliseconds (12 hours).
 pub const LIFETIME_MS: i64 = 12 * 3_600_000;
+/// How far another replica's clock may be ahead of this one's, milliseconds.
+const CLOCK_SKEW_MS: i64 = 5 * 60_000;
+/// The shortest session secret accepted from the environment, in bytes.
+const MIN_SECRET: usize = 32;
 /// What the MAC covers besides the expiry, so a MAC made for another purpose never passes as a session.
 const PURPOSE: &[u8] = b"switchyard dashboard session v1:";
 
@@ -25,8 +31,53 @@ fn hmac(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
     outer.finalize().into()
 }
 
-fn mac(key_digest: &[u8; 32], expires_ms: i64) -> [u8; 32] {
-    hmac(key_digest, &[PURPOSE, expires_ms.to_string().as_bytes()].concat())
+/// The secret sessions are signed with.
+#[derive(Clone)]
+pub struct Secret([u8; 32]);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Secret {
+    /// The secret from the environment variable `env` (`server.session_secret_env`), else a random one.
+    pub fn new(env: Option<&str>) -> Result<Self, String> {
+        match env {
+            Some(var) => {
+                let value = std::env::var(var).map_err(|_| {
+                    format!("server.session_secret_env names {var}, which is not set: set it to a random string of at least {MIN_SECRET} characters, the same on every replica")
+                })?;
+                if value.len() < MIN_SECRET {
+                    return Err(format!(
+                        "{var} (server.session_secret_env) holds {} characters; use at least {MIN_SECRET} random ones",
+                        value.len()
+                    ));
+                }
+                Ok(Self(Sha256::digest(value.as_bytes()).into()))
+            }
+            None => {
+                let mut bytes = [0u8; 32];
+                std::io::Read::read_exact(
+                    &mut std::fs::File::open("/dev/urandom").map_err(|e| e.to_string())?,
+                    &mut bytes,
+                )
+                .map_err(|e| format!("cannot read /dev/urandom for the dashboard's session secret: {e}"))?;
+                Ok(Self(bytes))
+            }
+        }
+    }
+
+    /// A fixed secret, for tests.
+    #[cfg(test)]
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+fn mac(secret: &Secret, key_digest: &[u8; 32], expires_ms: i64) -> [u8; 32] {
+    hmac(&secret.0, &[PURPOSE, key_digest, b":", expires_ms.to_string().as_bytes()].concat())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -34,21 +85,21 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// A session token for the admin key with digest `key_digest`, valid until `now_ms` + [`LIFETIME_MS`].
-pub fn mint(key_digest: &[u8; 32], now_ms: i64) -> String {
+pub fn mint(secret: &Secret, key_digest: &[u8; 32], now_ms: i64) -> String {
     let expires = now_ms + LIFETIME_MS;
-    format!("{expires}.{}", hex(&mac(key_digest, expires)))
+    format!("{expires}.{}", hex(&mac(secret, key_digest, expires)))
 }
 
-/// Whether `token` is a live session of one of the admin keys (`digests`). Every key is compared, in
+/// Whether `token` is a live session of one of the admin keys (`digests`), signed with `secret`. Every key is compared, in
 /// constant time, whatever the first ones say.
-pub fn valid(token: &str, digests: &[[u8; 32]], now_ms: i64) -> bool {
+pub fn valid(secret: &Secret, token: &str, digests: &[[u8; 32]], now_ms: i64) -> bool {
     let Some((expires, presented)) = token.split_once('.') else { return false };
     let Ok(expires) = expires.parse::<i64>() else { return false };
-    if expires <= now_ms || expires > now_ms + LIFETIME_MS {
+    if expires <= now_ms || expires > now_ms.saturating_add(LIFETIME_MS + CLOCK_SKEW_MS) {
         return false;
     }
     digests.iter().fold(false, |found, d| {
-        let expected = hex(&mac(d, expires));
+        let expected = hex(&mac(secret, d, expires));
         let same = expected.len() == presented.len()
             && expected.bytes().zip(presented.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
         found | same
@@ -80,15 +131,26 @@ mod tests {
     }
 
     #[test]
-    fn a_session_lives_for_its_key_and_its_time() {
-        let (key, other) = ([7u8; 32], [8u8; 32]);
-        let token = mint(&key, 1_000);
-        assert!(valid(&token, &[other, key], 2_000));
-        assert!(!valid(&token, &[other], 2_000), "another key's session");
-        assert!(!valid(&token, &[key], 1_000 + LIFETIME_MS), "expired");
+    fn a_session_lives_for_its_key_its_secret_and_its_time() {
+        let (secret, key, other) = (Secret::from_bytes([1; 32]), [7u8; 32], [8u8; 32]);
+        let token = mint(&secret, &key, 1_000);
+        assert!(valid(&secret, &token, &[other, key], 2_000));
+        assert!(!valid(&secret, &token, &[other], 2_000), "another key's session");
+        assert!(!valid(&Secret::from_bytes([2; 32]), &token, &[key], 2_000), "another secret's session");
+        assert!(!valid(&secret, &token, &[key], 1_000 + LIFETIME_MS), "expired");
+        // Minted on a replica whose clock is a minute ahead: still good here.
+        assert!(valid(&secret, &mint(&secret, &key, 61_000), &[key], 1_000));
         let forged_expiry = token.replacen(&(1_000 + LIFETIME_MS).to_string(), &(2_000 + LIFETIME_MS).to_string(), 1);
-        assert!(!valid(&forged_expiry, &[key], 2_000), "a changed expiry breaks the MAC");
-        assert!(!valid("garbage", &[key], 2_000) && !valid("1.2", &[key], 0));
+        assert!(!valid(&secret, &forged_expiry, &[key], 2_000), "a changed expiry breaks the MAC");
+        assert!(!valid(&secret, "garbage", &[key], 2_000) && !valid(&secret, "1.2", &[key], 0));
+    }
+
+    #[test]
+    fn a_secret_from_the_environment_must_be_long_enough() {
+        let err = Secret::new(Some("SWITCHYARD_TEST_SURELY_UNSET_SECRET")).unwrap_err();
+        assert!(err.contains("is not set") && err.contains("at least 32"), "{err}");
+        let (a, b) = (Secret::new(None).unwrap(), Secret::new(None).unwrap());
+        assert_ne!(a.0, b.0, "random secrets differ");
     }
 
     #[test]

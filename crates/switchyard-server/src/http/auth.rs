@@ -167,7 +167,7 @@ pub(super) async fn authenticate_dashboard(
     if let Some(off) = admin_off(server) {
         return off.into_response();
     }
-    if is_admin(server, request.headers()) || has_session(server, request.headers()) {
+    if is_admin(server, request.headers()) || has_session(&state, request.headers()) {
         next.run(request).await
     } else {
         ApiError::unauthorized(
@@ -193,9 +193,10 @@ pub(super) fn admin_digests(server: &ServerConfig) -> Vec<[u8; 32]> {
 }
 
 /// Whether the request carries a live dashboard session.
-pub(super) fn has_session(server: &ServerConfig, headers: &axum::http::HeaderMap) -> bool {
+pub(super) fn has_session(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
     crate::dashboard::session::from_headers(headers).is_some_and(|token| {
-        crate::dashboard::session::valid(token, &admin_digests(server), switchyard_store::now_ms())
+        let digests = admin_digests(&state.config.server);
+        crate::dashboard::session::valid(&state.session_secret, token, &digests, switchyard_store::now_ms())
     })
 }
 

@@ -68,6 +68,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .merge(dashboard)
         .route("/ui", get(ui::index))
         .route("/ui/app.js", get(ui::app_js))
+        .route("/ui/charts.js", get(ui::charts_js))
         .route("/ui/app.css", get(ui::app_css))
         .route("/ui/login", post(ui::login))
         .route("/ui/logout", post(ui::logout))

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::dashboard::session;
 use crate::http::auth::{admin_digest, admin_off, has_session};
 use crate::state::AppState;
-use crate::ui::{APP_CSS, APP_JS, INDEX_HTML, LOGIN_HTML};
+use crate::ui::{APP_CSS, APP_JS, CHARTS_JS, INDEX_HTML, LOGIN_HTML};
 
 /// Only the page's own script, stylesheet and calls back to this server.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -50,7 +50,7 @@ pub(super) async fn index(State(state): State<Arc<AppState>>, headers: HeaderMap
     if let Some(off) = admin_off(server) {
         return login_page(StatusCode::FORBIDDEN, Some(&off.to_string()));
     }
-    if has_session(server, &headers) {
+    if has_session(&state, &headers) {
         page(StatusCode::OK, INDEX_HTML.to_string())
     } else {
         login_page(StatusCode::UNAUTHORIZED, None)
@@ -69,6 +69,11 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// `GET /ui/app.js`.
 pub(super) async fn app_js() -> Response {
     asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+/// `GET /ui/charts.js`.
+pub(super) async fn charts_js() -> Response {
+    asset("text/javascript; charset=utf-8", CHARTS_JS)
 }
 
 /// `GET /ui/app.css`.
@@ -101,7 +106,7 @@ pub(super) async fn login(
         tracing::warn!("dashboard sign-in with a key that is not an admin key");
         return login_page(StatusCode::UNAUTHORIZED, Some("That key is not one of server.admin_keys."));
     };
-    let token = session::mint(&digest, switchyard_store::now_ms());
+    let token = session::mint(&state.session_secret, &digest, switchyard_store::now_ms());
     let secure = if over_https(&headers) { "; Secure" } else { "" };
     let cookie = format!(
         "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",

@@ -72,6 +72,9 @@ pub enum StartError {
     /// The online-learning state file cannot be read.
     #[error("{0}")]
     Learning(String),
+    /// The dashboard's session secret is missing or too short, or no random one can be made.
+    #[error("{0}")]
+    SessionSecret(String),
     /// The HTTP client for upstream calls cannot be built (its TLS back end failed to start).
     #[error("cannot build the HTTP client for upstream calls: {0}")]
     Http(String),

@@ -10,6 +10,8 @@ pub const INDEX_HTML: &str = include_str!("assets/index.html");
 pub const LOGIN_HTML: &str = include_str!("assets/login.html");
 /// The page's script.
 pub const APP_JS: &str = include_str!("assets/app.js");
+/// The charts and DOM helpers the page's script uses (`window.SwitchyardCharts`).
+pub const CHARTS_JS: &str = include_str!("assets/charts.js");
 /// The page's stylesheet.
 pub const APP_CSS: &str = include_str!("assets/app.css");
 
@@ -20,11 +22,14 @@ pub fn report_html(dashboard: &Dashboard) -> Result<String, serde_json::Error> {
     let data = serde_json::to_string(dashboard)?.replace('<', "\\u003c");
     Ok(INDEX_HTML
         .replace("<link rel=\"stylesheet\" href=\"/ui/app.css\">", &format!("<style>\n{}\n</style>", APP_CSS))
-        .replace(
-            "<script src=\"/ui/app.js\" defer></script>",
-            &format!("<script>\n{}\n</script>", APP_JS.replace("</script", "<\\/script")),
-        )
+        .replace("<script src=\"/ui/charts.js\" defer></script>", &inline_script(CHARTS_JS))
+        .replace("<script src=\"/ui/app.js\" defer></script>", &inline_script(APP_JS))
         .replace("<!--DATA-->", &format!("<script type=\"application/json\" id=\"data\">{data}</script>")))
+}
+
+/// A script inlined in an HTML page (a `</script` in it could not end the element early).
+fn inline_script(code: &str) -> String {
+    format!("<script>\n{}\n</script>", code.replace("</script", "<\\/script"))
 }
 
 #[cfg(test)]
@@ -43,7 +48,9 @@ mod tests {
             ..Default::default()
         }));
         let html = report_html(&view).unwrap();
-        assert!(!html.contains("src=\"/ui/app.js\"") && !html.contains("href=\"/ui/app.css\""), "assets inlined");
+        for tag in ["src=\"/ui/app.js\"", "src=\"/ui/charts.js\"", "href=\"/ui/app.css\""] {
+            assert!(!html.contains(tag), "{tag} inlined");
+        }
         assert!(html.contains("<script type=\"application/json\" id=\"data\">"));
         assert!(!html.contains("</script><script>alert(1)"), "the prompt cannot end the data's script");
         assert!(html.contains("\\u003c/script>\\u003cscript>alert(1)"), "it is kept, escaped");

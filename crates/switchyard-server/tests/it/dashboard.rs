@@ -174,3 +174,28 @@ async fn stats_sum_the_gateway_traffic_and_refuse_bad_queries_by_name() {
         assert!(body.contains(names), "{query}: {body}");
     }
 }
+
+#[tokio::test]
+async fn an_admin_key_given_by_digest_signs_in_and_its_digest_alone_makes_no_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _fake) = upstream::start().await;
+    let state = switchyard_testkit::app::state(&format!(
+        "[log]\npath = {:?}\n[server]\nadmin_keys_sha256 = [\"{}\"]\n{}",
+        dir.path().join("decisions.sqlite").display().to_string(),
+        sha256(ADMIN),
+        upstream::catalog(addr)
+    ));
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let (status, h, _) = raw(&state, "POST", "/ui/login", &form, &format!("key={ADMIN}")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let session = header(&h, "set-cookie").split(';').next().unwrap().to_string();
+    let (status, _, _) = raw(&state, "GET", "/admin/stats", &[("cookie", &session)], "").await;
+    assert_eq!(status, StatusCode::OK);
+    // Whoever reads the digest from the config cannot sign a session with it: the server's secret signs them.
+    let (status, _, body) = raw(&state, "POST", "/ui/login", &form, &format!("key={}", sha256(ADMIN))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let expires = switchyard_store::now_ms() + 3_600_000;
+    let forged = format!("switchyard_ui={expires}.{}", sha256(&format!("{}{expires}", sha256(ADMIN))));
+    let (status, _, _) = raw(&state, "GET", "/admin/stats", &[("cookie", &forged)], "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

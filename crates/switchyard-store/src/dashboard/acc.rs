@@ -6,7 +6,7 @@ use super::{
     band, ArmRow, CacheRow, DashboardQuery, DeploymentRow, KeyRow, ModelRow, Pricing, QualityRow, Reference, Savings,
     SavingsRow, Series, Totals, TrafficRow,
 };
-use crate::interval::{wilson, Interval, Moments};
+use crate::interval::{wilson, Moments};
 
 /// One row as the covering index gives it ([`super::STAT_COLUMNS`], in order); texts borrowed from the row.
 #[derive(Debug, Clone, Default)]
@@ -157,7 +157,9 @@ impl Acc {
                 m.predicted.add(p);
             }
         }
-        if row.is_gateway() && !row.cache_hit && row.input_tokens.is_some() && row.output_tokens.is_some() {
+        // What routing saved: the router's own choices (not a model the client named), answered upstream.
+        let routed = row.complexity.is_some();
+        if routed && row.is_gateway() && !row.cache_hit && row.input_tokens.is_some() && row.output_tokens.is_some() {
             if let Some(cost) = row.cost_usd {
                 m.priced += 1;
                 m.priced_input += input;
@@ -231,7 +233,7 @@ impl Acc {
     pub(crate) fn finish(self, query: &DashboardQuery, pricing: &Pricing<'_>) -> Panels {
         let mut totals = self.totals;
         totals.scored = self.feedback.n;
-        totals.feedback = self.feedback.interval().map(unit);
+        totals.feedback = self.feedback.score_interval();
         let savings = savings(&self.models, pricing, totals.requests);
         let gateway = totals.gateway;
         let mut models: Vec<(String, ModelAcc)> = self.models.into_iter().collect();
@@ -278,11 +280,6 @@ impl Acc {
     }
 }
 
-/// A feedback interval kept within [0, 1], where scores lie.
-fn unit(i: Interval) -> Interval {
-    Interval { low: i.low.max(0.0), high: i.high.min(1.0), ..i }
-}
-
 fn arm_row(((experiment, arm), a): ((String, String), ArmAcc)) -> ArmRow {
     ArmRow {
         experiment,
@@ -292,7 +289,7 @@ fn arm_row(((experiment, arm), a): ((String, String), ArmAcc)) -> ArmRow {
         spend_per_request: (a.requests > 0).then(|| a.spend / a.requests as f64),
         fallback_rate: wilson(a.fallbacks, a.gateway),
         scored: a.feedback.n,
-        feedback: a.feedback.interval().map(unit),
+        feedback: a.feedback.score_interval(),
     }
 }
 
@@ -375,7 +372,7 @@ impl Panels {
                 domain,
                 requests: d.requests,
                 scored: d.feedback.n,
-                feedback: d.feedback.interval().map(unit),
+                feedback: d.feedback.score_interval(),
                 predicted: d.predicted.interval().map(|i| i.mean),
             });
         }
@@ -389,7 +386,7 @@ impl Panels {
             fallbacks: m.fallbacks,
             latency_ms: m.latency.interval().map(|i| i.mean),
             scored: m.feedback.n,
-            feedback: m.feedback.interval().map(unit),
+            feedback: m.feedback.score_interval(),
             predicted: m.predicted.interval().map(|i| i.mean),
         });
     }

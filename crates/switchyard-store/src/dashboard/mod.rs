@@ -20,7 +20,9 @@ pub use recent::{Ranked, Recent, RecentAttempt};
 
 use crate::interval::Interval;
 
-/// The upper edges of the low and middle bands of the router's complexity score.
+/// The upper edges of the low and middle bands of the router's complexity score: the edges of
+/// `switchyard_core::COMPLEXITY_BAND_EDGES` (`logs failures`), which this crate does not depend on; a test
+/// checks they agree.
 pub const BAND_EDGES: [f64; 2] = [1.0 / 3.0, 2.0 / 3.0];
 
 /// The columns the scan reads, in [`acc::StatRow`]'s order: all in the covering index.
@@ -30,6 +32,9 @@ pub(crate) const STAT_COLUMNS: &str = "ts_ms, endpoint, status, chosen_model, do
 
 /// The most buckets a time series may have.
 pub const MAX_BUCKETS: i64 = 2_000;
+
+/// The latest time a range may reach: the start of the year 2200, milliseconds since the epoch.
+pub const MAX_TIME_MS: i64 = 7_258_118_400_000;
 
 /// The most recent decisions a view may list.
 pub const MAX_RECENT: usize = 500;
@@ -51,6 +56,11 @@ impl DashboardQuery {
     /// A query, checked: `from` before `to`, a positive bucket, at most [`MAX_BUCKETS`] buckets and
     /// [`MAX_RECENT`] recent decisions. The error says which bound and what to do.
     pub fn new(from_ms: i64, to_ms: i64, bucket_ms: i64, recent: usize) -> Result<Self, String> {
+        for (name, at) in [("from", from_ms), ("to", to_ms)] {
+            if !(0..=MAX_TIME_MS).contains(&at) {
+                return Err(format!("`{name}` ({at}) is outside 1970 to 2200; give a time in that span"));
+            }
+        }
         if from_ms >= to_ms {
             return Err(format!("`from` ({from_ms}) must be before `to` ({to_ms})"));
         }
@@ -85,7 +95,7 @@ impl DashboardQuery {
             10_080 * MINUTE,
             43_200 * MINUTE,
         ];
-        let span = (to_ms - from_ms).max(1);
+        let span = to_ms.saturating_sub(from_ms).max(1);
         STEPS.into_iter().find(|s| ceil_div(span, *s) <= max).unwrap_or(STEPS[STEPS.len() - 1])
     }
 

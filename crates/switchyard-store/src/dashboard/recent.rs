@@ -22,7 +22,8 @@ pub struct Recent {
     pub decided_model: Option<String>,
     /// The model that answered.
     pub chosen_model: Option<String>,
-    /// Why that model: `policy`, `explore`, `rule:<name>`, `pin`, `named`, `experiment:<e>/<arm>` or `cache`.
+    /// Why that model: `policy`, `explore`, `rule:<name>`, `pin` (a conversation's pin held it against the
+    /// policy), `named`, `experiment:<e>/<arm>` or `cache`.
     pub reason: String,
     /// The predicted P of success of the model that answered.
     pub p: Option<f64>,

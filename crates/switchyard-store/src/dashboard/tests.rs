@@ -182,8 +182,33 @@ fn bad_queries_say_what_to_change() {
     assert!(DashboardQuery::new(0, 5, 0, 1).unwrap_err().contains("positive"));
     assert!(DashboardQuery::new(0, 30 * 24 * HOUR, 60_000, 1).unwrap_err().contains("widen `bucket`"));
     assert!(DashboardQuery::new(0, HOUR, HOUR, 501).unwrap_err().contains("at most 500"));
+    assert!(DashboardQuery::new(i64::MIN, HOUR, HOUR, 1).unwrap_err().contains("`from`"));
+    assert!(DashboardQuery::new(0, i64::MAX, i64::MAX, 1).unwrap_err().contains("`to`"));
+    assert_eq!(DashboardQuery::auto_bucket(i64::MIN, i64::MAX, 120), 43_200 * 60_000, "no overflow");
     assert_eq!(DashboardQuery::auto_bucket(0, 24 * HOUR, 120), 15 * 60_000);
     assert_eq!(DashboardQuery::auto_bucket(0, 30 * 24 * HOUR, 120), 6 * HOUR);
+    assert_eq!(BAND_EDGES, switchyard_core::COMPLEXITY_BAND_EDGES, "the bands of `logs failures`");
     assert_eq!(band(0.1), "low");
     assert_eq!((band(0.5), band(2.0 / 3.0)), ("mid", "high"));
+}
+
+#[test]
+fn a_large_old_log_is_filled_in_across_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.sqlite");
+    let mut store = Store::open(&path).unwrap();
+    let rows: Vec<DecisionRecord> =
+        (0..12_001).map(|i| routed(&format!("r{i:05}"), i, "small", (10, 5), "chat", 0.5)).collect();
+    store.insert(&rows).unwrap();
+    store
+        .conn()
+        .execute_batch("UPDATE decisions SET attempts_n = NULL, deployment = NULL; PRAGMA user_version = 8;")
+        .unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    let unfilled: i64 =
+        store.conn().query_row("SELECT COUNT(*) FROM decisions WHERE attempts_n IS NULL", [], |r| r.get(0)).unwrap();
+    assert_eq!(unfilled, 0, "every batch, the last partial one too");
+    let d = store.dashboard(&DashboardQuery::new(0, HOUR, HOUR, 0).unwrap(), &pricing(None)).unwrap();
+    assert_eq!(d.deployments.iter().map(|x| x.calls).sum::<u64>(), 12_001);
 }

@@ -1,5 +1,6 @@
 //! Migration to schema 9 in SQLite: the derived columns and the feedback score, filled in for rows an older
-//! build wrote, in batches of one transaction each.
+//! build wrote, in batches of one transaction each, paged by rowid so each batch starts where the last ended.
+//! A partial index of the rows still to fill makes the check on every open instant.
 
 use rusqlite::params;
 
@@ -14,28 +15,33 @@ impl Store {
     /// Fills `chosen_p`, `attempts_n`, `deployment`, `upstream_ms`, `failed_deployments` and `score` where an
     /// older build left them empty (`attempts_n` is never empty once filled, so a run cut short resumes).
     pub(super) fn backfill(&mut self) -> Result<(), StoreError> {
-        let pending: i64 =
-            self.conn.query_row("SELECT COUNT(*) FROM decisions WHERE attempts_n IS NULL", [], |r| r.get(0))?;
-        if pending > 0 {
-            tracing::info!(rows = pending, "decision log {}: filling in the dashboard's columns", self.path.display());
+        self.conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS decisions_unfilled ON decisions (request_id) WHERE attempts_n IS NULL;",
+        )?;
+        let pending: bool =
+            self.conn
+                .query_row("SELECT EXISTS (SELECT 1 FROM decisions WHERE attempts_n IS NULL)", [], |r| r.get(0))?;
+        if !pending {
+            return Ok(());
         }
+        tracing::info!("decision log {}: filling in the dashboard's columns of older rows", self.path.display());
+        let mut after = i64::MIN;
         loop {
             let tx = self.conn.transaction()?;
             let batch: Vec<(i64, crate::derived::Derived)> = {
                 let mut stmt = tx.prepare(
-                    "SELECT rowid, chosen_model, decided_model, estimates, attempts FROM decisions
-                     WHERE attempts_n IS NULL LIMIT ?1",
+                    "SELECT rowid, chosen_model, decided_model, estimates, attempts FROM decisions NOT INDEXED
+                     WHERE rowid > ?1 AND attempts_n IS NULL ORDER BY rowid LIMIT ?2",
                 )?;
-                let rows = stmt.query_map([BATCH], |r| {
+                let rows = stmt.query_map([after, BATCH], |r| {
                     let estimates: String = r.get(3)?;
                     let attempts: String = r.get(4)?;
                     Ok((r.get(0)?, of_columns(r.get(1)?, r.get(2)?, &estimates, &attempts)))
                 })?;
                 rows.collect::<Result<_, _>>()?
             };
-            if batch.is_empty() {
-                break;
-            }
+            let Some((last, _)) = batch.last() else { break };
+            after = *last;
             {
                 let mut update = tx.prepare(
                     "UPDATE decisions SET chosen_p = ?2, attempts_n = ?3, deployment = ?4, upstream_ms = ?5,

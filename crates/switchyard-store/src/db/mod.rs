@@ -159,12 +159,28 @@ impl Store {
             }
         }
         let mut store = Self { conn, path: path.to_path_buf() };
-        if version < 9 {
-            store.backfill()?;
-        }
+        store.backfill()?;
         store.conn.execute_batch(STATS_INDEX).map_err(open_err)?;
         store.conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};")).map_err(open_err)?;
         Ok(store)
+    }
+
+    /// Opens an existing decision log for reading only: no schema change, no migration (the server's writer
+    /// does those), so a reader never contends with it for the write lock.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |source: rusqlite::Error| StoreError::Open { path: path.to_path_buf(), source };
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(open_err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(Self { conn, path: path.to_path_buf() })
     }
 
     /// The file.

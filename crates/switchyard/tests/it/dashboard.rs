@@ -51,7 +51,7 @@ async fn serve(upstream: std::net::SocketAddr) -> ServeProcess {
 }
 
 /// Prompts of every kind, so the router sends them to different models.
-const PROMPTS: [(&str, &str); 8] = [
+const PROMPTS: [(&str, &str); 9] = [
     (KEY_A, "hi there"),
     (KEY_A, "Prove that there are infinitely many prime numbers, step by step."),
     (KEY_A, "Write a CUDA kernel for tiled matrix multiplication using shared memory, and explain bank conflicts."),
@@ -60,6 +60,7 @@ const PROMPTS: [(&str, &str); 8] = [
     (KEY_A, "What is the capital of Italy?"),
     (KEY_B, "Implement a lock-free multi-producer queue in C++ and prove it linearizable."),
     (KEY_B, "Give me a synonym for happy."),
+    (KEY_A, "<img src=x onerror=\"document.title='pwned'\"><b>bold</b> What is 7 times 8?"),
 ];
 
 /// Sends the traffic: the prompts through the gateway, feedback on three, and one `/v1/route` decision.
@@ -93,7 +94,7 @@ async fn logged(server: &ServeProcess, n: usize, scored: usize) -> Vec<switchyar
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut rows = Vec::new();
-        if let Ok(store) = switchyard_store::Store::open(&path) {
+        if let Ok(store) = switchyard_store::Store::open_read_only(&path) {
             store.for_each(i64::MIN, |r| rows.push(r)).unwrap();
         }
         if rows.len() == n && rows.iter().filter(|r| r.feedback.is_some()).count() == scored {
@@ -102,6 +103,36 @@ async fn logged(server: &ServeProcess, n: usize, scored: usize) -> Vec<switchyar
         assert!(Instant::now() < deadline, "the log holds {} of {n} requests", rows.len());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Every request is in the recent decisions, a prompt holding HTML is shown as text, and a click shows a
+/// decision's whole ranking with the model that answered marked.
+async fn recent_decisions(client: &Client, ids: &[String], rows: &[switchyard_store::LoggedRequest], models: usize) {
+    let listed: BTreeSet<String> = {
+        let mut listed = BTreeSet::new();
+        for row in client.find_all(Locator::Css("#recent tbody tr[data-request-id]")).await.unwrap() {
+            listed.insert(row.attr("data-request-id").await.unwrap().unwrap());
+        }
+        listed
+    };
+    assert_eq!(listed, ids.iter().cloned().collect::<BTreeSet<_>>());
+    // A prompt holding HTML is shown as text: no element of it reaches the page.
+    assert!(client.find_all(Locator::Css("#recent img, #recent b")).await.unwrap().is_empty(), "markup from a prompt");
+    assert_ne!(client.title().await.unwrap(), "pwned");
+    let markup = client
+        .find(Locator::Css(&format!("#recent tr[data-request-id='{}'] td[data-field='prompt']", ids[8])))
+        .await
+        .unwrap();
+    assert!(markup.text().await.unwrap().contains("<b>bold</b>"), "the prompt's text, as text");
+    let hard = &ids[1];
+    client.find(Locator::Css(&format!("#recent tr[data-request-id='{hard}']"))).await.unwrap().click().await.unwrap();
+    let shown = client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#decision-id")).await.unwrap();
+    assert_eq!(shown.text().await.unwrap().trim(), hard.as_str());
+    let ranked = client.find_all(Locator::Css("#ranking tbody tr[data-model]")).await.unwrap();
+    assert_eq!(ranked.len(), models, "every model of the decision's ranking");
+    let chosen = client.find(Locator::Css("#ranking tr.chosen")).await.unwrap();
+    let logged_model = rows.iter().find(|r| &r.record.request_id == hard).unwrap().record.chosen_model.clone();
+    assert_eq!(chosen.attr("data-model").await.unwrap(), logged_model);
 }
 
 /// What the page should show, computed here from the decision log's rows.
@@ -129,7 +160,7 @@ fn by_hand(rows: &[switchyard_store::LoggedRequest]) -> Expected {
         })
         .unwrap();
     let (ri, ro) = prices[&reference];
-    let priced: Vec<_> = rows.iter().filter(|r| r.record.endpoint == "chat").collect();
+    let priced: Vec<_> = rows.iter().filter(|r| r.record.endpoint == "chat" && r.record.complexity.is_some()).collect();
     let at_reference: f64 = priced
         .iter()
         .map(|r| (r.record.input_tokens.unwrap() as f64 * ri + r.record.output_tokens.unwrap() as f64 * ro) / 1e6)
@@ -201,24 +232,7 @@ async fn the_dashboard_shows_what_the_log_holds_and_what_routing_saved() {
     }
     assert_eq!(number(client, "#keys tr[data-key='team-a'] td[data-field='budget_usd']").await, 2.0);
 
-    // Every request in the recent decisions; a click shows one's whole ranking.
-    let listed: BTreeSet<String> = {
-        let mut listed = BTreeSet::new();
-        for row in client.find_all(Locator::Css("#recent tbody tr[data-request-id]")).await.unwrap() {
-            listed.insert(row.attr("data-request-id").await.unwrap().unwrap());
-        }
-        listed
-    };
-    assert_eq!(listed, ids.iter().cloned().collect::<BTreeSet<_>>());
-    let hard = &ids[1];
-    client.find(Locator::Css(&format!("#recent tr[data-request-id='{hard}']"))).await.unwrap().click().await.unwrap();
-    let shown = client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#decision-id")).await.unwrap();
-    assert_eq!(shown.text().await.unwrap().trim(), hard.as_str());
-    let ranked = client.find_all(Locator::Css("#ranking tbody tr[data-model]")).await.unwrap();
-    assert_eq!(ranked.len(), prices.len(), "every model of the decision's ranking");
-    let chosen = client.find(Locator::Css("#ranking tr.chosen")).await.unwrap();
-    let logged_model = rows.iter().find(|r| &r.record.request_id == hard).unwrap().record.chosen_model.clone();
-    assert_eq!(chosen.attr("data-model").await.unwrap(), logged_model);
+    recent_decisions(client, &ids, &rows, prices.len()).await;
 
     // The screenshot, from the top of the page.
     client.execute("window.scrollTo(0, 0); document.getElementById('decision-close')?.click();", vec![]).await.unwrap();
