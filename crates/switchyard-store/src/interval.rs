@@ -28,6 +28,19 @@ pub(crate) struct Moments {
 }
 
 impl Moments {
+    /// Adds the observations `other` summarises (Chan et al.'s pairwise update).
+    pub(crate) fn merge(&mut self, other: &Moments) {
+        if other.n == 0 {
+            return;
+        }
+        let (na, nb) = (self.n as f64, other.n as f64);
+        let n = na + nb;
+        let delta = other.mean - self.mean;
+        self.mean += delta * nb / n;
+        self.m2 += other.m2 + delta * delta * na * nb / n;
+        self.n += other.n;
+    }
+
     pub(crate) fn add(&mut self, x: f64) {
         self.n += 1;
         let delta = x - self.mean;
@@ -80,6 +93,20 @@ pub fn wilson(k: u64, n: u64) -> Option<Interval> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_moments_equal_those_of_all_the_observations() {
+        let xs = [0.1, 0.9, 0.4, 0.4, 1.0, 0.0, 0.7];
+        let mut all = Moments::default();
+        xs.iter().for_each(|x| all.add(*x));
+        let (mut a, mut b) = (Moments::default(), Moments::default());
+        xs[..3].iter().for_each(|x| a.add(*x));
+        xs[3..].iter().for_each(|x| b.add(*x));
+        a.merge(&b);
+        a.merge(&Moments::default());
+        assert_eq!(a.n, all.n);
+        assert!((a.mean - all.mean).abs() < 1e-12 && (a.variance() - all.variance()).abs() < 1e-12);
+    }
 
     #[test]
     fn equal_scores_still_have_an_honest_width() {

@@ -123,6 +123,9 @@ pub enum StoreError {
     /// whether another key's id exists is not told).
     #[error("no request made with this client key has id {0:?} (ids come from the x-switchyard-request-id header or the route response's request_id; send feedback with the key the request was made with; requests older than the retention period are deleted)")]
     UnknownRequest(String),
+    /// The dashboard's scan could not finish.
+    #[error("the dashboard's scan of the decision log failed: {0}")]
+    Scan(String),
     /// A feedback score outside [0, 1].
     #[error("score must be a number in [0, 1], got {0}")]
     BadScore(f64),

@@ -1,7 +1,5 @@
 //! One pass over the range's rows: the sums every panel needs, then the panels, sorted.
 
-use std::collections::HashMap;
-
 use super::{
     band, ArmRow, CacheRow, DashboardQuery, DeploymentRow, KeyRow, ModelRow, Pricing, QualityRow, Reference, Savings,
     SavingsRow, Series, Totals, TrafficRow,
@@ -61,7 +59,7 @@ struct ModelAcc {
     priced_spend: f64,
     routed: bool,
     by_bucket: Vec<(u64, f64)>,
-    by_domain: HashMap<String, DomainAcc>,
+    by_domain: Few<DomainAcc>,
 }
 
 #[derive(Default)]
@@ -96,16 +94,136 @@ pub(crate) struct Acc {
     buckets: usize,
     totals: Totals,
     feedback: Moments,
-    models: HashMap<String, ModelAcc>,
-    keys: HashMap<String, (u64, f64)>,
-    arms: HashMap<(String, String), ArmAcc>,
-    deployments: HashMap<String, DeploymentAcc>,
+    models: Few<ModelAcc>,
+    keys: Few<(u64, f64)>,
+    arms: Few<Few<ArmAcc>>,
+    deployments: Few<DeploymentAcc>,
     cache: CacheRow,
 }
 
+/// A few keyed sums (models, domains, keys, deployments: tens, not thousands), found by a scan that copies the
+/// key only the first time: a million rows make no allocation once every key is known.
+#[derive(Debug)]
+pub(crate) struct Few<V>(Vec<(String, V)>);
+
+impl<V> Default for Few<V> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<V: Default> Few<V> {
+    /// The sums of `key`, new ones the first time.
+    fn entry(&mut self, key: &str) -> &mut V {
+        let at = match self.0.iter().position(|(k, _)| k == key) {
+            Some(at) => at,
+            None => {
+                self.0.push((key.to_string(), V::default()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
+    }
+}
+
+impl<V> IntoIterator for Few<V> {
+    type Item = (String, V);
+    type IntoIter = std::vec::IntoIter<(String, V)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<V: Default + Merge> Few<V> {
+    /// Adds `other`'s sums key by key.
+    fn merge(&mut self, other: Few<V>) {
+        for (key, v) in other {
+            self.entry(&key).merge(v);
+        }
+    }
+}
+
+/// Sums that add up: a scan split into parts gives the whole's sums once its parts are merged.
+pub(crate) trait Merge {
+    /// Adds `other`'s sums to these.
+    fn merge(&mut self, other: Self);
+}
+
+impl Merge for (u64, f64) {
+    fn merge(&mut self, other: Self) {
+        self.0 += other.0;
+        self.1 += other.1;
+    }
+}
+
+impl Merge for ModelAcc {
+    fn merge(&mut self, o: Self) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.spend += o.spend;
+        self.input += o.input;
+        self.output += o.output;
+        self.fallbacks += o.fallbacks;
+        self.latency.merge(&o.latency);
+        self.feedback.merge(&o.feedback);
+        self.predicted.merge(&o.predicted);
+        self.priced += o.priced;
+        self.priced_input += o.priced_input;
+        self.priced_output += o.priced_output;
+        self.priced_spend += o.priced_spend;
+        self.routed |= o.routed;
+        if self.by_bucket.len() < o.by_bucket.len() {
+            self.by_bucket.resize(o.by_bucket.len(), (0, 0.0));
+        }
+        for (mine, theirs) in self.by_bucket.iter_mut().zip(o.by_bucket) {
+            mine.0 += theirs.0;
+            mine.1 += theirs.1;
+        }
+        self.by_domain.merge(o.by_domain);
+    }
+}
+
+impl Merge for DomainAcc {
+    fn merge(&mut self, o: Self) {
+        self.requests += o.requests;
+        self.feedback.merge(&o.feedback);
+        self.predicted.merge(&o.predicted);
+        for (mine, theirs) in self.bands.iter_mut().zip(o.bands) {
+            *mine += theirs;
+        }
+    }
+}
+
+impl Merge for ArmAcc {
+    fn merge(&mut self, o: Self) {
+        self.requests += o.requests;
+        self.spend += o.spend;
+        self.gateway += o.gateway;
+        self.fallbacks += o.fallbacks;
+        self.feedback.merge(&o.feedback);
+    }
+}
+
+impl Merge for Few<ArmAcc> {
+    fn merge(&mut self, other: Self) {
+        Few::merge(self, other);
+    }
+}
+
+impl Merge for DeploymentAcc {
+    fn merge(&mut self, o: Self) {
+        if self.model.is_empty() {
+            self.model = o.model;
+        }
+        self.calls += o.calls;
+        self.failures += o.failures;
+        self.latency.merge(&o.latency);
+    }
+}
+
 /// `map[key]`, inserting a default the first time.
-fn entry<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
-    map.entry(key.to_string()).or_default()
+fn entry<'m, V: Default>(map: &'m mut Few<V>, key: &str) -> &'m mut V {
+    map.entry(key)
 }
 
 impl Acc {
@@ -116,12 +234,31 @@ impl Acc {
             buckets: query.buckets(),
             totals: Totals::default(),
             feedback: Moments::default(),
-            models: HashMap::new(),
-            keys: HashMap::new(),
-            arms: HashMap::new(),
-            deployments: HashMap::new(),
+            models: Few::default(),
+            keys: Few::default(),
+            arms: Few::default(),
+            deployments: Few::default(),
             cache: CacheRow::default(),
         }
+    }
+
+    /// Adds the sums of a scan of another part of the range (made with the same query).
+    pub(crate) fn merge(&mut self, o: Acc) {
+        let t = &mut self.totals;
+        t.requests += o.totals.requests;
+        t.routed += o.totals.routed;
+        t.gateway += o.totals.gateway;
+        t.errors += o.totals.errors;
+        t.spend_usd += o.totals.spend_usd;
+        t.input_tokens += o.totals.input_tokens;
+        t.output_tokens += o.totals.output_tokens;
+        self.feedback.merge(&o.feedback);
+        self.models.merge(o.models);
+        self.keys.merge(o.keys);
+        self.arms.merge(o.arms);
+        self.deployments.merge(o.deployments);
+        self.cache.hits += o.cache.hits;
+        self.cache.saved_usd += o.cache.saved_usd;
     }
 
     /// Adds one row.
@@ -198,7 +335,7 @@ impl Acc {
 
     fn add_arm(&mut self, row: &StatRow<'_>, cost: f64) {
         let (Some(experiment), Some(arm)) = (row.experiment, row.arm) else { return };
-        let a = self.arms.entry((experiment.to_string(), arm.to_string())).or_default();
+        let a = self.arms.entry(experiment).entry(arm);
         a.requests += 1;
         a.spend += cost;
         a.gateway += u64::from(row.is_gateway());
@@ -257,7 +394,13 @@ impl Acc {
                     tpm: None,
                 })
                 .collect(),
-            experiments: self.arms.into_iter().map(arm_row).collect(),
+            experiments: self
+                .arms
+                .into_iter()
+                .flat_map(|(experiment, arms)| {
+                    arms.into_iter().map(move |(arm, a)| arm_row((experiment.clone(), arm), a))
+                })
+                .collect(),
             deployments: self
                 .deployments
                 .into_iter()
@@ -280,7 +423,7 @@ impl Acc {
     }
 }
 
-fn arm_row(((experiment, arm), a): ((String, String), ArmAcc)) -> ArmRow {
+fn arm_row((experiment, arm): (String, String), a: ArmAcc) -> ArmRow {
     ArmRow {
         experiment,
         arm,
@@ -295,13 +438,19 @@ fn arm_row(((experiment, arm), a): ((String, String), ArmAcc)) -> ArmRow {
 
 /// The savings against the reference: the one the user picked, else the dearest model the router sent
 /// traffic to.
-fn savings(models: &HashMap<String, ModelAcc>, pricing: &Pricing<'_>, requests: u64) -> Savings {
+fn savings(models: &Few<ModelAcc>, pricing: &Pricing<'_>, requests: u64) -> Savings {
     let price = pricing.price;
-    let mut candidates: Vec<String> =
-        pricing.candidates.iter().cloned().chain(models.keys().cloned()).filter(|m| price(m).is_some()).collect();
+    let mut candidates: Vec<String> = pricing
+        .candidates
+        .iter()
+        .cloned()
+        .chain(models.0.iter().map(|(k, _)| k.clone()))
+        .filter(|m| price(m).is_some())
+        .collect();
     candidates.sort();
     candidates.dedup();
     let dearest = models
+        .0
         .iter()
         .filter(|(_, m)| m.routed)
         .filter_map(|(name, _)| price(name).map(|(i, o)| (name, i + o)))
@@ -313,7 +462,8 @@ fn savings(models: &HashMap<String, ModelAcc>, pricing: &Pricing<'_>, requests: 
     }
     .map(|(model, (i, o), picked)| Reference { model, input_usd_per_mtok: i, output_usd_per_mtok: o, picked });
     let mut s = Savings { candidates, ..Savings::default() };
-    let mut priced: Vec<(&String, &ModelAcc)> = models.iter().filter(|(_, m)| m.priced > 0).collect();
+    let mut priced: Vec<(&String, &ModelAcc)> =
+        models.0.iter().map(|(k, m)| (k, m)).filter(|(_, m)| m.priced > 0).collect();
     // Summed in one order whatever the map's, so a view is the same from one call to the next.
     priced.sort_by(|a, b| a.0.cmp(b.0));
     for (model, m) in priced {

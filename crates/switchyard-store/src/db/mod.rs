@@ -348,6 +348,11 @@ impl Store {
         self.select(condition, &[&from_ms, &to_ms, &limit], f)
     }
 
+    /// When the newest request was logged (`None`: the log is empty).
+    pub fn newest_ts(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn.query_row("SELECT MAX(ts_ms) FROM decisions", [], |r| r.get(0))?)
+    }
+
     /// The connection, for the dashboard's scan.
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
