@@ -25,7 +25,9 @@ impl PgStore {
         let mut recent = Vec::new();
         self.newest(query.from_ms, query.to_ms, query.recent, |r| recent.push(Recent::of(r.record)))?;
         let query_ms = started.elapsed().as_secs_f64() * 1e3;
-        Ok(crate::dashboard::assemble(acc.finish(query, pricing), query, recent, query_ms, "postgres"))
+        let mut view = acc.finish(query, pricing, "postgres");
+        (view.recent, view.query_ms) = (recent, query_ms);
+        Ok(view)
     }
 }
 

@@ -1,6 +1,6 @@
-//! The dashboard's page: `GET /ui` (the page, or the sign-in form), its two assets, `POST /ui/login` and
+//! The dashboard's page: `GET /ui` (the page, or the sign-in form), its scripts and stylesheet, `POST /ui/login` and
 //! `POST /ui/logout`. The page ([`crate::ui`]) is served under a Content-Security-Policy that allows nothing
-//! but its own script and stylesheet and calls back to this server; everything it shows comes from
+//! but its own scripts and stylesheet and calls back to this server; everything it shows comes from
 //! `GET /admin/stats` ([`super::stats`]).
 
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use crate::http::auth::{admin_digest, admin_off, has_session};
 use crate::state::AppState;
 use crate::ui::{APP_CSS, APP_JS, CHARTS_JS, INDEX_HTML, LOGIN_HTML};
 
-/// Only the page's own script, stylesheet and calls back to this server.
+/// Only the page's own scripts, stylesheet and calls back to this server.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 

@@ -420,38 +420,6 @@ impl Dashboard {
     }
 }
 
-/// The view from the panels the sums gave and the recent rows.
-pub(crate) fn assemble(
-    panels: acc::Panels,
-    query: &DashboardQuery,
-    recent: Vec<Recent>,
-    query_ms: f64,
-    backend: &'static str,
-) -> Dashboard {
-    Dashboard {
-        range: Range {
-            from_ms: query.from_ms,
-            to_ms: query.to_ms,
-            bucket_ms: query.bucket_ms,
-            buckets: (0..query.buckets() as i64).map(|i| query.from_ms + i * query.bucket_ms).collect(),
-        },
-        generated_ms: crate::now_ms(),
-        query_ms,
-        log: LogInfo { backend, prompts: None },
-        totals: panels.totals,
-        savings: panels.savings,
-        series: panels.series,
-        models: panels.models,
-        quality: panels.quality,
-        traffic: panels.traffic,
-        keys: panels.keys,
-        experiments: panels.experiments,
-        deployments: panels.deployments,
-        cache: panels.cache,
-        recent,
-    }
-}
-
 /// The band of a complexity score.
 pub fn band(complexity: f64) -> &'static str {
     if complexity < BAND_EDGES[0] {

@@ -48,7 +48,9 @@ impl Store {
         let mut recent = Vec::new();
         self.newest(query.from_ms, query.to_ms, query.recent, |r| recent.push(Recent::of(r.record)))?;
         let query_ms = started.elapsed().as_secs_f64() * 1e3;
-        Ok(super::assemble(acc.finish(query, pricing), query, recent, query_ms, "sqlite"))
+        let mut view = acc.finish(query, pricing, "sqlite");
+        (view.recent, view.query_ms) = (recent, query_ms);
+        Ok(view)
     }
 
     /// Adds the rows logged in `from_ms..to_ms` to `acc`, read from the covering index alone.

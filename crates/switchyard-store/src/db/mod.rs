@@ -107,6 +107,17 @@ pub(crate) const STATS_INDEX: &str = "CREATE INDEX IF NOT EXISTS decisions_stats
     chosen_model, domain, complexity, api_key, experiment, arm, cost_usd, input_tokens, output_tokens, latency_ms,
     cache_hit, cache_saved_usd, attempts_n, deployment, upstream_ms, failed_deployments, score, chosen_p);";
 
+/// The file's schema version, refused when a newer build wrote it.
+fn schema_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema { path: path.to_path_buf(), found: version, supported: SCHEMA_VERSION });
+    }
+    Ok(version)
+}
+
 /// A logged request joined with its feedback, as export and stats read it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoggedRequest {
@@ -137,14 +148,7 @@ impl Store {
             tracing::warn!("decision log {} is in {mode} journal mode, not WAL", path.display());
         }
         conn.execute_batch("PRAGMA synchronous = NORMAL;").map_err(open_err)?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(open_err)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                path: path.to_path_buf(),
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        schema_version(&conn, path)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         // Older files lack the columns later versions added: add them (old rows have none).
         for (column, kind) in ADDED_SINCE_1 {
@@ -172,14 +176,7 @@ impl Store {
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(open_err)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                path: path.to_path_buf(),
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        schema_version(&conn, path)?;
         Ok(Self { conn, path: path.to_path_buf() })
     }
 

@@ -3,8 +3,8 @@
 mod merge;
 
 use super::{
-    band, ArmRow, CacheRow, DashboardQuery, DeploymentRow, KeyRow, ModelRow, Pricing, QualityRow, Reference, Savings,
-    SavingsRow, Series, Totals, TrafficRow,
+    band, ArmRow, CacheRow, Dashboard, DashboardQuery, DeploymentRow, KeyRow, LogInfo, ModelRow, Pricing, QualityRow,
+    Range, Reference, Savings, SavingsRow, Series, Totals, TrafficRow,
 };
 use crate::interval::{wilson, Moments};
 
@@ -262,8 +262,9 @@ impl Acc {
         }
     }
 
-    /// The panels. `query` gives the buckets' starts.
-    pub(crate) fn finish(self, query: &DashboardQuery, pricing: &Pricing<'_>) -> Panels {
+    /// The view the sums give, for `backend`: everything but the recent rows, which the caller adds (and the
+    /// keys' limits and deployments' cooldowns, which the server fills in).
+    pub(crate) fn finish(self, query: &DashboardQuery, pricing: &Pricing<'_>, backend: &'static str) -> Dashboard {
         let mut totals = self.totals;
         totals.scored = self.feedback.n;
         totals.feedback = self.feedback.score_interval();
@@ -271,7 +272,16 @@ impl Acc {
         let gateway = totals.gateway;
         let mut models: Vec<(String, ModelAcc)> = self.models.into_iter().collect();
         models.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then_with(|| a.0.cmp(&b.0)));
-        let mut panels = Panels {
+        let mut view = Dashboard {
+            range: Range {
+                from_ms: query.from_ms,
+                to_ms: query.to_ms,
+                bucket_ms: query.bucket_ms,
+                buckets: (0..query.buckets() as i64).map(|i| query.from_ms + i * query.bucket_ms).collect(),
+            },
+            generated_ms: crate::now_ms(),
+            query_ms: 0.0,
+            log: LogInfo { backend, prompts: None },
             totals,
             savings,
             series: Vec::new(),
@@ -310,12 +320,13 @@ impl Acc {
                 })
                 .collect(),
             cache: CacheRow { hit_rate: wilson(self.cache.hits, gateway), ..self.cache },
+            recent: Vec::new(),
         };
         for (model, m) in models {
-            panels.add_model(model, m, query.buckets());
+            add_model(&mut view, model, m, query.buckets());
         }
-        panels.sort();
-        panels
+        sort(&mut view);
+        view
     }
 }
 
@@ -386,68 +397,52 @@ fn savings(models: &Few<ModelAcc>, pricing: &Pricing<'_>, requests: u64) -> Savi
     s
 }
 
-/// The panels the sums give (the server fills in keys' limits and cooldowns, the caller the recent rows).
-pub(crate) struct Panels {
-    pub totals: Totals,
-    pub savings: Savings,
-    pub series: Vec<Series>,
-    pub models: Vec<ModelRow>,
-    pub quality: Vec<QualityRow>,
-    pub traffic: Vec<TrafficRow>,
-    pub keys: Vec<KeyRow>,
-    pub experiments: Vec<ArmRow>,
-    pub deployments: Vec<DeploymentRow>,
-    pub cache: CacheRow,
+/// Adds one model's series, traffic, quality and row.
+fn add_model(view: &mut Dashboard, model: String, m: ModelAcc, buckets: usize) {
+    let mut by_bucket = m.by_bucket;
+    by_bucket.resize(buckets, (0, 0.0));
+    view.series.push(Series {
+        model: model.clone(),
+        requests: by_bucket.iter().map(|b| b.0).collect(),
+        spend_usd: by_bucket.iter().map(|b| b.1).collect(),
+    });
+    for (domain, d) in m.by_domain {
+        for (band, requests) in ["low", "mid", "high"].into_iter().zip(d.bands).filter(|(_, n)| *n > 0) {
+            view.traffic.push(TrafficRow { model: model.clone(), domain: domain.clone(), band, requests });
+        }
+        view.quality.push(QualityRow {
+            model: model.clone(),
+            domain,
+            requests: d.requests,
+            scored: d.feedback.n,
+            feedback: d.feedback.score_interval(),
+            predicted: d.predicted.interval().map(|i| i.mean),
+        });
+    }
+    view.models.push(ModelRow {
+        model,
+        requests: m.requests,
+        errors: m.errors,
+        spend_usd: m.spend,
+        input_tokens: m.input,
+        output_tokens: m.output,
+        fallbacks: m.fallbacks,
+        latency_ms: m.latency.interval().map(|i| i.mean),
+        scored: m.feedback.n,
+        feedback: m.feedback.score_interval(),
+        predicted: m.predicted.interval().map(|i| i.mean),
+    });
 }
 
-impl Panels {
-    fn add_model(&mut self, model: String, m: ModelAcc, buckets: usize) {
-        let mut by_bucket = m.by_bucket;
-        by_bucket.resize(buckets, (0, 0.0));
-        self.series.push(Series {
-            model: model.clone(),
-            requests: by_bucket.iter().map(|b| b.0).collect(),
-            spend_usd: by_bucket.iter().map(|b| b.1).collect(),
-        });
-        for (domain, d) in m.by_domain {
-            for (band, requests) in ["low", "mid", "high"].into_iter().zip(d.bands).filter(|(_, n)| *n > 0) {
-                self.traffic.push(TrafficRow { model: model.clone(), domain: domain.clone(), band, requests });
-            }
-            self.quality.push(QualityRow {
-                model: model.clone(),
-                domain,
-                requests: d.requests,
-                scored: d.feedback.n,
-                feedback: d.feedback.score_interval(),
-                predicted: d.predicted.interval().map(|i| i.mean),
-            });
-        }
-        self.models.push(ModelRow {
-            model,
-            requests: m.requests,
-            errors: m.errors,
-            spend_usd: m.spend,
-            input_tokens: m.input,
-            output_tokens: m.output,
-            fallbacks: m.fallbacks,
-            latency_ms: m.latency.interval().map(|i| i.mean),
-            scored: m.feedback.n,
-            feedback: m.feedback.score_interval(),
-            predicted: m.predicted.interval().map(|i| i.mean),
-        });
-    }
-
-    /// Most requests first, then by name.
-    fn sort(&mut self) {
-        self.quality.sort_by(|a, b| {
-            b.requests.cmp(&a.requests).then_with(|| (&a.model, &a.domain).cmp(&(&b.model, &b.domain)))
-        });
-        self.traffic.sort_by(|a, b| {
-            b.requests.cmp(&a.requests).then_with(|| (&a.model, &a.domain, a.band).cmp(&(&b.model, &b.domain, b.band)))
-        });
-        self.keys.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.name.cmp(&b.name)));
-        self.experiments.sort_by(|a, b| (&a.experiment, &a.arm).cmp(&(&b.experiment, &b.arm)));
-        self.deployments.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.deployment.cmp(&b.deployment)));
-        self.savings.by_model.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.model.cmp(&b.model)));
-    }
+/// Most requests first, then by name.
+fn sort(view: &mut Dashboard) {
+    view.quality
+        .sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| (&a.model, &a.domain).cmp(&(&b.model, &b.domain))));
+    view.traffic.sort_by(|a, b| {
+        b.requests.cmp(&a.requests).then_with(|| (&a.model, &a.domain, a.band).cmp(&(&b.model, &b.domain, b.band)))
+    });
+    view.keys.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.name.cmp(&b.name)));
+    view.experiments.sort_by(|a, b| (&a.experiment, &a.arm).cmp(&(&b.experiment, &b.arm)));
+    view.deployments.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.deployment.cmp(&b.deployment)));
+    view.savings.by_model.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.model.cmp(&b.model)));
 }
