@@ -123,9 +123,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hmac_matches_rfc_4231() {
-        // RFC 4231 test case 2 has a 4-byte key; with a 32-byte key, case 1's data under 0x0b × 32 is checked
-        // against a value computed independently (Python's hmac module).
+    fn hmac_matches_an_independent_implementation() {
+        // RFC 4231's first case's data under a 32-byte key of 0x0b, against the value Python's hmac module gives
+        // (`hmac.new(bytes([0x0b] * 32), b"Hi There", hashlib.sha256).hexdigest()`).
         let key = [0x0b; 32];
         assert_eq!(hex(&hmac(&key, b"Hi There")), "198a607eb44bfbc69903a0f1cf2bbdc5ba0aa3f3d9ae3c1c7a3b1696a0b68cf7");
     }
