@@ -300,3 +300,46 @@ async fn log_rows_survive_a_killed_server() {
     store.for_each(i64::MIN, |r| read += usize::from(r.record.chosen_model.as_deref() == Some("gpt-4o-mini"))).unwrap();
     assert_eq!(read as u64, count);
 }
+
+/// `logs failures` on a log with nothing it can analyse says so, with what it found instead and what to do.
+#[test]
+fn logs_failures_with_nothing_to_analyse_says_what_it_found() {
+    use switchyard_store::{Attempt, DecisionRecord, Feedback, PromptLogging};
+    let work = tempfile::tempdir().unwrap();
+    let db = work.path().join("decisions.sqlite");
+    let answered = |id: &str, logging| {
+        let mut r = DecisionRecord {
+            request_id: id.into(),
+            ts_ms: switchyard_store::now_ms(),
+            endpoint: "chat".into(),
+            status: 200,
+            chosen_model: Some("gpt-4o".into()),
+            attempts: vec![Attempt {
+                model: "gpt-4o".into(),
+                deployment: None,
+                status: Some(200),
+                latency_ms: 9.0,
+                error: None,
+            }],
+            ..DecisionRecord::default()
+        };
+        r.set_prompt("What is 2 + 2?", logging);
+        r
+    };
+    let mut store = Store::open(&db).unwrap();
+    store.insert(&[answered("unscored", PromptLogging::Full), answered("hashed", PromptLogging::Hash)]).unwrap();
+    store
+        .feedback(&Feedback { request_id: "hashed".into(), api_key: None, score: 1.0, comment: None, ts_ms: 1 })
+        .unwrap();
+    drop(store);
+    let router = switchyard_testkit::default_router();
+    let args = ["logs", "failures", "--db", db.to_str().unwrap(), "--router", router.to_str().unwrap()];
+    let (ok, _, stderr) = switchyard(&args, work.path());
+    assert!(!ok, "nothing to analyse is an error");
+    assert!(stderr.contains("nothing to analyse"), "{stderr}");
+    assert!(
+        stderr.contains("1 answered without feedback, 1 scored with the prompt logged as a hash only, 0 unanswered"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("POST /v1/feedback"), "{stderr}");
+}
