@@ -69,10 +69,8 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     };
     let query = DashboardQuery::new(from, to, bucket, args.recent).map_err(|e| anyhow::anyhow!("{e}"))?;
     let prices = prices(args, config.as_ref())?;
-    if let Some(reference) = args.reference.as_ref().filter(|r| !prices.contains_key(*r)) {
-        let known: Vec<&str> = prices.keys().map(String::as_str).collect();
-        anyhow::bail!("--reference {reference:?} has no price; pick one of: {}", known.join(", "));
-    }
+    switchyard_server::dashboard::check_reference(&prices, args.reference.as_deref(), "--reference")
+        .map_err(anyhow::Error::msg)?;
     let price = |m: &str| prices.get(m).copied();
     let pricing =
         Pricing { price: &price, candidates: prices.keys().cloned().collect(), reference: args.reference.clone() };
@@ -112,12 +110,7 @@ fn prices(
     };
     let router = switchyard_core::Router::load(&path)
         .with_context(|| format!("cannot load the router in {} for its prices (pass --router)", path.display()))?;
-    let mut prices: BTreeMap<String, (f64, f64)> =
-        router.profiles().into_iter().map(|p| (p.model, (p.input_usd_per_mtok, p.output_usd_per_mtok))).collect();
-    for card in config.map(|c| c.models.as_slice()).unwrap_or_default() {
-        prices.insert(card.name.clone(), (card.input_usd_per_mtok, card.output_usd_per_mtok));
-    }
-    Ok(prices)
+    Ok(switchyard_server::dashboard::prices(&router, config.map(|c| c.models.as_slice()).unwrap_or_default()))
 }
 
 /// Writes `text` to `path` through a temporary file beside it.

@@ -71,6 +71,35 @@ impl Drop for Reader {
     }
 }
 
+/// Every model's price, USD per million input and output tokens: the router's profiles, overridden by the
+/// catalog's cards (what the gateway charges).
+pub fn prices(
+    router: &switchyard_core::Router,
+    catalog: &[switchyard_core::ModelCard],
+) -> BTreeMap<String, (f64, f64)> {
+    let mut prices: BTreeMap<String, (f64, f64)> =
+        router.profiles().into_iter().map(|p| (p.model, (p.input_usd_per_mtok, p.output_usd_per_mtok))).collect();
+    for card in catalog {
+        prices.insert(card.name.clone(), (card.input_usd_per_mtok, card.output_usd_per_mtok));
+    }
+    prices
+}
+
+/// Refuses a reference model without a price, naming the option (`what`) and the models that have one.
+pub fn check_reference(
+    prices: &BTreeMap<String, (f64, f64)>,
+    reference: Option<&str>,
+    what: &str,
+) -> Result<(), String> {
+    match reference.filter(|r| !prices.contains_key(*r)) {
+        Some(reference) => {
+            let known: Vec<&str> = prices.keys().map(String::as_str).collect();
+            Err(format!("{what} {reference:?} has no price in the catalog; pick one of: {}", known.join(", ")))
+        }
+        None => Ok(()),
+    }
+}
+
 /// A client key as this server sees it now.
 #[derive(Debug, Clone)]
 pub struct LiveKey {

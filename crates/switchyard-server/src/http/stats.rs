@@ -1,7 +1,6 @@
 //! `GET /admin/stats`: the decision log's view of a range (`docs/admin-stats.md`), with the prices, keys and
 //! deployments this server knows.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -42,14 +41,9 @@ async fn view(state: &Arc<AppState>, params: &StatsParams) -> Result<switchyard_
     }
     let now = switchyard_store::now_ms();
     let query = params.query(now).map_err(DashboardError::BadQuery)?;
-    let prices = prices(state);
-    if let Some(reference) = params.reference.as_ref().filter(|r| !prices.contains_key(*r)) {
-        let known: Vec<&str> = prices.keys().map(String::as_str).collect();
-        return Err(DashboardError::BadQuery(format!(
-            "`reference` {reference:?} has no price in the catalog; pick one of: {}",
-            known.join(", ")
-        )));
-    }
+    let prices = crate::dashboard::prices(&state.routers().main, &state.config.models);
+    crate::dashboard::check_reference(&prices, params.reference.as_deref(), "`reference`")
+        .map_err(DashboardError::BadQuery)?;
     let (worker, reference) = (state.clone(), params.reference.clone());
     let mut view = tokio::task::spawn_blocking(move || {
         worker.dashboard.read(&worker.config.log.location(), &query, &prices, reference)
@@ -58,22 +52,6 @@ async fn view(state: &Arc<AppState>, params: &StatsParams) -> Result<switchyard_
     .map_err(|e| DashboardError::Log(format!("the reading thread failed: {e}")))??;
     live(state, now).apply(&mut view);
     Ok(view)
-}
-
-/// Every model's price, USD per million input and output tokens: the router's profiles, overridden by the
-/// config's catalog (what the gateway charges).
-fn prices(state: &AppState) -> BTreeMap<String, (f64, f64)> {
-    let mut prices: BTreeMap<String, (f64, f64)> = state
-        .routers()
-        .main
-        .profiles()
-        .into_iter()
-        .map(|p| (p.model, (p.input_usd_per_mtok, p.output_usd_per_mtok)))
-        .collect();
-    for card in &state.config.models {
-        prices.insert(card.name.clone(), (card.input_usd_per_mtok, card.output_usd_per_mtok));
-    }
-    prices
 }
 
 /// Keys' limits and use, deployments' cooldowns, and whether prompts may be shown, as of now.
