@@ -1,9 +1,9 @@
-//! The encoder and a full routing decision, switchyard's fast CPU path side by side with candle-transformers'
-//! stock `BertModel`, on the real all-MiniLM-L6-v2 weights and the bundled default router.
+//! The encoder and a full routing decision: switchyard's fast CPU path in f32 and in int8, side by side with
+//! candle-transformers' stock `BertModel`, on the real all-MiniLM-L6-v2 weights and the bundled default router.
 //!
 //! `cargo bench -p switchyard-encoder --bench encoder` runs criterion on each case (batch 1 at 8/16/32/64/128
 //! tokens; a batch of 32 15-token prompts; encode + heads + policy for one prompt), then prints a table of
-//! p50s measured in alternating blocks (fast, stock, fast, stock, ...) in the same run, with their ratio.
+//! p50s measured in alternating blocks (f32, int8, stock, f32, ...) in the same run, with their ratios.
 //! `-- --quick` skips criterion and prints only the table. Needs the model in `models/all-MiniLM-L6-v2/`
 //! (fetched automatically on first use). Set RAYON_NUM_THREADS to the cores to use (the binary does this).
 
@@ -14,15 +14,17 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use switchyard_core::{estimate_input_tokens, Router};
-use switchyard_encoder::{Backend, Encoder, EncoderOptions, MiniLm, ModelLocator, TokenizedText, DEFAULT_MODEL_DIR};
+use switchyard_encoder::{
+    Backend, Encoder, EncoderOptions, MiniLm, ModelLocator, Precision, TokenizedText, DEFAULT_MODEL_DIR,
+};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn load(backend: Backend) -> MiniLm {
+fn load(backend: Backend, precision: Precision) -> MiniLm {
     let locator = ModelLocator::new(root().join(DEFAULT_MODEL_DIR));
-    MiniLm::from_locator(&locator, EncoderOptions { backend, ..EncoderOptions::default() })
+    MiniLm::from_locator(&locator, EncoderOptions { backend, precision, ..EncoderOptions::default() })
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -47,57 +49,65 @@ fn decide(encoder: &MiniLm, router: &Router) -> String {
 
 struct Case {
     name: String,
-    fast: Box<dyn Fn()>,
-    stock: Box<dyn Fn()>,
+    /// The same work on each encoder, in the order of [`ENCODERS`].
+    runs: Vec<Box<dyn Fn()>>,
 }
 
-fn cases(fast: &'static MiniLm, stock: &'static MiniLm, router: &'static Router) -> Vec<Case> {
+/// The encoders compared, by column.
+const ENCODERS: [&str; 3] = ["f32", "int8", "stock"];
+
+fn cases(encoders: [&'static MiniLm; 3], router: &'static Router) -> Vec<Case> {
     let mut cases = Vec::new();
     for tokens in [8, 16, 32, 64, 128] {
-        let input = vec![text_of(fast, tokens)];
-        let (a, b) = (input.clone(), input);
+        let input = vec![text_of(encoders[0], tokens)];
         cases.push(Case {
             name: format!("batch 1, {tokens} tokens"),
-            fast: Box::new(move || drop(fast.embed_tokenized(&a).unwrap())),
-            stock: Box::new(move || drop(stock.embed_tokenized(&b).unwrap())),
+            runs: encoders
+                .map(|e| {
+                    let input = input.clone();
+                    Box::new(move || drop(e.embed_tokenized(&input).unwrap())) as Box<dyn Fn()>
+                })
+                .into(),
         });
     }
-    let batch: Vec<TokenizedText> = (0..32).map(|_| text_of(fast, 15)).collect();
-    let (a, b) = (batch.clone(), batch);
+    let batch: Vec<TokenizedText> = (0..32).map(|_| text_of(encoders[0], 15)).collect();
     cases.push(Case {
         name: "batch 32 x 15 tokens".into(),
-        fast: Box::new(move || drop(fast.embed_tokenized(&a).unwrap())),
-        stock: Box::new(move || drop(stock.embed_tokenized(&b).unwrap())),
+        runs: encoders
+            .map(|e| {
+                let batch = batch.clone();
+                Box::new(move || drop(e.embed_tokenized(&batch).unwrap())) as Box<dyn Fn()>
+            })
+            .into(),
     });
     cases.push(Case {
         name: "decision (tokenize, encode, heads, policy)".into(),
-        fast: Box::new(move || drop(decide(fast, router))),
-        stock: Box::new(move || drop(decide(stock, router))),
+        runs: encoders.map(|e| Box::new(move || drop(decide(e, router))) as Box<dyn Fn()>).into(),
     });
     cases
 }
 
-fn criterion_runs(c: &mut Criterion, fast: &MiniLm, stock: &MiniLm, router: &Router) {
+fn criterion_runs(c: &mut Criterion, encoders: [&MiniLm; 3], router: &Router) {
     let mut group = c.benchmark_group("encoder_batch1");
     for tokens in [8, 16, 32, 64, 128] {
-        let input = [text_of(fast, tokens)];
-        for (name, encoder) in [("fast", fast), ("stock", stock)] {
+        let input = [text_of(encoders[0], tokens)];
+        for (name, encoder) in ENCODERS.into_iter().zip(encoders) {
             group.bench_with_input(BenchmarkId::new(name, tokens), &input, |b, input| {
                 b.iter(|| encoder.embed_tokenized(input).unwrap())
             });
         }
     }
     group.finish();
-    let batch: Vec<TokenizedText> = (0..32).map(|_| text_of(fast, 15)).collect();
+    let batch: Vec<TokenizedText> = (0..32).map(|_| text_of(encoders[0], 15)).collect();
     let mut group = c.benchmark_group("encoder_batch32x15");
     group.throughput(Throughput::Elements(batch.len() as u64));
     group.sample_size(20);
-    for (name, encoder) in [("fast", fast), ("stock", stock)] {
+    for (name, encoder) in ENCODERS.into_iter().zip(encoders) {
         group.bench_function(name, |b| b.iter(|| encoder.embed_tokenized(&batch).unwrap()));
     }
     group.finish();
     let mut group = c.benchmark_group("decision");
-    for (name, encoder) in [("fast", fast), ("stock", stock)] {
+    for (name, encoder) in ENCODERS.into_iter().zip(encoders) {
         group.bench_function(name, |b| b.iter(|| decide(encoder, router)));
     }
     group.finish();
@@ -108,16 +118,19 @@ fn p50(samples: &mut [Duration]) -> Duration {
     samples[samples.len() / 2]
 }
 
-/// Both sides timed in alternating blocks (fast, stock, fast, ...) for about `budget` in all; the first calls
-/// of each block are dropped, so neither side is timed while the other's idle threads are still spinning.
+/// Every encoder timed in alternating blocks (f32, int8, stock, f32, ...) for about `budget` in all; the
+/// first calls of each block are dropped, so no encoder is timed while another's idle threads still spin.
 fn side_by_side(cases: &[Case], budget: Duration) {
     println!("\nside by side, p50 (alternating blocks in one run, {} threads)", rayon_threads());
-    println!("{:<44} {:>12} {:>12} {:>8}", "case", "fast", "stock", "speed-up");
-    let block = budget / 12;
+    println!(
+        "{:<44} {:>11} {:>11} {:>11} {:>9} {:>10}",
+        "case", ENCODERS[0], ENCODERS[1], ENCODERS[2], "int8/f32", "f32/stock"
+    );
+    let block = budget / (6 * ENCODERS.len() as u32);
     for case in cases {
-        let (mut fast, mut stock) = (Vec::new(), Vec::new());
+        let mut samples = vec![Vec::new(); case.runs.len()];
         for _ in 0..6 {
-            for (run, samples) in [(&case.fast, &mut fast), (&case.stock, &mut stock)] {
+            for (run, samples) in case.runs.iter().zip(&mut samples) {
                 let start = Instant::now();
                 let mut calls = 0;
                 while start.elapsed() < block || calls < 8 {
@@ -130,9 +143,17 @@ fn side_by_side(cases: &[Case], budget: Duration) {
                 }
             }
         }
-        let (f, s) = (p50(&mut fast), p50(&mut stock));
-        let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
-        println!("{:<44} {:>12} {:>12} {:>7.2}x", case.name, ms(f), ms(s), s.as_secs_f64() / f.as_secs_f64());
+        let p: Vec<f64> = samples.iter_mut().map(|s| p50(s).as_secs_f64()).collect();
+        let ms = |s: f64| format!("{:.3} ms", s * 1e3);
+        println!(
+            "{:<44} {:>11} {:>11} {:>11} {:>8.2}x {:>9.2}x",
+            case.name,
+            ms(p[0]),
+            ms(p[1]),
+            ms(p[2]),
+            p[0] / p[1],
+            p[2] / p[0]
+        );
     }
 }
 
@@ -145,14 +166,14 @@ fn main() {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
-    let fast: &'static MiniLm = Box::leak(Box::new(load(Backend::Fast)));
-    let stock: &'static MiniLm = Box::leak(Box::new(load(Backend::Candle)));
+    let encoders: [&'static MiniLm; 3] = [(Backend::Fast, Precision::F32), (Backend::Fast, Precision::Int8), (Backend::Candle, Precision::F32)]
+        .map(|(backend, precision)| &*Box::leak(Box::new(load(backend, precision))));
     let router: &'static Router = Box::leak(Box::new(Router::load(&root().join("models/default")).unwrap()));
     let quick = std::env::args().any(|a| a == "--quick");
     if !quick {
         let mut c = Criterion::default().configure_from_args();
-        criterion_runs(&mut c, fast, stock, router);
+        criterion_runs(&mut c, encoders, router);
         c.final_summary();
     }
-    side_by_side(&cases(fast, stock, router), Duration::from_secs(if quick { 3 } else { 6 }));
+    side_by_side(&cases(encoders, router), Duration::from_secs(if quick { 3 } else { 6 }));
 }

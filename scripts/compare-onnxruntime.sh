@@ -3,16 +3,29 @@
 # one-second runs of each (2 threads both), then the median and the best of the per-run p50s.
 #
 #   scripts/compare-onnxruntime.sh MODEL.onnx      # ROUNDS=9; CASES="16 1,32 1,..." (tokens batch)
+#   PRECISION=int8 scripts/compare-onnxruntime.sh MODEL.onnx
 #
 # MODEL.onnx: an fp32 ONNX graph of the same weights, e.g. from the peer script build_onnx.py
 # (`python build_onnx.py models/all-MiniLM-L6-v2 /tmp/minilm.onnx`, needs `pip install onnx numpy`).
-# PYTHON must have `onnxruntime` and `numpy` (default: python3).
+# PRECISION=int8 times switchyard's --precision int8 against ONNX Runtime's dynamic int8 quantisation of that
+# graph (scripts/onnxruntime_quantize.py writes MODEL.int8.onnx beside it).
+# PYTHON must have `onnxruntime`, `onnx` and `numpy` (default: python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 onnx=${1:?usage: scripts/compare-onnxruntime.sh MODEL.onnx}
 ROUNDS=${ROUNDS:-9}
 CASES=${CASES:-"8 1,16 1,32 1,64 1,128 1,15 32"}
 PYTHON=${PYTHON:-python3}
+PRECISION=${PRECISION:-f32}
+case "$PRECISION" in
+  f32) ;;
+  int8)
+    quantized="${onnx%.onnx}.int8.onnx"
+    [ -s "$quantized" ] || "$PYTHON" scripts/onnxruntime_quantize.py "$onnx" "$quantized" >&2
+    onnx=$quantized ;;
+  *) echo "PRECISION must be f32 or int8, not $PRECISION" >&2; exit 2 ;;
+esac
+echo "precision $PRECISION: switchyard --precision $PRECISION against ONNX Runtime on $onnx"
 cargo build --release -q -p switchyard-encoder --example encode_loop
 ours=${CARGO_TARGET_DIR:-target}/release/examples/encode_loop
 summary() { sort -n | awk '{v[NR] = $1} END {printf "median %8.3f ms   best %8.3f ms", v[int((NR + 1) / 2)], v[1]}'; }
@@ -22,7 +35,7 @@ for case in "${cases[@]}"; do
   read -r tokens batch <<<"$case"
   a=() b=()
   for _ in $(seq "$ROUNDS"); do
-    a+=("$(RAYON_NUM_THREADS=2 "$ours" "$tokens" "$batch" 1 | awk '{print $1}')")
+    a+=("$(RAYON_NUM_THREADS=2 "$ours" "$tokens" "$batch" 1 "$PRECISION" | awk '{print $1}')")
     b+=("$("$PYTHON" scripts/onnxruntime_p50.py "$onnx" "$tokens" "$batch" 1 2 | awk '{print $1}')")
   done
   printf '%-22s %-40s %s\n' "$tokens x $batch" "$(printf '%s\n' "${a[@]}" | summary)" "$(printf '%s\n' "${b[@]}" | summary)"

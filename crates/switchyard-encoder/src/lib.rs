@@ -19,7 +19,9 @@ pub use files::{
     WEIGHTS_SHA256, WEIGHTS_SIZE,
 };
 pub use locate::{hf_hub_offline, ModelLocator, DEFAULT_MODEL_DIR};
-pub use minilm::{pool_and_normalize, write_canonical, Backend, EncoderOptions, MiniLm, DEFAULT_MAX_TOKENS};
+pub use minilm::{
+    pool_and_normalize, write_canonical, Backend, EncoderOptions, MiniLm, Precision, DEFAULT_MAX_TOKENS,
+};
 pub use tokenize::{PromptTokenizer, TokenizedText};
 pub use wheel::{PACKAGE as WHEEL_PACKAGE, VERSION as WHEEL_VERSION};
 
@@ -44,6 +46,11 @@ pub trait Encoder: Send + Sync {
     /// [`Encoder::dim`] and [`Encoder::max_tokens`], what a router checks it was trained with.
     fn files_digest(&self) -> Option<&str> {
         None
+    }
+    /// The arithmetic of the forward pass. Not part of a router's check (int8 embeddings route as f32 ones
+    /// do, measured by `bench --compare-precision`), but part of an embedding cache's key.
+    fn precision(&self) -> Precision {
+        Precision::F32
     }
     /// The embedding dimension.
     fn dim(&self) -> usize;

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use switchyard_encoder::{embed_all, Encoder};
+use switchyard_encoder::{embed_all, Encoder, Precision};
 
 use crate::dataset::hex;
 use crate::TrainError;
@@ -44,7 +44,11 @@ impl EmbeddingCache {
     pub fn open(dir: &Path, encoder: &dyn Encoder) -> Result<Self, TrainError> {
         let io = |path: &Path, source| TrainError::Io { path: path.to_path_buf(), source };
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let config = format!("{}\nmax_tokens={}", encoder.id(), encoder.max_tokens());
+        let mut config = format!("{}\nmax_tokens={}", encoder.id(), encoder.max_tokens());
+        // f32 keeps the key it always had, so existing caches stay valid.
+        if encoder.precision() != Precision::F32 {
+            config.push_str(&format!("\nprecision={}", encoder.precision()));
+        }
         let name = format!("{}-d{}.bin", &hex(&Sha256::digest(config.as_bytes()))[..16], encoder.dim());
         let path = dir.join(name);
         let dim = encoder.dim();

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use switchyard_core::{Catalog, Router};
-use switchyard_encoder::{Encoder, MiniLm};
+use switchyard_encoder::{Encoder, EncoderOptions, MiniLm, Precision};
 use switchyard_train::bench::{
-    knn_memory, leave_one_out, plot, run_bench, training_prompts, BenchReport, BenchSet, BootstrapOptions, Interval,
+    agreement, knn_memory, leave_one_out, plot, run_bench, training_prompts, BenchReport, BenchSet, BootstrapOptions, Interval,
     LeaveOutOptions, Metrics,
 };
 use switchyard_train::{default_cache_dir, embed_texts, train, Dataset, EmbeddingCache, RowFilter, TrainOptions};
@@ -91,6 +91,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "K", default_value_t = 0, requires = "leave_out")]
     profile_repeats: usize,
 
+    /// Also embed the held-out prompts at this encoder precision and report how closely the router's decisions
+    /// on them follow its decisions on the main ones (--precision, f32 by default): agreement at the default
+    /// policy and over the knob sweep, the AIQ difference with its paired interval, and the cosines.
+    #[arg(long, value_name = "f32|int8", conflicts_with = "leave_out")]
+    compare_precision: Option<Precision>,
+
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -146,6 +152,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let options = BootstrapOptions { resamples: args.bootstrap, seed: args.bootstrap_seed, ..Default::default() };
     let mut report = run_bench(&set, &embeddings, &router, &knn, &options);
     report.overlap_dropped = overlap;
+    if let Some(precision) = args.compare_precision {
+        let other = MiniLm::from_locator(&args.model.locator(), EncoderOptions { precision, ..args.model.options() })?;
+        let mut other_cache =
+            EmbeddingCache::open(&args.cache_dir.clone().unwrap_or_else(default_cache_dir), &other)?;
+        let texts = set.prompts.iter().map(|p| p.text.as_str());
+        let other_embeddings = embed(&mut other_cache, &other, texts, !args.quiet)?;
+        let label = format!("{precision} against {}", encoder.precision());
+        report.agreement = Some(agreement(&set, &router, &embeddings, &other_embeddings, &label, &options));
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let path = args.out.join("report.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
@@ -345,6 +360,24 @@ fn print_table(report: &BenchReport, path: &Path) {
         r.auc,
         r.domain_accuracy.map_or_else(String::new, |a| format!(", domain accuracy {a:.3}"))
     );
+    if let Some(a) = &report.agreement {
+        let ci = |c: Option<Interval>, d: usize| c.map_or_else(String::new, |c| format!(" [{:+.d$}, {:+.d$}]", c.lo, c.hi));
+        println!(
+            "precision {}: same model for {:.2}%{} of {} prompts at the default policy, {:.2}% over the knob sweep; \
+             AIQ {:.4} vs {:.4}, difference {:+.4}{}; cosine min {:.4}, mean {:.4}",
+            a.label,
+            a.default_policy * 100.0,
+            a.default_policy_ci.map_or_else(String::new, |c| format!(" [{:.2}, {:.2}]", c.lo * 100.0, c.hi * 100.0)),
+            a.prompts,
+            a.sweep * 100.0,
+            a.aiq_other,
+            a.aiq_reference,
+            a.aiq_difference,
+            ci(a.aiq_difference_ci, 4),
+            a.min_cosine,
+            a.mean_cosine
+        );
+    }
     println!("report written to {} (plots: curve.svg, curve.png beside it)", path.display());
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use switchyard_encoder::{EncoderOptions, MiniLm, ModelLocator, DEFAULT_MAX_TOKENS, DEFAULT_MODEL_DIR};
+use switchyard_encoder::{EncoderOptions, MiniLm, ModelLocator, Precision, DEFAULT_MAX_TOKENS, DEFAULT_MODEL_DIR};
 use switchyard_server::{load_router, serve, AppState, Config};
 
 /// Arguments of `switchyard serve`.
@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// Encoder model folder (overrides encoder.model_dir).
     #[arg(long, env = "SWITCHYARD_MODEL_DIR", value_name = "DIR")]
     model_dir: Option<PathBuf>,
+
+    /// The encoder's matrix arithmetic, f32 or int8 (overrides encoder.precision).
+    #[arg(long, value_name = "f32|int8")]
+    precision: Option<Precision>,
 
     /// Override any config setting, e.g. --set server.max_attempts=5 (repeatable). Environment variables
     /// SWITCHYARD__SECTION__KEY=value do the same (SWITCHYARD__SERVER__MAX_ATTEMPTS=5); flags win.
@@ -56,6 +60,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.model_dir {
         overrides.push(("encoder.model_dir".into(), format!("{:?}", dir.display().to_string())));
     }
+    if let Some(precision) = args.precision {
+        overrides.push(("encoder.precision".into(), format!("{:?}", precision.as_str())));
+    }
     let source = path.as_deref().unwrap_or(std::path::Path::new("<defaults>"));
     let config = Config::parse_with_overrides(&text, source, &overrides)?;
     if config.server.client_keys.is_empty() && config.keys.is_empty() {
@@ -63,7 +70,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
 
     let locator = ModelLocator::new(DEFAULT_MODEL_DIR).with_explicit_dir(config.encoder.model_dir.clone());
-    let options = EncoderOptions::with_max_tokens(config.encoder.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS));
+    let options = EncoderOptions {
+        precision: config.encoder.precision,
+        ..EncoderOptions::with_max_tokens(config.encoder.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS))
+    };
     let encoder = MiniLm::from_locator(&locator, options)?;
     let router = load_router(&config.router.path, "router.path", &encoder)?;
     let state = Arc::new(AppState::new(router, Arc::new(encoder), config)?);

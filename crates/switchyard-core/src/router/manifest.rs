@@ -31,11 +31,23 @@ pub struct EncoderInfo {
     /// before it was recorded have none and are not checked on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files_sha256: Option<String>,
+    /// The encoder's arithmetic when it is not f32 (`"int8"`): int8 embeddings route differently from f32
+    /// ones for a few percent of prompts (`bench --compare-precision`), so a router is served at the precision
+    /// it was trained at. Absent: f32, as every router before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
+}
+
+impl EncoderInfo {
+    /// The precision's name, `"f32"` when none is recorded.
+    pub fn precision_name(&self) -> &str {
+        self.precision.as_deref().unwrap_or("f32")
+    }
 }
 
 impl std::fmt::Display for EncoderInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (dim {}, max_tokens {}", self.id, self.dim, self.max_tokens)?;
+        write!(f, "{} (dim {}, max_tokens {}, precision {}", self.id, self.dim, self.max_tokens, self.precision_name())?;
         if let Some(files) = &self.files_sha256 {
             write!(f, ", tokenizer/config sha256 {}", &files[..files.len().min(12)])?;
         }
@@ -213,7 +225,7 @@ pub enum RouterError {
         path: PathBuf,
     },
     /// The router expects a different encoder than the one running.
-    #[error("router was trained with encoder {expected} but the running encoder is {found}; retrain the router with this encoder, or run the router's (model files and encoder.max_tokens)")]
+    #[error("router was trained with encoder {expected} but the running encoder is {found}; retrain the router with this encoder, or run the router's (model files, encoder.max_tokens and encoder.precision / --precision)")]
     EncoderMismatch {
         /// The router's encoder.
         expected: Box<EncoderInfo>,

@@ -25,7 +25,7 @@ pub(crate) fn tiny(predictor: Predictor, hidden: usize) -> Router {
             profiles: Vec::new(),
             weights_sha256: None,
             format_version: FORMAT_VERSION,
-            encoder: EncoderInfo { id: "enc".into(), dim, max_tokens: 256, files_sha256: Some("f1".into()) },
+            encoder: EncoderInfo { id: "enc".into(), dim, max_tokens: 256, files_sha256: Some("f1".into()), precision: None },
             models: models.to_vec(),
             domains: vec!["math".into(), "law".into()],
             predictor: predictor.kind(),

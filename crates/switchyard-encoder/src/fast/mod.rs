@@ -8,6 +8,7 @@
 //!   attention heads within a pass for a single prompt ([`pass`]).
 
 mod kernels;
+mod linear;
 mod pass;
 mod pool;
 mod team;
@@ -17,7 +18,10 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 
-use kernels::{pack_panels, Line, MAX_HEAD_WIDTH, PANEL};
+use crate::Precision;
+
+use kernels::{MAX_HEAD_WIDTH, PANEL};
+use linear::Linear;
 use pass::Pass;
 use team::{Task, Team};
 
@@ -42,13 +46,6 @@ pub struct Shape {
     pub positions: usize,
     /// Layer-norm epsilon.
     pub eps: f32,
-}
-
-struct Linear {
-    panels: Vec<Line>,
-    bias: Vec<f32>,
-    inputs: usize,
-    outputs: usize,
 }
 
 struct Norm {
@@ -87,8 +84,9 @@ impl std::fmt::Debug for FastBert {
     }
 }
 
-/// Reads the named tensors of a safetensors file, checking each one's size.
-struct Weights(HashMap<String, Tensor>);
+/// Reads the named tensors of a safetensors file, checking each one's size, and packs `Linear` layers for a
+/// precision.
+struct Weights(HashMap<String, Tensor>, Precision);
 
 impl Weights {
     /// The tensor's values (removed from the map, so its memory goes as soon as it is copied).
@@ -128,15 +126,15 @@ impl Weights {
         if !outputs.is_multiple_of(PANEL) {
             return Err(format!("{} outputs is not a multiple of {PANEL}", outputs));
         }
-        Ok(Linear { panels: pack_panels(&weight, outputs, inputs), bias, inputs, outputs })
+        Linear::new(&weight, bias, outputs, inputs, self.1)
     }
 }
 
 impl FastBert {
     /// Builds the model from the bytes of `model.safetensors` (names as in Hugging Face's `BertModel`, with or
-    /// without a `bert.` prefix), to run on `threads` threads. The error says which tensor is missing or has
-    /// the wrong size.
-    pub fn from_safetensors(bytes: Vec<u8>, shape: Shape, threads: usize) -> Result<Self, String> {
+    /// without a `bert.` prefix), to run on `threads` threads, its matmuls in `precision`. The error says which
+    /// tensor is missing or has the wrong size.
+    pub fn from_safetensors(bytes: Vec<u8>, shape: Shape, threads: usize, precision: Precision) -> Result<Self, String> {
         let mut tensors =
             candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu).map_err(|e| e.to_string())?;
         // The file's bytes are copied into tensors: free them before the weights are copied again below.
@@ -145,7 +143,7 @@ impl FastBert {
             tensors =
                 tensors.into_iter().map(|(k, v)| (k.strip_prefix("bert.").unwrap_or(&k).to_string(), v)).collect();
         }
-        let mut w = Weights(tensors);
+        let mut w = Weights(tensors, precision);
         let h = shape.hidden;
         if shape.heads == 0
             || !h.is_multiple_of(shape.heads)

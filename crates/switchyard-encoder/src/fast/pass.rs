@@ -7,11 +7,10 @@
 
 use std::sync::Arc;
 
-use super::kernels::{
-    add_layer_norm, attention, gelu, layer_norm, matmul_panels, pack_rows, packed_len, Head, Window, PANEL,
-};
+use super::kernels::{add_layer_norm, attention, gelu, layer_norm, Head, PANEL};
+use super::linear::{Linear, Packed, Part};
 use super::team::{Task, Team};
-use super::{pool, Layer, Linear, Model, Shape};
+use super::{pool, Layer, Model, Shape};
 
 /// One forward pass split by heads: the model and the threads it may use.
 pub(super) struct Pass<'a> {
@@ -84,16 +83,15 @@ fn attention_share(
     let per = w / PANEL;
     // Every group packs the input for itself: a few microseconds in parallel, rather than a serial step on
     // the calling thread while the others wait.
-    let mut packed = pool::take(packed_len(rows, h));
-    pack_rows(x, rows, h, h, &mut packed);
+    let packed = layer.qkv.pack(x, rows, h, h);
     // The group's q, k and v columns, side by side: rows of [q | k | v], each `w` wide.
     let mut qkv = pool::take(rows * 3 * w);
     qkv.resize(rows * 3 * w, 0.0);
     for part in 0..3 {
         let first = (part * h + g * w) / PANEL;
-        let window = Window::panels(&layer.qkv.panels, h, &layer.qkv.bias, first, per);
-        matmul_panels(&packed, rows, window, &mut qkv[part * w..], 3 * w);
+        layer.qkv.multiply(&packed, rows, Part::columns(first, per, h), &mut qkv[part * w..], 3 * w);
     }
+    packed.recycle();
     let mut ctx = pool::take(rows * w);
     ctx.resize(rows * w, 0.0);
     let mut scratch = pool::take(0);
@@ -108,10 +106,10 @@ fn attention_share(
     }
     pool::give(scratch);
     pool::give(qkv);
-    pack_rows(&ctx, rows, w, w, &mut packed);
+    let packed = layer.attn_out.pack(&ctx, rows, w, w);
     pool::give(ctx);
     let out = partial(&layer.attn_out, &packed, rows, g * w, (g + 1) * w, g == 0);
-    pool::give(packed);
+    packed.recycle();
     out
 }
 
@@ -119,28 +117,25 @@ fn attention_share(
 /// the second matmul over those inputs (a partial sum; the bias is in group 0's).
 fn feed_forward_share(layer: &Layer, x: &[f32], rows: usize, g: usize, groups: usize) -> Vec<f32> {
     let (h, n) = (layer.up.inputs, layer.up.outputs / groups);
-    let mut packed = pool::take(packed_len(rows, h.max(n)));
-    pack_rows(x, rows, h, h, &mut packed);
+    let packed = layer.up.pack(x, rows, h, h);
     let mut up = pool::take(rows * n);
     up.resize(rows * n, 0.0);
-    let window = Window::panels(&layer.up.panels, h, &layer.up.bias, g * n / PANEL, n / PANEL);
-    matmul_panels(&packed, rows, window, &mut up, n);
+    layer.up.multiply(&packed, rows, Part::columns(g * n / PANEL, n / PANEL, h), &mut up, n);
+    packed.recycle();
     gelu(&mut up);
-    pack_rows(&up, rows, n, n, &mut packed);
+    let packed = layer.down.pack(&up, rows, n, n);
     pool::give(up);
     let out = partial(&layer.down, &packed, rows, g * n, (g + 1) * n, g == 0);
-    pool::give(packed);
+    packed.recycle();
     out
 }
 
 /// `a · W[from..to]ᵀ` over the inputs `from..to` of a weight, for every output (with the bias if `bias`).
-fn partial(linear: &Linear, packed: &[f32], rows: usize, from: usize, to: usize, bias: bool) -> Vec<f32> {
+fn partial(linear: &Linear, packed: &Packed, rows: usize, from: usize, to: usize, bias: bool) -> Vec<f32> {
     let n = linear.outputs;
     let mut out = pool::take(rows * n);
     out.resize(rows * n, 0.0);
-    let bias: &[f32] = if bias { &linear.bias } else { &[] };
-    let window = Window { panels: &linear.panels, inputs: linear.inputs, from, to, bias };
-    matmul_panels(packed, rows, window, &mut out, n);
+    linear.multiply(packed, rows, Part { first: 0, count: n / PANEL, from, to, bias }, &mut out, n);
     out
 }
 

@@ -127,7 +127,7 @@ fn sequence(len: usize, seed: u32) -> switchyard_encoder::TokenizedText {
 #[test]
 fn the_fast_backend_matches_stock_candle_at_every_length_batch_and_thread_count() {
     use switchyard_encoder::Backend;
-    let options = |backend, threads| EncoderOptions { max_tokens: 512, backend, threads };
+    let options = |backend, threads| EncoderOptions { max_tokens: 512, backend, threads, ..EncoderOptions::default() };
     let stock = MiniLm::load(model_files(), options(Backend::Candle, None)).unwrap();
     let lengths = [1, 2, 3, 7, 16, 33, 64, 127, 128, 255, 256, 511, 512];
     let singles: Vec<_> = lengths.iter().enumerate().map(|(i, &n)| sequence(n, i as u32)).collect();

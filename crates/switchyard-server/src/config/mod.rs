@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 use switchyard_core::{Catalog, Knob, ModelCard};
 use switchyard_store::{PromptLogging, ResponseLogging};
+use switchyard_encoder::Precision;
 
 use crate::limits::keys::KeyConfig;
 use crate::routing::experiment::ExperimentConfig;
@@ -172,6 +173,8 @@ pub struct EncoderConfig {
     pub model_dir: Option<PathBuf>,
     /// Truncation, in tokens (default 256).
     pub max_tokens: Option<usize>,
+    /// The encoder's matrix arithmetic: `"f32"` or `"int8"` (see `switchyard_encoder::Precision`).
+    pub precision: Precision,
     /// Most tokens the inference thread embeds in one forward pass (a batch under load).
     pub batch_tokens: usize,
     /// Prompts waiting for the inference thread before new ones get 429.
@@ -188,6 +191,7 @@ impl Default for EncoderConfig {
         Self {
             model_dir: None,
             max_tokens: None,
+            precision: Precision::F32,
             batch_tokens: 2048,
             queue_capacity: 1024,
             cache_entries: 10_000,

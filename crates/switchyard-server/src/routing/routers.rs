@@ -99,6 +99,7 @@ pub fn encoder_info(encoder: &dyn Encoder) -> switchyard_core::EncoderInfo {
         dim: encoder.dim(),
         max_tokens: encoder.max_tokens(),
         files_sha256: encoder.files_digest().map(str::to_string),
+        precision: encoder.precision().manifest_name(),
     }
 }
 

@@ -17,7 +17,7 @@ fn wtp_grid() -> impl Iterator<Item = f64> {
 }
 
 /// Knob values swept: the willingness-to-pay grid, then q from 0 to 1 in steps of 0.02.
-fn knob_grid() -> Vec<Knob> {
+pub(super) fn knob_grid() -> Vec<Knob> {
     let mq = (0..=50).map(|k| f64::from(k) / 50.0);
     wtp_grid().map(Knob::WillingnessToPay).chain(mq.map(Knob::MinQuality)).collect()
 }

@@ -208,6 +208,7 @@ fn manifest(
             dim: encoder.dim(),
             max_tokens: encoder.max_tokens(),
             files_sha256: encoder.files_digest().map(str::to_string),
+            precision: encoder.precision().manifest_name(),
         },
         models: dataset.costs.clone(),
         domains: dataset.domains.clone(),

@@ -296,6 +296,7 @@ fn bundled_default_router_routes() {
         dim: encoder().dim(),
         max_tokens: encoder().max_tokens(),
         files_sha256: encoder().files_digest().map(str::to_string),
+        precision: None,
     };
     router.check_encoder(&info).unwrap();
     let catalog = Catalog::load(&set_path("default", "catalog.toml")).unwrap();

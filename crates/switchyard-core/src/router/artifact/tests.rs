@@ -54,6 +54,7 @@ fn incompatible_or_damaged_artifacts_are_refused() {
         dim: 2,
         max_tokens,
         files_sha256: files.map(str::to_string),
+        precision: None,
     };
     assert!(matches!(
         router.check_encoder(&running("other", 256, Some("f1"))),
@@ -65,6 +66,10 @@ fn incompatible_or_damaged_artifacts_are_refused() {
     assert!(err.contains("max_tokens 256") && err.contains("max_tokens 128"), "{err}");
     let err = router.check_encoder(&running("enc", 256, Some("f2"))).unwrap_err().to_string();
     assert!(err.contains("f1") && err.contains("f2"), "{err}");
+    // So is another precision: a router trained on f32 embeddings refuses int8 ones, and names both.
+    let int8 = EncoderInfo { precision: Some("int8".into()), ..running("enc", 256, Some("f1")) };
+    let err = router.check_encoder(&int8).unwrap_err().to_string();
+    assert!(err.contains("precision f32") && err.contains("precision int8") && err.contains("--precision"), "{err}");
 
     let manifest = dir.path().join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&manifest).unwrap();

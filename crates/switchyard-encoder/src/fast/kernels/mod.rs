@@ -1,7 +1,9 @@
 //! The numeric kernels of the fast encoder: a matrix multiply against weights packed at load time, GELU,
 //! layer norm, softmax attention. Each kernel is written once as portable Rust and compiled twice: for the
-//! baseline CPU, and with AVX2 and FMA enabled, chosen at run time. This module holds the workspace's only
-//! `unsafe`: the call into the AVX2 build after the CPU has been checked to support it.
+//! baseline CPU, and with AVX2 and FMA enabled, chosen at run time. The int8 matmul ([`int8`]) adds integer
+//! kernels written with intrinsics. This module holds the workspace's only `unsafe`: the call into the AVX2
+//! build after the CPU has been checked to support it, and, in `int8/simd.rs`, the same for the integer
+//! kernels plus their aligned loads.
 #![allow(unsafe_code)]
 
 /// Columns of one packed weight panel (two AVX registers).
@@ -63,8 +65,9 @@ pub(crate) fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-// After the macro: `attention` uses it.
+// After the macro: `attention` and `int8` use it.
 mod attention;
+pub mod int8;
 
 pub use attention::{attention, Head, MAX_HEAD_WIDTH};
 
@@ -84,6 +87,7 @@ pub struct Window<'a> {
     pub bias: &'a [f32],
 }
 
+#[cfg(test)]
 impl<'a> Window<'a> {
     /// All inputs of the panels `first..first + count`.
     pub fn panels(panels: &'a [Line], inputs: usize, bias: &'a [f32], first: usize, count: usize) -> Self {

@@ -140,6 +140,10 @@ pub struct BenchReport {
     /// The bootstrap behind the intervals; absent when it was off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<BootstrapSummary>,
+    /// The router's decisions on the prompts embedded at another encoder precision (`bench
+    /// --compare-precision`), against these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<super::Agreement>,
 }
 
 /// A router's predictions for the set's prompts, the index of each set model among the router's (`None`:
@@ -206,7 +210,7 @@ pub(super) fn router_choices(set: &BenchSet, embeddings: &[Vec<f32>], router: &R
 }
 
 /// Per prompt, a router's estimates restricted to the models that answered it.
-fn answered_estimates(set: &BenchSet, all: Vec<Vec<ModelEstimate>>) -> Vec<Vec<ModelEstimate>> {
+pub(super) fn answered_estimates(set: &BenchSet, all: Vec<Vec<ModelEstimate>>) -> Vec<Vec<ModelEstimate>> {
     all.into_iter()
         .zip(&set.prompts)
         .map(|(estimates, prompt)| {
@@ -308,5 +312,6 @@ pub fn run_bench(
         prompts: set.prompts.len(),
         overlap_dropped: 0,
         bootstrap: bootstrap_summary,
+        agreement: None,
     }
 }
