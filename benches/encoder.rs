@@ -166,8 +166,9 @@ fn main() {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
-    let encoders: [&'static MiniLm; 3] = [(Backend::Fast, Precision::F32), (Backend::Fast, Precision::Int8), (Backend::Candle, Precision::F32)]
-        .map(|(backend, precision)| &*Box::leak(Box::new(load(backend, precision))));
+    let encoders: [&'static MiniLm; 3] =
+        [(Backend::Fast, Precision::F32), (Backend::Fast, Precision::Int8), (Backend::Candle, Precision::F32)]
+            .map(|(backend, precision)| &*Box::leak(Box::new(load(backend, precision))));
     let router: &'static Router = Box::leak(Box::new(Router::load(&root().join("models/default")).unwrap()));
     let quick = std::env::args().any(|a| a == "--quick");
     if !quick {

@@ -19,9 +19,7 @@ pub use files::{
     WEIGHTS_SHA256, WEIGHTS_SIZE,
 };
 pub use locate::{hf_hub_offline, ModelLocator, DEFAULT_MODEL_DIR};
-pub use minilm::{
-    pool_and_normalize, write_canonical, Backend, EncoderOptions, MiniLm, Precision, DEFAULT_MAX_TOKENS,
-};
+pub use minilm::{pool_and_normalize, write_canonical, Backend, EncoderOptions, MiniLm, Precision, DEFAULT_MAX_TOKENS};
 pub use tokenize::{PromptTokenizer, TokenizedText};
 pub use wheel::{PACKAGE as WHEEL_PACKAGE, VERSION as WHEEL_VERSION};
 

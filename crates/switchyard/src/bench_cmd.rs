@@ -7,8 +7,8 @@ use clap::Args;
 use switchyard_core::{Catalog, Router};
 use switchyard_encoder::{Encoder, EncoderOptions, MiniLm, Precision};
 use switchyard_train::bench::{
-    agreement, knn_memory, leave_one_out, plot, run_bench, training_prompts, BenchReport, BenchSet, BootstrapOptions, Interval,
-    LeaveOutOptions, Metrics,
+    agreement, knn_memory, leave_one_out, plot, run_bench, training_prompts, BenchReport, BenchSet, BootstrapOptions,
+    Interval, LeaveOutOptions, Metrics,
 };
 use switchyard_train::{default_cache_dir, embed_texts, train, Dataset, EmbeddingCache, RowFilter, TrainOptions};
 
@@ -154,8 +154,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     report.overlap_dropped = overlap;
     if let Some(precision) = args.compare_precision {
         let other = MiniLm::from_locator(&args.model.locator(), EncoderOptions { precision, ..args.model.options() })?;
-        let mut other_cache =
-            EmbeddingCache::open(&args.cache_dir.clone().unwrap_or_else(default_cache_dir), &other)?;
+        let mut other_cache = EmbeddingCache::open(&args.cache_dir.clone().unwrap_or_else(default_cache_dir), &other)?;
         let texts = set.prompts.iter().map(|p| p.text.as_str());
         let other_embeddings = embed(&mut other_cache, &other, texts, !args.quiet)?;
         let label = format!("{precision} against {}", encoder.precision());
@@ -361,7 +360,8 @@ fn print_table(report: &BenchReport, path: &Path) {
         r.domain_accuracy.map_or_else(String::new, |a| format!(", domain accuracy {a:.3}"))
     );
     if let Some(a) = &report.agreement {
-        let ci = |c: Option<Interval>, d: usize| c.map_or_else(String::new, |c| format!(" [{:+.d$}, {:+.d$}]", c.lo, c.hi));
+        let ci =
+            |c: Option<Interval>, d: usize| c.map_or_else(String::new, |c| format!(" [{:+.d$}, {:+.d$}]", c.lo, c.hi));
         println!(
             "precision {}: same model for {:.2}%{} of {} prompts at the default policy, {:.2}% over the knob sweep; \
              AIQ {:.4} vs {:.4}, difference {:+.4}{}; cosine min {:.4}, mean {:.4}",

@@ -171,7 +171,10 @@ impl ModelArgs {
     }
 
     fn options(&self) -> EncoderOptions {
-        EncoderOptions { precision: self.precision.unwrap_or_default(), ..EncoderOptions::with_max_tokens(self.max_tokens) }
+        EncoderOptions {
+            precision: self.precision.unwrap_or_default(),
+            ..EncoderOptions::with_max_tokens(self.max_tokens)
+        }
     }
 
     /// The encoder a server's `[encoder]` describes, where these arguments leave it open: its model folder

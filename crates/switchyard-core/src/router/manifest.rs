@@ -47,7 +47,14 @@ impl EncoderInfo {
 
 impl std::fmt::Display for EncoderInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (dim {}, max_tokens {}, precision {}", self.id, self.dim, self.max_tokens, self.precision_name())?;
+        write!(
+            f,
+            "{} (dim {}, max_tokens {}, precision {}",
+            self.id,
+            self.dim,
+            self.max_tokens,
+            self.precision_name()
+        )?;
         if let Some(files) = &self.files_sha256 {
             write!(f, ", tokenizer/config sha256 {}", &files[..files.len().min(12)])?;
         }

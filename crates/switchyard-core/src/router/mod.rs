@@ -163,7 +163,11 @@ impl Router {
         let e = &self.manifest.encoder;
         let files_differ = matches!((&e.files_sha256, &running.files_sha256), (Some(a), Some(b)) if a != b);
         let precision_differs = e.precision_name() != running.precision_name();
-        if e.id != running.id || e.dim != running.dim || e.max_tokens != running.max_tokens || files_differ || precision_differs
+        if e.id != running.id
+            || e.dim != running.dim
+            || e.max_tokens != running.max_tokens
+            || files_differ
+            || precision_differs
         {
             return Err(RouterError::EncoderMismatch {
                 expected: Box::new(e.clone()),

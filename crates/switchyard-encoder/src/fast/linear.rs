@@ -62,29 +62,22 @@ impl Part {
 
 impl Linear {
     /// Packs a `[out][in]` weight (PyTorch's layout) and its bias for `precision`'s kernel. `outputs` must be
-    /// a multiple of 16 (and `inputs` of 4 for int8).
-    pub fn new(weight: &[f32], bias: Vec<f32>, outputs: usize, inputs: usize, precision: Precision) -> Result<Self, String> {
+    /// a multiple of 16 (and `inputs` of 32 for int8).
+    pub fn new(
+        weight: &[f32],
+        bias: Vec<f32>,
+        outputs: usize,
+        inputs: usize,
+        precision: Precision,
+    ) -> Result<Self, String> {
         if !outputs.is_multiple_of(PANEL) || bias.len() != outputs || weight.len() != outputs * inputs {
             return Err(format!("a {outputs} x {inputs} layer cannot be packed in panels of {PANEL} columns"));
         }
-        let fake = fake();
         let packing = match precision {
-            Precision::Int8 if fake.is_some() => {
-                let (_, _, wbits) = fake.unwrap_or_default();
-                let wblock: usize = std::env::var("SY_WBLOCK").ok().and_then(|v| v.parse().ok()).unwrap_or(inputs);
-                let mut w = weight.to_vec();
-                if wbits > 0.0 {
-                    for col in w.chunks_exact_mut(wblock) {
-                        let amax = col.iter().fold(0f32, |m, v| m.max(v.abs()));
-                        let s = amax / wbits;
-                        if s > 0.0 { col.iter_mut().for_each(|v| *v = (*v / s).round() * s); }
-                    }
-                }
-                Packing::F32(pack_panels(&w, outputs, inputs))
-            }
             Precision::F32 => Packing::F32(pack_panels(weight, outputs, inputs)),
-            Precision::Int8 if std::env::var("SY_F32_SIZES").is_ok_and(|v| v.split(',').any(|x| x == format!("{outputs}x{inputs}"))) => Packing::F32(pack_panels(weight, outputs, inputs)),
-            Precision::Int8 => Packing::Int8 { weights: QWeights::quantize(weight, outputs, inputs)?, isa: int8::detect() },
+            Precision::Int8 => {
+                Packing::Int8 { weights: QWeights::quantize(weight, outputs, inputs)?, isa: int8::detect() }
+            }
         };
         Ok(Self { packing, bias, inputs, outputs })
     }
@@ -94,19 +87,6 @@ impl Linear {
         match self.packing {
             Packing::F32(_) => {
                 let mut packed = pool::take(packed_len(rows, k));
-                if let Some((block, abits, _)) = fake() {
-                    let mut q = a.to_vec();
-                    for r in 0..rows {
-                        let row = &mut q[r * stride..r * stride + k];
-                        for b in row.chunks_mut(if block == 0 { k } else { block }) {
-                            let amax = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-                            let s = amax / abits;
-                            if s > 0.0 { b.iter_mut().for_each(|v| *v = (*v / s).round() * s); }
-                        }
-                    }
-                    pack_rows(&q, rows, k, stride, &mut packed);
-                    return Packed::F32(packed);
-                }
                 pack_rows(a, rows, k, stride, &mut packed);
                 Packed::F32(packed)
             }
@@ -138,10 +118,4 @@ impl Linear {
             _ => {}
         }
     }
-}
-
-fn fake() -> Option<(usize, f32, f32)> {
-    let v = std::env::var("SY_FAKE").ok()?;
-    let p: Vec<f32> = v.split(',').filter_map(|x| x.parse().ok()).collect();
-    Some((p[0] as usize, p[1], p[2]))
 }

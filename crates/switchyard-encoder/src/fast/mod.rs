@@ -134,7 +134,12 @@ impl FastBert {
     /// Builds the model from the bytes of `model.safetensors` (names as in Hugging Face's `BertModel`, with or
     /// without a `bert.` prefix), to run on `threads` threads, its matmuls in `precision`. The error says which
     /// tensor is missing or has the wrong size.
-    pub fn from_safetensors(bytes: Vec<u8>, shape: Shape, threads: usize, precision: Precision) -> Result<Self, String> {
+    pub fn from_safetensors(
+        bytes: Vec<u8>,
+        shape: Shape,
+        threads: usize,
+        precision: Precision,
+    ) -> Result<Self, String> {
         let mut tensors =
             candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu).map_err(|e| e.to_string())?;
         // The file's bytes are copied into tensors: free them before the weights are copied again below.

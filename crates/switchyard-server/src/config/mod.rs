@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 use switchyard_core::{Catalog, Knob, ModelCard};
-use switchyard_store::{PromptLogging, ResponseLogging};
 use switchyard_encoder::Precision;
+use switchyard_store::{PromptLogging, ResponseLogging};
 
 use crate::limits::keys::KeyConfig;
 use crate::routing::experiment::ExperimentConfig;

@@ -52,7 +52,8 @@ pub fn agreement(
     let estimates = |e: &[Vec<f32>]| answered_estimates(set, set_estimates(set, e, router));
     let (a, b) = (estimates(reference), estimates(other));
     let default = &router.manifest.default_policy;
-    let same_default: Vec<f64> = (0..n).map(|i| f64::from(u8::from(decision(default, &a[i]) == decision(default, &b[i])))).collect();
+    let same_default: Vec<f64> =
+        (0..n).map(|i| f64::from(u8::from(decision(default, &a[i]) == decision(default, &b[i])))).collect();
     let knobs = knob_grid();
     let same_sweep = knobs
         .iter()

@@ -118,7 +118,8 @@ pub fn scalar<const R: usize>(
     col_scales: &[[f32; PANEL]],
 ) -> [[f32; PANEL]; R] {
     let mut out = [[0f32; PANEL]; R];
-    let blocks = acts.chunks_exact(GROUPS_PER_BLOCK).zip(lines.chunks_exact(GROUPS_PER_BLOCK)).zip(rows.iter().zip(col_scales));
+    let blocks =
+        acts.chunks_exact(GROUPS_PER_BLOCK).zip(lines.chunks_exact(GROUPS_PER_BLOCK)).zip(rows.iter().zip(col_scales));
     for ((acts, lines), ((row_scales, row_offsets), cols)) in blocks {
         let mut sums = [[0i32; PANEL]; R];
         for (a, QLine(w)) in acts.iter().zip(lines) {
@@ -152,7 +153,8 @@ fn vnni<const R: usize>(
     use std::arch::x86_64::*;
     let mut flo = [_mm256_setzero_ps(); R];
     let mut fhi = [_mm256_setzero_ps(); R];
-    let blocks = acts.chunks_exact(GROUPS_PER_BLOCK).zip(lines.chunks_exact(GROUPS_PER_BLOCK)).zip(rows.iter().zip(col_scales));
+    let blocks =
+        acts.chunks_exact(GROUPS_PER_BLOCK).zip(lines.chunks_exact(GROUPS_PER_BLOCK)).zip(rows.iter().zip(col_scales));
     for ((acts, lines), ((row_scales, row_offsets), cols)) in blocks {
         let mut lo = [_mm256_setzero_si256(); R];
         let mut hi = [_mm256_setzero_si256(); R];
@@ -204,7 +206,10 @@ fn avx2<const R: usize>(
     let mut out = [[0f32; PANEL]; R];
     for half in 0..2 {
         let mut f = [_mm256_setzero_ps(); R];
-        let blocks = acts.chunks_exact(GROUPS_PER_BLOCK).zip(lines.chunks_exact(GROUPS_PER_BLOCK)).zip(rows.iter().zip(col_scales));
+        let blocks = acts
+            .chunks_exact(GROUPS_PER_BLOCK)
+            .zip(lines.chunks_exact(GROUPS_PER_BLOCK))
+            .zip(rows.iter().zip(col_scales));
         for ((acts, lines), ((row_scales, row_offsets), cols)) in blocks {
             // Per row, pair sums of columns 0-3 and 4-7 of this half (two i32 per column).
             let mut lo = [_mm256_setzero_si256(); R];

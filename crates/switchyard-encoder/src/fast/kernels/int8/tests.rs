@@ -42,7 +42,13 @@ fn int8_matmul_is_within_its_quantisation_error_of_f32_on_every_build() {
         let mut outs = Vec::new();
         for isa in [Isa::Scalar, Isa::Avx2, Isa::Vnni] {
             let mut out = vec![0f32; m * n];
-            matmul(&rows, isa, QWindow { weights: &q, first: 0, count: n / PANEL, from: 0, to: k, bias: &bias }, &mut out, n);
+            matmul(
+                &rows,
+                isa,
+                QWindow { weights: &q, first: 0, count: n / PANEL, from: 0, to: k, bias: &bias },
+                &mut out,
+                n,
+            );
             outs.push(out);
         }
         assert!(outs.iter().all(|o| o == &outs[0]), "{m} rows: the builds differ");
@@ -79,7 +85,10 @@ fn a_window_of_inputs_and_panels_matches_the_whole() {
         let (first, size) = row_blocks(m).find(|&(f, s)| r >= f && r < f + s).unwrap();
         for b in 0..2 {
             let (part_blocks, at) = (2, r - first);
-            assert_eq!(rows.scales[first * part_blocks + b * size + at], whole.scales[first * blocks + (b + 1) * size + at]);
+            assert_eq!(
+                rows.scales[first * part_blocks + b * size + at],
+                whole.scales[first * blocks + (b + 1) * size + at]
+            );
         }
     }
     for r in 0..m {
@@ -122,7 +131,13 @@ fn slices_of_the_inputs_add_up_to_the_whole_as_a_pass_split_by_heads_does() {
         let mut whole = QRows::take();
         whole.pack(&a, m, k, k);
         let mut out = vec![0f32; m * n];
-        matmul(&whole, detect(), QWindow { weights: &q, first: 0, count: n / 16, from: 0, to: k, bias: &[] }, &mut out, n);
+        matmul(
+            &whole,
+            detect(),
+            QWindow { weights: &q, first: 0, count: n / 16, from: 0, to: k, bias: &[] },
+            &mut out,
+            n,
+        );
         let mut sum = vec![0f32; m * n];
         for (from, to) in [(0, split), (split, k)] {
             let part: Vec<f32> = (0..m).flat_map(|r| a[r * k + from..r * k + to].to_vec()).collect();
