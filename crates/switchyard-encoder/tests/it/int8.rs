@@ -1,5 +1,5 @@
-//! The int8 forward pass against the f32 one on the real weights: how close, and that it does not depend on
-//! the batch or the thread count.
+//! The int8 forward pass against the f32 one on the real weights: how close, and how little it depends on
+//! the batch and the thread count.
 use switchyard_encoder::{Backend, Encoder, EncoderError, EncoderOptions, MiniLm, Precision};
 use switchyard_testkit::{max_abs_diff, model_files};
 
@@ -55,26 +55,29 @@ fn int8_embeddings_are_within_a_stated_cosine_of_f32() {
 }
 
 #[test]
-fn an_int8_embedding_does_not_depend_on_its_batch_or_the_thread_count() {
-    // Activations are quantised in blocks of 32 inputs that every split of a pass keeps whole, so only the
-    // order of float additions differs between these runs.
+fn an_int8_embedding_does_not_depend_on_its_batch_and_barely_on_the_thread_count() {
     let texts = texts();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let alone: Vec<Vec<f32>> = {
-        let one = load(Precision::Int8, Some(1));
-        refs.iter().map(|t| one.embed_batch(&[t]).unwrap().remove(0).vector).collect()
-    };
-    for threads in [1, 2, 3, 4] {
+    let one = load(Precision::Int8, Some(1));
+    let alone: Vec<Vec<f32>> = refs.iter().map(|t| one.embed_batch(&[t]).unwrap().remove(0).vector).collect();
+    // On one thread a text's rows are computed alike in any batch: the same bits.
+    let many: Vec<&str> = refs.iter().cycle().take(40).copied().collect();
+    for (got, want) in one.embed_batch(&many).unwrap().iter().zip(alone.iter().cycle()) {
+        assert_eq!(&got.vector, want, "one thread, in a batch of 40");
+    }
+    // Split across threads, partial sums are added in another order, and a last-bit difference can move an
+    // activation across a rounding boundary of the next layer's quantisation: a step of 1/127 of its block.
+    // Tolerance: cosine at least 0.9995 (measured over 333 benchmark prompts, 1 against 2 threads: min 0.99984).
+    for threads in [2, 3, 4] {
         let int8 = load(Precision::Int8, Some(threads));
-        for (t, want) in refs.iter().zip(&alone) {
-            let got = int8.embed_batch(&[t]).unwrap().remove(0).vector;
-            assert!(max_abs_diff(&got, want) <= 1e-5, "{threads} threads, alone: {}", max_abs_diff(&got, want));
+        let mut got: Vec<Vec<f32>> = refs.iter().map(|t| int8.embed_batch(&[t]).unwrap().remove(0).vector).collect();
+        got.extend(int8.embed_batch(&many).unwrap().into_iter().map(|e| e.vector));
+        for (g, want) in got.iter().zip(alone.iter().chain(alone.iter().cycle())) {
+            let c = cosine(g, want);
+            assert!(c >= 0.9995, "{threads} threads: cosine {c} to one thread's");
         }
-        // Enough rows to be dealt out by sequences across the threads.
-        let many: Vec<&str> = refs.iter().cycle().take(40).copied().collect();
-        for (got, want) in int8.embed_batch(&many).unwrap().iter().zip(alone.iter().cycle()) {
-            assert!(max_abs_diff(&got.vector, want) <= 1e-5, "{threads} threads, in a batch of 40");
-        }
+        // And the same call twice gives the same bits.
+        assert_eq!(int8.embed_batch(&refs[..3]).unwrap(), int8.embed_batch(&refs[..3]).unwrap());
     }
 }
 
