@@ -2,7 +2,12 @@
 # Load test of `switchyard serve` on loopback with wrk (Debian package `wrk`), against a stand-in upstream.
 #
 #   scripts/load-test.sh            # DURATION=10 (seconds per run), CONNECTIONS=32, WRK_THREADS=1,
-#                                   # BATCH_WAIT_MS (encoder.batch_wait_ms; default: the server's)
+#                                   # BATCH_WAIT_MS (encoder.batch_wait_ms; default: the server's),
+#                                   # PRECISION=f32|int8 (encoder.precision), ROUTER (default models/default)
+#   PRECISION=int8 ROUTER=DIR scripts/load-test.sh
+#
+# A router is served at the precision it was trained at: for int8, train one first, e.g.
+#   OUT=/tmp/default-int8 scripts/train-default-router.sh --precision int8
 #
 # Prints, each from its own wrk run:
 #   1. routing decisions through POST /v1/route, every request a distinct 15-token prompt (no cache hits);
@@ -19,6 +24,8 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
+PRECISION=${PRECISION:-f32}
+ROUTER=${ROUTER:-models/default}
 SERVE_PORT=${SERVE_PORT:-18080}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
 
@@ -38,10 +45,12 @@ pids+=($!)
 {
   printf '[server]\nlisten = "127.0.0.1:%s"\nmax_concurrency = 1024\n' "$SERVE_PORT"
   printf '[log]\npath = "%s/decisions.sqlite"\n' "$work"
-  if [ -n "${BATCH_WAIT_MS:-}" ]; then printf '[encoder]\nbatch_wait_ms = %s\n' "$BATCH_WAIT_MS"; fi
-  python3 - "$UPSTREAM_PORT" <<'PY'
+  printf '[router]\npath = "%s"\n' "$ROUTER"
+  printf '[encoder]\nprecision = "%s"\n' "$PRECISION"
+  if [ -n "${BATCH_WAIT_MS:-}" ]; then printf 'batch_wait_ms = %s\n' "$BATCH_WAIT_MS"; fi
+  python3 - "$UPSTREAM_PORT" "$ROUTER" <<'PY'
 import json, sys
-for m in json.load(open("models/default/manifest.json"))["models"]:
+for m in json.load(open(f"{sys.argv[2]}/manifest.json"))["models"]:
     print(f'[[models]]\nname = "{m["model"]}"\nbase_url = "http://127.0.0.1:{sys.argv[1]}/v1"\n'
           f'input_usd_per_mtok = {m["input_usd_per_mtok"] or 0}\noutput_usd_per_mtok = {m["output_usd_per_mtok"] or 0}')
 PY
@@ -101,7 +110,7 @@ run() { # name url script [connections]
   printf '%-52s %10s req/s   p50 %9s   p99 %9s   non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${errors:-0}"
 }
 
-echo "switchyard load test: $CONNECTIONS connections, $WRK_THREADS wrk thread(s), ${DURATION}s per run, $(nproc) cores"
+echo "switchyard load test: $CONNECTIONS connections, $WRK_THREADS wrk thread(s), ${DURATION}s per run, $(nproc) cores, encoder $PRECISION, router $ROUTER"
 run "/v1/route, distinct 15-token prompts" "http://127.0.0.1:$SERVE_PORT/v1/route" "$work/route.lua"
 run "/v1/route, one repeated prompt (cache hits)" "http://127.0.0.1:$SERVE_PORT/v1/route" "$work/repeat.lua"
 run "/v1/chat/completions, catalog model (gateway)" "http://127.0.0.1:$SERVE_PORT/v1/chat/completions" "$work/chat.lua"

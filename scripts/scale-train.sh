@@ -4,6 +4,7 @@
 # cache warm, each under /usr/bin/time. Prints each run's wall time, peak resident memory and phase times.
 #   scripts/scale-train.sh                 # 200,000 prompts x 5 rows
 #   PROMPTS=20000 scripts/scale-train.sh   # a smaller run
+#   scripts/scale-train.sh --precision int8   # extra arguments go to `switchyard train`
 # Needs the encoder model (switchyard model fetch) and about 2 GB of disk under $WORK (default /tmp/switchyard-scale).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ rm -rf "$WORK/cache" "$WORK/router"
 for run in cold warm; do
   HF_HUB_OFFLINE=1 RUST_LOG=switchyard_train=info /usr/bin/time -v ./target/release/switchyard train --quiet \
     --logs "$logs" --catalog training-data/llmrouter/catalog.toml \
-    --cache-dir "$WORK/cache" --out "$WORK/router" 2> "$WORK/$run.log" > /dev/null \
+    --cache-dir "$WORK/cache" --out "$WORK/router" "$@" 2> "$WORK/$run.log" > /dev/null \
     || { tail -20 "$WORK/$run.log" >&2; exit 1; }
   wall=$(grep "Elapsed (wall clock)" "$WORK/$run.log" | awk '{print $NF}')
   rss=$(grep "Maximum resident set size" "$WORK/$run.log" | awk '{printf "%.2f GB", $NF / 1048576}')

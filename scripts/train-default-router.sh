@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Trains the bundled default router (models/default/) on training-data/default/, reproducibly.
 #   scripts/train-default-router.sh            # uses the embedding cache, so a rerun only refits
+#   OUT=DIR scripts/train-default-router.sh --precision int8   # a router for an int8 encoder, elsewhere
 # The predictor is the joint item-response model (irt) alone: the default data is stitched from four sources in
 # which different models answered prompts of different difficulty, and only a model fitted over all of them at
 # once puts every model on one scale (README, "The default router"). Its grid of settings is chosen by
@@ -16,4 +17,4 @@ cargo run --release -p switchyard -- train \
   --complexity-labels training-data/complexity/prompts.jsonl \
   --predictor irt \
   --min-quality 0.55 \
-  --out models/default "$@"
+  --out "${OUT:-models/default}" "$@"

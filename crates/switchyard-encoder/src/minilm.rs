@@ -84,6 +84,15 @@ impl Precision {
 }
 
 impl Precision {
+    /// The arithmetic in enough detail to key caches of embeddings: a change of quantisation scheme changes
+    /// int8 embeddings, so it must change this too.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8: 8-bit weights and activations, symmetric, blocks of 32 inputs",
+        }
+    }
+
     /// The name a router's manifest records: none for f32, the reference, as routers trained before
     /// precisions existed have none.
     pub fn manifest_name(self) -> Option<String> {

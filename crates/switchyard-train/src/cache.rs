@@ -47,7 +47,7 @@ impl EmbeddingCache {
         let mut config = format!("{}\nmax_tokens={}", encoder.id(), encoder.max_tokens());
         // f32 keeps the key it always had, so existing caches stay valid.
         if encoder.precision() != Precision::F32 {
-            config.push_str(&format!("\nprecision={}", encoder.precision()));
+            config.push_str(&format!("\nprecision={}", encoder.precision().scheme()));
         }
         let name = format!("{}-d{}.bin", &hex(&Sha256::digest(config.as_bytes()))[..16], encoder.dim());
         let path = dir.join(name);
