@@ -1,8 +1,8 @@
 """The whole job of `switchyard embed --batch-size 1` done with ONNX Runtime: read prompts from a JSONL file,
-tokenize each (the model's tokenizer.json, 256 tokens at most), run the ONNX graph one prompt at a time,
+tokenize each (the model's tokenizer.json, MAX_TOKENS tokens at most, 256 by default), run the ONNX graph one prompt at a time,
 mean-pool, L2-normalise, and write one JSON line per prompt, as switchyard does.
 
-    python scripts/onnxruntime_embed.py MODEL.onnx TOKENIZER.json PROMPTS.jsonl [THREADS] > out.jsonl
+    python scripts/onnxruntime_embed.py MODEL.onnx TOKENIZER.json PROMPTS.jsonl [THREADS [MAX_TOKENS]] > out.jsonl
 
 Needs `pip install onnxruntime tokenizers numpy`. Used by scripts/whole-process.sh.
 """
@@ -15,6 +15,7 @@ from tokenizers import Tokenizer
 
 model, tokenizer_file, prompts = sys.argv[1], sys.argv[2], sys.argv[3]
 threads = int(sys.argv[4]) if len(sys.argv) > 4 else 2
+max_tokens = int(sys.argv[5]) if len(sys.argv) > 5 else 256
 options = ort.SessionOptions()
 options.intra_op_num_threads = threads
 options.inter_op_num_threads = 1
@@ -23,7 +24,7 @@ options.log_severity_level = 3
 session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 tokenizer = Tokenizer.from_file(tokenizer_file)
 tokenizer.no_padding()
-tokenizer.enable_truncation(256)
+tokenizer.enable_truncation(max_tokens)
 out = sys.stdout
 for line in open(prompts, encoding="utf-8"):
     line = line.strip()

@@ -6,10 +6,11 @@
 #
 #   scripts/whole-process.sh MODEL.onnx                 # RUNS=7, PROMPTS=400 short prompts, PRECISION=f32
 #   PRECISION=int8 scripts/whole-process.sh MODEL.onnx  # --precision int8 against ONNX Runtime's dynamic int8
+#   MIN_WORDS=120 MAX_WORDS=100000 MAX_TOKENS=128 scripts/whole-process.sh MODEL.onnx   # long prompts, cut at 128
 #
 # MODEL.onnx: an fp32 ONNX graph of the same weights (see scripts/compare-onnxruntime.sh). The prompts are the
-# first PROMPTS distinct prompts of at most 25 words from training-data/*/logs.jsonl.gz, test rows, in file
-# order. PYTHON must have `onnxruntime`, `onnx`, `tokenizers` and `numpy` (default: python3).
+# first PROMPTS distinct prompts of MIN_WORDS to MAX_WORDS words (default 1 to 25) from
+# training-data/*/logs.jsonl.gz, test rows, in file order; both sides cut them at MAX_TOKENS tokens (256). PYTHON must have `onnxruntime`, `onnx`, `tokenizers` and `numpy` (default: python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 onnx=${1:?usage: scripts/whole-process.sh MODEL.onnx}
@@ -17,6 +18,9 @@ RUNS=${RUNS:-7}
 PROMPTS=${PROMPTS:-400}
 PRECISION=${PRECISION:-f32}
 PYTHON=${PYTHON:-python3}
+MIN_WORDS=${MIN_WORDS:-1}
+MAX_WORDS=${MAX_WORDS:-25}
+MAX_TOKENS=${MAX_TOKENS:-256}
 case "$PRECISION" in
   f32) ;;
   int8)
@@ -29,21 +33,23 @@ cargo build --release -q -p switchyard
 bin=${CARGO_TARGET_DIR:-target}/release/switchyard
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 - "$PROMPTS" > "$work/prompts.jsonl" <<'PY'
+python3 - "$PROMPTS" "$MIN_WORDS" "$MAX_WORDS" > "$work/prompts.jsonl" <<'PY'
 import glob, gzip, json, sys
-want, seen = int(sys.argv[1]), set()
+want, low, high, seen = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), set()
 for path in sorted(glob.glob("training-data/*/logs.jsonl.gz")):
     for line in gzip.open(path, "rt", encoding="utf-8"):
         row = json.loads(line)
         text = row.get("prompt")
-        if row.get("split") != "test" or not isinstance(text, str) or len(text.split()) > 25 or text in seen:
+        if row.get("split") != "test" or not isinstance(text, str) or text in seen:
+            continue
+        if not low <= len(text.split()) <= high:
             continue
         seen.add(text)
         print(json.dumps(text))
         if len(seen) == want:
             sys.exit(0)
 PY
-echo "$(wc -l < "$work/prompts.jsonl") prompts, $RUNS alternating runs each, precision $PRECISION, 2 threads"
+echo "$(wc -l < "$work/prompts.jsonl") prompts of $MIN_WORDS to $MAX_WORDS words cut at $MAX_TOKENS tokens, $RUNS alternating runs each, precision $PRECISION, 2 threads"
 # Wall time of one command, from bash's own clock (no process started around the measured one).
 time_run() {
   local start=$EPOCHREALTIME
@@ -52,8 +58,8 @@ time_run() {
 }
 ours=() theirs=()
 for i in $(seq "$RUNS"); do
-  ours+=("$(time_run env HF_HUB_OFFLINE=1 "$bin" --threads 2 embed --batch-size 1 --precision "$PRECISION" -i "$work/prompts.jsonl")")
-  theirs+=("$(time_run "$PYTHON" scripts/onnxruntime_embed.py "$onnx" models/all-MiniLM-L6-v2/tokenizer.json "$work/prompts.jsonl" 2)")
+  ours+=("$(time_run env HF_HUB_OFFLINE=1 "$bin" --threads 2 embed --batch-size 1 --max-tokens "$MAX_TOKENS" --precision "$PRECISION" -i "$work/prompts.jsonl")")
+  theirs+=("$(time_run "$PYTHON" scripts/onnxruntime_embed.py "$onnx" models/all-MiniLM-L6-v2/tokenizer.json "$work/prompts.jsonl" 2 "$MAX_TOKENS")")
   echo "run $i: switchyard ${ours[-1]} s, ONNX Runtime ${theirs[-1]} s"
 done
 python3 - "${ours[*]}" "${theirs[*]}" <<'PY'

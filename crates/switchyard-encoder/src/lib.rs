@@ -45,11 +45,10 @@ pub trait Encoder: Send + Sync {
     fn files_digest(&self) -> Option<&str> {
         None
     }
-    /// The arithmetic of the forward pass. Not part of a router's check (int8 embeddings route as f32 ones
-    /// do, measured by `bench --compare-precision`), but part of an embedding cache's key.
-    fn precision(&self) -> Precision {
-        Precision::F32
-    }
+    /// The arithmetic of the forward pass: part of what a router checks it was trained with (int8 embeddings
+    /// send a few percent of prompts to other models, measured by `bench --compare-precision`), and of an
+    /// embedding cache's key. Wrappers must forward it.
+    fn precision(&self) -> Precision;
     /// The embedding dimension.
     fn dim(&self) -> usize;
     /// The most tokens one text is given to the model.

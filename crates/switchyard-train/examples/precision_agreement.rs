@@ -35,7 +35,7 @@ fn main() {
         if mx == my {
             same += 1;
         } else {
-            println!("differs: f32 {mx}, int8 {my}: {:?}", &text[..text.len().min(80)]);
+            println!("differs: f32 {mx}, int8 {my}: {:?}", text.chars().take(80).collect::<String>());
         }
     }
     let (n, p) = (texts.len() as f64, same as f64 / texts.len().max(1) as f64);

@@ -153,6 +153,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let mut report = run_bench(&set, &embeddings, &router, &knn, &options);
     report.overlap_dropped = overlap;
     if let Some(precision) = args.compare_precision {
+        if precision == encoder.precision() {
+            bail!("--compare-precision {precision} is the precision of the main run: compare with the other one");
+        }
         let other = MiniLm::from_locator(&args.model.locator(), EncoderOptions { precision, ..args.model.options() })?;
         let mut other_cache = EmbeddingCache::open(&args.cache_dir.clone().unwrap_or_else(default_cache_dir), &other)?;
         let texts = set.prompts.iter().map(|p| p.text.as_str());

@@ -119,7 +119,8 @@ pub struct ModelArgs {
     max_tokens: usize,
 
     /// The encoder's matrix arithmetic: f32 (the reference) or int8 (weights and activations quantised;
-    /// about twice the prompts per second). [default: f32; `serve`: the config's `encoder.precision`]
+    /// about twice the prompts per second). A router is used at the precision it was trained at.
+    /// [default: f32; with --config, the config's `encoder.precision`]
     #[arg(long, value_name = "f32|int8")]
     precision: Option<Precision>,
 }

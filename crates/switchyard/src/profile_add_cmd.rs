@@ -154,6 +154,7 @@ pub fn prompts(args: &PromptsArgs) -> anyhow::Result<()> {
         bail!("no prompts in {}", args.logs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
     let (encoder, mut cache) = args.eval.encoder()?;
+    router.check_encoder(&switchyard_server::encoder_info(&encoder))?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = switchyard_train::embed_texts(&mut cache, &encoder, &refs, 32, !args.eval.quiet)?;
     let strata = strata(&router, &vectors);

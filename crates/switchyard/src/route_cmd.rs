@@ -80,7 +80,8 @@ pub fn run(args: &RouteArgs) -> anyhow::Result<()> {
     if let Some(router) = &args.router {
         config.router.path.clone_from(router);
     }
-    let encoder = MiniLm::from_locator(&args.model.locator(), args.model.options())?;
+    let (locator, options) = args.model.serving(Some(&config.encoder));
+    let encoder = MiniLm::from_locator(&locator, options)?;
     let main = load_router(&config.router.path, "router.path", &encoder)
         .with_context(|| format!("cannot load router {}", config.router.path.display()))?;
     let routers = Routers::assemble(main, &config, &encoder, 1)?;

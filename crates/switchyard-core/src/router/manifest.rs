@@ -232,7 +232,7 @@ pub enum RouterError {
         path: PathBuf,
     },
     /// The router expects a different encoder than the one running.
-    #[error("router was trained with encoder {expected} but the running encoder is {found}; retrain the router with this encoder, or run the router's (model files, encoder.max_tokens and encoder.precision / --precision)")]
+    #[error("router was trained with encoder {expected} but the running encoder is {found}; retrain the router with this encoder, or run the router's (model files, encoder.max_tokens and encoder.precision / --precision; a running server takes a new encoder only on restart)")]
     EncoderMismatch {
         /// The router's encoder.
         expected: Box<EncoderInfo>,

@@ -65,6 +65,9 @@ struct Layer {
 /// The weights, shared with helper threads.
 struct Model {
     shape: Shape,
+    /// What a split of a layer's inputs across threads must keep whole: a panel of 16 (f32), a quantisation
+    /// block of 32 (int8).
+    split_granule: usize,
     word: Vec<f32>,
     position: Vec<f32>,
     token_type: Vec<f32>,
@@ -174,8 +177,13 @@ impl FastBert {
         if token_types.len() < h || !token_types.len().is_multiple_of(h) {
             return Err(format!("tensor embeddings.token_type_embeddings.weight has {} values", token_types.len()));
         }
+        let split_granule = match precision {
+            Precision::F32 => PANEL,
+            Precision::Int8 => kernels::int8::BLOCK,
+        };
         let model = Model {
             shape,
+            split_granule,
             word: w.take("embeddings.word_embeddings.weight", shape.vocab * h)?,
             position: w.take("embeddings.position_embeddings.weight", shape.positions * h)?,
             token_type: token_types[..h].to_vec(),

@@ -25,7 +25,7 @@ impl Pass<'_> {
         let (x, spans) = embed_input(m, sequences)?;
         let (h, eps) = (m.shape.hidden, m.shape.eps);
         let rows = x.len() / h;
-        let groups = head_groups(m.shape, self.team.threads());
+        let groups = head_groups(m.shape, self.team.threads(), m.split_granule);
         let mut x = Arc::new(x);
         for (l, layer) in m.layers.iter().enumerate() {
             let tasks: Vec<Task> = (0..groups)
@@ -54,13 +54,18 @@ impl Pass<'_> {
 }
 
 /// How many groups of heads a layer splits into for `threads` threads: the most, up to `threads`, that
-/// divide the heads and the feed-forward's panels evenly and give each group whole panels.
-fn head_groups(shape: Shape, threads: usize) -> usize {
-    let panels = shape.intermediate / PANEL;
+/// divide the heads evenly and give each group a whole number of `granule`s (a multiple of the 16-column
+/// panel: the inputs each int8 scale covers) of the hidden size and of the feed-forward.
+fn head_groups(shape: Shape, threads: usize, granule: usize) -> usize {
+    let granule = granule.max(PANEL);
     (1..=threads.max(1))
         .rev()
         .find(|&g| {
-            shape.heads.is_multiple_of(g) && panels.is_multiple_of(g) && (shape.hidden / g).is_multiple_of(PANEL)
+            shape.heads.is_multiple_of(g)
+                && shape.hidden.is_multiple_of(g)
+                && (shape.hidden / g).is_multiple_of(granule)
+                && shape.intermediate.is_multiple_of(g)
+                && (shape.intermediate / g).is_multiple_of(granule)
         })
         .unwrap_or(1)
 }

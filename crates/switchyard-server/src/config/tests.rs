@@ -93,6 +93,7 @@ fn errors_name_the_key() {
         ("[[models]]\nname = \"a\"\ninput_usd_per_mtok = -1\n", "input_usd_per_mtok"),
         ("[log]\nqueue_capacity = 0\n", "log.queue_capacity"),
         ("[encoder]\nbatch_wait_ms = -1\n", "encoder.batch_wait_ms"),
+        ("[encoder]\nprecision = \"fp16\"\n", "unknown variant `fp16`, expected `f32` or `int8`"),
         ("[log]\nprompts = \"some\"\n", "unknown variant `some`"),
         ("[server]\nidle_timeout_ms = 0\n", "server.idle_timeout_ms"),
         ("[server]\nheader_timeout_ms = 0\n", "server.header_timeout_ms"),

@@ -178,6 +178,9 @@ impl Encoder for Gated {
     fn files_digest(&self) -> Option<&str> {
         self.inner.files_digest()
     }
+    fn precision(&self) -> switchyard_encoder::Precision {
+        self.inner.precision()
+    }
     fn dim(&self) -> usize {
         self.inner.dim()
     }

@@ -27,6 +27,9 @@ impl Encoder for PanicsOn {
     fn dim(&self) -> usize {
         self.inner.dim()
     }
+    fn precision(&self) -> switchyard_encoder::Precision {
+        self.inner.precision()
+    }
     fn max_tokens(&self) -> usize {
         self.inner.max_tokens()
     }

@@ -85,7 +85,7 @@ pub fn agreement(
         aiq_other,
         aiq_difference: aiq_other - aiq_reference,
         aiq_difference_ci: ci.get(1).copied().flatten(),
-        min_cosine: cosines.iter().copied().fold(f64::INFINITY, f64::min),
+        min_cosine: cosines.iter().copied().reduce(f64::min).unwrap_or(0.0),
         mean_cosine: cosines.iter().sum::<f64>() / cosines.len().max(1) as f64,
     }
 }

@@ -110,4 +110,15 @@ fn a_router_for_another_encoder_setting_is_a_start_up_error() {
     assert!(!out.status.success());
     assert!(err.contains("max_tokens 256") && err.contains("max_tokens 128"), "{err}");
     assert!(err.contains("tokenizer/config sha256"), "{err}");
+
+    // An int8 encoder against the bundled router, trained on f32 embeddings: refused, both precisions named,
+    // and the flag to fix it.
+    let out = switchyard_testkit::cli(crate::BIN)
+        .args(["serve", "--precision", "int8", "--set", "log.enabled=false", "--router", router.to_str().unwrap()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("precision f32") && err.contains("precision int8") && err.contains("--precision"), "{err}");
 }

@@ -140,7 +140,8 @@ impl QRows {
             let scales = &mut self.scales[first * blocks..(first + size) * blocks];
             let offsets = &mut self.offsets[first * blocks..(first + size) * blocks];
             for r in 0..size.min(rows - first) {
-                let row = a.get((first + r) * stride..(first + r) * stride + k).unwrap_or_default();
+                // A row out of `a`'s bounds (a caller's mistake) stays zero, as padding does.
+                let Some(row) = a.get((first + r) * stride..(first + r) * stride + k) else { continue };
                 quantize_row(row, &mut q, &mut row_scales, &mut row_offsets);
                 for b in 0..blocks {
                     (scales[b * size + r], offsets[b * size + r]) = (row_scales[b], row_offsets[b]);
@@ -163,26 +164,18 @@ multiversion! {
 fn quantize_row_impl<const FMA: bool>(row: &[f32], q: &mut [i8], scales: &mut [f32], offsets: &mut [i32]) {
     let blocks = row.chunks_exact(BLOCK).zip(q.chunks_exact_mut(BLOCK)).zip(scales.iter_mut().zip(offsets));
     for ((values, q), (scale, offset)) in blocks {
-        // Eight lanes at a time, in integers where they can be, so both loops vectorise: the bits of
-        // non-negative floats order as the floats do.
-        let mut lanes = [0u32; 8];
-        for chunk in values.as_chunks::<8>().0 {
-            for j in 0..8 {
-                lanes[j] = lanes[j].max(chunk[j].to_bits() & 0x7fff_ffff);
-            }
-        }
-        let amax = f32::from_bits(lanes.iter().copied().max().unwrap_or(0));
+        // Plain loops the vectoriser takes whole: the largest magnitude as an integer maximum (the bits of
+        // non-negative floats order as the floats do), the sum as an integer sum.
+        let amax = f32::from_bits(values.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff)));
         let inv = if amax > 0.0 && amax.is_finite() { A_MAX / amax } else { 0.0 };
-        let mut sums = [0i32; 8];
-        for (q, chunk) in q.as_chunks_mut::<8>().0.iter_mut().zip(values.as_chunks::<8>().0) {
-            for j in 0..8 {
-                let r = round(chunk[j] * inv).clamp(-(A_MAX as i32), A_MAX as i32);
-                q[j] = r as i8;
-                sums[j] += r;
-            }
+        let mut sum = 0i32;
+        for (q, v) in q.iter_mut().zip(values) {
+            let r = round(v * inv).clamp(-(A_MAX as i32), A_MAX as i32);
+            *q = r as i8;
+            sum += r;
         }
         let scale_value = if inv > 0.0 { amax / A_MAX } else { 0.0 };
-        (*scale, *offset) = (scale_value, W_OFFSET * sums.iter().sum::<i32>());
+        (*scale, *offset) = (scale_value, W_OFFSET * sum);
     }
 }
 
@@ -208,11 +201,13 @@ pub struct QWindow<'a> {
 /// 0), as [`super::matmul_panels`] does in f32, with `a` packed by [`QRows::pack`] over the window's inputs,
 /// on the kernel build `isa`. Does nothing if the shapes disagree.
 pub fn matmul(a: &QRows, isa: Isa, w: QWindow<'_>, out: &mut [f32], out_stride: usize) {
-    let (inputs, groups) = (w.weights.inputs, w.to.saturating_sub(w.from) / 4);
-    let blocks = groups / GROUPS_PER_BLOCK;
-    if a.k != BLOCK * blocks || w.to > inputs || !w.from.is_multiple_of(BLOCK) {
+    let inputs = w.weights.inputs;
+    let shapes_agree = w.from <= w.to && w.to - w.from == a.k && a.k.is_multiple_of(BLOCK);
+    if !shapes_agree || w.to > inputs || !w.from.is_multiple_of(BLOCK) {
+        debug_assert!(false, "int8 matmul on mismatched shapes: {} inputs packed, window {}..{}", a.k, w.from, w.to);
         return;
     }
+    let (groups, blocks) = (a.k / 4, a.k / BLOCK);
     let all_blocks = inputs / BLOCK;
     for p in 0..w.count {
         let global = w.first + p;
@@ -222,7 +217,8 @@ pub fn matmul(a: &QRows, isa: Isa, w: QWindow<'_>, out: &mut [f32], out_stride: 
         else {
             return;
         };
-        let bias = w.bias.get(p * PANEL..(p + 1) * PANEL);
+        let bias = w.bias.get(p * PANEL..(p + 1) * PANEL).and_then(|b| <&[f32; PANEL]>::try_from(b).ok());
+        let bias = bias.unwrap_or(&[0.0; PANEL]);
         for (first, size) in row_blocks(a.rows) {
             let acts = a.data.get(first * groups..(first + size) * groups).unwrap_or_default();
             let scales = a.scales.get(first * blocks..(first + size) * blocks).unwrap_or_default();
@@ -245,14 +241,14 @@ pub fn matmul(a: &QRows, isa: Isa, w: QWindow<'_>, out: &mut [f32], out_stride: 
 fn store<const R: usize>(
     sums: &[[f32; PANEL]; R],
     valid: usize,
-    bias: Option<&[f32]>,
+    bias: &[f32; PANEL],
     out: &mut [f32],
     out_stride: usize,
 ) {
     for (r, sums) in sums.iter().enumerate().take(valid) {
         let Some(dst) = out.get_mut(r * out_stride..r * out_stride + PANEL) else { return };
-        for j in 0..PANEL {
-            dst[j] = bias.map_or(0.0, |b| b[j]) + sums[j];
+        for (d, (s, b)) in dst.iter_mut().zip(sums.iter().zip(bias)) {
+            *d = b + s;
         }
     }
 }
