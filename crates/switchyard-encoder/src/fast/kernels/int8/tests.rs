@@ -5,7 +5,7 @@ fn values(n: usize, seed: usize) -> Vec<f32> {
     (0..n)
         .map(|i| {
             let v = (((i + seed) * 37 % 101) as f32 - 50.0) / 50.0;
-            if (i + seed) % 41 == 0 {
+            if (i + seed).is_multiple_of(41) {
                 v * 6.0
             } else {
                 v
