@@ -17,14 +17,7 @@ ROUNDS=${ROUNDS:-9}
 CASES=${CASES:-"8 1,16 1,32 1,64 1,128 1,15 32"}
 PYTHON=${PYTHON:-python3}
 PRECISION=${PRECISION:-f32}
-case "$PRECISION" in
-  f32) ;;
-  int8)
-    quantized="${onnx%.onnx}.int8.onnx"
-    [ -s "$quantized" ] || "$PYTHON" scripts/onnxruntime_quantize.py "$onnx" "$quantized" >&2
-    onnx=$quantized ;;
-  *) echo "PRECISION must be f32 or int8, not $PRECISION" >&2; exit 2 ;;
-esac
+onnx=$("$PYTHON" scripts/onnxruntime_quantize.py --model-for "$PRECISION" "$onnx")
 echo "precision $PRECISION: switchyard --precision $PRECISION against ONNX Runtime on $onnx"
 cargo build --release -q -p switchyard-encoder --example encode_loop
 ours=${CARGO_TARGET_DIR:-target}/release/examples/encode_loop

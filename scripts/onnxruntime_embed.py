@@ -10,18 +10,13 @@ import json
 import sys
 
 import numpy as np
-import onnxruntime as ort
+from onnxruntime_common import session as session_for
 from tokenizers import Tokenizer
 
 model, tokenizer_file, prompts = sys.argv[1], sys.argv[2], sys.argv[3]
 threads = int(sys.argv[4]) if len(sys.argv) > 4 else 2
 max_tokens = int(sys.argv[5]) if len(sys.argv) > 5 else 256
-options = ort.SessionOptions()
-options.intra_op_num_threads = threads
-options.inter_op_num_threads = 1
-options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-options.log_severity_level = 3
-session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+session = session_for(model, threads)
 tokenizer = Tokenizer.from_file(tokenizer_file)
 tokenizer.no_padding()
 tokenizer.enable_truncation(max_tokens)

@@ -1,4 +1,4 @@
-"""Times ONNX Runtime on an fp32 ONNX export of all-MiniLM-L6-v2, measured the way
+"""Times ONNX Runtime on an ONNX export of all-MiniLM-L6-v2 (fp32, or its int8 quantisation), measured the way
 `cargo run --release -p switchyard-encoder --example encode_loop` measures switchyard's encoder: the model call
 alone on fixed token ids (no tokenizer, no pooling), TOKENS tokens per text including [CLS] and [SEP], for
 SECONDS seconds, printing the p50 and mean per call.
@@ -11,16 +11,11 @@ import sys
 import time
 
 import numpy as np
-import onnxruntime as ort
+from onnxruntime_common import session as session_for
 
 model, tokens, batch, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 threads = int(sys.argv[5]) if len(sys.argv) > 5 else 2
-options = ort.SessionOptions()
-options.intra_op_num_threads = threads
-options.inter_op_num_threads = 1
-options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-options.log_severity_level = 3
-session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+session = session_for(model, threads)
 ids = np.array([[101] + [2000 + (i * 7) % 3000 for i in range(tokens - 2)] + [102]] * batch, dtype=np.int64)
 feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
 for _ in range(5):

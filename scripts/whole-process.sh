@@ -21,14 +21,7 @@ PYTHON=${PYTHON:-python3}
 MIN_WORDS=${MIN_WORDS:-1}
 MAX_WORDS=${MAX_WORDS:-25}
 MAX_TOKENS=${MAX_TOKENS:-256}
-case "$PRECISION" in
-  f32) ;;
-  int8)
-    quantized="${onnx%.onnx}.int8.onnx"
-    [ -s "$quantized" ] || "$PYTHON" scripts/onnxruntime_quantize.py "$onnx" "$quantized" >&2
-    onnx=$quantized ;;
-  *) echo "PRECISION must be f32 or int8, not $PRECISION" >&2; exit 2 ;;
-esac
+onnx=$("$PYTHON" scripts/onnxruntime_quantize.py --model-for "$PRECISION" "$onnx")
 cargo build --release -q -p switchyard
 bin=${CARGO_TARGET_DIR:-target}/release/switchyard
 work=$(mktemp -d)
