@@ -99,6 +99,8 @@ pub struct QRows {
     k: usize,
     /// Rows packed.
     rows: usize,
+    /// One row's quantised values, scales and offsets while it is packed (kept to reuse the memory).
+    scratch: (Vec<i8>, Vec<f32>, Vec<i32>),
 }
 
 thread_local! {
@@ -122,7 +124,8 @@ impl QRows {
     }
 
     /// Quantises and packs `rows` rows of `k` values (row-major, `stride` apart; `k` a multiple of 32). Rows
-    /// past `rows` in the last block are zero.
+    /// past `rows` in the last block are zero, and so is a block holding a value that is not finite (where f32
+    /// arithmetic would carry a NaN on).
     pub fn pack(&mut self, a: &[f32], rows: usize, k: usize, stride: usize) {
         let (groups, blocks) = (k / 4, k / BLOCK);
         let padded: usize = row_blocks(rows).last().map_or(0, |(first, size)| first + size);
@@ -133,8 +136,10 @@ impl QRows {
         self.offsets.clear();
         self.offsets.resize(padded * blocks, 0);
         (self.k, self.rows) = (k, rows);
-        let mut q = vec![0i8; k];
-        let (mut row_scales, mut row_offsets) = (vec![0f32; blocks], vec![0i32; blocks]);
+        let (q, row_scales, row_offsets) = &mut self.scratch;
+        q.resize(k, 0);
+        row_scales.resize(blocks, 0.0);
+        row_offsets.resize(blocks, 0);
         for (first, size) in row_blocks(rows) {
             let data = &mut self.data[first * groups..(first + size) * groups];
             let scales = &mut self.scales[first * blocks..(first + size) * blocks];
@@ -142,7 +147,7 @@ impl QRows {
             for r in 0..size.min(rows - first) {
                 // A row out of `a`'s bounds (a caller's mistake) stays zero, as padding does.
                 let Some(row) = a.get((first + r) * stride..(first + r) * stride + k) else { continue };
-                quantize_row(row, &mut q, &mut row_scales, &mut row_offsets);
+                quantize_row(row, q, row_scales, row_offsets);
                 for b in 0..blocks {
                     (scales[b * size + r], offsets[b * size + r]) = (row_scales[b], row_offsets[b]);
                 }
