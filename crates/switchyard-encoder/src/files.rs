@@ -94,6 +94,29 @@ impl ModelFiles {
         verify_sha256(&self.weights, &bytes, &self.fix)?;
         Ok(bytes)
     }
+
+    /// Checks `model.safetensors`' size and SHA-256 against the published values, reading it through one
+    /// small buffer (the file is not held in memory).
+    pub fn verify_weights(&self) -> Result<()> {
+        check_weights_size(&self.weights, &self.fix)?;
+        let actual = sha256_of_file(&self.weights).map_err(|e| EncoderError::io(&self.weights, e))?;
+        check_digest(&self.weights, actual, &self.fix)
+    }
+}
+
+/// Lowercase hex SHA-256 of a file, read in chunks of 1 MiB through one buffer.
+fn sha256_of_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Ok(hex(&hasher.finalize())),
+            Ok(n) => hasher.update(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn check_weights_size(path: &Path, fix: &str) -> Result<()> {
@@ -117,7 +140,11 @@ fn check_weights_size(path: &Path, fix: &str) -> Result<()> {
 
 /// Checks that `bytes` (the content of `path`) hash to the published digest.
 pub(crate) fn verify_sha256(path: &Path, bytes: &[u8], fix: &str) -> Result<()> {
-    let actual = sha256_hex(bytes);
+    check_digest(path, sha256_hex(bytes), fix)
+}
+
+/// Checks that `actual`, the lowercase hex SHA-256 of `path`, is the published digest.
+fn check_digest(path: &Path, actual: String, fix: &str) -> Result<()> {
     if actual != WEIGHTS_SHA256 {
         return Err(EncoderError::ChecksumMismatch {
             path: path.to_path_buf(),
@@ -160,6 +187,13 @@ mod tests {
     }
 
     #[test]
+    fn file_digest_read_in_chunks_is_the_digest_of_its_bytes() {
+        let bytes: Vec<u8> = (0..(5usize << 19) + 3).map(|i| (i * 7 % 251) as u8).collect();
+        let dir = dir_with(&[("f", &bytes)]);
+        assert_eq!(sha256_of_file(&dir.path().join("f")).unwrap(), sha256_hex(&bytes));
+    }
+
+    #[test]
     fn missing_file_is_named_with_the_fix() {
         let dir = dir_with(&[(CONFIG_FILE, b"{}"), (TOKENIZER_FILE, b"{}")]);
         let files = ModelFiles::in_dir(dir.path(), ModelSource::Explicit, "FIX-HINT");
@@ -174,6 +208,8 @@ mod tests {
         let dir = dir_with(&[(WEIGHTS_FILE, &[0u8; 1000]), (CONFIG_FILE, b"{}"), (TOKENIZER_FILE, b"{}")]);
         let files = ModelFiles::in_dir(dir.path(), ModelSource::Local, "re-fetch");
         let err = files.read_verified_weights().unwrap_err();
+        assert!(matches!(err, EncoderError::WrongSize { actual: 1000, expected: WEIGHTS_SIZE, .. }), "{err}");
+        let err = files.verify_weights().unwrap_err();
         assert!(matches!(err, EncoderError::WrongSize { actual: 1000, expected: WEIGHTS_SIZE, .. }), "{err}");
         assert!(err.to_string().contains("truncated"), "{err}");
     }

@@ -144,7 +144,7 @@ impl MiniLm {
         Self::load(&locator.locate()?, options)
     }
 
-    /// Loads the model from its three files, verifying the weights' SHA-256 first.
+    /// Loads the model from its three files, verifying the weights' SHA-256.
     pub fn load(files: &ModelFiles, options: EncoderOptions) -> Result<Self> {
         files.check()?;
         let invalid = |path: &std::path::Path, message: String| EncoderError::InvalidFile {
@@ -162,7 +162,6 @@ impl MiniLm {
         }
 
         let tokenizer = PromptTokenizer::from_file(&files.tokenizer, options.max_tokens, &files.fix)?;
-        let weights = files.read_verified_weights()?;
         let device = Device::Cpu;
         let engine = match options.backend {
             Backend::Fast => {
@@ -182,10 +181,18 @@ impl MiniLm {
                     eps: config.layer_norm_eps as f32,
                 };
                 let threads = options.threads.unwrap_or_else(default_threads);
-                Engine::Fast(
-                    FastBert::from_safetensors(weights, shape, threads, options.precision)
-                        .map_err(|e| invalid(&files.weights, e))?,
-                )
+                // The digest is checked on a second thread while the weights are read and packed; a wrong
+                // digest is reported before anything the load found, since it explains it.
+                let (verified, loaded) = std::thread::scope(|scope| {
+                    let verify = scope.spawn(|| files.verify_weights());
+                    let loaded = FastBert::from_file(&files.weights, shape, threads, options.precision);
+                    let verified = verify.join().unwrap_or_else(|_| {
+                        Err(EncoderError::InvalidOption("the thread checking the weights' digest failed".into()))
+                    });
+                    (verified, loaded)
+                });
+                verified?;
+                Engine::Fast(loaded.map_err(|e| invalid(&files.weights, e))?)
             }
             Backend::Candle if options.precision != Precision::F32 => {
                 return Err(EncoderError::InvalidOption(format!(
@@ -194,6 +201,7 @@ impl MiniLm {
                 )));
             }
             Backend::Candle => {
+                let weights = files.read_verified_weights()?;
                 let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
                     .map_err(|e| invalid(&files.weights, e.to_string()))?;
                 Engine::Candle(Box::new(

@@ -9,19 +9,19 @@
 
 mod kernels;
 mod linear;
+mod load;
 mod pass;
 mod pool;
 mod team;
 
-use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
-
-use candle_core::Tensor;
 
 use crate::Precision;
 
 use kernels::{MAX_HEAD_WIDTH, PANEL};
 use linear::Linear;
+use load::SafetensorsFile;
 use pass::Pass;
 use team::{Task, Team};
 
@@ -89,16 +89,12 @@ impl std::fmt::Debug for FastBert {
 
 /// Reads the named tensors of a safetensors file, checking each one's size, and packs `Linear` layers for a
 /// precision.
-struct Weights(HashMap<String, Tensor>, Precision);
+struct Weights(SafetensorsFile, Precision);
 
 impl Weights {
-    /// The tensor's values (removed from the map, so its memory goes as soon as it is copied).
+    /// The tensor's values.
     fn take_all(&mut self, name: &str) -> Result<Vec<f32>, String> {
-        let t = self.0.remove(name).ok_or_else(|| format!("tensor {name} is missing"))?;
-        t.flatten_all()
-            .and_then(|t| t.to_dtype(candle_core::DType::F32))
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| format!("tensor {name}: {e}"))
+        self.0.read(name)
     }
 
     /// As [`Weights::take_all`], checking the number of values.
@@ -134,24 +130,14 @@ impl Weights {
 }
 
 impl FastBert {
-    /// Builds the model from the bytes of `model.safetensors` (names as in Hugging Face's `BertModel`, with or
-    /// without a `bert.` prefix), to run on `threads` threads, its matmuls in `precision`. The error says which
-    /// tensor is missing or has the wrong size.
-    pub fn from_safetensors(
-        bytes: Vec<u8>,
-        shape: Shape,
-        threads: usize,
-        precision: Precision,
-    ) -> Result<Self, String> {
-        let mut tensors =
-            candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu).map_err(|e| e.to_string())?;
-        // The file's bytes are copied into tensors: free them before the weights are copied again below.
-        drop(bytes);
-        if !tensors.contains_key("embeddings.word_embeddings.weight") {
-            tensors =
-                tensors.into_iter().map(|(k, v)| (k.strip_prefix("bert.").unwrap_or(&k).to_string(), v)).collect();
-        }
-        let mut w = Weights(tensors, precision);
+    /// Builds the model from a `model.safetensors` file (names as in Hugging Face's `BertModel`, with or
+    /// without a `bert.` prefix; F32 values), to run on `threads` threads, its matmuls in `precision`. Each
+    /// tensor is read straight into the vector that keeps it ([`load`]). The error says which tensor is
+    /// missing or has the wrong size. The file's digest is not checked here.
+    pub fn from_file(path: &Path, shape: Shape, threads: usize, precision: Precision) -> Result<Self, String> {
+        let mut file = SafetensorsFile::open(path)?;
+        file.strip_prefix("embeddings.word_embeddings.weight", "bert.");
+        let mut w = Weights(file, precision);
         let h = shape.hidden;
         if shape.heads == 0
             || !h.is_multiple_of(shape.heads)
