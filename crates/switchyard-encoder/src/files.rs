@@ -98,25 +98,61 @@ impl ModelFiles {
     /// Checks `model.safetensors`' size and SHA-256 against the published values, reading it through one
     /// small buffer (the file is not held in memory).
     pub fn verify_weights(&self) -> Result<()> {
+        self.verify_open_weights(&self.open_weights()?)
+    }
+
+    /// Opens `model.safetensors` after checking its size. Reading through this one handle with [`read_at`]
+    /// lets two threads check and load the same file, whatever happens to the path meanwhile.
+    pub(crate) fn open_weights(&self) -> Result<std::fs::File> {
         check_weights_size(&self.weights, &self.fix)?;
-        let actual = sha256_of_file(&self.weights).map_err(|e| EncoderError::io(&self.weights, e))?;
+        std::fs::File::open(&self.weights).map_err(|e| EncoderError::io(&self.weights, e))
+    }
+
+    /// Checks the SHA-256 of the weights behind `file` (from [`ModelFiles::open_weights`]).
+    pub(crate) fn verify_open_weights(&self, file: &std::fs::File) -> Result<()> {
+        let actual = sha256_of_file(file).map_err(|e| EncoderError::io(&self.weights, e))?;
         check_digest(&self.weights, actual, &self.fix)
     }
 }
 
-/// Lowercase hex SHA-256 of a file, read in chunks of 1 MiB through one buffer.
-fn sha256_of_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+/// Lowercase hex SHA-256 of a file's bytes, read from its start in chunks of 1 MiB through one buffer.
+fn sha256_of_file(file: &std::fs::File) -> std::io::Result<String> {
+    let length = file.metadata()?.len();
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buffer) {
-            Ok(0) => return Ok(hex(&hasher.finalize())),
-            Ok(n) => hasher.update(&buffer[..n]),
+    let mut offset = 0;
+    while offset < length {
+        let take = (length - offset).min(buffer.len() as u64) as usize;
+        let chunk = &mut buffer[..take];
+        read_at(file, chunk, offset)?;
+        hasher.update(&*chunk);
+        offset += take as u64;
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Fills `buffer` from `file` at `offset` without moving the handle's cursor, so threads can share a handle.
+#[cfg(unix)]
+pub(crate) fn read_at(file: &std::fs::File, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buffer, offset)
+}
+
+/// Fills `buffer` from `file` at `offset` (Windows: `seek_read` until full).
+#[cfg(windows)]
+pub(crate) fn read_at(file: &std::fs::File, mut buffer: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buffer.is_empty() {
+        match file.seek_read(buffer, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buffer = &mut buffer[n..];
+                offset += n as u64;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
+    Ok(())
 }
 
 fn check_weights_size(path: &Path, fix: &str) -> Result<()> {
@@ -190,7 +226,8 @@ mod tests {
     fn file_digest_read_in_chunks_is_the_digest_of_its_bytes() {
         let bytes: Vec<u8> = (0..(5usize << 19) + 3).map(|i| (i * 7 % 251) as u8).collect();
         let dir = dir_with(&[("f", &bytes)]);
-        assert_eq!(sha256_of_file(&dir.path().join("f")).unwrap(), sha256_hex(&bytes));
+        let file = std::fs::File::open(dir.path().join("f")).unwrap();
+        assert_eq!(sha256_of_file(&file).unwrap(), sha256_hex(&bytes));
     }
 
     #[test]

@@ -181,13 +181,16 @@ impl MiniLm {
                     eps: config.layer_norm_eps as f32,
                 };
                 let threads = options.threads.unwrap_or_else(default_threads);
-                // The digest is checked on a second thread while the weights are read and packed; a wrong
-                // digest is reported before anything the load found, since it explains it.
+                // The digest is checked on a second thread while the weights are read and packed, both through
+                // one handle (so both see the same file); a wrong digest is reported before anything the load
+                // found, since it explains it.
+                let file = files.open_weights()?;
                 let (verified, loaded) = std::thread::scope(|scope| {
-                    let verify = scope.spawn(|| files.verify_weights());
-                    let loaded = FastBert::from_file(&files.weights, shape, threads, options.precision);
+                    let verify = scope.spawn(|| files.verify_open_weights(&file));
+                    let loaded = FastBert::from_file(&file, shape, threads, options.precision);
                     let verified = verify.join().unwrap_or_else(|_| {
-                        Err(EncoderError::InvalidOption("the thread checking the weights' digest failed".into()))
+                        let stopped = std::io::Error::other("the thread checking its digest stopped");
+                        Err(EncoderError::io(&files.weights, stopped))
                     });
                     (verified, loaded)
                 });

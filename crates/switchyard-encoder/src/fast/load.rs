@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+
+use crate::files::read_at;
 
 /// Bytes read per call while a tensor is copied out.
 const CHUNK: usize = 1 << 20;
@@ -27,25 +27,25 @@ struct Entry {
 }
 
 /// An open safetensors file and its header: tensor names, types and byte ranges.
-pub(super) struct SafetensorsFile {
-    file: File,
+pub(super) struct SafetensorsFile<'a> {
+    file: &'a File,
     tensors: HashMap<String, Entry>,
     chunk: Vec<u8>,
 }
 
-impl SafetensorsFile {
-    /// Opens `path` and reads its header. The error says what is wrong with the file.
-    pub fn open(path: &Path) -> Result<Self, String> {
-        let mut file = File::open(path).map_err(|e| e.to_string())?;
+impl<'a> SafetensorsFile<'a> {
+    /// Reads the header of the safetensors file open as `file` (read with positional reads only, so another
+    /// thread may read the same handle). The error says what is wrong with the file.
+    pub fn open(file: &'a File) -> Result<Self, String> {
         let length = file.metadata().map_err(|e| e.to_string())?.len();
         let mut size = [0u8; 8];
-        file.read_exact(&mut size).map_err(|_| "the file is shorter than a safetensors header".to_string())?;
+        read_at(file, &mut size, 0).map_err(|_| "the file is shorter than a safetensors header".to_string())?;
         let header_len = u64::from_le_bytes(size);
         if header_len > MAX_HEADER || header_len > length.saturating_sub(8) {
             return Err(format!("its header claims {header_len} bytes in a file of {length}; not a safetensors file"));
         }
         let mut header = vec![0u8; header_len as usize];
-        file.read_exact(&mut header).map_err(|e| e.to_string())?;
+        read_at(file, &mut header, 8).map_err(|e| e.to_string())?;
         let tensors = parse_header(&header, 8 + header_len, length)?;
         Ok(Self { file, tensors, chunk: vec![0u8; CHUNK] })
     }
@@ -57,15 +57,14 @@ impl SafetensorsFile {
             return Err(format!("tensor {name} is stored as {}; the fast encoder reads F32 weights", entry.dtype));
         }
         let Entry { values, start, end, .. } = *entry;
-        self.file.seek(SeekFrom::Start(start)).map_err(|e| format!("tensor {name}: {e}"))?;
         let mut out = Vec::with_capacity(values);
-        let mut left = (end - start) as usize;
-        while left > 0 {
-            let take = left.min(self.chunk.len());
+        let mut offset = start;
+        while offset < end {
+            let take = ((end - offset) as usize).min(self.chunk.len());
             let chunk = &mut self.chunk[..take];
-            self.file.read_exact(chunk).map_err(|e| format!("tensor {name}: {e}"))?;
+            read_at(self.file, chunk, offset).map_err(|e| format!("tensor {name}: {e}"))?;
             out.extend(chunk.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
-            left -= take;
+            offset += take as u64;
         }
         Ok(out)
     }
@@ -158,29 +157,40 @@ mod tests {
             ("bert.a", vec![2, 3], vec![1.0, -2.0, 3.5, 0.0, f32::MIN, 7.0]),
             ("bert.big", vec![big.len()], big.clone()),
         ]);
-        let mut st = SafetensorsFile::open(file.path()).unwrap();
+        let handle = File::open(file.path()).unwrap();
+        let mut st = SafetensorsFile::open(&handle).unwrap();
         st.strip_prefix("a", "bert.");
         assert_eq!(st.read("a").unwrap(), vec![1.0, -2.0, 3.5, 0.0, f32::MIN, 7.0]);
         assert_eq!(st.read("big").unwrap(), big);
         assert_eq!(st.read("bert.a").unwrap_err(), "tensor bert.a is missing");
     }
 
+    /// The error opening the file at `path`, or its tensor `read`'s error.
+    fn error_of(path: &std::path::Path, read: Option<&str>) -> String {
+        let handle = File::open(path).unwrap();
+        match (SafetensorsFile::open(&handle), read) {
+            (Err(e), _) => e,
+            (Ok(mut st), Some(name)) => st.read(name).unwrap_err(),
+            (Ok(_), None) => panic!("{} opened", path.display()),
+        }
+    }
+
     #[test]
     fn bad_files_are_refused_with_the_reason() {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), b"abc").unwrap();
-        let err = SafetensorsFile::open(file.path()).err().unwrap();
+        let err = error_of(file.path(), None);
         assert!(err.contains("shorter than a safetensors header"), "{err}");
 
         std::fs::write(file.path(), u64::MAX.to_le_bytes()).unwrap();
-        let err = SafetensorsFile::open(file.path()).err().unwrap();
+        let err = error_of(file.path(), None);
         assert!(err.contains("not a safetensors file"), "{err}");
 
         let good = file_with(&[("w", vec![4], vec![1.0; 4])]);
         let mut bytes = std::fs::read(good.path()).unwrap();
         bytes.truncate(bytes.len() - 1);
         std::fs::write(file.path(), &bytes).unwrap();
-        let err = SafetensorsFile::open(file.path()).err().unwrap();
+        let err = error_of(file.path(), None);
         assert!(err.contains("tensor w") && err.contains("does not match"), "{err}");
 
         let header = br#"{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}"#;
@@ -188,7 +198,7 @@ mod tests {
         bytes.extend(header);
         bytes.extend([0u8; 4]);
         std::fs::write(file.path(), &bytes).unwrap();
-        let err = SafetensorsFile::open(file.path()).unwrap().read("w").unwrap_err();
+        let err = error_of(file.path(), Some("w"));
         assert!(err.contains("stored as F16") && err.contains("F32"), "{err}");
     }
 }

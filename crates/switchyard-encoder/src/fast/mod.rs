@@ -14,7 +14,7 @@ mod pass;
 mod pool;
 mod team;
 
-use std::path::Path;
+use std::fs::File;
 use std::sync::Arc;
 
 use crate::Precision;
@@ -89,9 +89,9 @@ impl std::fmt::Debug for FastBert {
 
 /// Reads the named tensors of a safetensors file, checking each one's size, and packs `Linear` layers for a
 /// precision.
-struct Weights(SafetensorsFile, Precision);
+struct Weights<'a>(SafetensorsFile<'a>, Precision);
 
-impl Weights {
+impl Weights<'_> {
     /// The tensor's values.
     fn take_all(&mut self, name: &str) -> Result<Vec<f32>, String> {
         self.0.read(name)
@@ -130,12 +130,13 @@ impl Weights {
 }
 
 impl FastBert {
-    /// Builds the model from a `model.safetensors` file (names as in Hugging Face's `BertModel`, with or
+    /// Builds the model from an open `model.safetensors` (names as in Hugging Face's `BertModel`, with or
     /// without a `bert.` prefix; F32 values), to run on `threads` threads, its matmuls in `precision`. Each
-    /// tensor is read straight into the vector that keeps it ([`load`]). The error says which tensor is
-    /// missing or has the wrong size. The file's digest is not checked here.
-    pub fn from_file(path: &Path, shape: Shape, threads: usize, precision: Precision) -> Result<Self, String> {
-        let mut file = SafetensorsFile::open(path)?;
+    /// tensor is read straight into the vector that keeps it ([`load`]), with positional reads only, so
+    /// another thread may read the same handle meanwhile. The error says which tensor is missing or has the
+    /// wrong size. The file's digest is not checked here.
+    pub fn from_file(file: &File, shape: Shape, threads: usize, precision: Precision) -> Result<Self, String> {
+        let mut file = SafetensorsFile::open(file)?;
         file.strip_prefix("embeddings.word_embeddings.weight", "bert.");
         let mut w = Weights(file, precision);
         let h = shape.hidden;

@@ -146,6 +146,14 @@ fn missing_truncated_and_corrupt_model_files_are_clear_errors() {
     let err = embed_with_model_dir(dir.path());
     assert!(err.contains("sha256") && err.contains(switchyard_encoder::WEIGHTS_SHA256), "{err}");
 
+    // A damaged header also fails to parse; the digest, checked alongside, is what the error reports.
+    let dir = tempfile::tempdir().unwrap();
+    let mut header_damaged = weights.clone();
+    header_damaged[7] ^= 0x40;
+    damaged_model(dir.path(), WEIGHTS_FILE, Some(header_damaged));
+    let err = embed_with_model_dir(dir.path());
+    assert!(err.contains("sha256") && err.contains("corrupt"), "{err}");
+
     let dir = tempfile::tempdir().unwrap();
     damaged_model(dir.path(), CONFIG_FILE, Some(b"{\"hidden_size\": \"big\"}".to_vec()));
     let err = embed_with_model_dir(dir.path());

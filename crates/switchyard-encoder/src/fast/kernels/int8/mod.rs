@@ -148,11 +148,15 @@ impl QRows {
                 // A row out of `a`'s bounds (a caller's mistake) stays zero, as padding does.
                 let Some(row) = a.get((first + r) * stride..(first + r) * stride + k) else { continue };
                 quantize_row(row, q, row_scales, row_offsets);
-                for b in 0..blocks {
-                    (scales[b * size + r], offsets[b * size + r]) = (row_scales[b], row_offsets[b]);
+                for ((s, o), (scale, offset)) in scales
+                    .chunks_exact_mut(size)
+                    .zip(offsets.chunks_exact_mut(size))
+                    .zip(row_scales.iter().zip(row_offsets.iter()))
+                {
+                    (s[r], o[r]) = (*scale, *offset);
                 }
-                for (g, four) in q.as_chunks::<4>().0.iter().enumerate() {
-                    data[g * size + r] = i32::from_le_bytes(four.map(|b| b as u8));
+                for (slot, four) in data.chunks_exact_mut(size).zip(q.as_chunks::<4>().0) {
+                    slot[r] = i32::from_le_bytes(four.map(|b| b as u8));
                 }
             }
         }
@@ -214,30 +218,53 @@ pub fn matmul(a: &QRows, isa: Isa, w: QWindow<'_>, out: &mut [f32], out_stride: 
     }
     let (groups, blocks) = (a.k / 4, a.k / BLOCK);
     let all_blocks = inputs / BLOCK;
-    for p in 0..w.count {
+    // Panel `p` of the window: its lines and column scales over the window's inputs, and its bias.
+    let panel = |p: usize| {
         let global = w.first + p;
         let (start, first_block) = (global * inputs / 4 + w.from / 4, global * all_blocks + w.from / BLOCK);
-        let (Some(lines), Some(cols)) =
-            (w.weights.lines.get(start..start + groups), w.weights.scales.get(first_block..first_block + blocks))
-        else {
-            return;
-        };
+        let lines = w.weights.lines.get(start..start + groups)?;
+        let cols = w.weights.scales.get(first_block..first_block + blocks)?;
         let bias = w.bias.get(p * PANEL..(p + 1) * PANEL).and_then(|b| <&[f32; PANEL]>::try_from(b).ok());
-        let bias = bias.unwrap_or(&[0.0; PANEL]);
-        for (first, size) in row_blocks(a.rows) {
-            let acts = a.data.get(first * groups..(first + size) * groups).unwrap_or_default();
-            let scales = a.scales.get(first * blocks..(first + size) * blocks).unwrap_or_default();
-            let offsets = a.offsets.get(first * blocks..(first + size) * blocks).unwrap_or_default();
-            let valid = (a.rows - first).min(size);
-            let out = out.get_mut(first * out_stride + p * PANEL..).unwrap_or_default();
+        Some((lines, cols, bias.unwrap_or(&[0.0; PANEL])))
+    };
+    // Panels in pairs (the VNNI build keeps both panels' sums in flight), an odd last one alone.
+    let mut p = 0;
+    while p < w.count {
+        let pair = p + 1 < w.count;
+        let (Some(first), second) = (panel(p), if pair { panel(p + 1) } else { None }) else { return };
+        for (start, size) in row_blocks(a.rows) {
+            let acts = a.data.get(start * groups..(start + size) * groups).unwrap_or_default();
+            let scales = a.scales.get(start * blocks..(start + size) * blocks).unwrap_or_default();
+            let offsets = a.offsets.get(start * blocks..(start + size) * blocks).unwrap_or_default();
+            let valid = (a.rows - start).min(size);
+            let out = out.get_mut(start * out_stride + p * PANEL..).unwrap_or_default();
+            macro_rules! run {
+                ($rows:expr) => {{
+                    let rows = RowBlocks::<{ $rows }> { scales: scales.as_chunks().0, offsets: offsets.as_chunks().0 };
+                    let acts = acts.as_chunks().0;
+                    match second {
+                        Some(second) => {
+                            let [x, y] = simd::dot_block(isa, acts, rows, [first.0, second.0], [first.1, second.1]);
+                            store(&x, valid, first.2, out, out_stride);
+                            store(&y, valid, second.2, out.get_mut(PANEL..).unwrap_or_default(), out_stride);
+                        }
+                        None => {
+                            let [x] = simd::dot_block(isa, acts, rows, [first.0], [first.1]);
+                            store(&x, valid, first.2, out, out_stride);
+                        }
+                    }
+                }};
+            }
             if size == ROWS {
-                let rows = RowBlocks::<ROWS> { scales: scales.as_chunks().0, offsets: offsets.as_chunks().0 };
-                store(&simd::dot_block(isa, acts.as_chunks().0, rows, lines, cols), valid, bias, out, out_stride);
+                run!(ROWS);
             } else if size == TAIL_ROWS {
-                let rows = RowBlocks::<TAIL_ROWS> { scales: scales.as_chunks().0, offsets: offsets.as_chunks().0 };
-                store(&simd::dot_block(isa, acts.as_chunks().0, rows, lines, cols), valid, bias, out, out_stride);
+                run!(TAIL_ROWS);
             }
         }
+        if pair && second.is_none() {
+            return;
+        }
+        p += if pair { 2 } else { 1 };
     }
 }
 
@@ -252,9 +279,9 @@ fn store<const R: usize>(
 ) {
     for (r, sums) in sums.iter().enumerate().take(valid) {
         let Some(dst) = out.get_mut(r * out_stride..r * out_stride + PANEL) else { return };
-        for (d, (s, b)) in dst.iter_mut().zip(sums.iter().zip(bias)) {
-            *d = b + s;
-        }
+        let Ok(dst) = <&mut [f32; PANEL]>::try_from(dst) else { return };
+        // Whole arrays, so the compiler adds them in vector registers.
+        *dst = std::array::from_fn(|j| bias[j] + sums[j]);
     }
 }
 

@@ -1,6 +1,6 @@
 //! The int8 dot-product kernels, in three builds that return the same bits: AVX-512 VNNI (`vpdpbusd` on
-//! 256-bit registers), AVX2 (bytes widened to 16 bits, `vpmaddwd`), and plain Rust. Which runs is checked
-//! against the CPU on every call. The `unsafe` here is the calls into `#[target_feature]` functions after
+//! 512-bit registers, two panels at a time), AVX2 (bytes widened to 16 bits, `vpmaddwd`), and plain Rust.
+//! Which runs is checked against the CPU on every call. The `unsafe` here is the calls into `#[target_feature]` functions after
 //! that check, and aligned loads from [`QLine`]s.
 //!
 //! Exactness: within a block of 32 inputs every build sums the same products in 32-bit integers (at most
@@ -13,7 +13,7 @@ use crate::fast::kernels::PANEL;
 /// Which build of the kernel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
-    /// AVX-512 VNNI with 256-bit registers (AVX-512 VL).
+    /// AVX-512 VNNI on 512-bit registers.
     Vnni,
     /// AVX2.
     Avx2,
@@ -78,36 +78,40 @@ impl<'a, const R: usize> RowBlocks<'a, R> {
     }
 }
 
-/// `out[r][j] = Σ_b (S_b[r][j] − offsets_b[r]) · (row_scales_b[r] · col_scales_b[j])`, where `S_b[r][j] =
-/// Σ_{g in block b} Σ_i lines[g].0[4j + i] · (acts[g][r].to_le_bytes()[i] as i8)`, for `R` rows and one
-/// panel's 16 columns: each block summed exactly in integers, then added in f32 with one fused multiply-add,
-/// blocks in order. Runs the build `isa` if this CPU has it, else the plain one; every build returns the
-/// same bits.
+/// `out[p][r][j] = Σ_b (S_b[r][j] − offsets_b[r]) · (row_scales_b[r] · col_scales[p]_b[j])`, where
+/// `S_b[r][j] = Σ_{g in block b} Σ_i lines[p][g].0[4j + i] · (acts[g][r].to_le_bytes()[i] as i8)`, for `R`
+/// rows and `P` panels of 16 columns: each block summed exactly in integers, then added in f32 with one fused
+/// multiply-add, blocks in order. Runs the build `isa` if this CPU has it, else the plain one; every build
+/// returns the same bits. The VNNI build runs the `P` panels together (two keep twelve sums in flight); the
+/// others one after the other.
 #[inline]
-pub fn dot_block<const R: usize>(
+pub fn dot_block<const R: usize, const P: usize>(
     isa: Isa,
     acts: &[[i32; R]],
     rows: RowBlocks<'_, R>,
-    lines: &[QLine],
-    col_scales: &[[f32; PANEL]],
-) -> [[f32; PANEL]; R] {
-    let blocks = rows.scales.len().min(rows.offsets.len()).min(col_scales.len());
-    let blocks = blocks.min(acts.len() / GROUPS_PER_BLOCK).min(lines.len() / GROUPS_PER_BLOCK);
+    lines: [&[QLine]; P],
+    col_scales: [&[[f32; PANEL]]; P],
+) -> [[[f32; PANEL]; R]; P] {
+    let mut blocks = rows.scales.len().min(rows.offsets.len()).min(acts.len() / GROUPS_PER_BLOCK);
+    for p in 0..P {
+        blocks = blocks.min(col_scales[p].len()).min(lines[p].len() / GROUPS_PER_BLOCK);
+    }
     let groups = blocks * GROUPS_PER_BLOCK;
-    let (acts, rows, lines, cols) = (&acts[..groups], rows.first(blocks), &lines[..groups], &col_scales[..blocks]);
+    let (acts, rows) = (&acts[..groups], rows.first(blocks));
+    let (lines, cols) = (lines.map(|l| &l[..groups]), col_scales.map(|c| &c[..blocks]));
     #[cfg(target_arch = "x86_64")]
     {
         if isa == Isa::Vnni && has(Isa::Vnni) {
             // SAFETY: `vnni` needs AVX2, FMA and AVX-512 F, VL and VNNI; the CPU was just checked to have them.
-            return unsafe { vnni::<R>(acts, rows, lines, cols) };
+            return unsafe { vnni::<R, P>(acts, rows, lines, cols) };
         }
         if isa != Isa::Scalar && has(Isa::Avx2) {
             // SAFETY: `avx2` needs AVX2 and FMA; the CPU was just checked to have them.
-            return unsafe { avx2::<R>(acts, rows, lines, cols) };
+            return std::array::from_fn(|p| unsafe { avx2::<R>(acts, rows, lines[p], cols[p]) });
         }
     }
     let _ = isa;
-    scalar::<R>(acts, rows, lines, cols)
+    std::array::from_fn(|p| scalar::<R>(acts, rows, lines[p], cols[p]))
 }
 
 /// The plain build, and the definition the others are tested against.
@@ -142,51 +146,47 @@ pub fn scalar<const R: usize>(
     out
 }
 
+/// AVX-512 VNNI on 512-bit registers: a [`QLine`] is one register, 16 columns by 4 inputs, and one
+/// `vpdpbusd` per row and panel adds all of its products. Each block's integer sums start at minus the row's
+/// offset, so the offset costs no instruction (the same integer as subtracting it after).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512vnni")]
-fn vnni<const R: usize>(
+fn vnni<const R: usize, const P: usize>(
     acts: &[[i32; R]],
     rows: RowBlocks<'_, R>,
-    lines: &[QLine],
-    col_scales: &[[f32; PANEL]],
-) -> [[f32; PANEL]; R] {
+    lines: [&[QLine]; P],
+    col_scales: [&[[f32; PANEL]]; P],
+) -> [[[f32; PANEL]; R]; P] {
     use std::arch::x86_64::*;
-    let mut flo = [_mm256_setzero_ps(); R];
-    let mut fhi = [_mm256_setzero_ps(); R];
-    let blocks =
-        acts.chunks_exact(GROUPS_PER_BLOCK).zip(lines.chunks_exact(GROUPS_PER_BLOCK)).zip(rows.iter().zip(col_scales));
-    for ((acts, lines), ((row_scales, row_offsets), cols)) in blocks {
-        let mut lo = [_mm256_setzero_si256(); R];
-        let mut hi = [_mm256_setzero_si256(); R];
-        for (a, line) in acts.iter().zip(lines) {
-            // SAFETY: a `QLine` is 64 bytes aligned to 64, so both 32-byte halves are in bounds and aligned.
-            let (w0, w1) = unsafe {
-                let p = line.0.as_ptr();
-                (_mm256_load_si256(p.cast()), _mm256_load_si256(p.add(32).cast()))
-            };
+    let mut f = [[_mm512_setzero_ps(); R]; P];
+    for (b, (row_scales, row_offsets)) in rows.iter().enumerate() {
+        let start = b * GROUPS_PER_BLOCK;
+        let mut sums = [row_offsets.map(|o| _mm512_set1_epi32(o.wrapping_neg())); P];
+        for g in start..start + GROUPS_PER_BLOCK {
+            let a = &acts[g];
+            // SAFETY: a `QLine` is 64 bytes aligned to 64: one aligned 64-byte load covers exactly it.
+            let w = lines.map(|l| unsafe { _mm512_load_si512(l[g].0.as_ptr().cast()) });
             for r in 0..R {
-                let x = _mm256_set1_epi32(a[r]);
-                lo[r] = _mm256_dpbusd_epi32(lo[r], w0, x);
-                hi[r] = _mm256_dpbusd_epi32(hi[r], w1, x);
+                let x = _mm512_set1_epi32(a[r]);
+                for p in 0..P {
+                    sums[p][r] = _mm512_dpbusd_epi32(sums[p][r], w[p], x);
+                }
             }
         }
-        // SAFETY: `cols` holds 16 f32s; the two unaligned 32-byte loads cover exactly them.
-        let (c0, c1) = unsafe { (_mm256_loadu_ps(cols.as_ptr()), _mm256_loadu_ps(cols.as_ptr().add(8))) };
-        for r in 0..R {
-            let (s, offset) = (_mm256_set1_ps(row_scales[r]), _mm256_set1_epi32(row_offsets[r]));
-            let lo = _mm256_cvtepi32_ps(_mm256_sub_epi32(lo[r], offset));
-            let hi = _mm256_cvtepi32_ps(_mm256_sub_epi32(hi[r], offset));
-            flo[r] = _mm256_fmadd_ps(lo, _mm256_mul_ps(s, c0), flo[r]);
-            fhi[r] = _mm256_fmadd_ps(hi, _mm256_mul_ps(s, c1), fhi[r]);
+        for p in 0..P {
+            // SAFETY: a block's column scales are 16 f32s; the unaligned 64-byte load covers exactly them.
+            let c = unsafe { _mm512_loadu_ps(col_scales[p][b].as_ptr()) };
+            for r in 0..R {
+                let scale = _mm512_mul_ps(_mm512_set1_ps(row_scales[r]), c);
+                f[p][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[p][r]), scale, f[p][r]);
+            }
         }
     }
-    let mut out = [[0f32; PANEL]; R];
-    for r in 0..R {
-        let p = out[r].as_mut_ptr();
-        // SAFETY: `out[r]` holds 16 f32s; the two unaligned 32-byte stores cover exactly them.
-        unsafe {
-            _mm256_storeu_ps(p, flo[r]);
-            _mm256_storeu_ps(p.add(8), fhi[r]);
+    let mut out = [[[0f32; PANEL]; R]; P];
+    for p in 0..P {
+        for r in 0..R {
+            // SAFETY: `out[p][r]` holds 16 f32s; the unaligned 64-byte store covers exactly them.
+            unsafe { _mm512_storeu_ps(out[p][r].as_mut_ptr(), f[p][r]) };
         }
     }
     out
@@ -302,19 +302,26 @@ mod tests {
             let (acts, rows, mut lines, cols) = case::<6>(blocks, seed);
             // The extremes, where `vpmaddubsw`'s 16-bit pair sums would saturate.
             lines[0].0.iter_mut().for_each(|b| *b = 255);
+            let (_, _, other, other_cols) = case::<6>(blocks, seed + 2);
             let want = scalar::<6>(&acts, rows.blocks(), &lines, &cols);
+            let want_other = scalar::<6>(&acts, rows.blocks(), &other, &other_cols);
             for isa in [Isa::Vnni, Isa::Avx2] {
                 if has(isa) {
-                    let got = dot_block::<6>(isa, &acts, rows.blocks(), &lines, &cols);
+                    let [got] = dot_block::<6, 1>(isa, &acts, rows.blocks(), [&lines], [&cols]);
                     assert!(same_bits(&got, &want), "{isa:?}, {blocks} blocks");
+                    let [got, got_other] =
+                        dot_block::<6, 2>(isa, &acts, rows.blocks(), [&lines, &other], [&cols, &other_cols]);
+                    assert!(same_bits(&got, &want) && same_bits(&got_other, &want_other), "{isa:?}, two panels");
                 }
             }
             let (acts, rows, lines, cols) = case::<4>(blocks, seed + 1);
             let want = scalar::<4>(&acts, rows.blocks(), &lines, &cols);
             for isa in [Isa::Vnni, Isa::Avx2] {
                 if has(isa) {
-                    let got = dot_block::<4>(isa, &acts, rows.blocks(), &lines, &cols);
+                    let [got] = dot_block::<4, 1>(isa, &acts, rows.blocks(), [&lines], [&cols]);
                     assert!(same_bits(&got, &want), "{isa:?}, {blocks} blocks, 4 rows");
+                    let [a, b] = dot_block::<4, 2>(isa, &acts, rows.blocks(), [&lines, &lines], [&cols, &cols]);
+                    assert!(same_bits(&a, &want) && same_bits(&b, &want), "{isa:?}, two panels, 4 rows");
                 }
             }
         }

@@ -150,3 +150,35 @@ fn slices_of_the_inputs_add_up_to_the_whole_as_a_pass_split_by_heads_does() {
         }
     }
 }
+
+#[test]
+#[ignore = "a measurement, not a test: cargo test --release -p switchyard-encoder int8_kernel_speed -- --ignored --nocapture"]
+fn int8_kernel_speed() {
+    for (m, k, n) in [(16, 384, 1152), (128, 384, 1536), (128, 1536, 384), (128, 384, 1152)] {
+        let a = values(m * k, 3);
+        let w = values(n * k, 17);
+        let q = QWeights::quantize(&w, n, k).unwrap();
+        let bias = vec![0f32; n];
+        let mut rows = QRows::take();
+        rows.pack(&a, m, k, k);
+        let mut out = vec![0f32; m * n];
+        let window = QWindow { weights: &q, first: 0, count: n / PANEL, from: 0, to: k, bias: &bias };
+        let reps = (4e9 / (m * k * n) as f64).max(3.0) as usize;
+        let start = std::time::Instant::now();
+        for _ in 0..reps {
+            matmul(&rows, detect(), window, &mut out, n);
+        }
+        let secs = start.elapsed().as_secs_f64() / reps as f64;
+        let start = std::time::Instant::now();
+        for _ in 0..reps {
+            rows.pack(&a, m, k, k);
+        }
+        let pack = start.elapsed().as_secs_f64() / reps as f64;
+        println!(
+            "m {m} k {k} n {n}: matmul {:.1} us, {:.1} GMAC/s; packing the rows {:.1} us",
+            secs * 1e6,
+            (m * k * n) as f64 / secs / 1e9,
+            pack * 1e6
+        );
+    }
+}
