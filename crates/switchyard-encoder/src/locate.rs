@@ -80,7 +80,8 @@ impl ModelLocator {
     }
 
     /// Finds (and if needed fetches) the three model files. Files are checked for presence and size here;
-    /// the SHA-256 is checked when the weights are read ([`ModelFiles::read_verified_weights`]).
+    /// the SHA-256 is checked when the weights are loaded ([`ModelFiles::verify_weights`] and
+    /// [`ModelFiles::read_verified_weights`]).
     pub fn locate(&self) -> Result<ModelFiles> {
         if let Some(dir) = &self.explicit_dir {
             let files = ModelFiles::in_dir(

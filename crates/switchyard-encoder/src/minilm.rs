@@ -182,16 +182,22 @@ impl MiniLm {
                 };
                 let threads = options.threads.unwrap_or_else(default_threads);
                 // The digest is checked on a second thread while the weights are read and packed, both through
-                // one handle (so both see the same file); a wrong digest is reported before anything the load
-                // found, since it explains it.
+                // one handle (so a rename or replacement of the path meanwhile cannot split them; rewriting
+                // the file in place during the load could). A wrong digest is reported before anything the
+                // load found, since it explains it. Without a second thread, the check runs after the load.
                 let file = files.open_weights()?;
                 let (verified, loaded) = std::thread::scope(|scope| {
-                    let verify = scope.spawn(|| files.verify_open_weights(&file));
+                    let verify = std::thread::Builder::new()
+                        .name("switchyard-digest".into())
+                        .spawn_scoped(scope, || files.verify_open_weights(&file));
                     let loaded = FastBert::from_file(&file, shape, threads, options.precision);
-                    let verified = verify.join().unwrap_or_else(|_| {
-                        let stopped = std::io::Error::other("the thread checking its digest stopped");
-                        Err(EncoderError::io(&files.weights, stopped))
-                    });
+                    let verified = match verify {
+                        Ok(handle) => handle.join().unwrap_or_else(|_| {
+                            let stopped = std::io::Error::other("the thread checking its digest stopped");
+                            Err(EncoderError::io(&files.weights, stopped))
+                        }),
+                        Err(_) => files.verify_open_weights(&file),
+                    };
                     (verified, loaded)
                 });
                 verified?;

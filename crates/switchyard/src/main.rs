@@ -24,11 +24,12 @@ use switchyard_encoder::{EncoderOptions, ModelLocator, Precision, DEFAULT_MAX_TO
 
 /// mimalloc instead of the system allocator: training allocates and frees many large tensors, and glibc
 /// hands each one back to the kernel and faults it in again (a 20,000-prompt run spent 30% of its time in
-/// the kernel); mimalloc keeps freed pages for reuse. Built with `no_thp`: mimalloc would otherwise ask for
-/// transparent huge pages, and the kernel zeroes each as a whole 2 MB on first touch; on a virtual machine
-/// that took from 0.05 to 0.45 s of system time per start, at random, which made short jobs bimodal. Without
-/// them, 400 short prompts embed in 1.25–1.34 s run after run (1.22–1.63 s with), and long batches lose
-/// 2–3% (TLB misses).
+/// the kernel); mimalloc keeps freed pages for reuse. Built with `no_thp`: mimalloc would otherwise advise
+/// transparent huge pages (`madvise`), and the kernel zeroes each as a whole 2 MB on first touch; on a
+/// virtual machine that took from 0.05 to 0.6 s of system time per run, at random, which made short jobs
+/// bimodal. Without the advice, 400 short prompts embed at f32 in 1.25–1.34 s run after run (1.22–1.63 s
+/// with), and long batches lose 2–3% (TLB misses). On a host whose THP setting is `always` (not `madvise`)
+/// the kernel still hands out huge pages; `MIMALLOC_ALLOW_THP=0` turns them off for the process there.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

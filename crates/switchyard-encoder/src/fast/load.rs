@@ -14,14 +14,14 @@ use crate::files::read_at;
 /// Bytes read per call while a tensor is copied out.
 const CHUNK: usize = 1 << 20;
 
-/// The largest header the safetensors format allows (100 MB); anything larger is not such a file.
-const MAX_HEADER: u64 = 100_000_000;
+/// The largest header read (16 MiB; the format allows 100 MB, BERT checkpoints need tens of KB): anything
+/// larger is refused before it is parsed.
+const MAX_HEADER: u64 = 16 << 20;
 
-/// Where one tensor's values lie in the file.
+/// Where one tensor's values lie in the file (checked to lie inside it, and to match its shape).
 #[derive(Debug, Clone, PartialEq)]
 struct Entry {
     dtype: String,
-    values: usize,
     start: u64,
     end: u64,
 }
@@ -39,13 +39,16 @@ impl<'a> SafetensorsFile<'a> {
     pub fn open(file: &'a File) -> Result<Self, String> {
         let length = file.metadata().map_err(|e| e.to_string())?.len();
         let mut size = [0u8; 8];
-        read_at(file, &mut size, 0).map_err(|_| "the file is shorter than a safetensors header".to_string())?;
+        read_at(file, &mut size, 0).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => "the file is shorter than a safetensors header".to_string(),
+            _ => format!("reading its header: {e}"),
+        })?;
         let header_len = u64::from_le_bytes(size);
         if header_len > MAX_HEADER || header_len > length.saturating_sub(8) {
             return Err(format!("its header claims {header_len} bytes in a file of {length}; not a safetensors file"));
         }
         let mut header = vec![0u8; header_len as usize];
-        read_at(file, &mut header, 8).map_err(|e| e.to_string())?;
+        read_at(file, &mut header, 8).map_err(|e| format!("reading its header: {e}"))?;
         let tensors = parse_header(&header, 8 + header_len, length)?;
         Ok(Self { file, tensors, chunk: vec![0u8; CHUNK] })
     }
@@ -56,14 +59,15 @@ impl<'a> SafetensorsFile<'a> {
         if entry.dtype != "F32" {
             return Err(format!("tensor {name} is stored as {}; the fast encoder reads F32 weights", entry.dtype));
         }
-        let Entry { values, start, end, .. } = *entry;
-        let mut out = Vec::with_capacity(values);
+        // The entry's range was checked against the file's length, so this is at most the file's size.
+        let Entry { start, end, .. } = *entry;
+        let mut out = Vec::with_capacity(((end - start) / 4) as usize);
         let mut offset = start;
         while offset < end {
             let take = ((end - offset) as usize).min(self.chunk.len());
             let chunk = &mut self.chunk[..take];
             read_at(self.file, chunk, offset).map_err(|e| format!("tensor {name}: {e}"))?;
-            out.extend(chunk.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+            out.extend(chunk.as_chunks::<4>().0.iter().map(|b| f32::from_le_bytes(*b)));
             offset += take as u64;
         }
         Ok(out)
@@ -99,19 +103,19 @@ fn parse_header(header: &[u8], data_start: u64, length: u64) -> Result<HashMap<S
             continue;
         }
         let t: Raw = serde_json::from_value(value).map_err(|e| format!("tensor {name}: {e}"))?;
+        // Bytes per value; other types (8-bit ones) are listed as 1 and refused when read.
         let width: u64 = match t.dtype.as_str() {
             "F64" | "I64" | "U64" => 8,
             "F32" | "I32" | "U32" => 4,
             "F16" | "BF16" | "I16" | "U16" => 2,
             _ => 1,
         };
-        let values = t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let bytes = t.shape.iter().try_fold(width, |n, &d| n.checked_mul(d as u64));
         let [from, to] = t.data_offsets;
-        let fits = values.and_then(|v| (v as u64).checked_mul(width)) == to.checked_sub(from)
-            && data_start.checked_add(to).is_some_and(|end| end <= length);
-        match values {
-            Some(values) if fits => {
-                tensors.insert(name, Entry { dtype: t.dtype, values, start: data_start + from, end: data_start + to });
+        let range = data_start.checked_add(from).zip(data_start.checked_add(to));
+        match (bytes, range) {
+            (Some(bytes), Some((start, end))) if from <= to && to - from == bytes && end <= length => {
+                tensors.insert(name, Entry { dtype: t.dtype, start, end });
             }
             _ => {
                 return Err(format!(
@@ -192,6 +196,21 @@ mod tests {
         std::fs::write(file.path(), &bytes).unwrap();
         let err = error_of(file.path(), None);
         assert!(err.contains("tensor w") && err.contains("does not match"), "{err}");
+
+        // Sizes and offsets that overflow are refused, not trusted (2^62 values in a reversed range; an
+        // offset at the end of u64).
+        for header in [
+            r#"{"w":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[1,0]}}"#,
+            r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551615,18446744073709551615]}}"#,
+            r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,18446744073709551615]}}"#,
+        ] {
+            let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+            bytes.extend(header.as_bytes());
+            bytes.extend([0u8; 16]);
+            std::fs::write(file.path(), &bytes).unwrap();
+            let err = error_of(file.path(), None);
+            assert!(err.contains("tensor w") && err.contains("does not match"), "{header}: {err}");
+        }
 
         let header = br#"{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}"#;
         let mut bytes = (header.len() as u64).to_le_bytes().to_vec();

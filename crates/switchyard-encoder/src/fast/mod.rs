@@ -92,7 +92,7 @@ impl std::fmt::Debug for FastBert {
 struct Weights<'a>(SafetensorsFile<'a>, Precision);
 
 impl Weights<'_> {
-    /// The tensor's values.
+    /// The tensor's values, read from the file.
     fn take_all(&mut self, name: &str) -> Result<Vec<f32>, String> {
         self.0.read(name)
     }

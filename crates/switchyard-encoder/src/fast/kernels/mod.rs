@@ -3,7 +3,7 @@
 //! baseline CPU, and with AVX2 and FMA enabled, chosen at run time. The int8 matmul ([`int8`]) adds integer
 //! kernels written with intrinsics. This module holds the workspace's only `unsafe`: the call into the AVX2
 //! build after the CPU has been checked to support it, and, in `int8/simd.rs`, the same for the integer
-//! kernels plus their aligned loads.
+//! kernels plus their loads and stores (each with its bounds and alignment argued beside it).
 #![allow(unsafe_code)]
 
 /// Columns of one packed weight panel (two AVX registers).

@@ -4,7 +4,8 @@
 //! that check, and aligned loads from [`QLine`]s.
 //!
 //! Exactness: within a block of 32 inputs every build sums the same products in 32-bit integers (at most
-//! 32 · 255 · 127, so the sum converts to f32 exactly), takes off the weights' offset, then adds the block,
+//! 32 · 255 · 127, so the sum converts to f32 exactly), takes off the weights' offset (the VNNI build starts
+//! its sums at minus it: the same integer), then adds the block,
 //! times the product of its row and column scales, with one fused multiply-add, blocks in order.
 
 use super::QLine;
@@ -102,7 +103,8 @@ pub fn dot_block<const R: usize, const P: usize>(
     #[cfg(target_arch = "x86_64")]
     {
         if isa == Isa::Vnni && has(Isa::Vnni) {
-            // SAFETY: `vnni` needs AVX2, FMA and AVX-512 F, VL and VNNI; the CPU was just checked to have them.
+            // SAFETY: `vnni` is compiled for AVX2, FMA and AVX-512 F, VL and VNNI (VL kept from the 256-bit build,
+            // which every VNNI CPU has); the CPU was just checked to have them all.
             return unsafe { vnni::<R, P>(acts, rows, lines, cols) };
         }
         if isa != Isa::Scalar && has(Isa::Avx2) {
@@ -315,13 +317,15 @@ mod tests {
                 }
             }
             let (acts, rows, lines, cols) = case::<4>(blocks, seed + 1);
+            let (_, _, other, other_cols) = case::<4>(blocks, seed + 3);
             let want = scalar::<4>(&acts, rows.blocks(), &lines, &cols);
+            let want_other = scalar::<4>(&acts, rows.blocks(), &other, &other_cols);
             for isa in [Isa::Vnni, Isa::Avx2] {
                 if has(isa) {
                     let [got] = dot_block::<4, 1>(isa, &acts, rows.blocks(), [&lines], [&cols]);
                     assert!(same_bits(&got, &want), "{isa:?}, {blocks} blocks, 4 rows");
-                    let [a, b] = dot_block::<4, 2>(isa, &acts, rows.blocks(), [&lines, &lines], [&cols, &cols]);
-                    assert!(same_bits(&a, &want) && same_bits(&b, &want), "{isa:?}, two panels, 4 rows");
+                    let [a, b] = dot_block::<4, 2>(isa, &acts, rows.blocks(), [&lines, &other], [&cols, &other_cols]);
+                    assert!(same_bits(&a, &want) && same_bits(&b, &want_other), "{isa:?}, two panels, 4 rows");
                 }
             }
         }
