@@ -181,27 +181,7 @@ impl MiniLm {
                     eps: config.layer_norm_eps as f32,
                 };
                 let threads = options.threads.unwrap_or_else(default_threads);
-                // The digest is checked on a second thread while the weights are read and packed, both through
-                // one handle (so a rename or replacement of the path meanwhile cannot split them; rewriting
-                // the file in place during the load could). A wrong digest is reported before anything the
-                // load found, since it explains it. Without a second thread, the check runs after the load.
-                let file = files.open_weights()?;
-                let (verified, loaded) = std::thread::scope(|scope| {
-                    let verify = std::thread::Builder::new()
-                        .name("switchyard-digest".into())
-                        .spawn_scoped(scope, || files.verify_open_weights(&file));
-                    let loaded = FastBert::from_file(&file, shape, threads, options.precision);
-                    let verified = match verify {
-                        Ok(handle) => handle.join().unwrap_or_else(|_| {
-                            let stopped = std::io::Error::other("the thread checking its digest stopped");
-                            Err(EncoderError::io(&files.weights, stopped))
-                        }),
-                        Err(_) => files.verify_open_weights(&file),
-                    };
-                    (verified, loaded)
-                });
-                verified?;
-                Engine::Fast(loaded.map_err(|e| invalid(&files.weights, e))?)
+                Engine::Fast(load_fast(files, shape, threads, options.precision)?)
             }
             Backend::Candle if options.precision != Precision::F32 => {
                 return Err(EncoderError::InvalidOption(format!(
@@ -267,6 +247,31 @@ impl MiniLm {
         let hidden = bert.forward(&ids, &type_ids, Some(&mask))?;
         Ok(pool_and_normalize(&hidden, &mask)?.to_vec2::<f32>()?)
     }
+}
+
+/// The fast backend's weights, read from `model.safetensors` while a second thread checks its digest.
+fn load_fast(files: &ModelFiles, shape: Shape, threads: usize, precision: Precision) -> Result<FastBert> {
+    // The digest is checked on a second thread while the weights are read and packed, both through
+    // one handle (so a rename or replacement of the path meanwhile cannot split them; rewriting
+    // the file in place during the load could). A wrong digest is reported before anything the
+    // load found, since it explains it. Without a second thread, the check runs after the load.
+    let file = files.open_weights()?;
+    let (verified, loaded) = std::thread::scope(|scope| {
+        let verify = std::thread::Builder::new()
+            .name("switchyard-digest".into())
+            .spawn_scoped(scope, || files.verify_open_weights(&file));
+        let loaded = FastBert::from_file(&file, shape, threads, precision);
+        let verified = match verify {
+            Ok(handle) => handle.join().unwrap_or_else(|_| {
+                let stopped = std::io::Error::other("the thread checking its digest stopped");
+                Err(EncoderError::io(&files.weights, stopped))
+            }),
+            Err(_) => files.verify_open_weights(&file),
+        };
+        (verified, loaded)
+    });
+    verified?;
+    loaded.map_err(|message| EncoderError::InvalidFile { path: files.weights.clone(), message, fix: files.fix.clone() })
 }
 
 /// Masked mean over the sequence axis, then L2 normalisation: `[b, l, h]` and `[b, l]` → `[b, h]`.
