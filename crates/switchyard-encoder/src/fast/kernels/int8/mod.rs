@@ -219,7 +219,7 @@ pub fn matmul(a: &QRows, isa: Isa, w: QWindow<'_>, out: &mut [f32], out_stride: 
     let (groups, blocks) = (a.k / 4, a.k / BLOCK);
     let all_blocks = inputs / BLOCK;
     // Panel `p` of the window: its lines and column scales over the window's inputs, and its bias.
-    let panel = |p: usize| {
+    let panel = |p: usize| -> Option<PanelRef<'_>> {
         let global = w.first + p;
         let (start, first_block) = (global * inputs / 4 + w.from / 4, global * all_blocks + w.from / BLOCK);
         let lines = w.weights.lines.get(start..start + groups)?;
@@ -233,38 +233,60 @@ pub fn matmul(a: &QRows, isa: Isa, w: QWindow<'_>, out: &mut [f32], out_stride: 
         let pair = p + 1 < w.count;
         let (Some(first), second) = (panel(p), if pair { panel(p + 1) } else { None }) else { return };
         for (start, size) in row_blocks(a.rows) {
-            let acts = a.data.get(start * groups..(start + size) * groups).unwrap_or_default();
-            let scales = a.scales.get(start * blocks..(start + size) * blocks).unwrap_or_default();
-            let offsets = a.offsets.get(start * blocks..(start + size) * blocks).unwrap_or_default();
-            let valid = (a.rows - start).min(size);
+            let block = RowBlock { start, size, valid: (a.rows - start).min(size) };
             let out = out.get_mut(start * out_stride + p * PANEL..).unwrap_or_default();
-            macro_rules! run {
-                ($rows:expr) => {{
-                    let rows = RowBlocks::<{ $rows }> { scales: scales.as_chunks().0, offsets: offsets.as_chunks().0 };
-                    let acts = acts.as_chunks().0;
-                    match second {
-                        Some(second) => {
-                            let [x, y] = simd::dot_block(isa, acts, rows, [first.0, second.0], [first.1, second.1]);
-                            store(&x, valid, first.2, out, out_stride);
-                            store(&y, valid, second.2, out.get_mut(PANEL..).unwrap_or_default(), out_stride);
-                        }
-                        None => {
-                            let [x] = simd::dot_block(isa, acts, rows, [first.0], [first.1]);
-                            store(&x, valid, first.2, out, out_stride);
-                        }
-                    }
-                }};
-            }
             if size == ROWS {
-                run!(ROWS);
+                row_block::<ROWS>(a, isa, block, first, second, out, out_stride);
             } else if size == TAIL_ROWS {
-                run!(TAIL_ROWS);
+                row_block::<TAIL_ROWS>(a, isa, block, first, second, out, out_stride);
             }
         }
         if pair && second.is_none() {
             return;
         }
         p += if pair { 2 } else { 1 };
+    }
+}
+
+/// One panel of a window: its weight lines and column scales over the window's inputs, and its bias.
+type PanelRef<'a> = (&'a [QLine], &'a [[f32; PANEL]], &'a [f32; PANEL]);
+
+/// Rows `start .. start + size` of a [`QRows`], of which the first `valid` are real.
+#[derive(Clone, Copy)]
+struct RowBlock {
+    start: usize,
+    size: usize,
+    valid: usize,
+}
+
+/// One block of `R` rows against one panel, or two side by side (`second`, 16 columns on), written with the
+/// panels' bias into `out` (the block's first row, first column), rows `out_stride` apart.
+#[inline(always)]
+fn row_block<const R: usize>(
+    a: &QRows,
+    isa: Isa,
+    block: RowBlock,
+    first: PanelRef<'_>,
+    second: Option<PanelRef<'_>>,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    let (groups, blocks) = (a.k / 4, a.k / BLOCK);
+    let RowBlock { start, size, valid } = block;
+    let acts = a.data.get(start * groups..(start + size) * groups).unwrap_or_default().as_chunks::<R>().0;
+    let scales = a.scales.get(start * blocks..(start + size) * blocks).unwrap_or_default();
+    let offsets = a.offsets.get(start * blocks..(start + size) * blocks).unwrap_or_default();
+    let rows = RowBlocks::<R> { scales: scales.as_chunks().0, offsets: offsets.as_chunks().0 };
+    match second {
+        Some(second) => {
+            let [x, y] = simd::dot_block(isa, acts, rows, [first.0, second.0], [first.1, second.1]);
+            store(&x, valid, first.2, out, out_stride);
+            store(&y, valid, second.2, out.get_mut(PANEL..).unwrap_or_default(), out_stride);
+        }
+        None => {
+            let [x] = simd::dot_block(isa, acts, rows, [first.0], [first.1]);
+            store(&x, valid, first.2, out, out_stride);
+        }
     }
 }
 
